@@ -1,0 +1,209 @@
+//! Server and client configuration: every limit a peer can push against.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::Framing;
+
+/// How a [`Server`](crate::Server) listens and what it lets each peer hold.
+///
+/// Every field has a default chosen for a chat server on the open internet;
+/// each is a bound on what one peer can make the server hold or spend.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Address and port to listen on (port 0 picks a free one).
+    pub bind: SocketAddr,
+    /// The wire framing of this listener.
+    pub framing: Framing,
+    /// Disable Nagle's algorithm (`TCP_NODELAY`). On by default: the
+    /// 1-send writer already gathers small packets, so Nagle only adds delay.
+    pub nodelay: bool,
+    /// Sessions held at once; the next connection is refused at accept and
+    /// counted. This also sizes the session table.
+    pub max_sessions: usize,
+    /// Largest frame accepted, header included. A header declaring more
+    /// disconnects the session before anything of that size is allocated.
+    pub max_frame: usize,
+    /// Initial size of each session's receive buffer; it grows only as far
+    /// as `max_frame` requires.
+    pub recv_buffer: usize,
+    /// Bytes queued for one session and not yet written. A reader that falls
+    /// this far behind is disconnected (slow consumer) so nobody else waits.
+    pub max_send_queue: usize,
+    /// A session that sends nothing for this long is closed. `None` disables.
+    pub idle_timeout: Option<Duration>,
+    /// One write that makes no progress for this long closes the session
+    /// (a peer that stopped reading, or a half-open connection).
+    pub write_timeout: Duration,
+    /// How long a closing session may spend flushing what was queued before
+    /// it (disconnect, graceful stop) is cut.
+    pub linger: Duration,
+    /// TCP keepalive idle time, to find half-open connections the idle
+    /// timeout would not (when it is off). `None` leaves the OS default.
+    pub keepalive: Option<Duration>,
+    /// `listen(2)` backlog.
+    pub backlog: u32,
+}
+
+impl ServerConfig {
+    /// Defaults for the given framing, listening on `bind`.
+    pub fn new(bind: SocketAddr, framing: Framing) -> Self {
+        Self {
+            bind,
+            framing,
+            nodelay: true,
+            max_sessions: 10_000,
+            max_frame: framing.max_frame(),
+            recv_buffer: 4096,
+            max_send_queue: 1 << 20,
+            idle_timeout: Some(Duration::from_secs(120)),
+            write_timeout: Duration::from_secs(30),
+            linger: Duration::from_secs(5),
+            keepalive: Some(Duration::from_secs(60)),
+            backlog: 1024,
+        }
+    }
+
+    pub(crate) fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            framing: self.framing,
+            max_frame: self.max_frame.min(self.framing.max_frame()),
+            recv_buffer: self.recv_buffer.max(self.framing.header_len()),
+            max_send_queue: self.max_send_queue,
+            idle_timeout: self.idle_timeout,
+            write_timeout: self.write_timeout,
+            linger: self.linger,
+        }
+    }
+}
+
+/// Where a [`Client`](crate::Client) connects and how it behaves.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The server to connect to.
+    pub server: SocketAddr,
+    /// Local address to bind before connecting (seed 003's bind IP).
+    pub bind: Option<SocketAddr>,
+    /// The wire framing.
+    pub framing: Framing,
+    /// Disable Nagle's algorithm.
+    pub nodelay: bool,
+    /// Largest frame accepted from the server.
+    pub max_frame: usize,
+    /// Initial receive buffer.
+    pub recv_buffer: usize,
+    /// Bytes queued and not yet written before the connection is dropped.
+    pub max_send_queue: usize,
+    /// Close the connection after this long without a byte from the server.
+    pub idle_timeout: Option<Duration>,
+    /// One write that makes no progress for this long drops the connection.
+    pub write_timeout: Duration,
+    /// How long [`Client::disconnect`](crate::Client::disconnect) may spend
+    /// flushing.
+    pub linger: Duration,
+    /// Time allowed for the TCP connect.
+    pub connect_timeout: Duration,
+    /// Reconnect after the connection drops; `None` stays disconnected.
+    pub reconnect: Option<Backoff>,
+}
+
+impl ClientConfig {
+    /// Defaults for connecting to `server` with `framing`.
+    pub fn new(server: SocketAddr, framing: Framing) -> Self {
+        Self {
+            server,
+            bind: None,
+            framing,
+            nodelay: true,
+            max_frame: framing.max_frame(),
+            recv_buffer: 4096,
+            max_send_queue: 4 << 20,
+            idle_timeout: None,
+            write_timeout: Duration::from_secs(30),
+            linger: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            reconnect: None,
+        }
+    }
+
+    pub(crate) fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            framing: self.framing,
+            max_frame: self.max_frame.min(self.framing.max_frame()),
+            recv_buffer: self.recv_buffer.max(self.framing.header_len()),
+            max_send_queue: self.max_send_queue,
+            idle_timeout: self.idle_timeout,
+            write_timeout: self.write_timeout,
+            linger: self.linger,
+        }
+    }
+}
+
+/// Exponential reconnect backoff with full jitter.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    /// First delay.
+    pub initial: Duration,
+    /// Largest delay.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before attempt `attempt` (0-based): a uniformly random
+    /// duration up to `min(max, initial * 2^attempt)`, drawn from `seed`.
+    pub fn delay(&self, attempt: u32, seed: u64) -> Duration {
+        let cap = self
+            .initial
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.max);
+        // splitmix64: enough to spread reconnects, no RNG crate needed.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let nanos = cap.as_nanos() as u64;
+        Duration::from_nanos(if nanos == 0 { 0 } else { z % (nanos + 1) })
+    }
+}
+
+/// The per-session subset of the configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SessionLimits {
+    pub(crate) framing: Framing,
+    pub(crate) max_frame: usize,
+    pub(crate) recv_buffer: usize,
+    pub(crate) max_send_queue: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) write_timeout: Duration,
+    pub(crate) linger: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_its_cap() {
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        for attempt in 0..40 {
+            for seed in 0..50 {
+                let cap = Duration::from_millis(100 << attempt.min(4)).min(b.max);
+                assert!(b.delay(attempt, seed) <= cap);
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! plaza-net: a multi-threaded async TCP session library.
+//!
+//! The Rust counterpart of the IOCP `CLanServer`/`CLanClient` libraries that
+//! Plaza grew from, on tokio (epoll on Linux, IOCP on Windows):
+//!
+//! - [`Server`] accepts connections and drives one task per session, calling
+//!   your [`Handler`] for each event: connection request, join, receive (one
+//!   call per complete frame, in order), send completed, error, leave
+//!   (exactly once, after the session is released).
+//! - [`Client`] is the other end, with [`ClientHandler`] events and optional
+//!   reconnect with backoff and jitter.
+//! - [`SessionId`]s carry a generation, so a stale id never reaches a newer
+//!   session in the same slot.
+//! - Two [`Framing`]s: the 2-byte LAN framing for server-to-server links and
+//!   the 5-byte chat framing of the user protocol. Every declared length is
+//!   checked against a cap before anything is allocated for it.
+//! - Receive path: each session reads into one buffer and hands out frames in
+//!   place, so the steady state allocates and copies nothing per packet.
+//! - Send path (1-send): at most one write in flight per session; whatever is
+//!   queued meanwhile goes out in the next vectored write. A [`bytes::Bytes`]
+//!   sent to many sessions is shared, never copied. A session whose unsent
+//!   bytes pass the limit is disconnected; nobody else waits for it.
+//!
+//! [`ServerConfig`] holds every limit. Build the runtime with [`runtime`] to
+//! choose the number of worker threads.
+#![warn(missing_docs)]
+
+mod client;
+mod config;
+mod error;
+mod framing;
+mod id;
+mod outbox;
+mod recv_buf;
+mod server;
+mod session;
+mod stats;
+mod table;
+
+pub use client::{Client, ClientHandler};
+pub use config::{Backoff, ClientConfig, ServerConfig};
+pub use error::{NetError, SendError};
+pub use framing::{
+    CHAT_HEADER_LEN, FrameError, Framing, LAN_HEADER_LEN, put_chat_frame, put_lan_frame,
+};
+pub use id::SessionId;
+pub use server::{Handle, Handler, Server};
+pub use stats::Stats;
+
+/// A multi-threaded tokio runtime with `workers` worker threads (the seed's
+/// worker-thread count); `0` means one per core.
+///
+/// # Errors
+/// If the runtime cannot be built.
+pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        b.worker_threads(workers);
+    }
+    b.enable_all().build()
+}

@@ -1,0 +1,294 @@
+//! A session's send queue: the 1-send discipline.
+//!
+//! Senders on any thread append under a short lock; the session's single
+//! writer takes everything queued at once and writes it with one vectored
+//! write, so there is at most one write in flight per session and whatever
+//! queued meanwhile goes out together in the next one.
+//!
+//! Two kinds of data share the queue, in order:
+//! - [`Bytes`] shared by reference count: a packet sent to many sessions is
+//!   encoded once and each outbox holds a pointer to it, never a copy;
+//! - bytes encoded straight into the outbox's own buffer (`send_with`), for
+//!   per-session replies, so those allocate nothing in the steady state.
+//!
+//! The writer swaps the queue's containers with spare ones it keeps, so
+//! neither side allocates once the containers have grown to their working
+//! size.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::{NetError, SendError};
+
+/// Most buffers handed to one `writev`.
+pub(crate) const MAX_IOV: usize = 64;
+
+pub(crate) enum Segment {
+    Shared(Bytes),
+    /// The next `n` bytes of the inline buffer.
+    Inline(usize),
+}
+
+/// How a session is being closed.
+#[derive(Debug)]
+pub(crate) enum Close {
+    /// Write what is queued, until the deadline, then close.
+    Flush(Instant),
+    /// Close now; queued data is dropped. The error (if any) is reported.
+    Abort(Option<NetError>),
+}
+
+#[derive(Default)]
+pub(crate) struct Queue {
+    pub(crate) segments: VecDeque<Segment>,
+    pub(crate) inline: BytesMut,
+}
+
+impl Queue {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    fn push_inline(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if let Some(Segment::Inline(last)) = self.segments.back_mut() {
+            *last += n;
+        } else {
+            self.segments.push_back(Segment::Inline(n));
+        }
+    }
+}
+
+pub(crate) struct Outbox {
+    pub(crate) queue: Queue,
+    /// Bytes queued or being written.
+    pub(crate) pending: usize,
+    pub(crate) close: Option<Close>,
+    limit: usize,
+}
+
+impl Outbox {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            queue: Queue::default(),
+            pending: 0,
+            close: None,
+            limit,
+        }
+    }
+
+    /// Appends a shared packet. Returns whether the writer must be woken.
+    pub(crate) fn push_shared(&mut self, packet: Bytes) -> Result<bool, SendError> {
+        self.admit(packet.len())?;
+        let wake = self.queue.is_empty();
+        self.pending += packet.len();
+        self.queue.segments.push_back(Segment::Shared(packet));
+        Ok(wake)
+    }
+
+    /// Encodes into the inline buffer. Returns whether the writer must be
+    /// woken.
+    pub(crate) fn push_with(
+        &mut self,
+        encode: impl FnOnce(&mut BytesMut),
+    ) -> Result<bool, SendError> {
+        if self.close.is_some() {
+            return Err(SendError::Closing);
+        }
+        let before = self.queue.inline.len();
+        encode(&mut self.queue.inline);
+        let n = self.queue.inline.len() - before;
+        if let Err(e) = self.admit(n) {
+            self.queue.inline.truncate(before);
+            return Err(e);
+        }
+        let wake = self.queue.is_empty();
+        self.pending += n;
+        self.queue.push_inline(n);
+        Ok(wake && n > 0)
+    }
+
+    fn admit(&mut self, n: usize) -> Result<(), SendError> {
+        if self.close.is_some() {
+            return Err(SendError::Closing);
+        }
+        if self.pending + n > self.limit {
+            self.close = Some(Close::Abort(Some(NetError::SlowConsumer {
+                queued: self.pending + n,
+                limit: self.limit,
+            })));
+            return Err(SendError::QueueFull);
+        }
+        Ok(())
+    }
+}
+
+/// A batch taken by the writer, with a cursor for partial writes.
+pub(crate) struct Batch {
+    pub(crate) queue: Queue,
+    /// Index of the segment being written and bytes of it already written.
+    seg: usize,
+    seg_off: usize,
+    /// Where the current inline segment starts in `queue.inline`.
+    inline_base: usize,
+    pub(crate) len: usize,
+    written: usize,
+}
+
+impl Batch {
+    pub(crate) fn new() -> Self {
+        Self {
+            queue: Queue::default(),
+            seg: 0,
+            seg_off: 0,
+            inline_base: 0,
+            len: 0,
+            written: 0,
+        }
+    }
+
+    /// Swaps the outbox's queue into this (empty) batch.
+    pub(crate) fn take_from(&mut self, outbox: &mut Outbox) {
+        debug_assert!(self.queue.is_empty() && self.queue.inline.is_empty());
+        std::mem::swap(&mut self.queue, &mut outbox.queue);
+        self.seg = 0;
+        self.seg_off = 0;
+        self.inline_base = 0;
+        self.written = 0;
+        self.len = self
+            .queue
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Shared(b) => b.len(),
+                Segment::Inline(n) => *n,
+            })
+            .sum();
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.seg >= self.queue.segments.len()
+    }
+
+    /// Bytes of this batch not written yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.len - self.written
+    }
+
+    /// Fills `out` with the unwritten bytes, in order; returns how many
+    /// slices were filled.
+    pub(crate) fn slices<'a>(&'a self, out: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
+        let mut n = 0;
+        let mut base = self.inline_base;
+        for (i, s) in self.queue.segments.iter().enumerate().skip(self.seg) {
+            if n == MAX_IOV {
+                break;
+            }
+            let off = if i == self.seg { self.seg_off } else { 0 };
+            let bytes: &[u8] = match s {
+                Segment::Shared(b) => &b[off..],
+                Segment::Inline(len) => {
+                    let s = &self.queue.inline[base + off..base + len];
+                    base += len;
+                    s
+                }
+            };
+            out[n] = IoSlice::new(bytes);
+            n += 1;
+        }
+        n
+    }
+
+    /// Records that `written` bytes went out.
+    pub(crate) fn advance(&mut self, mut written: usize) {
+        self.written += written;
+        while written > 0 {
+            let Some(s) = self.queue.segments.get(self.seg) else {
+                debug_assert!(false, "advanced past the batch");
+                return;
+            };
+            let len = match s {
+                Segment::Shared(b) => b.len(),
+                Segment::Inline(n) => *n,
+            };
+            let left = len - self.seg_off;
+            if written < left {
+                self.seg_off += written;
+                return;
+            }
+            written -= left;
+            if let Segment::Inline(n) = s {
+                self.inline_base += n;
+            }
+            self.seg += 1;
+            self.seg_off = 0;
+        }
+    }
+
+    /// Empties the batch, keeping the containers' capacity for reuse.
+    pub(crate) fn clear(&mut self) {
+        self.queue.segments.clear();
+        self.queue.inline.clear();
+        self.seg = 0;
+        self.seg_off = 0;
+        self.inline_base = 0;
+        self.len = 0;
+        self.written = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gather(batch: &Batch) -> Vec<u8> {
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let n = batch.slices(&mut iov);
+        iov[..n].iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    #[test]
+    fn shared_and_inline_keep_their_order_across_partial_writes() {
+        let mut o = Outbox::new(1000);
+        assert!(o.push_with(|b| b.extend_from_slice(b"ab")).unwrap());
+        assert!(!o.push_with(|b| b.extend_from_slice(b"cd")).unwrap());
+        assert!(!o.push_shared(Bytes::from_static(b"EFG")).unwrap());
+        assert!(!o.push_with(|b| b.extend_from_slice(b"hi")).unwrap());
+        assert_eq!(o.pending, 9);
+        let mut batch = Batch::new();
+        batch.take_from(&mut o);
+        assert!(o.queue.is_empty());
+        assert_eq!(batch.len, 9);
+        assert_eq!(gather(&batch), b"abcdEFGhi");
+        for expect in [&b"bcdEFGhi"[..], b"FGhi", b"i"] {
+            batch.advance(batch.remaining() - expect.len());
+            assert_eq!(gather(&batch), expect);
+            assert_eq!(batch.remaining(), expect.len());
+        }
+        batch.advance(1);
+        assert!(batch.is_done());
+    }
+
+    #[test]
+    fn over_limit_closes_as_slow_consumer() {
+        let mut o = Outbox::new(4);
+        o.push_shared(Bytes::from_static(b"abc")).unwrap();
+        assert_eq!(
+            o.push_shared(Bytes::from_static(b"de")),
+            Err(SendError::QueueFull)
+        );
+        assert!(matches!(
+            o.close,
+            Some(Close::Abort(Some(NetError::SlowConsumer { .. })))
+        ));
+        assert_eq!(
+            o.push_with(|b| b.extend_from_slice(b"x")),
+            Err(SendError::Closing)
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! The server: an accept loop, the session table, and the [`Handler`] that
+//! receives every event.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Notify;
+
+use crate::config::SessionLimits;
+use crate::outbox::Close;
+use crate::session::{self, Events, SessionShared};
+use crate::stats::Counters;
+use crate::table::Table;
+use crate::{NetError, SendError, ServerConfig, SessionId, Stats};
+
+/// The server's events, one method each (seed 003's `CLanServer` virtuals).
+///
+/// Methods are called from the session's own task: for one session, `on_join`
+/// comes first, then `on_recv` once per frame in arrival order, then
+/// `on_leave` exactly once. The async methods may wait (for example on a
+/// bounded queue into application logic); while `on_recv` waits, that
+/// session reads nothing more, which is the back-pressure a sender should
+/// feel. Other sessions are not affected.
+pub trait Handler: Send + Sync + 'static {
+    /// A connection was accepted from `peer`, before any byte is read.
+    /// Returning `false` closes it at once.
+    fn on_connection_request(&self, peer: SocketAddr) -> bool {
+        let _ = peer;
+        true
+    }
+
+    /// A session was admitted; sends to `id` work from now on.
+    fn on_join(&self, id: SessionId, peer: SocketAddr) -> impl Future<Output = ()> + Send {
+        let _ = (id, peer);
+        async {}
+    }
+
+    /// The session has been fully released: its socket is closed and its
+    /// id no longer reaches anything. Called exactly once per joined session.
+    fn on_leave(&self, id: SessionId) -> impl Future<Output = ()> + Send {
+        let _ = id;
+        async {}
+    }
+
+    /// One complete frame, header included, borrowed from the session's
+    /// receive buffer.
+    fn on_recv(&self, id: SessionId, frame: &[u8]) -> impl Future<Output = ()> + Send;
+
+    /// A write of `bytes` bytes to `id` completed.
+    fn on_send(&self, id: SessionId, bytes: usize) {
+        let _ = (id, bytes);
+    }
+
+    /// Something went wrong: for a session (it is being closed), or for the
+    /// listener (`id` is `None`).
+    fn on_error(&self, id: Option<SessionId>, error: &NetError) {
+        let _ = (id, error);
+    }
+}
+
+/// State shared by the listener, the sessions and every [`Handle`].
+struct Shared {
+    table: Table,
+    limits: SessionLimits,
+    counters: Counters,
+    local_addr: SocketAddr,
+    sessions: AtomicUsize,
+    /// The accept loop plus every session task.
+    tasks: AtomicUsize,
+    tasks_done: Notify,
+    stopping: AtomicBool,
+    stop_wake: Notify,
+}
+
+/// A bound server, not yet accepting. Take a [`Handle`] from it to give to
+/// your handler, then [`start`](Self::start) it.
+///
+/// # Examples
+/// ```no_run
+/// use plaza_net::{Framing, Handle, Handler, Server, ServerConfig, SessionId};
+///
+/// struct Echo(Handle);
+/// impl Handler for Echo {
+///     async fn on_recv(&self, id: SessionId, frame: &[u8]) {
+///         let _ = self.0.send_slice(id, frame);
+///     }
+/// }
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let server = Server::bind(ServerConfig::new("127.0.0.1:7000".parse().unwrap(), Framing::Lan)).await?;
+/// let handle = server.handle();
+/// server.start(Echo(handle.clone()));
+/// // ... later
+/// handle.stop(std::time::Duration::from_secs(5)).await;
+/// # Ok(()) }
+/// ```
+pub struct Server {
+    listener: TcpListener,
+    config: ServerConfig,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds the listening socket.
+    ///
+    /// # Errors
+    /// If the address cannot be bound.
+    pub async fn bind(config: ServerConfig) -> io::Result<Self> {
+        let socket = if config.bind.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(config.bind)?;
+        let listener = socket.listen(config.backlog)?;
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            table: Table::new(config.max_sessions),
+            limits: config.session_limits(),
+            counters: Counters::default(),
+            local_addr,
+            sessions: AtomicUsize::new(0),
+            tasks: AtomicUsize::new(1),
+            tasks_done: Notify::new(),
+            stopping: AtomicBool::new(false),
+            stop_wake: Notify::new(),
+        });
+        Ok(Self {
+            listener,
+            config,
+            shared,
+        })
+    }
+
+    /// A handle for sending, disconnecting and stopping.
+    pub fn handle(&self) -> Handle {
+        Handle(self.shared.clone())
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Starts accepting on the current tokio runtime and returns a handle.
+    pub fn start<H: Handler>(self, handler: H) -> Handle {
+        let handle = self.handle();
+        tokio::spawn(accept_loop(
+            self.listener,
+            self.config,
+            self.shared,
+            Arc::new(handler),
+        ));
+        handle
+    }
+}
+
+/// Sends to sessions, disconnects them, reads counters, stops the server.
+/// Cheap to clone; safe to use from any thread.
+#[derive(Clone)]
+pub struct Handle(Arc<Shared>);
+
+impl Handle {
+    /// Queues a shared packet for `id`. Sending one [`Bytes`] to many sessions
+    /// shares it: each outbox holds a reference, never a copy.
+    ///
+    /// # Errors
+    /// [`SendError::NoSession`] if `id` has left (even if its slot now holds a
+    /// newer session), [`SendError::Closing`] if it is closing, and
+    /// [`SendError::QueueFull`] if this would exceed its send-queue limit (it
+    /// is then disconnected as a slow consumer).
+    pub fn send(&self, id: SessionId, packet: Bytes) -> Result<(), SendError> {
+        self.0
+            .table
+            .with(id, |s| s.send(packet))
+            .unwrap_or(Err(SendError::NoSession))?;
+        Ok(())
+    }
+
+    /// Encodes a packet straight into `id`'s outbox with `encode`, which must
+    /// only append. Allocates nothing once the outbox has grown to its working
+    /// size. `encode` runs under the session's outbox lock: keep it short.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn send_with(
+        &self,
+        id: SessionId,
+        encode: impl FnOnce(&mut BytesMut),
+    ) -> Result<(), SendError> {
+        self.0
+            .table
+            .with(id, |s| s.send_with(encode))
+            .unwrap_or(Err(SendError::NoSession))
+    }
+
+    /// Copies `frame` into `id`'s outbox.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn send_slice(&self, id: SessionId, frame: &[u8]) -> Result<(), SendError> {
+        self.send_with(id, |b| b.extend_from_slice(frame))
+    }
+
+    /// Closes `id` after writing what is queued for it (up to the linger
+    /// deadline). It reads nothing more from now on.
+    ///
+    /// # Errors
+    /// [`SendError::NoSession`] if `id` has left.
+    pub fn disconnect(&self, id: SessionId) -> Result<(), SendError> {
+        let linger = self.0.limits.linger;
+        self.0
+            .table
+            .with(id, |s| s.close(Close::Flush(Instant::now() + linger)))
+            .ok_or(SendError::NoSession)
+    }
+
+    /// The peer address of `id`.
+    pub fn peer_addr(&self, id: SessionId) -> Option<SocketAddr> {
+        self.0.table.with(id, |s| s.peer)
+    }
+
+    /// Bytes queued for `id` and not yet written.
+    pub fn pending_bytes(&self, id: SessionId) -> Option<usize> {
+        self.0.table.with(id, SessionShared::pending_bytes)
+    }
+
+    /// Sessions open now.
+    pub fn session_count(&self) -> usize {
+        self.0.sessions.load(Ordering::Acquire)
+    }
+
+    /// The listening address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.0.local_addr
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> Stats {
+        self.0.counters.snapshot(self.session_count())
+    }
+
+    /// Whether [`stop`](Self::stop) has been called.
+    pub fn is_stopping(&self) -> bool {
+        self.0.stopping.load(Ordering::Acquire)
+    }
+
+    /// Stops gracefully: closes the listener, flushes every session's queue
+    /// for up to `linger`, closes every session, and returns once every
+    /// session has left (its `on_leave` has returned).
+    pub async fn stop(&self, linger: Duration) {
+        let s = &self.0;
+        s.stopping.store(true, Ordering::SeqCst);
+        s.stop_wake.notify_waiters();
+        let deadline = Instant::now() + linger;
+        s.table
+            .for_each(|session| session.close(Close::Flush(deadline)));
+        loop {
+            let done = s.tasks_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if s.tasks.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
+impl Shared {
+    fn task_done(&self) {
+        if self.tasks.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.tasks_done.notify_waiters();
+        }
+    }
+
+    async fn stopped(&self) {
+        loop {
+            let n = self.stop_wake.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+struct ServerEvents<H>(Arc<H>);
+
+impl<H: Handler> Events for ServerEvents<H> {
+    fn recv(&self, id: SessionId, frame: &[u8]) -> impl Future<Output = ()> + Send {
+        self.0.on_recv(id, frame)
+    }
+    fn sent(&self, id: SessionId, bytes: usize) {
+        self.0.on_send(id, bytes);
+    }
+}
+
+async fn accept_loop<H: Handler>(
+    listener: TcpListener,
+    config: ServerConfig,
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+) {
+    let mut backoff = Duration::ZERO;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = shared.stopped() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS...: back off instead of spinning;
+                // sessions that leave meanwhile free descriptors.
+                shared.counters.accept_errors.incr();
+                backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
+                handler.on_error(None, &NetError::Accept(e));
+                tokio::select! {
+                    () = shared.stopped() => break,
+                    () = tokio::time::sleep(backoff) => continue,
+                }
+            }
+        };
+        backoff = Duration::ZERO;
+        if !handler.on_connection_request(peer) {
+            shared.counters.refused_by_handler.incr();
+            tracing::debug!(%peer, "connection refused by handler");
+            continue;
+        }
+        let Some(id) = shared.table.reserve() else {
+            shared.counters.refused_full.incr();
+            tracing::debug!(%peer, max = config.max_sessions, "connection refused: server full");
+            // Reset instead of FIN so a flood does not leave TIME_WAIT here.
+            // (A zero linger resets at once; it never blocks on close.)
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            continue;
+        };
+        if let Err(e) = configure(&stream, &config) {
+            shared.table.unreserve(id);
+            handler.on_error(None, &NetError::Io(e));
+            continue;
+        }
+        shared.counters.accepted.incr();
+        let session = Arc::new(SessionShared::new(id, peer, &shared.limits));
+        shared.tasks.fetch_add(1, Ordering::AcqRel);
+        shared.sessions.fetch_add(1, Ordering::AcqRel);
+        shared.table.insert(session.clone());
+        if shared.stopping.load(Ordering::SeqCst) {
+            // stop() may have swept the table before this insert.
+            session.close(Close::Flush(Instant::now() + shared.limits.linger));
+        }
+        tokio::spawn(run_session(
+            shared.clone(),
+            handler.clone(),
+            session,
+            stream,
+        ));
+    }
+    drop(listener);
+    shared.task_done();
+}
+
+fn configure(stream: &TcpStream, config: &ServerConfig) -> io::Result<()> {
+    stream.set_nodelay(config.nodelay)?;
+    if let Some(idle) = config.keepalive {
+        let ka = socket2::TcpKeepalive::new().with_time(idle);
+        socket2::SockRef::from(stream).set_tcp_keepalive(&ka)?;
+    }
+    Ok(())
+}
+
+async fn run_session<H: Handler>(
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    session: Arc<SessionShared>,
+    stream: TcpStream,
+) {
+    let id = session.id;
+    handler.on_join(id, session.peer).await;
+    let events = ServerEvents(handler);
+    let error = session::run(&session, stream, &events, &shared.limits, &shared.counters).await;
+    let handler = events.0;
+    if let Some(e) = error {
+        if matches!(e, NetError::SlowConsumer { .. }) {
+            shared.counters.slow_consumers.incr();
+        }
+        tracing::debug!(session = %id, peer = %session.peer, error = %e, "session closed on error");
+        handler.on_error(Some(id), &e);
+    }
+    shared.table.remove(id);
+    shared.sessions.fetch_sub(1, Ordering::AcqRel);
+    handler.on_leave(id).await;
+    shared.task_done();
+}

@@ -1,0 +1,318 @@
+//! One session: a reader and a writer driven together in one task.
+//!
+//! The reader waits for readiness, reads into the session's [`RecvBuf`],
+//! and hands every complete frame to the handler in place, in order. The
+//! writer owns the socket's write half and is the only one that writes
+//! (1-send): it takes the whole outbox at once and writes it with one
+//! vectored write. Both stop when the session is closed, from inside (EOF,
+//! bad frame, timeout, write error) or outside (disconnect, slow consumer,
+//! server stop); the first reason to close wins, except that an abort
+//! overrides a pending flush.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::Notify;
+
+use crate::config::SessionLimits;
+use crate::outbox::{Batch, Close, MAX_IOV, Outbox};
+use crate::recv_buf::RecvBuf;
+use crate::stats::Counters;
+use crate::{NetError, SendError, SessionId};
+
+/// What the session driver reports to its owner (server or client).
+pub(crate) trait Events: Send + Sync + 'static {
+    fn recv(&self, id: SessionId, frame: &[u8]) -> impl Future<Output = ()> + Send;
+    fn sent(&self, id: SessionId, bytes: usize);
+}
+
+/// The part of a session other threads reach: its outbox and close signal.
+pub(crate) struct SessionShared {
+    pub(crate) id: SessionId,
+    pub(crate) peer: SocketAddr,
+    outbox: Mutex<Outbox>,
+    writer_wake: Notify,
+    reader_wake: Notify,
+    closing: AtomicBool,
+    aborted: AtomicBool,
+}
+
+impl SessionShared {
+    pub(crate) fn new(id: SessionId, peer: SocketAddr, limits: &SessionLimits) -> Self {
+        Self {
+            id,
+            peer,
+            outbox: Mutex::new(Outbox::new(limits.max_send_queue)),
+            writer_wake: Notify::new(),
+            reader_wake: Notify::new(),
+            closing: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
+        }
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // A panic while holding this lock leaves the queue consistent (every
+        // update is a single push or swap), so poisoning is ignored.
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a shared packet.
+    pub(crate) fn send(&self, packet: Bytes) -> Result<(), SendError> {
+        let r = self.outbox().push_shared(packet);
+        self.after_push(r)
+    }
+
+    /// Encodes straight into this session's outbox.
+    pub(crate) fn send_with(&self, encode: impl FnOnce(&mut BytesMut)) -> Result<(), SendError> {
+        let r = self.outbox().push_with(encode);
+        self.after_push(r)
+    }
+
+    fn after_push(&self, r: Result<bool, SendError>) -> Result<(), SendError> {
+        match r {
+            Ok(true) => {
+                self.writer_wake.notify_one();
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(SendError::QueueFull) => {
+                // The outbox recorded the abort; wake both halves to act on it.
+                self.signal_close(true);
+                Err(SendError::QueueFull)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Bytes queued or being written.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.outbox().pending
+    }
+
+    /// Starts closing the session. A flush keeps an earlier abort; an abort
+    /// replaces an earlier flush.
+    pub(crate) fn close(&self, how: Close) {
+        let abort = matches!(how, Close::Abort(_));
+        {
+            let mut o = self.outbox();
+            match (&o.close, &how) {
+                (None, _) | (Some(Close::Flush(_)), Close::Abort(_)) => o.close = Some(how),
+                (Some(Close::Flush(old)), Close::Flush(new)) if new < old => o.close = Some(how),
+                _ => {}
+            }
+        }
+        self.signal_close(abort);
+    }
+
+    fn signal_close(&self, abort: bool) {
+        if abort {
+            self.aborted.store(true, Ordering::Release);
+        }
+        self.closing.store(true, Ordering::Release);
+        self.reader_wake.notify_waiters();
+        self.writer_wake.notify_one();
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the session is closing.
+    async fn closed(&self) {
+        self.wait_for(&self.closing).await;
+    }
+
+    /// Resolves once the session is aborting: an in-flight write is dropped.
+    async fn aborted(&self) {
+        self.wait_for(&self.aborted).await;
+    }
+
+    async fn wait_for(&self, flag: &AtomicBool) {
+        loop {
+            let notified = self.reader_wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if flag.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn abort(&self, error: NetError) {
+        self.close(Close::Abort(Some(error)));
+    }
+
+    /// The error that ended the session, if it ended in error.
+    fn take_error(&self) -> Option<NetError> {
+        match self.outbox().close.take() {
+            Some(Close::Abort(e)) => e,
+            _ => None,
+        }
+    }
+}
+
+/// Runs a session until it is fully closed. Returns the error that ended it,
+/// if any; the socket is closed when this returns.
+pub(crate) async fn run<E: Events>(
+    shared: &SessionShared,
+    stream: TcpStream,
+    events: &E,
+    limits: &SessionLimits,
+    counters: &Counters,
+) -> Option<NetError> {
+    let (rd, mut wr) = stream.into_split();
+    tokio::join!(
+        read_loop(shared, &rd, events, limits, counters),
+        write_loop(shared, &mut wr, events, limits, counters),
+    );
+    shared.take_error()
+}
+
+async fn read_loop<E: Events>(
+    shared: &SessionShared,
+    rd: &OwnedReadHalf,
+    events: &E,
+    limits: &SessionLimits,
+    counters: &Counters,
+) {
+    let framing = limits.framing;
+    let mut buf = RecvBuf::new();
+    // The size the pending frame needs, once its header is in.
+    let mut want = framing.header_len();
+    let closed = shared.closed();
+    tokio::pin!(closed);
+    loop {
+        let readable = async {
+            match limits.idle_timeout {
+                Some(t) => tokio::time::timeout(t, rd.readable())
+                    .await
+                    .unwrap_or(Err(io::Error::from(io::ErrorKind::TimedOut))),
+                None => rd.readable().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = &mut closed => return,
+            r = readable => match r {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    counters.idle_timeouts.incr();
+                    let t = limits.idle_timeout.unwrap_or_default();
+                    return shared.abort(NetError::IdleTimeout(t));
+                }
+                Err(e) => return shared.abort(e.into()),
+            }
+        }
+        match rd.try_read(buf.spare(want, limits.recv_buffer)) {
+            Ok(0) => {
+                // The peer finished sending: deliver what is queued, then close.
+                return shared.close(Close::Flush(Instant::now() + limits.linger));
+            }
+            Ok(n) => {
+                buf.filled(n);
+                counters.bytes_in.add(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return shared.abort(e.into()),
+        }
+        let mut frames = 0;
+        loop {
+            match framing.next_frame(buf.data(), limits.max_frame) {
+                Ok(Some(len)) => {
+                    frames += 1;
+                    events.recv(shared.id, &buf.data()[..len]).await;
+                    buf.consume(len);
+                    if shared.is_closing() {
+                        counters.frames_in.add(frames);
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    want = framing
+                        .declared_len(buf.data())
+                        .unwrap_or(framing.header_len());
+                    break;
+                }
+                Err(e) => {
+                    counters.bad_frames.incr();
+                    return shared.abort(e.into());
+                }
+            }
+        }
+        counters.frames_in.add(frames);
+    }
+}
+
+async fn write_loop<E: Events>(
+    shared: &SessionShared,
+    wr: &mut OwnedWriteHalf,
+    events: &E,
+    limits: &SessionLimits,
+    counters: &Counters,
+) {
+    let mut batch = Batch::new();
+    let mut deadline = None;
+    loop {
+        {
+            let mut o = shared.outbox();
+            match o.close {
+                Some(Close::Abort(_)) => return,
+                Some(Close::Flush(d)) => deadline = Some(d),
+                None => {}
+            }
+            if !o.queue.is_empty() {
+                batch.take_from(&mut o);
+            } else if o.close.is_some() {
+                break;
+            }
+        }
+        if batch.is_done() {
+            shared.writer_wake.notified().await;
+            continue;
+        }
+        while !batch.is_done() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let n = batch.slices(&mut iov);
+            let write_by = Instant::now() + limits.write_timeout;
+            let stop_at = deadline.map_or(write_by, |d: Instant| d.min(write_by));
+            let write = tokio::time::timeout_at(stop_at.into(), wr.write_vectored(&iov[..n]));
+            let r = tokio::select! {
+                biased;
+                r = write => r,
+                () = shared.aborted() => return,
+            };
+            counters.writes.incr();
+            match r {
+                Ok(Ok(0)) => return shared.abort(io::Error::from(io::ErrorKind::WriteZero).into()),
+                Ok(Ok(k)) => {
+                    batch.advance(k);
+                    counters.bytes_out.add(k);
+                }
+                Ok(Err(e)) => return shared.abort(e.into()),
+                Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return shared.abort(NetError::LingerExpired(batch.remaining()));
+                }
+                Err(_) => {
+                    counters.write_timeouts.incr();
+                    return shared.abort(NetError::WriteTimeout(limits.write_timeout));
+                }
+            }
+        }
+        let len = batch.len;
+        batch.clear();
+        shared.outbox().pending -= len;
+        events.sent(shared.id, len);
+    }
+    // Flushed: send FIN so the peer sees an orderly close after the data.
+    let by = deadline.unwrap_or_else(|| Instant::now() + limits.linger);
+    let _ = tokio::time::timeout_at(by.into(), wr.shutdown()).await;
+}

@@ -1,0 +1,87 @@
+//! Counters a server keeps, and their snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A relaxed counter.
+#[derive(Default, Debug)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    pub(crate) fn incr(&self) {
+        self.add(1);
+    }
+    pub(crate) fn add(&self, n: usize) {
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default, Debug)]
+pub(crate) struct Counters {
+    pub(crate) accepted: Counter,
+    pub(crate) refused_full: Counter,
+    pub(crate) refused_by_handler: Counter,
+    pub(crate) accept_errors: Counter,
+    pub(crate) frames_in: Counter,
+    pub(crate) bytes_in: Counter,
+    pub(crate) writes: Counter,
+    pub(crate) bytes_out: Counter,
+    pub(crate) bad_frames: Counter,
+    pub(crate) slow_consumers: Counter,
+    pub(crate) idle_timeouts: Counter,
+    pub(crate) write_timeouts: Counter,
+}
+
+/// A snapshot of a server's counters since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Sessions open now.
+    pub sessions: u64,
+    /// Connections accepted and admitted.
+    pub accepted: u64,
+    /// Connections refused because `max_sessions` were open.
+    pub refused_full: u64,
+    /// Connections refused by `on_connection_request`.
+    pub refused_by_handler: u64,
+    /// Failed `accept` calls (each followed by a back-off).
+    pub accept_errors: u64,
+    /// Complete frames received.
+    pub frames_in: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Write system calls made (one per batch, or more for partial writes).
+    pub writes: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Sessions disconnected for an invalid frame header.
+    pub bad_frames: u64,
+    /// Sessions disconnected for exceeding the send-queue limit.
+    pub slow_consumers: u64,
+    /// Sessions closed by the idle timeout.
+    pub idle_timeouts: u64,
+    /// Sessions closed because a write stalled.
+    pub write_timeouts: u64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self, sessions: usize) -> Stats {
+        Stats {
+            sessions: sessions as u64,
+            accepted: self.accepted.get(),
+            refused_full: self.refused_full.get(),
+            refused_by_handler: self.refused_by_handler.get(),
+            accept_errors: self.accept_errors.get(),
+            frames_in: self.frames_in.get(),
+            bytes_in: self.bytes_in.get(),
+            writes: self.writes.get(),
+            bytes_out: self.bytes_out.get(),
+            bad_frames: self.bad_frames.get(),
+            slow_consumers: self.slow_consumers.get(),
+            idle_timeouts: self.idle_timeouts.get(),
+            write_timeouts: self.write_timeouts.get(),
+        }
+    }
+}
