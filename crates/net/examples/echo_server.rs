@@ -28,9 +28,7 @@ impl Handler for Echo {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:7777".into());
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:7777".into());
     plaza_net::runtime(0)?.block_on(async {
         let server = Server::bind(ServerConfig::new(addr.parse()?, Framing::Chat)).await?;
         tracing::info!(addr = %server.local_addr(), "echo server listening; Ctrl-C stops");

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use plaza_net::{
-    Backoff, Client, ClientConfig, ClientHandler, Framing, Handle, Handler, Server, ServerConfig,
-    SessionId, put_lan_frame,
+    Backoff, Client, ClientConfig, ClientHandler, Framing, Handle, Handler, Server, ServerConfig, SessionId,
+    put_lan_frame,
 };
 use tokio::sync::mpsc;
 

@@ -54,10 +54,7 @@ struct Inner {
 
 impl Inner {
     fn current(&self) -> Option<Arc<SessionShared>> {
-        self.current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
     fn set_current(&self, s: Option<Arc<SessionShared>>) {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = s;
@@ -97,10 +94,7 @@ impl Client {
     ///
     /// # Errors
     /// If the first connection attempt fails or times out.
-    pub async fn connect<H: ClientHandler>(
-        config: ClientConfig,
-        handler: H,
-    ) -> Result<Self, NetError> {
+    pub async fn connect<H: ClientHandler>(config: ClientConfig, handler: H) -> Result<Self, NetError> {
         let stream = open(&config).await?;
         let inner = Arc::new(Inner {
             current: Mutex::new(None),
@@ -114,13 +108,7 @@ impl Client {
         });
         let first = new_session(&inner, &stream);
         inner.set_current(Some(first.clone()));
-        tokio::spawn(drive(
-            inner.clone(),
-            config,
-            Arc::new(handler),
-            first,
-            stream,
-        ));
+        tokio::spawn(drive(inner.clone(), config, Arc::new(handler), first, stream));
         Ok(Self(inner))
     }
 
@@ -138,10 +126,7 @@ impl Client {
     /// # Errors
     /// As [`send`](Self::send).
     pub fn send_with(&self, encode: impl FnOnce(&mut BytesMut)) -> Result<(), SendError> {
-        self.0
-            .current()
-            .ok_or(SendError::NoSession)?
-            .send_with(encode)
+        self.0.current().ok_or(SendError::NoSession)?.send_with(encode)
     }
 
     /// Whether a connection is up now.
@@ -171,9 +156,7 @@ impl Client {
 
 fn new_session(inner: &Inner, stream: &TcpStream) -> Arc<SessionShared> {
     let attempt = inner.attempts.fetch_add(1, Ordering::Relaxed);
-    let peer = stream
-        .peer_addr()
-        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+    let peer = stream.peer_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
     Arc::new(SessionShared::new(
         SessionId::new(0, attempt + 1),
         peer,
@@ -225,9 +208,7 @@ async fn drive<H: ClientHandler>(
         if inner.stopped.load(Ordering::SeqCst) {
             session.close(Close::Flush(Instant::now() + inner.limits.linger));
         }
-        if let Some(e) =
-            session::run(&session, stream, &events, &inner.limits, &inner.counters).await
-        {
+        if let Some(e) = session::run(&session, stream, &events, &inner.limits, &inner.counters).await {
             tracing::debug!(error = %e, "client connection closed on error");
             events.0.on_error(&e);
         }

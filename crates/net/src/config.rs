@@ -163,10 +163,7 @@ impl Backoff {
     /// The delay before attempt `attempt` (0-based): a uniformly random
     /// duration up to `min(max, initial * 2^attempt)`, drawn from `seed`.
     pub fn delay(&self, attempt: u32, seed: u64) -> Duration {
-        let cap = self
-            .initial
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.max);
+        let cap = self.initial.saturating_mul(1u32 << attempt.min(20)).min(self.max);
         // splitmix64: enough to spread reconnects, no RNG crate needed.
         let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -40,9 +40,7 @@ mod table;
 pub use client::{Client, ClientHandler};
 pub use config::{Backoff, ClientConfig, ServerConfig};
 pub use error::{NetError, SendError};
-pub use framing::{
-    CHAT_HEADER_LEN, FrameError, Framing, LAN_HEADER_LEN, put_chat_frame, put_lan_frame,
-};
+pub use framing::{CHAT_HEADER_LEN, FrameError, Framing, LAN_HEADER_LEN, put_chat_frame, put_lan_frame};
 pub use id::SessionId;
 pub use server::{Handle, Handler, Server};
 pub use stats::Stats;

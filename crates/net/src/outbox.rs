@@ -93,10 +93,7 @@ impl Outbox {
 
     /// Encodes into the inline buffer. Returns whether the writer must be
     /// woken.
-    pub(crate) fn push_with(
-        &mut self,
-        encode: impl FnOnce(&mut BytesMut),
-    ) -> Result<bool, SendError> {
+    pub(crate) fn push_with(&mut self, encode: impl FnOnce(&mut BytesMut)) -> Result<bool, SendError> {
         if self.close.is_some() {
             return Err(SendError::Closing);
         }

@@ -110,12 +110,7 @@ mod reassembly {
 
     /// Feeds `stream` through a RecvBuf in reads of the given sizes, the way
     /// the session's read loop does, and returns the frames it cuts.
-    fn reassemble(
-        framing: Framing,
-        stream: &[u8],
-        reads: &[usize],
-        buf_size: usize,
-    ) -> Vec<Vec<u8>> {
+    fn reassemble(framing: Framing, stream: &[u8], reads: &[usize], buf_size: usize) -> Vec<Vec<u8>> {
         let mut buf = RecvBuf::new();
         let mut want = framing.header_len();
         let mut out = Vec::new();
@@ -134,9 +129,7 @@ mod reassembly {
                 out.push(buf.data()[..len].to_vec());
                 buf.consume(len);
             }
-            want = framing
-                .declared_len(buf.data())
-                .unwrap_or(framing.header_len());
+            want = framing.declared_len(buf.data()).unwrap_or(framing.header_len());
         }
         assert!(buf.data().is_empty());
         out

@@ -190,11 +190,7 @@ impl Handle {
     ///
     /// # Errors
     /// As [`send`](Self::send).
-    pub fn send_with(
-        &self,
-        id: SessionId,
-        encode: impl FnOnce(&mut BytesMut),
-    ) -> Result<(), SendError> {
+    pub fn send_with(&self, id: SessionId, encode: impl FnOnce(&mut BytesMut)) -> Result<(), SendError> {
         self.0
             .table
             .with(id, |s| s.send_with(encode))
@@ -260,8 +256,7 @@ impl Handle {
         s.stopping.store(true, Ordering::SeqCst);
         s.stop_wake.notify_waiters();
         let deadline = Instant::now() + linger;
-        s.table
-            .for_each(|session| session.close(Close::Flush(deadline)));
+        s.table.for_each(|session| session.close(Close::Flush(deadline)));
         loop {
             let done = s.tasks_done.notified();
             tokio::pin!(done);
@@ -361,12 +356,7 @@ async fn accept_loop<H: Handler>(
             // stop() may have swept the table before this insert.
             session.close(Close::Flush(Instant::now() + shared.limits.linger));
         }
-        tokio::spawn(run_session(
-            shared.clone(),
-            handler.clone(),
-            session,
-            stream,
-        ));
+        tokio::spawn(run_session(shared.clone(), handler.clone(), session, stream));
     }
     drop(listener);
     shared.task_done();

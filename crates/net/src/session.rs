@@ -237,9 +237,7 @@ async fn read_loop<E: Events>(
                     }
                 }
                 Ok(None) => {
-                    want = framing
-                        .declared_len(buf.data())
-                        .unwrap_or(framing.header_len());
+                    want = framing.declared_len(buf.data()).unwrap_or(framing.header_len());
                     break;
                 }
                 Err(e) => {

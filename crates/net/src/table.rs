@@ -50,9 +50,7 @@ impl Table {
             .fetch_add(1, Ordering::Relaxed);
         // Generation 0 is never handed out, so `SessionId(0)` is never live.
         let generation = if prev == u32::MAX {
-            self.slots[slot as usize]
-                .generation
-                .store(1, Ordering::Relaxed);
+            self.slots[slot as usize].generation.store(1, Ordering::Relaxed);
             1
         } else {
             prev + 1

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use plaza_net::{
-    Backoff, Client, ClientConfig, ClientHandler, Framing, Handle, Handler, NetError, SendError,
-    Server, ServerConfig, SessionId, put_chat_frame,
+    Backoff, Client, ClientConfig, ClientHandler, Framing, Handle, Handler, NetError, SendError, Server,
+    ServerConfig, SessionId, put_chat_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -79,11 +79,7 @@ impl Harness {
             echo,
             tx,
         });
-        Self {
-            addr,
-            handle,
-            events,
-        }
+        Self { addr, handle, events }
     }
 
     async fn next(&mut self) -> Ev {
@@ -112,9 +108,7 @@ async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
     let len = usize::from(u16::from_le_bytes([header[0], header[1]]));
     let mut f = header.to_vec();
     f.resize(len, 0);
-    within("a frame body", s.read_exact(&mut f[5..]))
-        .await
-        .unwrap();
+    within("a frame body", s.read_exact(&mut f[5..])).await.unwrap();
     f
 }
 
@@ -158,9 +152,7 @@ async fn frames_split_at_every_byte_boundary_and_coalesced() {
     // Many frames in one write arrive as many receive events, in order.
     let mut c = TcpStream::connect(h.addr).await.unwrap();
     let id = h.joined().await;
-    let many: Vec<Vec<u8>> = (0..500u16)
-        .map(|i| frame(1000 + i, &i.to_le_bytes()))
-        .collect();
+    let many: Vec<Vec<u8>> = (0..500u16).map(|i| frame(1000 + i, &i.to_le_bytes())).collect();
     c.write_all(&many.concat()).await.unwrap();
     for f in &many {
         match h.next().await {
@@ -385,16 +377,14 @@ async fn join_and_leave_happen_exactly_once_per_session_under_churn() {
                     let _ = c.read_to_end(&mut sink).await;
                 }
                 _ => {
-                    let _ = c.set_linger(Some(Duration::ZERO)); // reset on drop
+                    // A zero linger makes drop send a reset (it never blocks).
+                    let _ = socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO));
                     let _ = c.write_all(&frame(2, b"x")).await;
                 }
             }
         });
     }
-    within("clients", async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    within("clients", async { while tasks.join_next().await.is_some() {} }).await;
     let mut joins: HashMap<SessionId, usize> = HashMap::new();
     let mut leaves: HashMap<SessionId, usize> = HashMap::new();
     let accepted = loop {
@@ -439,12 +429,9 @@ async fn refused_by_the_handler_closes_before_any_byte_is_read() {
             unreachable!("refused sessions never receive");
         }
     }
-    let server = Server::bind(ServerConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-        Framing::Chat,
-    ))
-    .await
-    .unwrap();
+    let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap(), Framing::Chat))
+        .await
+        .unwrap();
     let addr = server.local_addr();
     let handle = server.start(Refuse);
     let mut c = TcpStream::connect(addr).await.unwrap();

@@ -1,0 +1,94 @@
+//! Plaza's benchmark tools: shared measurement helpers.
+//!
+//! - [`alloc`]: a global allocator that counts allocations made on threads
+//!   marked as server threads, so a benchmark can report allocations per
+//!   packet for the server side alone.
+//! - [`cpu`]: CPU time consumed by the threads whose name starts with a
+//!   prefix, read from `/proc` (Linux), for CPU time per operation.
+
+pub mod alloc {
+    //! Counting allocator. Install it in a benchmark binary with
+    //! `#[global_allocator] static A: plaza_bench::alloc::Counting = plaza_bench::alloc::Counting;`.
+
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+    thread_local! {
+        static COUNTED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Counts allocations (and reallocations) on marked threads.
+    pub struct Counting;
+
+    fn note() {
+        if COUNTED.try_with(Cell::get).unwrap_or(false) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[allow(unsafe_code)]
+    // SAFETY: every method forwards to the system allocator with the caller's
+    // arguments unchanged; the only addition is a counter increment, which
+    // neither allocates nor touches the memory.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note();
+            // SAFETY: forwarded unchanged (see the impl's comment).
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note();
+            // SAFETY: forwarded unchanged.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note();
+            // SAFETY: forwarded unchanged.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: forwarded unchanged.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    /// Marks the calling thread as one whose allocations are counted.
+    pub fn count_this_thread() {
+        COUNTED.with(|c| c.set(true));
+    }
+
+    /// Allocations counted so far.
+    pub fn count() -> u64 {
+        ALLOCS.load(Ordering::Relaxed)
+    }
+}
+
+pub mod cpu {
+    //! Per-thread CPU time from `/proc/self/task/*/stat`.
+
+    use std::time::Duration;
+
+    /// Total user+system CPU time of this process's threads whose name starts
+    /// with `prefix`. `None` where `/proc` is unavailable.
+    pub fn threads_named(prefix: &str) -> Option<Duration> {
+        let ticks_per_sec = 100u64; // USER_HZ on Linux
+        let mut ticks = 0u64;
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            let path = task.ok()?.path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if !comm.trim_end().starts_with(prefix) {
+                continue;
+            }
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            // Fields after the parenthesised name: state is field 3; utime
+            // and stime are fields 14 and 15.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            ticks += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        }
+        Some(Duration::from_millis(ticks * 1000 / ticks_per_sec))
+    }
+}

@@ -1,0 +1,744 @@
+//! plaza-core: the chat rules as a sans-IO state machine.
+//!
+//! [`Hub`] owns every piece of chat state (sessions, logged-in names, rooms,
+//! mutes) and changes it only in [`Hub::handle`], one [`Input`] at a time.
+//! It never touches a socket, a clock or a store: the caller passes `now`,
+//! and the hub answers through a [`Sink`] (packets to send, sessions to
+//! disconnect, and [`Effect`]s such as credential checks whose results come
+//! back later as inputs). Because it is plain data and code, it is tested
+//! without a runtime and is the single owner of state the server's logic
+//! task drives.
+//!
+//! Results of asynchronous checks are re-validated when they return: a login
+//! whose session left, or whose ticket was superseded, is dropped.
+#![warn(missing_docs)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use plaza_proto::{Event, ROOM_LIST_CHUNK, Request, ResultCode, USER_LIST_PAGE};
+
+/// A session, by the network layer's session id.
+pub type Conn = u64;
+
+/// Limits and policy of the chat service.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Rooms, numbered `0..rooms`.
+    pub rooms: u32,
+    /// Members per room.
+    pub room_capacity: usize,
+    /// Users logged in (or logging in) at once; the next login gets 32.
+    pub max_users: usize,
+    /// Whether REGISTER creates accounts.
+    pub registration: bool,
+    /// Secret that elevates any logged-in user with ADMIN; `None` means only
+    /// users with the admin role can elevate.
+    pub admin_secret: Option<String>,
+    /// Credential checks and registrations in flight at once; more get BUSY.
+    pub max_pending: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            rooms: 1000,
+            room_capacity: 200,
+            max_users: 10_000,
+            registration: true,
+            admin_secret: None,
+            max_pending: 1024,
+        }
+    }
+}
+
+/// Something that happened, for the hub to act on.
+#[derive(Debug)]
+pub enum Input {
+    /// A session connected.
+    Connect {
+        /// The session.
+        conn: Conn,
+    },
+    /// A session is gone (its socket is closed).
+    Disconnect {
+        /// The session.
+        conn: Conn,
+    },
+    /// A decoded request.
+    Request {
+        /// From.
+        conn: Conn,
+        /// What.
+        request: Request,
+    },
+    /// A request that failed to decode; answered with `result`.
+    Invalid {
+        /// From.
+        conn: Conn,
+        /// Its packet id.
+        request_id: u16,
+        /// The code to answer with.
+        result: ResultCode,
+    },
+    /// A credential check finished.
+    AuthDone {
+        /// The session that asked.
+        conn: Conn,
+        /// The ticket the hub issued with the check.
+        ticket: u64,
+        /// The verdict.
+        outcome: AuthOutcome,
+    },
+    /// A registration finished.
+    RegisterDone {
+        /// The session that asked.
+        conn: Conn,
+        /// The verdict.
+        outcome: RegisterOutcome,
+    },
+    /// Begin a graceful shutdown (operator signal or admin request).
+    Shutdown,
+}
+
+/// A credential check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Valid; `admin` if the account has the admin role.
+    Valid {
+        /// The account has the admin role.
+        admin: bool,
+    },
+    /// Wrong name or password.
+    Invalid,
+    /// The store could not answer.
+    Unavailable,
+}
+
+/// A registration's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// The account was created.
+    Created,
+    /// The name is taken.
+    NameTaken,
+    /// The store could not answer.
+    Unavailable,
+}
+
+/// Work the hub asks the outside world to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Check credentials; answer with [`Input::AuthDone`] carrying `ticket`.
+    Authenticate {
+        /// The session.
+        conn: Conn,
+        /// Echo this back.
+        ticket: u64,
+        /// Account name.
+        name: String,
+        /// Password.
+        password: String,
+    },
+    /// Create an account; answer with [`Input::RegisterDone`].
+    Register {
+        /// The session.
+        conn: Conn,
+        /// Account name.
+        name: String,
+        /// Password.
+        password: String,
+    },
+    /// Stop the network gracefully: everything sent so far must be flushed.
+    Shutdown,
+}
+
+/// Where the hub's output goes.
+pub trait Sink {
+    /// Send `event` to one session.
+    fn send(&mut self, to: Conn, event: &Event);
+    /// Send an already encoded frame, shared by every recipient.
+    fn send_shared(&mut self, to: Conn, frame: &Bytes);
+    /// Close a session after flushing what was sent to it.
+    fn disconnect(&mut self, conn: Conn);
+    /// Carry out an effect.
+    fn effect(&mut self, effect: Effect);
+}
+
+#[derive(Debug)]
+enum State {
+    Guest,
+    Pending {
+        ticket: u64,
+        name: Arc<str>,
+    },
+    User {
+        name: Arc<str>,
+    },
+    /// Kicked: disconnect requested, waiting for the socket to close.
+    Closing,
+}
+
+#[derive(Debug)]
+struct Session {
+    state: State,
+    room: Option<u32>,
+    admin: bool,
+    admin_role: bool,
+}
+
+/// The chat state machine. See the crate docs.
+pub struct Hub {
+    config: Config,
+    sessions: HashMap<Conn, Session>,
+    /// Names logged in or with a login pending, so a name is claimed once.
+    claimed: HashMap<Arc<str>, Conn>,
+    /// Logged-in names, sorted for paged user lists.
+    online: BTreeSet<Arc<str>>,
+    rooms: Vec<Vec<Conn>>,
+    /// Muted account names and when the mute ends (`None`: indefinite).
+    mutes: HashMap<Arc<str>, Option<Instant>>,
+    pending: usize,
+    next_ticket: u64,
+    draining: bool,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(config: Config) -> Self {
+        Self {
+            rooms: vec![Vec::new(); config.rooms as usize],
+            config,
+            sessions: HashMap::new(),
+            claimed: HashMap::new(),
+            online: BTreeSet::new(),
+            mutes: HashMap::new(),
+            pending: 0,
+            next_ticket: 1,
+            draining: false,
+        }
+    }
+
+    /// Sessions connected.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Users logged in.
+    pub fn users_online(&self) -> usize {
+        self.online.len()
+    }
+
+    /// Rooms with at least one member.
+    pub fn rooms_in_use(&self) -> usize {
+        self.rooms.iter().filter(|r| !r.is_empty()).count()
+    }
+
+    /// Whether a shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Members of `room` by name, in join order (for operators and tests).
+    pub fn room_members(&self, room: u32) -> Vec<String> {
+        self.rooms
+            .get(room as usize)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|c| self.name_of(*c))
+                    .map(|n| n.to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn name_of(&self, conn: Conn) -> Option<&Arc<str>> {
+        match &self.sessions.get(&conn)?.state {
+            State::User { name } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Applies one input.
+    pub fn handle(&mut self, input: Input, now: Instant, sink: &mut impl Sink) {
+        match input {
+            Input::Connect { conn } => {
+                self.sessions.insert(
+                    conn,
+                    Session {
+                        state: State::Guest,
+                        room: None,
+                        admin: false,
+                        admin_role: false,
+                    },
+                );
+                if self.draining {
+                    sink.send(
+                        conn,
+                        &Event::Notice {
+                            message: "server is shutting down".into(),
+                        },
+                    );
+                    sink.disconnect(conn);
+                }
+            }
+            Input::Disconnect { conn } => {
+                self.sign_out(conn, sink);
+                self.sessions.remove(&conn);
+            }
+            Input::Request { conn, request } => {
+                if self.sessions.contains_key(&conn) {
+                    self.request(conn, request, now, sink);
+                }
+            }
+            Input::Invalid {
+                conn,
+                request_id,
+                result,
+            } => {
+                if self.sessions.contains_key(&conn) {
+                    sink.send(conn, &Request::failure(request_id, result));
+                }
+            }
+            Input::AuthDone {
+                conn,
+                ticket,
+                outcome,
+            } => self.auth_done(conn, ticket, outcome, sink),
+            Input::RegisterDone { conn, outcome } => {
+                self.pending = self.pending.saturating_sub(1);
+                let code = match outcome {
+                    RegisterOutcome::Created => ResultCode::OK,
+                    RegisterOutcome::NameTaken => ResultCode::NAME_TAKEN,
+                    RegisterOutcome::Unavailable => ResultCode::SERVICE_UNAVAILABLE,
+                };
+                if self.sessions.contains_key(&conn) {
+                    sink.send(conn, &Event::RegisterResult(code));
+                }
+            }
+            Input::Shutdown => self.shutdown(sink),
+        }
+    }
+
+    fn shutdown(&mut self, sink: &mut impl Sink) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        let notice = Event::Notice {
+            message: "server is shutting down".into(),
+        }
+        .to_bytes();
+        for conn in self.sessions.keys() {
+            sink.send_shared(*conn, &notice);
+        }
+        sink.effect(Effect::Shutdown);
+    }
+
+    fn release(&mut self, name: &Arc<str>, conn: Conn) {
+        if self.claimed.get(name) == Some(&conn) {
+            self.claimed.remove(name);
+        }
+    }
+
+    /// Leaves the room (telling the others) and gives up the name.
+    fn sign_out(&mut self, conn: Conn, sink: &mut impl Sink) {
+        self.leave_room(conn, sink);
+        let Some(s) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        s.admin = false;
+        s.admin_role = false;
+        match std::mem::replace(&mut s.state, State::Guest) {
+            State::User { name } => {
+                self.online.remove(&name);
+                self.release(&name, conn);
+            }
+            // A pending login is cancelled: its result will find no ticket.
+            State::Pending { name, .. } => self.release(&name, conn),
+            State::Guest => {}
+            State::Closing => s.state = State::Closing,
+        }
+    }
+
+    fn leave_room(&mut self, conn: Conn, sink: &mut impl Sink) -> bool {
+        let Some(room) = self.sessions.get_mut(&conn).and_then(|s| s.room.take()) else {
+            return false;
+        };
+        let members = &mut self.rooms[room as usize];
+        members.retain(|m| *m != conn);
+        if !members.is_empty() {
+            let notify = Event::RoomLeaveUser { uid: conn }.to_bytes();
+            for m in members.iter() {
+                sink.send_shared(*m, &notify);
+            }
+        }
+        true
+    }
+
+    fn auth_done(&mut self, conn: Conn, ticket: u64, outcome: AuthOutcome, sink: &mut impl Sink) {
+        self.pending = self.pending.saturating_sub(1);
+        // Re-validate: the session may have left, or been superseded.
+        let Some(s) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        let name = match &s.state {
+            State::Pending { ticket: t, name } if *t == ticket => name.clone(),
+            _ => return,
+        };
+        let code = match outcome {
+            AuthOutcome::Valid { admin } if !self.draining => {
+                s.state = State::User { name: name.clone() };
+                s.admin_role = admin;
+                self.online.insert(name);
+                sink.send(conn, &Event::LoginResult(ResultCode::OK));
+                return;
+            }
+            AuthOutcome::Valid { .. } => ResultCode::SHUTTING_DOWN,
+            AuthOutcome::Invalid => ResultCode::INVALID_CREDENTIALS,
+            AuthOutcome::Unavailable => ResultCode::SERVICE_UNAVAILABLE,
+        };
+        s.state = State::Guest;
+        self.release(&name, conn);
+        sink.send(conn, &Event::LoginResult(code));
+    }
+
+    fn is_muted(&mut self, name: &Arc<str>, now: Instant) -> bool {
+        match self.mutes.get(name) {
+            Some(None) => true,
+            Some(Some(until)) if *until > now => true,
+            Some(Some(_)) => {
+                self.mutes.remove(name);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn request(&mut self, conn: Conn, request: Request, now: Instant, sink: &mut impl Sink) {
+        // Requests that need no login.
+        match request {
+            Request::Login { name, password } => return self.login(conn, name, password, sink),
+            Request::Register { name, password } => {
+                let code = if !self.config.registration {
+                    ResultCode::REGISTRATION_DISABLED
+                } else if self.draining {
+                    ResultCode::SHUTTING_DOWN
+                } else if self.pending >= self.config.max_pending {
+                    ResultCode::BUSY
+                } else {
+                    self.pending += 1;
+                    return sink.effect(Effect::Register { conn, name, password });
+                };
+                return sink.send(conn, &Event::RegisterResult(code));
+            }
+            Request::Echo { payload } => {
+                return sink.send(
+                    conn,
+                    &Event::EchoResult {
+                        result: ResultCode::OK,
+                        payload,
+                    },
+                );
+            }
+            Request::Ping { nonce } => return sink.send(conn, &Event::Pong { nonce }),
+            _ => {}
+        }
+        let Some(name) = self.name_of(conn).cloned() else {
+            let failure = match &request {
+                Request::UserList { .. } => Event::UserList {
+                    result: ResultCode::NOT_LOGGED_IN,
+                    total: 0,
+                    names: Vec::new(),
+                    more: false,
+                },
+                other => Request::failure(request_id(other), ResultCode::NOT_LOGGED_IN),
+            };
+            return sink.send(conn, &failure);
+        };
+        match request {
+            Request::RoomEnter { room } => {
+                let code = self.enter(conn, &name, room, sink);
+                sink.send(conn, &Event::RoomEnterResult(code));
+            }
+            Request::RoomLeave => {
+                let code = if self.leave_room(conn, sink) {
+                    ResultCode::OK
+                } else {
+                    ResultCode::USER_NOT_IN_ROOM
+                };
+                sink.send(conn, &Event::RoomLeaveResult(code));
+            }
+            Request::RoomChat { message } => {
+                let room = self.sessions.get(&conn).and_then(|s| s.room);
+                let Some(room) = room else {
+                    return sink.send(conn, &Event::RoomChatResult(ResultCode::USER_IN_LOBBY));
+                };
+                if self.is_muted(&name, now) {
+                    return sink.send(conn, &Event::RoomChatResult(ResultCode::MUTED));
+                }
+                sink.send(conn, &Event::RoomChatResult(ResultCode::OK));
+                let notify = Event::RoomChat {
+                    name: name.to_string(),
+                    message,
+                }
+                .to_bytes();
+                for m in &self.rooms[room as usize] {
+                    sink.send_shared(*m, &notify);
+                }
+            }
+            Request::Whisper { to, message } => {
+                let code = if self.is_muted(&name, now) {
+                    ResultCode::MUTED
+                } else if let Some(&target) = self.online.get(to.as_str()).and_then(|n| self.claimed.get(n)) {
+                    sink.send(
+                        target,
+                        &Event::Whisper {
+                            from: name.to_string(),
+                            message,
+                        },
+                    );
+                    ResultCode::OK
+                } else {
+                    ResultCode::USER_NOT_FOUND
+                };
+                sink.send(conn, &Event::WhisperResult(code));
+            }
+            Request::Broadcast { message } => {
+                if self.is_muted(&name, now) {
+                    return sink.send(conn, &Event::BroadcastResult(ResultCode::MUTED));
+                }
+                sink.send(conn, &Event::BroadcastResult(ResultCode::OK));
+                let notify = Event::Broadcast {
+                    from: name.to_string(),
+                    message,
+                }
+                .to_bytes();
+                for n in &self.online {
+                    if let Some(c) = self.claimed.get(n) {
+                        sink.send_shared(*c, &notify);
+                    }
+                }
+            }
+            Request::UserList { after } => {
+                let names: Vec<String> = self
+                    .online
+                    .range::<str, _>((Bound::Excluded(after.as_str()), Bound::Unbounded))
+                    .take(USER_LIST_PAGE + 1)
+                    .map(|n| n.to_string())
+                    .collect();
+                let more = names.len() > USER_LIST_PAGE;
+                let names = names.into_iter().take(USER_LIST_PAGE).collect();
+                sink.send(
+                    conn,
+                    &Event::UserList {
+                        result: ResultCode::OK,
+                        total: u32::try_from(self.online.len()).unwrap_or(u32::MAX),
+                        names,
+                        more,
+                    },
+                );
+            }
+            Request::Logout => {
+                self.sign_out(conn, sink);
+                sink.send(conn, &Event::LogoutResult(ResultCode::OK));
+            }
+            Request::Admin { secret } => {
+                let s = self.sessions.get_mut(&conn).expect("logged-in session exists");
+                let by_secret = self.config.admin_secret.as_deref().is_some_and(|expected| {
+                    !expected.is_empty() && constant_time_eq(expected.as_bytes(), secret.as_bytes())
+                });
+                let code = if s.admin_role || by_secret {
+                    s.admin = true;
+                    ResultCode::OK
+                } else {
+                    ResultCode::NOT_ADMIN
+                };
+                sink.send(conn, &Event::AdminResult(code));
+            }
+            Request::Kick { name: target } => {
+                let code = self.admin_on(
+                    conn,
+                    &target,
+                    |hub, t, sink| {
+                        sink.send(t, &Event::Kicked { by: name.to_string() });
+                        hub.sign_out(t, sink);
+                        if let Some(s) = hub.sessions.get_mut(&t) {
+                            s.state = State::Closing;
+                        }
+                        sink.disconnect(t);
+                    },
+                    sink,
+                );
+                sink.send(conn, &Event::KickResult(code));
+            }
+            Request::Mute {
+                name: target,
+                seconds,
+            } => {
+                let code = self.admin_on(
+                    conn,
+                    &target,
+                    |hub, t, sink| {
+                        let key = hub.name_of(t).expect("target is logged in").clone();
+                        match seconds {
+                            0 => {
+                                hub.mutes.remove(&key);
+                            }
+                            u32::MAX => {
+                                hub.mutes.insert(key, None);
+                            }
+                            s => {
+                                hub.mutes
+                                    .insert(key, Some(now + Duration::from_secs(u64::from(s))));
+                            }
+                        }
+                        sink.send(t, &Event::Muted { seconds });
+                    },
+                    sink,
+                );
+                sink.send(conn, &Event::MuteResult(code));
+            }
+            Request::Shutdown => {
+                let admin = self.sessions.get(&conn).is_some_and(|s| s.admin);
+                if admin {
+                    sink.send(conn, &Event::ShutdownResult(ResultCode::OK));
+                    self.shutdown(sink);
+                } else {
+                    sink.send(conn, &Event::ShutdownResult(ResultCode::NOT_ADMIN));
+                }
+            }
+            Request::Login { .. }
+            | Request::Register { .. }
+            | Request::Echo { .. }
+            | Request::Ping { .. } => {
+                unreachable!("handled above")
+            }
+            _ => sink.send(
+                conn,
+                &Request::failure(request_id(&request), ResultCode::UNKNOWN_PACKET),
+            ),
+        }
+    }
+
+    /// Runs an admin action on a logged-in target, after the checks.
+    fn admin_on<S: Sink>(
+        &mut self,
+        conn: Conn,
+        target: &str,
+        act: impl FnOnce(&mut Self, Conn, &mut S),
+        sink: &mut S,
+    ) -> ResultCode {
+        if !self.sessions.get(&conn).is_some_and(|s| s.admin) {
+            return ResultCode::NOT_ADMIN;
+        }
+        let Some(&t) = self.online.get(target).and_then(|n| self.claimed.get(n)) else {
+            return ResultCode::USER_NOT_FOUND;
+        };
+        act(self, t, sink);
+        ResultCode::OK
+    }
+
+    fn login(&mut self, conn: Conn, name: String, password: String, sink: &mut impl Sink) {
+        let s = self.sessions.get_mut(&conn).expect("checked by caller");
+        let code = match s.state {
+            State::User { .. } | State::Pending { .. } => ResultCode::SESSION_ALREADY_LOGGED_IN,
+            State::Closing => ResultCode::NOT_LOGGED_IN,
+            State::Guest if self.draining => ResultCode::SHUTTING_DOWN,
+            State::Guest if self.claimed.len() >= self.config.max_users => ResultCode::SERVER_FULL,
+            State::Guest if self.claimed.contains_key(name.as_str()) => ResultCode::LOGIN_ALREADY,
+            State::Guest if self.pending >= self.config.max_pending => ResultCode::BUSY,
+            State::Guest => {
+                let ticket = self.next_ticket;
+                self.next_ticket += 1;
+                let name: Arc<str> = name.into();
+                s.state = State::Pending {
+                    ticket,
+                    name: name.clone(),
+                };
+                self.claimed.insert(name.clone(), conn);
+                self.pending += 1;
+                return sink.effect(Effect::Authenticate {
+                    conn,
+                    ticket,
+                    name: name.to_string(),
+                    password,
+                });
+            }
+        };
+        sink.send(conn, &Event::LoginResult(code));
+    }
+
+    fn enter(&mut self, conn: Conn, name: &Arc<str>, room: i32, sink: &mut impl Sink) -> ResultCode {
+        let s = self.sessions.get_mut(&conn).expect("logged-in session exists");
+        if s.room.is_some() {
+            return ResultCode::NOT_IN_LOBBY;
+        }
+        let Some(idx) = u32::try_from(room).ok().filter(|r| *r < self.config.rooms) else {
+            return ResultCode::INVALID_ROOM;
+        };
+        let members = &mut self.rooms[idx as usize];
+        if members.len() >= self.config.room_capacity {
+            return ResultCode::ROOM_FULL;
+        }
+        s.room = Some(idx);
+        if !members.is_empty() {
+            let notify = Event::RoomNewUser {
+                uid: conn,
+                name: name.to_string(),
+            }
+            .to_bytes();
+            for m in members.iter() {
+                sink.send_shared(*m, &notify);
+            }
+        }
+        members.push(conn);
+        let members = &self.rooms[idx as usize];
+        for chunk in members.chunks(ROOM_LIST_CHUNK) {
+            let users = chunk
+                .iter()
+                .filter_map(|c| self.name_of(*c).map(|n| (*c, n.to_string())))
+                .collect();
+            sink.send(conn, &Event::RoomUserList { users });
+        }
+        ResultCode::OK
+    }
+}
+
+fn request_id(r: &Request) -> u16 {
+    use plaza_proto::id;
+    match r {
+        Request::Login { .. } => id::LOGIN_REQUEST,
+        Request::RoomEnter { .. } => id::ROOM_ENTER_REQUEST,
+        Request::RoomLeave => id::ROOM_LEAVE_REQUEST,
+        Request::RoomChat { .. } => id::ROOM_CHAT_REQUEST,
+        Request::Register { .. } => id::REGISTER_REQUEST,
+        Request::Echo { .. } => id::ECHO_REQUEST,
+        Request::Whisper { .. } => id::WHISPER_REQUEST,
+        Request::Broadcast { .. } => id::BROADCAST_REQUEST,
+        Request::UserList { .. } => id::USER_LIST_REQUEST,
+        Request::Logout => id::LOGOUT_REQUEST,
+        Request::Admin { .. } => id::ADMIN_REQUEST,
+        Request::Kick { .. } => id::KICK_REQUEST,
+        Request::Mute { .. } => id::MUTE_REQUEST,
+        Request::Shutdown => id::SHUTDOWN_REQUEST,
+        Request::Ping { .. } => id::PING_REQUEST,
+        _ => 0,
+    }
+}
+
+/// Compares secrets in time that depends only on their lengths, so a
+/// client cannot find the secret byte by byte from response times.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (x, y) in a.iter().zip(b.iter()) {
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests;

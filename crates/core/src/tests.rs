@@ -1,0 +1,553 @@
+//! The chat rules without a runtime: a recording sink and a fake clock.
+
+use super::*;
+
+#[derive(Default)]
+struct Rec {
+    out: Vec<(Conn, Event)>,
+    effects: Vec<Effect>,
+    closed: Vec<Conn>,
+}
+
+impl Sink for Rec {
+    fn send(&mut self, to: Conn, event: &Event) {
+        self.out.push((to, event.clone()));
+    }
+    fn send_shared(&mut self, to: Conn, frame: &Bytes) {
+        self.out
+            .push((to, Event::decode(frame).expect("hub encodes valid frames")));
+    }
+    fn disconnect(&mut self, conn: Conn) {
+        self.closed.push(conn);
+    }
+    fn effect(&mut self, effect: Effect) {
+        self.effects.push(effect);
+    }
+}
+
+struct T {
+    hub: Hub,
+    rec: Rec,
+    now: Instant,
+}
+
+impl T {
+    fn new(config: Config) -> Self {
+        Self {
+            hub: Hub::new(config),
+            rec: Rec::default(),
+            now: Instant::now(),
+        }
+    }
+    fn input(&mut self, i: Input) {
+        self.hub.handle(i, self.now, &mut self.rec);
+    }
+    fn req(&mut self, conn: Conn, request: Request) -> Vec<(Conn, Event)> {
+        self.input(Input::Request { conn, request });
+        std::mem::take(&mut self.rec.out)
+    }
+    /// Connects and logs `name` in, approving the credential check.
+    fn user(&mut self, conn: Conn, name: &str, admin: bool) {
+        self.input(Input::Connect { conn });
+        self.req(
+            conn,
+            Request::Login {
+                name: name.into(),
+                password: "pw".into(),
+            },
+        );
+        let Some(Effect::Authenticate { ticket, .. }) = self.rec.effects.pop() else {
+            panic!("expected a credential check")
+        };
+        self.input(Input::AuthDone {
+            conn,
+            ticket,
+            outcome: AuthOutcome::Valid { admin },
+        });
+        assert_eq!(
+            self.rec.out.pop(),
+            Some((conn, Event::LoginResult(ResultCode::OK)))
+        );
+    }
+}
+
+fn login(name: &str) -> Request {
+    Request::Login {
+        name: name.into(),
+        password: "pw".into(),
+    }
+}
+
+#[test]
+fn two_racing_logins_of_one_name_exactly_one_wins() {
+    let mut t = T::new(Config::default());
+    t.input(Input::Connect { conn: 1 });
+    t.input(Input::Connect { conn: 2 });
+    assert!(t.req(1, login("amy")).is_empty(), "pending: no reply yet");
+    assert_eq!(
+        t.req(2, login("amy")),
+        vec![(2, Event::LoginResult(ResultCode::LOGIN_ALREADY))]
+    );
+    let Some(Effect::Authenticate { ticket, .. }) = t.rec.effects.pop() else {
+        panic!()
+    };
+    t.input(Input::AuthDone {
+        conn: 1,
+        ticket,
+        outcome: AuthOutcome::Valid { admin: false },
+    });
+    assert_eq!(t.rec.out, vec![(1, Event::LoginResult(ResultCode::OK))]);
+    assert_eq!(t.hub.users_online(), 1);
+}
+
+#[test]
+fn a_session_that_leaves_during_its_check_is_never_logged_in() {
+    let mut t = T::new(Config::default());
+    t.input(Input::Connect { conn: 1 });
+    t.req(1, login("amy"));
+    let Some(Effect::Authenticate { ticket, .. }) = t.rec.effects.pop() else {
+        panic!()
+    };
+    t.input(Input::Disconnect { conn: 1 });
+    t.input(Input::AuthDone {
+        conn: 1,
+        ticket,
+        outcome: AuthOutcome::Valid { admin: false },
+    });
+    assert!(t.rec.out.is_empty());
+    assert_eq!(t.hub.users_online(), 0);
+    // The name is free again.
+    t.user(2, "amy", false);
+}
+
+#[test]
+fn second_login_on_a_session_and_server_full_are_refused() {
+    let mut t = T::new(Config {
+        max_users: 1,
+        ..Config::default()
+    });
+    t.user(1, "amy", false);
+    assert_eq!(
+        t.req(1, login("bob")),
+        vec![(1, Event::LoginResult(ResultCode::SESSION_ALREADY_LOGGED_IN))]
+    );
+    t.input(Input::Connect { conn: 2 });
+    assert_eq!(
+        t.req(2, login("bob")),
+        vec![(2, Event::LoginResult(ResultCode::SERVER_FULL))]
+    );
+}
+
+#[test]
+fn bad_credentials_and_store_outage_free_the_name() {
+    let mut t = T::new(Config::default());
+    t.input(Input::Connect { conn: 1 });
+    for (outcome, code) in [
+        (AuthOutcome::Invalid, ResultCode::INVALID_CREDENTIALS),
+        (AuthOutcome::Unavailable, ResultCode::SERVICE_UNAVAILABLE),
+    ] {
+        t.req(1, login("amy"));
+        let Some(Effect::Authenticate { ticket, .. }) = t.rec.effects.pop() else {
+            panic!()
+        };
+        t.input(Input::AuthDone {
+            conn: 1,
+            ticket,
+            outcome,
+        });
+        assert_eq!(
+            std::mem::take(&mut t.rec.out),
+            vec![(1, Event::LoginResult(code))]
+        );
+    }
+    t.user(2, "amy", false);
+}
+
+#[test]
+fn room_enter_notifies_members_then_lists_then_responds() {
+    let mut t = T::new(Config::default());
+    t.user(1, "amy", false);
+    t.user(2, "bob", false);
+    assert_eq!(
+        t.req(1, Request::RoomEnter { room: 3 }),
+        vec![
+            (
+                1,
+                Event::RoomUserList {
+                    users: vec![(1, "amy".into())]
+                }
+            ),
+            (1, Event::RoomEnterResult(ResultCode::OK)),
+        ]
+    );
+    assert_eq!(
+        t.req(2, Request::RoomEnter { room: 3 }),
+        vec![
+            (
+                1,
+                Event::RoomNewUser {
+                    uid: 2,
+                    name: "bob".into()
+                }
+            ),
+            (
+                2,
+                Event::RoomUserList {
+                    users: vec![(1, "amy".into()), (2, "bob".into())]
+                }
+            ),
+            (2, Event::RoomEnterResult(ResultCode::OK)),
+        ]
+    );
+    assert_eq!(
+        t.req(2, Request::RoomEnter { room: 4 }),
+        vec![(2, Event::RoomEnterResult(ResultCode::NOT_IN_LOBBY))]
+    );
+    assert_eq!(
+        t.req(2, Request::RoomChat { message: "hi".into() }),
+        vec![
+            (2, Event::RoomChatResult(ResultCode::OK)),
+            (
+                1,
+                Event::RoomChat {
+                    name: "bob".into(),
+                    message: "hi".into()
+                }
+            ),
+            (
+                2,
+                Event::RoomChat {
+                    name: "bob".into(),
+                    message: "hi".into()
+                }
+            ),
+        ]
+    );
+    assert_eq!(
+        t.req(2, Request::RoomLeave),
+        vec![
+            (1, Event::RoomLeaveUser { uid: 2 }),
+            (2, Event::RoomLeaveResult(ResultCode::OK)),
+        ]
+    );
+    assert_eq!(
+        t.req(2, Request::RoomLeave),
+        vec![(2, Event::RoomLeaveResult(ResultCode::USER_NOT_IN_ROOM))]
+    );
+    assert_eq!(
+        t.req(2, Request::RoomChat { message: "x".into() }),
+        vec![(2, Event::RoomChatResult(ResultCode::USER_IN_LOBBY))]
+    );
+    // Disconnecting from a room tells the others.
+    t.input(Input::Disconnect { conn: 1 });
+    assert!(t.rec.out.is_empty(), "nobody else was in the room");
+}
+
+#[test]
+fn room_number_and_capacity_are_checked() {
+    let mut t = T::new(Config {
+        rooms: 2,
+        room_capacity: 1,
+        ..Config::default()
+    });
+    t.user(1, "amy", false);
+    t.user(2, "bob", false);
+    for room in [-1, 2, i32::MAX] {
+        assert_eq!(
+            t.req(1, Request::RoomEnter { room }),
+            vec![(1, Event::RoomEnterResult(ResultCode::INVALID_ROOM))]
+        );
+    }
+    t.req(1, Request::RoomEnter { room: 1 });
+    assert_eq!(
+        t.req(2, Request::RoomEnter { room: 1 }),
+        vec![(2, Event::RoomEnterResult(ResultCode::ROOM_FULL))]
+    );
+}
+
+#[test]
+fn a_big_room_list_comes_in_chunks_of_127() {
+    let mut t = T::new(Config {
+        room_capacity: 300,
+        ..Config::default()
+    });
+    for c in 1..=200 {
+        t.user(c, &format!("u{c}"), false);
+        t.req(c, Request::RoomEnter { room: 0 });
+    }
+    t.user(500, "last", false);
+    let out = t.req(500, Request::RoomEnter { room: 0 });
+    let lists: Vec<usize> = out
+        .iter()
+        .filter_map(|(to, e)| match e {
+            Event::RoomUserList { users } if *to == 500 => Some(users.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lists, vec![127, 74]);
+}
+
+#[test]
+fn requests_before_login_get_not_logged_in() {
+    let mut t = T::new(Config::default());
+    t.input(Input::Connect { conn: 1 });
+    assert_eq!(
+        t.req(1, Request::RoomEnter { room: 0 }),
+        vec![(1, Event::RoomEnterResult(ResultCode::NOT_LOGGED_IN))]
+    );
+    assert_eq!(
+        t.req(1, Request::Broadcast { message: "x".into() }),
+        vec![(1, Event::BroadcastResult(ResultCode::NOT_LOGGED_IN))]
+    );
+    assert_eq!(
+        t.req(1, Request::Ping { nonce: 4 }),
+        vec![(1, Event::Pong { nonce: 4 })]
+    );
+}
+
+#[test]
+fn mute_is_enforced_for_chat_whisper_and_broadcast_and_expires() {
+    let mut t = T::new(Config {
+        admin_secret: Some("s3cret".into()),
+        ..Config::default()
+    });
+    t.user(1, "root", false);
+    t.user(2, "amy", false);
+    t.req(2, Request::RoomEnter { room: 0 });
+    assert_eq!(
+        t.req(
+            1,
+            Request::Mute {
+                name: "amy".into(),
+                seconds: 60
+            }
+        ),
+        vec![(1, Event::MuteResult(ResultCode::NOT_ADMIN))]
+    );
+    assert_eq!(
+        t.req(
+            1,
+            Request::Admin {
+                secret: "wrong".into()
+            }
+        ),
+        vec![(1, Event::AdminResult(ResultCode::NOT_ADMIN))]
+    );
+    assert_eq!(
+        t.req(
+            1,
+            Request::Admin {
+                secret: "s3cret".into()
+            }
+        ),
+        vec![(1, Event::AdminResult(ResultCode::OK))]
+    );
+    assert_eq!(
+        t.req(
+            1,
+            Request::Mute {
+                name: "amy".into(),
+                seconds: 60
+            }
+        ),
+        vec![
+            (2, Event::Muted { seconds: 60 }),
+            (1, Event::MuteResult(ResultCode::OK)),
+        ]
+    );
+    assert_eq!(
+        t.req(2, Request::RoomChat { message: "x".into() }),
+        vec![(2, Event::RoomChatResult(ResultCode::MUTED))]
+    );
+    assert_eq!(
+        t.req(
+            2,
+            Request::Whisper {
+                to: "root".into(),
+                message: "x".into()
+            }
+        ),
+        vec![(2, Event::WhisperResult(ResultCode::MUTED))]
+    );
+    assert_eq!(
+        t.req(2, Request::Broadcast { message: "x".into() }),
+        vec![(2, Event::BroadcastResult(ResultCode::MUTED))]
+    );
+    // The mute follows the name across a reconnect.
+    t.input(Input::Disconnect { conn: 2 });
+    t.user(3, "amy", false);
+    assert_eq!(
+        t.req(3, Request::Broadcast { message: "x".into() }),
+        vec![(3, Event::BroadcastResult(ResultCode::MUTED))]
+    );
+    t.now += Duration::from_secs(61);
+    assert_eq!(
+        t.req(
+            3,
+            Request::Whisper {
+                to: "root".into(),
+                message: "free".into()
+            }
+        ),
+        vec![
+            (
+                1,
+                Event::Whisper {
+                    from: "amy".into(),
+                    message: "free".into()
+                }
+            ),
+            (3, Event::WhisperResult(ResultCode::OK)),
+        ]
+    );
+}
+
+#[test]
+fn admin_needs_the_role_or_a_configured_secret() {
+    let mut t = T::new(Config::default()); // no secret configured
+    t.user(1, "amy", false);
+    assert_eq!(
+        t.req(
+            1,
+            Request::Admin {
+                secret: String::new()
+            }
+        ),
+        vec![(1, Event::AdminResult(ResultCode::NOT_ADMIN))]
+    );
+    t.user(2, "op", true);
+    assert_eq!(
+        t.req(
+            2,
+            Request::Admin {
+                secret: String::new()
+            }
+        ),
+        vec![(2, Event::AdminResult(ResultCode::OK))]
+    );
+    assert_eq!(
+        t.req(1, Request::Shutdown),
+        vec![(1, Event::ShutdownResult(ResultCode::NOT_ADMIN))]
+    );
+    assert_eq!(
+        t.req(1, Request::Kick { name: "op".into() }),
+        vec![(1, Event::KickResult(ResultCode::NOT_ADMIN))]
+    );
+}
+
+#[test]
+fn kick_tells_the_target_then_its_room_then_disconnects_it() {
+    let mut t = T::new(Config::default());
+    t.user(1, "op", true);
+    t.req(
+        1,
+        Request::Admin {
+            secret: String::new(),
+        },
+    );
+    t.user(2, "amy", false);
+    t.user(3, "bob", false);
+    t.req(2, Request::RoomEnter { room: 0 });
+    t.req(3, Request::RoomEnter { room: 0 });
+    assert_eq!(
+        t.req(
+            1,
+            Request::Kick {
+                name: "nobody".into()
+            }
+        ),
+        vec![(1, Event::KickResult(ResultCode::USER_NOT_FOUND))]
+    );
+    assert_eq!(
+        t.req(1, Request::Kick { name: "amy".into() }),
+        vec![
+            (2, Event::Kicked { by: "op".into() }),
+            (3, Event::RoomLeaveUser { uid: 2 }),
+            (1, Event::KickResult(ResultCode::OK)),
+        ]
+    );
+    assert_eq!(t.rec.closed, vec![2]);
+    assert_eq!(t.hub.room_members(0), vec!["bob"]);
+    // A request the kicked session had in flight changes nothing.
+    t.req(2, Request::RoomEnter { room: 0 });
+    assert_eq!(t.hub.room_members(0), vec!["bob"]);
+    t.input(Input::Disconnect { conn: 2 });
+    assert!(t.rec.out.is_empty());
+}
+
+#[test]
+fn user_list_pages_by_name() {
+    let mut t = T::new(Config::default());
+    for c in 0..250u64 {
+        t.user(c, &format!("user{c:03}"), false);
+    }
+    let mut after = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let out = t.req(0, Request::UserList { after: after.clone() });
+        let [
+            (
+                _,
+                Event::UserList {
+                    result,
+                    total,
+                    names,
+                    more,
+                },
+            ),
+        ] = &out[..]
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!((*result, *total), (ResultCode::OK, 250));
+        seen.extend(names.iter().cloned());
+        if !more {
+            break;
+        }
+        after = names.last().unwrap().clone();
+    }
+    let expected: Vec<String> = (0..250).map(|c| format!("user{c:03}")).collect();
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn logout_leaves_the_room_and_frees_the_name() {
+    let mut t = T::new(Config::default());
+    t.user(1, "amy", false);
+    t.user(2, "bob", false);
+    t.req(1, Request::RoomEnter { room: 0 });
+    t.req(2, Request::RoomEnter { room: 0 });
+    assert_eq!(
+        t.req(1, Request::Logout),
+        vec![
+            (2, Event::RoomLeaveUser { uid: 1 }),
+            (1, Event::LogoutResult(ResultCode::OK)),
+        ]
+    );
+    assert_eq!(
+        t.req(1, Request::RoomChat { message: "x".into() }),
+        vec![(1, Event::RoomChatResult(ResultCode::NOT_LOGGED_IN))]
+    );
+    t.user(3, "amy", false);
+}
+
+#[test]
+fn shutdown_notifies_everyone_and_refuses_new_logins() {
+    let mut t = T::new(Config::default());
+    t.user(1, "op", true);
+    t.req(
+        1,
+        Request::Admin {
+            secret: String::new(),
+        },
+    );
+    t.input(Input::Connect { conn: 2 });
+    let out = t.req(1, Request::Shutdown);
+    assert_eq!(out[0], (1, Event::ShutdownResult(ResultCode::OK)));
+    assert_eq!(out.len(), 3, "response, then a notice to each of two sessions");
+    assert_eq!(t.rec.effects, vec![Effect::Shutdown]);
+    assert_eq!(
+        t.req(2, login("late")),
+        vec![(2, Event::LoginResult(ResultCode::SHUTTING_DOWN))]
+    );
+}

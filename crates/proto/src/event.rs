@@ -1,0 +1,456 @@
+//! Server-to-client packets: responses and notifications.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::codec::{DecodeError, Reader, Text, frame, put_fixed, put_str8, put_str16};
+use crate::{ResultCode, id, limits};
+
+/// Names per [`Event::UserList`] page.
+pub const USER_LIST_PAGE: usize = 100;
+/// Members per ROOM_USER_LIST_NOTIFY packet: its count is one signed byte.
+pub const ROOM_LIST_CHUNK: usize = 127;
+
+const ANY_NAME: Text = Text::new("name", 0, limits::NAME);
+const ANY_TEXT: Text = Text::new("message", 0, limits::MESSAGE);
+
+/// A packet from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// 202.
+    LoginResult(ResultCode),
+    /// 207.
+    RoomEnterResult(ResultCode),
+    /// 208: a user entered your room.
+    RoomNewUser {
+        /// The user's session id in this server.
+        uid: u64,
+        /// The user's name.
+        name: String,
+    },
+    /// 209: members of the room you entered, you included. A room with more
+    /// than 127 members comes as several of these; append them.
+    RoomUserList {
+        /// (session id, name) pairs; at most 127.
+        users: Vec<(u64, String)>,
+    },
+    /// 216.
+    RoomLeaveResult(ResultCode),
+    /// 217: a user left your room.
+    RoomLeaveUser {
+        /// The user's session id.
+        uid: u64,
+    },
+    /// 222.
+    RoomChatResult(ResultCode),
+    /// 223: a message in your room (seed layout: fixed 33 + 257 bytes).
+    RoomChat {
+        /// Sender's name.
+        name: String,
+        /// The message.
+        message: String,
+    },
+    /// 302.
+    RegisterResult(ResultCode),
+    /// 304.
+    EchoResult {
+        /// Always OK.
+        result: ResultCode,
+        /// The request's payload.
+        payload: Vec<u8>,
+    },
+    /// 306.
+    WhisperResult(ResultCode),
+    /// 307: someone whispered to you.
+    Whisper {
+        /// Sender's name.
+        from: String,
+        /// The message.
+        message: String,
+    },
+    /// 310.
+    BroadcastResult(ResultCode),
+    /// 311: a message to everyone.
+    Broadcast {
+        /// Sender's name.
+        from: String,
+        /// The message.
+        message: String,
+    },
+    /// 314: one page of logged-in users.
+    UserList {
+        /// Result code.
+        result: ResultCode,
+        /// Logged-in users in all.
+        total: u32,
+        /// Names on this page, sorted.
+        names: Vec<String>,
+        /// Whether pages follow (ask again with the last name).
+        more: bool,
+    },
+    /// 316.
+    LogoutResult(ResultCode),
+    /// 318.
+    AdminResult(ResultCode),
+    /// 320.
+    KickResult(ResultCode),
+    /// 321: you are being disconnected by an administrator.
+    Kicked {
+        /// The administrator's name.
+        by: String,
+    },
+    /// 324.
+    MuteResult(ResultCode),
+    /// 325: your mute changed (0 = unmuted, `u32::MAX` = indefinite).
+    Muted {
+        /// Seconds muted from now.
+        seconds: u32,
+    },
+    /// 328.
+    ShutdownResult(ResultCode),
+    /// 332.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+    /// 333: a message from the server or its operators.
+    Notice {
+        /// Text.
+        message: String,
+    },
+    /// 335: a request without a response packet of its own failed.
+    RequestError {
+        /// The request's packet id.
+        request_id: u16,
+        /// Why.
+        result: ResultCode,
+    },
+}
+
+impl Event {
+    /// Appends this event as one frame.
+    ///
+    /// # Panics
+    /// If a field exceeds its documented cap (a bug in the caller).
+    pub fn encode(&self, dst: &mut BytesMut) {
+        let code = |dst: &mut BytesMut, pid, c: &ResultCode| frame(dst, pid, |b| b.put_u16_le(c.0));
+        match self {
+            Self::LoginResult(c) => code(dst, id::LOGIN_RESPONSE, c),
+            Self::RoomEnterResult(c) => code(dst, id::ROOM_ENTER_RESPONSE, c),
+            Self::RoomNewUser { uid, name } => frame(dst, id::ROOM_NEW_USER_NOTIFY, |b| {
+                b.put_u64_le(*uid);
+                put_str8(b, name);
+            }),
+            Self::RoomUserList { users } => frame(dst, id::ROOM_USER_LIST_NOTIFY, |b| {
+                assert!(users.len() <= ROOM_LIST_CHUNK, "room list chunk over 127");
+                b.put_u8(users.len() as u8);
+                for (uid, name) in users {
+                    b.put_u64_le(*uid);
+                    put_str8(b, name);
+                }
+            }),
+            Self::RoomLeaveResult(c) => code(dst, id::ROOM_LEAVE_RESPONSE, c),
+            Self::RoomLeaveUser { uid } => frame(dst, id::ROOM_LEAVE_USER_NOTIFY, |b| b.put_u64_le(*uid)),
+            Self::RoomChatResult(c) => code(dst, id::ROOM_CHAT_RESPONSE, c),
+            Self::RoomChat { name, message } => frame(dst, id::ROOM_CHAT_NOTIFY, |b| {
+                put_fixed(b, name, limits::SEED_ID_FIELD);
+                put_fixed(b, message, limits::SEED_MSG_FIELD);
+            }),
+            Self::RegisterResult(c) => code(dst, id::REGISTER_RESPONSE, c),
+            Self::EchoResult { result, payload } => frame(dst, id::ECHO_RESPONSE, |b| {
+                b.put_u16_le(result.0);
+                put_str16(b, payload);
+            }),
+            Self::WhisperResult(c) => code(dst, id::WHISPER_RESPONSE, c),
+            Self::Whisper { from, message } => frame(dst, id::WHISPER_NOTIFY, |b| {
+                put_str8(b, from);
+                put_str16(b, message.as_bytes());
+            }),
+            Self::BroadcastResult(c) => code(dst, id::BROADCAST_RESPONSE, c),
+            Self::Broadcast { from, message } => frame(dst, id::BROADCAST_NOTIFY, |b| {
+                put_str8(b, from);
+                put_str16(b, message.as_bytes());
+            }),
+            Self::UserList {
+                result,
+                total,
+                names,
+                more,
+            } => frame(dst, id::USER_LIST_RESPONSE, |b| {
+                b.put_u16_le(result.0);
+                b.put_u32_le(*total);
+                b.put_u16_le(u16::try_from(names.len()).expect("page too long"));
+                for n in names {
+                    put_str8(b, n);
+                }
+                b.put_u8(u8::from(*more));
+            }),
+            Self::LogoutResult(c) => code(dst, id::LOGOUT_RESPONSE, c),
+            Self::AdminResult(c) => code(dst, id::ADMIN_RESPONSE, c),
+            Self::KickResult(c) => code(dst, id::KICK_RESPONSE, c),
+            Self::Kicked { by } => frame(dst, id::KICKED_NOTIFY, |b| put_str8(b, by)),
+            Self::MuteResult(c) => code(dst, id::MUTE_RESPONSE, c),
+            Self::Muted { seconds } => frame(dst, id::MUTED_NOTIFY, |b| b.put_u32_le(*seconds)),
+            Self::ShutdownResult(c) => code(dst, id::SHUTDOWN_RESPONSE, c),
+            Self::Pong { nonce } => frame(dst, id::PONG_RESPONSE, |b| b.put_u64_le(*nonce)),
+            Self::Notice { message } => frame(dst, id::SERVER_NOTICE, |b| put_str16(b, message.as_bytes())),
+            Self::RequestError { request_id, result } => frame(dst, id::REQUEST_ERROR, |b| {
+                b.put_u16_le(*request_id);
+                b.put_u16_le(result.0);
+            }),
+        }
+    }
+
+    /// This event as one shareable frame: encode once, send to many.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut b = BytesMut::new();
+        self.encode(&mut b);
+        b.freeze()
+    }
+
+    /// Decodes one complete frame (header included): the client side.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when the id is unknown or the body is malformed.
+    pub fn decode(frame: &[u8]) -> Result<Self, DecodeError> {
+        let (pid, mut r) = Reader::body(frame)?;
+        let ev = match pid {
+            id::LOGIN_RESPONSE => Self::LoginResult(r.result()?),
+            id::ROOM_ENTER_RESPONSE => Self::RoomEnterResult(r.result()?),
+            id::ROOM_NEW_USER_NOTIFY => Self::RoomNewUser {
+                uid: r.u64()?,
+                name: r.str8(ANY_NAME)?,
+            },
+            id::ROOM_USER_LIST_NOTIFY => {
+                let n = r.u8()?;
+                if n > ROOM_LIST_CHUNK as u8 {
+                    return Err(DecodeError::Malformed { id: pid });
+                }
+                let mut users = Vec::with_capacity(usize::from(n));
+                for _ in 0..n {
+                    users.push((r.u64()?, r.str8(ANY_NAME)?));
+                }
+                Self::RoomUserList { users }
+            }
+            id::ROOM_LEAVE_RESPONSE => Self::RoomLeaveResult(r.result()?),
+            id::ROOM_LEAVE_USER_NOTIFY => Self::RoomLeaveUser { uid: r.u64()? },
+            id::ROOM_CHAT_RESPONSE => Self::RoomChatResult(r.result()?),
+            id::ROOM_CHAT_NOTIFY => Self::RoomChat {
+                name: r.fixed(limits::SEED_ID_FIELD, ANY_NAME)?,
+                message: r.fixed(limits::SEED_MSG_FIELD, ANY_TEXT)?,
+            },
+            id::REGISTER_RESPONSE => Self::RegisterResult(r.result()?),
+            id::ECHO_RESPONSE => Self::EchoResult {
+                result: r.result()?,
+                payload: r.bytes16(limits::ECHO)?.to_vec(),
+            },
+            id::WHISPER_RESPONSE => Self::WhisperResult(r.result()?),
+            id::WHISPER_NOTIFY => Self::Whisper {
+                from: r.str8(ANY_NAME)?,
+                message: r.str16(ANY_TEXT)?,
+            },
+            id::BROADCAST_RESPONSE => Self::BroadcastResult(r.result()?),
+            id::BROADCAST_NOTIFY => Self::Broadcast {
+                from: r.str8(ANY_NAME)?,
+                message: r.str16(ANY_TEXT)?,
+            },
+            id::USER_LIST_RESPONSE => {
+                let result = r.result()?;
+                let total = r.u32()?;
+                let n = r.u16()?;
+                if usize::from(n) > USER_LIST_PAGE {
+                    return Err(DecodeError::Malformed { id: pid });
+                }
+                let mut names = Vec::with_capacity(usize::from(n));
+                for _ in 0..n {
+                    names.push(r.str8(ANY_NAME)?);
+                }
+                Self::UserList {
+                    result,
+                    total,
+                    names,
+                    more: r.u8()? != 0,
+                }
+            }
+            id::LOGOUT_RESPONSE => Self::LogoutResult(r.result()?),
+            id::ADMIN_RESPONSE => Self::AdminResult(r.result()?),
+            id::KICK_RESPONSE => Self::KickResult(r.result()?),
+            id::KICKED_NOTIFY => Self::Kicked {
+                by: r.str8(ANY_NAME)?,
+            },
+            id::MUTE_RESPONSE => Self::MuteResult(r.result()?),
+            id::MUTED_NOTIFY => Self::Muted { seconds: r.u32()? },
+            id::SHUTDOWN_RESPONSE => Self::ShutdownResult(r.result()?),
+            id::PONG_RESPONSE => Self::Pong { nonce: r.u64()? },
+            id::SERVER_NOTICE => Self::Notice {
+                message: r.str16(Text::new("message", 0, limits::NOTICE))?,
+            },
+            id::REQUEST_ERROR => Self::RequestError {
+                request_id: r.u16()?,
+                result: r.result()?,
+            },
+            other => return Err(DecodeError::UnknownId(other)),
+        };
+        r.end()?;
+        Ok(ev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::Request;
+
+    fn round_trip_event(e: Event) {
+        let mut b = BytesMut::new();
+        e.encode(&mut b);
+        assert_eq!(usize::from(u16::from_le_bytes([b[0], b[1]])), b.len());
+        assert_eq!(Event::decode(&b), Ok(e));
+    }
+
+    #[test]
+    fn seed_layouts_have_the_seed_sizes() {
+        let mut b = BytesMut::new();
+        Request::Login {
+            name: "alice".into(),
+            password: "pw".into(),
+        }
+        .encode(&mut b);
+        assert_eq!(b.len(), 71);
+        b.clear();
+        Event::RoomChat {
+            name: "alice".into(),
+            message: "hi".into(),
+        }
+        .encode(&mut b);
+        assert_eq!(b.len(), 295);
+        b.clear();
+        Request::RoomChat { message: "hi".into() }.encode(&mut b);
+        assert_eq!(b.len(), 262);
+        for (e, len) in [
+            (Event::LoginResult(ResultCode::OK), 7),
+            (Event::RoomLeaveUser { uid: 5 }, 13),
+        ] {
+            b.clear();
+            e.encode(&mut b);
+            assert_eq!(b.len(), len);
+        }
+    }
+
+    #[test]
+    fn every_event_round_trips() {
+        for e in [
+            Event::LoginResult(ResultCode::INVALID_CREDENTIALS),
+            Event::RoomNewUser {
+                uid: u64::MAX,
+                name: "bob".into(),
+            },
+            Event::RoomUserList {
+                users: vec![(1, "a".into()), (2, "b".into())],
+            },
+            Event::RoomChat {
+                name: "bob".into(),
+                message: "héllo".into(),
+            },
+            Event::EchoResult {
+                result: ResultCode::OK,
+                payload: vec![0, 1, 2],
+            },
+            Event::Whisper {
+                from: "a".into(),
+                message: "b".into(),
+            },
+            Event::UserList {
+                result: ResultCode::OK,
+                total: 3,
+                names: vec!["a".into(), "b".into()],
+                more: true,
+            },
+            Event::Kicked { by: "root".into() },
+            Event::Muted { seconds: 60 },
+            Event::Pong { nonce: 9 },
+            Event::Notice {
+                message: "bye".into(),
+            },
+            Event::RequestError {
+                request_id: 12,
+                result: ResultCode::UNKNOWN_PACKET,
+            },
+        ] {
+            round_trip_event(e);
+        }
+    }
+
+    #[test]
+    fn internal_and_unknown_ids_are_refused() {
+        for pid in [11u16, 12, 30, 1001, 1002, 202, 0, 65535] {
+            let mut b = BytesMut::new();
+            frame(&mut b, pid, |b| b.put_u16_le(0));
+            assert_eq!(Request::decode(&b), Err(DecodeError::UnknownId(pid)));
+        }
+    }
+
+    #[test]
+    fn bad_fields_map_to_result_codes() {
+        let mut b = BytesMut::new();
+        frame(&mut b, id::LOGIN_REQUEST, |b| b.put_bytes(0, 66));
+        assert_eq!(
+            Request::decode(&b).unwrap_err().result(),
+            ResultCode::INVALID_NAME
+        );
+        b.clear();
+        frame(&mut b, id::LOGIN_REQUEST, |b| b.put_bytes(b'a', 10));
+        assert_eq!(Request::decode(&b).unwrap_err().result(), ResultCode::BAD_REQUEST);
+        b.clear();
+        frame(&mut b, id::ROOM_CHAT_REQUEST, |b| b.put_slice(&[0xFF, 0xFE]));
+        assert_eq!(
+            Request::decode(&b).unwrap_err().result(),
+            ResultCode::INVALID_MESSAGE
+        );
+        b.clear();
+        frame(&mut b, id::WHISPER_REQUEST, |b| {
+            put_str8(b, "bad name");
+            put_str16(b, b"x");
+        });
+        assert_eq!(
+            Request::decode(&b).unwrap_err().result(),
+            ResultCode::INVALID_NAME
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic_on_arbitrary_bodies(pid in 0u16..400, body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let mut b = BytesMut::new();
+            frame(&mut b, pid, |b| b.put_slice(&body));
+            let _ = Request::decode(&b);
+            let _ = Event::decode(&b);
+        }
+
+        #[test]
+        fn text_requests_round_trip(name in "[a-z0-9_]{1,32}", msg in "\\PC{1,60}", n in any::<u32>()) {
+            for r in [
+                Request::Login { name: name.clone(), password: name.clone() },
+                Request::Register { name: name.clone(), password: name.clone() },
+                Request::Whisper { to: name.clone(), message: msg.clone() },
+                Request::Broadcast { message: msg.clone() },
+                Request::Mute { name: name.clone(), seconds: n },
+                Request::RoomEnter { room: n as i32 },
+                Request::UserList { after: name.clone() },
+                Request::Ping { nonce: u64::from(n) },
+            ] {
+                let mut b = BytesMut::new();
+                r.encode(&mut b);
+                prop_assert_eq!(Request::decode(&b), Ok(r));
+            }
+            if msg.len() <= limits::ROOM_MESSAGE {
+                let r = Request::RoomChat { message: msg.clone() };
+                let mut b = BytesMut::new();
+                r.encode(&mut b);
+                prop_assert_eq!(Request::decode(&b), Ok(r));
+            }
+        }
+    }
+}

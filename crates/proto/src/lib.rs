@@ -1,0 +1,104 @@
+//! plaza-proto: Plaza's chat protocol, shared by the server and clients.
+//!
+//! Frames use the 5-byte chat header (total length u16 LE including the
+//! header, packet id u16 LE, flags u8 = 0); `docs/PROTOCOL.md` is the
+//! normative description. This crate turns frames into typed [`Request`]s
+//! (client to server) and [`Event`]s (server to client) and back. Every
+//! decoder checks lengths before reading and caps every string, and nothing
+//! here allocates more than the frame it was given.
+//!
+//! The seeds' packets (201-223) keep their wire form, so a client written for
+//! the seed course talks to Plaza unchanged; Plaza's own commands use ids from
+//! 301 up with length-prefixed fields.
+#![warn(missing_docs)]
+
+mod codec;
+mod event;
+mod request;
+mod result;
+
+pub use codec::DecodeError;
+pub use event::{Event, ROOM_LIST_CHUNK, USER_LIST_PAGE};
+pub use request::Request;
+pub use result::ResultCode;
+
+/// Chat header size.
+pub const HEADER_LEN: usize = 5;
+/// Largest frame the server accepts from a client (header included).
+pub const MAX_REQUEST_FRAME: usize = 4096;
+
+/// Byte caps of every text field. Text is UTF-8 without NUL bytes.
+pub mod limits {
+    /// User name: 1..=32 bytes, no whitespace or control characters.
+    pub const NAME: usize = 32;
+    /// Password: 1..=32 bytes (the seed's fixed login field holds 32).
+    pub const PASSWORD: usize = 32;
+    /// Room chat message: 1..=256 bytes (the seed's fixed chat field).
+    pub const ROOM_MESSAGE: usize = 256;
+    /// Whisper and broadcast message: 1..=1024 bytes.
+    pub const MESSAGE: usize = 1024;
+    /// Echo payload: 0..=1024 bytes.
+    pub const ECHO: usize = 1024;
+    /// Admin secret: 0..=64 bytes.
+    pub const SECRET: usize = 64;
+    /// Server notice: 0..=1024 bytes.
+    pub const NOTICE: usize = 1024;
+    /// Size of the seed's fixed user-id field (32 bytes + NUL).
+    pub const SEED_ID_FIELD: usize = 33;
+    /// Size of the seed's fixed chat-message field (256 bytes + NUL).
+    pub const SEED_MSG_FIELD: usize = 257;
+}
+
+/// Packet ids. 1-200 are never valid from a client: the seeds used low ids
+/// (11, 12) and 1001/1002 for internal events, and Plaza refuses all of them.
+pub mod id {
+    #![allow(missing_docs)]
+    pub const LOGIN_REQUEST: u16 = 201;
+    pub const LOGIN_RESPONSE: u16 = 202;
+    pub const ROOM_ENTER_REQUEST: u16 = 206;
+    pub const ROOM_ENTER_RESPONSE: u16 = 207;
+    pub const ROOM_NEW_USER_NOTIFY: u16 = 208;
+    pub const ROOM_USER_LIST_NOTIFY: u16 = 209;
+    pub const ROOM_LEAVE_REQUEST: u16 = 215;
+    pub const ROOM_LEAVE_RESPONSE: u16 = 216;
+    pub const ROOM_LEAVE_USER_NOTIFY: u16 = 217;
+    pub const ROOM_CHAT_REQUEST: u16 = 221;
+    pub const ROOM_CHAT_RESPONSE: u16 = 222;
+    pub const ROOM_CHAT_NOTIFY: u16 = 223;
+    pub const REGISTER_REQUEST: u16 = 301;
+    pub const REGISTER_RESPONSE: u16 = 302;
+    pub const ECHO_REQUEST: u16 = 303;
+    pub const ECHO_RESPONSE: u16 = 304;
+    pub const WHISPER_REQUEST: u16 = 305;
+    pub const WHISPER_RESPONSE: u16 = 306;
+    pub const WHISPER_NOTIFY: u16 = 307;
+    pub const BROADCAST_REQUEST: u16 = 309;
+    pub const BROADCAST_RESPONSE: u16 = 310;
+    pub const BROADCAST_NOTIFY: u16 = 311;
+    pub const USER_LIST_REQUEST: u16 = 313;
+    pub const USER_LIST_RESPONSE: u16 = 314;
+    pub const LOGOUT_REQUEST: u16 = 315;
+    pub const LOGOUT_RESPONSE: u16 = 316;
+    pub const ADMIN_REQUEST: u16 = 317;
+    pub const ADMIN_RESPONSE: u16 = 318;
+    pub const KICK_REQUEST: u16 = 319;
+    pub const KICK_RESPONSE: u16 = 320;
+    pub const KICKED_NOTIFY: u16 = 321;
+    pub const MUTE_REQUEST: u16 = 323;
+    pub const MUTE_RESPONSE: u16 = 324;
+    pub const MUTED_NOTIFY: u16 = 325;
+    pub const SHUTDOWN_REQUEST: u16 = 327;
+    pub const SHUTDOWN_RESPONSE: u16 = 328;
+    pub const PING_REQUEST: u16 = 331;
+    pub const PONG_RESPONSE: u16 = 332;
+    pub const SERVER_NOTICE: u16 = 333;
+    pub const REQUEST_ERROR: u16 = 335;
+}
+
+/// The packet id of a frame (bytes 2..4 of the header).
+///
+/// # Panics
+/// If `frame` is shorter than the header.
+pub fn packet_id(frame: &[u8]) -> u16 {
+    u16::from_le_bytes([frame[2], frame[3]])
+}

@@ -1,0 +1,228 @@
+//! Client-to-server packets.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::codec::{DecodeError, Reader, Text, frame, put_fixed, put_str8, put_str16};
+use crate::{Event, ResultCode, id, limits};
+
+const NAME: Text = Text::name("name", limits::NAME);
+const TARGET: Text = Text::name("target", limits::NAME);
+const PASSWORD: Text = Text::new("password", 1, limits::PASSWORD);
+const ROOM_MESSAGE: Text = Text::new("message", 1, limits::ROOM_MESSAGE);
+const MESSAGE: Text = Text::new("message", 1, limits::MESSAGE);
+const SECRET: Text = Text::new("secret", 0, limits::SECRET);
+const AFTER: Text = Text::new("after", 0, limits::NAME);
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// 201: log in (seed layout: two fixed 33-byte NUL-padded fields).
+    Login {
+        /// Account name.
+        name: String,
+        /// Password.
+        password: String,
+    },
+    /// 206: enter room `room` from the lobby (i32).
+    RoomEnter {
+        /// Room number, 0-based.
+        room: i32,
+    },
+    /// 215: leave the current room.
+    RoomLeave,
+    /// 221: chat in the current room (seed layout: fixed 257-byte field; a
+    /// shorter body holding just the text is accepted too).
+    RoomChat {
+        /// The message.
+        message: String,
+    },
+    /// 301: create an account.
+    Register {
+        /// Account name.
+        name: String,
+        /// Password.
+        password: String,
+    },
+    /// 303: echo the payload back.
+    Echo {
+        /// Any bytes.
+        payload: Vec<u8>,
+    },
+    /// 305: whisper to one user, wherever they are.
+    Whisper {
+        /// Recipient's name.
+        to: String,
+        /// The message.
+        message: String,
+    },
+    /// 309: message every logged-in user.
+    Broadcast {
+        /// The message.
+        message: String,
+    },
+    /// 313: one page of logged-in users, names sorted, after `after`.
+    UserList {
+        /// Return names strictly after this one ("" for the first page).
+        after: String,
+    },
+    /// 315: log out and stay connected.
+    Logout,
+    /// 317: become administrator (needs the admin role or the secret).
+    Admin {
+        /// The operator-configured secret, or "" to rely on the role.
+        secret: String,
+    },
+    /// 319: (admin) disconnect a user.
+    Kick {
+        /// Target's name.
+        name: String,
+    },
+    /// 323: (admin) mute a user for `seconds` (0 unmutes; `u32::MAX` is
+    /// indefinite).
+    Mute {
+        /// Target's name.
+        name: String,
+        /// Duration.
+        seconds: u32,
+    },
+    /// 327: (admin) shut the server down gracefully.
+    Shutdown,
+    /// 331: heartbeat; answered with a pong carrying the same nonce.
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+}
+
+impl Request {
+    /// Decodes one complete frame (header included).
+    ///
+    /// # Errors
+    /// [`DecodeError`] when the id is unknown or the body is malformed; its
+    /// [`result`](DecodeError::result) is the code to answer with.
+    pub fn decode(frame: &[u8]) -> Result<Self, DecodeError> {
+        let (pid, mut r) = Reader::body(frame)?;
+        let req = match pid {
+            id::LOGIN_REQUEST => Self::Login {
+                name: r.fixed(limits::SEED_ID_FIELD, NAME)?,
+                password: r.fixed(limits::SEED_ID_FIELD, PASSWORD)?,
+            },
+            id::ROOM_ENTER_REQUEST => Self::RoomEnter {
+                room: r.u32()? as i32,
+            },
+            id::ROOM_LEAVE_REQUEST => Self::RoomLeave,
+            id::ROOM_CHAT_REQUEST => {
+                let body = r.rest();
+                if body.len() > limits::SEED_MSG_FIELD {
+                    return Err(DecodeError::Invalid {
+                        id: pid,
+                        field: "message",
+                    });
+                }
+                let text = body.iter().position(|&c| c == 0).map_or(body, |nul| &body[..nul]);
+                Self::RoomChat {
+                    message: ROOM_MESSAGE.check(pid, text)?.to_owned(),
+                }
+            }
+            id::REGISTER_REQUEST => Self::Register {
+                name: r.str8(NAME)?,
+                password: r.str8(PASSWORD)?,
+            },
+            id::ECHO_REQUEST => Self::Echo {
+                payload: r.bytes16(limits::ECHO)?.to_vec(),
+            },
+            id::WHISPER_REQUEST => Self::Whisper {
+                to: r.str8(TARGET)?,
+                message: r.str16(MESSAGE)?,
+            },
+            id::BROADCAST_REQUEST => Self::Broadcast {
+                message: r.str16(MESSAGE)?,
+            },
+            id::USER_LIST_REQUEST => Self::UserList {
+                after: r.str8(AFTER)?,
+            },
+            id::LOGOUT_REQUEST => Self::Logout,
+            id::ADMIN_REQUEST => Self::Admin {
+                secret: r.str8(SECRET)?,
+            },
+            id::KICK_REQUEST => Self::Kick {
+                name: r.str8(TARGET)?,
+            },
+            id::MUTE_REQUEST => Self::Mute {
+                name: r.str8(TARGET)?,
+                seconds: r.u32()?,
+            },
+            id::SHUTDOWN_REQUEST => Self::Shutdown,
+            id::PING_REQUEST => Self::Ping { nonce: r.u64()? },
+            other => return Err(DecodeError::UnknownId(other)),
+        };
+        r.end()?;
+        Ok(req)
+    }
+
+    /// Appends this request as one frame.
+    ///
+    /// # Panics
+    /// If a field exceeds its documented cap.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        match self {
+            Self::Login { name, password } => frame(dst, id::LOGIN_REQUEST, |b| {
+                put_fixed(b, name, limits::SEED_ID_FIELD);
+                put_fixed(b, password, limits::SEED_ID_FIELD);
+            }),
+            Self::RoomEnter { room } => frame(dst, id::ROOM_ENTER_REQUEST, |b| b.put_i32_le(*room)),
+            Self::RoomLeave => frame(dst, id::ROOM_LEAVE_REQUEST, |_| {}),
+            Self::RoomChat { message } => frame(dst, id::ROOM_CHAT_REQUEST, |b| {
+                put_fixed(b, message, limits::SEED_MSG_FIELD);
+            }),
+            Self::Register { name, password } => frame(dst, id::REGISTER_REQUEST, |b| {
+                put_str8(b, name);
+                put_str8(b, password);
+            }),
+            Self::Echo { payload } => frame(dst, id::ECHO_REQUEST, |b| put_str16(b, payload)),
+            Self::Whisper { to, message } => frame(dst, id::WHISPER_REQUEST, |b| {
+                put_str8(b, to);
+                put_str16(b, message.as_bytes());
+            }),
+            Self::Broadcast { message } => {
+                frame(dst, id::BROADCAST_REQUEST, |b| put_str16(b, message.as_bytes()));
+            }
+            Self::UserList { after } => frame(dst, id::USER_LIST_REQUEST, |b| put_str8(b, after)),
+            Self::Logout => frame(dst, id::LOGOUT_REQUEST, |_| {}),
+            Self::Admin { secret } => frame(dst, id::ADMIN_REQUEST, |b| put_str8(b, secret)),
+            Self::Kick { name } => frame(dst, id::KICK_REQUEST, |b| put_str8(b, name)),
+            Self::Mute { name, seconds } => frame(dst, id::MUTE_REQUEST, |b| {
+                put_str8(b, name);
+                b.put_u32_le(*seconds);
+            }),
+            Self::Shutdown => frame(dst, id::SHUTDOWN_REQUEST, |_| {}),
+            Self::Ping { nonce } => frame(dst, id::PING_REQUEST, |b| b.put_u64_le(*nonce)),
+        }
+    }
+
+    /// The response to a request with packet id `request_id` that failed
+    /// with `code` before it could be decoded: the request's own response
+    /// packet when it has one, so a client waiting for it is answered, or a
+    /// [`Event::RequestError`] otherwise.
+    pub fn failure(request_id: u16, code: ResultCode) -> Event {
+        match request_id {
+            id::LOGIN_REQUEST => Event::LoginResult(code),
+            id::ROOM_ENTER_REQUEST => Event::RoomEnterResult(code),
+            id::ROOM_LEAVE_REQUEST => Event::RoomLeaveResult(code),
+            id::ROOM_CHAT_REQUEST => Event::RoomChatResult(code),
+            id::REGISTER_REQUEST => Event::RegisterResult(code),
+            id::WHISPER_REQUEST => Event::WhisperResult(code),
+            id::BROADCAST_REQUEST => Event::BroadcastResult(code),
+            id::LOGOUT_REQUEST => Event::LogoutResult(code),
+            id::ADMIN_REQUEST => Event::AdminResult(code),
+            id::KICK_REQUEST => Event::KickResult(code),
+            id::MUTE_REQUEST => Event::MuteResult(code),
+            id::SHUTDOWN_REQUEST => Event::ShutdownResult(code),
+            _ => Event::RequestError {
+                request_id,
+                result: code,
+            },
+        }
+    }
+}
