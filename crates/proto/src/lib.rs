@@ -95,6 +95,20 @@ pub mod id {
     pub const REQUEST_ERROR: u16 = 335;
 }
 
+/// Whether `name` is a valid user name (see [`limits::NAME`]).
+pub fn valid_name(name: &str) -> bool {
+    codec::Text::name("name", limits::NAME)
+        .check(0, name.as_bytes())
+        .is_ok()
+}
+
+/// Whether `password` is a valid password (see [`limits::PASSWORD`]).
+pub fn valid_password(password: &str) -> bool {
+    codec::Text::new("password", 1, limits::PASSWORD)
+        .check(0, password.as_bytes())
+        .is_ok()
+}
+
 /// The packet id of a frame (bytes 2..4 of the header).
 ///
 /// # Panics

@@ -1,0 +1,195 @@
+//! Configuration: command-line flags, environment variables and an optional
+//! TOML file, in that order of precedence, over built-in defaults. With no
+//! configuration at all the server runs on 127.0.0.1:7777 with an embedded
+//! account store in `./plaza-data`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{ArgAction, Args};
+use serde::Deserialize;
+
+use crate::store::HashCost;
+
+/// Every setting. Each is optional here; [`Settings::resolve`] fills in the
+/// defaults. In the TOML file the keys are the flag names without `--`.
+#[derive(Args, Deserialize, Debug, Default, Clone)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Address and port for chat clients [default: 127.0.0.1:7777].
+    #[arg(long, env = "PLAZA_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// Directory of the embedded account database [default: ./plaza-data].
+    #[arg(long, env = "PLAZA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Number of rooms, numbered from 0 [default: 1000].
+    #[arg(long, env = "PLAZA_ROOMS")]
+    pub rooms: Option<u32>,
+    /// Members per room [default: 200].
+    #[arg(long, env = "PLAZA_ROOM_CAPACITY")]
+    pub room_capacity: Option<usize>,
+    /// Users logged in at once; the next login is refused with 32 [default: 10000].
+    #[arg(long, env = "PLAZA_MAX_USERS")]
+    pub max_users: Option<usize>,
+    /// TCP connections at once, logged in or not; more are refused at accept
+    /// [default: max-users + 1000].
+    #[arg(long, env = "PLAZA_MAX_SESSIONS")]
+    pub max_sessions: Option<usize>,
+    /// Whether clients may create accounts with REGISTER [default: true].
+    #[arg(long, env = "PLAZA_REGISTRATION", action = ArgAction::Set)]
+    pub registration: Option<bool>,
+    /// File holding the secret that makes any user an administrator with
+    /// ADMIN. The secret can also come from PLAZA_ADMIN_SECRET. Without one,
+    /// only accounts granted the admin role (`plaza-server grant-admin`) can
+    /// elevate.
+    #[arg(long, env = "PLAZA_ADMIN_SECRET_FILE")]
+    pub admin_secret_file: Option<PathBuf>,
+    /// Network worker threads; 0 means one per core [default: 0].
+    #[arg(long, env = "PLAZA_WORKERS")]
+    pub workers: Option<usize>,
+    /// Close connections silent for this many seconds; clients send PING to
+    /// stay connected [default: 120].
+    #[arg(long, env = "PLAZA_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Unsent bytes allowed per connection before it is dropped as a slow
+    /// consumer, in KiB [default: 1024].
+    #[arg(long, env = "PLAZA_MAX_SEND_QUEUE_KIB")]
+    pub max_send_queue_kib: Option<usize>,
+    /// Seconds a graceful shutdown may spend flushing queued messages
+    /// [default: 10].
+    #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Argon2id memory cost in KiB for new password hashes [default: 19456].
+    #[arg(long, env = "PLAZA_ARGON2_MEMORY_KIB")]
+    pub argon2_memory_kib: Option<u32>,
+    /// Argon2id passes for new password hashes [default: 2].
+    #[arg(long, env = "PLAZA_ARGON2_ITERATIONS")]
+    pub argon2_iterations: Option<u32>,
+    /// Log filter, as RUST_LOG [default: info].
+    #[arg(long, env = "PLAZA_LOG")]
+    pub log: Option<String>,
+}
+
+/// The settings with every default applied.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Client listener.
+    pub bind: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Chat limits and policy.
+    pub chat: plaza_core::Config,
+    /// TCP connections at once.
+    pub max_sessions: usize,
+    /// Worker threads (0: per core).
+    pub workers: usize,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Per-connection unsent-bytes limit.
+    pub max_send_queue: usize,
+    /// Graceful shutdown flush time.
+    pub shutdown_grace: Duration,
+    /// Password hashing cost.
+    pub hash_cost: HashCost,
+    /// Log filter.
+    pub log: String,
+}
+
+impl Settings {
+    /// Fields set here win over `other`'s.
+    pub fn or(self, other: Self) -> Self {
+        Self {
+            bind: self.bind.or(other.bind),
+            data_dir: self.data_dir.or(other.data_dir),
+            rooms: self.rooms.or(other.rooms),
+            room_capacity: self.room_capacity.or(other.room_capacity),
+            max_users: self.max_users.or(other.max_users),
+            max_sessions: self.max_sessions.or(other.max_sessions),
+            registration: self.registration.or(other.registration),
+            admin_secret_file: self.admin_secret_file.or(other.admin_secret_file),
+            workers: self.workers.or(other.workers),
+            idle_timeout_secs: self.idle_timeout_secs.or(other.idle_timeout_secs),
+            max_send_queue_kib: self.max_send_queue_kib.or(other.max_send_queue_kib),
+            shutdown_grace_secs: self.shutdown_grace_secs.or(other.shutdown_grace_secs),
+            argon2_memory_kib: self.argon2_memory_kib.or(other.argon2_memory_kib),
+            argon2_iterations: self.argon2_iterations.or(other.argon2_iterations),
+            log: self.log.or(other.log),
+        }
+    }
+
+    /// Reads a TOML file of settings.
+    ///
+    /// # Errors
+    /// If the file cannot be read or has an unknown key or a bad value.
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Applies the defaults and reads the admin secret.
+    ///
+    /// # Errors
+    /// If the admin secret file cannot be read, or a value is out of range.
+    pub fn resolve(self) -> anyhow::Result<Resolved> {
+        let admin_secret = match &self.admin_secret_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading admin secret {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => std::env::var("PLAZA_ADMIN_SECRET").ok(),
+        }
+        .filter(|s| !s.is_empty());
+        let max_users = self.max_users.unwrap_or(10_000);
+        let rooms = self.rooms.unwrap_or(1000);
+        anyhow::ensure!(rooms > 0, "rooms must be at least 1");
+        Ok(Resolved {
+            bind: self
+                .bind
+                .unwrap_or_else(|| "127.0.0.1:7777".parse().expect("valid")),
+            data_dir: self.data_dir.unwrap_or_else(|| "plaza-data".into()),
+            chat: plaza_core::Config {
+                rooms,
+                room_capacity: self.room_capacity.unwrap_or(200),
+                max_users,
+                registration: self.registration.unwrap_or(true),
+                admin_secret,
+                max_pending: 1024,
+            },
+            max_sessions: self.max_sessions.unwrap_or(max_users + 1000),
+            workers: self.workers.unwrap_or(0),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs.unwrap_or(120)),
+            max_send_queue: self.max_send_queue_kib.unwrap_or(1024) * 1024,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs.unwrap_or(10)),
+            hash_cost: HashCost {
+                memory_kib: self.argon2_memory_kib.unwrap_or(HashCost::default().memory_kib),
+                iterations: self.argon2_iterations.unwrap_or(HashCost::default().iterations),
+            },
+            log: self.log.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let file: Settings =
+            toml::from_str("rooms = 5\nroom-capacity = 7\nbind = \"127.0.0.1:9000\"").unwrap();
+        let cli = Settings {
+            rooms: Some(3),
+            ..Settings::default()
+        };
+        let r = cli.or(file).resolve().unwrap();
+        assert_eq!(r.chat.rooms, 3);
+        assert_eq!(r.chat.room_capacity, 7);
+        assert_eq!(r.bind, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(r.chat.max_users, 10_000);
+        assert!(toml::from_str::<Settings>("no-such-key = 1").is_err());
+    }
+}

@@ -1,0 +1,112 @@
+//! The `plaza-server` binary: runs the chat server, or manages accounts.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use plaza_server::{Accounts, Settings};
+
+/// Plaza chat server. With no options it listens on 127.0.0.1:7777 with an
+/// embedded account store in ./plaza-data and open registration.
+///
+/// Settings come from flags, then PLAZA_* environment variables, then the
+/// TOML file given with --config (keys are the flag names), then defaults.
+#[derive(Parser, Debug)]
+#[command(name = "plaza-server", version)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(short, long, env = "PLAZA_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Create an account; the password is read from the first line of
+    /// standard input. Run while the server is stopped.
+    AddUser {
+        /// Account name.
+        name: String,
+    },
+    /// Give an account the admin role. Run while the server is stopped.
+    GrantAdmin {
+        /// Account name.
+        name: String,
+    },
+    /// Take the admin role away. Run while the server is stopped.
+    RevokeAdmin {
+        /// Account name.
+        name: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let file = match &cli.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    let config = cli.settings.or(file).resolve()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).context("bad --log filter")?)
+        .init();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
+        Command::AddUser { name } => {
+            let accounts = Accounts::open(&config.data_dir, config.hash_cost)?;
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(
+                plaza_proto::valid_name(&name),
+                "invalid name (1-32 bytes of UTF-8, no spaces)"
+            );
+            anyhow::ensure!(
+                plaza_proto::valid_password(password),
+                "invalid password (1-32 bytes)"
+            );
+            anyhow::ensure!(
+                accounts.create_blocking(&name, password)?,
+                "account {name} already exists"
+            );
+            println!("created {name}");
+            Ok(())
+        }
+        Command::GrantAdmin { name } => set_admin(&config, &name, true),
+        Command::RevokeAdmin { name } => set_admin(&config, &name, false),
+    }
+}
+
+fn set_admin(config: &plaza_server::Resolved, name: &str, admin: bool) -> anyhow::Result<()> {
+    let accounts = Accounts::open(&config.data_dir, config.hash_cost)
+        .context("opening the account store (is the server running? stop it first)")?;
+    anyhow::ensure!(accounts.set_admin(name, admin)?, "no account named {name}");
+    println!("{name}: admin role {}", if admin { "granted" } else { "revoked" });
+    Ok(())
+}
+
+fn serve(config: plaza_server::Resolved) -> anyhow::Result<()> {
+    let grace = config.shutdown_grace;
+    plaza_net::runtime(config.workers)?.block_on(async move {
+        let mut running = plaza_server::start(config).await?;
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+            () = running.wait() => return Ok(()), // an administrator's SHUTDOWN
+        }
+        running.shutdown().await;
+        // Bounded: the flush deadline plus a margin for closing.
+        tokio::time::timeout(grace + Duration::from_secs(5), running.wait())
+            .await
+            .context("shutdown did not finish in time")?;
+        Ok(())
+    })
+}

@@ -1,0 +1,230 @@
+//! Test helpers: a Plaza server on 127.0.0.1:0 with its own temporary data
+//! directory, and a client that speaks the protocol over a real socket.
+//! Every wait has a generous timeout and fails the test with what it was
+//! waiting for; nothing sleeps to synchronise.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use plaza_proto::{Event, Request, ResultCode};
+use plaza_server::{HashCost, Running, Settings};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long any single wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Cheap password hashing for tests (the production default costs ~19 MiB).
+pub const TEST_HASH: HashCost = HashCost {
+    memory_kib: 64,
+    iterations: 1,
+};
+
+/// Waits for `f`, failing the test after [`WAIT`].
+pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Logs once per test binary, filtered by `RUST_LOG`.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// A server running in this test's runtime.
+pub struct TestServer {
+    /// The running server.
+    pub running: Running,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its data directory (removed when the last holder drops it).
+    pub dir: std::sync::Arc<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server with default chat settings.
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// A server whose settings `configure` adjusts.
+    pub async fn with(configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::in_dir(
+            std::sync::Arc::new(tempfile::tempdir().expect("temp dir")),
+            configure,
+        )
+        .await
+    }
+
+    /// A server on an existing data directory (for restart tests).
+    pub async fn in_dir(
+        dir: std::sync::Arc<tempfile::TempDir>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
+        init_tracing();
+        let mut s = Settings {
+            bind: Some("127.0.0.1:0".parse().expect("addr")),
+            data_dir: Some(PathBuf::from(dir.path())),
+            argon2_memory_kib: Some(TEST_HASH.memory_kib),
+            argon2_iterations: Some(TEST_HASH.iterations),
+            shutdown_grace_secs: Some(10),
+            ..Settings::default()
+        };
+        configure(&mut s);
+        let running = plaza_server::start(s.resolve().expect("settings"))
+            .await
+            .expect("server starts");
+        let addr = running.local_addr();
+        Self { running, addr, dir }
+    }
+
+    /// A connected client.
+    pub async fn client(&self) -> TestClient {
+        TestClient::connect(self.addr).await
+    }
+
+    /// A registered, logged-in client.
+    pub async fn user(&self, name: &str) -> TestClient {
+        let mut c = self.client().await;
+        c.register(name, "pw").await;
+        c.login(name, "pw").await;
+        c
+    }
+}
+
+/// A protocol client over a real socket.
+pub struct TestClient {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl TestClient {
+    /// Connects.
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = within("connect", TcpStream::connect(addr))
+            .await
+            .expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Self {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Sends one request.
+    pub async fn send(&mut self, r: Request) {
+        let mut b = BytesMut::new();
+        r.encode(&mut b);
+        self.send_raw(&b).await;
+    }
+
+    /// Sends raw bytes.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        within("send", self.stream.write_all(bytes)).await.expect("write");
+    }
+
+    /// The next raw frame from the server.
+    pub async fn recv_raw(&mut self) -> Vec<u8> {
+        self.try_recv_raw().await.expect("server closed the connection")
+    }
+
+    /// The next raw frame, or `None` when the server closes the connection.
+    pub async fn try_recv_raw(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if self.buf.len() >= 2 {
+                let len = usize::from(u16::from_le_bytes([self.buf[0], self.buf[1]]));
+                if self.buf.len() >= len {
+                    return Some(self.buf.split_to(len).to_vec());
+                }
+            }
+            self.buf.reserve(4096);
+            let n = within("a packet from the server", self.stream.read_buf(&mut self.buf))
+                .await
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// The next event.
+    pub async fn recv(&mut self) -> Event {
+        let f = self.recv_raw().await;
+        Event::decode(&f).unwrap_or_else(|e| panic!("undecodable frame {f:?}: {e}"))
+    }
+
+    /// The next event, or `None` when the server closes the connection.
+    pub async fn try_recv(&mut self) -> Option<Event> {
+        let f = self.try_recv_raw().await?;
+        Some(Event::decode(&f).expect("decodable frame"))
+    }
+
+    /// Waits for the server to close the connection, returning the events
+    /// that came before.
+    pub async fn until_closed(&mut self) -> Vec<Event> {
+        let mut v = Vec::new();
+        while let Some(e) = self.try_recv().await {
+            v.push(e);
+        }
+        v
+    }
+
+    /// Sends a request and returns the next event.
+    pub async fn call(&mut self, r: Request) -> Event {
+        self.send(r).await;
+        self.recv().await
+    }
+
+    /// Registers `name`, expecting success.
+    pub async fn register(&mut self, name: &str, password: &str) {
+        let r = self
+            .call(Request::Register {
+                name: name.into(),
+                password: password.into(),
+            })
+            .await;
+        assert_eq!(r, Event::RegisterResult(ResultCode::OK), "register {name}");
+    }
+
+    /// Logs in, returning the result code.
+    pub async fn try_login(&mut self, name: &str, password: &str) -> ResultCode {
+        match self
+            .call(Request::Login {
+                name: name.into(),
+                password: password.into(),
+            })
+            .await
+        {
+            Event::LoginResult(c) => c,
+            other => panic!("expected a login result, got {other:?}"),
+        }
+    }
+
+    /// Logs in, expecting success.
+    pub async fn login(&mut self, name: &str, password: &str) {
+        assert_eq!(
+            self.try_login(name, password).await,
+            ResultCode::OK,
+            "login {name}"
+        );
+    }
+
+    /// Enters a room, returning the member list and the result.
+    pub async fn enter(&mut self, room: i32) -> (Vec<(u64, String)>, ResultCode) {
+        self.send(Request::RoomEnter { room }).await;
+        let mut users = Vec::new();
+        loop {
+            match self.recv().await {
+                Event::RoomUserList { users: u } => users.extend(u),
+                Event::RoomEnterResult(c) => return (users, c),
+                other => panic!("unexpected {other:?} while entering a room"),
+            }
+        }
+    }
+}
