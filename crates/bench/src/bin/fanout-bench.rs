@@ -1,0 +1,291 @@
+//! Room fan-out through the whole chat server (a first form of issue #5's
+//! `plaza bench fanout`).
+//!
+//! R rooms × M members, all logged in to an in-process plaza-server; every
+//! member chats at `--rate` messages/s with a `--size`-byte message carrying
+//! its send time. Every member receives every message of its room (the
+//! sender included), so deliveries = messages × M. Reported: offered
+//! messages/s, deliveries/s, expected vs received (losses counted), latency
+//! p50/p99/p99.9/max from send to delivery, server CPU time per delivery,
+//! server allocations per delivery, and write system calls per delivery.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::BytesMut;
+use clap::Parser;
+use hdrhistogram::Histogram;
+use plaza_bench::{alloc, cpu};
+use plaza_proto::{Event, Request, ResultCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
+
+#[derive(Parser, Debug)]
+#[command(about = "Room fan-out through plaza-server: R rooms x M members chatting at a rate")]
+struct Args {
+    /// Rooms.
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Members per room.
+    #[arg(long, default_value_t = 100)]
+    members: usize,
+    /// Messages per second per member.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Message size in bytes (at least 20, at most 256).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Server worker threads.
+    #[arg(long, default_value_t = 1)]
+    server_threads: usize,
+}
+
+const SERVER_THREAD: &str = "plaza-srv";
+
+struct Member {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Member {
+    async fn call(&mut self, r: Request) -> Result<Event> {
+        let mut b = BytesMut::new();
+        r.encode(&mut b);
+        self.stream.write_all(&b).await?;
+        self.next().await
+    }
+    async fn next(&mut self) -> Result<Event> {
+        loop {
+            if self.buf.len() >= 2 {
+                let len = usize::from(u16::from_le_bytes([self.buf[0], self.buf[1]]));
+                if self.buf.len() >= len {
+                    let f = self.buf.split_to(len);
+                    return Ok(Event::decode(&f)?);
+                }
+            }
+            self.buf.reserve(4096);
+            anyhow::ensure!(self.stream.read_buf(&mut self.buf).await? > 0, "server closed");
+        }
+    }
+}
+
+async fn join(addr: SocketAddr, name: String, room: i32) -> Result<Member> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let mut m = Member {
+        stream,
+        buf: BytesMut::new(),
+    };
+    let reg = m
+        .call(Request::Register {
+            name: name.clone(),
+            password: "pw".into(),
+        })
+        .await?;
+    anyhow::ensure!(reg == Event::RegisterResult(ResultCode::OK), "register: {reg:?}");
+    let login = m
+        .call(Request::Login {
+            name,
+            password: "pw".into(),
+        })
+        .await?;
+    anyhow::ensure!(login == Event::LoginResult(ResultCode::OK), "login: {login:?}");
+    let mut b = BytesMut::new();
+    Request::RoomEnter { room }.encode(&mut b);
+    m.stream.write_all(&b).await?;
+    loop {
+        match m.next().await? {
+            Event::RoomEnterResult(ResultCode::OK) => return Ok(m),
+            Event::RoomEnterResult(c) => anyhow::bail!("enter: {c:?}"),
+            _ => {}
+        }
+    }
+}
+
+struct Tally {
+    sent: u64,
+    received: u64,
+    hist: Histogram<u64>,
+}
+
+/// One member: sends at the rate until `end`, counts what arrives until
+/// `drain_end`.
+async fn run_member(m: Member, args: Arc<Args>, t0: Instant, start: Instant, end: Instant) -> Result<Tally> {
+    let (mut rd, mut wr) = m.stream.into_split();
+    let mut buf = m.buf;
+    let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let size = args.size;
+    let sender = tokio::spawn(async move {
+        // Spread members over the first interval so sends are not in lockstep.
+        let mut next = start + interval.mul_f64(fastrand_fraction());
+        let mut sent = 0u64;
+        let mut frame = BytesMut::new();
+        while next < end {
+            tokio::time::sleep_until(next.into()).await;
+            let stamp = format!("{:020}", t0.elapsed().as_nanos() as u64);
+            let mut message = stamp;
+            message.extend(std::iter::repeat_n('x', size - 20));
+            frame.clear();
+            Request::RoomChat { message }.encode(&mut frame);
+            wr.write_all(&frame).await?;
+            sent += 1;
+            next += interval;
+        }
+        Ok::<_, anyhow::Error>((sent, wr))
+    });
+    let mut hist = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3)?;
+    let mut received = 0u64;
+    let drain_end = end + Duration::from_secs(2);
+    loop {
+        while buf.len() >= 2 {
+            let len = usize::from(u16::from_le_bytes([buf[0], buf[1]]));
+            if buf.len() < len {
+                break;
+            }
+            let f = buf.split_to(len);
+            if plaza_proto::packet_id(&f) == plaza_proto::id::ROOM_CHAT_NOTIFY {
+                let stamp: u64 = std::str::from_utf8(&f[5 + 33..5 + 33 + 20])?.parse()?;
+                received += 1;
+                hist.record((t0.elapsed().as_nanos() as u64).saturating_sub(stamp).max(1_000))?;
+            }
+        }
+        buf.reserve(64 * 1024);
+        let now = Instant::now();
+        if now >= drain_end {
+            break;
+        }
+        match tokio::time::timeout(drain_end - now, rd.read_buf(&mut buf)).await {
+            Ok(Ok(0)) => anyhow::bail!("server closed"),
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => break,
+        }
+    }
+    let (sent, _wr) = sender.await??;
+    Ok(Tally { sent, received, hist })
+}
+
+fn fastrand_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() % 10_000) as f64 / 10_000.0
+}
+
+fn main() -> Result<()> {
+    let args = Arc::new(Args::parse());
+    anyhow::ensure!((20..=256).contains(&args.size), "--size must be 20..=256");
+    let dir = tempfile::tempdir()?;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.server_threads)
+        .thread_name(SERVER_THREAD)
+        .on_thread_start(alloc::count_this_thread)
+        .enable_all()
+        .build()?;
+    let settings = plaza_server::Settings {
+        bind: Some("127.0.0.1:0".parse()?),
+        data_dir: Some(dir.path().into()),
+        rooms: Some(args.rooms as u32),
+        room_capacity: Some(args.members as usize),
+        max_users: Some(args.rooms * args.members + 10),
+        argon2_memory_kib: Some(64),
+        argon2_iterations: Some(1),
+        log: Some("warn".into()),
+        ..Default::default()
+    };
+    let running = server_rt.block_on(plaza_server::start(settings.resolve()?))?;
+    let addr = running.local_addr();
+    let net = running.net().clone();
+
+    let load_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (tally, before, after, secs) = load_rt.block_on(async {
+        let mut members = Vec::new();
+        for r in 0..args.rooms {
+            for m in 0..args.members {
+                members.push(
+                    join(addr, format!("r{r}m{m}"), r as i32)
+                        .await
+                        .context("member setup")?,
+                );
+            }
+        }
+        let t0 = Instant::now();
+        let start = t0 + Duration::from_millis(500);
+        let end = start + Duration::from_secs_f64(args.seconds);
+        let mut tasks = tokio::task::JoinSet::new();
+        for m in members {
+            tasks.spawn(run_member(m, args.clone(), t0, start, end));
+        }
+        let snap = || {
+            (
+                cpu::threads_named(SERVER_THREAD),
+                alloc::count(),
+                net.stats().writes,
+            )
+        };
+        tokio::time::sleep_until(start.into()).await;
+        let before = snap();
+        tokio::time::sleep_until(end.into()).await;
+        // Let deliveries in flight land before the end snapshot.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = snap();
+        let mut total = Tally {
+            sent: 0,
+            received: 0,
+            hist: Histogram::new_with_bounds(1_000, 60_000_000_000, 3)?,
+        };
+        while let Some(r) = tasks.join_next().await {
+            let t = r??;
+            total.sent += t.sent;
+            total.received += t.received;
+            total.hist.add(t.hist)?;
+        }
+        Ok::<_, anyhow::Error>((total, before, after, args.seconds))
+    })?;
+    let expected = tally.sent * args.members as u64;
+    let deliveries = tally.received;
+    let cpu = after.0.zip(before.0).map(|(a, b)| a.saturating_sub(b));
+    let q = |x: f64| tally.hist.value_at_quantile(x) as f64 / 1e6;
+    println!(
+        "fanout-bench: {} rooms x {} members x {}/s, {} B, {}s, server threads {}",
+        args.rooms, args.members, args.rate, args.size, secs, args.server_threads
+    );
+    println!(
+        "offered {:.0} msg/s  deliveries {:.0}/s  expected {}  received {}  lost {}",
+        tally.sent as f64 / secs,
+        deliveries as f64 / secs,
+        expected,
+        deliveries,
+        expected.saturating_sub(deliveries)
+    );
+    println!(
+        "latency ms p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(0.999),
+        tally.hist.max() as f64 / 1e6
+    );
+    println!(
+        "server cpu/delivery {}  allocs/delivery {:.4}  writes/delivery {:.4}",
+        cpu.map_or("n/a".into(), |c| format!(
+            "{:.2} us",
+            c.as_secs_f64() * 1e6 / deliveries.max(1) as f64
+        )),
+        (after.1 - before.1) as f64 / deliveries.max(1) as f64,
+        (after.2 - before.2) as f64 / deliveries.max(1) as f64,
+    );
+    server_rt.block_on(running.shutdown());
+    Ok(())
+}
