@@ -195,7 +195,7 @@ fn main() -> Result<()> {
         bind: Some("127.0.0.1:0".parse()?),
         data_dir: Some(dir.path().into()),
         rooms: Some(args.rooms as u32),
-        room_capacity: Some(args.members as usize),
+        room_capacity: Some(args.members),
         max_users: Some(args.rooms * args.members + 10),
         argon2_memory_kib: Some(64),
         argon2_iterations: Some(1),
