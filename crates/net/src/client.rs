@@ -142,15 +142,7 @@ impl Client {
         if let Some(s) = self.0.current() {
             s.close(Close::Flush(Instant::now() + self.0.limits.linger));
         }
-        loop {
-            let n = self.0.finished_wake.notified();
-            tokio::pin!(n);
-            n.as_mut().enable();
-            if self.0.finished.load(Ordering::SeqCst) {
-                return;
-            }
-            n.await;
-        }
+        crate::wait_until(&self.0.finished_wake, || self.0.finished.load(Ordering::SeqCst)).await;
     }
 }
 
@@ -229,17 +221,7 @@ async fn drive<H: ClientHandler>(
                 ^ u64::from(attempt);
             let delay = backoff.delay(attempt, seed);
             attempt = attempt.saturating_add(1);
-            let stop = async {
-                loop {
-                    let n = inner.stop_wake.notified();
-                    tokio::pin!(n);
-                    n.as_mut().enable();
-                    if inner.stopped.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    n.await;
-                }
-            };
+            let stop = crate::wait_until(&inner.stop_wake, || inner.stopped.load(Ordering::SeqCst));
             tokio::select! {
                 () = stop => break None,
                 () = tokio::time::sleep(delay) => {}

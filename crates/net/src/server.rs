@@ -127,7 +127,7 @@ impl Server {
             counters: Counters::default(),
             local_addr,
             sessions: AtomicUsize::new(0),
-            tasks: AtomicUsize::new(1),
+            tasks: AtomicUsize::new(0),
             tasks_done: Notify::new(),
             stopping: AtomicBool::new(false),
             stop_wake: Notify::new(),
@@ -152,6 +152,7 @@ impl Server {
     /// Starts accepting on the current tokio runtime and returns a handle.
     pub fn start<H: Handler>(self, handler: H) -> Handle {
         let handle = self.handle();
+        self.shared.tasks.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(accept_loop(
             self.listener,
             self.config,
@@ -250,22 +251,15 @@ impl Handle {
 
     /// Stops gracefully: closes the listener, flushes every session's queue
     /// for up to `linger`, closes every session, and returns once every
-    /// session has left (its `on_leave` has returned).
+    /// session has left (its `on_leave` has returned). On a server that was
+    /// bound but never started it returns at once.
     pub async fn stop(&self, linger: Duration) {
         let s = &self.0;
         s.stopping.store(true, Ordering::SeqCst);
         s.stop_wake.notify_waiters();
         let deadline = Instant::now() + linger;
         s.table.for_each(|session| session.close(Close::Flush(deadline)));
-        loop {
-            let done = s.tasks_done.notified();
-            tokio::pin!(done);
-            done.as_mut().enable();
-            if s.tasks.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            done.await;
-        }
+        crate::wait_until(&s.tasks_done, || s.tasks.load(Ordering::Acquire) == 0).await;
     }
 }
 
@@ -277,15 +271,7 @@ impl Shared {
     }
 
     async fn stopped(&self) {
-        loop {
-            let n = self.stop_wake.notified();
-            tokio::pin!(n);
-            n.as_mut().enable();
-            if self.stopping.load(Ordering::SeqCst) {
-                return;
-            }
-            n.await;
-        }
+        crate::wait_until(&self.stop_wake, || self.stopping.load(Ordering::SeqCst)).await;
     }
 }
 

@@ -136,15 +136,7 @@ impl SessionShared {
     }
 
     async fn wait_for(&self, flag: &AtomicBool) {
-        loop {
-            let notified = self.reader_wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if flag.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
+        crate::wait_until(&self.reader_wake, || flag.load(Ordering::Acquire)).await;
     }
 
     fn abort(&self, error: NetError) {

@@ -498,6 +498,14 @@ async fn client_connect_to_a_closed_port_fails_cleanly() {
     assert!(r.is_err());
 }
 
+#[tokio::test]
+async fn stopping_a_server_that_never_started_returns() {
+    let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap(), Framing::Lan))
+        .await
+        .unwrap();
+    within("stop", server.handle().stop(Duration::from_secs(1))).await;
+}
+
 #[test]
 fn shared_state_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
