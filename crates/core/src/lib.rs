@@ -129,6 +129,21 @@ pub enum RegisterOutcome {
     Unavailable,
 }
 
+/// A logged-in user, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// Account name.
+    pub name: String,
+    /// Session.
+    pub conn: Conn,
+    /// Room, if in one.
+    pub room: Option<u32>,
+    /// Elevated with ADMIN.
+    pub admin: bool,
+    /// `Some(None)`: muted indefinitely; `Some(Some(d))`: for `d` more.
+    pub muted: Option<Option<Duration>>,
+}
+
 /// Work the hub asks the outside world to do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Effect {
@@ -203,7 +218,10 @@ pub struct Hub {
     mutes: HashMap<Arc<str>, Option<Instant>>,
     pending: usize,
     next_ticket: u64,
+    /// New logins are refused.
     draining: bool,
+    /// The network is being stopped.
+    shutting_down: bool,
 }
 
 impl Hub {
@@ -219,6 +237,7 @@ impl Hub {
             pending: 0,
             next_ticket: 1,
             draining: false,
+            shutting_down: false,
         }
     }
 
@@ -324,9 +343,10 @@ impl Hub {
     }
 
     fn shutdown(&mut self, sink: &mut impl Sink) {
-        if self.draining {
+        if self.shutting_down {
             return;
         }
+        self.shutting_down = true;
         self.draining = true;
         let notice = Event::Notice {
             message: "server is shutting down".into(),
@@ -560,47 +580,21 @@ impl Hub {
                 sink.send(conn, &Event::AdminResult(code));
             }
             Request::Kick { name: target } => {
-                let code = self.admin_on(
-                    conn,
-                    &target,
-                    |hub, t, sink| {
-                        sink.send(t, &Event::Kicked { by: name.to_string() });
-                        hub.sign_out(t, sink);
-                        if let Some(s) = hub.sessions.get_mut(&t) {
-                            s.state = State::Closing;
-                        }
-                        sink.disconnect(t);
-                    },
-                    sink,
-                );
-                sink.send(conn, &Event::KickResult(code));
+                let code = self.admin_target(conn, &target);
+                if let Ok(t) = code {
+                    self.kick(t, &name, sink);
+                }
+                sink.send(conn, &Event::KickResult(code.err().unwrap_or(ResultCode::OK)));
             }
             Request::Mute {
                 name: target,
                 seconds,
             } => {
-                let code = self.admin_on(
-                    conn,
-                    &target,
-                    |hub, t, sink| {
-                        let key = hub.name_of(t).expect("target is logged in").clone();
-                        match seconds {
-                            0 => {
-                                hub.mutes.remove(&key);
-                            }
-                            u32::MAX => {
-                                hub.mutes.insert(key, None);
-                            }
-                            s => {
-                                hub.mutes
-                                    .insert(key, Some(now + Duration::from_secs(u64::from(s))));
-                            }
-                        }
-                        sink.send(t, &Event::Muted { seconds });
-                    },
-                    sink,
-                );
-                sink.send(conn, &Event::MuteResult(code));
+                let code = self.admin_target(conn, &target);
+                if let Ok(t) = code {
+                    self.mute(t, seconds, now, sink);
+                }
+                sink.send(conn, &Event::MuteResult(code.err().unwrap_or(ResultCode::OK)));
             }
             Request::Shutdown => {
                 let admin = self.sessions.get(&conn).is_some_and(|s| s.admin);
@@ -624,22 +618,118 @@ impl Hub {
         }
     }
 
-    /// Runs an admin action on a logged-in target, after the checks.
-    fn admin_on<S: Sink>(
-        &mut self,
-        conn: Conn,
-        target: &str,
-        act: impl FnOnce(&mut Self, Conn, &mut S),
-        sink: &mut S,
-    ) -> ResultCode {
+    /// The logged-in target of an admin command, after the checks.
+    fn admin_target(&self, conn: Conn, target: &str) -> Result<Conn, ResultCode> {
         if !self.sessions.get(&conn).is_some_and(|s| s.admin) {
-            return ResultCode::NOT_ADMIN;
+            return Err(ResultCode::NOT_ADMIN);
         }
-        let Some(&t) = self.online.get(target).and_then(|n| self.claimed.get(n)) else {
-            return ResultCode::USER_NOT_FOUND;
+        self.conn_of(target).ok_or(ResultCode::USER_NOT_FOUND)
+    }
+
+    fn conn_of(&self, name: &str) -> Option<Conn> {
+        self.online.get(name).and_then(|n| self.claimed.get(n)).copied()
+    }
+
+    /// Tells `target` it was kicked, takes it out of its room (the others
+    /// are told) and disconnects it after what was queued for it.
+    fn kick(&mut self, target: Conn, by: &str, sink: &mut impl Sink) {
+        sink.send(target, &Event::Kicked { by: by.to_owned() });
+        self.sign_out(target, sink);
+        if let Some(s) = self.sessions.get_mut(&target) {
+            s.state = State::Closing;
+        }
+        sink.disconnect(target);
+    }
+
+    /// Mutes (or with 0 unmutes) `target`'s account and tells it.
+    fn mute(&mut self, target: Conn, seconds: u32, now: Instant, sink: &mut impl Sink) {
+        let Some(key) = self.name_of(target).cloned() else {
+            return;
         };
-        act(self, t, sink);
-        ResultCode::OK
+        match seconds {
+            0 => {
+                self.mutes.remove(&key);
+            }
+            u32::MAX => {
+                self.mutes.insert(key, None);
+            }
+            s => {
+                self.mutes
+                    .insert(key, Some(now + Duration::from_secs(u64::from(s))));
+            }
+        }
+        sink.send(target, &Event::Muted { seconds });
+    }
+
+    // ---- Operator interface (the control link), no admin session needed.
+
+    /// Every logged-in user, sorted by name.
+    pub fn users(&self, now: Instant) -> Vec<UserInfo> {
+        self.online.iter().filter_map(|n| self.user(n, now)).collect()
+    }
+
+    /// One logged-in user.
+    pub fn user(&self, name: &str, now: Instant) -> Option<UserInfo> {
+        let conn = self.conn_of(name)?;
+        let s = self.sessions.get(&conn)?;
+        let muted = match self.mutes.get(name) {
+            Some(None) => Some(None),
+            Some(Some(until)) if *until > now => Some(Some(*until - now)),
+            _ => None,
+        };
+        Some(UserInfo {
+            name: name.to_owned(),
+            conn,
+            room: s.room,
+            admin: s.admin,
+            muted,
+        })
+    }
+
+    /// Rooms in use and their members, by room number.
+    pub fn rooms(&self) -> Vec<(u32, Vec<String>)> {
+        (0..self.config.rooms)
+            .filter(|r| !self.rooms[*r as usize].is_empty())
+            .map(|r| (r, self.room_members(r)))
+            .collect()
+    }
+
+    /// Kicks `name` on an operator's behalf. Returns whether it was online.
+    pub fn operator_kick(&mut self, name: &str, sink: &mut impl Sink) -> bool {
+        let Some(t) = self.conn_of(name) else { return false };
+        self.kick(t, "operator", sink);
+        true
+    }
+
+    /// Mutes (0: unmutes) `name` on an operator's behalf. Returns whether it
+    /// was online.
+    pub fn operator_mute(&mut self, name: &str, seconds: u32, now: Instant, sink: &mut impl Sink) -> bool {
+        let Some(t) = self.conn_of(name) else { return false };
+        self.mute(t, seconds, now, sink);
+        true
+    }
+
+    /// Sends a SERVER_NOTICE to every session, or to the members of `room`.
+    /// Returns how many got it, or `None` for a room number out of range.
+    pub fn notice(&mut self, room: Option<u32>, message: &str, sink: &mut impl Sink) -> Option<usize> {
+        let frame = Event::Notice {
+            message: message.to_owned(),
+        }
+        .to_bytes();
+        let targets: Vec<Conn> = match room {
+            Some(r) => self.rooms.get(r as usize)?.clone(),
+            None => self.sessions.keys().copied().collect(),
+        };
+        for t in &targets {
+            sink.send_shared(*t, &frame);
+        }
+        Some(targets.len())
+    }
+
+    /// Refuses new logins (110) from now on, without closing anything:
+    /// the first step of a drain.
+    pub fn refuse_logins(&mut self) {
+        self.draining = true;
     }
 
     fn login(&mut self, conn: Conn, name: String, password: String, sink: &mut impl Sink) {

@@ -1,72 +1,79 @@
-//! A LAN server and a LAN client talking to it (seed 003's CLanServer and
-//! CLanClient): the client sends numbered requests, the server answers each
-//! with its payload reversed, and the client reconnects if the link drops.
+//! A server-to-server link (seed 003's CLanServer/CLanClient) with
+//! request/response correlation, timeouts and reconnect.
 //!
+//! Two processes:
 //! ```sh
-//! cargo run -p plaza-net --example lan_link
+//! cargo run -p plaza-net --example lan_link -- server 127.0.0.1:7100
+//! cargo run -p plaza-net --example lan_link -- client 127.0.0.1:7100
 //! ```
+//! With no arguments, both ends run in one process.
+//!
+//! The server answers each request with its payload reversed; the client
+//! sends numbered requests once a second and keeps going across server
+//! restarts (requests fail while the link is down, then succeed again).
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use plaza_net::{
-    Backoff, Client, ClientConfig, ClientHandler, Framing, Handle, Handler, Server, ServerConfig, SessionId,
-    put_lan_frame,
-};
-use tokio::sync::mpsc;
+use plaza_net::link::{LinkClient, LinkHandler, Response, serve};
+use plaza_net::{Backoff, ClientConfig, Framing, Server, ServerConfig, SessionId};
 
-struct Reverser(Handle);
+struct Reverser;
 
-impl Handler for Reverser {
-    fn on_connection_request(&self, peer: std::net::SocketAddr) -> bool {
-        // An internal link: only loopback peers.
+impl LinkHandler for Reverser {
+    fn on_connection_request(&self, peer: SocketAddr) -> bool {
+        // An internal link: loopback peers only.
         peer.ip().is_loopback()
     }
-    async fn on_recv(&self, id: SessionId, frame: &[u8]) {
-        let mut reply: Vec<u8> = Framing::Lan.payload(frame).to_vec();
-        reply.reverse();
-        let _ = self.0.send_with(id, |b| put_lan_frame(b, &reply));
+    async fn on_request(&self, _id: SessionId, body: &[u8]) -> Response {
+        body.iter().rev().copied().collect::<Vec<u8>>().into()
     }
 }
 
-struct Replies(mpsc::UnboundedSender<String>);
+async fn run_server(addr: SocketAddr) -> anyhow::Result<plaza_net::Handle> {
+    let server = Server::bind(ServerConfig::new(addr, Framing::Lan)).await?;
+    println!("server: listening on {}", server.local_addr());
+    Ok(serve(server, Reverser))
+}
 
-impl ClientHandler for Replies {
-    async fn on_connect(&self) {
-        println!("client: connected");
+async fn run_client(addr: SocketAddr, requests: usize) -> anyhow::Result<()> {
+    let mut config = ClientConfig::new(addr, Framing::Lan);
+    config.reconnect = Some(Backoff::default());
+    let link = LinkClient::connect(config).await?;
+    for i in 0..requests {
+        match link
+            .request(format!("request {i}").as_bytes(), Duration::from_secs(2))
+            .await
+        {
+            Ok(reply) => println!("client: {}", String::from_utf8_lossy(&reply)),
+            Err(e) => println!("client: request {i} failed: {e}"),
+        }
+        if requests > 3 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
-    async fn on_disconnect(&self) {
-        println!("client: disconnected");
-    }
-    async fn on_recv(&self, frame: &[u8]) {
-        let _ = self
-            .0
-            .send(String::from_utf8_lossy(Framing::Lan.payload(frame)).into_owned());
-    }
+    link.close().await;
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse()?, Framing::Lan)).await?;
-    let addr = server.local_addr();
-    let handle = server.handle();
-    server.start(Reverser(handle.clone()));
-    println!("server: listening on {addr}");
-
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut config = ClientConfig::new(addr, Framing::Lan);
-    config.reconnect = Some(Backoff::default());
-    let client = Arc::new(Client::connect(config, Replies(tx)).await?);
-    for i in 0..3 {
-        let mut frame = BytesMut::new();
-        put_lan_frame(&mut frame, format!("request {i}").as_bytes());
-        client.send(frame.freeze())?;
-        let reply = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await?;
-        println!("client: got {reply:?}");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let addr = |i: usize| -> anyhow::Result<SocketAddr> {
+        Ok(args.get(i).map_or("127.0.0.1:7100", String::as_str).parse()?)
+    };
+    match args.first().map(String::as_str) {
+        Some("server") => {
+            let handle = run_server(addr(1)?).await?;
+            tokio::signal::ctrl_c().await?;
+            handle.stop(Duration::from_secs(1)).await;
+        }
+        Some("client") => run_client(addr(1)?, 60).await?,
+        _ => {
+            let handle = run_server("127.0.0.1:0".parse()?).await?;
+            run_client(handle.local_addr(), 3).await?;
+            handle.stop(Duration::from_secs(1)).await;
+        }
     }
-    client.disconnect().await;
-    handle.stop(Duration::from_secs(1)).await;
-    println!("server: stopped with {} sessions", handle.session_count());
     Ok(())
 }

@@ -30,6 +30,7 @@ mod config;
 mod error;
 mod framing;
 mod id;
+pub mod link;
 mod outbox;
 mod recv_buf;
 mod server;

@@ -229,6 +229,13 @@ impl Handle {
         self.0.table.with(id, SessionShared::pending_bytes)
     }
 
+    /// Bytes queued and not yet written, over all sessions.
+    pub fn pending_bytes_total(&self) -> usize {
+        let mut total = 0;
+        self.0.table.for_each(|s| total += s.pending_bytes());
+        total
+    }
+
     /// Sessions open now.
     pub fn session_count(&self) -> usize {
         self.0.sessions.load(Ordering::Acquire)

@@ -67,6 +67,15 @@ pub struct Settings {
     /// Argon2id passes for new password hashes [default: 2].
     #[arg(long, env = "PLAZA_ARGON2_ITERATIONS")]
     pub argon2_iterations: Option<u32>,
+    /// Address of the operators' control listener [default: 127.0.0.1:7778].
+    /// Keep it on loopback or an internal interface.
+    #[arg(long, env = "PLAZA_CONTROL_BIND")]
+    pub control_bind: Option<SocketAddr>,
+    /// File holding the control link's shared secret. Without it,
+    /// PLAZA_CONTROL_SECRET is used, or else DATA_DIR/control.secret,
+    /// generated (mode 0600) on first start.
+    #[arg(long, env = "PLAZA_CONTROL_SECRET_FILE")]
+    pub control_secret_file: Option<PathBuf>,
     /// Log filter, as RUST_LOG [default: info].
     #[arg(long, env = "PLAZA_LOG")]
     pub log: Option<String>,
@@ -93,6 +102,10 @@ pub struct Resolved {
     pub shutdown_grace: Duration,
     /// Password hashing cost.
     pub hash_cost: HashCost,
+    /// Control listener.
+    pub control_bind: SocketAddr,
+    /// Control secret file, if given.
+    pub control_secret_file: Option<PathBuf>,
     /// Log filter.
     pub log: String,
 }
@@ -115,6 +128,8 @@ impl Settings {
             shutdown_grace_secs: self.shutdown_grace_secs.or(other.shutdown_grace_secs),
             argon2_memory_kib: self.argon2_memory_kib.or(other.argon2_memory_kib),
             argon2_iterations: self.argon2_iterations.or(other.argon2_iterations),
+            control_bind: self.control_bind.or(other.control_bind),
+            control_secret_file: self.control_secret_file.or(other.control_secret_file),
             log: self.log.or(other.log),
         }
     }
@@ -168,6 +183,10 @@ impl Settings {
                 memory_kib: self.argon2_memory_kib.unwrap_or(HashCost::default().memory_kib),
                 iterations: self.argon2_iterations.unwrap_or(HashCost::default().iterations),
             },
+            control_bind: self
+                .control_bind
+                .unwrap_or_else(|| "127.0.0.1:7778".parse().expect("valid")),
+            control_secret_file: self.control_secret_file,
             log: self.log.unwrap_or_else(|| "info".into()),
         })
     }

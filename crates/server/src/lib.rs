@@ -14,17 +14,21 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod control;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use plaza_core::{Conn, Effect, Hub, Input, Sink};
 use plaza_net::{Framing, Handle, Handler, NetError, Server, ServerConfig, SessionId};
 use plaza_proto::{Event, Request};
+use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::control::{Command, Control, ControlMsg, Reply};
 
 pub use config::{Resolved, Settings};
 pub use store::{Accounts, HashCost, StoreError};
@@ -36,6 +40,7 @@ const LOGIC_QUEUE: usize = 8192;
 /// A running server.
 pub struct Running {
     addr: SocketAddr,
+    control_addr: SocketAddr,
     tx: mpsc::Sender<Input>,
     done: oneshot::Receiver<()>,
     net: Handle,
@@ -45,6 +50,11 @@ impl Running {
     /// The client listener's address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The control listener's address.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control_addr
     }
 
     /// The network layer's handle (counters, sessions).
@@ -71,6 +81,7 @@ impl Running {
 /// If the data directory cannot be opened or the address cannot be bound.
 pub async fn start(config: Resolved) -> anyhow::Result<Running> {
     let accounts = Arc::new(Accounts::open(&config.data_dir, config.hash_cost)?);
+    let secret = control::load_secret(config.control_secret_file.as_deref(), &config.data_dir)?;
     let mut net_config = ServerConfig::new(config.bind, Framing::Chat);
     net_config.max_sessions = config.max_sessions;
     net_config.max_frame = plaza_proto::MAX_REQUEST_FRAME;
@@ -80,13 +91,54 @@ pub async fn start(config: Resolved) -> anyhow::Result<Running> {
     let server = Server::bind(net_config).await?;
     let addr = server.local_addr();
     let net = server.handle();
+
+    // The control listener: its own socket, session table and limits.
+    let mut control_config = ServerConfig::new(config.control_bind, Framing::Lan);
+    control_config.max_sessions = 64;
+    control_config.max_frame = 64 * 1024;
+    control_config.idle_timeout = Some(Duration::from_secs(600));
+    let control_server = Server::bind(control_config).await?;
+    let control_addr = control_server.local_addr();
+    let control_net = control_server.handle();
+    let (ctl_tx, ctl_rx) = mpsc::channel(64);
+    plaza_net::link::serve(
+        control_server,
+        Control {
+            tx: ctl_tx.clone(),
+            secret,
+            authed: Mutex::default(),
+            handle: control_net.clone(),
+        },
+    );
+
     let (tx, rx) = mpsc::channel(LOGIC_QUEUE);
     server.start(Gateway { tx: tx.clone() });
     let (done_tx, done) = oneshot::channel();
-    let hub = Hub::new(config.chat.clone());
-    tokio::spawn(logic(hub, rx, tx.clone(), net.clone(), accounts, config, done_tx));
-    tracing::info!(%addr, "plaza-server listening");
-    Ok(Running { addr, tx, done, net })
+    let logic = Logic {
+        hub: Hub::new(config.chat.clone()),
+        sink: NetSink {
+            net: net.clone(),
+            tx: tx.clone(),
+            accounts,
+            shutdown: false,
+            sent: 0,
+        },
+        ctl_tx,
+        control_net,
+        started: Instant::now(),
+        received: 0,
+        rates: (0.0, 0.0),
+        config,
+    };
+    tokio::spawn(logic.run(rx, ctl_rx, done_tx));
+    tracing::info!(%addr, %control_addr, "plaza-server listening");
+    Ok(Running {
+        addr,
+        control_addr,
+        tx,
+        done,
+        net,
+    })
 }
 
 /// The network-side handler: decode, then queue for the logic task.
@@ -135,15 +187,19 @@ struct NetSink {
     tx: mpsc::Sender<Input>,
     accounts: Arc<Accounts>,
     shutdown: bool,
+    /// Packets handed to the network.
+    sent: u64,
 }
 
 impl Sink for NetSink {
     fn send(&mut self, to: Conn, event: &Event) {
+        self.sent += 1;
         // A session that left or is closing just misses it.
         let _ = self.net.send_with(SessionId::from_u64(to), |b| event.encode(b));
     }
 
     fn send_shared(&mut self, to: Conn, frame: &Bytes) {
+        self.sent += 1;
         let _ = self.net.send(SessionId::from_u64(to), frame.clone());
     }
 
@@ -182,56 +238,205 @@ impl Sink for NetSink {
     }
 }
 
-async fn logic(
-    mut hub: Hub,
-    mut rx: mpsc::Receiver<Input>,
-    tx: mpsc::Sender<Input>,
-    net: Handle,
-    accounts: Arc<Accounts>,
+/// The logic task: owns the hub, drains the input and control channels.
+struct Logic {
+    hub: Hub,
+    sink: NetSink,
+    ctl_tx: mpsc::Sender<ControlMsg>,
+    control_net: Handle,
+    started: Instant,
+    /// Requests processed.
+    received: u64,
+    /// Requests in and packets out per second, over the last second.
+    rates: (f64, f64),
     config: Resolved,
-    done: oneshot::Sender<()>,
-) {
-    let mut sink = NetSink {
-        net: net.clone(),
-        tx,
-        accounts,
-        shutdown: false,
-    };
-    let (stopped_tx, mut stopped) = oneshot::channel::<()>();
-    let mut stopped_tx = Some(stopped_tx);
-    let mut batch = Vec::with_capacity(256);
-    loop {
-        tokio::select! {
-            n = rx.recv_many(&mut batch, 256) => {
-                if n == 0 {
-                    break;
+}
+
+impl Logic {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Input>,
+        mut ctl_rx: mpsc::Receiver<ControlMsg>,
+        done: oneshot::Sender<()>,
+    ) {
+        let (stopped_tx, mut stopped) = oneshot::channel::<()>();
+        let mut stopped_tx = Some(stopped_tx);
+        let mut batch = Vec::with_capacity(256);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last = (self.received, self.sink.sent);
+        loop {
+            tokio::select! {
+                // Operators first: a flood of users cannot starve the control link.
+                biased;
+                Some((command, reply)) = ctl_rx.recv() => {
+                    let r = self.control(command);
+                    let _ = reply.send(r);
                 }
-                let now = Instant::now();
-                for input in batch.drain(..) {
-                    hub.handle(input, now, &mut sink);
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break;
+                    }
+                    let now = Instant::now();
+                    for input in batch.drain(..) {
+                        if matches!(input, Input::Request { .. }) {
+                            self.received += 1;
+                        }
+                        self.hub.handle(input, now, &mut self.sink);
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = (self.received, self.sink.sent);
+                    self.rates = ((now.0 - last.0) as f64, (now.1 - last.1) as f64);
+                    last = now;
+                }
+                _ = &mut stopped => break,
+            }
+            if self.sink.shutdown {
+                if let Some(stopped_tx) = stopped_tx.take() {
+                    // Everything acknowledged so far is queued: flush and close.
+                    tracing::info!(
+                        sessions = self.hub.sessions(),
+                        users = self.hub.users_online(),
+                        "shutting down"
+                    );
+                    let (net, control, grace) = (
+                        self.sink.net.clone(),
+                        self.control_net.clone(),
+                        self.config.shutdown_grace,
+                    );
+                    tokio::spawn(async move {
+                        net.stop(grace).await;
+                        control.stop(Duration::from_secs(1)).await;
+                        let _ = stopped_tx.send(());
+                    });
                 }
             }
-            _ = &mut stopped => break,
         }
-        if sink.shutdown {
-            if let Some(stopped_tx) = stopped_tx.take() {
-                // Everything acknowledged so far is queued: flush and close.
-                tracing::info!(
-                    sessions = hub.sessions(),
-                    users = hub.users_online(),
-                    "shutting down"
-                );
-                let (net, grace) = (net.clone(), config.shutdown_grace);
-                tokio::spawn(async move {
-                    net.stop(grace).await;
-                    let _ = stopped_tx.send(());
-                });
+        // The store is closed when the last reference (effect tasks included)
+        // is dropped; redb commits are durable at commit time.
+        drop(self);
+        tracing::info!("plaza-server stopped");
+        let _ = done.send(());
+    }
+
+    fn control(&mut self, command: Command) -> Reply {
+        let now = Instant::now();
+        let user_json = |u: &plaza_core::UserInfo, net: &Handle| {
+            let id = SessionId::from_u64(u.conn);
+            json!({
+                "name": u.name,
+                "session": u.conn,
+                "room": u.room,
+                "admin": u.admin,
+                "address": net.peer_addr(id).map(|a| a.to_string()),
+                "send_queue_bytes": net.pending_bytes(id),
+                "muted": match u.muted {
+                    None => Value::Null,
+                    Some(None) => json!("indefinitely"),
+                    Some(Some(d)) => json!(d.as_secs()),
+                },
+            })
+        };
+        match command {
+            Command::Auth { .. } => Reply::ok(json!("authenticated")),
+            Command::Status => {
+                let net = &self.sink.net;
+                let stats = net.stats();
+                Reply::ok(json!({
+                    "uptime_secs": self.started.elapsed().as_secs(),
+                    "sessions": net.session_count(),
+                    "users_online": self.hub.users_online(),
+                    "rooms_in_use": self.hub.rooms_in_use(),
+                    "requests_per_sec": self.rates.0,
+                    "packets_out_per_sec": self.rates.1,
+                    "requests_total": self.received,
+                    "packets_out_total": self.sink.sent,
+                    "logic_queue_depth": LOGIC_QUEUE - self.sink.tx.capacity(),
+                    "send_queue_bytes": net.pending_bytes_total(),
+                    "refused_connections": stats.refused_full,
+                    "slow_consumer_disconnects": stats.slow_consumers,
+                    "store": match self.sink.accounts.health() {
+                        Ok(()) => "ok".to_owned(),
+                        Err(e) => format!("down: {e}"),
+                    },
+                    "draining": self.hub.is_draining(),
+                }))
+            }
+            Command::Users => Reply::ok(Value::Array(
+                self.hub
+                    .users(now)
+                    .iter()
+                    .map(|u| user_json(u, &self.sink.net))
+                    .collect(),
+            )),
+            Command::Rooms => Reply::ok(Value::Array(
+                self.hub
+                    .rooms()
+                    .into_iter()
+                    .map(|(room, members)| json!({ "room": room, "members": members }))
+                    .collect(),
+            )),
+            Command::User { name } => match self.hub.user(&name, now) {
+                Some(u) => Reply::ok(user_json(&u, &self.sink.net)),
+                None => Reply::err(format!("{name} is not logged in")),
+            },
+            Command::Kick { name } => {
+                if self.hub.operator_kick(&name, &mut self.sink) {
+                    Reply::ok(json!(format!("kicked {name}")))
+                } else {
+                    Reply::err(format!("{name} is not logged in"))
+                }
+            }
+            Command::Mute { name, seconds } => self.mute(&name, seconds, now),
+            Command::Unmute { name } => self.mute(&name, 0, now),
+            Command::Notice { room, message } => {
+                if message.len() > plaza_proto::limits::NOTICE {
+                    return Reply::err("notice longer than 1024 bytes");
+                }
+                match self.hub.notice(room, &message, &mut self.sink) {
+                    Some(n) => Reply::ok(json!({ "delivered_to": n })),
+                    None => Reply::err("no such room"),
+                }
+            }
+            Command::Drain { seconds } => {
+                self.hub.refuse_logins();
+                let (ctl, tx) = (self.ctl_tx.clone(), self.sink.tx.clone());
+                tokio::spawn(drain(seconds, ctl, tx));
+                Reply::ok(json!({ "shutdown_in_secs": seconds }))
+            }
+            Command::Shutdown => {
+                self.hub.handle(Input::Shutdown, now, &mut self.sink);
+                Reply::ok(json!("shutting down"))
             }
         }
     }
-    // The store is closed when the last reference (effect tasks included)
-    // is dropped; redb commits are durable at commit time.
-    drop(sink);
-    tracing::info!("plaza-server stopped");
-    let _ = done.send(());
+
+    fn mute(&mut self, name: &str, seconds: u32, now: Instant) -> Reply {
+        if self.hub.operator_mute(name, seconds, now, &mut self.sink) {
+            Reply::ok(json!(if seconds == 0 {
+                format!("unmuted {name}")
+            } else {
+                format!("muted {name}")
+            }))
+        } else {
+            Reply::err(format!("{name} is not logged in"))
+        }
+    }
+}
+
+/// Counts down with notices to every user, then shuts down.
+async fn drain(seconds: u64, ctl: mpsc::Sender<ControlMsg>, tx: mpsc::Sender<Input>) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let marks: std::collections::BTreeSet<u64> = [seconds, 60, 30, 10, 5, 1]
+        .into_iter()
+        .filter(|m| *m <= seconds && *m > 0)
+        .collect();
+    for left in marks.into_iter().rev() {
+        tokio::time::sleep_until(end - Duration::from_secs(left)).await;
+        let (reply, _) = oneshot::channel();
+        let message = format!("server shutting down in {left} seconds");
+        let _ = ctl.send((Command::Notice { room: None, message }, reply)).await;
+    }
+    tokio::time::sleep_until(end).await;
+    let _ = tx.send(Input::Shutdown).await;
 }

@@ -200,6 +200,16 @@ impl Accounts {
         Ok(found)
     }
 
+    /// Whether the database answers a read.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub fn health(&self) -> Result<(), StoreError> {
+        let tx = self.db.begin_read()?;
+        tx.open_table(ACCOUNTS)?;
+        Ok(())
+    }
+
     /// Checks credentials off the async threads.
     pub async fn verify(self: &Arc<Self>, name: String, password: String) -> AuthOutcome {
         let Ok(_permit) = self.hashing.acquire().await else {

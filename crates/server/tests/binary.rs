@@ -74,7 +74,8 @@ async fn sigterm_shuts_down_gracefully_and_exits_zero() {
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("server log ended").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
+        if let Some(rest) = line.split(" addr=").nth(1) {
+            let rest = rest.split_whitespace().next().unwrap_or("");
             let clean: String = rest
                 .chars()
                 .filter(|c| c.is_ascii_digit() || *c == '.' || *c == ':')

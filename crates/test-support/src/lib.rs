@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use plaza_net::link::LinkClient;
+use plaza_net::{ClientConfig, Framing};
 use plaza_proto::{Event, Request, ResultCode};
+use plaza_server::control::{Command, Reply};
 use plaza_server::{HashCost, Running, Settings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -68,8 +71,10 @@ impl TestServer {
         configure: impl FnOnce(&mut Settings),
     ) -> Self {
         init_tracing();
+        std::fs::write(dir.path().join("control.secret"), CONTROL_SECRET).expect("write control secret");
         let mut s = Settings {
             bind: Some("127.0.0.1:0".parse().expect("addr")),
+            control_bind: Some("127.0.0.1:0".parse().expect("addr")),
             data_dir: Some(PathBuf::from(dir.path())),
             argon2_memory_kib: Some(TEST_HASH.memory_kib),
             argon2_iterations: Some(TEST_HASH.iterations),
@@ -95,6 +100,53 @@ impl TestServer {
         c.register(name, "pw").await;
         c.login(name, "pw").await;
         c
+    }
+}
+
+impl TestServer {
+    /// A control-link client, authenticated.
+    pub async fn control(&self) -> ControlClient {
+        let c = ControlClient::connect(self.running.control_addr()).await;
+        let r = c
+            .cmd(Command::Auth {
+                secret: CONTROL_SECRET.into(),
+            })
+            .await;
+        assert!(r.ok, "control auth: {r:?}");
+        c
+    }
+}
+
+/// The control secret test servers use.
+pub const CONTROL_SECRET: &str = "test-control-secret";
+
+/// A client of the operators' control link.
+pub struct ControlClient(LinkClient);
+
+impl ControlClient {
+    /// Connects without authenticating.
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let link = within(
+            "control connect",
+            LinkClient::connect(ClientConfig::new(addr, Framing::Lan)),
+        )
+        .await
+        .expect("control connect");
+        Self(link)
+    }
+
+    /// Sends one command and returns the reply.
+    pub async fn cmd(&self, command: Command) -> Reply {
+        let body = serde_json::to_vec(&command).expect("serialise");
+        let r = self.0.request(&body, WAIT).await.expect("control request");
+        serde_json::from_slice(&r).expect("control reply is JSON")
+    }
+
+    /// Sends one command, returning the link error if the link drops.
+    pub async fn try_cmd(&self, command: Command) -> Result<Reply, plaza_net::link::LinkError> {
+        let body = serde_json::to_vec(&command).expect("serialise");
+        let r = self.0.request(&body, WAIT).await?;
+        Ok(serde_json::from_slice(&r).expect("control reply is JSON"))
     }
 }
 

@@ -193,6 +193,7 @@ fn main() -> Result<()> {
         .build()?;
     let settings = plaza_server::Settings {
         bind: Some("127.0.0.1:0".parse()?),
+        control_bind: Some("127.0.0.1:0".parse()?),
         data_dir: Some(dir.path().into()),
         rooms: Some(args.rooms as u32),
         room_capacity: Some(args.members),

@@ -1,0 +1,201 @@
+//! `plaza-ctl`: the operators' control tool for a running plaza-server, over
+//! its control link (127.0.0.1:7778 by default).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use plaza_net::link::{LinkClient, LinkError};
+use plaza_net::{ClientConfig, Framing};
+use plaza_server::control::{Command, Reply};
+use serde_json::Value;
+
+/// Control a running plaza-server.
+///
+/// The secret comes from --secret-file, else PLAZA_CONTROL_SECRET, else
+/// ./plaza-data/control.secret (what the server generates on first start).
+#[derive(Parser, Debug)]
+#[command(name = "plaza-ctl", version)]
+struct Cli {
+    /// The server's control address.
+    #[arg(long, env = "PLAZA_CONTROL_ADDR", default_value = "127.0.0.1:7778")]
+    addr: std::net::SocketAddr,
+    /// File holding the control secret.
+    #[arg(long, env = "PLAZA_CONTROL_SECRET_FILE")]
+    secret_file: Option<PathBuf>,
+    /// Data directory whose control.secret to use when no secret is given.
+    #[arg(long, env = "PLAZA_DATA_DIR", default_value = "plaza-data")]
+    data_dir: PathBuf,
+    /// Print the raw JSON reply instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Uptime, sessions, users, rooms, rates, queue depths, store health.
+    Status,
+    /// Logged-in users.
+    Users,
+    /// Rooms in use and their members.
+    Rooms,
+    /// One user: room, address, send-queue bytes, mute.
+    User { name: String },
+    /// Disconnect a user; its room is told.
+    Kick { name: String },
+    /// Mute a user for SECONDS (omit for indefinitely).
+    Mute { name: String, seconds: Option<u32> },
+    /// Lift a user's mute.
+    Unmute { name: String },
+    /// Send a notice to everyone, or to one room with --room.
+    Notice {
+        #[arg(long)]
+        room: Option<u32>,
+        message: String,
+    },
+    /// Refuse new logins, count down with notices, then shut down.
+    Drain {
+        /// Seconds before the shutdown.
+        #[arg(default_value_t = 30)]
+        seconds: u64,
+    },
+    /// Shut down gracefully now.
+    Shutdown,
+}
+
+fn secret(cli: &Cli) -> anyhow::Result<String> {
+    if let Some(f) = &cli.secret_file {
+        return Ok(std::fs::read_to_string(f)
+            .with_context(|| format!("reading {}", f.display()))?
+            .trim()
+            .to_owned());
+    }
+    if let Ok(s) = std::env::var("PLAZA_CONTROL_SECRET") {
+        return Ok(s);
+    }
+    let f = cli.data_dir.join("control.secret");
+    Ok(std::fs::read_to_string(&f)
+        .with_context(|| {
+            format!(
+                "no control secret: give --secret-file, set PLAZA_CONTROL_SECRET, or run from the server's directory ({} not readable)",
+                f.display()
+            )
+        })?
+        .trim()
+        .to_owned())
+}
+
+async fn call(link: &LinkClient, command: &Command) -> anyhow::Result<Reply> {
+    let body = serde_json::to_vec(command)?;
+    let raw = link
+        .request(&body, Duration::from_secs(15))
+        .await
+        .map_err(|e| match e {
+            LinkError::Disconnected => anyhow::anyhow!("the server closed the control link"),
+            other => anyhow::anyhow!("control request failed: {other}"),
+        })?;
+    Ok(serde_json::from_slice(&raw)?)
+}
+
+fn show(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+fn print_text(command: &Cmd, data: &Value) {
+    match (command, data) {
+        (Cmd::Users, Value::Array(users)) => {
+            println!(
+                "{:<32} {:>6} {:<22} {:>10} MUTED",
+                "NAME", "ROOM", "ADDRESS", "QUEUED"
+            );
+            for u in users {
+                println!(
+                    "{:<32} {:>6} {:<22} {:>10} {}",
+                    show(&u["name"]),
+                    u["room"].as_u64().map_or("-".into(), |r| r.to_string()),
+                    u["address"].as_str().unwrap_or("-"),
+                    u["send_queue_bytes"].as_u64().unwrap_or(0),
+                    if u["muted"].is_null() {
+                        "-".into()
+                    } else {
+                        show(&u["muted"])
+                    },
+                );
+            }
+            println!("{} users", users.len());
+        }
+        (Cmd::Rooms, Value::Array(rooms)) => {
+            for r in rooms {
+                let members: Vec<&str> = r["members"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                println!(
+                    "room {:>5}: {} members: {}",
+                    r["room"],
+                    members.len(),
+                    members.join(", ")
+                );
+            }
+            println!("{} rooms in use", rooms.len());
+        }
+        (_, Value::Object(m)) => {
+            for (k, v) in m {
+                println!("{k:<28} {}", show(v));
+            }
+        }
+        (_, other) => println!("{}", show(other)),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let secret = secret(&cli)?;
+    let mut config = ClientConfig::new(cli.addr, Framing::Lan);
+    config.connect_timeout = Duration::from_secs(3);
+    let link = LinkClient::connect(config).await.with_context(|| {
+        format!(
+            "cannot reach the control link at {} (is plaza-server running?)",
+            cli.addr
+        )
+    })?;
+    let auth = call(&link, &Command::Auth { secret }).await?;
+    if !auth.ok {
+        bail!("control secret rejected: {}", auth.error.unwrap_or_default());
+    }
+    let command = match &cli.command {
+        Cmd::Status => Command::Status,
+        Cmd::Users => Command::Users,
+        Cmd::Rooms => Command::Rooms,
+        Cmd::User { name } => Command::User { name: name.clone() },
+        Cmd::Kick { name } => Command::Kick { name: name.clone() },
+        Cmd::Mute { name, seconds } => Command::Mute {
+            name: name.clone(),
+            seconds: seconds.unwrap_or(u32::MAX),
+        },
+        Cmd::Unmute { name } => Command::Unmute { name: name.clone() },
+        Cmd::Notice { room, message } => Command::Notice {
+            room: *room,
+            message: message.clone(),
+        },
+        Cmd::Drain { seconds } => Command::Drain { seconds: *seconds },
+        Cmd::Shutdown => Command::Shutdown,
+    };
+    let reply = call(&link, &command).await?;
+    link.close().await;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    } else if reply.ok {
+        print_text(&cli.command, &reply.data);
+    }
+    if !reply.ok {
+        bail!("{}", reply.error.unwrap_or_else(|| "failed".into()));
+    }
+    Ok(())
+}
