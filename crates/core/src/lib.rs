@@ -104,18 +104,46 @@ pub enum Input {
     Shutdown,
 }
 
+/// What a login presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// The password (LOGIN_REQUEST).
+    Password(String),
+    /// A resume token from an earlier login (RESUME_REQUEST).
+    Token(String),
+}
+
 /// A credential check's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthOutcome {
-    /// Valid; `admin` if the account has the admin role.
+    /// Valid, and the name is now marked logged in for this session in the
+    /// store (so other nodes sharing it refuse it with 31).
     Valid {
         /// The account has the admin role.
         admin: bool,
+        /// The account's mute from the store: `None` not muted,
+        /// `Some(None)` indefinitely, `Some(Some(d))` for `d` more.
+        mute: Option<Option<Duration>>,
+        /// A fresh resume token and its lifetime in seconds, if issued.
+        token: Option<(String, u32)>,
     },
-    /// Wrong name or password.
+    /// Wrong name, password or token.
     Invalid,
+    /// The name is logged in elsewhere (another node sharing the store).
+    AlreadyLoggedIn,
     /// The store could not answer.
     Unavailable,
+}
+
+impl AuthOutcome {
+    /// A valid login with no mute and no token.
+    pub fn valid(admin: bool) -> Self {
+        Self::Valid {
+            admin,
+            mute: None,
+            token: None,
+        }
+    }
 }
 
 /// A registration's verdict.
@@ -147,7 +175,8 @@ pub struct UserInfo {
 /// Work the hub asks the outside world to do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Effect {
-    /// Check credentials; answer with [`Input::AuthDone`] carrying `ticket`.
+    /// Check credentials and mark the name logged in for `conn`; answer
+    /// with [`Input::AuthDone`] carrying `ticket`.
     Authenticate {
         /// The session.
         conn: Conn,
@@ -155,8 +184,22 @@ pub enum Effect {
         ticket: u64,
         /// Account name.
         name: String,
-        /// Password.
-        password: String,
+        /// Password or resume token.
+        credential: Credential,
+    },
+    /// The name is no longer logged in on `conn`: clear its mark in the store.
+    Release {
+        /// The session that held it.
+        conn: Conn,
+        /// Account name.
+        name: String,
+    },
+    /// Persist an account's mute (`seconds` as in MUTE_REQUEST; 0 lifts it).
+    Mute {
+        /// Account name.
+        name: String,
+        /// Duration.
+        seconds: u32,
     },
     /// Create an account; answer with [`Input::RegisterDone`].
     Register {
@@ -217,6 +260,9 @@ pub struct Hub {
     /// Muted account names and when the mute ends (`None`: indefinite).
     mutes: HashMap<Arc<str>, Option<Instant>>,
     pending: usize,
+    /// Names of logins in flight, by (session, ticket), so a check that
+    /// comes back for a session that left can still be undone in the store.
+    stale_names: HashMap<(Conn, u64), String>,
     next_ticket: u64,
     /// New logins are refused.
     draining: bool,
@@ -235,6 +281,7 @@ impl Hub {
             online: BTreeSet::new(),
             mutes: HashMap::new(),
             pending: 0,
+            stale_names: HashMap::new(),
             next_ticket: 1,
             draining: false,
             shutting_down: false,
@@ -326,7 +373,7 @@ impl Hub {
                 conn,
                 ticket,
                 outcome,
-            } => self.auth_done(conn, ticket, outcome, sink),
+            } => self.auth_done(conn, ticket, outcome, now, sink),
             Input::RegisterDone { conn, outcome } => {
                 self.pending = self.pending.saturating_sub(1);
                 let code = match outcome {
@@ -376,6 +423,10 @@ impl Hub {
             State::User { name } => {
                 self.online.remove(&name);
                 self.release(&name, conn);
+                sink.effect(Effect::Release {
+                    conn,
+                    name: name.to_string(),
+                });
             }
             // A pending login is cancelled: its result will find no ticket.
             State::Pending { name, .. } => self.release(&name, conn),
@@ -399,26 +450,60 @@ impl Hub {
         true
     }
 
-    fn auth_done(&mut self, conn: Conn, ticket: u64, outcome: AuthOutcome, sink: &mut impl Sink) {
+    fn auth_done(
+        &mut self,
+        conn: Conn,
+        ticket: u64,
+        outcome: AuthOutcome,
+        now: Instant,
+        sink: &mut impl Sink,
+    ) {
         self.pending = self.pending.saturating_sub(1);
         // Re-validate: the session may have left, or been superseded.
-        let Some(s) = self.sessions.get_mut(&conn) else {
+        let current = self.sessions.get(&conn).and_then(|s| match &s.state {
+            State::Pending { ticket: t, name } if *t == ticket => Some(name.clone()),
+            _ => None,
+        });
+        let Some(name) = current else {
+            if let AuthOutcome::Valid { .. } = outcome {
+                // The store marked a login nobody will use: unmark it.
+                if let Some(name) = self.stale_names.remove(&(conn, ticket)) {
+                    sink.effect(Effect::Release { conn, name });
+                }
+            }
+            self.stale_names.remove(&(conn, ticket));
             return;
         };
-        let name = match &s.state {
-            State::Pending { ticket: t, name } if *t == ticket => name.clone(),
-            _ => return,
-        };
+        self.stale_names.remove(&(conn, ticket));
+        let s = self.sessions.get_mut(&conn).expect("checked above");
         let code = match outcome {
-            AuthOutcome::Valid { admin } if !self.draining => {
+            AuthOutcome::Valid { admin, mute, token } if !self.draining => {
                 s.state = State::User { name: name.clone() };
                 s.admin_role = admin;
+                match mute {
+                    Some(m) => {
+                        self.mutes.insert(name.clone(), m.map(|d| now + d));
+                    }
+                    None => {
+                        self.mutes.remove(&name);
+                    }
+                }
                 self.online.insert(name);
                 sink.send(conn, &Event::LoginResult(ResultCode::OK));
+                if let Some((token, ttl_secs)) = token {
+                    sink.send(conn, &Event::ResumeToken { token, ttl_secs });
+                }
                 return;
             }
-            AuthOutcome::Valid { .. } => ResultCode::SHUTTING_DOWN,
+            AuthOutcome::Valid { .. } => {
+                sink.effect(Effect::Release {
+                    conn,
+                    name: name.to_string(),
+                });
+                ResultCode::SHUTTING_DOWN
+            }
             AuthOutcome::Invalid => ResultCode::INVALID_CREDENTIALS,
+            AuthOutcome::AlreadyLoggedIn => ResultCode::LOGIN_ALREADY,
             AuthOutcome::Unavailable => ResultCode::SERVICE_UNAVAILABLE,
         };
         s.state = State::Guest;
@@ -441,7 +526,10 @@ impl Hub {
     fn request(&mut self, conn: Conn, request: Request, now: Instant, sink: &mut impl Sink) {
         // Requests that need no login.
         match request {
-            Request::Login { name, password } => return self.login(conn, name, password, sink),
+            Request::Login { name, password } => {
+                return self.login(conn, name, Credential::Password(password), sink);
+            }
+            Request::Resume { name, token } => return self.login(conn, name, Credential::Token(token), sink),
             Request::Register { name, password } => {
                 let code = if !self.config.registration {
                     ResultCode::REGISTRATION_DISABLED
@@ -651,14 +739,18 @@ impl Hub {
                 self.mutes.remove(&key);
             }
             u32::MAX => {
-                self.mutes.insert(key, None);
+                self.mutes.insert(key.clone(), None);
             }
             s => {
                 self.mutes
-                    .insert(key, Some(now + Duration::from_secs(u64::from(s))));
+                    .insert(key.clone(), Some(now + Duration::from_secs(u64::from(s))));
             }
         }
         sink.send(target, &Event::Muted { seconds });
+        sink.effect(Effect::Mute {
+            name: key.to_string(),
+            seconds,
+        });
     }
 
     // ---- Operator interface (the control link), no admin session needed.
@@ -732,7 +824,7 @@ impl Hub {
         self.draining = true;
     }
 
-    fn login(&mut self, conn: Conn, name: String, password: String, sink: &mut impl Sink) {
+    fn login(&mut self, conn: Conn, name: String, credential: Credential, sink: &mut impl Sink) {
         let s = self.sessions.get_mut(&conn).expect("checked by caller");
         let code = match s.state {
             State::User { .. } | State::Pending { .. } => ResultCode::SESSION_ALREADY_LOGGED_IN,
@@ -751,11 +843,12 @@ impl Hub {
                 };
                 self.claimed.insert(name.clone(), conn);
                 self.pending += 1;
+                self.stale_names.insert((conn, ticket), name.to_string());
                 return sink.effect(Effect::Authenticate {
                     conn,
                     ticket,
                     name: name.to_string(),
-                    password,
+                    credential,
                 });
             }
         };
@@ -816,6 +909,7 @@ fn request_id(r: &Request) -> u16 {
         Request::Mute { .. } => id::MUTE_REQUEST,
         Request::Shutdown => id::SHUTDOWN_REQUEST,
         Request::Ping { .. } => id::PING_REQUEST,
+        Request::Resume { .. } => id::RESUME_REQUEST,
         _ => 0,
     }
 }

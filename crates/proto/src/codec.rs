@@ -39,7 +39,7 @@ impl DecodeError {
             Self::UnknownId(_) => ResultCode::UNKNOWN_PACKET,
             Self::Invalid { field, .. } => match *field {
                 "name" | "target" => ResultCode::INVALID_NAME,
-                "password" => ResultCode::INVALID_PASSWORD,
+                "password" | "token" => ResultCode::INVALID_PASSWORD,
                 "message" => ResultCode::INVALID_MESSAGE,
                 _ => ResultCode::BAD_REQUEST,
             },

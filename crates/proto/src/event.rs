@@ -118,6 +118,13 @@ pub enum Event {
         /// Text.
         message: String,
     },
+    /// 337: after a successful login, a token for RESUME_REQUEST.
+    ResumeToken {
+        /// The token (keep it secret).
+        token: String,
+        /// Seconds it stays valid.
+        ttl_secs: u32,
+    },
     /// 335: a request without a response packet of its own failed.
     RequestError {
         /// The request's packet id.
@@ -194,6 +201,10 @@ impl Event {
             Self::ShutdownResult(c) => code(dst, id::SHUTDOWN_RESPONSE, c),
             Self::Pong { nonce } => frame(dst, id::PONG_RESPONSE, |b| b.put_u64_le(*nonce)),
             Self::Notice { message } => frame(dst, id::SERVER_NOTICE, |b| put_str16(b, message.as_bytes())),
+            Self::ResumeToken { token, ttl_secs } => frame(dst, id::RESUME_TOKEN_NOTIFY, |b| {
+                put_str8(b, token);
+                b.put_u32_le(*ttl_secs);
+            }),
             Self::RequestError { request_id, result } => frame(dst, id::REQUEST_ERROR, |b| {
                 b.put_u16_le(*request_id);
                 b.put_u16_le(result.0);
@@ -285,6 +296,10 @@ impl Event {
             id::SERVER_NOTICE => Self::Notice {
                 message: r.str16(Text::new("message", 0, limits::NOTICE))?,
             },
+            id::RESUME_TOKEN_NOTIFY => Self::ResumeToken {
+                token: r.str8(Text::new("token", 1, limits::TOKEN))?,
+                ttl_secs: r.u32()?,
+            },
             id::REQUEST_ERROR => Self::RequestError {
                 request_id: r.u16()?,
                 result: r.result()?,
@@ -371,6 +386,10 @@ mod tests {
             Event::Kicked { by: "root".into() },
             Event::Muted { seconds: 60 },
             Event::Pong { nonce: 9 },
+            Event::ResumeToken {
+                token: "abc".into(),
+                ttl_secs: 600,
+            },
             Event::Notice {
                 message: "bye".into(),
             },

@@ -41,6 +41,8 @@ pub mod limits {
     pub const ECHO: usize = 1024;
     /// Admin secret: 0..=64 bytes.
     pub const SECRET: usize = 64;
+    /// Resume token: 1..=128 bytes.
+    pub const TOKEN: usize = 128;
     /// Server notice: 0..=1024 bytes.
     pub const NOTICE: usize = 1024;
     /// Size of the seed's fixed user-id field (32 bytes + NUL).
@@ -93,6 +95,8 @@ pub mod id {
     pub const PONG_RESPONSE: u16 = 332;
     pub const SERVER_NOTICE: u16 = 333;
     pub const REQUEST_ERROR: u16 = 335;
+    pub const RESUME_TOKEN_NOTIFY: u16 = 337;
+    pub const RESUME_REQUEST: u16 = 339;
 }
 
 /// Whether `name` is a valid user name (see [`limits::NAME`]).

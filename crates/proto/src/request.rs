@@ -12,6 +12,7 @@ const ROOM_MESSAGE: Text = Text::new("message", 1, limits::ROOM_MESSAGE);
 const MESSAGE: Text = Text::new("message", 1, limits::MESSAGE);
 const SECRET: Text = Text::new("secret", 0, limits::SECRET);
 const AFTER: Text = Text::new("after", 0, limits::NAME);
+const TOKEN: Text = Text::new("token", 1, limits::TOKEN);
 
 /// A request from a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +89,14 @@ pub enum Request {
     },
     /// 327: (admin) shut the server down gracefully.
     Shutdown,
+    /// 339: log in with a resume token instead of the password; answered
+    /// with LOGIN_RESPONSE (202) like a login.
+    Resume {
+        /// Account name.
+        name: String,
+        /// The token from RESUME_TOKEN_NOTIFY.
+        token: String,
+    },
     /// 331: heartbeat; answered with a pong carrying the same nonce.
     Ping {
         /// Echoed back.
@@ -155,6 +164,10 @@ impl Request {
             },
             id::SHUTDOWN_REQUEST => Self::Shutdown,
             id::PING_REQUEST => Self::Ping { nonce: r.u64()? },
+            id::RESUME_REQUEST => Self::Resume {
+                name: r.str8(NAME)?,
+                token: r.str8(TOKEN)?,
+            },
             other => return Err(DecodeError::UnknownId(other)),
         };
         r.end()?;
@@ -198,6 +211,10 @@ impl Request {
             }),
             Self::Shutdown => frame(dst, id::SHUTDOWN_REQUEST, |_| {}),
             Self::Ping { nonce } => frame(dst, id::PING_REQUEST, |b| b.put_u64_le(*nonce)),
+            Self::Resume { name, token } => frame(dst, id::RESUME_REQUEST, |b| {
+                put_str8(b, name);
+                put_str8(b, token);
+            }),
         }
     }
 
@@ -207,7 +224,7 @@ impl Request {
     /// [`Event::RequestError`] otherwise.
     pub fn failure(request_id: u16, code: ResultCode) -> Event {
         match request_id {
-            id::LOGIN_REQUEST => Event::LoginResult(code),
+            id::LOGIN_REQUEST | id::RESUME_REQUEST => Event::LoginResult(code),
             id::ROOM_ENTER_REQUEST => Event::RoomEnterResult(code),
             id::ROOM_LEAVE_REQUEST => Event::RoomLeaveResult(code),
             id::ROOM_CHAT_REQUEST => Event::RoomChatResult(code),

@@ -76,6 +76,30 @@ pub struct Settings {
     /// generated (mode 0600) on first start.
     #[arg(long, env = "PLAZA_CONTROL_SECRET_FILE")]
     pub control_secret_file: Option<PathBuf>,
+    /// Account store: `embedded` (redb in --data-dir) or a Redis URL such as
+    /// `redis://127.0.0.1:6379/0` [default: embedded].
+    #[arg(long, env = "PLAZA_STORE")]
+    pub store: Option<String>,
+    /// Prefix of every Redis key [default: plaza:].
+    #[arg(long, env = "PLAZA_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// Time allowed for one Redis call, in milliseconds; a login that cannot
+    /// finish in time gets 112 [default: 2000].
+    #[arg(long, env = "PLAZA_REDIS_TIMEOUT_MS")]
+    pub redis_timeout_ms: Option<u64>,
+    /// TTL of a user's logged-in mark in Redis, refreshed every third of it;
+    /// a crashed node's users are free again after at most this long
+    /// [default: 30].
+    #[arg(long, env = "PLAZA_PRESENCE_TTL_SECS")]
+    pub presence_ttl_secs: Option<u64>,
+    /// Also verify logins against the seed's Redis schema (`GET <name>`
+    /// holding a plaintext password), rehashing matches into Plaza's
+    /// [default: false].
+    #[arg(long, env = "PLAZA_SEED_COMPAT", action = ArgAction::Set)]
+    pub seed_compat: Option<bool>,
+    /// Lifetime of resume tokens in seconds [default: 600].
+    #[arg(long, env = "PLAZA_RESUME_TTL_SECS")]
+    pub resume_ttl_secs: Option<u32>,
     /// Log filter, as RUST_LOG [default: info].
     #[arg(long, env = "PLAZA_LOG")]
     pub log: Option<String>,
@@ -106,6 +130,10 @@ pub struct Resolved {
     pub control_bind: SocketAddr,
     /// Control secret file, if given.
     pub control_secret_file: Option<PathBuf>,
+    /// Account store.
+    pub store: crate::StoreConfig,
+    /// Resume token lifetime.
+    pub resume_ttl_secs: u32,
     /// Log filter.
     pub log: String,
 }
@@ -130,6 +158,12 @@ impl Settings {
             argon2_iterations: self.argon2_iterations.or(other.argon2_iterations),
             control_bind: self.control_bind.or(other.control_bind),
             control_secret_file: self.control_secret_file.or(other.control_secret_file),
+            store: self.store.or(other.store),
+            redis_prefix: self.redis_prefix.or(other.redis_prefix),
+            redis_timeout_ms: self.redis_timeout_ms.or(other.redis_timeout_ms),
+            presence_ttl_secs: self.presence_ttl_secs.or(other.presence_ttl_secs),
+            seed_compat: self.seed_compat.or(other.seed_compat),
+            resume_ttl_secs: self.resume_ttl_secs.or(other.resume_ttl_secs),
             log: self.log.or(other.log),
         }
     }
@@ -161,7 +195,22 @@ impl Settings {
         let max_users = self.max_users.unwrap_or(10_000);
         let rooms = self.rooms.unwrap_or(1000);
         anyhow::ensure!(rooms > 0, "rooms must be at least 1");
+        let store = match self.store.as_deref() {
+            None | Some("embedded") => crate::StoreConfig::Embedded,
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                crate::StoreConfig::Redis(crate::redis_store::RedisConfig {
+                    url: url.to_owned(),
+                    prefix: self.redis_prefix.clone().unwrap_or_else(|| "plaza:".into()),
+                    timeout: Duration::from_millis(self.redis_timeout_ms.unwrap_or(2000)),
+                    presence_ttl: Duration::from_secs(self.presence_ttl_secs.unwrap_or(30).max(3)),
+                    seed_compat: self.seed_compat.unwrap_or(false),
+                })
+            }
+            Some(other) => anyhow::bail!("--store must be `embedded` or a redis:// URL, not {other:?}"),
+        };
         Ok(Resolved {
+            store,
+            resume_ttl_secs: self.resume_ttl_secs.unwrap_or(600),
             bind: self
                 .bind
                 .unwrap_or_else(|| "127.0.0.1:7777".parse().expect("valid")),

@@ -15,10 +15,12 @@
 
 pub mod config;
 pub mod control;
+mod hasher;
+pub mod redis_store;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -31,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::control::{Command, Control, ControlMsg, Reply};
 
 pub use config::{Resolved, Settings};
-pub use store::{Accounts, HashCost, StoreError};
+pub use store::{Accounts, HashCost, Store, StoreConfig, StoreError};
 
 /// Inputs queued for the logic task. Bounded: when the logic falls behind,
 /// the gateways wait, and so the sessions stop reading (TCP back-pressure).
@@ -80,7 +82,13 @@ impl Running {
 /// # Errors
 /// If the data directory cannot be opened or the address cannot be bound.
 pub async fn start(config: Resolved) -> anyhow::Result<Running> {
-    let accounts = Arc::new(Accounts::open(&config.data_dir, config.hash_cost)?);
+    let store = Store::open(
+        &config.store,
+        &config.data_dir,
+        config.hash_cost,
+        config.resume_ttl_secs,
+    )?;
+    store.spawn_upkeep();
     let secret = control::load_secret(config.control_secret_file.as_deref(), &config.data_dir)?;
     let mut net_config = ServerConfig::new(config.bind, Framing::Chat);
     net_config.max_sessions = config.max_sessions;
@@ -119,7 +127,8 @@ pub async fn start(config: Resolved) -> anyhow::Result<Running> {
         sink: NetSink {
             net: net.clone(),
             tx: tx.clone(),
-            accounts,
+            store,
+            node: hasher::new_token()[..12].to_owned(),
             shutdown: false,
             sent: 0,
         },
@@ -128,6 +137,7 @@ pub async fn start(config: Resolved) -> anyhow::Result<Running> {
         started: Instant::now(),
         received: 0,
         rates: (0.0, 0.0),
+        last_refresh: Instant::now(),
         config,
     };
     tokio::spawn(logic.run(rx, ctl_rx, done_tx));
@@ -185,7 +195,9 @@ impl Handler for Gateway {
 struct NetSink {
     net: Handle,
     tx: mpsc::Sender<Input>,
-    accounts: Arc<Accounts>,
+    store: Store,
+    /// This process's id in the store's logged-in marks.
+    node: String,
     shutdown: bool,
     /// Packets handed to the network.
     sent: u64,
@@ -208,16 +220,17 @@ impl Sink for NetSink {
     }
 
     fn effect(&mut self, effect: Effect) {
-        let (tx, accounts) = (self.tx.clone(), self.accounts.clone());
+        let (tx, store) = (self.tx.clone(), self.store.clone());
         match effect {
             Effect::Authenticate {
                 conn,
                 ticket,
                 name,
-                password,
+                credential,
             } => {
+                let owner = self.owner(conn);
                 tokio::spawn(async move {
-                    let outcome = accounts.verify(name, password).await;
+                    let outcome = store.login(name, credential, owner).await;
                     let _ = tx
                         .send(Input::AuthDone {
                             conn,
@@ -229,12 +242,26 @@ impl Sink for NetSink {
             }
             Effect::Register { conn, name, password } => {
                 tokio::spawn(async move {
-                    let outcome = accounts.register(name, password).await;
+                    let outcome = store.register(name, password).await;
                     let _ = tx.send(Input::RegisterDone { conn, outcome }).await;
                 });
             }
+            Effect::Release { conn, name } => {
+                let owner = self.owner(conn);
+                tokio::spawn(async move { store.release(name, owner).await });
+            }
+            Effect::Mute { name, seconds } => {
+                tokio::spawn(async move { store.set_mute(name, seconds).await });
+            }
             Effect::Shutdown => self.shutdown = true,
         }
+    }
+}
+
+impl NetSink {
+    /// Who holds a login in the store: this node and the session.
+    fn owner(&self, conn: Conn) -> String {
+        format!("{}:{conn}", self.node)
     }
 }
 
@@ -249,6 +276,7 @@ struct Logic {
     received: u64,
     /// Requests in and packets out per second, over the last second.
     rates: (f64, f64),
+    last_refresh: Instant,
     config: Resolved,
 }
 
@@ -288,6 +316,7 @@ impl Logic {
                     let now = (self.received, self.sink.sent);
                     self.rates = ((now.0 - last.0) as f64, (now.1 - last.1) as f64);
                     last = now;
+                    self.refresh_presence();
                 }
                 _ = &mut stopped => break,
             }
@@ -317,6 +346,25 @@ impl Logic {
         drop(self);
         tracing::info!("plaza-server stopped");
         let _ = done.send(());
+    }
+
+    /// Keeps this node's logged-in marks alive in a shared store.
+    fn refresh_presence(&mut self) {
+        let Some(every) = self.sink.store.refresh_every() else {
+            return;
+        };
+        if self.last_refresh.elapsed() < every {
+            return;
+        }
+        self.last_refresh = Instant::now();
+        let entries: Vec<(String, String)> = self
+            .hub
+            .users(Instant::now())
+            .into_iter()
+            .map(|u| (u.name, self.sink.owner(u.conn)))
+            .collect();
+        let store = self.sink.store.clone();
+        tokio::spawn(async move { store.refresh(entries).await });
     }
 
     fn control(&mut self, command: Command) -> Reply {
@@ -355,7 +403,7 @@ impl Logic {
                     "send_queue_bytes": net.pending_bytes_total(),
                     "refused_connections": stats.refused_full,
                     "slow_consumer_disconnects": stats.slow_consumers,
-                    "store": match self.sink.accounts.health() {
+                    "store": match self.sink.store.health() {
                         Ok(()) => "ok".to_owned(),
                         Err(e) => format!("down: {e}"),
                     },

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use plaza_server::{Accounts, Settings};
+use plaza_server::{Resolved, Settings, Store};
 
 /// Plaza chat server. With no options it listens on 127.0.0.1:7777 with an
 /// embedded account store in ./plaza-data and open registration.
@@ -30,17 +30,18 @@ enum Command {
     /// Run the server (the default).
     Serve,
     /// Create an account; the password is read from the first line of
-    /// standard input. Run while the server is stopped.
+    /// standard input. With the embedded store, run while the server is
+    /// stopped.
     AddUser {
         /// Account name.
         name: String,
     },
-    /// Give an account the admin role. Run while the server is stopped.
+    /// Give an account the admin role (embedded store: server stopped).
     GrantAdmin {
         /// Account name.
         name: String,
     },
-    /// Take the admin role away. Run while the server is stopped.
+    /// Take the admin role away (embedded store: server stopped).
     RevokeAdmin {
         /// Account name.
         name: String,
@@ -55,27 +56,25 @@ fn main() -> anyhow::Result<()> {
     };
     let config = cli.settings.or(file).resolve()?;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).context("bad --log filter")?)
         .init();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::AddUser { name } => {
-            let accounts = Accounts::open(&config.data_dir, config.hash_cost)?;
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password)?;
-            let password = password.trim_end_matches(['\r', '\n']);
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
             anyhow::ensure!(
                 plaza_proto::valid_name(&name),
                 "invalid name (1-32 bytes of UTF-8, no spaces)"
             );
             anyhow::ensure!(
-                plaza_proto::valid_password(password),
+                plaza_proto::valid_password(&password),
                 "invalid password (1-32 bytes)"
             );
-            anyhow::ensure!(
-                accounts.create_blocking(&name, password)?,
-                "account {name} already exists"
-            );
+            let created = offline(&config, async |store| Ok(store.create(&name, &password).await?))?;
+            anyhow::ensure!(created, "account {name} already exists");
             println!("created {name}");
             Ok(())
         }
@@ -84,15 +83,29 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn set_admin(config: &plaza_server::Resolved, name: &str, admin: bool) -> anyhow::Result<()> {
-    let accounts = Accounts::open(&config.data_dir, config.hash_cost)
-        .context("opening the account store (is the server running? stop it first)")?;
-    anyhow::ensure!(accounts.set_admin(name, admin)?, "no account named {name}");
+/// Runs an operator command against the configured store.
+fn offline<T>(config: &Resolved, f: impl AsyncFnOnce(Store) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let store = Store::open(
+        &config.store,
+        &config.data_dir,
+        config.hash_cost,
+        config.resume_ttl_secs,
+    )
+    .context("opening the account store (for the embedded store, stop the server first)")?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f(store))
+}
+
+fn set_admin(config: &Resolved, name: &str, admin: bool) -> anyhow::Result<()> {
+    let found = offline(config, async |store| Ok(store.set_admin(name, admin).await?))?;
+    anyhow::ensure!(found, "no account named {name}");
     println!("{name}: admin role {}", if admin { "granted" } else { "revoked" });
     Ok(())
 }
 
-fn serve(config: plaza_server::Resolved) -> anyhow::Result<()> {
+fn serve(config: Resolved) -> anyhow::Result<()> {
     let grace = config.shutdown_grace;
     plaza_net::runtime(config.workers)?.block_on(async move {
         let mut running = plaza_server::start(config).await?;

@@ -1,24 +1,28 @@
-//! The embedded account store: accounts in a redb database in the data
-//! directory, passwords as Argon2id hashes (PHC strings).
+//! Account stores: the embedded one (redb in the data directory, the
+//! default) and Redis (`--store redis://...`), behind one [`Store`].
 //!
-//! Every call that touches the disk or hashes a password runs on tokio's
-//! blocking pool, behind a semaphore of one permit per core, so a login flood
-//! queues here instead of starving the network threads or exhausting memory
-//! (each Argon2 hash holds its memory cost while it runs).
+//! Both keep accounts (Argon2id hash, roles, created-at), mutes with expiry
+//! (a mute survives reconnects and restarts), and resume tokens (stored as a
+//! digest, with a TTL). Redis also keeps a logged-in marker per user with a
+//! TTL refreshed while the session lives, so duplicate login (31) holds
+//! across nodes sharing one Redis.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
-use plaza_core::{AuthOutcome, RegisterOutcome};
+use plaza_core::{AuthOutcome, Credential, RegisterOutcome};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+
+use crate::hasher::{Hasher, new_token, token_digest};
+use crate::redis_store::RedisStore;
 
 const ACCOUNTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("accounts");
+/// Muted account name → end of the mute in Unix seconds (0: indefinite).
+const MUTES: TableDefinition<'_, &str, u64> = TableDefinition::new("mutes");
+/// Token digest → (account name, expiry in Unix seconds) as JSON.
+const TOKENS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tokens");
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +34,11 @@ pub enum StoreError {
     #[error("password hashing: {0}")]
     Hash(String),
     /// A stored record could not be read.
-    #[error("corrupt account record for {0}")]
+    #[error("corrupt record for {0}")]
     Corrupt(String),
+    /// Redis failed or did not answer in time.
+    #[error("redis: {0}")]
+    Redis(String),
 }
 
 macro_rules! db_err {
@@ -66,7 +73,7 @@ impl Default for HashCost {
     }
 }
 
-/// An account as stored (JSON in the `accounts` table, keyed by name).
+/// An account as the embedded store keeps it (JSON, keyed by name).
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Account {
     /// Argon2id PHC string.
@@ -79,19 +86,21 @@ pub struct Account {
 }
 
 impl Account {
-    fn is_admin(&self) -> bool {
+    pub(crate) fn is_admin(&self) -> bool {
         self.roles.iter().any(|r| r == "admin")
     }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The embedded account store.
 pub struct Accounts {
     db: Database,
-    argon: Argon2<'static>,
-    /// Hash of a random password, verified against when the name is unknown
-    /// so that unknown and known names take the same time.
-    decoy: String,
-    hashing: Semaphore,
+    pub(crate) hasher: Arc<Hasher>,
 }
 
 impl Accounts {
@@ -103,21 +112,14 @@ impl Accounts {
     pub fn open(dir: &Path, cost: HashCost) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
         let db = Database::create(dir.join("accounts.redb"))?;
-        {
-            let tx = db.begin_write()?;
-            tx.open_table(ACCOUNTS)?;
-            tx.commit()?;
-        }
-        let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
-            .map_err(|e| StoreError::Hash(e.to_string()))?;
-        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let decoy = hash(&argon, "decoy password never used")?;
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let tx = db.begin_write()?;
+        tx.open_table(ACCOUNTS)?;
+        tx.open_table(MUTES)?;
+        tx.open_table(TOKENS)?;
+        tx.commit()?;
         Ok(Self {
             db,
-            argon,
-            decoy,
-            hashing: Semaphore::new(cores),
+            hasher: Hasher::new(cost)?,
         })
     }
 
@@ -138,9 +140,9 @@ impl Accounts {
     /// If the database cannot be read.
     pub fn verify_blocking(&self, name: &str, password: &str) -> Result<Option<Account>, StoreError> {
         let account = self.get(name)?;
-        let stored = account.as_ref().map_or(self.decoy.as_str(), |a| a.hash.as_str());
-        let parsed = PasswordHash::new(stored).map_err(|_| StoreError::Corrupt(name.to_owned()))?;
-        let ok = self.argon.verify_password(password.as_bytes(), &parsed).is_ok();
+        let ok = self
+            .hasher
+            .verify_blocking(password, account.as_ref().map(|a| a.hash.as_str()));
         Ok(account.filter(|_| ok))
     }
 
@@ -149,12 +151,15 @@ impl Accounts {
     /// # Errors
     /// If hashing or the database fails.
     pub fn create_blocking(&self, name: &str, password: &str) -> Result<bool, StoreError> {
+        let hash = self.hasher.hash_blocking(password)?;
+        self.insert_new(name, hash)
+    }
+
+    fn insert_new(&self, name: &str, hash: String) -> Result<bool, StoreError> {
         let record = Account {
-            hash: hash(&self.argon, password)?,
+            hash,
             roles: Vec::new(),
-            created_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            created_at: unix_now(),
         };
         let bytes = serde_json::to_vec(&record).expect("account serialises");
         let tx = self.db.begin_write()?;
@@ -180,24 +185,79 @@ impl Accounts {
     /// If the database fails.
     pub fn set_admin(&self, name: &str, admin: bool) -> Result<bool, StoreError> {
         let tx = self.db.begin_write()?;
-        let found = {
+        {
             let mut table = tx.open_table(ACCOUNTS)?;
-            let current = match table.get(name)? {
+            let mut account = match table.get(name)? {
                 Some(v) => serde_json::from_slice::<Account>(v.value())
                     .map_err(|_| StoreError::Corrupt(name.to_owned()))?,
                 None => return Ok(false),
             };
-            let mut account = current;
             account.roles.retain(|r| r != "admin");
             if admin {
                 account.roles.push("admin".into());
             }
             let bytes = serde_json::to_vec(&account).expect("account serialises");
             table.insert(name, bytes.as_slice())?;
-            true
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// The account's mute: `None` not muted, `Some(None)` indefinitely.
+    fn mute_of(&self, name: &str) -> Result<Option<Option<Duration>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let Some(until) = tx.open_table(MUTES)?.get(name)?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        Ok(match until {
+            0 => Some(None),
+            t if t > unix_now() => Some(Some(Duration::from_secs(t - unix_now()))),
+            _ => None,
+        })
+    }
+
+    fn set_mute(&self, name: &str, seconds: u32) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(MUTES)?;
+            match seconds {
+                0 => {
+                    t.remove(name)?;
+                }
+                u32::MAX => {
+                    t.insert(name, 0)?;
+                }
+                s => {
+                    t.insert(name, unix_now() + u64::from(s))?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn issue_token(&self, name: &str, ttl: u32) -> Result<String, StoreError> {
+        let token = new_token();
+        let record = serde_json::to_vec(&(name, unix_now() + u64::from(ttl))).expect("serialises");
+        let tx = self.db.begin_write()?;
+        tx.open_table(TOKENS)?
+            .insert(token_digest(&token).as_str(), record.as_slice())?;
+        tx.commit()?;
+        Ok(token)
+    }
+
+    /// Redeems (and so consumes) a token for `name`.
+    fn redeem_token(&self, name: &str, token: &str) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write()?;
+        let valid = {
+            let mut t = tx.open_table(TOKENS)?;
+            let removed = t.remove(token_digest(token).as_str())?;
+            removed
+                .and_then(|v| serde_json::from_slice::<(String, u64)>(v.value()).ok())
+                .is_some_and(|(owner, expires)| owner == name && expires > unix_now())
         };
         tx.commit()?;
-        Ok(found)
+        Ok(valid)
     }
 
     /// Whether the database answers a read.
@@ -210,55 +270,203 @@ impl Accounts {
         Ok(())
     }
 
-    /// Checks credentials off the async threads.
-    pub async fn verify(self: &Arc<Self>, name: String, password: String) -> AuthOutcome {
-        let Ok(_permit) = self.hashing.acquire().await else {
-            return AuthOutcome::Unavailable;
+    fn login_blocking(
+        &self,
+        name: &str,
+        credential: &Credential,
+        token_ttl: u32,
+    ) -> Result<AuthOutcome, StoreError> {
+        let account = match credential {
+            Credential::Password(p) => self.verify_blocking(name, p)?,
+            Credential::Token(t) => {
+                if self.redeem_token(name, t)? {
+                    self.get(name)?
+                } else {
+                    None
+                }
+            }
         };
-        let this = self.clone();
-        match tokio::task::spawn_blocking(move || this.verify_blocking(&name, &password)).await {
-            Ok(Ok(Some(account))) => AuthOutcome::Valid {
-                admin: account.is_admin(),
-            },
-            Ok(Ok(None)) => AuthOutcome::Invalid,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "account store failed a credential check");
-                AuthOutcome::Unavailable
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "credential check task failed");
-                AuthOutcome::Unavailable
-            }
-        }
-    }
-
-    /// Creates an account off the async threads.
-    pub async fn register(self: &Arc<Self>, name: String, password: String) -> RegisterOutcome {
-        let Ok(_permit) = self.hashing.acquire().await else {
-            return RegisterOutcome::Unavailable;
+        let Some(account) = account else {
+            return Ok(AuthOutcome::Invalid);
         };
-        let this = self.clone();
-        match tokio::task::spawn_blocking(move || this.create_blocking(&name, &password)).await {
-            Ok(Ok(true)) => RegisterOutcome::Created,
-            Ok(Ok(false)) => RegisterOutcome::NameTaken,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "account store failed a registration");
-                RegisterOutcome::Unavailable
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "registration task failed");
-                RegisterOutcome::Unavailable
-            }
-        }
+        Ok(AuthOutcome::Valid {
+            admin: account.is_admin(),
+            mute: self.mute_of(name)?,
+            token: Some((self.issue_token(name, token_ttl)?, token_ttl)),
+        })
     }
 }
 
-fn hash(argon: &Argon2<'_>, password: &str) -> Result<String, StoreError> {
-    let salt = SaltString::generate(&mut OsRng);
-    argon
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| StoreError::Hash(e.to_string()))
+/// Which store, and its settings.
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    /// redb in the data directory.
+    Embedded,
+    /// Redis.
+    Redis(crate::redis_store::RedisConfig),
+}
+
+/// The account store the server uses.
+#[derive(Clone)]
+pub enum Store {
+    /// Embedded redb.
+    Embedded(Arc<Accounts>, u32),
+    /// Redis.
+    Redis(Arc<RedisStore>),
+}
+
+impl Store {
+    /// Opens the configured store. Redis is connected lazily: a server can
+    /// start while Redis is down, and logins answer 112 until it is back.
+    ///
+    /// # Errors
+    /// If the embedded database cannot be opened or the Redis URL is bad.
+    pub fn open(
+        config: &StoreConfig,
+        data_dir: &Path,
+        cost: HashCost,
+        token_ttl: u32,
+    ) -> Result<Self, StoreError> {
+        Ok(match config {
+            StoreConfig::Embedded => Self::Embedded(Arc::new(Accounts::open(data_dir, cost)?), token_ttl),
+            StoreConfig::Redis(r) => Self::Redis(Arc::new(RedisStore::new(
+                r.clone(),
+                Hasher::new(cost)?,
+                token_ttl,
+            )?)),
+        })
+    }
+
+    /// Checks a password or token and, if valid, marks the name logged in
+    /// for `owner`, reads the mute and issues a new resume token.
+    pub async fn login(&self, name: String, credential: Credential, owner: String) -> AuthOutcome {
+        match self {
+            Self::Embedded(a, ttl) => {
+                let (a, ttl, hasher) = (a.clone(), *ttl, a.hasher.clone());
+                // Token logins skip Argon2; password logins take a permit.
+                let permit = match credential {
+                    Credential::Password(_) => hasher.permit().await,
+                    Credential::Token(_) => None,
+                };
+                let r = tokio::task::spawn_blocking(move || a.login_blocking(&name, &credential, ttl)).await;
+                drop(permit);
+                match r {
+                    Ok(Ok(outcome)) => outcome,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "account store failed a login");
+                        AuthOutcome::Unavailable
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "login task failed");
+                        AuthOutcome::Unavailable
+                    }
+                }
+            }
+            Self::Redis(r) => r.login(name, credential, owner).await,
+        }
+    }
+
+    /// Creates an account.
+    pub async fn register(&self, name: String, password: String) -> RegisterOutcome {
+        let created = match self {
+            Self::Embedded(a, _) => match a.hasher.hash(password).await {
+                Ok(hash) => {
+                    let a = a.clone();
+                    tokio::task::spawn_blocking(move || a.insert_new(&name, hash))
+                        .await
+                        .map_err(|e| StoreError::Db(e.to_string()))
+                        .and_then(|r| r)
+                }
+                Err(e) => Err(e),
+            },
+            Self::Redis(r) => r.register(name, password).await,
+        };
+        match created {
+            Ok(true) => RegisterOutcome::Created,
+            Ok(false) => RegisterOutcome::NameTaken,
+            Err(e) => {
+                tracing::error!(error = %e, "account store failed a registration");
+                RegisterOutcome::Unavailable
+            }
+        }
+    }
+
+    /// Grants or revokes the admin role (operator command). Returns whether
+    /// the account exists.
+    ///
+    /// # Errors
+    /// If the store fails.
+    pub async fn set_admin(&self, name: &str, admin: bool) -> Result<bool, StoreError> {
+        match self {
+            Self::Embedded(a, _) => a.set_admin(name, admin),
+            Self::Redis(r) => r.set_admin(name, admin).await,
+        }
+    }
+
+    /// Creates an account (operator command). Returns `false` if it exists.
+    ///
+    /// # Errors
+    /// If the store fails.
+    pub async fn create(&self, name: &str, password: &str) -> Result<bool, StoreError> {
+        match self {
+            Self::Embedded(a, _) => a.create_blocking(name, password),
+            Self::Redis(r) => r.register(name.to_owned(), password.to_owned()).await,
+        }
+    }
+
+    /// Clears `name`'s logged-in mark if `owner` holds it.
+    pub async fn release(&self, name: String, owner: String) {
+        if let Self::Redis(r) = self {
+            r.release(&name, &owner).await;
+        }
+    }
+
+    /// Keeps the logged-in marks of these (name, owner) pairs alive.
+    pub async fn refresh(&self, entries: Vec<(String, String)>) {
+        if let Self::Redis(r) = self {
+            r.refresh(entries).await;
+        }
+    }
+
+    /// Persists a mute (`seconds` as in MUTE_REQUEST; 0 lifts it).
+    pub async fn set_mute(&self, name: String, seconds: u32) {
+        let r = match self {
+            Self::Embedded(a, _) => {
+                let a = a.clone();
+                tokio::task::spawn_blocking(move || a.set_mute(&name, seconds))
+                    .await
+                    .map_err(|e| StoreError::Db(e.to_string()))
+                    .and_then(|r| r)
+            }
+            Self::Redis(r) => r.set_mute(&name, seconds).await,
+        };
+        if let Err(e) = r {
+            tracing::error!(error = %e, "could not persist a mute (it holds on this node until restart)");
+        }
+    }
+
+    /// Store health as last seen (never waits on the store).
+    pub fn health(&self) -> Result<(), String> {
+        match self {
+            Self::Embedded(a, _) => a.health().map_err(|e| e.to_string()),
+            Self::Redis(r) => r.health(),
+        }
+    }
+
+    /// How often logged-in marks must be refreshed, if at all.
+    pub fn refresh_every(&self) -> Option<Duration> {
+        match self {
+            Self::Embedded(..) => None,
+            Self::Redis(r) => Some(r.refresh_every()),
+        }
+    }
+
+    /// Starts background upkeep (Redis health probing).
+    pub fn spawn_upkeep(&self) {
+        if let Self::Redis(r) = self {
+            tokio::spawn(crate::redis_store::probe_health(Arc::downgrade(r)));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -271,20 +479,32 @@ mod tests {
     };
 
     #[test]
-    fn accounts_survive_reopening_and_hashes_are_argon2id() {
+    fn accounts_mutes_and_tokens_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        {
+        let token = {
             let a = Accounts::open(dir.path(), CHEAP).unwrap();
             assert!(a.create_blocking("amy", "pw1").unwrap());
             assert!(!a.create_blocking("amy", "other").unwrap(), "name taken");
             assert!(a.set_admin("amy", true).unwrap());
             assert!(!a.set_admin("nobody", true).unwrap());
-        }
+            a.set_mute("amy", 3600).unwrap();
+            a.issue_token("amy", 600).unwrap()
+        };
         let a = Accounts::open(dir.path(), CHEAP).unwrap();
         let acc = a.verify_blocking("amy", "pw1").unwrap().expect("valid");
         assert!(acc.hash.starts_with("$argon2id$"));
         assert!(acc.is_admin());
         assert!(a.verify_blocking("amy", "wrong").unwrap().is_none());
         assert!(a.verify_blocking("nobody", "pw1").unwrap().is_none());
+        assert!(matches!(a.mute_of("amy").unwrap(), Some(Some(d)) if d.as_secs() > 3500));
+        assert!(
+            !a.redeem_token("bob", &token).unwrap(),
+            "a token is bound to its name"
+        );
+        let token2 = a.issue_token("amy", 600).unwrap();
+        assert!(a.redeem_token("amy", &token2).unwrap());
+        assert!(!a.redeem_token("amy", &token2).unwrap(), "a token is single-use");
+        a.set_mute("amy", 0).unwrap();
+        assert_eq!(a.mute_of("amy").unwrap(), None);
     }
 }

@@ -61,15 +61,24 @@ async fn sigterm_shuts_down_gracefully_and_exits_zero() {
         .args([
             "--bind",
             "127.0.0.1:0",
+            "--control-bind",
+            "127.0.0.1:0",
             "--data-dir",
             dir.path().to_str().unwrap(),
             "--log",
             "info",
         ])
-        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // Stop the server by its PID even if an assertion below fails.
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+        }
+    }
+    let _guard = KillOnDrop(server.id());
     // The listening address is in the first log line.
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
     let addr = loop {

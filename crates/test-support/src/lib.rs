@@ -154,6 +154,8 @@ impl ControlClient {
 pub struct TestClient {
     stream: TcpStream,
     buf: BytesMut,
+    /// The resume token from the last successful login.
+    pub token: Option<String>,
 }
 
 impl TestClient {
@@ -166,6 +168,7 @@ impl TestClient {
         Self {
             stream,
             buf: BytesMut::new(),
+            token: None,
         }
     }
 
@@ -244,15 +247,37 @@ impl TestClient {
         assert_eq!(r, Event::RegisterResult(ResultCode::OK), "register {name}");
     }
 
-    /// Logs in, returning the result code.
+    /// Logs in, returning the result code. On success the server follows
+    /// the response with a resume token, kept in `self.token`.
     pub async fn try_login(&mut self, name: &str, password: &str) -> ResultCode {
-        match self
-            .call(Request::Login {
-                name: name.into(),
-                password: password.into(),
-            })
-            .await
-        {
+        self.send(Request::Login {
+            name: name.into(),
+            password: password.into(),
+        })
+        .await;
+        self.login_result().await
+    }
+
+    /// Logs in with the resume token from the last login.
+    pub async fn try_resume(&mut self, name: &str, token: &str) -> ResultCode {
+        self.send(Request::Resume {
+            name: name.into(),
+            token: token.into(),
+        })
+        .await;
+        self.login_result().await
+    }
+
+    /// Reads a login's answer: the result, and the token after success.
+    pub async fn login_result(&mut self) -> ResultCode {
+        match self.recv().await {
+            Event::LoginResult(ResultCode::OK) => match self.recv().await {
+                Event::ResumeToken { token, .. } => {
+                    self.token = Some(token);
+                    ResultCode::OK
+                }
+                other => panic!("expected a resume token after login, got {other:?}"),
+            },
             Event::LoginResult(c) => c,
             other => panic!("expected a login result, got {other:?}"),
         }
@@ -278,5 +303,112 @@ impl TestClient {
                 other => panic!("unexpected {other:?} while entering a room"),
             }
         }
+    }
+}
+
+/// A real `redis-server` for one test: a free loopback port, its own
+/// temporary directory, no persistence, stopped (by its PID) on drop.
+pub struct RedisServer {
+    child: Option<std::process::Child>,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts one and waits until it answers.
+    ///
+    /// # Panics
+    /// If `redis-server` is not installed (`apt-get install redis-server`;
+    /// `.ci/run` and `scripts/test.sh` install it) or does not start.
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut r = Self {
+            child: None,
+            port,
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        r.spawn().await;
+        r
+    }
+
+    async fn spawn(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server not found: apt-get install redis-server (scripts/test.sh does)");
+        self.child = Some(child);
+        // Wait for it to accept connections (the event we need), bounded.
+        within("redis-server to start", async {
+            loop {
+                if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)).await {
+                    let mut buf = [0u8; 7];
+                    if s.write_all(b"PING\r\n").await.is_ok()
+                        && s.read_exact(&mut buf).await.is_ok()
+                        && &buf == b"+PONG\r\n"
+                    {
+                        return;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Stops it (an outage); [`restart`](Self::restart) brings it back on the
+    /// same port, empty.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    /// Runs one command with redis-cli-like simplicity: raw RESP over TCP.
+    pub async fn cmd(&self, args: &[&str]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect redis");
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut buf = vec![0u8; 512];
+        let n = within("redis reply", s.read(&mut buf)).await.expect("read");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -1,0 +1,319 @@
+//! The Redis account store. Schema (every key under a configurable prefix,
+//! `plaza:` by default; documented in docs/OPERATIONS.md):
+//!
+//! - `account:<name>`: hash `{hash, roles, created_at}`.
+//! - `mute:<name>`: present while muted, with the mute's TTL (none:
+//!   indefinite).
+//! - `online:<name>`: `<node>:<session>` of the session logged in as
+//!   `name`, TTL `presence_ttl`, refreshed while it lives; a crashed node's
+//!   users are free again when it runs out.
+//! - `token:<digest>`: account name for a resume token, TTL `token_ttl`.
+//!
+//! One multiplexed connection (redis-rs's ConnectionManager, which
+//! reconnects by itself) opened lazily; every call has a timeout, and a
+//! failure answers "unavailable" instead of waiting.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use plaza_core::{AuthOutcome, Credential};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use crate::hasher::{Hasher, new_token, token_digest};
+use crate::store::{StoreError, unix_now};
+
+/// Redis store settings.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Key prefix.
+    pub prefix: String,
+    /// Time allowed for any one Redis call.
+    pub timeout: Duration,
+    /// TTL of the logged-in marker.
+    pub presence_ttl: Duration,
+    /// Also accept the seed's schema (`GET <name>` = plaintext password) for
+    /// accounts missing from Plaza's; such logins are rehashed into Plaza's.
+    pub seed_compat: bool,
+}
+
+/// The Redis-backed store.
+pub struct RedisStore {
+    client: redis::Client,
+    manager: Mutex<Option<ConnectionManager>>,
+    hasher: Arc<Hasher>,
+    config: RedisConfig,
+    token_ttl: u32,
+    healthy: AtomicBool,
+    last_error: Mutex<String>,
+}
+
+const RELEASE: &str =
+    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+const REGISTER: &str = r"if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'hash', ARGV[1], 'roles', '', 'created_at', ARGV[2])
+return 1";
+const REFRESH: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+
+impl RedisStore {
+    pub(crate) fn new(config: RedisConfig, hasher: Arc<Hasher>, token_ttl: u32) -> Result<Self, StoreError> {
+        let client =
+            redis::Client::open(config.url.as_str()).map_err(|e| StoreError::Redis(e.to_string()))?;
+        Ok(Self {
+            client,
+            manager: Mutex::new(None),
+            hasher,
+            config,
+            token_ttl,
+            healthy: AtomicBool::new(false),
+            last_error: Mutex::new("not connected yet".into()),
+        })
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.config.prefix)
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> StoreError {
+        let msg = e.to_string();
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            tracing::warn!(error = %msg, "redis unavailable");
+        }
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = msg.clone();
+        StoreError::Redis(msg)
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        if let Some(m) = self.manager.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(m);
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.config.timeout))
+            .set_response_timeout(Some(self.config.timeout))
+            .set_number_of_retries(1);
+        let m = tokio::time::timeout(
+            self.config.timeout,
+            self.client.get_connection_manager_with_config(config),
+        )
+        .await
+        .map_err(|_| self.fail("connect timed out"))?
+        .map_err(|e| self.fail(e))?;
+        *self.manager.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
+        Ok(m)
+    }
+
+    /// Runs one call with the configured timeout.
+    async fn call<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut c = self.conn().await?;
+        match tokio::time::timeout(self.config.timeout, f(&mut c)).await {
+            Ok(Ok(v)) => {
+                if !self.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!("redis available");
+                }
+                Ok(v)
+            }
+            Ok(Err(e)) => Err(self.fail(e)),
+            Err(_) => Err(self.fail("call timed out")),
+        }
+    }
+
+    pub(crate) async fn login(&self, name: String, credential: Credential, owner: String) -> AuthOutcome {
+        match self.try_login(name, credential, owner).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::debug!(error = %e, "login: store unavailable");
+                AuthOutcome::Unavailable
+            }
+        }
+    }
+
+    async fn try_login(
+        &self,
+        name: String,
+        credential: Credential,
+        owner: String,
+    ) -> Result<AuthOutcome, StoreError> {
+        let account_key = self.key("account", &name);
+        let (hash, roles): (Option<String>, Option<String>) = self
+            .call(async |c| {
+                redis::cmd("HMGET")
+                    .arg(&account_key)
+                    .arg("hash")
+                    .arg("roles")
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        let valid = match credential {
+            Credential::Password(password) => {
+                if hash.is_none() && self.config.seed_compat {
+                    self.seed_login(&name, &password).await?
+                } else {
+                    self.hasher.verify(password, hash.clone()).await
+                }
+            }
+            Credential::Token(token) => {
+                let key = self.key("token", &token_digest(&token));
+                let owner_name: Option<String> = self.call(async |c| c.get_del(&key).await).await?;
+                owner_name.as_deref() == Some(name.as_str()) && hash.is_some()
+            }
+        };
+        if !valid {
+            return Ok(AuthOutcome::Invalid);
+        }
+        // Mark logged in (31 across nodes), read the mute, issue a token.
+        let online = self.key("online", &name);
+        let mute = self.key("mute", &name);
+        let token = new_token();
+        let token_key = self.key("token", &token_digest(&token));
+        let ttl = self.config.presence_ttl.as_secs().max(1);
+        let (claimed, mute_ms): (Option<String>, i64) = self
+            .call(async |c| {
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(&online)
+                    .arg(&owner)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl)
+                    .cmd("PTTL")
+                    .arg(&mute)
+                    .cmd("SET")
+                    .arg(&token_key)
+                    .arg(&name)
+                    .arg("EX")
+                    .arg(self.token_ttl)
+                    .ignore()
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        if claimed.is_none() {
+            return Ok(AuthOutcome::AlreadyLoggedIn);
+        }
+        Ok(AuthOutcome::Valid {
+            admin: roles.is_some_and(|r| r.split(',').any(|x| x == "admin")),
+            mute: match mute_ms {
+                -2 => None,
+                -1 => Some(None),
+                ms => Some(Some(Duration::from_millis(ms.max(0) as u64))),
+            },
+            token: Some((token, self.token_ttl)),
+        })
+    }
+
+    /// The seed's schema: `GET <name>` holds the plaintext password. A
+    /// match is rehashed into Plaza's schema (the seed key is left alone).
+    async fn seed_login(&self, name: &str, password: &str) -> Result<bool, StoreError> {
+        let plain: Option<String> = self.call(async |c| c.get(name).await).await?;
+        let matches =
+            plain.is_some_and(|p| crate::control::constant_time_eq(p.as_bytes(), password.as_bytes()));
+        if matches {
+            let created = self.register(name.to_owned(), password.to_owned()).await?;
+            tracing::info!(name, created, "seed-schema login migrated to the Plaza schema");
+        }
+        Ok(matches)
+    }
+
+    pub(crate) async fn register(&self, name: String, password: String) -> Result<bool, StoreError> {
+        // Fail fast before spending a hash when Redis is down.
+        self.conn().await?;
+        let hash = self.hasher.hash(password).await?;
+        let key = self.key("account", &name);
+        let created: i64 = self
+            .call(async |c| {
+                Script::new(REGISTER)
+                    .key(&key)
+                    .arg(&hash)
+                    .arg(unix_now())
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(created == 1)
+    }
+
+    /// Grants or revokes the admin role. Returns `false` if no account.
+    ///
+    /// # Errors
+    /// If Redis fails.
+    pub async fn set_admin(&self, name: &str, admin: bool) -> Result<bool, StoreError> {
+        let key = self.key("account", name);
+        let exists: bool = self.call(async |c| c.exists(&key).await).await?;
+        if exists {
+            let roles = if admin { "admin" } else { "" };
+            let () = self.call(async |c| c.hset(&key, "roles", roles).await).await?;
+        }
+        Ok(exists)
+    }
+
+    pub(crate) async fn release(&self, name: &str, owner: &str) {
+        let key = self.key("online", name);
+        let r: Result<i64, _> = self
+            .call(async |c| Script::new(RELEASE).key(&key).arg(owner).invoke_async(c).await)
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(name, error = %e, "release failed; the mark expires by its TTL");
+        }
+    }
+
+    pub(crate) async fn refresh(&self, entries: Vec<(String, String)>) {
+        if entries.is_empty() {
+            return;
+        }
+        let ttl = self.config.presence_ttl.as_secs().max(1);
+        let script = Script::new(REFRESH);
+        let r: Result<(), _> = self
+            .call(async |c| {
+                let mut pipe = redis::pipe();
+                for (name, owner) in &entries {
+                    pipe.invoke_script(script.key(self.key("online", name)).arg(owner).arg(ttl))
+                        .ignore();
+                }
+                pipe.query_async(c).await
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "presence refresh failed");
+        }
+    }
+
+    pub(crate) async fn set_mute(&self, name: &str, seconds: u32) -> Result<(), StoreError> {
+        let key = self.key("mute", name);
+        match seconds {
+            0 => self.call(async |c| c.del(&key).await).await,
+            u32::MAX => self.call(async |c| c.set(&key, 1).await).await,
+            s => self.call(async |c| c.set_ex(&key, 1, u64::from(s)).await).await,
+        }
+    }
+
+    pub(crate) fn health(&self) -> Result<(), String> {
+        if self.healthy.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err(self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        }
+    }
+
+    pub(crate) fn refresh_every(&self) -> Duration {
+        (self.config.presence_ttl / 3).max(Duration::from_secs(1))
+    }
+}
+
+/// Pings Redis every second while the store lives, so health is current
+/// even when nobody logs in.
+pub(crate) async fn probe_health(store: Weak<RedisStore>) {
+    loop {
+        {
+            let Some(s) = store.upgrade() else { return };
+            let _: Result<String, _> = s.call(async |c| redis::cmd("PING").query_async(c).await).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

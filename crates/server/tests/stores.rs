@@ -1,0 +1,247 @@
+//! The same account behaviour from both stores: the embedded one and a real
+//! `redis-server` started for the test on a free loopback port.
+
+use std::sync::Arc;
+
+use plaza_proto::{Event, Request, ResultCode};
+use plaza_server::Settings;
+use plaza_server::control::Command;
+use plaza_test_support::{RedisServer, TestServer, within};
+
+/// A server on `redis` (or the embedded store when `None`).
+async fn server(redis: Option<&RedisServer>, dir: Option<Arc<tempfile::TempDir>>) -> TestServer {
+    let url = redis.map(RedisServer::url);
+    let configure = move |s: &mut Settings| {
+        s.store = url;
+        s.redis_timeout_ms = Some(500);
+    };
+    match dir {
+        Some(d) => TestServer::in_dir(d, configure).await,
+        None => TestServer::with(configure).await,
+    }
+}
+
+async fn login_duplicate_mute_resume(redis: Option<&RedisServer>) {
+    let s = server(redis, None).await;
+    let mut amy = s.user("amy").await;
+    // Duplicate login.
+    let mut again = s.client().await;
+    assert_eq!(again.try_login("amy", "pw").await, ResultCode::LOGIN_ALREADY);
+    let mut stranger = s.client().await;
+    assert_eq!(
+        stranger.try_login("zed", "pw").await,
+        ResultCode::INVALID_CREDENTIALS
+    );
+
+    // Mute through the control link; it survives a reconnect and a restart.
+    let ctl = s.control().await;
+    assert!(
+        ctl.cmd(Command::Mute {
+            name: "amy".into(),
+            seconds: 3600
+        })
+        .await
+        .ok
+    );
+    assert_eq!(amy.recv().await, Event::Muted { seconds: 3600 });
+    let token = amy.token.clone().expect("a token came with the login");
+    drop(amy);
+    let mut amy = s.client().await;
+    // Resume with the token: no password needed.
+    let mut code = amy.try_resume("amy", &token).await;
+    while code == ResultCode::LOGIN_ALREADY {
+        // The old session's disconnect may not be processed yet.
+        tokio::task::yield_now().await;
+        code = amy.try_resume("amy", &token).await;
+    }
+    // A LOGIN_ALREADY attempt does not consume the token; a success does.
+    assert_eq!(code, ResultCode::OK);
+    assert_eq!(
+        amy.call(Request::Broadcast { message: "hi".into() }).await,
+        Event::BroadcastResult(ResultCode::MUTED)
+    );
+    let fresh = amy.token.clone().unwrap();
+    assert_ne!(fresh, token, "each login issues a new token");
+    assert_eq!(
+        amy.call(Request::Logout).await,
+        Event::LogoutResult(ResultCode::OK)
+    );
+    assert_eq!(
+        amy.try_resume("amy", &token).await,
+        ResultCode::INVALID_CREDENTIALS,
+        "tokens are single-use"
+    );
+    assert_eq!(
+        amy.try_resume("bob", &fresh).await,
+        ResultCode::INVALID_CREDENTIALS,
+        "tokens are bound to a name"
+    );
+    assert_eq!(
+        amy.try_resume("amy", &fresh).await,
+        ResultCode::INVALID_CREDENTIALS,
+        "a misused token is burnt"
+    );
+    amy.login("amy", "pw").await;
+    let keep = amy.token.clone().unwrap();
+
+    // Restart the server on the same store: account, mute and token remain.
+    let dir = s.dir.clone();
+    let mut running = s.running;
+    running.shutdown().await;
+    within("stop", running.wait()).await;
+    drop(amy);
+    let s = server(redis, Some(dir)).await;
+    let mut amy = s.client().await;
+    assert_eq!(amy.try_resume("amy", &keep).await, ResultCode::OK);
+    assert_eq!(
+        amy.call(Request::Whisper {
+            to: "amy".into(),
+            message: "x".into()
+        })
+        .await,
+        Event::WhisperResult(ResultCode::MUTED)
+    );
+    let ctl = s.control().await;
+    assert!(ctl.cmd(Command::Unmute { name: "amy".into() }).await.ok);
+    assert_eq!(amy.recv().await, Event::Muted { seconds: 0 });
+    let mut bob = s.user("bob").await;
+    assert_eq!(
+        amy.call(Request::Whisper {
+            to: "bob".into(),
+            message: "free".into()
+        })
+        .await,
+        Event::WhisperResult(ResultCode::OK)
+    );
+    assert!(matches!(bob.recv().await, Event::Whisper { .. }));
+}
+
+#[tokio::test]
+async fn embedded_store_login_duplicate_mute_and_resume() {
+    login_duplicate_mute_resume(None).await;
+}
+
+#[tokio::test]
+async fn redis_store_login_duplicate_mute_and_resume() {
+    let redis = RedisServer::start().await;
+    login_duplicate_mute_resume(Some(&redis)).await;
+}
+
+#[tokio::test]
+async fn duplicate_login_holds_across_two_nodes_sharing_redis() {
+    let redis = RedisServer::start().await;
+    let a = server(Some(&redis), None).await;
+    let b = server(Some(&redis), None).await;
+    let mut amy = a.user("amy").await;
+    let mut other = b.client().await;
+    assert_eq!(other.try_login("amy", "pw").await, ResultCode::LOGIN_ALREADY);
+    // Logging out on node a frees the name for node b.
+    assert_eq!(
+        amy.call(Request::Logout).await,
+        Event::LogoutResult(ResultCode::OK)
+    );
+    let mut code = other.try_login("amy", "pw").await;
+    while code == ResultCode::LOGIN_ALREADY {
+        tokio::task::yield_now().await; // the release is asynchronous
+        code = other.try_login("amy", "pw").await;
+    }
+    assert_eq!(code, ResultCode::OK);
+    assert!(redis.cmd(&["GET", "plaza:online:amy"]).await.contains(':'));
+}
+
+#[tokio::test]
+async fn a_redis_outage_refuses_logins_with_112_and_chat_goes_on() {
+    let mut redis = RedisServer::start().await;
+    let s = server(Some(&redis), None).await;
+    let mut amy = s.user("amy").await;
+    let mut bob = s.user("bob").await;
+    let mut carol = s.client().await;
+    carol.register("carol", "pw").await;
+    amy.enter(1).await;
+    bob.enter(1).await;
+    amy.recv().await;
+    // Keep the accounts across the restart, then cut Redis off.
+    assert!(redis.cmd(&["SAVE"]).await.contains("OK"));
+    redis.stop();
+
+    assert_eq!(
+        carol.try_login("carol", "pw").await,
+        ResultCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        carol
+            .call(Request::Register {
+                name: "dave".into(),
+                password: "pw".into()
+            })
+            .await,
+        Event::RegisterResult(ResultCode::SERVICE_UNAVAILABLE)
+    );
+    // Logged-in users keep chatting.
+    assert_eq!(
+        amy.call(Request::RoomChat {
+            message: "still here".into()
+        })
+        .await,
+        Event::RoomChatResult(ResultCode::OK)
+    );
+    assert!(matches!(bob.recv().await, Event::RoomChat { .. }));
+    let ctl = s.control().await;
+    let status = ctl.cmd(Command::Status).await;
+    assert!(
+        status.data["store"].as_str().unwrap().starts_with("down"),
+        "{status:?}"
+    );
+
+    // Redis comes back: logins work again on their own.
+    redis.restart().await;
+    let mut code = carol.try_login("carol", "pw").await;
+    while code == ResultCode::SERVICE_UNAVAILABLE {
+        tokio::task::yield_now().await; // reconnecting
+        code = carol.try_login("carol", "pw").await;
+    }
+    assert_eq!(code, ResultCode::OK);
+    let status = ctl.cmd(Command::Status).await;
+    assert_eq!(status.data["store"], "ok");
+}
+
+#[tokio::test]
+async fn seed_schema_logins_are_migrated_when_enabled() {
+    let redis = RedisServer::start().await;
+    // The seed's schema: GET <user id> holds the plaintext password.
+    assert!(redis.cmd(&["SET", "oldtimer", "hunter2"]).await.contains("OK"));
+    let plain = server(Some(&redis), None).await;
+    let mut c = plain.client().await;
+    assert_eq!(
+        c.try_login("oldtimer", "hunter2").await,
+        ResultCode::INVALID_CREDENTIALS,
+        "off by default"
+    );
+
+    let url = redis.url();
+    let compat = TestServer::with(move |s| {
+        s.store = Some(url);
+        s.seed_compat = Some(true);
+    })
+    .await;
+    let mut c = compat.client().await;
+    assert_eq!(
+        c.try_login("oldtimer", "wrong").await,
+        ResultCode::INVALID_CREDENTIALS
+    );
+    assert_eq!(c.try_login("oldtimer", "hunter2").await, ResultCode::OK);
+    let hash = redis.cmd(&["HGET", "plaza:account:oldtimer", "hash"]).await;
+    assert!(
+        hash.contains("$argon2id$"),
+        "rehashed into the Plaza schema: {hash}"
+    );
+    // Now it works without the switch too.
+    assert_eq!(c.call(Request::Logout).await, Event::LogoutResult(ResultCode::OK));
+    let mut d = plain.client().await;
+    let mut code = d.try_login("oldtimer", "hunter2").await;
+    while code == ResultCode::LOGIN_ALREADY {
+        tokio::task::yield_now().await;
+        code = d.try_login("oldtimer", "hunter2").await;
+    }
+    assert_eq!(code, ResultCode::OK);
+}
