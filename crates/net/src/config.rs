@@ -42,7 +42,10 @@ pub struct ServerConfig {
     /// TCP keepalive idle time, to find half-open connections the idle
     /// timeout would not (when it is off). `None` leaves the OS default.
     pub keepalive: Option<Duration>,
-    /// `listen(2)` backlog.
+    /// `listen(2)` backlog: connections the kernel holds before accept. A
+    /// reconnect storm of thousands overflows a small queue and the kernel
+    /// then drops or resets handshakes; Linux caps this at
+    /// `net.core.somaxconn`.
     pub backlog: u32,
 }
 
@@ -61,7 +64,7 @@ impl ServerConfig {
             write_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(5),
             keepalive: Some(Duration::from_secs(60)),
-            backlog: 1024,
+            backlog: 4096,
         }
     }
 
