@@ -118,7 +118,17 @@ impl RedisStore {
                 }
                 Ok(v)
             }
-            Ok(Err(e)) => Err(self.fail(e)),
+            // Only a lost or refused connection is an outage; a command error
+            // (a bug, a wrong type) is reported without marking Redis down.
+            Ok(Err(e))
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout() =>
+            {
+                Err(self.fail(e))
+            }
+            Ok(Err(e)) => Err(StoreError::Redis(e.to_string())),
             Err(_) => Err(self.fail("call timed out")),
         }
     }
@@ -268,19 +278,25 @@ impl RedisStore {
             return;
         }
         let ttl = self.config.presence_ttl.as_secs().max(1);
-        let script = Script::new(REFRESH);
         let r: Result<(), _> = self
             .call(async |c| {
+                // Plain EVAL: a pipelined EVALSHA fails with NOSCRIPT on a
+                // Redis that has not seen the script yet.
                 let mut pipe = redis::pipe();
                 for (name, owner) in &entries {
-                    pipe.invoke_script(script.key(self.key("online", name)).arg(owner).arg(ttl))
+                    pipe.cmd("EVAL")
+                        .arg(REFRESH)
+                        .arg(1)
+                        .arg(self.key("online", name))
+                        .arg(owner)
+                        .arg(ttl)
                         .ignore();
                 }
                 pipe.query_async(c).await
             })
             .await;
         if let Err(e) = r {
-            tracing::debug!(error = %e, "presence refresh failed");
+            tracing::warn!(error = %e, "presence refresh failed; marks may expire");
         }
     }
 
