@@ -92,3 +92,76 @@ pub mod cpu {
         Some(Duration::from_millis(ticks * 1000 / ticks_per_sec))
     }
 }
+
+pub mod conn {
+    //! A minimal protocol connection for load tools: send requests, read
+    //! events, nothing hidden.
+
+    use bytes::BytesMut;
+    use plaza_proto::{Event, Request};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// One TCP connection speaking the chat protocol.
+    pub struct FrameConn {
+        /// The socket.
+        pub stream: TcpStream,
+        /// Bytes read and not yet decoded.
+        pub buf: BytesMut,
+    }
+
+    impl FrameConn {
+        /// Connects with Nagle off.
+        ///
+        /// # Errors
+        /// If the connection fails.
+        pub async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(Self {
+                stream,
+                buf: BytesMut::new(),
+            })
+        }
+
+        /// Sends one request.
+        ///
+        /// # Errors
+        /// If the write fails.
+        pub async fn send(&mut self, r: Request) -> anyhow::Result<()> {
+            let mut b = BytesMut::new();
+            r.encode(&mut b);
+            Ok(self.stream.write_all(&b).await?)
+        }
+
+        /// The next event.
+        ///
+        /// # Errors
+        /// If the server closes the connection or sends an undecodable frame.
+        pub async fn next(&mut self) -> anyhow::Result<Event> {
+            loop {
+                if self.buf.len() >= 2 {
+                    let len = usize::from(u16::from_le_bytes([self.buf[0], self.buf[1]]));
+                    if self.buf.len() >= len {
+                        let f = self.buf.split_to(len);
+                        return Ok(Event::decode(&f)?);
+                    }
+                }
+                self.buf.reserve(4096);
+                anyhow::ensure!(
+                    self.stream.read_buf(&mut self.buf).await? > 0,
+                    "server closed the connection"
+                );
+            }
+        }
+
+        /// Sends a request and returns the next event.
+        ///
+        /// # Errors
+        /// As [`send`](Self::send) and [`next`](Self::next).
+        pub async fn call(&mut self, r: Request) -> anyhow::Result<Event> {
+            self.send(r).await?;
+            self.next().await
+        }
+    }
+}

@@ -20,7 +20,6 @@ use hdrhistogram::Histogram;
 use plaza_bench::{alloc, cpu};
 use plaza_proto::{Event, Request, ResultCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
@@ -50,40 +49,10 @@ struct Args {
 
 const SERVER_THREAD: &str = "plaza-srv";
 
-struct Member {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Member {
-    async fn call(&mut self, r: Request) -> Result<Event> {
-        let mut b = BytesMut::new();
-        r.encode(&mut b);
-        self.stream.write_all(&b).await?;
-        self.next().await
-    }
-    async fn next(&mut self) -> Result<Event> {
-        loop {
-            if self.buf.len() >= 2 {
-                let len = usize::from(u16::from_le_bytes([self.buf[0], self.buf[1]]));
-                if self.buf.len() >= len {
-                    let f = self.buf.split_to(len);
-                    return Ok(Event::decode(&f)?);
-                }
-            }
-            self.buf.reserve(4096);
-            anyhow::ensure!(self.stream.read_buf(&mut self.buf).await? > 0, "server closed");
-        }
-    }
-}
+type Member = plaza_bench::conn::FrameConn;
 
 async fn join(addr: SocketAddr, name: String, room: i32) -> Result<Member> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let mut m = Member {
-        stream,
-        buf: BytesMut::new(),
-    };
+    let mut m = Member::connect(addr).await?;
     let reg = m
         .call(Request::Register {
             name: name.clone(),
@@ -98,9 +67,7 @@ async fn join(addr: SocketAddr, name: String, room: i32) -> Result<Member> {
         })
         .await?;
     anyhow::ensure!(login == Event::LoginResult(ResultCode::OK), "login: {login:?}");
-    let mut b = BytesMut::new();
-    Request::RoomEnter { room }.encode(&mut b);
-    m.stream.write_all(&b).await?;
+    m.send(Request::RoomEnter { room }).await?;
     loop {
         match m.next().await? {
             Event::RoomEnterResult(ResultCode::OK) => return Ok(m),

@@ -11,11 +11,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use bytes::BytesMut;
 use clap::Parser;
 use plaza_proto::{Event, Request, ResultCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 #[derive(Parser, Debug)]
 #[command(about = "Logins/s with password and with resume token, embedded store vs Redis")]
@@ -35,31 +32,12 @@ struct Args {
 }
 
 struct Conn {
-    s: TcpStream,
-    buf: BytesMut,
+    io: plaza_bench::conn::FrameConn,
     name: String,
     token: String,
 }
 
 impl Conn {
-    async fn send(&mut self, r: Request) -> Result<()> {
-        let mut b = BytesMut::new();
-        r.encode(&mut b);
-        Ok(self.s.write_all(&b).await?)
-    }
-    async fn next(&mut self) -> Result<Event> {
-        loop {
-            if self.buf.len() >= 2 {
-                let len = usize::from(u16::from_le_bytes([self.buf[0], self.buf[1]]));
-                if self.buf.len() >= len {
-                    let f = self.buf.split_to(len);
-                    return Ok(Event::decode(&f)?);
-                }
-            }
-            self.buf.reserve(4096);
-            anyhow::ensure!(self.s.read_buf(&mut self.buf).await? > 0, "closed");
-        }
-    }
     /// One login (password or token) and logout; returns whether it worked.
     async fn cycle(&mut self, token: bool) -> Result<bool> {
         let name = self.name.clone();
@@ -74,20 +52,20 @@ impl Conn {
                 password: "pw".into(),
             }
         };
-        self.send(r).await?;
-        let answer = self.next().await?;
+        self.io.send(r).await?;
+        let answer = self.io.next().await?;
         if answer != Event::LoginResult(ResultCode::OK) {
             if std::env::var_os("LOGIN_BENCH_DEBUG").is_some() {
                 eprintln!("{name}: {answer:?}");
             }
             return Ok(false);
         }
-        if let Event::ResumeToken { token, .. } = self.next().await? {
+        if let Event::ResumeToken { token, .. } = self.io.next().await? {
             self.token = token;
         }
-        self.send(Request::Logout).await?;
+        self.io.send(Request::Logout).await?;
         anyhow::ensure!(
-            self.next().await? == Event::LogoutResult(ResultCode::OK),
+            self.io.next().await? == Event::LogoutResult(ResultCode::OK),
             "logout"
         );
         Ok(true)
@@ -146,21 +124,18 @@ fn run_store(name: &str, store: Option<String>, args: &Args) -> Result<()> {
     load.block_on(async {
         let mut conns = Vec::new();
         for i in 0..args.clients {
-            let s = TcpStream::connect(addr).await?;
-            s.set_nodelay(true)?;
             let mut c = Conn {
-                s,
-                buf: BytesMut::new(),
+                io: plaza_bench::conn::FrameConn::connect(addr).await?,
                 name: format!("u{i}"),
                 token: String::new(),
             };
-            c.send(Request::Register {
+            c.io.send(Request::Register {
                 name: format!("u{i}"),
                 password: "pw".into(),
             })
             .await?;
             anyhow::ensure!(
-                c.next().await? == Event::RegisterResult(ResultCode::OK),
+                c.io.next().await? == Event::RegisterResult(ResultCode::OK),
                 "register"
             );
             anyhow::ensure!(c.cycle(false).await?, "first login");
