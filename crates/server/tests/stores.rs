@@ -48,12 +48,16 @@ async fn login_duplicate_mute_resume(redis: Option<&RedisServer>) {
     drop(amy);
     let mut amy = s.client().await;
     // Resume with the token: no password needed.
-    let mut code = amy.try_resume("amy", &token).await;
-    while code == ResultCode::LOGIN_ALREADY {
-        // The old session's disconnect may not be processed yet.
-        tokio::task::yield_now().await;
-        code = amy.try_resume("amy", &token).await;
-    }
+    let code = within("the login to stop getting LOGIN_ALREADY", async {
+        loop {
+            let code = amy.try_resume("amy", &token).await;
+            if code != ResultCode::LOGIN_ALREADY {
+                break code;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     // A LOGIN_ALREADY attempt does not consume the token; a success does.
     assert_eq!(code, ResultCode::OK);
     assert_eq!(
@@ -140,11 +144,16 @@ async fn duplicate_login_holds_across_two_nodes_sharing_redis() {
         amy.call(Request::Logout).await,
         Event::LogoutResult(ResultCode::OK)
     );
-    let mut code = other.try_login("amy", "pw").await;
-    while code == ResultCode::LOGIN_ALREADY {
-        tokio::task::yield_now().await; // the release is asynchronous
-        code = other.try_login("amy", "pw").await;
-    }
+    let code = within("the login to stop getting LOGIN_ALREADY", async {
+        loop {
+            let code = other.try_login("amy", "pw").await;
+            if code != ResultCode::LOGIN_ALREADY {
+                break code;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     assert_eq!(code, ResultCode::OK);
     assert!(redis.cmd(&["GET", "plaza:online:amy"]).await.contains(':'));
 }
@@ -195,11 +204,16 @@ async fn a_redis_outage_refuses_logins_with_112_and_chat_goes_on() {
 
     // Redis comes back: logins work again on their own.
     redis.restart().await;
-    let mut code = carol.try_login("carol", "pw").await;
-    while code == ResultCode::SERVICE_UNAVAILABLE {
-        tokio::task::yield_now().await; // reconnecting
-        code = carol.try_login("carol", "pw").await;
-    }
+    let code = within("the login to stop getting SERVICE_UNAVAILABLE", async {
+        loop {
+            let code = carol.try_login("carol", "pw").await;
+            if code != ResultCode::SERVICE_UNAVAILABLE {
+                break code;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     assert_eq!(code, ResultCode::OK);
     let status = ctl.cmd(Command::Status).await;
     assert_eq!(status.data["store"], "ok");
@@ -238,11 +252,16 @@ async fn seed_schema_logins_are_migrated_when_enabled() {
     // Now it works without the switch too.
     assert_eq!(c.call(Request::Logout).await, Event::LogoutResult(ResultCode::OK));
     let mut d = plain.client().await;
-    let mut code = d.try_login("oldtimer", "hunter2").await;
-    while code == ResultCode::LOGIN_ALREADY {
-        tokio::task::yield_now().await;
-        code = d.try_login("oldtimer", "hunter2").await;
-    }
+    let code = within("the login to stop getting LOGIN_ALREADY", async {
+        loop {
+            let code = d.try_login("oldtimer", "hunter2").await;
+            if code != ResultCode::LOGIN_ALREADY {
+                break code;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     assert_eq!(code, ResultCode::OK);
 }
 
