@@ -3,7 +3,7 @@
 
 use plaza_proto::{Event, Request, ResultCode};
 use plaza_server::Accounts;
-use plaza_test_support::{TEST_HASH, TestClient, TestServer, within};
+use plaza_test_support::{TEST_HASH, TestClient, TestServer, retry_while, within};
 
 fn chat(message: &str) -> Request {
     Request::RoomChat {
@@ -476,16 +476,7 @@ async fn a_login_abandoned_mid_check_never_locks_the_name() {
     // may come after this client's first attempt: retry (each try is a full
     // round trip, bounded) on LOGIN_ALREADY only. Never freeing it fails.
     let mut c = server.client().await;
-    let code = within("the login to stop getting LOGIN_ALREADY", async {
-        loop {
-            let code = c.try_login("amy", "pw").await;
-            if code != ResultCode::LOGIN_ALREADY {
-                break code;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let code = retry_while(ResultCode::LOGIN_ALREADY, async || c.try_login("amy", "pw").await).await;
     assert_eq!(code, ResultCode::OK);
 }
 

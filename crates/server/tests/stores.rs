@@ -6,7 +6,7 @@ use std::sync::Arc;
 use plaza_proto::{Event, Request, ResultCode};
 use plaza_server::Settings;
 use plaza_server::control::Command;
-use plaza_test_support::{RedisServer, TestServer, within};
+use plaza_test_support::{RedisServer, TestServer, retry_while, within};
 
 /// A server on `redis` (or the embedded store when `None`).
 async fn server(redis: Option<&RedisServer>, dir: Option<Arc<tempfile::TempDir>>) -> TestServer {
@@ -48,14 +48,8 @@ async fn login_duplicate_mute_resume(redis: Option<&RedisServer>) {
     drop(amy);
     let mut amy = s.client().await;
     // Resume with the token: no password needed.
-    let code = within("the login to stop getting LOGIN_ALREADY", async {
-        loop {
-            let code = amy.try_resume("amy", &token).await;
-            if code != ResultCode::LOGIN_ALREADY {
-                break code;
-            }
-            tokio::task::yield_now().await;
-        }
+    let code = retry_while(ResultCode::LOGIN_ALREADY, async || {
+        amy.try_resume("amy", &token).await
     })
     .await;
     // A LOGIN_ALREADY attempt does not consume the token; a success does.
@@ -144,14 +138,8 @@ async fn duplicate_login_holds_across_two_nodes_sharing_redis() {
         amy.call(Request::Logout).await,
         Event::LogoutResult(ResultCode::OK)
     );
-    let code = within("the login to stop getting LOGIN_ALREADY", async {
-        loop {
-            let code = other.try_login("amy", "pw").await;
-            if code != ResultCode::LOGIN_ALREADY {
-                break code;
-            }
-            tokio::task::yield_now().await;
-        }
+    let code = retry_while(ResultCode::LOGIN_ALREADY, async || {
+        other.try_login("amy", "pw").await
     })
     .await;
     assert_eq!(code, ResultCode::OK);
@@ -204,14 +192,8 @@ async fn a_redis_outage_refuses_logins_with_112_and_chat_goes_on() {
 
     // Redis comes back: logins work again on their own.
     redis.restart().await;
-    let code = within("the login to stop getting SERVICE_UNAVAILABLE", async {
-        loop {
-            let code = carol.try_login("carol", "pw").await;
-            if code != ResultCode::SERVICE_UNAVAILABLE {
-                break code;
-            }
-            tokio::task::yield_now().await;
-        }
+    let code = retry_while(ResultCode::SERVICE_UNAVAILABLE, async || {
+        carol.try_login("carol", "pw").await
     })
     .await;
     assert_eq!(code, ResultCode::OK);
@@ -252,14 +234,8 @@ async fn seed_schema_logins_are_migrated_when_enabled() {
     // Now it works without the switch too.
     assert_eq!(c.call(Request::Logout).await, Event::LogoutResult(ResultCode::OK));
     let mut d = plain.client().await;
-    let code = within("the login to stop getting LOGIN_ALREADY", async {
-        loop {
-            let code = d.try_login("oldtimer", "hunter2").await;
-            if code != ResultCode::LOGIN_ALREADY {
-                break code;
-            }
-            tokio::task::yield_now().await;
-        }
+    let code = retry_while(ResultCode::LOGIN_ALREADY, async || {
+        d.try_login("oldtimer", "hunter2").await
     })
     .await;
     assert_eq!(code, ResultCode::OK);

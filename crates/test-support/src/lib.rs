@@ -32,6 +32,23 @@ pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// Repeats `attempt` while it answers `code`, for an answer that changes
+/// when the server has processed something asynchronous (a disconnect, a
+/// store coming back). Bounded by [`WAIT`]; fails the test if it never
+/// changes.
+pub async fn retry_while(code: ResultCode, mut attempt: impl AsyncFnMut() -> ResultCode) -> ResultCode {
+    within(&format!("the answer to stop being {code:?}"), async {
+        loop {
+            let c = attempt().await;
+            if c != code {
+                return c;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+}
+
 /// Logs once per test binary, filtered by `RUST_LOG`.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
