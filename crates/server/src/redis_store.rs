@@ -160,6 +160,9 @@ impl RedisStore {
                     .await
             })
             .await?;
+        // The token's key, consumed only once this login has succeeded, so a
+        // 31 (the name still marked, for example just after a crash) keeps it.
+        let mut spent_token = None;
         let valid = match credential {
             Credential::Password(password) => {
                 if hash.is_none() && self.config.seed_compat {
@@ -170,18 +173,22 @@ impl RedisStore {
             }
             Credential::Token(token) => {
                 let key = self.key("token", &token_digest(&token));
-                let owner_name: Option<String> = self.call(async |c| c.get_del(&key).await).await?;
-                owner_name.as_deref() == Some(name.as_str()) && hash.is_some()
+                let owner_name: Option<String> = self.call(async |c| c.get(&key).await).await?;
+                let matches = owner_name.as_deref() == Some(name.as_str()) && hash.is_some();
+                if owner_name.is_some() && !matches {
+                    // Presented under another name: burn it.
+                    let () = self.call(async |c| c.del(&key).await).await?;
+                }
+                spent_token = Some(key);
+                matches
             }
         };
         if !valid {
             return Ok(AuthOutcome::Invalid);
         }
-        // Mark logged in (31 across nodes), read the mute, issue a token.
+        // Mark logged in (31 across nodes) and read the mute.
         let online = self.key("online", &name);
         let mute = self.key("mute", &name);
-        let token = new_token();
-        let token_key = self.key("token", &token_digest(&token));
         let ttl = self.config.presence_ttl.as_secs().max(1);
         let (claimed, mute_ms): (Option<String>, i64) = self
             .call(async |c| {
@@ -194,12 +201,6 @@ impl RedisStore {
                     .arg(ttl)
                     .cmd("PTTL")
                     .arg(&mute)
-                    .cmd("SET")
-                    .arg(&token_key)
-                    .arg(&name)
-                    .arg("EX")
-                    .arg(self.token_ttl)
-                    .ignore()
                     .query_async(c)
                     .await
             })
@@ -207,6 +208,20 @@ impl RedisStore {
         if claimed.is_none() {
             return Ok(AuthOutcome::AlreadyLoggedIn);
         }
+        // Logged in: spend the old token (a racing resume with the same
+        // token lost the SET NX above) and issue the next one.
+        let token = new_token();
+        let token_key = self.key("token", &token_digest(&token));
+        let () = self
+            .call(async |c| {
+                let mut pipe = redis::pipe();
+                if let Some(old) = &spent_token {
+                    pipe.del(old).ignore();
+                }
+                pipe.set_ex(&token_key, &name, u64::from(self.token_ttl)).ignore();
+                pipe.query_async(c).await
+            })
+            .await?;
         Ok(AuthOutcome::Valid {
             admin: roles.is_some_and(|r| r.split(',').any(|x| x == "admin")),
             mute: match mute_ms {

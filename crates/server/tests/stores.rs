@@ -45,6 +45,9 @@ async fn login_duplicate_mute_resume(redis: Option<&RedisServer>) {
     );
     assert_eq!(amy.recv().await, Event::Muted { seconds: 3600 });
     let token = amy.token.clone().expect("a token came with the login");
+    // While amy is logged in, her token gets 31 and is not spent by that.
+    let mut early = s.client().await;
+    assert_eq!(early.try_resume("amy", &token).await, ResultCode::LOGIN_ALREADY);
     drop(amy);
     let mut amy = s.client().await;
     // Resume with the token: no password needed.
@@ -131,15 +134,18 @@ async fn duplicate_login_holds_across_two_nodes_sharing_redis() {
     let a = server(Some(&redis), None).await;
     let b = server(Some(&redis), None).await;
     let mut amy = a.user("amy").await;
+    let token = amy.token.clone().unwrap();
     let mut other = b.client().await;
     assert_eq!(other.try_login("amy", "pw").await, ResultCode::LOGIN_ALREADY);
-    // Logging out on node a frees the name for node b.
+    // A resume on node b gets 31 too, and that does not spend the token.
+    assert_eq!(other.try_resume("amy", &token).await, ResultCode::LOGIN_ALREADY);
+    // Logging out on node a frees the name for node b, where the token works.
     assert_eq!(
         amy.call(Request::Logout).await,
         Event::LogoutResult(ResultCode::OK)
     );
     let code = retry_while(ResultCode::LOGIN_ALREADY, async || {
-        other.try_login("amy", "pw").await
+        other.try_resume("amy", &token).await
     })
     .await;
     assert_eq!(code, ResultCode::OK);
