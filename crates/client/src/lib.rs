@@ -1,0 +1,255 @@
+//! plaza-client: an async client for Plaza's chat protocol.
+//!
+//! Every request gets exactly one response, in order (docs/PROTOCOL.md §4),
+//! so [`PlazaClient::request`] matches responses to requests first-in,
+//! first-out; everything else the server sends (room notifications,
+//! whispers, broadcasts, notices, kicks, mutes, resume tokens) arrives on the
+//! [`Notifications`] stream. The member list of a room being entered (209)
+//! is gathered into the enter call's result.
+#![warn(missing_docs)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use plaza_net::{Client, ClientConfig, ClientHandler, Framing};
+use plaza_proto::{Event, Request, ResultCode};
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Could not connect.
+    #[error("connect: {0}")]
+    Connect(#[from] plaza_net::NetError),
+    /// The connection is closed.
+    #[error("disconnected")]
+    Disconnected,
+    /// No response in time.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Events that are not responses.
+pub type Notifications = mpsc::UnboundedReceiver<Event>;
+
+/// Whether `e` answers a request (as opposed to notifying).
+fn is_response(e: &Event) -> bool {
+    !matches!(
+        e,
+        Event::RoomNewUser { .. }
+            | Event::RoomUserList { .. }
+            | Event::RoomLeaveUser { .. }
+            | Event::RoomChat { .. }
+            | Event::Whisper { .. }
+            | Event::Broadcast { .. }
+            | Event::Kicked { .. }
+            | Event::Muted { .. }
+            | Event::Notice { .. }
+            | Event::ResumeToken { .. }
+    )
+}
+
+#[derive(Default)]
+struct State {
+    waiting: VecDeque<oneshot::Sender<Event>>,
+    /// Members gathered for a room enter in progress.
+    members: Vec<(u64, String)>,
+    token: Option<String>,
+}
+
+struct Handler {
+    state: Arc<Mutex<State>>,
+    notify: mpsc::UnboundedSender<Event>,
+}
+
+impl Handler {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ClientHandler for Handler {
+    async fn on_recv(&self, frame: &[u8]) {
+        let Ok(event) = Event::decode(frame) else { return };
+        if let Event::ResumeToken { token, .. } = &event {
+            self.state().token = Some(token.clone());
+        }
+        if let Event::RoomUserList { users } = event {
+            // Part of the enter call's result, not a notification.
+            self.state().members.extend(users);
+            return;
+        }
+        if is_response(&event) {
+            let waiter = self.state().waiting.pop_front();
+            if let Some(w) = waiter {
+                let _ = w.send(event);
+                return;
+            }
+        }
+        let _ = self.notify.send(event);
+    }
+    async fn on_disconnect(&self) {
+        // Pending requests fail now.
+        self.state().waiting.clear();
+        let _ = self.notify.send(Event::Notice {
+            message: "disconnected".into(),
+        });
+    }
+}
+
+/// A connection to a Plaza server.
+pub struct PlazaClient {
+    net: Client,
+    state: Arc<Mutex<State>>,
+    timeout: Duration,
+}
+
+impl PlazaClient {
+    /// Connects; returns the client and its notification stream.
+    ///
+    /// # Errors
+    /// If the connection fails.
+    pub async fn connect(addr: SocketAddr) -> Result<(Self, Notifications), ClientError> {
+        let state = Arc::new(Mutex::new(State::default()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let net = Client::connect(
+            ClientConfig::new(addr, Framing::Chat),
+            Handler {
+                state: state.clone(),
+                notify: tx,
+            },
+        )
+        .await?;
+        Ok((
+            Self {
+                net,
+                state,
+                timeout: Duration::from_secs(15),
+            },
+            rx,
+        ))
+    }
+
+    /// Sends a request and waits for its response.
+    ///
+    /// # Errors
+    /// If the connection is closed or no response comes in time.
+    pub async fn request(&self, request: Request) -> Result<Event, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            // Queue the waiter and the bytes under one lock, so waiters stay
+            // in the order the requests were sent.
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if matches!(request, Request::RoomEnter { .. }) {
+                st.members.clear();
+            }
+            self.net
+                .send_with(|b| request.encode(b))
+                .map_err(|_| ClientError::Disconnected)?;
+            st.waiting.push_back(tx);
+        }
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(e)) => Ok(e),
+            Ok(Err(_)) => Err(ClientError::Disconnected),
+            Err(_) => Err(ClientError::Timeout(self.timeout)),
+        }
+    }
+
+    /// The result code of a response (0 for answers without one).
+    pub fn result_of(event: &Event) -> ResultCode {
+        match event {
+            Event::LoginResult(c)
+            | Event::RoomEnterResult(c)
+            | Event::RoomLeaveResult(c)
+            | Event::RoomChatResult(c)
+            | Event::RegisterResult(c)
+            | Event::WhisperResult(c)
+            | Event::BroadcastResult(c)
+            | Event::LogoutResult(c)
+            | Event::AdminResult(c)
+            | Event::KickResult(c)
+            | Event::MuteResult(c)
+            | Event::ShutdownResult(c) => *c,
+            Event::EchoResult { result, .. } | Event::UserList { result, .. } => *result,
+            Event::RequestError { result, .. } => *result,
+            _ => ResultCode::OK,
+        }
+    }
+
+    /// Logs in with a password.
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    pub async fn login(&self, name: &str, password: &str) -> Result<ResultCode, ClientError> {
+        let r = self
+            .request(Request::Login {
+                name: name.into(),
+                password: password.into(),
+            })
+            .await?;
+        Ok(Self::result_of(&r))
+    }
+
+    /// Logs in with the resume token from the last successful login.
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    pub async fn resume(&self, name: &str, token: &str) -> Result<ResultCode, ClientError> {
+        let r = self
+            .request(Request::Resume {
+                name: name.into(),
+                token: token.into(),
+            })
+            .await?;
+        Ok(Self::result_of(&r))
+    }
+
+    /// The resume token from the last successful login, if any.
+    pub fn token(&self) -> Option<String> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).token.clone()
+    }
+
+    /// Enters a room; returns the result and the member list (with you).
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    pub async fn enter(&self, room: i32) -> Result<(ResultCode, Vec<(u64, String)>), ClientError> {
+        let r = self.request(Request::RoomEnter { room }).await?;
+        let members = std::mem::take(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()).members);
+        Ok((Self::result_of(&r), members))
+    }
+
+    /// Every logged-in user, following the pages.
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    pub async fn users(&self) -> Result<(ResultCode, Vec<String>), ClientError> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            match self.request(Request::UserList { after: after.clone() }).await? {
+                Event::UserList {
+                    result, names, more, ..
+                } => {
+                    if !result.is_ok() {
+                        return Ok((result, all));
+                    }
+                    all.extend(names);
+                    match (more, all.last()) {
+                        (true, Some(last)) => after = last.clone(),
+                        _ => return Ok((ResultCode::OK, all)),
+                    }
+                }
+                other => return Ok((Self::result_of(&other), all)),
+            }
+        }
+    }
+
+    /// Closes the connection after what was sent is written.
+    pub async fn close(&self) {
+        self.net.disconnect().await;
+    }
+}
