@@ -1,0 +1,191 @@
+//! Idle connections and reconnect storms against a separate plaza-server
+//! process (a first form of issue #5's `plaza bench connect`).
+//!
+//! 1. Starts `plaza-server` (the binary next to this one) on free loopback
+//!    ports with a fresh data directory and a cheap Argon2 cost (this
+//!    measures connections, not hashing).
+//! 2. Opens `--connections` connections; each registers, logs in and stays
+//!    idle. Reports connections set up and logged in per second (password),
+//!    and the server's RSS per idle logged-in connection (VmRSS delta / N).
+//! 3. Closes them all, then reconnects them all at once with their resume
+//!    tokens (a reconnect storm) and reports logins/s.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use plaza_bench::conn::FrameConn;
+use plaza_proto::{Event, Request, ResultCode};
+
+#[derive(Parser, Debug)]
+#[command(about = "Idle connections (RSS per connection) and a resume-token reconnect storm")]
+struct Args {
+    /// Connections (this process and the server each need that many fds).
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// Connections set up concurrently.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn connect_all(
+    addr: SocketAddr,
+    names: Vec<(String, Option<String>)>,
+    concurrency: usize,
+) -> Result<Vec<(FrameConn, String, String)>> {
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, token) in names {
+        let sem = sem.clone();
+        tasks.spawn(async move {
+            let _permit = sem.acquire().await?;
+            let mut c = FrameConn::connect(addr).await?;
+            let answer = match &token {
+                None => {
+                    let r = c
+                        .call(Request::Register {
+                            name: name.clone(),
+                            password: "pw".into(),
+                        })
+                        .await?;
+                    anyhow::ensure!(
+                        r == Event::RegisterResult(ResultCode::OK),
+                        "register {name}: {r:?}"
+                    );
+                    c.call(Request::Login {
+                        name: name.clone(),
+                        password: "pw".into(),
+                    })
+                    .await?
+                }
+                Some(t) => {
+                    c.call(Request::Resume {
+                        name: name.clone(),
+                        token: t.clone(),
+                    })
+                    .await?
+                }
+            };
+            anyhow::ensure!(
+                answer == Event::LoginResult(ResultCode::OK),
+                "login {name}: {answer:?}"
+            );
+            let Event::ResumeToken { token, .. } = c.next().await? else {
+                anyhow::bail!("no token")
+            };
+            Ok::<_, anyhow::Error>((c, name, token))
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        all.push(r??);
+    }
+    Ok(all)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let exe = std::env::current_exe()?.with_file_name("plaza-server");
+    let dir = tempfile::tempdir()?;
+    let (port, control) = (free_port()?, free_port()?);
+    let mut server = std::process::Command::new(&exe)
+        .args([
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--control-bind",
+            &format!("127.0.0.1:{control}"),
+        ])
+        .args([
+            "--argon2-memory-kib",
+            "64",
+            "--argon2-iterations",
+            "1",
+            "--log",
+            "warn",
+        ])
+        .args([
+            "--max-users",
+            &(args.connections + 10).to_string(),
+            "--max-sessions",
+            &(args.connections + 100).to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (cargo build --release -p plaza-server)",
+                exe.display()
+            )
+        })?;
+    let pid = server.id();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "server did not start");
+        tokio::task::yield_now().await;
+    }
+    let result = async {
+        let base = rss_kib(pid)?;
+        let names: Vec<(String, Option<String>)> = (0..args.connections).map(|i| (format!("user{i}"), None)).collect();
+        let t = Instant::now();
+        let conns = connect_all(addr, names, args.concurrency).await?;
+        let setup = t.elapsed();
+        // Let the server settle (buffers of the login burst), then measure.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let loaded = rss_kib(pid)?;
+        println!(
+            "connect-bench: {} connections, concurrency {}, server pid {pid}",
+            args.connections, args.concurrency
+        );
+        println!(
+            "register+login (password, cheap hash): {:.0} connections/s ({:.2}s)",
+            args.connections as f64 / setup.as_secs_f64(),
+            setup.as_secs_f64()
+        );
+        println!(
+            "server RSS: {base} KiB idle, {loaded} KiB with {} idle logged-in connections: {:.2} KiB per connection",
+            args.connections,
+            (loaded.saturating_sub(base)) as f64 / args.connections as f64
+        );
+        // Reconnect storm with resume tokens.
+        let tokens: Vec<(String, Option<String>)> = conns.into_iter().map(|(c, n, t)| {
+            drop(c);
+            (n, Some(t))
+        }).collect();
+        // Wait until the server has processed every disconnect: a resume
+        // while the old session is still logged in would get 31.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let t = Instant::now();
+        let again = connect_all(addr, tokens, args.concurrency).await?;
+        let storm = t.elapsed();
+        println!(
+            "reconnect storm (resume tokens): {:.0} connections set up and logged in per second ({:.2}s)",
+            args.connections as f64 / storm.as_secs_f64(),
+            storm.as_secs_f64()
+        );
+        drop(again);
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = server.wait();
+    result
+}
