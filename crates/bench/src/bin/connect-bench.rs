@@ -27,6 +27,10 @@ struct Args {
     /// Connections set up concurrently.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
+    /// Keep accounts in a redis-server (started on a free port) instead of
+    /// the embedded store, so the server's RSS holds connection state only.
+    #[arg(long)]
+    redis: bool,
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
@@ -36,6 +40,27 @@ fn rss_kib(pid: u32) -> Result<u64> {
         .find(|l| l.starts_with("VmRSS:"))
         .context("no VmRSS")?;
     Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+}
+
+/// Stops a child process (by its PID) however this program exits.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for_port(port: u16, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "{what} did not start");
+        tokio::task::yield_now().await;
+    }
+    Ok(())
 }
 
 fn free_port() -> Result<u16> {
@@ -103,7 +128,39 @@ async fn main() -> Result<()> {
     let exe = std::env::current_exe()?.with_file_name("plaza-server");
     let dir = tempfile::tempdir()?;
     let (port, control) = (free_port()?, free_port()?);
-    let mut server = std::process::Command::new(&exe)
+    let redis_port = free_port()?;
+    let _redis = if args.redis {
+        Some(Reap(
+            std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    &redis_port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .context("redis-server (apt-get install redis-server)")?,
+        ))
+    } else {
+        None
+    };
+    if args.redis {
+        wait_for_port(redis_port, "redis-server").await?;
+    }
+    let store = if args.redis {
+        format!("redis://127.0.0.1:{redis_port}/0")
+    } else {
+        "embedded".into()
+    };
+    let server = std::process::Command::new(&exe)
+        .args(["--store", &store])
         .args([
             "--bind",
             &format!("127.0.0.1:{port}"),
@@ -134,12 +191,9 @@ async fn main() -> Result<()> {
             )
         })?;
     let pid = server.id();
+    let _server = Reap(server);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "server did not start");
-        tokio::task::yield_now().await;
-    }
+    wait_for_port(port, "plaza-server").await?;
     let result = async {
         let base = rss_kib(pid)?;
         let names: Vec<(String, Option<String>)> = (0..args.connections).map(|i| (format!("user{i}"), None)).collect();
@@ -148,7 +202,7 @@ async fn main() -> Result<()> {
         let setup = t.elapsed();
         // Let the server settle (buffers of the login burst), then measure.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let loaded = rss_kib(pid)?;
+        let with_accounts = rss_kib(pid)?;
         println!(
             "connect-bench: {} connections, concurrency {}, server pid {pid}",
             args.connections, args.concurrency
@@ -159,9 +213,10 @@ async fn main() -> Result<()> {
             setup.as_secs_f64()
         );
         println!(
-            "server RSS: {base} KiB idle, {loaded} KiB with {} idle logged-in connections: {:.2} KiB per connection",
+            "server RSS: {base} KiB at start, {with_accounts} KiB with {} idle logged-in connections: {:.2} KiB per connection{}",
             args.connections,
-            (loaded.saturating_sub(base)) as f64 / args.connections as f64
+            with_accounts.saturating_sub(base) as f64 / args.connections as f64,
+            if args.redis { " (accounts live in Redis)" } else { " (includes the embedded store's account data and cache)" }
         );
         // Reconnect storm with resume tokens.
         let tokens: Vec<(String, Option<String>)> = conns.into_iter().map(|(c, n, t)| {
@@ -171,6 +226,9 @@ async fn main() -> Result<()> {
         // Wait until the server has processed every disconnect: a resume
         // while the old session is still logged in would get 31.
         tokio::time::sleep(Duration::from_secs(2)).await;
+        // With every account loaded and no connection left, this is the
+        // baseline for the per-connection figure.
+        let without = rss_kib(pid)?;
         let t = Instant::now();
         let again = connect_all(addr, tokens, args.concurrency).await?;
         let storm = t.elapsed();
@@ -179,13 +237,15 @@ async fn main() -> Result<()> {
             args.connections as f64 / storm.as_secs_f64(),
             storm.as_secs_f64()
         );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let with = rss_kib(pid)?;
+        println!(
+            "after the storm: {without} KiB with no connections, {with} KiB with {} again (freed memory is reused, so this delta understates)",
+            args.connections
+        );
         drop(again);
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = server.wait();
     result
 }
