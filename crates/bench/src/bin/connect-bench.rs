@@ -194,7 +194,8 @@ async fn main() -> Result<()> {
     let _server = Reap(server);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     wait_for_port(port, "plaza-server").await?;
-    let result = async {
+    // The guards above stop both children (by PID) once this finishes.
+    async {
         let base = rss_kib(pid)?;
         let names: Vec<(String, Option<String>)> = (0..args.connections).map(|i| (format!("user{i}"), None)).collect();
         let t = Instant::now();
@@ -246,6 +247,5 @@ async fn main() -> Result<()> {
         drop(again);
         Ok::<_, anyhow::Error>(())
     }
-    .await;
-    result
+    .await
 }
