@@ -128,37 +128,15 @@ async fn main() -> Result<()> {
     let exe = std::env::current_exe()?.with_file_name("plaza-server");
     let dir = tempfile::tempdir()?;
     let (port, control) = (free_port()?, free_port()?);
-    let redis_port = free_port()?;
-    let _redis = if args.redis {
-        Some(Reap(
-            std::process::Command::new("redis-server")
-                .args([
-                    "--port",
-                    &redis_port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .context("redis-server (apt-get install redis-server)")?,
-        ))
+    // A redis-server on a free loopback port, stopped (by PID) on drop.
+    let redis = if args.redis {
+        Some(plaza_test_support::RedisServer::start().await)
     } else {
         None
     };
-    if args.redis {
-        wait_for_port(redis_port, "redis-server").await?;
-    }
-    let store = if args.redis {
-        format!("redis://127.0.0.1:{redis_port}/0")
-    } else {
-        "embedded".into()
-    };
+    let store = redis
+        .as_ref()
+        .map_or_else(|| "embedded".to_owned(), plaza_test_support::RedisServer::url);
     let server = std::process::Command::new(&exe)
         .args(["--store", &store])
         .args([

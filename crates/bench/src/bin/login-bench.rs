@@ -165,34 +165,12 @@ fn main() -> Result<()> {
     );
     run_store("embedded", None, &args)?;
     if !args.no_redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = tempfile::tempdir()?;
-        let mut redis = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .context("redis-server (apt-get install redis-server)")?;
-        // Wait until it accepts connections, bounded.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::yield_now();
-        }
-        let r = run_store("redis", Some(format!("redis://127.0.0.1:{port}/0")), &args);
-        let _ = redis.kill();
-        let _ = redis.wait();
-        r?;
+        // A redis-server on a free loopback port, stopped (by PID) on drop.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let redis = rt.block_on(plaza_test_support::RedisServer::start());
+        run_store("redis", Some(redis.url()), &args)?;
     }
     Ok(())
 }
