@@ -10,10 +10,22 @@
 //! task drives.
 //!
 //! Results of asynchronous checks are re-validated when they return: a login
-//! whose session left, or whose ticket was superseded, is dropped.
+//! whose session left, or whose ticket was superseded, is dropped. While a
+//! session waits for one (a login, a cluster seat, a publish), its later
+//! requests wait in a short queue, so every session's responses come back in
+//! the order of its requests.
+//!
+//! In cluster mode ([`Config::node_tag`] non-zero) the hub also keeps a
+//! replica of the users and room members on other nodes, fed by
+//! [`Input::Remote`] and friends, and asks for [`Effect::Publish`] and
+//! [`Effect::ClaimSeat`] where other nodes are involved (see `remote.rs`).
 #![warn(missing_docs)]
 
-use std::collections::{BTreeSet, HashMap};
+mod remote;
+
+pub use remote::{BusMsg, RemoteEntry, SeatOutcome};
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +52,10 @@ pub struct Config {
     pub admin_secret: Option<String>,
     /// Credential checks and registrations in flight at once; more get BUSY.
     pub max_pending: usize,
+    /// This node's tag in a cluster (1..=65535), or 0 for a single node.
+    /// Room member ids shown to clients carry it in their top 16 bits, so ids
+    /// from different nodes never collide.
+    pub node_tag: u16,
 }
 
 impl Default for Config {
@@ -51,6 +67,7 @@ impl Default for Config {
             registration: true,
             admin_secret: None,
             max_pending: 1024,
+            node_tag: 0,
         }
     }
 }
@@ -102,6 +119,46 @@ pub enum Input {
     },
     /// Begin a graceful shutdown (operator signal or admin request).
     Shutdown,
+    /// Cluster: another node announced something.
+    Remote {
+        /// The node it came from.
+        node: u64,
+        /// What.
+        msg: BusMsg,
+    },
+    /// Cluster: the full state of one other node (empty: the node is gone).
+    NodeState {
+        /// The node.
+        node: u64,
+        /// Its logged-in users.
+        users: Vec<RemoteEntry>,
+    },
+    /// Cluster: the full state of every other node, replacing the replica
+    /// (after the bus link was (re)established).
+    Snapshot {
+        /// Each live node and its users.
+        nodes: Vec<(u64, Vec<RemoteEntry>)>,
+    },
+    /// Cluster: an [`Effect::Publish`] with an `ack` finished.
+    Published {
+        /// The session waiting for it.
+        conn: Conn,
+        /// Whether the message reached the bus.
+        ok: bool,
+    },
+    /// Cluster: an [`Effect::ClaimSeat`] finished.
+    SeatDone {
+        /// The session.
+        conn: Conn,
+        /// Its name when it asked.
+        name: String,
+        /// Its member id.
+        uid: u64,
+        /// The room.
+        room: u32,
+        /// The verdict.
+        outcome: SeatOutcome,
+    },
 }
 
 /// What a login presents.
@@ -212,6 +269,26 @@ pub enum Effect {
     },
     /// Stop the network gracefully: everything sent so far must be flushed.
     Shutdown,
+    /// Cluster: send `msg` to the other nodes, in order. With `ack`, answer
+    /// with [`Input::Published`] for that session.
+    Publish {
+        /// What.
+        msg: BusMsg,
+        /// The session waiting for the outcome, if any.
+        ack: Option<Conn>,
+    },
+    /// Cluster: take a seat in `room` atomically across nodes (capacity is
+    /// checked in the shared store); answer with [`Input::SeatDone`].
+    ClaimSeat {
+        /// The session.
+        conn: Conn,
+        /// Its name.
+        name: String,
+        /// Its member id.
+        uid: u64,
+        /// The room.
+        room: u32,
+    },
 }
 
 /// Where the hub's output goes.
@@ -240,12 +317,35 @@ enum State {
     Closing,
 }
 
+/// Requests a session may queue behind one that has not been answered yet
+/// (a login, a cluster seat or publish); one more closes the session.
+pub const MAX_QUEUED: usize = 64;
+
+/// What a session's oldest unanswered request waits for.
+#[derive(Debug)]
+enum Waiting {
+    Login,
+    Seat {
+        room: u32,
+    },
+    /// A publish; answered with this response and the outcome's code.
+    Ack(fn(ResultCode) -> Event),
+}
+
+#[derive(Debug)]
+enum Queued {
+    Request(Request),
+    Invalid(u16, ResultCode),
+}
+
 #[derive(Debug)]
 struct Session {
     state: State,
     room: Option<u32>,
     admin: bool,
     admin_role: bool,
+    waiting: Option<Waiting>,
+    queued: VecDeque<Queued>,
 }
 
 /// The chat state machine. See the crate docs.
@@ -257,6 +357,8 @@ pub struct Hub {
     /// Logged-in names, sorted for paged user lists.
     online: BTreeSet<Arc<str>>,
     rooms: Vec<Vec<Conn>>,
+    /// Cluster: users on other nodes, and room members on other nodes.
+    remote: remote::Replica,
     /// Muted account names and when the mute ends (`None`: indefinite).
     mutes: HashMap<Arc<str>, Option<Instant>>,
     pending: usize,
@@ -275,6 +377,7 @@ impl Hub {
     pub fn new(config: Config) -> Self {
         Self {
             rooms: vec![Vec::new(); config.rooms as usize],
+            remote: remote::Replica::default(),
             config,
             sessions: HashMap::new(),
             claimed: HashMap::new(),
@@ -339,6 +442,8 @@ impl Hub {
                         room: None,
                         admin: false,
                         admin_role: false,
+                        waiting: None,
+                        queued: VecDeque::new(),
                     },
                 );
                 if self.draining {
@@ -355,20 +460,12 @@ impl Hub {
                 self.sign_out(conn, sink);
                 self.sessions.remove(&conn);
             }
-            Input::Request { conn, request } => {
-                if self.sessions.contains_key(&conn) {
-                    self.request(conn, request, now, sink);
-                }
-            }
+            Input::Request { conn, request } => self.submit(conn, Queued::Request(request), now, sink),
             Input::Invalid {
                 conn,
                 request_id,
                 result,
-            } => {
-                if self.sessions.contains_key(&conn) {
-                    sink.send(conn, &Request::failure(request_id, result));
-                }
-            }
+            } => self.submit(conn, Queued::Invalid(request_id, result), now, sink),
             Input::AuthDone {
                 conn,
                 ticket,
@@ -386,7 +483,71 @@ impl Hub {
                 }
             }
             Input::Shutdown => self.shutdown(sink),
+            Input::Remote { node, msg } => self.remote(node, msg, now, sink),
+            Input::NodeState { node, users } => self.node_state(node, users, sink),
+            Input::Snapshot { nodes } => self.snapshot(nodes, sink),
+            Input::Published { conn, ok } => self.published(conn, ok, now, sink),
+            Input::SeatDone {
+                conn,
+                name,
+                uid,
+                room,
+                outcome,
+            } => self.seat_done(conn, name, uid, room, outcome, now, sink),
         }
+    }
+
+    /// Runs a request now, or queues it behind the session's unanswered one.
+    fn submit(&mut self, conn: Conn, q: Queued, now: Instant, sink: &mut impl Sink) {
+        let Some(s) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        if s.waiting.is_none() && s.queued.is_empty() {
+            return self.run(conn, q, now, sink);
+        }
+        if s.queued.len() < MAX_QUEUED {
+            s.queued.push_back(q);
+        } else {
+            tracing::info!(
+                conn,
+                "closing a session with {MAX_QUEUED} requests queued behind an unanswered one"
+            );
+            s.queued.clear();
+            sink.disconnect(conn);
+        }
+    }
+
+    fn run(&mut self, conn: Conn, q: Queued, now: Instant, sink: &mut impl Sink) {
+        match q {
+            Queued::Request(request) => self.request(conn, request, now, sink),
+            Queued::Invalid(id, code) => sink.send(conn, &Request::failure(id, code)),
+        }
+    }
+
+    /// The session's unanswered request is answered: run what queued behind it.
+    fn finish(&mut self, conn: Conn, now: Instant, sink: &mut impl Sink) {
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.waiting = None;
+        }
+        while let Some(s) = self.sessions.get_mut(&conn) {
+            if s.waiting.is_some() {
+                return;
+            }
+            let Some(q) = s.queued.pop_front() else { return };
+            self.run(conn, q, now, sink);
+        }
+    }
+
+    /// The id room members know this session by.
+    fn uid(&self, conn: Conn) -> u64 {
+        match self.config.node_tag {
+            0 => conn,
+            tag => (u64::from(tag) << 48) | (conn & 0xFFFF_FFFF_FFFF),
+        }
+    }
+
+    fn cluster(&self) -> bool {
+        self.config.node_tag != 0
     }
 
     fn shutdown(&mut self, sink: &mut impl Sink) {
@@ -421,8 +582,16 @@ impl Hub {
         s.admin_role = false;
         match std::mem::replace(&mut s.state, State::Guest) {
             State::User { name } => {
-                self.online.remove(&name);
+                if !self.remote.users.contains_key(&name) {
+                    self.online.remove(&name);
+                }
                 self.release(&name, conn);
+                if self.cluster() {
+                    let msg = BusMsg::Offline {
+                        name: name.to_string(),
+                    };
+                    sink.effect(Effect::Publish { msg, ack: None });
+                }
                 sink.effect(Effect::Release {
                     conn,
                     name: name.to_string(),
@@ -439,12 +608,23 @@ impl Hub {
         let Some(room) = self.sessions.get_mut(&conn).and_then(|s| s.room.take()) else {
             return false;
         };
+        let uid = self.uid(conn);
         let members = &mut self.rooms[room as usize];
         members.retain(|m| *m != conn);
         if !members.is_empty() {
-            let notify = Event::RoomLeaveUser { uid: conn }.to_bytes();
+            let notify = Event::RoomLeaveUser { uid }.to_bytes();
             for m in members.iter() {
                 sink.send_shared(*m, &notify);
+            }
+        }
+        if self.cluster() {
+            if let Some(name) = self.name_of(conn) {
+                let msg = BusMsg::Leave {
+                    name: name.to_string(),
+                    uid,
+                    room,
+                };
+                sink.effect(Effect::Publish { msg, ack: None });
             }
         }
         true
@@ -464,17 +644,14 @@ impl Hub {
             State::Pending { ticket: t, name } if *t == ticket => Some(name.clone()),
             _ => None,
         });
+        let stale = self.stale_names.remove(&(conn, ticket));
         let Some(name) = current else {
-            if let AuthOutcome::Valid { .. } = outcome {
+            if let (AuthOutcome::Valid { .. }, Some(name)) = (outcome, stale) {
                 // The store marked a login nobody will use: unmark it.
-                if let Some(name) = self.stale_names.remove(&(conn, ticket)) {
-                    sink.effect(Effect::Release { conn, name });
-                }
+                sink.effect(Effect::Release { conn, name });
             }
-            self.stale_names.remove(&(conn, ticket));
             return;
         };
-        self.stale_names.remove(&(conn, ticket));
         let s = self.sessions.get_mut(&conn).expect("checked above");
         let code = match outcome {
             AuthOutcome::Valid { admin, mute, token } if !self.draining => {
@@ -488,12 +665,19 @@ impl Hub {
                         self.mutes.remove(&name);
                     }
                 }
-                self.online.insert(name);
+                self.online.insert(name.clone());
                 sink.send(conn, &Event::LoginResult(ResultCode::OK));
                 if let Some((token, ttl_secs)) = token {
                     sink.send(conn, &Event::ResumeToken { token, ttl_secs });
                 }
-                return;
+                if self.cluster() {
+                    let msg = BusMsg::Online {
+                        name: name.to_string(),
+                        uid: self.uid(conn),
+                    };
+                    sink.effect(Effect::Publish { msg, ack: None });
+                }
+                return self.finish(conn, now, sink);
             }
             AuthOutcome::Valid { .. } => {
                 sink.effect(Effect::Release {
@@ -509,6 +693,7 @@ impl Hub {
         s.state = State::Guest;
         self.release(&name, conn);
         sink.send(conn, &Event::LoginResult(code));
+        self.finish(conn, now, sink);
     }
 
     fn is_muted(&mut self, name: &Arc<str>, now: Instant) -> bool {
@@ -569,8 +754,9 @@ impl Hub {
         };
         match request {
             Request::RoomEnter { room } => {
-                let code = self.enter(conn, &name, room, sink);
-                sink.send(conn, &Event::RoomEnterResult(code));
+                if let Some(code) = self.enter(conn, &name, room, sink) {
+                    sink.send(conn, &Event::RoomEnterResult(code));
+                }
             }
             Request::RoomLeave => {
                 let code = if self.leave_room(conn, sink) {
@@ -588,20 +774,32 @@ impl Hub {
                 if self.is_muted(&name, now) {
                     return sink.send(conn, &Event::RoomChatResult(ResultCode::MUTED));
                 }
-                sink.send(conn, &Event::RoomChatResult(ResultCode::OK));
-                let notify = Event::RoomChat {
+                let frame = Event::RoomChat {
                     name: name.to_string(),
                     message,
                 }
                 .to_bytes();
+                if self.remote.has_members(room) {
+                    // Members on other nodes: answer once the bus has it.
+                    for m in &self.rooms[room as usize] {
+                        sink.send_shared(*m, &frame);
+                    }
+                    return self.publish(
+                        conn,
+                        BusMsg::RoomFrame { room, frame },
+                        Event::RoomChatResult,
+                        sink,
+                    );
+                }
+                sink.send(conn, &Event::RoomChatResult(ResultCode::OK));
                 for m in &self.rooms[room as usize] {
-                    sink.send_shared(*m, &notify);
+                    sink.send_shared(*m, &frame);
                 }
             }
             Request::Whisper { to, message } => {
                 let code = if self.is_muted(&name, now) {
                     ResultCode::MUTED
-                } else if let Some(&target) = self.online.get(to.as_str()).and_then(|n| self.claimed.get(n)) {
+                } else if let Some(target) = self.conn_of(&to) {
                     sink.send(
                         target,
                         &Event::Whisper {
@@ -610,6 +808,13 @@ impl Hub {
                         },
                     );
                     ResultCode::OK
+                } else if self.remote.users.contains_key(to.as_str()) {
+                    let frame = Event::Whisper {
+                        from: name.to_string(),
+                        message,
+                    }
+                    .to_bytes();
+                    return self.publish(conn, BusMsg::Whisper { to, frame }, Event::WhisperResult, sink);
                 } else {
                     ResultCode::USER_NOT_FOUND
                 };
@@ -619,16 +824,22 @@ impl Hub {
                 if self.is_muted(&name, now) {
                     return sink.send(conn, &Event::BroadcastResult(ResultCode::MUTED));
                 }
-                sink.send(conn, &Event::BroadcastResult(ResultCode::OK));
-                let notify = Event::Broadcast {
+                let frame = Event::Broadcast {
                     from: name.to_string(),
                     message,
                 }
                 .to_bytes();
-                for n in &self.online {
-                    if let Some(c) = self.claimed.get(n) {
-                        sink.send_shared(*c, &notify);
+                let remote = !self.remote.users.is_empty();
+                if !remote {
+                    sink.send(conn, &Event::BroadcastResult(ResultCode::OK));
+                }
+                for (c, s) in &self.sessions {
+                    if matches!(s.state, State::User { .. }) {
+                        sink.send_shared(*c, &frame);
                     }
+                }
+                if remote {
+                    self.publish(conn, BusMsg::Broadcast { frame }, Event::BroadcastResult, sink);
                 }
             }
             Request::UserList { after } => {
@@ -667,23 +878,37 @@ impl Hub {
                 };
                 sink.send(conn, &Event::AdminResult(code));
             }
-            Request::Kick { name: target } => {
-                let code = self.admin_target(conn, &target);
-                if let Ok(t) = code {
+            Request::Kick { name: target } => match self.admin_target(conn, &target) {
+                Ok(Target::Local(t)) => {
                     self.kick(t, &name, sink);
+                    sink.send(conn, &Event::KickResult(ResultCode::OK));
                 }
-                sink.send(conn, &Event::KickResult(code.err().unwrap_or(ResultCode::OK)));
-            }
+                Ok(Target::Remote) => {
+                    let msg = BusMsg::Kick {
+                        name: target,
+                        by: name.to_string(),
+                    };
+                    self.publish(conn, msg, Event::KickResult, sink);
+                }
+                Err(code) => sink.send(conn, &Event::KickResult(code)),
+            },
             Request::Mute {
                 name: target,
                 seconds,
-            } => {
-                let code = self.admin_target(conn, &target);
-                if let Ok(t) = code {
+            } => match self.admin_target(conn, &target) {
+                Ok(Target::Local(t)) => {
                     self.mute(t, seconds, now, sink);
+                    sink.send(conn, &Event::MuteResult(ResultCode::OK));
                 }
-                sink.send(conn, &Event::MuteResult(code.err().unwrap_or(ResultCode::OK)));
-            }
+                Ok(Target::Remote) => {
+                    let msg = BusMsg::Mute {
+                        name: target,
+                        seconds,
+                    };
+                    self.publish(conn, msg, Event::MuteResult, sink);
+                }
+                Err(code) => sink.send(conn, &Event::MuteResult(code)),
+            },
             Request::Shutdown => {
                 let admin = self.sessions.get(&conn).is_some_and(|s| s.admin);
                 if admin {
@@ -707,15 +932,43 @@ impl Hub {
     }
 
     /// The logged-in target of an admin command, after the checks.
-    fn admin_target(&self, conn: Conn, target: &str) -> Result<Conn, ResultCode> {
+    fn admin_target(&self, conn: Conn, target: &str) -> Result<Target, ResultCode> {
         if !self.sessions.get(&conn).is_some_and(|s| s.admin) {
             return Err(ResultCode::NOT_ADMIN);
         }
-        self.conn_of(target).ok_or(ResultCode::USER_NOT_FOUND)
+        match self.conn_of(target) {
+            Some(t) => Ok(Target::Local(t)),
+            None if self.remote.users.contains_key(target) => Ok(Target::Remote),
+            None => Err(ResultCode::USER_NOT_FOUND),
+        }
     }
 
+    /// Publishes `msg` for `conn`, which waits for the outcome and is then
+    /// answered with `reply` (OK, or SERVICE_UNAVAILABLE if the bus failed).
+    fn publish(&mut self, conn: Conn, msg: BusMsg, reply: fn(ResultCode) -> Event, sink: &mut impl Sink) {
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.waiting = Some(Waiting::Ack(reply));
+        }
+        sink.effect(Effect::Publish { msg, ack: Some(conn) });
+    }
+
+    fn published(&mut self, conn: Conn, ok: bool, now: Instant, sink: &mut impl Sink) {
+        let Some(Waiting::Ack(reply)) = self.sessions.get_mut(&conn).and_then(|s| s.waiting.take()) else {
+            return;
+        };
+        let code = if ok {
+            ResultCode::OK
+        } else {
+            ResultCode::SERVICE_UNAVAILABLE
+        };
+        sink.send(conn, &reply(code));
+        self.finish(conn, now, sink);
+    }
+
+    /// The session logged in (not just logging in) as `name` on this node.
     fn conn_of(&self, name: &str) -> Option<Conn> {
-        self.online.get(name).and_then(|n| self.claimed.get(n)).copied()
+        let c = *self.claimed.get(name)?;
+        (self.name_of(c).map(|n| &**n) == Some(name)).then_some(c)
     }
 
     /// Tells `target` it was kicked, takes it out of its room (the others
@@ -725,6 +978,7 @@ impl Hub {
         self.sign_out(target, sink);
         if let Some(s) = self.sessions.get_mut(&target) {
             s.state = State::Closing;
+            s.queued.clear();
         }
         sink.disconnect(target);
     }
@@ -788,16 +1042,34 @@ impl Hub {
 
     /// Kicks `name` on an operator's behalf. Returns whether it was online.
     pub fn operator_kick(&mut self, name: &str, sink: &mut impl Sink) -> bool {
-        let Some(t) = self.conn_of(name) else { return false };
-        self.kick(t, "operator", sink);
+        match self.conn_of(name) {
+            Some(t) => self.kick(t, "operator", sink),
+            None if self.remote.users.contains_key(name) => {
+                let msg = BusMsg::Kick {
+                    name: name.to_owned(),
+                    by: "operator".into(),
+                };
+                sink.effect(Effect::Publish { msg, ack: None });
+            }
+            None => return false,
+        }
         true
     }
 
     /// Mutes (0: unmutes) `name` on an operator's behalf. Returns whether it
     /// was online.
     pub fn operator_mute(&mut self, name: &str, seconds: u32, now: Instant, sink: &mut impl Sink) -> bool {
-        let Some(t) = self.conn_of(name) else { return false };
-        self.mute(t, seconds, now, sink);
+        match self.conn_of(name) {
+            Some(t) => self.mute(t, seconds, now, sink),
+            None if self.remote.users.contains_key(name) => {
+                let msg = BusMsg::Mute {
+                    name: name.to_owned(),
+                    seconds,
+                };
+                sink.effect(Effect::Publish { msg, ack: None });
+            }
+            None => return false,
+        }
         true
     }
 
@@ -841,6 +1113,7 @@ impl Hub {
                     ticket,
                     name: name.clone(),
                 };
+                s.waiting = Some(Waiting::Login);
                 self.claimed.insert(name.clone(), conn);
                 self.pending += 1;
                 self.stale_names.insert((conn, ticket), name.to_string());
@@ -855,22 +1128,53 @@ impl Hub {
         sink.send(conn, &Event::LoginResult(code));
     }
 
-    fn enter(&mut self, conn: Conn, name: &Arc<str>, room: i32, sink: &mut impl Sink) -> ResultCode {
+    /// Enters `room`; `None` when the answer comes later (a cluster seat).
+    fn enter(&mut self, conn: Conn, name: &Arc<str>, room: i32, sink: &mut impl Sink) -> Option<ResultCode> {
         let s = self.sessions.get_mut(&conn).expect("logged-in session exists");
         if s.room.is_some() {
-            return ResultCode::NOT_IN_LOBBY;
+            return Some(ResultCode::NOT_IN_LOBBY);
         }
         let Some(idx) = u32::try_from(room).ok().filter(|r| *r < self.config.rooms) else {
-            return ResultCode::INVALID_ROOM;
+            return Some(ResultCode::INVALID_ROOM);
         };
-        let members = &mut self.rooms[idx as usize];
-        if members.len() >= self.config.room_capacity {
-            return ResultCode::ROOM_FULL;
+        let here = self.rooms[idx as usize].len() + self.remote.members(idx).len();
+        if here >= self.config.room_capacity {
+            return Some(ResultCode::ROOM_FULL);
         }
-        s.room = Some(idx);
+        if self.config.node_tag != 0 {
+            // The shared store decides, atomically across nodes.
+            s.waiting = Some(Waiting::Seat { room: idx });
+            let uid = self.uid(conn);
+            sink.effect(Effect::ClaimSeat {
+                conn,
+                name: name.to_string(),
+                uid,
+                room: idx,
+            });
+            return None;
+        }
+        self.seat(conn, name, idx, sink);
+        let members = &self.rooms[idx as usize];
+        for chunk in members.chunks(ROOM_LIST_CHUNK) {
+            let users = chunk
+                .iter()
+                .filter_map(|c| self.name_of(*c).map(|n| (self.uid(*c), n.to_string())))
+                .collect();
+            sink.send(conn, &Event::RoomUserList { users });
+        }
+        Some(ResultCode::OK)
+    }
+
+    /// Puts `conn` in `room` and tells the members on this node.
+    fn seat(&mut self, conn: Conn, name: &Arc<str>, room: u32, sink: &mut impl Sink) {
+        let uid = self.uid(conn);
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.room = Some(room);
+        }
+        let members = &mut self.rooms[room as usize];
         if !members.is_empty() {
             let notify = Event::RoomNewUser {
-                uid: conn,
+                uid,
                 name: name.to_string(),
             }
             .to_bytes();
@@ -879,16 +1183,14 @@ impl Hub {
             }
         }
         members.push(conn);
-        let members = &self.rooms[idx as usize];
-        for chunk in members.chunks(ROOM_LIST_CHUNK) {
-            let users = chunk
-                .iter()
-                .filter_map(|c| self.name_of(*c).map(|n| (*c, n.to_string())))
-                .collect();
-            sink.send(conn, &Event::RoomUserList { users });
-        }
-        ResultCode::OK
     }
+}
+
+/// Whom an admin command is aimed at.
+enum Target {
+    Local(Conn),
+    /// Logged in on another node.
+    Remote,
 }
 
 fn request_id(r: &Request) -> u16 {

@@ -100,6 +100,10 @@ pub struct Settings {
     /// Lifetime of resume tokens in seconds [default: 600].
     #[arg(long, env = "PLAZA_RESUME_TTL_SECS")]
     pub resume_ttl_secs: Option<u32>,
+    /// Cluster mode: share users and rooms with the other nodes on the same
+    /// Redis (needs a redis:// --store) [default: false].
+    #[arg(long, env = "PLAZA_CLUSTER", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub cluster: Option<bool>,
     /// Log filter, as RUST_LOG [default: info].
     #[arg(long, env = "PLAZA_LOG")]
     pub log: Option<String>,
@@ -134,6 +138,8 @@ pub struct Resolved {
     pub store: crate::StoreConfig,
     /// Resume token lifetime.
     pub resume_ttl_secs: u32,
+    /// Cluster mode, if on.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     /// Log filter.
     pub log: String,
 }
@@ -164,6 +170,7 @@ impl Settings {
             presence_ttl_secs: self.presence_ttl_secs.or(other.presence_ttl_secs),
             seed_compat: self.seed_compat.or(other.seed_compat),
             resume_ttl_secs: self.resume_ttl_secs.or(other.resume_ttl_secs),
+            cluster: self.cluster.or(other.cluster),
             log: self.log.or(other.log),
         }
     }
@@ -208,7 +215,23 @@ impl Settings {
             }
             Some(other) => anyhow::bail!("--store must be `embedded` or a redis:// URL, not {other:?}"),
         };
+        let room_capacity = self.room_capacity.unwrap_or(200);
+        let cluster = match (&store, self.cluster.unwrap_or(false)) {
+            (_, false) => None,
+            (crate::StoreConfig::Redis(r), true) => Some(crate::cluster::ClusterConfig {
+                url: r.url.clone(),
+                prefix: r.prefix.clone(),
+                timeout: r.timeout,
+                node_ttl: r.presence_ttl,
+                presence_ttl: r.presence_ttl,
+                room_capacity,
+            }),
+            (crate::StoreConfig::Embedded, true) => {
+                anyhow::bail!("--cluster needs the accounts in Redis: --store redis://HOST:PORT/DB")
+            }
+        };
         Ok(Resolved {
+            cluster,
             store,
             resume_ttl_secs: self.resume_ttl_secs.unwrap_or(600),
             bind: self
@@ -217,11 +240,12 @@ impl Settings {
             data_dir: self.data_dir.unwrap_or_else(|| "plaza-data".into()),
             chat: plaza_core::Config {
                 rooms,
-                room_capacity: self.room_capacity.unwrap_or(200),
+                room_capacity,
                 max_users,
                 registration: self.registration.unwrap_or(true),
                 admin_secret,
                 max_pending: 1024,
+                node_tag: 0,
             },
             max_sessions: self.max_sessions.unwrap_or(max_users + 1000),
             workers: self.workers.unwrap_or(0),

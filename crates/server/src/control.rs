@@ -68,6 +68,9 @@ pub enum Command {
     Drain {
         /// Seconds before the shutdown.
         seconds: u64,
+        /// Every node of the cluster, not just this one.
+        #[serde(default)]
+        cluster: bool,
     },
     /// Shut down gracefully now.
     Shutdown,

@@ -13,6 +13,7 @@
 //!   before is queued before the network's graceful stop flushes and closes.
 #![warn(missing_docs)]
 
+mod cluster;
 pub mod config;
 pub mod control;
 mod hasher;
@@ -20,7 +21,7 @@ pub mod redis_store;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,6 +31,7 @@ use plaza_proto::{Event, Request};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::{Cluster, Op, Signal};
 use crate::control::{Command, Control, ControlMsg, Reply};
 
 pub use config::{Resolved, Settings};
@@ -81,7 +83,18 @@ impl Running {
 ///
 /// # Errors
 /// If the data directory cannot be opened or the address cannot be bound.
-pub async fn start(config: Resolved) -> anyhow::Result<Running> {
+pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
+    let (tx, rx) = mpsc::channel(LOGIC_QUEUE);
+    let (sig_tx, sig_rx) = mpsc::channel(16);
+    let cluster = match config.cluster.clone() {
+        Some(c) => {
+            let cluster = Cluster::start(c, tx.clone(), sig_tx).await?;
+            config.chat.node_tag = cluster.tag();
+            tracing::info!(node = cluster.node, "cluster mode");
+            Some(Arc::new(cluster))
+        }
+        None => None,
+    };
     let store = Store::open(
         &config.store,
         &config.data_dir,
@@ -119,7 +132,6 @@ pub async fn start(config: Resolved) -> anyhow::Result<Running> {
         },
     );
 
-    let (tx, rx) = mpsc::channel(LOGIC_QUEUE);
     server.start(Gateway { tx: tx.clone() });
     let (done_tx, done) = oneshot::channel();
     let logic = Logic {
@@ -128,7 +140,11 @@ pub async fn start(config: Resolved) -> anyhow::Result<Running> {
             net: net.clone(),
             tx: tx.clone(),
             store,
-            node: hasher::new_token()[..12].to_owned(),
+            node: match &cluster {
+                Some(c) => c.node.to_string(),
+                None => hasher::new_token()[..12].to_owned(),
+            },
+            cluster,
             shutdown: false,
             sent: 0,
         },
@@ -140,7 +156,7 @@ pub async fn start(config: Resolved) -> anyhow::Result<Running> {
         last_refresh: Instant::now(),
         config,
     };
-    tokio::spawn(logic.run(rx, ctl_rx, done_tx));
+    tokio::spawn(logic.run(rx, ctl_rx, sig_rx, done_tx));
     tracing::info!(%addr, %control_addr, "plaza-server listening");
     Ok(Running {
         addr,
@@ -198,6 +214,8 @@ struct NetSink {
     store: Store,
     /// This process's id in the store's logged-in marks.
     node: String,
+    /// Cluster mode.
+    cluster: Option<Arc<Cluster>>,
     shutdown: bool,
     /// Packets handed to the network.
     sent: u64,
@@ -254,6 +272,20 @@ impl Sink for NetSink {
                 tokio::spawn(async move { store.set_mute(name, seconds).await });
             }
             Effect::Shutdown => self.shutdown = true,
+            Effect::Publish { msg, ack } => self.cluster_op(Op::Publish { msg, ack }),
+            Effect::ClaimSeat {
+                conn,
+                name,
+                uid,
+                room,
+            } => {
+                self.cluster_op(Op::Seat {
+                    conn,
+                    name,
+                    uid,
+                    room,
+                });
+            }
         }
     }
 }
@@ -262,6 +294,13 @@ impl NetSink {
     /// Who holds a login in the store: this node and the session.
     fn owner(&self, conn: Conn) -> String {
         format!("{}:{conn}", self.node)
+    }
+
+    fn cluster_op(&self, op: Op) {
+        match &self.cluster {
+            Some(c) => c.send(op),
+            None => tracing::error!(?op, "cluster operation without cluster mode"),
+        }
     }
 }
 
@@ -285,6 +324,7 @@ impl Logic {
         mut self,
         mut rx: mpsc::Receiver<Input>,
         mut ctl_rx: mpsc::Receiver<ControlMsg>,
+        mut signals: mpsc::Receiver<Signal>,
         done: oneshot::Sender<()>,
     ) {
         let (stopped_tx, mut stopped) = oneshot::channel::<()>();
@@ -300,6 +340,7 @@ impl Logic {
                     let r = self.control(command);
                     let _ = reply.send(r);
                 }
+                Some(signal) = signals.recv() => self.signal(signal),
                 n = rx.recv_many(&mut batch, 256) => {
                     if n == 0 {
                         break;
@@ -341,11 +382,47 @@ impl Logic {
                 }
             }
         }
+        // Leave the cluster: the other nodes drop this node's users now
+        // instead of when its heartbeat runs out.
+        if let Some(c) = &self.sink.cluster {
+            let (bury, buried) = oneshot::channel();
+            c.send(Op::Bury(bury));
+            let _ = tokio::time::timeout(Duration::from_secs(2), buried).await;
+        }
         // The store is closed when the last reference (effect tasks included)
         // is dropped; redb commits are durable at commit time.
         drop(self);
         tracing::info!("plaza-server stopped");
         let _ = done.send(());
+    }
+
+    fn signal(&mut self, signal: Signal) {
+        match signal {
+            Signal::Resync => {
+                let users = self
+                    .hub
+                    .local_entries()
+                    .into_iter()
+                    .map(|(name, conn, uid, room)| (name, self.sink.owner(conn), uid, room))
+                    .collect();
+                self.sink.cluster_op(Op::Replace(users));
+            }
+            Signal::Drain(seconds) => {
+                tracing::info!(seconds, "cluster-wide drain requested");
+                self.start_drain(seconds);
+            }
+            Signal::Lost(names) => {
+                for name in names {
+                    self.hub.operator_kick(&name, &mut self.sink);
+                }
+            }
+        }
+    }
+
+    fn start_drain(&mut self, seconds: u64) {
+        self.hub.refuse_logins();
+        let (ctl, tx) = (self.ctl_tx.clone(), self.sink.tx.clone());
+        tokio::spawn(drain(seconds, ctl, tx));
     }
 
     /// Keeps this node's logged-in marks alive in a shared store.
@@ -408,6 +485,14 @@ impl Logic {
                         Err(e) => format!("down: {e}"),
                     },
                     "draining": self.hub.is_draining(),
+                    "cluster": self.sink.cluster.as_ref().map(|c| json!({
+                        "node": c.node,
+                        "bus": match c.health() {
+                            Ok(()) => "ok".to_owned(),
+                            Err(e) => format!("down: {e}"),
+                        },
+                        "remote_users": self.hub.remote_users(),
+                    })),
                 }))
             }
             Command::Users => Reply::ok(Value::Array(
@@ -446,11 +531,15 @@ impl Logic {
                     None => Reply::err("no such room"),
                 }
             }
-            Command::Drain { seconds } => {
-                self.hub.refuse_logins();
-                let (ctl, tx) = (self.ctl_tx.clone(), self.sink.tx.clone());
-                tokio::spawn(drain(seconds, ctl, tx));
-                Reply::ok(json!({ "shutdown_in_secs": seconds }))
+            Command::Drain { seconds, cluster } => {
+                if cluster {
+                    if self.sink.cluster.is_none() {
+                        return Reply::err("this node is not in cluster mode");
+                    }
+                    self.sink.cluster_op(Op::Drain(seconds));
+                }
+                self.start_drain(seconds);
+                Reply::ok(json!({ "shutdown_in_secs": seconds, "cluster": cluster }))
             }
             Command::Shutdown => {
                 self.hub.handle(Input::Shutdown, now, &mut self.sink);

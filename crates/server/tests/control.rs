@@ -168,7 +168,12 @@ async fn drain_refuses_logins_counts_down_and_exits_after_flushing() {
     let mut late = server.client().await;
     late.register("late", "pw").await;
     let ctl = server.control().await;
-    let r = ctl.cmd(Command::Drain { seconds: 2 }).await;
+    let r = ctl
+        .cmd(Command::Drain {
+            seconds: 2,
+            cluster: false,
+        })
+        .await;
     assert!(r.ok);
     // Every connection gets the countdown notices, guests too, so the login
     // answer may come after one.

@@ -61,6 +61,9 @@ enum Cmd {
         /// Seconds before the shutdown.
         #[arg(default_value_t = 30)]
         seconds: u64,
+        /// Drain every node of the cluster (cluster mode).
+        #[arg(long)]
+        cluster: bool,
     },
     /// Shut down gracefully now.
     Shutdown,
@@ -184,7 +187,10 @@ async fn main() -> anyhow::Result<()> {
             room: *room,
             message: message.clone(),
         },
-        Cmd::Drain { seconds } => Command::Drain { seconds: *seconds },
+        Cmd::Drain { seconds, cluster } => Command::Drain {
+            seconds: *seconds,
+            cluster: *cluster,
+        },
         Cmd::Shutdown => Command::Shutdown,
     };
     let reply = call(&link, &command).await?;

@@ -1,0 +1,361 @@
+//! Cluster mode: what the hub knows of other nodes, and how it reacts to
+//! what they announce.
+//!
+//! Every node keeps a replica of the users and room members of the others,
+//! fed in order by the bus (one subscription per node, in the server). The
+//! replica answers user lists, whisper and admin targets, and who else is in
+//! a room; the shared store stays the authority for room seats (capacity)
+//! and for logins (duplicate names). Messages are idempotent state changes,
+//! so a snapshot and the messages that overlap it agree.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use plaza_proto::{Event, ROOM_LIST_CHUNK, ResultCode};
+
+use crate::{Conn, Effect, Hub, Sink, State, Waiting};
+
+/// A message between nodes. Frames are encoded once by the sender's node and
+/// handed unchanged to the members on every other node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusMsg {
+    /// `name` logged in on the sending node.
+    Online {
+        /// Account name.
+        name: String,
+        /// Member id.
+        uid: u64,
+    },
+    /// `name` logged out (or disconnected) on the sending node.
+    Offline {
+        /// Account name.
+        name: String,
+    },
+    /// `name` took a seat in `room` (sent by the shared store's seat script).
+    Enter {
+        /// Account name.
+        name: String,
+        /// Member id.
+        uid: u64,
+        /// Room.
+        room: u32,
+    },
+    /// `name` left `room`.
+    Leave {
+        /// Account name.
+        name: String,
+        /// Member id.
+        uid: u64,
+        /// Room.
+        room: u32,
+    },
+    /// A ROOM_CHAT frame for the members of `room`.
+    RoomFrame {
+        /// Room.
+        room: u32,
+        /// The encoded frame.
+        frame: Bytes,
+    },
+    /// A BROADCAST frame for every logged-in user.
+    Broadcast {
+        /// The encoded frame.
+        frame: Bytes,
+    },
+    /// A WHISPER frame for `to`.
+    Whisper {
+        /// Recipient's name.
+        to: String,
+        /// The encoded frame.
+        frame: Bytes,
+    },
+    /// Kick `name` (an admin or operator on another node asked).
+    Kick {
+        /// Account name.
+        name: String,
+        /// Who asked.
+        by: String,
+    },
+    /// Mute `name` (`seconds` as in MUTE_REQUEST).
+    Mute {
+        /// Account name.
+        name: String,
+        /// Duration.
+        seconds: u32,
+    },
+}
+
+/// A user logged in on another node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEntry {
+    /// Account name.
+    pub name: String,
+    /// Member id.
+    pub uid: u64,
+    /// Room, if in one.
+    pub room: Option<u32>,
+}
+
+/// The shared store's verdict on a seat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeatOutcome {
+    /// Seated; every member of the room on every node, this one included,
+    /// by (member id, name).
+    Seated(Vec<(u64, String)>),
+    /// The room is full.
+    Full,
+    /// The store could not answer.
+    Unavailable,
+}
+
+#[derive(Debug)]
+pub(crate) struct RemoteUser {
+    node: u64,
+    uid: u64,
+    room: Option<u32>,
+}
+
+/// Users on other nodes and the rooms they are in.
+#[derive(Debug, Default)]
+pub(crate) struct Replica {
+    pub(crate) users: HashMap<Arc<str>, RemoteUser>,
+    rooms: HashMap<u32, Vec<(u64, Arc<str>)>>,
+}
+
+impl Replica {
+    pub(crate) fn has_members(&self, room: u32) -> bool {
+        self.rooms.get(&room).is_some_and(|m| !m.is_empty())
+    }
+
+    pub(crate) fn members(&self, room: u32) -> &[(u64, Arc<str>)] {
+        self.rooms.get(&room).map_or(&[], Vec::as_slice)
+    }
+
+    /// Users on other nodes.
+    pub(crate) fn len(&self) -> usize {
+        self.users.len()
+    }
+}
+
+impl Hub {
+    /// Users known to be logged in on other nodes.
+    pub fn remote_users(&self) -> usize {
+        self.remote.len()
+    }
+
+    /// This node's logged-in users as (name, session, member id, room), for
+    /// rewriting its state in the shared store.
+    pub fn local_entries(&self) -> Vec<(String, Conn, u64, Option<u32>)> {
+        self.sessions
+            .iter()
+            .filter_map(|(c, s)| match &s.state {
+                State::User { name } => Some((name.to_string(), *c, self.uid(*c), s.room)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn remote(&mut self, node: u64, msg: BusMsg, now: Instant, sink: &mut impl Sink) {
+        match msg {
+            BusMsg::Online { name, uid } => self.put_remote(node, &name, uid, None, sink),
+            BusMsg::Offline { name } => {
+                if self
+                    .remote
+                    .users
+                    .get(name.as_str())
+                    .is_some_and(|u| u.node == node)
+                {
+                    self.drop_remote(&name, sink);
+                }
+            }
+            BusMsg::Enter { name, uid, room } => self.put_remote(node, &name, uid, Some(room), sink),
+            BusMsg::Leave { name, uid, room } => {
+                let here = self.remote.users.get(name.as_str());
+                if here.is_some_and(|u| u.node == node && u.room == Some(room)) {
+                    self.put_remote(node, &name, uid, None, sink);
+                }
+            }
+            BusMsg::RoomFrame { room, frame } => {
+                if let Some(members) = self.rooms.get(room as usize) {
+                    for m in members {
+                        sink.send_shared(*m, &frame);
+                    }
+                }
+            }
+            BusMsg::Broadcast { frame } => {
+                for (c, s) in &self.sessions {
+                    if matches!(s.state, State::User { .. }) {
+                        sink.send_shared(*c, &frame);
+                    }
+                }
+            }
+            BusMsg::Whisper { to, frame } => {
+                if let Some(c) = self.conn_of(&to) {
+                    sink.send_shared(c, &frame);
+                }
+            }
+            BusMsg::Kick { name, by } => {
+                if let Some(c) = self.conn_of(&name) {
+                    self.kick(c, &by, sink);
+                }
+            }
+            BusMsg::Mute { name, seconds } => {
+                if let Some(c) = self.conn_of(&name) {
+                    self.mute(c, seconds, now, sink);
+                }
+            }
+        }
+    }
+
+    /// Replaces what the replica holds for `node` with `users`.
+    pub(crate) fn node_state(&mut self, node: u64, users: Vec<RemoteEntry>, sink: &mut impl Sink) {
+        let keep: std::collections::HashSet<&str> = users.iter().map(|u| u.name.as_str()).collect();
+        let gone: Vec<Arc<str>> = self
+            .remote
+            .users
+            .iter()
+            .filter(|(n, u)| u.node == node && !keep.contains(&***n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in gone {
+            self.drop_remote(&name, sink);
+        }
+        for u in users {
+            self.put_remote(node, &u.name, u.uid, u.room, sink);
+        }
+    }
+
+    pub(crate) fn snapshot(&mut self, nodes: Vec<(u64, Vec<RemoteEntry>)>, sink: &mut impl Sink) {
+        let live: std::collections::HashSet<u64> = nodes.iter().map(|(n, _)| *n).collect();
+        let gone: Vec<Arc<str>> = self
+            .remote
+            .users
+            .iter()
+            .filter(|(_, u)| !live.contains(&u.node))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in gone {
+            self.drop_remote(&name, sink);
+        }
+        for (node, users) in nodes {
+            self.node_state(node, users, sink);
+        }
+    }
+
+    /// Records `name` on `node`, in `room`, telling local room members what
+    /// changed (nothing, if nothing did).
+    fn put_remote(&mut self, node: u64, name: &str, uid: u64, room: Option<u32>, sink: &mut impl Sink) {
+        if room.is_some_and(|r| r >= self.config.rooms) {
+            tracing::warn!(
+                node,
+                name,
+                ?room,
+                "ignoring a remote member of a room this node does not have"
+            );
+            return;
+        }
+        let before = self.remote.users.get(name).map(|u| (u.node, u.uid, u.room));
+        if before == Some((node, uid, room)) {
+            return;
+        }
+        if before.is_some_and(|(_, _, r)| r.is_some()) {
+            self.leave_remote_room(name);
+        }
+        let key: Arc<str> = match self.online.get(name) {
+            Some(k) => k.clone(),
+            None => name.into(),
+        };
+        self.online.insert(key.clone());
+        self.remote
+            .users
+            .insert(key.clone(), RemoteUser { node, uid, room });
+        if let Some(r) = room {
+            self.remote.rooms.entry(r).or_default().push((uid, key.clone()));
+            let notify = Event::RoomNewUser {
+                uid,
+                name: name.to_owned(),
+            }
+            .to_bytes();
+            for m in &self.rooms[r as usize] {
+                sink.send_shared(*m, &notify);
+            }
+        }
+    }
+
+    fn drop_remote(&mut self, name: &str, sink: &mut impl Sink) {
+        self.leave_remote_room_notify(name, sink);
+        self.remote.users.remove(name);
+        if self.conn_of(name).is_none() {
+            self.online.remove(name);
+        }
+    }
+
+    fn leave_remote_room_notify(&mut self, name: &str, sink: &mut impl Sink) {
+        if let Some((room, uid)) = self.leave_remote_room(name) {
+            let notify = Event::RoomLeaveUser { uid }.to_bytes();
+            for m in &self.rooms[room as usize] {
+                sink.send_shared(*m, &notify);
+            }
+        }
+    }
+
+    /// Takes `name` out of its remote room; returns (room, uid) for the
+    /// caller to notify.
+    fn leave_remote_room(&mut self, name: &str) -> Option<(u32, u64)> {
+        let u = self.remote.users.get_mut(name)?;
+        let room = u.room.take()?;
+        let uid = u.uid;
+        if let Some(m) = self.remote.rooms.get_mut(&room) {
+            m.retain(|(id, _)| *id != uid);
+            if m.is_empty() {
+                self.remote.rooms.remove(&room);
+            }
+        }
+        Some((room, uid))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn seat_done(
+        &mut self,
+        conn: Conn,
+        name: String,
+        uid: u64,
+        room: u32,
+        outcome: SeatOutcome,
+        now: Instant,
+        sink: &mut impl Sink,
+    ) {
+        let waiting = self.sessions.get(&conn).is_some_and(|s| {
+            matches!(s.waiting, Some(Waiting::Seat { room: r }) if r == room)
+                && matches!(&s.state, State::User { name: n } if **n == *name)
+        });
+        if !waiting {
+            // The session left (or was kicked) meanwhile: give the seat back.
+            if let SeatOutcome::Seated(_) = outcome {
+                let msg = BusMsg::Leave { name, uid, room };
+                sink.effect(Effect::Publish { msg, ack: None });
+            }
+            return;
+        }
+        let code = match outcome {
+            SeatOutcome::Seated(members) => {
+                let key = self.name_of(conn).cloned().expect("checked above");
+                self.seat(conn, &key, room, sink);
+                for chunk in members.chunks(ROOM_LIST_CHUNK) {
+                    sink.send(
+                        conn,
+                        &Event::RoomUserList {
+                            users: chunk.to_vec(),
+                        },
+                    );
+                }
+                ResultCode::OK
+            }
+            SeatOutcome::Full => ResultCode::ROOM_FULL,
+            SeatOutcome::Unavailable => ResultCode::SERVICE_UNAVAILABLE,
+        };
+        sink.send(conn, &Event::RoomEnterResult(code));
+        self.finish(conn, now, sink);
+    }
+}
