@@ -260,7 +260,7 @@ impl Hub {
             return;
         }
         if before.is_some_and(|(_, _, r)| r.is_some()) {
-            self.leave_remote_room(name);
+            self.leave_remote_room_notify(name, sink);
         }
         let key: Arc<str> = match self.online.get(name) {
             Some(k) => k.clone(),

@@ -572,7 +572,7 @@ async fn subscribe(shared: &Shared, client: &redis::Client) -> anyhow::Result<()
                 on_message(shared, msg.get_payload_bytes()).await?;
             }
             _ = ping.tick() => {
-                tokio::time::timeout(timeout, sink.ping::<String>())
+                tokio::time::timeout(timeout, sink.ping::<redis::Value>())
                     .await
                     .map_err(|_| anyhow::anyhow!("ping timed out"))??;
             }

@@ -1,0 +1,470 @@
+//! Cluster mode: three nodes and one real `redis-server`, all on loopback,
+//! with clients spread across the nodes.
+
+use plaza_proto::{Event, Request, ResultCode};
+use plaza_server::control::Command;
+use plaza_test_support::{RedisServer, TestClient, TestServer, within};
+
+async fn node(redis: &RedisServer, room_capacity: usize) -> TestServer {
+    let url = redis.url();
+    TestServer::with(move |s| {
+        s.store = Some(url);
+        s.cluster = Some(true);
+        s.presence_ttl_secs = Some(3);
+        s.redis_timeout_ms = Some(500);
+        s.room_capacity = Some(room_capacity);
+    })
+    .await
+}
+
+async fn nodes(redis: &RedisServer, room_capacity: usize) -> [TestServer; 3] {
+    [
+        node(redis, room_capacity).await,
+        node(redis, room_capacity).await,
+        node(redis, room_capacity).await,
+    ]
+}
+
+/// Sends `r` and returns its response, skipping notifications that arrive
+/// first (other nodes' changes reach the replica at their own pace).
+async fn ask(c: &mut TestClient, r: Request) -> Event {
+    c.send(r).await;
+    loop {
+        let e = c.recv().await;
+        if is_response(&e) {
+            return e;
+        }
+    }
+}
+
+fn is_response(e: &Event) -> bool {
+    !matches!(
+        e,
+        Event::RoomChat { .. }
+            | Event::RoomNewUser { .. }
+            | Event::RoomLeaveUser { .. }
+            | Event::RoomUserList { .. }
+            | Event::Whisper { .. }
+            | Event::Broadcast { .. }
+            | Event::Notice { .. }
+            | Event::Muted { .. }
+            | Event::Kicked { .. }
+    )
+}
+
+/// The number of users `c`'s node lists, across the cluster.
+async fn total_users(c: &mut TestClient) -> u32 {
+    match ask(c, Request::UserList { after: String::new() }).await {
+        Event::UserList { total, .. } => total,
+        other => panic!("expected a user list, got {other:?}"),
+    }
+}
+
+/// Waits until `c`'s node lists `n` users. Replicas change when other
+/// nodes' messages arrive, which send `c` nothing, so this asks again.
+async fn until_users(c: &mut TestClient, n: u32) {
+    within(&format!("{n} users listed"), async {
+        while total_users(c).await != n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+/// Waits for the next event `want` accepts, skipping the others.
+async fn until(c: &mut TestClient, what: &str, want: impl Fn(&Event) -> bool) -> Event {
+    within(what, async {
+        loop {
+            let e = c.recv().await;
+            if want(&e) {
+                return e;
+            }
+        }
+    })
+    .await
+}
+
+fn chat(message: &str) -> Request {
+    Request::RoomChat {
+        message: message.into(),
+    }
+}
+
+#[tokio::test]
+async fn room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_nodes() {
+    let redis = RedisServer::start().await;
+    let [a, b, c] = nodes(&redis, 200).await;
+    let mut amy = a.user("amy").await;
+    let mut bob = b.user("bob").await;
+    let mut cat = c.user("cat").await;
+    for u in [&mut amy, &mut bob, &mut cat] {
+        until_users(u, 3).await;
+    }
+
+    // Member lists for newcomers cover every node; members are told.
+    let (list, code) = amy.enter(1).await;
+    assert_eq!((list.len(), code), (1, ResultCode::OK));
+    let (list, code) = bob.enter(1).await;
+    assert_eq!(code, ResultCode::OK);
+    let mut names: Vec<_> = list.iter().map(|(_, n)| n.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["amy", "bob"]);
+    let bob_uid = list.iter().find(|(_, n)| n == "bob").unwrap().0;
+    assert_eq!(
+        amy.recv().await,
+        Event::RoomNewUser {
+            uid: bob_uid,
+            name: "bob".into()
+        }
+    );
+    let (list, _) = cat.enter(1).await;
+    assert_eq!(list.len(), 3);
+    for u in [&mut amy, &mut bob] {
+        assert!(matches!(u.recv().await, Event::RoomNewUser { name, .. } if name == "cat"));
+    }
+    // Member ids from different nodes never collide.
+    let mut uids: Vec<u64> = list.iter().map(|(u, _)| *u).collect();
+    uids.dedup();
+    assert_eq!(uids.len(), 3);
+
+    // Five messages sent back to back reach the members on the other nodes
+    // exactly once and in order; each is acknowledged in order.
+    for i in 0..5 {
+        amy.send(chat(&format!("m{i}"))).await;
+    }
+    let mut acks = 0;
+    while acks < 5 {
+        match amy.recv().await {
+            Event::RoomChatResult(code) => {
+                assert_eq!(code, ResultCode::OK);
+                acks += 1;
+            }
+            Event::RoomChat { name, .. } => assert_eq!(name, "amy"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    for u in [&mut bob, &mut cat] {
+        for i in 0..5 {
+            assert_eq!(
+                u.recv().await,
+                Event::RoomChat {
+                    name: "amy".into(),
+                    message: format!("m{i}")
+                }
+            );
+        }
+    }
+    // Nothing was delivered twice: the next thing bob gets is cat's message.
+    // (`ask` skips cat's own copy, which comes before the acknowledgement.)
+    assert_eq!(
+        ask(&mut cat, chat("end")).await,
+        Event::RoomChatResult(ResultCode::OK)
+    );
+    assert_eq!(
+        bob.recv().await,
+        Event::RoomChat {
+            name: "cat".into(),
+            message: "end".into()
+        }
+    );
+    assert!(matches!(amy.recv().await, Event::RoomChat { name, .. } if name == "cat"));
+
+    // Whispers find their recipient on whichever node it is.
+    assert_eq!(
+        ask(
+            &mut bob,
+            Request::Whisper {
+                to: "amy".into(),
+                message: "psst".into()
+            }
+        )
+        .await,
+        Event::WhisperResult(ResultCode::OK)
+    );
+    assert_eq!(
+        amy.recv().await,
+        Event::Whisper {
+            from: "bob".into(),
+            message: "psst".into()
+        }
+    );
+    assert_eq!(
+        ask(
+            &mut bob,
+            Request::Whisper {
+                to: "nobody".into(),
+                message: "?".into()
+            }
+        )
+        .await,
+        Event::WhisperResult(ResultCode::USER_NOT_FOUND)
+    );
+
+    // A broadcast reaches every node (cat's own copy comes before the
+    // acknowledgement, skipped by `ask`).
+    assert_eq!(
+        ask(
+            &mut cat,
+            Request::Broadcast {
+                message: "all".into()
+            }
+        )
+        .await,
+        Event::BroadcastResult(ResultCode::OK)
+    );
+    for u in [&mut amy, &mut bob] {
+        assert_eq!(
+            u.recv().await,
+            Event::Broadcast {
+                from: "cat".into(),
+                message: "all".into()
+            }
+        );
+    }
+
+    // Leaving is seen on the other nodes.
+    assert_eq!(
+        ask(&mut bob, Request::RoomLeave).await,
+        Event::RoomLeaveResult(ResultCode::OK)
+    );
+    for u in [&mut amy, &mut cat] {
+        assert_eq!(u.recv().await, Event::RoomLeaveUser { uid: bob_uid });
+    }
+
+    // A name logged in on one node is refused on the others.
+    let mut again = c.client().await;
+    assert_eq!(again.try_login("amy", "pw").await, ResultCode::LOGIN_ALREADY);
+    let mut again = b.client().await;
+    assert_eq!(again.try_login("cat", "pw").await, ResultCode::LOGIN_ALREADY);
+}
+
+#[tokio::test]
+async fn kick_and_mute_reach_users_on_other_nodes() {
+    let redis = RedisServer::start().await;
+    let [a, b, c] = nodes(&redis, 200).await;
+    let mut boss = a.client().await;
+    boss.register("boss", "pw").await;
+    redis.cmd(&["HSET", "plaza:account:boss", "roles", "admin"]).await;
+    boss.login("boss", "pw").await;
+    assert_eq!(
+        boss.call(Request::Admin {
+            secret: String::new()
+        })
+        .await,
+        Event::AdminResult(ResultCode::OK)
+    );
+    let mut bob = b.user("bob").await;
+    let mut cat = c.user("cat").await;
+    until_users(&mut boss, 3).await;
+    assert_eq!(cat.enter(2).await.1, ResultCode::OK);
+
+    assert_eq!(
+        ask(
+            &mut boss,
+            Request::Mute {
+                name: "cat".into(),
+                seconds: 60
+            }
+        )
+        .await,
+        Event::MuteResult(ResultCode::OK)
+    );
+    assert_eq!(cat.recv().await, Event::Muted { seconds: 60 });
+    assert_eq!(
+        ask(&mut cat, chat("let me talk")).await,
+        Event::RoomChatResult(ResultCode::MUTED)
+    );
+
+    assert_eq!(
+        ask(&mut boss, Request::Kick { name: "bob".into() }).await,
+        Event::KickResult(ResultCode::OK)
+    );
+    let events = bob.until_closed().await;
+    assert_eq!(events, vec![Event::Kicked { by: "boss".into() }]);
+    until_users(&mut boss, 2).await;
+
+    // An operator's kick on node c reaches a user on node a.
+    let mut amy = a.user("amy").await;
+    until_users(&mut cat, 3).await;
+    let r = c.control().await.cmd(Command::Kick { name: "amy".into() }).await;
+    assert!(r.ok, "{r:?}");
+    assert_eq!(
+        amy.until_closed().await,
+        vec![Event::Kicked {
+            by: "operator".into()
+        }]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_joins_from_three_nodes_never_overfill_a_room() {
+    let redis = RedisServer::start().await;
+    let servers = nodes(&redis, 4).await;
+    let mut users = Vec::new();
+    for i in 0..12 {
+        users.push(servers[i % 3].user(&format!("u{i}")).await);
+    }
+    // Everyone asks at once, then everyone reads its answer.
+    for u in &mut users {
+        u.send(Request::RoomEnter { room: 7 }).await;
+    }
+    let mut seated = 0;
+    for u in &mut users {
+        match until(u, "an enter result", |e| matches!(e, Event::RoomEnterResult(_))).await {
+            Event::RoomEnterResult(ResultCode::OK) => seated += 1,
+            Event::RoomEnterResult(ResultCode::ROOM_FULL) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seated, 4, "room capacity is 4");
+    assert_eq!(redis.cmd(&["HLEN", "plaza:seats:7"]).await.trim(), ":4");
+}
+
+/// A node that dies without cleanup is buried by the others within the
+/// node TTL (3 s here, plus up to one heartbeat): its users leave their
+/// rooms and lists, and their names are free at once.
+#[tokio::test]
+async fn a_killed_node_is_buried_and_its_users_leave_the_other_nodes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command as Process, Stdio};
+
+    let redis = RedisServer::start().await;
+    let live = node(&redis, 200).await;
+    let mut amy = live.user("amy").await;
+    assert_eq!(amy.enter(1).await.1, ResultCode::OK);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Process::new(env!("CARGO_BIN_EXE_plaza-server"))
+        .args(["--bind", "127.0.0.1:0", "--control-bind", "127.0.0.1:0"])
+        .args(["--store", &redis.url(), "--cluster", "--presence-ttl-secs", "3"])
+        .args(["--argon2-memory-kib", "64", "--log", "info", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = loop {
+        let line = lines.next().expect("log").unwrap();
+        if let Some(rest) = line.split(" addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    let mut dan = TestClient::connect(addr).await;
+    dan.register("dan", "pw").await;
+    dan.login("dan", "pw").await;
+    let (_, code) = dan.enter(1).await;
+    assert_eq!(code, ResultCode::OK);
+    let Event::RoomNewUser { uid, name } = amy.recv().await else {
+        panic!("expected dan to join")
+    };
+    assert_eq!(name, "dan");
+
+    assert!(
+        Process::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+
+    // The live node buries it: amy is told dan left, without asking.
+    assert_eq!(amy.recv().await, Event::RoomLeaveUser { uid });
+    assert_eq!(total_users(&mut amy).await, 1);
+    // dan's name was freed with the burial, not at its mark's TTL.
+    let mut again = live.client().await;
+    assert_eq!(again.try_login("dan", "pw").await, ResultCode::OK);
+}
+
+/// Redis goes away and comes back empty. Meanwhile: the nodes say the bus is
+/// down, local delivery goes on, and nothing that needed another node is
+/// acknowledged. Afterwards the nodes rewrite their state and chat across
+/// nodes works again.
+#[tokio::test]
+async fn a_redis_restart_is_survived_without_false_acknowledgements() {
+    let mut redis = RedisServer::start().await;
+    let [a, b, _c] = nodes(&redis, 200).await;
+    let mut amy = a.user("amy").await;
+    let mut ann = a.user("ann").await;
+    let mut bob = b.user("bob").await;
+    until_users(&mut amy, 3).await;
+    until_users(&mut bob, 3).await;
+    for u in [&mut amy, &mut ann, &mut bob] {
+        assert_eq!(u.enter(1).await.1, ResultCode::OK);
+    }
+    // Wait until amy's node knows bob is in the room.
+    until(
+        &mut amy,
+        "bob in the room",
+        |e| matches!(e, Event::RoomNewUser { name, .. } if name == "bob"),
+    )
+    .await;
+
+    redis.stop();
+    let ctl = a.control().await;
+    within("node a to report the bus down", async {
+        loop {
+            let s = ctl.cmd(Command::Status).await;
+            if s.data["cluster"]["bus"].as_str().unwrap().starts_with("down") {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // Local delivery goes on; the room has a member elsewhere, so amy is
+    // told her message did not reach everyone.
+    assert_eq!(
+        ask(&mut amy, chat("during")).await,
+        Event::RoomChatResult(ResultCode::SERVICE_UNAVAILABLE)
+    );
+    until(
+        &mut ann,
+        "amy's message",
+        |e| matches!(e, Event::RoomChat { message, .. } if message == "during"),
+    )
+    .await;
+    assert_eq!(
+        ask(
+            &mut amy,
+            Request::Whisper {
+                to: "bob".into(),
+                message: "hello?".into()
+            }
+        )
+        .await,
+        Event::WhisperResult(ResultCode::SERVICE_UNAVAILABLE)
+    );
+
+    redis.restart().await;
+    for s in [&a, &b] {
+        let ctl = s.control().await;
+        within("the bus link to come back", async {
+            loop {
+                let st = ctl.cmd(Command::Status).await;
+                if st.data["cluster"]["bus"] == "ok" && st.data["cluster"]["remote_users"].as_u64() > Some(0)
+                {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+    }
+    until_users(&mut amy, 3).await;
+    until_users(&mut bob, 3).await;
+    // Both nodes rewrote their state: cross-node chat works again, and the
+    // seats are back in Redis.
+    within("amy's message to reach bob", async {
+        loop {
+            let _ = ask(&mut amy, chat("after")).await;
+            let e = until(&mut bob, "a chat", |e| matches!(e, Event::RoomChat { .. })).await;
+            if matches!(&e, Event::RoomChat { message, .. } if message == "after") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert_eq!(redis.cmd(&["HLEN", "plaza:seats:1"]).await.trim(), ":3");
+}
