@@ -91,6 +91,15 @@ pub mod cpu {
         }
         Some(Duration::from_millis(ticks * 1000 / ticks_per_sec))
     }
+
+    /// Total user+system CPU time of process `pid`.
+    pub fn process(pid: u32) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(Duration::from_millis(ticks * 10))
+    }
 }
 
 pub mod conn {

@@ -8,6 +8,11 @@
 //! messages/s, deliveries/s, expected vs received (losses counted), latency
 //! p50/p99/p99.9/max from send to delivery, server CPU time per delivery,
 //! server allocations per delivery, and write system calls per delivery.
+//!
+//! With `--cluster`, a redis-server is started on a free loopback port and
+//! `--nodes` plaza-server nodes share it in cluster mode; members are dealt
+//! to the nodes in turn, so every room spans the nodes. Redis's CPU time is
+//! reported beside the nodes'.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,9 +47,16 @@ struct Args {
     /// Measured seconds.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
-    /// Server worker threads.
+    /// Server worker threads (per node).
     #[arg(long, default_value_t = 1)]
     server_threads: usize,
+    /// Cluster mode: nodes share users and rooms through a redis-server
+    /// started for the run.
+    #[arg(long)]
+    cluster: bool,
+    /// Plaza nodes (cluster mode only).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
 }
 
 const SERVER_THREAD: &str = "plaza-srv";
@@ -151,28 +163,41 @@ fn fastrand_fraction() -> f64 {
 fn main() -> Result<()> {
     let args = Arc::new(Args::parse());
     anyhow::ensure!((20..=256).contains(&args.size), "--size must be 20..=256");
+    anyhow::ensure!(args.cluster || args.nodes == 1, "--nodes needs --cluster");
     let dir = tempfile::tempdir()?;
     let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.server_threads)
+        .worker_threads(args.server_threads * args.nodes)
         .thread_name(SERVER_THREAD)
         .on_thread_start(alloc::count_this_thread)
         .enable_all()
         .build()?;
-    let settings = plaza_server::Settings {
-        bind: Some("127.0.0.1:0".parse()?),
-        control_bind: Some("127.0.0.1:0".parse()?),
-        data_dir: Some(dir.path().into()),
-        rooms: Some(args.rooms as u32),
-        room_capacity: Some(args.members),
-        max_users: Some(args.rooms * args.members + 10),
-        argon2_memory_kib: Some(64),
-        argon2_iterations: Some(1),
-        log: Some("warn".into()),
-        ..Default::default()
+    let redis = match args.cluster {
+        true => Some(server_rt.block_on(plaza_test_support::RedisServer::start())),
+        false => None,
     };
-    let running = server_rt.block_on(plaza_server::start(settings.resolve()?))?;
-    let addr = running.local_addr();
-    let net = running.net().clone();
+    let mut nodes = Vec::new();
+    for n in 0..args.nodes {
+        let data = dir.path().join(format!("node{n}"));
+        std::fs::create_dir_all(&data)?;
+        let settings = plaza_server::Settings {
+            bind: Some("127.0.0.1:0".parse()?),
+            control_bind: Some("127.0.0.1:0".parse()?),
+            data_dir: Some(data),
+            rooms: Some(args.rooms as u32),
+            room_capacity: Some(args.members),
+            max_users: Some(args.rooms * args.members + 10),
+            argon2_memory_kib: Some(64),
+            argon2_iterations: Some(1),
+            log: Some("warn".into()),
+            store: redis.as_ref().map(plaza_test_support::RedisServer::url),
+            cluster: Some(args.cluster),
+            ..Default::default()
+        };
+        nodes.push(server_rt.block_on(plaza_server::start(settings.resolve()?))?);
+    }
+    let addrs: Vec<SocketAddr> = nodes.iter().map(plaza_server::Running::local_addr).collect();
+    let nets: Vec<_> = nodes.iter().map(|n| n.net().clone()).collect();
+    let redis_pid = redis.as_ref().and_then(plaza_test_support::RedisServer::pid);
 
     let load_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -181,6 +206,7 @@ fn main() -> Result<()> {
         let mut members = Vec::new();
         for r in 0..args.rooms {
             for m in 0..args.members {
+                let addr = addrs[(r * args.members + m) % addrs.len()];
                 members.push(
                     join(addr, format!("r{r}m{m}"), r as i32)
                         .await
@@ -199,7 +225,8 @@ fn main() -> Result<()> {
             (
                 cpu::threads_named(SERVER_THREAD),
                 alloc::count(),
-                net.stats().writes,
+                nets.iter().map(|n| n.stats().writes).sum::<u64>(),
+                redis_pid.and_then(cpu::process),
             )
         };
         tokio::time::sleep_until(start.into()).await;
@@ -226,8 +253,18 @@ fn main() -> Result<()> {
     let cpu = after.0.zip(before.0).map(|(a, b)| a.saturating_sub(b));
     let q = |x: f64| tally.hist.value_at_quantile(x) as f64 / 1e6;
     println!(
-        "fanout-bench: {} rooms x {} members x {}/s, {} B, {}s, server threads {}",
-        args.rooms, args.members, args.rate, args.size, secs, args.server_threads
+        "fanout-bench: {} rooms x {} members x {}/s, {} B, {}s, server threads {}, {}",
+        args.rooms,
+        args.members,
+        args.rate,
+        args.size,
+        secs,
+        args.server_threads,
+        if args.cluster {
+            format!("cluster of {} node(s) on one redis-server", args.nodes)
+        } else {
+            "single node".to_owned()
+        }
     );
     println!(
         "offered {:.0} msg/s  deliveries {:.0}/s  expected {}  received {}  lost {}",
@@ -254,6 +291,15 @@ fn main() -> Result<()> {
         (after.1 - before.1) as f64 / deliveries.max(1) as f64,
         (after.2 - before.2) as f64 / deliveries.max(1) as f64,
     );
-    server_rt.block_on(running.shutdown());
+    if let (Some(a), Some(b)) = (after.3, before.3) {
+        println!(
+            "redis cpu/delivery {:.2} us",
+            a.saturating_sub(b).as_secs_f64() * 1e6 / deliveries.max(1) as f64
+        );
+    }
+    for n in &nodes {
+        server_rt.block_on(n.shutdown());
+    }
+    drop(redis);
     Ok(())
 }
