@@ -49,7 +49,7 @@ codes! {
     REGISTRATION_DISABLED = 109, "registration is disabled on this server";
     SHUTTING_DOWN = 110, "the server is shutting down";
     BAD_REQUEST = 111, "malformed request";
-    SERVICE_UNAVAILABLE = 112, "the account service is unavailable; try again";
+    SERVICE_UNAVAILABLE = 112, "a service the server needs (accounts or the cluster bus) is unavailable; try again";
     BUSY = 113, "the server is busy; try again";
     UNKNOWN_PACKET = 114, "unknown packet id";
 }

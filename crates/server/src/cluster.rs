@@ -348,6 +348,8 @@ async fn writer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>) {
     };
     let mut batch = Vec::with_capacity(256);
     let mut conn = shared.conn.clone();
+    // Log the first failure of an outage, not every batch of it.
+    let mut failing = false;
     loop {
         if rx.recv_many(&mut batch, 256).await == 0 {
             return;
@@ -356,18 +358,27 @@ async fn writer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>) {
         for op in &batch {
             scripts.add(&shared, &mut pipe, op);
         }
-        let result: Option<Vec<redis::Value>> =
+        let result: Result<Vec<redis::Value>, String> =
             match tokio::time::timeout(shared.config.timeout, pipe.query_async(&mut conn)).await {
-                Ok(Ok(v)) => Some(v),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, ops = batch.len(), "cluster publish failed");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!(ops = batch.len(), "cluster publish timed out");
-                    None
-                }
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("timed out".into()),
             };
+        let result = match result {
+            Ok(v) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("cluster publishing works again");
+                }
+                Some(v)
+            }
+            Err(error) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(%error, "cluster publish failed; senders are told (112)");
+                }
+                tracing::debug!(%error, ops = batch.len(), "cluster batch failed");
+                None
+            }
+        };
         let mut values = result.map(Vec::into_iter);
         for op in batch.drain(..) {
             let v = values.as_mut().and_then(Iterator::next);

@@ -468,3 +468,43 @@ async fn a_redis_restart_is_survived_without_false_acknowledgements() {
     .await;
     assert_eq!(redis.cmd(&["HLEN", "plaza:seats:1"]).await.trim(), ":3");
 }
+
+#[tokio::test]
+async fn shutdown_is_per_node_and_a_cluster_drain_reaches_every_node() {
+    let redis = RedisServer::start().await;
+    let [a, b, c] = nodes(&redis, 200).await;
+    let mut amy = a.user("amy").await;
+    let mut bob = b.user("bob").await;
+    let mut cat = c.user("cat").await;
+    until_users(&mut amy, 3).await;
+
+    // One node shuts down: only its users go, and the others see them go
+    // at once (the node removes itself from Redis on the way out).
+    assert!(c.control().await.cmd(Command::Shutdown).await.ok);
+    assert!(
+        cat.until_closed()
+            .await
+            .iter()
+            .any(|e| matches!(e, Event::Notice { .. }))
+    );
+    until_users(&mut amy, 2).await;
+    assert_eq!(ask(&mut bob, Request::Ping { nonce: 1 }).await, Event::Pong { nonce: 1 });
+
+    // A drain for the whole cluster, asked of one node, empties every node.
+    let r = a
+        .control()
+        .await
+        .cmd(Command::Drain {
+            seconds: 1,
+            cluster: true,
+        })
+        .await;
+    assert!(r.ok, "{r:?}");
+    for u in [&mut amy, &mut bob] {
+        let events = u.until_closed().await;
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Notice { message } if message.contains("shutting down"))),
+            "{events:?}"
+        );
+    }
+}
