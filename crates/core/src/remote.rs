@@ -353,7 +353,13 @@ impl Hub {
                 ResultCode::OK
             }
             SeatOutcome::Full => ResultCode::ROOM_FULL,
-            SeatOutcome::Unavailable => ResultCode::SERVICE_UNAVAILABLE,
+            SeatOutcome::Unavailable => {
+                // The script may have run before the failure: give the seat
+                // back (a no-op if it did not; the next resync also fixes it).
+                let msg = BusMsg::Leave { name, uid, room };
+                sink.effect(Effect::Publish { msg, ack: None });
+                ResultCode::SERVICE_UNAVAILABLE
+            }
         };
         sink.send(conn, &Event::RoomEnterResult(code));
         self.finish(conn, now, sink);

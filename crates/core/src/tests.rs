@@ -650,7 +650,13 @@ fn cluster_users_and_rooms_on_other_nodes_are_listed_and_told() {
     let uid = 1 << 48 | 1;
     assert_eq!(
         publishes(&mut t),
-        vec![(BusMsg::Online { name: "amy".into(), uid }, None)]
+        vec![(
+            BusMsg::Online {
+                name: "amy".into(),
+                uid
+            },
+            None
+        )]
     );
     // The seat comes from the shared store.
     assert!(t.req(1, Request::RoomEnter { room: 2 }).is_empty());
@@ -672,17 +678,31 @@ fn cluster_users_and_rooms_on_other_nodes_are_listed_and_told() {
     let bob = 2 << 48 | 5;
     t.input(Input::Remote {
         node: 9,
-        msg: BusMsg::Online { name: "bob".into(), uid: bob },
+        msg: BusMsg::Online {
+            name: "bob".into(),
+            uid: bob,
+        },
     });
     t.input(Input::Remote {
         node: 9,
-        msg: BusMsg::Enter { name: "bob".into(), uid: bob, room: 2 },
+        msg: BusMsg::Enter {
+            name: "bob".into(),
+            uid: bob,
+            room: 2,
+        },
     });
     assert_eq!(
         std::mem::take(&mut t.rec.out),
-        vec![(1, Event::RoomNewUser { uid: bob, name: "bob".into() })]
+        vec![(
+            1,
+            Event::RoomNewUser {
+                uid: bob,
+                name: "bob".into()
+            }
+        )]
     );
-    let Event::UserList { total, names, .. } = t.req(1, Request::UserList { after: String::new() }).remove(0).1
+    let Event::UserList { total, names, .. } =
+        t.req(1, Request::UserList { after: String::new() }).remove(0).1
     else {
         panic!()
     };
@@ -692,7 +712,10 @@ fn cluster_users_and_rooms_on_other_nodes_are_listed_and_told() {
     let out = t.req(1, Request::RoomChat { message: "hi".into() });
     assert_eq!(out.len(), 1, "her own copy only: {out:?}");
     let published = publishes(&mut t);
-    assert!(matches!(published.as_slice(), [(BusMsg::RoomFrame { room: 2, .. }, Some(1))]));
+    assert!(matches!(
+        published.as_slice(),
+        [(BusMsg::RoomFrame { room: 2, .. }, Some(1))]
+    ));
     t.input(Input::Published { conn: 1, ok: false });
     assert_eq!(
         t.rec.out.pop(),
@@ -700,7 +723,10 @@ fn cluster_users_and_rooms_on_other_nodes_are_listed_and_told() {
     );
 
     // Node 9 is gone: bob leaves amy's room and list.
-    t.input(Input::NodeState { node: 9, users: Vec::new() });
+    t.input(Input::NodeState {
+        node: 9,
+        users: Vec::new(),
+    });
     assert_eq!(t.rec.out, vec![(1, Event::RoomLeaveUser { uid: bob })]);
     assert_eq!(t.hub.remote_users(), 0);
     assert_eq!(t.hub.users_online(), 1);
@@ -723,6 +749,13 @@ fn cluster_a_seat_whose_session_left_is_given_back() {
     });
     assert_eq!(
         publishes(&mut t),
-        vec![(BusMsg::Leave { name: "amy".into(), uid, room: 2 }, None)]
+        vec![(
+            BusMsg::Leave {
+                name: "amy".into(),
+                uid,
+                room: 2
+            },
+            None
+        )]
     );
 }

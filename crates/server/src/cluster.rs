@@ -479,6 +479,7 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
                 },
             };
             let SeatOutcome::Seated(members) = outcome else {
+                lock(&shared.link).seats.remove(&uid);
                 return shared.seat_done(conn, name, uid, room, outcome).await;
             };
             // Answer after our own Enter came back on the bus (everything

@@ -488,7 +488,10 @@ async fn shutdown_is_per_node_and_a_cluster_drain_reaches_every_node() {
             .any(|e| matches!(e, Event::Notice { .. }))
     );
     until_users(&mut amy, 2).await;
-    assert_eq!(ask(&mut bob, Request::Ping { nonce: 1 }).await, Event::Pong { nonce: 1 });
+    assert_eq!(
+        ask(&mut bob, Request::Ping { nonce: 1 }).await,
+        Event::Pong { nonce: 1 }
+    );
 
     // A drain for the whole cluster, asked of one node, empties every node.
     let r = a
@@ -503,7 +506,9 @@ async fn shutdown_is_per_node_and_a_cluster_drain_reaches_every_node() {
     for u in [&mut amy, &mut bob] {
         let events = u.until_closed().await;
         assert!(
-            events.iter().any(|e| matches!(e, Event::Notice { message } if message.contains("shutting down"))),
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Notice { message } if message.contains("shutting down"))),
             "{events:?}"
         );
     }
