@@ -52,6 +52,12 @@ pub struct Config {
     pub admin_secret: Option<String>,
     /// Credential checks and registrations in flight at once; more get BUSY.
     pub max_pending: usize,
+    /// Chat messages (room chat, whisper, broadcast) per second per session,
+    /// with bursts of twice that; more get RATE_LIMITED. 0: no limit.
+    pub chat_rate: u32,
+    /// Time a connection may stay without logging in before it is closed.
+    /// `None`: no limit.
+    pub login_timeout: Option<Duration>,
     /// This node's tag in a cluster (1..=65535), or 0 for a single node.
     /// Room member ids shown to clients carry it in their top 16 bits, so ids
     /// from different nodes never collide.
@@ -67,6 +73,8 @@ impl Default for Config {
             registration: true,
             admin_secret: None,
             max_pending: 1024,
+            chat_rate: 0,
+            login_timeout: None,
             node_tag: 0,
         }
     }
@@ -346,6 +354,58 @@ struct Session {
     admin_role: bool,
     waiting: Option<Waiting>,
     queued: VecDeque<Queued>,
+    /// Chat rate limit.
+    bucket: Bucket,
+    /// When the session last became a guest (connect or logout).
+    guest_since: Instant,
+    /// Last chat in a slow-mode room.
+    last_slow_chat: Option<Instant>,
+}
+
+/// A token bucket: `rate` per second, up to `burst` saved.
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn full(burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the bucket has refilled completely by `now`.
+    pub fn is_full(&self, rate: f64, burst: f64, now: Instant) -> bool {
+        self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * rate >= burst
+    }
+}
+
+/// Why the hub refused or closed something, counted for operators.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drops {
+    /// Chat messages refused by the per-session rate limit or slow mode.
+    pub chat_rate_limited: u64,
+    /// Connections closed for not logging in in time.
+    pub login_timeouts: u64,
+    /// Connections closed for queueing too many requests.
+    pub queue_overflows: u64,
 }
 
 /// The chat state machine. See the crate docs.
@@ -370,6 +430,11 @@ pub struct Hub {
     draining: bool,
     /// The network is being stopped.
     shutting_down: bool,
+    /// Rooms in slow mode: one message per member per interval.
+    slow: HashMap<u32, Duration>,
+    /// Guests by when they connected, oldest first, for the login timeout.
+    guests: VecDeque<(Instant, Conn)>,
+    drops: Drops,
 }
 
 impl Hub {
@@ -388,7 +453,96 @@ impl Hub {
             next_ticket: 1,
             draining: false,
             shutting_down: false,
+            slow: HashMap::new(),
+            guests: VecDeque::new(),
+            drops: Drops::default(),
         }
+    }
+
+    /// What the hub refused or closed, by reason.
+    pub fn drops(&self) -> Drops {
+        self.drops
+    }
+
+    /// Puts `room` in slow mode (one message per member per `interval`), or
+    /// takes it out with `None`. Returns `false` for a room out of range.
+    pub fn set_slow_mode(&mut self, room: u32, interval: Option<Duration>) -> bool {
+        if room >= self.config.rooms {
+            return false;
+        }
+        match interval {
+            Some(i) if !i.is_zero() => self.slow.insert(room, i),
+            _ => self.slow.remove(&room),
+        };
+        true
+    }
+
+    /// Rooms in slow mode.
+    pub fn slow_rooms(&self) -> Vec<(u32, Duration)> {
+        let mut v: Vec<_> = self.slow.iter().map(|(r, d)| (*r, *d)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Closes connections that have not logged in within the login timeout.
+    /// Call it now and then (the server does every second).
+    pub fn expire_guests(&mut self, now: Instant, sink: &mut impl Sink) {
+        let Some(timeout) = self.config.login_timeout else {
+            return;
+        };
+        while let Some(&(since, conn)) = self.guests.front() {
+            if since + timeout > now {
+                return;
+            }
+            self.guests.pop_front();
+            let Some(s) = self.sessions.get_mut(&conn) else {
+                continue;
+            };
+            // Still the guest it was then (not logged in since, not closing).
+            // One with a login in flight is checked when the login fails.
+            if matches!(s.state, State::Guest) && s.guest_since == since {
+                self.time_out(conn, sink);
+            }
+        }
+    }
+
+    fn time_out(&mut self, conn: Conn, sink: &mut impl Sink) {
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.state = State::Closing;
+            s.queued.clear();
+        }
+        self.drops.login_timeouts += 1;
+        tracing::info!(conn, "closing a connection that did not log in in time");
+        sink.send(
+            conn,
+            &Event::Notice {
+                message: "login timed out".into(),
+            },
+        );
+        sink.disconnect(conn);
+    }
+
+    /// Whether `conn` may chat now in `room` (rate limit and slow mode).
+    fn may_chat(&mut self, conn: Conn, room: Option<u32>, now: Instant) -> bool {
+        let rate = f64::from(self.config.chat_rate);
+        let slow = room.and_then(|r| self.slow.get(&r)).copied();
+        let Some(s) = self.sessions.get_mut(&conn) else {
+            return false;
+        };
+        if rate > 0.0 && !s.bucket.take(rate, rate * 2.0, now) {
+            self.drops.chat_rate_limited += 1;
+            return false;
+        }
+        if let Some(interval) = slow {
+            if s.last_slow_chat
+                .is_some_and(|t| now.saturating_duration_since(t) < interval)
+            {
+                self.drops.chat_rate_limited += 1;
+                return false;
+            }
+            s.last_slow_chat = Some(now);
+        }
+        true
     }
 
     /// Sessions connected.
@@ -444,8 +598,14 @@ impl Hub {
                         admin_role: false,
                         waiting: None,
                         queued: VecDeque::new(),
+                        bucket: Bucket::full(f64::from(self.config.chat_rate) * 2.0, now),
+                        guest_since: now,
+                        last_slow_chat: None,
                     },
                 );
+                if self.config.login_timeout.is_some() {
+                    self.guests.push_back((now, conn));
+                }
                 if self.draining {
                     sink.send(
                         conn,
@@ -691,8 +851,17 @@ impl Hub {
             AuthOutcome::Unavailable => ResultCode::SERVICE_UNAVAILABLE,
         };
         s.state = State::Guest;
+        // A login that failed after the login timeout passed ends the
+        // connection (the timeout skipped it while the check ran).
+        let late = self
+            .config
+            .login_timeout
+            .is_some_and(|t| now.saturating_duration_since(s.guest_since) >= t);
         self.release(&name, conn);
         sink.send(conn, &Event::LoginResult(code));
+        if late {
+            return self.time_out(conn, sink);
+        }
         self.finish(conn, now, sink);
     }
 
@@ -774,6 +943,9 @@ impl Hub {
                 if self.is_muted(&name, now) {
                     return sink.send(conn, &Event::RoomChatResult(ResultCode::MUTED));
                 }
+                if !self.may_chat(conn, Some(room), now) {
+                    return sink.send(conn, &Event::RoomChatResult(ResultCode::RATE_LIMITED));
+                }
                 let frame = Event::RoomChat {
                     name: name.to_string(),
                     message,
@@ -799,6 +971,8 @@ impl Hub {
             Request::Whisper { to, message } => {
                 let code = if self.is_muted(&name, now) {
                     ResultCode::MUTED
+                } else if !self.may_chat(conn, None, now) {
+                    ResultCode::RATE_LIMITED
                 } else if let Some(target) = self.conn_of(&to) {
                     sink.send(
                         target,
@@ -823,6 +997,9 @@ impl Hub {
             Request::Broadcast { message } => {
                 if self.is_muted(&name, now) {
                     return sink.send(conn, &Event::BroadcastResult(ResultCode::MUTED));
+                }
+                if !self.may_chat(conn, None, now) {
+                    return sink.send(conn, &Event::BroadcastResult(ResultCode::RATE_LIMITED));
                 }
                 let frame = Event::Broadcast {
                     from: name.to_string(),
@@ -864,6 +1041,12 @@ impl Hub {
             Request::Logout => {
                 self.sign_out(conn, sink);
                 sink.send(conn, &Event::LogoutResult(ResultCode::OK));
+                if let Some(s) = self.sessions.get_mut(&conn) {
+                    s.guest_since = now;
+                    if self.config.login_timeout.is_some() {
+                        self.guests.push_back((now, conn));
+                    }
+                }
             }
             Request::Admin { secret } => {
                 let s = self.sessions.get_mut(&conn).expect("logged-in session exists");

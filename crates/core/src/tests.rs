@@ -759,3 +759,57 @@ fn cluster_a_seat_whose_session_left_is_given_back() {
         )]
     );
 }
+
+#[test]
+fn chat_beyond_the_rate_and_in_slow_mode_is_refused_and_counted() {
+    let mut t = T::new(Config {
+        chat_rate: 2,
+        ..Config::default()
+    });
+    t.user(1, "amy", false);
+    t.req(1, Request::RoomEnter { room: 0 });
+    let chat = |t: &mut T| {
+        t.req(1, Request::RoomChat { message: "hi".into() })
+            .into_iter()
+            .find_map(|(_, e)| match e {
+                Event::RoomChatResult(c) => Some(c),
+                _ => None,
+            })
+            .unwrap()
+    };
+    // A burst of twice the rate, then refusals until time passes.
+    for _ in 0..4 {
+        assert_eq!(chat(&mut t), ResultCode::OK);
+    }
+    assert_eq!(chat(&mut t), ResultCode::RATE_LIMITED);
+    t.now += Duration::from_secs(1);
+    assert_eq!(chat(&mut t), ResultCode::OK);
+    assert_eq!(t.hub.drops().chat_rate_limited, 1);
+
+    // Slow mode: one message per 30 s in room 0.
+    assert!(t.hub.set_slow_mode(0, Some(Duration::from_secs(30))));
+    t.now += Duration::from_secs(10);
+    assert_eq!(chat(&mut t), ResultCode::OK);
+    assert_eq!(chat(&mut t), ResultCode::RATE_LIMITED);
+    t.now += Duration::from_secs(31);
+    assert_eq!(chat(&mut t), ResultCode::OK);
+    assert!(t.hub.set_slow_mode(0, None));
+    assert!(!t.hub.set_slow_mode(5000, None), "no such room");
+}
+
+#[test]
+fn a_connection_that_does_not_log_in_in_time_is_closed() {
+    let mut t = T::new(Config {
+        login_timeout: Some(Duration::from_secs(10)),
+        ..Config::default()
+    });
+    t.input(Input::Connect { conn: 1 });
+    t.user(2, "amy", false);
+    t.now += Duration::from_secs(9);
+    t.hub.expire_guests(t.now, &mut t.rec);
+    assert!(t.rec.closed.is_empty());
+    t.now += Duration::from_secs(2);
+    t.hub.expire_guests(t.now, &mut t.rec);
+    assert_eq!(t.rec.closed, vec![1], "the guest goes; the user stays");
+    assert_eq!(t.hub.drops().login_timeouts, 1);
+}

@@ -22,6 +22,9 @@ pub struct ServerConfig {
     /// Sessions held at once; the next connection is refused at accept and
     /// counted. This also sizes the session table.
     pub max_sessions: usize,
+    /// Sessions held at once from one IP address; more are refused at
+    /// accept and counted. `None`: no per-address limit.
+    pub max_sessions_per_ip: Option<usize>,
     /// Largest frame accepted, header included. A header declaring more
     /// disconnects the session before anything of that size is allocated.
     pub max_frame: usize,
@@ -57,6 +60,7 @@ impl ServerConfig {
             framing,
             nodelay: true,
             max_sessions: 10_000,
+            max_sessions_per_ip: None,
             max_frame: framing.max_frame(),
             recv_buffer: 4096,
             max_send_queue: 1 << 20,

@@ -76,6 +76,38 @@ struct Shared {
     tasks_done: Notify,
     stopping: AtomicBool,
     stop_wake: Notify,
+    /// Sessions per peer address, when `max_sessions_per_ip` is set.
+    per_ip: Option<(
+        usize,
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    )>,
+}
+
+impl Shared {
+    /// Counts a session from `ip`, or refuses it at the per-address limit.
+    fn admit_ip(&self, ip: std::net::IpAddr) -> bool {
+        let Some((max, map)) = &self.per_ip else {
+            return true;
+        };
+        let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= *max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release_ip(&self, ip: std::net::IpAddr) {
+        let Some((_, map)) = &self.per_ip else { return };
+        let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
 }
 
 /// A bound server, not yet accepting. Take a [`Handle`] from it to give to
@@ -131,6 +163,9 @@ impl Server {
             tasks_done: Notify::new(),
             stopping: AtomicBool::new(false),
             stop_wake: Notify::new(),
+            per_ip: config
+                .max_sessions_per_ip
+                .map(|m| (m, std::sync::Mutex::default())),
         });
         Ok(Self {
             listener,
@@ -327,7 +362,14 @@ async fn accept_loop<H: Handler>(
             tracing::debug!(%peer, "connection refused by handler");
             continue;
         }
+        if !shared.admit_ip(peer.ip()) {
+            shared.counters.refused_per_ip.incr();
+            tracing::debug!(%peer, "connection refused: too many from this address");
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            continue;
+        }
         let Some(id) = shared.table.reserve() else {
+            shared.release_ip(peer.ip());
             shared.counters.refused_full.incr();
             tracing::debug!(%peer, max = config.max_sessions, "connection refused: server full");
             // Reset instead of FIN so a flood does not leave TIME_WAIT here.
@@ -337,6 +379,7 @@ async fn accept_loop<H: Handler>(
         };
         if let Err(e) = configure(&stream, &config) {
             shared.table.unreserve(id);
+            shared.release_ip(peer.ip());
             handler.on_error(None, &NetError::Io(e));
             continue;
         }
@@ -383,6 +426,7 @@ async fn run_session<H: Handler>(
         handler.on_error(Some(id), &e);
     }
     shared.table.remove(id);
+    shared.release_ip(session.peer.ip());
     shared.sessions.fetch_sub(1, Ordering::AcqRel);
     handler.on_leave(id).await;
     shared.task_done();

@@ -22,6 +22,7 @@ impl Counter {
 pub(crate) struct Counters {
     pub(crate) accepted: Counter,
     pub(crate) refused_full: Counter,
+    pub(crate) refused_per_ip: Counter,
     pub(crate) refused_by_handler: Counter,
     pub(crate) accept_errors: Counter,
     pub(crate) frames_in: Counter,
@@ -44,6 +45,8 @@ pub struct Stats {
     pub accepted: u64,
     /// Connections refused because `max_sessions` were open.
     pub refused_full: u64,
+    /// Connections refused because their address held `max_sessions_per_ip`.
+    pub refused_per_ip: u64,
     /// Connections refused by `on_connection_request`.
     pub refused_by_handler: u64,
     /// Failed `accept` calls (each followed by a back-off).
@@ -72,6 +75,7 @@ impl Counters {
             sessions: sessions as u64,
             accepted: self.accepted.get(),
             refused_full: self.refused_full.get(),
+            refused_per_ip: self.refused_per_ip.get(),
             refused_by_handler: self.refused_by_handler.get(),
             accept_errors: self.accept_errors.get(),
             frames_in: self.frames_in.get(),

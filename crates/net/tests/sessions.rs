@@ -229,6 +229,34 @@ async fn connections_over_max_sessions_are_refused_and_counted() {
 }
 
 #[tokio::test]
+async fn one_address_cannot_hold_more_than_its_share() {
+    let mut h = Harness::start(false, |c| c.max_sessions_per_ip = Some(2)).await;
+    let a = TcpStream::connect(h.addr).await.unwrap();
+    let _b = TcpStream::connect(h.addr).await.unwrap();
+    let first = h.joined().await;
+    h.joined().await;
+    let mut c = TcpStream::connect(h.addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let r = within("the refusal", c.read(&mut buf)).await;
+    assert!(
+        matches!(r, Ok(0) | Err(_)),
+        "third from one address must be closed: {r:?}"
+    );
+    assert_eq!(h.handle.stats().refused_per_ip, 1);
+    // Another address is not affected.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let _d = other.connect(h.addr).await.unwrap();
+    h.joined().await;
+    // A slot of the full address frees when one of its sessions leaves.
+    drop(a);
+    assert!(matches!(h.next().await, Ev::Leave(x) if x == first));
+    let _e = TcpStream::connect(h.addr).await.unwrap();
+    h.joined().await;
+    assert_eq!(h.handle.session_count(), 3);
+}
+
+#[tokio::test]
 async fn a_slow_reader_is_disconnected_while_a_fast_reader_gets_everything() {
     const LIMIT: usize = 64 * 1024;
     let mut h = Harness::start(false, |c| c.max_send_queue = LIMIT).await;

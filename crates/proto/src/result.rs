@@ -52,6 +52,7 @@ codes! {
     SERVICE_UNAVAILABLE = 112, "a service the server needs (accounts or the cluster bus) is unavailable; try again";
     BUSY = 113, "the server is busy; try again";
     UNKNOWN_PACKET = 114, "unknown packet id";
+    RATE_LIMITED = 115, "too many requests; slow down and try again";
 }
 
 impl ResultCode {

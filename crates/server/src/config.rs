@@ -37,6 +37,26 @@ pub struct Settings {
     /// [default: max-users + 1000].
     #[arg(long, env = "PLAZA_MAX_SESSIONS")]
     pub max_sessions: Option<usize>,
+    /// Connections at once from one IP address; more are refused at accept.
+    /// 0: no limit [default: 256].
+    #[arg(long, env = "PLAZA_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Login, resume and register attempts per minute from one IP address
+    /// (bursts up to the same number); more get 115. 0: no limit [default: 60].
+    #[arg(long, env = "PLAZA_LOGIN_RATE_PER_IP")]
+    pub login_rate_per_ip: Option<u32>,
+    /// Login and resume attempts per minute for one account name (bursts up
+    /// to the same number); more get 115. 0: no limit [default: 10].
+    #[arg(long, env = "PLAZA_LOGIN_RATE_PER_ACCOUNT")]
+    pub login_rate_per_account: Option<u32>,
+    /// Chat messages (room chat, whisper, broadcast) per second per
+    /// connection, bursts of twice that; more get 115. 0: no limit [default: 20].
+    #[arg(long, env = "PLAZA_CHAT_RATE")]
+    pub chat_rate: Option<u32>,
+    /// Seconds a connection may stay without logging in before it is
+    /// closed. 0: no limit [default: 30].
+    #[arg(long, env = "PLAZA_LOGIN_TIMEOUT_SECS")]
+    pub login_timeout_secs: Option<u64>,
     /// Whether clients may create accounts with REGISTER [default: true].
     #[arg(long, env = "PLAZA_REGISTRATION", action = ArgAction::Set)]
     pub registration: Option<bool>,
@@ -140,6 +160,10 @@ pub struct Resolved {
     pub resume_ttl_secs: u32,
     /// Cluster mode, if on.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Connections per IP address (`None`: no limit).
+    pub max_connections_per_ip: Option<usize>,
+    /// Login attempts per minute per IP address and per account (0: off).
+    pub login_rate: (u32, u32),
     /// Log filter.
     pub log: String,
 }
@@ -171,6 +195,11 @@ impl Settings {
             seed_compat: self.seed_compat.or(other.seed_compat),
             resume_ttl_secs: self.resume_ttl_secs.or(other.resume_ttl_secs),
             cluster: self.cluster.or(other.cluster),
+            max_connections_per_ip: self.max_connections_per_ip.or(other.max_connections_per_ip),
+            login_rate_per_ip: self.login_rate_per_ip.or(other.login_rate_per_ip),
+            login_rate_per_account: self.login_rate_per_account.or(other.login_rate_per_account),
+            chat_rate: self.chat_rate.or(other.chat_rate),
+            login_timeout_secs: self.login_timeout_secs.or(other.login_timeout_secs),
             log: self.log.or(other.log),
         }
     }
@@ -232,6 +261,11 @@ impl Settings {
         };
         Ok(Resolved {
             cluster,
+            max_connections_per_ip: Some(self.max_connections_per_ip.unwrap_or(256)).filter(|n| *n > 0),
+            login_rate: (
+                self.login_rate_per_ip.unwrap_or(60),
+                self.login_rate_per_account.unwrap_or(10),
+            ),
             store,
             resume_ttl_secs: self.resume_ttl_secs.unwrap_or(600),
             bind: self
@@ -245,6 +279,9 @@ impl Settings {
                 registration: self.registration.unwrap_or(true),
                 admin_secret,
                 max_pending: 1024,
+                chat_rate: self.chat_rate.unwrap_or(20),
+                login_timeout: Some(Duration::from_secs(self.login_timeout_secs.unwrap_or(30)))
+                    .filter(|d| !d.is_zero()),
                 node_tag: 0,
             },
             max_sessions: self.max_sessions.unwrap_or(max_users + 1000),

@@ -51,6 +51,14 @@ pub enum Command {
         /// Duration.
         seconds: u32,
     },
+    /// Slow mode: members of `room` may send one message per `seconds`
+    /// (0 turns it off). Per node.
+    Slow {
+        /// Room number.
+        room: u32,
+        /// Interval.
+        seconds: u64,
+    },
     /// Lift a mute.
     Unmute {
         /// Account name.

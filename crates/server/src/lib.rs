@@ -17,6 +17,7 @@ mod cluster;
 pub mod config;
 pub mod control;
 mod hasher;
+mod limits;
 pub mod redis_store;
 pub mod store;
 
@@ -105,6 +106,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     let secret = control::load_secret(config.control_secret_file.as_deref(), &config.data_dir)?;
     let mut net_config = ServerConfig::new(config.bind, Framing::Chat);
     net_config.max_sessions = config.max_sessions;
+    net_config.max_sessions_per_ip = config.max_connections_per_ip;
     net_config.max_frame = plaza_proto::MAX_REQUEST_FRAME;
     net_config.idle_timeout = Some(config.idle_timeout);
     net_config.max_send_queue = config.max_send_queue;
@@ -132,7 +134,15 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         },
     );
 
-    server.start(Gateway { tx: tx.clone() });
+    let logins = Arc::new(limits::LoginLimiter::new(
+        config.login_rate.0,
+        config.login_rate.1,
+    ));
+    server.start(Gateway {
+        tx: tx.clone(),
+        net: net.clone(),
+        logins: logins.clone(),
+    });
     let (done_tx, done) = oneshot::channel();
     let logic = Logic {
         hub: Hub::new(config.chat.clone()),
@@ -150,6 +160,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         },
         ctl_tx,
         control_net,
+        logins,
         started: Instant::now(),
         received: 0,
         rates: (0.0, 0.0),
@@ -170,6 +181,28 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
 /// The network-side handler: decode, then queue for the logic task.
 struct Gateway {
     tx: mpsc::Sender<Input>,
+    net: Handle,
+    logins: Arc<limits::LoginLimiter>,
+}
+
+impl Gateway {
+    /// Login, resume and register attempts past the limits are answered
+    /// here, without reaching the logic task or the password hasher.
+    fn allowed(&self, id: SessionId, request: &Request) -> bool {
+        let account = match request {
+            Request::Login { name, .. } | Request::Resume { name, .. } => Some(name.as_str()),
+            Request::Register { .. } => None,
+            _ => return true,
+        };
+        let Some(peer) = self.net.peer_addr(id) else {
+            return true;
+        };
+        let ok = self.logins.allow(peer.ip(), account);
+        if !ok {
+            tracing::info!(session = %id, %peer, account, "login attempt refused by the rate limit");
+        }
+        ok
+    }
 }
 
 impl Handler for Gateway {
@@ -181,6 +214,11 @@ impl Handler for Gateway {
     async fn on_recv(&self, id: SessionId, frame: &[u8]) {
         let conn = id.as_u64();
         let input = match Request::decode(frame) {
+            Ok(request) if !self.allowed(id, &request) => Input::Invalid {
+                conn,
+                request_id: plaza_proto::packet_id(frame),
+                result: plaza_proto::ResultCode::RATE_LIMITED,
+            },
             Ok(request) => Input::Request { conn, request },
             Err(e) => {
                 tracing::debug!(session = %id, error = %e, "bad request");
@@ -310,6 +348,7 @@ struct Logic {
     sink: NetSink,
     ctl_tx: mpsc::Sender<ControlMsg>,
     control_net: Handle,
+    logins: Arc<limits::LoginLimiter>,
     started: Instant,
     /// Requests processed.
     received: u64,
@@ -357,6 +396,7 @@ impl Logic {
                     let now = (self.received, self.sink.sent);
                     self.rates = ((now.0 - last.0) as f64, (now.1 - last.1) as f64);
                     last = now;
+                    self.hub.expire_guests(Instant::now(), &mut self.sink);
                     self.refresh_presence();
                 }
                 _ = &mut stopped => break,
@@ -479,7 +519,18 @@ impl Logic {
                     "logic_queue_depth": LOGIC_QUEUE - self.sink.tx.capacity(),
                     "send_queue_bytes": net.pending_bytes_total(),
                     "refused_connections": stats.refused_full,
+                    "refused_connections_per_ip": stats.refused_per_ip,
                     "slow_consumer_disconnects": stats.slow_consumers,
+                    "logins_rate_limited": self.logins.refused.load(std::sync::atomic::Ordering::Relaxed),
+                    "chat_rate_limited": self.hub.drops().chat_rate_limited,
+                    "login_timeouts": self.hub.drops().login_timeouts,
+                    "queue_overflows": self.hub.drops().queue_overflows,
+                    "bad_frames": stats.bad_frames,
+                    "idle_timeouts": stats.idle_timeouts,
+                    "write_timeouts": stats.write_timeouts,
+                    "slow_rooms": self.hub.slow_rooms().iter()
+                        .map(|(r, d)| json!({ "room": r, "seconds": d.as_secs() }))
+                        .collect::<Vec<_>>(),
                     "store": match self.sink.store.health() {
                         Ok(()) => "ok".to_owned(),
                         Err(e) => format!("down: {e}"),
@@ -522,6 +573,13 @@ impl Logic {
             }
             Command::Mute { name, seconds } => self.mute(&name, seconds, now),
             Command::Unmute { name } => self.mute(&name, 0, now),
+            Command::Slow { room, seconds } => {
+                if self.hub.set_slow_mode(room, Some(Duration::from_secs(seconds))) {
+                    Reply::ok(json!({ "room": room, "seconds": seconds }))
+                } else {
+                    Reply::err("no such room")
+                }
+            }
             Command::Notice { room, message } => {
                 if message.len() > plaza_proto::limits::NOTICE {
                     return Reply::err("notice longer than 1024 bytes");

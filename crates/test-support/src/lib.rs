@@ -96,6 +96,11 @@ impl TestServer {
             argon2_memory_kib: Some(TEST_HASH.memory_kib),
             argon2_iterations: Some(TEST_HASH.iterations),
             shutdown_grace_secs: Some(10),
+            // Tests log in and chat in tight loops; the tests of the limits
+            // turn them back on.
+            login_rate_per_ip: Some(0),
+            login_rate_per_account: Some(0),
+            chat_rate: Some(0),
             ..Settings::default()
         };
         configure(&mut s);
@@ -181,6 +186,22 @@ impl TestClient {
         let stream = within("connect", TcpStream::connect(addr))
             .await
             .expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            token: None,
+        }
+    }
+
+    /// Connects from a chosen loopback address (127.0.0.x), as another
+    /// client machine would.
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(from, 0))
+            .expect("bind source address");
+        let stream = within("connect", socket.connect(addr)).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
         Self {
             stream,

@@ -145,6 +145,9 @@ async fn main() -> Result<()> {
             "--control-bind",
             &format!("127.0.0.1:{control}"),
         ])
+        // One load-generating address far beyond a person's rates.
+        .args(["--max-connections-per-ip", "0", "--login-rate-per-ip", "0"])
+        .args(["--login-rate-per-account", "0", "--chat-rate", "0"])
         .args([
             "--argon2-memory-kib",
             "64",

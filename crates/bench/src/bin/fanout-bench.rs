@@ -189,6 +189,12 @@ fn main() -> Result<()> {
             argon2_memory_kib: Some(64),
             argon2_iterations: Some(1),
             log: Some("warn".into()),
+            // A load generator is one address sending far beyond a person's
+            // rates: the abuse limits are off for it.
+            max_connections_per_ip: Some(0),
+            login_rate_per_ip: Some(0),
+            login_rate_per_account: Some(0),
+            chat_rate: Some(0),
             store: redis.as_ref().map(plaza_test_support::RedisServer::url),
             cluster: Some(args.cluster),
             ..Default::default()

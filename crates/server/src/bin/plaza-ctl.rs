@@ -50,6 +50,8 @@ enum Cmd {
     Mute { name: String, seconds: Option<u32> },
     /// Lift a user's mute.
     Unmute { name: String },
+    /// Slow mode: one message per SECONDS per member in ROOM (0: off).
+    Slow { room: u32, seconds: u64 },
     /// Send a notice to everyone, or to one room with --room.
     Notice {
         #[arg(long)]
@@ -183,6 +185,10 @@ async fn main() -> anyhow::Result<()> {
             seconds: seconds.unwrap_or(u32::MAX),
         },
         Cmd::Unmute { name } => Command::Unmute { name: name.clone() },
+        Cmd::Slow { room, seconds } => Command::Slow {
+            room: *room,
+            seconds: *seconds,
+        },
         Cmd::Notice { room, message } => Command::Notice {
             room: *room,
             message: message.clone(),
