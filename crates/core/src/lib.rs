@@ -408,6 +408,10 @@ pub struct Drops {
     pub queue_overflows: u64,
 }
 
+/// Login and resume answers given, by result code.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LoginResults(pub std::collections::BTreeMap<u16, u64>);
+
 /// The chat state machine. See the crate docs.
 pub struct Hub {
     config: Config,
@@ -435,6 +439,7 @@ pub struct Hub {
     /// Guests by when they connected, oldest first, for the login timeout.
     guests: VecDeque<(Instant, Conn)>,
     drops: Drops,
+    logins: LoginResults,
 }
 
 impl Hub {
@@ -456,7 +461,18 @@ impl Hub {
             slow: HashMap::new(),
             guests: VecDeque::new(),
             drops: Drops::default(),
+            logins: LoginResults::default(),
         }
+    }
+
+    /// Login and resume answers given so far, by result code (rate-limit
+    /// refusals are answered before the hub and are not here).
+    pub fn login_results(&self) -> &LoginResults {
+        &self.logins
+    }
+
+    fn count_login(&mut self, code: ResultCode) {
+        *self.logins.0.entry(code.0).or_default() += 1;
     }
 
     /// What the hub refused or closed, by reason.
@@ -826,6 +842,7 @@ impl Hub {
                     }
                 }
                 self.online.insert(name.clone());
+                *self.logins.0.entry(0).or_default() += 1;
                 sink.send(conn, &Event::LoginResult(ResultCode::OK));
                 if let Some((token, ttl_secs)) = token {
                     sink.send(conn, &Event::ResumeToken { token, ttl_secs });
@@ -858,6 +875,7 @@ impl Hub {
             .login_timeout
             .is_some_and(|t| now.saturating_duration_since(s.guest_since) >= t);
         self.release(&name, conn);
+        self.count_login(code);
         sink.send(conn, &Event::LoginResult(code));
         if late {
             return self.time_out(conn, sink);
@@ -1308,6 +1326,7 @@ impl Hub {
                 });
             }
         };
+        self.count_login(code);
         sink.send(conn, &Event::LoginResult(code));
     }
 

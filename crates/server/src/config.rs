@@ -120,6 +120,10 @@ pub struct Settings {
     /// Lifetime of resume tokens in seconds [default: 600].
     #[arg(long, env = "PLAZA_RESUME_TTL_SECS")]
     pub resume_ttl_secs: Option<u32>,
+    /// Address of the HTTP endpoint for Prometheus (/metrics) and health
+    /// checks (/livez, /readyz), or `off` [default: 127.0.0.1:7779].
+    #[arg(long, env = "PLAZA_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
     /// Cluster mode: share users and rooms with the other nodes on the same
     /// Redis (needs a redis:// --store) [default: false].
     #[arg(long, env = "PLAZA_CLUSTER", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -160,6 +164,8 @@ pub struct Resolved {
     pub resume_ttl_secs: u32,
     /// Cluster mode, if on.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// The metrics and health endpoint, if on.
+    pub metrics_bind: Option<SocketAddr>,
     /// Connections per IP address (`None`: no limit).
     pub max_connections_per_ip: Option<usize>,
     /// Login attempts per minute per IP address and per account (0: off).
@@ -195,6 +201,7 @@ impl Settings {
             seed_compat: self.seed_compat.or(other.seed_compat),
             resume_ttl_secs: self.resume_ttl_secs.or(other.resume_ttl_secs),
             cluster: self.cluster.or(other.cluster),
+            metrics_bind: self.metrics_bind.or(other.metrics_bind),
             max_connections_per_ip: self.max_connections_per_ip.or(other.max_connections_per_ip),
             login_rate_per_ip: self.login_rate_per_ip.or(other.login_rate_per_ip),
             login_rate_per_account: self.login_rate_per_account.or(other.login_rate_per_account),
@@ -259,7 +266,13 @@ impl Settings {
                 anyhow::bail!("--cluster needs the accounts in Redis: --store redis://HOST:PORT/DB")
             }
         };
+        let metrics_bind = match self.metrics_bind.as_deref() {
+            Some("off") => None,
+            Some(a) => Some(a.parse().with_context(|| format!("--metrics-bind {a:?}"))?),
+            None => Some("127.0.0.1:7779".parse().expect("valid")),
+        };
         Ok(Resolved {
+            metrics_bind,
             cluster,
             max_connections_per_ip: Some(self.max_connections_per_ip.unwrap_or(256)).filter(|n| *n > 0),
             login_rate: (

@@ -17,6 +17,7 @@ mod cluster;
 pub mod config;
 pub mod control;
 mod hasher;
+mod http;
 mod limits;
 pub mod redis_store;
 pub mod store;
@@ -46,6 +47,7 @@ const LOGIC_QUEUE: usize = 8192;
 pub struct Running {
     addr: SocketAddr,
     control_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     tx: mpsc::Sender<Input>,
     done: oneshot::Receiver<()>,
     net: Handle,
@@ -60,6 +62,11 @@ impl Running {
     /// The control listener's address.
     pub fn control_addr(&self) -> SocketAddr {
         self.control_addr
+    }
+
+    /// The metrics and health endpoint's address, if on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The network layer's handle (counters, sessions).
@@ -87,6 +94,7 @@ impl Running {
 pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     let (tx, rx) = mpsc::channel(LOGIC_QUEUE);
     let (sig_tx, sig_rx) = mpsc::channel(16);
+    let metrics = http::Metrics::default();
     let cluster = match config.cluster.clone() {
         Some(c) => {
             let cluster = Cluster::start(c, tx.clone(), sig_tx).await?;
@@ -143,6 +151,10 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         net: net.clone(),
         logins: logins.clone(),
     });
+    let metrics_addr = match config.metrics_bind {
+        Some(bind) => Some(http::start(bind, ctl_tx.clone(), metrics.clone()).await?),
+        None => None,
+    };
     let (done_tx, done) = oneshot::channel();
     let logic = Logic {
         hub: Hub::new(config.chat.clone()),
@@ -155,8 +167,10 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
                 None => hasher::new_token()[..12].to_owned(),
             },
             cluster,
+            metrics,
             shutdown: false,
             sent: 0,
+            shared_sent: 0,
         },
         ctl_tx,
         control_net,
@@ -168,10 +182,11 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         config,
     };
     tokio::spawn(logic.run(rx, ctl_rx, sig_rx, done_tx));
-    tracing::info!(%addr, %control_addr, "plaza-server listening");
+    tracing::info!(%addr, %control_addr, ?metrics_addr, "plaza-server listening");
     Ok(Running {
         addr,
         control_addr,
+        metrics_addr,
         tx,
         done,
         net,
@@ -254,9 +269,12 @@ struct NetSink {
     node: String,
     /// Cluster mode.
     cluster: Option<Arc<Cluster>>,
+    metrics: http::Metrics,
     shutdown: bool,
     /// Packets handed to the network.
     sent: u64,
+    /// Of those, shared fan-out frames.
+    shared_sent: u64,
 }
 
 impl Sink for NetSink {
@@ -268,6 +286,7 @@ impl Sink for NetSink {
 
     fn send_shared(&mut self, to: Conn, frame: &Bytes) {
         self.sent += 1;
+        self.shared_sent += 1;
         let _ = self.net.send(SessionId::from_u64(to), frame.clone());
     }
 
@@ -285,8 +304,11 @@ impl Sink for NetSink {
                 credential,
             } => {
                 let owner = self.owner(conn);
+                let latency = self.metrics.store_latency.clone();
                 tokio::spawn(async move {
+                    let t = Instant::now();
                     let outcome = store.login(name, credential, owner).await;
+                    latency.observe(t.elapsed().as_secs_f64());
                     let _ = tx
                         .send(Input::AuthDone {
                             conn,
@@ -297,8 +319,11 @@ impl Sink for NetSink {
                 });
             }
             Effect::Register { conn, name, password } => {
+                let latency = self.metrics.store_latency.clone();
                 tokio::spawn(async move {
+                    let t = Instant::now();
                     let outcome = store.register(name, password).await;
+                    latency.observe(t.elapsed().as_secs_f64());
                     let _ = tx.send(Input::RegisterDone { conn, outcome }).await;
                 });
             }
@@ -516,6 +541,15 @@ impl Logic {
                     "packets_out_per_sec": self.rates.1,
                     "requests_total": self.received,
                     "packets_out_total": self.sink.sent,
+                    "deliveries_total": self.sink.shared_sent,
+                    "accepted_total": stats.accepted,
+                    "frames_in_total": stats.frames_in,
+                    "bytes_in_total": stats.bytes_in,
+                    "bytes_out_total": stats.bytes_out,
+                    "writes_total": stats.writes,
+                    "logins": self.hub.login_results().0.iter()
+                        .map(|(code, n)| (plaza_proto::ResultCode(*code).name().to_owned(), json!(n)))
+                        .collect::<serde_json::Map<_, _>>(),
                     "logic_queue_depth": LOGIC_QUEUE - self.sink.tx.capacity(),
                     "send_queue_bytes": net.pending_bytes_total(),
                     "refused_connections": stats.refused_full,

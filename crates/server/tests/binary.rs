@@ -63,6 +63,8 @@ async fn sigterm_shuts_down_gracefully_and_exits_zero() {
             "127.0.0.1:0",
             "--control-bind",
             "127.0.0.1:0",
+            "--metrics-bind",
+            "127.0.0.1:0",
             "--data-dir",
             dir.path().to_str().unwrap(),
             "--log",

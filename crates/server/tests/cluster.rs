@@ -335,7 +335,14 @@ async fn a_killed_node_is_buried_and_its_users_leave_the_other_nodes() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut child = Process::new(env!("CARGO_BIN_EXE_plaza-server"))
-        .args(["--bind", "127.0.0.1:0", "--control-bind", "127.0.0.1:0"])
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--control-bind",
+            "127.0.0.1:0",
+            "--metrics-bind",
+            "127.0.0.1:0",
+        ])
         .args(["--store", &redis.url(), "--cluster", "--presence-ttl-secs", "3"])
         .args(["--argon2-memory-kib", "64", "--log", "info", "--data-dir"])
         .arg(dir.path())

@@ -273,6 +273,8 @@ async fn a_killed_nodes_users_are_freed_within_the_presence_ttl() {
             "127.0.0.1:0",
             "--control-bind",
             "127.0.0.1:0",
+            "--metrics-bind",
+            "127.0.0.1:0",
             "--store",
             &url,
         ])

@@ -92,6 +92,7 @@ impl TestServer {
         let mut s = Settings {
             bind: Some("127.0.0.1:0".parse().expect("addr")),
             control_bind: Some("127.0.0.1:0".parse().expect("addr")),
+            metrics_bind: Some("127.0.0.1:0".into()),
             data_dir: Some(PathBuf::from(dir.path())),
             argon2_memory_kib: Some(TEST_HASH.memory_kib),
             argon2_iterations: Some(TEST_HASH.iterations),

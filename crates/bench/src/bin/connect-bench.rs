@@ -147,7 +147,14 @@ async fn main() -> Result<()> {
         ])
         // One load-generating address far beyond a person's rates.
         .args(["--max-connections-per-ip", "0", "--login-rate-per-ip", "0"])
-        .args(["--login-rate-per-account", "0", "--chat-rate", "0"])
+        .args([
+            "--login-rate-per-account",
+            "0",
+            "--chat-rate",
+            "0",
+            "--metrics-bind",
+            "off",
+        ])
         .args([
             "--argon2-memory-kib",
             "64",

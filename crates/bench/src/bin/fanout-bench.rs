@@ -192,6 +192,7 @@ fn main() -> Result<()> {
             // A load generator is one address sending far beyond a person's
             // rates: the abuse limits are off for it.
             max_connections_per_ip: Some(0),
+            metrics_bind: Some("off".into()),
             login_rate_per_ip: Some(0),
             login_rate_per_account: Some(0),
             chat_rate: Some(0),

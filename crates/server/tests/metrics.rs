@@ -1,0 +1,101 @@
+//! The HTTP endpoint: a Prometheus scrape and the health answers.
+
+use plaza_proto::{Request, ResultCode};
+use plaza_test_support::{RedisServer, TestServer, within};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `GET path`, returning (status code, body).
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    within("the HTTP answer", s.read_to_string(&mut out))
+        .await
+        .unwrap();
+    let code = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (code, body)
+}
+
+fn value(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in\n{body}"))
+}
+
+#[tokio::test]
+async fn a_scrape_counts_sessions_logins_deliveries_and_drops() {
+    let s = TestServer::start().await;
+    let addr = s.running.metrics_addr().expect("metrics on");
+    let mut amy = s.user("amy").await;
+    let mut bob = s.user("bob").await;
+    let mut eve = s.client().await;
+    assert_eq!(
+        eve.try_login("cat", "wrong").await,
+        ResultCode::INVALID_CREDENTIALS
+    );
+    amy.enter(1).await;
+    bob.enter(1).await;
+    amy.recv().await;
+    amy.call(Request::RoomChat { message: "hi".into() }).await;
+
+    let (code, body) = get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    assert_eq!(value(&body, "plaza_sessions"), 3.0);
+    assert_eq!(value(&body, "plaza_users_online"), 2.0);
+    assert_eq!(value(&body, r#"plaza_logins_total{result="OK"}"#), 2.0);
+    assert_eq!(
+        value(&body, r#"plaza_logins_total{result="INVALID_CREDENTIALS"}"#),
+        1.0
+    );
+    assert!(
+        value(&body, "plaza_deliveries_total") >= 2.0,
+        "the chat reached both"
+    );
+    assert_eq!(value(&body, r#"plaza_drops_total{reason="slow_consumer"}"#), 0.0);
+    assert_eq!(
+        value(&body, "plaza_store_latency_seconds_count"),
+        5.0,
+        "2 registers, 3 logins"
+    );
+    assert_eq!(value(&body, r#"plaza_up{part="store"}"#), 1.0);
+    assert!(body.ends_with("# EOF\n"));
+
+    assert_eq!(get(addr, "/livez").await, (200, "ok\n".into()));
+    assert_eq!(get(addr, "/readyz").await, (200, "ok\n".into()));
+    assert_eq!(get(addr, "/nope").await.0, 404);
+}
+
+#[tokio::test]
+async fn readiness_is_false_while_redis_is_down_and_comes_back() {
+    let mut redis = RedisServer::start().await;
+    let url = redis.url();
+    let s = TestServer::with(move |s| {
+        s.store = Some(url);
+        s.redis_timeout_ms = Some(500);
+    })
+    .await;
+    let addr = s.running.metrics_addr().unwrap();
+    // Redis health is probed every second: wait for each change.
+    let until = |want: u16| async move {
+        within("readiness to change", async {
+            loop {
+                let (code, body) = get(addr, "/readyz").await;
+                if code == want {
+                    return body;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+    };
+    until(200).await;
+    redis.stop();
+    let why = until(503).await;
+    assert!(why.starts_with("account store down"), "{why}");
+    assert_eq!(get(addr, "/livez").await.0, 200, "alive, just not ready");
+    redis.restart().await;
+    until(200).await;
+}
