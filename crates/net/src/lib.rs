@@ -73,3 +73,53 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     }
     b.enable_all().build()
 }
+
+/// Checks the fuzz targets run (in `fuzz/`, outside the workspace) and the
+/// corpus smoke tests replay. Not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::Framing;
+
+    /// The first byte picks the framing and the read sizes; the rest is the
+    /// byte stream. Reassembling it read by read finds exactly the frames
+    /// (and the error, if any) that parsing it whole finds, and never reads
+    /// past what was received.
+    pub fn framing(data: &[u8]) {
+        let Some((&pick, stream)) = data.split_first() else {
+            return;
+        };
+        let framing = if pick & 1 == 0 {
+            Framing::Chat
+        } else {
+            Framing::Lan
+        };
+        let max = 64 + usize::from(pick) * 8;
+        let whole = frames(framing, stream, max, stream.len().max(1));
+        let step = usize::from(pick >> 1).max(1);
+        assert_eq!(
+            frames(framing, stream, max, step),
+            whole,
+            "split reads changed the frames"
+        );
+    }
+
+    fn frames(framing: Framing, stream: &[u8], max: usize, step: usize) -> (Vec<usize>, bool) {
+        let (mut buf, mut found, mut fed) = (Vec::new(), Vec::new(), 0);
+        loop {
+            match framing.next_frame(&buf, max) {
+                Ok(Some(n)) => {
+                    assert!(n <= buf.len() && n <= max && n >= framing.header_len());
+                    found.push(n);
+                    buf.drain(..n);
+                }
+                Ok(None) if fed < stream.len() => {
+                    let end = (fed + step).min(stream.len());
+                    buf.extend_from_slice(&stream[fed..end]);
+                    fed = end;
+                }
+                Ok(None) => return (found, false),
+                Err(_) => return (found, true),
+            }
+        }
+    }
+}

@@ -850,7 +850,7 @@ fn name(b: &[u8]) -> Result<String, BusError> {
 
 /// A client frame carried inside: its length field must match.
 fn frame(b: &[u8]) -> Result<Bytes, BusError> {
-    if b.len() < 4 || usize::from(u16::from_le_bytes([b[0], b[1]])) != b.len() {
+    if b.len() < plaza_net::CHAT_HEADER_LEN || usize::from(u16::from_le_bytes([b[0], b[1]])) != b.len() {
         return Err(BusError::Frame);
     }
     Ok(Bytes::copy_from_slice(b))
