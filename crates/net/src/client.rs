@@ -153,6 +153,7 @@ fn new_session(inner: &Inner, stream: &TcpStream) -> Arc<SessionShared> {
         SessionId::new(0, attempt + 1),
         peer,
         &inner.limits,
+        inner.counters.dropped.clone(),
     ))
 }
 
@@ -185,6 +186,7 @@ impl<H: ClientHandler> Events for ClientEvents<H> {
     fn sent(&self, _id: SessionId, bytes: usize) {
         self.0.on_send(bytes);
     }
+    fn dropped(&self, _id: SessionId, _count: u64) {}
 }
 
 async fn drive<H: ClientHandler>(

@@ -17,10 +17,12 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::stats::Counter;
 use crate::{NetError, SendError};
 
 /// Most buffers handed to one `writev`.
@@ -28,6 +30,9 @@ pub(crate) const MAX_IOV: usize = 64;
 
 pub(crate) enum Segment {
     Shared(Bytes),
+    /// Shared, and may be dropped (oldest first) to make room when the
+    /// session is behind, instead of disconnecting it.
+    Droppable(Bytes),
     /// The next `n` bytes of the inline buffer.
     Inline(usize),
 }
@@ -70,16 +75,65 @@ pub(crate) struct Outbox {
     pub(crate) pending: usize,
     pub(crate) close: Option<Close>,
     limit: usize,
+    /// Droppable packets dropped since the writer last reported them.
+    pub(crate) missed: u64,
+    /// Every drop, for the server's counters.
+    dropped: Arc<Counter>,
 }
 
 impl Outbox {
-    pub(crate) fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize, dropped: Arc<Counter>) -> Self {
         Self {
             queue: Queue::default(),
             pending: 0,
             close: None,
             limit,
+            missed: 0,
+            dropped,
         }
+    }
+
+    fn drop_one(&mut self) {
+        self.missed += 1;
+        self.dropped.incr();
+    }
+
+    /// Appends a packet that may be dropped to make room. When the queue is
+    /// over its limit, the oldest droppable packets still queued go first;
+    /// if none is left to drop, this one is dropped. Either way the session
+    /// stays, and `missed` counts the drops.
+    pub(crate) fn push_droppable(&mut self, packet: Bytes) -> Result<bool, SendError> {
+        if self.close.is_some() {
+            return Err(SendError::Closing);
+        }
+        if !self.make_room(packet.len()) {
+            self.drop_one();
+            return Ok(false);
+        }
+        let wake = self.queue.is_empty();
+        self.pending += packet.len();
+        self.queue.segments.push_back(Segment::Droppable(packet));
+        Ok(wake)
+    }
+
+    /// Drops the oldest droppable packets not yet taken by the writer until
+    /// `n` more bytes fit. Returns whether they do.
+    fn make_room(&mut self, n: usize) -> bool {
+        while self.pending + n > self.limit {
+            let Some(i) = self
+                .queue
+                .segments
+                .iter()
+                .position(|s| matches!(s, Segment::Droppable(_)))
+            else {
+                return false;
+            };
+            if let Some(Segment::Droppable(b)) = self.queue.segments.remove(i) {
+                self.pending -= b.len();
+                self.drop_one();
+            }
+        }
+        true
     }
 
     /// Appends a shared packet. Returns whether the writer must be woken.
@@ -114,7 +168,7 @@ impl Outbox {
         if self.close.is_some() {
             return Err(SendError::Closing);
         }
-        if self.pending + n > self.limit {
+        if !self.make_room(n) {
             self.close = Some(Close::Abort(Some(NetError::SlowConsumer {
                 queued: self.pending + n,
                 limit: self.limit,
@@ -162,7 +216,7 @@ impl Batch {
             .segments
             .iter()
             .map(|s| match s {
-                Segment::Shared(b) => b.len(),
+                Segment::Shared(b) | Segment::Droppable(b) => b.len(),
                 Segment::Inline(n) => *n,
             })
             .sum();
@@ -188,7 +242,7 @@ impl Batch {
             }
             let off = if i == self.seg { self.seg_off } else { 0 };
             let bytes: &[u8] = match s {
-                Segment::Shared(b) => &b[off..],
+                Segment::Shared(b) | Segment::Droppable(b) => &b[off..],
                 Segment::Inline(len) => {
                     let s = &self.queue.inline[base + off..base + len];
                     base += len;
@@ -210,7 +264,7 @@ impl Batch {
                 return;
             };
             let len = match s {
-                Segment::Shared(b) => b.len(),
+                Segment::Shared(b) | Segment::Droppable(b) => b.len(),
                 Segment::Inline(n) => *n,
             };
             let left = len - self.seg_off;
@@ -251,7 +305,7 @@ mod tests {
 
     #[test]
     fn shared_and_inline_keep_their_order_across_partial_writes() {
-        let mut o = Outbox::new(1000);
+        let mut o = Outbox::new(1000, Arc::default());
         assert!(o.push_with(|b| b.extend_from_slice(b"ab")).unwrap());
         assert!(!o.push_with(|b| b.extend_from_slice(b"cd")).unwrap());
         assert!(!o.push_shared(Bytes::from_static(b"EFG")).unwrap());
@@ -272,8 +326,38 @@ mod tests {
     }
 
     #[test]
+    fn droppable_packets_make_room_oldest_first_and_are_counted() {
+        let mut o = Outbox::new(10, Arc::default());
+        o.push_droppable(Bytes::from_static(b"aaa")).unwrap();
+        o.push_with(|b| b.extend_from_slice(b"R")).unwrap();
+        o.push_droppable(Bytes::from_static(b"bbb")).unwrap();
+        o.push_droppable(Bytes::from_static(b"ccc")).unwrap();
+        assert_eq!((o.pending, o.missed), (10, 0));
+        // Over the limit: "aaa" (the oldest droppable) goes, not the reply.
+        o.push_droppable(Bytes::from_static(b"ddd")).unwrap();
+        assert_eq!((o.pending, o.missed), (10, 1));
+        // A reply that does not fit pushes out droppables too.
+        o.push_with(|b| b.extend_from_slice(b"SSSSS")).unwrap();
+        assert_eq!((o.pending, o.missed), (9, 3));
+        assert!(o.close.is_none(), "the session stays");
+        let mut batch = Batch::new();
+        batch.take_from(&mut o);
+        assert_eq!(gather(&batch), b"RdddSSSSS");
+        // With nothing droppable left, a droppable packet that does not fit
+        // is itself dropped; a reply that does not fit still disconnects.
+        let mut o = Outbox::new(4, Arc::default());
+        o.push_with(|b| b.extend_from_slice(b"RRR")).unwrap();
+        assert_eq!(o.push_droppable(Bytes::from_static(b"xx")), Ok(false));
+        assert_eq!(o.missed, 1);
+        assert_eq!(
+            o.push_with(|b| b.extend_from_slice(b"RR")),
+            Err(SendError::QueueFull)
+        );
+    }
+
+    #[test]
     fn over_limit_closes_as_slow_consumer() {
-        let mut o = Outbox::new(4);
+        let mut o = Outbox::new(4, Arc::default());
         o.push_shared(Bytes::from_static(b"abc")).unwrap();
         assert_eq!(
             o.push_shared(Bytes::from_static(b"de")),

@@ -57,6 +57,13 @@ pub trait Handler: Send + Sync + 'static {
         let _ = (id, bytes);
     }
 
+    /// `count` packets sent with [`Handle::send_droppable`] were dropped for
+    /// `id` because it read too slowly; called after the next write
+    /// completes, so a notice sent from here finds room.
+    fn on_dropped(&self, id: SessionId, count: u64) {
+        let _ = (id, count);
+    }
+
     /// Something went wrong: for a session (it is being closed), or for the
     /// listener (`id` is `None`).
     fn on_error(&self, id: Option<SessionId>, error: &NetError) {
@@ -220,6 +227,23 @@ impl Handle {
         Ok(())
     }
 
+    /// Queues a shared packet that may be dropped for `id` instead of
+    /// disconnecting it when it reads too slowly: when its queue is over the
+    /// send-queue limit, the oldest droppable packets still queued are
+    /// dropped first (or this one, if none is left), and
+    /// [`Handler::on_dropped`] reports how many. Anything sent otherwise
+    /// still disconnects at the limit once nothing droppable is left.
+    ///
+    /// # Errors
+    /// [`SendError::NoSession`] or [`SendError::Closing`], as
+    /// [`send`](Self::send).
+    pub fn send_droppable(&self, id: SessionId, packet: Bytes) -> Result<(), SendError> {
+        self.0
+            .table
+            .with(id, |s| s.send_droppable(packet))
+            .unwrap_or(Err(SendError::NoSession))
+    }
+
     /// Encodes a packet straight into `id`'s outbox with `encode`, which must
     /// only append. Allocates nothing once the outbox has grown to its working
     /// size. `encode` runs under the session's outbox lock: keep it short.
@@ -326,6 +350,9 @@ impl<H: Handler> Events for ServerEvents<H> {
     fn sent(&self, id: SessionId, bytes: usize) {
         self.0.on_send(id, bytes);
     }
+    fn dropped(&self, id: SessionId, count: u64) {
+        self.0.on_dropped(id, count);
+    }
 }
 
 async fn accept_loop<H: Handler>(
@@ -384,7 +411,12 @@ async fn accept_loop<H: Handler>(
             continue;
         }
         shared.counters.accepted.incr();
-        let session = Arc::new(SessionShared::new(id, peer, &shared.limits));
+        let session = Arc::new(SessionShared::new(
+            id,
+            peer,
+            &shared.limits,
+            shared.counters.dropped.clone(),
+        ));
         shared.tasks.fetch_add(1, Ordering::AcqRel);
         shared.sessions.fetch_add(1, Ordering::AcqRel);
         shared.table.insert(session.clone());

@@ -32,6 +32,7 @@ use crate::{NetError, SendError, SessionId};
 pub(crate) trait Events: Send + Sync + 'static {
     fn recv(&self, id: SessionId, frame: &[u8]) -> impl Future<Output = ()> + Send;
     fn sent(&self, id: SessionId, bytes: usize);
+    fn dropped(&self, id: SessionId, count: u64);
 }
 
 /// The part of a session other threads reach: its outbox and close signal.
@@ -46,11 +47,16 @@ pub(crate) struct SessionShared {
 }
 
 impl SessionShared {
-    pub(crate) fn new(id: SessionId, peer: SocketAddr, limits: &SessionLimits) -> Self {
+    pub(crate) fn new(
+        id: SessionId,
+        peer: SocketAddr,
+        limits: &SessionLimits,
+        dropped: std::sync::Arc<crate::stats::Counter>,
+    ) -> Self {
         Self {
             id,
             peer,
-            outbox: Mutex::new(Outbox::new(limits.max_send_queue)),
+            outbox: Mutex::new(Outbox::new(limits.max_send_queue, dropped)),
             writer_wake: Notify::new(),
             reader_wake: Notify::new(),
             closing: AtomicBool::new(false),
@@ -67,6 +73,13 @@ impl SessionShared {
     /// Queues a shared packet.
     pub(crate) fn send(&self, packet: Bytes) -> Result<(), SendError> {
         let r = self.outbox().push_shared(packet);
+        self.after_push(r)
+    }
+
+    /// Queues a packet that may be dropped (oldest first) when the session
+    /// falls behind.
+    pub(crate) fn send_droppable(&self, packet: Bytes) -> Result<(), SendError> {
+        let r = self.outbox().push_droppable(packet);
         self.after_push(r)
     }
 
@@ -299,8 +312,15 @@ async fn write_loop<E: Events>(
         }
         let len = batch.len;
         batch.clear();
-        shared.outbox().pending -= len;
+        let missed = {
+            let mut o = shared.outbox();
+            o.pending -= len;
+            std::mem::take(&mut o.missed)
+        };
         events.sent(shared.id, len);
+        if missed > 0 {
+            events.dropped(shared.id, missed);
+        }
     }
     // Flushed: send FIN so the peer sees an orderly close after the data.
     let by = deadline.unwrap_or_else(|| Instant::now() + limits.linger);

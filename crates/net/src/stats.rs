@@ -31,6 +31,8 @@ pub(crate) struct Counters {
     pub(crate) bytes_out: Counter,
     pub(crate) bad_frames: Counter,
     pub(crate) slow_consumers: Counter,
+    /// Shared with every session's outbox, which counts its drops.
+    pub(crate) dropped: std::sync::Arc<Counter>,
     pub(crate) idle_timeouts: Counter,
     pub(crate) write_timeouts: Counter,
 }
@@ -63,6 +65,8 @@ pub struct Stats {
     pub bad_frames: u64,
     /// Sessions disconnected for exceeding the send-queue limit.
     pub slow_consumers: u64,
+    /// Droppable packets dropped for sessions that read too slowly.
+    pub dropped: u64,
     /// Sessions closed by the idle timeout.
     pub idle_timeouts: u64,
     /// Sessions closed because a write stalled.
@@ -84,6 +88,7 @@ impl Counters {
             bytes_out: self.bytes_out.get(),
             bad_frames: self.bad_frames.get(),
             slow_consumers: self.slow_consumers.get(),
+            dropped: self.dropped.get(),
             idle_timeouts: self.idle_timeouts.get(),
             write_timeouts: self.write_timeouts.get(),
         }

@@ -125,6 +125,12 @@ pub enum Event {
         /// Seconds it stays valid.
         ttl_secs: u32,
     },
+    /// 341: this connection read too slowly and the server dropped `count`
+    /// room messages for it (the drop-oldest slow-consumer policy).
+    Missed {
+        /// Messages dropped since the last such notice.
+        count: u32,
+    },
     /// 335: a request without a response packet of its own failed.
     RequestError {
         /// The request's packet id.
@@ -205,6 +211,7 @@ impl Event {
                 put_str8(b, token);
                 b.put_u32_le(*ttl_secs);
             }),
+            Self::Missed { count } => frame(dst, id::MESSAGES_MISSED_NOTIFY, |b| b.put_u32_le(*count)),
             Self::RequestError { request_id, result } => frame(dst, id::REQUEST_ERROR, |b| {
                 b.put_u16_le(*request_id);
                 b.put_u16_le(result.0);
@@ -300,6 +307,7 @@ impl Event {
                 token: r.str8(Text::new("token", 1, limits::TOKEN))?,
                 ttl_secs: r.u32()?,
             },
+            id::MESSAGES_MISSED_NOTIFY => Self::Missed { count: r.u32()? },
             id::REQUEST_ERROR => Self::RequestError {
                 request_id: r.u16()?,
                 result: r.result()?,
@@ -393,6 +401,7 @@ mod tests {
             Event::Notice {
                 message: "bye".into(),
             },
+            Event::Missed { count: 7 },
             Event::RequestError {
                 request_id: 12,
                 result: ResultCode::UNKNOWN_PACKET,

@@ -97,6 +97,7 @@ pub mod id {
     pub const REQUEST_ERROR: u16 = 335;
     pub const RESUME_TOKEN_NOTIFY: u16 = 337;
     pub const RESUME_REQUEST: u16 = 339;
+    pub const MESSAGES_MISSED_NOTIFY: u16 = 341;
 }
 
 /// Whether `name` is a valid user name (see [`limits::NAME`]).

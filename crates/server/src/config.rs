@@ -77,6 +77,11 @@ pub struct Settings {
     /// consumer, in KiB [default: 1024].
     #[arg(long, env = "PLAZA_MAX_SEND_QUEUE_KIB")]
     pub max_send_queue_kib: Option<usize>,
+    /// What happens to a connection whose unsent bytes reach the limit:
+    /// `disconnect` it, or `drop-oldest` room messages queued for it (it gets
+    /// MESSAGES_MISSED_NOTIFY with the count and stays) [default: disconnect].
+    #[arg(long, env = "PLAZA_SLOW_CONSUMER_POLICY")]
+    pub slow_consumer_policy: Option<String>,
     /// Seconds a graceful shutdown may spend flushing queued messages
     /// [default: 10].
     #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECS")]
@@ -164,6 +169,9 @@ pub struct Resolved {
     pub resume_ttl_secs: u32,
     /// Cluster mode, if on.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Drop the oldest room messages of a slow reader instead of
+    /// disconnecting it.
+    pub drop_oldest: bool,
     /// The metrics and health endpoint, if on.
     pub metrics_bind: Option<SocketAddr>,
     /// Connections per IP address (`None`: no limit).
@@ -202,6 +210,7 @@ impl Settings {
             resume_ttl_secs: self.resume_ttl_secs.or(other.resume_ttl_secs),
             cluster: self.cluster.or(other.cluster),
             metrics_bind: self.metrics_bind.or(other.metrics_bind),
+            slow_consumer_policy: self.slow_consumer_policy.or(other.slow_consumer_policy),
             max_connections_per_ip: self.max_connections_per_ip.or(other.max_connections_per_ip),
             login_rate_per_ip: self.login_rate_per_ip.or(other.login_rate_per_ip),
             login_rate_per_account: self.login_rate_per_account.or(other.login_rate_per_account),
@@ -271,7 +280,15 @@ impl Settings {
             Some(a) => Some(a.parse().with_context(|| format!("--metrics-bind {a:?}"))?),
             None => Some("127.0.0.1:7779".parse().expect("valid")),
         };
+        let drop_oldest = match self.slow_consumer_policy.as_deref() {
+            None | Some("disconnect") => false,
+            Some("drop-oldest") => true,
+            Some(other) => {
+                anyhow::bail!("--slow-consumer-policy must be `disconnect` or `drop-oldest`, not {other:?}")
+            }
+        };
         Ok(Resolved {
+            drop_oldest,
             metrics_bind,
             cluster,
             max_connections_per_ip: Some(self.max_connections_per_ip.unwrap_or(256)).filter(|n| *n > 0),

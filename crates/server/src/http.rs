@@ -224,6 +224,12 @@ fn render(s: &Value, metrics: &Metrics) -> String {
     counter(&mut r, "bytes_in", "bytes received", n("bytes_in_total"));
     counter(&mut r, "bytes_out", "bytes written", n("bytes_out_total"));
     counter(&mut r, "writes", "write system calls", n("writes_total"));
+    counter(
+        &mut r,
+        "room_messages_dropped",
+        "room messages dropped for slow readers (drop-oldest policy)",
+        n("room_messages_dropped"),
+    );
 
     let logins = Family::<Vec<(String, String)>, Counter>::default();
     if let Some(map) = s["logins"].as_object() {

@@ -168,6 +168,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
             },
             cluster,
             metrics,
+            drop_oldest: config.drop_oldest,
             shutdown: false,
             sent: 0,
             shared_sent: 0,
@@ -252,6 +253,12 @@ impl Handler for Gateway {
         let _ = self.tx.send(Input::Disconnect { conn: id.as_u64() }).await;
     }
 
+    fn on_dropped(&self, id: SessionId, count: u64) {
+        tracing::debug!(session = %id, count, "room messages dropped for a slow reader");
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        let _ = self.net.send_with(id, |b| Event::Missed { count }.encode(b));
+    }
+
     fn on_error(&self, id: Option<SessionId>, error: &NetError) {
         match id {
             Some(id) => tracing::info!(session = %id, %error, "closing session"),
@@ -270,6 +277,8 @@ struct NetSink {
     /// Cluster mode.
     cluster: Option<Arc<Cluster>>,
     metrics: http::Metrics,
+    /// Room chat goes out droppable (the drop-oldest slow-consumer policy).
+    drop_oldest: bool,
     shutdown: bool,
     /// Packets handed to the network.
     sent: u64,
@@ -287,7 +296,12 @@ impl Sink for NetSink {
     fn send_shared(&mut self, to: Conn, frame: &Bytes) {
         self.sent += 1;
         self.shared_sent += 1;
-        let _ = self.net.send(SessionId::from_u64(to), frame.clone());
+        let id = SessionId::from_u64(to);
+        if self.drop_oldest && plaza_proto::packet_id(frame) == plaza_proto::id::ROOM_CHAT_NOTIFY {
+            let _ = self.net.send_droppable(id, frame.clone());
+            return;
+        }
+        let _ = self.net.send(id, frame.clone());
     }
 
     fn disconnect(&mut self, conn: Conn) {
@@ -555,6 +569,7 @@ impl Logic {
                     "refused_connections": stats.refused_full,
                     "refused_connections_per_ip": stats.refused_per_ip,
                     "slow_consumer_disconnects": stats.slow_consumers,
+                    "room_messages_dropped": stats.dropped,
                     "logins_rate_limited": self.logins.refused.load(std::sync::atomic::Ordering::Relaxed),
                     "chat_rate_limited": self.hub.drops().chat_rate_limited,
                     "login_timeouts": self.hub.drops().login_timeouts,

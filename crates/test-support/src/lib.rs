@@ -211,6 +211,25 @@ impl TestClient {
         }
     }
 
+    /// Connects with a 4 KiB receive buffer, so that when it stops reading
+    /// the server's queue for it fills after a few KiB, not megabytes.
+    pub async fn connect_small_window(addr: SocketAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = within("connect", socket.connect(addr)).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            token: None,
+        }
+    }
+
+    /// The socket, for a test that drives it by hand.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Sends one request.
     pub async fn send(&mut self, r: Request) {
         let mut b = BytesMut::new();
