@@ -125,7 +125,26 @@ pub mod conn {
         /// # Errors
         /// If the connection fails.
         pub async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
-            let stream = TcpStream::connect(addr).await?;
+            Self::connect_from(addr, None).await
+        }
+
+        /// Connects from a chosen source address (127.0.0.x spreads a load
+        /// over addresses, for per-address limits and ephemeral ports).
+        ///
+        /// # Errors
+        /// If the bind or the connection fails.
+        pub async fn connect_from(
+            addr: std::net::SocketAddr,
+            from: Option<std::net::IpAddr>,
+        ) -> anyhow::Result<Self> {
+            let stream = match from {
+                None => TcpStream::connect(addr).await?,
+                Some(ip) => {
+                    let socket = tokio::net::TcpSocket::new_v4()?;
+                    socket.bind(std::net::SocketAddr::new(ip, 0))?;
+                    socket.connect(addr).await?
+                }
+            };
             stream.set_nodelay(true)?;
             Ok(Self {
                 stream,
@@ -172,5 +191,176 @@ pub mod conn {
             self.send(r).await?;
             self.next().await
         }
+    }
+}
+
+pub mod room {
+    //! Room members for load tools: join a room, chat at a rate with the send
+    //! time in each message, and measure the delivery latency of every room
+    //! message received.
+
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use anyhow::Result;
+    use bytes::BytesMut;
+    use hdrhistogram::Histogram;
+    use plaza_proto::{Event, Request, ResultCode};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::conn::FrameConn;
+
+    /// Registers `name` (password "pw"), logs in and enters `room`, from
+    /// `from` (a 127.0.0.x source address) if given.
+    ///
+    /// # Errors
+    /// If any step fails.
+    pub async fn join(
+        addr: SocketAddr,
+        from: Option<std::net::IpAddr>,
+        name: String,
+        room: i32,
+    ) -> Result<FrameConn> {
+        let mut m = FrameConn::connect_from(addr, from).await?;
+        let reg = m
+            .call(Request::Register {
+                name: name.clone(),
+                password: "pw".into(),
+            })
+            .await?;
+        anyhow::ensure!(reg == Event::RegisterResult(ResultCode::OK), "register: {reg:?}");
+        let login = m
+            .call(Request::Login {
+                name,
+                password: "pw".into(),
+            })
+            .await?;
+        anyhow::ensure!(login == Event::LoginResult(ResultCode::OK), "login: {login:?}");
+        m.send(Request::RoomEnter { room }).await?;
+        loop {
+            match m.next().await? {
+                Event::RoomEnterResult(ResultCode::OK) => return Ok(m),
+                Event::RoomEnterResult(c) => anyhow::bail!("enter: {c:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// What one member sent and received.
+    pub struct Tally {
+        /// Messages sent.
+        pub sent: u64,
+        /// Room messages received.
+        pub received: u64,
+        /// Send-to-delivery latency of each, in ns.
+        pub hist: Histogram<u64>,
+    }
+
+    impl Tally {
+        /// An empty tally.
+        ///
+        /// # Panics
+        /// Never (the bounds are valid).
+        pub fn new() -> Self {
+            Self {
+                sent: 0,
+                received: 0,
+                hist: Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("valid bounds"),
+            }
+        }
+
+        /// Adds `other` to this.
+        ///
+        /// # Errors
+        /// Never in practice (same bounds).
+        pub fn add(&mut self, other: Tally) -> Result<()> {
+            self.sent += other.sent;
+            self.received += other.received;
+            self.hist.add(other.hist)?;
+            Ok(())
+        }
+    }
+
+    impl Default for Tally {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// One member: sends `rate` room messages per second of `size` bytes (at
+    /// least 20: the send time) from `start` until `end`, and counts what
+    /// arrives until two seconds after `end`.
+    ///
+    /// # Errors
+    /// If the connection fails or the server closes it.
+    pub async fn run_member(
+        m: FrameConn,
+        rate: f64,
+        size: usize,
+        t0: Instant,
+        start: Instant,
+        end: Instant,
+    ) -> Result<Tally> {
+        let (mut rd, mut wr) = m.stream.into_split();
+        let mut buf = m.buf;
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let sender = tokio::spawn(async move {
+            // Spread members over the first interval so sends are not in lockstep.
+            let mut next = start + interval.mul_f64(fraction());
+            let mut sent = 0u64;
+            let mut frame = BytesMut::new();
+            while next < end {
+                tokio::time::sleep_until(next.into()).await;
+                let mut message = format!("{:020}", t0.elapsed().as_nanos() as u64);
+                message.extend(std::iter::repeat_n('x', size.saturating_sub(20)));
+                frame.clear();
+                Request::RoomChat { message }.encode(&mut frame);
+                wr.write_all(&frame).await?;
+                sent += 1;
+                next += interval;
+            }
+            Ok::<_, anyhow::Error>((sent, wr))
+        });
+        let mut tally = Tally::new();
+        let drain_end = end + Duration::from_secs(2);
+        loop {
+            while buf.len() >= 2 {
+                let len = usize::from(u16::from_le_bytes([buf[0], buf[1]]));
+                if buf.len() < len {
+                    break;
+                }
+                let f = buf.split_to(len);
+                if plaza_proto::packet_id(&f) == plaza_proto::id::ROOM_CHAT_NOTIFY {
+                    let stamp: u64 = std::str::from_utf8(&f[5 + 33..5 + 33 + 20])?.parse()?;
+                    tally.received += 1;
+                    tally
+                        .hist
+                        .record((t0.elapsed().as_nanos() as u64).saturating_sub(stamp).max(1_000))?;
+                }
+            }
+            buf.reserve(64 * 1024);
+            let now = Instant::now();
+            if now >= drain_end {
+                break;
+            }
+            match tokio::time::timeout(drain_end - now, rd.read_buf(&mut buf)).await {
+                Ok(Ok(0)) => anyhow::bail!("server closed"),
+                Ok(r) => {
+                    r?;
+                }
+                Err(_) => break,
+            }
+        }
+        let (sent, _wr) = sender.await??;
+        tally.sent = sent;
+        Ok(tally)
+    }
+
+    /// A number in [0, 1) that differs between calls.
+    fn fraction() -> f64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0);
+        (h.finish() % 10_000) as f64 / 10_000.0
     }
 }

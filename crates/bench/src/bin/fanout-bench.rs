@@ -19,12 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use bytes::BytesMut;
 use clap::Parser;
-use hdrhistogram::Histogram;
+use plaza_bench::room::{Tally, join, run_member};
 use plaza_bench::{alloc, cpu};
-use plaza_proto::{Event, Request, ResultCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
@@ -60,105 +57,6 @@ struct Args {
 }
 
 const SERVER_THREAD: &str = "plaza-srv";
-
-type Member = plaza_bench::conn::FrameConn;
-
-async fn join(addr: SocketAddr, name: String, room: i32) -> Result<Member> {
-    let mut m = Member::connect(addr).await?;
-    let reg = m
-        .call(Request::Register {
-            name: name.clone(),
-            password: "pw".into(),
-        })
-        .await?;
-    anyhow::ensure!(reg == Event::RegisterResult(ResultCode::OK), "register: {reg:?}");
-    let login = m
-        .call(Request::Login {
-            name,
-            password: "pw".into(),
-        })
-        .await?;
-    anyhow::ensure!(login == Event::LoginResult(ResultCode::OK), "login: {login:?}");
-    m.send(Request::RoomEnter { room }).await?;
-    loop {
-        match m.next().await? {
-            Event::RoomEnterResult(ResultCode::OK) => return Ok(m),
-            Event::RoomEnterResult(c) => anyhow::bail!("enter: {c:?}"),
-            _ => {}
-        }
-    }
-}
-
-struct Tally {
-    sent: u64,
-    received: u64,
-    hist: Histogram<u64>,
-}
-
-/// One member: sends at the rate until `end`, counts what arrives until
-/// `drain_end`.
-async fn run_member(m: Member, args: Arc<Args>, t0: Instant, start: Instant, end: Instant) -> Result<Tally> {
-    let (mut rd, mut wr) = m.stream.into_split();
-    let mut buf = m.buf;
-    let interval = Duration::from_secs_f64(1.0 / args.rate);
-    let size = args.size;
-    let sender = tokio::spawn(async move {
-        // Spread members over the first interval so sends are not in lockstep.
-        let mut next = start + interval.mul_f64(fastrand_fraction());
-        let mut sent = 0u64;
-        let mut frame = BytesMut::new();
-        while next < end {
-            tokio::time::sleep_until(next.into()).await;
-            let stamp = format!("{:020}", t0.elapsed().as_nanos() as u64);
-            let mut message = stamp;
-            message.extend(std::iter::repeat_n('x', size - 20));
-            frame.clear();
-            Request::RoomChat { message }.encode(&mut frame);
-            wr.write_all(&frame).await?;
-            sent += 1;
-            next += interval;
-        }
-        Ok::<_, anyhow::Error>((sent, wr))
-    });
-    let mut hist = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3)?;
-    let mut received = 0u64;
-    let drain_end = end + Duration::from_secs(2);
-    loop {
-        while buf.len() >= 2 {
-            let len = usize::from(u16::from_le_bytes([buf[0], buf[1]]));
-            if buf.len() < len {
-                break;
-            }
-            let f = buf.split_to(len);
-            if plaza_proto::packet_id(&f) == plaza_proto::id::ROOM_CHAT_NOTIFY {
-                let stamp: u64 = std::str::from_utf8(&f[5 + 33..5 + 33 + 20])?.parse()?;
-                received += 1;
-                hist.record((t0.elapsed().as_nanos() as u64).saturating_sub(stamp).max(1_000))?;
-            }
-        }
-        buf.reserve(64 * 1024);
-        let now = Instant::now();
-        if now >= drain_end {
-            break;
-        }
-        match tokio::time::timeout(drain_end - now, rd.read_buf(&mut buf)).await {
-            Ok(Ok(0)) => anyhow::bail!("server closed"),
-            Ok(r) => {
-                r?;
-            }
-            Err(_) => break,
-        }
-    }
-    let (sent, _wr) = sender.await??;
-    Ok(Tally { sent, received, hist })
-}
-
-fn fastrand_fraction() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    (h.finish() % 10_000) as f64 / 10_000.0
-}
 
 fn main() -> Result<()> {
     let args = Arc::new(Args::parse());
@@ -215,7 +113,7 @@ fn main() -> Result<()> {
             for m in 0..args.members {
                 let addr = addrs[(r * args.members + m) % addrs.len()];
                 members.push(
-                    join(addr, format!("r{r}m{m}"), r as i32)
+                    join(addr, None, format!("r{r}m{m}"), r as i32)
                         .await
                         .context("member setup")?,
                 );
@@ -226,7 +124,7 @@ fn main() -> Result<()> {
         let end = start + Duration::from_secs_f64(args.seconds);
         let mut tasks = tokio::task::JoinSet::new();
         for m in members {
-            tasks.spawn(run_member(m, args.clone(), t0, start, end));
+            tasks.spawn(run_member(m, args.rate, args.size, t0, start, end));
         }
         let snap = || {
             (
@@ -242,16 +140,9 @@ fn main() -> Result<()> {
         // Let deliveries in flight land before the end snapshot.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = snap();
-        let mut total = Tally {
-            sent: 0,
-            received: 0,
-            hist: Histogram::new_with_bounds(1_000, 60_000_000_000, 3)?,
-        };
+        let mut total = Tally::new();
         while let Some(r) = tasks.join_next().await {
-            let t = r??;
-            total.sent += t.sent;
-            total.received += t.received;
-            total.hist.add(t.hist)?;
+            total.add(r??)?;
         }
         Ok::<_, anyhow::Error>((total, before, after, args.seconds))
     })?;
