@@ -8,6 +8,8 @@
 //! is gathered into the enter call's result.
 #![warn(missing_docs)]
 
+pub mod load;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -142,7 +142,7 @@ fn main() -> Result<()> {
         let after = snap();
         let mut total = Tally::new();
         while let Some(r) = tasks.join_next().await {
-            total.add(r??)?;
+            total.add(r??);
         }
         Ok::<_, anyhow::Error>((total, before, after, args.seconds))
     })?;

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 
+mod bench;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use plaza_client::PlazaClient;
@@ -37,6 +39,8 @@ enum Cmd {
         #[arg(long)]
         register: bool,
     },
+    /// Load generator: fanout, saturate, connect, mixed.
+    Bench(bench::BenchCmd),
 }
 
 const HELP: &str = "commands:
@@ -189,13 +193,21 @@ async fn run(client: &PlazaClient, line: &str, names: &Names) -> anyhow::Result<
     }))
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let Cmd::Chat {
-        server,
-        user,
-        register,
-    } = Cli::parse().command;
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Chat {
+            server,
+            user,
+            register,
+        } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(chat(server, user, register)),
+        Cmd::Bench(cmd) => bench::run(cmd),
+    }
+}
+
+async fn chat(server: std::net::SocketAddr, user: String, register: bool) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let password = if interactive {

@@ -1,0 +1,272 @@
+//! Load-generation primitives, shared by `plaza bench` and the benchmark
+//! tools: a bare protocol connection, and room members that chat at a rate
+//! with the send time in each message and measure delivery latency.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use hdrhistogram::Histogram;
+use plaza_proto::{Event, Request, ResultCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Why a load-generating connection stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server sent a frame that does not decode.
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] plaza_proto::DecodeError),
+    /// The server closed the connection.
+    #[error("the server closed the connection")]
+    Closed,
+    /// The server answered something other than expected.
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+/// Results of this module.
+pub type Result<T, E = LoadError> = std::result::Result<T, E>;
+
+/// One TCP connection speaking the chat protocol.
+pub struct FrameConn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Bytes read and not yet decoded.
+    pub buf: BytesMut,
+}
+
+impl FrameConn {
+    /// Connects with Nagle off.
+    ///
+    /// # Errors
+    /// If the connection fails.
+    pub async fn connect(addr: std::net::SocketAddr) -> Result<Self> {
+        Self::connect_from(addr, None).await
+    }
+
+    /// Connects from a chosen source address (127.0.0.x spreads a load
+    /// over addresses, for per-address limits and ephemeral ports).
+    ///
+    /// # Errors
+    /// If the bind or the connection fails.
+    pub async fn connect_from(addr: std::net::SocketAddr, from: Option<std::net::IpAddr>) -> Result<Self> {
+        let stream = match from {
+            None => TcpStream::connect(addr).await?,
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(std::net::SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await?
+            }
+        };
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: BytesMut::new(),
+        })
+    }
+
+    /// Sends one request.
+    ///
+    /// # Errors
+    /// If the write fails.
+    pub async fn send(&mut self, r: Request) -> Result<()> {
+        let mut b = BytesMut::new();
+        r.encode(&mut b);
+        Ok(self.stream.write_all(&b).await?)
+    }
+
+    /// The next event.
+    ///
+    /// # Errors
+    /// If the server closes the connection or sends an undecodable frame.
+    pub async fn next(&mut self) -> Result<Event> {
+        loop {
+            if self.buf.len() >= 2 {
+                let len = usize::from(u16::from_le_bytes([self.buf[0], self.buf[1]]));
+                if self.buf.len() >= len {
+                    let f = self.buf.split_to(len);
+                    return Ok(Event::decode(&f)?);
+                }
+            }
+            self.buf.reserve(4096);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(LoadError::Closed);
+            }
+        }
+    }
+
+    /// Sends a request and returns the next event.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send) and [`next`](Self::next).
+    pub async fn call(&mut self, r: Request) -> Result<Event> {
+        self.send(r).await?;
+        self.next().await
+    }
+}
+
+/// Registers `name` (password "pw"), logs in and enters `room`, from
+/// `from` (a 127.0.0.x source address) if given.
+///
+/// # Errors
+/// If any step fails.
+pub async fn join(
+    addr: SocketAddr,
+    from: Option<std::net::IpAddr>,
+    name: String,
+    room: i32,
+) -> Result<FrameConn> {
+    let mut m = FrameConn::connect_from(addr, from).await?;
+    let reg = m
+        .call(Request::Register {
+            name: name.clone(),
+            password: "pw".into(),
+        })
+        .await?;
+    if reg != Event::RegisterResult(ResultCode::OK) {
+        return Err(LoadError::Unexpected(format!("register: {reg:?}")));
+    }
+    let login = m
+        .call(Request::Login {
+            name,
+            password: "pw".into(),
+        })
+        .await?;
+    if login != Event::LoginResult(ResultCode::OK) {
+        return Err(LoadError::Unexpected(format!("login: {login:?}")));
+    }
+    m.send(Request::RoomEnter { room }).await?;
+    loop {
+        match m.next().await? {
+            Event::RoomEnterResult(ResultCode::OK) => return Ok(m),
+            Event::RoomEnterResult(c) => return Err(LoadError::Unexpected(format!("enter: {c:?}"))),
+            _ => {}
+        }
+    }
+}
+
+/// What one member sent and received.
+pub struct Tally {
+    /// Messages sent.
+    pub sent: u64,
+    /// Room messages received.
+    pub received: u64,
+    /// Send-to-delivery latency of each, in ns.
+    pub hist: Histogram<u64>,
+}
+
+impl Tally {
+    /// An empty tally.
+    ///
+    /// # Panics
+    /// Never (the bounds are valid).
+    pub fn new() -> Self {
+        Self {
+            sent: 0,
+            received: 0,
+            hist: Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("valid bounds"),
+        }
+    }
+
+    /// Adds `other` to this.
+    ///
+    /// # Panics
+    /// Never: every tally's histogram has the same bounds.
+    pub fn add(&mut self, other: Tally) {
+        self.sent += other.sent;
+        self.received += other.received;
+        self.hist.add(other.hist).expect("same bounds");
+    }
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One member: sends `rate` room messages per second of `size` bytes (at
+/// least 20: the send time) from `start` until `end`, and counts what
+/// arrives until two seconds after `end`.
+///
+/// # Errors
+/// If the connection fails or the server closes it.
+pub async fn run_member(
+    m: FrameConn,
+    rate: f64,
+    size: usize,
+    t0: Instant,
+    start: Instant,
+    end: Instant,
+) -> Result<Tally> {
+    let (mut rd, mut wr) = m.stream.into_split();
+    let mut buf = m.buf;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let sender = tokio::spawn(async move {
+        // Spread members over the first interval so sends are not in lockstep.
+        let mut next = start + interval.mul_f64(fraction());
+        let mut sent = 0u64;
+        let mut frame = BytesMut::new();
+        while next < end {
+            tokio::time::sleep_until(next.into()).await;
+            let mut message = format!("{:020}", t0.elapsed().as_nanos() as u64);
+            message.extend(std::iter::repeat_n('x', size.saturating_sub(20)));
+            frame.clear();
+            Request::RoomChat { message }.encode(&mut frame);
+            wr.write_all(&frame).await?;
+            sent += 1;
+            next += interval;
+        }
+        Ok::<_, LoadError>((sent, wr))
+    });
+    let mut tally = Tally::new();
+    let drain_end = end + Duration::from_secs(2);
+    loop {
+        while buf.len() >= 2 {
+            let len = usize::from(u16::from_le_bytes([buf[0], buf[1]]));
+            if buf.len() < len {
+                break;
+            }
+            let f = buf.split_to(len);
+            if plaza_proto::packet_id(&f) == plaza_proto::id::ROOM_CHAT_NOTIFY {
+                let stamp: u64 = std::str::from_utf8(&f[5 + 33..5 + 33 + 20])
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| LoadError::Unexpected("a room message without a send time".into()))?;
+                tally.received += 1;
+                tally
+                    .hist
+                    .saturating_record((t0.elapsed().as_nanos() as u64).saturating_sub(stamp).max(1_000));
+            }
+        }
+        buf.reserve(64 * 1024);
+        let now = Instant::now();
+        if now >= drain_end {
+            break;
+        }
+        match tokio::time::timeout(drain_end - now, rd.read_buf(&mut buf)).await {
+            Ok(Ok(0)) => return Err(LoadError::Closed),
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => break,
+        }
+    }
+    let (sent, _wr) = sender
+        .await
+        .map_err(|e| LoadError::Unexpected(format!("sender task: {e}")))??;
+    tally.sent = sent;
+    Ok(tally)
+}
+
+/// A number in [0, 1) that differs between calls.
+fn fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() % 10_000) as f64 / 10_000.0
+}
