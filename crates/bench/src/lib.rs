@@ -111,3 +111,56 @@ pub mod room {
     //! Room members for load tools (plaza-client's load module).
     pub use plaza_client::load::{Tally, join, run_member};
 }
+
+pub mod child {
+    //! A server started as a child process, for tools that measure it apart
+    //! from the load generator.
+
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, Result};
+
+    /// Stops a child process (by its PID) however the tool exits.
+    pub struct Reap(pub std::process::Child);
+
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The resident set size of process `pid`, in KiB.
+    ///
+    /// # Errors
+    /// If `/proc/PID/status` cannot be read.
+    pub fn rss_kib(pid: u32) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .context("no VmRSS")?;
+        Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+    }
+
+    /// A free TCP port on 127.0.0.1.
+    ///
+    /// # Errors
+    /// If no port can be bound.
+    pub fn free_port() -> Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    }
+
+    /// Waits (up to 20 s) until something listens on 127.0.0.1:`port`.
+    ///
+    /// # Errors
+    /// If nothing does in time.
+    pub async fn wait_for_port(port: u16, what: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "{what} did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+}

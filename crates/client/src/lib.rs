@@ -37,23 +37,6 @@ pub enum ClientError {
 /// Events that are not responses.
 pub type Notifications = mpsc::UnboundedReceiver<Event>;
 
-/// Whether `e` answers a request (as opposed to notifying).
-fn is_response(e: &Event) -> bool {
-    !matches!(
-        e,
-        Event::RoomNewUser { .. }
-            | Event::RoomUserList { .. }
-            | Event::RoomLeaveUser { .. }
-            | Event::RoomChat { .. }
-            | Event::Whisper { .. }
-            | Event::Broadcast { .. }
-            | Event::Kicked { .. }
-            | Event::Muted { .. }
-            | Event::Notice { .. }
-            | Event::ResumeToken { .. }
-    )
-}
-
 #[derive(Default)]
 struct State {
     waiting: VecDeque<oneshot::Sender<Event>>,
@@ -84,7 +67,7 @@ impl ClientHandler for Handler {
             self.state().members.extend(users);
             return;
         }
-        if is_response(&event) {
+        if event.is_response() {
             let waiter = self.state().waiting.pop_front();
             if let Some(w) = waiter {
                 let _ = w.send(event);

@@ -219,6 +219,25 @@ impl Event {
         }
     }
 
+    /// Whether this answers a request (every request gets exactly one, in
+    /// order), as opposed to a notification, which can come at any time.
+    pub fn is_response(&self) -> bool {
+        !matches!(
+            self,
+            Self::RoomNewUser { .. }
+                | Self::RoomUserList { .. }
+                | Self::RoomLeaveUser { .. }
+                | Self::RoomChat { .. }
+                | Self::Whisper { .. }
+                | Self::Broadcast { .. }
+                | Self::Kicked { .. }
+                | Self::Muted { .. }
+                | Self::Notice { .. }
+                | Self::ResumeToken { .. }
+                | Self::Missed { .. }
+        )
+    }
+
     /// This event as one shareable frame: encode once, send to many.
     pub fn to_bytes(&self) -> Bytes {
         let mut b = BytesMut::new();

@@ -31,25 +31,10 @@ async fn ask(c: &mut TestClient, r: Request) -> Event {
     c.send(r).await;
     loop {
         let e = c.recv().await;
-        if is_response(&e) {
+        if e.is_response() {
             return e;
         }
     }
-}
-
-fn is_response(e: &Event) -> bool {
-    !matches!(
-        e,
-        Event::RoomChat { .. }
-            | Event::RoomNewUser { .. }
-            | Event::RoomLeaveUser { .. }
-            | Event::RoomUserList { .. }
-            | Event::Whisper { .. }
-            | Event::Broadcast { .. }
-            | Event::Notice { .. }
-            | Event::Muted { .. }
-            | Event::Kicked { .. }
-    )
 }
 
 /// The number of users `c`'s node lists, across the cluster.

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use bytes::BytesMut;
 use clap::{Parser, ValueEnum};
+use plaza_bench::child::{Reap, free_port, rss_kib, wait_for_port};
 use plaza_bench::conn::FrameConn;
 use plaza_bench::room::{Tally, join, run_member};
 use plaza_proto::Request;
@@ -62,29 +63,6 @@ struct Args {
 
 fn addr_n(n: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, n])
-}
-
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        // Our own child, by its PID.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// One measured run of the well-behaved members; the attacker, if any, runs
@@ -274,11 +252,7 @@ async fn main() -> Result<()> {
     let pid = server.id();
     let _server = Reap(server);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let t = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(10), "server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_port(port, "plaza-server").await?;
     let secret = std::fs::read_to_string(dir.path().join("control.secret"))?;
     let ctl = plaza_test_support::ControlClient::connect(format!("127.0.0.1:{control}").parse()?).await;
     anyhow::ensure!(

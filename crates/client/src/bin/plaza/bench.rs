@@ -748,7 +748,7 @@ async fn mixed_user(
             continue;
         }
         c.send(request).await?;
-        let answer = until(&mut c, is_response).await?;
+        let answer = until(&mut c, Event::is_response).await?;
         let code = plaza_client::PlazaClient::result_of(&answer);
         let _ = hist
             .lock()
@@ -795,23 +795,6 @@ async fn reconnect(
         }
     }
     Ok((None, ResultCode::LOGIN_ALREADY))
-}
-
-fn is_response(e: &Event) -> bool {
-    !matches!(
-        e,
-        Event::RoomChat { .. }
-            | Event::RoomNewUser { .. }
-            | Event::RoomLeaveUser { .. }
-            | Event::RoomUserList { .. }
-            | Event::Whisper { .. }
-            | Event::Broadcast { .. }
-            | Event::Notice { .. }
-            | Event::Muted { .. }
-            | Event::Kicked { .. }
-            | Event::Missed { .. }
-            | Event::ResumeToken { .. }
-    )
 }
 
 #[cfg(test)]
