@@ -71,6 +71,11 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if workers > 0 {
         b.worker_threads(workers);
     }
+    // Blocking work (password hashes, store transactions) waits in the
+    // pool's queue instead of growing the pool to tokio's default of 512
+    // threads under a login burst, each with its stack and malloc arena.
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    b.max_blocking_threads(cores * 4);
     b.enable_all().build()
 }
 

@@ -21,6 +21,7 @@ mod http;
 mod limits;
 pub mod redis_store;
 pub mod store;
+mod trim;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -180,6 +181,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         received: 0,
         rates: (0.0, 0.0),
         last_refresh: Instant::now(),
+        peak_sessions: 0,
         config,
     };
     tokio::spawn(logic.run(rx, ctl_rx, sig_rx, done_tx));
@@ -394,6 +396,8 @@ struct Logic {
     /// Requests in and packets out per second, over the last second.
     rates: (f64, f64),
     last_refresh: Instant,
+    /// Most sessions since memory was last given back.
+    peak_sessions: usize,
     config: Resolved,
 }
 
@@ -437,6 +441,7 @@ impl Logic {
                     last = now;
                     self.hub.expire_guests(Instant::now(), &mut self.sink);
                     self.refresh_presence();
+                    self.give_back_memory();
                 }
                 _ = &mut stopped => break,
             }
@@ -502,6 +507,18 @@ impl Logic {
         self.hub.refuse_logins();
         let (ctl, tx) = (self.ctl_tx.clone(), self.sink.tx.clone());
         tokio::spawn(drain(seconds, ctl, tx));
+    }
+
+    /// After a crowd leaves (sessions down to half their peak, from at least
+    /// 100), gives the freed memory back to the system.
+    fn give_back_memory(&mut self) {
+        let now = self.hub.sessions();
+        self.peak_sessions = self.peak_sessions.max(now);
+        if self.peak_sessions >= 100 && now <= self.peak_sessions / 2 {
+            tracing::debug!(peak = self.peak_sessions, now, "giving freed memory back");
+            self.peak_sessions = now;
+            tokio::task::spawn_blocking(trim::release_free_memory);
+        }
     }
 
     /// Keeps this node's logged-in marks alive in a shared store.

@@ -103,6 +103,9 @@ pub struct Accounts {
     pub(crate) hasher: Arc<Hasher>,
 }
 
+/// The embedded store's page cache.
+const DB_CACHE_BYTES: usize = 16 << 20;
+
 impl Accounts {
     /// Opens (or creates) the database in `dir`.
     ///
@@ -111,7 +114,11 @@ impl Accounts {
     /// example because another process has it open.
     pub fn open(dir: &Path, cost: HashCost) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
-        let db = Database::create(dir.join("accounts.redb"))?;
+        // redb's page cache defaults to 1 GiB; accounts are small and hot
+        // entries few, so bound it (RSS stays flat under login churn).
+        let db = Database::builder()
+            .set_cache_size(DB_CACHE_BYTES)
+            .create(dir.join("accounts.redb"))?;
         let tx = db.begin_write()?;
         tx.open_table(ACCOUNTS)?;
         tx.open_table(MUTES)?;

@@ -250,9 +250,24 @@ async fn tick_until(pb: ProgressBar, end: Instant) {
 
 const PASSWORD: &str = "bench-pw";
 
-/// Connects, registers `name` if it does not exist, and logs in. Returns the
-/// connection, or the result code that refused it.
+/// Connects, registers `name` if it does not exist, and logs in, retrying
+/// (bounded) while the server answers BUSY. Returns the connection, or the
+/// result code that refused it.
 async fn login(addr: SocketAddr, from: Option<IpAddr>, name: &str) -> Result<Result<FrameConn, ResultCode>> {
+    for attempt in 0..50u64 {
+        match login_once(addr, from, name).await? {
+            Err(ResultCode::BUSY) => tokio::time::sleep(Duration::from_millis(20 * (attempt + 1))).await,
+            other => return Ok(other),
+        }
+    }
+    Ok(Err(ResultCode::BUSY))
+}
+
+async fn login_once(
+    addr: SocketAddr,
+    from: Option<IpAddr>,
+    name: &str,
+) -> Result<Result<FrameConn, ResultCode>> {
     let mut c = FrameConn::connect_from(addr, from).await?;
     let reg = c
         .call(Request::Register {
