@@ -56,6 +56,26 @@ const RELEASE: &str =
 const REGISTER: &str = r"if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'hash', ARGV[1], 'roles', '', 'created_at', ARGV[2])
 return 1";
+/// A resume in one round trip. KEYS: account, presented token, online mark,
+/// mute, next token. ARGV: name, owner, presence TTL, token TTL. Returns
+/// {0} invalid (a token presented under another name is burnt), {2} the name
+/// is logged in elsewhere (the token is kept, to retry), or {1, roles, mute
+/// PTTL} after marking the name and swapping the token.
+const RESUME: &str = r"
+local who = redis.call('GET', KEYS[2])
+if who ~= ARGV[1] then
+  if who then redis.call('DEL', KEYS[2]) end
+  return {0}
+end
+if redis.call('HEXISTS', KEYS[1], 'hash') == 0 then return {0} end
+if not redis.call('SET', KEYS[3], ARGV[2], 'NX', 'EX', ARGV[3]) then return {2} end
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[5], ARGV[1], 'EX', ARGV[4])
+return {1, redis.call('HGET', KEYS[1], 'roles') or '', redis.call('PTTL', KEYS[4])}
+";
+/// Hashed once: `invoke` sends EVALSHA, and the script itself only after a
+/// NOSCRIPT (a Redis that has not seen it yet).
+static RESUME_SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(RESUME));
 const REFRESH: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 
 impl RedisStore {
@@ -149,6 +169,9 @@ impl RedisStore {
         credential: Credential,
         owner: String,
     ) -> Result<AuthOutcome, StoreError> {
+        if let Credential::Token(token) = &credential {
+            return self.resume(&name, token, &owner).await;
+        }
         let account_key = self.key("account", &name);
         let (hash, roles): (Option<String>, Option<String>) = self
             .call(async |c| {
@@ -224,12 +247,53 @@ impl RedisStore {
             .await?;
         Ok(AuthOutcome::Valid {
             admin: roles.is_some_and(|r| r.split(',').any(|x| x == "admin")),
-            mute: match mute_ms {
-                -2 => None,
-                -1 => Some(None),
-                ms => Some(Some(Duration::from_millis(ms.max(0) as u64))),
-            },
+            mute: mute_from_pttl(mute_ms),
             token: Some((token, self.token_ttl)),
+        })
+    }
+
+    /// A resume token login: one script, one round trip.
+    async fn resume(&self, name: &str, token: &str, owner: &str) -> Result<AuthOutcome, StoreError> {
+        let next = new_token();
+        let keys = [
+            self.key("account", name),
+            self.key("token", &token_digest(token)),
+            self.key("online", name),
+            self.key("mute", name),
+            self.key("token", &token_digest(&next)),
+        ];
+        let ttl = self.config.presence_ttl.as_secs().max(1);
+        let (status, roles, mute_ms): (i64, Option<String>, Option<i64>) = self
+            .call(async |c| {
+                let mut script = RESUME_SCRIPT.prepare_invoke();
+                for k in &keys {
+                    script.key(k);
+                }
+                script
+                    .arg(name)
+                    .arg(owner)
+                    .arg(ttl)
+                    .arg(self.token_ttl)
+                    .invoke_async::<Vec<redis::Value>>(c)
+                    .await
+                    .and_then(|v| {
+                        let at = |i: usize| v.get(i).cloned().unwrap_or(redis::Value::Nil);
+                        Ok((
+                            redis::from_redis_value(at(0))?,
+                            redis::from_redis_value(at(1))?,
+                            redis::from_redis_value(at(2))?,
+                        ))
+                    })
+            })
+            .await?;
+        Ok(match status {
+            1 => AuthOutcome::Valid {
+                admin: roles.is_some_and(|r| r.split(',').any(|x| x == "admin")),
+                mute: mute_from_pttl(mute_ms.unwrap_or(-2)),
+                token: Some((next, self.token_ttl)),
+            },
+            2 => AuthOutcome::AlreadyLoggedIn,
+            _ => AuthOutcome::Invalid,
         })
     }
 
@@ -334,6 +398,15 @@ impl RedisStore {
 
     pub(crate) fn refresh_every(&self) -> Duration {
         (self.config.presence_ttl / 3).max(Duration::from_secs(1))
+    }
+}
+
+/// A mute from the PTTL of its key: -2 none, -1 indefinite.
+fn mute_from_pttl(ms: i64) -> Option<Option<Duration>> {
+    match ms {
+        -2 => None,
+        -1 => Some(None),
+        ms => Some(Some(Duration::from_millis(ms.max(0) as u64))),
     }
 }
 
