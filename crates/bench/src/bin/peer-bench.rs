@@ -308,16 +308,17 @@ fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
     }
 }
 
-async fn run_member(
-    peer: Peer,
-    m: Member,
-    room: usize,
-    rate: f64,
-    size: usize,
+/// The run's clock: send times count from `t0`; members send from `start`
+/// until `end`.
+#[derive(Clone, Copy)]
+struct Window {
     t0: Instant,
     start: Instant,
     end: Instant,
-) -> Result<Tally> {
+}
+
+async fn run_member(peer: Peer, m: Member, room: usize, rate: f64, size: usize, w: Window) -> Result<Tally> {
+    let Window { t0, start, end } = w;
     let (mut rd, mut sub_wr) = m.sub.into_split();
     let mut publish = m.publish;
     let mut buf = m.buf;
@@ -398,8 +399,9 @@ async fn main() -> Result<()> {
     let start = t0 + Duration::from_millis(500);
     let end = start + Duration::from_secs_f64(args.seconds);
     let mut tasks = tokio::task::JoinSet::new();
+    let window = Window { t0, start, end };
     for (r, m) in members {
-        tasks.spawn(run_member(args.peer, m, r, args.rate, args.size, t0, start, end));
+        tasks.spawn(run_member(args.peer, m, r, args.rate, args.size, window));
     }
     tokio::time::sleep_until(start.into()).await;
     let before = cpu(args.server_pid);
