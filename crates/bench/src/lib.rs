@@ -123,6 +123,32 @@ pub mod child {
     /// Stops a child process (by its PID) however the tool exits.
     pub struct Reap(pub std::process::Child);
 
+    /// Starts the release `plaza-server` next to this tool on 127.0.0.1:`port`
+    /// (control on `control`, data in `dir`) with `args`, and waits until it
+    /// accepts connections.
+    ///
+    /// # Errors
+    /// If the binary is missing or does not start listening.
+    pub async fn start_server(dir: &std::path::Path, port: u16, control: u16, args: &[&str]) -> Result<Reap> {
+        let exe = std::env::current_exe()?.with_file_name("plaza-server");
+        let child = std::process::Command::new(&exe)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .args(["--control-bind", &format!("127.0.0.1:{control}")])
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (cargo build --release -p plaza-server)",
+                    exe.display()
+                )
+            })?;
+        let server = Reap(child);
+        wait_for_port(port, "plaza-server").await?;
+        Ok(server)
+    }
+
     impl Drop for Reap {
         fn drop(&mut self) {
             let _ = self.0.kill();

@@ -842,7 +842,7 @@ impl Hub {
                     }
                 }
                 self.online.insert(name.clone());
-                *self.logins.0.entry(0).or_default() += 1;
+                self.count_login(ResultCode::OK);
                 sink.send(conn, &Event::LoginResult(ResultCode::OK));
                 if let Some((token, ttl_secs)) = token {
                     sink.send(conn, &Event::ResumeToken { token, ttl_secs });

@@ -131,17 +131,12 @@ impl Replica {
     pub(crate) fn members(&self, room: u32) -> &[(u64, Arc<str>)] {
         self.rooms.get(&room).map_or(&[], Vec::as_slice)
     }
-
-    /// Users on other nodes.
-    pub(crate) fn len(&self) -> usize {
-        self.users.len()
-    }
 }
 
 impl Hub {
     /// Users known to be logged in on other nodes.
     pub fn remote_users(&self) -> usize {
-        self.remote.len()
+        self.remote.users.len()
     }
 
     /// This node's logged-in users as (name, session, member id, room), for

@@ -3,7 +3,7 @@
 
 use plaza_proto::{Event, Request, ResultCode};
 use plaza_server::control::Command;
-use plaza_test_support::{RedisServer, TestClient, TestServer, within};
+use plaza_test_support::{RedisServer, ServerProcess, TestClient, TestServer, within};
 
 async fn node(redis: &RedisServer, room_capacity: usize) -> TestServer {
     let url = redis.url();
@@ -310,39 +310,27 @@ async fn concurrent_joins_from_three_nodes_never_overfill_a_room() {
 /// rooms and lists, and their names are free at once.
 #[tokio::test]
 async fn a_killed_node_is_buried_and_its_users_leave_the_other_nodes() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command as Process, Stdio};
-
     let redis = RedisServer::start().await;
     let live = node(&redis, 200).await;
     let mut amy = live.user("amy").await;
     assert_eq!(amy.enter(1).await.1, ResultCode::OK);
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Process::new(env!("CARGO_BIN_EXE_plaza-server"))
-        .args([
-            "--bind",
-            "127.0.0.1:0",
-            "--control-bind",
-            "127.0.0.1:0",
-            "--metrics-bind",
-            "127.0.0.1:0",
-        ])
-        .args(["--store", &redis.url(), "--cluster", "--presence-ttl-secs", "3"])
-        .args(["--argon2-memory-kib", "64", "--log", "info", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = loop {
-        let line = lines.next().expect("log").unwrap();
-        if let Some(rest) = line.split(" addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    let mut dan = TestClient::connect(addr).await;
+    let url = redis.url();
+    let node = ServerProcess::spawn(
+        env!("CARGO_BIN_EXE_plaza-server"),
+        dir.path(),
+        &[
+            "--store",
+            &url,
+            "--cluster",
+            "--presence-ttl-secs",
+            "3",
+            "--argon2-memory-kib",
+            "64",
+        ],
+    );
+    let mut dan = TestClient::connect(node.addr).await;
     dan.register("dan", "pw").await;
     dan.login("dan", "pw").await;
     let (_, code) = dan.enter(1).await;
@@ -352,14 +340,8 @@ async fn a_killed_node_is_buried_and_its_users_leave_the_other_nodes() {
     };
     assert_eq!(name, "dan");
 
-    assert!(
-        Process::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    node.signal("KILL");
+    node.wait().await;
 
     // The live node buries it: amy is told dan left, without asking.
     assert_eq!(amy.recv().await, Event::RoomLeaveUser { uid });

@@ -27,7 +27,12 @@ const FLOOD: usize = 20_000;
 /// own copies and acknowledgements) and `watcher` (if any) has counted them
 /// too: readers that read are never more than a hundred messages behind, and
 /// only a reader that stopped falls further.
-async fn flood(s: &TestServer, name: &str, n: usize, mut watcher: Option<mpsc::UnboundedReceiver<usize>>) {
+async fn flood(
+    s: &TestServer,
+    name: &str,
+    n: usize,
+    mut watcher: Option<mpsc::UnboundedReceiver<usize>>,
+) -> tokio::net::tcp::OwnedWriteHalf {
     // Per message, the sender reads its own copy (295 bytes) and its
     // acknowledgement (7 bytes).
     const BACK: usize = 295 + 7;
@@ -69,8 +74,8 @@ async fn flood(s: &TestServer, name: &str, n: usize, mut watcher: Option<mpsc::U
             .await;
         }
     }
-    // Keep the write half open (dropping it would log the sender out).
-    std::mem::forget(wr);
+    // The caller keeps the write half open (dropping it logs the sender out).
+    wr
 }
 
 async fn status(s: &TestServer, key: &str) -> u64 {
@@ -111,7 +116,7 @@ async fn by_default_a_stalled_reader_is_disconnected_and_the_room_goes_on() {
         }
         got
     });
-    flood(&s, "loud", FLOOD, Some(watched)).await;
+    let _sender = flood(&s, "loud", FLOOD, Some(watched)).await;
     until_counted(&s, "slow_consumer_disconnects").await;
     // The stalled reader's connection is closed (after whatever the kernel
     // had already taken); the watcher got every message.
@@ -132,7 +137,7 @@ async fn with_drop_oldest_a_stalled_reader_misses_messages_is_told_and_stays() {
     })
     .await;
     let mut stalled = stalled_member(&s, "slow").await;
-    flood(&s, "loud", FLOOD, None).await;
+    let _sender = flood(&s, "loud", FLOOD, None).await;
     until_counted(&s, "room_messages_dropped").await;
     assert_eq!(status(&s, "slow_consumer_disconnects").await, 0);
 

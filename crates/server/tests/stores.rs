@@ -6,7 +6,7 @@ use std::sync::Arc;
 use plaza_proto::{Event, Request, ResultCode};
 use plaza_server::Settings;
 use plaza_server::control::Command;
-use plaza_test_support::{RedisServer, TestServer, retry_while, within};
+use plaza_test_support::{RedisServer, ServerProcess, TestServer, retry_while, within};
 
 /// A server on `redis` (or the embedded store when `None`).
 async fn server(redis: Option<&RedisServer>, dir: Option<Arc<tempfile::TempDir>>) -> TestServer {
@@ -251,9 +251,6 @@ async fn seed_schema_logins_are_migrated_when_enabled() {
 /// which expire within the presence TTL; a live node keeps refreshing its own.
 #[tokio::test]
 async fn a_killed_nodes_users_are_freed_within_the_presence_ttl() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command as Process, Stdio};
-
     let redis = RedisServer::start().await;
     let url = redis.url();
     let live = TestServer::with({
@@ -267,53 +264,27 @@ async fn a_killed_nodes_users_are_freed_within_the_presence_ttl() {
     let _bob = live.user("bob").await;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut node = Process::new(env!("CARGO_BIN_EXE_plaza-server"))
-        .args([
-            "--bind",
-            "127.0.0.1:0",
-            "--control-bind",
-            "127.0.0.1:0",
-            "--metrics-bind",
-            "127.0.0.1:0",
+    let node = ServerProcess::spawn(
+        env!("CARGO_BIN_EXE_plaza-server"),
+        dir.path(),
+        &[
             "--store",
             &url,
-        ])
-        .args([
             "--presence-ttl-secs",
             "3",
             "--argon2-memory-kib",
             "64",
-            "--log",
-            "info",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = node.id();
-    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = loop {
-        let line = lines.next().expect("log").unwrap();
-        if let Some(rest) = line.split(" addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    let mut amy = plaza_test_support::TestClient::connect(addr).await;
+        ],
+    );
+    let mut amy = plaza_test_support::TestClient::connect(node.addr).await;
     amy.register("amy", "pw").await;
     amy.login("amy", "pw").await;
     let mut other = live.client().await;
     assert_eq!(other.try_login("amy", "pw").await, ResultCode::LOGIN_ALREADY);
 
     // Kill the node: no logout, no release.
-    assert!(
-        Process::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let _ = tokio::task::spawn_blocking(move || node.wait()).await;
+    node.signal("KILL");
+    node.wait().await;
     // Within the TTL (3 s) the name is free on the live node. Expiry inside
     // Redis sends us no event, so retry the login, pausing briefly between
     // tries (bounded by `within`); no timing is asserted.

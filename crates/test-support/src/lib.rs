@@ -140,6 +140,79 @@ impl TestServer {
     }
 }
 
+/// A `plaza-server` process (the binary at `exe`) listening on free loopback
+/// ports, with its data in `data_dir`. Killed by its PID when dropped.
+pub struct ServerProcess {
+    child: Option<std::process::Child>,
+    /// Its client listener, read from its first log line.
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts it with `args` after the listener, data and log settings, and
+    /// waits for it to log its address.
+    ///
+    /// # Panics
+    /// If it does not start.
+    pub fn spawn(exe: &str, data_dir: &std::path::Path, args: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(exe)
+            .args(["--bind", "127.0.0.1:0", "--control-bind", "127.0.0.1:0"])
+            .args(["--metrics-bind", "127.0.0.1:0", "--log", "info", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start plaza-server");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let addr = loop {
+            let line = lines.next().expect("server log ended").expect("read log");
+            if let Some(rest) = line.split(" addr=").nth(1) {
+                let clean: String = rest
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .filter(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                break clean.parse().expect("listener address");
+            }
+        };
+        Self {
+            child: Some(child),
+            addr,
+        }
+    }
+
+    /// Sends it a signal (`"TERM"`, `"KILL"`), by its PID.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+
+    /// Waits (bounded by [`WAIT`]) for it to exit.
+    pub async fn wait(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        within(
+            "the server to exit",
+            tokio::task::spawn_blocking(move || child.wait().expect("wait")),
+        )
+        .await
+        .expect("join")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// The control secret test servers use.
 pub const CONTROL_SECRET: &str = "test-control-secret";
 

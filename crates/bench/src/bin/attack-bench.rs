@@ -15,10 +15,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::BytesMut;
 use clap::{Parser, ValueEnum};
-use plaza_bench::child::{Reap, free_port, rss_kib, wait_for_port};
+use plaza_bench::child::{free_port, rss_kib, start_server};
 use plaza_bench::conn::FrameConn;
 use plaza_bench::room::{Tally, join, run_member};
 use plaza_proto::Request;
@@ -231,28 +231,27 @@ fn report(label: &str, t: &Tally, members: usize) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let exe = std::env::current_exe()?.with_file_name("plaza-server");
     let dir = tempfile::tempdir()?;
     let (port, control) = (free_port()?, free_port()?);
-    let server = std::process::Command::new(&exe)
-        .args(["--bind", &format!("127.0.0.1:{port}")])
-        .args(["--control-bind", &format!("127.0.0.1:{control}")])
-        .args(["--metrics-bind", "off", "--log", "error"])
+    let server = start_server(
+        dir.path(),
+        port,
+        control,
         // Every abuse limit at its default; sized so a flood can reach them.
-        .args(["--max-sessions", "1500", "--argon2-memory-kib", "64"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "starting {} (cargo build --release -p plaza-server)",
-                exe.display()
-            )
-        })?;
-    let pid = server.id();
-    let _server = Reap(server);
+        &[
+            "--metrics-bind",
+            "off",
+            "--log",
+            "error",
+            "--max-sessions",
+            "1500",
+            "--argon2-memory-kib",
+            "64",
+        ],
+    )
+    .await?;
+    let pid = server.0.id();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    wait_for_port(port, "plaza-server").await?;
     let secret = std::fs::read_to_string(dir.path().join("control.secret"))?;
     let ctl = plaza_test_support::ControlClient::connect(format!("127.0.0.1:{control}").parse()?).await;
     anyhow::ensure!(

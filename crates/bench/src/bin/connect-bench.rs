@@ -13,9 +13,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use plaza_bench::child::{Reap, free_port, rss_kib, wait_for_port};
+use plaza_bench::child::{free_port, rss_kib, start_server};
 use plaza_bench::conn::FrameConn;
 use plaza_proto::{Event, Request, ResultCode};
 
@@ -92,7 +92,6 @@ async fn connect_all(
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let exe = std::env::current_exe()?.with_file_name("plaza-server");
     let dir = tempfile::tempdir()?;
     let (port, control) = (free_port()?, free_port()?);
     // A redis-server on a free loopback port, stopped (by PID) on drop.
@@ -104,51 +103,43 @@ async fn main() -> Result<()> {
     let store = redis
         .as_ref()
         .map_or_else(|| "embedded".to_owned(), plaza_test_support::RedisServer::url);
-    let server = std::process::Command::new(&exe)
-        .args(["--store", &store])
-        .args([
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--control-bind",
-            &format!("127.0.0.1:{control}"),
-        ])
-        // One load-generating address far beyond a person's rates.
-        .args(["--max-connections-per-ip", "0", "--login-rate-per-ip", "0"])
-        .args([
+    let (max_users, max_sessions) = (
+        (args.connections + 10).to_string(),
+        (args.connections + 100).to_string(),
+    );
+    let server = start_server(
+        dir.path(),
+        port,
+        control,
+        &[
+            "--store",
+            &store,
+            // One load-generating address far beyond a person's rates.
+            "--max-connections-per-ip",
+            "0",
+            "--login-rate-per-ip",
+            "0",
             "--login-rate-per-account",
             "0",
             "--chat-rate",
             "0",
             "--metrics-bind",
             "off",
-        ])
-        .args([
             "--argon2-memory-kib",
             "64",
             "--argon2-iterations",
             "1",
             "--log",
             "warn",
-        ])
-        .args([
             "--max-users",
-            &(args.connections + 10).to_string(),
+            &max_users,
             "--max-sessions",
-            &(args.connections + 100).to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "starting {} (cargo build --release -p plaza-server)",
-                exe.display()
-            )
-        })?;
-    let pid = server.id();
-    let _server = Reap(server);
+            &max_sessions,
+        ],
+    )
+    .await?;
+    let pid = server.0.id();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    wait_for_port(port, "plaza-server").await?;
     // The guards above stop both children (by PID) once this finishes.
     async {
         let base = rss_kib(pid)?;
