@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::Notify;
 
 use crate::config::SessionLimits;
 use crate::outbox::Close;
 use crate::session::{self, Events, SessionShared};
 use crate::stats::Counters;
-use crate::{ClientConfig, NetError, SendError, SessionId};
+use crate::{ClientConfig, NetError, SendError, SessionId, Stream};
 
 /// A client's events. For one connection: `on_connect`, then `on_recv` per
 /// frame in order, then `on_disconnect`; with reconnect, the cycle repeats.
@@ -146,9 +146,9 @@ impl Client {
     }
 }
 
-fn new_session(inner: &Inner, stream: &TcpStream) -> Arc<SessionShared> {
+fn new_session(inner: &Inner, stream: &Stream) -> Arc<SessionShared> {
     let attempt = inner.attempts.fetch_add(1, Ordering::Relaxed);
-    let peer = stream.peer_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+    let peer = stream.tcp().peer_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
     Arc::new(SessionShared::new(
         SessionId::new(0, attempt + 1),
         peer,
@@ -157,7 +157,9 @@ fn new_session(inner: &Inner, stream: &TcpStream) -> Arc<SessionShared> {
     ))
 }
 
-async fn open(config: &ClientConfig) -> Result<TcpStream, NetError> {
+/// Connects, and runs the TLS handshake if configured, within the connect
+/// timeout.
+async fn open(config: &ClientConfig) -> Result<Stream, NetError> {
     let connect = async {
         let socket = if config.server.is_ipv4() {
             TcpSocket::new_v4()?
@@ -167,9 +169,13 @@ async fn open(config: &ClientConfig) -> Result<TcpStream, NetError> {
         if let Some(bind) = config.bind {
             socket.bind(bind)?;
         }
-        let stream = socket.connect(config.server).await?;
-        stream.set_nodelay(config.nodelay)?;
-        Ok::<_, io::Error>(stream)
+        let tcp = socket.connect(config.server).await?;
+        tcp.set_nodelay(config.nodelay)?;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &config.tls {
+            return tls.connect(tcp).await;
+        }
+        Ok::<_, io::Error>(Stream::Tcp(tcp))
     };
     match tokio::time::timeout(config.connect_timeout, connect).await {
         Ok(r) => Ok(r?),
@@ -194,7 +200,7 @@ async fn drive<H: ClientHandler>(
     config: ClientConfig,
     handler: Arc<H>,
     mut session: Arc<SessionShared>,
-    mut stream: TcpStream,
+    mut stream: Stream,
 ) {
     let events = ClientEvents(handler);
     loop {

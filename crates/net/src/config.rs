@@ -50,6 +50,25 @@ pub struct ServerConfig {
     /// then drops or resets handshakes; Linux caps this at
     /// `net.core.somaxconn`.
     pub backlog: u32,
+    /// A second listener, speaking TLS, sharing this server's sessions and
+    /// limits. `None`: plain TCP only.
+    #[cfg(feature = "tls")]
+    pub tls: Option<TlsListener>,
+    /// Time a TLS client has to finish its handshake before it is dropped
+    /// (it holds a session slot meanwhile).
+    #[cfg(feature = "tls")]
+    pub handshake_timeout: Duration,
+}
+
+/// Where a server listens for TLS and the certificate it presents.
+#[cfg(feature = "tls")]
+#[derive(Clone, Debug)]
+pub struct TlsListener {
+    /// Address and port (port 0 picks a free one).
+    pub bind: SocketAddr,
+    /// The certificate; [`TlsAcceptor::reload`](crate::tls::TlsAcceptor::reload)
+    /// changes it for new connections.
+    pub acceptor: crate::tls::TlsAcceptor,
 }
 
 impl ServerConfig {
@@ -69,6 +88,10 @@ impl ServerConfig {
             linger: Duration::from_secs(5),
             keepalive: Some(Duration::from_secs(60)),
             backlog: 4096,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 
@@ -114,6 +137,10 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Reconnect after the connection drops; `None` stays disconnected.
     pub reconnect: Option<Backoff>,
+    /// Speak TLS to the server (the handshake counts against
+    /// `connect_timeout`). `None`: plain TCP.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::TlsConnector>,
 }
 
 impl ClientConfig {
@@ -132,6 +159,8 @@ impl ClientConfig {
             linger: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             reconnect: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 

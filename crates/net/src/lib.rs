@@ -21,6 +21,11 @@
 //!   sent to many sessions is shared, never copied. A session whose unsent
 //!   bytes pass the limit is disconnected; nobody else waits for it.
 //!
+//! - TLS (the `tls` feature, on by default): a server can add a TLS
+//!   listener beside the plain one, with a certificate reloadable while
+//!   sessions stay up ([`tls::TlsAcceptor`]); a client can connect over TLS
+//!   ([`tls::TlsConnector`]). The frames inside are the same.
+//!
 //! [`ServerConfig`] holds every limit. Build the runtime with [`runtime`] to
 //! choose the number of worker threads.
 #![warn(missing_docs)]
@@ -36,15 +41,21 @@ mod recv_buf;
 mod server;
 mod session;
 mod stats;
+mod stream;
 mod table;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use client::{Client, ClientHandler};
+#[cfg(feature = "tls")]
+pub use config::TlsListener;
 pub use config::{Backoff, ClientConfig, ServerConfig};
 pub use error::{NetError, SendError};
 pub use framing::{CHAT_HEADER_LEN, FrameError, Framing, LAN_HEADER_LEN, put_chat_frame, put_lan_frame};
 pub use id::SessionId;
 pub use server::{Handle, Handler, Server};
 pub use stats::Stats;
+pub use stream::Stream;
 
 /// Resolves once `done()` is true, re-checking each time `notify` wakes its
 /// waiters. Registering before checking means a wake-up between the check

@@ -17,7 +17,14 @@ use crate::outbox::Close;
 use crate::session::{self, Events, SessionShared};
 use crate::stats::Counters;
 use crate::table::Table;
-use crate::{NetError, SendError, ServerConfig, SessionId, Stats};
+use crate::{NetError, SendError, ServerConfig, SessionId, Stats, Stream};
+
+/// What a listener adds to TCP: a TLS handshake, or nothing. (Without the
+/// `tls` feature no listener has one.)
+#[cfg(feature = "tls")]
+type Tls = crate::tls::TlsAcceptor;
+#[cfg(not(feature = "tls"))]
+type Tls = std::convert::Infallible;
 
 /// The server's events, one method each (seed 003's `CLanServer` virtuals).
 ///
@@ -77,6 +84,9 @@ struct Shared {
     limits: SessionLimits,
     counters: Counters,
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    #[cfg(feature = "tls")]
+    handshake_timeout: Duration,
     sessions: AtomicUsize,
     /// The accept loop plus every session task.
     tasks: AtomicUsize,
@@ -140,31 +150,52 @@ impl Shared {
 /// # Ok(()) }
 /// ```
 pub struct Server {
-    listener: TcpListener,
+    /// The plain listener first, then the TLS one if configured.
+    listeners: Vec<(TcpListener, Option<Tls>)>,
     config: ServerConfig,
     shared: Arc<Shared>,
 }
 
+fn listen(bind: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if bind.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(bind)?;
+    socket.listen(backlog)
+}
+
 impl Server {
-    /// Binds the listening socket.
+    /// Binds the listening sockets: the plain one, and the TLS one if
+    /// `config.tls` is set.
     ///
     /// # Errors
-    /// If the address cannot be bound.
+    /// If an address cannot be bound.
     pub async fn bind(config: ServerConfig) -> io::Result<Self> {
-        let socket = if config.bind.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket.bind(config.bind)?;
-        let listener = socket.listen(config.backlog)?;
+        let listener = listen(config.bind, config.backlog)?;
         let local_addr = listener.local_addr()?;
+        #[cfg(feature = "tls")]
+        let tls = match &config.tls {
+            Some(t) => Some((listen(t.bind, config.backlog)?, Some(t.acceptor.clone()))),
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls = None;
+        let listeners: Vec<_> = std::iter::once((listener, None)).chain(tls).collect();
+        let tls_addr = match listeners.get(1) {
+            Some((l, _)) => Some(l.local_addr()?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             table: Table::new(config.max_sessions),
             limits: config.session_limits(),
             counters: Counters::default(),
             local_addr,
+            tls_addr,
+            #[cfg(feature = "tls")]
+            handshake_timeout: config.handshake_timeout,
             sessions: AtomicUsize::new(0),
             tasks: AtomicUsize::new(0),
             tasks_done: Notify::new(),
@@ -175,7 +206,7 @@ impl Server {
                 .map(|m| (m, std::sync::Mutex::default())),
         });
         Ok(Self {
-            listener,
+            listeners,
             config,
             shared,
         })
@@ -191,16 +222,26 @@ impl Server {
         self.shared.local_addr
     }
 
+    /// The TLS listener's address, if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.shared.tls_addr
+    }
+
     /// Starts accepting on the current tokio runtime and returns a handle.
     pub fn start<H: Handler>(self, handler: H) -> Handle {
         let handle = self.handle();
-        self.shared.tasks.fetch_add(1, Ordering::AcqRel);
-        tokio::spawn(accept_loop(
-            self.listener,
-            self.config,
-            self.shared,
-            Arc::new(handler),
-        ));
+        let handler = Arc::new(handler);
+        let config = Arc::new(self.config);
+        for (listener, tls) in self.listeners {
+            self.shared.tasks.fetch_add(1, Ordering::AcqRel);
+            tokio::spawn(accept_loop(
+                listener,
+                tls,
+                config.clone(),
+                self.shared.clone(),
+                handler.clone(),
+            ));
+        }
         handle
     }
 }
@@ -305,6 +346,11 @@ impl Handle {
         self.0.local_addr
     }
 
+    /// The TLS listener's address, if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.0.tls_addr
+    }
+
     /// The server's counters.
     pub fn stats(&self) -> Stats {
         self.0.counters.snapshot(self.session_count())
@@ -315,7 +361,7 @@ impl Handle {
         self.0.stopping.load(Ordering::Acquire)
     }
 
-    /// Stops gracefully: closes the listener, flushes every session's queue
+    /// Stops gracefully: closes the listeners, flushes every session's queue
     /// for up to `linger`, closes every session, and returns once every
     /// session has left (its `on_leave` has returned). On a server that was
     /// bound but never started it returns at once.
@@ -357,7 +403,8 @@ impl<H: Handler> Events for ServerEvents<H> {
 
 async fn accept_loop<H: Handler>(
     listener: TcpListener,
-    config: ServerConfig,
+    tls: Option<Tls>,
+    config: Arc<ServerConfig>,
     shared: Arc<Shared>,
     handler: Arc<H>,
 ) {
@@ -424,7 +471,7 @@ async fn accept_loop<H: Handler>(
             // stop() may have swept the table before this insert.
             session.close(Close::Flush(Instant::now() + shared.limits.linger));
         }
-        tokio::spawn(run_session(shared.clone(), handler.clone(), session, stream));
+        tokio::spawn(run_session(shared.clone(), handler.clone(), session, stream, tls.clone()));
     }
     drop(listener);
     shared.task_done();
@@ -443,23 +490,61 @@ async fn run_session<H: Handler>(
     shared: Arc<Shared>,
     handler: Arc<H>,
     session: Arc<SessionShared>,
-    stream: TcpStream,
+    tcp: TcpStream,
+    tls: Option<Tls>,
 ) {
     let id = session.id;
-    handler.on_join(id, session.peer).await;
-    let events = ServerEvents(handler);
-    let error = session::run(&session, stream, &events, &shared.limits, &shared.counters).await;
-    let handler = events.0;
-    if let Some(e) = error {
-        if matches!(e, NetError::SlowConsumer { .. }) {
-            shared.counters.slow_consumers.incr();
+    let stream = match tls {
+        None => Some(Stream::Tcp(tcp)),
+        Some(tls) => handshake(&shared, &session, &tls, tcp).await,
+    };
+    // A failed handshake never joined: no events at all.
+    let joined = stream.is_some();
+    if let Some(stream) = stream {
+        handler.on_join(id, session.peer).await;
+        let events = ServerEvents(handler.clone());
+        let error = session::run(&session, stream, &events, &shared.limits, &shared.counters).await;
+        if let Some(e) = error {
+            if matches!(e, NetError::SlowConsumer { .. }) {
+                shared.counters.slow_consumers.incr();
+            }
+            tracing::debug!(session = %id, peer = %session.peer, error = %e, "session closed on error");
+            handler.on_error(Some(id), &e);
         }
-        tracing::debug!(session = %id, peer = %session.peer, error = %e, "session closed on error");
-        handler.on_error(Some(id), &e);
     }
     shared.table.remove(id);
     shared.release_ip(session.peer.ip());
     shared.sessions.fetch_sub(1, Ordering::AcqRel);
-    handler.on_leave(id).await;
+    if joined {
+        handler.on_leave(id).await;
+    }
     shared.task_done();
+}
+
+/// Runs the TLS handshake, bounded by the handshake timeout and cut short
+/// by a disconnect or stop. `None` (counted and logged): the connection is
+/// dropped.
+#[cfg(feature = "tls")]
+async fn handshake(shared: &Shared, session: &SessionShared, tls: &Tls, tcp: TcpStream) -> Option<Stream> {
+    let accept = tokio::time::timeout(shared.handshake_timeout, tls.accept(tcp));
+    let error = tokio::select! {
+        biased;
+        () = session.closed() => "closed during the handshake".to_owned(),
+        r = accept => match r {
+            Ok(Ok(stream)) => {
+                shared.counters.tls_accepted.incr();
+                return Some(stream);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no handshake within {:?}", shared.handshake_timeout),
+        },
+    };
+    shared.counters.tls_handshake_failures.incr();
+    tracing::debug!(session = %session.id, peer = %session.peer, %error, "TLS handshake failed");
+    None
+}
+
+#[cfg(not(feature = "tls"))]
+async fn handshake(_: &Shared, _: &SessionShared, tls: &Tls, _: TcpStream) -> Option<Stream> {
+    match *tls {}
 }

@@ -1,10 +1,10 @@
 //! One session: a reader and a writer driven together in one task.
 //!
-//! The reader waits for readiness, reads into the session's [`RecvBuf`],
-//! and hands every complete frame to the handler in place, in order. The
-//! writer owns the socket's write half and is the only one that writes
-//! (1-send): it takes the whole outbox at once and writes it with one
-//! vectored write. Both stop when the session is closed, from inside (EOF,
+//! The reader reads into the session's [`RecvBuf`] and hands every
+//! complete frame to the handler in place, in order. The writer owns the
+//! stream's write half and is the only one that writes (1-send): it takes
+//! the whole outbox at once and writes it with one vectored write, then
+//! flushes (which TLS needs and TCP ignores). Both stop when the session is closed, from inside (EOF,
 //! bad frame, timeout, write error) or outside (disconnect, slow consumer,
 //! server stop); the first reason to close wins, except that an abort
 //! overrides a pending flush.
@@ -17,16 +17,14 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use crate::config::SessionLimits;
 use crate::outbox::{Batch, Close, MAX_IOV, Outbox};
 use crate::recv_buf::RecvBuf;
 use crate::stats::Counters;
-use crate::{NetError, SendError, SessionId};
+use crate::{NetError, SendError, SessionId, Stream};
 
 /// What the session driver reports to its owner (server or client).
 pub(crate) trait Events: Send + Sync + 'static {
@@ -139,7 +137,7 @@ impl SessionShared {
     }
 
     /// Resolves once the session is closing.
-    async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         self.wait_for(&self.closing).await;
     }
 
@@ -169,22 +167,36 @@ impl SessionShared {
 /// if any; the socket is closed when this returns.
 pub(crate) async fn run<E: Events>(
     shared: &SessionShared,
-    stream: TcpStream,
+    stream: Stream,
     events: &E,
     limits: &SessionLimits,
     counters: &Counters,
 ) -> Option<NetError> {
-    let (rd, mut wr) = stream.into_split();
-    tokio::join!(
-        read_loop(shared, &rd, events, limits, counters),
-        write_loop(shared, &mut wr, events, limits, counters),
-    );
+    match stream {
+        Stream::Tcp(tcp) => {
+            let (mut rd, mut wr) = tcp.into_split();
+            tokio::join!(
+                read_loop(shared, &mut rd, events, limits, counters),
+                write_loop(shared, &mut wr, events, limits, counters),
+            );
+        }
+        #[cfg(feature = "tls")]
+        Stream::Tls(tls) => {
+            // Both halves are polled from this one task, so the lock
+            // `split` puts between them is never contended.
+            let (mut rd, mut wr) = tokio::io::split(*tls);
+            tokio::join!(
+                read_loop(shared, &mut rd, events, limits, counters),
+                write_loop(shared, &mut wr, events, limits, counters),
+            );
+        }
+    }
     shared.take_error()
 }
 
-async fn read_loop<E: Events>(
+async fn read_loop<E: Events, R: AsyncRead + Unpin>(
     shared: &SessionShared,
-    rd: &OwnedReadHalf,
+    rd: &mut R,
     events: &E,
     limits: &SessionLimits,
     counters: &Counters,
@@ -196,28 +208,22 @@ async fn read_loop<E: Events>(
     let closed = shared.closed();
     tokio::pin!(closed);
     loop {
-        let readable = async {
+        let spare = buf.spare(want, limits.recv_buffer);
+        // Cancel-safe: a read that loses the race has read nothing.
+        let read = async {
             match limits.idle_timeout {
-                Some(t) => tokio::time::timeout(t, rd.readable())
+                Some(t) => tokio::time::timeout(t, rd.read(spare))
                     .await
                     .unwrap_or(Err(io::Error::from(io::ErrorKind::TimedOut))),
-                None => rd.readable().await,
+                None => rd.read(spare).await,
             }
         };
-        tokio::select! {
+        let r = tokio::select! {
             biased;
             () = &mut closed => return,
-            r = readable => match r {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    counters.idle_timeouts.incr();
-                    let t = limits.idle_timeout.unwrap_or_default();
-                    return shared.abort(NetError::IdleTimeout(t));
-                }
-                Err(e) => return shared.abort(e.into()),
-            }
-        }
-        match rd.try_read(buf.spare(want, limits.recv_buffer)) {
+            r = read => r,
+        };
+        match r {
             Ok(0) => {
                 // The peer finished sending: deliver what is queued, then close.
                 return shared.close(Close::Flush(Instant::now() + limits.linger));
@@ -226,7 +232,11 @@ async fn read_loop<E: Events>(
                 buf.filled(n);
                 counters.bytes_in.add(n);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                counters.idle_timeouts.incr();
+                let t = limits.idle_timeout.unwrap_or_default();
+                return shared.abort(NetError::IdleTimeout(t));
+            }
             Err(e) => return shared.abort(e.into()),
         }
         let mut frames = 0;
@@ -255,9 +265,9 @@ async fn read_loop<E: Events>(
     }
 }
 
-async fn write_loop<E: Events>(
+async fn write_loop<E: Events, W: AsyncWrite + Unpin>(
     shared: &SessionShared,
-    wr: &mut OwnedWriteHalf,
+    wr: &mut W,
     events: &E,
     limits: &SessionLimits,
     counters: &Counters,
@@ -285,30 +295,21 @@ async fn write_loop<E: Events>(
         while !batch.is_done() {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let n = batch.slices(&mut iov);
-            let write_by = Instant::now() + limits.write_timeout;
-            let stop_at = deadline.map_or(write_by, |d: Instant| d.min(write_by));
-            let write = tokio::time::timeout_at(stop_at.into(), wr.write_vectored(&iov[..n]));
-            let r = tokio::select! {
-                biased;
-                r = write => r,
-                () = shared.aborted() => return,
+            let remaining = batch.remaining();
+            let Some(k) = guarded(shared, deadline, limits, counters, remaining, wr.write_vectored(&iov[..n])).await
+            else {
+                return;
             };
             counters.writes.incr();
-            match r {
-                Ok(Ok(0)) => return shared.abort(io::Error::from(io::ErrorKind::WriteZero).into()),
-                Ok(Ok(k)) => {
-                    batch.advance(k);
-                    counters.bytes_out.add(k);
-                }
-                Ok(Err(e)) => return shared.abort(e.into()),
-                Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
-                    return shared.abort(NetError::LingerExpired(batch.remaining()));
-                }
-                Err(_) => {
-                    counters.write_timeouts.incr();
-                    return shared.abort(NetError::WriteTimeout(limits.write_timeout));
-                }
+            if k == 0 {
+                return shared.abort(io::Error::from(io::ErrorKind::WriteZero).into());
             }
+            batch.advance(k);
+            counters.bytes_out.add(k);
+        }
+        // TLS holds what it encrypted until flushed; on TCP this is free.
+        if guarded(shared, deadline, limits, counters, 0, wr.flush()).await.is_none() {
+            return;
         }
         let len = batch.len;
         batch.clear();
@@ -322,7 +323,44 @@ async fn write_loop<E: Events>(
             events.dropped(shared.id, missed);
         }
     }
-    // Flushed: send FIN so the peer sees an orderly close after the data.
+    // Flushed: send FIN (after TLS's close_notify) so the peer sees an
+    // orderly close after the data.
     let by = deadline.unwrap_or_else(|| Instant::now() + limits.linger);
     let _ = tokio::time::timeout_at(by.into(), wr.shutdown()).await;
+}
+
+/// One write or flush, bounded by the write timeout and the flush deadline
+/// and dropped if the session aborts meanwhile. `None`: the session is
+/// aborting (the reason is recorded); stop writing.
+async fn guarded<T>(
+    shared: &SessionShared,
+    deadline: Option<Instant>,
+    limits: &SessionLimits,
+    counters: &Counters,
+    remaining: usize,
+    io: impl Future<Output = io::Result<T>>,
+) -> Option<T> {
+    let write_by = Instant::now() + limits.write_timeout;
+    let stop_at = deadline.map_or(write_by, |d| d.min(write_by));
+    let r = tokio::select! {
+        biased;
+        r = tokio::time::timeout_at(stop_at.into(), io) => r,
+        () = shared.aborted() => return None,
+    };
+    match r {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            shared.abort(e.into());
+            None
+        }
+        Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
+            shared.abort(NetError::LingerExpired(remaining));
+            None
+        }
+        Err(_) => {
+            counters.write_timeouts.incr();
+            shared.abort(NetError::WriteTimeout(limits.write_timeout));
+            None
+        }
+    }
 }

@@ -35,6 +35,8 @@ pub(crate) struct Counters {
     pub(crate) dropped: std::sync::Arc<Counter>,
     pub(crate) idle_timeouts: Counter,
     pub(crate) write_timeouts: Counter,
+    pub(crate) tls_accepted: Counter,
+    pub(crate) tls_handshake_failures: Counter,
 }
 
 /// A snapshot of a server's counters since it started.
@@ -71,6 +73,11 @@ pub struct Stats {
     pub idle_timeouts: u64,
     /// Sessions closed because a write stalled.
     pub write_timeouts: u64,
+    /// TLS handshakes completed (these sessions are also in `accepted`).
+    pub tls_accepted: u64,
+    /// Connections to the TLS listener dropped because the handshake failed
+    /// or timed out.
+    pub tls_handshake_failures: u64,
 }
 
 impl Counters {
@@ -91,6 +98,8 @@ impl Counters {
             dropped: self.dropped.get(),
             idle_timeouts: self.idle_timeouts.get(),
             write_timeouts: self.write_timeouts.get(),
+            tls_accepted: self.tls_accepted.get(),
+            tls_handshake_failures: self.tls_handshake_failures.get(),
         }
     }
 }
