@@ -34,6 +34,21 @@ pub enum ClientError {
     Timeout(Duration),
 }
 
+/// Where to connect: a server address, spoken to over TLS or not.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// TLS, if the address is a TLS listener.
+    pub tls: Option<plaza_net::tls::TlsConnector>,
+}
+
+impl From<SocketAddr> for Target {
+    fn from(addr: SocketAddr) -> Self {
+        Self { addr, tls: None }
+    }
+}
+
 /// Events that are not responses.
 pub type Notifications = mpsc::UnboundedReceiver<Event>;
 
@@ -93,15 +108,19 @@ pub struct PlazaClient {
 }
 
 impl PlazaClient {
-    /// Connects; returns the client and its notification stream.
+    /// Connects (a [`SocketAddr`] for plain TCP, or a [`Target`] with
+    /// TLS); returns the client and its notification stream.
     ///
     /// # Errors
-    /// If the connection fails.
-    pub async fn connect(addr: SocketAddr) -> Result<(Self, Notifications), ClientError> {
+    /// If the connection or the TLS handshake fails.
+    pub async fn connect(target: impl Into<Target>) -> Result<(Self, Notifications), ClientError> {
+        let target = target.into();
         let state = Arc::new(Mutex::new(State::default()));
         let (tx, rx) = mpsc::unbounded_channel();
+        let mut config = ClientConfig::new(target.addr, Framing::Chat);
+        config.tls = target.tls;
         let net = Client::connect(
-            ClientConfig::new(addr, Framing::Chat),
+            config,
             Handler {
                 state: state.clone(),
                 notify: tx,

@@ -2,14 +2,15 @@
 //! tools: a bare protocol connection, and room members that chat at a rate
 //! with the send time in each message and measure delivery latency.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
+use plaza_net::Stream;
 use plaza_proto::{Event, Request, ResultCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+pub use crate::Target;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Why a load-generating connection stopped.
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +32,10 @@ pub enum LoadError {
 /// Results of this module.
 pub type Result<T, E = LoadError> = std::result::Result<T, E>;
 
-/// One TCP connection speaking the chat protocol.
+/// One connection speaking the chat protocol, over TCP or TLS.
 pub struct FrameConn {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The stream.
+    pub stream: Stream,
     /// Bytes read and not yet decoded.
     pub buf: BytesMut,
 }
@@ -43,26 +44,31 @@ impl FrameConn {
     /// Connects with Nagle off.
     ///
     /// # Errors
-    /// If the connection fails.
-    pub async fn connect(addr: std::net::SocketAddr) -> Result<Self> {
-        Self::connect_from(addr, None).await
+    /// If the connection or the TLS handshake fails.
+    pub async fn connect(target: impl Into<Target>) -> Result<Self> {
+        Self::connect_from(target, None).await
     }
 
     /// Connects from a chosen source address (127.0.0.x spreads a load
     /// over addresses, for per-address limits and ephemeral ports).
     ///
     /// # Errors
-    /// If the bind or the connection fails.
-    pub async fn connect_from(addr: std::net::SocketAddr, from: Option<std::net::IpAddr>) -> Result<Self> {
-        let stream = match from {
-            None => TcpStream::connect(addr).await?,
+    /// If the bind, the connection or the TLS handshake fails.
+    pub async fn connect_from(target: impl Into<Target>, from: Option<std::net::IpAddr>) -> Result<Self> {
+        let target = target.into();
+        let tcp = match from {
+            None => tokio::net::TcpStream::connect(target.addr).await?,
             Some(ip) => {
                 let socket = tokio::net::TcpSocket::new_v4()?;
                 socket.bind(std::net::SocketAddr::new(ip, 0))?;
-                socket.connect(addr).await?
+                socket.connect(target.addr).await?
             }
         };
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
+        let stream = match &target.tls {
+            Some(tls) => tls.connect(tcp).await?,
+            None => Stream::Tcp(tcp),
+        };
         Ok(Self {
             stream,
             buf: BytesMut::new(),
@@ -76,7 +82,9 @@ impl FrameConn {
     pub async fn send(&mut self, r: Request) -> Result<()> {
         let mut b = BytesMut::new();
         r.encode(&mut b);
-        Ok(self.stream.write_all(&b).await?)
+        self.stream.write_all(&b).await?;
+        // TLS holds written bytes until flushed; TCP ignores this.
+        Ok(self.stream.flush().await?)
     }
 
     /// The next event.
@@ -115,12 +123,12 @@ impl FrameConn {
 /// # Errors
 /// If any step fails.
 pub async fn join(
-    addr: SocketAddr,
+    target: impl Into<Target>,
     from: Option<std::net::IpAddr>,
     name: String,
     room: i32,
 ) -> Result<FrameConn> {
-    let mut m = FrameConn::connect_from(addr, from).await?;
+    let mut m = FrameConn::connect_from(target, from).await?;
     let reg = m
         .call(Request::Register {
             name: name.clone(),
@@ -203,8 +211,33 @@ pub async fn run_member(
     start: Instant,
     end: Instant,
 ) -> Result<Tally> {
-    let (mut rd, mut wr) = m.stream.into_split();
-    let mut buf = m.buf;
+    match m.stream {
+        Stream::Tcp(tcp) => {
+            let (rd, wr) = tcp.into_split();
+            member(rd, wr, m.buf, rate, size, t0, start, end).await
+        }
+        tls => {
+            let (rd, wr) = tokio::io::split(tls);
+            member(rd, wr, m.buf, rate, size, t0, start, end).await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn member<R, W>(
+    mut rd: R,
+    mut wr: W,
+    mut buf: BytesMut,
+    rate: f64,
+    size: usize,
+    t0: Instant,
+    start: Instant,
+    end: Instant,
+) -> Result<Tally>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let interval = Duration::from_secs_f64(1.0 / rate);
     let sender = tokio::spawn(async move {
         // Spread members over the first interval so sends are not in lockstep.
@@ -218,6 +251,7 @@ pub async fn run_member(
             frame.clear();
             Request::RoomChat { message }.encode(&mut frame);
             wr.write_all(&frame).await?;
+            wr.flush().await?;
             sent += 1;
             next += interval;
         }

@@ -148,7 +148,10 @@ impl Client {
 
 fn new_session(inner: &Inner, stream: &Stream) -> Arc<SessionShared> {
     let attempt = inner.attempts.fetch_add(1, Ordering::Relaxed);
-    let peer = stream.tcp().peer_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+    let peer = stream
+        .tcp()
+        .peer_addr()
+        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
     Arc::new(SessionShared::new(
         SessionId::new(0, attempt + 1),
         peer,

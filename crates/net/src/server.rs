@@ -471,7 +471,13 @@ async fn accept_loop<H: Handler>(
             // stop() may have swept the table before this insert.
             session.close(Close::Flush(Instant::now() + shared.limits.linger));
         }
-        tokio::spawn(run_session(shared.clone(), handler.clone(), session, stream, tls.clone()));
+        tokio::spawn(run_session(
+            shared.clone(),
+            handler.clone(),
+            session,
+            stream,
+            tls.clone(),
+        ));
     }
     drop(listener);
     shared.task_done();

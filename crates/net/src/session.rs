@@ -296,7 +296,15 @@ async fn write_loop<E: Events, W: AsyncWrite + Unpin>(
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let n = batch.slices(&mut iov);
             let remaining = batch.remaining();
-            let Some(k) = guarded(shared, deadline, limits, counters, remaining, wr.write_vectored(&iov[..n])).await
+            let Some(k) = guarded(
+                shared,
+                deadline,
+                limits,
+                counters,
+                remaining,
+                wr.write_vectored(&iov[..n]),
+            )
+            .await
             else {
                 return;
             };
@@ -308,7 +316,10 @@ async fn write_loop<E: Events, W: AsyncWrite + Unpin>(
             counters.bytes_out.add(k);
         }
         // TLS holds what it encrypted until flushed; on TCP this is free.
-        if guarded(shared, deadline, limits, counters, 0, wr.flush()).await.is_none() {
+        if guarded(shared, deadline, limits, counters, 0, wr.flush())
+            .await
+            .is_none()
+        {
             return;
         }
         let len = batch.len;

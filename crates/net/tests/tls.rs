@@ -65,7 +65,11 @@ async fn echo_server(acceptor: TlsAcceptor) -> Handle {
     server.start(Echo(handle.clone()))
 }
 
-async fn tls_client(handle: &Handle, ca: &Path, name: &str) -> Result<(Client, mpsc::UnboundedReceiver<Vec<u8>>), NetError> {
+async fn tls_client(
+    handle: &Handle,
+    ca: &Path,
+    name: &str,
+) -> Result<(Client, mpsc::UnboundedReceiver<Vec<u8>>), NetError> {
     let mut config = ClientConfig::new(handle.tls_addr().unwrap(), Framing::Lan);
     config.tls = Some(TlsConnector::from_ca_file(ca, name).unwrap());
     let (tx, rx) = mpsc::unbounded_channel();
@@ -126,7 +130,8 @@ async fn a_reloaded_certificate_serves_new_connections_and_keeps_old_ones() {
     let dir = tempfile::tempdir().unwrap();
     let old_ca = dir.path().join("old.pem");
     std::fs::copy(self_signed(dir.path()), &old_ca).unwrap();
-    let acceptor = TlsAcceptor::from_pem_files(dir.path().join("cert.pem"), dir.path().join("key.pem")).unwrap();
+    let acceptor =
+        TlsAcceptor::from_pem_files(dir.path().join("cert.pem"), dir.path().join("key.pem")).unwrap();
     let handle = echo_server(acceptor.clone()).await;
     let (before, mut before_rx) = tls_client(&handle, &old_ca, "127.0.0.1").await.unwrap();
     round_trip(&before, &mut before_rx, 5, 64).await;
@@ -146,7 +151,10 @@ async fn a_reloaded_certificate_serves_new_connections_and_keeps_old_ones() {
     let (after, mut after_rx) = tls_client(&handle, &new_ca, "127.0.0.1").await.unwrap();
     round_trip(&after, &mut after_rx, 5, 64).await;
     let refused = tls_client(&handle, &old_ca, "127.0.0.1").await;
-    assert!(refused.is_err(), "a client trusting only the old certificate connected");
+    assert!(
+        refused.is_err(),
+        "a client trusting only the old certificate connected"
+    );
     within("the refused handshake to end", async {
         while handle.stats().tls_handshake_failures == 0 {
             tokio::task::yield_now().await;
@@ -172,7 +180,9 @@ async fn bad_handshakes_are_dropped_and_counted() {
     let mut raw = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
     raw.write_all(b"\x05\x00hello plain text").await.unwrap();
     let mut sink = Vec::new();
-    within("the server to close a plain client", raw.read_to_end(&mut sink)).await.ok();
+    within("the server to close a plain client", raw.read_to_end(&mut sink))
+        .await
+        .ok();
 
     // A client that never starts its handshake: closed at the timeout.
     let mut silent = tokio::net::TcpStream::connect(tls_addr).await.unwrap();

@@ -133,9 +133,32 @@ pub struct Settings {
     /// Redis (needs a redis:// --store) [default: false].
     #[arg(long, env = "PLAZA_CLUSTER", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub cluster: Option<bool>,
+    /// Address and port of the TLS listener for chat clients, beside the
+    /// plain one; needs --tls-cert and --tls-key [default: 127.0.0.1:7443
+    /// when they are given].
+    #[arg(long, env = "PLAZA_TLS_BIND")]
+    pub tls_bind: Option<SocketAddr>,
+    /// PEM certificate chain for the TLS listener, leaf first. Reloaded,
+    /// with the key, on SIGHUP or `plaza-ctl reload-tls`.
+    #[arg(long, env = "PLAZA_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the TLS listener.
+    #[arg(long, env = "PLAZA_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Log filter, as RUST_LOG [default: info].
     #[arg(long, env = "PLAZA_LOG")]
     pub log: Option<String>,
+}
+
+/// The TLS listener's settings.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// Where it listens.
+    pub bind: SocketAddr,
+    /// Certificate chain file.
+    pub cert: PathBuf,
+    /// Private key file.
+    pub key: PathBuf,
 }
 
 /// The settings with every default applied.
@@ -178,6 +201,8 @@ pub struct Resolved {
     pub max_connections_per_ip: Option<usize>,
     /// Login attempts per minute per IP address and per account (0: off).
     pub login_rate: (u32, u32),
+    /// The TLS listener, if on.
+    pub tls: Option<TlsSettings>,
     /// Log filter.
     pub log: String,
 }
@@ -216,6 +241,9 @@ impl Settings {
             login_rate_per_account: self.login_rate_per_account.or(other.login_rate_per_account),
             chat_rate: self.chat_rate.or(other.chat_rate),
             login_timeout_secs: self.login_timeout_secs.or(other.login_timeout_secs),
+            tls_bind: self.tls_bind.or(other.tls_bind),
+            tls_cert: self.tls_cert.or(other.tls_cert),
+            tls_key: self.tls_key.or(other.tls_key),
             log: self.log.or(other.log),
         }
     }
@@ -287,7 +315,19 @@ impl Settings {
                 anyhow::bail!("--slow-consumer-policy must be `disconnect` or `drop-oldest`, not {other:?}")
             }
         };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSettings {
+                bind: self
+                    .tls_bind
+                    .unwrap_or_else(|| "127.0.0.1:7443".parse().expect("valid")),
+                cert,
+                key,
+            }),
+            (None, None) if self.tls_bind.is_none() => None,
+            _ => anyhow::bail!("TLS needs both --tls-cert and --tls-key"),
+        };
         Ok(Resolved {
+            tls,
             drop_oldest,
             metrics_bind,
             cluster,

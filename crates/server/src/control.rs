@@ -82,6 +82,8 @@ pub enum Command {
     },
     /// Shut down gracefully now.
     Shutdown,
+    /// Read the TLS certificate and key files again (as SIGHUP does).
+    ReloadTls,
 }
 
 /// A control response: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.

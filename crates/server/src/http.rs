@@ -207,6 +207,12 @@ fn render(s: &Value, metrics: &Metrics) -> String {
         "connections accepted",
         n("accepted_total"),
     );
+    counter(
+        &mut r,
+        "tls_handshakes",
+        "TLS handshakes completed",
+        s["tls"]["handshakes_total"].as_f64().unwrap_or(0.0),
+    );
     counter(&mut r, "requests", "requests processed", n("requests_total"));
     counter(
         &mut r,
@@ -256,6 +262,7 @@ fn render(s: &Value, metrics: &Metrics) -> String {
         ("slow_consumer", "slow_consumer_disconnects"),
         ("idle_timeout", "idle_timeouts"),
         ("write_timeout", "write_timeouts"),
+        ("tls_handshake", "tls_handshake_failures"),
     ] {
         drops
             .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])

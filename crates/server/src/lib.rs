@@ -27,9 +27,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use bytes::Bytes;
 use plaza_core::{Conn, Effect, Hub, Input, Sink};
-use plaza_net::{Framing, Handle, Handler, NetError, Server, ServerConfig, SessionId};
+use plaza_net::tls::TlsAcceptor;
+use plaza_net::{Framing, Handle, Handler, NetError, Server, ServerConfig, SessionId, TlsListener};
 use plaza_proto::{Event, Request};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -47,6 +49,7 @@ const LOGIC_QUEUE: usize = 8192;
 /// A running server.
 pub struct Running {
     addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
     control_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     tx: mpsc::Sender<Input>,
@@ -58,6 +61,22 @@ impl Running {
     /// The client listener's address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS listener's address, if on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.net.tls_addr()
+    }
+
+    /// Reads the TLS certificate and key files again; new connections get
+    /// the new certificate, sessions already up keep theirs.
+    ///
+    /// # Errors
+    /// If TLS is off, or the files cannot be used (the old certificate
+    /// stays).
+    pub fn reload_tls(&self) -> anyhow::Result<()> {
+        let tls = self.tls.as_ref().context("TLS is not on")?;
+        Ok(tls.reload()?)
     }
 
     /// The control listener's address.
@@ -120,6 +139,17 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     net_config.idle_timeout = Some(config.idle_timeout);
     net_config.max_send_queue = config.max_send_queue;
     net_config.linger = config.shutdown_grace;
+    let tls = match &config.tls {
+        Some(t) => {
+            let acceptor = TlsAcceptor::from_pem_files(&t.cert, &t.key).context("TLS certificate")?;
+            net_config.tls = Some(TlsListener {
+                bind: t.bind,
+                acceptor: acceptor.clone(),
+            });
+            Some(acceptor)
+        }
+        None => None,
+    };
     let server = Server::bind(net_config).await?;
     let addr = server.local_addr();
     let net = server.handle();
@@ -177,6 +207,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         ctl_tx,
         control_net,
         logins,
+        tls: tls.clone(),
         started: Instant::now(),
         received: 0,
         rates: (0.0, 0.0),
@@ -185,9 +216,11 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         config,
     };
     tokio::spawn(logic.run(rx, ctl_rx, sig_rx, done_tx));
-    tracing::info!(%addr, %control_addr, ?metrics_addr, "plaza-server listening");
+    let tls_addr = net.tls_addr();
+    tracing::info!(%addr, ?tls_addr, %control_addr, ?metrics_addr, "plaza-server listening");
     Ok(Running {
         addr,
+        tls,
         control_addr,
         metrics_addr,
         tx,
@@ -390,6 +423,7 @@ struct Logic {
     ctl_tx: mpsc::Sender<ControlMsg>,
     control_net: Handle,
     logins: Arc<limits::LoginLimiter>,
+    tls: Option<TlsAcceptor>,
     started: Instant,
     /// Requests processed.
     received: u64,
@@ -594,6 +628,11 @@ impl Logic {
                     "bad_frames": stats.bad_frames,
                     "idle_timeouts": stats.idle_timeouts,
                     "write_timeouts": stats.write_timeouts,
+                    "tls_handshake_failures": stats.tls_handshake_failures,
+                    "tls": net.tls_addr().map(|a| json!({
+                        "addr": a.to_string(),
+                        "handshakes_total": stats.tls_accepted,
+                    })),
                     "slow_rooms": self.hub.slow_rooms().iter()
                         .map(|(r, d)| json!({ "room": r, "seconds": d.as_secs() }))
                         .collect::<Vec<_>>(),
@@ -669,6 +708,16 @@ impl Logic {
                 self.hub.handle(Input::Shutdown, now, &mut self.sink);
                 Reply::ok(json!("shutting down"))
             }
+            Command::ReloadTls => match &self.tls {
+                None => Reply::err("TLS is not on"),
+                Some(tls) => match tls.reload() {
+                    Ok(()) => Reply::ok(json!("TLS certificate reloaded")),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS reload failed; the old certificate stays");
+                        Reply::err(format!("reload failed, the old certificate stays: {e}"))
+                    }
+                },
+            },
         }
     }
 

@@ -109,11 +109,23 @@ fn serve(config: Resolved) -> anyhow::Result<()> {
     let grace = config.shutdown_grace;
     plaza_net::runtime(config.workers)?.block_on(async move {
         let mut running = plaza_server::start(config).await?;
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-            _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
-            () = running.wait() => return Ok(()), // an administrator's SHUTDOWN
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+                _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = sighup.recv() => {
+                    match running.reload_tls() {
+                        Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                        Err(e) => tracing::warn!("SIGHUP: TLS not reloaded: {e:#}"),
+                    }
+                    continue;
+                }
+                () = running.wait() => return Ok(()), // an administrator's SHUTDOWN
+            }
+            break;
         }
         running.shutdown().await;
         // Bounded: the flush deadline plus a margin for closing.

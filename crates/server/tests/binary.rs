@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 
 use plaza_proto::{Event, Request, ResultCode};
-use plaza_test_support::{ServerProcess, TestClient};
+use plaza_test_support::{ServerProcess, TestCert, TestClient, within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_plaza-server");
 
@@ -27,6 +27,9 @@ fn help_explains_every_setting() {
         "--shutdown-grace-secs",
         "--argon2-memory-kib",
         "--log",
+        "--tls-bind",
+        "--tls-cert",
+        "--tls-key",
         "--config",
         "add-user",
         "grant-admin",
@@ -68,5 +71,59 @@ async fn sigterm_shuts_down_gracefully_and_exits_zero() {
             message: "server is shutting down".into()
         }]
     );
+    assert_eq!(server.wait().await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_tls_certificate_and_keeps_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::new();
+    let server = ServerProcess::spawn(
+        BIN,
+        dir.path(),
+        &[
+            "--argon2-memory-kib",
+            "64",
+            "--tls-bind",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.cert.to_str().unwrap(),
+            "--tls-key",
+            cert.key.to_str().unwrap(),
+        ],
+    );
+    let tls = server.tls_addr.expect("the TLS listener is logged");
+    let mut amy = TestClient::connect_tls(tls, &cert.cert).await;
+    amy.register("amy", "pw").await;
+    amy.login("amy", "pw").await;
+
+    let old = cert.renew();
+    server.signal("HUP");
+    // The reload is done when a client trusting only the new certificate
+    // gets in (each try is a fresh connection).
+    within("the new certificate to be served", async {
+        loop {
+            let tcp = tokio::net::TcpStream::connect(tls).await.unwrap();
+            if TestCert::connector(&cert.cert).connect(tcp).await.is_ok() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let refused = TestCert::connector(&old)
+        .connect(tokio::net::TcpStream::connect(tls).await.unwrap())
+        .await;
+    assert!(refused.is_err(), "the replaced certificate is still served");
+    // The session from before the reload is still up, and over plain TCP
+    // the same server answers too.
+    assert_eq!(
+        amy.call(Request::Ping { nonce: 9 }).await,
+        Event::Pong { nonce: 9 }
+    );
+    let mut bob = TestClient::connect(server.addr).await;
+    bob.register("bob", "pw").await;
+    bob.login("bob", "pw").await;
+    server.signal("TERM");
     assert_eq!(server.wait().await.code(), Some(0));
 }

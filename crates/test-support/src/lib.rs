@@ -112,6 +112,26 @@ impl TestServer {
         Self { running, addr, dir }
     }
 
+    /// A server with a TLS listener on 127.0.0.1 presenting `cert`.
+    pub async fn with_tls(cert: &TestCert, configure: impl FnOnce(&mut Settings)) -> Self {
+        let (c, k) = (cert.cert.clone(), cert.key.clone());
+        Self::with(|s| {
+            s.tls_bind = Some("127.0.0.1:0".parse().expect("addr"));
+            s.tls_cert = Some(c);
+            s.tls_key = Some(k);
+            configure(s);
+        })
+        .await
+    }
+
+    /// The TLS listener's address.
+    ///
+    /// # Panics
+    /// If TLS is off.
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.running.tls_addr().expect("TLS listener")
+    }
+
     /// A connected client.
     pub async fn client(&self) -> TestClient {
         TestClient::connect(self.addr).await
@@ -140,12 +160,71 @@ impl TestServer {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1 and localhost, generated for the
+/// test, in its own temporary directory.
+pub struct TestCert {
+    /// The certificate (PEM); a client trusts it as its own CA.
+    pub cert: PathBuf,
+    /// The private key (PEM).
+    pub key: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl TestCert {
+    /// Generates one.
+    ///
+    /// # Panics
+    /// If it cannot be generated or written.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let c = Self {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+            dir,
+        };
+        c.renew();
+        c
+    }
+
+    /// Replaces the files with a fresh certificate and key (as an operator
+    /// renewing a certificate does); returns a copy of the certificate just
+    /// replaced, for a client that trusts only the old one.
+    ///
+    /// # Panics
+    /// If it cannot be generated or written.
+    pub fn renew(&self) -> PathBuf {
+        let old = self.dir.path().join(format!("old-{}.pem", std::process::id()));
+        let _ = std::fs::copy(&self.cert, &old);
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("certificate");
+        std::fs::write(&self.key, ck.signing_key.serialize_pem()).expect("write key");
+        std::fs::write(&self.cert, ck.cert.pem()).expect("write certificate");
+        old
+    }
+
+    /// A connector that trusts `ca` and expects 127.0.0.1.
+    ///
+    /// # Panics
+    /// If `ca` is not a usable certificate.
+    pub fn connector(ca: &std::path::Path) -> plaza_net::tls::TlsConnector {
+        plaza_net::tls::TlsConnector::from_ca_file(ca, "127.0.0.1").expect("CA file")
+    }
+}
+
+impl Default for TestCert {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A `plaza-server` process (the binary at `exe`) listening on free loopback
 /// ports, with its data in `data_dir`. Killed by its PID when dropped.
 pub struct ServerProcess {
     child: Option<std::process::Child>,
     /// Its client listener, read from its first log line.
     pub addr: SocketAddr,
+    /// Its TLS listener, if on, from the same line.
+    pub tls_addr: Option<SocketAddr>,
 }
 
 impl ServerProcess {
@@ -165,20 +244,28 @@ impl ServerProcess {
             .spawn()
             .expect("start plaza-server");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let addr = loop {
+        // The address after `key=` (`ADDR`, `Some(ADDR)` or `None`) on a
+        // log line, without colour codes.
+        let field = |line: &str, key: &str| -> Option<SocketAddr> {
+            let rest = line.split(key).nth(1)?;
+            let rest = rest.strip_prefix("Some(").unwrap_or(rest);
+            let clean: String = rest
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != ')')
+                .filter(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
+            clean.parse().ok()
+        };
+        let (addr, tls_addr) = loop {
             let line = lines.next().expect("server log ended").expect("read log");
-            if let Some(rest) = line.split(" addr=").nth(1) {
-                let clean: String = rest
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .filter(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-                break clean.parse().expect("listener address");
+            if let Some(addr) = field(&line, " addr=") {
+                break (addr, field(&line, " tls_addr="));
             }
         };
         Self {
             child: Some(child),
             addr,
+            tls_addr,
         }
     }
 
@@ -248,7 +335,7 @@ impl ControlClient {
 
 /// A protocol client over a real socket.
 pub struct TestClient {
-    stream: TcpStream,
+    stream: plaza_net::Stream,
     buf: BytesMut,
     /// The resume token from the last successful login.
     pub token: Option<String>,
@@ -261,11 +348,7 @@ impl TestClient {
             .await
             .expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        Self {
-            stream,
-            buf: BytesMut::new(),
-            token: None,
-        }
+        Self::over(stream.into())
     }
 
     /// Connects from a chosen loopback address (127.0.0.x), as another
@@ -277,11 +360,7 @@ impl TestClient {
             .expect("bind source address");
         let stream = within("connect", socket.connect(addr)).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        Self {
-            stream,
-            buf: BytesMut::new(),
-            token: None,
-        }
+        Self::over(stream.into())
     }
 
     /// Connects with a 4 KiB receive buffer, so that when it stops reading
@@ -291,6 +370,22 @@ impl TestClient {
         socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
         let stream = within("connect", socket.connect(addr)).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
+        Self::over(stream.into())
+    }
+
+    /// Connects to a TLS listener, trusting `ca`.
+    pub async fn connect_tls(addr: SocketAddr, ca: &std::path::Path) -> Self {
+        let tcp = within("connect", TcpStream::connect(addr))
+            .await
+            .expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let tls = within("the TLS handshake", TestCert::connector(ca).connect(tcp))
+            .await
+            .expect("TLS handshake");
+        Self::over(tls)
+    }
+
+    fn over(stream: plaza_net::Stream) -> Self {
         Self {
             stream,
             buf: BytesMut::new(),
@@ -299,8 +394,14 @@ impl TestClient {
     }
 
     /// The socket, for a test that drives it by hand.
+    ///
+    /// # Panics
+    /// If this client speaks TLS.
     pub fn into_stream(self) -> TcpStream {
-        self.stream
+        match self.stream {
+            plaza_net::Stream::Tcp(s) => s,
+            _ => panic!("a TLS client has no bare socket"),
+        }
     }
 
     /// Sends one request.
@@ -312,7 +413,12 @@ impl TestClient {
 
     /// Sends raw bytes.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        within("send", self.stream.write_all(bytes)).await.expect("write");
+        within("send", async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        })
+        .await
+        .expect("write");
     }
 
     /// The next raw frame from the server.

@@ -106,7 +106,10 @@ async fn connect(args: &Args, room: usize, m: usize) -> Result<Member> {
     match args.peer {
         Peer::Plaza => {
             let name = format!("{}r{room}m{m}", args.prefix);
-            let mut c = FrameConn { stream: sub, buf };
+            let mut c = FrameConn {
+                stream: sub.into(),
+                buf,
+            };
             let _ = c
                 .call(Request::Register {
                     name: name.clone(),
@@ -128,8 +131,11 @@ async fn connect(args: &Args, room: usize, m: usize) -> Result<Member> {
                     _ => {}
                 }
             }
+            let plaza_net::Stream::Tcp(sub) = c.stream else {
+                unreachable!("peer-bench speaks plain TCP")
+            };
             return Ok(Member {
-                sub: c.stream,
+                sub,
                 publish: None,
                 buf: c.buf,
             });

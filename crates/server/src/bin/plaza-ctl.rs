@@ -69,6 +69,9 @@ enum Cmd {
     },
     /// Shut down gracefully now.
     Shutdown,
+    /// Read the TLS certificate and key files again (as SIGHUP does);
+    /// sessions stay up.
+    ReloadTls,
 }
 
 fn secret(cli: &Cli) -> anyhow::Result<String> {
@@ -198,6 +201,7 @@ async fn main() -> anyhow::Result<()> {
             cluster: *cluster,
         },
         Cmd::Shutdown => Command::Shutdown,
+        Cmd::ReloadTls => Command::ReloadTls,
     };
     let reply = call(&link, &command).await?;
     link.close().await;

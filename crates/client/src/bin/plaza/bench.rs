@@ -18,6 +18,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use plaza_client::Target;
 use plaza_client::load::{FrameConn, Tally, run_member};
 use plaza_proto::{Event, Request, ResultCode};
 use serde_json::{Value, json};
@@ -64,6 +65,14 @@ struct Common {
     /// Load-generator threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    #[command(flatten)]
+    tls: super::TlsArgs,
+}
+
+impl Common {
+    fn target(&self) -> Result<Target> {
+        self.tls.target(self.server)
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -253,9 +262,9 @@ const PASSWORD: &str = "bench-pw";
 /// Connects, registers `name` if it does not exist, and logs in, retrying
 /// (bounded) while the server answers BUSY. Returns the connection, or the
 /// result code that refused it.
-async fn login(addr: SocketAddr, from: Option<IpAddr>, name: &str) -> Result<Result<FrameConn, ResultCode>> {
+async fn login(server: &Target, from: Option<IpAddr>, name: &str) -> Result<Result<FrameConn, ResultCode>> {
     for attempt in 0..50u64 {
-        match login_once(addr, from, name).await? {
+        match login_once(server, from, name).await? {
             Err(ResultCode::BUSY) => tokio::time::sleep(Duration::from_millis(20 * (attempt + 1))).await,
             other => return Ok(other),
         }
@@ -264,11 +273,11 @@ async fn login(addr: SocketAddr, from: Option<IpAddr>, name: &str) -> Result<Res
 }
 
 async fn login_once(
-    addr: SocketAddr,
+    server: &Target,
     from: Option<IpAddr>,
     name: &str,
 ) -> Result<Result<FrameConn, ResultCode>> {
-    let mut c = FrameConn::connect_from(addr, from).await?;
+    let mut c = FrameConn::connect_from(server.clone(), from).await?;
     let reg = c
         .call(Request::Register {
             name: name.into(),
@@ -324,12 +333,13 @@ async fn fanout(f: &Fanout) -> Result<Value> {
     check_fds(total)?;
     let mut members = Vec::with_capacity(total);
     let mut refused = BTreeMap::<String, u64>::new();
+    let target = f.common.target()?;
     for r in 0..f.rooms {
         let room = (f.first_room + r) as i32;
         for m in 0..f.members {
             let i = r * f.members + m;
             let name = format!("{}r{room}m{m}", f.common.prefix);
-            match login(f.common.server, source(&f.common, total, i), &name).await? {
+            match login(&target, source(&f.common, total, i), &name).await? {
                 Ok(mut c) => {
                     c.send(Request::RoomEnter { room }).await?;
                     match until(&mut c, |e| matches!(e, Event::RoomEnterResult(_))).await? {
@@ -522,8 +532,9 @@ async fn connect_all(c: &Connect, tokens: Option<Vec<Option<String>>>) -> Result
     let mut tasks = tokio::task::JoinSet::new();
     let pb = bar(&c.common, c.connections as f64 / 10.0, "connect");
     let t = Instant::now();
+    let target = c.common.target()?;
     for i in 0..c.connections {
-        let (sem, server) = (sem.clone(), c.common.server);
+        let (sem, server) = (sem.clone(), target.clone());
         let from = source(&c.common, c.connections, i);
         let name = format!("{}c{i}", c.common.prefix);
         let token = tokens.as_ref().and_then(|t| t[i].clone());
@@ -532,7 +543,7 @@ async fn connect_all(c: &Connect, tokens: Option<Vec<Option<String>>>) -> Result
             let _permit = sem.acquire_owned().await?;
             pb.inc(1);
             let mut conn = match &token {
-                None => match login(server, from, &name).await? {
+                None => match login(&server, from, &name).await? {
                     Ok(conn) => conn,
                     Err(code) => return Ok::<_, anyhow::Error>((i, Err(code))),
                 },
@@ -593,14 +604,15 @@ async fn mixed(m: &Mixed) -> Result<Value> {
         3,
     )?));
     let mut tasks = tokio::task::JoinSet::new();
+    let target = m.common.target()?;
     for i in 0..m.users {
-        let (server, from) = (m.common.server, source(&m.common, m.users, i));
+        let (server, from) = (target.clone(), source(&m.common, m.users, i));
         let (name, users, rooms, rate) = (format!("{}x{i}", m.common.prefix), m.users, m.rooms, m.rate);
         let (prefix, hist) = (m.common.prefix.clone(), hist.clone());
         tasks.spawn(async move {
             let mut t = MixedTally::default();
             if let Err(e) = mixed_user(
-                server, from, &name, &prefix, users, rooms, rate, end, &hist, &mut t,
+                &server, from, &name, &prefix, users, rooms, rate, end, &hist, &mut t,
             )
             .await
             {
@@ -683,7 +695,7 @@ fn tracing_error(e: &anyhow::Error) {
 /// until `end`; reconnects now and then with its resume token.
 #[allow(clippy::too_many_arguments)]
 async fn mixed_user(
-    server: SocketAddr,
+    server: &Target,
     from: Option<IpAddr>,
     name: &str,
     prefix: &str,
@@ -785,13 +797,13 @@ async fn mixed_user(
 /// password), retrying while the server still holds the old session (31:
 /// it has not processed the close yet; the token is kept for the retry).
 async fn reconnect(
-    server: SocketAddr,
+    server: &Target,
     from: Option<IpAddr>,
     name: &str,
     token: Option<String>,
 ) -> Result<(Option<FrameConn>, ResultCode)> {
     for _ in 0..50 {
-        let mut c = FrameConn::connect_from(server, from).await?;
+        let mut c = FrameConn::connect_from(server.clone(), from).await?;
         let request = match &token {
             Some(t) => Request::Resume {
                 name: name.into(),

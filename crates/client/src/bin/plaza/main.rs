@@ -14,7 +14,7 @@ mod bench;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use plaza_client::PlazaClient;
+use plaza_client::{PlazaClient, Target};
 use plaza_proto::{Event, Request, ResultCode};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -38,9 +38,42 @@ enum Cmd {
         /// Create the account first (if the server allows registration).
         #[arg(long)]
         register: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Load generator: fanout, saturate, connect, mixed.
     Bench(bench::BenchCmd),
+}
+
+/// How to speak TLS to the server.
+#[derive(clap::Args, Debug, Clone)]
+struct TlsArgs {
+    /// Connect with TLS (the server's --tls-bind address).
+    #[arg(long)]
+    tls: bool,
+    /// PEM file of the CA certificates to trust (a self-signed server
+    /// certificate can be given as its own CA).
+    #[arg(long, default_value = "/etc/ssl/certs/ca-certificates.crt")]
+    tls_ca: std::path::PathBuf,
+    /// Name the server's certificate must carry [default: the server's IP
+    /// address].
+    #[arg(long)]
+    tls_name: Option<String>,
+}
+
+impl TlsArgs {
+    fn target(&self, server: std::net::SocketAddr) -> anyhow::Result<Target> {
+        let tls = if self.tls {
+            let name = self.tls_name.clone().unwrap_or_else(|| server.ip().to_string());
+            Some(
+                plaza_net::tls::TlsConnector::from_ca_file(&self.tls_ca, &name)
+                    .with_context(|| format!("TLS trust from {}", self.tls_ca.display()))?,
+            )
+        } else {
+            None
+        };
+        Ok(Target { addr: server, tls })
+    }
 }
 
 const HELP: &str = "commands:
@@ -199,15 +232,16 @@ fn main() -> anyhow::Result<()> {
             server,
             user,
             register,
+            tls,
         } => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(chat(server, user, register)),
+            .block_on(chat(tls.target(server)?, user, register)),
         Cmd::Bench(cmd) => bench::run(cmd),
     }
 }
 
-async fn chat(server: std::net::SocketAddr, user: String, register: bool) -> anyhow::Result<()> {
+async fn chat(server: Target, user: String, register: bool) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let password = if interactive {
@@ -218,9 +252,10 @@ async fn chat(server: std::net::SocketAddr, user: String, register: bool) -> any
             .await?
             .context("scripted mode: the first line must be the password")?
     };
+    let addr = server.addr;
     let (client, mut notes) = PlazaClient::connect(server)
         .await
-        .with_context(|| format!("cannot connect to {server}"))?;
+        .with_context(|| format!("cannot connect to {addr}"))?;
     if register {
         let r = client
             .request(Request::Register {
