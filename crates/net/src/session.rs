@@ -177,7 +177,7 @@ pub(crate) async fn run<E: Events>(
             let (mut rd, mut wr) = tcp.into_split();
             tokio::join!(
                 read_loop(shared, &mut rd, events, limits, counters),
-                write_loop(shared, &mut wr, events, limits, counters),
+                write_loop(shared, &mut wr, false, events, limits, counters),
             );
         }
         #[cfg(feature = "tls")]
@@ -187,7 +187,7 @@ pub(crate) async fn run<E: Events>(
             let (mut rd, mut wr) = tokio::io::split(*tls);
             tokio::join!(
                 read_loop(shared, &mut rd, events, limits, counters),
-                write_loop(shared, &mut wr, events, limits, counters),
+                write_loop(shared, &mut wr, true, events, limits, counters),
             );
         }
     }
@@ -265,9 +265,12 @@ async fn read_loop<E: Events, R: AsyncRead + Unpin>(
     }
 }
 
+/// `flush`: the stream buffers writes until flushed (TLS does; TCP does
+/// not, and skips the call).
 async fn write_loop<E: Events, W: AsyncWrite + Unpin>(
     shared: &SessionShared,
     wr: &mut W,
+    flush: bool,
     events: &E,
     limits: &SessionLimits,
     counters: &Counters,
