@@ -318,10 +318,10 @@ async fn write_loop<E: Events, W: AsyncWrite + Unpin>(
             batch.advance(k);
             counters.bytes_out.add(k);
         }
-        // TLS holds what it encrypted until flushed; on TCP this is free.
-        if guarded(shared, deadline, limits, counters, 0, wr.flush())
-            .await
-            .is_none()
+        if flush
+            && guarded(shared, deadline, limits, counters, 0, wr.flush())
+                .await
+                .is_none()
         {
             return;
         }

@@ -99,3 +99,31 @@ async fn readiness_is_false_while_redis_is_down_and_comes_back() {
     redis.restart().await;
     until(200).await;
 }
+
+#[tokio::test]
+async fn tls_handshakes_and_their_failures_are_scraped() {
+    let cert = plaza_test_support::TestCert::new();
+    let s = TestServer::with_tls(&cert, |_| {}).await;
+    let addr = s.running.metrics_addr().expect("metrics on");
+    let mut amy = plaza_test_support::TestClient::connect_tls(s.tls_addr(), &cert.cert).await;
+    amy.register("amy", "pw").await;
+    amy.login("amy", "pw").await;
+    // Plain bytes at the TLS port: the handshake fails and it is closed.
+    let mut plain = tokio::net::TcpStream::connect(s.tls_addr()).await.unwrap();
+    plain.write_all(&[9, 0, 0xff, 0xff, 1, 2, 3, 4, 5]).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = within("the server to close it", plain.read_to_end(&mut rest)).await;
+    let body = within("the failure to be counted", async {
+        loop {
+            let (_, body) = get(addr, "/metrics").await;
+            if value(&body, r#"plaza_drops_total{reason="tls_handshake"}"#) >= 1.0 {
+                return body;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(value(&body, r#"plaza_drops_total{reason="tls_handshake"}"#), 1.0);
+    assert_eq!(value(&body, "plaza_tls_handshakes_total"), 1.0);
+    assert_eq!(value(&body, r#"plaza_logins_total{result="OK"}"#), 1.0);
+}

@@ -29,7 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 enum Attack {
     /// Connections beyond max sessions, from 100 addresses, held open.
     ConnFlood,
-    /// Connections that send a valid frame one byte per second.
+    /// Connections that send a valid frame one byte per
+    /// `--slowloris-interval` seconds.
     Slowloris,
     /// Logins with wrong passwords, as fast as answers come.
     LoginFlood,
@@ -59,6 +60,9 @@ struct Args {
     /// Attacking connections (or attempts in flight).
     #[arg(long, default_value_t = 200)]
     attackers: usize,
+    /// Seconds between a slowloris connection's bytes.
+    #[arg(long, default_value_t = 1.0)]
+    slowloris_interval: f64,
 }
 
 fn addr_n(n: u8) -> IpAddr {
@@ -80,7 +84,16 @@ async fn measured_run(addr: SocketAddr, args: &Args, round: usize, attack: Optio
     for m in members {
         tasks.spawn(run_member(m, args.rate, 64, t0, start, end));
     }
-    let attacker = attack.map(|a| tokio::spawn(attack_until(a, addr, args.attackers, round, end)));
+    let attacker = attack.map(|a| {
+        tokio::spawn(attack_until(
+            a,
+            addr,
+            args.attackers,
+            args.slowloris_interval,
+            round,
+            end,
+        ))
+    });
     let mut total = Tally::new();
     while let Some(r) = tasks.join_next().await {
         total.add(r??);
@@ -97,6 +110,7 @@ async fn attack_until(
     attack: Attack,
     addr: SocketAddr,
     n: usize,
+    interval: f64,
     round: usize,
     end: Instant,
 ) -> Result<String> {
@@ -128,8 +142,8 @@ async fn attack_until(
                     held.push(c);
                 }
             }
-            // A valid LOGIN frame, one byte per second: it never completes
-            // within the run.
+            // A valid LOGIN frame, one byte per interval: it never
+            // completes within the run.
             let mut frame = BytesMut::new();
             Request::Login {
                 name: "slow".into(),
@@ -137,10 +151,13 @@ async fn attack_until(
             }
             .encode(&mut frame);
             let mut sent = 0u64;
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(interval));
             let mut i = 0;
-            while Instant::now() < end && i < frame.len() {
-                tick.tick().await;
+            while i < frame.len() {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = tokio::time::sleep_until(end.into()) => break,
+                }
                 for c in &mut held {
                     if c.stream.write_all(&frame[i..=i]).await.is_ok() {
                         sent += 1;
@@ -149,7 +166,25 @@ async fn attack_until(
                 i += 1;
             }
             tokio::time::sleep_until(deadline).await;
-            Ok(format!("{} connections, {sent} single bytes sent", held.len()))
+            // Which the server has closed (EOF or reset waiting to be read).
+            let mut closed = 0;
+            for c in &mut held {
+                let mut b = [0u8; 256];
+                let r = tokio::time::timeout(Duration::from_millis(50), async {
+                    loop {
+                        match c.stream.read(&mut b).await {
+                            Ok(0) | Err(_) => return true,
+                            Ok(_) => {} // the "login timed out" notice
+                        }
+                    }
+                })
+                .await;
+                closed += usize::from(r.unwrap_or(false));
+            }
+            Ok(format!(
+                "{} connections, {sent} single bytes sent, {closed} closed by the server",
+                held.len()
+            ))
         }
         Attack::LoginFlood => {
             let mut conns = Vec::new();
