@@ -21,6 +21,18 @@ impl RecvBuf {
         }
     }
 
+    /// Whether every byte received has been consumed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Frees the buffer's memory; it must be empty. The next
+    /// [`spare`](Self::spare) allocates again.
+    pub(crate) fn release(&mut self) {
+        debug_assert!(self.is_empty());
+        self.buf = Vec::new();
+    }
+
     /// The received bytes not consumed yet.
     pub(crate) fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]

@@ -9,11 +9,13 @@
 //! server stop); the first reason to close wins, except that an abort
 //! overrides a pending flush.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -194,7 +196,28 @@ pub(crate) async fn run<E: Events>(
     shared.take_error()
 }
 
-async fn read_loop<E: Events, R: AsyncRead + Unpin>(
+/// A read half a session reads from.
+pub(crate) trait Source: AsyncRead + Unpin {
+    /// Ready once a read would not wait. Streams that cannot tell are
+    /// always ready.
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Source for tokio::net::tcp::OwnedReadHalf {
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.as_ref().poll_read_ready(cx)
+    }
+}
+
+/// TLS keeps its own buffers per connection anyway; the receive buffer is
+/// kept too.
+#[cfg(feature = "tls")]
+impl Source for tokio::io::ReadHalf<tokio_rustls::TlsStream<tokio::net::TcpStream>> {}
+
+async fn read_loop<E: Events, R: Source>(
     shared: &SessionShared,
     rd: &mut R,
     events: &E,
@@ -208,14 +231,23 @@ async fn read_loop<E: Events, R: AsyncRead + Unpin>(
     let closed = shared.closed();
     tokio::pin!(closed);
     loop {
-        let spare = buf.spare(want, limits.recv_buffer);
         // Cancel-safe: a read that loses the race has read nothing.
         let read = async {
+            // An idle connection holds no receive buffer: with no partial
+            // frame pending and nothing to read yet, the buffer is freed
+            // and allocated again when bytes arrive.
+            if buf.is_empty() && !poll_fn(|cx| Poll::Ready(rd.poll_ready(cx).is_ready())).await {
+                buf.release();
+                poll_fn(|cx| rd.poll_ready(cx)).await?;
+            }
+            rd.read(buf.spare(want, limits.recv_buffer)).await
+        };
+        let read = async {
             match limits.idle_timeout {
-                Some(t) => tokio::time::timeout(t, rd.read(spare))
+                Some(t) => tokio::time::timeout(t, read)
                     .await
                     .unwrap_or(Err(io::Error::from(io::ErrorKind::TimedOut))),
-                None => rd.read(spare).await,
+                None => read.await,
             }
         };
         let r = tokio::select! {
@@ -296,19 +328,16 @@ async fn write_loop<E: Events, W: AsyncWrite + Unpin>(
             continue;
         }
         while !batch.is_done() {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let n = batch.slices(&mut iov);
             let remaining = batch.remaining();
-            let Some(k) = guarded(
-                shared,
-                deadline,
-                limits,
-                counters,
-                remaining,
-                wr.write_vectored(&iov[..n]),
-            )
-            .await
-            else {
+            // The slices are gathered on each poll, on the stack: an array
+            // held across the await would sit in every session's task,
+            // idle or not.
+            let write = poll_fn(|cx| {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let n = batch.slices(&mut iov);
+                Pin::new(&mut *wr).poll_write_vectored(cx, &iov[..n])
+            });
+            let Some(k) = guarded(shared, deadline, limits, counters, remaining, write).await else {
                 return;
             };
             counters.writes.incr();
