@@ -547,19 +547,12 @@ async fn connect_all(c: &Connect, tokens: Option<Vec<Option<String>>>) -> Result
                     Ok(conn) => conn,
                     Err(code) => return Ok::<_, anyhow::Error>((i, Err(code))),
                 },
-                Some(token) => {
-                    let mut conn = FrameConn::connect_from(server, from).await?;
-                    let r = conn
-                        .call(Request::Resume {
-                            name: name.clone(),
-                            token: token.clone(),
-                        })
-                        .await?;
-                    if r != Event::LoginResult(ResultCode::OK) {
-                        return Ok((i, Err(plaza_client::PlazaClient::result_of(&r))));
-                    }
-                    conn
-                }
+                // As a client should: retry while the server has not yet
+                // processed the old connection's close (31).
+                Some(token) => match reconnect(&server, from, &name, Some(token.clone())).await? {
+                    (Some(conn), _) => conn,
+                    (None, code) => return Ok((i, Err(code))),
+                },
             };
             let next = match conn.next().await? {
                 Event::ResumeToken { token, .. } => Some(token),
