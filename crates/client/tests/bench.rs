@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use plaza_test_support::TestServer;
+use plaza_test_support::{TestServer, run_command};
 use serde_json::Value;
 
 /// Runs `plaza bench ARGS --server ADDR --json` (off the async threads) and
@@ -13,10 +13,7 @@ async fn bench(s: &TestServer, args: &[&str]) -> Value {
     cmd.arg("bench")
         .args(args)
         .args(["--server", &s.addr.to_string(), "--json"]);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = run_command(cmd, b"").await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))

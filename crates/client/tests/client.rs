@@ -1,11 +1,10 @@
 //! plaza-client and the `plaza` binary against a real server.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use plaza_client::PlazaClient;
 use plaza_proto::{Event, Request, ResultCode};
-use plaza_test_support::{TestServer, within};
+use plaza_test_support::{TestServer, run_command, within};
 
 #[tokio::test]
 async fn every_request_type_resolves_to_its_response() {
@@ -162,22 +161,9 @@ async fn the_terminal_client_runs_scripted_from_stdin() {
     bob.enter(2).await;
     let addr = server.addr.to_string();
     let script = "pw\n/join 2\nhello from the script\n/users\n/w bob psst\n/w ghost hi\n/echo ping\n/nonsense\n/quit\n";
-    let out = within(
-        "plaza chat",
-        tokio::task::spawn_blocking(move || {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_plaza"))
-                .args(["chat", "--server", &addr, "--user", "carol", "--register"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-            child.wait_with_output().unwrap()
-        }),
-    )
-    .await
-    .unwrap();
+    let mut chat = Command::new(env!("CARGO_BIN_EXE_plaza"));
+    chat.args(["chat", "--server", &addr, "--user", "carol", "--register"]);
+    let out = run_command(chat, script.as_bytes()).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

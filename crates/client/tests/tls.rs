@@ -1,13 +1,12 @@
 //! The TLS listener, end to end: plaza-client, the `plaza` binary and the
 //! load generator against a server presenting a certificate generated here.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use plaza_client::{PlazaClient, Target};
 use plaza_proto::{Event, Request, ResultCode};
 use plaza_server::control::Command as Ctl;
-use plaza_test_support::{TestCert, TestServer, within};
+use plaza_test_support::{TestCert, TestServer, run_command, within};
 
 fn tls_target(s: &TestServer, ca: &std::path::Path) -> Target {
     Target {
@@ -137,32 +136,10 @@ async fn the_terminal_client_and_the_load_generator_speak_tls() {
     let tls = ["--tls", "--tls-ca", cert.cert.to_str().unwrap()];
     let addr = s.tls_addr().to_string();
 
-    let args: Vec<String> = ["chat", "--server", &addr, "--user", "carol", "--register"]
-        .iter()
-        .chain(&tls)
-        .map(|a| a.to_string())
-        .collect();
-    let out = within(
-        "plaza chat over TLS",
-        tokio::task::spawn_blocking(move || {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_plaza"))
-                .args(args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(b"pw\n/echo secure\n/quit\n")
-                .unwrap();
-            child.wait_with_output().unwrap()
-        }),
-    )
-    .await
-    .unwrap();
+    let mut chat = Command::new(env!("CARGO_BIN_EXE_plaza"));
+    chat.args(["chat", "--server", &addr, "--user", "carol", "--register"])
+        .args(tls);
+    let out = run_command(chat, b"pw\n/echo secure\n/quit\n").await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -187,13 +164,7 @@ async fn the_terminal_client_and_the_load_generator_speak_tls() {
     ])
     .args(["--server", &addr, "--json"])
     .args(tls);
-    let out = within(
-        "plaza bench over TLS",
-        tokio::task::spawn_blocking(move || cmd.output()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let out = run_command(cmd, b"").await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["joined"], 8, "{v}");

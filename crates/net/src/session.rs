@@ -4,10 +4,10 @@
 //! complete frame to the handler in place, in order. The writer owns the
 //! stream's write half and is the only one that writes (1-send): it takes
 //! the whole outbox at once and writes it with one vectored write, then
-//! flushes (which TLS needs and TCP ignores). Both stop when the session is closed, from inside (EOF,
-//! bad frame, timeout, write error) or outside (disconnect, slow consumer,
-//! server stop); the first reason to close wins, except that an abort
-//! overrides a pending flush.
+//! flushes (which TLS needs and TCP answers at once). Both stop when the
+//! session is closed, from inside (EOF, bad frame, timeout, write error) or
+//! outside (disconnect, slow consumer, server stop); the first reason to
+//! close wins, except that an abort overrides a pending flush.
 
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
@@ -179,7 +179,7 @@ pub(crate) async fn run<E: Events>(
             let (mut rd, mut wr) = tcp.into_split();
             tokio::join!(
                 read_loop(shared, &mut rd, events, limits, counters),
-                write_loop(shared, &mut wr, false, events, limits, counters),
+                write_loop(shared, &mut wr, events, limits, counters),
             );
         }
         #[cfg(feature = "tls")]
@@ -189,7 +189,7 @@ pub(crate) async fn run<E: Events>(
             let (mut rd, mut wr) = tokio::io::split(*tls);
             tokio::join!(
                 read_loop(shared, &mut rd, events, limits, counters),
-                write_loop(shared, &mut wr, true, events, limits, counters),
+                write_loop(shared, &mut wr, events, limits, counters),
             );
         }
     }
@@ -297,12 +297,9 @@ async fn read_loop<E: Events, R: Source>(
     }
 }
 
-/// `flush`: the stream buffers writes until flushed (TLS does; TCP does
-/// not, and skips the call).
 async fn write_loop<E: Events, W: AsyncWrite + Unpin>(
     shared: &SessionShared,
     wr: &mut W,
-    flush: bool,
     events: &E,
     limits: &SessionLimits,
     counters: &Counters,
@@ -347,10 +344,10 @@ async fn write_loop<E: Events, W: AsyncWrite + Unpin>(
             batch.advance(k);
             counters.bytes_out.add(k);
         }
-        if flush
-            && guarded(shared, deadline, limits, counters, 0, wr.flush())
-                .await
-                .is_none()
+        // TLS holds what it encrypted until flushed; TCP answers at once.
+        if guarded(shared, deadline, limits, counters, 0, wr.flush())
+            .await
+            .is_none()
         {
             return;
         }

@@ -117,9 +117,9 @@ fn serve(config: Resolved) -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
                 _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
                 _ = sighup.recv() => {
-                    match running.reload_tls() {
-                        Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-                        Err(e) => tracing::warn!("SIGHUP: TLS not reloaded: {e:#}"),
+                    // A reload logs its own success.
+                    if let Err(e) = running.reload_tls() {
+                        tracing::warn!("SIGHUP: TLS not reloaded: {e:#}");
                     }
                     continue;
                 }

@@ -49,6 +49,39 @@ pub async fn retry_while(code: ResultCode, mut attempt: impl AsyncFnMut() -> Res
     .await
 }
 
+/// Runs `command` to its end with `input` on its standard input, off the
+/// async threads, bounded by [`WAIT`]; returns what it printed and how it
+/// exited.
+///
+/// # Panics
+/// If it cannot be started, or does not end in time.
+pub async fn run_command(mut command: std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let input = input.to_vec();
+    let what = format!("{command:?} to finish");
+    within(
+        &what,
+        tokio::task::spawn_blocking(move || {
+            let mut child = command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start the command");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(&input)
+                .expect("write stdin");
+            child.wait_with_output().expect("wait for the command")
+        }),
+    )
+    .await
+    .expect("join")
+}
+
 /// Logs once per test binary, filtered by `RUST_LOG`.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
