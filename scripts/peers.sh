@@ -1,22 +1,39 @@
 #!/usr/bin/env bash
-# Room fan-out against Plaza and its peers on this machine, measured alike
-# (issue #5): each server pinned to core 0, the load generator to core 1.
-# Installs the peers from Debian packages when missing. Every server is
-# started here on a free loopback port and stopped by its PID.
+# Plaza against the servers users would otherwise pick, measured alike
+# (issue #5): Redis pub/sub, NATS, Mosquitto (MQTT) and InspIRCd (IRC).
+# Each server is pinned to core 0, the load generator to core 1. Installs
+# the peers from Debian packages when missing. Every server is started here
+# on a free loopback port and stopped by its PID.
 #
-#   scripts/peers.sh [SECONDS]        # default 10 s per run
+#   scripts/peers.sh [SECONDS] [PEER...]   # default 8 s per run, every peer
+#
+# PEER: plaza redis nats mqtt irc, or plaza-redis (Plaza with its accounts
+# in a redis-server of its own, also on core 0; scenario d only, where the
+# embedded store's account data would count as connection memory).
+#
+# Scenarios (the issue's a-d): a 1 room x 100 members x 10/s; b 100 rooms x
+# 20 members x 1/s; c 10 rooms x 50 members, the rate raised 1.5x a step
+# until a message is lost or p99 passes 50 ms; d 19,000 idle members in 100
+# rooms (memory per connection and setup rate, on a fresh server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECS=${1:-10}
+SECS=${1:-8}
+shift || true
+PEERS=("${@:-plaza redis nats mqtt irc}")
+read -r -a PEERS <<<"${PEERS[*]}"
+IDLE=${IDLE:-19000}
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v nats-server >/dev/null || need+=(nats-server)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+[ -x /usr/sbin/inspircd ] || need+=(inspircd)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"
 fi
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+# 19,000 connections need as many descriptors in the server and the load.
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cargo build --release -p plaza-server -p plaza-bench
 BENCH=target/release/peer-bench
@@ -35,35 +52,76 @@ start() { # name port command...
   SERVER_PID=$!
   wait_port "$port" || { echo "$name did not start"; cat "$DIR/$name.log"; exit 1; }
 }
-
-run() { # peer port label args...
-  local peer=$1 port=$2 label=$3; shift 3
-  echo "== $peer: $label"
-  taskset -c 1 "$BENCH" --peer "$peer" --addr "127.0.0.1:$port" --seconds "$SECS" \
-    --server-pid "$SERVER_PID" "$@"
+stop() { # the server, and the Redis a plaza-redis server used
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
 }
 
-scenarios() { # peer port
-  run "$1" "$2" "a: 1 room x 100 members x 10/s" --rooms 1 --members 100 --rate 10 --prefix a
-  run "$1" "$2" "b: 100 rooms x 20 members x 1/s" --rooms 100 --members 20 --rate 1 --prefix b
+run() { # label args...
+  local label=$1; shift
+  echo "== $PEER: $label"
+  taskset -c 1 "$BENCH" --peer "${PEER%-redis}" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" "$@"
 }
 
-P=$(free_port)
-start plaza "$P" target/release/plaza-server --bind "127.0.0.1:$P" --control-bind 127.0.0.1:0 \
-  --metrics-bind off --workers 1 --data-dir "$DIR/plaza" --argon2-memory-kib 64 --log warn \
-  --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 --max-connections-per-ip 0 \
-  --max-users 5000 --rooms 1000
-scenarios plaza "$P"
+start_server() { # a fresh server for $PEER on a new $PORT
+  PORT=$(free_port)
+  case $PEER in
+    plaza-redis)
+      local rport; rport=$(free_port)
+      start redis-store "$rport" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$DIR"
+      start plaza "$PORT" target/release/plaza-server --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
+        --metrics-bind off --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
+        --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
+        --max-connections-per-ip 0 --max-users 25000 --rooms 1000 --store "redis://127.0.0.1:$rport/0" ;;
+    plaza)
+      start plaza "$PORT" target/release/plaza-server --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
+        --metrics-bind off --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
+        --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
+        --max-connections-per-ip 0 --max-users 25000 --rooms 1000 ;;
+    redis)
+      # Protected mode admits 127.0.0.1 only; the load comes from 127.0.0.1-16.
+      start redis "$PORT" redis-server --port "$PORT" --bind 127.0.0.1 --protected-mode no --save "" --appendonly no \
+        --dir "$DIR" --maxclients 25000 ;;
+    nats)
+      start nats "$PORT" nats-server -a 127.0.0.1 -p "$PORT" ;;
+    mqtt)
+      printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n' "$PORT" \
+        >"$DIR/mosquitto.conf"
+      start mosquitto "$PORT" "$MOSQUITTO" -c "$DIR/mosquitto.conf" ;;
+    irc)
+      # Flood limits, DNS and ident lookups off; echo-message on (IRCv3),
+      # so members receive their own messages as on the other servers.
+      cat >"$DIR/inspircd.conf" <<CONF
+<server name="peer.bench" description="peer bench" network="bench">
+<admin name="bench" nick="bench" email="bench@localhost">
+<bind address="127.0.0.1" port="$PORT" type="clients">
+<connect allow="*" timeout="60" pingfreq="1h" maxchans="20" localmax="100000" globalmax="100000"
+  limit="100000" maxconnwarn="no" threshold="1000000" commandrate="1000000000" fakelag="no"
+  resolvehostnames="no" useident="no" hardsendq="64M" softsendq="64M" recvq="1M">
+<performance softlimit="20000" somaxconn="4096" netbuffersize="65536" clonesonconnect="no">
+<options syntaxhints="no" announcets="no">
+<module name="cap">
+<module name="ircv3">
+<module name="ircv3_echomessage">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="$DIR/inspircd-file.log">
+CONF
+      start inspircd "$PORT" /usr/sbin/inspircd --config "$DIR/inspircd.conf" --nofork --nopid --runasroot ;;
+  esac
+}
 
-P=$(free_port)
-start redis "$P" redis-server --port "$P" --bind 127.0.0.1 --save "" --appendonly no --dir "$DIR"
-scenarios redis "$P"
-
-P=$(free_port)
-start nats "$P" nats-server -a 127.0.0.1 -p "$P"
-scenarios nats "$P"
-
-P=$(free_port)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n' "$P" >"$DIR/mosquitto.conf"
-start mosquitto "$P" "$MOSQUITTO" -c "$DIR/mosquitto.conf"
-scenarios mqtt "$P"
+for PEER in "${PEERS[@]}"; do
+  if [ "$PEER" != plaza-redis ]; then
+    start_server
+    run "a: 1 room x 100 members x 10/s" --rooms 1 --members 100 --rate 10 --seconds "$SECS" --prefix a
+    run "b: 100 rooms x 20 members x 1/s" --rooms 100 --members 20 --rate 1 --seconds "$SECS" --prefix b
+    run "c: 10 rooms x 50 members, raised until loss or p99 > 50 ms" --scenario saturate \
+      --rooms 10 --members 50 --rate 2 --factor 1.5 --p99-ms 50 --max-steps 12 --seconds 5 --prefix c
+    stop
+  fi
+  start_server
+  run "d: $IDLE idle members in 100 rooms" --scenario idle --rooms 100 --connections "$IDLE" \
+    --concurrency 1024 --prefix d
+  stop
+done

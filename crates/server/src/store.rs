@@ -9,10 +9,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use plaza_core::{AuthOutcome, Credential, RegisterOutcome};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, Table, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::hasher::{Hasher, new_token, token_digest};
@@ -101,7 +101,12 @@ pub(crate) fn unix_now() -> u64 {
 pub struct Accounts {
     db: Database,
     pub(crate) hasher: Arc<Hasher>,
+    /// When token writes were last committed durably.
+    tokens_synced: std::sync::Mutex<Instant>,
 }
+
+/// Token writes reach the disk at least this often (and at a clean stop).
+const TOKEN_SYNC: Duration = Duration::from_secs(1);
 
 /// The embedded store's page cache.
 const DB_CACHE_BYTES: usize = 16 << 20;
@@ -127,6 +132,7 @@ impl Accounts {
         Ok(Self {
             db,
             hasher: Hasher::new(cost)?,
+            tokens_synced: std::sync::Mutex::new(Instant::now()),
         })
     }
 
@@ -243,28 +249,51 @@ impl Accounts {
         Ok(())
     }
 
-    fn issue_token(&self, name: &str, ttl: u32) -> Result<String, StoreError> {
-        let token = new_token();
-        let record = serde_json::to_vec(&(name, unix_now() + u64::from(ttl))).expect("serialises");
-        let tx = self.db.begin_write()?;
-        tx.open_table(TOKENS)?
-            .insert(token_digest(&token).as_str(), record.as_slice())?;
+    /// One write to the token table. Token writes wait for the disk at
+    /// most once a second (and at a clean stop); the others are committed
+    /// in memory (redb's `Durability::None`) and reach the disk with the
+    /// next durable commit. A crash (or `kill -9`) may so lose the tokens of
+    /// the last second: those clients log in with their password. An fsync
+    /// per token is what would otherwise bound a reconnect storm.
+    fn with_tokens<T>(
+        &self,
+        f: impl FnOnce(&mut Table<'_, &str, &[u8]>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut tx = self.db.begin_write()?;
+        let sync = {
+            let mut last = self.tokens_synced.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.elapsed() >= TOKEN_SYNC;
+            if due {
+                *last = Instant::now();
+            }
+            due
+        };
+        tx.set_durability(if sync {
+            Durability::Immediate
+        } else {
+            Durability::None
+        });
+        let r = f(&mut tx.open_table(TOKENS)?)?;
         tx.commit()?;
-        Ok(token)
+        Ok(r)
+    }
+
+    /// Commits what earlier token writes left in memory.
+    fn sync(&self) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate);
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn issue_token(&self, name: &str, ttl: u32) -> Result<String, StoreError> {
+        self.with_tokens(|t| insert_token(t, name, ttl))
     }
 
     /// Redeems (and so consumes) a token for `name`.
+    #[cfg(test)]
     fn redeem_token(&self, name: &str, token: &str) -> Result<bool, StoreError> {
-        let tx = self.db.begin_write()?;
-        let valid = {
-            let mut t = tx.open_table(TOKENS)?;
-            let removed = t.remove(token_digest(token).as_str())?;
-            removed
-                .and_then(|v| serde_json::from_slice::<(String, u64)>(v.value()).ok())
-                .is_some_and(|(owner, expires)| owner == name && expires > unix_now())
-        };
-        tx.commit()?;
-        Ok(valid)
+        self.with_tokens(|t| take_token(t, name, token))
     }
 
     /// Whether the database answers a read.
@@ -283,24 +312,56 @@ impl Accounts {
         credential: &Credential,
         token_ttl: u32,
     ) -> Result<AuthOutcome, StoreError> {
-        let account = match credential {
-            Credential::Password(p) => self.verify_blocking(name, p)?,
+        let (account, token) = match credential {
+            Credential::Password(p) => match self.verify_blocking(name, p)? {
+                Some(a) => (Some(a), Some(self.issue_token(name, token_ttl)?)),
+                None => (None, None),
+            },
             Credential::Token(t) => {
-                if self.redeem_token(name, t)? {
-                    self.get(name)?
-                } else {
-                    None
+                // The old token for a new one, in one transaction.
+                let swapped = self.with_tokens(|table| {
+                    Ok(match take_token(table, name, t)? {
+                        true => Some(insert_token(table, name, token_ttl)?),
+                        false => None,
+                    })
+                })?;
+                match swapped {
+                    Some(new) => (self.get(name)?, Some(new)),
+                    None => (None, None),
                 }
             }
         };
-        let Some(account) = account else {
+        let (Some(account), Some(token)) = (account, token) else {
             return Ok(AuthOutcome::Invalid);
         };
         Ok(AuthOutcome::Valid {
             admin: account.is_admin(),
             mute: self.mute_of(name)?,
-            token: Some((self.issue_token(name, token_ttl)?, token_ttl)),
+            token: Some((token, token_ttl)),
         })
+    }
+}
+
+fn insert_token(t: &mut Table<'_, &str, &[u8]>, name: &str, ttl: u32) -> Result<String, StoreError> {
+    let token = new_token();
+    let record = serde_json::to_vec(&(name, unix_now() + u64::from(ttl))).expect("serialises");
+    t.insert(token_digest(&token).as_str(), record.as_slice())?;
+    Ok(token)
+}
+
+/// Removes `token`; whether it was `name`'s and unexpired.
+fn take_token(t: &mut Table<'_, &str, &[u8]>, name: &str, token: &str) -> Result<bool, StoreError> {
+    let removed = t.remove(token_digest(token).as_str())?;
+    Ok(removed
+        .and_then(|v| serde_json::from_slice::<(String, u64)>(v.value()).ok())
+        .is_some_and(|(owner, expires)| owner == name && expires > unix_now()))
+}
+
+impl Drop for Accounts {
+    fn drop(&mut self) {
+        if let Err(e) = self.sync() {
+            tracing::warn!("account store: the last resume tokens were not written: {e}");
+        }
     }
 }
 

@@ -588,6 +588,19 @@ async fn bad_requests_get_result_codes_and_internal_ids_reach_nothing() {
 async fn sigterm_style_shutdown_notifies_clients_and_restart_keeps_accounts() {
     let server = TestServer::start().await;
     let mut a = server.user("amy").await;
+    // Bob's session is resumed once, so his token is a swapped one: token
+    // writes reach the disk lazily, and a clean stop must write them.
+    let bob = server.user("bob").await;
+    let token = bob.token.clone().expect("a token after login");
+    drop(bob);
+    let mut bob = server.client().await;
+    // 31 while the old connection's close is still on its way.
+    let code = retry_while(ResultCode::LOGIN_ALREADY, async || {
+        bob.try_resume("bob", &token).await
+    })
+    .await;
+    assert_eq!(code, ResultCode::OK);
+    let token = bob.token.clone().expect("a new token after a resume");
     let dir = server.dir.clone();
     let mut running = server.running;
     running.shutdown().await;
@@ -605,5 +618,12 @@ async fn sigterm_style_shutdown_notifies_clients_and_restart_keeps_accounts() {
     assert_eq!(
         b.try_login("amy", "pw").await,
         ResultCode::SESSION_ALREADY_LOGGED_IN
+    );
+    drop(bob);
+    let mut bob = server.client().await;
+    assert_eq!(
+        bob.try_resume("bob", &token).await,
+        ResultCode::OK,
+        "the token survives the restart"
     );
 }

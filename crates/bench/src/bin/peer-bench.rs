@@ -1,15 +1,19 @@
-//! Room fan-out measured the same way against Plaza and the servers users
-//! would otherwise pick (issue #5): Redis pub/sub, NATS, Mosquitto (MQTT).
+//! Room fan-out and idle connections, measured the same way against Plaza
+//! and the servers users would otherwise pick (issue #5): Redis pub/sub,
+//! NATS, Mosquitto (MQTT 3.1.1) and InspIRCd (IRC).
 //!
 //! R rooms × M members. Each member subscribes to its room and publishes
 //! `--size`-byte messages at `--rate` with its send time in the first 20
 //! bytes. Every member of a room receives every message of the room, its own
-//! included (Redis, NATS and MQTT 3.1.1 all deliver a subscriber's own
-//! publications), so deliveries = messages × M on every server. The server
-//! runs elsewhere (`scripts/peers.sh` starts each one pinned to a core);
-//! `--server-pid` reads its CPU time for the CPU per delivery.
+//! included (Redis, NATS and MQTT 3.1.1 deliver a subscriber's own
+//! publications; IRC does with the IRCv3 echo-message capability, which
+//! peer-bench requests), so deliveries = messages × M on every server.
+//! `--scenario saturate` raises the rate step by step; `--scenario idle`
+//! opens `--connections` members that stay quiet. The server runs elsewhere
+//! (`scripts/peers.sh` starts each one pinned to a core); `--server-pid`
+//! reads its CPU time, write calls and memory from `/proc`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -19,7 +23,7 @@ use hdrhistogram::Histogram;
 use plaza_client::load::{FrameConn, Tally};
 use plaza_proto::{Event, Request, ResultCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum Peer {
@@ -27,10 +31,25 @@ enum Peer {
     Redis,
     Nats,
     Mqtt,
+    Irc,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Scenario {
+    /// One run at `--rate` (the issue's scenarios a and b).
+    Fanout,
+    /// Runs at `--rate`, then `--factor` times faster each step, until a
+    /// step loses a message or its p99 passes `--p99-ms` (scenario c).
+    Saturate,
+    /// `--connections` idle members spread over `--rooms` rooms: setup rate
+    /// and server memory per connection (scenario d).
+    Idle,
 }
 
 #[derive(Parser, Debug)]
-#[command(about = "Room fan-out against Plaza, Redis pub/sub, NATS or an MQTT broker, measured alike")]
+#[command(
+    about = "Room fan-out and idle connections against Plaza, Redis pub/sub, NATS, an MQTT broker or an IRC server, measured alike"
+)]
 struct Args {
     /// The server's protocol.
     #[arg(long, value_enum)]
@@ -38,25 +57,44 @@ struct Args {
     /// The server's address.
     #[arg(long)]
     addr: SocketAddr,
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Scenario::Fanout)]
+    scenario: Scenario,
     /// Rooms (channels, subjects, topics).
     #[arg(long, default_value_t = 1)]
     rooms: usize,
     /// Members per room.
     #[arg(long, default_value_t = 100)]
     members: usize,
-    /// Messages per second per member.
+    /// Messages per second per member (the first step's, with `saturate`).
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
     /// Message size (at least 20).
     #[arg(long, default_value_t = 64)]
     size: usize,
-    /// Measured seconds.
+    /// Measured seconds (per step, with `saturate`).
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
-    /// The server's process id, for its CPU time.
+    /// `saturate`: each step's rate over the last one's.
+    #[arg(long, default_value_t = 1.5)]
+    factor: f64,
+    /// `saturate`: a step with a higher p99 (ms) ends the run.
+    #[arg(long, default_value_t = 50.0)]
+    p99_ms: f64,
+    /// `saturate`: at most this many steps.
+    #[arg(long, default_value_t = 12)]
+    max_steps: usize,
+    /// `idle`: connections.
+    #[arg(long, default_value_t = 19_000)]
+    connections: usize,
+    /// Connections being set up at once.
+    #[arg(long, default_value_t = 512)]
+    concurrency: usize,
+    /// The server's process id, for its CPU time and memory.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Prefix of Plaza user names (accounts are registered).
+    /// Prefix of user names, nicknames and client ids (Plaza accounts are
+    /// registered).
     #[arg(long, default_value = "peer")]
     prefix: String,
 }
@@ -98,95 +136,107 @@ fn mqtt_str(s: &[u8], out: &mut BytesMut) {
     out.put_slice(s);
 }
 
-async fn connect(args: &Args, room: usize, m: usize) -> Result<Member> {
-    let mut sub = TcpStream::connect(args.addr).await?;
-    sub.set_nodelay(true)?;
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+/// The source address for connection `i`: 127.0.0.1..=16, so that a run's
+/// connections, and the ones still in TIME_WAIT from the last, never run
+/// out of ephemeral ports on one address.
+fn source(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % 16) as u8))
+}
+
+async fn dial(addr: SocketAddr, from: IpAddr) -> Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    let s = socket.connect(addr).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Reads into `buf` until `done(buf)`.
+async fn read_until(
+    s: &mut TcpStream,
+    buf: &mut BytesMut,
+    what: &str,
+    done: impl Fn(&[u8]) -> bool,
+) -> Result<()> {
+    while !done(buf) {
+        anyhow::ensure!(
+            s.read_buf(buf).await? > 0,
+            "{what}: the server closed the connection"
+        );
+    }
+    Ok(())
+}
+
+/// How one member joins its room.
+struct Join<'a> {
+    peer: Peer,
+    addr: SocketAddr,
+    /// User name, nickname or client id.
+    name: &'a str,
+    room: usize,
+    from: IpAddr,
+    /// Whether the member will publish (Redis then opens a second
+    /// connection).
+    publish: bool,
+    /// Plaza: log in with this resume token instead of the password.
+    token: Option<String>,
+}
+
+/// Connects, subscribes to the room, and returns the member with (Plaza)
+/// its next resume token.
+async fn connect(j: Join<'_>) -> Result<(Member, Option<String>)> {
+    let mut buf = BytesMut::with_capacity(4096);
+    if j.peer == Peer::Plaza {
+        return plaza_member(j).await;
+    }
+    let mut sub = dial(j.addr, j.from).await?;
     let mut publish = None;
-    match args.peer {
-        Peer::Plaza => {
-            let name = format!("{}r{room}m{m}", args.prefix);
-            let mut c = FrameConn {
-                stream: sub.into(),
-                buf,
-            };
-            let _ = c
-                .call(Request::Register {
-                    name: name.clone(),
-                    password: "pw".into(),
-                })
-                .await?;
-            let r = c
-                .call(Request::Login {
-                    name,
-                    password: "pw".into(),
-                })
-                .await?;
-            anyhow::ensure!(r == Event::LoginResult(ResultCode::OK), "login: {r:?}");
-            c.send(Request::RoomEnter { room: room as i32 }).await?;
-            loop {
-                match c.next().await? {
-                    Event::RoomEnterResult(ResultCode::OK) => break,
-                    Event::RoomEnterResult(code) => bail!("enter: {code:?}"),
-                    _ => {}
-                }
-            }
-            let plaza_net::Stream::Tcp(sub) = c.stream else {
-                unreachable!("peer-bench speaks plain TCP")
-            };
-            return Ok(Member {
-                sub,
-                publish: None,
-                buf: c.buf,
-            });
-        }
+    match j.peer {
+        Peer::Plaza => unreachable!("handled above"),
         Peer::Redis => {
-            sub.write_all(&resp(&[b"SUBSCRIBE", format!("room.{room}").as_bytes()]))
+            sub.write_all(&resp(&[b"SUBSCRIBE", format!("room.{}", j.room).as_bytes()]))
                 .await?;
             // The confirmation: *3 $9 subscribe $N room.R :1
-            while !buf.ends_with(b":1\r\n") {
-                anyhow::ensure!(sub.read_buf(&mut buf).await? > 0, "redis closed");
-            }
+            read_until(&mut sub, &mut buf, "redis", |b| b.ends_with(b":1\r\n")).await?;
             buf.clear();
-            let p = TcpStream::connect(args.addr).await?;
-            p.set_nodelay(true)?;
-            publish = Some(p);
+            if j.publish {
+                publish = Some(dial(j.addr, j.from).await?);
+            }
         }
         Peer::Nats => {
-            sub.write_all(
-                format!("CONNECT {{\"verbose\":false}}\r\nSUB room.{room} 1\r\nPING\r\n").as_bytes(),
-            )
-            .await?;
+            let hello = format!(
+                "CONNECT {{\"verbose\":false}}\r\nSUB room.{} 1\r\nPING\r\n",
+                j.room
+            );
+            sub.write_all(hello.as_bytes()).await?;
             // INFO ... then PONG once the SUB is in.
-            while !buf.windows(6).any(|w| w == b"PONG\r\n") {
-                anyhow::ensure!(sub.read_buf(&mut buf).await? > 0, "nats closed");
-            }
+            read_until(&mut sub, &mut buf, "nats", |b| {
+                b.windows(6).any(|w| w == b"PONG\r\n")
+            })
+            .await?;
             buf.clear();
         }
         Peer::Mqtt => {
             let mut p = BytesMut::new();
-            let id = format!("{}-{room}-{m}", args.prefix);
             let mut body = BytesMut::new();
             mqtt_str(b"MQTT", &mut body);
             body.put_u8(4); // 3.1.1
             body.put_u8(0x02); // clean session
             body.put_u16(600); // keepalive
-            mqtt_str(id.as_bytes(), &mut body);
+            mqtt_str(j.name.as_bytes(), &mut body);
             p.put_u8(0x10);
             mqtt_len(body.len(), &mut p);
             p.put_slice(&body);
             let mut s = BytesMut::new();
             s.put_u16(1);
-            mqtt_str(format!("room/{room}").as_bytes(), &mut s);
+            mqtt_str(format!("room/{}", j.room).as_bytes(), &mut s);
             s.put_u8(0);
             p.put_u8(0x82);
             mqtt_len(s.len(), &mut p);
             p.put_slice(&s);
             sub.write_all(&p).await?;
             // CONNACK (4 bytes) then SUBACK (5 bytes).
-            while buf.len() < 9 {
-                anyhow::ensure!(sub.read_buf(&mut buf).await? > 0, "mqtt closed");
-            }
+            read_until(&mut sub, &mut buf, "mqtt", |b| b.len() >= 9).await?;
             anyhow::ensure!(
                 buf[0] == 0x20 && buf[4] == 0x90,
                 "mqtt handshake: {:?}",
@@ -194,8 +244,95 @@ async fn connect(args: &Args, room: usize, m: usize) -> Result<Member> {
             );
             buf.advance(9);
         }
+        Peer::Irc => {
+            // echo-message (IRCv3) makes the server send a member its own
+            // messages, as the other servers do.
+            let hello = format!(
+                "CAP REQ :echo-message\r\nNICK {0}\r\nUSER {0} 0 * :{0}\r\nCAP END\r\n",
+                j.name
+            );
+            sub.write_all(hello.as_bytes()).await?;
+            read_until(&mut sub, &mut buf, "irc welcome", |b| contains(b, b" 001 ")).await?;
+            anyhow::ensure!(contains(&buf, b"ACK :echo-message"), "irc: echo-message refused");
+            buf.clear();
+            sub.write_all(format!("JOIN #room{}\r\n", j.room).as_bytes())
+                .await?;
+            // 366: end of the channel's member list.
+            read_until(&mut sub, &mut buf, "irc join", |b| contains(b, b" 366 ")).await?;
+            let end = buf.windows(5).position(|w| w == b" 366 ").unwrap_or(0);
+            let line_end = buf[end..].windows(2).position(|w| w == b"\r\n");
+            match line_end {
+                Some(e) => buf.advance(end + e + 2),
+                None => buf.clear(),
+            }
+        }
     }
-    Ok(Member { sub, publish, buf })
+    Ok((Member { sub, publish, buf }, None))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Plaza: registers and logs in with the password (or resumes with the
+/// token), then enters the room.
+async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)> {
+    let name = j.name.to_string();
+    let mut tries = 0;
+    let mut c = loop {
+        tries += 1;
+        let mut c = FrameConn::connect_from(j.addr, Some(j.from)).await?;
+        let r = match &j.token {
+            Some(token) => {
+                c.call(Request::Resume {
+                    name: name.clone(),
+                    token: token.clone(),
+                })
+                .await?
+            }
+            None => {
+                let _ = c
+                    .call(Request::Register {
+                        name: name.clone(),
+                        password: "pw".into(),
+                    })
+                    .await?;
+                c.call(Request::Login {
+                    name: name.clone(),
+                    password: "pw".into(),
+                })
+                .await?
+            }
+        };
+        match plaza_client::PlazaClient::result_of(&r) {
+            ResultCode::OK => break c,
+            // The member's last connection is closed but the server has not
+            // seen it yet: what any client does is try again.
+            ResultCode::LOGIN_ALREADY if tries < 200 => tokio::time::sleep(Duration::from_millis(5)).await,
+            code => bail!("login: {code:?}"),
+        }
+    };
+    c.send(Request::RoomEnter { room: j.room as i32 }).await?;
+    let mut token = None;
+    loop {
+        match c.next().await? {
+            Event::RoomEnterResult(ResultCode::OK) => break,
+            Event::RoomEnterResult(code) => bail!("enter: {code:?}"),
+            Event::ResumeToken { token: t, .. } => token = Some(t),
+            _ => {}
+        }
+    }
+    let plaza_net::Stream::Tcp(sub) = c.stream else {
+        unreachable!("peer-bench speaks plain TCP")
+    };
+    Ok((
+        Member {
+            sub,
+            publish: None,
+            buf: c.buf,
+        },
+        token,
+    ))
 }
 
 /// One message of `payload` for `room`, in the peer's protocol.
@@ -217,6 +354,11 @@ fn encode(peer: Peer, room: usize, payload: &[u8], out: &mut BytesMut) {
             mqtt_len(2 + topic.len() + payload.len(), out);
             mqtt_str(topic.as_bytes(), out);
             out.put_slice(payload);
+        }
+        Peer::Irc => {
+            out.put_slice(format!("PRIVMSG #room{room} :").as_bytes());
+            out.put_slice(payload);
+            out.put_slice(b"\r\n");
         }
     }
 }
@@ -311,6 +453,22 @@ fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
             buf.advance(i + len);
             Ok(Some(s))
         }
+        Peer::Irc => {
+            // :nick!user@host PRIVMSG #roomR :<payload>
+            let Some(e) = buf.windows(2).position(|w| w == b"\r\n") else {
+                return Ok(None);
+            };
+            let line = &buf[..e];
+            let s = line
+                .windows(9)
+                .position(|w| w == b" PRIVMSG ")
+                .and_then(|at| line[at..].windows(2).position(|w| w == b" :").map(|p| at + p + 2))
+                .and_then(|p| (line.len() - p >= 20).then(|| stamp(&line[p..])).flatten());
+            // Anything else (a PING: runs are shorter than the ping
+            // interval the script configures) is skipped.
+            buf.advance(e + 2);
+            Ok(Some(s))
+        }
     }
 }
 
@@ -386,63 +544,212 @@ fn cpu(pid: Option<u32>) -> Option<Duration> {
     plaza_bench::cpu::process(pid?)
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<()> {
-    let args = Args::parse();
-    anyhow::ensure!(args.size >= 20, "--size must be at least 20");
-    let mut members = Vec::new();
-    for r in 0..args.rooms {
-        for m in 0..args.members {
-            members.push((
-                r,
-                connect(&args, r, m)
-                    .await
-                    .with_context(|| format!("member {r}/{m}"))?,
-            ));
+/// Sets up `n` members (member `i` in room `room_of(i)`), `concurrency` at
+/// a time; returns them in order with their resume tokens.
+async fn connect_many(
+    args: &Args,
+    prefix: &str,
+    n: usize,
+    publish: bool,
+    tokens: Option<Vec<Option<String>>>,
+) -> Result<Vec<(usize, Member, Option<String>)>> {
+    let (peer, addr, rooms) = (args.peer, args.addr, args.rooms.max(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut out: Vec<Option<(usize, Member, Option<String>)>> = (0..n).map(|_| None).collect();
+    let mut next = 0;
+    let mut tokens = tokens.unwrap_or_default();
+    while next < n || !tasks.is_empty() {
+        while next < n && tasks.len() < args.concurrency.max(1) {
+            let (i, room) = (next, next % rooms);
+            let name = format!("{prefix}r{room}m{}", i / rooms);
+            let token = tokens.get_mut(i).and_then(Option::take);
+            tasks.spawn(async move {
+                let j = Join {
+                    peer,
+                    addr,
+                    name: &name,
+                    room,
+                    from: source(i),
+                    publish,
+                    token,
+                };
+                let r = connect(j).await.with_context(|| format!("member {name}"));
+                (i, room, r)
+            });
+            next += 1;
+        }
+        if let Some(r) = tasks.join_next().await {
+            let (i, room, r) = r?;
+            let (m, token) = r?;
+            out[i] = Some((room, m, token));
         }
     }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// One fan-out run's figures.
+struct Outcome {
+    rate: f64,
+    sent: u64,
+    expected: u64,
+    received: u64,
+    hist: Histogram<u64>,
+    cpu_per_delivery_us: Option<f64>,
+    /// Server write system calls (write/writev, from /proc/PID/io) per delivery.
+    writes_per_delivery: Option<f64>,
+}
+
+impl Outcome {
+    fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.received)
+    }
+    fn p99_ms(&self) -> f64 {
+        self.hist.value_at_quantile(0.99) as f64 / 1e6
+    }
+    fn print(&self, seconds: f64) {
+        let q = |x: f64| self.hist.value_at_quantile(x) as f64 / 1e6;
+        println!(
+            "rate {}/s: offered {:.0} msg/s  deliveries {:.0}/s  expected {}  received {}  lost {}",
+            self.rate,
+            self.sent as f64 / seconds,
+            self.received as f64 / seconds,
+            self.expected,
+            self.received,
+            self.lost()
+        );
+        println!(
+            "latency ms p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            self.hist.max() as f64 / 1e6
+        );
+        if let Some(c) = self.cpu_per_delivery_us {
+            let w = self
+                .writes_per_delivery
+                .map_or(String::new(), |w| format!("  write calls/delivery {w:.3}"));
+            println!("server cpu/delivery {c:.2} us{w}");
+        }
+    }
+}
+
+/// The server's write system calls so far (`syscw` in /proc/PID/io: write
+/// and writev; a server that uses send or sendmsg shows none).
+fn write_calls(pid: Option<u32>) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{}/io", pid?)).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("syscw: ")?.trim().parse().ok())
+}
+
+/// R rooms × M members chatting at `rate` for `--seconds`.
+async fn fanout(args: &Args, prefix: &str, rate: f64) -> Result<Outcome> {
+    let members = connect_many(args, prefix, args.rooms * args.members, true, None).await?;
     let t0 = Instant::now();
     let start = t0 + Duration::from_millis(500);
     let end = start + Duration::from_secs_f64(args.seconds);
     let mut tasks = tokio::task::JoinSet::new();
     let window = Window { t0, start, end };
-    for (r, m) in members {
-        tasks.spawn(run_member(args.peer, m, r, args.rate, args.size, window));
+    for (r, m, _) in members {
+        tasks.spawn(run_member(args.peer, m, r, rate, args.size, window));
     }
     tokio::time::sleep_until(start.into()).await;
-    let before = cpu(args.server_pid);
+    let (cpu0, w0) = (cpu(args.server_pid), write_calls(args.server_pid));
     tokio::time::sleep_until(end.into()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = cpu(args.server_pid);
+    let (cpu1, w1) = (cpu(args.server_pid), write_calls(args.server_pid));
     let mut t = Tally::new();
     while let Some(r) = tasks.join_next().await {
         t.add(r??);
     }
-    let expected = t.sent * args.members as u64;
-    let q = |h: &Histogram<u64>, x: f64| h.value_at_quantile(x) as f64 / 1e6;
-    println!(
-        "peer-bench {:?}: {} rooms x {} members x {}/s, {} B, {} s",
-        args.peer, args.rooms, args.members, args.rate, args.size, args.seconds
+    let per = |x: f64| x / t.received.max(1) as f64;
+    Ok(Outcome {
+        rate,
+        sent: t.sent,
+        expected: t.sent * args.members as u64,
+        received: t.received,
+        cpu_per_delivery_us: cpu1.zip(cpu0).map(|(a, b)| per((a - b).as_secs_f64() * 1e6)),
+        writes_per_delivery: w1.zip(w0).map(|(a, b)| per((a - b) as f64)),
+        hist: t.hist,
+    })
+}
+
+/// Idle members: the setup rate and the server's memory per connection.
+async fn idle(args: &Args) -> Result<()> {
+    let n = args.connections;
+    let rss = || args.server_pid.and_then(|p| plaza_bench::child::rss_kib(p).ok());
+    let before = rss();
+    let t = Instant::now();
+    let mut members = connect_many(args, &args.prefix, n, false, None).await?;
+    let setup = t.elapsed();
+    let mut line = format!(
+        "idle: {n} connections in {} rooms, set up at {:.0}/s ({} at a time)",
+        args.rooms,
+        n as f64 / setup.as_secs_f64(),
+        args.concurrency
     );
-    println!(
-        "offered {:.0} msg/s  deliveries {:.0}/s  expected {expected}  received {}  lost {}",
-        t.sent as f64 / args.seconds,
-        t.received as f64 / args.seconds,
-        t.received,
-        expected.saturating_sub(t.received)
-    );
-    println!(
-        "latency ms p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
-        q(&t.hist, 0.5),
-        q(&t.hist, 0.99),
-        q(&t.hist, 0.999),
-        t.hist.max() as f64 / 1e6
-    );
-    if let (Some(a), Some(b)) = (after, before) {
-        println!(
-            "server cpu/delivery {:.2} us",
-            (a - b).as_secs_f64() * 1e6 / t.received.max(1) as f64
+    if args.peer == Peer::Plaza {
+        // What a restart or a network blip costs: every member comes back
+        // with its resume token.
+        let tokens: Vec<Option<String>> = members.iter().map(|(_, _, t)| t.clone()).collect();
+        drop(members);
+        let t = Instant::now();
+        members = connect_many(args, &args.prefix, n, false, Some(tokens)).await?;
+        line += &format!(
+            "; again with resume tokens at {:.0}/s",
+            n as f64 / t.elapsed().as_secs_f64()
         );
+    }
+    println!("{line}");
+    // Let the server settle (its allocator, the last replies) before
+    // reading its memory.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let (Some(b), Some(a)) = (before, rss()) {
+        println!(
+            "server RSS {b} KiB -> {a} KiB: {:.2} KiB per idle connection",
+            a.saturating_sub(b) as f64 / n as f64
+        );
+    }
+    drop(members);
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.size >= 20, "--size must be at least 20");
+    println!(
+        "peer-bench {:?} {:?}: {} rooms x {} members, {} B, {} s",
+        args.peer, args.scenario, args.rooms, args.members, args.size, args.seconds
+    );
+    match args.scenario {
+        Scenario::Fanout => fanout(&args, &args.prefix, args.rate).await?.print(args.seconds),
+        Scenario::Saturate => {
+            let mut rate = args.rate;
+            let mut best: Option<Outcome> = None;
+            for step in 0..args.max_steps {
+                let o = fanout(&args, &format!("{}s{step}", args.prefix), rate).await?;
+                o.print(args.seconds);
+                if o.lost() > 0 || o.p99_ms() > args.p99_ms {
+                    println!(
+                        "stop: lost {} or p99 {:.3} ms over {} ms",
+                        o.lost(),
+                        o.p99_ms(),
+                        args.p99_ms
+                    );
+                    break;
+                }
+                best = Some(o);
+                rate *= args.factor;
+            }
+            match best {
+                Some(b) => {
+                    println!("best sustained (no loss, p99 under {} ms):", args.p99_ms);
+                    b.print(args.seconds);
+                }
+                None => println!("no step was sustained"),
+            }
+        }
+        Scenario::Idle => idle(&args).await?,
     }
     Ok(())
 }
