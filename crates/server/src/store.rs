@@ -312,10 +312,10 @@ impl Accounts {
         credential: &Credential,
         token_ttl: u32,
     ) -> Result<AuthOutcome, StoreError> {
-        let (account, token) = match credential {
+        let found = match credential {
             Credential::Password(p) => match self.verify_blocking(name, p)? {
-                Some(a) => (Some(a), Some(self.issue_token(name, token_ttl)?)),
-                None => (None, None),
+                Some(a) => Some((a, self.issue_token(name, token_ttl)?)),
+                None => None,
             },
             Credential::Token(t) => {
                 // The old token for a new one, in one transaction.
@@ -326,12 +326,12 @@ impl Accounts {
                     })
                 })?;
                 match swapped {
-                    Some(new) => (self.get(name)?, Some(new)),
-                    None => (None, None),
+                    Some(new) => self.get(name)?.map(|a| (a, new)),
+                    None => None,
                 }
             }
         };
-        let (Some(account), Some(token)) = (account, token) else {
+        let Some((account, token)) = found else {
             return Ok(AuthOutcome::Invalid);
         };
         Ok(AuthOutcome::Valid {

@@ -588,8 +588,9 @@ async fn bad_requests_get_result_codes_and_internal_ids_reach_nothing() {
 async fn sigterm_style_shutdown_notifies_clients_and_restart_keeps_accounts() {
     let server = TestServer::start().await;
     let mut a = server.user("amy").await;
-    // Bob's session is resumed once, so his token is a swapped one: token
-    // writes reach the disk lazily, and a clean stop must write them.
+    // Bob's session is resumed once, so his token is a swapped one, written
+    // the way token writes are (to disk at most once a second): it must
+    // still work after the restart.
     let bob = server.user("bob").await;
     let token = bob.token.clone().expect("a token after login");
     drop(bob);

@@ -210,10 +210,7 @@ async fn connect(j: Join<'_>) -> Result<(Member, Option<String>)> {
             );
             sub.write_all(hello.as_bytes()).await?;
             // INFO ... then PONG once the SUB is in.
-            read_until(&mut sub, &mut buf, "nats", |b| {
-                b.windows(6).any(|w| w == b"PONG\r\n")
-            })
-            .await?;
+            read_until(&mut sub, &mut buf, "nats", |b| contains(b, b"PONG\r\n")).await?;
             buf.clear();
         }
         Peer::Mqtt => {
@@ -259,9 +256,8 @@ async fn connect(j: Join<'_>) -> Result<(Member, Option<String>)> {
                 .await?;
             // 366: end of the channel's member list.
             read_until(&mut sub, &mut buf, "irc join", |b| contains(b, b" 366 ")).await?;
-            let end = buf.windows(5).position(|w| w == b" 366 ").unwrap_or(0);
-            let line_end = buf[end..].windows(2).position(|w| w == b"\r\n");
-            match line_end {
+            let end = find(&buf, b" 366 ").unwrap_or(0);
+            match find(&buf[end..], b"\r\n") {
                 Some(e) => buf.advance(end + e + 2),
                 None => buf.clear(),
             }
@@ -270,8 +266,13 @@ async fn connect(j: Join<'_>) -> Result<(Member, Option<String>)> {
     Ok((Member { sub, publish, buf }, None))
 }
 
+/// Where `needle` first starts in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    find(haystack, needle).is_some()
 }
 
 /// Plaza: registers and logs in with the password (or resumes with the
@@ -385,8 +386,7 @@ fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
         Peer::Redis => {
             // *3\r\n$7\r\nmessage\r\n$N\r\nroom.R\r\n$L\r\n<payload>\r\n
             let mut parts = Vec::new();
-            let line =
-                |buf: &[u8], at: usize| buf[at..].windows(2).position(|w| w == b"\r\n").map(|p| at + p);
+            let line = |buf: &[u8], at: usize| find(&buf[at..], b"\r\n").map(|p| at + p);
             let Some(e) = line(buf, 0) else { return Ok(None) };
             let n: usize = std::str::from_utf8(&buf[1..e])?.parse()?;
             let mut at = e + 2;
@@ -406,7 +406,7 @@ fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
             Ok(Some(s))
         }
         Peer::Nats => {
-            let Some(e) = buf.windows(2).position(|w| w == b"\r\n") else {
+            let Some(e) = find(buf, b"\r\n") else {
                 return Ok(None);
             };
             if buf.starts_with(b"PING") {
@@ -455,14 +455,12 @@ fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
         }
         Peer::Irc => {
             // :nick!user@host PRIVMSG #roomR :<payload>
-            let Some(e) = buf.windows(2).position(|w| w == b"\r\n") else {
+            let Some(e) = find(buf, b"\r\n") else {
                 return Ok(None);
             };
             let line = &buf[..e];
-            let s = line
-                .windows(9)
-                .position(|w| w == b" PRIVMSG ")
-                .and_then(|at| line[at..].windows(2).position(|w| w == b" :").map(|p| at + p + 2))
+            let s = find(line, b" PRIVMSG ")
+                .and_then(|at| find(&line[at..], b" :").map(|p| at + p + 2))
                 .and_then(|p| (line.len() - p >= 20).then(|| stamp(&line[p..])).flatten());
             // Anything else (a PING: runs are shorter than the ping
             // interval the script configures) is skipped.
