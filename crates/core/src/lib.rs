@@ -305,6 +305,14 @@ pub trait Sink {
     fn send(&mut self, to: Conn, event: &Event);
     /// Send an already encoded frame, shared by every recipient.
     fn send_shared(&mut self, to: Conn, frame: &Bytes);
+    /// Send room presence news (someone entered or left), shared like
+    /// [`send_shared`](Self::send_shared). It may wait a little for the
+    /// session's next write, in order with everything else, so a room
+    /// filling up or emptying costs each member one write per moment
+    /// instead of one per arrival.
+    fn send_presence(&mut self, to: Conn, frame: &Bytes) {
+        self.send_shared(to, frame);
+    }
     /// Close a session after flushing what was sent to it.
     fn disconnect(&mut self, conn: Conn);
     /// Carry out an effect.
@@ -790,7 +798,7 @@ impl Hub {
         if !members.is_empty() {
             let notify = Event::RoomLeaveUser { uid }.to_bytes();
             for m in members.iter() {
-                sink.send_shared(*m, &notify);
+                sink.send_presence(*m, &notify);
             }
         }
         if self.cluster() {
@@ -1381,7 +1389,7 @@ impl Hub {
             }
             .to_bytes();
             for m in members.iter() {
-                sink.send_shared(*m, &notify);
+                sink.send_presence(*m, &notify);
             }
         }
         members.push(conn);

@@ -273,7 +273,7 @@ impl Hub {
             }
             .to_bytes();
             for m in &self.rooms[r as usize] {
-                sink.send_shared(*m, &notify);
+                sink.send_presence(*m, &notify);
             }
         }
     }
@@ -290,7 +290,7 @@ impl Hub {
         if let Some((room, uid)) = self.leave_remote_room(name) {
             let notify = Event::RoomLeaveUser { uid }.to_bytes();
             for m in &self.rooms[room as usize] {
-                sink.send_shared(*m, &notify);
+                sink.send_presence(*m, &notify);
             }
         }
     }

@@ -11,9 +11,13 @@
 //! - bytes encoded straight into the outbox's own buffer (`send_with`), for
 //!   per-session replies, so those allocate nothing in the steady state.
 //!
+//! A packet may also be queued *lazily* ([`Outbox::push_lazy`]): it does
+//! not wake the writer, and goes out with the session's next write or when
+//! the server's lazy flush comes round, whichever is first.
+//!
 //! The writer swaps the queue's containers with spare ones it keeps, so
-//! neither side allocates once the containers have grown to their working
-//! size.
+//! neither side allocates while a burst lasts; when the writer finds the
+//! queue empty it frees both, so an idle session holds no send buffer.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -52,9 +56,21 @@ pub(crate) struct Queue {
     pub(crate) inline: BytesMut,
 }
 
+/// What a queue allocates when its first packet after a quiet spell
+/// arrives: room for a typical burst, so it rarely grows again.
+const FIRST_SEGMENTS: usize = 16;
+const FIRST_INLINE: usize = 256;
+
 impl Queue {
     pub(crate) fn is_empty(&self) -> bool {
         self.segments.is_empty()
+    }
+
+    fn push(&mut self, segment: Segment) {
+        if self.segments.capacity() == 0 {
+            self.segments.reserve_exact(FIRST_SEGMENTS);
+        }
+        self.segments.push_back(segment);
     }
 
     fn push_inline(&mut self, n: usize) {
@@ -64,8 +80,16 @@ impl Queue {
         if let Some(Segment::Inline(last)) = self.segments.back_mut() {
             *last += n;
         } else {
-            self.segments.push_back(Segment::Inline(n));
+            self.push(Segment::Inline(n));
         }
+    }
+
+    /// Frees the containers of an empty queue. Called when the writer goes
+    /// idle: a burst (a member list, a room's presence news) can grow them
+    /// to kilobytes, which a quiet session should not keep.
+    pub(crate) fn release(&mut self) {
+        debug_assert!(self.is_empty());
+        *self = Self::default();
     }
 }
 
@@ -74,6 +98,9 @@ pub(crate) struct Outbox {
     /// Bytes queued or being written.
     pub(crate) pending: usize,
     pub(crate) close: Option<Close>,
+    /// The writer has been woken for what is queued (lazy packets alone do
+    /// not wake it).
+    signalled: bool,
     limit: usize,
     /// Droppable packets dropped since the writer last reported them.
     pub(crate) missed: u64,
@@ -87,6 +114,7 @@ impl Outbox {
             queue: Queue::default(),
             pending: 0,
             close: None,
+            signalled: false,
             limit,
             missed: 0,
             dropped,
@@ -110,10 +138,9 @@ impl Outbox {
             self.drop_one();
             return Ok(false);
         }
-        let wake = self.queue.is_empty();
         self.pending += packet.len();
-        self.queue.segments.push_back(Segment::Droppable(packet));
-        Ok(wake)
+        self.queue.push(Segment::Droppable(packet));
+        Ok(self.signal())
     }
 
     /// Drops the oldest droppable packets not yet taken by the writer until
@@ -139,10 +166,27 @@ impl Outbox {
     /// Appends a shared packet. Returns whether the writer must be woken.
     pub(crate) fn push_shared(&mut self, packet: Bytes) -> Result<bool, SendError> {
         self.admit(packet.len())?;
-        let wake = self.queue.is_empty();
         self.pending += packet.len();
-        self.queue.segments.push_back(Segment::Shared(packet));
-        Ok(wake)
+        self.queue.push(Segment::Shared(packet));
+        Ok(self.signal())
+    }
+
+    /// Appends a shared packet without waking the writer. Returns whether
+    /// the queue was empty, so that a lazy flush must be scheduled: with
+    /// anything queued already, either the writer was woken or a flush is
+    /// scheduled.
+    pub(crate) fn push_lazy(&mut self, packet: Bytes) -> Result<bool, SendError> {
+        self.admit(packet.len())?;
+        let schedule = self.queue.is_empty();
+        self.pending += packet.len();
+        self.queue.push(Segment::Shared(packet));
+        Ok(schedule)
+    }
+
+    /// Whether this push must wake the writer: the first since it last took
+    /// the queue.
+    fn signal(&mut self) -> bool {
+        !std::mem::replace(&mut self.signalled, true)
     }
 
     /// Encodes into the inline buffer. Returns whether the writer must be
@@ -152,16 +196,21 @@ impl Outbox {
             return Err(SendError::Closing);
         }
         let before = self.queue.inline.len();
+        if self.queue.inline.capacity() == 0 {
+            self.queue.inline.reserve(FIRST_INLINE);
+        }
         encode(&mut self.queue.inline);
         let n = self.queue.inline.len() - before;
         if let Err(e) = self.admit(n) {
             self.queue.inline.truncate(before);
             return Err(e);
         }
-        let wake = self.queue.is_empty();
+        if n == 0 {
+            return Ok(false);
+        }
         self.pending += n;
         self.queue.push_inline(n);
-        Ok(wake && n > 0)
+        Ok(self.signal())
     }
 
     fn admit(&mut self, n: usize) -> Result<(), SendError> {
@@ -207,6 +256,7 @@ impl Batch {
     pub(crate) fn take_from(&mut self, outbox: &mut Outbox) {
         debug_assert!(self.queue.is_empty() && self.queue.inline.is_empty());
         std::mem::swap(&mut self.queue, &mut outbox.queue);
+        outbox.signalled = false;
         self.seg = 0;
         self.seg_off = 0;
         self.inline_base = 0;
@@ -281,7 +331,8 @@ impl Batch {
         }
     }
 
-    /// Empties the batch, keeping the containers' capacity for reuse.
+    /// Empties the batch, keeping the containers' capacity for the next
+    /// take of the same burst.
     pub(crate) fn clear(&mut self) {
         self.queue.segments.clear();
         self.queue.inline.clear();
@@ -353,6 +404,28 @@ mod tests {
             o.push_with(|b| b.extend_from_slice(b"RR")),
             Err(SendError::QueueFull)
         );
+    }
+
+    #[test]
+    fn lazy_packets_wait_for_the_next_wake_and_keep_their_order() {
+        let mut o = Outbox::new(1000, Arc::default());
+        // Only the first lazy packet into an empty queue schedules a flush.
+        assert_eq!(o.push_lazy(Bytes::from_static(b"a")), Ok(true));
+        assert_eq!(o.push_lazy(Bytes::from_static(b"b")), Ok(false));
+        // A normal packet still wakes the writer, lazy ones queued or not.
+        assert_eq!(o.push_shared(Bytes::from_static(b"C")), Ok(true));
+        assert_eq!(o.push_shared(Bytes::from_static(b"D")), Ok(false));
+        assert_eq!(o.push_lazy(Bytes::from_static(b"e")), Ok(false));
+        let mut batch = Batch::new();
+        batch.take_from(&mut o);
+        assert_eq!(gather(&batch), b"abCDe");
+        // After the take, the next normal packet wakes the writer again.
+        assert_eq!(o.push_lazy(Bytes::from_static(b"f")), Ok(true));
+        assert_eq!(o.push_with(|b| b.extend_from_slice(b"G")), Ok(true));
+        // Lazy packets count against the send-queue limit like any other.
+        let mut o = Outbox::new(2, Arc::default());
+        o.push_lazy(Bytes::from_static(b"ab")).unwrap();
+        assert_eq!(o.push_lazy(Bytes::from_static(b"c")), Err(SendError::QueueFull));
     }
 
     #[test]

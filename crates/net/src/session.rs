@@ -83,6 +83,21 @@ impl SessionShared {
         self.after_push(r)
     }
 
+    /// Queues a shared packet without waking the writer. `Ok(true)`: a lazy
+    /// flush must be scheduled for this session.
+    pub(crate) fn send_lazy(&self, packet: Bytes) -> Result<bool, SendError> {
+        let r = self.outbox().push_lazy(packet);
+        if r == Err(SendError::QueueFull) {
+            self.signal_close(true);
+        }
+        r
+    }
+
+    /// Wakes the writer to write whatever is queued, lazy packets included.
+    pub(crate) fn flush(&self) {
+        self.writer_wake.notify_one();
+    }
+
     /// Encodes straight into this session's outbox.
     pub(crate) fn send_with(&self, encode: impl FnOnce(&mut BytesMut)) -> Result<(), SendError> {
         let r = self.outbox().push_with(encode);
@@ -318,6 +333,10 @@ async fn write_loop<E: Events, W: AsyncWrite + Unpin>(
                 batch.take_from(&mut o);
             } else if o.close.is_some() {
                 break;
+            } else {
+                // Idle until the next packet: keep no send buffer.
+                o.queue.release();
+                batch.queue.release();
             }
         }
         if batch.is_done() {

@@ -82,6 +82,12 @@ pub struct Settings {
     /// MESSAGES_MISSED_NOTIFY with the count and stays) [default: disconnect].
     #[arg(long, env = "PLAZA_SLOW_CONSUMER_POLICY")]
     pub slow_consumer_policy: Option<String>,
+    /// Milliseconds a room's enter and leave notices may wait for the
+    /// member's next write, so that a room filling up costs each member one
+    /// write per moment rather than one per arrival; 0 sends each at once
+    /// [default: 100].
+    #[arg(long, env = "PLAZA_ENTER_LEAVE_DELAY_MS")]
+    pub enter_leave_delay_ms: Option<u64>,
     /// Seconds a graceful shutdown may spend flushing queued messages
     /// [default: 10].
     #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECS")]
@@ -180,6 +186,8 @@ pub struct Resolved {
     pub max_send_queue: usize,
     /// Graceful shutdown flush time.
     pub shutdown_grace: Duration,
+    /// How long enter and leave notices may wait for a member's next write.
+    pub enter_leave_delay: Duration,
     /// Password hashing cost.
     pub hash_cost: HashCost,
     /// Control listener.
@@ -223,6 +231,7 @@ impl Settings {
             idle_timeout_secs: self.idle_timeout_secs.or(other.idle_timeout_secs),
             max_send_queue_kib: self.max_send_queue_kib.or(other.max_send_queue_kib),
             shutdown_grace_secs: self.shutdown_grace_secs.or(other.shutdown_grace_secs),
+            enter_leave_delay_ms: self.enter_leave_delay_ms.or(other.enter_leave_delay_ms),
             argon2_memory_kib: self.argon2_memory_kib.or(other.argon2_memory_kib),
             argon2_iterations: self.argon2_iterations.or(other.argon2_iterations),
             control_bind: self.control_bind.or(other.control_bind),
@@ -359,6 +368,7 @@ impl Settings {
             idle_timeout: Duration::from_secs(self.idle_timeout_secs.unwrap_or(120)),
             max_send_queue: self.max_send_queue_kib.unwrap_or(1024) * 1024,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs.unwrap_or(10)),
+            enter_leave_delay: Duration::from_millis(self.enter_leave_delay_ms.unwrap_or(100)),
             hash_cost: HashCost {
                 memory_kib: self.argon2_memory_kib.unwrap_or(HashCost::default().memory_kib),
                 iterations: self.argon2_iterations.unwrap_or(HashCost::default().iterations),

@@ -139,6 +139,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     net_config.idle_timeout = Some(config.idle_timeout);
     net_config.max_send_queue = config.max_send_queue;
     net_config.linger = config.shutdown_grace;
+    net_config.lazy_flush = config.enter_leave_delay;
     let tls = match &config.tls {
         Some(t) => {
             let acceptor = TlsAcceptor::from_pem_files(&t.cert, &t.key).context("TLS certificate")?;
@@ -337,6 +338,12 @@ impl Sink for NetSink {
             return;
         }
         let _ = self.net.send(id, frame.clone());
+    }
+
+    fn send_presence(&mut self, to: Conn, frame: &Bytes) {
+        self.sent += 1;
+        self.shared_sent += 1;
+        let _ = self.net.send_lazy(SessionId::from_u64(to), frame.clone());
     }
 
     fn disconnect(&mut self, conn: Conn) {

@@ -108,6 +108,47 @@ async fn registration_can_be_disabled() {
 }
 
 #[tokio::test]
+async fn enter_and_leave_notices_may_wait_but_never_overtake_what_follows() {
+    // A delay no test outlasts: the notices can only arrive with the
+    // members' next writes, and must arrive before what those writes carry.
+    let server = TestServer::with(|s| s.enter_leave_delay_ms = Some(3_600_000)).await;
+    let mut a = server.user("amy").await;
+    let mut b = server.user("bob").await;
+    a.enter(1).await;
+    b.enter(1).await;
+    assert_eq!(b.call(chat("first")).await, Event::RoomChatResult(ResultCode::OK));
+    assert!(matches!(b.recv().await, Event::RoomChat { .. }));
+    assert!(matches!(a.recv().await, Event::RoomNewUser { name, .. } if name == "bob"));
+    assert!(matches!(a.recv().await, Event::RoomChat { message, .. } if message == "first"));
+    // Cat's arrival waits in bob's queue and goes out before bob's next
+    // reply; bob's leave waits in amy's and cat's before the next chat.
+    let mut c = server.user("cat").await;
+    c.enter(1).await;
+    b.send(Request::RoomLeave).await;
+    assert!(matches!(b.recv().await, Event::RoomNewUser { name, .. } if name == "cat"));
+    assert_eq!(b.recv().await, Event::RoomLeaveResult(ResultCode::OK));
+    c.send(chat("second")).await;
+    assert!(matches!(c.recv().await, Event::RoomLeaveUser { .. }));
+    assert_eq!(c.recv().await, Event::RoomChatResult(ResultCode::OK));
+    let seen: Vec<Event> = [a.recv().await, a.recv().await, a.recv().await].into();
+    assert!(matches!(&seen[0], Event::RoomNewUser { name, .. } if name == "cat"));
+    assert!(matches!(&seen[1], Event::RoomLeaveUser { .. }));
+    assert!(matches!(&seen[2], Event::RoomChat { message, .. } if message == "second"));
+}
+
+#[tokio::test]
+async fn enter_and_leave_notices_arrive_on_their_own_with_the_default_delay() {
+    let server = TestServer::start().await;
+    let mut a = server.user("amy").await;
+    let mut b = server.user("bob").await;
+    a.enter(1).await;
+    b.enter(1).await;
+    assert!(matches!(a.recv().await, Event::RoomNewUser { name, .. } if name == "bob"));
+    drop(b);
+    assert!(matches!(a.recv().await, Event::RoomLeaveUser { .. }));
+}
+
+#[tokio::test]
 async fn rooms_notify_in_the_documented_order() {
     let server = TestServer::with(|s| {
         s.rooms = Some(10);

@@ -84,9 +84,18 @@ struct Args {
     /// `saturate`: at most this many steps.
     #[arg(long, default_value_t = 12)]
     max_steps: usize,
+    /// `saturate`: runs of a step before it counts as failed. This machine
+    /// has stalls of 100-200 ms that no server controls (seen with every
+    /// server at the same rates), and one in a 5 s run decides its p99.
+    #[arg(long, default_value_t = 2)]
+    tries: usize,
     /// `idle`: connections.
     #[arg(long, default_value_t = 19_000)]
     connections: usize,
+    /// `idle`: seconds to keep the connections open after measuring, to
+    /// look at the server meanwhile.
+    #[arg(long, default_value_t = 0.0)]
+    hold: f64,
     /// Connections being set up at once.
     #[arg(long, default_value_t = 512)]
     concurrency: usize,
@@ -707,6 +716,9 @@ async fn idle(args: &Args) -> Result<()> {
             a.saturating_sub(b) as f64 / n as f64
         );
     }
+    if args.hold > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
+    }
     drop(members);
     Ok(())
 }
@@ -725,17 +737,31 @@ async fn main() -> Result<()> {
             let mut rate = args.rate;
             let mut best: Option<Outcome> = None;
             for step in 0..args.max_steps {
-                let o = fanout(&args, &format!("{}s{step}", args.prefix), rate).await?;
-                o.print(args.seconds);
-                if o.lost() > 0 || o.p99_ms() > args.p99_ms {
-                    println!(
-                        "stop: lost {} or p99 {:.3} ms over {} ms",
-                        o.lost(),
-                        o.p99_ms(),
-                        args.p99_ms
-                    );
-                    break;
+                let mut sustained = None;
+                for t in 1..=args.tries.max(1) {
+                    match fanout(&args, &format!("{}s{step}t{t}", args.prefix), rate).await {
+                        Ok(o) if o.lost() == 0 && o.p99_ms() <= args.p99_ms => {
+                            o.print(args.seconds);
+                            sustained = Some(o);
+                            break;
+                        }
+                        Ok(o) => {
+                            o.print(args.seconds);
+                            println!(
+                                "try {t} of {}: lost {} or p99 {:.3} ms over {} ms",
+                                args.tries,
+                                o.lost(),
+                                o.p99_ms(),
+                                args.p99_ms
+                            );
+                        }
+                        Err(e) => println!("rate {rate:.0}/s, try {t} of {}: failed: {e:#}", args.tries),
+                    }
                 }
+                let Some(o) = sustained else {
+                    println!("stop: no try of this step was sustained");
+                    break;
+                };
                 best = Some(o);
                 rate *= args.factor;
             }
