@@ -11,6 +11,11 @@
 # in a redis-server of its own, also on core 0; scenario d only, where the
 # embedded store's account data would count as connection memory).
 #
+# Plaza gets a 32 MiB send queue per connection, Redis's default limit for
+# pub/sub clients (InspIRCd's sendq is set to 64 MiB below): at c's top
+# rates the load generator falls behind, and a server that drops it as a
+# slow consumer ends the step.
+#
 # Scenarios (the a-d): a 1 room x 100 members x 10/s; b 100 rooms x
 # 20 members x 1/s; c 10 rooms x 50 members, the rate raised 1.5x a step
 # until a message is lost or p99 passes 50 ms; d 19,000 idle members in 100
@@ -74,12 +79,14 @@ start_server() { # a fresh server for $PEER on a new $PORT
       start plaza "$PORT" target/release/plaza-server --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
         --metrics-bind off --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
-        --max-connections-per-ip 0 --max-users 25000 --rooms 1000 --store "redis://127.0.0.1:$rport/0" ;;
+        --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
+        --max-send-queue-kib 32768 --store "redis://127.0.0.1:$rport/0" ;;
     plaza)
       start plaza "$PORT" target/release/plaza-server --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
         --metrics-bind off --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
-        --max-connections-per-ip 0 --max-users 25000 --rooms 1000 ;;
+        --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
+        --max-send-queue-kib 32768 ;;
     redis)
       # Protected mode admits 127.0.0.1 only; the load comes from 127.0.0.1-16.
       start redis "$PORT" redis-server --port "$PORT" --bind 127.0.0.1 --protected-mode no --save "" --appendonly no \
