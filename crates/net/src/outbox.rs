@@ -165,9 +165,7 @@ impl Outbox {
 
     /// Appends a shared packet. Returns whether the writer must be woken.
     pub(crate) fn push_shared(&mut self, packet: Bytes) -> Result<bool, SendError> {
-        self.admit(packet.len())?;
-        self.pending += packet.len();
-        self.queue.push(Segment::Shared(packet));
+        self.append_shared(packet)?;
         Ok(self.signal())
     }
 
@@ -176,11 +174,17 @@ impl Outbox {
     /// anything queued already, either the writer was woken or a flush is
     /// scheduled.
     pub(crate) fn push_lazy(&mut self, packet: Bytes) -> Result<bool, SendError> {
+        self.append_shared(packet)
+    }
+
+    /// Admits and appends a shared packet; returns whether the queue was
+    /// empty before.
+    fn append_shared(&mut self, packet: Bytes) -> Result<bool, SendError> {
         self.admit(packet.len())?;
-        let schedule = self.queue.is_empty();
+        let was_empty = self.queue.is_empty();
         self.pending += packet.len();
         self.queue.push(Segment::Shared(packet));
-        Ok(schedule)
+        Ok(was_empty)
     }
 
     /// Whether this push must wake the writer: the first since it last took

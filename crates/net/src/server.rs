@@ -249,7 +249,7 @@ impl Server {
             ));
         }
         if !self.shared.lazy_flush.is_zero() {
-            tokio::spawn(flush_lazy(Arc::downgrade(&self.shared)));
+            tokio::spawn(flush_lazy(Arc::downgrade(&self.shared), self.shared.lazy_flush));
         }
         handle
     }
@@ -257,10 +257,7 @@ impl Server {
 
 /// Every `lazy_flush`, wakes the writers of the sessions holding lazy
 /// packets. One task per server, so a session needs no timer of its own.
-async fn flush_lazy(shared: std::sync::Weak<Shared>) {
-    let Some(every) = shared.upgrade().map(|s| s.lazy_flush) else {
-        return;
-    };
+async fn flush_lazy(shared: std::sync::Weak<Shared>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut due = Vec::new();
