@@ -281,6 +281,7 @@ impl Batch {
     }
 
     /// Bytes of this batch not written yet.
+    #[cfg(test)]
     pub(crate) fn remaining(&self) -> usize {
         self.len - self.written
     }

@@ -251,7 +251,30 @@ impl Server {
         if !self.shared.lazy_flush.is_zero() {
             tokio::spawn(flush_lazy(Arc::downgrade(&self.shared), self.shared.lazy_flush));
         }
+        tokio::spawn(watch(Arc::downgrade(&self.shared)));
         handle
+    }
+}
+
+/// The sessions' watchdog: a few times a second, looks at every session
+/// for its timeouts ([`SessionShared::look`]). One task per server, so a
+/// session needs no timer of its own.
+async fn watch(shared: std::sync::Weak<Shared>) {
+    let Some(every) = shared.upgrade().map(|s| session::watch_interval(&s.limits)) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // Ends with the server: the handles and tasks hold it, this does not.
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        shared
+            .table
+            .for_each(|s| s.look(&shared.limits, every, now, &shared.counters));
     }
 }
 
@@ -548,39 +571,46 @@ fn configure(stream: &TcpStream, config: &ServerConfig) -> io::Result<()> {
     Ok(())
 }
 
-async fn run_session<H: Handler>(
+// Not an async fn: that would keep the arguments twice in every
+// session's task (rust-lang/rust#62958).
+#[expect(clippy::manual_async_fn, reason = "smaller session tasks")]
+fn run_session<H: Handler>(
     shared: Arc<Shared>,
     handler: Arc<H>,
     session: Arc<SessionShared>,
     tcp: TcpStream,
     tls: Option<Tls>,
-) {
-    let id = session.id;
-    let stream = match tls {
-        None => Some(Stream::Tcp(tcp)),
-        Some(tls) => handshake(&shared, &session, &tls, tcp).await,
-    };
-    // A failed handshake never joined: no events at all.
-    let joined = stream.is_some();
-    if let Some(stream) = stream {
-        handler.on_join(id, session.peer).await;
-        let events = ServerEvents(handler.clone());
-        let error = session::run(&session, stream, &events, &shared.limits, &shared.counters).await;
-        if let Some(e) = error {
-            if matches!(e, NetError::SlowConsumer { .. }) {
-                shared.counters.slow_consumers.incr();
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let id = session.id;
+        let stream = match tls {
+            None => Some(Stream::Tcp(tcp)),
+            // Boxed: the handshake's state is large and lasts a moment; inline,
+            // it would size every session's task, TLS or not.
+            Some(tls) => Box::pin(handshake(&shared, &session, &tls, tcp)).await,
+        };
+        // A failed handshake never joined: no events at all.
+        let joined = stream.is_some();
+        if let Some(stream) = stream {
+            handler.on_join(id, session.peer).await;
+            let events = ServerEvents(handler.clone());
+            let error = session::run(&session, stream, &events, &shared.limits, &shared.counters).await;
+            if let Some(e) = error {
+                if matches!(e, NetError::SlowConsumer { .. }) {
+                    shared.counters.slow_consumers.incr();
+                }
+                tracing::debug!(session = %id, peer = %session.peer, error = %e, "session closed on error");
+                handler.on_error(Some(id), &e);
             }
-            tracing::debug!(session = %id, peer = %session.peer, error = %e, "session closed on error");
-            handler.on_error(Some(id), &e);
         }
+        shared.table.remove(id);
+        shared.release_ip(session.peer.ip());
+        shared.sessions.fetch_sub(1, Ordering::AcqRel);
+        if joined {
+            handler.on_leave(id).await;
+        }
+        shared.task_done();
     }
-    shared.table.remove(id);
-    shared.release_ip(session.peer.ip());
-    shared.sessions.fetch_sub(1, Ordering::AcqRel);
-    if joined {
-        handler.on_leave(id).await;
-    }
-    shared.task_done();
 }
 
 /// Runs the TLS handshake, bounded by the handshake timeout and cut short

@@ -5,22 +5,29 @@
 //! stream's write half and is the only one that writes (1-send): it takes
 //! the whole outbox at once and writes it with one vectored write, then
 //! flushes (which TLS needs and TCP answers at once). Both stop when the
-//! session is closed, from inside (EOF, bad frame, timeout, write error) or
-//! outside (disconnect, slow consumer, server stop); the first reason to
+//! session is closed, from inside (EOF, bad frame, write error) or outside
+//! (disconnect, slow consumer, timeout, server stop); the first reason to
 //! close wins, except that an abort overrides a pending flush.
+//!
+//! A session holds no timer. Its halves leave progress marks, and a
+//! watchdog that looks at every session of a server a few times a second
+//! ([`SessionShared::look`]) closes those idle, stalled on a write, or
+//! lingering past their deadline. An idle session so holds little more than
+//! its socket: no buffer, no timer, one waker.
 
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 use crate::config::SessionLimits;
 use crate::outbox::{Batch, Close, MAX_IOV, Outbox};
@@ -35,15 +42,67 @@ pub(crate) trait Events: Send + Sync + 'static {
     fn dropped(&self, id: SessionId, count: u64);
 }
 
-/// The part of a session other threads reach: its outbox and close signal.
+/// The part of a session other threads reach: its outbox, its doorbell
+/// and the marks its watchdog reads.
 pub(crate) struct SessionShared {
     pub(crate) id: SessionId,
     pub(crate) peer: SocketAddr,
     outbox: Mutex<Outbox>,
-    writer_wake: Notify,
-    reader_wake: Notify,
+    /// Rung for queued packets and for a close. The writer always listens
+    /// (idle or mid-write); the reader learns of a close because both
+    /// halves are polled whenever the task wakes (see [`both`]).
+    wake: Notify,
     closing: AtomicBool,
     aborted: AtomicBool,
+    marks: Marks,
+}
+
+/// Progress marks the halves leave for the watchdog, and its counts.
+/// Relaxed: a mark seen one look late only delays a timeout by a look.
+#[derive(Default)]
+struct Marks {
+    /// The reader is waiting for the peer's bytes.
+    reading: AtomicBool,
+    /// Bytes arrived since the watchdog's last look.
+    read_seen: AtomicBool,
+    /// A write, flush or shutdown is in flight.
+    writing: AtomicBool,
+    /// A write made progress since the watchdog's last look.
+    write_seen: AtomicBool,
+    /// Looks in a row that found the reader waiting and nothing read.
+    idle_looks: AtomicU32,
+    /// Looks in a row that found a write in flight and no progress.
+    stalled_looks: AtomicU32,
+}
+
+/// Counts one look: `looks` goes back to zero if there was `progress` or
+/// nothing was `waiting`, else up by one. Returns the new count.
+fn count_look(looks: &AtomicU32, waiting: &AtomicBool, progress: &AtomicBool) -> u32 {
+    let n = if progress.swap(false, Ordering::Relaxed) || !waiting.load(Ordering::Relaxed) {
+        0
+    } else {
+        looks.load(Ordering::Relaxed).saturating_add(1)
+    };
+    looks.store(n, Ordering::Relaxed);
+    n
+}
+
+/// Looks in a row without progress that make `timeout`: the last progress
+/// came before the first of them, so `timeout` has passed by the last.
+fn looks_for(timeout: Duration, every: Duration) -> u32 {
+    let n = timeout.as_nanos().div_ceil(every.as_nanos().max(1));
+    u32::try_from(n).unwrap_or(u32::MAX).max(1)
+}
+
+/// How often a watchdog looks at its sessions: each timeout fires at most
+/// an eighth of itself (and at most a second) late.
+pub(crate) fn watch_interval(limits: &SessionLimits) -> Duration {
+    let shortest = limits
+        .idle_timeout
+        .unwrap_or(Duration::MAX)
+        .min(limits.write_timeout)
+        .min(limits.linger);
+    (shortest / 8).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 impl SessionShared {
@@ -57,10 +116,10 @@ impl SessionShared {
             id,
             peer,
             outbox: Mutex::new(Outbox::new(limits.max_send_queue, dropped)),
-            writer_wake: Notify::new(),
-            reader_wake: Notify::new(),
+            wake: Notify::new(),
             closing: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
+            marks: Marks::default(),
         }
     }
 
@@ -95,7 +154,7 @@ impl SessionShared {
 
     /// Wakes the writer to write whatever is queued, lazy packets included.
     pub(crate) fn flush(&self) {
-        self.writer_wake.notify_one();
+        self.wake.notify_one();
     }
 
     /// Encodes straight into this session's outbox.
@@ -107,12 +166,12 @@ impl SessionShared {
     fn after_push(&self, r: Result<bool, SendError>) -> Result<(), SendError> {
         match r {
             Ok(true) => {
-                self.writer_wake.notify_one();
+                self.wake.notify_one();
                 Ok(())
             }
             Ok(false) => Ok(()),
             Err(SendError::QueueFull) => {
-                // The outbox recorded the abort; wake both halves to act on it.
+                // The outbox recorded the abort; wake the task to act on it.
                 self.signal_close(true);
                 Err(SendError::QueueFull)
             }
@@ -145,26 +204,21 @@ impl SessionShared {
             self.aborted.store(true, Ordering::Release);
         }
         self.closing.store(true, Ordering::Release);
-        self.reader_wake.notify_waiters();
-        self.writer_wake.notify_one();
+        self.wake.notify_one();
     }
 
     fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Resolves once the session is closing.
+    fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the session is closing. Only for before [`run`]: the
+    /// writer takes the doorbell's rings once it runs.
     pub(crate) async fn closed(&self) {
-        self.wait_for(&self.closing).await;
-    }
-
-    /// Resolves once the session is aborting: an in-flight write is dropped.
-    async fn aborted(&self) {
-        self.wait_for(&self.aborted).await;
-    }
-
-    async fn wait_for(&self, flag: &AtomicBool) {
-        crate::wait_until(&self.reader_wake, || flag.load(Ordering::Acquire)).await;
+        crate::wait_until(&self.wake, || self.is_closing()).await;
     }
 
     fn abort(&self, error: NetError) {
@@ -178,37 +232,119 @@ impl SessionShared {
             _ => None,
         }
     }
+
+    /// The watchdog's look, one every `every`: closes the session if it
+    /// has read nothing for the idle timeout, if a write has made no
+    /// progress for the write timeout, or if a flush has run past its
+    /// deadline.
+    pub(crate) fn look(&self, limits: &SessionLimits, every: Duration, now: Instant, counters: &Counters) {
+        if self.is_aborted() {
+            return;
+        }
+        let m = &self.marks;
+        let closing = self.is_closing();
+        if let Some(t) = limits.idle_timeout
+            && !closing
+            && count_look(&m.idle_looks, &m.reading, &m.read_seen) >= looks_for(t, every)
+        {
+            counters.idle_timeouts.incr();
+            return self.abort(NetError::IdleTimeout(t));
+        }
+        if count_look(&m.stalled_looks, &m.writing, &m.write_seen) >= looks_for(limits.write_timeout, every) {
+            counters.write_timeouts.incr();
+            return self.abort(NetError::WriteTimeout(limits.write_timeout));
+        }
+        if closing {
+            let expired = {
+                let o = self.outbox();
+                matches!(o.close, Some(Close::Flush(d)) if now >= d).then_some(o.pending)
+            };
+            if let Some(pending) = expired {
+                self.abort(NetError::LingerExpired(pending));
+            }
+        }
+    }
+}
+
+/// Looks at one session every [`watch_interval`], for as long as the
+/// caller polls this (a client's connection; a server watches its table).
+pub(crate) async fn watch_one(
+    session: &SessionShared,
+    limits: &SessionLimits,
+    counters: &Counters,
+) -> std::convert::Infallible {
+    let every = watch_interval(limits);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        session.look(limits, every, Instant::now(), counters);
+    }
 }
 
 /// Runs a session until it is fully closed. Returns the error that ended it,
-/// if any; the socket is closed when this returns.
-pub(crate) async fn run<E: Events>(
+/// if any; the socket is closed when this returns. Timeouts are the
+/// watchdog's: see [`SessionShared::look`].
+// Not an async fn: that would keep the arguments twice in every
+// session's task (rust-lang/rust#62958).
+#[expect(clippy::manual_async_fn, reason = "smaller session tasks")]
+pub(crate) fn run<E: Events>(
     shared: &SessionShared,
     stream: Stream,
     events: &E,
     limits: &SessionLimits,
     counters: &Counters,
-) -> Option<NetError> {
-    match stream {
-        Stream::Tcp(tcp) => {
-            let (mut rd, mut wr) = tcp.into_split();
-            tokio::join!(
-                read_loop(shared, &mut rd, events, limits, counters),
-                write_loop(shared, &mut wr, events, limits, counters),
-            );
+) -> impl Future<Output = Option<NetError>> {
+    async move {
+        match stream {
+            Stream::Tcp(tcp) => {
+                let (mut rd, mut wr) = tcp.into_split();
+                let mut read = pin!(read_loop(shared, &mut rd, events, limits, counters));
+                let mut write = pin!(write_loop(shared, &mut wr, events, counters));
+                let mut done = (false, false);
+                poll_fn(|cx| poll_both(cx, read.as_mut(), write.as_mut(), &mut done)).await;
+            }
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => {
+                // Both halves are polled from this one task, so the lock
+                // `split` puts between them is never contended.
+                let (mut rd, mut wr) = tokio::io::split(*tls);
+                let mut read = pin!(read_loop(shared, &mut rd, events, limits, counters));
+                let mut write = pin!(write_loop(shared, &mut wr, events, counters));
+                let mut done = (false, false);
+                poll_fn(|cx| poll_both(cx, read.as_mut(), write.as_mut(), &mut done)).await;
+            }
         }
-        #[cfg(feature = "tls")]
-        Stream::Tls(tls) => {
-            // Both halves are polled from this one task, so the lock
-            // `split` puts between them is never contended.
-            let (mut rd, mut wr) = tokio::io::split(*tls);
-            tokio::join!(
-                read_loop(shared, &mut rd, events, limits, counters),
-                write_loop(shared, &mut wr, events, limits, counters),
-            );
+        shared.take_error()
+    }
+}
+
+/// Polls both halves of a session, each time its task wakes: that is how
+/// one half learns the other closed the session, with no waker of its own.
+/// A half that ends makes the other look again at once. (A plain function
+/// over pinned halves, not an async fn taking them: an async fn would hold
+/// each half twice, as argument and as local.)
+fn poll_both(
+    cx: &mut Context<'_>,
+    mut a: Pin<&mut impl Future<Output = ()>>,
+    mut b: Pin<&mut impl Future<Output = ()>>,
+    done: &mut (bool, bool),
+) -> Poll<()> {
+    loop {
+        let before = *done;
+        if !done.0 {
+            done.0 = a.as_mut().poll(cx).is_ready();
+        }
+        if !done.1 {
+            done.1 = b.as_mut().poll(cx).is_ready();
+        }
+        if done.0 && done.1 {
+            return Poll::Ready(());
+        }
+        if *done == before {
+            return Poll::Pending;
         }
     }
-    shared.take_error()
 }
 
 /// A read half a session reads from.
@@ -232,201 +368,220 @@ impl Source for tokio::net::tcp::OwnedReadHalf {
 #[cfg(feature = "tls")]
 impl Source for tokio::io::ReadHalf<tokio_rustls::TlsStream<tokio::net::TcpStream>> {}
 
-async fn read_loop<E: Events, R: Source>(
+/// Reads into `buf` until bytes arrive (`Some(Ok(n))`, 0 at EOF), the read
+/// fails, or the session is closing (`None`).
+fn poll_read<R: Source>(
+    cx: &mut Context<'_>,
+    shared: &SessionShared,
+    rd: &mut R,
+    buf: &mut RecvBuf,
+    want: usize,
+    size: usize,
+) -> Poll<Option<io::Result<usize>>> {
+    if shared.is_closing() {
+        return Poll::Ready(None);
+    }
+    // An idle connection holds no receive buffer: with no partial frame
+    // pending and nothing to read yet, the buffer is freed and allocated
+    // again when bytes arrive.
+    if buf.is_empty() {
+        match rd.poll_ready(cx) {
+            Poll::Pending => {
+                buf.release();
+                return Poll::Pending;
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(())) => {}
+        }
+    }
+    let mut rb = ReadBuf::new(buf.spare(want, size));
+    match Pin::new(rd).poll_read(cx, &mut rb) {
+        Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(rb.filled().len()))),
+        Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+// Not an async fn: that would keep the arguments twice in every
+// session's task (rust-lang/rust#62958).
+#[expect(clippy::manual_async_fn, reason = "smaller session tasks")]
+fn read_loop<E: Events, R: Source>(
     shared: &SessionShared,
     rd: &mut R,
     events: &E,
     limits: &SessionLimits,
     counters: &Counters,
-) {
-    let framing = limits.framing;
-    let mut buf = RecvBuf::new();
-    // The size the pending frame needs, once its header is in.
-    let mut want = framing.header_len();
-    let closed = shared.closed();
-    tokio::pin!(closed);
-    loop {
-        // Cancel-safe: a read that loses the race has read nothing.
-        let read = async {
-            // An idle connection holds no receive buffer: with no partial
-            // frame pending and nothing to read yet, the buffer is freed
-            // and allocated again when bytes arrive.
-            if buf.is_empty() && !poll_fn(|cx| Poll::Ready(rd.poll_ready(cx).is_ready())).await {
-                buf.release();
-                poll_fn(|cx| rd.poll_ready(cx)).await?;
-            }
-            rd.read(buf.spare(want, limits.recv_buffer)).await
-        };
-        let read = async {
-            match limits.idle_timeout {
-                Some(t) => tokio::time::timeout(t, read)
-                    .await
-                    .unwrap_or(Err(io::Error::from(io::ErrorKind::TimedOut))),
-                None => read.await,
-            }
-        };
-        let r = tokio::select! {
-            biased;
-            () = &mut closed => return,
-            r = read => r,
-        };
-        match r {
-            Ok(0) => {
-                // The peer finished sending: deliver what is queued, then close.
-                return shared.close(Close::Flush(Instant::now() + limits.linger));
-            }
-            Ok(n) => {
-                buf.filled(n);
-                counters.bytes_in.add(n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                counters.idle_timeouts.incr();
-                let t = limits.idle_timeout.unwrap_or_default();
-                return shared.abort(NetError::IdleTimeout(t));
-            }
-            Err(e) => return shared.abort(e.into()),
-        }
-        let mut frames = 0;
+) -> impl Future<Output = ()> {
+    async move {
+        let framing = limits.framing;
+        let marks = &shared.marks;
+        let mut buf = RecvBuf::new();
+        // The size the pending frame needs, once its header is in.
+        let mut want = framing.header_len();
         loop {
-            match framing.next_frame(buf.data(), limits.max_frame) {
-                Ok(Some(len)) => {
-                    frames += 1;
-                    events.recv(shared.id, &buf.data()[..len]).await;
-                    buf.consume(len);
-                    if shared.is_closing() {
-                        counters.frames_in.add(frames);
-                        return;
+            marks.reading.store(true, Ordering::Relaxed);
+            let r = poll_fn(|cx| poll_read(cx, shared, rd, &mut buf, want, limits.recv_buffer)).await;
+            marks.reading.store(false, Ordering::Relaxed);
+            match r {
+                None => return,
+                Some(Ok(0)) => {
+                    // The peer finished sending: deliver what is queued, then close.
+                    return shared.close(Close::Flush(Instant::now() + limits.linger));
+                }
+                Some(Ok(n)) => {
+                    marks.read_seen.store(true, Ordering::Relaxed);
+                    buf.filled(n);
+                    counters.bytes_in.add(n);
+                }
+                Some(Err(e)) => return shared.abort(e.into()),
+            }
+            let mut frames = 0;
+            loop {
+                match framing.next_frame(buf.data(), limits.max_frame) {
+                    Ok(Some(len)) => {
+                        frames += 1;
+                        events.recv(shared.id, &buf.data()[..len]).await;
+                        buf.consume(len);
+                        if shared.is_closing() {
+                            counters.frames_in.add(frames);
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        want = framing.declared_len(buf.data()).unwrap_or(framing.header_len());
+                        break;
+                    }
+                    Err(e) => {
+                        counters.bad_frames.incr();
+                        return shared.abort(e.into());
                     }
                 }
-                Ok(None) => {
-                    want = framing.declared_len(buf.data()).unwrap_or(framing.header_len());
-                    break;
-                }
-                Err(e) => {
-                    counters.bad_frames.incr();
-                    return shared.abort(e.into());
-                }
             }
+            counters.frames_in.add(frames);
         }
-        counters.frames_in.add(frames);
     }
 }
 
-async fn write_loop<E: Events, W: AsyncWrite + Unpin>(
+// Not an async fn: that would keep the arguments twice in every
+// session's task (rust-lang/rust#62958).
+#[expect(clippy::manual_async_fn, reason = "smaller session tasks")]
+fn write_loop<E: Events, W: AsyncWrite + Unpin>(
     shared: &SessionShared,
     wr: &mut W,
     events: &E,
-    limits: &SessionLimits,
     counters: &Counters,
-) {
-    let mut batch = Batch::new();
-    let mut deadline = None;
-    loop {
-        {
-            let mut o = shared.outbox();
-            match o.close {
-                Some(Close::Abort(_)) => return,
-                Some(Close::Flush(d)) => deadline = Some(d),
-                None => {}
+) -> impl Future<Output = ()> {
+    async move {
+        let mut batch = Batch::new();
+        // The doorbell, listened to for the whole session.
+        let mut bell = pin!(shared.wake.notified());
+        loop {
+            {
+                let mut o = shared.outbox();
+                if matches!(o.close, Some(Close::Abort(_))) {
+                    return;
+                }
+                if !o.queue.is_empty() {
+                    batch.take_from(&mut o);
+                } else if o.close.is_some() {
+                    break;
+                } else {
+                    // Idle until the next packet: keep no send buffer.
+                    o.queue.release();
+                    batch.queue.release();
+                }
             }
-            if !o.queue.is_empty() {
-                batch.take_from(&mut o);
-            } else if o.close.is_some() {
-                break;
-            } else {
-                // Idle until the next packet: keep no send buffer.
-                o.queue.release();
-                batch.queue.release();
+            if batch.is_done() {
+                bell.as_mut().await;
+                bell.set(shared.wake.notified());
+                // Let the rest of this turn run first (the other sessions'
+                // reads, the chat logic they feed) and come back after the
+                // runtime's next look at the sockets: whatever they queue for
+                // this session goes out in this same write. A burst of room
+                // chat then costs one write per member, not one per message
+                // (measured: write calls per delivery 0.19 -> 0.085 and server
+                // CPU per delivery -25% in issue #5's scenario b).
+                tokio::task::yield_now().await;
+                continue;
             }
-        }
-        if batch.is_done() {
-            shared.writer_wake.notified().await;
-            // Let the rest of this turn run first (the other sessions'
-            // reads, the chat logic they feed) and come back after the
-            // runtime's next look at the sockets: whatever they queue for
-            // this session goes out in this same write. A burst of room
-            // chat then costs one write per member, not one per message
-            // (measured: write calls per delivery 0.19 -> 0.085 and server
-            // CPU per delivery -25% in issue #5's scenario b).
-            tokio::task::yield_now().await;
-            continue;
-        }
-        while !batch.is_done() {
-            let remaining = batch.remaining();
-            // The slices are gathered on each poll, on the stack: an array
-            // held across the await would sit in every session's task,
-            // idle or not.
-            let write = poll_fn(|cx| {
-                let mut iov = [IoSlice::new(&[]); MAX_IOV];
-                let n = batch.slices(&mut iov);
-                Pin::new(&mut *wr).poll_write_vectored(cx, &iov[..n])
-            });
-            let Some(k) = guarded(shared, deadline, limits, counters, remaining, write).await else {
+            while !batch.is_done() {
+                // The slices are gathered on each poll, on the stack: an array
+                // held across the await would sit in every session's task,
+                // idle or not.
+                let write = poll_fn(|cx| {
+                    let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                    let n = batch.slices(&mut iov);
+                    Pin::new(&mut *wr).poll_write_vectored(cx, &iov[..n])
+                });
+                let Some(k) = unless_aborted(shared, bell.as_mut(), write).await else {
+                    return;
+                };
+                counters.writes.incr();
+                if k == 0 {
+                    return shared.abort(io::Error::from(io::ErrorKind::WriteZero).into());
+                }
+                batch.advance(k);
+                counters.bytes_out.add(k);
+            }
+            // TLS holds what it encrypted until flushed; TCP answers at once.
+            let flush = poll_fn(|cx| Pin::new(&mut *wr).poll_flush(cx));
+            if unless_aborted(shared, bell.as_mut(), flush).await.is_none() {
                 return;
-            };
-            counters.writes.incr();
-            if k == 0 {
-                return shared.abort(io::Error::from(io::ErrorKind::WriteZero).into());
             }
-            batch.advance(k);
-            counters.bytes_out.add(k);
+            let len = batch.len;
+            batch.clear();
+            let missed = {
+                let mut o = shared.outbox();
+                o.pending -= len;
+                std::mem::take(&mut o.missed)
+            };
+            events.sent(shared.id, len);
+            if missed > 0 {
+                events.dropped(shared.id, missed);
+            }
         }
-        // TLS holds what it encrypted until flushed; TCP answers at once.
-        if guarded(shared, deadline, limits, counters, 0, wr.flush())
-            .await
-            .is_none()
-        {
-            return;
-        }
-        let len = batch.len;
-        batch.clear();
-        let missed = {
-            let mut o = shared.outbox();
-            o.pending -= len;
-            std::mem::take(&mut o.missed)
-        };
-        events.sent(shared.id, len);
-        if missed > 0 {
-            events.dropped(shared.id, missed);
-        }
+        // Flushed: send FIN (after TLS's close_notify) so the peer sees an
+        // orderly close after the data. The watchdog bounds it by the linger.
+        let shutdown = poll_fn(|cx| Pin::new(&mut *wr).poll_shutdown(cx));
+        let _ = unless_aborted(shared, bell, shutdown).await;
     }
-    // Flushed: send FIN (after TLS's close_notify) so the peer sees an
-    // orderly close after the data.
-    let by = deadline.unwrap_or_else(|| Instant::now() + limits.linger);
-    let _ = tokio::time::timeout_at(by.into(), wr.shutdown()).await;
 }
 
-/// One write or flush, bounded by the write timeout and the flush deadline
-/// and dropped if the session aborts meanwhile. `None`: the session is
-/// aborting (the reason is recorded); stop writing.
-async fn guarded<T>(
-    shared: &SessionShared,
-    deadline: Option<Instant>,
-    limits: &SessionLimits,
-    counters: &Counters,
-    remaining: usize,
+/// One write, flush or shutdown, marked for the watchdog and given up when
+/// the session aborts (the doorbell rings for that; a ring for a queued
+/// packet is harmless, the writer looks at the queue before it waits).
+/// `None`: the session is aborting (the reason is recorded); stop writing.
+async fn unless_aborted<'s, T>(
+    shared: &'s SessionShared,
+    mut bell: Pin<&mut Notified<'s>>,
     io: impl Future<Output = io::Result<T>>,
 ) -> Option<T> {
-    let write_by = Instant::now() + limits.write_timeout;
-    let stop_at = deadline.map_or(write_by, |d| d.min(write_by));
-    let r = tokio::select! {
-        biased;
-        r = tokio::time::timeout_at(stop_at.into(), io) => r,
-        () = shared.aborted() => return None,
-    };
-    match r {
-        Ok(Ok(v)) => Some(v),
-        Ok(Err(e)) => {
+    let marks = &shared.marks;
+    let mut io = pin!(io);
+    marks.writing.store(true, Ordering::Relaxed);
+    let r = poll_fn(|cx| {
+        loop {
+            if shared.is_aborted() {
+                return Poll::Ready(None);
+            }
+            if let Poll::Ready(r) = io.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            match bell.as_mut().poll(cx) {
+                Poll::Ready(()) => bell.set(shared.wake.notified()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await;
+    marks.writing.store(false, Ordering::Relaxed);
+    match r? {
+        Ok(v) => {
+            marks.write_seen.store(true, Ordering::Relaxed);
+            Some(v)
+        }
+        Err(e) => {
             shared.abort(e.into());
-            None
-        }
-        Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
-            shared.abort(NetError::LingerExpired(remaining));
-            None
-        }
-        Err(_) => {
-            counters.write_timeouts.incr();
-            shared.abort(NetError::WriteTimeout(limits.write_timeout));
             None
         }
     }

@@ -490,6 +490,76 @@ async fn idle_sessions_time_out() {
     assert_eq!(h.handle.stats().idle_timeouts, 1);
 }
 
+/// A client that never reads, with a small receive window, so the
+/// server's writes stall once the kernel buffers between them are full.
+async fn connect_non_reader(addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Queues 16 MiB for `id`: far more than loopback's socket buffers hold.
+fn flood(handle: &Handle, id: SessionId) {
+    let chunk = Bytes::from(frame(9, &[0x5A; 60_000]));
+    for _ in 0..16 * 1024 * 1024 / chunk.len() {
+        handle.send(id, chunk.clone()).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_cut_after_the_write_timeout() {
+    let mut h = Harness::start(false, |c| {
+        c.write_timeout = Duration::from_millis(300);
+        c.max_send_queue = 64 * 1024 * 1024;
+    })
+    .await;
+    let c = connect_non_reader(h.addr).await;
+    let id = h.joined().await;
+    flood(&h.handle, id);
+    assert!(matches!(h.next().await, Ev::Error(x, e) if x == id && e.contains("write")));
+    assert!(matches!(h.next().await, Ev::Leave(x) if x == id));
+    assert_eq!(h.handle.stats().write_timeouts, 1);
+    drop(c);
+}
+
+#[tokio::test]
+async fn a_disconnect_that_cannot_deliver_ends_when_the_linger_runs_out() {
+    let mut h = Harness::start(false, |c| {
+        c.linger = Duration::from_millis(300);
+        c.write_timeout = Duration::from_secs(3600);
+        c.max_send_queue = 64 * 1024 * 1024;
+    })
+    .await;
+    let c = connect_non_reader(h.addr).await;
+    let id = h.joined().await;
+    flood(&h.handle, id);
+    h.handle.disconnect(id).unwrap();
+    match h.next().await {
+        Ev::Error(x, e) if x == id => assert!(e.contains("linger"), "{e}"),
+        other => panic!("expected the linger to run out, got {other:?}"),
+    }
+    assert!(matches!(h.next().await, Ev::Leave(x) if x == id));
+    assert_eq!(h.handle.stats().write_timeouts, 0);
+    drop(c);
+}
+
+#[tokio::test]
+async fn a_session_that_keeps_talking_outlives_its_idle_timeout() {
+    let mut h = Harness::start(true, |c| c.idle_timeout = Some(Duration::from_secs(1))).await;
+    let mut c = TcpStream::connect(h.addr).await.unwrap();
+    h.joined().await;
+    // Three seconds of talk, a frame every 100 ms: three idle timeouts
+    // pass, and none of them may close the session.
+    for i in 0..30u32 {
+        let f = frame(5, &i.to_le_bytes());
+        c.write_all(&f).await.unwrap();
+        assert_eq!(read_frame(&mut c).await, f);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(h.handle.stats().idle_timeouts, 0);
+    assert_eq!(h.handle.session_count(), 1);
+}
+
 #[tokio::test]
 async fn refused_by_the_handler_closes_before_any_byte_is_read() {
     struct Refuse;

@@ -709,7 +709,7 @@ async fn idle(args: &Args) -> Result<()> {
     println!("{line}");
     // Let the server settle (its allocator, the last replies) before
     // reading its memory.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     if let (Some(b), Some(a)) = (before, rss()) {
         println!(
             "server RSS {b} KiB -> {a} KiB: {:.2} KiB per idle connection",
