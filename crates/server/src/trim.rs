@@ -13,10 +13,12 @@
 /// Returns free heap memory to the system (glibc on Linux; elsewhere a
 /// no-op). Takes a few milliseconds; run it off the logic task.
 pub(crate) fn release_free_memory() {
+    let started = std::time::Instant::now();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes no pointers and only releases memory that is
     // already free; glibc makes it safe to call from any thread at any time.
     unsafe {
         libc::malloc_trim(0);
     }
+    tracing::debug!(took = ?started.elapsed(), "gave freed memory back");
 }
