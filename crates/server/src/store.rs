@@ -575,4 +575,62 @@ mod tests {
         a.set_mute("amy", 0).unwrap();
         assert_eq!(a.mute_of("amy").unwrap(), None);
     }
+
+    #[test]
+    fn a_resume_storm_from_many_threads_swaps_each_token_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Accounts::open(dir.path(), CHEAP).unwrap();
+        let names: Vec<String> = (0..8).map(|i| format!("u{i}")).collect();
+        let mut tokens = Vec::new();
+        for name in &names {
+            assert!(a.create_blocking(name, "pw").unwrap());
+            for _ in 0..8 {
+                tokens.push((name.clone(), a.issue_token(name, 600).unwrap()));
+            }
+        }
+        // Every token is presented twice, by two of 16 threads at once, so
+        // the token writes queue behind each other's commits.
+        let resume = |(name, token): &(String, String)| match a
+            .login_blocking(name, &Credential::Token(token.clone()), 600)
+            .unwrap()
+        {
+            AuthOutcome::Valid {
+                token: Some((new, _)),
+                ..
+            } => Some((name.clone(), new)),
+            AuthOutcome::Invalid => None,
+            other => panic!("unexpected {other:?}"),
+        };
+        let results: Vec<Vec<Option<(String, String)>>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..16)
+                .map(|w| {
+                    let tokens = &tokens;
+                    s.spawn(move || {
+                        tokens
+                            .iter()
+                            .skip(w % 8)
+                            .step_by(8)
+                            .map(resume)
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let fresh: Vec<(String, String)> = results.into_iter().flatten().flatten().collect();
+        assert_eq!(
+            fresh.len(),
+            tokens.len(),
+            "each token is swapped once, never twice"
+        );
+        let distinct: std::collections::HashSet<&String> = fresh.iter().map(|(_, t)| t).collect();
+        assert_eq!(distinct.len(), fresh.len());
+        // The old tokens are spent; the new ones resume their accounts.
+        for old in &tokens {
+            assert_eq!(resume(old), None);
+        }
+        for new in &fresh {
+            assert!(resume(new).is_some(), "a fresh token resumes its account");
+        }
+    }
 }
