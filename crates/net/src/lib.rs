@@ -57,6 +57,14 @@ pub use server::{Handle, Handler, Server};
 pub use stats::Stats;
 pub use stream::Stream;
 
+/// A tick every `every` for a background task; a late tick delays the
+/// next instead of bunching them up.
+pub(crate) fn ticker(every: std::time::Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
 /// Resolves once `done()` is true, re-checking each time `notify` wakes its
 /// waiters. Registering before checking means a wake-up between the check
 /// and the wait is never lost.

@@ -263,8 +263,7 @@ async fn watch(shared: std::sync::Weak<Shared>) {
     let Some(every) = shared.upgrade().map(|s| session::watch_interval(&s.limits)) else {
         return;
     };
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = crate::ticker(every);
     loop {
         tick.tick().await;
         // Ends with the server: the handles and tasks hold it, this does not.
@@ -281,8 +280,7 @@ async fn watch(shared: std::sync::Weak<Shared>) {
 /// Every `lazy_flush`, wakes the writers of the sessions holding lazy
 /// packets. One task per server, so a session needs no timer of its own.
 async fn flush_lazy(shared: std::sync::Weak<Shared>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = crate::ticker(every);
     let mut due = Vec::new();
     loop {
         tick.tick().await;

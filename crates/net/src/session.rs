@@ -274,8 +274,7 @@ pub(crate) async fn watch_one(
     counters: &Counters,
 ) -> std::convert::Infallible {
     let every = watch_interval(limits);
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = crate::ticker(every);
     loop {
         tick.tick().await;
         session.look(limits, every, Instant::now(), counters);
@@ -299,23 +298,35 @@ pub(crate) fn run<E: Events>(
         match stream {
             Stream::Tcp(tcp) => {
                 let (mut rd, mut wr) = tcp.into_split();
-                let mut read = pin!(read_loop(shared, &mut rd, events, limits, counters));
-                let mut write = pin!(write_loop(shared, &mut wr, events, counters));
-                let mut done = (false, false);
-                poll_fn(|cx| poll_both(cx, read.as_mut(), write.as_mut(), &mut done)).await;
+                halves(shared, &mut rd, &mut wr, events, limits, counters).await;
             }
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => {
                 // Both halves are polled from this one task, so the lock
                 // `split` puts between them is never contended.
                 let (mut rd, mut wr) = tokio::io::split(*tls);
-                let mut read = pin!(read_loop(shared, &mut rd, events, limits, counters));
-                let mut write = pin!(write_loop(shared, &mut wr, events, counters));
-                let mut done = (false, false);
-                poll_fn(|cx| poll_both(cx, read.as_mut(), write.as_mut(), &mut done)).await;
+                halves(shared, &mut rd, &mut wr, events, limits, counters).await;
             }
         }
         shared.take_error()
+    }
+}
+
+/// Runs the reader and the writer together until both have ended.
+#[expect(clippy::manual_async_fn, reason = "smaller session tasks")]
+fn halves<E: Events, R: Source, W: AsyncWrite + Unpin>(
+    shared: &SessionShared,
+    rd: &mut R,
+    wr: &mut W,
+    events: &E,
+    limits: &SessionLimits,
+    counters: &Counters,
+) -> impl Future<Output = ()> {
+    async move {
+        let mut read = pin!(read_loop(shared, rd, events, limits, counters));
+        let mut write = pin!(write_loop(shared, wr, events, counters));
+        let mut done = (false, false);
+        poll_fn(|cx| poll_both(cx, read.as_mut(), write.as_mut(), &mut done)).await;
     }
 }
 
