@@ -33,6 +33,7 @@ use crate::config::SessionLimits;
 use crate::outbox::{Batch, Close, MAX_IOV, Outbox};
 use crate::recv_buf::RecvBuf;
 use crate::stats::Counters;
+use crate::stream::Sock;
 use crate::{NetError, SendError, SessionId, Stream};
 
 /// What the session driver reports to its owner (server or client).
@@ -297,7 +298,7 @@ pub(crate) fn run<E: Events>(
     async move {
         match stream {
             Stream::Tcp(tcp) => {
-                let (mut rd, mut wr) = tcp.into_split();
+                let (mut rd, mut wr) = (Sock(&tcp), Sock(&tcp));
                 halves(shared, &mut rd, &mut wr, events, limits, counters).await;
             }
             #[cfg(feature = "tls")]
@@ -368,9 +369,9 @@ pub(crate) trait Source: AsyncRead + Unpin {
     }
 }
 
-impl Source for tokio::net::tcp::OwnedReadHalf {
+impl Source for Sock<'_> {
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.as_ref().poll_read_ready(cx)
+        self.poll_read_ready(cx)
     }
 }
 
