@@ -6,6 +6,7 @@
 # on a free loopback port and stopped by its PID.
 #
 #   scripts/peers.sh [SECONDS] [PEER...]   # default 8 s per run, every peer
+#   SCENARIOS="a b" scripts/peers.sh 8     # some scenarios (default: a b c d)
 #
 # PEER: plaza redis nats mqtt irc, or plaza-redis (Plaza with its accounts
 # in a redis-server of its own, also on core 0; scenario d only, where the
@@ -27,6 +28,8 @@ shift || true
 PEERS=("${@:-plaza redis nats mqtt irc}")
 read -r -a PEERS <<<"${PEERS[*]}"
 IDLE=${IDLE:-19000}
+SCENARIOS=" ${SCENARIOS:-a b c d} "
+want() { [[ $SCENARIOS == *" $1 "* ]]; }
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -66,11 +69,15 @@ stop() { # the server, and the Redis a plaza-redis server used
 run() { # label args...
   local label=$1; shift
   echo "== $PEER: $label"
-  taskset -c 1 "$BENCH" --peer "${PEER%-redis}" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" "$@"
+  taskset -c 1 "$BENCH" --peer "${PEER%-redis}" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
+    ${METRICS:+--metrics "$METRICS"} "$@"
 }
 
 start_server() { # a fresh server for $PEER on a new $PORT
   PORT=$(free_port)
+  # Plaza writes with sendmsg, which /proc/PID/io does not count: peer-bench
+  # reads its write calls from its metrics.
+  METRICS=""
   case $PEER in
     plaza-redis)
       local rport; rport=$(free_port)
@@ -82,8 +89,9 @@ start_server() { # a fresh server for $PEER on a new $PORT
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
         --max-send-queue-kib 32768 --store "redis://127.0.0.1:$rport/0" ;;
     plaza)
+      METRICS=127.0.0.1:$(free_port)
       start plaza "$PORT" target/release/plaza-server --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
-        --metrics-bind off --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
+        --metrics-bind "$METRICS" --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
         --max-send-queue-kib 32768 ;;
@@ -119,16 +127,24 @@ CONF
 }
 
 for PEER in "${PEERS[@]}"; do
-  if [ "$PEER" != plaza-redis ]; then
+  if [ "$PEER" != plaza-redis ] && { want a || want b || want c; }; then
     start_server
-    run "a: 1 room x 100 members x 10/s" --rooms 1 --members 100 --rate 10 --seconds "$SECS" --prefix a
-    run "b: 100 rooms x 20 members x 1/s" --rooms 100 --members 20 --rate 1 --seconds "$SECS" --prefix b
-    run "c: 10 rooms x 50 members, raised until loss or p99 > 50 ms" --scenario saturate \
-      --rooms 10 --members 50 --rate 2 --factor 1.5 --p99-ms 50 --max-steps 12 --seconds 5 --prefix c
+    if want a; then
+      run "a: 1 room x 100 members x 10/s" --rooms 1 --members 100 --rate 10 --seconds "$SECS" --prefix a
+    fi
+    if want b; then
+      run "b: 100 rooms x 20 members x 1/s" --rooms 100 --members 20 --rate 1 --seconds "$SECS" --prefix b
+    fi
+    if want c; then
+      run "c: 10 rooms x 50 members, raised until loss or p99 > 50 ms" --scenario saturate \
+        --rooms 10 --members 50 --rate 2 --factor 1.5 --p99-ms 50 --max-steps 12 --seconds 5 --prefix c
+    fi
     stop
   fi
-  start_server
-  run "d: $IDLE idle members in 100 rooms" --scenario idle --rooms 100 --connections "$IDLE" \
-    --concurrency 1024 --prefix d
-  stop
+  if want d; then
+    start_server
+    run "d: $IDLE idle members in 100 rooms" --scenario idle --rooms 100 --connections "$IDLE" \
+      --concurrency 1024 --prefix d
+    stop
+  fi
 done

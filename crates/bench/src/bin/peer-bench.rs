@@ -102,6 +102,11 @@ struct Args {
     /// The server's process id, for its CPU time and memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Plaza: its metrics address (`--metrics-bind`), to count its write
+    /// calls from `plaza_writes_total`: it writes with `sendmsg`, which
+    /// `/proc/PID/io` does not count.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
     /// Prefix of user names, nicknames and client ids (Plaza accounts are
     /// registered).
     #[arg(long, default_value = "peer")]
@@ -479,6 +484,14 @@ fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
     }
 }
 
+/// Where in each send interval member `i` sends, in [0, 1): successive
+/// multiples of the golden ratio, so that members send evenly spread over
+/// the interval, as independent people do, not in lockstep, and every
+/// server is offered the same sequence.
+fn phase(i: usize) -> f64 {
+    (i as f64 * 0.618_033_988_749_895).fract()
+}
+
 /// The run's clock: send times count from `t0`; members send from `start`
 /// until `end`.
 #[derive(Clone, Copy)]
@@ -488,15 +501,14 @@ struct Window {
     end: Instant,
 }
 
-async fn run_member(peer: Peer, m: Member, room: usize, rate: f64, size: usize, w: Window) -> Result<Tally> {
+async fn run_member(peer: Peer, m: Member, room: usize, phase: f64, rate: f64, size: usize, w: Window) -> Result<Tally> {
     let Window { t0, start, end } = w;
     let (mut rd, mut sub_wr) = m.sub.into_split();
     let mut publish = m.publish;
     let mut buf = m.buf;
     let interval = Duration::from_secs_f64(1.0 / rate);
-    let offset = (room * 7919 + size) as f64 % 1000.0 / 1000.0;
     let sender = tokio::spawn(async move {
-        let mut next = start + interval.mul_f64(offset);
+        let mut next = start + interval.mul_f64(phase);
         let (mut sent, mut out, mut sink) = (0u64, BytesMut::new(), [0u8; 4096]);
         while next < end {
             tokio::time::sleep_until(next.into()).await;
@@ -640,12 +652,28 @@ impl Outcome {
     }
 }
 
-/// The server's write system calls so far (`syscw` in /proc/PID/io: write
-/// and writev; a server that uses send or sendmsg shows none).
-fn write_calls(pid: Option<u32>) -> Option<u64> {
-    let io = std::fs::read_to_string(format!("/proc/{}/io", pid?)).ok()?;
+/// The server's write system calls so far: Plaza's own count when its
+/// metrics address is given, else `syscw` in /proc/PID/io (write and
+/// writev; a server that uses send or sendmsg shows none).
+async fn write_calls(args: &Args) -> Option<u64> {
+    if let Some(addr) = args.metrics {
+        return plaza_writes(addr).await.ok();
+    }
+    let io = std::fs::read_to_string(format!("/proc/{}/io", args.server_pid?)).ok()?;
     io.lines()
         .find_map(|l| l.strip_prefix("syscw: ")?.trim().parse().ok())
+}
+
+/// `plaza_writes_total` from a Plaza server's metrics endpoint.
+async fn plaza_writes(addr: SocketAddr) -> Result<u64> {
+    let mut c = tokio::net::TcpStream::connect(addr).await?;
+    c.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;
+    let mut body = String::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_string(&mut body)).await??;
+    body.lines()
+        .find_map(|l| l.strip_prefix("plaza_writes_total ")?.trim().parse::<f64>().ok())
+        .map(|n| n as u64)
+        .context("no plaza_writes_total in the metrics")
 }
 
 /// R rooms × M members chatting at `rate` for `--seconds`.
@@ -656,14 +684,14 @@ async fn fanout(args: &Args, prefix: &str, rate: f64) -> Result<Outcome> {
     let end = start + Duration::from_secs_f64(args.seconds);
     let mut tasks = tokio::task::JoinSet::new();
     let window = Window { t0, start, end };
-    for (r, m, _) in members {
-        tasks.spawn(run_member(args.peer, m, r, rate, args.size, window));
+    for (i, (r, m, _)) in members.into_iter().enumerate() {
+        tasks.spawn(run_member(args.peer, m, r, phase(i), rate, args.size, window));
     }
     tokio::time::sleep_until(start.into()).await;
-    let (cpu0, w0) = (cpu(args.server_pid), write_calls(args.server_pid));
+    let (cpu0, w0) = (cpu(args.server_pid), write_calls(args).await);
     tokio::time::sleep_until(end.into()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (cpu1, w1) = (cpu(args.server_pid), write_calls(args.server_pid));
+    let (cpu1, w1) = (cpu(args.server_pid), write_calls(args).await);
     let mut t = Tally::new();
     while let Some(r) = tasks.join_next().await {
         t.add(r??);
