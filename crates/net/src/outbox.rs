@@ -29,7 +29,7 @@ use bytes::{Bytes, BytesMut};
 use crate::stats::Counter;
 use crate::{NetError, SendError};
 
-/// Most buffers handed to one `writev`.
+/// Most buffers handed to one gathered write (`sendmsg`).
 pub(crate) const MAX_IOV: usize = 64;
 
 pub(crate) enum Segment {

@@ -501,7 +501,15 @@ struct Window {
     end: Instant,
 }
 
-async fn run_member(peer: Peer, m: Member, room: usize, phase: f64, rate: f64, size: usize, w: Window) -> Result<Tally> {
+async fn run_member(
+    peer: Peer,
+    m: Member,
+    room: usize,
+    phase: f64,
+    rate: f64,
+    size: usize,
+    w: Window,
+) -> Result<Tally> {
     let Window { t0, start, end } = w;
     let (mut rd, mut sub_wr) = m.sub.into_split();
     let mut publish = m.publish;
@@ -667,7 +675,8 @@ async fn write_calls(args: &Args) -> Option<u64> {
 /// `plaza_writes_total` from a Plaza server's metrics endpoint.
 async fn plaza_writes(addr: SocketAddr) -> Result<u64> {
     let mut c = tokio::net::TcpStream::connect(addr).await?;
-    c.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;
+    c.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
     let mut body = String::new();
     tokio::time::timeout(Duration::from_secs(5), c.read_to_string(&mut body)).await??;
     body.lines()
