@@ -371,7 +371,7 @@ pub(crate) trait Source: AsyncRead + Unpin {
 
 impl Source for Sock<'_> {
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_read_ready(cx)
+        self.0.poll_read_ready(cx)
     }
 }
 

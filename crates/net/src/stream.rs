@@ -113,19 +113,13 @@ impl Sock<'_> {
             }
         }
     }
-
-    /// Ready once a read would not wait.
-    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.poll_read_ready(cx)
-    }
 }
 
 impl AsyncRead for Sock<'_> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let n = std::task::ready!(self.poll_op(cx, Interest::READABLE, |s| {
-            let mut s = s;
-            s.read(buf.initialize_unfilled())
-        }))?;
+        let n = std::task::ready!(
+            self.poll_op(cx, Interest::READABLE, |mut s| s.read(buf.initialize_unfilled()))
+        )?;
         buf.advance(n);
         Poll::Ready(Ok(()))
     }
