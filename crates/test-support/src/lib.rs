@@ -616,6 +616,11 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "no",
+                // Bound to loopback only; protected mode would also refuse
+                // clients from 127.0.0.2 and up (peer-bench spreads its
+                // connections over 127.0.0.1-16).
+                "--protected-mode",
+                "no",
             ])
             .arg("--dir")
             .arg(self.dir.path())

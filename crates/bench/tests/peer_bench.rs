@@ -1,0 +1,79 @@
+//! `peer-bench` in short smoke form: a fan-out at a low rate against a real
+//! Plaza server and a real redis-server delivers every message, and Plaza's
+//! write calls come from its metrics (it writes with `sendmsg`, which
+//! `/proc/PID/io` does not count).
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use plaza_test_support::{RedisServer, TestServer, run_command};
+
+/// Runs a one-second `peer-bench` fan-out of 2 rooms × `members` at 5/s
+/// (off the async threads) and returns its output.
+async fn fanout(peer: &str, addr: SocketAddr, members: u32, extra: &[String]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_peer-bench"));
+    cmd.args(["--peer", peer, "--addr", &addr.to_string()])
+        .args(["--rooms", "2", "--members", &members.to_string()])
+        .args([
+            "--rate",
+            "5",
+            "--seconds",
+            "1",
+            "--concurrency",
+            "8",
+            "--prefix",
+            "smoke",
+        ])
+        .args(extra);
+    let out = run_command(cmd, b"").await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The number after `label` on the line that starts with `line`.
+fn figure(out: &str, line: &str, label: &str) -> f64 {
+    out.lines()
+        .find(|l| l.starts_with(line))
+        .and_then(|l| l.split(label).nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `{label}` on a `{line}` line in:\n{out}"))
+}
+
+fn delivered_everything(out: &str) {
+    let expected = figure(out, "rate ", "expected ");
+    assert!(expected > 0.0, "nothing was sent:\n{out}");
+    assert_eq!(figure(out, "rate ", "received "), expected, "{out}");
+    assert_eq!(figure(out, "rate ", "lost "), 0.0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaza_fanout_delivers_everything_and_counts_writes_from_the_metrics() {
+    let s = TestServer::start().await;
+    let metrics = s.running.metrics_addr().expect("metrics on in tests");
+    let extra = [
+        "--server-pid".to_string(),
+        std::process::id().to_string(),
+        "--metrics".to_string(),
+        metrics.to_string(),
+    ];
+    let out = fanout("plaza", s.addr, 5, &extra).await;
+    delivered_everything(&out);
+    // The writes were counted (at this rate about one per delivery, plus
+    // the server's other packets in the window).
+    let writes = figure(&out, "server cpu/delivery", "write calls/delivery ");
+    assert!(writes > 0.0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_fanout_delivers_everything() {
+    let r = RedisServer::start().await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], r.port));
+    let out = fanout("redis", addr, 3, &[]).await;
+    delivered_everything(&out);
+}
