@@ -1,8 +1,8 @@
 //! One session: a reader and a writer driven together in one task.
 //!
 //! The reader reads into the session's [`RecvBuf`] and hands every
-//! complete frame to the handler in place, in order. The writer owns the
-//! stream's write half and is the only one that writes (1-send): it takes
+//! complete frame to the handler in place, in order. The writer is the
+//! only one that writes to the stream (1-send): it takes
 //! the whole outbox at once and writes it with one vectored write, then
 //! flushes (which TLS needs and TCP answers at once). Both stop when the
 //! session is closed, from inside (EOF, bad frame, write error) or outside
@@ -51,7 +51,7 @@ pub(crate) struct SessionShared {
     outbox: Mutex<Outbox>,
     /// Rung for queued packets and for a close. The writer always listens
     /// (idle or mid-write); the reader learns of a close because both
-    /// halves are polled whenever the task wakes (see [`both`]).
+    /// halves are polled whenever the task wakes (see [`poll_both`]).
     wake: Notify,
     closing: AtomicBool,
     aborted: AtomicBool,
@@ -147,10 +147,7 @@ impl SessionShared {
     /// flush must be scheduled for this session.
     pub(crate) fn send_lazy(&self, packet: Bytes) -> Result<bool, SendError> {
         let r = self.outbox().push_lazy(packet);
-        if r == Err(SendError::QueueFull) {
-            self.signal_close(true);
-        }
-        r
+        self.unless_full(r)
     }
 
     /// Wakes the writer to write whatever is queued, lazy packets included.
@@ -164,20 +161,21 @@ impl SessionShared {
         self.after_push(r)
     }
 
+    /// Wakes the writer if the push asked for it.
     fn after_push(&self, r: Result<bool, SendError>) -> Result<(), SendError> {
-        match r {
-            Ok(true) => {
-                self.wake.notify_one();
-                Ok(())
-            }
-            Ok(false) => Ok(()),
-            Err(SendError::QueueFull) => {
-                // The outbox recorded the abort; wake the task to act on it.
-                self.signal_close(true);
-                Err(SendError::QueueFull)
-            }
-            Err(e) => Err(e),
+        if self.unless_full(r)? {
+            self.wake.notify_one();
         }
+        Ok(())
+    }
+
+    /// Passes a push's result on; on a full queue (the outbox recorded the
+    /// abort) first wakes the task to act on it.
+    fn unless_full(&self, r: Result<bool, SendError>) -> Result<bool, SendError> {
+        if r == Err(SendError::QueueFull) {
+            self.signal_close(true);
+        }
+        r
     }
 
     /// Bytes queued or being written.

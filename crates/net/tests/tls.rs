@@ -65,6 +65,16 @@ async fn echo_server(acceptor: TlsAcceptor) -> Handle {
     server.start(Echo(handle.clone()))
 }
 
+/// An echo server presenting a fresh self-signed certificate; returns the
+/// certificate's directory (kept while it lives), the CA file and the server.
+async fn tls_echo() -> (tempfile::TempDir, PathBuf, Handle) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = self_signed(dir.path());
+    let acceptor = TlsAcceptor::from_pem_files(&ca, dir.path().join("key.pem")).unwrap();
+    let handle = echo_server(acceptor).await;
+    (dir, ca, handle)
+}
+
 async fn tls_client(
     handle: &Handle,
     ca: &Path,
@@ -97,10 +107,7 @@ async fn round_trip(client: &Client, rx: &mut mpsc::UnboundedReceiver<Vec<u8>>, 
 
 #[tokio::test]
 async fn frames_cross_tls_intact_and_in_order_beside_plain_tcp() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = self_signed(dir.path());
-    let acceptor = TlsAcceptor::from_pem_files(&ca, dir.path().join("key.pem")).unwrap();
-    let handle = echo_server(acceptor).await;
+    let (_dir, ca, handle) = tls_echo().await;
 
     // 3 MB each way: many TLS records, partial writes and flushes.
     let (client, mut rx) = tls_client(&handle, &ca, "127.0.0.1").await.unwrap();
@@ -167,10 +174,7 @@ async fn a_reloaded_certificate_serves_new_connections_and_keeps_old_ones() {
 
 #[tokio::test]
 async fn bad_handshakes_are_dropped_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = self_signed(dir.path());
-    let acceptor = TlsAcceptor::from_pem_files(&ca, dir.path().join("key.pem")).unwrap();
-    let handle = echo_server(acceptor).await;
+    let (_dir, ca, handle) = tls_echo().await;
     let tls_addr = handle.tls_addr().unwrap();
 
     // A client expecting another name refuses the certificate.
