@@ -25,9 +25,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
-use tokio::sync::futures::Notified;
 
 use crate::config::SessionLimits;
 use crate::outbox::{Batch, Close, MAX_IOV, Outbox};
@@ -52,10 +51,39 @@ pub(crate) struct SessionShared {
     /// Rung for queued packets and for a close. The writer always listens
     /// (idle or mid-write); the reader learns of a close because both
     /// halves are polled whenever the task wakes (see [`poll_both`]).
-    wake: Notify,
+    wake: Doorbell,
     closing: AtomicBool,
     aborted: AtomicBool,
     marks: Marks,
+}
+
+/// A doorbell with one listener: a flag and the listener's waker. A ring
+/// with no one listening is kept for the next look, and several rings
+/// before a look are one. (tokio's `Notify` takes a lock per ring with a
+/// waiter and puts a 64-byte `Notified` in the listener's task.)
+#[derive(Default)]
+struct Doorbell {
+    rung: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Doorbell {
+    fn ring(&self) {
+        self.rung.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Ready, once, after a ring since the last time it was ready.
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // Register before the second look, so a ring between the two is seen.
+        if !self.rung.swap(false, Ordering::AcqRel) {
+            self.waker.register(cx.waker());
+            if !self.rung.swap(false, Ordering::AcqRel) {
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(())
+    }
 }
 
 /// Progress marks the halves leave for the watchdog, and its counts.
@@ -117,7 +145,7 @@ impl SessionShared {
             id,
             peer,
             outbox: Mutex::new(Outbox::new(limits.max_send_queue, dropped)),
-            wake: Notify::new(),
+            wake: Doorbell::default(),
             closing: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
             marks: Marks::default(),
@@ -152,7 +180,7 @@ impl SessionShared {
 
     /// Wakes the writer to write whatever is queued, lazy packets included.
     pub(crate) fn flush(&self) {
-        self.wake.notify_one();
+        self.wake.ring();
     }
 
     /// Encodes straight into this session's outbox.
@@ -164,7 +192,7 @@ impl SessionShared {
     /// Wakes the writer if the push asked for it.
     fn after_push(&self, r: Result<bool, SendError>) -> Result<(), SendError> {
         if self.unless_full(r)? {
-            self.wake.notify_one();
+            self.wake.ring();
         }
         Ok(())
     }
@@ -203,7 +231,7 @@ impl SessionShared {
             self.aborted.store(true, Ordering::Release);
         }
         self.closing.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.wake.ring();
     }
 
     fn is_closing(&self) -> bool {
@@ -215,9 +243,15 @@ impl SessionShared {
     }
 
     /// Resolves once the session is closing. Only for before [`run`]: the
-    /// writer takes the doorbell's rings once it runs.
+    /// doorbell has one listener, the writer once it runs.
     pub(crate) async fn closed(&self) {
-        crate::wait_until(&self.wake, || self.is_closing()).await;
+        poll_fn(|cx| {
+            while !self.is_closing() {
+                std::task::ready!(self.wake.poll(cx));
+            }
+            Poll::Ready(())
+        })
+        .await;
     }
 
     fn abort(&self, error: NetError) {
@@ -483,8 +517,6 @@ fn write_loop<E: Events, W: AsyncWrite + Unpin>(
 ) -> impl Future<Output = ()> {
     async move {
         let mut batch = Batch::new();
-        // The doorbell, listened to for the whole session.
-        let mut bell = pin!(shared.wake.notified());
         loop {
             {
                 let mut o = shared.outbox();
@@ -502,8 +534,7 @@ fn write_loop<E: Events, W: AsyncWrite + Unpin>(
                 }
             }
             if batch.is_done() {
-                bell.as_mut().await;
-                bell.set(shared.wake.notified());
+                poll_fn(|cx| shared.wake.poll(cx)).await;
                 // Let the rest of this turn run first (the other sessions'
                 // reads, the chat logic they feed) and come back after the
                 // runtime's next look at the sockets: whatever they queue for
@@ -523,7 +554,7 @@ fn write_loop<E: Events, W: AsyncWrite + Unpin>(
                     let n = batch.slices(&mut iov);
                     Pin::new(&mut *wr).poll_write_vectored(cx, &iov[..n])
                 });
-                let Some(k) = unless_aborted(shared, bell.as_mut(), write).await else {
+                let Some(k) = unless_aborted(shared, write).await else {
                     return;
                 };
                 counters.writes.incr();
@@ -535,7 +566,7 @@ fn write_loop<E: Events, W: AsyncWrite + Unpin>(
             }
             // TLS holds what it encrypted until flushed; TCP answers at once.
             let flush = poll_fn(|cx| Pin::new(&mut *wr).poll_flush(cx));
-            if unless_aborted(shared, bell.as_mut(), flush).await.is_none() {
+            if unless_aborted(shared, flush).await.is_none() {
                 return;
             }
             let len = batch.len;
@@ -553,7 +584,7 @@ fn write_loop<E: Events, W: AsyncWrite + Unpin>(
         // Flushed: send FIN (after TLS's close_notify) so the peer sees an
         // orderly close after the data. The watchdog bounds it by the linger.
         let shutdown = poll_fn(|cx| Pin::new(&mut *wr).poll_shutdown(cx));
-        let _ = unless_aborted(shared, bell, shutdown).await;
+        let _ = unless_aborted(shared, shutdown).await;
     }
 }
 
@@ -561,11 +592,7 @@ fn write_loop<E: Events, W: AsyncWrite + Unpin>(
 /// the session aborts (the doorbell rings for that; a ring for a queued
 /// packet is harmless, the writer looks at the queue before it waits).
 /// `None`: the session is aborting (the reason is recorded); stop writing.
-async fn unless_aborted<'s, T>(
-    shared: &'s SessionShared,
-    mut bell: Pin<&mut Notified<'s>>,
-    io: impl Future<Output = io::Result<T>>,
-) -> Option<T> {
+async fn unless_aborted<T>(shared: &SessionShared, io: impl Future<Output = io::Result<T>>) -> Option<T> {
     let marks = &shared.marks;
     let mut io = pin!(io);
     marks.writing.store(true, Ordering::Relaxed);
@@ -577,10 +604,7 @@ async fn unless_aborted<'s, T>(
             if let Poll::Ready(r) = io.as_mut().poll(cx) {
                 return Poll::Ready(Some(r));
             }
-            match bell.as_mut().poll(cx) {
-                Poll::Ready(()) => bell.set(shared.wake.notified()),
-                Poll::Pending => return Poll::Pending,
-            }
+            std::task::ready!(shared.wake.poll(cx));
         }
     })
     .await;
