@@ -14,6 +14,7 @@
 //! reads its CPU time, write calls and memory from `/proc`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -289,6 +290,9 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     find(haystack, needle).is_some()
 }
 
+/// Plaza answers 112 or 113 (retry later) that were retried.
+static RETRIED: AtomicU64 = AtomicU64::new(0);
+
 /// Plaza: registers and logs in with the password (or resumes with the
 /// token), then enters the room.
 async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)> {
@@ -306,17 +310,22 @@ async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)> {
                 .await?
             }
             None => {
-                let _ = c
+                let r = c
                     .call(Request::Register {
                         name: name.clone(),
                         password: "pw".into(),
                     })
                     .await?;
-                c.call(Request::Login {
-                    name: name.clone(),
-                    password: "pw".into(),
-                })
-                .await?
+                match plaza_client::PlazaClient::result_of(&r) {
+                    // Taken: registered by an earlier try.
+                    ResultCode::OK | ResultCode::NAME_TAKEN => c
+                        .call(Request::Login {
+                            name: name.clone(),
+                            password: "pw".into(),
+                        })
+                        .await?,
+                    _ => r,
+                }
             }
         };
         match plaza_client::PlazaClient::result_of(&r) {
@@ -324,6 +333,12 @@ async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)> {
             // The member's last connection is closed but the server has not
             // seen it yet: what any client does is try again.
             ResultCode::LOGIN_ALREADY if tries < 200 => tokio::time::sleep(Duration::from_millis(5)).await,
+            // "Retry later" (the store did not answer in time, or too many
+            // checks in flight): counted and reported, then retried.
+            ResultCode::SERVICE_UNAVAILABLE | ResultCode::BUSY if tries < 20 => {
+                RETRIED.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             code => bail!("login: {code:?}"),
         }
     };
@@ -742,6 +757,10 @@ async fn idle(args: &Args) -> Result<()> {
             "; again with resume tokens at {:.0}/s",
             n as f64 / t.elapsed().as_secs_f64()
         );
+    }
+    let retried = RETRIED.load(Ordering::Relaxed);
+    if retried > 0 {
+        line += &format!(" ({retried} answers 112 or 113 retried)");
     }
     println!("{line}");
     // Let the server settle (its allocator, the last replies) before
