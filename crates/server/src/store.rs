@@ -251,39 +251,30 @@ impl Accounts {
         Ok(())
     }
 
-    /// Hands a token write to the writer thread.
-    fn token_job<T>(
+    /// Hands a login to the token writer: `Some(token)` a resume, `None` a
+    /// password login already checked.
+    fn token_job(
         &self,
-        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> TokenJob,
-    ) -> oneshot::Receiver<Result<T, StoreError>> {
+        name: String,
+        token: Option<String>,
+        ttl: u32,
+    ) -> oneshot::Receiver<Result<AuthOutcome, StoreError>> {
         let (reply, answer) = oneshot::channel();
         if let Some(tokens) = &self.tokens {
             // A send fails only if the writer is gone; then `answer` reports it.
-            let _ = tokens.send(job(reply));
-        }
-        answer
-    }
-
-    fn issue_token(&self, name: &str, ttl: u32) -> Result<String, StoreError> {
-        let name = name.to_owned();
-        writer_answer(
-            self.token_job(|reply| TokenJob::Issue { name, ttl, reply })
-                .blocking_recv(),
-        )
-    }
-
-    /// A resume: the token for a new one, then the account's roles and mute.
-    /// Waits for the token writer without holding a thread.
-    async fn resume(&self, name: String, token: String, ttl: u32) -> Result<AuthOutcome, StoreError> {
-        writer_answer(
-            self.token_job(|reply| TokenJob::Resume {
+            let _ = tokens.send(TokenJob {
                 name,
                 token,
                 ttl,
                 reply,
-            })
-            .await,
-        )
+            });
+        }
+        answer
+    }
+
+    /// A resume, waiting for the token writer without holding a thread.
+    async fn resume(&self, name: String, token: String, ttl: u32) -> Result<AuthOutcome, StoreError> {
+        writer_answer(self.token_job(name, Some(token), ttl).await)
     }
 
     /// Whether the database answers a read.
@@ -303,59 +294,32 @@ impl Accounts {
         token_ttl: u32,
     ) -> Result<AuthOutcome, StoreError> {
         let token = match credential {
-            Credential::Password(p) => p,
-            Credential::Token(t) => {
-                let (name, token) = (name.to_owned(), t.clone());
-                return writer_answer(
-                    self.token_job(|reply| TokenJob::Resume {
-                        name,
-                        token,
-                        ttl: token_ttl,
-                        reply,
-                    })
-                    .blocking_recv(),
-                );
+            Credential::Password(p) => {
+                if self.verify_blocking(name, p)?.is_none() {
+                    return Ok(AuthOutcome::Invalid);
+                }
+                None
             }
+            Credential::Token(t) => Some(t.clone()),
         };
-        let Some(account) = self.verify_blocking(name, token)? else {
-            return Ok(AuthOutcome::Invalid);
-        };
-        let token = self.issue_token(name, token_ttl)?;
-        Ok(AuthOutcome::Valid {
-            admin: account.is_admin(),
-            mute: mute_in(&self.db.begin_read()?.open_table(MUTES)?, name)?,
-            token: Some((token, token_ttl)),
-        })
+        writer_answer(self.token_job(name.to_owned(), token, token_ttl).blocking_recv())
     }
 }
 
-/// A token write for the writer thread, with where to send its outcome.
-enum TokenJob {
-    /// A new token for `name`.
-    Issue {
-        name: String,
-        ttl: u32,
-        reply: oneshot::Sender<Result<String, StoreError>>,
-    },
-    /// `token` for a new one if it is `name`'s and unexpired, then the
-    /// account's roles and mute, read in the same transaction.
-    Resume {
-        name: String,
-        token: String,
-        ttl: u32,
-        reply: oneshot::Sender<Result<AuthOutcome, StoreError>>,
-    },
+/// A login for the token writer to finish: swap a resume's token for a new
+/// one, or give a password login its first; then read the account's roles
+/// and mute, in the same transaction.
+struct TokenJob {
+    name: String,
+    /// The token presented; `None`: a password login, checked already.
+    token: Option<String>,
+    ttl: u32,
+    reply: oneshot::Sender<Result<AuthOutcome, StoreError>>,
 }
 
-/// What a job's outcome waits on until its transaction commits.
-enum Outcome {
-    Issued(String),
-    Resumed(AuthOutcome),
-}
-
-fn writer_answer<T>(
-    answer: Result<Result<T, StoreError>, oneshot::error::RecvError>,
-) -> Result<T, StoreError> {
+fn writer_answer(
+    answer: Result<Result<AuthOutcome, StoreError>, oneshot::error::RecvError>,
+) -> Result<AuthOutcome, StoreError> {
     answer.unwrap_or_else(|_| Err(StoreError::Db("the token writer has stopped".into())))
 }
 
@@ -394,11 +358,7 @@ fn write_tokens(db: &Database, jobs: &mpsc::Receiver<TokenJob>) {
             Ok(outcomes) => {
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
                     // A requester that has gone away no longer needs its answer.
-                    let _ = match (job, outcome) {
-                        (TokenJob::Issue { reply, .. }, Outcome::Issued(t)) => reply.send(Ok(t)).is_ok(),
-                        (TokenJob::Resume { reply, .. }, Outcome::Resumed(o)) => reply.send(Ok(o)).is_ok(),
-                        _ => unreachable!("commit_tokens answers each job in kind"),
-                    };
+                    let _ = job.reply.send(Ok(outcome));
                 }
                 unsynced = if durable {
                     None
@@ -409,11 +369,7 @@ fn write_tokens(db: &Database, jobs: &mpsc::Receiver<TokenJob>) {
             Err(e) => {
                 tracing::error!(error = %e, jobs = batch.len(), "account store: token writes failed");
                 for job in batch {
-                    let e = StoreError::Db(e.to_string());
-                    let _ = match job {
-                        TokenJob::Issue { reply, .. } => reply.send(Err(e)).is_ok(),
-                        TokenJob::Resume { reply, .. } => reply.send(Err(e)).is_ok(),
-                    };
+                    let _ = job.reply.send(Err(StoreError::Db(e.to_string())));
                 }
             }
         }
@@ -424,7 +380,7 @@ fn write_tokens(db: &Database, jobs: &mpsc::Receiver<TokenJob>) {
 }
 
 /// Applies `batch` in one write transaction; one outcome per job, in order.
-fn commit_tokens(db: &Database, batch: &[TokenJob], durable: bool) -> Result<Vec<Outcome>, StoreError> {
+fn commit_tokens(db: &Database, batch: &[TokenJob], durable: bool) -> Result<Vec<AuthOutcome>, StoreError> {
     let mut tx = db.begin_write()?;
     tx.set_durability(if durable {
         Durability::Immediate
@@ -437,21 +393,22 @@ fn commit_tokens(db: &Database, batch: &[TokenJob], durable: bool) -> Result<Vec
         let mutes = tx.open_table(MUTES)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for job in batch {
-            outcomes.push(match job {
-                TokenJob::Issue { name, ttl, .. } => Outcome::Issued(insert_token(&mut tokens, name, *ttl)?),
-                TokenJob::Resume { name, token, ttl, .. } => {
-                    Outcome::Resumed(match take_token(&mut tokens, name, token)? {
-                        false => AuthOutcome::Invalid,
-                        true => match account_in(&accounts, name)? {
-                            None => AuthOutcome::Invalid,
-                            Some(account) => AuthOutcome::Valid {
-                                admin: account.is_admin(),
-                                mute: mute_in(&mutes, name)?,
-                                token: Some((insert_token(&mut tokens, name, *ttl)?, *ttl)),
-                            },
-                        },
-                    })
-                }
+            let valid = match &job.token {
+                Some(t) => take_token(&mut tokens, &job.name, t)?,
+                None => true,
+            };
+            let account = if valid {
+                account_in(&accounts, &job.name)?
+            } else {
+                None
+            };
+            outcomes.push(match account {
+                None => AuthOutcome::Invalid,
+                Some(account) => AuthOutcome::Valid {
+                    admin: account.is_admin(),
+                    mute: mute_in(&mutes, &job.name)?,
+                    token: Some((insert_token(&mut tokens, &job.name, job.ttl)?, job.ttl)),
+                },
             });
         }
         outcomes
@@ -706,6 +663,16 @@ mod tests {
     };
 
     impl Accounts {
+        /// A new token for `name`, as a password login gets.
+        fn issue_token(&self, name: &str, ttl: u32) -> String {
+            match writer_answer(self.token_job(name.into(), None, ttl).blocking_recv()).unwrap() {
+                AuthOutcome::Valid {
+                    token: Some((t, _)), ..
+                } => t,
+                other => panic!("no token for {name}: {other:?}"),
+            }
+        }
+
         /// Redeems (and so consumes) a token for `name`.
         fn redeem_token(&self, name: &str, token: &str) -> bool {
             let outcome = self.login_blocking(name, &Credential::Token(token.into()), 600);
@@ -723,10 +690,7 @@ mod tests {
             assert!(a.set_admin("amy", true).unwrap());
             assert!(!a.set_admin("nobody", true).unwrap());
             a.set_mute("amy", 3600).unwrap();
-            (
-                a.issue_token("amy", 600).unwrap(),
-                a.issue_token("amy", 600).unwrap(),
-            )
+            (a.issue_token("amy", 600), a.issue_token("amy", 600))
         };
         let a = Accounts::open(dir.path(), CHEAP).unwrap();
         let acc = a.verify_blocking("amy", "pw1").unwrap().expect("valid");
@@ -752,7 +716,7 @@ mod tests {
         for name in &names {
             assert!(a.create_blocking(name, "pw").unwrap());
             for _ in 0..8 {
-                tokens.push((name.clone(), a.issue_token(name, 600).unwrap()));
+                tokens.push((name.clone(), a.issue_token(name, 600)));
             }
         }
         // Every token is presented twice, by two of 16 threads at once, so

@@ -318,12 +318,13 @@ async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)> {
                     .await?;
                 match plaza_client::PlazaClient::result_of(&r) {
                     // Taken: registered by an earlier try.
-                    ResultCode::OK | ResultCode::NAME_TAKEN => c
-                        .call(Request::Login {
+                    ResultCode::OK | ResultCode::NAME_TAKEN => {
+                        c.call(Request::Login {
                             name: name.clone(),
                             password: "pw".into(),
                         })
-                        .await?,
+                        .await?
+                    }
                     _ => r,
                 }
             }
