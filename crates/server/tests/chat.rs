@@ -630,8 +630,9 @@ async fn sigterm_style_shutdown_notifies_clients_and_restart_keeps_accounts() {
     let server = TestServer::start().await;
     let mut a = server.user("amy").await;
     // Bob's session is resumed once, so his token is a swapped one, written
-    // the way token writes are (to disk at most once a second): it must
-    // still work after the restart.
+    // the way token writes are (batched by the store's token writer, on disk
+    // within a second or at a clean stop): it must still work after the
+    // restart.
     let bob = server.user("bob").await;
     let token = bob.token.clone().expect("a token after login");
     drop(bob);
