@@ -115,6 +115,32 @@ impl FrameConn {
         self.send(r).await?;
         self.next().await
     }
+
+    /// Registers `name` (a name already taken counts as registered, by an
+    /// earlier try) and logs in with `password`. Returns the login's
+    /// answer, or the registration's if it was refused.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub async fn register_and_login(&mut self, name: &str, password: &str) -> Result<Event> {
+        let reg = self
+            .call(Request::Register {
+                name: name.into(),
+                password: password.into(),
+            })
+            .await?;
+        if !matches!(
+            reg,
+            Event::RegisterResult(ResultCode::OK | ResultCode::NAME_TAKEN)
+        ) {
+            return Ok(reg);
+        }
+        self.call(Request::Login {
+            name: name.into(),
+            password: password.into(),
+        })
+        .await
+    }
 }
 
 /// Registers `name` (password "pw"), logs in and enters `room`, from

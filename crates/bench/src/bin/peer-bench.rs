@@ -309,25 +309,7 @@ async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)> {
                 })
                 .await?
             }
-            None => {
-                let r = c
-                    .call(Request::Register {
-                        name: name.clone(),
-                        password: "pw".into(),
-                    })
-                    .await?;
-                match plaza_client::PlazaClient::result_of(&r) {
-                    // Taken: registered by an earlier try.
-                    ResultCode::OK | ResultCode::NAME_TAKEN => {
-                        c.call(Request::Login {
-                            name: name.clone(),
-                            password: "pw".into(),
-                        })
-                        .await?
-                    }
-                    _ => r,
-                }
-            }
+            None => c.register_and_login(&name, "pw").await?,
         };
         match plaza_client::PlazaClient::result_of(&r) {
             ResultCode::OK => break c,

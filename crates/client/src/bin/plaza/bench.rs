@@ -278,26 +278,9 @@ async fn login_once(
     name: &str,
 ) -> Result<Result<FrameConn, ResultCode>> {
     let mut c = FrameConn::connect_from(server.clone(), from).await?;
-    let reg = c
-        .call(Request::Register {
-            name: name.into(),
-            password: PASSWORD.into(),
-        })
-        .await?;
-    match reg {
-        Event::RegisterResult(ResultCode::OK | ResultCode::NAME_TAKEN) => {}
-        Event::RegisterResult(code) => return Ok(Err(code)),
-        other => bail!("register {name}: {other:?}"),
-    }
-    match c
-        .call(Request::Login {
-            name: name.into(),
-            password: PASSWORD.into(),
-        })
-        .await?
-    {
+    match c.register_and_login(name, PASSWORD).await? {
         Event::LoginResult(ResultCode::OK) => Ok(Ok(c)),
-        Event::LoginResult(code) => Ok(Err(code)),
+        Event::RegisterResult(code) | Event::LoginResult(code) => Ok(Err(code)),
         other => bail!("login {name}: {other:?}"),
     }
 }
