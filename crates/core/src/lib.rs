@@ -22,15 +22,18 @@
 #![warn(missing_docs)]
 
 mod remote;
+mod room;
 
 pub use remote::{BusMsg, RemoteEntry, SeatOutcome};
+use room::Room;
+pub use room::{MAX_TICKS, MEMBERS_PER_TICK};
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use plaza_proto::{Event, ROOM_LIST_CHUNK, Request, ResultCode, USER_LIST_PAGE};
 
 /// A session, by the network layer's session id.
@@ -62,6 +65,10 @@ pub struct Config {
     /// Room member ids shown to clients carry it in their top 16 bits, so ids
     /// from different nodes never collide.
     pub node_tag: u16,
+    /// Room presence (enter and leave notices) waits for
+    /// [`Hub::flush_presence`], which the caller runs on a timer, instead of
+    /// going out at once: see `room.rs`.
+    pub batch_presence: bool,
 }
 
 impl Default for Config {
@@ -76,6 +83,7 @@ impl Default for Config {
             chat_rate: 0,
             login_timeout: None,
             node_tag: 0,
+            batch_presence: false,
         }
     }
 }
@@ -303,16 +311,12 @@ pub enum Effect {
 pub trait Sink {
     /// Send `event` to one session.
     fn send(&mut self, to: Conn, event: &Event);
-    /// Send an already encoded frame, shared by every recipient.
+    /// Send already encoded frames (one or several, whole), shared by every
+    /// recipient.
     fn send_shared(&mut self, to: Conn, frame: &Bytes);
-    /// Send room presence news (someone entered or left), shared like
-    /// [`send_shared`](Self::send_shared). It may wait a little for the
-    /// session's next write, in order with everything else, so a room
-    /// filling up or emptying costs each member one write per moment
-    /// instead of one per arrival.
-    fn send_presence(&mut self, to: Conn, frame: &Bytes) {
-        self.send_shared(to, frame);
-    }
+    /// Send the frames `encode` writes, encoded straight into the session's
+    /// queue.
+    fn send_with(&mut self, to: Conn, encode: impl FnOnce(&mut BytesMut));
     /// Close a session after flushing what was sent to it.
     fn disconnect(&mut self, conn: Conn);
     /// Carry out an effect.
@@ -428,7 +432,9 @@ pub struct Hub {
     claimed: HashMap<Arc<str>, Conn>,
     /// Logged-in names, sorted for paged user lists.
     online: BTreeSet<Arc<str>>,
-    rooms: Vec<Vec<Conn>>,
+    rooms: Vec<Room>,
+    /// Rooms with presence news, for [`Hub::flush_presence`].
+    listed: Vec<u32>,
     /// Cluster: users on other nodes, and room members on other nodes.
     remote: remote::Replica,
     /// Muted account names and when the mute ends (`None`: indefinite).
@@ -454,7 +460,8 @@ impl Hub {
     /// An empty hub.
     pub fn new(config: Config) -> Self {
         Self {
-            rooms: vec![Vec::new(); config.rooms as usize],
+            rooms: vec![Room::default(); config.rooms as usize],
+            listed: Vec::new(),
             remote: remote::Replica::default(),
             config,
             sessions: HashMap::new(),
@@ -594,7 +601,8 @@ impl Hub {
         self.rooms
             .get(room as usize)
             .map(|m| {
-                m.iter()
+                m.members()
+                    .iter()
                     .filter_map(|c| self.name_of(*c))
                     .map(|n| n.to_string())
                     .collect()
@@ -793,14 +801,8 @@ impl Hub {
             return false;
         };
         let uid = self.uid(conn);
-        let members = &mut self.rooms[room as usize];
-        members.retain(|m| *m != conn);
-        if !members.is_empty() {
-            let notify = Event::RoomLeaveUser { uid }.to_bytes();
-            for m in members.iter() {
-                sink.send_presence(*m, &notify);
-            }
-        }
+        self.rooms[room as usize].remove(conn);
+        self.tell_room(room, &Event::RoomLeaveUser { uid }, sink);
         if self.cluster() {
             if let Some(name) = self.name_of(conn) {
                 let msg = BusMsg::Leave {
@@ -977,9 +979,12 @@ impl Hub {
                     message,
                 }
                 .to_bytes();
+                // Whoever hears this has heard the sender come in.
+                let members = &mut self.rooms[room as usize];
+                members.flush(sink);
                 if self.remote.has_members(room) {
                     // Members on other nodes: answer once the bus has it.
-                    for m in &self.rooms[room as usize] {
+                    for m in members.members() {
                         sink.send_shared(*m, &frame);
                     }
                     return self.publish(
@@ -990,7 +995,7 @@ impl Hub {
                     );
                 }
                 sink.send(conn, &Event::RoomChatResult(ResultCode::OK));
-                for m in &self.rooms[room as usize] {
+                for m in members.members() {
                     sink.send_shared(*m, &frame);
                 }
             }
@@ -1290,7 +1295,11 @@ impl Hub {
         }
         .to_bytes();
         let targets: Vec<Conn> = match room {
-            Some(r) => self.rooms.get(r as usize)?.clone(),
+            Some(r) => {
+                let room = self.rooms.get_mut(r as usize)?;
+                room.flush(sink);
+                room.members().to_vec()
+            }
             None => self.sessions.keys().copied().collect(),
         };
         for t in &targets {
@@ -1364,13 +1373,12 @@ impl Hub {
             return None;
         }
         self.seat(conn, name, idx, sink);
-        let members = &self.rooms[idx as usize];
+        let members = self.rooms[idx as usize].members();
         for chunk in members.chunks(ROOM_LIST_CHUNK) {
             let users = chunk
                 .iter()
-                .filter_map(|c| self.name_of(*c).map(|n| (self.uid(*c), n.to_string())))
-                .collect();
-            sink.send(conn, &Event::RoomUserList { users });
+                .filter_map(|c| Some((self.uid(*c), &**self.name_of(*c)?)));
+            sink.send_with(conn, |b| plaza_proto::encode_room_user_list(b, users));
         }
         Some(ResultCode::OK)
     }
@@ -1381,18 +1389,36 @@ impl Hub {
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.room = Some(room);
         }
-        let members = &mut self.rooms[room as usize];
-        if !members.is_empty() {
-            let notify = Event::RoomNewUser {
-                uid,
-                name: name.to_string(),
-            }
-            .to_bytes();
-            for m in members.iter() {
-                sink.send_presence(*m, &notify);
+        let notify = Event::RoomNewUser {
+            uid,
+            name: name.to_string(),
+        };
+        self.tell_room(room, &notify, sink);
+        self.rooms[room as usize].push(conn, self.config.batch_presence);
+    }
+
+    /// Tells the members of `room` on this node some presence news.
+    fn tell_room(&mut self, room: u32, event: &Event, sink: &mut impl Sink) {
+        if self.rooms[room as usize].tell(event, self.config.batch_presence, sink) {
+            self.listed.push(room);
+        }
+    }
+
+    /// Sends the presence news that has waited its turn (see `room.rs`).
+    /// With [`Config::batch_presence`], the caller runs this on a timer: the
+    /// tick sets how long news waits.
+    pub fn flush_presence(&mut self, sink: &mut impl Sink) {
+        let mut i = 0;
+        while let Some(&r) = self.listed.get(i) {
+            let room = &mut self.rooms[r as usize];
+            if room.tick() {
+                room.flush(sink);
+                room.listed = false;
+                self.listed.swap_remove(i);
+            } else {
+                i += 1;
             }
         }
-        members.push(conn);
     }
 }
 
@@ -1445,7 +1471,7 @@ mod tests;
 pub mod fuzzing {
     use std::time::{Duration, Instant};
 
-    use bytes::Bytes;
+    use bytes::{Bytes, BytesMut};
     use plaza_proto::{Event, Request};
 
     use crate::{AuthOutcome, BusMsg, Config, Conn, Effect, Hub, Input, SeatOutcome, Sink};
@@ -1461,8 +1487,15 @@ pub mod fuzzing {
             let b = event.to_bytes();
             assert!(Event::decode(&b).is_ok(), "hub sent an undecodable {event:?}");
         }
-        fn send_shared(&mut self, _: Conn, frame: &Bytes) {
-            assert!(Event::decode(frame).is_ok(), "hub shared an undecodable frame");
+        fn send_shared(&mut self, _: Conn, frames: &Bytes) {
+            for frame in crate::room::frames(frames) {
+                assert!(Event::decode(frame).is_ok(), "hub shared an undecodable frame");
+            }
+        }
+        fn send_with(&mut self, to: Conn, encode: impl FnOnce(&mut BytesMut)) {
+            let mut b = BytesMut::new();
+            encode(&mut b);
+            self.send_shared(to, &b.freeze());
         }
         fn disconnect(&mut self, _: Conn) {}
         fn effect(&mut self, effect: Effect) {

@@ -172,8 +172,9 @@ impl Hub {
                 }
             }
             BusMsg::RoomFrame { room, frame } => {
-                if let Some(members) = self.rooms.get(room as usize) {
-                    for m in members {
+                if let Some(members) = self.rooms.get_mut(room as usize) {
+                    members.flush(sink);
+                    for m in members.members() {
                         sink.send_shared(*m, &frame);
                     }
                 }
@@ -270,11 +271,8 @@ impl Hub {
             let notify = Event::RoomNewUser {
                 uid,
                 name: name.to_owned(),
-            }
-            .to_bytes();
-            for m in &self.rooms[r as usize] {
-                sink.send_presence(*m, &notify);
-            }
+            };
+            self.tell_room(r, &notify, sink);
         }
     }
 
@@ -288,10 +286,7 @@ impl Hub {
 
     fn leave_remote_room_notify(&mut self, name: &str, sink: &mut impl Sink) {
         if let Some((room, uid)) = self.leave_remote_room(name) {
-            let notify = Event::RoomLeaveUser { uid }.to_bytes();
-            for m in &self.rooms[room as usize] {
-                sink.send_presence(*m, &notify);
-            }
+            self.tell_room(room, &Event::RoomLeaveUser { uid }, sink);
         }
     }
 

@@ -13,9 +13,16 @@ impl Sink for Rec {
     fn send(&mut self, to: Conn, event: &Event) {
         self.out.push((to, event.clone()));
     }
-    fn send_shared(&mut self, to: Conn, frame: &Bytes) {
-        self.out
-            .push((to, Event::decode(frame).expect("hub encodes valid frames")));
+    fn send_shared(&mut self, to: Conn, frames: &Bytes) {
+        for frame in room::frames(frames) {
+            self.out
+                .push((to, Event::decode(frame).expect("hub encodes valid frames")));
+        }
+    }
+    fn send_with(&mut self, to: Conn, encode: impl FnOnce(&mut BytesMut)) {
+        let mut b = BytesMut::new();
+        encode(&mut b);
+        self.send_shared(to, &b.freeze());
     }
     fn disconnect(&mut self, conn: Conn) {
         self.closed.push(conn);
@@ -538,6 +545,94 @@ fn user_list_pages_by_name() {
     }
     let expected: Vec<String> = (0..250).map(|c| format!("user{c:03}")).collect();
     assert_eq!(seen, expected);
+}
+
+fn batched() -> Config {
+    Config {
+        batch_presence: true,
+        ..Config::default()
+    }
+}
+
+fn new_user(uid: u64, name: &str) -> Event {
+    Event::RoomNewUser {
+        uid,
+        name: name.into(),
+    }
+}
+
+#[test]
+fn batched_presence_waits_for_the_tick_and_newcomers_hear_only_what_followed() {
+    let mut t = T::new(batched());
+    for (conn, name) in [(1, "amy"), (2, "bob"), (3, "cat"), (4, "dan")] {
+        t.user(conn, name, false);
+    }
+    t.req(1, Request::RoomEnter { room: 0 });
+    let out = t.req(2, Request::RoomEnter { room: 0 });
+    assert!(
+        out.iter().all(|(to, _)| *to == 2),
+        "only bob's own answers: {out:?}"
+    );
+    t.req(3, Request::RoomEnter { room: 0 });
+    t.req(2, Request::RoomLeave);
+    t.req(4, Request::RoomEnter { room: 0 });
+    assert!(t.rec.out.is_empty());
+    t.hub.flush_presence(&mut t.rec);
+    let mut heard = std::mem::take(&mut t.rec.out);
+    heard.sort_by_key(|(to, _)| *to);
+    assert_eq!(
+        heard,
+        vec![
+            // Amy was there first: she hears everything, in order.
+            (1, new_user(2, "bob")),
+            (1, new_user(3, "cat")),
+            (1, Event::RoomLeaveUser { uid: 2 }),
+            (1, new_user(4, "dan")),
+            // Cat's member list had bob and amy.
+            (3, Event::RoomLeaveUser { uid: 2 }),
+            (3, new_user(4, "dan")),
+            // Bob left, and dan's list is up to date.
+        ]
+    );
+    // Nothing more to tell.
+    t.hub.flush_presence(&mut t.rec);
+    assert!(t.rec.out.is_empty());
+}
+
+#[test]
+fn batched_presence_goes_out_before_room_chat() {
+    let mut t = T::new(batched());
+    t.user(1, "amy", false);
+    t.user(2, "bob", false);
+    t.req(1, Request::RoomEnter { room: 0 });
+    t.req(2, Request::RoomEnter { room: 0 });
+    let out = t.req(2, Request::RoomChat { message: "hi".into() });
+    let amy: Vec<&Event> = out.iter().filter(|(to, _)| *to == 1).map(|(_, e)| e).collect();
+    assert_eq!(amy.len(), 2, "{out:?}");
+    assert_eq!(amy[0], &new_user(2, "bob"));
+    assert!(matches!(amy[1], Event::RoomChat { message, .. } if message == "hi"));
+}
+
+#[test]
+fn a_big_room_hears_its_news_less_often() {
+    let mut t = T::new(batched());
+    let n = 2 * MEMBERS_PER_TICK as u64;
+    for conn in 1..=n {
+        t.user(conn, &format!("u{conn}"), false);
+        t.req(conn, Request::RoomEnter { room: 0 });
+    }
+    for _ in 0..MAX_TICKS {
+        t.hub.flush_presence(&mut t.rec);
+    }
+    t.rec.out.clear();
+    t.user(n + 1, "late", false);
+    t.req(n + 1, Request::RoomEnter { room: 0 });
+    // A room of 2 x MEMBERS_PER_TICK waits two ticks.
+    t.hub.flush_presence(&mut t.rec);
+    assert!(t.rec.out.is_empty());
+    t.hub.flush_presence(&mut t.rec);
+    assert_eq!(t.rec.out.len(), n as usize);
+    assert!(t.rec.out.iter().all(|(_, e)| *e == new_user(n + 1, "late")));
 }
 
 #[test]

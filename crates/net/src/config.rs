@@ -42,12 +42,6 @@ pub struct ServerConfig {
     /// How long a closing session may spend flushing what was queued before
     /// it (disconnect, graceful stop) is cut.
     pub linger: Duration,
-    /// The longest a packet queued with
-    /// [`Handle::send_lazy`](crate::Handle::send_lazy) waits for its
-    /// session's next write. Lazy packets (news nobody needs the instant it
-    /// happens, such as presence) then share writes instead of costing one
-    /// each. Zero: lazy packets are sent at once.
-    pub lazy_flush: Duration,
     /// TCP keepalive idle time, to find half-open connections the idle
     /// timeout would not (when it is off). `None` leaves the OS default.
     pub keepalive: Option<Duration>,
@@ -92,7 +86,6 @@ impl ServerConfig {
             idle_timeout: Some(Duration::from_secs(120)),
             write_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(5),
-            lazy_flush: Duration::from_millis(100),
             keepalive: Some(Duration::from_secs(60)),
             backlog: 4096,
             #[cfg(feature = "tls")]

@@ -11,10 +11,6 @@
 //! - bytes encoded straight into the outbox's own buffer (`send_with`), for
 //!   per-session replies, so those allocate nothing in the steady state.
 //!
-//! A packet may also be queued *lazily* ([`Outbox::push_lazy`]): it does
-//! not wake the writer, and goes out with the session's next write or when
-//! the server's lazy flush comes round, whichever is first.
-//!
 //! The writer swaps the queue's containers with spare ones it keeps, so
 //! neither side allocates while a burst lasts; when the writer finds the
 //! queue empty it frees both, so an idle session holds no send buffer.
@@ -98,8 +94,7 @@ pub(crate) struct Outbox {
     /// Bytes queued or being written.
     pub(crate) pending: usize,
     pub(crate) close: Option<Close>,
-    /// The writer has been woken for what is queued (lazy packets alone do
-    /// not wake it).
+    /// The writer has been woken for what is queued.
     signalled: bool,
     limit: usize,
     /// Droppable packets dropped since the writer last reported them.
@@ -165,26 +160,10 @@ impl Outbox {
 
     /// Appends a shared packet. Returns whether the writer must be woken.
     pub(crate) fn push_shared(&mut self, packet: Bytes) -> Result<bool, SendError> {
-        self.append_shared(packet)?;
-        Ok(self.signal())
-    }
-
-    /// Appends a shared packet without waking the writer. Returns whether
-    /// the queue was empty, so that a lazy flush must be scheduled: with
-    /// anything queued already, either the writer was woken or a flush is
-    /// scheduled.
-    pub(crate) fn push_lazy(&mut self, packet: Bytes) -> Result<bool, SendError> {
-        self.append_shared(packet)
-    }
-
-    /// Admits and appends a shared packet; returns whether the queue was
-    /// empty before.
-    fn append_shared(&mut self, packet: Bytes) -> Result<bool, SendError> {
         self.admit(packet.len())?;
-        let was_empty = self.queue.is_empty();
         self.pending += packet.len();
         self.queue.push(Segment::Shared(packet));
-        Ok(was_empty)
+        Ok(self.signal())
     }
 
     /// Whether this push must wake the writer: the first since it last took
@@ -409,28 +388,6 @@ mod tests {
             o.push_with(|b| b.extend_from_slice(b"RR")),
             Err(SendError::QueueFull)
         );
-    }
-
-    #[test]
-    fn lazy_packets_wait_for_the_next_wake_and_keep_their_order() {
-        let mut o = Outbox::new(1000, Arc::default());
-        // Only the first lazy packet into an empty queue schedules a flush.
-        assert_eq!(o.push_lazy(Bytes::from_static(b"a")), Ok(true));
-        assert_eq!(o.push_lazy(Bytes::from_static(b"b")), Ok(false));
-        // A normal packet still wakes the writer, lazy ones queued or not.
-        assert_eq!(o.push_shared(Bytes::from_static(b"C")), Ok(true));
-        assert_eq!(o.push_shared(Bytes::from_static(b"D")), Ok(false));
-        assert_eq!(o.push_lazy(Bytes::from_static(b"e")), Ok(false));
-        let mut batch = Batch::new();
-        batch.take_from(&mut o);
-        assert_eq!(gather(&batch), b"abCDe");
-        // After the take, the next normal packet wakes the writer again.
-        assert_eq!(o.push_lazy(Bytes::from_static(b"f")), Ok(true));
-        assert_eq!(o.push_with(|b| b.extend_from_slice(b"G")), Ok(true));
-        // Lazy packets count against the send-queue limit like any other.
-        let mut o = Outbox::new(2, Arc::default());
-        o.push_lazy(Bytes::from_static(b"ab")).unwrap();
-        assert_eq!(o.push_lazy(Bytes::from_static(b"c")), Err(SendError::QueueFull));
     }
 
     #[test]

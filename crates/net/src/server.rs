@@ -93,10 +93,6 @@ struct Shared {
     tasks_done: Notify,
     stopping: AtomicBool,
     stop_wake: Notify,
-    /// Sessions with lazy packets queued and no write due, for the next
-    /// lazy flush.
-    lazy: std::sync::Mutex<Vec<SessionId>>,
-    lazy_flush: Duration,
     /// Sessions per peer address, when `max_sessions_per_ip` is set.
     per_ip: Option<(
         usize,
@@ -205,8 +201,6 @@ impl Server {
             tasks_done: Notify::new(),
             stopping: AtomicBool::new(false),
             stop_wake: Notify::new(),
-            lazy: std::sync::Mutex::default(),
-            lazy_flush: config.lazy_flush,
             per_ip: config
                 .max_sessions_per_ip
                 .map(|m| (m, std::sync::Mutex::default())),
@@ -248,9 +242,6 @@ impl Server {
                 handler.clone(),
             ));
         }
-        if !self.shared.lazy_flush.is_zero() {
-            tokio::spawn(flush_lazy(Arc::downgrade(&self.shared), self.shared.lazy_flush));
-        }
         tokio::spawn(watch(Arc::downgrade(&self.shared)));
         handle
     }
@@ -277,27 +268,6 @@ async fn watch(shared: std::sync::Weak<Shared>) {
     }
 }
 
-/// Every `lazy_flush`, wakes the writers of the sessions holding lazy
-/// packets. One task per server, so a session needs no timer of its own.
-async fn flush_lazy(shared: std::sync::Weak<Shared>, every: Duration) {
-    let mut tick = crate::ticker(every);
-    let mut due = Vec::new();
-    loop {
-        tick.tick().await;
-        // Ends with the server: the handles and tasks hold it, this does not.
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        std::mem::swap(
-            &mut due,
-            &mut *shared.lazy.lock().unwrap_or_else(|e| e.into_inner()),
-        );
-        for id in due.drain(..) {
-            shared.table.with(id, SessionShared::flush);
-        }
-    }
-}
-
 /// Sends to sessions, disconnects them, reads counters, stops the server.
 /// Cheap to clone; safe to use from any thread.
 #[derive(Clone)]
@@ -317,31 +287,6 @@ impl Handle {
             .table
             .with(id, |s| s.send(packet))
             .unwrap_or(Err(SendError::NoSession))?;
-        Ok(())
-    }
-
-    /// Queues a shared packet for `id` that need not go out at once: it
-    /// does not wake the session's writer, and is written with the
-    /// session's next write or within [`ServerConfig::lazy_flush`],
-    /// whichever comes first, in order with everything else sent to `id`.
-    /// For news sent to many sessions that nobody needs the instant it
-    /// happens (presence): a burst of it costs each session one write, not
-    /// one per packet.
-    ///
-    /// # Errors
-    /// As [`send`](Self::send).
-    pub fn send_lazy(&self, id: SessionId, packet: Bytes) -> Result<(), SendError> {
-        if self.0.lazy_flush.is_zero() {
-            return self.send(id, packet);
-        }
-        let schedule = self
-            .0
-            .table
-            .with(id, |s| s.send_lazy(packet))
-            .unwrap_or(Err(SendError::NoSession))?;
-        if schedule {
-            self.0.lazy.lock().unwrap_or_else(|e| e.into_inner()).push(id);
-        }
         Ok(())
     }
 

@@ -171,18 +171,6 @@ impl SessionShared {
         self.after_push(r)
     }
 
-    /// Queues a shared packet without waking the writer. `Ok(true)`: a lazy
-    /// flush must be scheduled for this session.
-    pub(crate) fn send_lazy(&self, packet: Bytes) -> Result<bool, SendError> {
-        let r = self.outbox().push_lazy(packet);
-        self.unless_full(r)
-    }
-
-    /// Wakes the writer to write whatever is queued, lazy packets included.
-    pub(crate) fn flush(&self) {
-        self.wake.ring();
-    }
-
     /// Encodes straight into this session's outbox.
     pub(crate) fn send_with(&self, encode: impl FnOnce(&mut BytesMut)) -> Result<(), SendError> {
         let r = self.outbox().push_with(encode);

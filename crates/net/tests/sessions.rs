@@ -314,50 +314,6 @@ async fn a_slow_reader_is_disconnected_while_a_fast_reader_gets_everything() {
 }
 
 #[tokio::test]
-async fn lazy_packets_go_out_by_themselves_with_the_next_flush() {
-    let mut h = Harness::start(false, |c| c.lazy_flush = Duration::from_millis(20)).await;
-    let mut s = TcpStream::connect(h.addr).await.unwrap();
-    let id = h.joined().await;
-    for i in 0..3u8 {
-        h.handle.send_lazy(id, Bytes::from(frame(400, &[i]))).unwrap();
-    }
-    for i in 0..3u8 {
-        assert_eq!(read_frame(&mut s).await, frame(400, &[i]));
-    }
-}
-
-#[tokio::test]
-async fn lazy_packets_ride_along_with_the_next_write_in_order() {
-    // A flush that never comes round within the test: only the normal
-    // send's write can carry the lazy packets.
-    let mut h = Harness::start(false, |c| c.lazy_flush = Duration::from_secs(3600)).await;
-    let mut s = TcpStream::connect(h.addr).await.unwrap();
-    let id = h.joined().await;
-    h.handle
-        .send_lazy(id, Bytes::from(frame(401, b"lazy 1")))
-        .unwrap();
-    h.handle
-        .send_lazy(id, Bytes::from(frame(401, b"lazy 2")))
-        .unwrap();
-    h.handle.send(id, Bytes::from(frame(402, b"now"))).unwrap();
-    assert_eq!(read_frame(&mut s).await, frame(401, b"lazy 1"));
-    assert_eq!(read_frame(&mut s).await, frame(401, b"lazy 2"));
-    assert_eq!(read_frame(&mut s).await, frame(402, b"now"));
-    // Once gone, the session is unknown to lazy sends as to any other.
-    drop(s);
-    loop {
-        if let Ev::Leave(left) = h.next().await {
-            assert_eq!(left, id);
-            break;
-        }
-    }
-    assert_eq!(
-        h.handle.send_lazy(id, Bytes::from(frame(401, b"late"))),
-        Err(SendError::NoSession)
-    );
-}
-
-#[tokio::test]
 async fn graceful_stop_delivers_every_queued_packet_before_closing() {
     let mut h = Harness::start(false, |_| {}).await;
     let mut clients = Vec::new();

@@ -18,7 +18,7 @@ mod request;
 mod result;
 
 pub use codec::DecodeError;
-pub use event::{Event, ROOM_LIST_CHUNK, USER_LIST_PAGE};
+pub use event::{Event, ROOM_LIST_CHUNK, USER_LIST_PAGE, encode_room_user_list};
 pub use request::Request;
 pub use result::ResultCode;
 

@@ -82,10 +82,11 @@ pub struct Settings {
     /// MESSAGES_MISSED_NOTIFY with the count and stays) [default: disconnect].
     #[arg(long, env = "PLAZA_SLOW_CONSUMER_POLICY")]
     pub slow_consumer_policy: Option<String>,
-    /// Milliseconds a room's enter and leave notices may wait for the
-    /// member's next write, so that a room filling up costs each member one
-    /// write per moment rather than one per arrival; 0 sends each at once
-    /// [default: 100].
+    /// Milliseconds between sendings of each room's enter and leave notices,
+    /// gathered meanwhile, so that a room filling up costs each member one
+    /// write per interval rather than one per arrival. A room of more than
+    /// 100 members waits an interval more for every 50. Room chat sends what
+    /// was gathered first. 0 sends each at once [default: 100].
     #[arg(long, env = "PLAZA_ENTER_LEAVE_DELAY_MS")]
     pub enter_leave_delay_ms: Option<u64>,
     /// Seconds a graceful shutdown may spend flushing queued messages
@@ -186,7 +187,7 @@ pub struct Resolved {
     pub max_send_queue: usize,
     /// Graceful shutdown flush time.
     pub shutdown_grace: Duration,
-    /// How long enter and leave notices may wait for a member's next write.
+    /// How often each room's gathered enter and leave notices go out.
     pub enter_leave_delay: Duration,
     /// Password hashing cost.
     pub hash_cost: HashCost,
@@ -362,6 +363,7 @@ impl Settings {
                 login_timeout: Some(Duration::from_secs(self.login_timeout_secs.unwrap_or(30)))
                     .filter(|d| !d.is_zero()),
                 node_tag: 0,
+                batch_presence: self.enter_leave_delay_ms != Some(0),
             },
             max_sessions: self.max_sessions.unwrap_or(max_users + 1000),
             workers: self.workers.unwrap_or(0),

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use plaza_core::{Conn, Effect, Hub, Input, Sink};
 use plaza_net::tls::TlsAcceptor;
 use plaza_net::{Framing, Handle, Handler, NetError, Server, ServerConfig, SessionId, TlsListener};
@@ -139,7 +139,6 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     net_config.idle_timeout = Some(config.idle_timeout);
     net_config.max_send_queue = config.max_send_queue;
     net_config.linger = config.shutdown_grace;
-    net_config.lazy_flush = config.enter_leave_delay;
     let tls = match &config.tls {
         Some(t) => {
             let acceptor = TlsAcceptor::from_pem_files(&t.cert, &t.key).context("TLS certificate")?;
@@ -346,10 +345,9 @@ impl Sink for NetSink {
         let _ = self.net.send(id, frame.clone());
     }
 
-    fn send_presence(&mut self, to: Conn, frame: &Bytes) {
+    fn send_with(&mut self, to: Conn, encode: impl FnOnce(&mut BytesMut)) {
         self.sent += 1;
-        self.shared_sent += 1;
-        let _ = self.net.send_lazy(SessionId::from_u64(to), frame.clone());
+        let _ = self.net.send_with(SessionId::from_u64(to), encode);
     }
 
     fn disconnect(&mut self, conn: Conn) {
@@ -463,6 +461,10 @@ impl Logic {
         let mut stopped_tx = Some(stopped_tx);
         let mut batch = Vec::with_capacity(256);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Room presence news goes out on this tick (see plaza-core's room.rs).
+        let batching = self.config.chat.batch_presence;
+        let mut presence = tokio::time::interval(self.config.enter_leave_delay.max(Duration::from_millis(1)));
+        presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = (self.received, self.sink.sent);
         loop {
             tokio::select! {
@@ -485,6 +487,7 @@ impl Logic {
                         self.hub.handle(input, now, &mut self.sink);
                     }
                 }
+                _ = presence.tick(), if batching => self.hub.flush_presence(&mut self.sink),
                 _ = tick.tick() => {
                     let now = (self.received, self.sink.sent);
                     self.rates = ((now.0 - last.0) as f64, (now.1 - last.1) as f64);

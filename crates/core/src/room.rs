@@ -1,0 +1,137 @@
+//! A room's members on this node, and the presence news not sent to them yet.
+//!
+//! Every arrival and departure is news for the other members. Sent to each
+//! member as it happens, a room of n members filling up costs n²/2 packets
+//! queued, one per member per arrival. With batching
+//! ([`Config::batch_presence`](crate::Config::batch_presence)) an arrival or
+//! departure is encoded once and appended to the room's news, and the
+//! server's presence tick ([`Hub::flush_presence`](crate::Hub::flush_presence))
+//! sends every member the news gathered so far as one shared buffer: a room
+//! costs a packet per member per tick however busy its door is. Members who
+//! came in since the last flush get only the news after their own arrival;
+//! what came before is in the member list they were sent on entering.
+//!
+//! A big room's news waits longer, one tick for every [`MEMBERS_PER_TICK`]
+//! members (at most [`MAX_TICKS`]), so that each room costs its members about
+//! the same number of writes a second whatever its size. Chat in the room
+//! flushes the news first: nobody hears from a member before hearing that
+//! the member came in.
+
+use bytes::{Bytes, BytesMut};
+use plaza_proto::Event;
+
+use crate::{Conn, Sink};
+
+/// Members a room may have per tick its news waits (at least one tick).
+pub const MEMBERS_PER_TICK: usize = 50;
+/// The most ticks a room's news waits.
+pub const MAX_TICKS: u32 = 20;
+/// News over this many bytes goes out at the next tick, due or not.
+const NEWS_CAP: usize = 64 * 1024;
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Room {
+    /// Members on this node, in the order they came in.
+    members: Vec<Conn>,
+    /// Presence frames not sent yet, back to back.
+    news: BytesMut,
+    /// For the last `newcomers.len()` members (those who came in since the
+    /// last flush): where their part of `news` starts.
+    newcomers: Vec<usize>,
+    /// Presence ticks the news has waited.
+    waited: u32,
+    /// In the hub's list of rooms to look at each tick.
+    pub(crate) listed: bool,
+}
+
+impl Room {
+    pub(crate) fn members(&self) -> &[Conn] {
+        &self.members
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Tells the members `event`: at once, or appended to the news when
+    /// `batch`. Returns true when the room has news and was not listed yet.
+    pub(crate) fn tell(&mut self, event: &Event, batch: bool, sink: &mut impl Sink) -> bool {
+        if self.members.is_empty() {
+            return false;
+        }
+        if !batch {
+            let frame = event.to_bytes();
+            for m in &self.members {
+                sink.send_shared(*m, &frame);
+            }
+            return false;
+        }
+        event.encode(&mut self.news);
+        !std::mem::replace(&mut self.listed, true)
+    }
+
+    /// Adds `conn`, who hears only news told after this.
+    pub(crate) fn push(&mut self, conn: Conn, batch: bool) {
+        self.members.push(conn);
+        if batch {
+            self.newcomers.push(self.news.len());
+        }
+    }
+
+    /// Takes `conn` out; false if it was not a member.
+    pub(crate) fn remove(&mut self, conn: Conn) -> bool {
+        let Some(pos) = self.members.iter().position(|m| *m == conn) else {
+            return false;
+        };
+        let old = self.members.len() - self.newcomers.len();
+        self.members.remove(pos);
+        if pos >= old {
+            self.newcomers.remove(pos - old);
+        }
+        if self.members.is_empty() {
+            // Nobody left to tell; hold no buffer.
+            self.news = BytesMut::new();
+        }
+        true
+    }
+
+    /// One more tick: whether the news has waited long enough.
+    pub(crate) fn tick(&mut self) -> bool {
+        self.waited += 1;
+        let due = (self.members.len() / MEMBERS_PER_TICK).clamp(1, MAX_TICKS as usize);
+        self.news.is_empty() || self.waited as usize >= due || self.news.len() >= NEWS_CAP
+    }
+
+    /// Sends the news: all of it to the members who were here at the last
+    /// flush, the part after their arrival to those who came since.
+    pub(crate) fn flush(&mut self, sink: &mut impl Sink) {
+        let news: Bytes = std::mem::take(&mut self.news).freeze();
+        if !news.is_empty() {
+            let old = self.members.len() - self.newcomers.len();
+            for (i, m) in self.members.iter().enumerate() {
+                let from = i.checked_sub(old).map_or(0, |k| self.newcomers[k]);
+                if from < news.len() {
+                    sink.send_shared(*m, &news.slice(from..));
+                }
+            }
+        }
+        self.newcomers.clear();
+        self.waited = 0;
+    }
+}
+
+/// The frames of a buffer of whole frames back to back, such as a room's
+/// news (for the hub's tests and fuzz target, which decode what it sends).
+pub(crate) fn frames(mut buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let len = usize::from(u16::from_le_bytes([*buf.first()?, *buf.get(1)?]));
+        let len = len.clamp(1, buf.len());
+        let (frame, rest) = buf.split_at(len);
+        buf = rest;
+        Some(frame)
+    })
+}
