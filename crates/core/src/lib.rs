@@ -1503,9 +1503,10 @@ pub mod fuzzing {
         }
     }
 
-    /// Drives a hub (cluster mode, small limits) with sessions 1-4 sending
-    /// whatever `data` decodes to, store and bus answers in any order, other
-    /// nodes' messages and time passing. Never panics; the counts agree.
+    /// Drives a hub (cluster mode, small limits, presence batched) with
+    /// sessions 1-4 sending whatever `data` decodes to, store and bus
+    /// answers in any order, other nodes' messages and time passing (with
+    /// presence ticks). Never panics; the counts agree.
     pub fn hub(data: &[u8]) {
         let config = Config {
             rooms: 4,
@@ -1516,6 +1517,7 @@ pub mod fuzzing {
             login_timeout: Some(Duration::from_secs(30)),
             node_tag: 1,
             admin_secret: Some("s".into()),
+            batch_presence: true,
             ..Config::default()
         };
         let mut hub = Hub::new(config);
@@ -1583,6 +1585,7 @@ pub mod fuzzing {
                     5 => {
                         now += Duration::from_secs(u64::from(arg.get(1).copied().unwrap_or(1)));
                         hub.expire_guests(now, &mut out);
+                        hub.flush_presence(&mut out);
                         continue;
                     }
                     6 => Input::Shutdown,
