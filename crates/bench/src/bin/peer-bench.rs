@@ -293,21 +293,25 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Plaza answers 112 or 113 (retry later) that were retried.
 static RETRIED: AtomicU64 = AtomicU64::new(0);
 
-/// Plaza: registers and logs in with the password (or resumes with the
-/// token), then enters the room.
+/// Plaza: registers and logs in with the password, then enters the room;
+/// or, coming back with a resume token, resumes and enters at once, as a
+/// reconnecting client does (the server answers pipelined requests in
+/// order, the enter after the resume).
 async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)> {
     let name = j.name.to_string();
+    let enter = Request::RoomEnter { room: j.room as i32 };
     let mut tries = 0;
     let mut c = loop {
         tries += 1;
         let mut c = FrameConn::connect_from(j.addr, Some(j.from)).await?;
         let r = match &j.token {
             Some(token) => {
-                c.call(Request::Resume {
+                c.send(Request::Resume {
                     name: name.clone(),
                     token: token.clone(),
                 })
-                .await?
+                .await?;
+                c.call(enter.clone()).await?
             }
             None => c.register_and_login(&name, "pw").await?,
         };
@@ -325,7 +329,9 @@ async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)> {
             code => bail!("login: {code:?}"),
         }
     };
-    c.send(Request::RoomEnter { room: j.room as i32 }).await?;
+    if j.token.is_none() {
+        c.send(enter).await?;
+    }
     let mut token = None;
     loop {
         match c.next().await? {
