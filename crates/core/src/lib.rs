@@ -314,9 +314,14 @@ pub trait Sink {
     /// Send already encoded frames (one or several, whole), shared by every
     /// recipient.
     fn send_shared(&mut self, to: Conn, frame: &Bytes);
-    /// Send the frames `encode` writes, encoded straight into the session's
-    /// queue.
-    fn send_with(&mut self, to: Conn, encode: impl FnOnce(&mut BytesMut));
+    /// Send the frames `encode` writes. A network sink encodes them straight
+    /// into the session's queue; by default they go to a buffer of their own
+    /// and on as [`send_shared`](Self::send_shared).
+    fn send_with(&mut self, to: Conn, encode: impl FnOnce(&mut BytesMut)) {
+        let mut b = BytesMut::new();
+        encode(&mut b);
+        self.send_shared(to, &b.freeze());
+    }
     /// Close a session after flushing what was sent to it.
     fn disconnect(&mut self, conn: Conn);
     /// Carry out an effect.
@@ -1471,7 +1476,7 @@ mod tests;
 pub mod fuzzing {
     use std::time::{Duration, Instant};
 
-    use bytes::{Bytes, BytesMut};
+    use bytes::Bytes;
     use plaza_proto::{Event, Request};
 
     use crate::{AuthOutcome, BusMsg, Config, Conn, Effect, Hub, Input, SeatOutcome, Sink};
@@ -1491,11 +1496,6 @@ pub mod fuzzing {
             for frame in crate::room::frames(frames) {
                 assert!(Event::decode(frame).is_ok(), "hub shared an undecodable frame");
             }
-        }
-        fn send_with(&mut self, to: Conn, encode: impl FnOnce(&mut BytesMut)) {
-            let mut b = BytesMut::new();
-            encode(&mut b);
-            self.send_shared(to, &b.freeze());
         }
         fn disconnect(&mut self, _: Conn) {}
         fn effect(&mut self, effect: Effect) {

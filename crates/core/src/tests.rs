@@ -19,11 +19,6 @@ impl Sink for Rec {
                 .push((to, Event::decode(frame).expect("hub encodes valid frames")));
         }
     }
-    fn send_with(&mut self, to: Conn, encode: impl FnOnce(&mut BytesMut)) {
-        let mut b = BytesMut::new();
-        encode(&mut b);
-        self.send_shared(to, &b.freeze());
-    }
     fn disconnect(&mut self, conn: Conn) {
         self.closed.push(conn);
     }
