@@ -211,11 +211,12 @@ async fn drive<H: ClientHandler>(
         if inner.stopped.load(Ordering::SeqCst) {
             session.close(Close::Flush(Instant::now() + inner.limits.linger));
         }
-        let run = session::run(&session, stream, &events, &inner.limits, &inner.counters);
+        let run = session::run(&session, &mut stream, &events, &inner.limits, &inner.counters);
         let error = tokio::select! {
             e = run => e,
             never = session::watch_one(&session, &inner.limits, &inner.counters) => match never {},
         };
+        drop(stream);
         if let Some(e) = error {
             tracing::debug!(error = %e, "client connection closed on error");
             events.0.on_error(&e);

@@ -398,6 +398,13 @@ impl Handle {
 }
 
 impl Shared {
+    /// A session's task has ended: it leaves the table and the counts.
+    fn forget(&self, session: &SessionShared) {
+        self.table.remove(session.id);
+        self.release_ip(session.peer.ip());
+        self.sessions.fetch_sub(1, Ordering::AcqRel);
+    }
+
     fn task_done(&self) {
         if self.tasks.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.tasks_done.notify_waiters();
@@ -497,7 +504,7 @@ async fn accept_loop<H: Handler>(
             shared.clone(),
             handler.clone(),
             session,
-            stream,
+            Stream::Tcp(stream),
             tls.clone(),
         ));
     }
@@ -521,37 +528,39 @@ fn run_session<H: Handler>(
     shared: Arc<Shared>,
     handler: Arc<H>,
     session: Arc<SessionShared>,
-    tcp: TcpStream,
+    mut stream: Stream,
     tls: Option<Tls>,
 ) -> impl Future<Output = ()> + Send {
+    // The stream stays in this one place (taken for the handshake, put
+    // back, lent to the session): each move to a new binding would keep
+    // another copy of the socket in every session's task.
     async move {
         let id = session.id;
-        let stream = match tls {
-            None => Some(Stream::Tcp(tcp)),
+        if let Some(tls) = tls {
             // Boxed: the handshake's state is large and lasts a moment; inline,
             // it would size every session's task, TLS or not.
-            Some(tls) => Box::pin(handshake(&shared, &session, &tls, tcp)).await,
-        };
-        // A failed handshake never joined: no events at all.
-        let joined = stream.is_some();
-        if let Some(stream) = stream {
-            handler.on_join(id, session.peer).await;
-            let events = ServerEvents(handler.clone());
-            let error = session::run(&session, stream, &events, &shared.limits, &shared.counters).await;
-            if let Some(e) = error {
-                if matches!(e, NetError::SlowConsumer { .. }) {
-                    shared.counters.slow_consumers.incr();
+            match Box::pin(handshake(&shared, &session, &tls, stream)).await {
+                Some(s) => stream = s,
+                // A failed handshake never joined: no events at all.
+                None => {
+                    shared.forget(&session);
+                    return shared.task_done();
                 }
-                tracing::debug!(session = %id, peer = %session.peer, error = %e, "session closed on error");
-                handler.on_error(Some(id), &e);
             }
         }
-        shared.table.remove(id);
-        shared.release_ip(session.peer.ip());
-        shared.sessions.fetch_sub(1, Ordering::AcqRel);
-        if joined {
-            handler.on_leave(id).await;
+        handler.on_join(id, session.peer).await;
+        let events = ServerEvents(handler.clone());
+        let error = session::run(&session, &mut stream, &events, &shared.limits, &shared.counters).await;
+        drop(stream);
+        if let Some(e) = error {
+            if matches!(e, NetError::SlowConsumer { .. }) {
+                shared.counters.slow_consumers.incr();
+            }
+            tracing::debug!(session = %id, peer = %session.peer, error = %e, "session closed on error");
+            handler.on_error(Some(id), &e);
         }
+        shared.forget(&session);
+        handler.on_leave(id).await;
         shared.task_done();
     }
 }
@@ -560,7 +569,10 @@ fn run_session<H: Handler>(
 /// by a disconnect or stop. `None` (counted and logged): the connection is
 /// dropped.
 #[cfg(feature = "tls")]
-async fn handshake(shared: &Shared, session: &SessionShared, tls: &Tls, tcp: TcpStream) -> Option<Stream> {
+async fn handshake(shared: &Shared, session: &SessionShared, tls: &Tls, stream: Stream) -> Option<Stream> {
+    let Stream::Tcp(tcp) = stream else {
+        return Some(stream);
+    };
     let accept = tokio::time::timeout(shared.handshake_timeout, tls.accept(tcp));
     let error = tokio::select! {
         biased;
@@ -580,6 +592,6 @@ async fn handshake(shared: &Shared, session: &SessionShared, tls: &Tls, tcp: Tcp
 }
 
 #[cfg(not(feature = "tls"))]
-async fn handshake(_: &Shared, _: &SessionShared, tls: &Tls, _: TcpStream) -> Option<Stream> {
+async fn handshake(_: &Shared, _: &SessionShared, tls: &Tls, _: Stream) -> Option<Stream> {
     match *tls {}
 }

@@ -303,14 +303,16 @@ pub(crate) async fn watch_one(
 }
 
 /// Runs a session until it is fully closed. Returns the error that ended it,
-/// if any; the socket is closed when this returns. Timeouts are the
-/// watchdog's: see [`SessionShared::look`].
+/// if any; the caller then drops the stream, which closes the socket. The
+/// stream is lent, not moved in: a move keeps a second copy of the socket
+/// in every session's task. Timeouts are the watchdog's: see
+/// [`SessionShared::look`].
 // Not an async fn: that would keep the arguments twice in every
 // session's task (rust-lang/rust#62958).
 #[expect(clippy::manual_async_fn, reason = "smaller session tasks")]
 pub(crate) fn run<E: Events>(
     shared: &SessionShared,
-    stream: Stream,
+    stream: &mut Stream,
     events: &E,
     limits: &SessionLimits,
     counters: &Counters,
@@ -318,14 +320,14 @@ pub(crate) fn run<E: Events>(
     async move {
         match stream {
             Stream::Tcp(tcp) => {
-                let (mut rd, mut wr) = (Sock(&tcp), Sock(&tcp));
+                let (mut rd, mut wr) = (Sock(tcp), Sock(tcp));
                 halves(shared, &mut rd, &mut wr, events, limits, counters).await;
             }
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => {
                 // Both halves are polled from this one task, so the lock
                 // `split` puts between them is never contended.
-                let (mut rd, mut wr) = tokio::io::split(*tls);
+                let (mut rd, mut wr) = tokio::io::split(&mut **tls);
                 halves(shared, &mut rd, &mut wr, events, limits, counters).await;
             }
         }
@@ -398,7 +400,7 @@ impl Source for Sock<'_> {
 /// TLS keeps its own buffers per connection anyway; the receive buffer is
 /// kept too.
 #[cfg(feature = "tls")]
-impl Source for tokio::io::ReadHalf<tokio_rustls::TlsStream<tokio::net::TcpStream>> {}
+impl Source for tokio::io::ReadHalf<&mut tokio_rustls::TlsStream<tokio::net::TcpStream>> {}
 
 /// Reads into `buf` until bytes arrive (`Some(Ok(n))`, 0 at EOF), the read
 /// fails, or the session is closing (`None`).
@@ -430,7 +432,15 @@ fn poll_read<R: Source>(
     match Pin::new(rd).poll_read(cx, &mut rb) {
         Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(rb.filled().len()))),
         Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-        Poll::Pending => Poll::Pending,
+        Poll::Pending => {
+            // The socket looked ready (its readiness outlives the read that
+            // drained it) but had nothing: free the buffer here too, or the
+            // session keeps it until its task next wakes.
+            if buf.is_empty() {
+                buf.release();
+            }
+            Poll::Pending
+        }
     }
 }
 
@@ -580,31 +590,36 @@ fn write_loop<E: Events, W: AsyncWrite + Unpin>(
 /// the session aborts (the doorbell rings for that; a ring for a queued
 /// packet is harmless, the writer looks at the queue before it waits).
 /// `None`: the session is aborting (the reason is recorded); stop writing.
-async fn unless_aborted<T>(shared: &SessionShared, io: impl Future<Output = io::Result<T>>) -> Option<T> {
+/// (A plain function over an `Unpin` operation, not an async fn: an async
+/// fn would hold the operation twice, and its state sits in every
+/// session's task.)
+fn unless_aborted<T>(
+    shared: &SessionShared,
+    mut io: impl Future<Output = io::Result<T>> + Unpin,
+) -> impl Future<Output = Option<T>> {
     let marks = &shared.marks;
-    let mut io = pin!(io);
     marks.writing.store(true, Ordering::Relaxed);
-    let r = poll_fn(|cx| {
-        loop {
+    poll_fn(move |cx| {
+        let r = loop {
             if shared.is_aborted() {
-                return Poll::Ready(None);
+                break None;
             }
-            if let Poll::Ready(r) = io.as_mut().poll(cx) {
-                return Poll::Ready(Some(r));
+            if let Poll::Ready(r) = Pin::new(&mut io).poll(cx) {
+                break Some(r);
             }
             std::task::ready!(shared.wake.poll(cx));
-        }
+        };
+        marks.writing.store(false, Ordering::Relaxed);
+        Poll::Ready(match r {
+            Some(Ok(v)) => {
+                marks.write_seen.store(true, Ordering::Relaxed);
+                Some(v)
+            }
+            Some(Err(e)) => {
+                shared.abort(e.into());
+                None
+            }
+            None => None,
+        })
     })
-    .await;
-    marks.writing.store(false, Ordering::Relaxed);
-    match r? {
-        Ok(v) => {
-            marks.write_seen.store(true, Ordering::Relaxed);
-            Some(v)
-        }
-        Err(e) => {
-            shared.abort(e.into());
-            None
-        }
-    }
 }
