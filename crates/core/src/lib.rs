@@ -730,7 +730,13 @@ impl Hub {
             if s.waiting.is_some() {
                 return;
             }
-            let Some(q) = s.queued.pop_front() else { return };
+            let Some(q) = s.queued.pop_front() else {
+                // Drained: a session that pipelined once keeps no queue
+                // while idle (it was 200 B a session after a reconnect
+                // storm, each resume with its room enter behind it).
+                s.queued = VecDeque::new();
+                return;
+            };
             self.run(conn, q, now, sink);
         }
     }
@@ -1231,6 +1237,12 @@ impl Hub {
     /// Every logged-in user, sorted by name.
     pub fn users(&self, now: Instant) -> Vec<UserInfo> {
         self.online.iter().filter_map(|n| self.user(n, now)).collect()
+    }
+
+    /// Every user logged in on this node, with its session: what a shared
+    /// store's presence marks are refreshed from.
+    pub fn local_users(&self) -> impl Iterator<Item = (&Arc<str>, Conn)> + '_ {
+        self.online.iter().filter_map(|n| Some((n, self.conn_of(n)?)))
     }
 
     /// One logged-in user.
