@@ -283,10 +283,13 @@ impl Handler for Gateway {
             }
         };
         // The full channel's wait is boxed: this future sits in every
-        // session's task, and the wait (the logic is behind) is rare.
-        if let Err(mpsc::error::TrySendError::Full(input)) = self.tx.try_send(input) {
-            let _ = Box::pin(self.tx.send(input)).await;
-        }
+        // session's task, and the wait (the logic is behind) is rare. (A
+        // `let else`, not an `if let`: the try's result would be kept across
+        // the wait, in every session's task.)
+        let Err(mpsc::error::TrySendError::Full(input)) = self.tx.try_send(input) else {
+            return;
+        };
+        let _ = Box::pin(self.tx.send(input)).await;
     }
 
     async fn on_leave(&self, id: SessionId) {
@@ -413,10 +416,14 @@ impl Sink for NetSink {
     }
 }
 
+/// Who holds a login in a shared store: the node and the session.
+pub(crate) fn owner(node: &str, conn: Conn) -> String {
+    format!("{node}:{conn}")
+}
+
 impl NetSink {
-    /// Who holds a login in the store: this node and the session.
     fn owner(&self, conn: Conn) -> String {
-        format!("{}:{conn}", self.node)
+        owner(&self.node, conn)
     }
 
     fn cluster_op(&self, op: Op) {
@@ -595,14 +602,11 @@ impl Logic {
             return;
         }
         self.last_refresh = Instant::now();
-        let entries: Vec<(String, String)> = self
-            .hub
-            .users(Instant::now())
-            .into_iter()
-            .map(|u| (u.name, self.sink.owner(u.conn)))
-            .collect();
-        let store = self.sink.store.clone();
-        tokio::spawn(async move { store.refresh(entries).await });
+        // Names shared, not copied: the store writes the marks a chunk at a
+        // time, so a refresh of many users holds little memory at once.
+        let entries: Vec<(Arc<str>, Conn)> = self.hub.local_users().map(|(n, c)| (n.clone(), c)).collect();
+        let (store, node) = (self.sink.store.clone(), self.sink.node.clone());
+        tokio::spawn(async move { store.refresh(&node, entries).await });
     }
 
     fn control(&mut self, command: Command) -> Reply {

@@ -606,9 +606,9 @@ impl Store {
     }
 
     /// Keeps the logged-in marks of these (name, owner) pairs alive.
-    pub async fn refresh(&self, entries: Vec<(String, String)>) {
+    pub async fn refresh(&self, node: &str, entries: Vec<(Arc<str>, u64)>) {
         if let Self::Redis(r) = self {
-            r.refresh(entries).await;
+            r.refresh(node, entries).await;
         }
     }
 

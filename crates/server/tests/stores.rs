@@ -306,3 +306,48 @@ async fn a_killed_nodes_users_are_freed_within_the_presence_ttl() {
         "bob's mark: {ttl}"
     );
 }
+
+/// A node refreshes its users' presence marks a chunk at a time: every mark
+/// it still holds gets the presence TTL again, one another node has taken
+/// since is left alone, and a missing one is not created.
+#[tokio::test]
+async fn a_presence_refresh_extends_this_nodes_marks_only() {
+    let redis = RedisServer::start().await;
+    // 1,201 marks of node n1 (more than two chunks), each with a long TTL;
+    // then u7's is node n2's.
+    let set = "for i = 1, 1201 do redis.call('SET', 'plaza:online:u' .. i, 'n1:' .. i, 'EX', 1000) end";
+    redis.cmd(&["EVAL", set, "0"]).await;
+    assert!(
+        redis
+            .cmd(&["SET", "plaza:online:u7", "n2:7", "EX", "1000"])
+            .await
+            .contains("OK")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = plaza_server::StoreConfig::Redis(plaza_server::redis_store::RedisConfig {
+        url: redis.url(),
+        prefix: "plaza:".into(),
+        timeout: std::time::Duration::from_secs(5),
+        presence_ttl: std::time::Duration::from_secs(30),
+        seed_compat: false,
+    });
+    let cost = plaza_server::HashCost {
+        memory_kib: 64,
+        iterations: 1,
+    };
+    let store = plaza_server::Store::open(&config, dir.path(), cost, 60).unwrap();
+
+    let users = (1..=1202).map(|i| (Arc::from(format!("u{i}")), i)).collect();
+    store.refresh("n1", users).await;
+
+    let ttl = async |name: &str| {
+        let r = redis.cmd(&["TTL", &format!("plaza:online:{name}")]).await;
+        r.trim().trim_start_matches(':').parse::<i64>().unwrap()
+    };
+    for name in ["u1", "u500", "u501", "u1000", "u1001", "u1201"] {
+        let t = ttl(name).await;
+        assert!((1..=30).contains(&t), "{name}'s mark: TTL {t}");
+    }
+    assert!(ttl("u7").await > 30, "another node's mark was extended");
+    assert_eq!(ttl("u1202").await, -2, "a missing mark was created");
+}
