@@ -7,6 +7,7 @@
 #
 #   scripts/peers.sh [SECONDS] [PEER...]   # default 8 s per run, every peer
 #   SCENARIOS="a b" scripts/peers.sh 8     # some scenarios (default: a b c d)
+#   PLAZA_SERVER=/tmp/old scripts/peers.sh 8 plaza   # another build, to compare
 #
 # PEER: plaza redis nats mqtt irc, or plaza-redis (Plaza with its accounts
 # in a redis-server of its own, also on core 0; scenario d only, where the
@@ -45,6 +46,7 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cargo build --release -p plaza-server -p plaza-bench
 BENCH=target/release/peer-bench
+PLAZA_SERVER=${PLAZA_SERVER:-target/release/plaza-server}
 DIR=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
@@ -83,14 +85,14 @@ start_server() { # a fresh server for $PEER on a new $PORT
       local rport; rport=$(free_port)
       start redis-store "$rport" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
         --dir "$DIR"
-      start plaza "$PORT" target/release/plaza-server --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
+      start plaza "$PORT" "$PLAZA_SERVER" --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
         --metrics-bind off --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
         --max-send-queue-kib 32768 --store "redis://127.0.0.1:$rport/0" ;;
     plaza)
       METRICS=127.0.0.1:$(free_port)
-      start plaza "$PORT" target/release/plaza-server --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
+      start plaza "$PORT" "$PLAZA_SERVER" --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
         --metrics-bind "$METRICS" --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
