@@ -21,7 +21,6 @@ mod http;
 mod limits;
 pub mod redis_store;
 pub mod store;
-mod trim;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -212,9 +211,6 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         received: 0,
         rates: (0.0, 0.0),
         last_refresh: Instant::now(),
-        peak_sessions: 0,
-        trimmed_at: 0,
-        sessions_a_tick_ago: 0,
         config,
     };
     tokio::spawn(logic.run(rx, ctl_rx, sig_rx, done_tx));
@@ -448,11 +444,6 @@ struct Logic {
     /// Requests in and packets out per second, over the last second.
     rates: (f64, f64),
     last_refresh: Instant,
-    /// Most sessions since memory was last given back.
-    peak_sessions: usize,
-    /// Sessions when memory was last given back, and a second ago.
-    trimmed_at: usize,
-    sessions_a_tick_ago: usize,
     config: Resolved,
 }
 
@@ -501,7 +492,6 @@ impl Logic {
                     last = now;
                     self.hub.expire_guests(Instant::now(), &mut self.sink);
                     self.refresh_presence();
-                    self.give_back_memory();
                 }
                 _ = &mut stopped => break,
             }
@@ -567,30 +557,6 @@ impl Logic {
         self.hub.refuse_logins();
         let (ctl, tx) = (self.ctl_tx.clone(), self.sink.tx.clone());
         tokio::spawn(drain(seconds, ctl, tx));
-    }
-
-    /// Gives freed memory back to the system after a crowd leaves
-    /// (sessions down to half their peak, from at least 100) and after a
-    /// crowd arrives (up by half, and by 100, since the last time) and
-    /// settles: the count steady for a second, and quiet (fewer requests in
-    /// that second than 1% of the sessions). Otherwise glibc keeps what the
-    /// crowd's transient buffers freed, in each thread's arena: 6.0 KiB of
-    /// RSS per idle connection without, 3.9 with (docs/BENCHMARKS.md). The
-    /// trim holds the allocator for a few milliseconds (4 ms at 19,000
-    /// sessions), hence "quiet": a busy server keeps the memory instead.
-    fn give_back_memory(&mut self) {
-        let now = self.hub.sessions();
-        let steady = now.abs_diff(std::mem::replace(&mut self.sessions_a_tick_ago, now)) <= now / 100;
-        let quiet = self.rates.0 < now as f64 / 100.0;
-        self.peak_sessions = self.peak_sessions.max(now);
-        let left = self.peak_sessions >= 100 && now <= self.peak_sessions / 2;
-        let arrived = steady && quiet && now >= self.trimmed_at + (self.trimmed_at / 2).max(100);
-        if left || arrived {
-            tracing::debug!(peak = self.peak_sessions, now, "giving freed memory back");
-            self.peak_sessions = now;
-            self.trimmed_at = now;
-            tokio::task::spawn_blocking(trim::release_free_memory);
-        }
     }
 
     /// Keeps this node's logged-in marks alive in a shared store.
