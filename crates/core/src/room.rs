@@ -82,10 +82,10 @@ impl Room {
         }
     }
 
-    /// Takes `conn` out; false if it was not a member.
-    pub(crate) fn remove(&mut self, conn: Conn) -> bool {
+    /// Takes `conn` out, if it is a member.
+    pub(crate) fn remove(&mut self, conn: Conn) {
         let Some(pos) = self.members.iter().position(|m| *m == conn) else {
-            return false;
+            return;
         };
         let old = self.members.len() - self.newcomers.len();
         self.members.remove(pos);
@@ -96,7 +96,6 @@ impl Room {
             // Nobody left to tell; hold no buffer.
             self.news = BytesMut::new();
         }
-        true
     }
 
     /// One more tick: whether the news has waited long enough.

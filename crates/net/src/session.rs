@@ -177,21 +177,16 @@ impl SessionShared {
         self.after_push(r)
     }
 
-    /// Wakes the writer if the push asked for it.
+    /// Wakes the writer if the push asked for it; on a full queue (the
+    /// outbox recorded the abort) wakes the task to act on it.
     fn after_push(&self, r: Result<bool, SendError>) -> Result<(), SendError> {
-        if self.unless_full(r)? {
-            self.wake.ring();
-        }
-        Ok(())
-    }
-
-    /// Passes a push's result on; on a full queue (the outbox recorded the
-    /// abort) first wakes the task to act on it.
-    fn unless_full(&self, r: Result<bool, SendError>) -> Result<bool, SendError> {
         if r == Err(SendError::QueueFull) {
             self.signal_close(true);
         }
-        r
+        if r? {
+            self.wake.ring();
+        }
+        Ok(())
     }
 
     /// Bytes queued or being written.
