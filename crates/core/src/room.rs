@@ -12,8 +12,11 @@
 //! what came before is in the member list they were sent on entering.
 //!
 //! A big room's news waits longer, one tick for every [`MEMBERS_PER_TICK`]
-//! members (at most [`MAX_TICKS`]), so that each room costs its members about
-//! the same number of writes a second whatever its size. Chat in the room
+//! members (at most [`MAX_TICKS`]), so that a room costs its members about
+//! the same number of writes a second whatever its size: about 100 at the
+//! default 100 ms tick, up to 2,000 members. At 50 members a tick, 100
+//! rooms of 190 filling up at once spent 40% of a core on those writes
+//! (docs/BENCHMARKS.md, "Resume tokens"). Chat in the room
 //! flushes the news first: nobody hears from a member before hearing that
 //! the member came in.
 
@@ -23,7 +26,7 @@ use plaza_proto::Event;
 use crate::{Conn, Sink};
 
 /// Members a room may have per tick its news waits (at least one tick).
-pub const MEMBERS_PER_TICK: usize = 50;
+pub const MEMBERS_PER_TICK: usize = 10;
 /// The most ticks a room's news waits.
 pub const MAX_TICKS: u32 = 20;
 /// News over this many bytes goes out at the next tick, due or not.

@@ -97,10 +97,12 @@ pub(crate) fn new_token() -> String {
     hex(&raw)
 }
 
-/// What is stored for a token: its BLAKE2b digest, hex. A leaked store does
-/// not reveal usable tokens.
-pub(crate) fn token_digest(token: &str) -> String {
-    hex(&Blake2b512::digest(token.as_bytes())[..32])
+/// What is stored for a token: its BLAKE2b digest (32 bytes). A leaked
+/// store does not reveal usable tokens.
+pub(crate) fn token_digest(token: &str) -> [u8; 32] {
+    let mut d = [0; 32];
+    d.copy_from_slice(&Blake2b512::digest(token.as_bytes())[..32]);
+    d
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -390,9 +390,7 @@ impl Sink for NetSink {
                 let owner = self.owner(conn);
                 tokio::spawn(async move { store.release(name, owner).await });
             }
-            Effect::Mute { name, seconds } => {
-                tokio::spawn(async move { store.set_mute(name, seconds).await });
-            }
+            Effect::Mute { name, seconds } => store.set_mute(name, seconds),
             Effect::Shutdown => self.shutdown = true,
             Effect::Publish { msg, ack } => self.cluster_op(Op::Publish { msg, ack }),
             Effect::ClaimSeat {

@@ -21,7 +21,7 @@ use plaza_core::{AuthOutcome, Credential};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use crate::hasher::{Hasher, new_token, token_digest};
+use crate::hasher::{Hasher, hex, new_token, token_digest};
 use crate::store::{StoreError, unix_now};
 
 /// Redis store settings.
@@ -207,7 +207,7 @@ impl RedisStore {
                 }
             }
             Credential::Token(token) => {
-                let key = self.key("token", &token_digest(&token));
+                let key = self.key("token", &hex(&token_digest(&token)));
                 let owner_name: Option<String> = self.call(async |c| c.get(&key).await).await?;
                 let matches = owner_name.as_deref() == Some(name.as_str()) && hash.is_some();
                 if owner_name.is_some() && !matches {
@@ -246,7 +246,7 @@ impl RedisStore {
         // Logged in: spend the old token (a racing resume with the same
         // token lost the SET NX above) and issue the next one.
         let token = new_token();
-        let token_key = self.key("token", &token_digest(&token));
+        let token_key = self.key("token", &hex(&token_digest(&token)));
         let () = self
             .call(async |c| {
                 let mut pipe = redis::pipe();
@@ -269,10 +269,10 @@ impl RedisStore {
         let next = new_token();
         let keys = [
             self.key("account", name),
-            self.key("token", &token_digest(token)),
+            self.key("token", &hex(&token_digest(token))),
             self.key("online", name),
             self.key("mute", name),
-            self.key("token", &token_digest(&next)),
+            self.key("token", &hex(&token_digest(&next))),
         ];
         let ttl = self.config.presence_ttl.as_secs().max(1);
         let (status, roles, mute_ms): (i64, Option<String>, Option<i64>) = self
