@@ -134,6 +134,12 @@ impl Accounts {
     /// If the directory or database cannot be created or opened, for
     /// example because another process has it open.
     pub fn open(dir: &Path, cost: HashCost) -> Result<Self, StoreError> {
+        Self::open_holding(dir, cost, TOKEN_BATCH)
+    }
+
+    /// [`Accounts::open`] with a token writer that holds at most `unwritten`
+    /// tokens in memory.
+    fn open_holding(dir: &Path, cost: HashCost, unwritten: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
         // redb's page cache defaults to 1 GiB; accounts are small and hot
         // entries few, so bound it (RSS stays flat under login churn).
@@ -152,7 +158,7 @@ impl Accounts {
             .name("plaza-tokens".into())
             .spawn({
                 let db = db.clone();
-                move || write_tokens(&db, &jobs)
+                move || write_tokens(&db, &jobs, unwritten)
             })
             .map_err(|e| StoreError::Db(format!("token writer thread: {e}")))?;
         Ok(Self {
@@ -386,7 +392,7 @@ impl Unwritten {
 /// login reads the name's newest token and mute (those not written yet
 /// first, then the tables), answers, and keeps the next token in memory;
 /// what it issued is written in one durable transaction at most
-/// [`TOKEN_SYNC`] after the first of it, or once [`TOKEN_BATCH`] wait, and
+/// [`TOKEN_SYNC`] after the first of it, or once `bound` wait, and
 /// at a clean stop. Mutes take the same way and are written at once, so a
 /// login handed over after a mute always sees it.
 ///
@@ -396,7 +402,7 @@ impl Unwritten {
 /// crash (or `kill -9`) may lose the tokens of the last second: those
 /// clients log in with their password (and the tokens they used may work
 /// once more).
-fn write_tokens(db: &Database, jobs: &mpsc::Receiver<Job>) {
+fn write_tokens(db: &Database, jobs: &mpsc::Receiver<Job>, bound: usize) {
     let mut unwritten = Unwritten::default();
     // When the oldest of `unwritten` was taken.
     let mut since: Option<Instant> = None;
@@ -416,6 +422,8 @@ fn write_tokens(db: &Database, jobs: &mpsc::Receiver<Job>) {
         let Some(first) = first else { break };
         // One read transaction for the jobs waiting now.
         let mut tx = db.begin_read();
+        // A write when the bound is reached, tried once a batch.
+        let mut tried = false;
         for job in std::iter::once(first).chain(jobs.try_iter().take(TOKEN_BATCH - 1)) {
             match job {
                 Job::Mute(name, until) => {
@@ -429,9 +437,16 @@ fn write_tokens(db: &Database, jobs: &mpsc::Receiver<Job>) {
                     }
                 }
                 Job::Login(job) => {
-                    // Past the bound, what is unwritten waits for the disk
-                    // and logins are answered 112.
-                    let outcome = if unwritten.len() >= TOKEN_BATCH {
+                    if unwritten.len() >= bound
+                        && !std::mem::replace(&mut tried, true)
+                        && write(db, &mut unwritten)
+                    {
+                        since = None;
+                        tx = db.begin_read();
+                    }
+                    // Past the bound with the disk failing, logins are
+                    // answered 112.
+                    let outcome = if unwritten.len() >= bound {
                         Err(StoreError::Db("too many tokens not written".into()))
                     } else {
                         tx.as_ref()
@@ -445,9 +460,6 @@ fn write_tokens(db: &Database, jobs: &mpsc::Receiver<Job>) {
         }
         drop(tx);
         since = since.or_else(|| (unwritten.len() > 0).then(Instant::now));
-        if unwritten.len() >= TOKEN_BATCH && write(db, &mut unwritten) {
-            since = None;
-        }
     }
     write(db, &mut unwritten);
 }
@@ -756,6 +768,21 @@ mod tests {
             }
         }
 
+        /// Resumes `name` with `token`: the next token, if it was valid.
+        fn resume_blocking(&self, name: &str, token: &str) -> Option<String> {
+            match self
+                .login_blocking(name, &Credential::Token(token.into()), 600)
+                .unwrap()
+            {
+                AuthOutcome::Valid {
+                    token: Some((next, _)),
+                    ..
+                } => Some(next),
+                AuthOutcome::Invalid => None,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+
         /// Redeems (and so consumes) a token for `name`.
         fn redeem_token(&self, name: &str, token: &str) -> bool {
             let outcome = self.login_blocking(name, &Credential::Token(token.into()), 600);
@@ -792,6 +819,36 @@ mod tests {
     }
 
     #[test]
+    fn logins_past_what_the_writer_holds_in_memory_are_written_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens: Vec<(String, String)> = {
+            let a = Accounts::open_holding(dir.path(), CHEAP, 3).unwrap();
+            let tokens: Vec<_> = (0..7)
+                .map(|i| {
+                    let name = format!("u{i}");
+                    assert!(a.create_blocking(&name, "pw").unwrap());
+                    let token = a.issue_token(&name, 600);
+                    (name, token)
+                })
+                .collect();
+            tokens
+                .iter()
+                .map(|(name, token)| {
+                    let next = a.resume_blocking(name, token);
+                    (name.clone(), next.expect("each token works"))
+                })
+                .collect()
+        };
+        let a = Accounts::open_holding(dir.path(), CHEAP, 3).unwrap();
+        for (name, token) in &tokens {
+            assert!(
+                a.redeem_token(name, token),
+                "{name}'s newest token outlives a clean stop"
+            );
+        }
+    }
+
+    #[test]
     fn a_resume_storm_from_many_threads_swaps_each_token_exactly_once() {
         let dir = tempfile::tempdir().unwrap();
         let a = Accounts::open(dir.path(), CHEAP).unwrap();
@@ -803,17 +860,8 @@ mod tests {
         }
         // Every token is presented twice, by two of 16 threads at once, so
         // the two presentations race.
-        let resume = |(name, token): &(String, String)| match a
-            .login_blocking(name, &Credential::Token(token.clone()), 600)
-            .unwrap()
-        {
-            AuthOutcome::Valid {
-                token: Some((new, _)),
-                ..
-            } => Some((name.clone(), new)),
-            AuthOutcome::Invalid => None,
-            other => panic!("unexpected {other:?}"),
-        };
+        let resume =
+            |(name, token): &(String, String)| a.resume_blocking(name, token).map(|new| (name.clone(), new));
         let results: Vec<Vec<Option<(String, String)>>> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..16)
                 .map(|w| {
