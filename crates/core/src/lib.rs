@@ -439,8 +439,8 @@ pub struct LoginResults(pub std::collections::BTreeMap<u16, u64>);
 /// The chat state machine. See the crate docs.
 pub struct Hub {
     config: Config,
-    /// Boxed: the map keeps spare slots (a third of them at 19,000
-    /// sessions), which then hold a pointer each, not a session.
+    /// Boxed: the map keeps spare slots (32,768 for 19,000 sessions), which
+    /// then hold a pointer each, not a session.
     sessions: HashMap<Conn, Box<Session>>,
     /// Names logged in or with a login pending, so a name is claimed once.
     claimed: HashMap<Arc<str>, Conn>,
@@ -706,7 +706,7 @@ impl Hub {
         let Some(s) = self.sessions.get_mut(&conn) else {
             return;
         };
-        if s.waiting.is_none() && s.queued.is_none() {
+        if s.waiting.is_none() && s.queued.as_ref().is_none_or(|q| q.is_empty()) {
             return self.run(conn, q, now, sink);
         }
         let queued = s.queued.get_or_insert_default();

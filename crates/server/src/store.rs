@@ -28,8 +28,8 @@ const MUTES: TableDefinition<'_, &str, u64> = TableDefinition::new("mutes");
 /// endian) and BLAKE2b digest (32 bytes). Only the newest token of a name
 /// works.
 const RESUME: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("resume");
-/// Before 0.1's resume table: a row per token, any of a name's unused
-/// tokens valid. Dropped at open; those clients log in with their password.
+/// Earlier builds' tokens, a row per token (digest → name and expiry).
+/// Dropped at open: those clients log in with their password.
 const TOKENS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tokens");
 
 /// Why the store failed.
