@@ -109,6 +109,11 @@ impl RedisStore {
         format!("{}{kind}:{name}", self.config.prefix)
     }
 
+    /// A token's key: its digest, never the token.
+    fn token_key(&self, token: &str) -> String {
+        self.key("token", &hex(&token_digest(token)))
+    }
+
     fn fail(&self, e: impl std::fmt::Display) -> StoreError {
         let msg = e.to_string();
         if self.healthy.swap(false, Ordering::Relaxed) {
@@ -207,7 +212,7 @@ impl RedisStore {
                 }
             }
             Credential::Token(token) => {
-                let key = self.key("token", &hex(&token_digest(&token)));
+                let key = self.token_key(&token);
                 let owner_name: Option<String> = self.call(async |c| c.get(&key).await).await?;
                 let matches = owner_name.as_deref() == Some(name.as_str()) && hash.is_some();
                 if owner_name.is_some() && !matches {
@@ -246,7 +251,7 @@ impl RedisStore {
         // Logged in: spend the old token (a racing resume with the same
         // token lost the SET NX above) and issue the next one.
         let token = new_token();
-        let token_key = self.key("token", &hex(&token_digest(&token)));
+        let token_key = self.token_key(&token);
         let () = self
             .call(async |c| {
                 let mut pipe = redis::pipe();
@@ -269,10 +274,10 @@ impl RedisStore {
         let next = new_token();
         let keys = [
             self.key("account", name),
-            self.key("token", &hex(&token_digest(token))),
+            self.token_key(token),
             self.key("online", name),
             self.key("mute", name),
-            self.key("token", &hex(&token_digest(&next))),
+            self.token_key(&next),
         ];
         let ttl = self.config.presence_ttl.as_secs().max(1);
         let (status, roles, mute_ms): (i64, Option<String>, Option<i64>) = self

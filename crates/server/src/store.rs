@@ -393,7 +393,7 @@ impl Unwritten {
 /// first, then the tables), answers, and keeps the next token in memory;
 /// what it issued is written in one durable transaction at most
 /// [`TOKEN_SYNC`] after the first of it, or once `bound` wait, and
-/// at a clean stop. Mutes take the same way and are written at once, so a
+/// at a clean stop. Mutes take the same way (written with their batch), so a
 /// login handed over after a mute always sees it.
 ///
 /// A reconnect storm so costs a few commits a second, not a transaction
@@ -424,17 +424,14 @@ fn write_tokens(db: &Database, jobs: &mpsc::Receiver<Job>, bound: usize) {
         let mut tx = db.begin_read();
         // A write when the bound is reached, tried once a batch.
         let mut tried = false;
+        let mut muted = false;
         for job in std::iter::once(first).chain(jobs.try_iter().take(TOKEN_BATCH - 1)) {
             match job {
                 Job::Mute(name, until) => {
-                    // Mutes are few: written at once, with the tokens
-                    // waiting (if it fails, with the next write).
+                    // Logins read it from `unwritten`; it is written with
+                    // the batch, below.
                     unwritten.mutes.insert(name, until);
-                    if write(db, &mut unwritten) {
-                        since = None;
-                        // What is written is read from the tables now.
-                        tx = db.begin_read();
-                    }
+                    muted = true;
                 }
                 Job::Login(job) => {
                     if unwritten.len() >= bound
@@ -459,7 +456,13 @@ fn write_tokens(db: &Database, jobs: &mpsc::Receiver<Job>, bound: usize) {
             }
         }
         drop(tx);
-        since = since.or_else(|| (unwritten.len() > 0).then(Instant::now));
+        // Mutes are few: written at once, with the tokens waiting (if that
+        // fails, with the next write).
+        if muted && write(db, &mut unwritten) {
+            since = None;
+        } else {
+            since = since.or_else(|| (unwritten.len() > 0).then(Instant::now));
+        }
     }
     write(db, &mut unwritten);
 }
