@@ -422,8 +422,9 @@ fn write_tokens(db: &Database, jobs: &mpsc::Receiver<Job>, bound: usize) {
         let Some(first) = first else { break };
         // One read transaction for the jobs waiting now.
         let mut tx = db.begin_read();
-        // A write when the bound is reached, tried once a batch.
-        let mut tried = false;
+        // Whether a write at the bound failed in this batch (then no more
+        // are tried until the next).
+        let mut failed = false;
         let mut muted = false;
         for job in std::iter::once(first).chain(jobs.try_iter().take(TOKEN_BATCH - 1)) {
             match job {
@@ -434,12 +435,13 @@ fn write_tokens(db: &Database, jobs: &mpsc::Receiver<Job>, bound: usize) {
                     muted = true;
                 }
                 Job::Login(job) => {
-                    if unwritten.len() >= bound
-                        && !std::mem::replace(&mut tried, true)
-                        && write(db, &mut unwritten)
-                    {
-                        since = None;
-                        tx = db.begin_read();
+                    if unwritten.len() >= bound && !failed {
+                        if write(db, &mut unwritten) {
+                            since = None;
+                            tx = db.begin_read();
+                        } else {
+                            failed = true;
+                        }
                     }
                     // Past the bound with the disk failing, logins are
                     // answered 112.
