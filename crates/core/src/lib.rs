@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use plaza_proto::{Event, ROOM_LIST_CHUNK, Request, ResultCode, USER_LIST_PAGE};
+use plaza_proto::{Event, Request, ResultCode, USER_LIST_PAGE};
 
 /// A session, by the network layer's session id.
 pub type Conn = u64;
@@ -1398,12 +1398,8 @@ impl Hub {
             return None;
         }
         self.seat(conn, name, idx, sink);
-        let members = self.rooms[idx as usize].members();
-        for chunk in members.chunks(ROOM_LIST_CHUNK) {
-            let users = chunk
-                .iter()
-                .filter_map(|c| Some((self.uid(*c), &**self.name_of(*c)?)));
-            sink.send_with(conn, |b| plaza_proto::encode_room_user_list(b, users));
+        for list in self.rooms[idx as usize].roster().lists() {
+            sink.send_with(conn, |b| list.encode(b));
         }
         Some(ResultCode::OK)
     }
@@ -1419,7 +1415,7 @@ impl Hub {
             name: name.to_string(),
         };
         self.tell_room(room, &notify, sink);
-        self.rooms[room as usize].push(conn, self.config.batch_presence);
+        self.rooms[room as usize].push(conn, uid, name, self.config.batch_presence);
     }
 
     /// Tells the members of `room` on this node some presence news.

@@ -19,9 +19,13 @@
 //! (docs/BENCHMARKS.md, "Resume tokens"). Chat in the room
 //! flushes the news first: nobody hears from a member before hearing that
 //! the member came in.
+//!
+//! A room also keeps its members' list entries encoded
+//! ([`Roster`]), so the list an entrant is sent is a copy, not a lookup
+//! per member.
 
 use bytes::{Bytes, BytesMut};
-use plaza_proto::Event;
+use plaza_proto::{Event, Roster};
 
 use crate::{Conn, Sink};
 
@@ -36,6 +40,8 @@ const NEWS_CAP: usize = 64 * 1024;
 pub(crate) struct Room {
     /// Members on this node, in the order they came in.
     members: Vec<Conn>,
+    /// The same members' list entries, as an entrant is sent them.
+    roster: Roster,
     /// Presence frames not sent yet, back to back.
     news: BytesMut,
     /// For the last `newcomers.len()` members (those who came in since the
@@ -50,6 +56,10 @@ pub(crate) struct Room {
 impl Room {
     pub(crate) fn members(&self) -> &[Conn] {
         &self.members
+    }
+
+    pub(crate) fn roster(&self) -> &Roster {
+        &self.roster
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -77,9 +87,10 @@ impl Room {
         !std::mem::replace(&mut self.listed, true)
     }
 
-    /// Adds `conn`, who hears only news told after this.
-    pub(crate) fn push(&mut self, conn: Conn, batch: bool) {
+    /// Adds `conn` (`uid`, `name`), who hears only news told after this.
+    pub(crate) fn push(&mut self, conn: Conn, uid: u64, name: &str, batch: bool) {
         self.members.push(conn);
+        self.roster.push(uid, name);
         if batch {
             self.newcomers.push(self.news.len());
         }
@@ -92,6 +103,7 @@ impl Room {
         };
         let old = self.members.len() - self.newcomers.len();
         self.members.remove(pos);
+        self.roster.remove(pos);
         if pos >= old {
             self.newcomers.remove(pos - old);
         }

@@ -293,6 +293,32 @@ fn a_big_room_list_comes_in_chunks_of_127() {
 }
 
 #[test]
+fn a_newcomer_is_listed_who_is_left_in_the_order_they_came() {
+    let mut t = T::new(Config::default());
+    let names = ["amy", "bob", "carol-the-long-named", "dan", "e"];
+    for (c, name) in (1..).zip(names) {
+        t.user(c, name, false);
+        t.req(c, Request::RoomEnter { room: 0 });
+    }
+    t.req(2, Request::RoomLeave);
+    t.input(Input::Disconnect { conn: 4 });
+    t.req(2, Request::RoomEnter { room: 0 });
+    t.user(9, "zed", false);
+    let out = t.req(9, Request::RoomEnter { room: 0 });
+    let expected = vec![
+        (1, "amy".to_string()),
+        (3, "carol-the-long-named".into()),
+        (5, "e".into()),
+        (2, "bob".into()),
+        (9, "zed".into()),
+    ];
+    assert!(
+        out.contains(&(9, Event::RoomUserList { users: expected })),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn requests_before_login_get_not_logged_in() {
     let mut t = T::new(Config::default());
     t.input(Input::Connect { conn: 1 });

@@ -140,27 +140,6 @@ pub enum Event {
     },
 }
 
-/// Encodes one ROOM_USER_LIST_NOTIFY (209) straight from (session id, name)
-/// pairs, at most [`ROOM_LIST_CHUNK`] of them: the frame
-/// [`Event::RoomUserList`] encodes to, without building the event.
-///
-/// # Panics
-/// If `users` yields more than [`ROOM_LIST_CHUNK`] pairs.
-pub fn encode_room_user_list<'a>(dst: &mut BytesMut, users: impl IntoIterator<Item = (u64, &'a str)>) {
-    frame(dst, id::ROOM_USER_LIST_NOTIFY, |b| {
-        let count_at = b.len();
-        b.put_u8(0);
-        let mut n = 0;
-        for (uid, name) in users {
-            assert!(n < ROOM_LIST_CHUNK, "room list chunk over 127");
-            b.put_u64_le(uid);
-            put_str8(b, name);
-            n += 1;
-        }
-        b[count_at] = n as u8;
-    });
-}
-
 impl Event {
     /// Appends this event as one frame.
     ///
@@ -176,7 +155,17 @@ impl Event {
                 put_str8(b, name);
             }),
             Self::RoomUserList { users } => {
-                encode_room_user_list(dst, users.iter().map(|(uid, name)| (*uid, name.as_str())));
+                assert!(
+                    users.len() <= ROOM_LIST_CHUNK,
+                    "room list chunk over {ROOM_LIST_CHUNK}"
+                );
+                frame(dst, id::ROOM_USER_LIST_NOTIFY, |b| {
+                    b.put_u8(users.len() as u8);
+                    for (uid, name) in users {
+                        b.put_u64_le(*uid);
+                        put_str8(b, name);
+                    }
+                });
             }
             Self::RoomLeaveResult(c) => code(dst, id::ROOM_LEAVE_RESPONSE, c),
             Self::RoomLeaveUser { uid } => frame(dst, id::ROOM_LEAVE_USER_NOTIFY, |b| b.put_u64_le(*uid)),

@@ -16,11 +16,13 @@ mod codec;
 mod event;
 mod request;
 mod result;
+mod roster;
 
 pub use codec::DecodeError;
-pub use event::{Event, ROOM_LIST_CHUNK, USER_LIST_PAGE, encode_room_user_list};
+pub use event::{Event, ROOM_LIST_CHUNK, USER_LIST_PAGE};
 pub use request::Request;
 pub use result::ResultCode;
+pub use roster::{Roster, RosterList};
 
 /// Chat header size.
 pub const HEADER_LEN: usize = 5;
