@@ -213,7 +213,7 @@ pub fn load_secret(file: Option<&std::path::Path>, data_dir: &std::path::Path) -
     use argon2::password_hash::rand_core::{OsRng, RngCore};
     let mut raw = [0u8; 24];
     OsRng.fill_bytes(&mut raw);
-    let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = crate::hasher::hex(&raw);
     std::fs::create_dir_all(data_dir)?;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
