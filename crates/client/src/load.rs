@@ -93,12 +93,8 @@ impl FrameConn {
     /// If the server closes the connection or sends an undecodable frame.
     pub async fn next(&mut self) -> Result<Event> {
         loop {
-            if self.buf.len() >= 2 {
-                let len = usize::from(u16::from_le_bytes([self.buf[0], self.buf[1]]));
-                if self.buf.len() >= len {
-                    let f = self.buf.split_to(len);
-                    return Ok(Event::decode(&f)?);
-                }
+            if let Some(f) = plaza_proto::split_frame(&mut self.buf)? {
+                return Ok(Event::decode(&f)?);
             }
             self.buf.reserve(4096);
             if self.stream.read_buf(&mut self.buf).await? == 0 {
@@ -155,23 +151,9 @@ pub async fn join(
     room: i32,
 ) -> Result<FrameConn> {
     let mut m = FrameConn::connect_from(target, from).await?;
-    let reg = m
-        .call(Request::Register {
-            name: name.clone(),
-            password: "pw".into(),
-        })
-        .await?;
-    if reg != Event::RegisterResult(ResultCode::OK) {
-        return Err(LoadError::Unexpected(format!("register: {reg:?}")));
-    }
-    let login = m
-        .call(Request::Login {
-            name,
-            password: "pw".into(),
-        })
-        .await?;
+    let login = m.register_and_login(&name, "pw").await?;
     if login != Event::LoginResult(ResultCode::OK) {
-        return Err(LoadError::Unexpected(format!("login: {login:?}")));
+        return Err(LoadError::Unexpected(format!("{name}: {login:?}")));
     }
     m.send(Request::RoomEnter { room }).await?;
     loop {
@@ -286,12 +268,7 @@ where
     let mut tally = Tally::new();
     let drain_end = end + Duration::from_secs(2);
     loop {
-        while buf.len() >= 2 {
-            let len = usize::from(u16::from_le_bytes([buf[0], buf[1]]));
-            if buf.len() < len {
-                break;
-            }
-            let f = buf.split_to(len);
+        while let Some(f) = plaza_proto::split_frame(&mut buf)? {
             if plaza_proto::packet_id(&f) == plaza_proto::id::ROOM_CHAT_NOTIFY {
                 let stamp: u64 = std::str::from_utf8(&f[5 + 33..5 + 33 + 20])
                     .ok()

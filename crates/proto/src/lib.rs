@@ -122,6 +122,53 @@ pub fn packet_id(frame: &[u8]) -> u16 {
     frame.get(2..4).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
 }
 
+/// Takes the first whole frame off the front of `buf`, as bytes come in
+/// from a stream: `Ok(None)` while the rest of it has not arrived.
+///
+/// # Errors
+/// [`DecodeError::Short`] when the header gives a length below the
+/// header's own: nothing after it can be framed, so the stream is done.
+pub fn split_frame(buf: &mut bytes::BytesMut) -> Result<Option<bytes::BytesMut>, DecodeError> {
+    let Some(len) = buf
+        .get(..2)
+        .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+    else {
+        return Ok(None);
+    };
+    if len < HEADER_LEN {
+        return Err(DecodeError::Short);
+    }
+    Ok((buf.len() >= len).then(|| buf.split_to(len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::*;
+
+    #[test]
+    fn split_frame_waits_for_whole_frames_and_refuses_short_lengths() {
+        let mut both = BytesMut::new();
+        Event::LoginResult(ResultCode::OK).encode(&mut both);
+        Event::RoomLeaveUser { uid: 7 }.encode(&mut both);
+        let mut buf = BytesMut::new();
+        for (i, b) in both.iter().enumerate() {
+            buf.extend_from_slice(&[*b]);
+            let got = split_frame(&mut buf).unwrap();
+            if let Some(f) = got {
+                assert!(i == 6 || i == both.len() - 1, "a frame came out after byte {i}");
+                assert!(Event::decode(&f).is_ok());
+            }
+        }
+        assert!(buf.is_empty());
+        for len in [0u8, 4] {
+            let mut bad = BytesMut::from(&[len, 0, 202, 0, 0, 0][..]);
+            assert_eq!(split_frame(&mut bad), Err(DecodeError::Short), "length {len}");
+        }
+    }
+}
+
 /// Checks the fuzz targets run (in `fuzz/`, outside the workspace) and the
 /// corpus smoke tests replay. Not part of the API.
 #[doc(hidden)]

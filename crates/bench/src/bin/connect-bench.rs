@@ -47,23 +47,7 @@ async fn connect_all(
             let _permit = sem.acquire().await?;
             let mut c = FrameConn::connect(addr).await?;
             let answer = match &token {
-                None => {
-                    let r = c
-                        .call(Request::Register {
-                            name: name.clone(),
-                            password: "pw".into(),
-                        })
-                        .await?;
-                    anyhow::ensure!(
-                        r == Event::RegisterResult(ResultCode::OK),
-                        "register {name}: {r:?}"
-                    );
-                    c.call(Request::Login {
-                        name: name.clone(),
-                        password: "pw".into(),
-                    })
-                    .await?
-                }
+                None => c.register_and_login(&name, "pw").await?,
                 Some(t) => {
                     c.call(Request::Resume {
                         name: name.clone(),

@@ -388,14 +388,9 @@ fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
     let stamp = |p: &[u8]| std::str::from_utf8(&p[..20]).ok().and_then(|s| s.parse().ok());
     match peer {
         Peer::Plaza => {
-            if buf.len() < 2 {
+            let Some(f) = plaza_proto::split_frame(buf)? else {
                 return Ok(None);
-            }
-            let len = usize::from(u16::from_le_bytes([buf[0], buf[1]]));
-            if buf.len() < len {
-                return Ok(None);
-            }
-            let f = buf.split_to(len);
+            };
             if plaza_proto::packet_id(&f) == plaza_proto::id::ROOM_CHAT_NOTIFY {
                 return Ok(Some(stamp(&f[5 + 33..])));
             }
