@@ -18,7 +18,7 @@
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -313,46 +313,65 @@ pub(crate) fn run<E: Events>(
     counters: &Counters,
 ) -> impl Future<Output = Option<NetError>> {
     async move {
+        // The halves take their ends by value and are awaited in place: a
+        // local or a helper future here would sit in every session's task.
         match stream {
             Stream::Tcp(tcp) => {
-                let (mut rd, mut wr) = (Sock(tcp), Sock(tcp));
-                halves(shared, &mut rd, &mut wr, events, limits, counters).await;
+                Both::new(
+                    read_loop(shared, Sock(tcp), events, limits, counters),
+                    write_loop(shared, Sock(tcp), events, counters),
+                )
+                .await;
             }
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => {
                 // Both halves are polled from this one task, so the lock
                 // `split` puts between them is never contended.
-                let (mut rd, mut wr) = tokio::io::split(&mut **tls);
-                halves(shared, &mut rd, &mut wr, events, limits, counters).await;
+                let (rd, wr) = tokio::io::split(&mut **tls);
+                Both::new(
+                    read_loop(shared, rd, events, limits, counters),
+                    write_loop(shared, wr, events, counters),
+                )
+                .await;
             }
         }
         shared.take_error()
     }
 }
 
-/// Runs the reader and the writer together until both have ended.
-#[expect(clippy::manual_async_fn, reason = "smaller session tasks")]
-fn halves<E: Events, R: Source, W: AsyncWrite + Unpin>(
-    shared: &SessionShared,
-    rd: &mut R,
-    wr: &mut W,
-    events: &E,
-    limits: &SessionLimits,
-    counters: &Counters,
-) -> impl Future<Output = ()> {
-    async move {
-        let mut read = pin!(read_loop(shared, rd, events, limits, counters));
-        let mut write = pin!(write_loop(shared, wr, events, counters));
-        let mut done = (false, false);
-        poll_fn(|cx| poll_both(cx, read.as_mut(), write.as_mut(), &mut done)).await;
+pin_project_lite::pin_project! {
+    /// A session's reader and writer, run together until both have ended.
+    struct Both<R, W> {
+        #[pin]
+        read: R,
+        #[pin]
+        write: W,
+        done: (bool, bool),
+    }
+}
+
+impl<R: Future<Output = ()>, W: Future<Output = ()>> Both<R, W> {
+    fn new(read: R, write: W) -> Self {
+        Self {
+            read,
+            write,
+            done: (false, false),
+        }
+    }
+}
+
+impl<R: Future<Output = ()>, W: Future<Output = ()>> Future for Both<R, W> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        poll_both(cx, this.read, this.write, this.done)
     }
 }
 
 /// Polls both halves of a session, each time its task wakes: that is how
 /// one half learns the other closed the session, with no waker of its own.
-/// A half that ends makes the other look again at once. (A plain function
-/// over pinned halves, not an async fn taking them: an async fn would hold
-/// each half twice, as argument and as local.)
+/// A half that ends makes the other look again at once.
 fn poll_both(
     cx: &mut Context<'_>,
     mut a: Pin<&mut impl Future<Output = ()>>,
@@ -444,34 +463,37 @@ fn poll_read<R: Source>(
 #[expect(clippy::manual_async_fn, reason = "smaller session tasks")]
 fn read_loop<E: Events, R: Source>(
     shared: &SessionShared,
-    rd: &mut R,
+    mut rd: R,
     events: &E,
     limits: &SessionLimits,
     counters: &Counters,
 ) -> impl Future<Output = ()> {
     async move {
         let framing = limits.framing;
-        let marks = &shared.marks;
         let mut buf = RecvBuf::new();
         // The size the pending frame needs, once its header is in.
         let mut want = framing.header_len();
         loop {
-            marks.reading.store(true, Ordering::Relaxed);
-            let r = poll_fn(|cx| poll_read(cx, shared, rd, &mut buf, want, limits.recv_buffer)).await;
-            marks.reading.store(false, Ordering::Relaxed);
-            match r {
-                None => return,
-                Some(Ok(0)) => {
-                    // The peer finished sending: deliver what is queued, then close.
-                    return shared.close(Close::Flush(Instant::now() + limits.linger));
+            // (Nothing here is kept across the handler's await below but
+            // what must be: this state sits in every session's task.)
+            let n = {
+                shared.marks.reading.store(true, Ordering::Relaxed);
+                let r =
+                    poll_fn(|cx| poll_read(cx, shared, &mut rd, &mut buf, want, limits.recv_buffer)).await;
+                shared.marks.reading.store(false, Ordering::Relaxed);
+                match r {
+                    None => return,
+                    Some(Ok(0)) => {
+                        // The peer finished sending: deliver what is queued, then close.
+                        return shared.close(Close::Flush(Instant::now() + limits.linger));
+                    }
+                    Some(Ok(n)) => n,
+                    Some(Err(e)) => return shared.abort(e.into()),
                 }
-                Some(Ok(n)) => {
-                    marks.read_seen.store(true, Ordering::Relaxed);
-                    buf.filled(n);
-                    counters.bytes_in.add(n);
-                }
-                Some(Err(e)) => return shared.abort(e.into()),
-            }
+            };
+            shared.marks.read_seen.store(true, Ordering::Relaxed);
+            buf.filled(n);
+            counters.bytes_in.add(n);
             let mut frames = 0;
             loop {
                 match framing.next_frame(buf.data(), limits.max_frame) {
@@ -504,7 +526,7 @@ fn read_loop<E: Events, R: Source>(
 #[expect(clippy::manual_async_fn, reason = "smaller session tasks")]
 fn write_loop<E: Events, W: AsyncWrite + Unpin>(
     shared: &SessionShared,
-    wr: &mut W,
+    mut wr: W,
     events: &E,
     counters: &Counters,
 ) -> impl Future<Output = ()> {
@@ -545,7 +567,7 @@ fn write_loop<E: Events, W: AsyncWrite + Unpin>(
                 let write = poll_fn(|cx| {
                     let mut iov = [IoSlice::new(&[]); MAX_IOV];
                     let n = batch.slices(&mut iov);
-                    Pin::new(&mut *wr).poll_write_vectored(cx, &iov[..n])
+                    Pin::new(&mut wr).poll_write_vectored(cx, &iov[..n])
                 });
                 let Some(k) = unless_aborted(shared, write).await else {
                     return;
@@ -558,7 +580,7 @@ fn write_loop<E: Events, W: AsyncWrite + Unpin>(
                 counters.bytes_out.add(k);
             }
             // TLS holds what it encrypted until flushed; TCP answers at once.
-            let flush = poll_fn(|cx| Pin::new(&mut *wr).poll_flush(cx));
+            let flush = poll_fn(|cx| Pin::new(&mut wr).poll_flush(cx));
             if unless_aborted(shared, flush).await.is_none() {
                 return;
             }
@@ -576,7 +598,7 @@ fn write_loop<E: Events, W: AsyncWrite + Unpin>(
         }
         // Flushed: send FIN (after TLS's close_notify) so the peer sees an
         // orderly close after the data. The watchdog bounds it by the linger.
-        let shutdown = poll_fn(|cx| Pin::new(&mut *wr).poll_shutdown(cx));
+        let shutdown = poll_fn(|cx| Pin::new(&mut wr).poll_shutdown(cx));
         let _ = unless_aborted(shared, shutdown).await;
     }
 }
