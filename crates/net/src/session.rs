@@ -50,7 +50,7 @@ pub(crate) struct SessionShared {
     outbox: Mutex<Outbox>,
     /// Rung for queued packets and for a close. The writer always listens
     /// (idle or mid-write); the reader learns of a close because both
-    /// halves are polled whenever the task wakes (see [`poll_both`]).
+    /// halves are polled whenever the task wakes (see `Both`).
     wake: Doorbell,
     closing: AtomicBool,
     aborted: AtomicBool,
@@ -341,6 +341,9 @@ pub(crate) fn run<E: Events>(
 
 pin_project_lite::pin_project! {
     /// A session's reader and writer, run together until both have ended.
+    /// Both are polled each time the task wakes: that is how one learns
+    /// the other closed the session, with no waker of its own. One that
+    /// ends makes the other look again at once.
     struct Both<R, W> {
         #[pin]
         read: R,
@@ -364,33 +367,21 @@ impl<R: Future<Output = ()>, W: Future<Output = ()>> Future for Both<R, W> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
-        poll_both(cx, this.read, this.write, this.done)
-    }
-}
-
-/// Polls both halves of a session, each time its task wakes: that is how
-/// one half learns the other closed the session, with no waker of its own.
-/// A half that ends makes the other look again at once.
-fn poll_both(
-    cx: &mut Context<'_>,
-    mut a: Pin<&mut impl Future<Output = ()>>,
-    mut b: Pin<&mut impl Future<Output = ()>>,
-    done: &mut (bool, bool),
-) -> Poll<()> {
-    loop {
-        let before = *done;
-        if !done.0 {
-            done.0 = a.as_mut().poll(cx).is_ready();
-        }
-        if !done.1 {
-            done.1 = b.as_mut().poll(cx).is_ready();
-        }
-        if done.0 && done.1 {
-            return Poll::Ready(());
-        }
-        if *done == before {
-            return Poll::Pending;
+        let mut this = self.project();
+        loop {
+            let before = *this.done;
+            if !this.done.0 {
+                this.done.0 = this.read.as_mut().poll(cx).is_ready();
+            }
+            if !this.done.1 {
+                this.done.1 = this.write.as_mut().poll(cx).is_ready();
+            }
+            if this.done.0 && this.done.1 {
+                return Poll::Ready(());
+            }
+            if *this.done == before {
+                return Poll::Pending;
+            }
         }
     }
 }
