@@ -270,9 +270,10 @@ where
     loop {
         while let Some(f) = plaza_proto::split_frame(&mut buf)? {
             if plaza_proto::packet_id(&f) == plaza_proto::id::ROOM_CHAT_NOTIFY {
-                let stamp: u64 = std::str::from_utf8(&f[5 + 33..5 + 33 + 20])
-                    .ok()
-                    .and_then(|t| t.parse().ok())
+                // The message field starts after the header and the name field.
+                let stamp: u64 = f
+                    .get(5 + 33..5 + 33 + 20)
+                    .and_then(|t| std::str::from_utf8(t).ok()?.parse().ok())
                     .ok_or_else(|| LoadError::Unexpected("a room message without a send time".into()))?;
                 tally.received += 1;
                 tally

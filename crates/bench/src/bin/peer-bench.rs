@@ -385,14 +385,14 @@ fn encode(peer: Peer, room: usize, payload: &[u8], out: &mut BytesMut) {
 /// The next delivered payload's send stamp in `buf`, consuming it; `Ok(None)`
 /// when more bytes are needed. Anything else the server sends is skipped.
 fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
-    let stamp = |p: &[u8]| std::str::from_utf8(&p[..20]).ok().and_then(|s| s.parse().ok());
+    let stamp = |p: &[u8]| std::str::from_utf8(p.get(..20)?).ok()?.parse().ok();
     match peer {
         Peer::Plaza => {
             let Some(f) = plaza_proto::split_frame(buf)? else {
                 return Ok(None);
             };
             if plaza_proto::packet_id(&f) == plaza_proto::id::ROOM_CHAT_NOTIFY {
-                return Ok(Some(stamp(&f[5 + 33..])));
+                return Ok(Some(f.get(5 + 33..).and_then(stamp)));
             }
             Ok(Some(None))
         }
