@@ -154,19 +154,14 @@ impl Event {
                 b.put_u64_le(*uid);
                 put_str8(b, name);
             }),
-            Self::RoomUserList { users } => {
-                assert!(
-                    users.len() <= ROOM_LIST_CHUNK,
-                    "room list chunk over {ROOM_LIST_CHUNK}"
-                );
-                frame(dst, id::ROOM_USER_LIST_NOTIFY, |b| {
-                    b.put_u8(users.len() as u8);
-                    for (uid, name) in users {
-                        b.put_u64_le(*uid);
-                        put_str8(b, name);
-                    }
-                });
-            }
+            Self::RoomUserList { users } => frame(dst, id::ROOM_USER_LIST_NOTIFY, |b| {
+                assert!(users.len() <= ROOM_LIST_CHUNK, "room list chunk over 127");
+                b.put_u8(users.len() as u8);
+                for (uid, name) in users {
+                    b.put_u64_le(*uid);
+                    put_str8(b, name);
+                }
+            }),
             Self::RoomLeaveResult(c) => code(dst, id::ROOM_LEAVE_RESPONSE, c),
             Self::RoomLeaveUser { uid } => frame(dst, id::ROOM_LEAVE_USER_NOTIFY, |b| b.put_u64_le(*uid)),
             Self::RoomChatResult(c) => code(dst, id::ROOM_CHAT_RESPONSE, c),

@@ -122,23 +122,30 @@ pub fn packet_id(frame: &[u8]) -> u16 {
     frame.get(2..4).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
 }
 
-/// Takes the first whole frame off the front of `buf`, as bytes come in
-/// from a stream: `Ok(None)` while the rest of it has not arrived.
+/// The length of the frame at the front of `buf`, once all of it is
+/// there: `Ok(None)` while some has not arrived.
 ///
 /// # Errors
 /// [`DecodeError::Short`] when the header gives a length below the
 /// header's own: nothing after it can be framed, so the stream is done.
-pub fn split_frame(buf: &mut bytes::BytesMut) -> Result<Option<bytes::BytesMut>, DecodeError> {
-    let Some(len) = buf
-        .get(..2)
-        .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
-    else {
+pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
+    let Some(&[a, b]) = buf.get(..2) else {
         return Ok(None);
     };
+    let len = usize::from(u16::from_le_bytes([a, b]));
     if len < HEADER_LEN {
         return Err(DecodeError::Short);
     }
-    Ok((buf.len() >= len).then(|| buf.split_to(len)))
+    Ok((buf.len() >= len).then_some(len))
+}
+
+/// Takes the first whole frame off the front of `buf`, as bytes come in
+/// from a stream: `Ok(None)` while the rest of it has not arrived.
+///
+/// # Errors
+/// As [`frame_len`].
+pub fn split_frame(buf: &mut bytes::BytesMut) -> Result<Option<bytes::BytesMut>, DecodeError> {
+    Ok(frame_len(buf)?.map(|len| buf.split_to(len)))
 }
 
 #[cfg(test)]

@@ -84,9 +84,9 @@ pub struct Settings {
     pub slow_consumer_policy: Option<String>,
     /// Milliseconds between sendings of each room's enter and leave notices,
     /// gathered meanwhile, so that a room filling up costs each member one
-    /// write per interval rather than one per arrival. A room of more than
-    /// 100 members waits an interval more for every 50. Room chat sends what
-    /// was gathered first. 0 sends each at once [default: 100].
+    /// write per interval rather than one per arrival. A room of n members
+    /// waits n/10 intervals (1 to 20). Room chat sends what was gathered
+    /// first. 0 sends each at once [default: 100].
     #[arg(long, env = "PLAZA_ENTER_LEAVE_DELAY_MS")]
     pub enter_leave_delay_ms: Option<u64>,
     /// Seconds a graceful shutdown may spend flushing queued messages
