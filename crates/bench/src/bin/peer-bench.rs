@@ -97,6 +97,10 @@ struct Args {
     /// look at the server meanwhile.
     #[arg(long, default_value_t = 0.0)]
     hold: f64,
+    /// `idle`, Plaza: times every member closes and comes back with its
+    /// resume token (each round's rate is printed).
+    #[arg(long, default_value_t = 1)]
+    resume_rounds: u32,
     /// Connections being set up at once.
     #[arg(long, default_value_t = 512)]
     concurrency: usize,
@@ -733,14 +737,16 @@ async fn idle(args: &Args) -> Result<()> {
     if args.peer == Peer::Plaza {
         // What a restart or a network blip costs: every member comes back
         // with its resume token.
-        let tokens: Vec<Option<String>> = members.iter().map(|(_, _, t)| t.clone()).collect();
-        drop(members);
-        let t = Instant::now();
-        members = connect_many(args, &args.prefix, n, false, Some(tokens)).await?;
-        line += &format!(
-            "; again with resume tokens at {:.0}/s",
-            n as f64 / t.elapsed().as_secs_f64()
-        );
+        for _ in 0..args.resume_rounds {
+            let tokens: Vec<Option<String>> = members.iter().map(|(_, _, t)| t.clone()).collect();
+            drop(members);
+            let t = Instant::now();
+            members = connect_many(args, &args.prefix, n, false, Some(tokens)).await?;
+            line += &format!(
+                "; again with resume tokens at {:.0}/s",
+                n as f64 / t.elapsed().as_secs_f64()
+            );
+        }
     }
     let retried = RETRIED.load(Ordering::Relaxed);
     if retried > 0 {
