@@ -405,16 +405,18 @@ fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
             let mut parts = Vec::new();
             let line = |buf: &[u8], at: usize| find(&buf[at..], b"\r\n").map(|p| at + p);
             let Some(e) = line(buf, 0) else { return Ok(None) };
-            let n: usize = std::str::from_utf8(&buf[1..e])?.parse()?;
+            let n: usize = std::str::from_utf8(buf.get(1..e).context("RESP array header")?)?.parse()?;
             let mut at = e + 2;
             for _ in 0..n {
                 let Some(e) = line(buf, at) else { return Ok(None) };
-                let l: usize = std::str::from_utf8(&buf[at + 1..e])?.parse()?;
-                if buf.len() < e + 2 + l + 2 {
+                let l: usize =
+                    std::str::from_utf8(buf.get(at + 1..e).context("RESP bulk header")?)?.parse()?;
+                let next = l.checked_add(e + 4).context("RESP bulk length")?;
+                if buf.len() < next {
                     return Ok(None);
                 }
                 parts.push((e + 2, l));
-                at = e + 2 + l + 2;
+                at = next;
             }
             let s = parts
                 .get(2)
@@ -437,11 +439,12 @@ fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
             }
             let head = std::str::from_utf8(&buf[..e])?;
             let l: usize = head.rsplit(' ').next().context("MSG size")?.parse()?;
-            if buf.len() < e + 2 + l + 2 {
+            let next = l.checked_add(e + 4).context("MSG size")?;
+            if buf.len() < next {
                 return Ok(None);
             }
             let s = stamp(&buf[e + 2..e + 2 + l]);
-            buf.advance(e + 2 + l + 2);
+            buf.advance(next);
             Ok(Some(s))
         }
         Peer::Mqtt => {
@@ -450,6 +453,8 @@ fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
             }
             let (mut len, mut mult, mut i) = (0usize, 1usize, 1usize);
             loop {
+                // A remaining length takes at most four bytes.
+                anyhow::ensure!(i <= 4, "MQTT remaining length over four bytes");
                 let Some(&b) = buf.get(i) else { return Ok(None) };
                 len += usize::from(b & 127) * mult;
                 mult *= 128;
@@ -462,8 +467,10 @@ fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
                 return Ok(None);
             }
             let s = if buf[0] >> 4 == 3 {
-                let tl = usize::from(u16::from_be_bytes([buf[i], buf[i + 1]]));
-                stamp(&buf[i + 2 + tl..i + len])
+                // PUBLISH: topic length, topic, payload.
+                let body = &buf[i..i + len];
+                let (tl, rest) = body.split_first_chunk::<2>().context("MQTT PUBLISH too short")?;
+                rest.get(usize::from(u16::from_be_bytes(*tl))..).and_then(stamp)
             } else {
                 None
             };
@@ -822,4 +829,51 @@ async fn main() -> Result<()> {
         Scenario::Idle => idle(&args).await?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn next(peer: Peer, bytes: &[u8]) -> Result<Option<Option<u64>>> {
+        next_stamp(peer, &mut BytesMut::from(bytes))
+    }
+
+    #[test]
+    fn each_peers_delivery_gives_its_send_stamp() {
+        let stamp = "00000000000000001234";
+        let payload = format!("{stamp}{}", "x".repeat(44));
+        let redis = format!("*3\r\n$7\r\nmessage\r\n$6\r\nroom.1\r\n$64\r\n{payload}\r\n");
+        let nats = format!("MSG room.1 1 64\r\n{payload}\r\n");
+        let irc = format!(":m1!m1@h PRIVMSG #room1 :{payload}\r\n");
+        let mut mqtt = vec![0x30, 2 + 5 + 64, 0, 5];
+        mqtt.extend_from_slice(b"room1");
+        mqtt.extend_from_slice(payload.as_bytes());
+        for (peer, bytes) in [
+            (Peer::Redis, redis.as_bytes()),
+            (Peer::Nats, nats.as_bytes()),
+            (Peer::Irc, irc.as_bytes()),
+            (Peer::Mqtt, &mqtt[..]),
+        ] {
+            assert_eq!(next(peer, bytes).unwrap(), Some(Some(1234)), "{peer:?}");
+            let partial = &bytes[..bytes.len() - 1];
+            assert_eq!(next(peer, partial).unwrap(), None, "{peer:?}: not all there yet");
+        }
+    }
+
+    #[test]
+    fn a_malformed_reply_is_an_error_not_a_panic() {
+        for (peer, bytes) in [
+            (Peer::Redis, &b"\r\n"[..]),
+            (Peer::Redis, b"*1\r\n\r\n"),
+            (Peer::Redis, b"*1\r\n$18446744073709551615\r\n"),
+            (Peer::Nats, b"MSG room.1 1 18446744073709551615\r\n"),
+            // A PUBLISH too short for its topic length.
+            (Peer::Mqtt, &[0x30, 1, 0]),
+            // A remaining length of more than four bytes.
+            (Peer::Mqtt, &[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]),
+        ] {
+            assert!(next(peer, bytes).is_err(), "{peer:?} {bytes:?}");
+        }
+    }
 }
