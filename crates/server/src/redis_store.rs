@@ -14,7 +14,7 @@
 //! failure answers "unavailable" instead of waiting.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use plaza_core::{AuthOutcome, Credential};
@@ -51,17 +51,32 @@ pub struct RedisStore {
     last_error: Mutex<String>,
 }
 
-const RELEASE: &str =
-    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-const REGISTER: &str = r"if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+// The scripts are hashed once: `invoke` sends EVALSHA, and the script itself
+// only after a NOSCRIPT (a Redis that has not seen it yet).
+
+/// Deletes the online mark KEYS[1] if ARGV[1] still holds it.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+    )
+});
+/// Creates account KEYS[1] (hash ARGV[1], created at ARGV[2]) unless it
+/// exists: 1 if it did.
+static REGISTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'hash', ARGV[1], 'roles', '', 'created_at', ARGV[2])
-return 1";
+return 1",
+    )
+});
 /// A resume in one round trip. KEYS: account, presented token, online mark,
 /// mute, next token. ARGV: name, owner, presence TTL, token TTL. Returns
 /// {0} invalid (a token presented under another name is burnt), {2} the name
 /// is logged in elsewhere (the token is kept, to retry), or {1, roles, mute
 /// PTTL} after marking the name and swapping the token.
-const RESUME: &str = r"
+static RESUME: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
 local who = redis.call('GET', KEYS[2])
 if who ~= ARGV[1] then
   if who then redis.call('DEL', KEYS[2]) end
@@ -72,20 +87,23 @@ if not redis.call('SET', KEYS[3], ARGV[2], 'NX', 'EX', ARGV[3]) then return {2} 
 redis.call('DEL', KEYS[2])
 redis.call('SET', KEYS[5], ARGV[1], 'EX', ARGV[4])
 return {1, redis.call('HGET', KEYS[1], 'roles') or '', redis.call('PTTL', KEYS[4])}
-";
-/// Hashed once: `invoke` sends EVALSHA, and the script itself only after a
-/// NOSCRIPT (a Redis that has not seen it yet).
-static RESUME_SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(RESUME));
+",
+    )
+});
 /// Extends each mark in KEYS that still holds its owner (ARGV[i + 1]) by
 /// ARGV[1] seconds; returns how many it extended.
-const REFRESH: &str = r"
+static REFRESH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
 local n = 0
 for i, key in ipairs(KEYS) do
   if redis.call('GET', key) == ARGV[i + 1] then
     n = n + redis.call('EXPIRE', key, ARGV[1])
   end
 end
-return n";
+return n",
+    )
+});
 
 /// Marks refreshed per script call.
 const REFRESH_CHUNK: usize = 500;
@@ -282,7 +300,7 @@ impl RedisStore {
         let ttl = self.config.presence_ttl.as_secs().max(1);
         let (status, roles, mute_ms): (i64, Option<String>, Option<i64>) = self
             .call(async |c| {
-                let mut script = RESUME_SCRIPT.prepare_invoke();
+                let mut script = RESUME.prepare_invoke();
                 for k in &keys {
                     script.key(k);
                 }
@@ -334,7 +352,7 @@ impl RedisStore {
         let key = self.key("account", &name);
         let created: i64 = self
             .call(async |c| {
-                Script::new(REGISTER)
+                REGISTER
                     .key(&key)
                     .arg(&hash)
                     .arg(unix_now())
@@ -362,7 +380,7 @@ impl RedisStore {
     pub(crate) async fn release(&self, name: &str, owner: &str) {
         let key = self.key("online", name);
         let r: Result<i64, _> = self
-            .call(async |c| Script::new(RELEASE).key(&key).arg(owner).invoke_async(c).await)
+            .call(async |c| RELEASE.key(&key).arg(owner).invoke_async(c).await)
             .await;
         if let Err(e) = r {
             tracing::debug!(name, error = %e, "release failed; the mark expires by its TTL");
@@ -375,9 +393,8 @@ impl RedisStore {
     /// per user, and a refresh of 19,000 users holds a few KiB at a time.
     pub(crate) async fn refresh(&self, node: &str, entries: Vec<(Arc<str>, u64)>) {
         let ttl = self.config.presence_ttl.as_secs().max(1);
-        let script = Script::new(REFRESH);
         for chunk in entries.chunks(REFRESH_CHUNK) {
-            let mut call = script.prepare_invoke();
+            let mut call = REFRESH.prepare_invoke();
             call.arg(ttl);
             for (name, conn) in chunk {
                 call.key(self.key("online", name)).arg(crate::owner(node, *conn));
