@@ -21,8 +21,9 @@
 #
 # Scenarios (the issue's a-d): a 1 room x 100 members x 10/s; b 100 rooms x
 # 20 members x 1/s; c 10 rooms x 50 members, the rate raised 1.5x a step
-# until a message is lost or p99 passes 50 ms (C_P99_MS); d 19,000 idle members in 100
-# rooms (memory per connection and setup rate, on a fresh server).
+# until a message is lost or p99 passes 50 ms (C_P99_MS); d 19,000 idle
+# members in 100 rooms (memory per connection and setup rate, on a fresh
+# server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-8}
