@@ -139,6 +139,27 @@ impl FrameConn {
     }
 }
 
+/// A load message of `size` bytes (at least 20): its send time in
+/// nanoseconds as 20 decimal digits, then `x`s.
+pub fn stamped(ns: u64, size: usize) -> String {
+    let mut message = format!("{ns:020}");
+    message.extend(std::iter::repeat_n('x', size.saturating_sub(20)));
+    message
+}
+
+/// The send time a [`stamped`] message starts with.
+pub fn stamp_of(message: &[u8]) -> Option<u64> {
+    std::str::from_utf8(message.get(..20)?).ok()?.parse().ok()
+}
+
+/// The send time of a ROOM_CHAT_NOTIFY frame's [`stamped`] message, which
+/// follows the header and the sender's fixed name field.
+pub fn room_chat_stamp(frame: &[u8]) -> Option<u64> {
+    frame
+        .get(plaza_proto::HEADER_LEN + plaza_proto::limits::SEED_ID_FIELD..)
+        .and_then(stamp_of)
+}
+
 /// Registers `name` (password "pw"), logs in and enters `room`, from
 /// `from` (a 127.0.0.x source address) if given.
 ///
@@ -254,8 +275,7 @@ where
         let mut frame = BytesMut::new();
         while next < end {
             tokio::time::sleep_until(next.into()).await;
-            let mut message = format!("{:020}", t0.elapsed().as_nanos() as u64);
-            message.extend(std::iter::repeat_n('x', size.saturating_sub(20)));
+            let message = stamped(t0.elapsed().as_nanos() as u64, size);
             frame.clear();
             Request::RoomChat { message }.encode(&mut frame);
             wr.write_all(&frame).await?;
@@ -270,10 +290,7 @@ where
     loop {
         while let Some(f) = plaza_proto::split_frame(&mut buf)? {
             if plaza_proto::packet_id(&f) == plaza_proto::id::ROOM_CHAT_NOTIFY {
-                // The message field starts after the header and the name field.
-                let stamp: u64 = f
-                    .get(5 + 33..5 + 33 + 20)
-                    .and_then(|t| std::str::from_utf8(t).ok()?.parse().ok())
+                let stamp = room_chat_stamp(&f)
                     .ok_or_else(|| LoadError::Unexpected("a room message without a send time".into()))?;
                 tally.received += 1;
                 tally

@@ -698,7 +698,8 @@ impl Store {
         }
     }
 
-    /// Keeps the logged-in marks of these (name, owner) pairs alive.
+    /// Keeps alive the logged-in marks of these (name, session) pairs of
+    /// `node`, those it still holds.
     pub async fn refresh(&self, node: &str, entries: Vec<(Arc<str>, u64)>) {
         if let Self::Redis(r) = self {
             r.refresh(node, entries).await;

@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use bytes::{Buf, BufMut, BytesMut};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use plaza_client::load::{FrameConn, Tally};
+use plaza_client::load::{self, FrameConn, Tally};
 use plaza_proto::{Event, Request, ResultCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -389,14 +389,14 @@ fn encode(peer: Peer, room: usize, payload: &[u8], out: &mut BytesMut) {
 /// The next delivered payload's send stamp in `buf`, consuming it; `Ok(None)`
 /// when more bytes are needed. Anything else the server sends is skipped.
 fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
-    let stamp = |p: &[u8]| std::str::from_utf8(p.get(..20)?).ok()?.parse().ok();
+    let stamp = load::stamp_of;
     match peer {
         Peer::Plaza => {
             let Some(f) = plaza_proto::split_frame(buf)? else {
                 return Ok(None);
             };
             if plaza_proto::packet_id(&f) == plaza_proto::id::ROOM_CHAT_NOTIFY {
-                return Ok(Some(f.get(5 + 33..).and_then(stamp)));
+                return Ok(Some(load::room_chat_stamp(&f)));
             }
             Ok(Some(None))
         }
@@ -530,8 +530,7 @@ async fn run_member(
         let (mut sent, mut out, mut sink) = (0u64, BytesMut::new(), [0u8; 4096]);
         while next < end {
             tokio::time::sleep_until(next.into()).await;
-            let mut payload = format!("{:020}", t0.elapsed().as_nanos() as u64).into_bytes();
-            payload.resize(size, b'x');
+            let payload = load::stamped(t0.elapsed().as_nanos() as u64, size).into_bytes();
             out.clear();
             encode(peer, room, &payload, &mut out);
             match &mut publish {
