@@ -211,7 +211,14 @@ async fn drive<H: ClientHandler>(
         if inner.stopped.load(Ordering::SeqCst) {
             session.close(Close::Flush(Instant::now() + inner.limits.linger));
         }
-        let run = session::run(&session, &mut stream, &events, &inner.limits, &inner.counters);
+        let run = session::run(
+            &session,
+            &mut stream,
+            &events,
+            &inner.limits,
+            &inner.counters,
+            None,
+        );
         let error = tokio::select! {
             e = run => e,
             never = session::watch_one(&session, &inner.limits, &inner.counters) => match never {},

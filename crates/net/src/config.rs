@@ -19,6 +19,17 @@ pub struct ServerConfig {
     /// Disable Nagle's algorithm (`TCP_NODELAY`). On by default: the
     /// 1-send writer already gathers small packets, so Nagle only adds delay.
     pub nodelay: bool,
+    /// Gather writes while the CPU is short, by a shared clock that ticks
+    /// every this long (one thread per server). While the runtime's workers
+    /// are busy 80% of their time, a session writes at most once a tick, so
+    /// one that receives many packets gets them in fewer, larger writes
+    /// while one that receives now and then still writes at once; once they
+    /// are saturated (95% for a few looks in a row), every write waits for
+    /// the next tick, so reads and logic run first and each session gets
+    /// what they queued in one write. A packet waits at most one tick; each
+    /// mode is left after ten looks (a look every ten ticks) under 85% and
+    /// 50%. `None` (the default): always at once.
+    pub gather: Option<Duration>,
     /// Sessions held at once; the next connection is refused at accept and
     /// counted. This also sizes the session table.
     pub max_sessions: usize,
@@ -78,6 +89,7 @@ impl ServerConfig {
             bind,
             framing,
             nodelay: true,
+            gather: None,
             max_sessions: 10_000,
             max_sessions_per_ip: None,
             max_frame: framing.max_frame(),

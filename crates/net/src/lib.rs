@@ -34,6 +34,7 @@ mod client;
 mod config;
 mod error;
 mod framing;
+mod gather;
 mod id;
 pub mod link;
 mod outbox;

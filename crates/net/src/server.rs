@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Notify;
 
 use crate::config::SessionLimits;
+use crate::gather::{self, Gather};
 use crate::outbox::Close;
 use crate::session::{self, Events, SessionShared};
 use crate::stats::Counters;
@@ -83,6 +84,8 @@ struct Shared {
     table: Table,
     limits: SessionLimits,
     counters: Counters,
+    /// The writers' shared clock while the CPU is short (`ServerConfig::gather`).
+    gather: Option<Arc<Gather>>,
     local_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     #[cfg(feature = "tls")]
@@ -192,6 +195,7 @@ impl Server {
             table: Table::new(config.max_sessions),
             limits: config.session_limits(),
             counters: Counters::default(),
+            gather: config.gather.map(|every| Arc::new(Gather::new(every))),
             local_addr,
             tls_addr,
             #[cfg(feature = "tls")]
@@ -243,6 +247,9 @@ impl Server {
             ));
         }
         tokio::spawn(watch(Arc::downgrade(&self.shared)));
+        if let Some(g) = &self.shared.gather {
+            gather::start(g, tokio::runtime::Handle::current().metrics());
+        }
         handle
     }
 }
@@ -375,7 +382,11 @@ impl Handle {
 
     /// The server's counters.
     pub fn stats(&self) -> Stats {
-        self.0.counters.snapshot(self.session_count())
+        let mut stats = self.0.counters.snapshot(self.session_count());
+        if let Some(g) = &self.0.gather {
+            (stats.writes_held, stats.gathering) = (g.held(), g.is_on());
+        }
+        stats
     }
 
     /// Whether [`stop`](Self::stop) has been called.
@@ -550,7 +561,15 @@ fn run_session<H: Handler>(
         }
         handler.on_join(id, session.peer).await;
         let events = ServerEvents(handler.clone());
-        let error = session::run(&session, &mut stream, &events, &shared.limits, &shared.counters).await;
+        let error = session::run(
+            &session,
+            &mut stream,
+            &events,
+            &shared.limits,
+            &shared.counters,
+            shared.gather.as_deref(),
+        )
+        .await;
         drop(stream);
         if let Some(e) = error {
             if matches!(e, NetError::SlowConsumer { .. }) {

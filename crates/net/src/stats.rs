@@ -78,6 +78,11 @@ pub struct Stats {
     /// Connections to the TLS listener dropped because the handshake failed
     /// or timed out.
     pub tls_handshake_failures: u64,
+    /// Writes held for the gathering clock's next tick
+    /// ([`ServerConfig::gather`](crate::ServerConfig::gather)).
+    pub writes_held: u64,
+    /// Whether writes are being gathered now (the workers are busy).
+    pub gathering: bool,
 }
 
 impl Counters {
@@ -100,6 +105,8 @@ impl Counters {
             write_timeouts: self.write_timeouts.get(),
             tls_accepted: self.tls_accepted.get(),
             tls_handshake_failures: self.tls_handshake_failures.get(),
+            writes_held: 0,
+            gathering: false,
         }
     }
 }

@@ -347,6 +347,69 @@ async fn graceful_stop_delivers_every_queued_packet_before_closing() {
     assert!(TcpStream::connect(h.addr).await.is_err());
 }
 
+/// Polls `cond` until it holds (or the wait times out).
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}
+
+// The test body runs on its own thread; the server's tasks and a spinner
+// that keeps the one worker busy run on the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_busy_server_gathers_writes_and_still_delivers_every_packet_in_order() {
+    let mut h = Harness::start(false, |c| c.gather = Some(Duration::from_millis(1))).await;
+    let mut c = TcpStream::connect(h.addr).await.unwrap();
+    let id = h.joined().await;
+    assert!(!h.handle.stats().gathering, "an idle server writes at once");
+    let spinning = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let spinner = tokio::spawn({
+        let spinning = spinning.clone();
+        async move {
+            while spinning.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = std::time::Instant::now();
+                while t.elapsed() < Duration::from_micros(200) {
+                    std::hint::spin_loop();
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    until("the busy worker to turn gathering on", || {
+        h.handle.stats().gathering
+    })
+    .await;
+    // Bursts a millisecond apart (a write each, at most one a tick) until
+    // the clock has held a write; then every packet must arrive, in order.
+    let mut sent = 0u32;
+    within("a write held for the clock's tick", async {
+        while h.handle.stats().writes_held == 0 {
+            assert!(sent < 50_000, "no write held after {sent} packets");
+            for _ in 0..10 {
+                h.handle.send_slice(id, &frame(9, &sent.to_le_bytes())).unwrap();
+                sent += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    for i in 0..sent {
+        assert_eq!(read_frame(&mut c).await, frame(9, &i.to_le_bytes()));
+    }
+    spinning.store(false, std::sync::atomic::Ordering::Relaxed);
+    spinner.await.unwrap();
+    until("gathering to stop once the worker is idle", || {
+        !h.handle.stats().gathering
+    })
+    .await;
+    // And writes go out at once again.
+    h.handle.send_slice(id, &frame(9, b"last")).unwrap();
+    assert_eq!(read_frame(&mut c).await, frame(9, b"last"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_concurrent_sessions_echo_every_byte() {
     let h = Harness::start(true, |_| {}).await;

@@ -77,6 +77,13 @@ pub struct Settings {
     /// consumer, in KiB [default: 1024].
     #[arg(long, env = "PLAZA_MAX_SEND_QUEUE_KIB")]
     pub max_send_queue_kib: Option<usize>,
+    /// While the network threads are busy (80% of their time), a connection
+    /// is written at most once per tick of a clock beating every this many
+    /// milliseconds, and once they are saturated every write waits for the
+    /// next tick: fewer, larger writes when the CPU is short, for up to this
+    /// much latency. 0: always write at once [default: 2].
+    #[arg(long, env = "PLAZA_GATHER_MS")]
+    pub gather_ms: Option<u64>,
     /// What happens to a connection whose unsent bytes reach the limit:
     /// `disconnect` it, or `drop-oldest` room messages queued for it (it gets
     /// MESSAGES_MISSED_NOTIFY with the count and stays) [default: disconnect].
@@ -185,6 +192,8 @@ pub struct Resolved {
     pub idle_timeout: Duration,
     /// Per-connection unsent-bytes limit.
     pub max_send_queue: usize,
+    /// The writers' clock while the CPU is short (`None`: write at once).
+    pub gather: Option<Duration>,
     /// Graceful shutdown flush time.
     pub shutdown_grace: Duration,
     /// How often each room's gathered enter and leave notices go out.
@@ -231,6 +240,7 @@ impl Settings {
             workers: self.workers.or(other.workers),
             idle_timeout_secs: self.idle_timeout_secs.or(other.idle_timeout_secs),
             max_send_queue_kib: self.max_send_queue_kib.or(other.max_send_queue_kib),
+            gather_ms: self.gather_ms.or(other.gather_ms),
             shutdown_grace_secs: self.shutdown_grace_secs.or(other.shutdown_grace_secs),
             enter_leave_delay_ms: self.enter_leave_delay_ms.or(other.enter_leave_delay_ms),
             argon2_memory_kib: self.argon2_memory_kib.or(other.argon2_memory_kib),
@@ -369,6 +379,7 @@ impl Settings {
             workers: self.workers.unwrap_or(0),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs.unwrap_or(120)),
             max_send_queue: self.max_send_queue_kib.unwrap_or(1024) * 1024,
+            gather: Some(Duration::from_millis(self.gather_ms.unwrap_or(2))).filter(|d| !d.is_zero()),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs.unwrap_or(10)),
             enter_leave_delay: Duration::from_millis(self.enter_leave_delay_ms.unwrap_or(100)),
             hash_cost: HashCost {
@@ -402,5 +413,16 @@ mod tests {
         assert_eq!(r.bind, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(r.chat.max_users, 10_000);
         assert!(toml::from_str::<Settings>("no-such-key = 1").is_err());
+    }
+
+    #[test]
+    fn writes_are_gathered_every_2_ms_unless_set_to_0() {
+        let gather = |s: Settings| s.resolve().unwrap().gather;
+        assert_eq!(gather(Settings::default()), Some(Duration::from_millis(2)));
+        assert_eq!(
+            gather(toml::from_str("gather-ms = 5").unwrap()),
+            Some(Duration::from_millis(5))
+        );
+        assert_eq!(gather(toml::from_str("gather-ms = 0").unwrap()), None);
     }
 }

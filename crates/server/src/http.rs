@@ -232,6 +232,18 @@ fn render(s: &Value, metrics: &Metrics) -> String {
     counter(&mut r, "writes", "write system calls", n("writes_total"));
     counter(
         &mut r,
+        "writes_held",
+        "writes held for the next tick while the CPU is short (--gather-ms)",
+        n("writes_held_total"),
+    );
+    gauge(
+        &mut r,
+        "writes_gathering",
+        "1 while writes are gathered (the network threads are busy), else 0",
+        f64::from(u8::from(s["writes_gathering"].as_bool() == Some(true))),
+    );
+    counter(
+        &mut r,
         "room_messages_dropped",
         "room messages dropped for slow readers (drop-oldest policy)",
         n("room_messages_dropped"),

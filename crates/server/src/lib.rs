@@ -137,6 +137,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     net_config.max_frame = plaza_proto::MAX_REQUEST_FRAME;
     net_config.idle_timeout = Some(config.idle_timeout);
     net_config.max_send_queue = config.max_send_queue;
+    net_config.gather = config.gather;
     net_config.linger = config.shutdown_grace;
     let tls = match &config.tls {
         Some(t) => {
@@ -611,6 +612,8 @@ impl Logic {
                     "bytes_in_total": stats.bytes_in,
                     "bytes_out_total": stats.bytes_out,
                     "writes_total": stats.writes,
+                    "writes_held_total": stats.writes_held,
+                    "writes_gathering": stats.gathering,
                     "logins": self.hub.login_results().0.iter()
                         .map(|(code, n)| (plaza_proto::ResultCode(*code).name().to_owned(), json!(n)))
                         .collect::<serde_json::Map<_, _>>(),

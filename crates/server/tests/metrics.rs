@@ -61,6 +61,9 @@ async fn a_scrape_counts_sessions_logins_deliveries_and_drops() {
         "2 registers, 3 logins"
     );
     assert_eq!(value(&body, r#"plaza_up{part="store"}"#), 1.0);
+    // The write-gathering series are there; their values follow the load.
+    assert!(value(&body, "plaza_writes_held_total") >= 0.0);
+    assert!([0.0, 1.0].contains(&value(&body, "plaza_writes_gathering")));
     assert!(body.ends_with("# EOF\n"));
 
     assert_eq!(get(addr, "/livez").await, (200, "ok\n".into()));
