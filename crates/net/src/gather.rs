@@ -13,17 +13,18 @@
 //!   the next, so a session that receives many packets gets them in fewer,
 //!   larger writes, while one that receives a packet now and then still
 //!   writes it at once;
-//! - once the workers are at [`SATURATED`] for [`HOT_LOOKS`] looks in a row
-//!   ([`Mode::All`]), every write waits for the next tick, so the runtime reads and runs the chat logic between ticks and
-//!   writes what that queued in one round (as a single-threaded event loop
-//!   such as Redis's does): latency stays near the tick while the load is
-//!   more than the core can write a packet at a time.
+//! - once the workers are at [`SATURATED`] for [`HOT_LOOKS`] looks in a
+//!   row ([`Mode::All`]), every write waits for the next tick, so the
+//!   runtime reads and runs the chat logic between ticks and writes what
+//!   that queued in one round (as a single-threaded event loop such as
+//!   Redis's does): latency stays near the tick while the load is more than
+//!   the core can write a packet at a time.
 //!
 //! A mode is left only after [`QUIET_LOOKS`] looks in a row under its
 //! floor: a wrong "on" costs a tick of latency, a wrong "off" lets the
-//! queues grow. A packet waits at most one tick. The clock is a
-//! thread, not a task, so that its ticks are not late behind the busy
-//! runtime's queue; the writers hold no timer.
+//! queues grow. A packet waits at most one tick. The clock is a thread, not
+//! a task, so that its ticks are not late behind the busy runtime's queue;
+//! the writers hold no timer.
 
 use std::future::{Future, poll_fn};
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
@@ -54,9 +55,10 @@ const QUIET_LOOKS: u32 = 10;
 const TICKS_PER_LOOK: u32 = 10;
 
 /// How writers wait, by how busy the runtime is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 enum Mode {
     /// Every write at once.
+    #[default]
     Off = 0,
     /// At most one write per session a tick.
     Repeat = 1,
@@ -190,9 +192,9 @@ pub(crate) fn start(gather: &Arc<Gather>, metrics: RuntimeMetrics) {
     }
 }
 
-/// The workers' busy share, look by look, and how writers wait.
+/// How writers wait, from the workers' busy share look by look.
+#[derive(Default)]
 struct Governor {
-    last: (Instant, Duration),
     mode: Mode,
     /// Looks in a row at [`SATURATED`] or more.
     hot: u32,
@@ -240,12 +242,9 @@ fn clock(gather: &Weak<Gather>, metrics: &RuntimeMetrics) {
             .map(|w| metrics.worker_total_busy_duration(w))
             .sum::<Duration>()
     };
-    let mut governor = Governor {
-        last: (Instant::now(), busy_total()),
-        mode: Mode::Off,
-        hot: 0,
-        quiet: 0,
-    };
+    let mut governor = Governor::default();
+    // When the last look was, and the workers' busy time then.
+    let mut last = (Instant::now(), busy_total());
     let mut spare = Vec::new();
     loop {
         // Not gathering, it wakes only to look.
@@ -259,12 +258,12 @@ fn clock(gather: &Weak<Gather>, metrics: &RuntimeMetrics) {
             return;
         };
         let now = Instant::now();
-        let since = now.saturating_duration_since(governor.last.0);
+        let since = now.saturating_duration_since(last.0);
         if since >= look_every {
             let busy_now = busy_total();
             let wall = since.as_secs_f64() * workers as f64;
-            let busy = busy_now.saturating_sub(governor.last.1).as_secs_f64() / wall.max(f64::EPSILON);
-            governor.last = (now, busy_now);
+            let busy = busy_now.saturating_sub(last.1).as_secs_f64() / wall.max(f64::EPSILON);
+            last = (now, busy_now);
             let was = g.mode();
             let mode = governor.look(busy);
             if mode != was {
@@ -387,12 +386,7 @@ mod tests {
 
     #[test]
     fn modes_are_entered_and_left_by_looks_in_a_row() {
-        let mut gov = Governor {
-            last: (Instant::now(), Duration::ZERO),
-            mode: Mode::Off,
-            hot: 0,
-            quiet: 0,
-        };
+        let mut gov = Governor::default();
         assert_eq!(gov.look(0.7), Mode::Off);
         // One busy look: at most one write a tick.
         assert_eq!(gov.look(0.85), Mode::Repeat);
