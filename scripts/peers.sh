@@ -12,7 +12,10 @@
 #
 # PEER: plaza redis nats mqtt irc, or plaza-redis (Plaza with its accounts
 # in a redis-server of its own, also on core 0; scenario d only, where the
-# embedded store's account data would count as connection memory).
+# embedded store's account data would count as connection memory), or the
+# floor: floor-server, which does nothing but the writes (floor: a write
+# call per delivery at once; floor-turn: one per member per event-loop turn,
+# as Redis; floor-nagle: at once with Nagle's algorithm on, as InspIRCd).
 #
 # Plaza gets a 32 MiB send queue per connection, Redis's default limit for
 # pub/sub clients (InspIRCd's sendq is set to 64 MiB below): at c's top
@@ -49,6 +52,7 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cargo build --release -p plaza-server -p plaza-bench
 BENCH=target/release/peer-bench
+FLOOR=target/release/floor-server
 PLAZA_SERVER=${PLAZA_SERVER:-target/release/plaza-server}
 DIR=$(mktemp -d)
 PIDS=()
@@ -74,7 +78,7 @@ stop() { # the server, and the Redis a plaza-redis server used
 run() { # label args...
   local label=$1; shift
   echo "== $PEER: $label"
-  taskset -c 1 "$BENCH" --peer "${PEER%-redis}" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
+  taskset -c 1 "$BENCH" --peer "${PEER%%-*}" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
     ${METRICS:+--metrics "$METRICS"} "$@"
 }
 
@@ -106,6 +110,12 @@ start_server() { # a fresh server for $PEER on a new $PORT
         --dir "$DIR" --maxclients 25000 ;;
     nats)
       start nats "$PORT" nats-server -a 127.0.0.1 -p "$PORT" ;;
+    floor)
+      start floor "$PORT" "$FLOOR" --bind "127.0.0.1:$PORT" --mode now ;;
+    floor-turn)
+      start floor "$PORT" "$FLOOR" --bind "127.0.0.1:$PORT" --mode turn ;;
+    floor-nagle)
+      start floor "$PORT" "$FLOOR" --bind "127.0.0.1:$PORT" --mode now --nagle ;;
     mqtt)
       printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n' "$PORT" \
         >"$DIR/mosquitto.conf"

@@ -1,10 +1,12 @@
 //! `peer-bench` in short smoke form: a fan-out at a low rate against a real
-//! Plaza server and a real redis-server delivers every message, and Plaza's
-//! write calls come from its metrics (it writes with `sendmsg`, which
-//! `/proc/PID/io` does not count).
+//! Plaza server, a real redis-server and `floor-server` delivers every
+//! message, and Plaza's and the floor's write calls come from their own
+//! counts (they write with `sendmsg` and `send`, which `/proc/PID/io` does
+//! not count).
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use plaza_test_support::{RedisServer, TestServer, run_command};
 
@@ -76,4 +78,31 @@ async fn redis_fanout_delivers_everything() {
     let addr = SocketAddr::from(([127, 0, 0, 1], r.port));
     let out = fanout("redis", addr, 3, &[]).await;
     delivered_everything(&out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floor_fanout_delivers_everything_in_either_mode_and_counts_its_writes() {
+    for mode in ["now", "turn"] {
+        let child = Command::new(env!("CARGO_BIN_EXE_floor-server"))
+            .args(["--bind", "127.0.0.1:0", "--mode", mode])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start floor-server");
+        let mut server = plaza_bench::child::Reap(child);
+        let mut line = String::new();
+        BufReader::new(server.0.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the floor server's first line");
+        let addr: SocketAddr = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let extra = ["--server-pid".to_string(), server.0.id().to_string()];
+        let out = fanout("floor", addr, 4, &extra).await;
+        delivered_everything(&out);
+        let writes = figure(&out, "server cpu/delivery", "write calls/delivery ");
+        assert!(writes > 0.0, "{mode}: {out}");
+    }
 }

@@ -1,6 +1,8 @@
 //! Room fan-out and idle connections, measured the same way against Plaza
 //! and the servers users would otherwise pick (issue #5): Redis pub/sub,
-//! NATS, Mosquitto (MQTT 3.1.1) and InspIRCd (IRC).
+//! NATS, Mosquitto (MQTT 3.1.1) and InspIRCd (IRC), and against
+//! `floor-server`, which does nothing but the writes (the floor any of them
+//! stands on).
 //!
 //! R rooms × M members. Each member subscribes to its room and publishes
 //! `--size`-byte messages at `--rate` with its send time in the first 20
@@ -33,6 +35,8 @@ enum Peer {
     Nats,
     Mqtt,
     Irc,
+    /// `floor-server`: frames of a 4-byte length; room, then message.
+    Floor,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -260,6 +264,15 @@ async fn connect(j: Join<'_>) -> Result<(Member, Option<String>)> {
             );
             buf.advance(9);
         }
+        Peer::Floor => {
+            // A join is the room and an empty message, answered by an empty frame.
+            let mut join = BytesMut::new();
+            encode(Peer::Floor, j.room, b"", &mut join);
+            sub.write_all(&join).await?;
+            read_until(&mut sub, &mut buf, "floor join", |b| b.len() >= 4).await?;
+            anyhow::ensure!(buf[..4] == [0; 4], "floor join: {:?}", &buf[..4]);
+            buf.advance(4);
+        }
         Peer::Irc => {
             // echo-message (IRCv3) makes the server send a member its own
             // messages, as the other servers do.
@@ -383,6 +396,11 @@ fn encode(peer: Peer, room: usize, payload: &[u8], out: &mut BytesMut) {
             out.put_slice(payload);
             out.put_slice(b"\r\n");
         }
+        Peer::Floor => {
+            out.put_u32(4 + payload.len() as u32);
+            out.put_u32(room as u32);
+            out.put_slice(payload);
+        }
     }
 }
 
@@ -489,6 +507,19 @@ fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
             // Anything else (a PING: runs are shorter than the ping
             // interval the script configures) is skipped.
             buf.advance(e + 2);
+            Ok(Some(s))
+        }
+        Peer::Floor => {
+            let Some(head) = buf.first_chunk::<4>() else {
+                return Ok(None);
+            };
+            let len = u32::from_be_bytes(*head) as usize;
+            anyhow::ensure!(len <= 64 * 1024, "floor frame of {len} bytes");
+            if buf.len() < 4 + len {
+                return Ok(None);
+            }
+            let s = stamp(&buf[4..4 + len]);
+            buf.advance(4 + len);
             Ok(Some(s))
         }
     }
@@ -631,7 +662,7 @@ struct Outcome {
     received: u64,
     hist: Histogram<u64>,
     cpu_per_delivery_us: Option<f64>,
-    /// Server write system calls (write/writev, from /proc/PID/io) per delivery.
+    /// Server write system calls per delivery (see `write_calls`).
     writes_per_delivery: Option<f64>,
 }
 
@@ -670,11 +701,15 @@ impl Outcome {
 }
 
 /// The server's write system calls so far: Plaza's own count when its
-/// metrics address is given, else `syscw` in /proc/PID/io (write and
-/// writev; a server that uses send or sendmsg shows none).
+/// metrics address is given, `floor-server`'s when it is the peer, else
+/// `syscw` in /proc/PID/io (write and writev; a server that uses send or
+/// sendmsg shows none).
 async fn write_calls(args: &Args) -> Option<u64> {
     if let Some(addr) = args.metrics {
         return plaza_writes(addr).await.ok();
+    }
+    if args.peer == Peer::Floor {
+        return floor_writes(args.addr).await.ok();
     }
     let io = std::fs::read_to_string(format!("/proc/{}/io", args.server_pid?)).ok()?;
     io.lines()
@@ -692,6 +727,16 @@ async fn plaza_writes(addr: SocketAddr) -> Result<u64> {
         .find_map(|l| l.strip_prefix("plaza_writes_total ")?.trim().parse::<f64>().ok())
         .map(|n| n as u64)
         .context("no plaza_writes_total in the metrics")
+}
+
+/// `floor-server`'s own count of its write calls (it writes with `send`).
+async fn floor_writes(addr: SocketAddr) -> Result<u64> {
+    let mut c = tokio::net::TcpStream::connect(addr).await?;
+    c.write_all(&[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff]).await?;
+    let mut answer = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut answer)).await??;
+    anyhow::ensure!(answer[..4] == 8u32.to_be_bytes(), "floor stats: {answer:?}");
+    Ok(u64::from_be_bytes(answer[4..].try_into()?))
 }
 
 /// R rooms × M members chatting at `rate` for `--seconds`.
@@ -848,11 +893,14 @@ mod tests {
         let mut mqtt = vec![0x30, 2 + 5 + 64, 0, 5];
         mqtt.extend_from_slice(b"room1");
         mqtt.extend_from_slice(payload.as_bytes());
+        let mut floor = 64u32.to_be_bytes().to_vec();
+        floor.extend_from_slice(payload.as_bytes());
         for (peer, bytes) in [
             (Peer::Redis, redis.as_bytes()),
             (Peer::Nats, nats.as_bytes()),
             (Peer::Irc, irc.as_bytes()),
             (Peer::Mqtt, &mqtt[..]),
+            (Peer::Floor, &floor[..]),
         ] {
             assert_eq!(next(peer, bytes).unwrap(), Some(Some(1234)), "{peer:?}");
             let partial = &bytes[..bytes.len() - 1];
@@ -871,6 +919,8 @@ mod tests {
             (Peer::Mqtt, &[0x30, 1, 0]),
             // A remaining length of more than four bytes.
             (Peer::Mqtt, &[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            // A frame over the floor server's 64 KiB.
+            (Peer::Floor, &[0xff, 0xff, 0xff, 0xff]),
         ] {
             assert!(next(peer, bytes).is_err(), "{peer:?} {bytes:?}");
         }
