@@ -81,10 +81,10 @@ impl AsyncWrite for Stream {
 
 /// A session's TCP socket, read and written from its one task through a
 /// shared reference: no `into_split` (an `Arc` per connection) and no lock.
-/// It reads with `recv` and writes with `sendmsg`, not `read` and `writev`:
-/// the socket calls skip the file layer's position lock and checks, which
-/// were 7% of the server's time when fan-out writes one message per member
-/// (issue #5's scenario b, `perf`).
+/// It reads with `recv` and writes with `sendmsg` (`send` for one slice),
+/// not `read` and `writev`: the socket calls skip the file layer's
+/// position lock and checks, which were 7% of the server's time when
+/// fan-out writes one message per member (issue #5's scenario b, `perf`).
 #[derive(Clone, Copy)]
 pub(crate) struct Sock<'a>(pub(crate) &'a TcpStream);
 

@@ -112,7 +112,7 @@ struct Args {
     #[arg(long)]
     server_pid: Option<u32>,
     /// Plaza: its metrics address (`--metrics-bind`), to count its write
-    /// calls from `plaza_writes_total`: it writes with `sendmsg`, which
+    /// calls from `plaza_writes_total`: it writes with `sendmsg` and `send`, which
     /// `/proc/PID/io` does not count.
     #[arg(long)]
     metrics: Option<SocketAddr>,
