@@ -80,29 +80,69 @@ async fn redis_fanout_delivers_everything() {
     delivered_everything(&out);
 }
 
+/// Starts `floor-server` on a free port with `args`; it says which port
+/// on its first line.
+fn start_floor(args: &[&str]) -> (plaza_bench::child::Reap, SocketAddr) {
+    let child = Command::new(env!("CARGO_BIN_EXE_floor-server"))
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start floor-server");
+    let mut server = plaza_bench::child::Reap(child);
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the floor server's first line");
+    let addr = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (server, addr)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floor_fanout_delivers_everything_in_either_mode_and_counts_its_writes() {
     for mode in ["now", "turn"] {
-        let child = Command::new(env!("CARGO_BIN_EXE_floor-server"))
-            .args(["--bind", "127.0.0.1:0", "--mode", mode])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start floor-server");
-        let mut server = plaza_bench::child::Reap(child);
-        let mut line = String::new();
-        BufReader::new(server.0.stdout.as_mut().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the floor server's first line");
-        let addr: SocketAddr = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let (server, addr) = start_floor(&["--mode", mode]);
         let extra = ["--server-pid".to_string(), server.0.id().to_string()];
         let out = fanout("floor", addr, 4, &extra).await;
         delivered_everything(&out);
         let writes = figure(&out, "server cpu/delivery", "write calls/delivery ");
         assert!(writes > 0.0, "{mode}: {out}");
     }
+}
+
+/// Scenario d in small: members set up, all close and come back, and both
+/// rounds' rates are reported (a peer other than Plaza comes back under new
+/// names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_members_come_back_and_both_rounds_are_reported() {
+    let (server, addr) = start_floor(&[]);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_peer-bench"));
+    cmd.args([
+        "--peer",
+        "floor",
+        "--addr",
+        &addr.to_string(),
+        "--scenario",
+        "idle",
+    ])
+    .args(["--rooms", "3", "--connections", "60", "--concurrency", "8"])
+    .args(["--resume-rounds", "2", "--server-pid", &server.0.id().to_string()]);
+    let out = run_command(cmd, b"").await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("idle: 60 connections in 3 rooms, set up at "))
+        .unwrap_or_else(|| panic!("no setup line in:\n{stdout}"));
+    assert_eq!(line.matches("; again at ").count(), 2, "{line}");
+    assert!(stdout.contains("KiB per idle connection"), "{stdout}");
 }

@@ -101,8 +101,9 @@ struct Args {
     /// look at the server meanwhile.
     #[arg(long, default_value_t = 0.0)]
     hold: f64,
-    /// `idle`, Plaza: times every member closes and comes back with its
-    /// resume token (each round's rate is printed).
+    /// `idle`: times every member closes and comes back (Plaza: with its
+    /// resume token; the others under a new name, so that no server sees
+    /// the name still taken), each round's rate printed.
     #[arg(long, default_value_t = 1)]
     resume_rounds: u32,
     /// Connections being set up at once.
@@ -785,19 +786,18 @@ async fn idle(args: &Args) -> Result<()> {
         n as f64 / setup.as_secs_f64(),
         args.concurrency
     );
-    if args.peer == Peer::Plaza {
-        // What a restart or a network blip costs: every member comes back
-        // with its resume token.
-        for _ in 0..args.resume_rounds {
-            let tokens: Vec<Option<String>> = members.iter().map(|(_, _, t)| t.clone()).collect();
-            drop(members);
-            let t = Instant::now();
-            members = connect_many(args, &args.prefix, n, false, Some(tokens)).await?;
-            line += &format!(
-                "; again with resume tokens at {:.0}/s",
-                n as f64 / t.elapsed().as_secs_f64()
-            );
-        }
+    // What a restart or a network blip costs: every member comes back,
+    // into a server that has seen these connections before.
+    for round in 1..=args.resume_rounds {
+        let tokens: Vec<Option<String>> = members.iter().map(|(_, _, t)| t.clone()).collect();
+        drop(members);
+        let (prefix, how) = match args.peer {
+            Peer::Plaza => (args.prefix.clone(), " with resume tokens"),
+            _ => (format!("{}a{round}", args.prefix), ""),
+        };
+        let t = Instant::now();
+        members = connect_many(args, &prefix, n, false, Some(tokens)).await?;
+        line += &format!("; again{how} at {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
     }
     let retried = RETRIED.load(Ordering::Relaxed);
     if retried > 0 {
