@@ -14,4 +14,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
     exit 1
   fi
 fi
+# The README's first command must start the server (the package has a
+# second binary, plaza-ctl): checked with --version, which only builds it.
+cargo run -q -p plaza-server -- --version >/dev/null
 exec cargo test --workspace "$@"
