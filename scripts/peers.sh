@@ -84,8 +84,8 @@ run() { # label args...
 
 start_server() { # a fresh server for $PEER on a new $PORT
   PORT=$(free_port)
-  # Plaza writes with sendmsg and send, which /proc/PID/io does not count: peer-bench
-  # reads its write calls from its metrics.
+  # Plaza writes with sendmsg and send, which /proc/PID/io does not count:
+  # peer-bench reads its write calls from its metrics.
   METRICS=""
   case $PEER in
     plaza-redis)

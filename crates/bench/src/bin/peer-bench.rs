@@ -113,8 +113,8 @@ struct Args {
     #[arg(long)]
     server_pid: Option<u32>,
     /// Plaza: its metrics address (`--metrics-bind`), to count its write
-    /// calls from `plaza_writes_total`: it writes with `sendmsg` and `send`, which
-    /// `/proc/PID/io` does not count.
+    /// calls from `plaza_writes_total`: it writes with `sendmsg` and
+    /// `send`, which `/proc/PID/io` does not count.
     #[arg(long)]
     metrics: Option<SocketAddr>,
     /// Prefix of user names, nicknames and client ids (Plaza accounts are
@@ -733,7 +733,10 @@ async fn plaza_writes(addr: SocketAddr) -> Result<u64> {
 /// `floor-server`'s own count of its write calls (it writes with `send`).
 async fn floor_writes(addr: SocketAddr) -> Result<u64> {
     let mut c = tokio::net::TcpStream::connect(addr).await?;
-    c.write_all(&[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff]).await?;
+    // The stats room (u32::MAX) with an empty message.
+    let mut ask = BytesMut::new();
+    encode(Peer::Floor, u32::MAX as usize, b"", &mut ask);
+    c.write_all(&ask).await?;
     let mut answer = [0u8; 12];
     tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut answer)).await??;
     anyhow::ensure!(answer[..4] == 8u32.to_be_bytes(), "floor stats: {answer:?}");
