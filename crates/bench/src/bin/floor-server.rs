@@ -287,6 +287,7 @@ impl Floor {
         while !c.unsent.is_empty() {
             self.writes += 1;
             match c.stream.write(&c.unsent) {
+                Ok(0) => return self.close(i),
                 Ok(n) => {
                     c.unsent.drain(..n);
                 }
