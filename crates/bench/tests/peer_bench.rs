@@ -10,23 +10,11 @@ use std::process::{Command, Stdio};
 
 use plaza_test_support::{RedisServer, TestServer, run_command};
 
-/// Runs a one-second `peer-bench` fan-out of 2 rooms × `members` at 5/s
-/// (off the async threads) and returns its output.
-async fn fanout(peer: &str, addr: SocketAddr, members: u32, extra: &[String]) -> String {
+/// Runs `peer-bench` against `peer` at `addr` with `args` (off the async
+/// threads), checks that it succeeded, and returns its output.
+async fn peer_bench(peer: &str, addr: SocketAddr, args: &[&str]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_peer-bench"));
-    cmd.args(["--peer", peer, "--addr", &addr.to_string()])
-        .args(["--rooms", "2", "--members", &members.to_string()])
-        .args([
-            "--rate",
-            "5",
-            "--seconds",
-            "1",
-            "--concurrency",
-            "8",
-            "--prefix",
-            "smoke",
-        ])
-        .args(extra);
+    cmd.args(["--peer", peer, "--addr", &addr.to_string()]).args(args);
     let out = run_command(cmd, b"").await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -35,6 +23,24 @@ async fn fanout(peer: &str, addr: SocketAddr, members: u32, extra: &[String]) ->
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// A one-second `peer-bench` fan-out of 2 rooms × `members` at 5/s.
+async fn fanout(peer: &str, addr: SocketAddr, members: u32, extra: &[String]) -> String {
+    let members = members.to_string();
+    let mut args = vec!["--rooms", "2", "--members", &members];
+    args.extend([
+        "--rate",
+        "5",
+        "--seconds",
+        "1",
+        "--concurrency",
+        "8",
+        "--prefix",
+        "smoke",
+    ]);
+    args.extend(extra.iter().map(String::as_str));
+    peer_bench(peer, addr, &args).await
 }
 
 /// The number after `label` on the line that starts with `line`.
@@ -121,24 +127,26 @@ async fn floor_fanout_delivers_everything_in_either_mode_and_counts_its_writes()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_members_come_back_and_both_rounds_are_reported() {
     let (server, addr) = start_floor(&[]);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_peer-bench"));
-    cmd.args([
-        "--peer",
+    let pid = server.0.id().to_string();
+    let stdout = peer_bench(
         "floor",
-        "--addr",
-        &addr.to_string(),
-        "--scenario",
-        "idle",
-    ])
-    .args(["--rooms", "3", "--connections", "60", "--concurrency", "8"])
-    .args(["--resume-rounds", "2", "--server-pid", &server.0.id().to_string()]);
-    let out = run_command(cmd, b"").await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        addr,
+        &[
+            "--scenario",
+            "idle",
+            "--rooms",
+            "3",
+            "--connections",
+            "60",
+            "--concurrency",
+            "8",
+            "--resume-rounds",
+            "2",
+            "--server-pid",
+            &pid,
+        ],
+    )
+    .await;
     let line = stdout
         .lines()
         .find(|l| l.starts_with("idle: 60 connections in 3 rooms, set up at "))
