@@ -127,14 +127,20 @@ impl PlazaClient {
             },
         )
         .await?;
-        Ok((
-            Self {
-                net,
-                state,
-                timeout: Duration::from_secs(15),
-            },
-            rx,
-        ))
+        let client = Self {
+            net,
+            state,
+            timeout: Duration::from_secs(15),
+        };
+        // Plaza's notifications (whispers, broadcasts, notices, resume
+        // tokens...) come only to a connection that says it understands them.
+        client
+            .request(Request::Hello {
+                version: plaza_proto::VERSION,
+                features: plaza_proto::features::ALL,
+            })
+            .await?;
+        Ok((client, rx))
     }
 
     /// Sends a request and waits for its response.
@@ -178,7 +184,7 @@ impl PlazaClient {
             | Event::MuteResult(c)
             | Event::ShutdownResult(c) => *c,
             Event::EchoResult { result, .. } | Event::UserList { result, .. } => *result,
-            Event::RequestError { result, .. } => *result,
+            Event::RequestError { result, .. } | Event::Hello { result, .. } => *result,
             _ => ResultCode::OK,
         }
     }

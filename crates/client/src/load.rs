@@ -112,6 +112,19 @@ impl FrameConn {
         self.next().await
     }
 
+    /// Says HELLO (Plaza's notifications on: resume tokens, whispers...),
+    /// returning the server's answer. REGISTER and RESUME imply it.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub async fn hello(&mut self) -> Result<Event> {
+        self.call(Request::Hello {
+            version: plaza_proto::VERSION,
+            features: plaza_proto::features::ALL,
+        })
+        .await
+    }
+
     /// Registers `name` (a name already taken counts as registered, by an
     /// earlier try) and logs in with `password`. Returns the login's
     /// answer, or the registration's if it was refused.

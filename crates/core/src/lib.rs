@@ -96,6 +96,13 @@ pub enum Input {
         /// The session.
         conn: Conn,
     },
+    /// The peer finished sending (its half of the connection is closed).
+    /// Its requests before that are answered, then the session is closed
+    /// after what was queued for it is written.
+    PeerClosed {
+        /// The session.
+        conn: Conn,
+    },
     /// A session is gone (its socket is closed).
     Disconnect {
         /// The session.
@@ -322,6 +329,12 @@ pub trait Sink {
         encode(&mut b);
         self.send_shared(to, &b.freeze());
     }
+    /// Send a room message that may be dropped (oldest first) for a
+    /// recipient that reads too slowly, under the drop-oldest policy. Only
+    /// for connections that understand MESSAGES_MISSED (341).
+    fn send_droppable(&mut self, to: Conn, frame: &Bytes) {
+        self.send_shared(to, frame);
+    }
     /// Close a session after flushing what was sent to it.
     fn disconnect(&mut self, conn: Conn);
     /// Carry out an effect.
@@ -350,6 +363,7 @@ pub const MAX_QUEUED: usize = 64;
 #[derive(Debug)]
 enum Waiting {
     Login,
+    Register,
     Seat {
         room: u32,
     },
@@ -361,6 +375,8 @@ enum Waiting {
 enum Queued {
     Request(Request),
     Invalid(u16, ResultCode),
+    /// The peer finished sending: close once the requests before are answered.
+    Close,
 }
 
 #[derive(Debug)]
@@ -369,6 +385,11 @@ struct Session {
     room: Option<u32>,
     admin: bool,
     admin_role: bool,
+    /// Said HELLO with [`plaza_proto::features::NOTIFICATIONS`] (or
+    /// registered, or resumed): gets Plaza's notifications. A connection
+    /// without it is a seed client and gets only the seed's packets and
+    /// the responses to its own requests.
+    plaza: bool,
     waiting: Option<Waiting>,
     /// Requests behind the unanswered one, freed once drained. Boxed: most
     /// sessions never queue one, and 8 bytes here instead of 32 put a
@@ -558,12 +579,14 @@ impl Hub {
         }
         self.drops.login_timeouts += 1;
         tracing::info!(conn, "closing a connection that did not log in in time");
-        sink.send(
-            conn,
-            &Event::Notice {
-                message: "login timed out".into(),
-            },
-        );
+        if self.plaza(conn) {
+            sink.send(
+                conn,
+                &Event::Notice {
+                    message: "login timed out".into(),
+                },
+            );
+        }
         sink.disconnect(conn);
     }
 
@@ -624,6 +647,27 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// Whether `conn` gets Plaza's notifications (see `Session::plaza`).
+    fn plaza(&self, conn: Conn) -> bool {
+        self.sessions.get(&conn).is_some_and(|s| s.plaza)
+    }
+
+    /// Sends a room message to the members of `room` on this node:
+    /// droppable for those that understand MESSAGES_MISSED, not for seed
+    /// clients (a slow one is disconnected at the limit instead of losing
+    /// messages it would never hear of). A room with no seed client costs
+    /// no lookup per member.
+    fn send_room_message(&self, room: u32, frame: &Bytes, sink: &mut impl Sink) {
+        let room = &self.rooms[room as usize];
+        for m in room.members() {
+            if room.seed == 0 || self.plaza(*m) {
+                sink.send_droppable(*m, frame);
+            } else {
+                sink.send_shared(*m, frame);
+            }
+        }
+    }
+
     fn name_of(&self, conn: Conn) -> Option<&Arc<str>> {
         match &self.sessions.get(&conn)?.state {
             State::User { name } => Some(name),
@@ -640,6 +684,7 @@ impl Hub {
                     room: None,
                     admin: false,
                     admin_role: false,
+                    plaza: false,
                     waiting: None,
                     queued: None,
                     bucket: Bucket::full(f64::from(self.config.chat_rate) * 2.0, now),
@@ -651,15 +696,11 @@ impl Hub {
                     self.guests.push_back((now, conn));
                 }
                 if self.draining {
-                    sink.send(
-                        conn,
-                        &Event::Notice {
-                            message: "server is shutting down".into(),
-                        },
-                    );
+                    // Nothing to tell it: it has not said HELLO yet.
                     sink.disconnect(conn);
                 }
             }
+            Input::PeerClosed { conn } => self.submit(conn, Queued::Close, now, sink),
             Input::Disconnect { conn } => {
                 self.sign_out(conn, sink);
                 self.sessions.remove(&conn);
@@ -684,6 +725,7 @@ impl Hub {
                 };
                 if self.sessions.contains_key(&conn) {
                     sink.send(conn, &Event::RegisterResult(code));
+                    self.finish(conn, now, sink);
                 }
             }
             Input::Shutdown => self.shutdown(sink),
@@ -726,6 +768,7 @@ impl Hub {
         match q {
             Queued::Request(request) => self.request(conn, request, now, sink),
             Queued::Invalid(id, code) => sink.send(conn, &Request::failure(id, code)),
+            Queued::Close => sink.disconnect(conn),
         }
     }
 
@@ -771,8 +814,10 @@ impl Hub {
             message: "server is shutting down".into(),
         }
         .to_bytes();
-        for conn in self.sessions.keys() {
-            sink.send_shared(*conn, &notice);
+        for (conn, s) in &self.sessions {
+            if s.plaza {
+                sink.send_shared(*conn, &notice);
+            }
         }
         sink.effect(Effect::Shutdown);
     }
@@ -820,7 +865,10 @@ impl Hub {
             return false;
         };
         let uid = self.uid(conn);
-        self.rooms[room as usize].remove(conn);
+        let seed = !self.plaza(conn);
+        let r = &mut self.rooms[room as usize];
+        r.remove(conn);
+        r.seed -= usize::from(seed);
         self.tell_room(room, &Event::RoomLeaveUser { uid }, sink);
         if self.cluster() {
             if let Some(name) = self.name_of(conn) {
@@ -862,6 +910,7 @@ impl Hub {
             AuthOutcome::Valid { admin, mute, token } if !self.draining => {
                 s.state = State::User { name: name.clone() };
                 s.admin_role = admin;
+                let plaza = s.plaza;
                 match mute {
                     Some(m) => {
                         self.mutes.insert(name.clone(), m.map(|d| now + d));
@@ -873,8 +922,15 @@ impl Hub {
                 self.online.insert(name.clone());
                 self.count_login(ResultCode::OK);
                 sink.send(conn, &Event::LoginResult(ResultCode::OK));
-                if let Some((token, ttl_secs)) = token {
-                    sink.send(conn, &Event::ResumeToken { token, ttl_secs });
+                if plaza {
+                    if let Some((token, ttl_secs)) = token {
+                        sink.send(conn, &Event::ResumeToken { token, ttl_secs });
+                    }
+                    // A user who comes back muted learns it now, not at
+                    // their first refused message.
+                    if let Some(seconds) = mute.map(|m| m.map_or(u32::MAX, mute_seconds)) {
+                        sink.send(conn, &Event::Muted { seconds });
+                    }
                 }
                 if self.cluster() {
                     let msg = BusMsg::Online {
@@ -930,8 +986,12 @@ impl Hub {
             Request::Login { name, password } => {
                 return self.login(conn, name, Credential::Password(password), sink);
             }
-            Request::Resume { name, token } => return self.login(conn, name, Credential::Token(token), sink),
+            Request::Resume { name, token } => {
+                self.opt_in(conn, true);
+                return self.login(conn, name, Credential::Token(token), sink);
+            }
             Request::Register { name, password } => {
+                self.opt_in(conn, true);
                 let code = if !self.config.registration {
                     ResultCode::REGISTRATION_DISABLED
                 } else if self.draining {
@@ -940,9 +1000,25 @@ impl Hub {
                     ResultCode::BUSY
                 } else {
                     self.pending += 1;
+                    // Later requests wait for the answer, as behind a login.
+                    if let Some(s) = self.sessions.get_mut(&conn) {
+                        s.waiting = Some(Waiting::Register);
+                    }
                     return sink.effect(Effect::Register { conn, name, password });
                 };
                 return sink.send(conn, &Event::RegisterResult(code));
+            }
+            Request::Hello { features, .. } => {
+                let features = features & plaza_proto::features::ALL;
+                self.opt_in(conn, features & plaza_proto::features::NOTIFICATIONS != 0);
+                return sink.send(
+                    conn,
+                    &Event::Hello {
+                        result: ResultCode::OK,
+                        version: plaza_proto::VERSION,
+                        features,
+                    },
+                );
             }
             Request::Echo { payload } => {
                 return sink.send(
@@ -957,18 +1033,21 @@ impl Hub {
             _ => {}
         }
         let Some(name) = self.name_of(conn).cloned() else {
-            let failure = match &request {
-                Request::UserList { .. } => Event::UserList {
-                    result: ResultCode::NOT_LOGGED_IN,
-                    total: 0,
-                    names: Vec::new(),
-                    more: false,
-                },
-                other => Request::failure(request_id(other), ResultCode::NOT_LOGGED_IN),
+            // The seed's requests get the seed server's codes, which answer
+            // by the user's state (a guest is in no room); Plaza's get 100.
+            let code = match request {
+                Request::RoomEnter { .. } => ResultCode::NOT_IN_LOBBY,
+                Request::RoomLeave => ResultCode::USER_NOT_IN_ROOM,
+                Request::RoomChat { .. } => ResultCode::USER_IN_LOBBY,
+                _ => ResultCode::NOT_LOGGED_IN,
             };
-            return sink.send(conn, &failure);
+            return sink.send(conn, &Request::failure(request.id(), code));
         };
         match request {
+            // Entering and leaving tell every member: limited like chat.
+            Request::RoomEnter { .. } | Request::RoomLeave if !self.may_chat(conn, None, now) => {
+                sink.send(conn, &Request::failure(request.id(), ResultCode::RATE_LIMITED));
+            }
             Request::RoomEnter { room } => {
                 if let Some(code) = self.enter(conn, &name, room, sink) {
                     sink.send(conn, &Event::RoomEnterResult(code));
@@ -1003,9 +1082,7 @@ impl Hub {
                 members.flush(sink);
                 if self.remote.has_members(room) {
                     // Members on other nodes: answer once the bus has it.
-                    for m in members.members() {
-                        sink.send_shared(*m, &frame);
-                    }
+                    self.send_room_message(room, &frame, sink);
                     return self.publish(
                         conn,
                         BusMsg::RoomFrame { room, frame },
@@ -1014,9 +1091,7 @@ impl Hub {
                     );
                 }
                 sink.send(conn, &Event::RoomChatResult(ResultCode::OK));
-                for m in members.members() {
-                    sink.send_shared(*m, &frame);
-                }
+                self.send_room_message(room, &frame, sink);
             }
             Request::Whisper { to, message } => {
                 let code = if self.is_muted(&name, now) {
@@ -1024,6 +1099,9 @@ impl Hub {
                 } else if !self.may_chat(conn, None, now) {
                     ResultCode::RATE_LIMITED
                 } else if let Some(target) = self.conn_of(&to) {
+                    if !self.plaza(target) {
+                        return sink.send(conn, &Event::WhisperResult(ResultCode::UNREACHABLE));
+                    }
                     sink.send(
                         target,
                         &Event::Whisper {
@@ -1060,11 +1138,7 @@ impl Hub {
                 if !remote {
                     sink.send(conn, &Event::BroadcastResult(ResultCode::OK));
                 }
-                for (c, s) in &self.sessions {
-                    if matches!(s.state, State::User { .. }) {
-                        sink.send_shared(*c, &frame);
-                    }
-                }
+                self.send_broadcast(&frame, sink);
                 if remote {
                     self.publish(conn, BusMsg::Broadcast { frame }, Event::BroadcastResult, sink);
                 }
@@ -1154,13 +1228,11 @@ impl Hub {
             Request::Login { .. }
             | Request::Register { .. }
             | Request::Echo { .. }
-            | Request::Ping { .. } => {
+            | Request::Ping { .. }
+            | Request::Hello { .. } => {
                 unreachable!("handled above")
             }
-            _ => sink.send(
-                conn,
-                &Request::failure(request_id(&request), ResultCode::UNKNOWN_PACKET),
-            ),
+            _ => sink.send(conn, &Request::failure(request.id(), ResultCode::UNKNOWN_PACKET)),
         }
     }
 
@@ -1207,7 +1279,9 @@ impl Hub {
     /// Tells `target` it was kicked, takes it out of its room (the others
     /// are told) and disconnects it after what was queued for it.
     fn kick(&mut self, target: Conn, by: &str, sink: &mut impl Sink) {
-        sink.send(target, &Event::Kicked { by: by.to_owned() });
+        if self.plaza(target) {
+            sink.send(target, &Event::Kicked { by: by.to_owned() });
+        }
         self.sign_out(target, sink);
         if let Some(s) = self.sessions.get_mut(&target) {
             s.state = State::Closing;
@@ -1233,7 +1307,9 @@ impl Hub {
                     .insert(key.clone(), Some(now + Duration::from_secs(u64::from(s))));
             }
         }
-        sink.send(target, &Event::Muted { seconds });
+        if self.plaza(target) {
+            sink.send(target, &Event::Muted { seconds });
+        }
         sink.effect(Effect::Mute {
             name: key.to_string(),
             seconds,
@@ -1327,10 +1403,12 @@ impl Hub {
             }
             None => self.sessions.keys().copied().collect(),
         };
-        for t in &targets {
-            sink.send_shared(*t, &frame);
+        let mut told = 0;
+        for t in targets.into_iter().filter(|t| self.plaza(*t)) {
+            sink.send_shared(t, &frame);
+            told += 1;
         }
-        Some(targets.len())
+        Some(told)
     }
 
     /// Refuses new logins (110) from now on, without closing anything:
@@ -1415,7 +1493,40 @@ impl Hub {
             name: name.to_string(),
         };
         self.tell_room(room, &notify, sink);
-        self.rooms[room as usize].push(conn, uid, name, self.config.batch_presence);
+        let seed = !self.plaza(conn);
+        let r = &mut self.rooms[room as usize];
+        r.push(conn, uid, name, self.config.batch_presence);
+        r.seed += usize::from(seed);
+    }
+
+    /// Turns Plaza's notifications on or off for `conn` (HELLO, or on for
+    /// REGISTER and RESUME), keeping its room's count of seed clients.
+    fn opt_in(&mut self, conn: Conn, on: bool) {
+        let Some(s) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        if s.plaza == on {
+            return;
+        }
+        s.plaza = on;
+        if let Some(r) = s.room {
+            let room = &mut self.rooms[r as usize];
+            if on {
+                room.seed -= 1;
+            } else {
+                room.seed += 1;
+            }
+        }
+    }
+
+    /// Sends a broadcast frame to every logged-in user on this node that
+    /// understands it.
+    fn send_broadcast(&self, frame: &Bytes, sink: &mut impl Sink) {
+        for (c, s) in &self.sessions {
+            if s.plaza && matches!(s.state, State::User { .. }) {
+                sink.send_shared(*c, frame);
+            }
+        }
     }
 
     /// Tells the members of `room` on this node some presence news.
@@ -1450,27 +1561,11 @@ enum Target {
     Remote,
 }
 
-fn request_id(r: &Request) -> u16 {
-    use plaza_proto::id;
-    match r {
-        Request::Login { .. } => id::LOGIN_REQUEST,
-        Request::RoomEnter { .. } => id::ROOM_ENTER_REQUEST,
-        Request::RoomLeave => id::ROOM_LEAVE_REQUEST,
-        Request::RoomChat { .. } => id::ROOM_CHAT_REQUEST,
-        Request::Register { .. } => id::REGISTER_REQUEST,
-        Request::Echo { .. } => id::ECHO_REQUEST,
-        Request::Whisper { .. } => id::WHISPER_REQUEST,
-        Request::Broadcast { .. } => id::BROADCAST_REQUEST,
-        Request::UserList { .. } => id::USER_LIST_REQUEST,
-        Request::Logout => id::LOGOUT_REQUEST,
-        Request::Admin { .. } => id::ADMIN_REQUEST,
-        Request::Kick { .. } => id::KICK_REQUEST,
-        Request::Mute { .. } => id::MUTE_REQUEST,
-        Request::Shutdown => id::SHUTDOWN_REQUEST,
-        Request::Ping { .. } => id::PING_REQUEST,
-        Request::Resume { .. } => id::RESUME_REQUEST,
-        _ => 0,
-    }
+/// MUTED_NOTIFY's seconds for a mute that ends in `left`: rounded up, so
+/// a mute with under a second left is not told as lifted (0).
+fn mute_seconds(left: Duration) -> u32 {
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    u32::try_from(secs).unwrap_or(u32::MAX - 1).clamp(1, u32::MAX - 1)
 }
 
 /// Compares secrets in time that depends only on their lengths, so a

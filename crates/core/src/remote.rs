@@ -174,23 +174,16 @@ impl Hub {
             BusMsg::RoomFrame { room, frame } => {
                 if let Some(members) = self.rooms.get_mut(room as usize) {
                     members.flush(sink);
-                    for m in members.members() {
-                        sink.send_shared(*m, &frame);
-                    }
+                    self.send_room_message(room, &frame, sink);
                 }
             }
-            BusMsg::Broadcast { frame } => {
-                for (c, s) in &self.sessions {
-                    if matches!(s.state, State::User { .. }) {
-                        sink.send_shared(*c, &frame);
-                    }
-                }
-            }
-            BusMsg::Whisper { to, frame } => {
-                if let Some(c) = self.conn_of(&to) {
-                    sink.send_shared(c, &frame);
-                }
-            }
+            BusMsg::Broadcast { frame } => self.send_broadcast(&frame, sink),
+            BusMsg::Whisper { to, frame } => match self.conn_of(&to) {
+                Some(c) if self.plaza(c) => sink.send_shared(c, &frame),
+                // The sender's node could not know; it was told 0.
+                Some(c) => tracing::info!(conn = c, "a whisper from another node to a seed client dropped"),
+                None => {}
+            },
             BusMsg::Kick { name, by } => {
                 if let Some(c) = self.conn_of(&name) {
                     self.kick(c, &by, sink);

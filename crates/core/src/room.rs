@@ -51,6 +51,8 @@ pub(crate) struct Room {
     waited: u32,
     /// In the hub's list of rooms to look at each tick.
     pub(crate) listed: bool,
+    /// Members that are seed clients (kept by the hub).
+    pub(crate) seed: usize,
 }
 
 impl Room {

@@ -51,9 +51,22 @@ impl T {
         self.input(Input::Request { conn, request });
         std::mem::take(&mut self.rec.out)
     }
+    /// Connects a client that says HELLO (Plaza's notifications on).
+    fn connect(&mut self, conn: Conn) {
+        self.input(Input::Connect { conn });
+        assert_eq!(self.req(conn, hello()), vec![(conn, hello_ok())]);
+    }
     /// Connects and logs `name` in, approving the credential check.
     fn user(&mut self, conn: Conn, name: &str, admin: bool) {
+        self.connect(conn);
+        self.log_in(conn, name, admin);
+    }
+    /// Connects a seed client (no HELLO) and logs `name` in.
+    fn seed_user(&mut self, conn: Conn, name: &str) {
         self.input(Input::Connect { conn });
+        self.log_in(conn, name, false);
+    }
+    fn log_in(&mut self, conn: Conn, name: &str, admin: bool) {
         self.req(
             conn,
             Request::Login {
@@ -73,6 +86,21 @@ impl T {
             self.rec.out.pop(),
             Some((conn, Event::LoginResult(ResultCode::OK)))
         );
+    }
+}
+
+fn hello() -> Request {
+    Request::Hello {
+        version: 1,
+        features: plaza_proto::features::NOTIFICATIONS,
+    }
+}
+
+fn hello_ok() -> Event {
+    Event::Hello {
+        result: ResultCode::OK,
+        version: plaza_proto::VERSION,
+        features: plaza_proto::features::NOTIFICATIONS,
     }
 }
 
@@ -319,20 +347,227 @@ fn a_newcomer_is_listed_who_is_left_in_the_order_they_came() {
 }
 
 #[test]
-fn requests_before_login_get_not_logged_in() {
+fn requests_before_login_get_the_seeds_codes_or_not_logged_in() {
     let mut t = T::new(Config::default());
     t.input(Input::Connect { conn: 1 });
+    // The seed server answers its own requests by the user's state.
     assert_eq!(
         t.req(1, Request::RoomEnter { room: 0 }),
-        vec![(1, Event::RoomEnterResult(ResultCode::NOT_LOGGED_IN))]
+        vec![(1, Event::RoomEnterResult(ResultCode::NOT_IN_LOBBY))]
+    );
+    assert_eq!(
+        t.req(1, Request::RoomLeave),
+        vec![(1, Event::RoomLeaveResult(ResultCode::USER_NOT_IN_ROOM))]
+    );
+    assert_eq!(
+        t.req(1, Request::RoomChat { message: "x".into() }),
+        vec![(1, Event::RoomChatResult(ResultCode::USER_IN_LOBBY))]
     );
     assert_eq!(
         t.req(1, Request::Broadcast { message: "x".into() }),
         vec![(1, Event::BroadcastResult(ResultCode::NOT_LOGGED_IN))]
     );
     assert_eq!(
+        t.req(1, Request::UserList { after: String::new() }),
+        vec![(
+            1,
+            Request::failure(plaza_proto::id::USER_LIST_REQUEST, ResultCode::NOT_LOGGED_IN)
+        )]
+    );
+    assert_eq!(
         t.req(1, Request::Ping { nonce: 4 }),
         vec![(1, Event::Pong { nonce: 4 })]
+    );
+}
+
+#[test]
+fn a_seed_client_gets_no_plaza_notifications() {
+    let mut t = T::new(Config {
+        admin_secret: Some("s".into()),
+        ..Config::default()
+    });
+    t.seed_user(1, "seed");
+    assert!(t.rec.out.is_empty(), "no resume token after the login");
+    t.user(2, "amy", false);
+    t.rec.out.retain(|(_, e)| !matches!(e, Event::ResumeToken { .. }));
+    t.req(1, Request::RoomEnter { room: 0 });
+    t.req(2, Request::RoomEnter { room: 0 });
+    t.hub.flush_presence(&mut t.rec);
+    t.rec.out.clear();
+    // Room chat reaches both (223 is the seed's own packet).
+    let out = t.req(2, Request::RoomChat { message: "hi".into() });
+    assert_eq!(
+        out.iter()
+            .filter(|(_, e)| matches!(e, Event::RoomChat { .. }))
+            .count(),
+        2
+    );
+    // A broadcast skips it; a whisper to it is refused with 116.
+    let out = t.req(
+        2,
+        Request::Broadcast {
+            message: "all".into(),
+        },
+    );
+    assert!(out.iter().all(|(c, _)| *c == 2), "{out:?}");
+    assert_eq!(
+        t.req(
+            2,
+            Request::Whisper {
+                to: "seed".into(),
+                message: "psst".into()
+            }
+        ),
+        vec![(2, Event::WhisperResult(ResultCode::UNREACHABLE))]
+    );
+    // Notices and the shutdown notice skip it too.
+    assert_eq!(t.hub.notice(None, "hello", &mut t.rec), Some(1));
+    t.input(Input::Shutdown);
+    assert!(t.rec.out.iter().all(|(c, _)| *c == 2), "{:?}", t.rec.out);
+}
+
+#[test]
+fn hello_turns_notifications_on_and_register_and_resume_imply_it() {
+    let mut t = T::new(Config::default());
+    t.input(Input::Connect { conn: 1 });
+    let out = t.req(
+        1,
+        Request::Hello {
+            version: 7,
+            features: u32::MAX,
+        },
+    );
+    assert_eq!(out, vec![(1, hello_ok())], "only the features the server has");
+    t.input(Input::Connect { conn: 2 });
+    t.req(
+        2,
+        Request::Register {
+            name: "amy".into(),
+            password: "pw".into(),
+        },
+    );
+    t.input(Input::RegisterDone {
+        conn: 2,
+        outcome: RegisterOutcome::Created,
+    });
+    t.rec.out.clear();
+    assert_eq!(t.hub.notice(None, "hi", &mut t.rec), Some(2));
+}
+
+#[test]
+fn register_holds_the_requests_after_it() {
+    let mut t = T::new(Config::default());
+    t.input(Input::Connect { conn: 1 });
+    t.req(
+        1,
+        Request::Register {
+            name: "amy".into(),
+            password: "pw".into(),
+        },
+    );
+    assert!(
+        t.req(1, Request::Ping { nonce: 1 }).is_empty(),
+        "waits behind REGISTER"
+    );
+    assert!(t.req(1, login("amy")).is_empty());
+    assert!(matches!(t.rec.effects.as_slice(), [Effect::Register { .. }]));
+    t.rec.effects.clear();
+    t.input(Input::RegisterDone {
+        conn: 1,
+        outcome: RegisterOutcome::Created,
+    });
+    assert_eq!(
+        std::mem::take(&mut t.rec.out),
+        vec![
+            (1, Event::RegisterResult(ResultCode::OK)),
+            (1, Event::Pong { nonce: 1 })
+        ]
+    );
+    assert!(
+        matches!(t.rec.effects.as_slice(), [Effect::Authenticate { .. }]),
+        "the login runs after the account exists"
+    );
+}
+
+#[test]
+fn a_peer_that_stops_sending_is_answered_then_closed() {
+    let mut t = T::new(Config::default());
+    t.connect(1);
+    t.req(1, login("amy"));
+    t.req(1, Request::Ping { nonce: 1 });
+    t.input(Input::PeerClosed { conn: 1 });
+    assert!(
+        t.rec.closed.is_empty(),
+        "the login and the ping are not answered yet"
+    );
+    let Some(Effect::Authenticate { ticket, .. }) = t.rec.effects.pop() else {
+        panic!("expected a credential check")
+    };
+    t.input(Input::AuthDone {
+        conn: 1,
+        ticket,
+        outcome: AuthOutcome::valid(false),
+    });
+    assert_eq!(t.rec.out.last(), Some(&(1, Event::Pong { nonce: 1 })));
+    assert_eq!(t.rec.closed, vec![1]);
+    // With nothing waiting, it closes at once.
+    t.rec.out.clear();
+    t.connect(2);
+    t.input(Input::PeerClosed { conn: 2 });
+    assert_eq!(t.rec.closed, vec![1, 2]);
+}
+
+#[test]
+fn a_user_who_logs_in_muted_is_told() {
+    let mut t = T::new(Config::default());
+    t.connect(1);
+    t.req(1, login("amy"));
+    let Some(Effect::Authenticate { ticket, .. }) = t.rec.effects.pop() else {
+        panic!("expected a credential check")
+    };
+    t.input(Input::AuthDone {
+        conn: 1,
+        ticket,
+        outcome: AuthOutcome::Valid {
+            admin: false,
+            mute: Some(Some(Duration::from_millis(90_500))),
+            token: None,
+        },
+    });
+    assert_eq!(
+        t.rec.out,
+        vec![
+            (1, Event::LoginResult(ResultCode::OK)),
+            (1, Event::Muted { seconds: 91 })
+        ]
+    );
+}
+
+#[test]
+fn entering_and_leaving_rooms_are_rate_limited_like_chat() {
+    let mut t = T::new(Config {
+        chat_rate: 1,
+        ..Config::default()
+    });
+    t.user(1, "amy", false);
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        for r in [Request::RoomEnter { room: 0 }, Request::RoomLeave] {
+            for (_, e) in t.req(1, r) {
+                match e {
+                    Event::RoomEnterResult(c) | Event::RoomLeaveResult(c) => codes.push(c),
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert_eq!(
+        codes,
+        [ResultCode::OK, ResultCode::OK]
+            .into_iter()
+            .chain([ResultCode::RATE_LIMITED; 4])
+            .collect::<Vec<_>>(),
+        "a burst of twice the rate, then 115"
     );
 }
 
@@ -407,7 +642,7 @@ fn mute_is_enforced_for_chat_whisper_and_broadcast_and_expires() {
     // The mute follows the name across a reconnect: the store reports it at
     // login (it is the source of truth), and the hub enforces it.
     t.input(Input::Disconnect { conn: 2 });
-    t.input(Input::Connect { conn: 3 });
+    t.connect(3);
     t.req(3, login("amy"));
     let Some(Effect::Authenticate { ticket, .. }) = t.rec.effects.pop() else {
         panic!()
@@ -432,6 +667,7 @@ fn mute_is_enforced_for_chat_whisper_and_broadcast_and_expires() {
                     ttl_secs: 600
                 }
             ),
+            (3, Event::Muted { seconds: 60 }),
         ]
     );
     assert_eq!(
@@ -672,7 +908,8 @@ fn logout_leaves_the_room_and_frees_the_name() {
     );
     assert_eq!(
         t.req(1, Request::RoomChat { message: "x".into() }),
-        vec![(1, Event::RoomChatResult(ResultCode::NOT_LOGGED_IN))]
+        vec![(1, Event::RoomChatResult(ResultCode::USER_IN_LOBBY))],
+        "a guest is in no room: the seed's answer"
     );
     t.user(3, "amy", false);
 }
@@ -687,10 +924,15 @@ fn shutdown_notifies_everyone_and_refuses_new_logins() {
             secret: String::new(),
         },
     );
-    t.input(Input::Connect { conn: 2 });
+    t.connect(2);
+    t.input(Input::Connect { conn: 3 });
     let out = t.req(1, Request::Shutdown);
     assert_eq!(out[0], (1, Event::ShutdownResult(ResultCode::OK)));
-    assert_eq!(out.len(), 3, "response, then a notice to each of two sessions");
+    assert_eq!(
+        out.len(),
+        3,
+        "response, then a notice to each of two sessions (not the seed client)"
+    );
     assert_eq!(t.rec.effects, vec![Effect::Shutdown]);
     assert_eq!(
         t.req(2, login("late")),
@@ -884,6 +1126,8 @@ fn chat_beyond_the_rate_and_in_slow_mode_is_refused_and_counted() {
     });
     t.user(1, "amy", false);
     t.req(1, Request::RoomEnter { room: 0 });
+    // Entering took a token; let it come back.
+    t.now += Duration::from_secs(1);
     let chat = |t: &mut T| {
         t.req(1, Request::RoomChat { message: "hi".into() })
             .into_iter()

@@ -192,6 +192,9 @@ impl<H: ClientHandler> Events for ClientEvents<H> {
     fn recv(&self, _id: SessionId, frame: &[u8]) -> impl Future<Output = ()> + Send {
         self.0.on_recv(frame)
     }
+    async fn eof(&self, _id: SessionId) -> bool {
+        true
+    }
     fn sent(&self, _id: SessionId, bytes: usize) {
         self.0.on_send(bytes);
     }

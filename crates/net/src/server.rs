@@ -60,6 +60,17 @@ pub trait Handler: Send + Sync + 'static {
     /// receive buffer.
     fn on_recv(&self, id: SessionId, frame: &[u8]) -> impl Future<Output = ()> + Send;
 
+    /// The peer finished sending (read end of file): every frame it sent
+    /// has been through `on_recv`. Return `true` to close the session now,
+    /// after writing what is queued for it (the default), or `false` to
+    /// close it yourself with [`Handle::disconnect`] once the answers to
+    /// those frames are queued (they may still be on their way through
+    /// your application).
+    fn on_peer_closed(&self, id: SessionId) -> impl Future<Output = bool> + Send {
+        let _ = id;
+        async { true }
+    }
+
     /// A write of `bytes` bytes to `id` completed.
     fn on_send(&self, id: SessionId, bytes: usize) {
         let _ = (id, bytes);
@@ -336,7 +347,11 @@ impl Handle {
     }
 
     /// Closes `id` after writing what is queued for it (up to the linger
-    /// deadline). It reads nothing more from now on.
+    /// deadline). No frame it sends from now on reaches the handler: what
+    /// it sends is read and thrown away until it closes its side or the
+    /// deadline passes, so that the close is orderly (closing a socket with
+    /// unread input would reset the connection, and the reset would throw
+    /// away what the peer had not read yet).
     ///
     /// # Errors
     /// [`SendError::NoSession`] if `id` has left.
@@ -432,6 +447,9 @@ struct ServerEvents<H>(Arc<H>);
 impl<H: Handler> Events for ServerEvents<H> {
     fn recv(&self, id: SessionId, frame: &[u8]) -> impl Future<Output = ()> + Send {
         self.0.on_recv(id, frame)
+    }
+    fn eof(&self, id: SessionId) -> impl Future<Output = bool> + Send {
+        self.0.on_peer_closed(id)
     }
     fn sent(&self, id: SessionId, bytes: usize) {
         self.0.on_send(id, bytes);

@@ -39,6 +39,9 @@ use crate::{NetError, SendError, SessionId, Stream};
 /// What the session driver reports to its owner (server or client).
 pub(crate) trait Events: Send + Sync + 'static {
     fn recv(&self, id: SessionId, frame: &[u8]) -> impl Future<Output = ()> + Send;
+    /// The peer finished sending. `true`: close the session now (after
+    /// what is queued); `false`: the owner closes it when it is done.
+    fn eof(&self, id: SessionId) -> impl Future<Output = bool> + Send;
     fn sent(&self, id: SessionId, bytes: usize);
     fn dropped(&self, id: SessionId, count: u64);
 }
@@ -72,6 +75,13 @@ impl Doorbell {
     fn ring(&self) {
         self.rung.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    /// Makes the next ring wake this task, without taking a ring meant for
+    /// the listener: for the reader draining after a close, which shares
+    /// the writer's task (and so its waker).
+    fn listen(&self, cx: &mut Context<'_>) {
+        self.waker.register(cx.waker());
     }
 
     /// Ready, once, after a ring since the last time it was ready.
@@ -276,8 +286,10 @@ impl SessionShared {
                 let o = self.outbox();
                 matches!(o.close, Some(Close::Flush(d)) if now >= d).then_some(o.pending)
             };
-            if let Some(pending) = expired {
-                self.abort(NetError::LingerExpired(pending));
+            match expired {
+                Some(0) => self.close(Close::Abort(None)),
+                Some(pending) => self.abort(NetError::LingerExpired(pending)),
+                None => {}
             }
         }
     }
@@ -451,6 +463,29 @@ fn poll_read<R: Source>(
     }
 }
 
+/// After a graceful close, reads and throws away what the peer still
+/// sends until it closes its side (or the session aborts: an error, or the
+/// watchdog at the linger deadline). Closing a socket with unread input
+/// makes the kernel reset the connection, and a reset throws away what the
+/// peer had not read yet: the answers and messages the close was flushing.
+fn drain<R: Source>(cx: &mut Context<'_>, shared: &SessionShared, rd: &mut R) -> Poll<()> {
+    loop {
+        if shared.is_aborted() {
+            return Poll::Ready(());
+        }
+        // An abort rings the doorbell; hear it even once the writer is done.
+        shared.wake.listen(cx);
+        // On the stack of this poll, not in the session's task.
+        let mut scratch = [0u8; 512];
+        let mut rb = ReadBuf::new(&mut scratch);
+        match Pin::new(&mut *rd).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) if !rb.filled().is_empty() => {}
+            Poll::Ready(_) => return Poll::Ready(()),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+}
+
 // Not an async fn: that would keep the arguments twice in every
 // session's task (rust-lang/rust#62958).
 #[expect(clippy::manual_async_fn, reason = "smaller session tasks")]
@@ -475,10 +510,19 @@ fn read_loop<E: Events, R: Source>(
                     poll_fn(|cx| poll_read(cx, shared, &mut rd, &mut buf, want, limits.recv_buffer)).await;
                 shared.marks.reading.store(false, Ordering::Relaxed);
                 match r {
-                    None => return,
+                    None => {
+                        // Hold no receive buffer while draining.
+                        drop(std::mem::replace(&mut buf, RecvBuf::new()));
+                        return poll_fn(|cx| drain(cx, shared, &mut rd)).await;
+                    }
                     Some(Ok(0)) => {
-                        // The peer finished sending: deliver what is queued, then close.
-                        return shared.close(Close::Flush(Instant::now() + limits.linger));
+                        // The peer finished sending: once the owner has
+                        // answered what came before, deliver what is
+                        // queued, then close.
+                        if events.eof(shared.id).await {
+                            shared.close(Close::Flush(Instant::now() + limits.linger));
+                        }
+                        return;
                     }
                     Some(Ok(n)) => n,
                     Some(Err(e)) => return shared.abort(e.into()),
@@ -496,7 +540,9 @@ fn read_loop<E: Events, R: Source>(
                         buf.consume(len);
                         if shared.is_closing() {
                             counters.frames_in.add(frames);
-                            return;
+                            // Hold no receive buffer while draining.
+                            drop(std::mem::replace(&mut buf, RecvBuf::new()));
+                            return poll_fn(|cx| drain(cx, shared, &mut rd)).await;
                         }
                     }
                     Ok(None) => {

@@ -84,11 +84,56 @@ impl Text {
             return Err(bad);
         }
         let s = std::str::from_utf8(bytes).map_err(|_| bad.clone())?;
-        if self.name && s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if self.name && s.chars().any(refused_in_name) {
             return Err(bad);
         }
         Ok(s)
     }
+
+    /// The field as owned text: checked, and a name in Unicode's composed
+    /// form (NFC), so that two spellings of one name are one name. A name
+    /// whose composed form is over the cap is refused.
+    pub(crate) fn text(&self, id: u16, bytes: &[u8]) -> Result<String, DecodeError> {
+        let s = self.check(id, bytes)?;
+        if !self.name || unicode_normalization::is_nfc(s) {
+            return Ok(s.to_owned());
+        }
+        let composed: String = unicode_normalization::UnicodeNormalization::nfc(s).collect();
+        self.check(id, composed.as_bytes())?;
+        Ok(composed)
+    }
+}
+
+/// Characters a user name may not hold: whitespace and control characters,
+/// and the invisible ones that make a name look like another's (format
+/// characters such as zero-width spaces, soft hyphens and joiners, bidi
+/// controls, fillers, variation selectors and tags). The list is short and
+/// fixed, so it is spelt out here rather than taken from a Unicode property
+/// crate.
+pub(crate) fn refused_in_name(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFFB}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
 }
 
 /// A bounds-checked cursor over a packet body.
@@ -147,14 +192,14 @@ impl<'a> Reader<'a> {
     pub(crate) fn str8(&mut self, rule: Text) -> Result<String, DecodeError> {
         let n = usize::from(self.u8()?);
         let b = self.bytes(n)?;
-        rule.check(self.id, b).map(str::to_owned)
+        rule.text(self.id, b)
     }
 
     /// A u16-length-prefixed text field.
     pub(crate) fn str16(&mut self, rule: Text) -> Result<String, DecodeError> {
         let n = usize::from(self.u16()?);
         let b = self.bytes(n)?;
-        rule.check(self.id, b).map(str::to_owned)
+        rule.text(self.id, b)
     }
 
     /// A u16-length-prefixed byte field of at most `max` bytes.
@@ -172,8 +217,7 @@ impl<'a> Reader<'a> {
     /// A seed-style fixed field of `size` bytes holding NUL-padded text.
     pub(crate) fn fixed(&mut self, size: usize, rule: Text) -> Result<String, DecodeError> {
         let b = self.bytes(size)?;
-        let text = b.iter().position(|&c| c == 0).map_or(b, |nul| &b[..nul]);
-        rule.check(self.id, text).map(str::to_owned)
+        rule.text(self.id, unpad(self.id, b, rule.field)?)
     }
 
     /// What is left of the body.
@@ -189,6 +233,19 @@ impl<'a> Reader<'a> {
             Err(self.malformed())
         }
     }
+}
+
+/// The text of a NUL-padded field: the bytes before the first NUL, which
+/// must be followed by nothing but NULs (a field holding `pw\0junk` is
+/// refused, not cut to `pw`).
+pub(crate) fn unpad<'a>(id: u16, field: &'a [u8], name: &'static str) -> Result<&'a [u8], DecodeError> {
+    let Some(nul) = field.iter().position(|&c| c == 0) else {
+        return Ok(field);
+    };
+    if field[nul..].iter().any(|&c| c != 0) {
+        return Err(DecodeError::Invalid { id, field: name });
+    }
+    Ok(&field[..nul])
 }
 
 /// Writes one frame: reserves the header, lets `body` append, then fills in

@@ -54,7 +54,7 @@ pub enum Event {
     RegisterResult(ResultCode),
     /// 304.
     EchoResult {
-        /// Always OK.
+        /// OK, or why the request could not be decoded.
         result: ResultCode,
         /// The request's payload.
         payload: Vec<u8>,
@@ -130,6 +130,16 @@ pub enum Event {
     Missed {
         /// Messages dropped since the last such notice.
         count: u32,
+    },
+    /// 344: the answer to HELLO: the server's protocol version and the
+    /// features it will use on this connection (those asked for that it has).
+    Hello {
+        /// OK, or why the HELLO was refused.
+        result: ResultCode,
+        /// The server's protocol version.
+        version: u16,
+        /// Feature bits in use from now on.
+        features: u32,
     },
     /// 335: a request without a response packet of its own failed.
     RequestError {
@@ -212,6 +222,15 @@ impl Event {
                 b.put_u32_le(*ttl_secs);
             }),
             Self::Missed { count } => frame(dst, id::MESSAGES_MISSED_NOTIFY, |b| b.put_u32_le(*count)),
+            Self::Hello {
+                result,
+                version,
+                features,
+            } => frame(dst, id::HELLO_RESPONSE, |b| {
+                b.put_u16_le(result.0);
+                b.put_u16_le(*version);
+                b.put_u32_le(*features);
+            }),
             Self::RequestError { request_id, result } => frame(dst, id::REQUEST_ERROR, |b| {
                 b.put_u16_le(*request_id);
                 b.put_u16_le(result.0);
@@ -331,6 +350,11 @@ impl Event {
                 request_id: r.u16()?,
                 result: r.result()?,
             },
+            id::HELLO_RESPONSE => Self::Hello {
+                result: r.result()?,
+                version: r.u16()?,
+                features: r.u32()?,
+            },
             other => return Err(DecodeError::UnknownId(other)),
         };
         r.end()?;
@@ -421,6 +445,11 @@ mod tests {
                 message: "bye".into(),
             },
             Event::Missed { count: 7 },
+            Event::Hello {
+                result: ResultCode::OK,
+                version: 1,
+                features: 1,
+            },
             Event::RequestError {
                 request_id: 12,
                 result: ResultCode::UNKNOWN_PACKET,

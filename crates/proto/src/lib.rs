@@ -31,7 +31,8 @@ pub const MAX_REQUEST_FRAME: usize = 4096;
 
 /// Byte caps of every text field. Text is UTF-8 without NUL bytes.
 pub mod limits {
-    /// User name: 1..=32 bytes, no whitespace or control characters.
+    /// User name: 1..=32 bytes (after composing to NFC), no whitespace,
+    /// control or invisible format characters.
     pub const NAME: usize = 32;
     /// Password: 1..=32 bytes (the seed's fixed login field holds 32).
     pub const PASSWORD: usize = 32;
@@ -100,6 +101,23 @@ pub mod id {
     pub const RESUME_TOKEN_NOTIFY: u16 = 337;
     pub const RESUME_REQUEST: u16 = 339;
     pub const MESSAGES_MISSED_NOTIFY: u16 = 341;
+    pub const HELLO_REQUEST: u16 = 343;
+    pub const HELLO_RESPONSE: u16 = 344;
+}
+
+/// The protocol version this crate speaks (HELLO's `version`).
+pub const VERSION: u16 = 1;
+
+/// HELLO's feature bits.
+pub mod features {
+    /// Plaza's notifications: WHISPER (307), BROADCAST (311), KICKED (321),
+    /// MUTED (325), SERVER_NOTICE (333), RESUME_TOKEN (337) and
+    /// MESSAGES_MISSED (341). Without it a connection gets only the seed's
+    /// packets and the responses to its own requests. REGISTER and RESUME
+    /// turn it on by themselves.
+    pub const NOTIFICATIONS: u32 = 1;
+    /// Every feature this server has.
+    pub const ALL: u32 = NOTIFICATIONS;
 }
 
 /// Whether `name` is a valid user name (see [`limits::NAME`]).

@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::codec::{DecodeError, Reader, Text, frame, put_fixed, put_str8, put_str16};
+use crate::codec::{DecodeError, Reader, Text, frame, put_fixed, put_str8, put_str16, unpad};
 use crate::{Event, ResultCode, id, limits};
 
 const NAME: Text = Text::name("name", limits::NAME);
@@ -102,6 +102,16 @@ pub enum Request {
         /// Echoed back.
         nonce: u64,
     },
+    /// 343: the client speaks Plaza's protocol `version` and understands
+    /// the notifications in `features` (see [`crate::features`]); answered
+    /// with [`Event::Hello`]. A connection that never sends it gets only
+    /// the seed's packets.
+    Hello {
+        /// The protocol version the client was written for.
+        version: u16,
+        /// Feature bits the client understands.
+        features: u32,
+    },
 }
 
 impl Request {
@@ -129,9 +139,8 @@ impl Request {
                         field: "message",
                     });
                 }
-                let text = body.iter().position(|&c| c == 0).map_or(body, |nul| &body[..nul]);
                 Self::RoomChat {
-                    message: ROOM_MESSAGE.check(pid, text)?.to_owned(),
+                    message: ROOM_MESSAGE.text(pid, unpad(pid, body, "message")?)?,
                 }
             }
             id::REGISTER_REQUEST => Self::Register {
@@ -164,6 +173,10 @@ impl Request {
             },
             id::SHUTDOWN_REQUEST => Self::Shutdown,
             id::PING_REQUEST => Self::Ping { nonce: r.u64()? },
+            id::HELLO_REQUEST => Self::Hello {
+                version: r.u16()?,
+                features: r.u32()?,
+            },
             id::RESUME_REQUEST => Self::Resume {
                 name: r.str8(NAME)?,
                 token: r.str8(TOKEN)?,
@@ -172,6 +185,29 @@ impl Request {
         };
         r.end()?;
         Ok(req)
+    }
+
+    /// This request's packet id.
+    pub fn id(&self) -> u16 {
+        match self {
+            Self::Login { .. } => id::LOGIN_REQUEST,
+            Self::RoomEnter { .. } => id::ROOM_ENTER_REQUEST,
+            Self::RoomLeave => id::ROOM_LEAVE_REQUEST,
+            Self::RoomChat { .. } => id::ROOM_CHAT_REQUEST,
+            Self::Register { .. } => id::REGISTER_REQUEST,
+            Self::Echo { .. } => id::ECHO_REQUEST,
+            Self::Whisper { .. } => id::WHISPER_REQUEST,
+            Self::Broadcast { .. } => id::BROADCAST_REQUEST,
+            Self::UserList { .. } => id::USER_LIST_REQUEST,
+            Self::Logout => id::LOGOUT_REQUEST,
+            Self::Admin { .. } => id::ADMIN_REQUEST,
+            Self::Kick { .. } => id::KICK_REQUEST,
+            Self::Mute { .. } => id::MUTE_REQUEST,
+            Self::Shutdown => id::SHUTDOWN_REQUEST,
+            Self::Ping { .. } => id::PING_REQUEST,
+            Self::Resume { .. } => id::RESUME_REQUEST,
+            Self::Hello { .. } => id::HELLO_REQUEST,
+        }
     }
 
     /// Appends this request as one frame.
@@ -211,6 +247,10 @@ impl Request {
             }),
             Self::Shutdown => frame(dst, id::SHUTDOWN_REQUEST, |_| {}),
             Self::Ping { nonce } => frame(dst, id::PING_REQUEST, |b| b.put_u64_le(*nonce)),
+            Self::Hello { version, features } => frame(dst, id::HELLO_REQUEST, |b| {
+                b.put_u16_le(*version);
+                b.put_u32_le(*features);
+            }),
             Self::Resume { name, token } => frame(dst, id::RESUME_REQUEST, |b| {
                 put_str8(b, name);
                 put_str8(b, token);
@@ -221,9 +261,25 @@ impl Request {
     /// The response to a request with packet id `request_id` that failed
     /// with `code` before it could be decoded: the request's own response
     /// packet when it has one, so a client waiting for it is answered, or a
-    /// [`Event::RequestError`] otherwise.
+    /// [`Event::RequestError`] otherwise (PING, whose PONG has no result
+    /// field, and unknown ids).
     pub fn failure(request_id: u16, code: ResultCode) -> Event {
         match request_id {
+            id::ECHO_REQUEST => Event::EchoResult {
+                result: code,
+                payload: Vec::new(),
+            },
+            id::USER_LIST_REQUEST => Event::UserList {
+                result: code,
+                total: 0,
+                names: Vec::new(),
+                more: false,
+            },
+            id::HELLO_REQUEST => Event::Hello {
+                result: code,
+                version: crate::VERSION,
+                features: 0,
+            },
             id::LOGIN_REQUEST | id::RESUME_REQUEST => Event::LoginResult(code),
             id::ROOM_ENTER_REQUEST => Event::RoomEnterResult(code),
             id::ROOM_LEAVE_REQUEST => Event::RoomLeaveResult(code),
@@ -241,5 +297,102 @@ impl Request {
                 result: code,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login_frame(name: &[u8], password: &[u8]) -> Vec<u8> {
+        let mut b = vec![71, 0, 201, 0, 0];
+        for field in [name, password] {
+            let mut f = field.to_vec();
+            f.resize(limits::SEED_ID_FIELD, 0);
+            b.extend_from_slice(&f);
+        }
+        b
+    }
+
+    #[test]
+    fn bytes_after_the_nul_of_a_fixed_field_are_refused_not_cut() {
+        assert_eq!(
+            Request::decode(&login_frame(b"amy", b"pw")),
+            Ok(Request::Login {
+                name: "amy".into(),
+                password: "pw".into()
+            })
+        );
+        let e = Request::decode(&login_frame(b"amy", b"pw\0junk")).unwrap_err();
+        assert_eq!(e.result(), ResultCode::INVALID_PASSWORD);
+        let e = Request::decode(&login_frame(b"amy\0x", b"pw")).unwrap_err();
+        assert_eq!(e.result(), ResultCode::INVALID_NAME);
+        let mut chat = vec![0, 0, 221, 0, 0];
+        chat.extend_from_slice(b"ab\0cd");
+        chat[0] = chat.len() as u8;
+        assert_eq!(
+            Request::decode(&chat).unwrap_err().result(),
+            ResultCode::INVALID_MESSAGE
+        );
+    }
+
+    fn register(name: &str) -> Result<Request, DecodeError> {
+        let mut b = BytesMut::new();
+        frame(&mut b, id::REGISTER_REQUEST, |b| {
+            put_str8(b, name);
+            put_str8(b, "pw");
+        });
+        Request::decode(&b)
+    }
+
+    #[test]
+    fn names_with_invisible_or_bidi_characters_are_refused_and_names_are_composed() {
+        for bad in [
+            "a\u{200B}my",
+            "amy\u{2060}",
+            "a\u{00AD}my",
+            "\u{202E}yma",
+            "am y",
+            "amy\u{FEFF}",
+            "a\u{3164}",
+        ] {
+            assert_eq!(
+                register(bad).unwrap_err().result(),
+                ResultCode::INVALID_NAME,
+                "{bad:?}"
+            );
+        }
+        // "é" typed as e + a combining accent is the same name as "é".
+        let Ok(Request::Register { name, .. }) = register("re\u{0301}my") else {
+            panic!("a decomposed name is valid")
+        };
+        assert_eq!(name, "r\u{00E9}my");
+        assert!(valid_name_of("日本語の名前"));
+    }
+
+    fn valid_name_of(name: &str) -> bool {
+        register(name).is_ok()
+    }
+
+    #[test]
+    fn a_malformed_echo_or_user_list_is_answered_with_its_own_response() {
+        assert!(matches!(
+            Request::failure(id::ECHO_REQUEST, ResultCode::BAD_REQUEST),
+            Event::EchoResult {
+                result: ResultCode::BAD_REQUEST,
+                ..
+            }
+        ));
+        assert!(matches!(
+            Request::failure(id::USER_LIST_REQUEST, ResultCode::BAD_REQUEST),
+            Event::UserList {
+                result: ResultCode::BAD_REQUEST,
+                ..
+            }
+        ));
+        assert!(matches!(
+            Request::failure(id::PING_REQUEST, ResultCode::BAD_REQUEST),
+            Event::RequestError { .. }
+        ));
     }
 }

@@ -53,6 +53,7 @@ codes! {
     BUSY = 113, "the server is busy; try again";
     UNKNOWN_PACKET = 114, "unknown packet id";
     RATE_LIMITED = 115, "too many requests; slow down and try again";
+    UNREACHABLE = 116, "that user's client cannot receive this (it speaks only the seed protocol)";
 }
 
 impl ResultCode {

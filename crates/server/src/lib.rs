@@ -236,12 +236,13 @@ struct Gateway {
 }
 
 impl Gateway {
-    /// Login, resume and register attempts past the limits are answered
-    /// here, without reaching the logic task or the password hasher.
+    /// Login, resume, register and ADMIN attempts past the limits are
+    /// answered here, without reaching the logic task or the password
+    /// hasher. (ADMIN's secret could otherwise be guessed at full speed.)
     fn allowed(&self, id: SessionId, request: &Request) -> bool {
         let account = match request {
             Request::Login { name, .. } | Request::Resume { name, .. } => Some(name.as_str()),
-            Request::Register { .. } => None,
+            Request::Register { .. } | Request::Admin { .. } => None,
             _ => return true,
         };
         let Some(peer) = self.net.peer_addr(id) else {
@@ -287,6 +288,15 @@ impl Handler for Gateway {
             return;
         };
         let _ = Box::pin(self.tx.send(input)).await;
+    }
+
+    async fn on_peer_closed(&self, id: SessionId) -> bool {
+        // The hub closes it once the requests before are answered (a
+        // client may send its requests and shut its side at once).
+        self.tx
+            .send(Input::PeerClosed { conn: id.as_u64() })
+            .await
+            .is_err()
     }
 
     async fn on_leave(&self, id: SessionId) {
@@ -337,12 +347,16 @@ impl Sink for NetSink {
     fn send_shared(&mut self, to: Conn, frame: &Bytes) {
         self.sent += 1;
         self.shared_sent += 1;
-        let id = SessionId::from_u64(to);
-        if self.drop_oldest && plaza_proto::packet_id(frame) == plaza_proto::id::ROOM_CHAT_NOTIFY {
-            let _ = self.net.send_droppable(id, frame.clone());
-            return;
+        let _ = self.net.send(SessionId::from_u64(to), frame.clone());
+    }
+
+    fn send_droppable(&mut self, to: Conn, frame: &Bytes) {
+        if !self.drop_oldest {
+            return self.send_shared(to, frame);
         }
-        let _ = self.net.send(id, frame.clone());
+        self.sent += 1;
+        self.shared_sent += 1;
+        let _ = self.net.send_droppable(SessionId::from_u64(to), frame.clone());
     }
 
     fn send_with(&mut self, to: Conn, encode: impl FnOnce(&mut BytesMut)) {

@@ -1,6 +1,14 @@
-//! Login attempt limits, per IP address and per account name, checked on
-//! the network threads before a request reaches the logic task (so a flood
-//! of wrong passwords costs a hash map lookup, not an Argon2 hash).
+//! Login attempt limits, per IP address and per account name from each
+//! address, checked on the network threads before a request reaches the
+//! logic task (so a flood of wrong passwords costs a hash map lookup, not an
+//! Argon2 hash).
+//!
+//! The per-account limit counts attempts per (address, account): a guesser
+//! spends only its own address's allowance for the account, and the real
+//! owner, from another address, still logs in. (Counted per account alone,
+//! ten wrong guesses a minute from anywhere kept the owner out.) A guesser
+//! spread over many addresses meets each address's own limit and the cost
+//! of the password hash.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,7 +34,7 @@ pub(crate) struct LoginLimiter {
 #[derive(Default)]
 struct Maps {
     ips: HashMap<IpAddr, Bucket>,
-    accounts: HashMap<String, Bucket>,
+    accounts: HashMap<(IpAddr, String), Bucket>,
 }
 
 impl LoginLimiter {
@@ -40,8 +48,9 @@ impl LoginLimiter {
     }
 
     /// Whether one more attempt from `ip` (for `account`, if it names one)
-    /// is allowed now. Both buckets must have a token; a refused attempt
-    /// takes none from the other.
+    /// is allowed now. Both buckets (the address's, and the account's from
+    /// that address) must have a token; a refused attempt takes none from
+    /// the other.
     pub(crate) fn allow(&self, ip: IpAddr, account: Option<&str>) -> bool {
         if self.per_ip == 0 && self.per_account == 0 {
             return true;
@@ -49,7 +58,7 @@ impl LoginLimiter {
         let now = Instant::now();
         let mut maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
         let ok = check(&mut maps.ips, ip, self.per_ip, now)
-            && account.is_none_or(|a| check(&mut maps.accounts, a.to_owned(), self.per_account, now));
+            && account.is_none_or(|a| check(&mut maps.accounts, (ip, a.to_owned()), self.per_account, now));
         if !ok {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
@@ -90,15 +99,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_address_and_an_account_each_get_their_burst() {
-        let l = LoginLimiter::new(5, 3);
+    fn an_address_and_an_account_from_it_each_get_their_burst() {
+        let l = LoginLimiter::new(6, 3);
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         for _ in 0..3 {
             assert!(l.allow(a, Some("amy")));
         }
+        assert!(!l.allow(a, Some("amy")), "amy's account is spent from a");
         assert!(
-            !l.allow(b, Some("amy")),
-            "amy's account is spent, from any address"
+            l.allow(b, Some("amy")),
+            "the owner, from another address, is not locked out"
         );
         assert!(l.allow(a, Some("bob")));
         assert!(l.allow(a, None));

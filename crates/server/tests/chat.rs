@@ -314,9 +314,10 @@ async fn logout_leaves_the_room_and_keeps_the_connection() {
     a.recv().await; // bob joined
     assert_eq!(b.call(Request::Logout).await, Event::LogoutResult(ResultCode::OK));
     assert_eq!(a.recv().await, Event::RoomLeaveUser { uid: bob_uid });
+    // A guest is in no room: the seed's answer to its chat is 82.
     assert_eq!(
         b.call(chat("x")).await,
-        Event::RoomChatResult(ResultCode::NOT_LOGGED_IN)
+        Event::RoomChatResult(ResultCode::USER_IN_LOBBY)
     );
     b.login("bob", "pw").await; // same connection
 }
@@ -607,7 +608,7 @@ async fn bad_requests_get_result_codes_and_internal_ids_reach_nothing() {
     }
     assert_eq!(
         c.call(chat("x")).await,
-        Event::RoomChatResult(ResultCode::NOT_LOGGED_IN)
+        Event::RoomChatResult(ResultCode::USER_IN_LOBBY)
     );
     // A login with a short body is malformed, not a crash.
     c.send_raw(&[9, 0, 201, 0, 0, b'a', b'b', 0, 0]).await;

@@ -20,7 +20,7 @@ async fn a_wrong_password_flood_is_refused_per_address_and_per_account() {
     setup.register("amy", "pw").await;
 
     // Three wrong guesses at amy from one address, then amy is closed to
-    // guessing from anywhere, while other accounts still answer.
+    // guessing from that address, while her owner, elsewhere, still logs in.
     let mut attacker = TestClient::connect_from(s.addr, local(2)).await;
     for _ in 0..3 {
         assert_eq!(
@@ -30,7 +30,7 @@ async fn a_wrong_password_flood_is_refused_per_address_and_per_account() {
     }
     assert_eq!(attacker.try_login("amy", "guess").await, ResultCode::RATE_LIMITED);
     let mut elsewhere = TestClient::connect_from(s.addr, local(3)).await;
-    assert_eq!(elsewhere.try_login("amy", "pw").await, ResultCode::RATE_LIMITED);
+    assert_eq!(elsewhere.try_login("amy", "pw").await, ResultCode::OK);
     // The attacker's address has one attempt left in its burst of five.
     assert_eq!(
         attacker.try_login("bob", "x").await,
@@ -43,7 +43,38 @@ async fn a_wrong_password_flood_is_refused_per_address_and_per_account() {
         Event::Pong { nonce: 3 }
     );
     let status = s.control().await.cmd(Command::Status).await;
-    assert_eq!(status.data["logins_rate_limited"], 3);
+    assert_eq!(status.data["logins_rate_limited"], 2);
+}
+
+#[tokio::test]
+async fn admin_secret_guesses_are_rate_limited_like_logins() {
+    let s = TestServer::with(|s| {
+        s.login_rate_per_ip = Some(5);
+    })
+    .await;
+    let mut guesser = TestClient::connect_from(s.addr, local(6)).await;
+    guesser.register("guesser", "pw").await;
+    guesser.login("guesser", "pw").await;
+    let mut codes = Vec::new();
+    for i in 0..10 {
+        let r = guesser
+            .call(Request::Admin {
+                secret: format!("guess{i}"),
+            })
+            .await;
+        let Event::AdminResult(code) = r else {
+            panic!("expected an admin result, got {r:?}")
+        };
+        codes.push(code);
+    }
+    // Register and login took two of the address's five.
+    assert_eq!(
+        codes,
+        [ResultCode::NOT_ADMIN; 3]
+            .into_iter()
+            .chain([ResultCode::RATE_LIMITED; 7])
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -70,10 +101,24 @@ async fn one_address_holds_at_most_its_connections() {
 async fn chat_rate_and_slow_mode_answer_115_and_keep_the_session() {
     let s = TestServer::with(|s| s.chat_rate = Some(1)).await;
     let mut amy = s.user("amy").await;
-    amy.enter(1).await;
     let chat = |m: &str| Request::RoomChat { message: m.into() };
-    // A burst of two, then 115 (the rate refills one per second).
-    for m in ["one", "two"] {
+    // Entering and leaving take from the same allowance (each tells the
+    // whole room): a burst of two, then 115.
+    let mut bob = s.user("bob").await;
+    assert_eq!(bob.enter(1).await.1, ResultCode::OK);
+    assert_eq!(
+        bob.call(Request::RoomLeave).await,
+        Event::RoomLeaveResult(ResultCode::OK)
+    );
+    assert_eq!(bob.enter(1).await.1, ResultCode::RATE_LIMITED);
+    assert_eq!(
+        bob.call(Request::RoomLeave).await,
+        Event::RoomLeaveResult(ResultCode::RATE_LIMITED)
+    );
+    amy.enter(1).await;
+    // What the enter left of the burst of two, then 115 (the rate refills
+    // one per second).
+    for m in ["one"] {
         assert_eq!(amy.call(chat(m)).await, Event::RoomChatResult(ResultCode::OK));
         amy.recv().await; // her own copy
     }

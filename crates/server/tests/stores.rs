@@ -57,6 +57,8 @@ async fn login_duplicate_mute_resume(redis: Option<&RedisServer>) {
     .await;
     // A LOGIN_ALREADY attempt does not consume the token; a success does.
     assert_eq!(code, ResultCode::OK);
+    // She is told at once that she is still muted.
+    assert!(matches!(amy.recv().await, Event::Muted { seconds: 3500..=3600 }));
     assert_eq!(
         amy.call(Request::Broadcast { message: "hi".into() }).await,
         Event::BroadcastResult(ResultCode::MUTED)
@@ -93,12 +95,14 @@ async fn login_duplicate_mute_resume(redis: Option<&RedisServer>) {
             ResultCode::OK,
             "a misused token still works for its owner"
         );
+        assert!(matches!(amy.recv().await, Event::Muted { .. }));
         assert_eq!(
             amy.call(Request::Logout).await,
             Event::LogoutResult(ResultCode::OK)
         );
     }
     amy.login("amy", "pw").await;
+    assert!(matches!(amy.recv().await, Event::Muted { .. }));
     let keep = amy.token.clone().unwrap();
 
     // Restart the server on the same store: account, mute and token remain.
@@ -110,6 +114,10 @@ async fn login_duplicate_mute_resume(redis: Option<&RedisServer>) {
     let s = server(redis, Some(dir)).await;
     let mut amy = s.client().await;
     assert_eq!(amy.try_resume("amy", &keep).await, ResultCode::OK);
+    assert!(
+        matches!(amy.recv().await, Event::Muted { .. }),
+        "the mute survives the restart, and she is told"
+    );
     assert_eq!(
         amy.call(Request::Whisper {
             to: "amy".into(),

@@ -366,22 +366,52 @@ impl ControlClient {
     }
 }
 
-/// A protocol client over a real socket.
+/// A protocol client over a real socket. It says HELLO first (Plaza's
+/// notifications on) and skips the answer, as Plaza's own clients do;
+/// [`TestClient::connect_seed`] is a client written for the seeds, which
+/// never does.
 pub struct TestClient {
     stream: plaza_net::Stream,
     buf: BytesMut,
+    /// HELLO's answer is still to come (and to be skipped).
+    hello: bool,
     /// The resume token from the last successful login.
     pub token: Option<String>,
 }
 
 impl TestClient {
-    /// Connects.
+    /// Connects and says HELLO.
     pub async fn connect(addr: SocketAddr) -> Self {
+        let mut c = Self::connect_seed(addr).await;
+        c.hello().await;
+        c
+    }
+
+    /// Connects as a client written for the seeds: no HELLO.
+    pub async fn connect_seed(addr: SocketAddr) -> Self {
         let stream = within("connect", TcpStream::connect(addr))
             .await
             .expect("connect");
         stream.set_nodelay(true).expect("nodelay");
         Self::over(stream.into())
+    }
+
+    /// Sends HELLO asking for Plaza's notifications; its answer is skipped.
+    /// (A write error is left for the test's next step to meet: a server
+    /// that refuses the connection may have reset it already.)
+    pub async fn hello(&mut self) {
+        let mut b = BytesMut::new();
+        Request::Hello {
+            version: plaza_proto::VERSION,
+            features: plaza_proto::features::ALL,
+        }
+        .encode(&mut b);
+        let sent = within("send", async {
+            self.stream.write_all(&b).await?;
+            self.stream.flush().await
+        })
+        .await;
+        self.hello = sent.is_ok();
     }
 
     /// Connects from a chosen loopback address (127.0.0.x), as another
@@ -393,7 +423,9 @@ impl TestClient {
             .expect("bind source address");
         let stream = within("connect", socket.connect(addr)).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        Self::over(stream.into())
+        let mut c = Self::over(stream.into());
+        c.hello().await;
+        c
     }
 
     /// Connects with a 4 KiB receive buffer, so that when it stops reading
@@ -403,7 +435,9 @@ impl TestClient {
         socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
         let stream = within("connect", socket.connect(addr)).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        Self::over(stream.into())
+        let mut c = Self::over(stream.into());
+        c.hello().await;
+        c
     }
 
     /// Connects to a TLS listener, trusting `ca`.
@@ -415,13 +449,16 @@ impl TestClient {
         let tls = within("the TLS handshake", TestCert::connector(ca).connect(tcp))
             .await
             .expect("TLS handshake");
-        Self::over(tls)
+        let mut c = Self::over(tls);
+        c.hello().await;
+        c
     }
 
     fn over(stream: plaza_net::Stream) -> Self {
         Self {
             stream,
             buf: BytesMut::new(),
+            hello: false,
             token: None,
         }
     }
@@ -465,7 +502,13 @@ impl TestClient {
             if self.buf.len() >= 2 {
                 let len = usize::from(u16::from_le_bytes([self.buf[0], self.buf[1]]));
                 if self.buf.len() >= len {
-                    return Some(self.buf.split_to(len).to_vec());
+                    let frame = self.buf.split_to(len);
+                    if std::mem::take(&mut self.hello)
+                        && plaza_proto::packet_id(&frame) == plaza_proto::id::HELLO_RESPONSE
+                    {
+                        continue;
+                    }
+                    return Some(frame.to_vec());
                 }
             }
             self.buf.reserve(4096);

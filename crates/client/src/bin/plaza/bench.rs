@@ -780,6 +780,7 @@ async fn reconnect(
 ) -> Result<(Option<FrameConn>, ResultCode)> {
     for _ in 0..50 {
         let mut c = FrameConn::connect_from(server.clone(), from).await?;
+        c.hello().await?;
         let request = match &token {
             Some(t) => Request::Resume {
                 name: name.into(),
