@@ -1,21 +1,32 @@
 //! The operators' HTTP endpoint: Prometheus metrics and health checks.
 //!
-//! - `GET /metrics`: Prometheus text format (prometheus-client), built from
-//!   the same snapshot as `plaza-ctl status`, plus the store latency
-//!   histogram.
-//! - `GET /livez`: 200 while the logic task answers within 2 s, else 503.
+//! - `GET /metrics`: the Prometheus text format (`text/plain;
+//!   version=0.0.4`), or OpenMetrics when the scraper asks for it in
+//!   `Accept`; built from the same snapshot as `plaza-ctl status`, plus the
+//!   store latency histogram.
+//! - `GET /livez`: 200 while the logic task has beaten within the last 10 s
+//!   (read from its heartbeat, with no round trip to it), else 503.
 //! - `GET /readyz`: 200 when the server should get traffic: the account
 //!   store is up, the cluster bus (in cluster mode) is up, and the server is
 //!   not draining; else 503 with the reason.
 //!
-//! Three GET routes do not justify an HTTP stack in the dependency tree: this
-//! is a small HTTP/1.1 responder (one request per connection, `Connection:
-//! close`), bounded in header size, time and concurrent connections.
+//! Served by hyper (HTTP/1.1, keep-alive): a connection that takes more than
+//! 5 s to send a request's head, or sits idle that long between requests,
+//! is closed; heads are capped at 16 KiB; at most 1,024 connections at once
+//! (more are closed at accept), so idle clients cannot starve the health
+//! checks.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -23,11 +34,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::control::{Command, ControlMsg};
+
+/// Time a client has to send a request head, and to send the next one on
+/// a kept-alive connection.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 1024;
+/// A logic task silent this long is not alive.
+const LIVENESS: Duration = Duration::from_secs(10);
 
 /// Metrics kept between scrapes (the rest is read at scrape time).
 #[derive(Clone)]
@@ -45,93 +63,192 @@ impl Default for Metrics {
     }
 }
 
+/// The logic task's heartbeat: when it last went round its loop.
+#[derive(Clone)]
+pub(crate) struct Heartbeat {
+    since: Instant,
+    /// Milliseconds after `since` of the last beat.
+    last: Arc<AtomicU64>,
+}
+
+impl Heartbeat {
+    pub(crate) fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            last: Arc::default(),
+        }
+    }
+
+    pub(crate) fn beat(&self) {
+        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        self.since
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)))
+    }
+}
+
+#[derive(Clone)]
+struct Http {
+    ctl: mpsc::Sender<ControlMsg>,
+    metrics: Metrics,
+    heartbeat: Heartbeat,
+}
+
 /// Binds and serves until the runtime stops.
 pub(crate) async fn start(
     bind: SocketAddr,
     ctl: mpsc::Sender<ControlMsg>,
     metrics: Metrics,
+    heartbeat: Heartbeat,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
-    let limit = Arc::new(Semaphore::new(16));
+    let http = Http {
+        ctl,
+        metrics,
+        heartbeat,
+    };
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors or buffers: wait for some to free.
+                    tracing::warn!(error = %e, "metrics listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "metrics listener full: connection closed");
                 continue;
             };
-            // At most 16 scrapes at once; more wait in the backlog.
-            let Ok(permit) = limit.clone().acquire_owned().await else {
-                return;
-            };
-            let (ctl, metrics) = (ctl.clone(), metrics.clone());
+            let http = http.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), serve(stream, &ctl, &metrics)).await;
-                drop(permit);
+                let service = hyper::service::service_fn(move |req| {
+                    let http = http.clone();
+                    async move { Ok::<_, Infallible>(http.answer(&req).await) }
+                });
+                let served = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEAD_TIMEOUT)
+                    .max_buf_size(16 * 1024)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "metrics connection ended");
+                }
+                drop(slot);
             });
         }
     });
     Ok(addr)
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    ctl: &mpsc::Sender<ControlMsg>,
-    metrics: &Metrics,
-) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 || buf.len() + n > 8192 {
-            return Ok(());
+type Answer = Response<Full<Bytes>>;
+
+fn text(status: StatusCode, body: impl Into<String>) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(body.into())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn unavailable(why: &str) -> Answer {
+    text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
+}
+
+impl Http {
+    async fn answer(&self, req: &Request<Incoming>) -> Answer {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
         }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = buf.split(|b| *b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|b| *b == b' ');
-    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    let (status, content_type, body) = if method != b"GET" {
-        ("405 Method Not Allowed", "text/plain", "GET only\n".to_owned())
-    } else {
-        match path {
-            b"/metrics" => match status_json(ctl).await {
-                Some(s) => (
-                    "200 OK",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    render(&s, metrics),
-                ),
-                None => unavailable("the logic task did not answer"),
-            },
-            b"/livez" => match status_json(ctl).await {
-                Some(_) => ("200 OK", "text/plain", "ok\n".to_owned()),
-                None => unavailable("the logic task did not answer"),
-            },
-            b"/readyz" => match status_json(ctl).await {
+        match req.uri().path() {
+            "/livez" => {
+                let silent = self.heartbeat.silent_for();
+                if silent <= LIVENESS {
+                    text(StatusCode::OK, "ok\n")
+                } else {
+                    unavailable(&format!(
+                        "the logic task has been silent for {}s",
+                        silent.as_secs()
+                    ))
+                }
+            }
+            "/readyz" => match status_json(&self.ctl).await {
                 Some(s) => match not_ready(&s) {
-                    None => ("200 OK", "text/plain", "ok\n".to_owned()),
+                    None => text(StatusCode::OK, "ok\n"),
                     Some(why) => unavailable(&why),
                 },
                 None => unavailable("the logic task did not answer"),
             },
-            _ => (
-                "404 Not Found",
-                "text/plain",
-                "try /metrics, /livez or /readyz\n".to_owned(),
-            ),
+            "/metrics" => {
+                let Some(s) = status_json(&self.ctl).await else {
+                    return unavailable("the logic task did not answer");
+                };
+                let openmetrics = req
+                    .headers()
+                    .get_all(header::ACCEPT)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(|v| v.contains("application/openmetrics-text"));
+                let body = render(&s, &self.metrics);
+                let (body, kind) = if openmetrics {
+                    (body, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                } else {
+                    (prometheus_text(&body), "text/plain; version=0.0.4; charset=utf-8")
+                };
+                let mut r = text(StatusCode::OK, body);
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(kind));
+                r
+            }
+            _ => text(StatusCode::NOT_FOUND, "try /metrics, /livez or /readyz\n"),
         }
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    }
 }
 
-fn unavailable(why: &str) -> (&'static str, &'static str, String) {
-    ("503 Service Unavailable", "text/plain", format!("{why}\n"))
+/// OpenMetrics text as the classic Prometheus text format (0.0.4): a
+/// counter's HELP and TYPE lines name its `_total` sample, and the `# EOF`
+/// and `# UNIT` lines go (a 0.0.4 parser does not know them).
+fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let total = if counters.contains(name) && !name.ends_with("_total") {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{total} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 async fn status_json(ctl: &mpsc::Sender<ControlMsg>) -> Option<Value> {

@@ -182,8 +182,13 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         net: net.clone(),
         logins: logins.clone(),
     });
+    let heartbeat = http::Heartbeat::new();
     let metrics_addr = match config.metrics_bind {
-        Some(bind) => Some(http::start(bind, ctl_tx.clone(), metrics.clone()).await?),
+        Some(bind) => Some(
+            http::start(bind, ctl_tx.clone(), metrics.clone(), heartbeat.clone())
+                .await
+                .with_context(|| format!("binding the metrics and health listener on {bind}"))?,
+        ),
         None => None,
     };
     let (done_tx, done) = oneshot::channel();
@@ -206,6 +211,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         },
         ctl_tx,
         control_net,
+        heartbeat,
         logins,
         tls: tls.clone(),
         started: Instant::now(),
@@ -449,6 +455,8 @@ struct Logic {
     sink: NetSink,
     ctl_tx: mpsc::Sender<ControlMsg>,
     control_net: Handle,
+    /// Read by /livez.
+    heartbeat: http::Heartbeat,
     logins: Arc<limits::LoginLimiter>,
     tls: Option<TlsAcceptor>,
     started: Instant,
@@ -478,6 +486,7 @@ impl Logic {
         presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = (self.received, self.sink.sent);
         loop {
+            self.heartbeat.beat();
             tokio::select! {
                 // Operators first: a flood of users cannot starve the control link.
                 biased;

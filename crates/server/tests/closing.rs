@@ -51,7 +51,11 @@ async fn room_with_a_backlog(server: &TestServer, n: usize) -> (TestClient, TcpS
     listener.enter(1).await;
     talker.enter(1).await;
     for i in 0..n {
-        talker.send(Request::RoomChat { message: format!("m{i:03}") }).await;
+        talker
+            .send(Request::RoomChat {
+                message: format!("m{i:03}"),
+            })
+            .await;
         // Acknowledged, then the talker's own copy.
         loop {
             match talker.recv().await {
@@ -106,11 +110,19 @@ async fn a_kicked_slow_reader_still_sending_gets_its_messages_and_the_kick() {
     const N: usize = 100;
     let (mut talker, listener) = room_with_a_backlog(&server, N).await;
     assert_eq!(
-        talker.call(Request::Admin { secret: "s3cret".into() }).await,
+        talker
+            .call(Request::Admin {
+                secret: "s3cret".into()
+            })
+            .await,
         Event::AdminResult(ResultCode::OK)
     );
     assert_eq!(
-        talker.call(Request::Kick { name: "listener".into() }).await,
+        talker
+            .call(Request::Kick {
+                name: "listener".into()
+            })
+            .await,
         Event::KickResult(ResultCode::OK)
     );
     let events = read_slowly_while_pinging(listener)
@@ -135,7 +147,9 @@ async fn requests_sent_before_a_half_close_are_all_answered() {
     s.write_all(&out).await.unwrap();
     s.shutdown().await.unwrap();
     let mut got = Vec::new();
-    within("the answers and the close", s.read_to_end(&mut got)).await.unwrap();
+    within("the answers and the close", s.read_to_end(&mut got))
+        .await
+        .unwrap();
     let mut buf = BytesMut::from(&got[..]);
     let mut nonces = Vec::new();
     while let Some(f) = plaza_proto::split_frame(&mut buf).unwrap() {
@@ -160,7 +174,9 @@ async fn a_half_close_behind_a_login_waits_for_its_answer() {
     s.write_all(&out).await.unwrap();
     s.shutdown().await.unwrap();
     let mut got = Vec::new();
-    within("the answers and the close", s.read_to_end(&mut got)).await.unwrap();
+    within("the answers and the close", s.read_to_end(&mut got))
+        .await
+        .unwrap();
     let mut buf = BytesMut::from(&got[..]);
     let mut events = Vec::new();
     while let Some(f) = plaza_proto::split_frame(&mut buf).unwrap() {

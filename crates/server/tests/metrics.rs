@@ -6,8 +6,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path`, returning (status code, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let (code, _, body) = get_with(addr, path, "").await;
+    (code, body)
+}
+
+/// `GET path` with extra header lines, returning (status code, head, body).
+async fn get_with(addr: std::net::SocketAddr, path: &str, headers: &str) -> (u16, String, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = String::new();
@@ -15,8 +21,8 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .await
         .unwrap();
     let code = out[9..12].parse().unwrap();
-    let body = out.split_once("\r\n\r\n").unwrap().1.to_owned();
-    (code, body)
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    (code, head.to_ascii_lowercase(), body.to_owned())
 }
 
 fn value(body: &str, series: &str) -> f64 {
@@ -64,7 +70,30 @@ async fn a_scrape_counts_sessions_logins_deliveries_and_drops() {
     // The write-gathering series are there; their values follow the load.
     assert!(value(&body, "plaza_writes_held_total") >= 0.0);
     assert!([0.0, 1.0].contains(&value(&body, "plaza_writes_gathering")));
-    assert!(body.ends_with("# EOF\n"));
+    // A plain Prometheus parser's format unless OpenMetrics is asked for:
+    // every sample belongs to the family its TYPE line names.
+    let (_, head, text) = get_with(addr, "/metrics", "").await;
+    assert!(head.contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(!text.contains("# EOF"));
+    let mut family = "";
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            family = rest.split(' ').next().unwrap();
+        } else if !line.starts_with('#') {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let suffixes = ["", "_bucket", "_sum", "_count"];
+            assert!(
+                suffixes.iter().any(|s| name == format!("{family}{s}")),
+                "{name} after TYPE {family}"
+            );
+        }
+    }
+    let (_, head, om) = get_with(addr, "/metrics", "Accept: application/openmetrics-text\r\n").await;
+    assert!(
+        head.contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    assert!(om.ends_with("# EOF\n"));
 
     assert_eq!(get(addr, "/livez").await, (200, "ok\n".into()));
     assert_eq!(get(addr, "/readyz").await, (200, "ok\n".into()));
@@ -129,4 +158,26 @@ async fn tls_handshakes_and_their_failures_are_scraped() {
     assert_eq!(value(&body, r#"plaza_drops_total{reason="tls_handshake"}"#), 1.0);
     assert_eq!(value(&body, "plaza_tls_handshakes_total"), 1.0);
     assert_eq!(value(&body, r#"plaza_logins_total{result="OK"}"#), 1.0);
+}
+
+#[tokio::test]
+async fn idle_connections_do_not_starve_the_health_checks() {
+    let s = TestServer::start().await;
+    let addr = s.running.metrics_addr().expect("metrics on");
+    // Forty connections held open, saying nothing.
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    assert_eq!(get(addr, "/livez").await, (200, "ok\n".into()));
+    assert_eq!(get(addr, "/readyz").await.0, 200);
+    // A connection that never sends its request head is closed.
+    let mut silent = idle.pop().unwrap();
+    let mut rest = Vec::new();
+    let n = within(
+        "the silent connection to be closed",
+        silent.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(n.is_ok_and(|_| !String::from_utf8_lossy(&rest).contains("200")));
 }
