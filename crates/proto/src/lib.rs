@@ -127,6 +127,14 @@ pub fn valid_name(name: &str) -> bool {
         .is_ok()
 }
 
+/// The form of a user name that decides whether two names are the same
+/// account: lower case (Unicode's full lower-casing of the composed form).
+/// Names are kept and shown as registered; no two accounts may have the
+/// same key, so `Amy` cannot register beside `amy`.
+pub fn name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
 /// Whether `password` is a valid password (see [`limits::PASSWORD`]).
 pub fn valid_password(password: &str) -> bool {
     codec::Text::new("password", 1, limits::PASSWORD)

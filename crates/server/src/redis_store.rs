@@ -8,6 +8,9 @@
 //!   `name`, TTL `presence_ttl`, refreshed while it lives; a crashed node's
 //!   users are free again when it runs out.
 //! - `token:<digest>`: account name for a resume token, TTL `token_ttl`.
+//! - `folded:<lower-case name>`: the account name registered under it, so
+//!   that no two names differ only in case (set at registration, and for
+//!   older accounts at their next password login).
 //!
 //! One multiplexed connection (redis-rs's ConnectionManager, which
 //! reconnects by itself) opened lazily; every call has a timeout, and a
@@ -64,8 +67,9 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
 /// exists: 1 if it did.
 static REGISTER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+        r"if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'hash', ARGV[1], 'roles', '', 'created_at', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3])
 return 1",
     )
 });
@@ -189,8 +193,14 @@ impl RedisStore {
     }
 
     pub(crate) async fn login(&self, name: String, credential: Credential, owner: String) -> AuthOutcome {
-        match self.try_login(name, credential, owner).await {
-            Ok(o) => o,
+        let password = matches!(credential, Credential::Password(_));
+        match self.try_login(name.clone(), credential, owner).await {
+            Ok(o) => {
+                if password && matches!(o, AuthOutcome::Valid { .. }) {
+                    self.claim_folded(&name).await;
+                }
+                o
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "login: store unavailable");
                 AuthOutcome::Unavailable
@@ -350,17 +360,39 @@ impl RedisStore {
         self.conn().await?;
         let hash = self.hasher.hash(password).await?;
         let key = self.key("account", &name);
+        let folded = self.key("folded", &plaza_proto::name_key(&name));
         let created: i64 = self
             .call(async |c| {
                 REGISTER
                     .key(&key)
+                    .key(&folded)
                     .arg(&hash)
                     .arg(unix_now())
+                    .arg(&name)
                     .invoke_async(c)
                     .await
             })
             .await?;
         Ok(created == 1)
+    }
+
+    /// Marks `name`'s case-folded key as taken, if nobody holds it: how an
+    /// account created before the key existed gets it (at its next login).
+    pub(crate) async fn claim_folded(&self, name: &str) {
+        let folded = self.key("folded", &plaza_proto::name_key(name));
+        let r: Result<Option<String>, _> = self
+            .call(async |c| {
+                redis::cmd("SET")
+                    .arg(&folded)
+                    .arg(name)
+                    .arg("NX")
+                    .query_async(c)
+                    .await
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(name, error = %e, "could not mark the name's folded key");
+        }
     }
 
     /// Grants or revokes the admin role. Returns `false` if no account.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use plaza_core::{AuthOutcome, Credential, RegisterOutcome};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
@@ -22,6 +22,10 @@ use crate::hasher::{Hasher, new_token, token_digest};
 use crate::redis_store::RedisStore;
 
 const ACCOUNTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("accounts");
+/// An account name's key ([`plaza_proto::name_key`], its lower case) →
+/// the name as registered: no two accounts differ only in case. Filled from
+/// the accounts at open when an older build's database has none.
+const FOLDED: TableDefinition<'_, &str, &str> = TableDefinition::new("folded");
 /// Muted account name → end of the mute in Unix seconds (0: indefinite).
 const MUTES: TableDefinition<'_, &str, u64> = TableDefinition::new("mutes");
 /// Account name → its newest resume token: expiry (Unix seconds, u64 big
@@ -147,7 +151,21 @@ impl Accounts {
             .set_cache_size(DB_CACHE_BYTES)
             .create(dir.join("accounts.redb"))?;
         let tx = db.begin_write()?;
-        tx.open_table(ACCOUNTS)?;
+        {
+            let accounts = tx.open_table(ACCOUNTS)?;
+            let mut folded = tx.open_table(FOLDED)?;
+            if folded.is_empty()? {
+                // An older build's database: the first of names that
+                // differ only in case keeps the key; both still log in.
+                for row in accounts.iter()? {
+                    let (name, _) = row?;
+                    let key = plaza_proto::name_key(name.value());
+                    if folded.get(key.as_str())?.is_none() {
+                        folded.insert(key.as_str(), name.value())?;
+                    }
+                }
+            }
+        }
         tx.open_table(MUTES)?;
         tx.open_table(RESUME)?;
         tx.delete_table(TOKENS)?;
@@ -204,12 +222,15 @@ impl Accounts {
         let tx = self.db.begin_write()?;
         let created = {
             let mut table = tx.open_table(ACCOUNTS)?;
+            let mut folded = tx.open_table(FOLDED)?;
+            let key = plaza_proto::name_key(name);
             // Check and insert in one write transaction: redb serialises
             // writers, so two racing registrations cannot both succeed.
-            if table.get(name)?.is_some() {
+            if table.get(name)?.is_some() || folded.get(key.as_str())?.is_some() {
                 false
             } else {
                 table.insert(name, bytes.as_slice())?;
+                folded.insert(key.as_str(), name)?;
                 true
             }
         };
@@ -754,6 +775,44 @@ mod tests {
         memory_kib: 64,
         iterations: 1,
     };
+
+    #[test]
+    fn names_differing_only_in_case_are_one_name_and_older_accounts_keep_working() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let a = Accounts::open(dir.path(), CHEAP).unwrap();
+            assert!(a.create_blocking("amy", "pw").unwrap());
+            assert!(!a.create_blocking("Amy", "pw").unwrap(), "only case differs");
+            assert!(!a.create_blocking("AMY", "pw").unwrap());
+            // An older build's database: two such accounts, no keys.
+            let tx = a.db.begin_write().unwrap();
+            tx.open_table(ACCOUNTS)
+                .unwrap()
+                .insert(
+                    "Bob",
+                    b"{\"hash\":\"x\",\"roles\":[],\"created_at\":0}".as_slice(),
+                )
+                .unwrap();
+            tx.open_table(ACCOUNTS)
+                .unwrap()
+                .insert(
+                    "bob",
+                    b"{\"hash\":\"x\",\"roles\":[],\"created_at\":0}".as_slice(),
+                )
+                .unwrap();
+            tx.delete_table(FOLDED).unwrap();
+            tx.commit().unwrap();
+        }
+        let a = Accounts::open(dir.path(), CHEAP).unwrap();
+        assert!(a.get("Bob").unwrap().is_some() && a.get("bob").unwrap().is_some());
+        assert!(a.verify_blocking("amy", "pw").unwrap().is_some());
+        assert!(
+            !a.create_blocking("BOB", "pw").unwrap(),
+            "the keys were filled in at open"
+        );
+        assert!(!a.create_blocking("aMy", "pw").unwrap());
+        assert!(a.create_blocking("cat", "pw").unwrap());
+    }
 
     impl Accounts {
         /// A new token for `name`, as a password login gets.

@@ -24,6 +24,25 @@ async fn server(redis: Option<&RedisServer>, dir: Option<Arc<tempfile::TempDir>>
 async fn login_duplicate_mute_resume(redis: Option<&RedisServer>) {
     let s = server(redis, None).await;
     let mut amy = s.user("amy").await;
+    // Names that look like amy's are not a second account.
+    let mut lookalike = s.client().await;
+    for (name, code) in [
+        ("Amy", ResultCode::NAME_TAKEN),
+        ("AMY", ResultCode::NAME_TAKEN),
+        ("a\u{200B}my", ResultCode::INVALID_NAME),
+        ("\u{202E}yma", ResultCode::INVALID_NAME),
+    ] {
+        let r = lookalike
+            .call(Request::Register {
+                name: name.into(),
+                password: "pw".into(),
+            })
+            .await;
+        assert_eq!(r, Event::RegisterResult(code), "{name:?}");
+    }
+    // A name typed decomposed (e + a combining accent) is the composed one.
+    lookalike.register("re\u{0301}my", "pw").await;
+    lookalike.login("r\u{00E9}my", "pw").await;
     // Duplicate login.
     let mut again = s.client().await;
     assert_eq!(again.try_login("amy", "pw").await, ResultCode::LOGIN_ALREADY);
