@@ -450,6 +450,10 @@ fn poll_read<R: Source>(
     let mut rb = ReadBuf::new(buf.spare(want, size));
     match Pin::new(rd).poll_read(cx, &mut rb) {
         Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(rb.filled().len()))),
+        // TLS: the peer closed without close_notify. The framing already
+        // tells a whole frame from a cut one (a cut one is dropped), so
+        // this is the peer's end of input like any other, not an error.
+        Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Some(Ok(0))),
         Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
         Poll::Pending => {
             // The socket looked ready (its readiness outlives the read that

@@ -211,3 +211,33 @@ async fn bad_handshakes_are_dropped_and_counted() {
     round_trip(&ok, &mut ok_rx, 3, 64).await;
     within("the server to stop", handle.stop(Duration::from_secs(5))).await;
 }
+
+#[tokio::test]
+async fn a_peer_that_closes_without_close_notify_is_answered_then_closed() {
+    let (_dir, ca, handle) = tls_echo().await;
+    let tcp = tokio::net::TcpStream::connect(handle.tls_addr().unwrap())
+        .await
+        .unwrap();
+    let mut tls = TlsConnector::from_ca_file(&ca, "127.0.0.1")
+        .unwrap()
+        .connect(tcp)
+        .await
+        .unwrap();
+    let mut out = BytesMut::new();
+    for i in 0..50 {
+        out.extend_from_slice(&frame(i, 100));
+    }
+    tls.write_all(&out).await.unwrap();
+    tls.flush().await.unwrap();
+    // Shut the TCP connection's sending side under TLS: no close_notify.
+    let plaza_net::Stream::Tls(inner) = &tls else {
+        panic!("a TLS stream")
+    };
+    socket2::SockRef::from(inner.get_ref().0)
+        .shutdown(std::net::Shutdown::Write)
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = within("the echoes and the close", tls.read_to_end(&mut got)).await;
+    assert_eq!(got, out.to_vec(), "every frame sent before the close is answered");
+    within("the server to stop", handle.stop(Duration::from_secs(5))).await;
+}
