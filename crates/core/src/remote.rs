@@ -139,6 +139,11 @@ impl Hub {
         self.remote.users.len()
     }
 
+    /// Where a user logged in on another node is: (node, room).
+    pub fn remote_user(&self, name: &str) -> Option<(u64, Option<u32>)> {
+        self.remote.users.get(name).map(|u| (u.node, u.room))
+    }
+
     /// This node's logged-in users as (name, session, member id, room), for
     /// rewriting its state in the shared store.
     pub fn local_entries(&self) -> Vec<(String, Conn, u64, Option<u32>)> {

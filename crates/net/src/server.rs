@@ -170,15 +170,20 @@ pub struct Server {
     shared: Arc<Shared>,
 }
 
+/// Binds and listens; the error names the address.
 fn listen(bind: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     let socket = if bind.is_ipv4() {
-        TcpSocket::new_v4()?
+        TcpSocket::new_v4()
     } else {
-        TcpSocket::new_v6()?
+        TcpSocket::new_v6()
     };
-    socket.set_reuseaddr(true)?;
-    socket.bind(bind)?;
-    socket.listen(backlog)
+    socket
+        .and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.bind(bind)?;
+            s.listen(backlog)
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {bind}: {e}")))
 }
 
 impl Server {

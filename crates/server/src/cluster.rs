@@ -60,6 +60,9 @@ pub(crate) enum Signal {
     Resync,
     /// An operator asked every node to drain.
     Drain(u64),
+    /// An operator's notice, sent on another node, for this node's users
+    /// (in `room`, or all).
+    Notice { room: Option<u32>, message: String },
     /// These local users' names were taken by other nodes while this node was
     /// cut off: they must go.
     Lost(Vec<String>),
@@ -81,6 +84,11 @@ pub(crate) enum Op {
     /// This node's users as (name, owner, uid, room).
     Replace(Vec<(String, String, u64, Option<u32>)>),
     Drain(u64),
+    /// An operator's notice for the users of the other nodes.
+    Notice {
+        room: Option<u32>,
+        message: String,
+    },
     /// Remove this node from Redis (graceful stop).
     Bury(oneshot::Sender<()>),
 }
@@ -102,6 +110,11 @@ struct Link {
     up: bool,
     error: String,
     seats: HashMap<u64, PendingSeat>,
+    /// A graceful stop waits for its own "gone" to come back on the bus:
+    /// then every node subscribed has had it too.
+    leaving: Option<oneshot::Sender<()>>,
+    /// ... which may come back before the script's own answer.
+    gone_seen: bool,
 }
 
 /// A node's handle on the cluster.
@@ -144,6 +157,7 @@ impl Cluster {
         let (ops, ops_rx) = mpsc::unbounded_channel();
         let shared = Shared {
             node,
+            leaving: std::sync::atomic::AtomicBool::new(false),
             config,
             conn,
             link: link.clone(),
@@ -176,6 +190,8 @@ impl Cluster {
 
 struct Shared {
     node: u64,
+    /// A graceful stop is burying this node: its own "gone" is expected.
+    leaving: std::sync::atomic::AtomicBool,
     config: ClusterConfig,
     conn: ConnectionManager,
     link: Arc<Mutex<Link>>,
@@ -447,7 +463,16 @@ impl Scripts {
                 b.put_u64_le(*seconds);
                 pipe.cmd("PUBLISH").arg(s.key("bus")).arg(b.as_ref());
             }
-            Op::Bury(_) => eval(pipe, &self.bury),
+            Op::Notice { room, message } => {
+                let mut b = header(KIND_NOTICE, s.node);
+                b.put_i64_le(room.map_or(-1, i64::from));
+                b.put_slice(message.as_bytes());
+                pipe.cmd("PUBLISH").arg(s.key("bus")).arg(b.as_ref());
+            }
+            Op::Bury(_) => {
+                s.leaving.store(true, std::sync::atomic::Ordering::Relaxed);
+                eval(pipe, &self.bury);
+            }
         }
     }
 }
@@ -462,7 +487,7 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
                 })
                 .await
         }
-        Op::Publish { ack: None, .. } | Op::Drain(_) => {}
+        Op::Publish { ack: None, .. } | Op::Drain(_) | Op::Notice { .. } => {}
         Op::Seat {
             conn,
             name,
@@ -520,7 +545,13 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             }
         }
         Op::Bury(done) => {
-            let _ = done.send(());
+            let mut l = lock(&shared.link);
+            if v.is_some() && !l.gone_seen {
+                l.leaving = Some(done);
+            } else {
+                // Back already, or not published (nothing will come back).
+                let _ = done.send(());
+            }
         }
     }
 }
@@ -675,8 +706,17 @@ async fn on_message(shared: &Shared, payload: &[u8]) -> anyhow::Result<()> {
             shared.input(Input::NodeState { node, users }).await;
         }
         Decoded::Gone { node } if node == shared.node => {
-            tracing::warn!("the other nodes buried this one (heartbeat missed); rewriting its state");
-            let _ = shared.signals.send(Signal::Resync).await;
+            if shared.leaving.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::debug!("this node left the cluster");
+                let mut l = lock(&shared.link);
+                l.gone_seen = true;
+                if let Some(done) = l.leaving.take() {
+                    let _ = done.send(());
+                }
+            } else {
+                tracing::warn!("the other nodes buried this one (heartbeat missed); rewriting its state");
+                let _ = shared.signals.send(Signal::Resync).await;
+            }
         }
         Decoded::Gone { node } => {
             tracing::info!(node, "cluster node gone; its users are logged out here");
@@ -687,8 +727,13 @@ async fn on_message(shared: &Shared, payload: &[u8]) -> anyhow::Result<()> {
                 })
                 .await;
         }
-        Decoded::Drain { seconds } => {
+        // The node that was asked started its own drain and told its users.
+        Decoded::Drain { node, .. } | Decoded::Notice { node, .. } if node == shared.node => {}
+        Decoded::Drain { seconds, .. } => {
             let _ = shared.signals.send(Signal::Drain(seconds)).await;
+        }
+        Decoded::Notice { room, message, .. } => {
+            let _ = shared.signals.send(Signal::Notice { room, message }).await;
         }
     }
     Ok(())
@@ -743,6 +788,8 @@ const KIND_RESET: u8 = 10;
 /// Written by the Lua `bury`: origin 0, then the dead node's id in ASCII.
 const KIND_GONE: u8 = 11;
 const KIND_DRAIN: u8 = 12;
+/// An operator's notice: room (i64, -1 for every user), then the text.
+const KIND_NOTICE: u8 = 13;
 
 fn header(kind: u8, node: u64) -> BytesMut {
     let mut b = BytesMut::with_capacity(64);
@@ -820,10 +867,25 @@ pub(crate) fn encode(node: u64, msg: &BusMsg) -> Bytes {
 
 #[derive(Debug, PartialEq, Eq)]
 enum Decoded {
-    Msg { node: u64, msg: BusMsg },
-    Reset { node: u64 },
-    Gone { node: u64 },
-    Drain { seconds: u64 },
+    Msg {
+        node: u64,
+        msg: BusMsg,
+    },
+    Reset {
+        node: u64,
+    },
+    Gone {
+        node: u64,
+    },
+    Drain {
+        node: u64,
+        seconds: u64,
+    },
+    Notice {
+        node: u64,
+        room: Option<u32>,
+        message: String,
+    },
 }
 
 /// Why a bus message was skipped.
@@ -930,8 +992,18 @@ fn decode(mut b: &[u8]) -> Result<Decoded, BusError> {
         KIND_DRAIN => {
             need(b, 8)?;
             return Ok(Decoded::Drain {
+                node,
                 seconds: b.get_u64_le(),
             });
+        }
+        KIND_NOTICE => {
+            need(b, 8)?;
+            let room = u32::try_from(b.get_i64_le()).ok();
+            if b.len() > plaza_proto::limits::NOTICE {
+                return Err(BusError::Frame);
+            }
+            let message = std::str::from_utf8(b).map_err(|_| BusError::Frame)?.to_owned();
+            return Ok(Decoded::Notice { node, room, message });
         }
         k => return Err(BusError::Kind(k)),
     };

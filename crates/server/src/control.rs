@@ -71,6 +71,10 @@ pub enum Command {
         room: Option<u32>,
         /// Text (at most 1024 bytes).
         message: String,
+        /// Only this node's users (in cluster mode a notice reaches every
+        /// node's).
+        #[serde(default)]
+        local: bool,
     },
     /// Refuse new logins, count down with notices, then shut down.
     Drain {

@@ -116,7 +116,10 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     let metrics = http::Metrics::default();
     let cluster = match config.cluster.clone() {
         Some(c) => {
-            let cluster = Cluster::start(c, tx.clone(), sig_tx).await?;
+            let url = without_password(&c.url);
+            let cluster = Cluster::start(c, tx.clone(), sig_tx)
+                .await
+                .with_context(|| format!("cluster mode: cannot use Redis at {url}"))?;
             config.chat.node_tag = cluster.tag();
             tracing::info!(node = cluster.node, "cluster mode");
             Some(Arc::new(cluster))
@@ -128,7 +131,11 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         &config.data_dir,
         config.hash_cost,
         config.resume_ttl_secs,
-    )?;
+    )
+    .with_context(|| match &config.store {
+        StoreConfig::Embedded => format!("opening the account store in {}", config.data_dir.display()),
+        StoreConfig::Redis(r) => format!("opening the Redis account store at {}", without_password(&r.url)),
+    })?;
     store.spawn_upkeep();
     let secret = control::load_secret(config.control_secret_file.as_deref(), &config.data_dir)?;
     let mut net_config = ServerConfig::new(config.bind, Framing::Chat);
@@ -150,7 +157,9 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         }
         None => None,
     };
-    let server = Server::bind(net_config).await?;
+    let server = Server::bind(net_config)
+        .await
+        .context("starting the chat listener")?;
     let addr = server.local_addr();
     let net = server.handle();
 
@@ -159,7 +168,9 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     control_config.max_sessions = 64;
     control_config.max_frame = 64 * 1024;
     control_config.idle_timeout = Some(Duration::from_secs(600));
-    let control_server = Server::bind(control_config).await?;
+    let control_server = Server::bind(control_config)
+        .await
+        .context("starting the control listener")?;
     let control_addr = control_server.local_addr();
     let control_net = control_server.handle();
     let (ctl_tx, ctl_rx) = mpsc::channel(64);
@@ -431,6 +442,28 @@ impl Sink for NetSink {
     }
 }
 
+/// A Redis URL fit for a log or an error: without its password.
+fn without_password(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+        _ => url.to_owned(),
+    }
+}
+
+/// Ends a binary's `main`: on an error, prints it and each of its causes on
+/// a line of its own (never a backtrace, whatever `RUST_BACKTRACE` says) and
+/// exits with 1.
+pub fn exit_code(r: anyhow::Result<()>) -> std::process::ExitCode {
+    let Err(e) = r else {
+        return std::process::ExitCode::SUCCESS;
+    };
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    std::process::ExitCode::FAILURE
+}
+
 /// Who holds a login in a shared store: the node and the session.
 pub(crate) fn owner(node: &str, conn: Conn) -> String {
     format!("{node}:{conn}")
@@ -567,6 +600,9 @@ impl Logic {
                 tracing::info!(seconds, "cluster-wide drain requested");
                 self.start_drain(seconds);
             }
+            Signal::Notice { room, message } => {
+                self.hub.notice(room, &message, &mut self.sink);
+            }
             Signal::Lost(names) => {
                 for name in names {
                     self.hub.operator_kick(&name, &mut self.sink);
@@ -692,7 +728,15 @@ impl Logic {
             )),
             Command::User { name } => match self.hub.user(&name, now) {
                 Some(u) => Reply::ok(user_json(&u, &self.sink.net)),
-                None => Reply::err(format!("{name} is not logged in")),
+                None => match self.hub.remote_user(&name) {
+                    Some((node, room)) => Reply::ok(json!({
+                        "name": name,
+                        "node": node,
+                        "room": room,
+                        "remote": true,
+                    })),
+                    None => Reply::err(format!("{name} is not logged in")),
+                },
             },
             Command::Kick { name } => {
                 if self.hub.operator_kick(&name, &mut self.sink) {
@@ -710,14 +754,19 @@ impl Logic {
                     Reply::err("no such room")
                 }
             }
-            Command::Notice { room, message } => {
+            Command::Notice { room, message, local } => {
                 if message.len() > plaza_proto::limits::NOTICE {
                     return Reply::err("notice longer than 1024 bytes");
                 }
-                match self.hub.notice(room, &message, &mut self.sink) {
-                    Some(n) => Reply::ok(json!({ "delivered_to": n })),
-                    None => Reply::err("no such room"),
+                let Some(n) = self.hub.notice(room, &message, &mut self.sink) else {
+                    return Reply::err("no such room");
+                };
+                // In cluster mode, every node's users (each node tells its own).
+                let cluster = !local && self.sink.cluster.is_some();
+                if cluster {
+                    self.sink.cluster_op(Op::Notice { room, message });
                 }
+                Reply::ok(json!({ "delivered_to": n, "other_nodes": cluster }))
             }
             Command::Drain { seconds, cluster } => {
                 if cluster {
@@ -770,7 +819,13 @@ async fn drain(seconds: u64, ctl: mpsc::Sender<ControlMsg>, tx: mpsc::Sender<Inp
         tokio::time::sleep_until(end - Duration::from_secs(left)).await;
         let (reply, _) = oneshot::channel();
         let message = format!("server shutting down in {left} seconds");
-        let _ = ctl.send((Command::Notice { room: None, message }, reply)).await;
+        // Each draining node counts down for its own users.
+        let notice = Command::Notice {
+            room: None,
+            message,
+            local: true,
+        };
+        let _ = ctl.send((notice, reply)).await;
     }
     tokio::time::sleep_until(end).await;
     let _ = tx.send(Input::Shutdown).await;

@@ -52,7 +52,11 @@ enum Command {
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    plaza_server::exit_code(run())
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let file = match &cli.config {
         Some(path) => Settings::from_file(path)?,

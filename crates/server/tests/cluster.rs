@@ -479,11 +479,87 @@ async fn shutdown_is_per_node_and_a_cluster_drain_reaches_every_node() {
     assert!(r.ok, "{r:?}");
     for u in [&mut amy, &mut bob] {
         let events = u.until_closed().await;
-        assert!(
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Notice { message } if message.contains("shutting down"))),
-            "{events:?}"
+        let countdown = events
+            .iter()
+            .filter(|e| matches!(e, Event::Notice { message } if message.contains("shutting down in")))
+            .count();
+        assert_eq!(
+            countdown, 1,
+            "one countdown notice per mark, on the node asked too: {events:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn operator_notices_reach_every_node_and_a_remote_user_is_located() {
+    let redis = RedisServer::start().await;
+    let [a, b, _c] = nodes(&redis, 200).await;
+    let mut amy = a.user("amy").await;
+    let mut bob = b.user("bob").await;
+    until_users(&mut amy, 2).await;
+    let ctl = a.control().await;
+
+    // Where is bob? On node b.
+    let r = ctl.cmd(Command::User { name: "bob".into() }).await;
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.data["remote"], true);
+    assert!(r.data["node"].as_u64().is_some(), "{r:?}");
+
+    // A notice to everyone reaches both nodes' users; --local only amy.
+    let r = ctl
+        .cmd(Command::Notice {
+            room: None,
+            message: "to all".into(),
+            local: false,
+        })
+        .await;
+    assert!(r.ok, "{r:?}");
+    for u in [&mut amy, &mut bob] {
+        until(
+            u,
+            "the notice",
+            |e| matches!(e, Event::Notice { message } if message == "to all"),
+        )
+        .await;
+    }
+    let r = ctl
+        .cmd(Command::Notice {
+            room: None,
+            message: "here only".into(),
+            local: true,
+        })
+        .await;
+    assert!(r.ok, "{r:?}");
+    until(
+        &mut amy,
+        "the local notice",
+        |e| matches!(e, Event::Notice { message } if message == "here only"),
+    )
+    .await;
+    // bob's next answer comes with no notice before it.
+    bob.send(Request::Ping { nonce: 5 }).await;
+    assert_eq!(bob.recv().await, Event::Pong { nonce: 5 });
+}
+
+#[tokio::test]
+async fn a_graceful_stop_does_not_log_that_the_node_was_buried() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let node = ServerProcess::spawn(
+        env!("CARGO_BIN_EXE_plaza-server"),
+        dir.path(),
+        &["--store", &url, "--cluster", "--presence-ttl-secs", "3"],
+    );
+    let mut amy = TestClient::connect(node.addr).await;
+    amy.register("amy", "pw").await;
+    amy.login("amy", "pw").await;
+    node.signal("TERM");
+    amy.until_closed().await;
+    drop(amy);
+    let (status, log) = node.wait_with_log().await;
+    assert!(status.success());
+    assert!(log.contains("plaza-server stopped"), "{log}");
+    assert!(!log.contains("buried"), "{log}");
+    assert!(!log.contains("WARN"), "a clean stop warns of nothing: {log}");
 }

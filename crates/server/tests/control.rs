@@ -91,6 +91,7 @@ async fn kick_mute_unmute_and_notice_reach_the_clients() {
         .cmd(Command::Notice {
             room: Some(1),
             message: "room notice".into(),
+            local: false,
         })
         .await;
     assert_eq!(n.data["delivered_to"], 2);
@@ -102,7 +103,8 @@ async fn kick_mute_unmute_and_notice_reach_the_clients() {
     assert!(
         ctl.cmd(Command::Notice {
             room: None,
-            message: "to all".into()
+            message: "to all".into(),
+            local: false,
         })
         .await
         .ok
@@ -118,7 +120,8 @@ async fn kick_mute_unmute_and_notice_reach_the_clients() {
     assert!(
         !ctl.cmd(Command::Notice {
             room: Some(100_000),
-            message: "x".into()
+            message: "x".into(),
+            local: false,
         })
         .await
         .ok

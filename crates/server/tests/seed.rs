@@ -91,6 +91,7 @@ async fn a_seed_client_gets_only_seed_packets_and_seed_codes() {
         .cmd(plaza_server::control::Command::Notice {
             room: None,
             message: "maintenance soon".into(),
+            local: false,
         })
         .await;
     assert_eq!(r.data["delivered_to"], 1, "the notice went to op only");

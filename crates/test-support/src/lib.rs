@@ -254,6 +254,8 @@ impl Default for TestCert {
 /// ports, with its data in `data_dir`. Killed by its PID when dropped.
 pub struct ServerProcess {
     child: Option<std::process::Child>,
+    /// The rest of its log (standard output), read to keep its pipe open.
+    log: Option<std::io::Lines<std::io::BufReader<std::process::ChildStdout>>>,
     /// Its client listener, read from its first log line.
     pub addr: SocketAddr,
     /// Its TLS listener, if on, from the same line.
@@ -297,9 +299,26 @@ impl ServerProcess {
         };
         Self {
             child: Some(child),
+            log: Some(lines),
             addr,
             tls_addr,
         }
+    }
+
+    /// Waits (bounded by [`WAIT`]) for it to exit, returning how and the
+    /// log lines it wrote after its listening line.
+    pub async fn wait_with_log(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        let lines = self.log.take().expect("log");
+        within(
+            "the server to exit",
+            tokio::task::spawn_blocking(move || {
+                let log: Vec<String> = lines.map_while(Result::ok).collect();
+                (child.wait().expect("wait"), log.join("\n"))
+            }),
+        )
+        .await
+        .expect("join")
     }
 
     /// Sends it a signal (`"TERM"`, `"KILL"`), by its PID.

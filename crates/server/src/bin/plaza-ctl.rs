@@ -52,10 +52,14 @@ enum Cmd {
     Unmute { name: String },
     /// Slow mode: one message per SECONDS per member in ROOM (0: off).
     Slow { room: u32, seconds: u64 },
-    /// Send a notice to everyone, or to one room with --room.
+    /// Send a notice to everyone, or to one room with --room; in cluster
+    /// mode to the users of every node, unless --local.
     Notice {
         #[arg(long)]
         room: Option<u32>,
+        /// Only this node's users.
+        #[arg(long)]
+        local: bool,
         message: String,
     },
     /// Refuse new logins, count down with notices, then shut down.
@@ -112,28 +116,67 @@ fn show(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_owned)
 }
 
+/// "1 room", "2 rooms".
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// A mute as people read it: "-", "indefinitely", or "for 90 s".
+fn mute(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::Number(n) => format!("for {n} s"),
+        other => show(other),
+    }
+}
+
+/// An object as `key value` lines, nested objects and lists as dotted
+/// keys (`logins.OK 3`), so that no raw JSON reaches a person.
+fn print_fields(prefix: &str, v: &Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if k == "muted" {
+                    println!("{key:<32} {}", mute(v));
+                } else {
+                    print_fields(&key, v);
+                }
+            }
+        }
+        Value::Array(items) if items.is_empty() => println!("{prefix:<32} -"),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                print_fields(&format!("{prefix}.{i}"), item);
+            }
+        }
+        Value::Null => println!("{prefix:<32} -"),
+        other => println!("{prefix:<32} {}", show(other)),
+    }
+}
+
 fn print_text(command: &Cmd, data: &Value) {
     match (command, data) {
         (Cmd::Users, Value::Array(users)) => {
             println!(
-                "{:<32} {:>6} {:<22} {:>10} MUTED",
-                "NAME", "ROOM", "ADDRESS", "QUEUED"
+                "{:<32} {:>6} {:<22} {:>12} MUTED",
+                "NAME", "ROOM", "ADDRESS", "QUEUED BYTES"
             );
             for u in users {
                 println!(
-                    "{:<32} {:>6} {:<22} {:>10} {}",
+                    "{:<32} {:>6} {:<22} {:>12} {}",
                     show(&u["name"]),
                     u["room"].as_u64().map_or("-".into(), |r| r.to_string()),
                     u["address"].as_str().unwrap_or("-"),
                     u["send_queue_bytes"].as_u64().unwrap_or(0),
-                    if u["muted"].is_null() {
-                        "-".into()
-                    } else {
-                        show(&u["muted"])
-                    },
+                    mute(&u["muted"]),
                 );
             }
-            println!("{} users", users.len());
+            println!("{}", count(users.len(), "user"));
         }
         (Cmd::Rooms, Value::Array(rooms)) => {
             for r in rooms {
@@ -144,25 +187,29 @@ fn print_text(command: &Cmd, data: &Value) {
                     .filter_map(Value::as_str)
                     .collect();
                 println!(
-                    "room {:>5}: {} members: {}",
+                    "room {:>5}: {}: {}",
                     r["room"],
-                    members.len(),
+                    count(members.len(), "member"),
                     members.join(", ")
                 );
             }
-            println!("{} rooms in use", rooms.len());
+            println!("{} in use", count(rooms.len(), "room"));
         }
-        (_, Value::Object(m)) => {
-            for (k, v) in m {
-                println!("{k:<28} {}", show(v));
-            }
-        }
+        (_, v @ Value::Object(_)) => print_fields("", v),
         (_, other) => println!("{}", show(other)),
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    let run = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run()));
+    plaza_server::exit_code(run)
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let secret = secret(&cli)?;
     let mut config = ClientConfig::new(cli.addr, Framing::Lan);
@@ -192,9 +239,10 @@ async fn main() -> anyhow::Result<()> {
             room: *room,
             seconds: *seconds,
         },
-        Cmd::Notice { room, message } => Command::Notice {
+        Cmd::Notice { room, local, message } => Command::Notice {
             room: *room,
             message: message.clone(),
+            local: *local,
         },
         Cmd::Drain { seconds, cluster } => Command::Drain {
             seconds: *seconds,
