@@ -127,3 +127,54 @@ async fn sighup_reloads_the_tls_certificate_and_keeps_sessions() {
     server.signal("TERM");
     assert_eq!(server.wait().await.code(), Some(0));
 }
+
+/// Runs the server binary with `args` to its end (it is expected to fail at
+/// once); returns its standard error.
+fn failing_start(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--metrics-bind", "off"])
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.to_lowercase().contains("backtrace"), "{err}");
+    err
+}
+
+#[test]
+fn startup_errors_say_what_failed() {
+    // A port in use: which listener, which address.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let err = failing_start(&["--bind", &addr, "--control-bind", "127.0.0.1:0"]);
+    assert!(err.contains("starting the chat listener"), "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    let err = failing_start(&["--bind", "127.0.0.1:0", "--control-bind", &addr]);
+    assert!(err.contains("starting the control listener"), "{err}");
+
+    // Cluster mode with Redis down: which Redis.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{closed}/0");
+    let err = failing_start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--control-bind",
+        "127.0.0.1:0",
+        "--store",
+        &url,
+        "--cluster",
+        "--redis-timeout-ms",
+        "500",
+    ]);
+    assert!(
+        err.contains(&format!("cluster mode: cannot use Redis at {url}")),
+        "{err}"
+    );
+}

@@ -261,11 +261,30 @@ async fn plaza_ctl_prints_status_and_reports_errors_clearly() {
     assert_eq!(json["ok"], true);
     assert_eq!(json["data"]["users_online"], 1);
 
+    assert!(
+        server.control().await.cmd(Command::Mute { name: "amy".into(), seconds: 90 }).await.ok
+    );
     let out = within("plaza-ctl", run([base.clone(), vec!["users".into()]].concat()))
         .await
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("amy") && text.contains("1 users"), "{text}");
+    assert!(text.contains("amy") && text.contains("1 user\n"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("amy") && l.contains(" for 8") || l.contains(" for 9")) && text.contains(" s\n"),
+        "a mute has a unit: {text}"
+    );
+
+    // Status as text: no raw JSON, and counts read as English.
+    let out = within("plaza-ctl", run([base.clone(), vec!["status".into()]].concat()))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains('{') && !text.contains('['), "{text}");
+    assert!(text.contains("logins.OK"), "{text}");
+    let out = within("plaza-ctl", run([base.clone(), vec!["rooms".into()]].concat()))
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 rooms in use"));
 
     let wrong = std::env::temp_dir().join(format!("plaza-wrong-secret-{}", std::process::id()));
     std::fs::write(&wrong, "wrong").unwrap();
@@ -305,4 +324,23 @@ async fn plaza_ctl_prints_status_and_reports_errors_clearly() {
     .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is plaza-server running?"));
+
+    // An error and its causes, one a line, even with RUST_BACKTRACE set.
+    let out = within(
+        "plaza-ctl",
+        tokio::task::spawn_blocking(move || {
+            Process::new(ctl)
+                .args(["--addr", "127.0.0.1:1", "--secret-file", "/nonexistent/secret", "status"])
+                .env("RUST_BACKTRACE", "1")
+                .output()
+                .expect("run plaza-ctl")
+        }),
+    )
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: reading /nonexistent/secret"), "{err}");
+    assert!(err.contains("caused by: No such file"), "{err}");
+    assert!(!err.to_lowercase().contains("backtrace"), "{err}");
+    assert!(err.lines().count() <= 3, "{err}");
 }
