@@ -105,6 +105,8 @@ pub struct PlazaClient {
     net: Client,
     state: Arc<Mutex<State>>,
     timeout: Duration,
+    /// Rooms on the server (from its HELLO answer).
+    rooms: u32,
 }
 
 impl PlazaClient {
@@ -127,20 +129,29 @@ impl PlazaClient {
             },
         )
         .await?;
-        let client = Self {
+        let mut client = Self {
             net,
             state,
             timeout: Duration::from_secs(15),
+            rooms: 0,
         };
         // Plaza's notifications (whispers, broadcasts, notices, resume
         // tokens...) come only to a connection that says it understands them.
-        client
+        let hello = client
             .request(Request::Hello {
                 version: plaza_proto::VERSION,
                 features: plaza_proto::features::ALL,
             })
             .await?;
+        if let Event::Hello { rooms, .. } = hello {
+            client.rooms = rooms;
+        }
         Ok((client, rx))
+    }
+
+    /// Rooms on the server, numbered from 0 (0 if it did not say).
+    pub fn rooms(&self) -> u32 {
+        self.rooms
     }
 
     /// Sends a request and waits for its response.

@@ -177,7 +177,7 @@ async fn the_terminal_client_runs_scripted_from_stdin() {
         "ok: sent",
         "2 users: bob, carol",
         "ok: whispered to bob",
-        "error: whispered to ghost: no such user is logged in (107)",
+        "error: whisper to ghost failed: no such user is logged in (107)",
         "echo: ping",
         "unknown command /nonsense",
     ] {

@@ -1017,6 +1017,7 @@ impl Hub {
                         result: ResultCode::OK,
                         version: plaza_proto::VERSION,
                         features,
+                        rooms: self.config.rooms,
                     },
                 );
             }

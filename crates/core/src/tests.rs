@@ -101,6 +101,7 @@ fn hello_ok() -> Event {
         result: ResultCode::OK,
         version: plaza_proto::VERSION,
         features: plaza_proto::features::NOTIFICATIONS,
+        rooms: Config::default().rooms,
     }
 }
 

@@ -140,6 +140,8 @@ pub enum Event {
         version: u16,
         /// Feature bits in use from now on.
         features: u32,
+        /// Rooms on this server, numbered `0..rooms`.
+        rooms: u32,
     },
     /// 335: a request without a response packet of its own failed.
     RequestError {
@@ -226,10 +228,12 @@ impl Event {
                 result,
                 version,
                 features,
+                rooms,
             } => frame(dst, id::HELLO_RESPONSE, |b| {
                 b.put_u16_le(result.0);
                 b.put_u16_le(*version);
                 b.put_u32_le(*features);
+                b.put_u32_le(*rooms);
             }),
             Self::RequestError { request_id, result } => frame(dst, id::REQUEST_ERROR, |b| {
                 b.put_u16_le(*request_id);
@@ -354,6 +358,7 @@ impl Event {
                 result: r.result()?,
                 version: r.u16()?,
                 features: r.u32()?,
+                rooms: r.u32()?,
             },
             other => return Err(DecodeError::UnknownId(other)),
         };
@@ -449,6 +454,7 @@ mod tests {
                 result: ResultCode::OK,
                 version: 1,
                 features: 1,
+                rooms: 1000,
             },
             Event::RequestError {
                 request_id: 12,

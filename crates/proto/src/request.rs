@@ -279,6 +279,7 @@ impl Request {
                 result: code,
                 version: crate::VERSION,
                 features: 0,
+                rooms: 0,
             },
             id::LOGIN_REQUEST | id::RESUME_REQUEST => Event::LoginResult(code),
             id::ROOM_ENTER_REQUEST => Event::RoomEnterResult(code),

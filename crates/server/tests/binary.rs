@@ -133,7 +133,12 @@ async fn sighup_reloads_the_tls_certificate_and_keeps_sessions() {
 fn failing_start(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
-        .args(["--data-dir", dir.path().to_str().unwrap(), "--metrics-bind", "off"])
+        .args([
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--metrics-bind",
+            "off",
+        ])
         .args(args)
         .env("RUST_BACKTRACE", "1")
         .output()

@@ -262,7 +262,15 @@ async fn plaza_ctl_prints_status_and_reports_errors_clearly() {
     assert_eq!(json["data"]["users_online"], 1);
 
     assert!(
-        server.control().await.cmd(Command::Mute { name: "amy".into(), seconds: 90 }).await.ok
+        server
+            .control()
+            .await
+            .cmd(Command::Mute {
+                name: "amy".into(),
+                seconds: 90
+            })
+            .await
+            .ok
     );
     let out = within("plaza-ctl", run([base.clone(), vec!["users".into()]].concat()))
         .await
@@ -270,7 +278,9 @@ async fn plaza_ctl_prints_status_and_reports_errors_clearly() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("amy") && text.contains("1 user\n"), "{text}");
     assert!(
-        text.lines().any(|l| l.starts_with("amy") && l.contains(" for 8") || l.contains(" for 9")) && text.contains(" s\n"),
+        text.lines()
+            .any(|l| l.starts_with("amy") && l.contains(" for 8") || l.contains(" for 9"))
+            && text.contains(" s\n"),
         "a mute has a unit: {text}"
     );
 
@@ -330,7 +340,13 @@ async fn plaza_ctl_prints_status_and_reports_errors_clearly() {
         "plaza-ctl",
         tokio::task::spawn_blocking(move || {
             Process::new(ctl)
-                .args(["--addr", "127.0.0.1:1", "--secret-file", "/nonexistent/secret", "status"])
+                .args([
+                    "--addr",
+                    "127.0.0.1:1",
+                    "--secret-file",
+                    "/nonexistent/secret",
+                    "status",
+                ])
                 .env("RUST_BACKTRACE", "1")
                 .output()
                 .expect("run plaza-ctl")

@@ -1,0 +1,408 @@
+//! `plaza chat`: a terminal chat session that survives a dropped connection.
+//!
+//! It connects before asking for the password (no server, no prompt), logs
+//! in, and then reads commands. When the connection drops (a network
+//! change, a server restart) it reconnects on its own with its resume
+//! token, falling back to the password, and puts the user back in the room
+//! they were in. Only a kick, `/quit` or the end of input end the session.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use plaza_client::{Notifications, PlazaClient, Target};
+use plaza_proto::{Event, Request, ResultCode};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
+
+/// Waits before each reconnection attempt: about 8 s in all.
+const BACKOFF_MS: [u64; 7] = [0, 100, 300, 600, 1000, 2000, 4000];
+
+fn help(rooms: u32) -> String {
+    format!(
+        "commands:
+  TEXT                 chat in your room
+  /join N              enter room N (0 to {}; leaves the room you are in)
+  /leave               leave the room      /users          list logged-in users
+  /w NAME TEXT         whisper to NAME     /broadcast TEXT message everyone
+  /echo TEXT           echo test           /logout         log out, stay connected
+  /login [NAME]        log in again (as NAME: asks for its password)
+  /admin [SECRET]      become administrator
+  /kick NAME           (admin) disconnect NAME
+  /mute NAME [SECS]    (admin) mute NAME   /unmute NAME    (admin) lift a mute
+  /shutdown            (admin) stop the server
+  /help                this text           /quit           leave",
+        rooms.saturating_sub(1)
+    )
+}
+
+/// What the user types: a terminal, or a script on standard input.
+struct Input {
+    lines: Lines<BufReader<Stdin>>,
+    interactive: bool,
+}
+
+impl Input {
+    async fn next_line(&mut self) -> anyhow::Result<Option<String>> {
+        Ok(self.lines.next_line().await?)
+    }
+
+    /// A password: prompted for (not echoed) on a terminal, else the next
+    /// line of the script.
+    async fn password(&mut self, user: &str) -> anyhow::Result<String> {
+        if self.interactive {
+            let prompt = format!("password for {user}: ");
+            return tokio::task::spawn_blocking(move || rpassword::prompt_password(prompt))
+                .await?
+                .context("reading the password");
+        }
+        self.next_line()
+            .await?
+            .with_context(|| format!("scripted mode: the password for {user} must be the next line"))
+    }
+}
+
+/// Connects, with one line of explanation when it cannot.
+async fn connect(server: &Target) -> anyhow::Result<(PlazaClient, Notifications)> {
+    PlazaClient::connect(server.clone()).await.map_err(|e| {
+        let mut root: &dyn std::error::Error = &e;
+        while let Some(source) = root.source() {
+            root = source;
+        }
+        anyhow::anyhow!(
+            "cannot connect to {} ({root}): is plaza-server running there? (start one with: cargo run --release -p plaza-server)",
+            server.addr
+        )
+    })
+}
+
+/// "ok: TEXT", or "error: ACTION failed: why (code)".
+fn outcome(action: &str, ok: &str, code: ResultCode) -> String {
+    if code.is_ok() {
+        format!("ok: {ok}")
+    } else {
+        format!("error: {action} failed: {code}")
+    }
+}
+
+pub(crate) async fn chat(server: Target, user: String, register: bool) -> anyhow::Result<()> {
+    let mut input = Input {
+        lines: BufReader::new(tokio::io::stdin()).lines(),
+        interactive: std::io::stdin().is_terminal(),
+    };
+    let (client, notes) = connect(&server).await?;
+    let password = input.password(&user).await?;
+    if register {
+        let r = client
+            .request(Request::Register {
+                name: user.clone(),
+                password: password.clone(),
+            })
+            .await?;
+        let code = PlazaClient::result_of(&r);
+        if !code.is_ok() {
+            let hint = if code == ResultCode::NAME_TAKEN {
+                " (to log in, leave out --register)"
+            } else {
+                ""
+            };
+            bail!("register {user} failed: {code}{hint}");
+        }
+        println!("ok: registered {user}");
+    }
+    let code = client.login(&user, &password).await?;
+    if !code.is_ok() {
+        bail!("login as {user} failed: {code}");
+    }
+    println!(
+        "logged in as {user}; rooms are numbered 0 to {}; /help lists the commands",
+        client.rooms().saturating_sub(1)
+    );
+    let mut session = Session {
+        client,
+        notes,
+        server,
+        user,
+        password,
+        logged_in: true,
+        room: None,
+        names: HashMap::new(),
+        kicked: false,
+    };
+    session.run(&mut input).await
+}
+
+struct Session {
+    client: PlazaClient,
+    notes: Notifications,
+    server: Target,
+    user: String,
+    password: String,
+    logged_in: bool,
+    room: Option<i32>,
+    /// Room members by uid, to name who left.
+    names: HashMap<u64, String>,
+    kicked: bool,
+}
+
+/// The client library's word for a dropped connection.
+fn is_drop(e: &Event) -> bool {
+    matches!(e, Event::Notice { message } if message == "disconnected")
+}
+
+impl Session {
+    async fn run(&mut self, input: &mut Input) -> anyhow::Result<()> {
+        loop {
+            tokio::select! {
+                line = input.next_line() => {
+                    let Some(line) = line? else { break };
+                    let line = line.trim();
+                    if line.is_empty() {
+                        continue;
+                    }
+                    match self.command(line, input).await {
+                        Ok(Some(text)) => println!("{text}"),
+                        Ok(None) => break,
+                        // The connection dropped mid-request: the request
+                        // is lost; come back, then take the next line.
+                        Err(e) => {
+                            println!("error: {e}");
+                            self.drain_notes();
+                            self.reconnect().await?;
+                        }
+                    }
+                }
+                note = self.notes.recv() => match note {
+                    Some(e) if is_drop(&e) => self.reconnect().await?,
+                    Some(e) => self.show(&e),
+                    None => self.reconnect().await?,
+                },
+                _ = tokio::time::sleep(Duration::from_secs(30)), if input.interactive => {
+                    // Keep the connection alive while the user is quiet.
+                    let _ = self.client.request(Request::Ping { nonce: 0 }).await;
+                }
+            }
+        }
+        self.client.close().await;
+        Ok(())
+    }
+
+    /// Prints what is waiting (a kick, a notice) before acting on a drop.
+    fn drain_notes(&mut self) {
+        while let Ok(e) = self.notes.try_recv() {
+            self.show(&e);
+        }
+    }
+
+    fn show(&mut self, event: &Event) {
+        let text = match event {
+            Event::RoomNewUser { uid, name } => {
+                self.names.insert(*uid, name.clone());
+                format!("* {name} joined the room")
+            }
+            Event::RoomLeaveUser { uid } => format!(
+                "* {} left the room",
+                self.names.remove(uid).unwrap_or_else(|| format!("user {uid}"))
+            ),
+            Event::RoomChat { name, message } => format!("[{name}] {message}"),
+            Event::Whisper { from, message } => format!("(whisper from {from}) {message}"),
+            Event::Broadcast { from, message } => format!("[broadcast] {from}: {message}"),
+            Event::Kicked { by } => {
+                self.kicked = true;
+                format!("* you were kicked by {by}")
+            }
+            Event::Muted { seconds: 0 } => "* you are no longer muted".into(),
+            Event::Muted { seconds: u32::MAX } => "* you are muted".into(),
+            Event::Muted { seconds } => format!("* you are muted for {seconds} s"),
+            Event::Notice { message } if !is_drop(event) => format!("* notice: {message}"),
+            Event::Missed { count } => format!("* {count} room messages were dropped: you read too slowly"),
+            _ => return,
+        };
+        println!("{text}");
+    }
+
+    /// Comes back after a dropped connection: resume with the token (or
+    /// the password), then enter the room again.
+    async fn reconnect(&mut self) -> anyhow::Result<()> {
+        self.drain_notes();
+        if self.kicked {
+            bail!("disconnected: you were kicked");
+        }
+        println!("* disconnected; reconnecting");
+        let mut token = self.client.token();
+        for wait in BACKOFF_MS {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let Ok((client, notes)) = connect(&self.server).await else {
+                continue;
+            };
+            if self.logged_in {
+                let code = match token.as_deref() {
+                    Some(t) => client.resume(&self.user, t).await?,
+                    None => client.login(&self.user, &self.password).await?,
+                };
+                match code {
+                    ResultCode::OK => {}
+                    // The server has not seen the old connection go yet.
+                    ResultCode::LOGIN_ALREADY | ResultCode::SERVICE_UNAVAILABLE | ResultCode::BUSY => {
+                        continue;
+                    }
+                    // A used or expired token: the password, next try.
+                    ResultCode::INVALID_CREDENTIALS if token.is_some() => {
+                        token = None;
+                        continue;
+                    }
+                    other => bail!("reconnected, but logging in again failed: {other}"),
+                }
+            }
+            (self.client, self.notes) = (client, notes);
+            println!("* reconnected");
+            if let Some(room) = self.room.take() {
+                println!("{}", self.join(room).await?);
+            }
+            return Ok(());
+        }
+        bail!("disconnected from the server, and it did not come back")
+    }
+
+    async fn join(&mut self, room: i32) -> anyhow::Result<String> {
+        if let Some(current) = self.room {
+            if current == room {
+                return Ok(format!("ok: already in room {room}"));
+            }
+            let code = PlazaClient::result_of(&self.client.request(Request::RoomLeave).await?);
+            if !code.is_ok() {
+                return Ok(outcome(&format!("leave room {current}"), "", code));
+            }
+            self.room = None;
+        }
+        let (code, members) = self.client.enter(room).await?;
+        if !code.is_ok() {
+            return Ok(outcome(&format!("join room {room}"), "", code));
+        }
+        self.room = Some(room);
+        self.names = members.iter().cloned().collect();
+        let list: Vec<&str> = members.iter().map(|m| m.1.as_str()).collect();
+        Ok(format!("ok: in room {room} with {}", list.join(", ")))
+    }
+
+    async fn ask(&self, request: Request) -> anyhow::Result<ResultCode> {
+        Ok(PlazaClient::result_of(&self.client.request(request).await?))
+    }
+
+    /// Runs one line; `None` to quit.
+    async fn command(&mut self, line: &str, input: &mut Input) -> anyhow::Result<Option<String>> {
+        let (cmd, rest) = match line.strip_prefix('/') {
+            Some(c) => c.split_once(' ').map_or((c, ""), |(a, b)| (a, b.trim())),
+            None => ("say", line),
+        };
+        Ok(Some(match cmd {
+            "say" => {
+                let code = self.ask(Request::RoomChat { message: rest.into() }).await?;
+                outcome("send", "sent", code)
+            }
+            "join" => match rest.parse::<i32>() {
+                Ok(room) => self.join(room).await?,
+                Err(_) => "usage: /join N".into(),
+            },
+            "leave" => {
+                let code = self.ask(Request::RoomLeave).await?;
+                if code.is_ok() {
+                    self.room = None;
+                }
+                outcome("leave", "left the room", code)
+            }
+            "w" => {
+                let Some((to, msg)) = rest.split_once(' ') else {
+                    return Ok(Some("usage: /w NAME TEXT".into()));
+                };
+                let code = self
+                    .ask(Request::Whisper {
+                        to: to.into(),
+                        message: msg.into(),
+                    })
+                    .await?;
+                outcome(&format!("whisper to {to}"), &format!("whispered to {to}"), code)
+            }
+            "broadcast" => {
+                let code = self.ask(Request::Broadcast { message: rest.into() }).await?;
+                outcome("broadcast", "broadcast", code)
+            }
+            "users" => {
+                let (code, users) = self.client.users().await?;
+                if code.is_ok() {
+                    format!("{} users: {}", users.len(), users.join(", "))
+                } else {
+                    outcome("users", "", code)
+                }
+            }
+            "echo" => match self
+                .client
+                .request(Request::Echo {
+                    payload: rest.as_bytes().to_vec(),
+                })
+                .await?
+            {
+                Event::EchoResult { payload, .. } => format!("echo: {}", String::from_utf8_lossy(&payload)),
+                other => outcome("echo", "", PlazaClient::result_of(&other)),
+            },
+            "admin" => {
+                let code = self.ask(Request::Admin { secret: rest.into() }).await?;
+                outcome("admin", "you are an administrator", code)
+            }
+            "kick" => {
+                let code = self.ask(Request::Kick { name: rest.into() }).await?;
+                outcome(&format!("kick {rest}"), &format!("kicked {rest}"), code)
+            }
+            "mute" => {
+                let (name, secs) = rest
+                    .split_once(' ')
+                    .map_or((rest, None), |(a, b)| (a, b.trim().parse().ok()));
+                let code = self
+                    .ask(Request::Mute {
+                        name: name.into(),
+                        seconds: secs.unwrap_or(u32::MAX),
+                    })
+                    .await?;
+                outcome(&format!("mute {name}"), &format!("muted {name}"), code)
+            }
+            "unmute" => {
+                let code = self
+                    .ask(Request::Mute {
+                        name: rest.into(),
+                        seconds: 0,
+                    })
+                    .await?;
+                outcome(&format!("unmute {rest}"), &format!("unmuted {rest}"), code)
+            }
+            "shutdown" => {
+                let code = self.ask(Request::Shutdown).await?;
+                outcome("shutdown", "server shutting down", code)
+            }
+            "logout" => {
+                let code = self.ask(Request::Logout).await?;
+                if code.is_ok() {
+                    (self.logged_in, self.room) = (false, None);
+                }
+                outcome("logout", "logged out (/login to log in again)", code)
+            }
+            "login" => {
+                if !rest.is_empty() && rest != self.user {
+                    let password = input.password(rest).await?;
+                    (self.user, self.password) = (rest.to_owned(), password);
+                }
+                let code = self.client.login(&self.user, &self.password).await?;
+                if code.is_ok() {
+                    self.logged_in = true;
+                }
+                outcome(
+                    &format!("login as {}", self.user),
+                    &format!("logged in as {}", self.user),
+                    code,
+                )
+            }
+            "help" => help(self.client.rooms()),
+            "quit" => return Ok(None),
+            other => format!("unknown command /{other} (try /help)"),
+        }))
+    }
+}

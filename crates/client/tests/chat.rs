@@ -1,0 +1,140 @@
+//! `plaza chat` as a person meets it: errors that read as errors, room
+//! switching, logging in again, no server, and a session that survives the
+//! server's restart.
+
+use std::process::{Command, Stdio};
+
+use plaza_proto::Event;
+use plaza_test_support::{TestServer, run_command, within};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_plaza");
+
+fn chat(addr: &str, user: &str, register: bool) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["chat", "--server", addr, "--user", user]);
+    if register {
+        c.arg("--register");
+    }
+    c.env("RUST_BACKTRACE", "1");
+    c
+}
+
+#[tokio::test]
+async fn errors_read_as_errors_and_rooms_switch_and_logins_come_back() {
+    let server = TestServer::start().await;
+    let addr = server.addr.to_string();
+    let script = "pw\n/admin wrong\n/join 2\n/join 3\nhi\n/logout\nhi\n/login\n/join 1\n/help\n/quit\n";
+    let out = run_command(chat(&addr, "carol", true), script.as_bytes()).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for expected in [
+        "rooms are numbered 0 to 999",
+        "error: admin failed: administrator rights required (106)",
+        "ok: in room 2 with carol",
+        "ok: in room 3 with carol",
+        "ok: sent",
+        "ok: logged out",
+        "error: send failed: you are in the lobby, not in a room (82)",
+        "ok: logged in as carol",
+        "ok: in room 1 with carol",
+        "/join N              enter room N (0 to 999",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("ok: you are an administrator"));
+}
+
+#[tokio::test]
+async fn a_failed_register_stops_before_logging_in() {
+    let server = TestServer::start().await;
+    server.user("bob").await;
+    let out = run_command(chat(&server.addr.to_string(), "bob", true), b"other\n").await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: register bob failed: that user name is taken (108)"),
+        "{err}"
+    );
+    assert!(err.contains("leave out --register"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("logged in"));
+}
+
+#[tokio::test]
+async fn no_server_says_so_at_once_in_one_line() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    // No password given: it must not be asked for.
+    let out = run_command(chat(&closed, "amy", false), b"").await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot connect to {closed}")), "{err}");
+    assert!(err.contains("is plaza-server running there?"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// Reads the client's output until a line contains `want`.
+async fn until_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>, want: &str) {
+    within(&format!("the line {want:?}"), async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("the client ended");
+            if line.contains(want) {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_session_comes_back_to_its_room_after_a_server_restart() {
+    let server = TestServer::start().await;
+    let (addr, dir) = (server.addr, server.dir.clone());
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "chat",
+            "--server",
+            &addr.to_string(),
+            "--user",
+            "carol",
+            "--register",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    stdin.write_all(b"pw\n/join 3\n").await.unwrap();
+    until_line(&mut lines, "ok: in room 3").await;
+
+    // The server restarts on the same address and data.
+    let mut running = server.running;
+    running.shutdown().await;
+    until_line(&mut lines, "reconnecting").await;
+    within("the server to stop", running.wait()).await;
+    let server = TestServer::in_dir(dir, |s| s.bind = Some(addr)).await;
+    until_line(&mut lines, "* reconnected").await;
+    until_line(&mut lines, "ok: in room 3 with carol").await;
+
+    // Back in the room: a member there hears it.
+    let mut bob = server.user("bob").await;
+    bob.enter(3).await;
+    stdin.write_all(b"hello again\n").await.unwrap();
+    let heard = within("carol's message", async {
+        loop {
+            if let Event::RoomChat { name, message } = bob.recv().await {
+                return (name, message);
+            }
+        }
+    })
+    .await;
+    assert_eq!(heard, ("carol".into(), "hello again".into()));
+    stdin.write_all(b"/quit\n").await.unwrap();
+    let status = within("the client to exit", child.wait()).await.unwrap();
+    assert!(status.success());
+}
