@@ -54,7 +54,19 @@ impl T {
     /// Connects a client that says HELLO (Plaza's notifications on).
     fn connect(&mut self, conn: Conn) {
         self.input(Input::Connect { conn });
-        assert_eq!(self.req(conn, hello()), vec![(conn, hello_ok())]);
+        let rooms = self.hub.config.rooms;
+        assert_eq!(
+            self.req(conn, hello()),
+            vec![(
+                conn,
+                Event::Hello {
+                    result: ResultCode::OK,
+                    version: plaza_proto::VERSION,
+                    features: plaza_proto::features::NOTIFICATIONS,
+                    rooms,
+                }
+            )]
+        );
     }
     /// Connects and logs `name` in, approving the credential check.
     fn user(&mut self, conn: Conn, name: &str, admin: bool) {

@@ -376,6 +376,28 @@ mod tests {
     }
 
     #[test]
+    fn hello_is_encoded_as_protocol_md_shows_it() {
+        let mut b = BytesMut::new();
+        Request::Hello {
+            version: 1,
+            features: crate::features::NOTIFICATIONS,
+        }
+        .encode(&mut b);
+        assert_eq!(&b[..], [0x0b, 0, 0x57, 1, 0, 1, 0, 1, 0, 0, 0]);
+        let answer = Event::Hello {
+            result: ResultCode::OK,
+            version: 1,
+            features: 1,
+            rooms: 1000,
+        }
+        .to_bytes();
+        assert_eq!(
+            &answer[..],
+            [0x11, 0, 0x58, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0xe8, 3, 0, 0]
+        );
+    }
+
+    #[test]
     fn a_malformed_echo_or_user_list_is_answered_with_its_own_response() {
         assert!(matches!(
             Request::failure(id::ECHO_REQUEST, ResultCode::BAD_REQUEST),
