@@ -136,41 +136,11 @@ async fn a_kicked_slow_reader_still_sending_gets_its_messages_and_the_kick() {
     );
 }
 
-#[tokio::test]
-async fn requests_sent_before_a_half_close_are_all_answered() {
-    let server = TestServer::start().await;
-    let mut s = TcpStream::connect(server.addr).await.unwrap();
-    let mut out = Vec::new();
-    for nonce in 0..200 {
-        out.extend(encode(&Request::Ping { nonce }));
-    }
-    s.write_all(&out).await.unwrap();
-    s.shutdown().await.unwrap();
-    let mut got = Vec::new();
-    within("the answers and the close", s.read_to_end(&mut got))
-        .await
-        .unwrap();
-    let mut buf = BytesMut::from(&got[..]);
-    let mut nonces = Vec::new();
-    while let Some(f) = plaza_proto::split_frame(&mut buf).unwrap() {
-        match Event::decode(&f).unwrap() {
-            Event::Pong { nonce } => nonces.push(nonce),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(nonces, (0..200).collect::<Vec<_>>());
-}
-
-#[tokio::test]
-async fn a_half_close_behind_a_login_waits_for_its_answer() {
-    let server = TestServer::start().await;
-    server.user("amy").await;
-    let mut s = TcpStream::connect(server.addr).await.unwrap();
-    let mut out = encode(&Request::Login {
-        name: "amy2".into(),
-        password: "pw".into(),
-    });
-    out.extend(encode(&Request::Ping { nonce: 7 }));
+/// Sends `requests` in one write, shuts the sending side, and returns what
+/// the server answers before it closes.
+async fn send_then_half_close(addr: std::net::SocketAddr, requests: &[Request]) -> Vec<Event> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let out: Vec<u8> = requests.iter().flat_map(encode).collect();
     s.write_all(&out).await.unwrap();
     s.shutdown().await.unwrap();
     let mut got = Vec::new();
@@ -182,6 +152,26 @@ async fn a_half_close_behind_a_login_waits_for_its_answer() {
     while let Some(f) = plaza_proto::split_frame(&mut buf).unwrap() {
         events.push(Event::decode(&f).unwrap());
     }
+    events
+}
+
+#[tokio::test]
+async fn requests_sent_before_a_half_close_are_all_answered() {
+    let server = TestServer::start().await;
+    let pings: Vec<Request> = (0..200).map(|nonce| Request::Ping { nonce }).collect();
+    let pongs: Vec<Event> = (0..200).map(|nonce| Event::Pong { nonce }).collect();
+    assert_eq!(send_then_half_close(server.addr, &pings).await, pongs);
+}
+
+#[tokio::test]
+async fn a_half_close_behind_a_login_waits_for_its_answer() {
+    let server = TestServer::start().await;
+    server.user("amy").await;
+    let login = Request::Login {
+        name: "amy2".into(),
+        password: "pw".into(),
+    };
+    let events = send_then_half_close(server.addr, &[login, Request::Ping { nonce: 7 }]).await;
     assert_eq!(
         events,
         vec![
