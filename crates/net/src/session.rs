@@ -505,7 +505,14 @@ fn read_loop<E: Events, R: Source>(
         let mut buf = RecvBuf::new();
         // The size the pending frame needs, once its header is in.
         let mut want = framing.header_len();
-        loop {
+        // How reading ended, when the session is to go on after it.
+        enum End {
+            /// The session is closing gracefully: drain the peer.
+            Closing,
+            /// The peer finished sending.
+            Eof,
+        }
+        let end = 'read: loop {
             // (Nothing here is kept across the handler's await below but
             // what must be: this state sits in every session's task.)
             let n = {
@@ -514,20 +521,8 @@ fn read_loop<E: Events, R: Source>(
                     poll_fn(|cx| poll_read(cx, shared, &mut rd, &mut buf, want, limits.recv_buffer)).await;
                 shared.marks.reading.store(false, Ordering::Relaxed);
                 match r {
-                    None => {
-                        // Hold no receive buffer while draining.
-                        drop(std::mem::replace(&mut buf, RecvBuf::new()));
-                        return poll_fn(|cx| drain(cx, shared, &mut rd)).await;
-                    }
-                    Some(Ok(0)) => {
-                        // The peer finished sending: once the owner has
-                        // answered what came before, deliver what is
-                        // queued, then close.
-                        if events.eof(shared.id).await {
-                            shared.close(Close::Flush(Instant::now() + limits.linger));
-                        }
-                        return;
-                    }
+                    None => break 'read End::Closing,
+                    Some(Ok(0)) => break 'read End::Eof,
                     Some(Ok(n)) => n,
                     Some(Err(e)) => return shared.abort(e.into()),
                 }
@@ -544,9 +539,7 @@ fn read_loop<E: Events, R: Source>(
                         buf.consume(len);
                         if shared.is_closing() {
                             counters.frames_in.add(frames);
-                            // Hold no receive buffer while draining.
-                            drop(std::mem::replace(&mut buf, RecvBuf::new()));
-                            return poll_fn(|cx| drain(cx, shared, &mut rd)).await;
+                            break 'read End::Closing;
                         }
                     }
                     Ok(None) => {
@@ -560,6 +553,18 @@ fn read_loop<E: Events, R: Source>(
                 }
             }
             counters.frames_in.add(frames);
+        };
+        // The buffer goes first: what follows waits, and holds nothing.
+        drop(buf);
+        match end {
+            End::Closing => poll_fn(|cx| drain(cx, shared, &mut rd)).await,
+            // Once the owner has answered what came before, deliver what
+            // is queued, then close.
+            End::Eof => {
+                if events.eof(shared.id).await {
+                    shared.close(Close::Flush(Instant::now() + limits.linger));
+                }
+            }
         }
     }
 }

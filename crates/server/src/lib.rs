@@ -309,11 +309,18 @@ impl Handler for Gateway {
 
     async fn on_peer_closed(&self, id: SessionId) -> bool {
         // The hub closes it once the requests before are answered (a
-        // client may send its requests and shut its side at once).
-        self.tx
-            .send(Input::PeerClosed { conn: id.as_u64() })
-            .await
-            .is_err()
+        // client may send its requests and shut its side at once). The
+        // wait, as in `on_recv`, is boxed: this future sits in every
+        // session's task.
+        // (The try's result is taken apart before the wait, not matched
+        // around it: a match would keep it across the wait, in every
+        // session's task.)
+        let input = match self.tx.try_send(Input::PeerClosed { conn: id.as_u64() }) {
+            Ok(()) => return false,
+            Err(mpsc::error::TrySendError::Closed(_)) => return true,
+            Err(mpsc::error::TrySendError::Full(input)) => input,
+        };
+        Box::pin(self.tx.send(input)).await.is_err()
     }
 
     async fn on_leave(&self, id: SessionId) {

@@ -8,9 +8,10 @@
 //!   `name`, TTL `presence_ttl`, refreshed while it lives; a crashed node's
 //!   users are free again when it runs out.
 //! - `token:<digest>`: account name for a resume token, TTL `token_ttl`.
-//! - `folded:<lower-case name>`: the account name registered under it, so
-//!   that no two names differ only in case (set at registration, and for
-//!   older accounts at their next password login).
+//! - `folded:<lower-case name>`: the account name registered under it, for
+//!   names with a capital (`Amy`), so that no two names differ only in case
+//!   (set at registration, and for older accounts at their next password
+//!   login; `amy` is found as `account:amy`).
 //!
 //! One multiplexed connection (redis-rs's ConnectionManager, which
 //! reconnects by itself) opened lazily; every call has a timeout, and a
@@ -63,13 +64,15 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
         r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
     )
 });
-/// Creates account KEYS[1] (hash ARGV[1], created at ARGV[2]) unless it
-/// exists: 1 if it did.
+/// Creates account KEYS[1] (hash ARGV[1], created at ARGV[2]) unless it,
+/// the folded key KEYS[2] or the account of the lower-cased name KEYS[3]
+/// exists; marks KEYS[2] with the name ARGV[3] unless the name is its own
+/// lower case. 1 if it created the account.
 static REGISTER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+        r"if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) > 0 then return 0 end
 redis.call('HSET', KEYS[1], 'hash', ARGV[1], 'roles', '', 'created_at', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3])
+if KEYS[1] ~= KEYS[3] then redis.call('SET', KEYS[2], ARGV[3]) end
 return 1",
     )
 });
@@ -360,12 +363,16 @@ impl RedisStore {
         self.conn().await?;
         let hash = self.hasher.hash(password).await?;
         let key = self.key("account", &name);
-        let folded = self.key("folded", &plaza_proto::name_key(&name));
+        let lower = plaza_proto::name_key(&name);
+        let folded = self.key("folded", &lower);
+        // The account a name that is its own key would have.
+        let lower_account = self.key("account", &lower);
         let created: i64 = self
             .call(async |c| {
                 REGISTER
                     .key(&key)
                     .key(&folded)
+                    .key(&lower_account)
                     .arg(&hash)
                     .arg(unix_now())
                     .arg(&name)
@@ -379,7 +386,12 @@ impl RedisStore {
     /// Marks `name`'s case-folded key as taken, if nobody holds it: how an
     /// account created before the key existed gets it (at its next login).
     pub(crate) async fn claim_folded(&self, name: &str) {
-        let folded = self.key("folded", &plaza_proto::name_key(name));
+        let lower = plaza_proto::name_key(name);
+        if lower == name {
+            // Found under its own account key.
+            return;
+        }
+        let folded = self.key("folded", &lower);
         let r: Result<Option<String>, _> = self
             .call(async |c| {
                 redis::cmd("SET")

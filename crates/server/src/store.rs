@@ -23,8 +23,10 @@ use crate::redis_store::RedisStore;
 
 const ACCOUNTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("accounts");
 /// An account name's key ([`plaza_proto::name_key`], its lower case) →
-/// the name as registered: no two accounts differ only in case. Filled from
-/// the accounts at open when an older build's database has none.
+/// the name as registered, for names that are not their own key (`Amy`;
+/// `amy` is found in [`ACCOUNTS`] under its key): no two accounts differ
+/// only in case. Filled from the accounts at open when an older build's
+/// database has none.
 const FOLDED: TableDefinition<'_, &str, &str> = TableDefinition::new("folded");
 /// Muted account name → end of the mute in Unix seconds (0: indefinite).
 const MUTES: TableDefinition<'_, &str, u64> = TableDefinition::new("mutes");
@@ -160,7 +162,7 @@ impl Accounts {
                 for row in accounts.iter()? {
                     let (name, _) = row?;
                     let key = plaza_proto::name_key(name.value());
-                    if folded.get(key.as_str())?.is_none() {
+                    if key != name.value() && folded.get(key.as_str())?.is_none() {
                         folded.insert(key.as_str(), name.value())?;
                     }
                 }
@@ -226,11 +228,17 @@ impl Accounts {
             let key = plaza_proto::name_key(name);
             // Check and insert in one write transaction: redb serialises
             // writers, so two racing registrations cannot both succeed.
-            if table.get(name)?.is_some() || folded.get(key.as_str())?.is_some() {
+            let taken = table.get(name)?.is_some()
+                || table.get(key.as_str())?.is_some()
+                || folded.get(key.as_str())?.is_some();
+            if taken {
                 false
             } else {
                 table.insert(name, bytes.as_slice())?;
-                folded.insert(key.as_str(), name)?;
+                // A name that is its own key is found in the accounts.
+                if key != name {
+                    folded.insert(key.as_str(), name)?;
+                }
                 true
             }
         };

@@ -40,6 +40,17 @@ async fn login_duplicate_mute_resume(redis: Option<&RedisServer>) {
             .await;
         assert_eq!(r, Event::RegisterResult(code), "{name:?}");
     }
+    // The other way round: a capital first, then its lower case.
+    lookalike.register("Zed", "pw").await;
+    assert_eq!(
+        lookalike
+            .call(Request::Register {
+                name: "zed".into(),
+                password: "pw".into()
+            })
+            .await,
+        Event::RegisterResult(ResultCode::NAME_TAKEN)
+    );
     // A name typed decomposed (e + a combining accent) is the composed one.
     lookalike.register("re\u{0301}my", "pw").await;
     lookalike.login("r\u{00E9}my", "pw").await;
