@@ -1,6 +1,8 @@
 //! The chat rules without a runtime: a recording sink and a fake clock.
 
 use super::*;
+use bytes::Bytes;
+use std::time::Duration;
 
 #[derive(Default)]
 struct Rec {

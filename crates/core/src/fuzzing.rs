@@ -1,0 +1,130 @@
+//! The check the hub fuzz target runs (in `fuzz/`, outside the workspace)
+//! and the corpus smoke test replays. Not part of the API.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use plaza_proto::{Event, Request};
+
+use crate::{AuthOutcome, BusMsg, Config, Conn, Effect, Hub, Input, SeatOutcome, Sink};
+
+#[derive(Default)]
+struct Out {
+    effects: Vec<Effect>,
+}
+
+impl Sink for Out {
+    fn send(&mut self, _: Conn, event: &Event) {
+        // Everything the hub sends must encode to a decodable frame.
+        let b = event.to_bytes();
+        assert!(Event::decode(&b).is_ok(), "hub sent an undecodable {event:?}");
+    }
+    fn send_shared(&mut self, _: Conn, frames: &Bytes) {
+        for frame in crate::room::frames(frames) {
+            assert!(Event::decode(frame).is_ok(), "hub shared an undecodable frame");
+        }
+    }
+    fn disconnect(&mut self, _: Conn) {}
+    fn effect(&mut self, effect: Effect) {
+        self.effects.push(effect);
+    }
+}
+
+/// Drives a hub (cluster mode, small limits, presence batched) with
+/// sessions 1-4 sending whatever `data` decodes to, store and bus
+/// answers in any order, other nodes' messages and time passing (with
+/// presence ticks). Never panics; the counts agree.
+pub fn hub(data: &[u8]) {
+    let config = Config {
+        rooms: 4,
+        room_capacity: 3,
+        max_users: 3,
+        max_pending: 2,
+        chat_rate: 5,
+        login_timeout: Some(Duration::from_secs(30)),
+        node_tag: 1,
+        admin_secret: Some("s".into()),
+        batch_presence: true,
+        ..Config::default()
+    };
+    let mut hub = Hub::new(config);
+    let mut out = Out::default();
+    let mut now = Instant::now();
+    let mut rest = data;
+    while let Some((&op, tail)) = rest.split_first() {
+        let conn = Conn::from(op & 3) + 1;
+        let len = usize::from(op >> 3).min(tail.len());
+        let (arg, tail) = tail.split_at(len);
+        rest = tail;
+        let input = match op & 4 == 0 {
+            // A frame from a client.
+            true => match Request::decode(arg) {
+                Ok(request) => Input::Request { conn, request },
+                Err(e) => Input::Invalid {
+                    conn,
+                    request_id: plaza_proto::packet_id(arg),
+                    result: e.result(),
+                },
+            },
+            false => match arg.first().copied().unwrap_or(0) % 8 {
+                0 => Input::Connect { conn },
+                1 => Input::Disconnect { conn },
+                2 => match out.effects.pop() {
+                    Some(Effect::Authenticate { conn, ticket, .. }) => Input::AuthDone {
+                        conn,
+                        ticket,
+                        outcome: match arg.get(1).copied().unwrap_or(0) % 3 {
+                            0 => AuthOutcome::valid(arg.len() > 2),
+                            1 => AuthOutcome::Invalid,
+                            _ => AuthOutcome::AlreadyLoggedIn,
+                        },
+                    },
+                    Some(Effect::ClaimSeat {
+                        conn,
+                        name,
+                        uid,
+                        room,
+                    }) => Input::SeatDone {
+                        conn,
+                        name,
+                        uid,
+                        room,
+                        outcome: SeatOutcome::Seated(vec![(uid, "x".into())]),
+                    },
+                    Some(Effect::Publish { ack: Some(conn), .. }) => Input::Published {
+                        conn,
+                        ok: arg.len() % 2 == 0,
+                    },
+                    _ => continue,
+                },
+                3 => Input::Remote {
+                    node: 9,
+                    msg: BusMsg::Enter {
+                        name: format!("r{}", arg.len() % 5),
+                        uid: 9 << 48 | arg.len() as u64,
+                        room: u32::from(arg.get(1).copied().unwrap_or(0) % 6),
+                    },
+                },
+                4 => Input::NodeState {
+                    node: 9,
+                    users: Vec::new(),
+                },
+                5 => {
+                    now += Duration::from_secs(u64::from(arg.get(1).copied().unwrap_or(1)));
+                    hub.expire_guests(now, &mut out);
+                    hub.flush_presence(&mut out);
+                    continue;
+                }
+                6 => Input::Shutdown,
+                _ => Input::Remote {
+                    node: 9,
+                    msg: BusMsg::Offline {
+                        name: format!("r{}", arg.len() % 5),
+                    },
+                },
+            },
+        };
+        hub.handle(input, now, &mut out);
+        assert!(hub.users_online() <= hub.sessions() + hub.remote_users());
+    }
+}

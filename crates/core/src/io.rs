@@ -1,0 +1,314 @@
+//! What the hub takes (inputs), what it gives (sends and effects through a
+//! [`Sink`]), and its configuration.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use plaza_proto::{Event, Request, ResultCode};
+
+use crate::{BusMsg, RemoteEntry, SeatOutcome};
+
+/// A session, by the network layer's session id.
+pub type Conn = u64;
+
+/// Limits and policy of the chat service.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Rooms, numbered `0..rooms`.
+    pub rooms: u32,
+    /// Members per room.
+    pub room_capacity: usize,
+    /// Users logged in (or logging in) at once; the next login gets 32.
+    pub max_users: usize,
+    /// Whether REGISTER creates accounts.
+    pub registration: bool,
+    /// Secret that elevates any logged-in user with ADMIN; `None` means only
+    /// users with the admin role can elevate.
+    pub admin_secret: Option<String>,
+    /// Credential checks and registrations in flight at once; more get BUSY.
+    pub max_pending: usize,
+    /// Chat messages (room chat, whisper, broadcast) per second per session,
+    /// with bursts of twice that; more get RATE_LIMITED. 0: no limit.
+    pub chat_rate: u32,
+    /// Time a connection may stay without logging in before it is closed.
+    /// `None`: no limit.
+    pub login_timeout: Option<Duration>,
+    /// This node's tag in a cluster (1..=65535), or 0 for a single node.
+    /// Room member ids shown to clients carry it in their top 16 bits, so ids
+    /// from different nodes never collide.
+    pub node_tag: u16,
+    /// Room presence (enter and leave notices) waits for
+    /// [`Hub::flush_presence`], which the caller runs on a timer, instead of
+    /// going out at once: see `room.rs`.
+    pub batch_presence: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            rooms: 1000,
+            room_capacity: 200,
+            max_users: 10_000,
+            registration: true,
+            admin_secret: None,
+            max_pending: 1024,
+            chat_rate: 0,
+            login_timeout: None,
+            node_tag: 0,
+            batch_presence: false,
+        }
+    }
+}
+
+/// Something that happened, for the hub to act on.
+#[derive(Debug)]
+pub enum Input {
+    /// A session connected.
+    Connect {
+        /// The session.
+        conn: Conn,
+    },
+    /// The peer finished sending (its half of the connection is closed).
+    /// Its requests before that are answered, then the session is closed
+    /// after what was queued for it is written.
+    PeerClosed {
+        /// The session.
+        conn: Conn,
+    },
+    /// A session is gone (its socket is closed).
+    Disconnect {
+        /// The session.
+        conn: Conn,
+    },
+    /// A decoded request.
+    Request {
+        /// From.
+        conn: Conn,
+        /// What.
+        request: Request,
+    },
+    /// A request that failed to decode; answered with `result`.
+    Invalid {
+        /// From.
+        conn: Conn,
+        /// Its packet id.
+        request_id: u16,
+        /// The code to answer with.
+        result: ResultCode,
+    },
+    /// A credential check finished.
+    AuthDone {
+        /// The session that asked.
+        conn: Conn,
+        /// The ticket the hub issued with the check.
+        ticket: u64,
+        /// The verdict.
+        outcome: AuthOutcome,
+    },
+    /// A registration finished.
+    RegisterDone {
+        /// The session that asked.
+        conn: Conn,
+        /// The verdict.
+        outcome: RegisterOutcome,
+    },
+    /// Begin a graceful shutdown (operator signal or admin request).
+    Shutdown,
+    /// Cluster: another node announced something.
+    Remote {
+        /// The node it came from.
+        node: u64,
+        /// What.
+        msg: BusMsg,
+    },
+    /// Cluster: the full state of one other node (empty: the node is gone).
+    NodeState {
+        /// The node.
+        node: u64,
+        /// Its logged-in users.
+        users: Vec<RemoteEntry>,
+    },
+    /// Cluster: the full state of every other node, replacing the replica
+    /// (after the bus link was (re)established).
+    Snapshot {
+        /// Each live node and its users.
+        nodes: Vec<(u64, Vec<RemoteEntry>)>,
+    },
+    /// Cluster: an [`Effect::Publish`] with an `ack` finished.
+    Published {
+        /// The session waiting for it.
+        conn: Conn,
+        /// Whether the message reached the bus.
+        ok: bool,
+    },
+    /// Cluster: an [`Effect::ClaimSeat`] finished.
+    SeatDone {
+        /// The session.
+        conn: Conn,
+        /// Its name when it asked.
+        name: String,
+        /// Its member id.
+        uid: u64,
+        /// The room.
+        room: u32,
+        /// The verdict.
+        outcome: SeatOutcome,
+    },
+}
+
+/// What a login presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// The password (LOGIN_REQUEST).
+    Password(String),
+    /// A resume token from an earlier login (RESUME_REQUEST).
+    Token(String),
+}
+
+/// A credential check's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Valid, and the name is now marked logged in for this session in the
+    /// store (so other nodes sharing it refuse it with 31).
+    Valid {
+        /// The account has the admin role.
+        admin: bool,
+        /// The account's mute from the store: `None` not muted,
+        /// `Some(None)` indefinitely, `Some(Some(d))` for `d` more.
+        mute: Option<Option<Duration>>,
+        /// A fresh resume token and its lifetime in seconds, if issued.
+        token: Option<(String, u32)>,
+    },
+    /// Wrong name, password or token.
+    Invalid,
+    /// The name is logged in elsewhere (another node sharing the store).
+    AlreadyLoggedIn,
+    /// The store could not answer.
+    Unavailable,
+}
+
+impl AuthOutcome {
+    /// A valid login with no mute and no token.
+    pub fn valid(admin: bool) -> Self {
+        Self::Valid {
+            admin,
+            mute: None,
+            token: None,
+        }
+    }
+}
+
+/// A registration's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// The account was created.
+    Created,
+    /// The name is taken.
+    NameTaken,
+    /// The store could not answer.
+    Unavailable,
+}
+
+/// A logged-in user, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// Account name.
+    pub name: String,
+    /// Session.
+    pub conn: Conn,
+    /// Room, if in one.
+    pub room: Option<u32>,
+    /// Elevated with ADMIN.
+    pub admin: bool,
+    /// `Some(None)`: muted indefinitely; `Some(Some(d))`: for `d` more.
+    pub muted: Option<Option<Duration>>,
+}
+
+/// Work the hub asks the outside world to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Check credentials and mark the name logged in for `conn`; answer
+    /// with [`Input::AuthDone`] carrying `ticket`.
+    Authenticate {
+        /// The session.
+        conn: Conn,
+        /// Echo this back.
+        ticket: u64,
+        /// Account name.
+        name: String,
+        /// Password or resume token.
+        credential: Credential,
+    },
+    /// The name is no longer logged in on `conn`: clear its mark in the store.
+    Release {
+        /// The session that held it.
+        conn: Conn,
+        /// Account name.
+        name: String,
+    },
+    /// Persist an account's mute (`seconds` as in MUTE_REQUEST; 0 lifts it).
+    Mute {
+        /// Account name.
+        name: String,
+        /// Duration.
+        seconds: u32,
+    },
+    /// Create an account; answer with [`Input::RegisterDone`].
+    Register {
+        /// The session.
+        conn: Conn,
+        /// Account name.
+        name: String,
+        /// Password.
+        password: String,
+    },
+    /// Stop the network gracefully: everything sent so far must be flushed.
+    Shutdown,
+    /// Cluster: send `msg` to the other nodes, in order. With `ack`, answer
+    /// with [`Input::Published`] for that session.
+    Publish {
+        /// What.
+        msg: BusMsg,
+        /// The session waiting for the outcome, if any.
+        ack: Option<Conn>,
+    },
+    /// Cluster: take a seat in `room` atomically across nodes (capacity is
+    /// checked in the shared store); answer with [`Input::SeatDone`].
+    ClaimSeat {
+        /// The session.
+        conn: Conn,
+        /// Its name.
+        name: String,
+        /// Its member id.
+        uid: u64,
+        /// The room.
+        room: u32,
+    },
+}
+
+/// Where the hub's output goes.
+pub trait Sink {
+    /// Send `event` to one session.
+    fn send(&mut self, to: Conn, event: &Event);
+    /// Send already encoded frames (one or several, whole), shared by every
+    /// recipient.
+    fn send_shared(&mut self, to: Conn, frame: &Bytes);
+    /// Send the frames `encode` writes. A network sink encodes them straight
+    /// into the session's queue; by default they go to a buffer of their own
+    /// and on as [`send_shared`](Self::send_shared).
+    fn send_with(&mut self, to: Conn, encode: impl FnOnce(&mut BytesMut)) {
+        let mut b = BytesMut::new();
+        encode(&mut b);
+        self.send_shared(to, &b.freeze());
+    }
+    /// Send a room message that may be dropped (oldest first) for a
+    /// recipient that reads too slowly, under the drop-oldest policy. Only
+    /// for connections that understand MESSAGES_MISSED (341).
+    fn send_droppable(&mut self, to: Conn, frame: &Bytes) {
+        self.send_shared(to, frame);
+    }
+    /// Close a session after flushing what was sent to it.
+    fn disconnect(&mut self, conn: Conn);
+    /// Carry out an effect.
+    fn effect(&mut self, effect: Effect);
+}

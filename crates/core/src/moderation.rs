@@ -1,0 +1,104 @@
+//! Admin targets, kicks and mutes, and the requests that wait for the
+//! cluster bus to take their message.
+
+use std::time::{Duration, Instant};
+
+use plaza_proto::{Event, ResultCode};
+
+use crate::{BusMsg, Conn, Effect, Hub, Sink, State, Waiting};
+
+impl Hub {
+    /// The logged-in target of an admin command, after the checks.
+    pub(crate) fn admin_target(&self, conn: Conn, target: &str) -> Result<Target, ResultCode> {
+        if !self.sessions.get(&conn).is_some_and(|s| s.admin) {
+            return Err(ResultCode::NOT_ADMIN);
+        }
+        match self.conn_of(target) {
+            Some(t) => Ok(Target::Local(t)),
+            None if self.remote.users.contains_key(target) => Ok(Target::Remote),
+            None => Err(ResultCode::USER_NOT_FOUND),
+        }
+    }
+
+    /// Publishes `msg` for `conn`, which waits for the outcome and is then
+    /// answered with `reply` (OK, or SERVICE_UNAVAILABLE if the bus failed).
+    pub(crate) fn publish(
+        &mut self,
+        conn: Conn,
+        msg: BusMsg,
+        reply: fn(ResultCode) -> Event,
+        sink: &mut impl Sink,
+    ) {
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.waiting = Some(Waiting::Ack(reply));
+        }
+        sink.effect(Effect::Publish { msg, ack: Some(conn) });
+    }
+
+    pub(crate) fn published(&mut self, conn: Conn, ok: bool, now: Instant, sink: &mut impl Sink) {
+        let Some(Waiting::Ack(reply)) = self.sessions.get_mut(&conn).and_then(|s| s.waiting.take()) else {
+            return;
+        };
+        let code = if ok {
+            ResultCode::OK
+        } else {
+            ResultCode::SERVICE_UNAVAILABLE
+        };
+        sink.send(conn, &reply(code));
+        self.finish(conn, now, sink);
+    }
+
+    /// Tells `target` it was kicked, takes it out of its room (the others
+    /// are told) and disconnects it after what was queued for it.
+    pub(crate) fn kick(&mut self, target: Conn, by: &str, sink: &mut impl Sink) {
+        if self.plaza(target) {
+            sink.send(target, &Event::Kicked { by: by.to_owned() });
+        }
+        self.sign_out(target, sink);
+        if let Some(s) = self.sessions.get_mut(&target) {
+            s.state = State::Closing;
+            s.queued = None;
+        }
+        sink.disconnect(target);
+    }
+
+    /// Mutes (or with 0 unmutes) `target`'s account and tells it.
+    pub(crate) fn mute(&mut self, target: Conn, seconds: u32, now: Instant, sink: &mut impl Sink) {
+        let Some(key) = self.name_of(target).cloned() else {
+            return;
+        };
+        match seconds {
+            0 => {
+                self.mutes.remove(&key);
+            }
+            u32::MAX => {
+                self.mutes.insert(key.clone(), None);
+            }
+            s => {
+                self.mutes
+                    .insert(key.clone(), Some(now + Duration::from_secs(u64::from(s))));
+            }
+        }
+        if self.plaza(target) {
+            sink.send(target, &Event::Muted { seconds });
+        }
+        sink.effect(Effect::Mute {
+            name: key.to_string(),
+            seconds,
+        });
+    }
+}
+
+/// Whom an admin command is aimed at.
+pub(crate) enum Target {
+    Local(Conn),
+    /// Logged in on another node.
+    Remote,
+}
+
+/// MUTED_NOTIFY's seconds for a mute that ends in `left`: rounded up, so
+/// a mute with under a second left is not told as lifted (0).
+pub(crate) fn mute_seconds(left: Duration) -> u32 {
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    u32::try_from(secs).unwrap_or(u32::MAX - 1).clamp(1, u32::MAX - 1)
+}
