@@ -607,6 +607,41 @@ fn run_session<H: Handler>(
     }
 }
 
+impl Server {
+    /// The size of one plain-TCP session's task future with `handler`: what
+    /// the session driver costs every connection, for a test that guards it
+    /// (a byte over an allocator size class costs the whole next class per
+    /// connection). The future is built on a loopback socket and dropped
+    /// unpolled. Not part of the API.
+    ///
+    /// # Errors
+    /// If the loopback socket cannot be made.
+    #[doc(hidden)]
+    pub async fn session_task_size<H: Handler>(self, handler: H) -> io::Result<usize> {
+        let stream = TcpStream::connect(self.shared.local_addr).await?;
+        let id = self
+            .shared
+            .table
+            .reserve()
+            .ok_or_else(|| io::Error::other("no slot"))?;
+        let peer = stream.local_addr()?;
+        let session = Arc::new(SessionShared::new(
+            id,
+            peer,
+            &self.shared.limits,
+            self.shared.counters.dropped.clone(),
+        ));
+        let task = run_session(
+            self.shared.clone(),
+            Arc::new(handler),
+            session,
+            Stream::Tcp(stream),
+            None,
+        );
+        Ok(std::mem::size_of_val(&task))
+    }
+}
+
 /// Runs the TLS handshake, bounded by the handshake timeout and cut short
 /// by a disconnect or stop. `None` (counted and logged): the connection is
 /// dropped.

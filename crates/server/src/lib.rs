@@ -837,3 +837,36 @@ async fn drain(seconds: u64, ctl: mpsc::Sender<ControlMsg>, tx: mpsc::Sender<Inp
     tokio::time::sleep_until(end).await;
     let _ = tx.send(Input::Shutdown).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection's task is the session driver's future with this
+    /// gateway in it. At 528 bytes (release) the whole task takes
+    /// jemalloc's 640-byte class; 16 more bytes took the 768-byte one and
+    /// cost each idle connection 128 B (docs/BENCHMARKS.md, issue #26's
+    /// section). Test builds lay futures out larger than release ones: the
+    /// bound here is the test build's size when the release size was 528.
+    #[tokio::test]
+    async fn a_session_task_stays_in_its_allocation_class() {
+        let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), Framing::Chat);
+        let server = Server::bind(config).await.unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        let gateway = Gateway {
+            tx,
+            net: server.handle(),
+            logins: Arc::new(limits::LoginLimiter::new(0, 0)),
+        };
+        let size = server.session_task_size(gateway).await.unwrap();
+        println!("session task future: {size} bytes");
+        assert!(
+            size <= DEBUG_SIZE_AT_528,
+            "the session future grew to {size} bytes"
+        );
+    }
+
+    /// Measured with this test (a test build), on the commit whose release
+    /// build measured 528.
+    const DEBUG_SIZE_AT_528: usize = 536;
+}
