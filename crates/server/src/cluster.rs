@@ -110,11 +110,22 @@ struct Link {
     up: bool,
     error: String,
     seats: HashMap<u64, PendingSeat>,
-    /// A graceful stop waits for its own "gone" to come back on the bus:
-    /// then every node subscribed has had it too.
-    leaving: Option<oneshot::Sender<()>>,
-    /// ... which may come back before the script's own answer.
-    gone_seen: bool,
+    leaving: Leaving,
+}
+
+/// A graceful stop buries this node, then waits for its own "gone" to come
+/// back on the bus: then every node subscribed has had it too. (It may come
+/// back before the bury script's own answer.)
+#[derive(Default)]
+enum Leaving {
+    #[default]
+    No,
+    /// The bury is on its way: this node's "gone" is expected.
+    Asked,
+    /// The script answered; the stop waits for the "gone".
+    Waiting(oneshot::Sender<()>),
+    /// The "gone" came back.
+    Gone,
 }
 
 /// A node's handle on the cluster.
@@ -157,7 +168,6 @@ impl Cluster {
         let (ops, ops_rx) = mpsc::unbounded_channel();
         let shared = Shared {
             node,
-            leaving: std::sync::atomic::AtomicBool::new(false),
             config,
             conn,
             link: link.clone(),
@@ -190,8 +200,6 @@ impl Cluster {
 
 struct Shared {
     node: u64,
-    /// A graceful stop is burying this node: its own "gone" is expected.
-    leaving: std::sync::atomic::AtomicBool,
     config: ClusterConfig,
     conn: ConnectionManager,
     link: Arc<Mutex<Link>>,
@@ -470,7 +478,7 @@ impl Scripts {
                 pipe.cmd("PUBLISH").arg(s.key("bus")).arg(b.as_ref());
             }
             Op::Bury(_) => {
-                s.leaving.store(true, std::sync::atomic::Ordering::Relaxed);
+                lock(&s.link).leaving = Leaving::Asked;
                 eval(pipe, &self.bury);
             }
         }
@@ -546,8 +554,8 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
         }
         Op::Bury(done) => {
             let mut l = lock(&shared.link);
-            if v.is_some() && !l.gone_seen {
-                l.leaving = Some(done);
+            if v.is_some() && matches!(l.leaving, Leaving::Asked) {
+                l.leaving = Leaving::Waiting(done);
             } else {
                 // Back already, or not published (nothing will come back).
                 let _ = done.send(());
@@ -706,13 +714,23 @@ async fn on_message(shared: &Shared, payload: &[u8]) -> anyhow::Result<()> {
             shared.input(Input::NodeState { node, users }).await;
         }
         Decoded::Gone { node } if node == shared.node => {
-            if shared.leaving.load(std::sync::atomic::Ordering::Relaxed) {
-                tracing::debug!("this node left the cluster");
+            let leaving = {
                 let mut l = lock(&shared.link);
-                l.gone_seen = true;
-                if let Some(done) = l.leaving.take() {
-                    let _ = done.send(());
+                match std::mem::take(&mut l.leaving) {
+                    Leaving::No => false,
+                    Leaving::Waiting(done) => {
+                        let _ = done.send(());
+                        l.leaving = Leaving::Gone;
+                        true
+                    }
+                    Leaving::Asked | Leaving::Gone => {
+                        l.leaving = Leaving::Gone;
+                        true
+                    }
                 }
+            };
+            if leaving {
+                tracing::debug!("this node left the cluster");
             } else {
                 tracing::warn!("the other nodes buried this one (heartbeat missed); rewriting its state");
                 let _ = shared.signals.send(Signal::Resync).await;

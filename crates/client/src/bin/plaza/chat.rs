@@ -167,7 +167,6 @@ impl Session {
                         // is lost; come back, then take the next line.
                         Err(e) => {
                             println!("error: {e}");
-                            self.drain_notes();
                             self.reconnect().await?;
                         }
                     }
