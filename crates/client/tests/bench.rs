@@ -102,7 +102,7 @@ async fn connect_logs_in_with_passwords_then_tokens() {
             "resume_logins_per_sec",
         ],
     );
-    assert_eq!(v["logged_in"], 30);
+    assert_eq!(v["logged_in"], 30, "{v}");
     assert_eq!(v["resumed"], 30, "{v}");
     assert_eq!(v["failures"], serde_json::json!({}));
 }

@@ -477,9 +477,7 @@ fn write_tokens(db: &Database, jobs: &mpsc::Receiver<Job>, bound: usize) {
                     let outcome = if unwritten.len() >= bound {
                         Err(StoreError::Db("too many tokens not written".into()))
                     } else {
-                        tx.as_ref()
-                            .map_err(|e| StoreError::Db(e.to_string()))
-                            .and_then(|tx| login_in(tx, &mut unwritten, &job))
+                        login_or_look_again(db, &mut tx, &mut unwritten, &job)
                     };
                     // A requester that has gone away no longer needs its answer.
                     let _ = job.reply.send(outcome);
@@ -496,6 +494,30 @@ fn write_tokens(db: &Database, jobs: &mpsc::Receiver<Job>, bound: usize) {
         }
     }
     write(db, &mut unwritten);
+}
+
+/// [`login_in`] on the batch's read snapshot, and once more on a fresh one
+/// if it finds nothing: the snapshot may predate the account, registered
+/// (and its password checked) after the batch began. (Only a refusal pays
+/// for the second look.)
+fn login_or_look_again(
+    db: &Database,
+    tx: &mut Result<redb::ReadTransaction, redb::TransactionError>,
+    unwritten: &mut Unwritten,
+    job: &LoginJob,
+) -> Result<AuthOutcome, StoreError> {
+    let mut attempt = |tx: &Result<redb::ReadTransaction, redb::TransactionError>| {
+        tx.as_ref()
+            .map_err(|e| StoreError::Db(e.to_string()))
+            .and_then(|tx| login_in(tx, unwritten, job))
+    };
+    match attempt(tx) {
+        Ok(AuthOutcome::Invalid) => {
+            *tx = db.begin_read();
+            attempt(tx)
+        }
+        other => other,
+    }
 }
 
 /// One login: the presented token checked against the name's newest, the
@@ -783,6 +805,25 @@ mod tests {
         memory_kib: 64,
         iterations: 1,
     };
+
+    #[test]
+    fn a_login_looks_past_a_snapshot_older_than_its_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Accounts::open(dir.path(), CHEAP).unwrap();
+        // The token writer's batch began before amy registered.
+        let mut tx = a.db.begin_read();
+        assert!(a.create_blocking("amy", "pw").unwrap());
+        let (reply, _answer) = oneshot::channel();
+        let job = LoginJob {
+            name: "amy".into(),
+            token: None,
+            ttl: 600,
+            reply,
+        };
+        let mut unwritten = Unwritten::default();
+        let outcome = login_or_look_again(&a.db, &mut tx, &mut unwritten, &job).unwrap();
+        assert!(matches!(outcome, AuthOutcome::Valid { .. }), "{outcome:?}");
+    }
 
     #[test]
     fn names_differing_only_in_case_are_one_name_and_older_accounts_keep_working() {
