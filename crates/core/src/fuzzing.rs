@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use plaza_proto::{Event, Request};
+use bytes::BytesMut;
+use plaza_proto::{Event, Request, Roster};
 
-use crate::{AuthOutcome, BusMsg, Config, Conn, Effect, Hub, Input, SeatOutcome, Sink};
+use crate::{AuthOutcome, BusMsg, Config, Conn, Effect, Hub, Input, Recipient, SeatOutcome, Sink};
 
 #[derive(Default)]
 struct Out {
@@ -19,9 +19,19 @@ impl Sink for Out {
         let b = event.to_bytes();
         assert!(Event::decode(&b).is_ok(), "hub sent an undecodable {event:?}");
     }
-    fn send_shared(&mut self, _: Conn, frames: &Bytes) {
-        for frame in crate::room::frames(frames) {
-            assert!(Event::decode(frame).is_ok(), "hub shared an undecodable frame");
+    fn send_members(&mut self, _: Conn, members: &Roster) {
+        for list in members.lists() {
+            let mut b = BytesMut::new();
+            list.encode(&mut b);
+            assert!(Event::decode(&b).is_ok(), "hub sent an undecodable member list");
+        }
+    }
+    fn fanout(&mut self, events: &[Event], to: impl IntoIterator<Item = Recipient>) {
+        for r in to {
+            assert!(r.from < events.len(), "a recipient of nothing: {r:?}");
+        }
+        for event in events {
+            self.send(0, event);
         }
     }
     fn disconnect(&mut self, _: Conn) {}

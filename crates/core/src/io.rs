@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use plaza_proto::{Event, Request, ResultCode};
+use plaza_proto::{Event, Request, ResultCode, Roster};
 
 use crate::{BusMsg, RemoteEntry, SeatOutcome};
 
@@ -286,27 +285,43 @@ pub enum Effect {
     },
 }
 
-/// Where the hub's output goes.
+/// One session a fan-out goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recipient {
+    /// The session.
+    pub conn: Conn,
+    /// The first of the fan-out's events it gets (a newcomer to a room hears
+    /// only the news after its arrival).
+    pub from: usize,
+    /// May be dropped, oldest first, for a session that reads too slowly
+    /// (the drop-oldest policy). Only for sessions that understand
+    /// MESSAGES_MISSED (341).
+    pub droppable: bool,
+}
+
+impl Recipient {
+    /// Gets every event, and may not lose any.
+    pub fn all(conn: Conn) -> Self {
+        Self {
+            conn,
+            from: 0,
+            droppable: false,
+        }
+    }
+}
+
+/// Where the hub's output goes: format-neutral events addressed to
+/// sessions. Each session belongs to a front end (a wire format) that the
+/// sink knows; the sink turns events into that front end's bytes.
 pub trait Sink {
     /// Send `event` to one session.
     fn send(&mut self, to: Conn, event: &Event);
-    /// Send already encoded frames (one or several, whole), shared by every
-    /// recipient.
-    fn send_shared(&mut self, to: Conn, frame: &Bytes);
-    /// Send the frames `encode` writes. A network sink encodes them straight
-    /// into the session's queue; by default they go to a buffer of their own
-    /// and on as [`send_shared`](Self::send_shared).
-    fn send_with(&mut self, to: Conn, encode: impl FnOnce(&mut BytesMut)) {
-        let mut b = BytesMut::new();
-        encode(&mut b);
-        self.send_shared(to, &b.freeze());
-    }
-    /// Send a room message that may be dropped (oldest first) for a
-    /// recipient that reads too slowly, under the drop-oldest policy. Only
-    /// for connections that understand MESSAGES_MISSED (341).
-    fn send_droppable(&mut self, to: Conn, frame: &Bytes) {
-        self.send_shared(to, frame);
-    }
+    /// Send a room's member list to one session entering it.
+    fn send_members(&mut self, to: Conn, members: &Roster);
+    /// Send `events` to many sessions, each from its [`Recipient::from`]: a
+    /// front end encodes them once for all of its recipients, and they
+    /// share those bytes.
+    fn fanout(&mut self, events: &[Event], to: impl IntoIterator<Item = Recipient>);
     /// Close a session after flushing what was sent to it.
     fn disconnect(&mut self, conn: Conn);
     /// Carry out an effect.

@@ -39,8 +39,11 @@ mod room;
 mod rooms;
 mod session;
 
-pub use io::{AuthOutcome, Config, Conn, Credential, Effect, Input, RegisterOutcome, Sink, UserInfo};
-pub use remote::{BusMsg, RemoteEntry, SeatOutcome};
+pub use io::{
+    AuthOutcome, Config, Conn, Credential, Effect, Input, Recipient, RegisterOutcome, Sink, UserInfo,
+};
+pub use plaza_proto::bus::BusMsg;
+pub use remote::{RemoteEntry, SeatOutcome};
 use room::Room;
 pub use room::{MAX_TICKS, MEMBERS_PER_TICK};
 pub use session::{Bucket, Drops, LoginResults, MAX_QUEUED};

@@ -7,7 +7,7 @@ use std::time::Instant;
 use plaza_proto::{Event, ResultCode};
 
 use crate::moderation::mute_seconds;
-use crate::{AuthOutcome, BusMsg, Conn, Credential, Effect, Hub, Sink, State, Waiting};
+use crate::{AuthOutcome, BusMsg, Conn, Credential, Effect, Hub, Recipient, Sink, State, Waiting};
 
 impl Hub {
     /// Closes connections that have not logged in within the login timeout.
@@ -58,13 +58,12 @@ impl Hub {
         self.draining = true;
         let notice = Event::Notice {
             message: "server is shutting down".into(),
-        }
-        .to_bytes();
-        for (conn, s) in &self.sessions {
-            if s.plaza {
-                sink.send_shared(*conn, &notice);
-            }
-        }
+        };
+        let to = self
+            .sessions
+            .iter()
+            .filter_map(|(conn, s)| s.plaza.then_some(Recipient::all(*conn)));
+        sink.fanout(std::slice::from_ref(&notice), to);
         sink.effect(Effect::Shutdown);
     }
 

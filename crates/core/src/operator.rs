@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use plaza_proto::Event;
 
-use crate::{BusMsg, Conn, Effect, Hub, Sink, UserInfo};
+use crate::{BusMsg, Conn, Effect, Hub, Recipient, Sink, UserInfo};
 
 impl Hub {
     /// Puts `room` in slow mode (one message per member per `interval`), or
@@ -101,10 +101,9 @@ impl Hub {
     /// Sends a SERVER_NOTICE to every session, or to the members of `room`.
     /// Returns how many got it, or `None` for a room number out of range.
     pub fn notice(&mut self, room: Option<u32>, message: &str, sink: &mut impl Sink) -> Option<usize> {
-        let frame = Event::Notice {
+        let notice = Event::Notice {
             message: message.to_owned(),
-        }
-        .to_bytes();
+        };
         let targets: Vec<Conn> = match room {
             Some(r) => {
                 let room = self.rooms.get_mut(r as usize)?;
@@ -113,12 +112,13 @@ impl Hub {
             }
             None => self.sessions.keys().copied().collect(),
         };
-        let mut told = 0;
-        for t in targets.into_iter().filter(|t| self.plaza(*t)) {
-            sink.send_shared(t, &frame);
-            told += 1;
-        }
-        Some(told)
+        let to: Vec<Recipient> = targets
+            .into_iter()
+            .filter(|t| self.plaza(*t))
+            .map(Recipient::all)
+            .collect();
+        sink.fanout(std::slice::from_ref(&notice), to.iter().copied());
+        Some(to.len())
     }
 
     /// Refuses new logins (110) from now on, without closing anything:

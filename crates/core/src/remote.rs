@@ -12,79 +12,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use plaza_proto::{Event, ROOM_LIST_CHUNK, ResultCode};
 
-use crate::{Conn, Effect, Hub, Sink, State, Waiting};
-
-/// A message between nodes. Frames are encoded once by the sender's node and
-/// handed unchanged to the members on every other node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BusMsg {
-    /// `name` logged in on the sending node.
-    Online {
-        /// Account name.
-        name: String,
-        /// Member id.
-        uid: u64,
-    },
-    /// `name` logged out (or disconnected) on the sending node.
-    Offline {
-        /// Account name.
-        name: String,
-    },
-    /// `name` took a seat in `room` (sent by the shared store's seat script).
-    Enter {
-        /// Account name.
-        name: String,
-        /// Member id.
-        uid: u64,
-        /// Room.
-        room: u32,
-    },
-    /// `name` left `room`.
-    Leave {
-        /// Account name.
-        name: String,
-        /// Member id.
-        uid: u64,
-        /// Room.
-        room: u32,
-    },
-    /// A ROOM_CHAT frame for the members of `room`.
-    RoomFrame {
-        /// Room.
-        room: u32,
-        /// The encoded frame.
-        frame: Bytes,
-    },
-    /// A BROADCAST frame for every logged-in user.
-    Broadcast {
-        /// The encoded frame.
-        frame: Bytes,
-    },
-    /// A WHISPER frame for `to`.
-    Whisper {
-        /// Recipient's name.
-        to: String,
-        /// The encoded frame.
-        frame: Bytes,
-    },
-    /// Kick `name` (an admin or operator on another node asked).
-    Kick {
-        /// Account name.
-        name: String,
-        /// Who asked.
-        by: String,
-    },
-    /// Mute `name` (`seconds` as in MUTE_REQUEST).
-    Mute {
-        /// Account name.
-        name: String,
-        /// Duration.
-        seconds: u32,
-    },
-}
+use crate::{BusMsg, Conn, Effect, Hub, Sink, State, Waiting};
 
 /// A user logged in on another node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,15 +106,18 @@ impl Hub {
                     self.put_remote(node, &name, uid, None, sink);
                 }
             }
-            BusMsg::RoomFrame { room, frame } => {
+            BusMsg::RoomChat { room, from, message } => {
                 if let Some(members) = self.rooms.get_mut(room as usize) {
                     members.flush(sink);
-                    self.send_room_message(room, &frame, sink);
+                    let chat = Event::RoomChat { name: from, message };
+                    self.send_room_message(room, &chat, sink);
                 }
             }
-            BusMsg::Broadcast { frame } => self.send_broadcast(&frame, sink),
-            BusMsg::Whisper { to, frame } => match self.conn_of(&to) {
-                Some(c) if self.plaza(c) => sink.send_shared(c, &frame),
+            BusMsg::Broadcast { from, message } => {
+                self.send_broadcast(&Event::Broadcast { from, message }, sink)
+            }
+            BusMsg::Whisper { to, from, message } => match self.conn_of(&to) {
+                Some(c) if self.plaza(c) => sink.send(c, &Event::Whisper { from, message }),
                 // The sender's node could not know; it was told 0.
                 Some(c) => tracing::info!(conn = c, "a whisper from another node to a seed client dropped"),
                 None => {}
@@ -270,7 +203,7 @@ impl Hub {
                 uid,
                 name: name.to_owned(),
             };
-            self.tell_room(r, &notify, sink);
+            self.tell_room(r, notify, sink);
         }
     }
 
@@ -284,7 +217,7 @@ impl Hub {
 
     fn leave_remote_room_notify(&mut self, name: &str, sink: &mut impl Sink) {
         if let Some((room, uid)) = self.leave_remote_room(name) {
-            self.tell_room(room, &Event::RoomLeaveUser { uid }, sink);
+            self.tell_room(room, Event::RoomLeaveUser { uid }, sink);
         }
     }
 

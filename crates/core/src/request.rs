@@ -102,26 +102,26 @@ impl Hub {
                 if !self.may_chat(conn, Some(room), now) {
                     return sink.send(conn, &Event::RoomChatResult(ResultCode::RATE_LIMITED));
                 }
-                let frame = Event::RoomChat {
+                // Members on other nodes hear it through the bus.
+                let bus = self.remote.has_members(room).then(|| BusMsg::RoomChat {
+                    room,
+                    from: name.to_string(),
+                    message: message.clone(),
+                });
+                let chat = Event::RoomChat {
                     name: name.to_string(),
                     message,
-                }
-                .to_bytes();
+                };
                 // Whoever hears this has heard the sender come in.
                 let members = &mut self.rooms[room as usize];
                 members.flush(sink);
-                if self.remote.has_members(room) {
-                    // Members on other nodes: answer once the bus has it.
-                    self.send_room_message(room, &frame, sink);
-                    return self.publish(
-                        conn,
-                        BusMsg::RoomFrame { room, frame },
-                        Event::RoomChatResult,
-                        sink,
-                    );
+                if let Some(msg) = bus {
+                    // Answered once the bus has it.
+                    self.send_room_message(room, &chat, sink);
+                    return self.publish(conn, msg, Event::RoomChatResult, sink);
                 }
                 sink.send(conn, &Event::RoomChatResult(ResultCode::OK));
-                self.send_room_message(room, &frame, sink);
+                self.send_room_message(room, &chat, sink);
             }
             Request::Whisper { to, message } => {
                 let code = if self.is_muted(&name, now) {
@@ -141,12 +141,12 @@ impl Hub {
                     );
                     ResultCode::OK
                 } else if self.remote.users.contains_key(to.as_str()) {
-                    let frame = Event::Whisper {
+                    let msg = BusMsg::Whisper {
+                        to,
                         from: name.to_string(),
                         message,
-                    }
-                    .to_bytes();
-                    return self.publish(conn, BusMsg::Whisper { to, frame }, Event::WhisperResult, sink);
+                    };
+                    return self.publish(conn, msg, Event::WhisperResult, sink);
                 } else {
                     ResultCode::USER_NOT_FOUND
                 };
@@ -159,18 +159,20 @@ impl Hub {
                 if !self.may_chat(conn, None, now) {
                     return sink.send(conn, &Event::BroadcastResult(ResultCode::RATE_LIMITED));
                 }
-                let frame = Event::Broadcast {
+                let bus = (!self.remote.users.is_empty()).then(|| BusMsg::Broadcast {
                     from: name.to_string(),
-                    message,
-                }
-                .to_bytes();
-                let remote = !self.remote.users.is_empty();
-                if !remote {
+                    message: message.clone(),
+                });
+                if bus.is_none() {
                     sink.send(conn, &Event::BroadcastResult(ResultCode::OK));
                 }
-                self.send_broadcast(&frame, sink);
-                if remote {
-                    self.publish(conn, BusMsg::Broadcast { frame }, Event::BroadcastResult, sink);
+                let broadcast = Event::Broadcast {
+                    from: name.to_string(),
+                    message,
+                };
+                self.send_broadcast(&broadcast, sink);
+                if let Some(msg) = bus {
+                    self.publish(conn, msg, Event::BroadcastResult, sink);
                 }
             }
             Request::UserList { after } => {

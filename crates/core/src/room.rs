@@ -4,9 +4,10 @@
 //! member as it happens, a room of n members filling up costs n²/2 packets
 //! queued, one per member per arrival. With batching
 //! ([`Config::batch_presence`](crate::Config::batch_presence)) an arrival or
-//! departure is encoded once and appended to the room's news, and the
-//! server's presence tick ([`Hub::flush_presence`](crate::Hub::flush_presence))
-//! sends every member the news gathered so far as one shared buffer: a room
+//! departure is appended to the room's news, and the server's presence tick
+//! ([`Hub::flush_presence`](crate::Hub::flush_presence)) sends every member
+//! the news gathered so far as one fan-out (one shared buffer per front
+//! end): a room
 //! costs a packet per member per tick however busy its door is. Members who
 //! came in since the last flush get only the news after their own arrival;
 //! what came before is in the member list they were sent on entering.
@@ -24,17 +25,17 @@
 //! ([`Roster`]), so the list an entrant is sent is a copy, not a lookup
 //! per member.
 
-use bytes::{Bytes, BytesMut};
 use plaza_proto::{Event, Roster};
 
-use crate::{Conn, Sink};
+use crate::{Conn, Recipient, Sink};
 
 /// Members a room may have per tick its news waits (at least one tick).
 pub const MEMBERS_PER_TICK: usize = 10;
 /// The most ticks a room's news waits.
 pub const MAX_TICKS: u32 = 20;
-/// News over this many bytes goes out at the next tick, due or not.
-const NEWS_CAP: usize = 64 * 1024;
+/// News of this many arrivals and departures goes out at the next tick, due
+/// or not (about 64 KiB of frames).
+const NEWS_CAP: usize = 2048;
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Room {
@@ -42,10 +43,10 @@ pub(crate) struct Room {
     members: Vec<Conn>,
     /// The same members' list entries, as an entrant is sent them.
     roster: Roster,
-    /// Presence frames not sent yet, back to back.
-    news: BytesMut,
+    /// Presence events not sent yet, in order.
+    news: Vec<Event>,
     /// For the last `newcomers.len()` members (those who came in since the
-    /// last flush): where their part of `news` starts.
+    /// last flush): the first event of `news` they hear.
     newcomers: Vec<usize>,
     /// Presence ticks the news has waited.
     waited: u32,
@@ -74,18 +75,16 @@ impl Room {
 
     /// Tells the members `event`: at once, or appended to the news when
     /// `batch`. Returns true when the room has news and was not listed yet.
-    pub(crate) fn tell(&mut self, event: &Event, batch: bool, sink: &mut impl Sink) -> bool {
+    pub(crate) fn tell(&mut self, event: Event, batch: bool, sink: &mut impl Sink) -> bool {
         if self.members.is_empty() {
             return false;
         }
         if !batch {
-            let frame = event.to_bytes();
-            for m in &self.members {
-                sink.send_shared(*m, &frame);
-            }
+            let to = self.members.iter().map(|&m| Recipient::all(m));
+            sink.fanout(std::slice::from_ref(&event), to);
             return false;
         }
-        event.encode(&mut self.news);
+        self.news.push(event);
         !std::mem::replace(&mut self.listed, true)
     }
 
@@ -111,7 +110,7 @@ impl Room {
         }
         if self.members.is_empty() {
             // Nobody left to tell; hold no buffer.
-            self.news = BytesMut::new();
+            self.news = Vec::new();
         }
     }
 
@@ -125,35 +124,22 @@ impl Room {
     /// Sends the news: all of it to the members who were here at the last
     /// flush, the part after their arrival to those who came since.
     pub(crate) fn flush(&mut self, sink: &mut impl Sink) {
-        let news: Bytes = std::mem::take(&mut self.news).freeze();
-        if !news.is_empty() {
-            let old = self.members.len() - self.newcomers.len();
-            for (i, m) in self.members.iter().enumerate() {
-                let from = i.checked_sub(old).map_or(0, |k| self.newcomers[k]);
-                if from < news.len() {
-                    sink.send_shared(*m, &news.slice(from..));
-                }
-            }
+        if !self.news.is_empty() {
+            // Taken, not cleared: a quiet room holds no news buffer.
+            let news = std::mem::take(&mut self.news);
+            let newcomers = &self.newcomers;
+            let old = self.members.len() - newcomers.len();
+            let to = self.members.iter().enumerate().filter_map(|(i, &conn)| {
+                let from = i.checked_sub(old).map_or(0, |k| newcomers[k]);
+                (from < news.len()).then_some(Recipient {
+                    conn,
+                    from,
+                    droppable: false,
+                })
+            });
+            sink.fanout(&news, to);
         }
         self.newcomers.clear();
         self.waited = 0;
     }
-}
-
-/// The frames of a buffer of whole frames back to back, such as a room's
-/// news (for the hub's tests and fuzz target, which decode what it sends).
-/// What does not frame comes out whole, as one last bad frame.
-pub(crate) fn frames(mut buf: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        if buf.is_empty() {
-            return None;
-        }
-        let len = match plaza_proto::frame_len(buf) {
-            Ok(Some(len)) => len,
-            _ => buf.len(),
-        };
-        let (frame, rest) = buf.split_at(len);
-        buf = rest;
-        Some(frame)
-    })
 }

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use plaza_proto::{Event, ResultCode};
 
-use crate::{BusMsg, Conn, Effect, Hub, Sink, State, Waiting};
+use crate::{BusMsg, Conn, Effect, Hub, Recipient, Sink, State, Waiting};
 
 impl Hub {
     /// Sends a room message to the members of `room` on this node:
@@ -14,15 +13,14 @@ impl Hub {
     /// clients (a slow one is disconnected at the limit instead of losing
     /// messages it would never hear of). A room with no seed client costs
     /// no lookup per member.
-    pub(crate) fn send_room_message(&self, room: u32, frame: &Bytes, sink: &mut impl Sink) {
+    pub(crate) fn send_room_message(&self, room: u32, chat: &Event, sink: &mut impl Sink) {
         let room = &self.rooms[room as usize];
-        for m in room.members() {
-            if room.seed == 0 || self.plaza(*m) {
-                sink.send_droppable(*m, frame);
-            } else {
-                sink.send_shared(*m, frame);
-            }
-        }
+        let to = room.members().iter().map(|&conn| Recipient {
+            conn,
+            from: 0,
+            droppable: room.seed == 0 || self.plaza(conn),
+        });
+        sink.fanout(std::slice::from_ref(chat), to);
     }
 
     pub(crate) fn leave_room(&mut self, conn: Conn, sink: &mut impl Sink) -> bool {
@@ -34,7 +32,7 @@ impl Hub {
         let r = &mut self.rooms[room as usize];
         r.remove(conn);
         r.seed -= usize::from(seed);
-        self.tell_room(room, &Event::RoomLeaveUser { uid }, sink);
+        self.tell_room(room, Event::RoomLeaveUser { uid }, sink);
         if self.cluster() {
             if let Some(name) = self.name_of(conn) {
                 let msg = BusMsg::Leave {
@@ -80,9 +78,7 @@ impl Hub {
             return None;
         }
         self.seat(conn, name, idx, sink);
-        for list in self.rooms[idx as usize].roster().lists() {
-            sink.send_with(conn, |b| list.encode(b));
-        }
+        sink.send_members(conn, self.rooms[idx as usize].roster());
         Some(ResultCode::OK)
     }
 
@@ -96,7 +92,7 @@ impl Hub {
             uid,
             name: name.to_string(),
         };
-        self.tell_room(room, &notify, sink);
+        self.tell_room(room, notify, sink);
         let seed = !self.plaza(conn);
         let r = &mut self.rooms[room as usize];
         r.push(conn, uid, name, self.config.batch_presence);
@@ -123,18 +119,17 @@ impl Hub {
         }
     }
 
-    /// Sends a broadcast frame to every logged-in user on this node that
+    /// Sends a broadcast to every logged-in user on this node that
     /// understands it.
-    pub(crate) fn send_broadcast(&self, frame: &Bytes, sink: &mut impl Sink) {
-        for (c, s) in &self.sessions {
-            if s.plaza && matches!(s.state, State::User { .. }) {
-                sink.send_shared(*c, frame);
-            }
-        }
+    pub(crate) fn send_broadcast(&self, broadcast: &Event, sink: &mut impl Sink) {
+        let to = self.sessions.iter().filter_map(|(c, s)| {
+            (s.plaza && matches!(s.state, State::User { .. })).then_some(Recipient::all(*c))
+        });
+        sink.fanout(std::slice::from_ref(broadcast), to);
     }
 
     /// Tells the members of `room` on this node some presence news.
-    pub(crate) fn tell_room(&mut self, room: u32, event: &Event, sink: &mut impl Sink) {
+    pub(crate) fn tell_room(&mut self, room: u32, event: Event, sink: &mut impl Sink) {
         if self.rooms[room as usize].tell(event, self.config.batch_presence, sink) {
             self.listed.push(room);
         }

@@ -1,7 +1,8 @@
 //! The chat rules without a runtime: a recording sink and a fake clock.
 
 use super::*;
-use bytes::Bytes;
+use bytes::BytesMut;
+use plaza_proto::Roster;
 use std::time::Duration;
 
 #[derive(Default)]
@@ -15,10 +16,18 @@ impl Sink for Rec {
     fn send(&mut self, to: Conn, event: &Event) {
         self.out.push((to, event.clone()));
     }
-    fn send_shared(&mut self, to: Conn, frames: &Bytes) {
-        for frame in room::frames(frames) {
+    fn send_members(&mut self, to: Conn, members: &Roster) {
+        for list in members.lists() {
+            let mut b = BytesMut::new();
+            list.encode(&mut b);
             self.out
-                .push((to, Event::decode(frame).expect("hub encodes valid frames")));
+                .push((to, Event::decode(&b).expect("a roster encodes valid lists")));
+        }
+    }
+    fn fanout(&mut self, events: &[Event], to: impl IntoIterator<Item = Recipient>) {
+        for r in to {
+            self.out
+                .extend(events[r.from..].iter().map(|e| (r.conn, e.clone())));
         }
     }
     fn disconnect(&mut self, conn: Conn) {
@@ -1087,7 +1096,7 @@ fn cluster_users_and_rooms_on_other_nodes_are_listed_and_told() {
     let published = publishes(&mut t);
     assert!(matches!(
         published.as_slice(),
-        [(BusMsg::RoomFrame { room: 2, .. }, Some(1))]
+        [(BusMsg::RoomChat { room: 2, .. }, Some(1))]
     ));
     t.input(Input::Published { conn: 1, ok: false });
     assert_eq!(

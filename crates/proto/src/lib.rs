@@ -12,6 +12,7 @@
 //! 301 up with length-prefixed fields.
 #![warn(missing_docs)]
 
+pub mod bus;
 mod codec;
 mod event;
 mod request;

@@ -8,6 +8,8 @@
 //! an error and the connection is closed. docs/OPERATIONS.md lists every
 //! command.
 
+mod commands;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Mutex;

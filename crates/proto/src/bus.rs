@@ -1,0 +1,472 @@
+//! The cluster bus: what nodes tell each other through Redis pub/sub.
+//!
+//! A message is its kind (u8), the origin node (u64 LE), then a body that
+//! depends on the kind. Names are checked as a login checks them; chat
+//! travels as the client frame it becomes (the chat header and all), so
+//! every decoder of this crate checks it, and nodes of different versions
+//! read each other's chat.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::{Event, HEADER_LEN, limits};
+
+const KIND_ONLINE: u8 = 1;
+const KIND_OFFLINE: u8 = 2;
+const KIND_ENTER: u8 = 3;
+const KIND_LEAVE: u8 = 4;
+const KIND_ROOM: u8 = 5;
+const KIND_BROADCAST: u8 = 6;
+const KIND_WHISPER: u8 = 7;
+const KIND_KICK: u8 = 8;
+const KIND_MUTE: u8 = 9;
+const KIND_RESET: u8 = 10;
+/// Written by the cluster's Lua `bury`: origin 0, then the dead node's id
+/// in ASCII.
+pub const KIND_GONE: u8 = 11;
+const KIND_DRAIN: u8 = 12;
+/// An operator's notice: room (i64, -1 for every user), then the text.
+const KIND_NOTICE: u8 = 13;
+
+/// A change one node announces to the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusMsg {
+    /// `name` logged in on the sending node.
+    Online {
+        /// Account name.
+        name: String,
+        /// Member id.
+        uid: u64,
+    },
+    /// `name` logged out (or disconnected) on the sending node.
+    Offline {
+        /// Account name.
+        name: String,
+    },
+    /// `name` took a seat in `room` (sent by the shared store's seat script).
+    Enter {
+        /// Account name.
+        name: String,
+        /// Member id.
+        uid: u64,
+        /// Room.
+        room: u32,
+    },
+    /// `name` left `room`.
+    Leave {
+        /// Account name.
+        name: String,
+        /// Member id.
+        uid: u64,
+        /// Room.
+        room: u32,
+    },
+    /// Room chat for the members of `room`.
+    RoomChat {
+        /// Room.
+        room: u32,
+        /// Sender's name.
+        from: String,
+        /// The message.
+        message: String,
+    },
+    /// A broadcast for every logged-in user.
+    Broadcast {
+        /// Sender's name.
+        from: String,
+        /// The message.
+        message: String,
+    },
+    /// A whisper for `to`.
+    Whisper {
+        /// Recipient's name.
+        to: String,
+        /// Sender's name.
+        from: String,
+        /// The message.
+        message: String,
+    },
+    /// Kick `name` (an admin or operator on another node asked).
+    Kick {
+        /// Account name.
+        name: String,
+        /// Who asked.
+        by: String,
+    },
+    /// Mute `name` (`seconds` as in MUTE_REQUEST).
+    Mute {
+        /// Account name.
+        name: String,
+        /// Duration.
+        seconds: u32,
+    },
+}
+
+/// A bus message, decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A change on `node`.
+    Msg {
+        /// Origin.
+        node: u64,
+        /// What changed.
+        msg: BusMsg,
+    },
+    /// `node` rewrote its state: forget what it said before.
+    Reset {
+        /// Origin.
+        node: u64,
+    },
+    /// `node` is dead (its heartbeat lapsed).
+    Gone {
+        /// The dead node.
+        node: u64,
+    },
+    /// An operator drains `node` within `seconds`.
+    Drain {
+        /// The node to drain.
+        node: u64,
+        /// The grace period.
+        seconds: u64,
+    },
+    /// An operator's notice, for `room` or (without one) for every user.
+    Notice {
+        /// Origin.
+        node: u64,
+        /// Room.
+        room: Option<u32>,
+        /// The text.
+        message: String,
+    },
+}
+
+/// Why a bus message was skipped.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BusError {
+    /// Shorter than its kind needs.
+    #[error("truncated")]
+    Truncated,
+    /// A kind this version does not know.
+    #[error("unknown kind {0}")]
+    Kind(u8),
+    /// A name a login would refuse.
+    #[error("bad name")]
+    Name,
+    /// A chat frame or text that does not decode.
+    #[error("bad frame")]
+    Frame,
+}
+
+fn header(kind: u8, node: u64) -> BytesMut {
+    let mut b = BytesMut::with_capacity(64);
+    b.put_u8(kind);
+    b.put_u64_le(node);
+    b
+}
+
+fn put_short(b: &mut BytesMut, s: &str) {
+    // Names are at most limits::NAME bytes; checked again on decode.
+    let s = &s.as_bytes()[..s.len().min(255)];
+    b.put_u8(s.len() as u8);
+    b.put_slice(s);
+}
+
+/// Encodes a message from `node`.
+pub fn encode(node: u64, msg: &BusMsg) -> Bytes {
+    let b = match msg {
+        BusMsg::Online { name, uid } => {
+            let mut b = header(KIND_ONLINE, node);
+            b.put_u64_le(*uid);
+            b.put_slice(name.as_bytes());
+            b
+        }
+        BusMsg::Offline { name } => {
+            let mut b = header(KIND_OFFLINE, node);
+            b.put_slice(name.as_bytes());
+            b
+        }
+        BusMsg::Enter { name, uid, room } | BusMsg::Leave { name, uid, room } => {
+            let kind = if matches!(msg, BusMsg::Enter { .. }) {
+                KIND_ENTER
+            } else {
+                KIND_LEAVE
+            };
+            let mut b = header(kind, node);
+            b.put_u64_le(*uid);
+            b.put_u32_le(*room);
+            b.put_slice(name.as_bytes());
+            b
+        }
+        BusMsg::RoomChat { room, from, message } => {
+            let mut b = header(KIND_ROOM, node);
+            b.put_u32_le(*room);
+            Event::RoomChat {
+                name: from.clone(),
+                message: message.clone(),
+            }
+            .encode(&mut b);
+            b
+        }
+        BusMsg::Broadcast { from, message } => {
+            let mut b = header(KIND_BROADCAST, node);
+            Event::Broadcast {
+                from: from.clone(),
+                message: message.clone(),
+            }
+            .encode(&mut b);
+            b
+        }
+        BusMsg::Whisper { to, from, message } => {
+            let mut b = header(KIND_WHISPER, node);
+            put_short(&mut b, to);
+            Event::Whisper {
+                from: from.clone(),
+                message: message.clone(),
+            }
+            .encode(&mut b);
+            b
+        }
+        BusMsg::Kick { name, by } => {
+            let mut b = header(KIND_KICK, node);
+            put_short(&mut b, name);
+            b.put_slice(by.as_bytes());
+            b
+        }
+        BusMsg::Mute { name, seconds } => {
+            let mut b = header(KIND_MUTE, node);
+            b.put_u32_le(*seconds);
+            b.put_slice(name.as_bytes());
+            b
+        }
+    };
+    b.freeze()
+}
+
+/// `node` has rewritten its state (the cluster's replace script sends it).
+pub fn reset(node: u64) -> Bytes {
+    header(KIND_RESET, node).freeze()
+}
+
+/// An operator asks `node` to drain within `seconds`.
+pub fn drain(node: u64, seconds: u64) -> Bytes {
+    let mut b = header(KIND_DRAIN, node);
+    b.put_u64_le(seconds);
+    b.freeze()
+}
+
+/// An operator's notice from `node`, for `room` or every user.
+pub fn notice(node: u64, room: Option<u32>, message: &str) -> Bytes {
+    let mut b = header(KIND_NOTICE, node);
+    b.put_i64_le(room.map_or(-1, i64::from));
+    b.put_slice(message.as_bytes());
+    b.freeze()
+}
+
+fn name(b: &[u8]) -> Result<String, BusError> {
+    let s = std::str::from_utf8(b).map_err(|_| BusError::Name)?;
+    if crate::valid_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(BusError::Name)
+    }
+}
+
+/// The client frame carried inside: its length field must match, and it
+/// must decode.
+fn event(b: &[u8]) -> Result<Event, BusError> {
+    if b.len() < HEADER_LEN || usize::from(u16::from_le_bytes([b[0], b[1]])) != b.len() {
+        return Err(BusError::Frame);
+    }
+    Event::decode(b).map_err(|_| BusError::Frame)
+}
+
+fn short<'a>(b: &mut &'a [u8]) -> Result<&'a [u8], BusError> {
+    let n = usize::from(*b.first().ok_or(BusError::Truncated)?);
+    if b.len() < 1 + n {
+        return Err(BusError::Truncated);
+    }
+    let s = &b[1..=n];
+    *b = &b[1 + n..];
+    Ok(s)
+}
+
+fn need(b: &[u8], n: usize) -> Result<(), BusError> {
+    if b.len() < n {
+        Err(BusError::Truncated)
+    } else {
+        Ok(())
+    }
+}
+
+/// Decodes a message, checking every length before reading.
+pub fn decode(mut b: &[u8]) -> Result<Decoded, BusError> {
+    need(b, 9)?;
+    let kind = b.get_u8();
+    let node = b.get_u64_le();
+    let msg = match kind {
+        KIND_ONLINE => {
+            need(b, 8)?;
+            let uid = b.get_u64_le();
+            BusMsg::Online { name: name(b)?, uid }
+        }
+        KIND_OFFLINE => BusMsg::Offline { name: name(b)? },
+        KIND_ENTER | KIND_LEAVE => {
+            need(b, 12)?;
+            let (uid, room) = (b.get_u64_le(), b.get_u32_le());
+            let name = name(b)?;
+            if kind == KIND_ENTER {
+                BusMsg::Enter { name, uid, room }
+            } else {
+                BusMsg::Leave { name, uid, room }
+            }
+        }
+        KIND_ROOM => {
+            need(b, 4)?;
+            let room = b.get_u32_le();
+            match event(b)? {
+                Event::RoomChat { name, message } => BusMsg::RoomChat {
+                    room,
+                    from: name,
+                    message,
+                },
+                _ => return Err(BusError::Frame),
+            }
+        }
+        KIND_BROADCAST => match event(b)? {
+            Event::Broadcast { from, message } => BusMsg::Broadcast { from, message },
+            _ => return Err(BusError::Frame),
+        },
+        KIND_WHISPER => {
+            let to = name(short(&mut b)?)?;
+            match event(b)? {
+                Event::Whisper { from, message } => BusMsg::Whisper { to, from, message },
+                _ => return Err(BusError::Frame),
+            }
+        }
+        KIND_KICK => {
+            let target = name(short(&mut b)?)?;
+            let by = String::from_utf8_lossy(&b[..b.len().min(64)]).into_owned();
+            BusMsg::Kick { name: target, by }
+        }
+        KIND_MUTE => {
+            need(b, 4)?;
+            let seconds = b.get_u32_le();
+            BusMsg::Mute {
+                name: name(b)?,
+                seconds,
+            }
+        }
+        KIND_RESET => return Ok(Decoded::Reset { node }),
+        KIND_GONE => {
+            let id = std::str::from_utf8(b).ok().and_then(|s| s.parse().ok());
+            return id.map(|node| Decoded::Gone { node }).ok_or(BusError::Truncated);
+        }
+        KIND_DRAIN => {
+            need(b, 8)?;
+            return Ok(Decoded::Drain {
+                node,
+                seconds: b.get_u64_le(),
+            });
+        }
+        KIND_NOTICE => {
+            need(b, 8)?;
+            let room = u32::try_from(b.get_i64_le()).ok();
+            if b.len() > limits::NOTICE {
+                return Err(BusError::Frame);
+            }
+            let message = std::str::from_utf8(b).map_err(|_| BusError::Frame)?.to_owned();
+            return Ok(Decoded::Notice { node, room, message });
+        }
+        k => return Err(BusError::Kind(k)),
+    };
+    Ok(Decoded::Msg { node, msg })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_round_trips() {
+        let (from, message) = ("amy".to_owned(), "hi".to_owned());
+        let msgs = [
+            BusMsg::Online {
+                name: "amy".into(),
+                uid: 1 << 48 | 7,
+            },
+            BusMsg::Offline { name: "amy".into() },
+            BusMsg::Enter {
+                name: "amy".into(),
+                uid: 9,
+                room: 3,
+            },
+            BusMsg::Leave {
+                name: "amy".into(),
+                uid: 9,
+                room: 3,
+            },
+            BusMsg::RoomChat {
+                room: 3,
+                from: from.clone(),
+                message: message.clone(),
+            },
+            BusMsg::Broadcast {
+                from: from.clone(),
+                message: message.clone(),
+            },
+            BusMsg::Whisper {
+                to: "bob".into(),
+                from,
+                message,
+            },
+            BusMsg::Kick {
+                name: "bob".into(),
+                by: "amy".into(),
+            },
+            BusMsg::Mute {
+                name: "bob".into(),
+                seconds: 60,
+            },
+        ];
+        for msg in msgs {
+            let b = encode(42, &msg);
+            assert_eq!(decode(&b), Ok(Decoded::Msg { node: 42, msg }));
+        }
+        assert_eq!(decode(&reset(5)), Ok(Decoded::Reset { node: 5 }));
+        assert_eq!(decode(&drain(5, 30)), Ok(Decoded::Drain { node: 5, seconds: 30 }));
+        let n = Decoded::Notice {
+            node: 5,
+            room: None,
+            message: "hi".into(),
+        };
+        assert_eq!(decode(&notice(5, None, "hi")), Ok(n));
+    }
+
+    #[test]
+    fn truncated_and_hostile_messages_are_refused_not_trusted() {
+        let b = encode(
+            1,
+            &BusMsg::Online {
+                name: "amy".into(),
+                uid: 5,
+            },
+        );
+        // Header, uid, and an empty name: all refused.
+        for cut in 0..=17 {
+            assert!(decode(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        // A frame whose length field lies.
+        let mut bad = header(KIND_BROADCAST, 1);
+        bad.put_slice(&[200, 0, 1, 2, 3]);
+        assert_eq!(decode(&bad), Err(BusError::Frame));
+        // A well-formed frame of the wrong kind.
+        let mut wrong = header(KIND_BROADCAST, 1);
+        Event::Pong { nonce: 1 }.encode(&mut wrong);
+        assert_eq!(decode(&wrong), Err(BusError::Frame));
+        assert_eq!(decode(&[99, 0, 0, 0, 0, 0, 0, 0, 0]), Err(BusError::Kind(99)));
+        // What the Lua `bury` writes.
+        let mut gone = vec![KIND_GONE];
+        gone.extend([0; 8]);
+        gone.extend(b"17");
+        assert_eq!(decode(&gone), Ok(Decoded::Gone { node: 17 }));
+    }
+}

@@ -1,0 +1,148 @@
+//! The writer: the node's only publisher. It takes the logic task's
+//! operations in batches, sends each batch as one pipeline, and hands the
+//! outcomes back as inputs.
+
+use std::sync::Arc;
+
+use plaza_core::{Input, SeatOutcome};
+use tokio::sync::mpsc;
+
+use super::scripts::Scripts;
+use super::{Leaving, Op, PendingSeat, Shared, Signal, lock};
+
+/// Runs until the logic task is gone.
+pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>) {
+    let mut scripts = Scripts::new();
+    let mut batch = Vec::with_capacity(256);
+    let mut conn = shared.conn.clone();
+    // Log the first failure of an outage, not every batch of it.
+    let mut failing = false;
+    loop {
+        if rx.recv_many(&mut batch, 256).await == 0 {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for op in &batch {
+            scripts.add(&shared, &mut pipe, op);
+        }
+        let query = async {
+            scripts.load(&mut conn).await?;
+            pipe.query_async::<Vec<redis::Value>>(&mut conn).await
+        };
+        let result = match tokio::time::timeout(shared.config.timeout, query).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        };
+        let result = match result {
+            Ok(v) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("cluster publishing works again");
+                }
+                Some(v)
+            }
+            Err(error) => {
+                scripts.forget();
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(%error, "cluster publish failed; senders are told (112)");
+                }
+                tracing::debug!(%error, ops = batch.len(), "cluster batch failed");
+                None
+            }
+        };
+        let mut values = result.map(Vec::into_iter);
+        for op in batch.drain(..) {
+            let v = values.as_mut().and_then(Iterator::next);
+            complete(&shared, op, v).await;
+        }
+    }
+}
+
+async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
+    match op {
+        Op::Publish { ack: Some(conn), .. } => {
+            shared
+                .input(Input::Published {
+                    conn,
+                    ok: v.is_some(),
+                })
+                .await
+        }
+        Op::Publish { ack: None, .. } | Op::Drain(_) | Op::Notice { .. } => {}
+        Op::Seat {
+            conn,
+            name,
+            uid,
+            room,
+        } => {
+            let members = v.map(|v| redis::from_redis_value::<Vec<redis::Value>>(v).unwrap_or_default());
+            let outcome = match members.as_deref() {
+                None | Some([]) => SeatOutcome::Unavailable,
+                Some([first, rest @ ..]) => match redis::from_redis_value_ref::<i64>(first) {
+                    Ok(1) => SeatOutcome::Seated(members_of(rest)),
+                    Ok(_) => SeatOutcome::Full,
+                    Err(_) => SeatOutcome::Unavailable,
+                },
+            };
+            let SeatOutcome::Seated(members) = outcome else {
+                lock(&shared.link).seats.remove(&uid);
+                return shared.seat_done(conn, name, uid, room, outcome).await;
+            };
+            // Answer after our own Enter came back on the bus (everything
+            // published before it has then reached the replica), or now if
+            // the bus link is down.
+            let now = {
+                let mut l = lock(&shared.link);
+                match l.seats.remove(&uid) {
+                    Some(PendingSeat::Echoed) => true,
+                    _ if !l.up => true,
+                    _ => {
+                        l.seats.insert(
+                            uid,
+                            PendingSeat::Claimed {
+                                conn,
+                                name: name.clone(),
+                                room,
+                                members: members.clone(),
+                            },
+                        );
+                        false
+                    }
+                }
+            };
+            if now {
+                shared
+                    .seat_done(conn, name, uid, room, SeatOutcome::Seated(members))
+                    .await;
+            }
+        }
+        Op::Replace(_) => {
+            let lost: Vec<String> = v
+                .and_then(|v| redis::from_redis_value(v).ok())
+                .unwrap_or_default();
+            if !lost.is_empty() {
+                tracing::warn!(?lost, "names taken by other nodes while this node was cut off");
+                let _ = shared.signals.send(Signal::Lost(lost)).await;
+            }
+        }
+        Op::Bury(done) => {
+            let mut l = lock(&shared.link);
+            if v.is_some() && matches!(l.leaving, Leaving::Asked) {
+                l.leaving = Leaving::Waiting(done);
+            } else {
+                // Back already, or not published (nothing will come back).
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+fn members_of(flat: &[redis::Value]) -> Vec<(u64, String)> {
+    flat.chunks_exact(2)
+        .filter_map(|kv| {
+            let uid: String = redis::from_redis_value_ref(&kv[0]).ok()?;
+            let name: String = redis::from_redis_value_ref(&kv[1]).ok()?;
+            Some((uid.parse().ok()?, name))
+        })
+        .collect()
+}

@@ -1,0 +1,194 @@
+//! The logic task: owns the hub, drains the input, control and cluster
+//! channels, runs the presence and upkeep ticks, and starts the shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plaza_core::{Conn, Hub, Input};
+use plaza_net::Handle;
+use plaza_net::tls::TlsAcceptor;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cluster::{Op, Signal};
+use crate::control::{Command, ControlMsg};
+use crate::sink::NetSink;
+use crate::{Resolved, http, limits};
+
+/// Inputs queued for the logic task. Bounded: when the logic falls behind,
+/// the gateways wait, and so the sessions stop reading (TCP back-pressure).
+pub(crate) const LOGIC_QUEUE: usize = 8192;
+
+/// The logic task: owns the hub, drains the input and control channels.
+pub(crate) struct Logic {
+    pub(crate) hub: Hub,
+    pub(crate) sink: NetSink,
+    pub(crate) ctl_tx: mpsc::Sender<ControlMsg>,
+    pub(crate) control_net: Handle,
+    /// Read by /livez.
+    pub(crate) heartbeat: http::Heartbeat,
+    pub(crate) logins: Arc<limits::LoginLimiter>,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) started: Instant,
+    /// Requests processed.
+    pub(crate) received: u64,
+    /// Requests in and packets out per second, over the last second.
+    pub(crate) rates: (f64, f64),
+    pub(crate) last_refresh: Instant,
+    pub(crate) config: Resolved,
+}
+
+impl Logic {
+    pub(crate) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Input>,
+        mut ctl_rx: mpsc::Receiver<ControlMsg>,
+        mut signals: mpsc::Receiver<Signal>,
+        done: oneshot::Sender<()>,
+    ) {
+        let (stopped_tx, mut stopped) = oneshot::channel::<()>();
+        let mut stopped_tx = Some(stopped_tx);
+        let mut batch = Vec::with_capacity(256);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Room presence news goes out on this tick (see plaza-core's room.rs).
+        let batching = self.config.chat.batch_presence;
+        let mut presence = tokio::time::interval(self.config.enter_leave_delay.max(Duration::from_millis(1)));
+        presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = (self.received, self.sink.sent);
+        loop {
+            self.heartbeat.beat();
+            tokio::select! {
+                // Operators first: a flood of users cannot starve the control link.
+                biased;
+                Some((command, reply)) = ctl_rx.recv() => {
+                    let r = self.control(command);
+                    let _ = reply.send(r);
+                }
+                Some(signal) = signals.recv() => self.signal(signal),
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break;
+                    }
+                    let now = Instant::now();
+                    for input in batch.drain(..) {
+                        if matches!(input, Input::Request { .. }) {
+                            self.received += 1;
+                        }
+                        self.hub.handle(input, now, &mut self.sink);
+                    }
+                }
+                _ = presence.tick(), if batching => self.hub.flush_presence(&mut self.sink),
+                _ = tick.tick() => {
+                    let now = (self.received, self.sink.sent);
+                    self.rates = ((now.0 - last.0) as f64, (now.1 - last.1) as f64);
+                    last = now;
+                    self.hub.expire_guests(Instant::now(), &mut self.sink);
+                    self.refresh_presence();
+                }
+                _ = &mut stopped => break,
+            }
+            if self.sink.shutdown {
+                if let Some(stopped_tx) = stopped_tx.take() {
+                    // Everything acknowledged so far is queued: flush and close.
+                    tracing::info!(
+                        sessions = self.hub.sessions(),
+                        users = self.hub.users_online(),
+                        "shutting down"
+                    );
+                    let (net, control, grace) = (
+                        self.sink.net.clone(),
+                        self.control_net.clone(),
+                        self.config.shutdown_grace,
+                    );
+                    tokio::spawn(async move {
+                        net.stop(grace).await;
+                        control.stop(Duration::from_secs(1)).await;
+                        let _ = stopped_tx.send(());
+                    });
+                }
+            }
+        }
+        // Leave the cluster: the other nodes drop this node's users now
+        // instead of when its heartbeat runs out.
+        if let Some(c) = &self.sink.cluster {
+            let (bury, buried) = oneshot::channel();
+            c.send(Op::Bury(bury));
+            let _ = tokio::time::timeout(Duration::from_secs(2), buried).await;
+        }
+        // The store is closed when the last reference (effect tasks included)
+        // is dropped; redb commits are durable at commit time.
+        drop(self);
+        tracing::info!("plaza-server stopped");
+        let _ = done.send(());
+    }
+
+    fn signal(&mut self, signal: Signal) {
+        match signal {
+            Signal::Resync => {
+                let users = self
+                    .hub
+                    .local_entries()
+                    .into_iter()
+                    .map(|(name, conn, uid, room)| (name, self.sink.owner(conn), uid, room))
+                    .collect();
+                self.sink.cluster_op(Op::Replace(users));
+            }
+            Signal::Drain(seconds) => {
+                tracing::info!(seconds, "cluster-wide drain requested");
+                self.start_drain(seconds);
+            }
+            Signal::Notice { room, message } => {
+                self.hub.notice(room, &message, &mut self.sink);
+            }
+            Signal::Lost(names) => {
+                for name in names {
+                    self.hub.operator_kick(&name, &mut self.sink);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn start_drain(&mut self, seconds: u64) {
+        self.hub.refuse_logins();
+        let (ctl, tx) = (self.ctl_tx.clone(), self.sink.tx.clone());
+        tokio::spawn(drain(seconds, ctl, tx));
+    }
+
+    /// Keeps this node's logged-in marks alive in a shared store.
+    fn refresh_presence(&mut self) {
+        let Some(every) = self.sink.store.refresh_every() else {
+            return;
+        };
+        if self.last_refresh.elapsed() < every {
+            return;
+        }
+        self.last_refresh = Instant::now();
+        // Names shared, not copied: the store writes the marks a chunk at a
+        // time, so a refresh of many users holds little memory at once.
+        let entries: Vec<(Arc<str>, Conn)> = self.hub.local_users().map(|(n, c)| (n.clone(), c)).collect();
+        let (store, node) = (self.sink.store.clone(), self.sink.node.clone());
+        tokio::spawn(async move { store.refresh(&node, entries).await });
+    }
+}
+
+/// Counts down with notices to every user, then shuts down.
+async fn drain(seconds: u64, ctl: mpsc::Sender<ControlMsg>, tx: mpsc::Sender<Input>) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let marks: std::collections::BTreeSet<u64> = [seconds, 60, 30, 10, 5, 1]
+        .into_iter()
+        .filter(|m| *m <= seconds && *m > 0)
+        .collect();
+    for left in marks.into_iter().rev() {
+        tokio::time::sleep_until(end - Duration::from_secs(left)).await;
+        let (reply, _) = oneshot::channel();
+        let message = format!("server shutting down in {left} seconds");
+        // Each draining node counts down for its own users.
+        let notice = Command::Notice {
+            room: None,
+            message,
+            local: true,
+        };
+        let _ = ctl.send((notice, reply)).await;
+    }
+    tokio::time::sleep_until(end).await;
+    let _ = tx.send(Input::Shutdown).await;
+}

@@ -1,0 +1,141 @@
+//! The hub's output: events into the sessions' outboxes (through their
+//! front end), effects into tasks.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use plaza_core::{Conn, Effect, Input, Recipient, Sink};
+use plaza_net::{Handle, SessionId};
+use plaza_proto::{Event, Roster};
+use tokio::sync::mpsc;
+
+use crate::cluster::{Cluster, Op};
+use crate::frontend::binary::Frames;
+use crate::{Store, http};
+
+/// The hub's output, into the network and the effect tasks.
+pub(crate) struct NetSink {
+    pub(crate) net: Handle,
+    pub(crate) tx: mpsc::Sender<Input>,
+    pub(crate) store: Store,
+    /// This process's id in the store's logged-in marks.
+    pub(crate) node: String,
+    /// Cluster mode.
+    pub(crate) cluster: Option<Arc<Cluster>>,
+    pub(crate) metrics: http::Metrics,
+    /// Room chat goes out droppable (the drop-oldest slow-consumer policy).
+    pub(crate) drop_oldest: bool,
+    pub(crate) shutdown: bool,
+    /// Packets handed to the network.
+    pub(crate) sent: u64,
+    /// Of those, shared fan-out frames.
+    pub(crate) shared_sent: u64,
+}
+
+impl Sink for NetSink {
+    fn send(&mut self, to: Conn, event: &Event) {
+        self.sent += 1;
+        // A session that left or is closing just misses it.
+        let _ = self.net.send_with(SessionId::from_u64(to), |b| event.encode(b));
+    }
+
+    fn send_members(&mut self, to: Conn, members: &Roster) {
+        for list in members.lists() {
+            self.sent += 1;
+            let _ = self.net.send_with(SessionId::from_u64(to), |b| list.encode(b));
+        }
+    }
+
+    fn fanout(&mut self, events: &[Event], to: impl IntoIterator<Item = Recipient>) {
+        // One front end today: the binary protocol.
+        let mut frames = Frames::new(events);
+        for r in to {
+            self.sent += 1;
+            self.shared_sent += 1;
+            let (id, frame) = (SessionId::from_u64(r.conn), frames.from(r.from));
+            let _ = if r.droppable && self.drop_oldest {
+                self.net.send_droppable(id, frame)
+            } else {
+                self.net.send(id, frame)
+            };
+        }
+    }
+
+    fn disconnect(&mut self, conn: Conn) {
+        let _ = self.net.disconnect(SessionId::from_u64(conn));
+    }
+
+    fn effect(&mut self, effect: Effect) {
+        let (tx, store) = (self.tx.clone(), self.store.clone());
+        match effect {
+            Effect::Authenticate {
+                conn,
+                ticket,
+                name,
+                credential,
+            } => {
+                let owner = self.owner(conn);
+                let latency = self.metrics.store_latency.clone();
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let outcome = store.login(name, credential, owner).await;
+                    latency.observe(t.elapsed().as_secs_f64());
+                    let _ = tx
+                        .send(Input::AuthDone {
+                            conn,
+                            ticket,
+                            outcome,
+                        })
+                        .await;
+                });
+            }
+            Effect::Register { conn, name, password } => {
+                let latency = self.metrics.store_latency.clone();
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let outcome = store.register(name, password).await;
+                    latency.observe(t.elapsed().as_secs_f64());
+                    let _ = tx.send(Input::RegisterDone { conn, outcome }).await;
+                });
+            }
+            Effect::Release { conn, name } => {
+                let owner = self.owner(conn);
+                tokio::spawn(async move { store.release(name, owner).await });
+            }
+            Effect::Mute { name, seconds } => store.set_mute(name, seconds),
+            Effect::Shutdown => self.shutdown = true,
+            Effect::Publish { msg, ack } => self.cluster_op(Op::Publish { msg, ack }),
+            Effect::ClaimSeat {
+                conn,
+                name,
+                uid,
+                room,
+            } => {
+                self.cluster_op(Op::Seat {
+                    conn,
+                    name,
+                    uid,
+                    room,
+                });
+            }
+        }
+    }
+}
+
+/// Who holds a login in a shared store: the node and the session.
+pub(crate) fn owner(node: &str, conn: Conn) -> String {
+    format!("{node}:{conn}")
+}
+
+impl NetSink {
+    pub(crate) fn owner(&self, conn: Conn) -> String {
+        owner(&self.node, conn)
+    }
+
+    pub(crate) fn cluster_op(&self, op: Op) {
+        match &self.cluster {
+            Some(c) => c.send(op),
+            None => tracing::error!(?op, "cluster operation without cluster mode"),
+        }
+    }
+}
