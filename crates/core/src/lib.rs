@@ -349,7 +349,7 @@ impl Hub {
 
 /// Compares secrets in time that depends only on their lengths, so a
 /// client cannot find the secret byte by byte from response times.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = u8::from(a.len() != b.len());
     for (x, y) in a.iter().zip(b.iter()) {
         diff |= x ^ y;

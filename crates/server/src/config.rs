@@ -298,7 +298,7 @@ impl Settings {
         let store = match self.store.as_deref() {
             None | Some("embedded") => crate::StoreConfig::Embedded,
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                crate::StoreConfig::Redis(crate::redis_store::RedisConfig {
+                crate::StoreConfig::Redis(crate::store::RedisConfig {
                     url: url.to_owned(),
                     prefix: self.redis_prefix.clone().unwrap_or_else(|| "plaza:".into()),
                     timeout: Duration::from_millis(self.redis_timeout_ms.unwrap_or(2000)),

@@ -21,11 +21,9 @@ mod cluster;
 pub mod config;
 pub mod control;
 mod frontend;
-mod hasher;
 mod http;
 mod limits;
 mod logic;
-pub mod redis_store;
 mod sink;
 pub mod store;
 
@@ -214,7 +212,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
             store,
             node: match &cluster {
                 Some(c) => c.node.to_string(),
-                None => hasher::new_token()[..12].to_owned(),
+                None => store::hasher::new_token()[..12].to_owned(),
             },
             cluster,
             metrics,

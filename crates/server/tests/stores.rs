@@ -378,7 +378,7 @@ async fn a_presence_refresh_extends_this_nodes_marks_only() {
             .contains("OK")
     );
     let dir = tempfile::tempdir().unwrap();
-    let config = plaza_server::StoreConfig::Redis(plaza_server::redis_store::RedisConfig {
+    let config = plaza_server::StoreConfig::Redis(plaza_server::store::RedisConfig {
         url: redis.url(),
         prefix: "plaza:".into(),
         timeout: std::time::Duration::from_secs(5),

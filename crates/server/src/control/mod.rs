@@ -148,7 +148,7 @@ impl Control {
             .unwrap_or_else(|e| e.into_inner())
             .contains(&id);
         if let Command::Auth { secret } = &command {
-            if constant_time_eq(secret.as_bytes(), self.secret.as_bytes()) {
+            if plaza_core::constant_time_eq(secret.as_bytes(), self.secret.as_bytes()) {
                 self.authed.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
                 return (Reply::ok(json!("authenticated")), false);
             }
@@ -186,15 +186,6 @@ impl LinkHandler for Control {
     }
 }
 
-/// Compares in time that depends only on the lengths.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (x, y) in a.iter().zip(b.iter()) {
-        diff |= x ^ y;
-    }
-    diff == 0
-}
-
 /// Reads the control secret from `file`, or from `PLAZA_CONTROL_SECRET`, or
 /// else from `data_dir/control.secret`, creating that file (mode 0600) with
 /// a random secret the first time.
@@ -219,7 +210,7 @@ pub fn load_secret(file: Option<&std::path::Path>, data_dir: &std::path::Path) -
     use argon2::password_hash::rand_core::{OsRng, RngCore};
     let mut raw = [0u8; 24];
     OsRng.fill_bytes(&mut raw);
-    let secret = crate::hasher::hex(&raw);
+    let secret = crate::store::hasher::hex(&raw);
     std::fs::create_dir_all(data_dir)?;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

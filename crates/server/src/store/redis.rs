@@ -25,8 +25,8 @@ use plaza_core::{AuthOutcome, Credential};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use crate::hasher::{Hasher, hex, new_token, token_digest};
-use crate::store::{StoreError, unix_now};
+use super::hasher::{Hasher, hex, new_token, token_digest};
+use super::types::{StoreError, unix_now};
 
 /// Redis store settings.
 #[derive(Clone, Debug)]
@@ -350,7 +350,7 @@ impl RedisStore {
     async fn seed_login(&self, name: &str, password: &str) -> Result<bool, StoreError> {
         let plain: Option<String> = self.call(async |c| c.get(name).await).await?;
         let matches =
-            plain.is_some_and(|p| crate::control::constant_time_eq(p.as_bytes(), password.as_bytes()));
+            plain.is_some_and(|p| plaza_core::constant_time_eq(p.as_bytes(), password.as_bytes()));
         if matches {
             let created = self.register(name.to_owned(), password.to_owned()).await?;
             tracing::info!(name, created, "seed-schema login migrated to the Plaza schema");

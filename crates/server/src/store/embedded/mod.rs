@@ -1,25 +1,18 @@
-//! Account stores: the embedded one (redb in the data directory, the
-//! default) and Redis (`--store redis://...`), behind one [`Store`].
-//!
-//! Both keep accounts (Argon2id hash, roles, created-at), mutes with expiry
-//! (a mute survives reconnects and restarts), and resume tokens (stored as a
-//! digest, with a TTL). Redis also keeps a logged-in marker per user with a
-//! TTL refreshed while the session lives, so duplicate login (31) holds
-//! across nodes sharing one Redis.
+//! The embedded account store: redb in the data directory (the default).
+//! Logins and resumes go through one token-writer thread that checks each
+//! against a name's newest token and writes what waits in one transaction.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
-use plaza_core::{AuthOutcome, Credential, RegisterOutcome};
+use plaza_core::{AuthOutcome, Credential};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::{Deserialize, Serialize};
-use std::sync::mpsc;
 use tokio::sync::oneshot;
 
-use crate::hasher::{Hasher, new_token, token_digest};
-use crate::redis_store::RedisStore;
+use super::hasher::{Hasher, new_token, token_digest};
+use super::types::{Account, HashCost, StoreError, unix_now};
 
 const ACCOUNTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("accounts");
 /// An account name's key ([`plaza_proto::name_key`], its lower case) →
@@ -38,78 +31,6 @@ const RESUME: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("resume");
 /// Dropped at open: those clients log in with their password.
 const TOKENS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tokens");
 
-/// Why the store failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database could not be opened or used.
-    #[error("database: {0}")]
-    Db(String),
-    /// Password hashing failed.
-    #[error("password hashing: {0}")]
-    Hash(String),
-    /// A stored record could not be read.
-    #[error("corrupt record for {0}")]
-    Corrupt(String),
-    /// Redis failed or did not answer in time.
-    #[error("redis: {0}")]
-    Redis(String),
-}
-
-macro_rules! db_err {
-    ($($t:ty),*) => {$(impl From<$t> for StoreError {
-        fn from(e: $t) -> Self { Self::Db(e.to_string()) }
-    })*};
-}
-db_err!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
-
-/// Argon2id cost parameters.
-#[derive(Clone, Copy, Debug)]
-pub struct HashCost {
-    /// Memory in KiB.
-    pub memory_kib: u32,
-    /// Passes.
-    pub iterations: u32,
-}
-
-impl Default for HashCost {
-    /// OWASP's minimum for Argon2id: 19 MiB, 2 passes, 1 lane.
-    fn default() -> Self {
-        Self {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-        }
-    }
-}
-
-/// An account as the embedded store keeps it (JSON, keyed by name).
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct Account {
-    /// Argon2id PHC string.
-    pub hash: String,
-    /// Roles granted by operators ("admin").
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// Seconds since the Unix epoch.
-    pub created_at: u64,
-}
-
-impl Account {
-    pub(crate) fn is_admin(&self) -> bool {
-        self.roles.iter().any(|r| r == "admin")
-    }
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// The embedded account store.
 pub struct Accounts {
@@ -214,7 +135,7 @@ impl Accounts {
         self.insert_new(name, hash)
     }
 
-    fn insert_new(&self, name: &str, hash: String) -> Result<bool, StoreError> {
+    pub(super) fn insert_new(&self, name: &str, hash: String) -> Result<bool, StoreError> {
         let record = Account {
             hash,
             roles: Vec::new(),
@@ -310,7 +231,7 @@ impl Accounts {
     }
 
     /// A resume, waiting for the token writer without holding a thread.
-    async fn resume(&self, name: String, token: String, ttl: u32) -> Result<AuthOutcome, StoreError> {
+    pub(super) async fn resume(&self, name: String, token: String, ttl: u32) -> Result<AuthOutcome, StoreError> {
         writer_answer(self.token_job(name, Some(token), ttl).await)
     }
 
@@ -324,7 +245,7 @@ impl Accounts {
         Ok(())
     }
 
-    fn login_blocking(
+    pub(super) fn login_blocking(
         &self,
         name: &str,
         credential: &Credential,
@@ -626,386 +547,6 @@ impl Drop for Accounts {
     }
 }
 
-/// Which store, and its settings.
-#[derive(Clone, Debug)]
-pub enum StoreConfig {
-    /// redb in the data directory.
-    Embedded,
-    /// Redis.
-    Redis(crate::redis_store::RedisConfig),
-}
-
-/// The account store the server uses.
-#[derive(Clone)]
-pub enum Store {
-    /// Embedded redb.
-    Embedded(Arc<Accounts>, u32),
-    /// Redis.
-    Redis(Arc<RedisStore>),
-}
-
-impl Store {
-    /// Opens the configured store. Redis is connected lazily: a server can
-    /// start while Redis is down, and logins answer 112 until it is back.
-    ///
-    /// # Errors
-    /// If the embedded database cannot be opened or the Redis URL is bad.
-    pub fn open(
-        config: &StoreConfig,
-        data_dir: &Path,
-        cost: HashCost,
-        token_ttl: u32,
-    ) -> Result<Self, StoreError> {
-        Ok(match config {
-            StoreConfig::Embedded => Self::Embedded(Arc::new(Accounts::open(data_dir, cost)?), token_ttl),
-            StoreConfig::Redis(r) => Self::Redis(Arc::new(RedisStore::new(
-                r.clone(),
-                Hasher::new(cost)?,
-                token_ttl,
-            )?)),
-        })
-    }
-
-    /// Checks a password or token and, if valid, marks the name logged in
-    /// for `owner`, reads the mute and issues a new resume token.
-    pub async fn login(&self, name: String, credential: Credential, owner: String) -> AuthOutcome {
-        match self {
-            Self::Embedded(a, ttl) => {
-                let r = match credential {
-                    // A resume skips Argon2 and waits on the token writer.
-                    Credential::Token(token) => a.resume(name, token, *ttl).await,
-                    Credential::Password(_) => {
-                        let (a, ttl, hasher) = (a.clone(), *ttl, a.hasher.clone());
-                        let permit = hasher.permit().await;
-                        let r =
-                            tokio::task::spawn_blocking(move || a.login_blocking(&name, &credential, ttl))
-                                .await
-                                .unwrap_or_else(|e| Err(StoreError::Db(format!("login task: {e}"))));
-                        drop(permit);
-                        r
-                    }
-                };
-                r.unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "account store failed a login");
-                    AuthOutcome::Unavailable
-                })
-            }
-            Self::Redis(r) => r.login(name, credential, owner).await,
-        }
-    }
-
-    /// Creates an account.
-    pub async fn register(&self, name: String, password: String) -> RegisterOutcome {
-        let created = match self {
-            Self::Embedded(a, _) => match a.hasher.hash(password).await {
-                Ok(hash) => {
-                    let a = a.clone();
-                    tokio::task::spawn_blocking(move || a.insert_new(&name, hash))
-                        .await
-                        .map_err(|e| StoreError::Db(e.to_string()))
-                        .and_then(|r| r)
-                }
-                Err(e) => Err(e),
-            },
-            Self::Redis(r) => r.register(name, password).await,
-        };
-        match created {
-            Ok(true) => RegisterOutcome::Created,
-            Ok(false) => RegisterOutcome::NameTaken,
-            Err(e) => {
-                tracing::error!(error = %e, "account store failed a registration");
-                RegisterOutcome::Unavailable
-            }
-        }
-    }
-
-    /// Grants or revokes the admin role (operator command). Returns whether
-    /// the account exists.
-    ///
-    /// # Errors
-    /// If the store fails.
-    pub async fn set_admin(&self, name: &str, admin: bool) -> Result<bool, StoreError> {
-        match self {
-            Self::Embedded(a, _) => a.set_admin(name, admin),
-            Self::Redis(r) => r.set_admin(name, admin).await,
-        }
-    }
-
-    /// Creates an account (operator command). Returns `false` if it exists.
-    ///
-    /// # Errors
-    /// If the store fails.
-    pub async fn create(&self, name: &str, password: &str) -> Result<bool, StoreError> {
-        match self {
-            Self::Embedded(a, _) => a.create_blocking(name, password),
-            Self::Redis(r) => r.register(name.to_owned(), password.to_owned()).await,
-        }
-    }
-
-    /// Clears `name`'s logged-in mark if `owner` holds it.
-    pub async fn release(&self, name: String, owner: String) {
-        if let Self::Redis(r) = self {
-            r.release(&name, &owner).await;
-        }
-    }
-
-    /// Keeps alive the logged-in marks of these (name, session) pairs of
-    /// `node`, those it still holds.
-    pub async fn refresh(&self, node: &str, entries: Vec<(Arc<str>, u64)>) {
-        if let Self::Redis(r) = self {
-            r.refresh(node, entries).await;
-        }
-    }
-
-    /// Persists a mute (`seconds` as in MUTE_REQUEST; 0 lifts it). The
-    /// embedded store takes it before this returns, so the name's next
-    /// login sees it; Redis is written in the background.
-    pub fn set_mute(&self, name: String, seconds: u32) {
-        let report = |e: StoreError| {
-            tracing::error!(error = %e, "could not persist a mute (it holds on this node until restart)");
-        };
-        match self {
-            Self::Embedded(a, _) => a.set_mute(&name, seconds).unwrap_or_else(report),
-            Self::Redis(r) => {
-                let r = r.clone();
-                tokio::spawn(async move { r.set_mute(&name, seconds).await.unwrap_or_else(report) });
-            }
-        }
-    }
-
-    /// Store health as last seen (never waits on the store).
-    pub fn health(&self) -> Result<(), String> {
-        match self {
-            Self::Embedded(a, _) => a.health().map_err(|e| e.to_string()),
-            Self::Redis(r) => r.health(),
-        }
-    }
-
-    /// How often logged-in marks must be refreshed, if at all.
-    pub fn refresh_every(&self) -> Option<Duration> {
-        match self {
-            Self::Embedded(..) => None,
-            Self::Redis(r) => Some(r.refresh_every()),
-        }
-    }
-
-    /// Starts background upkeep (Redis health probing).
-    pub fn spawn_upkeep(&self) {
-        if let Self::Redis(r) = self {
-            tokio::spawn(crate::redis_store::probe_health(Arc::downgrade(r)));
-        }
-    }
-}
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const CHEAP: HashCost = HashCost {
-        memory_kib: 64,
-        iterations: 1,
-    };
-
-    #[test]
-    fn a_login_looks_past_a_snapshot_older_than_its_account() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Accounts::open(dir.path(), CHEAP).unwrap();
-        // The token writer's batch began before amy registered.
-        let mut tx = a.db.begin_read();
-        assert!(a.create_blocking("amy", "pw").unwrap());
-        let (reply, _answer) = oneshot::channel();
-        let job = LoginJob {
-            name: "amy".into(),
-            token: None,
-            ttl: 600,
-            reply,
-        };
-        let mut unwritten = Unwritten::default();
-        let outcome = login_or_look_again(&a.db, &mut tx, &mut unwritten, &job).unwrap();
-        assert!(matches!(outcome, AuthOutcome::Valid { .. }), "{outcome:?}");
-    }
-
-    #[test]
-    fn names_differing_only_in_case_are_one_name_and_older_accounts_keep_working() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let a = Accounts::open(dir.path(), CHEAP).unwrap();
-            assert!(a.create_blocking("amy", "pw").unwrap());
-            assert!(!a.create_blocking("Amy", "pw").unwrap(), "only case differs");
-            assert!(!a.create_blocking("AMY", "pw").unwrap());
-            // An older build's database: two such accounts, no keys.
-            let tx = a.db.begin_write().unwrap();
-            tx.open_table(ACCOUNTS)
-                .unwrap()
-                .insert(
-                    "Bob",
-                    b"{\"hash\":\"x\",\"roles\":[],\"created_at\":0}".as_slice(),
-                )
-                .unwrap();
-            tx.open_table(ACCOUNTS)
-                .unwrap()
-                .insert(
-                    "bob",
-                    b"{\"hash\":\"x\",\"roles\":[],\"created_at\":0}".as_slice(),
-                )
-                .unwrap();
-            tx.delete_table(FOLDED).unwrap();
-            tx.commit().unwrap();
-        }
-        let a = Accounts::open(dir.path(), CHEAP).unwrap();
-        assert!(a.get("Bob").unwrap().is_some() && a.get("bob").unwrap().is_some());
-        assert!(a.verify_blocking("amy", "pw").unwrap().is_some());
-        assert!(
-            !a.create_blocking("BOB", "pw").unwrap(),
-            "the keys were filled in at open"
-        );
-        assert!(!a.create_blocking("aMy", "pw").unwrap());
-        assert!(a.create_blocking("cat", "pw").unwrap());
-    }
-
-    impl Accounts {
-        /// A new token for `name`, as a password login gets.
-        fn issue_token(&self, name: &str, ttl: u32) -> String {
-            match writer_answer(self.token_job(name.into(), None, ttl).blocking_recv()).unwrap() {
-                AuthOutcome::Valid {
-                    token: Some((t, _)), ..
-                } => t,
-                other => panic!("no token for {name}: {other:?}"),
-            }
-        }
-
-        /// The mute a login of `name` gets (it issues a token, too).
-        fn mute_of(&self, name: &str) -> Option<Option<Duration>> {
-            match writer_answer(self.token_job(name.into(), None, 600).blocking_recv()).unwrap() {
-                AuthOutcome::Valid { mute, .. } => mute,
-                other => panic!("{name} cannot log in: {other:?}"),
-            }
-        }
-
-        /// Resumes `name` with `token`: the next token, if it was valid.
-        fn resume_blocking(&self, name: &str, token: &str) -> Option<String> {
-            match self
-                .login_blocking(name, &Credential::Token(token.into()), 600)
-                .unwrap()
-            {
-                AuthOutcome::Valid {
-                    token: Some((next, _)),
-                    ..
-                } => Some(next),
-                AuthOutcome::Invalid => None,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-
-        /// Redeems (and so consumes) a token for `name`.
-        fn redeem_token(&self, name: &str, token: &str) -> bool {
-            let outcome = self.login_blocking(name, &Credential::Token(token.into()), 600);
-            matches!(outcome.unwrap(), AuthOutcome::Valid { .. })
-        }
-    }
-
-    #[test]
-    fn accounts_mutes_and_tokens_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let (token, kept) = {
-            let a = Accounts::open(dir.path(), CHEAP).unwrap();
-            assert!(a.create_blocking("amy", "pw1").unwrap());
-            assert!(!a.create_blocking("amy", "other").unwrap(), "name taken");
-            assert!(a.set_admin("amy", true).unwrap());
-            assert!(!a.set_admin("nobody", true).unwrap());
-            assert!(a.create_blocking("bob", "pw2").unwrap());
-            a.set_mute("amy", 3600).unwrap();
-            (a.issue_token("amy", 600), a.issue_token("amy", 600))
-        };
-        let a = Accounts::open(dir.path(), CHEAP).unwrap();
-        let acc = a.verify_blocking("amy", "pw1").unwrap().expect("valid");
-        assert!(acc.hash.starts_with("$argon2id$"));
-        assert!(acc.is_admin());
-        assert!(a.verify_blocking("amy", "wrong").unwrap().is_none());
-        assert!(a.verify_blocking("nobody", "pw1").unwrap().is_none());
-        assert!(!a.redeem_token("bob", &kept), "a token is bound to its name");
-        assert!(!a.redeem_token("amy", &token), "a newer token retires the older");
-        assert!(a.redeem_token("amy", &kept), "tokens outlive a clean stop");
-        assert!(!a.redeem_token("amy", &kept), "a token is single-use");
-        assert!(matches!(a.mute_of("amy"), Some(Some(d)) if d.as_secs() > 3500));
-        a.set_mute("amy", 0).unwrap();
-        assert_eq!(a.mute_of("amy"), None, "a lifted mute is seen by the next login");
-    }
-
-    #[test]
-    fn logins_past_what_the_writer_holds_in_memory_are_written_not_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let tokens: Vec<(String, String)> = {
-            let a = Accounts::open_holding(dir.path(), CHEAP, 3).unwrap();
-            let tokens: Vec<_> = (0..7)
-                .map(|i| {
-                    let name = format!("u{i}");
-                    assert!(a.create_blocking(&name, "pw").unwrap());
-                    let token = a.issue_token(&name, 600);
-                    (name, token)
-                })
-                .collect();
-            tokens
-                .iter()
-                .map(|(name, token)| {
-                    let next = a.resume_blocking(name, token);
-                    (name.clone(), next.expect("each token works"))
-                })
-                .collect()
-        };
-        let a = Accounts::open_holding(dir.path(), CHEAP, 3).unwrap();
-        for (name, token) in &tokens {
-            assert!(
-                a.redeem_token(name, token),
-                "{name}'s newest token outlives a clean stop"
-            );
-        }
-    }
-
-    #[test]
-    fn a_resume_storm_from_many_threads_swaps_each_token_exactly_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Accounts::open(dir.path(), CHEAP).unwrap();
-        let mut tokens = Vec::new();
-        for i in 0..64 {
-            let name = format!("u{i}");
-            assert!(a.create_blocking(&name, "pw").unwrap());
-            tokens.push((name.clone(), a.issue_token(&name, 600)));
-        }
-        // Every token is presented twice, by two of 16 threads at once, so
-        // the two presentations race.
-        let resume =
-            |(name, token): &(String, String)| a.resume_blocking(name, token).map(|new| (name.clone(), new));
-        let results: Vec<Vec<Option<(String, String)>>> = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..16)
-                .map(|w| {
-                    let tokens = &tokens;
-                    s.spawn(move || {
-                        tokens
-                            .iter()
-                            .skip(w % 8)
-                            .step_by(8)
-                            .map(resume)
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers.into_iter().map(|w| w.join().unwrap()).collect()
-        });
-        let fresh: Vec<(String, String)> = results.into_iter().flatten().flatten().collect();
-        assert_eq!(
-            fresh.len(),
-            tokens.len(),
-            "each token is swapped once, never twice"
-        );
-        let distinct: std::collections::HashSet<&String> = fresh.iter().map(|(_, t)| t).collect();
-        assert_eq!(distinct.len(), fresh.len());
-        // The old tokens are spent; the new ones resume their accounts.
-        for old in &tokens {
-            assert_eq!(resume(old), None);
-        }
-        for new in &fresh {
-            assert!(resume(new).is_some(), "a fresh token resumes its account");
-        }
-    }
-}
+mod tests;

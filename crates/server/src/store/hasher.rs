@@ -12,7 +12,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use blake2::{Blake2b512, Digest};
 use tokio::sync::Semaphore;
 
-use crate::store::{HashCost, StoreError};
+use super::types::{HashCost, StoreError};
 
 /// Argon2id with a decoy hash for unknown names.
 pub(crate) struct Hasher {

@@ -1,0 +1,138 @@
+//! Users and rooms on other nodes.
+
+use super::*;
+
+fn cluster() -> Config {
+    Config {
+        node_tag: 1,
+        ..Config::default()
+    }
+}
+
+fn publishes(t: &mut T) -> Vec<(BusMsg, Option<Conn>)> {
+    t.rec
+        .effects
+        .drain(..)
+        .filter_map(|e| match e {
+            Effect::Publish { msg, ack } => Some((msg, ack)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn cluster_users_and_rooms_on_other_nodes_are_listed_and_told() {
+    let mut t = T::new(cluster());
+    t.user(1, "amy", false);
+    let uid = 1 << 48 | 1;
+    assert_eq!(
+        publishes(&mut t),
+        vec![(
+            BusMsg::Online {
+                name: "amy".into(),
+                uid
+            },
+            None
+        )]
+    );
+    // The seat comes from the shared store.
+    assert!(t.req(1, Request::RoomEnter { room: 2 }).is_empty());
+    let Some(Effect::ClaimSeat { uid: seat_uid, .. }) = t.rec.effects.pop() else {
+        panic!("expected a seat claim")
+    };
+    assert_eq!(seat_uid, uid);
+    t.input(Input::SeatDone {
+        conn: 1,
+        name: "amy".into(),
+        uid,
+        room: 2,
+        outcome: SeatOutcome::Seated(vec![(uid, "amy".into())]),
+    });
+    assert_eq!(t.rec.out.pop(), Some((1, Event::RoomEnterResult(ResultCode::OK))));
+    t.rec.out.clear();
+
+    // bob on node 9 logs in and enters the room: amy is told.
+    let bob = 2 << 48 | 5;
+    t.input(Input::Remote {
+        node: 9,
+        msg: BusMsg::Online {
+            name: "bob".into(),
+            uid: bob,
+        },
+    });
+    t.input(Input::Remote {
+        node: 9,
+        msg: BusMsg::Enter {
+            name: "bob".into(),
+            uid: bob,
+            room: 2,
+        },
+    });
+    assert_eq!(
+        std::mem::take(&mut t.rec.out),
+        vec![(
+            1,
+            Event::RoomNewUser {
+                uid: bob,
+                name: "bob".into()
+            }
+        )]
+    );
+    let Event::UserList { total, names, .. } =
+        t.req(1, Request::UserList { after: String::new() }).remove(0).1
+    else {
+        panic!()
+    };
+    assert_eq!((total, names), (2, vec!["amy".to_owned(), "bob".to_owned()]));
+
+    // amy's chat goes to the bus and is acknowledged only when published.
+    let out = t.req(1, Request::RoomChat { message: "hi".into() });
+    assert_eq!(out.len(), 1, "her own copy only: {out:?}");
+    let published = publishes(&mut t);
+    assert!(matches!(
+        published.as_slice(),
+        [(BusMsg::RoomChat { room: 2, .. }, Some(1))]
+    ));
+    t.input(Input::Published { conn: 1, ok: false });
+    assert_eq!(
+        t.rec.out.pop(),
+        Some((1, Event::RoomChatResult(ResultCode::SERVICE_UNAVAILABLE)))
+    );
+
+    // Node 9 is gone: bob leaves amy's room and list.
+    t.input(Input::NodeState {
+        node: 9,
+        users: Vec::new(),
+    });
+    assert_eq!(t.rec.out, vec![(1, Event::RoomLeaveUser { uid: bob })]);
+    assert_eq!(t.hub.remote_users(), 0);
+    assert_eq!(t.hub.users_online(), 1);
+}
+
+#[test]
+fn cluster_a_seat_whose_session_left_is_given_back() {
+    let mut t = T::new(cluster());
+    t.user(1, "amy", false);
+    t.req(1, Request::RoomEnter { room: 2 });
+    t.input(Input::Disconnect { conn: 1 });
+    t.rec.effects.clear();
+    let uid = 1 << 48 | 1;
+    t.input(Input::SeatDone {
+        conn: 1,
+        name: "amy".into(),
+        uid,
+        room: 2,
+        outcome: SeatOutcome::Seated(vec![(uid, "amy".into())]),
+    });
+    assert_eq!(
+        publishes(&mut t),
+        vec![(
+            BusMsg::Leave {
+                name: "amy".into(),
+                uid,
+                room: 2
+            },
+            None
+        )]
+    );
+}
