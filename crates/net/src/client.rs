@@ -3,13 +3,15 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpSocket;
-use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::SessionLimits;
 use crate::outbox::Close;
@@ -43,10 +45,10 @@ pub trait ClientHandler: Send + Sync + 'static {
 
 struct Inner {
     current: Mutex<Option<Arc<SessionShared>>>,
-    stopped: AtomicBool,
-    stop_wake: Notify,
-    finished: AtomicBool,
-    finished_wake: Notify,
+    /// Cancelled by [`Client::disconnect`]: no more reconnecting.
+    stop: CancellationToken,
+    /// The connection's task.
+    task: TaskTracker,
     attempts: AtomicU32,
     limits: SessionLimits,
     counters: Counters,
@@ -98,17 +100,18 @@ impl Client {
         let stream = open(&config).await?;
         let inner = Arc::new(Inner {
             current: Mutex::new(None),
-            stopped: AtomicBool::new(false),
-            stop_wake: Notify::new(),
-            finished: AtomicBool::new(false),
-            finished_wake: Notify::new(),
+            stop: CancellationToken::new(),
+            task: TaskTracker::new(),
             attempts: AtomicU32::new(0),
             limits: config.session_limits(),
             counters: Counters::default(),
         });
         let first = new_session(&inner, &stream);
         inner.set_current(Some(first.clone()));
-        tokio::spawn(drive(inner.clone(), config, Arc::new(handler), first, stream));
+        inner
+            .task
+            .spawn(drive(inner.clone(), config, Arc::new(handler), first, stream));
+        inner.task.close();
         Ok(Self(inner))
     }
 
@@ -137,12 +140,11 @@ impl Client {
     /// Stops reconnecting, flushes what is queued (up to the linger time),
     /// closes, and returns after `on_disconnect` has run.
     pub async fn disconnect(&self) {
-        self.0.stopped.store(true, Ordering::SeqCst);
-        self.0.stop_wake.notify_waiters();
+        self.0.stop.cancel();
         if let Some(s) = self.0.current() {
             s.close(Close::Flush(Instant::now() + self.0.limits.linger));
         }
-        crate::wait_until(&self.0.finished_wake, || self.0.finished.load(Ordering::SeqCst)).await;
+        self.0.task.wait().await;
     }
 }
 
@@ -157,6 +159,7 @@ fn new_session(inner: &Inner, stream: &Stream) -> Arc<SessionShared> {
         peer,
         &inner.limits,
         inner.counters.dropped.clone(),
+        None,
     ))
 }
 
@@ -211,7 +214,7 @@ async fn drive<H: ClientHandler>(
     let events = ClientEvents(handler);
     loop {
         events.0.on_connect().await;
-        if inner.stopped.load(Ordering::SeqCst) {
+        if inner.stop.is_cancelled() {
             session.close(Close::Flush(Instant::now() + inner.limits.linger));
         }
         let run = session::run(
@@ -239,7 +242,7 @@ async fn drive<H: ClientHandler>(
         // Reconnect until connected or told to stop.
         let mut attempt = 0;
         let next = loop {
-            if inner.stopped.load(Ordering::SeqCst) {
+            if inner.stop.is_cancelled() {
                 break None;
             }
             let seed = SystemTime::now()
@@ -248,9 +251,8 @@ async fn drive<H: ClientHandler>(
                 ^ u64::from(attempt);
             let delay = backoff.delay(attempt, seed);
             attempt = attempt.saturating_add(1);
-            let stop = crate::wait_until(&inner.stop_wake, || inner.stopped.load(Ordering::SeqCst));
             tokio::select! {
-                () = stop => break None,
+                () = inner.stop.cancelled() => break None,
                 () = tokio::time::sleep(delay) => {}
             }
             match open(&config).await {
@@ -263,6 +265,4 @@ async fn drive<H: ClientHandler>(
         session = new_session(&inner, &stream);
         inner.set_current(Some(session.clone()));
     }
-    inner.finished.store(true, Ordering::SeqCst);
-    inner.finished_wake.notify_waiters();
 }

@@ -66,21 +66,6 @@ pub(crate) fn ticker(every: std::time::Duration) -> tokio::time::Interval {
     tick
 }
 
-/// Resolves once `done()` is true, re-checking each time `notify` wakes its
-/// waiters. Registering before checking means a wake-up between the check
-/// and the wait is never lost.
-pub(crate) async fn wait_until(notify: &tokio::sync::Notify, done: impl Fn() -> bool) {
-    loop {
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if done() {
-            return;
-        }
-        notified.await;
-    }
-}
-
 /// A multi-threaded tokio runtime with `workers` worker threads (the seed's
 /// worker-thread count); `0` means one per core.
 ///

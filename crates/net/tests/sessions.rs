@@ -498,9 +498,13 @@ async fn join_and_leave_happen_exactly_once_per_session_under_churn() {
     assert_eq!(h.handle.session_count(), 0);
 }
 
-#[tokio::test]
+// The timeout tests run on paused time: the watchdog is on tokio's clock,
+// which jumps to its next look whenever the runtime has nothing else to do.
+// The timeouts are a server's real ones, and nothing waits for them.
+
+#[tokio::test(start_paused = true)]
 async fn idle_sessions_time_out() {
-    let mut h = Harness::start(false, |c| c.idle_timeout = Some(Duration::from_millis(200))).await;
+    let mut h = Harness::start(false, |c| c.idle_timeout = Some(Duration::from_secs(20))).await;
     let mut c = TcpStream::connect(h.addr).await.unwrap();
     let id = h.joined().await;
     assert!(matches!(h.next().await, Ev::Error(x, e) if x == id && e.contains("idle")));
@@ -525,10 +529,10 @@ fn flood(handle: &Handle, id: SessionId) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_peer_that_stops_reading_is_cut_after_the_write_timeout() {
     let mut h = Harness::start(false, |c| {
-        c.write_timeout = Duration::from_millis(300);
+        c.write_timeout = Duration::from_secs(10);
         c.max_send_queue = 64 * 1024 * 1024;
     })
     .await;
@@ -541,10 +545,10 @@ async fn a_peer_that_stops_reading_is_cut_after_the_write_timeout() {
     drop(c);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_disconnect_that_cannot_deliver_ends_when_the_linger_runs_out() {
     let mut h = Harness::start(false, |c| {
-        c.linger = Duration::from_millis(300);
+        c.linger = Duration::from_secs(10);
         c.write_timeout = Duration::from_secs(3600);
         c.max_send_queue = 64 * 1024 * 1024;
     })
@@ -562,19 +566,21 @@ async fn a_disconnect_that_cannot_deliver_ends_when_the_linger_runs_out() {
     drop(c);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_session_that_keeps_talking_outlives_its_idle_timeout() {
-    let mut h = Harness::start(true, |c| c.idle_timeout = Some(Duration::from_secs(1))).await;
+    let mut h = Harness::start(true, |c| c.idle_timeout = Some(Duration::from_secs(20))).await;
     let mut c = TcpStream::connect(h.addr).await.unwrap();
     h.joined().await;
-    // Three seconds of talk, a frame every 100 ms: three idle timeouts
-    // pass, and none of them may close the session.
-    for i in 0..30u32 {
+    // Two minutes of talk, a frame every 5 s: six idle timeouts pass, and
+    // none of them may close the session.
+    let start = tokio::time::Instant::now();
+    for i in 0..24u32 {
         let f = frame(5, &i.to_le_bytes());
         c.write_all(&f).await.unwrap();
         assert_eq!(read_frame(&mut c).await, f);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
+    assert!(start.elapsed() >= Duration::from_secs(120));
     assert_eq!(h.handle.stats().idle_timeouts, 0);
     assert_eq!(h.handle.session_count(), 1);
 }

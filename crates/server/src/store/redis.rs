@@ -349,8 +349,7 @@ impl RedisStore {
     /// match is rehashed into Plaza's schema (the seed key is left alone).
     async fn seed_login(&self, name: &str, password: &str) -> Result<bool, StoreError> {
         let plain: Option<String> = self.call(async |c| c.get(name).await).await?;
-        let matches =
-            plain.is_some_and(|p| plaza_core::constant_time_eq(p.as_bytes(), password.as_bytes()));
+        let matches = plain.is_some_and(|p| plaza_core::constant_time_eq(p.as_bytes(), password.as_bytes()));
         if matches {
             let created = self.register(name.to_owned(), password.to_owned()).await?;
             tracing::info!(name, created, "seed-schema login migrated to the Plaza schema");

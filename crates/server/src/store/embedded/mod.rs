@@ -31,7 +31,6 @@ const RESUME: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("resume");
 /// Dropped at open: those clients log in with their password.
 const TOKENS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tokens");
 
-
 /// The embedded account store.
 pub struct Accounts {
     db: Arc<Database>,
@@ -231,7 +230,12 @@ impl Accounts {
     }
 
     /// A resume, waiting for the token writer without holding a thread.
-    pub(super) async fn resume(&self, name: String, token: String, ttl: u32) -> Result<AuthOutcome, StoreError> {
+    pub(super) async fn resume(
+        &self,
+        name: String,
+        token: String,
+        ttl: u32,
+    ) -> Result<AuthOutcome, StoreError> {
         writer_answer(self.token_job(name, Some(token), ttl).await)
     }
 
@@ -546,7 +550,6 @@ impl Drop for Accounts {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests;

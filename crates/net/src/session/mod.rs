@@ -1,0 +1,318 @@
+//! One session: a reader and a writer driven together in one task.
+//!
+//! The reader reads into the session's [`RecvBuf`] and hands every
+//! complete frame to the handler in place, in order. The writer is the
+//! only one that writes to the stream (1-send): it takes
+//! the whole outbox at once and writes it with one vectored write, then
+//! flushes (which TLS needs and TCP answers at once). Both stop when the
+//! session is closed, from inside (EOF, bad frame, write error) or outside
+//! (disconnect, slow consumer, timeout, server stop); the first reason to
+//! close wins, except that an abort overrides a pending flush.
+//!
+//! A session holds no timer. Its halves leave progress marks, and a
+//! watchdog (`watchdog.rs`, the one owner of session time, on tokio's
+//! clock) that looks at every session of a server a few times a second
+//! closes those idle, stalled on a write, or lingering past their deadline.
+//! An idle session so holds little more than its socket: no buffer, no
+//! timer, one waker.
+//!
+//! `read.rs` is the reader, `write.rs` the writer.
+
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use crate::config::SessionLimits;
+use crate::gather::Gather;
+use crate::outbox::{Close, Outbox};
+use crate::stats::Counters;
+use crate::stream::Sock;
+use crate::{NetError, SendError, SessionId, Stream};
+
+mod read;
+mod watchdog;
+mod write;
+
+use read::read_loop;
+use watchdog::Marks;
+pub(crate) use watchdog::{watch_interval, watch_one};
+use write::write_loop;
+
+/// What the session driver reports to its owner (server or client).
+pub(crate) trait Events: Send + Sync + 'static {
+    fn recv(&self, id: SessionId, frame: &[u8]) -> impl Future<Output = ()> + Send;
+    /// The peer finished sending. `true`: close the session now (after
+    /// what is queued); `false`: the owner closes it when it is done.
+    fn eof(&self, id: SessionId) -> impl Future<Output = bool> + Send;
+    fn sent(&self, id: SessionId, bytes: usize);
+    fn dropped(&self, id: SessionId, count: u64);
+}
+
+/// The part of a session other threads reach: its outbox, its doorbell
+/// and the marks its watchdog reads.
+pub(crate) struct SessionShared {
+    pub(crate) id: SessionId,
+    pub(crate) peer: SocketAddr,
+    outbox: Mutex<Outbox>,
+    /// Rung for queued packets and for a close. The writer always listens
+    /// (idle or mid-write); the reader learns of a close because both
+    /// halves are polled whenever the task wakes (see `Both`).
+    wake: Doorbell,
+    closing: AtomicBool,
+    aborted: AtomicBool,
+    marks: Marks,
+    /// Counts this session in its server's tasks until the last reference
+    /// to it goes.
+    _tracked: Option<TaskTrackerToken>,
+}
+
+/// A doorbell with one listener: a flag and the listener's waker. A ring
+/// with no one listening is kept for the next look, and several rings
+/// before a look are one. (tokio's `Notify` takes a lock per ring with a
+/// waiter and puts a 64-byte `Notified` in the listener's task.)
+#[derive(Default)]
+struct Doorbell {
+    rung: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Doorbell {
+    fn ring(&self) {
+        self.rung.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Makes the next ring wake this task, without taking a ring meant for
+    /// the listener: for the reader draining after a close, which shares
+    /// the writer's task (and so its waker).
+    fn listen(&self, cx: &mut Context<'_>) {
+        self.waker.register(cx.waker());
+    }
+
+    /// Ready, once, after a ring since the last time it was ready.
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // Register before the second look, so a ring between the two is seen.
+        if !self.rung.swap(false, Ordering::AcqRel) {
+            self.waker.register(cx.waker());
+            if !self.rung.swap(false, Ordering::AcqRel) {
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+impl SessionShared {
+    pub(crate) fn new(
+        id: SessionId,
+        peer: SocketAddr,
+        limits: &SessionLimits,
+        dropped: std::sync::Arc<crate::stats::Counter>,
+        tracked: Option<TaskTrackerToken>,
+    ) -> Self {
+        Self {
+            id,
+            peer,
+            outbox: Mutex::new(Outbox::new(limits.max_send_queue, dropped)),
+            wake: Doorbell::default(),
+            closing: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
+            marks: Marks::default(),
+            _tracked: tracked,
+        }
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // A panic while holding this lock leaves the queue consistent (every
+        // update is a single push or swap), so poisoning is ignored.
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a shared packet.
+    pub(crate) fn send(&self, packet: Bytes) -> Result<(), SendError> {
+        let r = self.outbox().push_shared(packet);
+        self.after_push(r)
+    }
+
+    /// Queues a packet that may be dropped (oldest first) when the session
+    /// falls behind.
+    pub(crate) fn send_droppable(&self, packet: Bytes) -> Result<(), SendError> {
+        let r = self.outbox().push_droppable(packet);
+        self.after_push(r)
+    }
+
+    /// Encodes straight into this session's outbox.
+    pub(crate) fn send_with(&self, encode: impl FnOnce(&mut BytesMut)) -> Result<(), SendError> {
+        let r = self.outbox().push_with(encode);
+        self.after_push(r)
+    }
+
+    /// Wakes the writer if the push asked for it; on a full queue (the
+    /// outbox recorded the abort) wakes the task to act on it.
+    fn after_push(&self, r: Result<bool, SendError>) -> Result<(), SendError> {
+        if r == Err(SendError::QueueFull) {
+            self.signal_close(true);
+        }
+        if r? {
+            self.wake.ring();
+        }
+        Ok(())
+    }
+
+    /// Bytes queued or being written.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.outbox().pending
+    }
+
+    /// Starts closing the session. A flush keeps an earlier abort; an abort
+    /// replaces an earlier flush.
+    pub(crate) fn close(&self, how: Close) {
+        let abort = matches!(how, Close::Abort(_));
+        {
+            let mut o = self.outbox();
+            match (&o.close, &how) {
+                (None, _) | (Some(Close::Flush(_)), Close::Abort(_)) => o.close = Some(how),
+                (Some(Close::Flush(old)), Close::Flush(new)) if new < old => o.close = Some(how),
+                _ => {}
+            }
+        }
+        self.signal_close(abort);
+    }
+
+    fn signal_close(&self, abort: bool) {
+        if abort {
+            self.aborted.store(true, Ordering::Release);
+        }
+        self.closing.store(true, Ordering::Release);
+        self.wake.ring();
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the session is closing. Only for before [`run`]: the
+    /// doorbell has one listener, the writer once it runs.
+    pub(crate) async fn closed(&self) {
+        poll_fn(|cx| {
+            while !self.is_closing() {
+                std::task::ready!(self.wake.poll(cx));
+            }
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    fn abort(&self, error: NetError) {
+        self.close(Close::Abort(Some(error)));
+    }
+
+    /// The error that ended the session, if it ended in error.
+    fn take_error(&self) -> Option<NetError> {
+        match self.outbox().close.take() {
+            Some(Close::Abort(e)) => e,
+            _ => None,
+        }
+    }
+}
+
+/// Runs a session until it is fully closed. Returns the error that ended it,
+/// if any; the caller then drops the stream, which closes the socket. The
+/// stream is lent, not moved in: a move keeps a second copy of the socket
+/// in every session's task. Timeouts are the watchdog's: see
+/// [`SessionShared::look`].
+// Not an async fn: that would keep the arguments twice in every
+// session's task (rust-lang/rust#62958).
+#[expect(clippy::manual_async_fn, reason = "smaller session tasks")]
+pub(crate) fn run<E: Events>(
+    shared: &SessionShared,
+    stream: &mut Stream,
+    events: &E,
+    limits: &SessionLimits,
+    counters: &Counters,
+    gather: Option<&Gather>,
+) -> impl Future<Output = Option<NetError>> {
+    async move {
+        // The halves take their ends by value and are awaited in place: a
+        // local or a helper future here would sit in every session's task.
+        match stream {
+            Stream::Tcp(tcp) => {
+                Both::new(
+                    read_loop(shared, Sock(tcp), events, limits, counters),
+                    write_loop(shared, Sock(tcp), events, counters, gather),
+                )
+                .await;
+            }
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => {
+                // Both halves are polled from this one task, so the lock
+                // `split` puts between them is never contended.
+                let (rd, wr) = tokio::io::split(&mut **tls);
+                Both::new(
+                    read_loop(shared, rd, events, limits, counters),
+                    write_loop(shared, wr, events, counters, gather),
+                )
+                .await;
+            }
+        }
+        shared.take_error()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A session's reader and writer, run together until both have ended.
+    /// Both are polled each time the task wakes: that is how one learns
+    /// the other closed the session, with no waker of its own. One that
+    /// ends makes the other look again at once.
+    struct Both<R, W> {
+        #[pin]
+        read: R,
+        #[pin]
+        write: W,
+        done: (bool, bool),
+    }
+}
+
+impl<R: Future<Output = ()>, W: Future<Output = ()>> Both<R, W> {
+    fn new(read: R, write: W) -> Self {
+        Self {
+            read,
+            write,
+            done: (false, false),
+        }
+    }
+}
+
+impl<R: Future<Output = ()>, W: Future<Output = ()>> Future for Both<R, W> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        loop {
+            let before = *this.done;
+            if !this.done.0 {
+                this.done.0 = this.read.as_mut().poll(cx).is_ready();
+            }
+            if !this.done.1 {
+                this.done.1 = this.write.as_mut().poll(cx).is_ready();
+            }
+            if this.done.0 && this.done.1 {
+                return Poll::Ready(());
+            }
+            if *this.done == before {
+                return Poll::Pending;
+            }
+        }
+    }
+}

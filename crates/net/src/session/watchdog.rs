@@ -1,0 +1,114 @@
+//! Session time: the watchdog's looks at the progress marks a session's
+//! halves leave. One watchdog task per server (per connection in the
+//! client) owns every session's timeouts, on tokio's clock, so a test can
+//! run them on paused time.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::SessionShared;
+use crate::NetError;
+use crate::config::SessionLimits;
+use crate::outbox::Close;
+use crate::stats::Counters;
+
+/// Progress marks the halves leave for the watchdog, and its counts.
+/// Relaxed: a mark seen one look late only delays a timeout by a look.
+#[derive(Default)]
+pub(super) struct Marks {
+    /// The reader is waiting for the peer's bytes.
+    pub(super) reading: AtomicBool,
+    /// Bytes arrived since the watchdog's last look.
+    pub(super) read_seen: AtomicBool,
+    /// A write, flush or shutdown is in flight.
+    pub(super) writing: AtomicBool,
+    /// A write made progress since the watchdog's last look.
+    pub(super) write_seen: AtomicBool,
+    /// Looks in a row that found the reader waiting and nothing read.
+    idle_looks: AtomicU32,
+    /// Looks in a row that found a write in flight and no progress.
+    stalled_looks: AtomicU32,
+}
+
+/// Counts one look: `looks` goes back to zero if there was `progress` or
+/// nothing was `waiting`, else up by one. Returns the new count.
+fn count_look(looks: &AtomicU32, waiting: &AtomicBool, progress: &AtomicBool) -> u32 {
+    let n = if progress.swap(false, Ordering::Relaxed) || !waiting.load(Ordering::Relaxed) {
+        0
+    } else {
+        looks.load(Ordering::Relaxed).saturating_add(1)
+    };
+    looks.store(n, Ordering::Relaxed);
+    n
+}
+
+/// Looks in a row without progress that make `timeout`: the last progress
+/// came before the first of them, so `timeout` has passed by the last.
+fn looks_for(timeout: Duration, every: Duration) -> u32 {
+    let n = timeout.as_nanos().div_ceil(every.as_nanos().max(1));
+    u32::try_from(n).unwrap_or(u32::MAX).max(1)
+}
+
+/// How often a watchdog looks at its sessions: each timeout fires at most
+/// an eighth of itself (and at most a second) late.
+pub(crate) fn watch_interval(limits: &SessionLimits) -> Duration {
+    let shortest = limits
+        .idle_timeout
+        .unwrap_or(Duration::MAX)
+        .min(limits.write_timeout)
+        .min(limits.linger);
+    (shortest / 8).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+impl SessionShared {
+    /// The watchdog's look, one every `every`: closes the session if it
+    /// has read nothing for the idle timeout, if a write has made no
+    /// progress for the write timeout, or if a flush has run past its
+    /// deadline.
+    pub(crate) fn look(&self, limits: &SessionLimits, every: Duration, now: Instant, counters: &Counters) {
+        if self.is_aborted() {
+            return;
+        }
+        let m = &self.marks;
+        let closing = self.is_closing();
+        if let Some(t) = limits.idle_timeout
+            && !closing
+            && count_look(&m.idle_looks, &m.reading, &m.read_seen) >= looks_for(t, every)
+        {
+            counters.idle_timeouts.incr();
+            return self.abort(NetError::IdleTimeout(t));
+        }
+        if count_look(&m.stalled_looks, &m.writing, &m.write_seen) >= looks_for(limits.write_timeout, every) {
+            counters.write_timeouts.incr();
+            return self.abort(NetError::WriteTimeout(limits.write_timeout));
+        }
+        if closing {
+            let expired = {
+                let o = self.outbox();
+                matches!(o.close, Some(Close::Flush(d)) if now >= d).then_some(o.pending)
+            };
+            match expired {
+                Some(0) => self.close(Close::Abort(None)),
+                Some(pending) => self.abort(NetError::LingerExpired(pending)),
+                None => {}
+            }
+        }
+    }
+}
+
+/// Looks at one session every [`watch_interval`], for as long as the
+/// caller polls this (a client's connection; a server watches its table).
+pub(crate) async fn watch_one(
+    session: &SessionShared,
+    limits: &SessionLimits,
+    counters: &Counters,
+) -> std::convert::Infallible {
+    let every = watch_interval(limits);
+    let mut tick = crate::ticker(every);
+    loop {
+        tick.tick().await;
+        session.look(limits, every, Instant::now(), counters);
+    }
+}
