@@ -33,11 +33,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::control::{Command, ControlMsg};
+use crate::control::{Command, ControlMsg, Status};
 
 /// Time a client has to send a request head, and to send the next one on
 /// a kept-alive connection.
@@ -183,15 +182,15 @@ impl Http {
                     ))
                 }
             }
-            "/readyz" => match status_json(&self.ctl).await {
-                Some(s) => match not_ready(&s) {
+            "/readyz" => match status(&self.ctl).await {
+                Some(s) => match s.not_ready() {
                     None => text(StatusCode::OK, "ok\n"),
                     Some(why) => unavailable(&why),
                 },
                 None => unavailable("the logic task did not answer"),
             },
             "/metrics" => {
-                let Some(s) = status_json(&self.ctl).await else {
+                let Some(s) = status(&self.ctl).await else {
                     return unavailable("the logic task did not answer");
                 };
                 let openmetrics = req
@@ -251,166 +250,156 @@ fn prometheus_text(openmetrics: &str) -> String {
     out
 }
 
-async fn status_json(ctl: &mpsc::Sender<ControlMsg>) -> Option<Value> {
+async fn status(ctl: &mpsc::Sender<ControlMsg>) -> Option<Status> {
     let (tx, rx) = oneshot::channel();
     ctl.send((Command::Status, tx)).await.ok()?;
     let reply = tokio::time::timeout(Duration::from_secs(2), rx)
         .await
         .ok()?
         .ok()?;
-    reply.ok.then_some(reply.data)
-}
-
-/// Why the server should not get traffic now, if it should not.
-fn not_ready(s: &Value) -> Option<String> {
-    if s["draining"] == true {
-        return Some("draining".into());
+    if !reply.ok {
+        return None;
     }
-    if s["store"] != "ok" {
-        return Some(format!(
-            "account store {}",
-            s["store"].as_str().unwrap_or("unknown")
-        ));
-    }
-    if let Some(bus) = s["cluster"]["bus"].as_str().filter(|b| *b != "ok") {
-        return Some(format!("cluster bus {bus}"));
-    }
-    None
+    serde_json::from_value(reply.data)
+        .inspect_err(|e| tracing::error!(error = %e, "the status does not read as a Status"))
+        .ok()
 }
 
 /// Gauges and counters from a status snapshot (see `Logic::control`).
-fn render(s: &Value, metrics: &Metrics) -> String {
+fn render(s: &Status, metrics: &Metrics) -> String {
     let mut r = Registry::with_prefix("plaza");
-    let n = |key: &str| s[key].as_f64().unwrap_or(0.0);
     let gauge = |r: &mut Registry, name: &str, help: &str, v: f64| {
         let g = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         g.set(v);
         r.register(name, help, g);
     };
-    let counter = |r: &mut Registry, name: &str, help: &str, v: f64| {
+    let counter = |r: &mut Registry, name: &str, help: &str, v: u64| {
         let c = Counter::<u64>::default();
-        c.inc_by(v as u64);
+        c.inc_by(v);
         r.register(name, help, c);
     };
-    gauge(&mut r, "sessions", "TCP connections open", n("sessions"));
+    gauge(&mut r, "sessions", "TCP connections open", s.sessions as f64);
     gauge(
         &mut r,
         "users_online",
         "users logged in on this node",
-        n("users_online"),
+        s.users_online as f64,
     );
     gauge(
         &mut r,
         "rooms_in_use",
         "rooms with a member on this node",
-        n("rooms_in_use"),
+        s.rooms_in_use as f64,
     );
     gauge(
         &mut r,
         "logic_queue_depth",
         "inputs waiting for the logic task",
-        n("logic_queue_depth"),
+        s.logic_queue_depth as f64,
     );
     gauge(
         &mut r,
         "send_queue_bytes",
         "bytes queued for clients, not yet written",
-        n("send_queue_bytes"),
+        s.send_queue_bytes as f64,
     );
-    gauge(&mut r, "uptime_seconds", "seconds since start", n("uptime_secs"));
+    gauge(
+        &mut r,
+        "uptime_seconds",
+        "seconds since start",
+        s.uptime_secs as f64,
+    );
     counter(
         &mut r,
         "connections_accepted",
         "connections accepted",
-        n("accepted_total"),
+        s.accepted_total,
     );
     counter(
         &mut r,
         "tls_handshakes",
         "TLS handshakes completed",
-        s["tls"]["handshakes_total"].as_f64().unwrap_or(0.0),
+        s.tls.as_ref().map_or(0, |t| t.handshakes_total),
     );
-    counter(&mut r, "requests", "requests processed", n("requests_total"));
+    counter(&mut r, "requests", "requests processed", s.requests_total);
     counter(
         &mut r,
         "packets_out",
         "packets handed to the network",
-        n("packets_out_total"),
+        s.packets_out_total,
     );
     counter(
         &mut r,
         "deliveries",
         "shared fan-out frames handed to sessions (room chat, broadcast, notices)",
-        n("deliveries_total"),
+        s.deliveries_total,
     );
-    counter(&mut r, "frames_in", "frames received", n("frames_in_total"));
-    counter(&mut r, "bytes_in", "bytes received", n("bytes_in_total"));
-    counter(&mut r, "bytes_out", "bytes written", n("bytes_out_total"));
-    counter(&mut r, "writes", "write system calls", n("writes_total"));
+    counter(&mut r, "frames_in", "frames received", s.frames_in_total);
+    counter(&mut r, "bytes_in", "bytes received", s.bytes_in_total);
+    counter(&mut r, "bytes_out", "bytes written", s.bytes_out_total);
+    counter(&mut r, "writes", "write system calls", s.writes_total);
     counter(
         &mut r,
         "writes_held",
         "writes held for the next tick while the CPU is short (--gather-ms)",
-        n("writes_held_total"),
+        s.writes_held_total,
     );
     gauge(
         &mut r,
         "writes_gathering",
         "1 while writes are gathered (the network threads are busy), else 0",
-        f64::from(u8::from(s["writes_gathering"].as_bool() == Some(true))),
+        f64::from(u8::from(s.writes_gathering)),
     );
     counter(
         &mut r,
         "room_messages_dropped",
         "room messages dropped for slow readers (drop-oldest policy)",
-        n("room_messages_dropped"),
+        s.room_messages_dropped,
     );
 
     let logins = Family::<Vec<(String, String)>, Counter>::default();
-    if let Some(map) = s["logins"].as_object() {
-        for (result, v) in map {
-            logins
-                .get_or_create(&vec![("result".to_owned(), result.clone())])
-                .inc_by(v.as_u64().unwrap_or(0));
-        }
+    for (result, n) in &s.logins {
+        logins
+            .get_or_create(&vec![("result".to_owned(), result.clone())])
+            .inc_by(*n);
     }
     logins
         .get_or_create(&vec![("result".to_owned(), "RATE_LIMITED_EARLY".to_owned())])
-        .inc_by(n("logins_rate_limited") as u64);
+        .inc_by(s.logins_rate_limited);
     r.register("logins", "login and resume answers by result", logins);
 
     let drops = Family::<Vec<(String, String)>, Counter>::default();
-    for (reason, key) in [
-        ("max_sessions", "refused_connections"),
-        ("per_ip", "refused_connections_per_ip"),
-        ("login_rate", "logins_rate_limited"),
-        ("chat_rate", "chat_rate_limited"),
-        ("login_timeout", "login_timeouts"),
-        ("queue_overflow", "queue_overflows"),
-        ("bad_frame", "bad_frames"),
-        ("slow_consumer", "slow_consumer_disconnects"),
-        ("idle_timeout", "idle_timeouts"),
-        ("write_timeout", "write_timeouts"),
-        ("tls_handshake", "tls_handshake_failures"),
+    for (reason, n) in [
+        ("max_sessions", s.refused_connections),
+        ("per_ip", s.refused_connections_per_ip),
+        ("login_rate", s.logins_rate_limited),
+        ("chat_rate", s.chat_rate_limited),
+        ("login_timeout", s.login_timeouts),
+        ("queue_overflow", s.queue_overflows),
+        ("bad_frame", s.bad_frames),
+        ("slow_consumer", s.slow_consumer_disconnects),
+        ("idle_timeout", s.idle_timeouts),
+        ("write_timeout", s.write_timeouts),
+        ("tls_handshake", s.tls_handshake_failures),
     ] {
         drops
             .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
-            .inc_by(n(key) as u64);
+            .inc_by(n);
     }
     r.register("drops", "refusals and disconnects by reason", drops);
 
     let health = Family::<Vec<(String, String)>, Gauge>::default();
     health
         .get_or_create(&vec![("part".to_owned(), "store".to_owned())])
-        .set(i64::from(s["store"] == "ok"));
-    if let Some(bus) = s["cluster"]["bus"].as_str() {
+        .set(i64::from(s.store == "ok"));
+    if let Some(c) = &s.cluster {
         health
             .get_or_create(&vec![("part".to_owned(), "cluster_bus".to_owned())])
-            .set(i64::from(bus == "ok"));
+            .set(i64::from(c.bus == "ok"));
     }
     health
         .get_or_create(&vec![("part".to_owned(), "accepting_logins".to_owned())])
-        .set(i64::from(s["draining"] != true));
+        .set(i64::from(!s.draining));
     r.register("up", "1 when the part works", health);
     r.register(
         "store_latency_seconds",

@@ -379,8 +379,8 @@ async fn a_redis_restart_is_survived_without_false_acknowledgements() {
     let ctl = a.control().await;
     within("node a to report the bus down", async {
         loop {
-            let s = ctl.cmd(Command::Status).await;
-            if s.data["cluster"]["bus"].as_str().unwrap().starts_with("down") {
+            let s = ctl.status().await;
+            if s.cluster.unwrap().bus.starts_with("down") {
                 return;
             }
             tokio::task::yield_now().await;
@@ -416,9 +416,8 @@ async fn a_redis_restart_is_survived_without_false_acknowledgements() {
         let ctl = s.control().await;
         within("the bus link to come back", async {
             loop {
-                let st = ctl.cmd(Command::Status).await;
-                if st.data["cluster"]["bus"] == "ok" && st.data["cluster"]["remote_users"].as_u64() > Some(0)
-                {
+                let c = ctl.status().await.cluster.unwrap();
+                if c.bus == "ok" && c.remote_users > 0 {
                     return;
                 }
                 tokio::task::yield_now().await;

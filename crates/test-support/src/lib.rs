@@ -377,6 +377,14 @@ impl ControlClient {
         serde_json::from_slice(&r).expect("control reply is JSON")
     }
 
+    /// The node's status, typed: a field the server does not send (or
+    /// names differently) fails here, not as a silent blank.
+    pub async fn status(&self) -> plaza_server::control::Status {
+        let reply = self.cmd(Command::Status).await;
+        assert!(reply.ok, "status failed: {reply:?}");
+        serde_json::from_value(reply.data).expect("status reads as a Status")
+    }
+
     /// Sends one command, returning the link error if the link drops.
     pub async fn try_cmd(&self, command: Command) -> Result<Reply, plaza_net::link::LinkError> {
         let body = serde_json::to_vec(&command).expect("serialise");

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use plaza_net::link::{LinkClient, LinkError};
 use plaza_net::{ClientConfig, Framing};
-use plaza_server::control::{Command, Reply};
+use plaza_server::control::{Command, Reply, Status};
 use serde_json::Value;
 
 /// Control a running plaza-server.
@@ -251,8 +251,15 @@ async fn run() -> anyhow::Result<()> {
         Cmd::Shutdown => Command::Shutdown,
         Cmd::ReloadTls => Command::ReloadTls,
     };
-    let reply = call(&link, &command).await?;
+    let mut reply = call(&link, &command).await?;
     link.close().await;
+    if reply.ok && matches!(cli.command, Cmd::Status) {
+        // Read as the one Status type the server writes: a field this
+        // plaza-ctl does not know (or misses) is an error, not a blank.
+        let status: Status = serde_json::from_value(reply.data)
+            .context("the server's status does not match this plaza-ctl's (another version?)")?;
+        reply.data = serde_json::to_value(status)?;
+    }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
     } else if reply.ok {

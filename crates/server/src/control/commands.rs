@@ -5,12 +5,76 @@ use std::time::{Duration, Instant};
 use plaza_net::{Handle, SessionId};
 use serde_json::{Value, json};
 
+use super::status::{ClusterStatus, SlowRoom, Status, TlsStatus};
 use super::{Command, Reply};
 use crate::cluster::Op;
 use crate::logic::{LOGIC_QUEUE, Logic};
 use plaza_core::Input;
 
 impl Logic {
+    /// This node's state and counters.
+    pub(crate) fn status(&self) -> Status {
+        let net = &self.sink.net;
+        let stats = net.stats();
+        let health = |r: Result<(), String>| match r {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("down: {e}"),
+        };
+        let drops = self.hub.drops();
+        Status {
+            uptime_secs: self.started.elapsed().as_secs(),
+            sessions: net.session_count(),
+            users_online: self.hub.users_online(),
+            rooms_in_use: self.hub.rooms_in_use(),
+            requests_per_sec: self.rates.0,
+            packets_out_per_sec: self.rates.1,
+            requests_total: self.received,
+            packets_out_total: self.sink.sent,
+            deliveries_total: self.sink.shared_sent,
+            accepted_total: stats.accepted,
+            frames_in_total: stats.frames_in,
+            bytes_in_total: stats.bytes_in,
+            bytes_out_total: stats.bytes_out,
+            writes_total: stats.writes,
+            writes_held_total: stats.writes_held,
+            writes_gathering: stats.gathering,
+            logins: (self.hub.login_results().0.iter())
+                .map(|(code, n)| (plaza_proto::ResultCode(*code).name().to_owned(), *n))
+                .collect(),
+            logic_queue_depth: LOGIC_QUEUE - self.sink.tx.capacity(),
+            send_queue_bytes: net.pending_bytes_total(),
+            refused_connections: stats.refused_full,
+            refused_connections_per_ip: stats.refused_per_ip,
+            slow_consumer_disconnects: stats.slow_consumers,
+            room_messages_dropped: stats.dropped,
+            logins_rate_limited: self.logins.refused.load(std::sync::atomic::Ordering::Relaxed),
+            chat_rate_limited: drops.chat_rate_limited,
+            login_timeouts: drops.login_timeouts,
+            queue_overflows: drops.queue_overflows,
+            bad_frames: stats.bad_frames,
+            idle_timeouts: stats.idle_timeouts,
+            write_timeouts: stats.write_timeouts,
+            tls_handshake_failures: stats.tls_handshake_failures,
+            tls: net.tls_addr().map(|a| TlsStatus {
+                addr: a.to_string(),
+                handshakes_total: stats.tls_accepted,
+            }),
+            slow_rooms: (self.hub.slow_rooms().iter())
+                .map(|(room, d)| SlowRoom {
+                    room: *room,
+                    seconds: d.as_secs(),
+                })
+                .collect(),
+            store: health(self.sink.store.health()),
+            draining: self.hub.is_draining(),
+            cluster: self.sink.cluster.as_ref().map(|c| ClusterStatus {
+                node: c.node,
+                bus: health(c.health()),
+                remote_users: self.hub.remote_users(),
+            }),
+        }
+    }
+
     pub(crate) fn control(&mut self, command: Command) -> Reply {
         let now = Instant::now();
         let user_json = |u: &plaza_core::UserInfo, net: &Handle| {
@@ -31,65 +95,7 @@ impl Logic {
         };
         match command {
             Command::Auth { .. } => Reply::ok(json!("authenticated")),
-            Command::Status => {
-                let net = &self.sink.net;
-                let stats = net.stats();
-                Reply::ok(json!({
-                    "uptime_secs": self.started.elapsed().as_secs(),
-                    "sessions": net.session_count(),
-                    "users_online": self.hub.users_online(),
-                    "rooms_in_use": self.hub.rooms_in_use(),
-                    "requests_per_sec": self.rates.0,
-                    "packets_out_per_sec": self.rates.1,
-                    "requests_total": self.received,
-                    "packets_out_total": self.sink.sent,
-                    "deliveries_total": self.sink.shared_sent,
-                    "accepted_total": stats.accepted,
-                    "frames_in_total": stats.frames_in,
-                    "bytes_in_total": stats.bytes_in,
-                    "bytes_out_total": stats.bytes_out,
-                    "writes_total": stats.writes,
-                    "writes_held_total": stats.writes_held,
-                    "writes_gathering": stats.gathering,
-                    "logins": self.hub.login_results().0.iter()
-                        .map(|(code, n)| (plaza_proto::ResultCode(*code).name().to_owned(), json!(n)))
-                        .collect::<serde_json::Map<_, _>>(),
-                    "logic_queue_depth": LOGIC_QUEUE - self.sink.tx.capacity(),
-                    "send_queue_bytes": net.pending_bytes_total(),
-                    "refused_connections": stats.refused_full,
-                    "refused_connections_per_ip": stats.refused_per_ip,
-                    "slow_consumer_disconnects": stats.slow_consumers,
-                    "room_messages_dropped": stats.dropped,
-                    "logins_rate_limited": self.logins.refused.load(std::sync::atomic::Ordering::Relaxed),
-                    "chat_rate_limited": self.hub.drops().chat_rate_limited,
-                    "login_timeouts": self.hub.drops().login_timeouts,
-                    "queue_overflows": self.hub.drops().queue_overflows,
-                    "bad_frames": stats.bad_frames,
-                    "idle_timeouts": stats.idle_timeouts,
-                    "write_timeouts": stats.write_timeouts,
-                    "tls_handshake_failures": stats.tls_handshake_failures,
-                    "tls": net.tls_addr().map(|a| json!({
-                        "addr": a.to_string(),
-                        "handshakes_total": stats.tls_accepted,
-                    })),
-                    "slow_rooms": self.hub.slow_rooms().iter()
-                        .map(|(r, d)| json!({ "room": r, "seconds": d.as_secs() }))
-                        .collect::<Vec<_>>(),
-                    "store": match self.sink.store.health() {
-                        Ok(()) => "ok".to_owned(),
-                        Err(e) => format!("down: {e}"),
-                    },
-                    "draining": self.hub.is_draining(),
-                    "cluster": self.sink.cluster.as_ref().map(|c| json!({
-                        "node": c.node,
-                        "bus": match c.health() {
-                            Ok(()) => "ok".to_owned(),
-                            Err(e) => format!("down: {e}"),
-                        },
-                        "remote_users": self.hub.remote_users(),
-                    })),
-                }))
-            }
+            Command::Status => Reply::ok(serde_json::to_value(self.status()).expect("a status serializes")),
             Command::Users => Reply::ok(Value::Array(
                 self.hub
                     .users(now)

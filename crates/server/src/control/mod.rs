@@ -9,6 +9,9 @@
 //! command.
 
 mod commands;
+mod status;
+
+pub use status::{ClusterStatus, SlowRoom, Status, TlsStatus};
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -1,0 +1,133 @@
+//! The `status` answer: one type for the control link that sends it,
+//! `plaza-ctl` that prints it and `/metrics` and `/readyz` that read it, so
+//! a field is named in one place and a misspelling does not compile.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A node's state and counters.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Status {
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// TCP connections open.
+    pub sessions: usize,
+    /// Users logged in on this node.
+    pub users_online: usize,
+    /// Rooms with a member on this node.
+    pub rooms_in_use: usize,
+    /// Requests processed over the last second.
+    pub requests_per_sec: f64,
+    /// Packets handed to the network over the last second.
+    pub packets_out_per_sec: f64,
+    /// Requests processed.
+    pub requests_total: u64,
+    /// Packets handed to the network.
+    pub packets_out_total: u64,
+    /// Of those, fan-out deliveries (room chat, broadcast, notices).
+    pub deliveries_total: u64,
+    /// Connections accepted.
+    pub accepted_total: u64,
+    /// Frames received.
+    pub frames_in_total: u64,
+    /// Bytes received.
+    pub bytes_in_total: u64,
+    /// Bytes written.
+    pub bytes_out_total: u64,
+    /// Write system calls.
+    pub writes_total: u64,
+    /// Writes held for the next tick while the CPU is short.
+    pub writes_held_total: u64,
+    /// Whether writes are gathered now.
+    pub writes_gathering: bool,
+    /// Login and resume answers by result name.
+    pub logins: BTreeMap<String, u64>,
+    /// Inputs waiting for the logic task.
+    pub logic_queue_depth: usize,
+    /// Bytes queued for clients, not yet written.
+    pub send_queue_bytes: usize,
+    /// Connections refused: the server was full.
+    pub refused_connections: u64,
+    /// Connections refused: too many from one address.
+    pub refused_connections_per_ip: u64,
+    /// Sessions disconnected for reading too slowly.
+    pub slow_consumer_disconnects: u64,
+    /// Room messages dropped for slow readers (drop-oldest policy).
+    pub room_messages_dropped: u64,
+    /// Login attempts refused by the rate limit.
+    pub logins_rate_limited: u64,
+    /// Chat refused by the chat rate or slow mode.
+    pub chat_rate_limited: u64,
+    /// Connections closed for not logging in in time.
+    pub login_timeouts: u64,
+    /// Sessions closed for queueing too many requests.
+    pub queue_overflows: u64,
+    /// Sessions closed for a bad frame.
+    pub bad_frames: u64,
+    /// Sessions closed for idling.
+    pub idle_timeouts: u64,
+    /// Sessions closed for a write that made no progress.
+    pub write_timeouts: u64,
+    /// TLS handshakes that failed.
+    pub tls_handshake_failures: u64,
+    /// The TLS listener, if on.
+    pub tls: Option<TlsStatus>,
+    /// Rooms in slow mode.
+    pub slow_rooms: Vec<SlowRoom>,
+    /// The account store: "ok" or "down: <why>".
+    pub store: String,
+    /// New logins are refused (a drain or shutdown has begun).
+    pub draining: bool,
+    /// Cluster mode, if on.
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// The TLS listener.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsStatus {
+    /// Its address.
+    pub addr: String,
+    /// Handshakes completed.
+    pub handshakes_total: u64,
+}
+
+/// A room in slow mode.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SlowRoom {
+    /// Room number.
+    pub room: u32,
+    /// A member's interval between messages.
+    pub seconds: u64,
+}
+
+/// This node in its cluster.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterStatus {
+    /// This node's id.
+    pub node: u64,
+    /// The bus link: "ok" or "down: <why>".
+    pub bus: String,
+    /// Users logged in on the other nodes.
+    pub remote_users: usize,
+}
+
+impl Status {
+    /// Why the node should not get traffic now, if it should not.
+    pub fn not_ready(&self) -> Option<String> {
+        if self.draining {
+            return Some("draining".into());
+        }
+        if self.store != "ok" {
+            return Some(format!("account store {}", self.store));
+        }
+        match &self.cluster {
+            Some(c) if c.bus != "ok" => Some(format!("cluster bus {}", c.bus)),
+            _ => None,
+        }
+    }
+}
