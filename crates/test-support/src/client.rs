@@ -1,0 +1,263 @@
+//! A protocol client over a real socket.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use plaza_proto::{Event, Request, ResultCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::*;
+
+/// A protocol client over a real socket. It says HELLO first (Plaza's
+/// notifications on) and skips the answer, as Plaza's own clients do;
+/// [`TestClient::connect_seed`] is a client written for the seeds, which
+/// never does.
+pub struct TestClient {
+    stream: plaza_net::Stream,
+    buf: BytesMut,
+    /// HELLO's answer is still to come (and to be skipped).
+    hello: bool,
+    /// The resume token from the last successful login.
+    pub token: Option<String>,
+}
+
+impl TestClient {
+    /// Connects and says HELLO.
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let mut c = Self::connect_seed(addr).await;
+        c.hello().await;
+        c
+    }
+
+    /// Connects as a client written for the seeds: no HELLO.
+    pub async fn connect_seed(addr: SocketAddr) -> Self {
+        let stream = within("connect", TcpStream::connect(addr))
+            .await
+            .expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Self::over(stream.into())
+    }
+
+    /// Sends HELLO asking for Plaza's notifications; its answer is skipped.
+    /// (A write error is left for the test's next step to meet: a server
+    /// that refuses the connection may have reset it already.)
+    pub async fn hello(&mut self) {
+        let mut b = BytesMut::new();
+        Request::Hello {
+            version: plaza_proto::VERSION,
+            features: plaza_proto::features::ALL,
+        }
+        .encode(&mut b);
+        let sent = within("send", async {
+            self.stream.write_all(&b).await?;
+            self.stream.flush().await
+        })
+        .await;
+        self.hello = sent.is_ok();
+    }
+
+    /// Connects from a chosen loopback address (127.0.0.x), as another
+    /// client machine would.
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(from, 0))
+            .expect("bind source address");
+        let stream = within("connect", socket.connect(addr)).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let mut c = Self::over(stream.into());
+        c.hello().await;
+        c
+    }
+
+    /// Connects with a 4 KiB receive buffer, so that when it stops reading
+    /// the server's queue for it fills after a few KiB, not megabytes.
+    pub async fn connect_small_window(addr: SocketAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = within("connect", socket.connect(addr)).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let mut c = Self::over(stream.into());
+        c.hello().await;
+        c
+    }
+
+    /// Connects to a TLS listener, trusting `ca`.
+    pub async fn connect_tls(addr: SocketAddr, ca: &std::path::Path) -> Self {
+        let tcp = within("connect", TcpStream::connect(addr))
+            .await
+            .expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let tls = within("the TLS handshake", TestCert::connector(ca).connect(tcp))
+            .await
+            .expect("TLS handshake");
+        let mut c = Self::over(tls);
+        c.hello().await;
+        c
+    }
+
+    fn over(stream: plaza_net::Stream) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            hello: false,
+            token: None,
+        }
+    }
+
+    /// The socket, for a test that drives it by hand.
+    ///
+    /// # Panics
+    /// If this client speaks TLS.
+    pub fn into_stream(self) -> TcpStream {
+        match self.stream {
+            plaza_net::Stream::Tcp(s) => s,
+            _ => panic!("a TLS client has no bare socket"),
+        }
+    }
+
+    /// Sends one request.
+    pub async fn send(&mut self, r: Request) {
+        let mut b = BytesMut::new();
+        r.encode(&mut b);
+        self.send_raw(&b).await;
+    }
+
+    /// Sends raw bytes.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        within("send", async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        })
+        .await
+        .expect("write");
+    }
+
+    /// The next raw frame from the server.
+    pub async fn recv_raw(&mut self) -> Vec<u8> {
+        self.try_recv_raw().await.expect("server closed the connection")
+    }
+
+    /// The next raw frame, or `None` when the server closes the connection.
+    pub async fn try_recv_raw(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if self.buf.len() >= 2 {
+                let len = usize::from(u16::from_le_bytes([self.buf[0], self.buf[1]]));
+                if self.buf.len() >= len {
+                    let frame = self.buf.split_to(len);
+                    if std::mem::take(&mut self.hello)
+                        && plaza_proto::packet_id(&frame) == plaza_proto::id::HELLO_RESPONSE
+                    {
+                        continue;
+                    }
+                    return Some(frame.to_vec());
+                }
+            }
+            self.buf.reserve(4096);
+            let n = within("a packet from the server", self.stream.read_buf(&mut self.buf))
+                .await
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// The next event.
+    pub async fn recv(&mut self) -> Event {
+        let f = self.recv_raw().await;
+        Event::decode(&f).unwrap_or_else(|e| panic!("undecodable frame {f:?}: {e}"))
+    }
+
+    /// The next event, or `None` when the server closes the connection.
+    pub async fn try_recv(&mut self) -> Option<Event> {
+        let f = self.try_recv_raw().await?;
+        Some(Event::decode(&f).expect("decodable frame"))
+    }
+
+    /// Waits for the server to close the connection, returning the events
+    /// that came before.
+    pub async fn until_closed(&mut self) -> Vec<Event> {
+        let mut v = Vec::new();
+        while let Some(e) = self.try_recv().await {
+            v.push(e);
+        }
+        v
+    }
+
+    /// Sends a request and returns the next event.
+    pub async fn call(&mut self, r: Request) -> Event {
+        self.send(r).await;
+        self.recv().await
+    }
+
+    /// Registers `name`, expecting success.
+    pub async fn register(&mut self, name: &str, password: &str) {
+        let r = self
+            .call(Request::Register {
+                name: name.into(),
+                password: password.into(),
+            })
+            .await;
+        assert_eq!(r, Event::RegisterResult(ResultCode::OK), "register {name}");
+    }
+
+    /// Logs in, returning the result code. On success the server follows
+    /// the response with a resume token, kept in `self.token`.
+    pub async fn try_login(&mut self, name: &str, password: &str) -> ResultCode {
+        self.send(Request::Login {
+            name: name.into(),
+            password: password.into(),
+        })
+        .await;
+        self.login_result().await
+    }
+
+    /// Logs in with the resume token from the last login.
+    pub async fn try_resume(&mut self, name: &str, token: &str) -> ResultCode {
+        self.send(Request::Resume {
+            name: name.into(),
+            token: token.into(),
+        })
+        .await;
+        self.login_result().await
+    }
+
+    /// Reads a login's answer: the result, and the token after success.
+    pub async fn login_result(&mut self) -> ResultCode {
+        match self.recv().await {
+            Event::LoginResult(ResultCode::OK) => match self.recv().await {
+                Event::ResumeToken { token, .. } => {
+                    self.token = Some(token);
+                    ResultCode::OK
+                }
+                other => panic!("expected a resume token after login, got {other:?}"),
+            },
+            Event::LoginResult(c) => c,
+            other => panic!("expected a login result, got {other:?}"),
+        }
+    }
+
+    /// Logs in, expecting success.
+    pub async fn login(&mut self, name: &str, password: &str) {
+        assert_eq!(
+            self.try_login(name, password).await,
+            ResultCode::OK,
+            "login {name}"
+        );
+    }
+
+    /// Enters a room, returning the member list and the result.
+    pub async fn enter(&mut self, room: i32) -> (Vec<(u64, String)>, ResultCode) {
+        self.send(Request::RoomEnter { room }).await;
+        let mut users = Vec::new();
+        loop {
+            match self.recv().await {
+                Event::RoomUserList { users: u } => users.extend(u),
+                Event::RoomEnterResult(c) => return (users, c),
+                other => panic!("unexpected {other:?} while entering a room"),
+            }
+        }
+    }
+}
