@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Instant;
 
+use super::watchdog::TRIM_READ;
 use super::{Events, SessionShared};
 use crate::config::SessionLimits;
 use crate::outbox::Close;
@@ -52,13 +53,15 @@ fn poll_read<R: Source>(
     if shared.is_closing() {
         return Poll::Ready(None);
     }
-    // An idle connection holds no receive buffer: with no partial frame
-    // pending and nothing to read yet, the buffer is freed and allocated
-    // again when bytes arrive.
+    // An idle connection holds no receive buffer: once the watchdog finds
+    // the session quiet, the buffer is freed the next time it is empty and
+    // there is nothing to read, and allocated again when bytes arrive.
     if buf.is_empty() {
         match rd.poll_ready(cx) {
             Poll::Pending => {
-                buf.release();
+                if shared.marks.take_trim(TRIM_READ) {
+                    buf.release();
+                }
                 return Poll::Pending;
             }
             Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
@@ -75,9 +78,9 @@ fn poll_read<R: Source>(
         Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
         Poll::Pending => {
             // The socket looked ready (its readiness outlives the read that
-            // drained it) but had nothing: free the buffer here too, or the
-            // session keeps it until its task next wakes.
-            if buf.is_empty() {
+            // drained it) but had nothing: free the buffer here too if
+            // asked, or the session keeps it until its task next wakes.
+            if buf.is_empty() && shared.marks.take_trim(TRIM_READ) {
                 buf.release();
             }
             Poll::Pending

@@ -2,8 +2,15 @@
 //! halves leave. One watchdog task per server (per connection in the
 //! client) owns every session's timeouts, on tokio's clock, so a test can
 //! run them on paused time.
+//!
+//! It also decides when a session is idle enough to give its buffers back:
+//! at the first look that finds nothing moved either way since the last,
+//! it asks both halves to free their buffers once they are empty (see
+//! [`Marks::trim`]). A session at chat rates keeps its receive buffer and
+//! its send queue from one message to the next, so its steady state
+//! allocates nothing per delivery; an idle one holds neither.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -30,12 +37,32 @@ pub(super) struct Marks {
     idle_looks: AtomicU32,
     /// Looks in a row that found a write in flight and no progress.
     stalled_looks: AtomicU32,
+    /// The halves asked to free their buffers ([`TRIM_READ`],
+    /// [`TRIM_WRITE`]); each clears its bit when it has.
+    trim: AtomicU8,
+    /// Trimming was asked since the session last moved: asked once per
+    /// quiet spell, so an idle session is woken once, not at every look.
+    trimmed: AtomicBool,
+}
+
+/// The reader frees its receive buffer when next it waits with it empty.
+pub(super) const TRIM_READ: u8 = 1;
+/// The writer frees its send queues when next it finds them empty.
+pub(super) const TRIM_WRITE: u8 = 2;
+
+impl Marks {
+    /// Whether the watchdog asked for `bit`'s half to free its buffers; the
+    /// ask is taken.
+    pub(super) fn take_trim(&self, bit: u8) -> bool {
+        self.trim.load(Ordering::Relaxed) & bit != 0
+            && self.trim.fetch_and(!bit, Ordering::Relaxed) & bit != 0
+    }
 }
 
 /// Counts one look: `looks` goes back to zero if there was `progress` or
 /// nothing was `waiting`, else up by one. Returns the new count.
-fn count_look(looks: &AtomicU32, waiting: &AtomicBool, progress: &AtomicBool) -> u32 {
-    let n = if progress.swap(false, Ordering::Relaxed) || !waiting.load(Ordering::Relaxed) {
+fn count_look(looks: &AtomicU32, waiting: &AtomicBool, progress: bool) -> u32 {
+    let n = if progress || !waiting.load(Ordering::Relaxed) {
         0
     } else {
         looks.load(Ordering::Relaxed).saturating_add(1)
@@ -72,15 +99,17 @@ impl SessionShared {
             return;
         }
         let m = &self.marks;
+        let read = m.read_seen.swap(false, Ordering::Relaxed);
+        let wrote = m.write_seen.swap(false, Ordering::Relaxed);
         let closing = self.is_closing();
         if let Some(t) = limits.idle_timeout
             && !closing
-            && count_look(&m.idle_looks, &m.reading, &m.read_seen) >= looks_for(t, every)
+            && count_look(&m.idle_looks, &m.reading, read) >= looks_for(t, every)
         {
             counters.idle_timeouts.incr();
             return self.abort(NetError::IdleTimeout(t));
         }
-        if count_look(&m.stalled_looks, &m.writing, &m.write_seen) >= looks_for(limits.write_timeout, every) {
+        if count_look(&m.stalled_looks, &m.writing, wrote) >= looks_for(limits.write_timeout, every) {
             counters.write_timeouts.incr();
             return self.abort(NetError::WriteTimeout(limits.write_timeout));
         }
@@ -94,6 +123,12 @@ impl SessionShared {
                 Some(pending) => self.abort(NetError::LingerExpired(pending)),
                 None => {}
             }
+        }
+        if read || wrote {
+            m.trimmed.store(false, Ordering::Relaxed);
+        } else if !closing && !m.trimmed.swap(true, Ordering::Relaxed) {
+            m.trim.store(TRIM_READ | TRIM_WRITE, Ordering::Relaxed);
+            self.wake.ring();
         }
     }
 }

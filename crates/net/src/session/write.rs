@@ -9,6 +9,7 @@ use std::task::Poll;
 
 use tokio::io::AsyncWrite;
 
+use super::watchdog::TRIM_WRITE;
 use super::{Events, SessionShared};
 use crate::gather::Gather;
 use crate::outbox::{Batch, Close, MAX_IOV};
@@ -38,8 +39,8 @@ pub(super) fn write_loop<E: Events, W: AsyncWrite + Unpin>(
                     batch.take_from(&mut o);
                 } else if o.close.is_some() {
                     break;
-                } else {
-                    // Idle until the next packet: keep no send buffer.
+                } else if shared.marks.take_trim(TRIM_WRITE) {
+                    // The session went quiet: keep no send buffer.
                     o.queue.release();
                     batch.queue.release();
                 }
