@@ -135,7 +135,9 @@ impl<'e> Frames<'e> {
     pub(crate) fn from(&mut self, from: usize) -> Bytes {
         let (events, ends) = (self.events, &mut self.ends);
         let bytes = self.bytes.get_or_insert_with(|| {
-            let mut b = BytesMut::new();
+            // Room for the largest chat frame (a seed-style room message is
+            // 295 bytes): one allocation, not one per doubling.
+            let mut b = BytesMut::with_capacity(512);
             for event in events {
                 event.encode(&mut b);
                 if events.len() > 1 {
