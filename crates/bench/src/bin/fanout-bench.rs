@@ -1,5 +1,7 @@
-//! Room fan-out through the whole chat server (a first form of issue #5's
-//! `plaza bench fanout`).
+//! Room fan-out through the whole chat server, in this process: the tool
+//! that counts the server's allocations per delivery (its threads only,
+//! with a counting allocator) and runs cluster nodes side by side.
+//! `plaza bench fanout` is the same load against a server you run.
 //!
 //! R rooms × M members, all logged in to an in-process plaza-server; every
 //! member chats at `--rate` messages/s with a `--size`-byte message carrying
