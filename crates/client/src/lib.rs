@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use plaza_net::{Client, ClientConfig, ClientHandler, Framing};
+use plaza_net::{Client, ClientConfig, ClientHandler};
 use plaza_proto::{Event, Request, ResultCode};
 use tokio::sync::{mpsc, oneshot};
 
@@ -119,7 +119,7 @@ impl PlazaClient {
         let target = target.into();
         let state = Arc::new(Mutex::new(State::default()));
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut config = ClientConfig::new(target.addr, Framing::Chat);
+        let mut config = ClientConfig::new(target.addr, plaza_proto::ChatFraming);
         config.tls = target.tls;
         let net = Client::connect(
             config,

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use plaza_net::link::{LinkClient, LinkHandler, Response, serve};
-use plaza_net::{Backoff, ClientConfig, Framing, Server, ServerConfig, SessionId};
+use plaza_net::{Backoff, ClientConfig, Lan, Server, ServerConfig, SessionId};
 
 struct Reverser;
 
@@ -31,13 +31,13 @@ impl LinkHandler for Reverser {
 }
 
 async fn run_server(addr: SocketAddr) -> anyhow::Result<plaza_net::Handle> {
-    let server = Server::bind(ServerConfig::new(addr, Framing::Lan)).await?;
+    let server = Server::bind(ServerConfig::new(addr, Lan)).await?;
     println!("server: listening on {}", server.local_addr());
     Ok(serve(server, Reverser))
 }
 
 async fn run_client(addr: SocketAddr, requests: usize) -> anyhow::Result<()> {
-    let mut config = ClientConfig::new(addr, Framing::Lan);
+    let mut config = ClientConfig::new(addr, Lan);
     config.reconnect = Some(Backoff::default());
     let link = LinkClient::connect(config).await?;
     for i in 0..requests {

@@ -67,17 +67,17 @@ impl Inner {
 ///
 /// # Examples
 /// ```no_run
-/// use plaza_net::{Client, ClientConfig, ClientHandler, Framing};
+/// use plaza_net::{Client, ClientConfig, ClientHandler, Lan};
 ///
 /// struct Print;
 /// impl ClientHandler for Print {
 ///     async fn on_recv(&self, frame: &[u8]) {
-///         println!("{:?}", Framing::Lan.payload(frame));
+///         println!("{:?}", Lan::payload(frame));
 ///     }
 /// }
 ///
 /// # async fn run() -> Result<(), plaza_net::NetError> {
-/// let config = ClientConfig::new("127.0.0.1:7000".parse().unwrap(), Framing::Lan);
+/// let config = ClientConfig::new("127.0.0.1:7000".parse().unwrap(), Lan);
 /// let client = Client::connect(config, Print).await?;
 /// let mut frame = bytes::BytesMut::new();
 /// plaza_net::put_lan_frame(&mut frame, b"hello");

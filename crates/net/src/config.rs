@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crate::Framing;
 
 /// How a [`Server`](crate::Server) listens and what it lets each peer hold.
@@ -15,7 +17,7 @@ pub struct ServerConfig {
     /// Address and port to listen on (port 0 picks a free one).
     pub bind: SocketAddr,
     /// The wire framing of this listener.
-    pub framing: Framing,
+    pub framing: Arc<dyn Framing>,
     /// Disable Nagle's algorithm (`TCP_NODELAY`). On by default: the
     /// 1-send writer already gathers small packets, so Nagle only adds delay.
     pub nodelay: bool,
@@ -84,15 +86,16 @@ pub struct TlsListener {
 
 impl ServerConfig {
     /// Defaults for the given framing, listening on `bind`.
-    pub fn new(bind: SocketAddr, framing: Framing) -> Self {
+    pub fn new(bind: SocketAddr, framing: impl Framing) -> Self {
+        let max_frame = framing.max_frame();
         Self {
             bind,
-            framing,
+            framing: Arc::new(framing),
             nodelay: true,
             gather: None,
             max_sessions: 10_000,
             max_sessions_per_ip: None,
-            max_frame: framing.max_frame(),
+            max_frame,
             recv_buffer: 4096,
             max_send_queue: 1 << 20,
             idle_timeout: Some(Duration::from_secs(120)),
@@ -109,7 +112,7 @@ impl ServerConfig {
 
     pub(crate) fn session_limits(&self) -> SessionLimits {
         SessionLimits {
-            framing: self.framing,
+            framing: self.framing.clone(),
             max_frame: self.max_frame.min(self.framing.max_frame()),
             recv_buffer: self.recv_buffer.max(self.framing.header_len()),
             max_send_queue: self.max_send_queue,
@@ -129,7 +132,7 @@ pub struct ClientConfig {
     /// Local address to bind before connecting (seed 003's bind IP).
     pub bind: Option<SocketAddr>,
     /// The wire framing.
-    pub framing: Framing,
+    pub framing: Arc<dyn Framing>,
     /// Disable Nagle's algorithm.
     pub nodelay: bool,
     /// Largest frame accepted from the server.
@@ -157,13 +160,14 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// Defaults for connecting to `server` with `framing`.
-    pub fn new(server: SocketAddr, framing: Framing) -> Self {
+    pub fn new(server: SocketAddr, framing: impl Framing) -> Self {
+        let max_frame = framing.max_frame();
         Self {
             server,
             bind: None,
-            framing,
+            framing: Arc::new(framing),
             nodelay: true,
-            max_frame: framing.max_frame(),
+            max_frame,
             recv_buffer: 4096,
             max_send_queue: 4 << 20,
             idle_timeout: None,
@@ -178,7 +182,7 @@ impl ClientConfig {
 
     pub(crate) fn session_limits(&self) -> SessionLimits {
         SessionLimits {
-            framing: self.framing,
+            framing: self.framing.clone(),
             max_frame: self.max_frame.min(self.framing.max_frame()),
             recv_buffer: self.recv_buffer.max(self.framing.header_len()),
             max_send_queue: self.max_send_queue,
@@ -223,9 +227,9 @@ impl Backoff {
 }
 
 /// The per-session subset of the configuration.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct SessionLimits {
-    pub(crate) framing: Framing,
+    pub(crate) framing: Arc<dyn Framing>,
     pub(crate) max_frame: usize,
     pub(crate) recv_buffer: usize,
     pub(crate) max_send_queue: usize,

@@ -1,22 +1,65 @@
-//! The two wire framings: where one packet ends and the next begins.
+//! Framing: where one frame ends and the next begins in a byte stream.
 //!
-//! Both are documented byte for byte in `docs/PROTOCOL.md`. The session layer
-//! hands each complete frame to the handler *including* its header; use
-//! [`Framing::payload`] for the bytes after the header.
+//! A session reads a frame's header, asks its [`Framing`] how long the frame
+//! is (checking the length against a cap before it allocates anything), and
+//! hands the handler each complete frame, header included. Implement
+//! [`Framing`] for your own wire format; plaza-net ships [`Lan`], the
+//! server-to-server framing of `docs/PROTOCOL.md`. (Plaza's chat framing is
+//! `plaza_proto::ChatFraming`, beside the rest of the chat protocol.)
+
+use std::fmt;
 
 use bytes::{BufMut, BytesMut};
 
-/// How a byte stream is cut into frames.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Framing {
-    /// Server-to-server framing (seed 003's LAN modules): a 2-byte
-    /// little-endian payload length (header excluded), then the payload.
-    Lan,
-    /// The user-facing chat framing (the seeds' chat protocol): a 5-byte
-    /// header of total length u16 LE (header included), packet id u16 LE and
-    /// a flags byte that must be 0, then the body.
-    Chat,
+/// How a byte stream is cut into frames. Each frame starts with a header
+/// of [`header_len`](Self::header_len) bytes that tells its whole length.
+pub trait Framing: fmt::Debug + Send + Sync + 'static {
+    /// Bytes of the header: what must have arrived before the frame's length
+    /// is known.
+    fn header_len(&self) -> usize;
+
+    /// The largest frame (header included) this framing can express.
+    fn max_frame(&self) -> usize;
+
+    /// The whole frame's length, header included, from its header (exactly
+    /// [`header_len`](Self::header_len) bytes), or why the header is
+    /// refused (the session is then closed). Below the header's own length
+    /// is [`FrameError::TooShort`].
+    ///
+    /// # Errors
+    /// When the header is not valid.
+    fn frame_len(&self, header: &[u8]) -> Result<usize, FrameError>;
+}
+
+/// Looks at the start of `buf` and returns the length of the complete
+/// frame there, `Ok(None)` if more bytes are needed, or an error if the
+/// header is invalid or declares more than `max` bytes. Never allocates.
+///
+/// # Errors
+/// As [`Framing::frame_len`], and [`FrameError::TooLarge`] over `max`.
+pub fn next_frame(framing: &dyn Framing, buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
+    let header = framing.header_len();
+    if buf.len() < header {
+        return Ok(None);
+    }
+    let len = framing.frame_len(&buf[..header])?;
+    if len < header {
+        return Err(FrameError::TooShort { len, min: header });
+    }
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    Ok((buf.len() >= len).then_some(len))
+}
+
+/// How many bytes the frame at the start of `buf` needs in all (the header
+/// alone until it is complete): how much room to read into.
+pub(crate) fn wanted(framing: &dyn Framing, buf: &[u8]) -> usize {
+    let header = framing.header_len();
+    match buf.get(..header) {
+        Some(h) => framing.frame_len(h).unwrap_or(header).max(header),
+        None => header,
+    }
 }
 
 /// Why a frame header was rejected. The session that sent it is disconnected.
@@ -39,79 +82,37 @@ pub enum FrameError {
         /// The header size.
         min: usize,
     },
-    /// The chat header's flags byte is not 0.
+    /// The header's flags hold a value the framing does not support.
     #[error("unsupported header flags {0:#04x}")]
     BadFlags(u8),
 }
 
-/// Chat header size in bytes.
-pub const CHAT_HEADER_LEN: usize = 5;
 /// LAN header size in bytes.
 pub const LAN_HEADER_LEN: usize = 2;
 
-impl Framing {
-    /// Header size in bytes.
-    pub const fn header_len(self) -> usize {
-        match self {
-            Self::Lan => LAN_HEADER_LEN,
-            Self::Chat => CHAT_HEADER_LEN,
-        }
-    }
+/// The server-to-server framing (seed 003's LAN modules): a 2-byte
+/// little-endian payload length (header excluded), then the payload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lan;
 
-    /// The largest frame (header included) this framing can express.
-    pub const fn max_frame(self) -> usize {
-        match self {
-            Self::Lan => LAN_HEADER_LEN + u16::MAX as usize,
-            Self::Chat => u16::MAX as usize,
-        }
-    }
-
+impl Lan {
     /// The payload of a complete frame: the bytes after the header.
-    pub fn payload(self, frame: &[u8]) -> &[u8] {
-        &frame[self.header_len()..]
-    }
-
-    /// Looks at the start of `buf` and returns the length of the complete
-    /// frame there, `Ok(None)` if more bytes are needed, or an error if the
-    /// header is invalid or declares more than `max` bytes. Never allocates.
-    pub fn next_frame(self, buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
-        if buf.len() < self.header_len() {
-            return Ok(None);
-        }
-        let len = match self {
-            Self::Lan => LAN_HEADER_LEN + usize::from(u16::from_le_bytes([buf[0], buf[1]])),
-            Self::Chat => {
-                let len = usize::from(u16::from_le_bytes([buf[0], buf[1]]));
-                if len < CHAT_HEADER_LEN {
-                    return Err(FrameError::TooShort {
-                        len,
-                        min: CHAT_HEADER_LEN,
-                    });
-                }
-                if buf[4] != 0 {
-                    return Err(FrameError::BadFlags(buf[4]));
-                }
-                len
-            }
-        };
-        if len > max {
-            return Err(FrameError::TooLarge { len, max });
-        }
-        Ok((buf.len() >= len).then_some(len))
+    pub fn payload(frame: &[u8]) -> &[u8] {
+        &frame[LAN_HEADER_LEN..]
     }
 }
 
-impl Framing {
-    /// The total length declared by a complete header at the start of
-    /// `buf`, unvalidated; `None` before the header is complete.
-    pub(crate) fn declared_len(self, buf: &[u8]) -> Option<usize> {
-        (buf.len() >= self.header_len()).then(|| {
-            let n = usize::from(u16::from_le_bytes([buf[0], buf[1]]));
-            match self {
-                Self::Lan => LAN_HEADER_LEN + n,
-                Self::Chat => n,
-            }
-        })
+impl Framing for Lan {
+    fn header_len(&self) -> usize {
+        LAN_HEADER_LEN
+    }
+
+    fn max_frame(&self) -> usize {
+        LAN_HEADER_LEN + usize::from(u16::MAX)
+    }
+
+    fn frame_len(&self, header: &[u8]) -> Result<usize, FrameError> {
+        Ok(LAN_HEADER_LEN + usize::from(u16::from_le_bytes([header[0], header[1]])))
     }
 }
 
@@ -126,22 +127,37 @@ pub fn put_lan_frame(dst: &mut BytesMut, payload: &[u8]) {
     dst.put_slice(payload);
 }
 
-/// Appends a chat frame with packet `id` and `body` to `dst`.
-///
-/// # Panics
-/// If the frame would be longer than 65,535 bytes.
-pub fn put_chat_frame(dst: &mut BytesMut, id: u16, body: &[u8]) {
-    let len = u16::try_from(CHAT_HEADER_LEN + body.len()).expect("chat frame over 65535 bytes");
-    dst.reserve(usize::from(len));
-    dst.put_u16_le(len);
-    dst.put_u16_le(id);
-    dst.put_u8(0);
-    dst.put_slice(body);
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A five-byte header like the seeds' chat framing (total length u16
+    /// LE, id u16 LE, flags that must be 0): a framing a user writes.
+    #[derive(Debug)]
+    pub(crate) struct Five;
+
+    impl Framing for Five {
+        fn header_len(&self) -> usize {
+            5
+        }
+        fn max_frame(&self) -> usize {
+            usize::from(u16::MAX)
+        }
+        fn frame_len(&self, h: &[u8]) -> Result<usize, FrameError> {
+            if h[4] != 0 {
+                return Err(FrameError::BadFlags(h[4]));
+            }
+            Ok(usize::from(u16::from_le_bytes([h[0], h[1]])))
+        }
+    }
+
+    pub(crate) fn put_five(dst: &mut BytesMut, id: u16, body: &[u8]) {
+        let len = u16::try_from(5 + body.len()).expect("frame over 65535 bytes");
+        dst.put_u16_le(len);
+        dst.put_u16_le(id);
+        dst.put_u8(0);
+        dst.put_slice(body);
+    }
 
     #[test]
     fn lan_frame_needs_header_then_payload() {
@@ -149,38 +165,38 @@ mod tests {
         put_lan_frame(&mut b, b"hello");
         assert_eq!(&b[..2], &[5, 0]);
         for cut in 0..b.len() {
-            assert_eq!(Framing::Lan.next_frame(&b[..cut], 100), Ok(None));
+            assert_eq!(next_frame(&Lan, &b[..cut], 100), Ok(None));
         }
-        assert_eq!(Framing::Lan.next_frame(&b, 100), Ok(Some(7)));
-        assert_eq!(Framing::Lan.payload(&b), b"hello");
+        assert_eq!(next_frame(&Lan, &b, 100), Ok(Some(7)));
+        assert_eq!(Lan::payload(&b), b"hello");
     }
 
     #[test]
-    fn chat_frame_rejects_short_long_and_flags() {
+    fn a_users_framing_is_checked_for_short_long_and_its_own_errors() {
         assert_eq!(
-            Framing::Chat.next_frame(&[4, 0, 1, 0, 0], 100),
+            next_frame(&Five, &[4, 0, 1, 0, 0], 100),
             Err(FrameError::TooShort { len: 4, min: 5 })
         );
         assert_eq!(
-            Framing::Chat.next_frame(&[0, 0, 1, 0, 0], 100),
+            next_frame(&Five, &[0, 0, 1, 0, 0], 100),
             Err(FrameError::TooShort { len: 0, min: 5 })
         );
         assert_eq!(
-            Framing::Chat.next_frame(&[101, 0, 1, 0, 0], 100),
+            next_frame(&Five, &[101, 0, 1, 0, 0], 100),
             Err(FrameError::TooLarge { len: 101, max: 100 })
         );
         assert_eq!(
-            Framing::Chat.next_frame(&[5, 0, 1, 0, 9], 100),
+            next_frame(&Five, &[5, 0, 1, 0, 9], 100),
             Err(FrameError::BadFlags(9))
         );
-        assert_eq!(Framing::Chat.next_frame(&[5, 0, 1, 0, 0], 100), Ok(Some(5)));
+        assert_eq!(next_frame(&Five, &[5, 0, 1, 0, 0], 100), Ok(Some(5)));
     }
 
     #[test]
     fn lan_rejects_over_cap_before_payload_arrives() {
         // Only the header has arrived, declaring 60,000 bytes: rejected now.
         assert_eq!(
-            Framing::Lan.next_frame(&[0x60, 0xEA], 1024),
+            next_frame(&Lan, &[0x60, 0xEA], 1024),
             Err(FrameError::TooLarge {
                 len: 60_002,
                 max: 1024

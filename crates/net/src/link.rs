@@ -18,7 +18,8 @@ use bytes::BufMut;
 use tokio::sync::oneshot;
 
 use crate::{
-    Client, ClientConfig, ClientHandler, Framing, Handle, Handler, NetError, SendError, Server, SessionId,
+    Client, ClientConfig, ClientHandler, Framing, Handle, Handler, Lan, NetError, SendError, Server,
+    SessionId,
 };
 
 const REQUEST: u8 = 1;
@@ -53,7 +54,7 @@ fn put_message(dst: &mut bytes::BytesMut, kind: u8, corr: u32, body: &[u8]) -> R
 }
 
 fn parse(frame: &[u8]) -> Option<(u8, u32, &[u8])> {
-    let p = Framing::Lan.payload(frame);
+    let p = Lan::payload(frame);
     if p.len() < LINK_HEADER {
         return None;
     }
@@ -134,7 +135,7 @@ impl<H: LinkHandler> Handler for LinkServer<H> {
     }
 }
 
-/// Starts `server` (which must use [`Framing::Lan`]) answering requests
+/// Starts `server` (which must use [`Lan`]) answering requests
 /// with `handler`. Returns the server's handle.
 pub fn serve<H: LinkHandler>(server: Server, handler: H) -> Handle {
     let handle = server.handle();
@@ -177,8 +178,8 @@ impl LinkClient {
     /// # Errors
     /// If the first connection attempt fails.
     pub async fn connect(mut config: ClientConfig) -> Result<Self, NetError> {
-        config.framing = Framing::Lan;
-        config.max_frame = Framing::Lan.max_frame();
+        config.framing = std::sync::Arc::new(Lan);
+        config.max_frame = Lan.max_frame();
         let pending = Pending::default();
         let client = Client::connect(config, Responses(pending.clone())).await?;
         Ok(Self {

@@ -118,11 +118,13 @@ mod reassembly {
     use proptest::prelude::*;
 
     use super::RecvBuf;
-    use crate::{Framing, put_chat_frame, put_lan_frame};
+    use crate::framing::tests::{Five, put_five};
+    use crate::framing::wanted;
+    use crate::{Framing, Lan, next_frame, put_lan_frame};
 
     /// Feeds `stream` through a RecvBuf in reads of the given sizes, the way
     /// the session's read loop does, and returns the frames it cuts.
-    fn reassemble(framing: Framing, stream: &[u8], reads: &[usize], buf_size: usize) -> Vec<Vec<u8>> {
+    fn reassemble(framing: &dyn Framing, stream: &[u8], reads: &[usize], buf_size: usize) -> Vec<Vec<u8>> {
         let mut buf = RecvBuf::new();
         let mut want = framing.header_len();
         let mut out = Vec::new();
@@ -137,11 +139,11 @@ mod reassembly {
             spare[..n].copy_from_slice(&stream[pos..pos + n]);
             buf.filled(n);
             pos += n;
-            while let Some(len) = framing.next_frame(buf.data(), framing.max_frame()).unwrap() {
+            while let Some(len) = next_frame(framing, buf.data(), framing.max_frame()).unwrap() {
                 out.push(buf.data()[..len].to_vec());
                 buf.consume(len);
             }
-            want = framing.declared_len(buf.data()).unwrap_or(framing.header_len());
+            want = wanted(framing, buf.data());
         }
         assert!(buf.data().is_empty());
         out
@@ -155,7 +157,7 @@ mod reassembly {
             buf_size in 5usize..2048,
             lan in any::<bool>(),
         ) {
-            let framing = if lan { Framing::Lan } else { Framing::Chat };
+            let framing: &dyn Framing = if lan { &Lan } else { &Five };
             let mut stream = BytesMut::new();
             let mut frames = Vec::new();
             for (i, body) in bodies.iter().enumerate() {
@@ -163,7 +165,7 @@ mod reassembly {
                 if lan {
                     put_lan_frame(&mut stream, body);
                 } else {
-                    put_chat_frame(&mut stream, i as u16, body);
+                    put_five(&mut stream, i as u16, body);
                 }
                 frames.push(stream[start..].to_vec());
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plaza_net::link::{LinkClient, LinkError, LinkHandler, Response, serve};
-use plaza_net::{Backoff, ClientConfig, Framing, Handle, Server, ServerConfig, SessionId};
+use plaza_net::{Backoff, ClientConfig, Handle, Lan, Server, ServerConfig, SessionId};
 use tokio::sync::{Notify, mpsc};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -27,7 +27,7 @@ impl LinkHandler for Service {
 }
 
 async fn start() -> (SocketAddr, Handle, mpsc::UnboundedReceiver<SessionId>) {
-    let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap(), Framing::Lan))
+    let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap(), Lan))
         .await
         .unwrap();
     let addr = server.local_addr();
@@ -45,11 +45,7 @@ async fn start() -> (SocketAddr, Handle, mpsc::UnboundedReceiver<SessionId>) {
 #[tokio::test]
 async fn concurrent_requests_get_their_own_responses() {
     let (addr, _h, _rx) = start().await;
-    let link = Arc::new(
-        LinkClient::connect(ClientConfig::new(addr, Framing::Lan))
-            .await
-            .unwrap(),
-    );
+    let link = Arc::new(LinkClient::connect(ClientConfig::new(addr, Lan)).await.unwrap());
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..200 {
         let link = link.clone();
@@ -67,9 +63,7 @@ async fn concurrent_requests_get_their_own_responses() {
 #[tokio::test]
 async fn an_unanswered_request_times_out() {
     let (addr, _h, _rx) = start().await;
-    let link = LinkClient::connect(ClientConfig::new(addr, Framing::Lan))
-        .await
-        .unwrap();
+    let link = LinkClient::connect(ClientConfig::new(addr, Lan)).await.unwrap();
     let r = link.request(b"hang", Duration::from_millis(100)).await;
     assert!(matches!(r, Err(LinkError::Timeout(_))), "{r:?}");
 }
@@ -77,7 +71,7 @@ async fn an_unanswered_request_times_out() {
 #[tokio::test]
 async fn a_dropped_link_fails_pending_requests_then_reconnects() {
     let (addr, handle, mut seen) = start().await;
-    let mut config = ClientConfig::new(addr, Framing::Lan);
+    let mut config = ClientConfig::new(addr, Lan);
     config.reconnect = Some(Backoff {
         initial: Duration::from_millis(10),
         max: Duration::from_millis(50),

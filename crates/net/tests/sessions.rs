@@ -1,6 +1,9 @@
 //! plaza-net over real sockets on 127.0.0.1. Every wait is for an event,
 //! with a generous timeout; nothing sleeps to synchronise.
 
+mod common;
+
+use common::{Chat, put_chat_frame};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,8 +12,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use plaza_net::{
-    Backoff, Client, ClientConfig, ClientHandler, Framing, Handle, Handler, NetError, SendError, Server,
-    ServerConfig, SessionId, put_chat_frame,
+    Backoff, Client, ClientConfig, ClientHandler, Handle, Handler, Lan, NetError, SendError, Server,
+    ServerConfig, SessionId,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -68,7 +71,7 @@ struct Harness {
 
 impl Harness {
     async fn start(echo: bool, configure: impl FnOnce(&mut ServerConfig)) -> Self {
-        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), Framing::Chat);
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), Chat);
         configure(&mut config);
         let server = Server::bind(config).await.unwrap();
         let addr = server.local_addr();
@@ -596,7 +599,7 @@ async fn refused_by_the_handler_closes_before_any_byte_is_read() {
             unreachable!("refused sessions never receive");
         }
     }
-    let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap(), Framing::Chat))
+    let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap(), Chat))
         .await
         .unwrap();
     let addr = server.local_addr();
@@ -618,9 +621,7 @@ impl ClientHandler for ClientRec {
         let _ = self.0.send("disconnect".into());
     }
     async fn on_recv(&self, frame: &[u8]) {
-        let _ = self
-            .0
-            .send(String::from_utf8_lossy(Framing::Chat.payload(frame)).into_owned());
+        let _ = self.0.send(String::from_utf8_lossy(&frame[5..]).into_owned());
     }
 }
 
@@ -628,7 +629,7 @@ impl ClientHandler for ClientRec {
 async fn client_round_trips_and_reconnects_after_the_server_drops_it() {
     let mut h = Harness::start(true, |_| {}).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut config = ClientConfig::new(h.addr, Framing::Chat);
+    let mut config = ClientConfig::new(h.addr, Chat);
     config.reconnect = Some(Backoff {
         initial: Duration::from_millis(10),
         max: Duration::from_millis(100),
@@ -661,13 +662,13 @@ async fn client_connect_to_a_closed_port_fails_cleanly() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let (tx, _rx) = mpsc::unbounded_channel();
-    let r = Client::connect(ClientConfig::new(addr, Framing::Chat), ClientRec(tx)).await;
+    let r = Client::connect(ClientConfig::new(addr, Chat), ClientRec(tx)).await;
     assert!(r.is_err());
 }
 
 #[tokio::test]
 async fn stopping_a_server_that_never_started_returns() {
-    let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap(), Framing::Lan))
+    let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap(), Lan))
         .await
         .unwrap();
     within("stop", server.handle().stop(Duration::from_secs(1))).await;

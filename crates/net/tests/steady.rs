@@ -4,12 +4,15 @@
 //! paused time: the watchdog that decides a session is quiet is on tokio's
 //! clock, so minutes of chat take no time.
 
+mod common;
+
+use common::{Chat, put_chat_frame};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use plaza_net::{Framing, Handle, Handler, Server, ServerConfig, SessionId, put_chat_frame};
+use plaza_net::{Handle, Handler, Server, ServerConfig, SessionId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -70,7 +73,7 @@ async fn talk(c: &mut TcpStream, frame: &[u8], echo: &mut [u8], pause: Duration)
 
 #[tokio::test(start_paused = true)]
 async fn a_talking_session_allocates_nothing_per_message_and_a_quiet_one_holds_no_buffer() {
-    let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), Framing::Chat);
+    let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), Chat);
     let server = Server::bind(config).await.unwrap();
     let addr = server.local_addr();
     let handle = server.handle();

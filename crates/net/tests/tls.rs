@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use plaza_net::tls::{TlsAcceptor, TlsConnector};
 use plaza_net::{
-    Client, ClientConfig, ClientHandler, Framing, Handle, Handler, NetError, Server, ServerConfig, SessionId,
+    Client, ClientConfig, ClientHandler, Handle, Handler, Lan, NetError, Server, ServerConfig, SessionId,
     TlsListener, put_lan_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,7 +53,7 @@ impl ClientHandler for Collect {
 }
 
 async fn echo_server(acceptor: TlsAcceptor) -> Handle {
-    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), Framing::Lan);
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), Lan);
     config.tls = Some(TlsListener {
         bind: "127.0.0.1:0".parse().unwrap(),
         acceptor,
@@ -80,7 +80,7 @@ async fn tls_client(
     ca: &Path,
     name: &str,
 ) -> Result<(Client, mpsc::UnboundedReceiver<Vec<u8>>), NetError> {
-    let mut config = ClientConfig::new(handle.tls_addr().unwrap(), Framing::Lan);
+    let mut config = ClientConfig::new(handle.tls_addr().unwrap(), Lan);
     config.tls = Some(TlsConnector::from_ca_file(ca, name).unwrap());
     let (tx, rx) = mpsc::unbounded_channel();
     Ok((Client::connect(config, Collect(tx)).await?, rx))
@@ -118,7 +118,7 @@ async fn frames_cross_tls_intact_and_in_order_beside_plain_tcp() {
 
     // The plain listener of the same server still speaks plain TCP.
     let (tx, mut plain_rx) = mpsc::unbounded_channel();
-    let plain = Client::connect(ClientConfig::new(handle.local_addr(), Framing::Lan), Collect(tx))
+    let plain = Client::connect(ClientConfig::new(handle.local_addr(), Lan), Collect(tx))
         .await
         .unwrap();
     round_trip(&plain, &mut plain_rx, 10, 100).await;

@@ -260,6 +260,15 @@ pub(crate) fn frame(dst: &mut BytesMut, id: u16, body: impl FnOnce(&mut BytesMut
     dst[start..start + 2].copy_from_slice(&len.to_le_bytes());
 }
 
+/// Appends a whole frame: the header for packet `id`, then `body`.
+///
+/// # Panics
+/// If the frame would be longer than 65,535 bytes.
+pub fn put_frame(dst: &mut BytesMut, id: u16, body: &[u8]) {
+    dst.reserve(HEADER_LEN + body.len());
+    frame(dst, id, |b| b.put_slice(body));
+}
+
 pub(crate) fn put_str8(dst: &mut BytesMut, s: &str) {
     let n = u8::try_from(s.len()).expect("string over 255 bytes");
     dst.put_u8(n);

@@ -15,12 +15,16 @@
 pub mod bus;
 mod codec;
 mod event;
+#[cfg(feature = "net")]
+mod framing;
 mod request;
 mod result;
 mod roster;
 
-pub use codec::DecodeError;
+pub use codec::{DecodeError, put_frame};
 pub use event::{Event, ROOM_LIST_CHUNK, USER_LIST_PAGE};
+#[cfg(feature = "net")]
+pub use framing::ChatFraming;
 pub use request::Request;
 pub use result::ResultCode;
 pub use roster::{Roster, RosterList};

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use plaza_core::{Conn, Hub, Input};
 use plaza_net::tls::TlsAcceptor;
-use plaza_net::{Framing, Handle, Server, ServerConfig, TlsListener};
+use plaza_net::{Handle, Server, ServerConfig, TlsListener};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::Cluster;
@@ -139,7 +139,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     })?;
     store.spawn_upkeep();
     let secret = control::load_secret(config.control_secret_file.as_deref(), &config.data_dir)?;
-    let mut net_config = ServerConfig::new(config.bind, Framing::Chat);
+    let mut net_config = ServerConfig::new(config.bind, plaza_proto::ChatFraming);
     net_config.max_sessions = config.max_sessions;
     net_config.max_sessions_per_ip = config.max_connections_per_ip;
     net_config.max_frame = plaza_proto::MAX_REQUEST_FRAME;
@@ -165,7 +165,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     let net = server.handle();
 
     // The control listener: its own socket, session table and limits.
-    let mut control_config = ServerConfig::new(config.control_bind, Framing::Lan);
+    let mut control_config = ServerConfig::new(config.control_bind, plaza_net::Lan);
     control_config.max_sessions = 64;
     control_config.max_frame = 64 * 1024;
     control_config.idle_timeout = Some(Duration::from_secs(600));

@@ -142,17 +142,14 @@ impl TestClient {
     /// The next raw frame, or `None` when the server closes the connection.
     pub async fn try_recv_raw(&mut self) -> Option<Vec<u8>> {
         loop {
-            if self.buf.len() >= 2 {
-                let len = usize::from(u16::from_le_bytes([self.buf[0], self.buf[1]]));
-                if self.buf.len() >= len {
-                    let frame = self.buf.split_to(len);
-                    if std::mem::take(&mut self.hello)
-                        && plaza_proto::packet_id(&frame) == plaza_proto::id::HELLO_RESPONSE
-                    {
-                        continue;
-                    }
-                    return Some(frame.to_vec());
+            let next = plaza_proto::split_frame(&mut self.buf).expect("the server sends whole frames");
+            if let Some(frame) = next {
+                if std::mem::take(&mut self.hello)
+                    && plaza_proto::packet_id(&frame) == plaza_proto::id::HELLO_RESPONSE
+                {
+                    continue;
                 }
+                return Some(frame.to_vec());
             }
             self.buf.reserve(4096);
             let n = within("a packet from the server", self.stream.read_buf(&mut self.buf))

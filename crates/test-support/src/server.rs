@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use plaza_net::ClientConfig;
 use plaza_net::link::LinkClient;
-use plaza_net::{ClientConfig, Framing};
 use plaza_server::control::{Command, Reply};
 use plaza_server::{Running, Settings};
 
@@ -284,7 +284,7 @@ impl ControlClient {
     pub async fn connect(addr: SocketAddr) -> Self {
         let link = within(
             "control connect",
-            LinkClient::connect(ClientConfig::new(addr, Framing::Lan)),
+            LinkClient::connect(ClientConfig::new(addr, plaza_net::Lan)),
         )
         .await
         .expect("control connect");

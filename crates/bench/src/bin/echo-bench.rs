@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use plaza_bench::{alloc, cpu};
-use plaza_net::{Framing, Handle, Handler, Server, ServerConfig, SessionId};
+use plaza_net::{Handle, Handler, Server, ServerConfig, SessionId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -287,7 +287,7 @@ fn main() -> Result<()> {
     if args.servers != Which::Naive {
         reports.push(measure("plaza", &args, |rt| {
             rt.block_on(async {
-                let mut config = ServerConfig::new("127.0.0.1:0".parse()?, Framing::Chat);
+                let mut config = ServerConfig::new("127.0.0.1:0".parse()?, plaza_proto::ChatFraming);
                 config.max_sessions = args.connections + 16;
                 let server = Server::bind(config).await?;
                 let addr = server.local_addr();

@@ -90,7 +90,7 @@ impl Shared {
 ///
 /// # Examples
 /// ```no_run
-/// use plaza_net::{Framing, Handle, Handler, Server, ServerConfig, SessionId};
+/// use plaza_net::{Handle, Handler, Lan, Server, ServerConfig, SessionId};
 ///
 /// struct Echo(Handle);
 /// impl Handler for Echo {
@@ -100,7 +100,7 @@ impl Shared {
 /// }
 ///
 /// # async fn run() -> std::io::Result<()> {
-/// let server = Server::bind(ServerConfig::new("127.0.0.1:7000".parse().unwrap(), Framing::Lan)).await?;
+/// let server = Server::bind(ServerConfig::new("127.0.0.1:7000".parse().unwrap(), Lan)).await?;
 /// let handle = server.handle();
 /// server.start(Echo(handle.clone()));
 /// // ... later

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::watchdog::TRIM_READ;
 use super::{Events, SessionShared};
 use crate::config::SessionLimits;
+use crate::framing::{next_frame, wanted};
 use crate::outbox::Close;
 use crate::recv_buf::RecvBuf;
 use crate::stats::Counters;
@@ -122,10 +123,11 @@ pub(super) fn read_loop<E: Events, R: Source>(
     counters: &Counters,
 ) -> impl Future<Output = ()> {
     async move {
-        let framing = limits.framing;
+        // (The framing is reached through `limits` at each use, not kept
+        // in a local: a local would sit in every session's task.)
         let mut buf = RecvBuf::new();
         // The size the pending frame needs, once its header is in.
-        let mut want = framing.header_len();
+        let mut want = limits.framing.header_len();
         // How reading ended, when the session is to go on after it.
         enum End {
             /// The session is closing gracefully: drain the peer.
@@ -153,7 +155,7 @@ pub(super) fn read_loop<E: Events, R: Source>(
             counters.bytes_in.add(n);
             let mut frames = 0;
             loop {
-                match framing.next_frame(buf.data(), limits.max_frame) {
+                match next_frame(&*limits.framing, buf.data(), limits.max_frame) {
                     Ok(Some(len)) => {
                         frames += 1;
                         events.recv(shared.id, &buf.data()[..len]).await;
@@ -164,7 +166,7 @@ pub(super) fn read_loop<E: Events, R: Source>(
                         }
                     }
                     Ok(None) => {
-                        want = framing.declared_len(buf.data()).unwrap_or(framing.header_len());
+                        want = wanted(&*limits.framing, buf.data());
                         break;
                     }
                     Err(e) => {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use plaza_net::ClientConfig;
 use plaza_net::link::{LinkClient, LinkError};
-use plaza_net::{ClientConfig, Framing};
 use plaza_server::control::{Command, Reply, Status};
 use serde_json::Value;
 
@@ -212,7 +212,7 @@ fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let secret = secret(&cli)?;
-    let mut config = ClientConfig::new(cli.addr, Framing::Lan);
+    let mut config = ClientConfig::new(cli.addr, plaza_net::Lan);
     config.connect_timeout = Duration::from_secs(3);
     let link = LinkClient::connect(config).await.with_context(|| {
         format!(

@@ -156,7 +156,7 @@ impl<'e> Frames<'e> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plaza_net::{Framing, Server, ServerConfig};
+    use plaza_net::{Server, ServerConfig};
 
     /// Every connection's task is the session driver's future with this
     /// gateway in it. At 528 bytes (release) the whole task takes
@@ -166,7 +166,7 @@ mod tests {
     /// bound here is the test build's size when the release size was 528.
     #[tokio::test]
     async fn a_session_task_stays_in_its_allocation_class() {
-        let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), Framing::Chat);
+        let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), plaza_proto::ChatFraming);
         let server = Server::bind(config).await.unwrap();
         let (tx, _rx) = mpsc::channel(1);
         let gateway = Gateway {
