@@ -15,9 +15,8 @@
 //! A big room's news waits longer, one tick for every [`MEMBERS_PER_TICK`]
 //! members (at most [`MAX_TICKS`]), so that a room costs its members about
 //! the same number of writes a second whatever its size: about 100 at the
-//! default 100 ms tick, up to 2,000 members. At 50 members a tick, 100
-//! rooms of 190 filling up at once spent 40% of a core on those writes
-//! (docs/BENCHMARKS.md, "Resume tokens"). Chat in the room
+//! default 100 ms tick, up to 2,000 members (docs/BENCHMARKS.md, "Room
+//! presence is gathered per room", has what fewer ticks cost). Chat in the room
 //! flushes the news first: nobody hears from a member before hearing that
 //! the member came in.
 //!

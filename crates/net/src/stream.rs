@@ -83,8 +83,8 @@ impl AsyncWrite for Stream {
 /// shared reference: no `into_split` (an `Arc` per connection) and no lock.
 /// It reads with `recv` and writes with `sendmsg` (`send` for one slice),
 /// not `read` and `writev`: the socket calls skip the file layer's
-/// position lock and checks, which were 7% of the server's time when
-/// fan-out writes one message per member (issue #5's scenario b, `perf`).
+/// position lock and checks, a measurable share of the server's time when
+/// fan-out writes one message per member (docs/BENCHMARKS.md, "Sockets").
 #[derive(Clone, Copy)]
 pub(crate) struct Sock<'a>(pub(crate) &'a TcpStream);
 
@@ -136,8 +136,7 @@ impl AsyncWrite for Sock<'_> {
     ) -> Poll<io::Result<usize>> {
         // One slice (a single message, the common case when members hear
         // little) goes out with `send`, which copies in no message header
-        // or iovec array: the send calls' own share of the server's time in
-        // issue #5's scenario b went from 4.1% to 3.0% (`perf`).
+        // or iovec array (docs/BENCHMARKS.md, "Sockets").
         self.poll_op(cx, Interest::WRITABLE, |s| match bufs {
             [one] => s.send(one),
             _ => s.send_vectored(bufs),

@@ -52,8 +52,8 @@ pub(super) fn write_loop<E: Events, W: AsyncWrite + Unpin>(
                 // runtime's next look at the sockets: whatever they queue for
                 // this session goes out in this same write. A burst of room
                 // chat then costs one write per member, not one per message
-                // (measured: write calls per delivery 0.19 -> 0.085 and server
-                // CPU per delivery -25% in issue #5's scenario b).
+                // (docs/BENCHMARKS.md, "The writer yields once before it
+                // gathers").
                 tokio::task::yield_now().await;
                 // While the CPU is short, at most one write a tick.
                 if let Some(g) = gather {
