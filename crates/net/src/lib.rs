@@ -41,6 +41,7 @@ mod gather;
 mod id;
 pub mod link;
 mod outbox;
+mod pool;
 mod recv_buf;
 mod server;
 mod session;

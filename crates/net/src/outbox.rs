@@ -13,7 +13,8 @@
 //!
 //! The writer swaps the queue's containers with spare ones it keeps, so
 //! neither side allocates while a burst lasts; when the writer finds the
-//! queue empty it frees both, so an idle session holds no send buffer.
+//! queue empty it gives both back to a shared pool (`pool.rs`), so an idle
+//! session holds no send buffer, and the next message takes them again.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::pool::Pool;
 use crate::stats::Counter;
 use crate::{NetError, SendError};
 
@@ -56,13 +58,29 @@ pub(crate) struct Queue {
 /// arrives: room for a typical burst, so it rarely grows again.
 const FIRST_SEGMENTS: usize = 16;
 const FIRST_INLINE: usize = 256;
+/// Inline buffers larger than this are freed, not kept.
+const SPARE_INLINE_MAX: usize = 4096;
+
+/// Spare queue containers.
+static SPARE: Pool<Queue> = Pool::new(256);
 
 impl Queue {
     pub(crate) fn is_empty(&self) -> bool {
         self.segments.is_empty()
     }
 
+    /// Takes spare containers from the pool if this queue has none.
+    fn refill(&mut self) {
+        if self.segments.capacity() == 0
+            && self.inline.capacity() == 0
+            && let Some(spare) = SPARE.take()
+        {
+            *self = spare;
+        }
+    }
+
     fn push(&mut self, segment: Segment) {
+        self.refill();
         if self.segments.capacity() == 0 {
             self.segments.reserve_exact(FIRST_SEGMENTS);
         }
@@ -80,12 +98,19 @@ impl Queue {
         }
     }
 
-    /// Frees the containers of an empty queue. Called when the writer goes
-    /// idle: a burst (a member list, a room's presence news) can grow them
-    /// to kilobytes, which a quiet session should not keep.
+    /// Gives the containers of an empty queue back: to the pool at their
+    /// usual size, to the allocator when a burst (a member list, a room's
+    /// presence news) grew them. Called when the writer goes idle.
     pub(crate) fn release(&mut self) {
         debug_assert!(self.is_empty());
-        *self = Self::default();
+        let mut q = std::mem::take(self);
+        if q.segments.capacity() == 0 && q.inline.capacity() == 0 {
+            return;
+        }
+        if q.segments.capacity() <= FIRST_SEGMENTS * 2 && q.inline.capacity() <= SPARE_INLINE_MAX {
+            q.inline.clear();
+            SPARE.give(q);
+        }
     }
 }
 
@@ -178,6 +203,7 @@ impl Outbox {
         if self.close.is_some() {
             return Err(SendError::Closing);
         }
+        self.queue.refill();
         let before = self.queue.inline.len();
         if self.queue.inline.capacity() == 0 {
             self.queue.inline.reserve(FIRST_INLINE);

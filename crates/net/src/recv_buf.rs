@@ -4,7 +4,15 @@
 //! frames are handed out in place from the start, and the unconsumed tail is
 //! moved to the front only when the free space at the end runs short. It
 //! grows only when one frame is larger than the buffer, up to the frame cap,
-//! so the steady state allocates nothing and copies nothing per packet.
+//! so the steady state allocates nothing and copies nothing per packet. An
+//! empty buffer goes back to a shared pool while its session waits.
+
+use crate::pool::Pool;
+
+/// Spare receive buffers.
+static SPARE: Pool<Vec<u8>> = Pool::new(64);
+/// Buffers larger than this (grown for one big frame) are freed, not kept.
+const SPARE_MAX: usize = 16 * 1024;
 
 pub(crate) struct RecvBuf {
     buf: Vec<u8>,
@@ -26,11 +34,15 @@ impl RecvBuf {
         self.start == self.end
     }
 
-    /// Frees the buffer's memory; it must be empty. The next
-    /// [`spare`](Self::spare) allocates again.
+    /// Gives the buffer's memory back (to the pool, or to the allocator
+    /// when it grew for a big frame); it must be empty. The next
+    /// [`spare`](Self::spare) takes one again.
     pub(crate) fn release(&mut self) {
         debug_assert!(self.is_empty());
-        self.buf = Vec::new();
+        let buf = std::mem::take(&mut self.buf);
+        if (1..=SPARE_MAX).contains(&buf.len()) {
+            SPARE.give(buf);
+        }
     }
 
     /// The received bytes not consumed yet.
@@ -54,6 +66,11 @@ impl RecvBuf {
     pub(crate) fn spare(&mut self, want: usize, size: usize) -> &mut [u8] {
         let len = self.end - self.start;
         let need = want.max(size).max(len + 1);
+        if self.buf.is_empty()
+            && let Some(spare) = SPARE.take()
+        {
+            self.buf = spare;
+        }
         if self.buf.len() < need {
             // First use, or a frame larger than the buffer: grow once to fit.
             self.compact();

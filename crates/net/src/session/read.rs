@@ -11,7 +11,6 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Instant;
 
-use super::watchdog::TRIM_READ;
 use super::{Events, SessionShared};
 use crate::config::SessionLimits;
 use crate::framing::{next_frame, wanted};
@@ -54,15 +53,13 @@ fn poll_read<R: Source>(
     if shared.is_closing() {
         return Poll::Ready(None);
     }
-    // An idle connection holds no receive buffer: once the watchdog finds
-    // the session quiet, the buffer is freed the next time it is empty and
-    // there is nothing to read, and allocated again when bytes arrive.
+    // An idle connection holds no receive buffer: with no partial frame
+    // pending and nothing to read yet, the buffer goes back to the pool
+    // (`pool.rs`) and is taken again when bytes arrive.
     if buf.is_empty() {
         match rd.poll_ready(cx) {
             Poll::Pending => {
-                if shared.marks.take_trim(TRIM_READ) {
-                    buf.release();
-                }
+                buf.release();
                 return Poll::Pending;
             }
             Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
@@ -79,9 +76,9 @@ fn poll_read<R: Source>(
         Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
         Poll::Pending => {
             // The socket looked ready (its readiness outlives the read that
-            // drained it) but had nothing: free the buffer here too if
-            // asked, or the session keeps it until its task next wakes.
-            if buf.is_empty() && shared.marks.take_trim(TRIM_READ) {
+            // drained it) but had nothing: give the buffer back here too,
+            // or the session keeps it until its task next wakes.
+            if buf.is_empty() {
                 buf.release();
             }
             Poll::Pending

@@ -2,15 +2,8 @@
 //! halves leave. One watchdog task per server (per connection in the
 //! client) owns every session's timeouts, on tokio's clock, so a test can
 //! run them on paused time.
-//!
-//! It also decides when a session is idle enough to give its buffers back:
-//! at the first look that finds nothing moved either way since the last,
-//! it asks both halves to free their buffers once they are empty (see
-//! [`Marks::trim`]). A session at chat rates keeps its receive buffer and
-//! its send queue from one message to the next, so its steady state
-//! allocates nothing per delivery; an idle one holds neither.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -37,26 +30,6 @@ pub(super) struct Marks {
     idle_looks: AtomicU32,
     /// Looks in a row that found a write in flight and no progress.
     stalled_looks: AtomicU32,
-    /// The halves asked to free their buffers ([`TRIM_READ`],
-    /// [`TRIM_WRITE`]); each clears its bit when it has.
-    trim: AtomicU8,
-    /// Trimming was asked since the session last moved: asked once per
-    /// quiet spell, so an idle session is woken once, not at every look.
-    trimmed: AtomicBool,
-}
-
-/// The reader frees its receive buffer when next it waits with it empty.
-pub(super) const TRIM_READ: u8 = 1;
-/// The writer frees its send queues when next it finds them empty.
-pub(super) const TRIM_WRITE: u8 = 2;
-
-impl Marks {
-    /// Whether the watchdog asked for `bit`'s half to free its buffers; the
-    /// ask is taken.
-    pub(super) fn take_trim(&self, bit: u8) -> bool {
-        self.trim.load(Ordering::Relaxed) & bit != 0
-            && self.trim.fetch_and(!bit, Ordering::Relaxed) & bit != 0
-    }
 }
 
 /// Counts one look: `looks` goes back to zero if there was `progress` or
@@ -123,12 +96,6 @@ impl SessionShared {
                 Some(pending) => self.abort(NetError::LingerExpired(pending)),
                 None => {}
             }
-        }
-        if read || wrote {
-            m.trimmed.store(false, Ordering::Relaxed);
-        } else if !closing && !m.trimmed.swap(true, Ordering::Relaxed) {
-            m.trim.store(TRIM_READ | TRIM_WRITE, Ordering::Relaxed);
-            self.wake.ring();
         }
     }
 }

@@ -9,7 +9,6 @@ use std::task::Poll;
 
 use tokio::io::AsyncWrite;
 
-use super::watchdog::TRIM_WRITE;
 use super::{Events, SessionShared};
 use crate::gather::Gather;
 use crate::outbox::{Batch, Close, MAX_IOV};
@@ -39,8 +38,9 @@ pub(super) fn write_loop<E: Events, W: AsyncWrite + Unpin>(
                     batch.take_from(&mut o);
                 } else if o.close.is_some() {
                     break;
-                } else if shared.marks.take_trim(TRIM_WRITE) {
-                    // The session went quiet: keep no send buffer.
+                } else {
+                    // Idle until the next packet: the queues go back to the
+                    // pool, and the session keeps no send buffer.
                     o.queue.release();
                     batch.queue.release();
                 }

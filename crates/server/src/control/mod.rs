@@ -8,7 +8,6 @@
 //! an error and the connection is closed. docs/OPERATIONS.md lists every
 //! command.
 
-mod commands;
 mod status;
 
 pub use status::{ClusterStatus, SlowRoom, Status, TlsStatus};

@@ -5,10 +5,9 @@ use std::time::{Duration, Instant};
 use plaza_net::{Handle, SessionId};
 use serde_json::{Value, json};
 
-use super::status::{ClusterStatus, SlowRoom, Status, TlsStatus};
-use super::{Command, Reply};
+use super::{LOGIC_QUEUE, Logic};
 use crate::cluster::Op;
-use crate::logic::{LOGIC_QUEUE, Logic};
+use crate::control::{ClusterStatus, Command, Reply, SlowRoom, Status, TlsStatus};
 use plaza_core::Input;
 
 impl Logic {

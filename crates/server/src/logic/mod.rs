@@ -9,6 +9,8 @@ use plaza_net::Handle;
 use plaza_net::tls::TlsAcceptor;
 use tokio::sync::{mpsc, oneshot};
 
+mod commands;
+
 use crate::cluster::{Op, Signal};
 use crate::control::{Command, ControlMsg};
 use crate::sink::NetSink;
