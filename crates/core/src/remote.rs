@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use plaza_proto::{Event, ROOM_LIST_CHUNK, ResultCode};
 
+use crate::room::News;
 use crate::{BusMsg, Conn, Effect, Hub, Sink, State, Waiting};
 
 /// A user logged in on another node.
@@ -199,11 +200,14 @@ impl Hub {
             .insert(key.clone(), RemoteUser { node, uid, room });
         if let Some(r) = room {
             self.remote.rooms.entry(r).or_default().push((uid, key.clone()));
-            let notify = Event::RoomNewUser {
-                uid,
-                name: name.to_owned(),
-            };
-            self.tell_room(r, notify, sink);
+            self.tell_room(
+                r,
+                News::Enter {
+                    uid,
+                    name: key.clone(),
+                },
+                sink,
+            );
         }
     }
 
@@ -217,7 +221,7 @@ impl Hub {
 
     fn leave_remote_room_notify(&mut self, name: &str, sink: &mut impl Sink) {
         if let Some((room, uid)) = self.leave_remote_room(name) {
-            self.tell_room(room, Event::RoomLeaveUser { uid }, sink);
+            self.tell_room(room, News::Leave { uid }, sink);
         }
     }
 

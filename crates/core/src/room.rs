@@ -24,6 +24,8 @@
 //! ([`Roster`]), so the list an entrant is sent is a copy, not a lookup
 //! per member.
 
+use std::sync::Arc;
+
 use plaza_proto::{Event, Roster};
 
 use crate::{Conn, Recipient, Sink};
@@ -36,14 +38,44 @@ pub const MAX_TICKS: u32 = 20;
 /// or not (about 64 KiB of frames).
 const NEWS_CAP: usize = 2048;
 
+/// An arrival or departure, kept until it is told: the name is the hub's
+/// own shared one, so news waiting for its tick copies nothing.
+#[derive(Debug, Clone)]
+pub(crate) enum News {
+    /// ROOM_NEW_USER.
+    Enter {
+        /// Member id.
+        uid: u64,
+        /// Name.
+        name: Arc<str>,
+    },
+    /// ROOM_LEAVE_USER.
+    Leave {
+        /// Member id.
+        uid: u64,
+    },
+}
+
+impl News {
+    fn event(&self) -> Event {
+        match self {
+            Self::Enter { uid, name } => Event::RoomNewUser {
+                uid: *uid,
+                name: name.to_string(),
+            },
+            Self::Leave { uid } => Event::RoomLeaveUser { uid: *uid },
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Room {
     /// Members on this node, in the order they came in.
     members: Vec<Conn>,
     /// The same members' list entries, as an entrant is sent them.
     roster: Roster,
-    /// Presence events not sent yet, in order.
-    news: Vec<Event>,
+    /// Arrivals and departures not told yet, in order.
+    news: Vec<News>,
     /// For the last `newcomers.len()` members (those who came in since the
     /// last flush): the first event of `news` they hear.
     newcomers: Vec<usize>,
@@ -74,16 +106,16 @@ impl Room {
 
     /// Tells the members `event`: at once, or appended to the news when
     /// `batch`. Returns true when the room has news and was not listed yet.
-    pub(crate) fn tell(&mut self, event: Event, batch: bool, sink: &mut impl Sink) -> bool {
+    pub(crate) fn tell(&mut self, news: News, batch: bool, sink: &mut impl Sink) -> bool {
         if self.members.is_empty() {
             return false;
         }
         if !batch {
             let to = self.members.iter().map(|&m| Recipient::all(m));
-            sink.fanout(std::slice::from_ref(&event), to);
+            sink.fanout(&[news.event()], to);
             return false;
         }
-        self.news.push(event);
+        self.news.push(news);
         !std::mem::replace(&mut self.listed, true)
     }
 
@@ -124,8 +156,9 @@ impl Room {
     /// flush, the part after their arrival to those who came since.
     pub(crate) fn flush(&mut self, sink: &mut impl Sink) {
         if !self.news.is_empty() {
-            // Taken, not cleared: a quiet room holds no news buffer.
-            let news = std::mem::take(&mut self.news);
+            // Taken, not cleared: a quiet room holds no news buffer. The
+            // events are made now, all together, and freed together.
+            let news: Vec<Event> = std::mem::take(&mut self.news).iter().map(News::event).collect();
             let newcomers = &self.newcomers;
             let old = self.members.len() - newcomers.len();
             let to = self.members.iter().enumerate().filter_map(|(i, &conn)| {

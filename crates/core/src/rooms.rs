@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use plaza_proto::{Event, ResultCode};
 
+use crate::room::News;
 use crate::{BusMsg, Conn, Effect, Hub, Recipient, Sink, State, Waiting};
 
 impl Hub {
@@ -32,7 +33,7 @@ impl Hub {
         let r = &mut self.rooms[room as usize];
         r.remove(conn);
         r.seed -= usize::from(seed);
-        self.tell_room(room, Event::RoomLeaveUser { uid }, sink);
+        self.tell_room(room, News::Leave { uid }, sink);
         if self.cluster() {
             if let Some(name) = self.name_of(conn) {
                 let msg = BusMsg::Leave {
@@ -88,11 +89,11 @@ impl Hub {
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.room = Some(room);
         }
-        let notify = Event::RoomNewUser {
+        let news = News::Enter {
             uid,
-            name: name.to_string(),
+            name: name.clone(),
         };
-        self.tell_room(room, notify, sink);
+        self.tell_room(room, news, sink);
         let seed = !self.plaza(conn);
         let r = &mut self.rooms[room as usize];
         r.push(conn, uid, name, self.config.batch_presence);
@@ -129,8 +130,8 @@ impl Hub {
     }
 
     /// Tells the members of `room` on this node some presence news.
-    pub(crate) fn tell_room(&mut self, room: u32, event: Event, sink: &mut impl Sink) {
-        if self.rooms[room as usize].tell(event, self.config.batch_presence, sink) {
+    pub(crate) fn tell_room(&mut self, room: u32, news: News, sink: &mut impl Sink) {
+        if self.rooms[room as usize].tell(news, self.config.batch_presence, sink) {
             self.listed.push(room);
         }
     }

@@ -159,7 +159,6 @@ fn new_session(inner: &Inner, stream: &Stream) -> Arc<SessionShared> {
         peer,
         &inner.limits,
         inner.counters.dropped.clone(),
-        None,
     ))
 }
 

@@ -62,7 +62,7 @@ const FIRST_INLINE: usize = 256;
 const SPARE_INLINE_MAX: usize = 4096;
 
 /// Spare queue containers.
-static SPARE: Pool<Queue> = Pool::new(256);
+static SPARE: Pool<Queue> = Pool::new(128);
 
 impl Queue {
     pub(crate) fn is_empty(&self) -> bool {

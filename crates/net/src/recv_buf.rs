@@ -10,7 +10,7 @@
 use crate::pool::Pool;
 
 /// Spare receive buffers.
-static SPARE: Pool<Vec<u8>> = Pool::new(64);
+static SPARE: Pool<Vec<u8>> = Pool::new(16);
 /// Buffers larger than this (grown for one big frame) are freed, not kept.
 const SPARE_MAX: usize = 16 * 1024;
 

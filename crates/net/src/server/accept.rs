@@ -102,7 +102,6 @@ pub(super) async fn run<H: Handler>(
             peer,
             &shared.limits,
             shared.counters.dropped.clone(),
-            Some(shared.tasks.token()),
         ));
         shared.sessions.fetch_add(1, Ordering::AcqRel);
         shared.table.insert(session.clone());
@@ -110,7 +109,7 @@ pub(super) async fn run<H: Handler>(
             // stop() may have swept the table before this insert.
             session.close(Close::Flush(Instant::now() + shared.limits.linger));
         }
-        tokio::spawn(run_session(
+        shared.tasks.spawn(run_session(
             shared.clone(),
             handler.clone(),
             session,
@@ -151,8 +150,9 @@ fn run_session<H: Handler>(
     // The stream stays in this one place (taken for the handshake, put
     // back, lent to the session): each move to a new binding would keep
     // another copy of the socket in every session's task.
+    // (Nothing is kept twice: the handler moves into the events, the id is
+    // read from the session. A copy would sit in every session's task.)
     async move {
-        let id = session.id;
         if let Some(tls) = tls {
             // Boxed: the handshake's state is large and lasts a moment; inline,
             // it would size every session's task, TLS or not.
@@ -162,8 +162,8 @@ fn run_session<H: Handler>(
                 None => return shared.forget(&session),
             }
         }
-        handler.on_join(id, session.peer).await;
-        let events = ServerEvents(handler.clone());
+        handler.on_join(session.id, session.peer).await;
+        let events = ServerEvents(handler);
         let error = session::run(
             &session,
             &mut stream,
@@ -178,11 +178,11 @@ fn run_session<H: Handler>(
             if matches!(e, NetError::SlowConsumer { .. }) {
                 shared.counters.slow_consumers.incr();
             }
-            tracing::debug!(session = %id, peer = %session.peer, error = %e, "session closed on error");
-            handler.on_error(Some(id), &e);
+            tracing::debug!(session = %session.id, peer = %session.peer, error = %e, "session closed on error");
+            events.0.on_error(Some(session.id), &e);
         }
         shared.forget(&session);
-        handler.on_leave(id).await;
+        events.0.on_leave(session.id).await;
     }
 }
 
@@ -209,7 +209,6 @@ impl Server {
             peer,
             &self.shared.limits,
             self.shared.counters.dropped.clone(),
-            None,
         ));
         let task = run_session(
             self.shared.clone(),
@@ -218,7 +217,7 @@ impl Server {
             Stream::Tcp(stream),
             None,
         );
-        Ok(std::mem::size_of_val(&task))
+        Ok(std::mem::size_of_val(&self.shared.tasks.track_future(task)))
     }
 }
 

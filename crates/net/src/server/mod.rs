@@ -47,9 +47,8 @@ struct Shared {
     sessions: AtomicUsize,
     /// Cancelled by [`Handle::stop`]: the listeners stop accepting.
     stop: CancellationToken,
-    /// The accept loops, and every session: a session holds its token in
-    /// its shared state (so being tracked costs its task nothing) until the
-    /// last reference to it goes, after its `on_leave`.
+    /// The accept loops and every session's task (which ends after its
+    /// `on_leave`).
     tasks: TaskTracker,
     /// Sessions per peer address, when `max_sessions_per_ip` is set.
     per_ip: Option<(

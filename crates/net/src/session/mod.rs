@@ -27,7 +27,6 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
-use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::config::SessionLimits;
 use crate::gather::Gather;
@@ -68,9 +67,6 @@ pub(crate) struct SessionShared {
     closing: AtomicBool,
     aborted: AtomicBool,
     marks: Marks,
-    /// Counts this session in its server's tasks until the last reference
-    /// to it goes.
-    _tracked: Option<TaskTrackerToken>,
 }
 
 /// A doorbell with one listener: a flag and the listener's waker. A ring
@@ -115,7 +111,6 @@ impl SessionShared {
         peer: SocketAddr,
         limits: &SessionLimits,
         dropped: std::sync::Arc<crate::stats::Counter>,
-        tracked: Option<TaskTrackerToken>,
     ) -> Self {
         Self {
             id,
@@ -125,7 +120,6 @@ impl SessionShared {
             closing: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
             marks: Marks::default(),
-            _tracked: tracked,
         }
     }
 
