@@ -104,12 +104,12 @@ pub mod cpu {
 
 pub mod conn {
     //! A minimal protocol connection (it lives in plaza-client's load module).
-    pub use plaza_client::load::FrameConn;
+    pub use plaza_load::Conn;
 }
 
 pub mod room {
     //! Room members for load tools (plaza-client's load module).
-    pub use plaza_client::load::{Tally, join, run_member};
+    pub use plaza_load::{Tally, join, run_member};
 }
 
 pub mod child {

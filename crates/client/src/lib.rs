@@ -8,10 +8,8 @@
 //! is gathered into the enter call's result.
 #![warn(missing_docs)]
 
-pub mod load;
-
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,20 +32,10 @@ pub enum ClientError {
     Timeout(Duration),
 }
 
-/// Where to connect: a server address, spoken to over TLS or not.
-#[derive(Clone, Debug)]
-pub struct Target {
-    /// The server's address.
-    pub addr: SocketAddr,
-    /// TLS, if the address is a TLS listener.
-    pub tls: Option<plaza_net::tls::TlsConnector>,
-}
-
-impl From<SocketAddr> for Target {
-    fn from(addr: SocketAddr) -> Self {
-        Self { addr, tls: None }
-    }
-}
+pub use plaza_net::Target;
+/// The raw protocol connection (no HELLO, no reconnect), shared with the
+/// tests and the load tools.
+pub use plaza_proto::{Conn, ConnError};
 
 /// Events that are not responses.
 pub type Notifications = mpsc::UnboundedReceiver<Event>;

@@ -48,6 +48,7 @@ mod session;
 mod stats;
 mod stream;
 mod table;
+mod target;
 #[cfg(feature = "tls")]
 pub mod tls;
 
@@ -61,6 +62,7 @@ pub use id::SessionId;
 pub use server::{Handle, Handler, Server};
 pub use stats::Stats;
 pub use stream::Stream;
+pub use target::Target;
 
 /// A tick every `every` for a background task; a late tick delays the
 /// next instead of bunching them up.

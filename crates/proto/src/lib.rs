@@ -14,6 +14,8 @@
 
 pub mod bus;
 mod codec;
+#[cfg(feature = "net")]
+mod conn;
 mod event;
 #[cfg(feature = "net")]
 mod framing;
@@ -22,6 +24,8 @@ mod result;
 mod roster;
 
 pub use codec::{DecodeError, put_frame};
+#[cfg(feature = "net")]
+pub use conn::{Conn, ConnError};
 pub use event::{Event, ROOM_LIST_CHUNK, USER_LIST_PAGE};
 #[cfg(feature = "net")]
 pub use framing::ChatFraming;

@@ -3,8 +3,7 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
-use plaza_proto::{Event, Request, ResultCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use plaza_proto::{Conn, ConnError, Event, Request, ResultCode};
 use tokio::net::TcpStream;
 
 use crate::*;
@@ -14,8 +13,8 @@ use crate::*;
 /// [`TestClient::connect_seed`] is a client written for the seeds, which
 /// never does.
 pub struct TestClient {
-    stream: plaza_net::Stream,
-    buf: BytesMut,
+    /// The raw protocol connection the load tools and `plaza_client` use.
+    conn: Conn,
     /// HELLO's answer is still to come (and to be skipped).
     hello: bool,
     /// The resume token from the last successful login.
@@ -49,11 +48,7 @@ impl TestClient {
             features: plaza_proto::features::ALL,
         }
         .encode(&mut b);
-        let sent = within("send", async {
-            self.stream.write_all(&b).await?;
-            self.stream.flush().await
-        })
-        .await;
+        let sent = within("send", self.conn.send_raw(&b)).await;
         self.hello = sent.is_ok();
     }
 
@@ -99,8 +94,7 @@ impl TestClient {
 
     fn over(stream: plaza_net::Stream) -> Self {
         Self {
-            stream,
-            buf: BytesMut::new(),
+            conn: Conn::over(stream),
             hello: false,
             token: None,
         }
@@ -111,7 +105,7 @@ impl TestClient {
     /// # Panics
     /// If this client speaks TLS.
     pub fn into_stream(self) -> TcpStream {
-        match self.stream {
+        match self.conn.stream {
             plaza_net::Stream::Tcp(s) => s,
             _ => panic!("a TLS client has no bare socket"),
         }
@@ -126,12 +120,7 @@ impl TestClient {
 
     /// Sends raw bytes.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        within("send", async {
-            self.stream.write_all(bytes).await?;
-            self.stream.flush().await
-        })
-        .await
-        .expect("write");
+        within("send", self.conn.send_raw(bytes)).await.expect("write");
     }
 
     /// The next raw frame from the server.
@@ -142,22 +131,18 @@ impl TestClient {
     /// The next raw frame, or `None` when the server closes the connection.
     pub async fn try_recv_raw(&mut self) -> Option<Vec<u8>> {
         loop {
-            let next = plaza_proto::split_frame(&mut self.buf).expect("the server sends whole frames");
-            if let Some(frame) = next {
-                if std::mem::take(&mut self.hello)
-                    && plaza_proto::packet_id(&frame) == plaza_proto::id::HELLO_RESPONSE
-                {
-                    continue;
-                }
-                return Some(frame.to_vec());
+            let frame = match within("a packet from the server", self.conn.next_frame()).await {
+                Ok(frame) => frame,
+                // Closed, or reset: the connection is over either way.
+                Err(ConnError::Closed | ConnError::Io(_)) => return None,
+                Err(e) => panic!("the server sent a bad frame: {e}"),
+            };
+            if std::mem::take(&mut self.hello)
+                && plaza_proto::packet_id(&frame) == plaza_proto::id::HELLO_RESPONSE
+            {
+                continue;
             }
-            self.buf.reserve(4096);
-            let n = within("a packet from the server", self.stream.read_buf(&mut self.buf))
-                .await
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
+            return Some(frame.to_vec());
         }
     }
 

@@ -19,7 +19,7 @@ use anyhow::Result;
 use bytes::BytesMut;
 use clap::{Parser, ValueEnum};
 use plaza_bench::child::{free_port, rss_kib, start_server};
-use plaza_bench::conn::FrameConn;
+use plaza_bench::conn::Conn;
 use plaza_bench::room::{Tally, join, run_member};
 use plaza_proto::Request;
 use plaza_server::control::Command;
@@ -123,8 +123,7 @@ async fn attack_until(
             while Instant::now() < end && tries < n as u64 * 20 {
                 tries += 1;
                 let from = addr_n(100 + (tries % 100) as u8);
-                match tokio::time::timeout(Duration::from_secs(1), FrameConn::connect_from(addr, Some(from)))
-                    .await
+                match tokio::time::timeout(Duration::from_secs(1), Conn::connect_from(addr, Some(from))).await
                 {
                     Ok(Ok(c)) => held.push(c),
                     _ => refused += 1,
@@ -138,7 +137,7 @@ async fn attack_until(
         }
         Attack::Slowloris => {
             for i in 0..n {
-                if let Ok(c) = FrameConn::connect_from(addr, Some(addr_n(60 + (i % 10) as u8))).await {
+                if let Ok(c) = Conn::connect_from(addr, Some(addr_n(60 + (i % 10) as u8))).await {
                     held.push(c);
                 }
             }
@@ -189,7 +188,7 @@ async fn attack_until(
         Attack::LoginFlood => {
             let mut conns = Vec::new();
             for i in 0..n.min(20) {
-                conns.push(FrameConn::connect_from(addr, Some(addr_n(70 + (i % 5) as u8))).await?);
+                conns.push(Conn::connect_from(addr, Some(addr_n(70 + (i % 5) as u8))).await?);
             }
             let mut answers = std::collections::BTreeMap::<String, u64>::new();
             while Instant::now() < end {
@@ -212,8 +211,7 @@ async fn attack_until(
             let mut seed = 0x2545_f491_4f6c_dd1du64;
             while Instant::now() < end && tries < n as u64 * 100 {
                 tries += 1;
-                let Ok(mut c) = FrameConn::connect_from(addr, Some(addr_n(80 + (tries % 10) as u8))).await
-                else {
+                let Ok(mut c) = Conn::connect_from(addr, Some(addr_n(80 + (tries % 10) as u8))).await else {
                     refused += 1;
                     continue;
                 };

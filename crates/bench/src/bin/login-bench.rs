@@ -32,7 +32,7 @@ struct Args {
 }
 
 struct Conn {
-    io: plaza_bench::conn::FrameConn,
+    io: plaza_bench::conn::Conn,
     name: String,
     token: String,
 }
@@ -131,7 +131,7 @@ fn run_store(name: &str, store: Option<String>, args: &Args) -> Result<()> {
         let mut conns = Vec::new();
         for i in 0..args.clients {
             let mut c = Conn {
-                io: plaza_bench::conn::FrameConn::connect(addr).await?,
+                io: plaza_bench::conn::Conn::connect(addr).await?,
                 name: format!("u{i}"),
                 token: String::new(),
             };

@@ -5,7 +5,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;
@@ -43,7 +42,7 @@ struct Shared {
     local_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     #[cfg(feature = "tls")]
-    handshake_timeout: Duration,
+    handshake_timeout: std::time::Duration,
     sessions: AtomicUsize,
     /// Cancelled by [`Handle::stop`]: the listeners stop accepting.
     stop: CancellationToken,

@@ -18,7 +18,7 @@
 //!
 //! `read.rs` is the reader, `write.rs` the writer.
 
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -197,9 +197,11 @@ impl SessionShared {
     }
 
     /// Resolves once the session is closing. Only for before [`run`]: the
-    /// doorbell has one listener, the writer once it runs.
+    /// doorbell has one listener, the writer once it runs. (For the TLS
+    /// handshake.)
+    #[cfg(feature = "tls")]
     pub(crate) async fn closed(&self) {
-        poll_fn(|cx| {
+        std::future::poll_fn(|cx| {
             while !self.is_closing() {
                 std::task::ready!(self.wake.poll(cx));
             }

@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use bytes::BytesMut;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use plaza_client::load::{self, Tally};
+use plaza_load::Tally;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -161,7 +161,7 @@ async fn run_member(
         let (mut sent, mut out, mut sink) = (0u64, BytesMut::new(), [0u8; 4096]);
         while next < end {
             tokio::time::sleep_until(next.into()).await;
-            let payload = load::stamped(t0.elapsed().as_nanos() as u64, size).into_bytes();
+            let payload = plaza_load::stamped(t0.elapsed().as_nanos() as u64, size).into_bytes();
             out.clear();
             encode(peer, room, &payload, &mut out);
             match &mut publish {

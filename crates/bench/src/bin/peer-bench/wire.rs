@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::{Buf, BufMut, BytesMut};
-use plaza_client::load::{self, FrameConn};
+use plaza_load::Conn;
 use plaza_proto::{Event, Request, ResultCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -211,7 +211,7 @@ pub(crate) async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)
     let mut tries = 0;
     let mut c = loop {
         tries += 1;
-        let mut c = FrameConn::connect_from(j.addr, Some(j.from)).await?;
+        let mut c = Conn::connect_from(j.addr, Some(j.from)).await?;
         let r = match &j.token {
             Some(token) => {
                 c.send(Request::Resume {
@@ -298,14 +298,14 @@ pub(crate) fn encode(peer: Peer, room: usize, payload: &[u8], out: &mut BytesMut
 /// The next delivered payload's send stamp in `buf`, consuming it; `Ok(None)`
 /// when more bytes are needed. Anything else the server sends is skipped.
 pub(crate) fn next_stamp(peer: Peer, buf: &mut BytesMut) -> Result<Option<Option<u64>>> {
-    let stamp = load::stamp_of;
+    let stamp = plaza_load::stamp_of;
     match peer {
         Peer::Plaza => {
             let Some(f) = plaza_proto::split_frame(buf)? else {
                 return Ok(None);
             };
             if plaza_proto::packet_id(&f) == plaza_proto::id::ROOM_CHAT_NOTIFY {
-                return Ok(Some(load::room_chat_stamp(&f)));
+                return Ok(Some(plaza_load::room_chat_stamp(&f)));
             }
             Ok(Some(None))
         }

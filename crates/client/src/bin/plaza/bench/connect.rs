@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use plaza_client::Target;
-use plaza_client::load::FrameConn;
+use plaza_load::Conn;
 use plaza_proto::{Event, Request, ResultCode};
 use serde_json::{Value, json};
 
@@ -54,12 +54,7 @@ pub(super) async fn connect(c: &Connect) -> Result<Value> {
     Ok(report)
 }
 
-type Connected = (
-    Vec<FrameConn>,
-    Vec<Option<String>>,
-    BTreeMap<String, u64>,
-    Duration,
-);
+type Connected = (Vec<Conn>, Vec<Option<String>>, BTreeMap<String, u64>, Duration);
 
 /// Logs every user in (with a password, or with its token); keeps the
 /// connections open.
@@ -122,9 +117,9 @@ pub(super) async fn reconnect(
     from: Option<IpAddr>,
     name: &str,
     token: Option<String>,
-) -> Result<(Option<FrameConn>, ResultCode)> {
+) -> Result<(Option<Conn>, ResultCode)> {
     for _ in 0..50 {
-        let mut c = FrameConn::connect_from(server.clone(), from).await?;
+        let mut c = Conn::connect_from(server.clone(), from).await?;
         c.hello().await?;
         let request = match &token {
             Some(t) => Request::Resume {

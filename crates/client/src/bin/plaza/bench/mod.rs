@@ -19,7 +19,7 @@ use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use plaza_client::Target;
-use plaza_client::load::{FrameConn, Tally, run_member};
+use plaza_load::{Conn, Tally, run_member};
 use plaza_proto::{Event, Request, ResultCode};
 use serde_json::{Value, json};
 
@@ -267,7 +267,7 @@ const PASSWORD: &str = "bench-pw";
 /// Connects, registers `name` if it does not exist, and logs in, retrying
 /// (bounded) while the server answers BUSY. Returns the connection, or the
 /// result code that refused it.
-async fn login(server: &Target, from: Option<IpAddr>, name: &str) -> Result<Result<FrameConn, ResultCode>> {
+async fn login(server: &Target, from: Option<IpAddr>, name: &str) -> Result<Result<Conn, ResultCode>> {
     for attempt in 0..50u64 {
         match login_once(server, from, name).await? {
             Err(ResultCode::BUSY) => tokio::time::sleep(Duration::from_millis(20 * (attempt + 1))).await,
@@ -277,12 +277,8 @@ async fn login(server: &Target, from: Option<IpAddr>, name: &str) -> Result<Resu
     Ok(Err(ResultCode::BUSY))
 }
 
-async fn login_once(
-    server: &Target,
-    from: Option<IpAddr>,
-    name: &str,
-) -> Result<Result<FrameConn, ResultCode>> {
-    let mut c = FrameConn::connect_from(server.clone(), from).await?;
+async fn login_once(server: &Target, from: Option<IpAddr>, name: &str) -> Result<Result<Conn, ResultCode>> {
+    let mut c = Conn::connect_from(server.clone(), from).await?;
     match c.register_and_login(name, PASSWORD).await? {
         Event::LoginResult(ResultCode::OK) => Ok(Ok(c)),
         Event::RegisterResult(code) | Event::LoginResult(code) => Ok(Err(code)),
@@ -291,7 +287,7 @@ async fn login_once(
 }
 
 /// Reads until `want` accepts an event; notifications in between are skipped.
-async fn until(c: &mut FrameConn, want: impl Fn(&Event) -> bool) -> Result<Event> {
+async fn until(c: &mut Conn, want: impl Fn(&Event) -> bool) -> Result<Event> {
     loop {
         let e = c.next().await?;
         if want(&e) {

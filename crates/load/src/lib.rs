@@ -1,156 +1,19 @@
-//! Load-generation primitives, shared by `plaza bench` and the benchmark
-//! tools: a bare protocol connection, and room members that chat at a rate
-//! with the send time in each message and measure delivery latency.
+//! Load generation, shared by `plaza bench` and the benchmark tools: room
+//! members that chat at a rate with the send time in each message and
+//! measure delivery latency, over plaza-proto's raw [`Conn`].
 
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use plaza_net::Stream;
+pub use plaza_net::Target;
+pub use plaza_proto::{Conn, ConnError};
 use plaza_proto::{Event, Request, ResultCode};
-
-pub use crate::Target;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Why a load-generating connection stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The socket failed.
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    /// The server sent a frame that does not decode.
-    #[error("undecodable frame: {0}")]
-    Decode(#[from] plaza_proto::DecodeError),
-    /// The server closed the connection.
-    #[error("the server closed the connection")]
-    Closed,
-    /// The server answered something other than expected.
-    #[error("{0}")]
-    Unexpected(String),
-}
-
-/// Results of this module.
-pub type Result<T, E = LoadError> = std::result::Result<T, E>;
-
-/// One connection speaking the chat protocol, over TCP or TLS.
-pub struct FrameConn {
-    /// The stream.
-    pub stream: Stream,
-    /// Bytes read and not yet decoded.
-    pub buf: BytesMut,
-}
-
-impl FrameConn {
-    /// Connects with Nagle off.
-    ///
-    /// # Errors
-    /// If the connection or the TLS handshake fails.
-    pub async fn connect(target: impl Into<Target>) -> Result<Self> {
-        Self::connect_from(target, None).await
-    }
-
-    /// Connects from a chosen source address (127.0.0.x spreads a load
-    /// over addresses, for per-address limits and ephemeral ports).
-    ///
-    /// # Errors
-    /// If the bind, the connection or the TLS handshake fails.
-    pub async fn connect_from(target: impl Into<Target>, from: Option<std::net::IpAddr>) -> Result<Self> {
-        let target = target.into();
-        let tcp = match from {
-            None => tokio::net::TcpStream::connect(target.addr).await?,
-            Some(ip) => {
-                let socket = tokio::net::TcpSocket::new_v4()?;
-                socket.bind(std::net::SocketAddr::new(ip, 0))?;
-                socket.connect(target.addr).await?
-            }
-        };
-        tcp.set_nodelay(true)?;
-        let stream = match &target.tls {
-            Some(tls) => tls.connect(tcp).await?,
-            None => Stream::Tcp(tcp),
-        };
-        Ok(Self {
-            stream,
-            buf: BytesMut::new(),
-        })
-    }
-
-    /// Sends one request.
-    ///
-    /// # Errors
-    /// If the write fails.
-    pub async fn send(&mut self, r: Request) -> Result<()> {
-        let mut b = BytesMut::new();
-        r.encode(&mut b);
-        self.stream.write_all(&b).await?;
-        // TLS holds written bytes until flushed; TCP ignores this.
-        Ok(self.stream.flush().await?)
-    }
-
-    /// The next event.
-    ///
-    /// # Errors
-    /// If the server closes the connection or sends an undecodable frame.
-    pub async fn next(&mut self) -> Result<Event> {
-        loop {
-            if let Some(f) = plaza_proto::split_frame(&mut self.buf)? {
-                return Ok(Event::decode(&f)?);
-            }
-            self.buf.reserve(4096);
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
-                return Err(LoadError::Closed);
-            }
-        }
-    }
-
-    /// Sends a request and returns the next event.
-    ///
-    /// # Errors
-    /// As [`send`](Self::send) and [`next`](Self::next).
-    pub async fn call(&mut self, r: Request) -> Result<Event> {
-        self.send(r).await?;
-        self.next().await
-    }
-
-    /// Says HELLO (Plaza's notifications on: resume tokens, whispers...),
-    /// returning the server's answer. REGISTER and RESUME imply it.
-    ///
-    /// # Errors
-    /// As [`call`](Self::call).
-    pub async fn hello(&mut self) -> Result<Event> {
-        self.call(Request::Hello {
-            version: plaza_proto::VERSION,
-            features: plaza_proto::features::ALL,
-        })
-        .await
-    }
-
-    /// Registers `name` (a name already taken counts as registered, by an
-    /// earlier try) and logs in with `password`. Returns the login's
-    /// answer, or the registration's if it was refused.
-    ///
-    /// # Errors
-    /// As [`call`](Self::call).
-    pub async fn register_and_login(&mut self, name: &str, password: &str) -> Result<Event> {
-        let reg = self
-            .call(Request::Register {
-                name: name.into(),
-                password: password.into(),
-            })
-            .await?;
-        if !matches!(
-            reg,
-            Event::RegisterResult(ResultCode::OK | ResultCode::NAME_TAKEN)
-        ) {
-            return Ok(reg);
-        }
-        self.call(Request::Login {
-            name: name.into(),
-            password: password.into(),
-        })
-        .await
-    }
-}
+/// Results of this crate.
+pub type Result<T, E = ConnError> = std::result::Result<T, E>;
 
 /// A load message of `size` bytes (at least 20): its send time in
 /// nanoseconds as 20 decimal digits, then `x`s.
@@ -183,17 +46,17 @@ pub async fn join(
     from: Option<std::net::IpAddr>,
     name: String,
     room: i32,
-) -> Result<FrameConn> {
-    let mut m = FrameConn::connect_from(target, from).await?;
+) -> Result<Conn> {
+    let mut m = Conn::connect_from(target, from).await?;
     let login = m.register_and_login(&name, "pw").await?;
     if login != Event::LoginResult(ResultCode::OK) {
-        return Err(LoadError::Unexpected(format!("{name}: {login:?}")));
+        return Err(ConnError::Unexpected(format!("{name}: {login:?}")));
     }
     m.send(Request::RoomEnter { room }).await?;
     loop {
         match m.next().await? {
             Event::RoomEnterResult(ResultCode::OK) => return Ok(m),
-            Event::RoomEnterResult(c) => return Err(LoadError::Unexpected(format!("enter: {c:?}"))),
+            Event::RoomEnterResult(c) => return Err(ConnError::Unexpected(format!("enter: {c:?}"))),
             _ => {}
         }
     }
@@ -246,7 +109,7 @@ impl Default for Tally {
 /// # Errors
 /// If the connection fails or the server closes it.
 pub async fn run_member(
-    m: FrameConn,
+    m: Conn,
     rate: f64,
     size: usize,
     t0: Instant,
@@ -296,7 +159,7 @@ where
             sent += 1;
             next += interval;
         }
-        Ok::<_, LoadError>((sent, wr))
+        Ok::<_, ConnError>((sent, wr))
     });
     let mut tally = Tally::new();
     let drain_end = end + Duration::from_secs(2);
@@ -304,7 +167,7 @@ where
         while let Some(f) = plaza_proto::split_frame(&mut buf)? {
             if plaza_proto::packet_id(&f) == plaza_proto::id::ROOM_CHAT_NOTIFY {
                 let stamp = room_chat_stamp(&f)
-                    .ok_or_else(|| LoadError::Unexpected("a room message without a send time".into()))?;
+                    .ok_or_else(|| ConnError::Unexpected("a room message without a send time".into()))?;
                 tally.received += 1;
                 tally
                     .hist
@@ -317,7 +180,7 @@ where
             break;
         }
         match tokio::time::timeout(drain_end - now, rd.read_buf(&mut buf)).await {
-            Ok(Ok(0)) => return Err(LoadError::Closed),
+            Ok(Ok(0)) => return Err(ConnError::Closed),
             Ok(r) => {
                 r?;
             }
@@ -326,7 +189,7 @@ where
     }
     let (sent, _wr) = sender
         .await
-        .map_err(|e| LoadError::Unexpected(format!("sender task: {e}")))??;
+        .map_err(|e| ConnError::Unexpected(format!("sender task: {e}")))??;
     tally.sent = sent;
     Ok(tally)
 }
