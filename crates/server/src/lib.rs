@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use plaza_core::{Conn, Hub, Input};
+use plaza_core::{Hub, Input};
 use plaza_net::tls::TlsAcceptor;
 use plaza_net::{Handle, Server, ServerConfig, TlsListener};
 use tokio::sync::{mpsc, oneshot};
@@ -266,9 +266,4 @@ pub fn exit_code(r: anyhow::Result<()>) -> std::process::ExitCode {
         eprintln!("  caused by: {cause}");
     }
     std::process::ExitCode::FAILURE
-}
-
-/// Who holds a login in a shared store: the node and the session.
-pub(crate) fn owner(node: &str, conn: Conn) -> String {
-    format!("{node}:{conn}")
 }

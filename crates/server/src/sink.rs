@@ -52,7 +52,7 @@ impl Sink for NetSink {
         for r in to {
             self.sent += 1;
             self.shared_sent += 1;
-            let (id, frame) = (SessionId::from_u64(r.conn), frames.from(r.from));
+            let (id, frame) = (SessionId::from_u64(r.conn), frames.starting_at(r.from));
             let _ = if r.droppable && self.drop_oldest {
                 self.net.send_droppable(id, frame)
             } else {
@@ -122,14 +122,9 @@ impl Sink for NetSink {
     }
 }
 
-/// Who holds a login in a shared store: the node and the session.
-pub(crate) fn owner(node: &str, conn: Conn) -> String {
-    format!("{node}:{conn}")
-}
-
 impl NetSink {
     pub(crate) fn owner(&self, conn: Conn) -> String {
-        owner(&self.node, conn)
+        crate::store::owner(&self.node, conn)
     }
 
     pub(crate) fn cluster_op(&self, op: Op) {

@@ -131,8 +131,8 @@ impl<'e> Frames<'e> {
         }
     }
 
-    /// The frames of `events[from..]`, sharing one buffer.
-    pub(crate) fn from(&mut self, from: usize) -> Bytes {
+    /// The frames of `events[first..]`, sharing one buffer.
+    pub(crate) fn starting_at(&mut self, first: usize) -> Bytes {
         let (events, ends) = (self.events, &mut self.ends);
         let bytes = self.bytes.get_or_insert_with(|| {
             // Room for the largest chat frame (a seed-style room message is
@@ -146,7 +146,7 @@ impl<'e> Frames<'e> {
             }
             b.freeze()
         });
-        match from {
+        match first {
             0 => bytes.clone(),
             n => bytes.slice(ends[n - 1]..),
         }

@@ -30,6 +30,11 @@ pub use embedded::Accounts;
 pub use redis::{RedisConfig, RedisStore};
 pub use types::{Account, HashCost, StoreError};
 
+/// Who holds a login in a shared store: the node and the session.
+pub(crate) fn owner(node: &str, conn: plaza_core::Conn) -> String {
+    format!("{node}:{conn}")
+}
+
 /// Which store, and its settings.
 #[derive(Clone, Debug)]
 pub enum StoreConfig {

@@ -440,7 +440,7 @@ impl RedisStore {
             let mut call = REFRESH.prepare_invoke();
             call.arg(ttl);
             for (name, conn) in chunk {
-                call.key(self.key("online", name)).arg(crate::owner(node, *conn));
+                call.key(self.key("online", name)).arg(super::owner(node, *conn));
             }
             let r: Result<i64, _> = self.call(async |c| call.invoke_async(c).await).await;
             if let Err(e) = r {
