@@ -128,36 +128,9 @@ pub fn put_lan_frame(dst: &mut BytesMut, payload: &[u8]) {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A five-byte header like the seeds' chat framing (total length u16
-    /// LE, id u16 LE, flags that must be 0): a framing a user writes.
-    #[derive(Debug)]
-    pub(crate) struct Five;
-
-    impl Framing for Five {
-        fn header_len(&self) -> usize {
-            5
-        }
-        fn max_frame(&self) -> usize {
-            usize::from(u16::MAX)
-        }
-        fn frame_len(&self, h: &[u8]) -> Result<usize, FrameError> {
-            if h[4] != 0 {
-                return Err(FrameError::BadFlags(h[4]));
-            }
-            Ok(usize::from(u16::from_le_bytes([h[0], h[1]])))
-        }
-    }
-
-    pub(crate) fn put_five(dst: &mut BytesMut, id: u16, body: &[u8]) {
-        let len = u16::try_from(5 + body.len()).expect("frame over 65535 bytes");
-        dst.put_u16_le(len);
-        dst.put_u16_le(id);
-        dst.put_u8(0);
-        dst.put_slice(body);
-    }
+    use crate::fuzzing::Five;
 
     #[test]
     fn lan_frame_needs_header_then_payload() {

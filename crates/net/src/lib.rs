@@ -94,12 +94,15 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 /// corpus smoke tests replay. Not part of the API.
 #[doc(hidden)]
 pub mod fuzzing {
+    use bytes::{BufMut, BytesMut};
+
     use crate::{FrameError, Framing, Lan, next_frame};
 
-    /// A five-byte header with a flags byte (the shape of the seeds' chat
-    /// framing), to fuzz a framing that refuses headers.
-    #[derive(Debug)]
-    struct Five;
+    /// A five-byte header with a flags byte (total length u16 LE, an id u16
+    /// LE, flags that must be 0: the shape of the seeds' chat framing), as
+    /// a user of this crate writes one: for the fuzz check and the tests.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Five;
 
     impl Framing for Five {
         fn header_len(&self) -> usize {
@@ -114,6 +117,18 @@ pub mod fuzzing {
             }
             Ok(usize::from(u16::from_le_bytes([h[0], h[1]])))
         }
+    }
+
+    /// Appends a [`Five`] frame with `id` and `body`.
+    ///
+    /// # Panics
+    /// If the frame would be longer than 65,535 bytes.
+    pub fn put_five(dst: &mut BytesMut, id: u16, body: &[u8]) {
+        let len = u16::try_from(5 + body.len()).expect("frame over 65535 bytes");
+        dst.put_u16_le(len);
+        dst.put_u16_le(id);
+        dst.put_u8(0);
+        dst.put_slice(body);
     }
 
     /// The first byte picks the framing and the read sizes; the rest is the

@@ -135,8 +135,8 @@ mod reassembly {
     use proptest::prelude::*;
 
     use super::RecvBuf;
-    use crate::framing::tests::{Five, put_five};
     use crate::framing::wanted;
+    use crate::fuzzing::{Five, put_five};
     use crate::{Framing, Lan, next_frame, put_lan_frame};
 
     /// Feeds `stream` through a RecvBuf in reads of the given sizes, the way
