@@ -149,6 +149,26 @@ pub mod child {
         Ok(server)
     }
 
+    /// A `redis-server` of the run's own on 127.0.0.1:`port`, its files in
+    /// `dir`, with no persistence; stopped (by its PID) when the handle
+    /// drops. Waits until it accepts connections.
+    ///
+    /// # Errors
+    /// If `redis-server` is not installed or does not start listening.
+    pub async fn start_redis(dir: &std::path::Path, port: u16) -> Result<Reap> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting redis-server (apt-get install redis-server)")?;
+        let redis = Reap(child);
+        wait_for_port(port, "redis-server").await?;
+        Ok(redis)
+    }
+
     impl Drop for Reap {
         fn drop(&mut self) {
             let _ = self.0.kill();

@@ -21,8 +21,10 @@ use clap::{Parser, ValueEnum};
 use plaza_bench::child::{free_port, rss_kib, start_server};
 use plaza_bench::conn::Conn;
 use plaza_bench::room::{Tally, join, run_member};
+use plaza_net::link::LinkClient;
+use plaza_net::{ClientConfig, Lan};
 use plaza_proto::Request;
-use plaza_server::control::Command;
+use plaza_server::control::{Command, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -286,15 +288,12 @@ async fn main() -> Result<()> {
     let pid = server.0.id();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let secret = std::fs::read_to_string(dir.path().join("control.secret"))?;
-    let ctl = plaza_test_support::ControlClient::connect(format!("127.0.0.1:{control}").parse()?).await;
-    anyhow::ensure!(
-        ctl.cmd(Command::Auth {
-            secret: secret.trim().into()
-        })
-        .await
-        .ok,
-        "control auth"
-    );
+    let ctl =
+        Control(LinkClient::connect(ClientConfig::new(format!("127.0.0.1:{control}").parse()?, Lan)).await?);
+    let auth = Command::Auth {
+        secret: secret.trim().into(),
+    };
+    anyhow::ensure!(ctl.cmd(auth).await?.ok, "control auth");
     let cpu0 = plaza_bench::cpu::process(pid);
 
     println!(
@@ -319,7 +318,7 @@ async fn main() -> Result<()> {
     if let (Some(a), Some(b)) = (plaza_bench::cpu::process(pid), cpu0) {
         println!("server CPU over both runs: {:.2} s", (a - b).as_secs_f64());
     }
-    let s = ctl.cmd(Command::Status).await.data;
+    let s = ctl.cmd(Command::Status).await?.data;
     let keys = [
         "sessions",
         "refused_connections",
@@ -333,4 +332,15 @@ async fn main() -> Result<()> {
     let counts: Vec<String> = keys.iter().map(|k| format!("{k}={}", s[*k])).collect();
     println!("server counters: {}", counts.join(" "));
     Ok(())
+}
+
+/// The server's control link.
+struct Control(LinkClient);
+
+impl Control {
+    async fn cmd(&self, command: Command) -> Result<Reply> {
+        let body = serde_json::to_vec(&command)?;
+        let reply = self.0.request(&body, Duration::from_secs(10)).await?;
+        Ok(serde_json::from_slice(&reply)?)
+    }
 }

@@ -72,7 +72,11 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let redis = match args.cluster {
-        true => Some(server_rt.block_on(plaza_test_support::RedisServer::start())),
+        true => {
+            let port = plaza_bench::child::free_port()?;
+            let redis = server_rt.block_on(plaza_bench::child::start_redis(dir.path(), port))?;
+            Some((redis, format!("redis://127.0.0.1:{port}/0")))
+        }
         false => None,
     };
     let mut nodes = Vec::new();
@@ -96,7 +100,7 @@ fn main() -> Result<()> {
             login_rate_per_ip: Some(0),
             login_rate_per_account: Some(0),
             chat_rate: Some(0),
-            store: redis.as_ref().map(plaza_test_support::RedisServer::url),
+            store: redis.as_ref().map(|(_, url)| url.clone()),
             cluster: Some(args.cluster),
             ..Default::default()
         };
@@ -104,7 +108,7 @@ fn main() -> Result<()> {
     }
     let addrs: Vec<SocketAddr> = nodes.iter().map(plaza_server::Running::local_addr).collect();
     let nets: Vec<_> = nodes.iter().map(|n| n.net().clone()).collect();
-    let redis_pid = redis.as_ref().and_then(plaza_test_support::RedisServer::pid);
+    let redis_pid = redis.as_ref().map(|(r, _)| r.0.id());
 
     let load_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -175,8 +175,9 @@ fn main() -> Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let redis = rt.block_on(plaza_test_support::RedisServer::start());
-        run_store("redis", Some(redis.url()), &args)?;
+        let (dir, port) = (tempfile::tempdir()?, plaza_bench::child::free_port()?);
+        let _redis = rt.block_on(plaza_bench::child::start_redis(dir.path(), port))?;
+        run_store("redis", Some(format!("redis://127.0.0.1:{port}/0")), &args)?;
     }
     Ok(())
 }
