@@ -1,5 +1,5 @@
 //! The binary front end: Plaza's chat protocol (seed packets included) on
-//! plaza-net's chat framing, over TCP or TLS.
+//! the chat framing (`plaza_proto::ChatFraming`), over TCP or TLS.
 //!
 //! Inbound, the [`Gateway`] decodes each frame on the network threads and
 //! queues it for the logic task. Outbound, [`Frames`] encodes a fan-out's

@@ -6,7 +6,6 @@
 //! digest, with a TTL). Redis also keeps a logged-in marker per user with a
 //! TTL refreshed while the session lives, so duplicate login (31) holds
 //! across nodes sharing one Redis.
-
 //!
 //! `embedded` and `redis` are the two stores; `hasher` is the password
 //! hashing both use; `types` what all three share. Nothing here imports
