@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
+use plaza_net::Target;
 use plaza_proto::{Conn, ConnError, Event, Request, ResultCode};
 use tokio::net::TcpStream;
 
@@ -31,11 +32,10 @@ impl TestClient {
 
     /// Connects as a client written for the seeds: no HELLO.
     pub async fn connect_seed(addr: SocketAddr) -> Self {
-        let stream = within("connect", TcpStream::connect(addr))
+        let stream = within("connect", Target::from(addr).connect(None))
             .await
             .expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        Self::over(stream.into())
+        Self::over(stream)
     }
 
     /// Sends HELLO asking for Plaza's notifications; its answer is skipped.
@@ -55,13 +55,10 @@ impl TestClient {
     /// Connects from a chosen loopback address (127.0.0.x), as another
     /// client machine would.
     pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Self {
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-        socket
-            .bind(SocketAddr::new(from, 0))
-            .expect("bind source address");
-        let stream = within("connect", socket.connect(addr)).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        let mut c = Self::over(stream.into());
+        let stream = within("connect", Target::from(addr).connect(Some(from)))
+            .await
+            .expect("connect");
+        let mut c = Self::over(stream);
         c.hello().await;
         c
     }
@@ -80,13 +77,13 @@ impl TestClient {
 
     /// Connects to a TLS listener, trusting `ca`.
     pub async fn connect_tls(addr: SocketAddr, ca: &std::path::Path) -> Self {
-        let tcp = within("connect", TcpStream::connect(addr))
+        let target = Target {
+            addr,
+            tls: Some(TestCert::connector(ca)),
+        };
+        let tls = within("connect and the TLS handshake", target.connect(None))
             .await
-            .expect("connect");
-        tcp.set_nodelay(true).expect("nodelay");
-        let tls = within("the TLS handshake", TestCert::connector(ca).connect(tcp))
-            .await
-            .expect("TLS handshake");
+            .expect("connect and TLS handshake");
         let mut c = Self::over(tls);
         c.hello().await;
         c
