@@ -67,10 +67,21 @@ pub struct ServerConfig {
     /// limits. `None`: plain TCP only.
     #[cfg(feature = "tls")]
     pub tls: Option<TlsListener>,
-    /// Time a TLS client has to finish its handshake before it is dropped
-    /// (it holds a session slot meanwhile).
-    #[cfg(feature = "tls")]
+    /// Time a client has to finish its TLS handshake, and then the
+    /// preamble, before it is dropped (it holds a session slot meanwhile).
     pub handshake_timeout: Duration,
+    /// What each connection says before its frames (an HTTP upgrade to
+    /// WebSocket). `None`: frames from the first byte.
+    pub preamble: Option<Arc<dyn crate::Preamble>>,
+    /// Bytes to queue to a session that has sent nothing for this long,
+    /// and again each time as long passes (a WebSocket ping, which a live
+    /// peer answers): with the idle timeout, a peer that stopped answering
+    /// is closed. `None`: nothing is sent.
+    pub quiet_ping: Option<(Duration, bytes::Bytes)>,
+    /// Bytes every session is sent when the server stops, before what was
+    /// queued is flushed and it is closed (a WebSocket close frame saying
+    /// why). `None`: nothing.
+    pub farewell: Option<bytes::Bytes>,
 }
 
 /// Where a server listens for TLS and the certificate it presents.
@@ -105,8 +116,10 @@ impl ServerConfig {
             backlog: 4096,
             #[cfg(feature = "tls")]
             tls: None,
-            #[cfg(feature = "tls")]
             handshake_timeout: Duration::from_secs(10),
+            preamble: None,
+            quiet_ping: None,
+            farewell: None,
         }
     }
 
@@ -119,6 +132,7 @@ impl ServerConfig {
             idle_timeout: self.idle_timeout,
             write_timeout: self.write_timeout,
             linger: self.linger,
+            quiet_ping: self.quiet_ping.clone(),
         }
     }
 }
@@ -189,6 +203,7 @@ impl ClientConfig {
             idle_timeout: self.idle_timeout,
             write_timeout: self.write_timeout,
             linger: self.linger,
+            quiet_ping: None,
         }
     }
 }
@@ -236,6 +251,7 @@ pub(crate) struct SessionLimits {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) write_timeout: Duration,
     pub(crate) linger: Duration,
+    pub(crate) quiet_ping: Option<(Duration, bytes::Bytes)>,
 }
 
 #[cfg(test)]

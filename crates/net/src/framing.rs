@@ -12,17 +12,27 @@ use std::fmt;
 use bytes::{BufMut, BytesMut};
 
 /// How a byte stream is cut into frames. Each frame starts with a header
-/// of [`header_len`](Self::header_len) bytes that tells its whole length.
+/// of [`header_len`](Self::header_len) bytes that tells its whole length
+/// (or, for a header that grows, [`full_header_len`](Self::full_header_len)).
 pub trait Framing: fmt::Debug + Send + Sync + 'static {
     /// Bytes of the header: what must have arrived before the frame's length
-    /// is known.
+    /// is known (for a header that grows, before its full length is known).
     fn header_len(&self) -> usize;
+
+    /// The whole header's length, from its first
+    /// [`header_len`](Self::header_len) bytes: for headers whose size
+    /// depends on their first bytes (WebSocket's extended length and mask).
+    /// At least `header_len`; by default exactly that.
+    fn full_header_len(&self, start: &[u8]) -> usize {
+        let _ = start;
+        self.header_len()
+    }
 
     /// The largest frame (header included) this framing can express.
     fn max_frame(&self) -> usize;
 
     /// The whole frame's length, header included, from its header (exactly
-    /// [`header_len`](Self::header_len) bytes), or why the header is
+    /// [`full_header_len`](Self::full_header_len) bytes), or why the header is
     /// refused (the session is then closed). Below the header's own length
     /// is [`FrameError::TooShort`].
     ///
@@ -38,10 +48,9 @@ pub trait Framing: fmt::Debug + Send + Sync + 'static {
 /// # Errors
 /// As [`Framing::frame_len`], and [`FrameError::TooLarge`] over `max`.
 pub fn next_frame(framing: &dyn Framing, buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
-    let header = framing.header_len();
-    if buf.len() < header {
+    let Some(header) = header_in(framing, buf) else {
         return Ok(None);
-    }
+    };
     let len = framing.frame_len(&buf[..header])?;
     if len < header {
         return Err(FrameError::TooShort { len, min: header });
@@ -55,11 +64,20 @@ pub fn next_frame(framing: &dyn Framing, buf: &[u8], max: usize) -> Result<Optio
 /// How many bytes the frame at the start of `buf` needs in all (the header
 /// alone until it is complete): how much room to read into.
 pub(crate) fn wanted(framing: &dyn Framing, buf: &[u8]) -> usize {
-    let header = framing.header_len();
-    match buf.get(..header) {
-        Some(h) => framing.frame_len(h).unwrap_or(header).max(header),
-        None => header,
+    match header_in(framing, buf) {
+        Some(header) => framing.frame_len(&buf[..header]).unwrap_or(header).max(header),
+        None => match buf.get(..framing.header_len()) {
+            Some(start) => framing.full_header_len(start),
+            None => framing.header_len(),
+        },
     }
+}
+
+/// The whole header's length if all of it is in `buf`.
+fn header_in(framing: &dyn Framing, buf: &[u8]) -> Option<usize> {
+    let start = buf.get(..framing.header_len())?;
+    let header = framing.full_header_len(start).max(start.len());
+    (buf.len() >= header).then_some(header)
 }
 
 /// Why a frame header was rejected. The session that sent it is disconnected.
@@ -85,6 +103,9 @@ pub enum FrameError {
     /// The header's flags hold a value the framing does not support.
     #[error("unsupported header flags {0:#04x}")]
     BadFlags(u8),
+    /// The header breaks a rule of its framing.
+    #[error("{0}")]
+    Invalid(&'static str),
 }
 
 /// LAN header size in bytes.

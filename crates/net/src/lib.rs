@@ -51,6 +51,7 @@ mod table;
 mod target;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod ws;
 
 pub use client::{Client, ClientHandler};
 #[cfg(feature = "tls")]
@@ -59,7 +60,7 @@ pub use config::{Backoff, ClientConfig, ServerConfig};
 pub use error::{NetError, SendError};
 pub use framing::{FrameError, Framing, LAN_HEADER_LEN, Lan, next_frame, put_lan_frame};
 pub use id::SessionId;
-pub use server::{Handle, Handler, Server};
+pub use server::{Handle, Handler, Preamble, PreambleFuture, Server};
 pub use stats::Stats;
 pub use stream::Stream;
 pub use target::Target;

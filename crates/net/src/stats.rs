@@ -110,3 +110,28 @@ impl Counters {
         }
     }
 }
+
+impl Stats {
+    /// Adds `other`'s counts to these (two servers' sessions seen as one).
+    pub fn add(&mut self, other: &Stats) {
+        self.sessions += other.sessions;
+        self.accepted += other.accepted;
+        self.refused_full += other.refused_full;
+        self.refused_per_ip += other.refused_per_ip;
+        self.refused_by_handler += other.refused_by_handler;
+        self.accept_errors += other.accept_errors;
+        self.frames_in += other.frames_in;
+        self.bytes_in += other.bytes_in;
+        self.writes += other.writes;
+        self.bytes_out += other.bytes_out;
+        self.bad_frames += other.bad_frames;
+        self.slow_consumers += other.slow_consumers;
+        self.dropped += other.dropped;
+        self.idle_timeouts += other.idle_timeouts;
+        self.write_timeouts += other.write_timeouts;
+        self.tls_accepted += other.tls_accepted;
+        self.tls_handshake_failures += other.tls_handshake_failures;
+        self.writes_held += other.writes_held;
+        self.gathering |= other.gathering;
+    }
+}

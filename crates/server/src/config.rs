@@ -159,9 +159,34 @@ pub struct Settings {
     /// PEM private key for the TLS listener.
     #[arg(long, env = "PLAZA_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Address and port of the WebSocket listener for browsers: the web
+    /// client at `/`, WebSocket (subprotocol plaza.v1) at `/ws`
+    /// [default: off; 127.0.0.1:7780 in the examples].
+    #[arg(long, env = "PLAZA_WS_BIND")]
+    pub ws_bind: Option<SocketAddr>,
+    /// The same over TLS (https and wss), with --tls-cert and --tls-key
+    /// [default: off].
+    #[arg(long, env = "PLAZA_WSS_BIND")]
+    pub wss_bind: Option<SocketAddr>,
+    /// Origins whose pages may open a WebSocket, comma-separated
+    /// (`https://chat.example.com`), or `*` for any; a page's own origin is
+    /// always allowed [default: the page's own origin only].
+    #[arg(long, env = "PLAZA_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub ws_allowed_origins: Option<Vec<String>>,
     /// Log filter, as RUST_LOG [default: info].
     #[arg(long, env = "PLAZA_LOG")]
     pub log: Option<String>,
+}
+
+/// The WebSocket listeners' settings.
+#[derive(Debug, Clone)]
+pub struct WsSettings {
+    /// The plain listener (http, ws).
+    pub bind: SocketAddr,
+    /// The TLS listener (https, wss), if on.
+    pub tls_bind: Option<SocketAddr>,
+    /// `--ws-allowed-origins`: empty for the page's own origin only.
+    pub allowed_origins: Vec<String>,
 }
 
 /// The TLS listener's settings.
@@ -221,6 +246,8 @@ pub struct Resolved {
     pub login_rate: (u32, u32),
     /// The TLS listener, if on.
     pub tls: Option<TlsSettings>,
+    /// The WebSocket listeners, if on.
+    pub ws: Option<WsSettings>,
     /// Log filter.
     pub log: String,
 }
@@ -264,6 +291,9 @@ impl Settings {
             tls_bind: self.tls_bind.or(other.tls_bind),
             tls_cert: self.tls_cert.or(other.tls_cert),
             tls_key: self.tls_key.or(other.tls_key),
+            ws_bind: self.ws_bind.or(other.ws_bind),
+            wss_bind: self.wss_bind.or(other.wss_bind),
+            ws_allowed_origins: self.ws_allowed_origins.or(other.ws_allowed_origins),
             log: self.log.or(other.log),
         }
     }
@@ -335,6 +365,25 @@ impl Settings {
                 anyhow::bail!("--slow-consumer-policy must be `disconnect` or `drop-oldest`, not {other:?}")
             }
         };
+        let ws = match (self.ws_bind, self.wss_bind) {
+            (None, None) => None,
+            (Some(bind), tls_bind) => Some(WsSettings {
+                bind,
+                tls_bind,
+                allowed_origins: self.ws_allowed_origins.clone().unwrap_or_default(),
+            }),
+            (None, Some(_)) => anyhow::bail!("--wss-bind needs --ws-bind beside it"),
+        };
+        anyhow::ensure!(
+            self.wss_bind.is_none() || (self.tls_cert.is_some() && self.tls_key.is_some()),
+            "--wss-bind needs --tls-cert and --tls-key"
+        );
+        let max_sessions = self.max_sessions.unwrap_or(max_users + 1000);
+        anyhow::ensure!(
+            max_sessions <= crate::frontend::MAX_SESSIONS,
+            "max-sessions must be at most {}",
+            crate::frontend::MAX_SESSIONS
+        );
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsSettings {
                 bind: self
@@ -348,6 +397,7 @@ impl Settings {
         };
         Ok(Resolved {
             tls,
+            ws,
             drop_oldest,
             metrics_bind,
             cluster,
@@ -375,7 +425,7 @@ impl Settings {
                 node_tag: 0,
                 batch_presence: self.enter_leave_delay_ms != Some(0),
             },
-            max_sessions: self.max_sessions.unwrap_or(max_users + 1000),
+            max_sessions,
             workers: self.workers.unwrap_or(0),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs.unwrap_or(120)),
             max_send_queue: self.max_send_queue_kib.unwrap_or(1024) * 1024,

@@ -40,6 +40,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cluster::Cluster;
 use crate::control::Control;
 use crate::frontend::binary::Gateway;
+use crate::frontend::ws::WsGateway;
+use crate::frontend::{Front, Fronts};
 use crate::logic::{LOGIC_QUEUE, Logic};
 use crate::sink::NetSink;
 
@@ -55,6 +57,7 @@ pub struct Running {
     tx: mpsc::Sender<Input>,
     done: oneshot::Receiver<()>,
     net: Handle,
+    ws: Option<Handle>,
 }
 
 impl Running {
@@ -77,6 +80,16 @@ impl Running {
     pub fn reload_tls(&self) -> anyhow::Result<()> {
         let tls = self.tls.as_ref().context("TLS is not on")?;
         Ok(tls.reload()?)
+    }
+
+    /// The WebSocket listener's address, if on.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws.as_ref().map(Handle::local_addr)
+    }
+
+    /// The WebSocket TLS listener's address, if on.
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.ws.as_ref().and_then(Handle::tls_addr)
     }
 
     /// The control listener's address.
@@ -158,9 +171,17 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         }
         None => None,
     };
+    let ws_config = config
+        .ws
+        .as_ref()
+        .map(|ws| ws_config(&net_config, ws, tls.as_ref()));
     let server = Server::bind(net_config)
         .await
         .context("starting the chat listener")?;
+    let ws_server = match ws_config {
+        Some(c) => Some(Server::bind(c).await.context("starting the WebSocket listener")?),
+        None => None,
+    };
     let addr = server.local_addr();
     let net = server.handle();
 
@@ -193,6 +214,17 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         tx: tx.clone(),
         net: net.clone(),
         logins: logins.clone(),
+        front: Front::Binary,
+    });
+    let ws = ws_server.map(|server| {
+        let handle = server.handle();
+        server.start(WsGateway(Gateway {
+            tx: tx.clone(),
+            net: handle.clone(),
+            logins: logins.clone(),
+            front: Front::Ws,
+        }));
+        handle
     });
     let heartbeat = http::Heartbeat::new();
     let metrics_addr = match config.metrics_bind {
@@ -207,7 +239,10 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     let logic = Logic {
         hub: Hub::new(config.chat.clone()),
         sink: NetSink {
-            net: net.clone(),
+            net: Fronts {
+                binary: net.clone(),
+                ws: ws.clone(),
+            },
             tx: tx.clone(),
             store,
             node: match &cluster {
@@ -234,7 +269,9 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     };
     tokio::spawn(logic.run(rx, ctl_rx, sig_rx, done_tx));
     let tls_addr = net.tls_addr();
-    tracing::info!(%addr, ?tls_addr, %control_addr, ?metrics_addr, "plaza-server listening");
+    let ws_addr = ws.as_ref().map(Handle::local_addr);
+    let wss_addr = ws.as_ref().and_then(Handle::tls_addr);
+    tracing::info!(%addr, ?tls_addr, ?ws_addr, ?wss_addr, %control_addr, ?metrics_addr, "plaza-server listening");
     Ok(Running {
         addr,
         tls,
@@ -243,7 +280,36 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         tx,
         done,
         net,
+        ws,
     })
+}
+
+/// The WebSocket front end's network: the chat listener's limits, its own
+/// addresses, frames and preamble.
+fn ws_config(chat: &ServerConfig, ws: &config::WsSettings, tls: Option<&TlsAcceptor>) -> ServerConfig {
+    let mut c = ServerConfig::new(ws.bind, plaza_net::ws::WebSocket);
+    c.max_sessions = chat.max_sessions;
+    c.max_sessions_per_ip = chat.max_sessions_per_ip;
+    // A client message holds one request packet.
+    c.max_frame = 2 + 2 + 4 + plaza_proto::MAX_REQUEST_FRAME;
+    c.idle_timeout = chat.idle_timeout;
+    c.max_send_queue = chat.max_send_queue;
+    c.gather = chat.gather;
+    c.linger = chat.linger;
+    if let (Some(bind), Some(acceptor)) = (ws.tls_bind, tls) {
+        c.tls = Some(TlsListener {
+            bind,
+            acceptor: acceptor.clone(),
+        });
+    }
+    let origins = frontend::ws::http::Origins::parse(&ws.allowed_origins);
+    frontend::ws::configure(
+        &mut c,
+        Arc::new(frontend::ws::http::Web {
+            origins: Arc::new(origins),
+        }),
+    );
+    c
 }
 
 /// A Redis URL fit for a log or an error: without its password.

@@ -5,17 +5,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use plaza_core::{Conn, Effect, Input, Recipient, Sink};
-use plaza_net::{Handle, SessionId};
 use plaza_proto::{Event, Roster};
 use tokio::sync::mpsc;
 
 use crate::cluster::{Cluster, Op};
-use crate::frontend::binary::Frames;
+use crate::frontend::Fronts;
 use crate::{Store, http};
 
 /// The hub's output, into the network and the effect tasks.
 pub(crate) struct NetSink {
-    pub(crate) net: Handle,
+    pub(crate) net: Fronts,
     pub(crate) tx: mpsc::Sender<Input>,
     pub(crate) store: Store,
     /// This process's id in the store's logged-in marks.
@@ -35,34 +34,22 @@ pub(crate) struct NetSink {
 impl Sink for NetSink {
     fn send(&mut self, to: Conn, event: &Event) {
         self.sent += 1;
-        // A session that left or is closing just misses it.
-        let _ = self.net.send_with(SessionId::from_u64(to), |b| event.encode(b));
+        self.net.send(to, event);
     }
 
     fn send_members(&mut self, to: Conn, members: &Roster) {
-        for list in members.lists() {
-            self.sent += 1;
-            let _ = self.net.send_with(SessionId::from_u64(to), |b| list.encode(b));
-        }
+        self.sent += members.lists().count() as u64;
+        self.net.send_members(to, members);
     }
 
     fn fanout(&mut self, events: &[Event], to: impl IntoIterator<Item = Recipient>) {
-        // One front end today: the binary protocol.
-        let mut frames = Frames::new(events);
-        for r in to {
-            self.sent += 1;
-            self.shared_sent += 1;
-            let (id, frame) = (SessionId::from_u64(r.conn), frames.starting_at(r.from));
-            let _ = if r.droppable && self.drop_oldest {
-                self.net.send_droppable(id, frame)
-            } else {
-                self.net.send(id, frame)
-            };
-        }
+        let n = self.net.fanout(events, to, self.drop_oldest);
+        self.sent += n;
+        self.shared_sent += n;
     }
 
     fn disconnect(&mut self, conn: Conn) {
-        let _ = self.net.disconnect(SessionId::from_u64(conn));
+        self.net.disconnect(conn);
     }
 
     fn effect(&mut self, effect: Effect) {

@@ -162,6 +162,13 @@ fn run_session<H: Handler>(
                 None => return shared.forget(&session),
             }
         }
+        if let Some(preamble) = &shared.preamble {
+            // Boxed by the trait, for the same reason.
+            match preface(&shared, &session, preamble.run(stream, session.peer)).await {
+                Some(s) => stream = s,
+                None => return shared.forget(&session),
+            }
+        }
         handler.on_join(session.id, session.peer).await;
         let events = ServerEvents(handler);
         let error = session::run(
@@ -245,6 +252,20 @@ async fn handshake(shared: &Shared, session: &SessionShared, tls: &Tls, stream: 
     shared.counters.tls_handshake_failures.incr();
     tracing::debug!(session = %session.id, peer = %session.peer, %error, "TLS handshake failed");
     None
+}
+
+/// Runs the preamble, bounded by the handshake timeout and cut short by a
+/// disconnect or stop. `None`: the connection ends (the preamble answered
+/// it, or it failed, which is logged).
+async fn preface(shared: &Shared, session: &SessionShared, run: super::PreambleFuture) -> Option<Stream> {
+    tokio::select! {
+        biased;
+        () = session.closed() => None,
+        r = tokio::time::timeout(shared.handshake_timeout, run) => r.unwrap_or_else(|_| {
+            tracing::debug!(session = %session.id, peer = %session.peer, timeout = ?shared.handshake_timeout, "no preamble within the handshake timeout");
+            None
+        }),
+    }
 }
 
 #[cfg(not(feature = "tls"))]

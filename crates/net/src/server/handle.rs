@@ -145,7 +145,12 @@ impl Handle {
         s.stop.cancel();
         s.tasks.close();
         let deadline = Instant::now() + linger;
-        s.table.for_each(|session| session.close(Close::Flush(deadline)));
+        s.table.for_each(|session| {
+            if let Some(farewell) = &s.farewell {
+                let _ = session.send(farewell.clone());
+            }
+            session.close(Close::Flush(deadline));
+        });
         s.tasks.wait().await;
     }
 }

@@ -21,9 +21,11 @@ use crate::table::Table;
 mod accept;
 mod handle;
 mod handler;
+mod preamble;
 
 pub use handle::Handle;
 pub use handler::Handler;
+pub use preamble::{Preamble, PreambleFuture};
 
 /// What a listener adds to TCP: a TLS handshake, or nothing. (Without the
 /// `tls` feature no listener has one.)
@@ -41,8 +43,11 @@ struct Shared {
     gather: Option<Arc<Gather>>,
     local_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
-    #[cfg(feature = "tls")]
+    /// Time for the TLS handshake and the preamble, each.
     handshake_timeout: std::time::Duration,
+    preamble: Option<Arc<dyn Preamble>>,
+    /// Sent to every session at stop.
+    farewell: Option<bytes::Bytes>,
     sessions: AtomicUsize,
     /// Cancelled by [`Handle::stop`]: the listeners stop accepting.
     stop: CancellationToken,
@@ -156,8 +161,9 @@ impl Server {
             gather: config.gather.map(|every| Arc::new(Gather::new(every))),
             local_addr,
             tls_addr,
-            #[cfg(feature = "tls")]
             handshake_timeout: config.handshake_timeout,
+            preamble: config.preamble.clone(),
+            farewell: config.farewell.clone(),
             sessions: AtomicUsize::new(0),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),

@@ -57,6 +57,7 @@ pub(crate) fn watch_interval(limits: &SessionLimits) -> Duration {
     let shortest = limits
         .idle_timeout
         .unwrap_or(Duration::MAX)
+        .min(limits.quiet_ping.as_ref().map_or(Duration::MAX, |p| p.0))
         .min(limits.write_timeout)
         .min(limits.linger);
     (shortest / 8).clamp(Duration::from_millis(10), Duration::from_secs(1))
@@ -75,12 +76,21 @@ impl SessionShared {
         let read = m.read_seen.swap(false, Ordering::Relaxed);
         let wrote = m.write_seen.swap(false, Ordering::Relaxed);
         let closing = self.is_closing();
+        let idle = count_look(&m.idle_looks, &m.reading, read);
         if let Some(t) = limits.idle_timeout
             && !closing
-            && count_look(&m.idle_looks, &m.reading, read) >= looks_for(t, every)
+            && idle >= looks_for(t, every)
         {
             counters.idle_timeouts.incr();
             return self.abort(NetError::IdleTimeout(t));
+        }
+        if let Some((after, ping)) = &limits.quiet_ping
+            && !closing
+            && idle > 0
+            && idle % looks_for(*after, every) == 0
+        {
+            // A peer too slow to take a ping is dropped like any other.
+            let _ = self.send(ping.clone());
         }
         if count_look(&m.stalled_looks, &m.writing, wrote) >= looks_for(limits.write_timeout, every) {
             counters.write_timeouts.incr();

@@ -74,6 +74,9 @@ pub struct Status {
     pub tls_handshake_failures: u64,
     /// The TLS listener, if on.
     pub tls: Option<TlsStatus>,
+    /// The WebSocket listeners, if on. (Their sessions are also counted in
+    /// `sessions` and the other totals.)
+    pub websocket: Option<WsStatus>,
     /// Rooms in slow mode.
     pub slow_rooms: Vec<SlowRoom>,
     /// The account store: "ok" or "down: <why>".
@@ -92,6 +95,18 @@ pub struct TlsStatus {
     pub addr: String,
     /// Handshakes completed.
     pub handshakes_total: u64,
+}
+
+/// The WebSocket front end.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WsStatus {
+    /// The plain (ws) listener's address.
+    pub addr: String,
+    /// The TLS (wss) listener's address, if on.
+    pub tls_addr: Option<String>,
+    /// WebSocket sessions open now.
+    pub sessions: usize,
 }
 
 /// A room in slow mode.

@@ -2,19 +2,19 @@
 //! the chat framing (`plaza_proto::ChatFraming`), over TCP or TLS.
 //!
 //! Inbound, the [`Gateway`] decodes each frame on the network threads and
-//! queues it for the logic task. Outbound, [`Frames`] encodes a fan-out's
-//! events once, the first time one of its recipients needs them; every
-//! recipient shares those bytes.
+//! queues it for the logic task (the WebSocket front end hands it the
+//! packets its messages carry). Outbound, a fan-out's events are encoded
+//! once ([`super::Frames`]) with [`Event::encode`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use plaza_core::Input;
+use plaza_core::{Conn, Input};
 use plaza_net::{Handle, Handler, NetError, SessionId};
 use plaza_proto::{Event, Request};
 use tokio::sync::mpsc;
 
+use super::{Front, conn};
 use crate::limits;
 
 /// The network-side handler: decode, then queue for the logic task.
@@ -22,9 +22,48 @@ pub(crate) struct Gateway {
     pub(crate) tx: mpsc::Sender<Input>,
     pub(crate) net: Handle,
     pub(crate) logins: Arc<limits::LoginLimiter>,
+    /// Whose sessions these are.
+    pub(crate) front: Front,
 }
 
 impl Gateway {
+    pub(crate) fn conn(&self, id: SessionId) -> Conn {
+        conn(self.front, id)
+    }
+
+    /// The hub's input for one packet from `id`.
+    pub(crate) fn input(&self, id: SessionId, frame: &[u8]) -> Input {
+        let conn = self.conn(id);
+        match Request::decode(frame) {
+            Ok(request) if !self.allowed(id, &request) => Input::Invalid {
+                conn,
+                request_id: plaza_proto::packet_id(frame),
+                result: plaza_proto::ResultCode::RATE_LIMITED,
+            },
+            Ok(request) => Input::Request { conn, request },
+            Err(e) => {
+                tracing::debug!(session = %id, error = %e, "bad request");
+                Input::Invalid {
+                    conn,
+                    request_id: plaza_proto::packet_id(frame),
+                    result: e.result(),
+                }
+            }
+        }
+    }
+
+    /// Queues `input` for the logic task; waits while its queue is full.
+    pub(crate) async fn queue(&self, input: Input) {
+        // The full channel's wait is boxed: this future sits in every
+        // session's task, and the wait (the logic is behind) is rare. (A
+        // `let else`, not an `if let`: the try's result would be kept across
+        // the wait, in every session's task.)
+        let Err(mpsc::error::TrySendError::Full(input)) = self.tx.try_send(input) else {
+            return;
+        };
+        let _ = Box::pin(self.tx.send(input)).await;
+    }
+
     /// Login, resume, register and ADMIN attempts past the limits are
     /// answered here, without reaching the logic task or the password
     /// hasher. (ADMIN's secret could otherwise be guessed at full speed.)
@@ -47,36 +86,12 @@ impl Gateway {
 
 impl Handler for Gateway {
     async fn on_join(&self, id: SessionId, peer: SocketAddr) {
-        tracing::debug!(session = %id, %peer, "connected");
-        let _ = self.tx.send(Input::Connect { conn: id.as_u64() }).await;
+        tracing::debug!(session = %id, %peer, front = ?self.front, "connected");
+        let _ = self.tx.send(Input::Connect { conn: self.conn(id) }).await;
     }
 
     async fn on_recv(&self, id: SessionId, frame: &[u8]) {
-        let conn = id.as_u64();
-        let input = match Request::decode(frame) {
-            Ok(request) if !self.allowed(id, &request) => Input::Invalid {
-                conn,
-                request_id: plaza_proto::packet_id(frame),
-                result: plaza_proto::ResultCode::RATE_LIMITED,
-            },
-            Ok(request) => Input::Request { conn, request },
-            Err(e) => {
-                tracing::debug!(session = %id, error = %e, "bad request");
-                Input::Invalid {
-                    conn,
-                    request_id: plaza_proto::packet_id(frame),
-                    result: e.result(),
-                }
-            }
-        };
-        // The full channel's wait is boxed: this future sits in every
-        // session's task, and the wait (the logic is behind) is rare. (A
-        // `let else`, not an `if let`: the try's result would be kept across
-        // the wait, in every session's task.)
-        let Err(mpsc::error::TrySendError::Full(input)) = self.tx.try_send(input) else {
-            return;
-        };
-        let _ = Box::pin(self.tx.send(input)).await;
+        self.queue(self.input(id, frame)).await;
     }
 
     async fn on_peer_closed(&self, id: SessionId) -> bool {
@@ -87,7 +102,7 @@ impl Handler for Gateway {
         // (The try's result is taken apart before the wait, not matched
         // around it: a match would keep it across the wait, in every
         // session's task.)
-        let input = match self.tx.try_send(Input::PeerClosed { conn: id.as_u64() }) {
+        let input = match self.tx.try_send(Input::PeerClosed { conn: self.conn(id) }) {
             Ok(()) => return false,
             Err(mpsc::error::TrySendError::Closed(_)) => return true,
             Err(mpsc::error::TrySendError::Full(input)) => input,
@@ -97,58 +112,23 @@ impl Handler for Gateway {
 
     async fn on_leave(&self, id: SessionId) {
         tracing::debug!(session = %id, "disconnected");
-        let _ = self.tx.send(Input::Disconnect { conn: id.as_u64() }).await;
+        let _ = self.tx.send(Input::Disconnect { conn: self.conn(id) }).await;
     }
 
     fn on_dropped(&self, id: SessionId, count: u64) {
         tracing::debug!(session = %id, count, "room messages dropped for a slow reader");
         let count = u32::try_from(count).unwrap_or(u32::MAX);
-        let _ = self.net.send_with(id, |b| Event::Missed { count }.encode(b));
+        let missed = Event::Missed { count };
+        let _ = match self.front {
+            Front::Binary => self.net.send_with(id, |b| missed.encode(b)),
+            Front::Ws => self.net.send_with(id, |b| super::ws::put_event(b, &missed)),
+        };
     }
 
     fn on_error(&self, id: Option<SessionId>, error: &NetError) {
         match id {
             Some(id) => tracing::info!(session = %id, %error, "closing session"),
             None => tracing::warn!(%error, "listener error"),
-        }
-    }
-}
-
-/// A fan-out's events in the binary format, encoded once on first use.
-pub(crate) struct Frames<'e> {
-    events: &'e [Event],
-    bytes: Option<Bytes>,
-    /// Where each event ends in `bytes` (only when there are several).
-    ends: Vec<usize>,
-}
-
-impl<'e> Frames<'e> {
-    pub(crate) fn new(events: &'e [Event]) -> Self {
-        Self {
-            events,
-            bytes: None,
-            ends: Vec::new(),
-        }
-    }
-
-    /// The frames of `events[first..]`, sharing one buffer.
-    pub(crate) fn starting_at(&mut self, first: usize) -> Bytes {
-        let (events, ends) = (self.events, &mut self.ends);
-        let bytes = self.bytes.get_or_insert_with(|| {
-            // Room for the largest chat frame (a seed-style room message is
-            // 295 bytes): one allocation, not one per doubling.
-            let mut b = BytesMut::with_capacity(512);
-            for event in events {
-                event.encode(&mut b);
-                if events.len() > 1 {
-                    ends.push(b.len());
-                }
-            }
-            b.freeze()
-        });
-        match first {
-            0 => bytes.clone(),
-            n => bytes.slice(ends[n - 1]..),
         }
     }
 }
@@ -173,6 +153,7 @@ mod tests {
             tx,
             net: server.handle(),
             logins: Arc::new(limits::LoginLimiter::new(0, 0)),
+            front: Front::Binary,
         };
         let size = server.session_task_size(gateway).await.unwrap();
         println!("session task future: {size} bytes");

@@ -4,6 +4,222 @@
 //! decodes its clients' requests into the hub's inputs and turns the hub's
 //! events into its own bytes, once per fan-out, shared by all of its
 //! recipients. The binary protocol (Plaza's and the seeds' packets) is the
-//! first; each further format is one more module here.
+//! first, WebSocket (`ws/`, the same packets in WebSocket messages) the
+//! second; each further format is one more module here.
+//!
+//! Each front end has its own plaza-net server, so its own session table;
+//! the hub's `Conn` carries which one in [`WS`], a bit of the slot number
+//! no table reaches.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use plaza_core::{Conn, Recipient};
+use plaza_net::{Handle, SessionId, Stats};
+use plaza_proto::{Event, Roster};
 
 pub(crate) mod binary;
+pub(crate) mod ws;
+
+/// The bit of a `Conn` that marks a WebSocket session (the top bit of the
+/// slot: tables are far smaller).
+const WS: u64 = 1 << 31;
+
+/// The largest session table a front end may have, so that no slot
+/// reaches [`WS`].
+pub(crate) const MAX_SESSIONS: usize = 1 << 30;
+
+/// Which front end a session belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Front {
+    Binary,
+    Ws,
+}
+
+/// The hub's name for a front end's session.
+pub(crate) fn conn(front: Front, id: SessionId) -> Conn {
+    match front {
+        Front::Binary => id.as_u64(),
+        Front::Ws => id.as_u64() | WS,
+    }
+}
+
+fn split(conn: Conn) -> (Front, SessionId) {
+    match conn & WS {
+        0 => (Front::Binary, SessionId::from_u64(conn)),
+        _ => (Front::Ws, SessionId::from_u64(conn & !WS)),
+    }
+}
+
+/// The front ends' networks, addressed by the hub's `Conn`s.
+#[derive(Clone)]
+pub(crate) struct Fronts {
+    pub(crate) binary: Handle,
+    pub(crate) ws: Option<Handle>,
+}
+
+impl Fronts {
+    fn handle(&self, front: Front) -> Option<&Handle> {
+        match front {
+            Front::Binary => Some(&self.binary),
+            Front::Ws => self.ws.as_ref(),
+        }
+    }
+
+    fn with<T>(&self, conn: Conn, f: impl FnOnce(Front, &Handle, SessionId) -> T) -> Option<T> {
+        let (front, id) = split(conn);
+        self.handle(front).map(|h| f(front, h, id))
+    }
+
+    /// One event to one session. A session that left or is closing just
+    /// misses it.
+    pub(crate) fn send(&self, conn: Conn, event: &Event) {
+        let _ = self.with(conn, |front, net, id| match front {
+            Front::Binary => net.send_with(id, |b| event.encode(b)),
+            Front::Ws => net.send_with(id, |b| ws::put_event(b, event)),
+        });
+    }
+
+    /// A room's member list, in as many packets as it takes.
+    pub(crate) fn send_members(&self, conn: Conn, members: &Roster) {
+        self.with(conn, |front, net, id| {
+            for list in members.lists() {
+                let _ = match front {
+                    Front::Binary => net.send_with(id, |b| list.encode(b)),
+                    Front::Ws => net.send_with(id, |b| ws::put_packet(b, |b| list.encode(b))),
+                };
+            }
+        });
+    }
+
+    /// `events` to every recipient, encoded once per front end present
+    /// among them; returns the deliveries. Droppable copies go out with
+    /// drop-oldest when `drop_oldest`.
+    pub(crate) fn fanout(
+        &self,
+        events: &[Event],
+        to: impl IntoIterator<Item = Recipient>,
+        drop_oldest: bool,
+    ) -> u64 {
+        let mut binary = Frames::new(events, |b, e| e.encode(b));
+        let mut ws = Frames::new(events, ws::put_event);
+        let mut sent = 0;
+        for r in to {
+            sent += 1;
+            let _ = self.with(r.conn, |front, net, id| {
+                let frame = match front {
+                    Front::Binary => binary.starting_at(r.from),
+                    Front::Ws => ws.starting_at(r.from),
+                };
+                if r.droppable && drop_oldest {
+                    net.send_droppable(id, frame)
+                } else {
+                    net.send(id, frame)
+                }
+            });
+        }
+        sent
+    }
+
+    pub(crate) fn disconnect(&self, conn: Conn) {
+        let _ = self.with(conn, |_, net, id| net.disconnect(id));
+    }
+
+    pub(crate) fn peer_addr(&self, conn: Conn) -> Option<SocketAddr> {
+        self.with(conn, |_, net, id| net.peer_addr(id)).flatten()
+    }
+
+    pub(crate) fn pending_bytes(&self, conn: Conn) -> Option<usize> {
+        self.with(conn, |_, net, id| net.pending_bytes(id)).flatten()
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Handle> {
+        std::iter::once(&self.binary).chain(&self.ws)
+    }
+
+    pub(crate) fn session_count(&self) -> usize {
+        self.all().map(Handle::session_count).sum()
+    }
+
+    pub(crate) fn pending_bytes_total(&self) -> usize {
+        self.all().map(Handle::pending_bytes_total).sum()
+    }
+
+    /// Both front ends' counters, added up.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut total = self.binary.stats();
+        if let Some(ws) = &self.ws {
+            total.add(&ws.stats());
+        }
+        total
+    }
+
+    /// Stops every front end: each flushes and closes its sessions.
+    pub(crate) async fn stop(&self, grace: Duration) {
+        let ws = self.ws.clone();
+        let ws = async move {
+            if let Some(ws) = ws {
+                ws.stop(grace).await;
+            }
+        };
+        tokio::join!(self.binary.stop(grace), ws);
+    }
+}
+
+/// A fan-out's events in one front end's bytes, encoded once on first use.
+pub(crate) struct Frames<'e> {
+    events: &'e [Event],
+    encode: fn(&mut BytesMut, &Event),
+    bytes: Option<Bytes>,
+    /// Where each event ends in `bytes` (only when there are several).
+    ends: Vec<usize>,
+}
+
+impl<'e> Frames<'e> {
+    pub(crate) fn new(events: &'e [Event], encode: fn(&mut BytesMut, &Event)) -> Self {
+        Self {
+            events,
+            encode,
+            bytes: None,
+            ends: Vec::new(),
+        }
+    }
+
+    /// The bytes of `events[first..]`, sharing one buffer.
+    pub(crate) fn starting_at(&mut self, first: usize) -> Bytes {
+        let (events, ends, encode) = (self.events, &mut self.ends, self.encode);
+        let bytes = self.bytes.get_or_insert_with(|| {
+            // Room for the largest chat frame (a seed-style room message is
+            // 295 bytes): one allocation, not one per doubling.
+            let mut b = BytesMut::with_capacity(512);
+            for event in events {
+                encode(&mut b, event);
+                if events.len() > 1 {
+                    ends.push(b.len());
+                }
+            }
+            b.freeze()
+        });
+        match first {
+            0 => bytes.clone(),
+            n => bytes.slice(ends[n - 1]..),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conn_names_its_front_end_and_session() {
+        for front in [Front::Binary, Front::Ws] {
+            for raw in [0, 5, (7 << 32) | 9, (u64::from(u32::MAX) << 32) | (WS - 1)] {
+                let id = SessionId::from_u64(raw);
+                assert_eq!(split(conn(front, id)), (front, id));
+            }
+        }
+    }
+}

@@ -2,12 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use plaza_net::{Handle, SessionId};
 use serde_json::{Value, json};
 
 use super::{LOGIC_QUEUE, Logic};
 use crate::cluster::Op;
-use crate::control::{ClusterStatus, Command, Reply, SlowRoom, Status, TlsStatus};
+use crate::control::{ClusterStatus, Command, Reply, SlowRoom, Status, TlsStatus, WsStatus};
+use crate::frontend::Fronts;
 use plaza_core::Input;
 
 impl Logic {
@@ -54,7 +54,12 @@ impl Logic {
             idle_timeouts: stats.idle_timeouts,
             write_timeouts: stats.write_timeouts,
             tls_handshake_failures: stats.tls_handshake_failures,
-            tls: net.tls_addr().map(|a| TlsStatus {
+            websocket: net.ws.as_ref().map(|ws| WsStatus {
+                addr: ws.local_addr().to_string(),
+                tls_addr: ws.tls_addr().map(|a| a.to_string()),
+                sessions: ws.session_count(),
+            }),
+            tls: net.binary.tls_addr().map(|a| TlsStatus {
                 addr: a.to_string(),
                 handshakes_total: stats.tls_accepted,
             }),
@@ -76,15 +81,14 @@ impl Logic {
 
     pub(crate) fn control(&mut self, command: Command) -> Reply {
         let now = Instant::now();
-        let user_json = |u: &plaza_core::UserInfo, net: &Handle| {
-            let id = SessionId::from_u64(u.conn);
+        let user_json = |u: &plaza_core::UserInfo, net: &Fronts| {
             json!({
                 "name": u.name,
                 "session": u.conn,
                 "room": u.room,
                 "admin": u.admin,
-                "address": net.peer_addr(id).map(|a| a.to_string()),
-                "send_queue_bytes": net.pending_bytes(id),
+                "address": net.peer_addr(u.conn).map(|a| a.to_string()),
+                "send_queue_bytes": net.pending_bytes(u.conn),
                 "muted": match u.muted {
                     None => Value::Null,
                     Some(None) => json!("indefinitely"),

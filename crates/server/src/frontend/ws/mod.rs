@@ -1,0 +1,158 @@
+//! The WebSocket front end: the binary protocol's packets, one per binary
+//! WebSocket message (subprotocol `plaza.v1`), for browsers.
+//!
+//! Its own plaza-net server cuts the clients' WebSocket frames
+//! (`plaza_net::ws::WebSocket`) after an HTTP upgrade (`http.rs`, which
+//! also serves the web client). Inbound, [`WsGateway`] unmasks each
+//! message and hands its packet to the same [`Gateway`] the binary front
+//! end uses; it answers pings and closes itself. Outbound, each event is
+//! the binary packet in one unmasked binary frame ([`put_event`]), encoded
+//! once per fan-out and shared like the binary front end's.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use plaza_core::Input;
+use plaza_net::ws::{Frame, close, opcode, put_close, put_message};
+use plaza_net::{Handler, NetError, ServerConfig, SessionId};
+use plaza_proto::{ChatFraming, Event, MAX_REQUEST_FRAME};
+
+use super::binary::Gateway;
+
+pub(crate) mod http;
+
+/// The subprotocol: Plaza packets in binary messages.
+pub(crate) const SUBPROTOCOL: &str = "plaza.v1";
+
+/// How long a WebSocket may be quiet before the server pings it (the idle
+/// timeout then closes it if nothing, not even the pong, comes back).
+pub(crate) fn ping_after(idle: Duration) -> Duration {
+    (idle / 2).max(Duration::from_secs(1))
+}
+
+/// Appends `event` as one binary WebSocket message.
+pub(crate) fn put_event(dst: &mut BytesMut, event: &Event) {
+    put_packet(dst, |b| event.encode(b));
+}
+
+/// Appends the packet `encode` writes as one binary WebSocket message.
+pub(crate) fn put_packet(dst: &mut BytesMut, encode: impl FnOnce(&mut BytesMut)) {
+    put_message(dst, opcode::BINARY, encode);
+}
+
+/// Makes `config` the WebSocket front end's: the upgrade, pings to quiet
+/// browsers, a close frame at shutdown.
+pub(crate) fn configure(config: &mut ServerConfig, web: Arc<http::Web>) {
+    config.preamble = Some(web);
+    if let Some(idle) = config.idle_timeout {
+        config.quiet_ping = Some((ping_after(idle), Bytes::from_static(&[0x80 | opcode::PING, 0])));
+    }
+    let mut bye = BytesMut::new();
+    put_close(
+        &mut bye,
+        close::GOING_AWAY,
+        "server shutting down; reconnect in a few seconds",
+    );
+    config.farewell = Some(bye.freeze());
+}
+
+/// What one WebSocket frame from a client asks for.
+enum Inbound {
+    /// A Plaza packet, decoded for the hub.
+    Packet(Input),
+    /// Nothing to do (a pong).
+    Nothing,
+    /// Answer a ping with this payload.
+    Pong(Vec<u8>),
+    /// Close with this code and logged reason.
+    Close(u16, &'static str),
+}
+
+/// The WebSocket sessions' handler.
+pub(crate) struct WsGateway(pub(crate) Gateway);
+
+impl WsGateway {
+    /// Reads one frame (not async: the unmasked copy stays on this stack,
+    /// out of every session's task).
+    fn inbound(&self, id: SessionId, frame: &[u8]) -> Inbound {
+        let frame = Frame::parse(frame);
+        match frame.opcode {
+            opcode::BINARY if frame.fin => {
+                if frame.len() > MAX_REQUEST_FRAME {
+                    return Inbound::Close(close::TOO_BIG, "a message over the largest request");
+                }
+                let mut buf = [0u8; MAX_REQUEST_FRAME];
+                let packet = &mut buf[..frame.len()];
+                frame.unmask_into(packet);
+                match plaza_net::next_frame(&ChatFraming, packet, MAX_REQUEST_FRAME) {
+                    Ok(Some(n)) if n == packet.len() => Inbound::Packet(self.0.input(id, packet)),
+                    _ => Inbound::Close(
+                        close::INVALID_PAYLOAD,
+                        "a message must hold exactly one Plaza packet",
+                    ),
+                }
+            }
+            opcode::BINARY | opcode::CONTINUATION => {
+                Inbound::Close(close::UNSUPPORTED_DATA, "fragmented messages are not accepted")
+            }
+            opcode::TEXT => Inbound::Close(close::UNSUPPORTED_DATA, "plaza.v1 messages are binary"),
+            opcode::PING => {
+                let mut payload = vec![0; frame.len()];
+                frame.unmask_into(&mut payload);
+                Inbound::Pong(payload)
+            }
+            opcode::PONG => Inbound::Nothing,
+            opcode::CLOSE => Inbound::Close(close::NORMAL, "the client closed"),
+            _ => Inbound::Close(close::PROTOCOL_ERROR, "an unknown opcode"),
+        }
+    }
+
+    /// Sends a close frame, then closes once it is written.
+    fn close(&self, id: SessionId, code: u16, why: &str) {
+        if code == close::NORMAL {
+            tracing::debug!(session = %id, "websocket closed by the client");
+        } else {
+            tracing::info!(session = %id, code, reason = why, "closing websocket");
+        }
+        let net = &self.0.net;
+        let _ = net.send_with(id, |b| put_close(b, code, why));
+        let _ = net.disconnect(id);
+    }
+}
+
+impl Handler for WsGateway {
+    async fn on_join(&self, id: SessionId, peer: SocketAddr) {
+        self.0.on_join(id, peer).await;
+    }
+
+    async fn on_recv(&self, id: SessionId, frame: &[u8]) {
+        match self.inbound(id, frame) {
+            Inbound::Packet(input) => self.0.queue(input).await,
+            Inbound::Nothing => {}
+            Inbound::Pong(payload) => {
+                let _ = (self.0.net).send_with(id, |b| {
+                    put_message(b, opcode::PONG, |b| b.extend_from_slice(&payload))
+                });
+            }
+            Inbound::Close(code, why) => self.close(id, code, why),
+        }
+    }
+
+    async fn on_peer_closed(&self, id: SessionId) -> bool {
+        self.0.on_peer_closed(id).await
+    }
+
+    async fn on_leave(&self, id: SessionId) {
+        self.0.on_leave(id).await;
+    }
+
+    fn on_dropped(&self, id: SessionId, count: u64) {
+        self.0.on_dropped(id, count);
+    }
+
+    fn on_error(&self, id: Option<SessionId>, error: &NetError) {
+        self.0.on_error(id, error);
+    }
+}

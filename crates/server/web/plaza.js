@@ -1,0 +1,425 @@
+// plaza.js: Plaza's protocol (docs/PROTOCOL.md) for browsers, over
+// WebSocket with the subprotocol plaza.v1: one packet, header included, per
+// binary message. An ES module with no dependencies; the codec part
+// (encodeRequest, decodeEvent) also runs in Node.
+//
+//   import { PlazaClient } from "/plaza.js";
+//   const plaza = new PlazaClient("ws://127.0.0.1:7780/ws");
+//   plaza.addEventListener("chat", (e) => console.log(e.detail));
+//   await plaza.connect();
+//   await plaza.login("ann", "secret");
+//   await plaza.enter(1);
+//   await plaza.chat("hello");
+//
+// Requests return promises of their response (answers come in request
+// order, PROTOCOL.md §4); notifications are DOM events whose `detail` is the
+// decoded packet. The client reconnects by itself with backoff and jitter
+// and resumes the session with its token (kept in sessionStorage), then
+// re-enters the room it was in.
+
+export const SUBPROTOCOL = "plaza.v1";
+export const VERSION = 1;
+const HEADER = 5;
+
+/** Packet ids (PROTOCOL.md §3). */
+export const ID = Object.freeze({
+  LOGIN: 201, LOGIN_RESPONSE: 202, ROOM_ENTER: 206, ROOM_ENTER_RESPONSE: 207,
+  ROOM_NEW_USER: 208, ROOM_USER_LIST: 209, ROOM_LEAVE: 215, ROOM_LEAVE_RESPONSE: 216,
+  ROOM_LEAVE_USER: 217, ROOM_CHAT: 221, ROOM_CHAT_RESPONSE: 222, ROOM_CHAT_NOTIFY: 223,
+  REGISTER: 301, REGISTER_RESPONSE: 302, ECHO: 303, ECHO_RESPONSE: 304,
+  WHISPER: 305, WHISPER_RESPONSE: 306, WHISPER_NOTIFY: 307,
+  BROADCAST: 309, BROADCAST_RESPONSE: 310, BROADCAST_NOTIFY: 311,
+  USER_LIST: 313, USER_LIST_RESPONSE: 314, LOGOUT: 315, LOGOUT_RESPONSE: 316,
+  ADMIN: 317, ADMIN_RESPONSE: 318, KICK: 319, KICK_RESPONSE: 320, KICKED: 321,
+  MUTE: 323, MUTE_RESPONSE: 324, MUTED: 325, SHUTDOWN: 327, SHUTDOWN_RESPONSE: 328,
+  PING: 331, PONG: 332, NOTICE: 333, REQUEST_ERROR: 335, RESUME_TOKEN: 337,
+  RESUME: 339, MISSED: 341, HELLO: 343, HELLO_RESPONSE: 344,
+});
+
+/** Result codes (PROTOCOL.md §5). */
+export const RESULT = Object.freeze({
+  0: "OK", 13: "USER_NOT_IN_ROOM", 31: "LOGIN_ALREADY", 32: "SERVER_FULL",
+  33: "INVALID_CREDENTIALS", 53: "NOT_IN_LOBBY", 54: "ROOM_FULL", 61: "INVALID_ROOM",
+  81: "INVALID_ROOM_NUMBER", 82: "USER_IN_LOBBY", 100: "NOT_LOGGED_IN",
+  101: "SESSION_ALREADY_LOGGED_IN", 102: "INVALID_NAME", 103: "INVALID_PASSWORD",
+  104: "INVALID_MESSAGE", 105: "MUTED", 106: "NOT_ADMIN", 107: "USER_NOT_FOUND",
+  108: "NAME_TAKEN", 109: "REGISTRATION_DISABLED", 110: "SHUTTING_DOWN",
+  111: "BAD_REQUEST", 112: "SERVICE_UNAVAILABLE", 113: "BUSY", 114: "UNKNOWN_PACKET",
+  115: "RATE_LIMITED", 116: "UNREACHABLE",
+});
+
+/** The name of a result code. */
+export function resultName(code) {
+  return RESULT[code] ?? `RESULT_${code}`;
+}
+
+const utf8 = new TextEncoder();
+const text = new TextDecoder("utf-8", { fatal: true });
+
+class Writer {
+  constructor() { this.buf = new Uint8Array(64); this.len = HEADER; }
+  room(n) {
+    if (this.len + n <= this.buf.length) return;
+    const bigger = new Uint8Array(Math.max(this.buf.length * 2, this.len + n));
+    bigger.set(this.buf.subarray(0, this.len));
+    this.buf = bigger;
+  }
+  view(n) { this.room(n); const v = new DataView(this.buf.buffer, this.len, n); this.len += n; return v; }
+  u8(x) { this.view(1).setUint8(0, x); }
+  u16(x) { this.view(2).setUint16(0, x, true); }
+  u32(x) { this.view(4).setUint32(0, x, true); }
+  i32(x) { this.view(4).setInt32(0, x, true); }
+  u64(x) { this.view(8).setBigUint64(0, BigInt(x), true); }
+  raw(bytes) { this.room(bytes.length); this.buf.set(bytes, this.len); this.len += bytes.length; }
+  str8(s) { const b = utf8.encode(s); if (b.length > 255) throw new RangeError("text over 255 bytes"); this.u8(b.length); this.raw(b); }
+  str16(s) { this.bytes16(utf8.encode(s)); }
+  bytes16(b) { if (b.length > 65535) throw new RangeError("over 65535 bytes"); this.u16(b.length); this.raw(b); }
+  fixed(s, size) {
+    const b = utf8.encode(s);
+    if (b.length >= size) throw new RangeError(`text over ${size - 1} bytes`);
+    this.raw(b); this.raw(new Uint8Array(size - b.length));
+  }
+  finish(id) {
+    const v = new DataView(this.buf.buffer);
+    v.setUint16(0, this.len, true); v.setUint16(2, id, true); v.setUint8(4, 0);
+    return this.buf.slice(0, this.len);
+  }
+}
+
+class Reader {
+  constructor(bytes) { this.b = bytes; this.v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength); this.at = HEADER; }
+  need(n) { if (this.at + n > this.b.length) throw new RangeError("packet too short"); const at = this.at; this.at += n; return at; }
+  u8() { return this.v.getUint8(this.need(1)); }
+  u16() { return this.v.getUint16(this.need(2), true); }
+  u32() { return this.v.getUint32(this.need(4), true); }
+  u64() { return this.v.getBigUint64(this.need(8), true); }
+  bytes(n) { const at = this.need(n); return this.b.subarray(at, at + n); }
+  str8() { return text.decode(this.bytes(this.u8())); }
+  str16() { return text.decode(this.bytes(this.u16())); }
+  bytes16() { return this.bytes(this.u16()).slice(); }
+  fixed(size) { const b = this.bytes(size); const end = b.indexOf(0); return text.decode(end < 0 ? b : b.subarray(0, end)); }
+}
+
+/**
+ * Encodes a request: `{ type, ...fields }` with `type` one of the request
+ * names below. Returns the whole packet as a Uint8Array.
+ */
+export function encodeRequest(r) {
+  const w = new Writer();
+  switch (r.type) {
+    case "login": w.fixed(r.name, 33); w.fixed(r.password, 33); return w.finish(ID.LOGIN);
+    case "enter": w.i32(r.room); return w.finish(ID.ROOM_ENTER);
+    case "leave": return w.finish(ID.ROOM_LEAVE);
+    case "chat": w.fixed(r.message, 257); return w.finish(ID.ROOM_CHAT);
+    case "register": w.str8(r.name); w.str8(r.password); return w.finish(ID.REGISTER);
+    case "echo": w.bytes16(r.payload); return w.finish(ID.ECHO);
+    case "whisper": w.str8(r.to); w.str16(r.message); return w.finish(ID.WHISPER);
+    case "broadcast": w.str16(r.message); return w.finish(ID.BROADCAST);
+    case "userList": w.str8(r.after ?? ""); return w.finish(ID.USER_LIST);
+    case "logout": return w.finish(ID.LOGOUT);
+    case "admin": w.str8(r.secret ?? ""); return w.finish(ID.ADMIN);
+    case "kick": w.str8(r.name); return w.finish(ID.KICK);
+    case "mute": w.str8(r.name); w.u32(r.seconds); return w.finish(ID.MUTE);
+    case "shutdown": return w.finish(ID.SHUTDOWN);
+    case "ping": w.u64(r.nonce); return w.finish(ID.PING);
+    case "resume": w.str8(r.name); w.str8(r.token); return w.finish(ID.RESUME);
+    case "hello": w.u16(r.version ?? VERSION); w.u32(r.features ?? 1); return w.finish(ID.HELLO);
+    default: throw new TypeError(`unknown request ${r.type}`);
+  }
+}
+
+/** The length of the packet at the start of `bytes`, or 0 if incomplete. */
+export function packetLength(bytes) {
+  if (bytes.length < 2) return 0;
+  const len = bytes[0] | (bytes[1] << 8);
+  if (len < HEADER) throw new RangeError("packet length below the header");
+  return bytes.length >= len ? len : 0;
+}
+
+/**
+ * Decodes one whole packet from the server into `{ id, type, ...fields }`.
+ * Ids are u64 as strings (uid), nonces as BigInt. Unknown ids decode as
+ * `{ type: "unknown" }`.
+ */
+export function decodeEvent(bytes) {
+  const r = new Reader(bytes);
+  const id = r.v.getUint16(2, true);
+  const result = () => r.u16();
+  const e = (type, fields = {}) => ({ id, type, ...fields });
+  switch (id) {
+    case ID.LOGIN_RESPONSE: case ID.ROOM_ENTER_RESPONSE: case ID.ROOM_LEAVE_RESPONSE:
+    case ID.ROOM_CHAT_RESPONSE: case ID.REGISTER_RESPONSE: case ID.WHISPER_RESPONSE:
+    case ID.BROADCAST_RESPONSE: case ID.LOGOUT_RESPONSE: case ID.ADMIN_RESPONSE:
+    case ID.KICK_RESPONSE: case ID.MUTE_RESPONSE: case ID.SHUTDOWN_RESPONSE:
+      return e("result", { result: result() });
+    case ID.ROOM_NEW_USER: return e("newUser", { uid: String(r.u64()), name: r.str8() });
+    case ID.ROOM_USER_LIST: {
+      const users = [];
+      for (let n = r.u8(); n > 0; n--) users.push({ uid: String(r.u64()), name: r.str8() });
+      return e("roomUsers", { users });
+    }
+    case ID.ROOM_LEAVE_USER: return e("userLeft", { uid: String(r.u64()) });
+    case ID.ROOM_CHAT_NOTIFY: return e("chat", { name: r.fixed(33), message: r.fixed(257) });
+    case ID.ECHO_RESPONSE: return e("result", { result: result(), payload: r.bytes16() });
+    case ID.WHISPER_NOTIFY: return e("whisper", { from: r.str8(), message: r.str16() });
+    case ID.BROADCAST_NOTIFY: return e("broadcast", { from: r.str8(), message: r.str16() });
+    case ID.USER_LIST_RESPONSE: {
+      const code = result(); const total = r.u32(); const names = [];
+      for (let n = r.u16(); n > 0; n--) names.push(r.str8());
+      return e("result", { result: code, total, names, more: r.u8() === 1 });
+    }
+    case ID.KICKED: return e("kicked", { by: r.str8() });
+    case ID.MUTED: return e("muted", { seconds: r.u32() });
+    case ID.PONG: return e("result", { result: 0, nonce: r.u64() });
+    case ID.NOTICE: return e("notice", { message: r.str16() });
+    case ID.REQUEST_ERROR: return e("result", { request: r.u16(), result: result() });
+    case ID.RESUME_TOKEN: return e("token", { token: r.str8(), ttl: r.u32() });
+    case ID.MISSED: return e("missed", { count: r.u32() });
+    case ID.HELLO_RESPONSE:
+      return e("result", { result: result(), version: r.u16(), features: r.u32(), rooms: r.u32() });
+    default: return e("unknown");
+  }
+}
+
+/** A request refused by the server: `code` and its `name`. */
+export class PlazaError extends Error {
+  constructor(request, code) {
+    super(`${request}: ${resultName(code)} (${code})`);
+    this.code = code; this.codeName = resultName(code);
+  }
+}
+
+/**
+ * A connection to a Plaza server, kept up. Events: `state` (detail: one of
+ * idle, connecting, open, reconnecting, closed), `resumed`, and one per
+ * notification: `newUser`, `roomUsers`, `userLeft`, `chat`, `whisper`,
+ * `broadcast`, `kicked`, `muted`, `notice`, `token`, `missed`.
+ */
+export class PlazaClient extends EventTarget {
+  /**
+   * @param {string} url  the server's ws:// or wss:// URL (…/ws)
+   * @param {object} [options]  `storage` (default sessionStorage) keeps the
+   *   resume token; `backoff` {initial, max} in ms (default 500, 15000).
+   */
+  constructor(url, options = {}) {
+    super();
+    this.url = url;
+    this.storage = options.storage ?? globalThis.sessionStorage ?? null;
+    this.backoff = { initial: 500, max: 15000, ...options.backoff };
+    this.state = "idle";
+    this.user = null;      // the logged-in name
+    this.room = null;      // the room we are in (re-entered after a resume)
+    this.rooms = 0;        // rooms on the server (from HELLO)
+    this.members = new Map(); // uid -> name, in our room
+    this.ws = null;
+    this.pending = [];     // requests awaiting their answer, in order
+    this.attempt = 0;
+    this.wanted = false;   // whether to stay connected
+    this.timer = null;
+    if (globalThis.addEventListener) {
+      globalThis.addEventListener("online", () => this.reconnectNow());
+    }
+    if (globalThis.document) {
+      globalThis.document.addEventListener("visibilitychange", () => {
+        if (globalThis.document.visibilityState === "visible") this.reconnectNow();
+      });
+    }
+  }
+
+  setState(s) {
+    if (this.state === s) return;
+    this.state = s;
+    this.dispatchEvent(new CustomEvent("state", { detail: s }));
+  }
+
+  /** Opens the connection (and keeps it open). Resolves once HELLO is answered. */
+  connect() {
+    this.wanted = true;
+    return this.open();
+  }
+
+  open() {
+    clearTimeout(this.timer);
+    this.setState(this.attempt === 0 ? "connecting" : "reconnecting");
+    return new Promise((resolve, reject) => {
+      let ws;
+      try {
+        ws = new WebSocket(this.url, SUBPROTOCOL);
+      } catch (e) {
+        this.retry();
+        return reject(e);
+      }
+      ws.binaryType = "arraybuffer";
+      this.ws = ws;
+      let opened = false;
+      ws.onopen = async () => {
+        opened = true;
+        try {
+          const hello = await this.request({ type: "hello", features: 1 });
+          this.rooms = hello.rooms;
+          this.attempt = 0;
+          await this.resumeIfWanted();
+          this.setState("open");
+          resolve(hello);
+        } catch (e) {
+          reject(e);
+        }
+      };
+      ws.onmessage = (m) => this.receive(new Uint8Array(m.data));
+      ws.onclose = (c) => {
+        if (this.ws !== ws) return;
+        this.ws = null;
+        this.fail(new Error(`connection closed (${c.code}${c.reason ? ": " + c.reason : ""})`));
+        this.dispatchEvent(new CustomEvent("closed", { detail: { code: c.code, reason: c.reason } }));
+        if (!opened) reject(new Error(`cannot connect to ${this.url}`));
+        if (this.wanted) this.retry(); else this.setState("closed");
+      };
+    });
+  }
+
+  /** Fails every request still waiting. */
+  fail(error) {
+    for (const p of this.pending.splice(0)) p.reject(error);
+  }
+
+  /** Schedules a reconnect: exponential backoff with full jitter. */
+  retry() {
+    this.setState("reconnecting");
+    const cap = Math.min(this.backoff.max, this.backoff.initial * 2 ** Math.min(this.attempt, 10));
+    this.attempt += 1;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.open().catch(() => {}), Math.random() * cap);
+  }
+
+  /** Reconnects at once if the connection is down and wanted (back online, tab visible). */
+  reconnectNow() {
+    if (this.wanted && !this.ws) this.open().catch(() => {});
+  }
+
+  /** Closes for good (no reconnect). */
+  close() {
+    this.wanted = false;
+    clearTimeout(this.timer);
+    if (this.ws) this.ws.close(1000);
+    this.setState("closed");
+  }
+
+  saved() {
+    try { return JSON.parse(this.storage?.getItem("plaza.session") ?? "null"); } catch { return null; }
+  }
+
+  save(session) {
+    if (!this.storage) return;
+    if (session) this.storage.setItem("plaza.session", JSON.stringify(session));
+    else this.storage.removeItem("plaza.session");
+  }
+
+  async resumeIfWanted() {
+    const s = this.saved();
+    if (!s?.token || !s.name) return;
+    try {
+      // LOGIN_ALREADY: the server has not yet closed the connection that
+      // dropped; it does within moments.
+      for (let tries = 1; ; tries++) {
+        try {
+          await this.resume(s.name, s.token);
+          break;
+        } catch (e) {
+          if (e.code !== 31 || tries === 5) throw e;
+          await new Promise((r) => setTimeout(r, 200 * tries));
+        }
+      }
+      if (s.room !== null && s.room !== undefined) await this.enter(s.room);
+      this.dispatchEvent(new CustomEvent("resumed", { detail: { name: s.name, room: s.room } }));
+    } catch (e) {
+      // The token expired or was used: the page asks for the password again.
+      this.save(null);
+      this.user = null; this.room = null;
+      this.dispatchEvent(new CustomEvent("resumeFailed", { detail: e }));
+    }
+  }
+
+  receive(bytes) {
+    let e;
+    try {
+      if (packetLength(bytes) !== bytes.length) throw new RangeError("not one whole packet");
+      e = decodeEvent(bytes);
+    } catch (err) {
+      console.warn("plaza: bad packet", err);
+      return;
+    }
+    if (e.type === "roomUsers") {
+      // Part of a ROOM_ENTER's answer: kept with it.
+      for (const u of e.users) this.members.set(u.uid, u.name);
+      this.dispatchEvent(new CustomEvent("roomUsers", { detail: e }));
+      return;
+    }
+    if (e.type === "result") {
+      const p = this.pending.shift();
+      if (!p) return console.warn("plaza: an answer to nothing", e);
+      if (e.result === 0) p.resolve(e); else p.reject(new PlazaError(p.type, e.result));
+      return;
+    }
+    if (e.type === "newUser") this.members.set(e.uid, e.name);
+    if (e.type === "userLeft") {
+      e.name = this.members.get(e.uid);
+      this.members.delete(e.uid);
+    }
+    if (e.type === "token") this.save({ ...(this.saved() ?? {}), name: this.user, token: e.token, room: this.room });
+    if (e.type === "kicked") { this.wanted = false; this.save(null); }
+    this.dispatchEvent(new CustomEvent(e.type, { detail: e }));
+  }
+
+  /** Sends a request; resolves with its answer, rejects with a PlazaError. */
+  request(r) {
+    if (!this.ws || this.ws.readyState !== 1) return Promise.reject(new Error("not connected"));
+    const bytes = encodeRequest(r);
+    return new Promise((resolve, reject) => {
+      this.pending.push({ type: r.type, resolve, reject });
+      this.ws.send(bytes);
+    });
+  }
+
+  async login(name, password) {
+    this.user = name;
+    try {
+      return await this.request({ type: "login", name, password });
+    } catch (e) {
+      this.user = null;
+      throw e;
+    }
+  }
+  async resume(name, token) {
+    this.user = name;
+    return this.request({ type: "resume", name, token });
+  }
+  register(name, password) { return this.request({ type: "register", name, password }); }
+  async enter(room) {
+    this.members.clear();
+    const r = await this.request({ type: "enter", room });
+    this.room = room;
+    this.save({ ...(this.saved() ?? {}), room });
+    return r;
+  }
+  async leave() {
+    const r = await this.request({ type: "leave" });
+    this.room = null; this.members.clear();
+    this.save({ ...(this.saved() ?? {}), room: null });
+    return r;
+  }
+  chat(message) { return this.request({ type: "chat", message }); }
+  whisper(to, message) { return this.request({ type: "whisper", to, message }); }
+  broadcast(message) { return this.request({ type: "broadcast", message }); }
+  userList(after = "") { return this.request({ type: "userList", after }); }
+  async logout() {
+    const r = await this.request({ type: "logout" });
+    this.user = null; this.room = null; this.members.clear(); this.save(null);
+    return r;
+  }
+  admin(secret = "") { return this.request({ type: "admin", secret }); }
+  kick(name) { return this.request({ type: "kick", name }); }
+  mute(name, seconds) { return this.request({ type: "mute", name, seconds }); }
+  shutdown() { return this.request({ type: "shutdown" }); }
+  ping(nonce = BigInt(Date.now())) { return this.request({ type: "ping", nonce }); }
+  echo(payload) { return this.request({ type: "echo", payload }); }
+}
