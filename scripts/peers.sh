@@ -10,7 +10,8 @@
 #   PLAZA_SERVER=/tmp/old scripts/peers.sh 8 plaza   # another build, to compare
 #   SCENARIOS=c C_P99_MS=10 scripts/peers.sh 5       # c with the 10 ms bound
 #
-# PEER: plaza redis nats mqtt irc, or plaza-redis (Plaza with its accounts
+# PEER: plaza redis nats mqtt irc, plaza-ws and nats-ws (the same over
+# WebSocket: Plaza's --ws-bind, NATS's websocket listener), or plaza-redis (Plaza with its accounts
 # in a redis-server of its own, also on core 0; scenario d only, where the
 # embedded store's account data would count as connection memory), or the
 # floor: floor-server, which does nothing but the writes (floor: a write
@@ -79,7 +80,7 @@ run() { # label args...
   local label=$1; shift
   echo "== $PEER: $label"
   taskset -c 1 "$BENCH" --peer "${PEER%%-*}" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
-    ${METRICS:+--metrics "$METRICS"} "$@"
+    ${METRICS:+--metrics "$METRICS"} ${WS:+--ws} "$@"
 }
 
 start_server() { # a fresh server for $PEER on a new $PORT
@@ -87,6 +88,7 @@ start_server() { # a fresh server for $PEER on a new $PORT
   # Plaza writes with sendmsg and send, which /proc/PID/io does not count:
   # peer-bench reads its write calls from its metrics.
   METRICS=""
+  WS=""
   case $PEER in
     plaza-redis)
       local rport; rport=$(free_port)
@@ -104,6 +106,20 @@ start_server() { # a fresh server for $PEER on a new $PORT
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
         --max-send-queue-kib 32768 ;;
+    plaza-ws)
+      METRICS=127.0.0.1:$(free_port)
+      WS=1
+      start plaza "$PORT" "$PLAZA_SERVER" --bind "127.0.0.1:$(free_port)" --ws-bind "127.0.0.1:$PORT" \
+        --control-bind 127.0.0.1:0 \
+        --metrics-bind "$METRICS" --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
+        --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
+        --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
+        --max-send-queue-kib 32768 ;;
+    nats-ws)
+      WS=1
+      printf 'listen: "127.0.0.1:%s"\nwebsocket {\n  listen: "127.0.0.1:%s"\n  no_tls: true\n}\n' \
+        "$(free_port)" "$PORT" >"$DIR/nats-ws.conf"
+      start nats "$PORT" nats-server -c "$DIR/nats-ws.conf" ;;
     redis)
       # Protected mode admits 127.0.0.1 only; the load comes from 127.0.0.1-16.
       start redis "$PORT" redis-server --port "$PORT" --bind 127.0.0.1 --protected-mode no --save "" --appendonly no \

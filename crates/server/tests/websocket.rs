@@ -7,29 +7,48 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use plaza_proto::{Event, Request, ResultCode};
-use plaza_test_support::{TestClient, TestServer, within};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use plaza_test_support::{RedisServer, TestCert, TestClient, TestServer, within};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// A Plaza user over WebSocket (subprotocol plaza.v1).
-struct WsUser {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+struct WsUser<S = MaybeTlsStream<TcpStream>> {
+    ws: WebSocketStream<S>,
     token: Option<String>,
+}
+
+/// The upgrade request for `url`, asking for plaza.v1.
+fn upgrade_request(url: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "plaza.v1".parse().unwrap());
+    req
 }
 
 impl WsUser {
     /// Upgrades and says HELLO, as the web client does.
     async fn connect(addr: SocketAddr) -> Self {
-        let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
-        req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", "plaza.v1".parse().unwrap());
+        let req = upgrade_request(&format!("ws://{addr}/ws"));
         let (ws, answer) = within("upgrade", tokio_tungstenite::connect_async(req))
             .await
             .expect("upgrade");
         assert_eq!(answer.headers()["sec-websocket-protocol"], "plaza.v1");
+        Self::hello(ws).await
+    }
+
+    /// Registers and logs in.
+    async fn user(addr: SocketAddr, name: &str) -> Self {
+        let mut u = Self::connect(addr).await;
+        u.sign_up(name).await;
+        u
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsUser<S> {
+    async fn hello(ws: WebSocketStream<S>) -> Self {
         let mut user = Self { ws, token: None };
         let hello = Request::Hello {
             version: plaza_proto::VERSION,
@@ -39,9 +58,8 @@ impl WsUser {
         user
     }
 
-    /// Registers and logs in.
-    async fn user(addr: SocketAddr, name: &str) -> Self {
-        let mut u = Self::connect(addr).await;
+    async fn sign_up(&mut self, name: &str) {
+        let u = self;
         let register = Request::Register {
             name: name.into(),
             password: "pw".into(),
@@ -55,7 +73,6 @@ impl WsUser {
             .await,
             ResultCode::OK
         );
-        u
     }
 
     async fn login(&mut self, request: Request) -> ResultCode {
@@ -454,4 +471,107 @@ async fn a_fan_out_reaches_many_browsers() {
     let status = server.control().await.status().await;
     let ws_status = status.websocket.expect("websocket status");
     assert_eq!(ws_status.sessions, 5);
+}
+
+/// Sends `r` and returns its answer, skipping the notifications before it.
+async fn answer(c: &mut TestClient, r: Request) -> Event {
+    c.send(r).await;
+    loop {
+        let e = c.recv().await;
+        if e.is_response() {
+            return e;
+        }
+    }
+}
+
+/// wss: the same protocol over TLS, with the chat TLS listener's
+/// certificate.
+#[tokio::test]
+async fn wss_carries_the_same_protocol_over_tls() {
+    let cert = TestCert::new();
+    let server = TestServer::with_tls(&cert, |s| {
+        s.ws_bind = Some("127.0.0.1:0".parse().unwrap());
+        s.wss_bind = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let wss = server.running.wss_addr().expect("the wss listener");
+    let target = plaza_net::Target {
+        addr: wss,
+        tls: Some(TestCert::connector(&cert.cert)),
+    };
+    let stream = within("TLS", target.connect(None)).await.expect("TLS handshake");
+    let req = upgrade_request(&format!("wss://{wss}/ws"));
+    let (ws, _) = within("upgrade", tokio_tungstenite::client_async(req, stream))
+        .await
+        .expect("upgrade over TLS");
+    let mut web = WsUser::hello(ws).await;
+    web.sign_up("tess").await;
+    let mut tcp = server.user("tim").await;
+    assert_eq!(tcp.enter(4).await.1, ResultCode::OK);
+    assert_eq!(web.enter(4).await.1, ResultCode::OK);
+    assert_eq!(
+        answer(&mut tcp, chat("over tls")).await,
+        Event::RoomChatResult(ResultCode::OK)
+    );
+    loop {
+        match web.recv().await {
+            Event::RoomChat { name, message } => {
+                break assert_eq!((name.as_str(), message.as_str()), ("tim", "over tls"));
+            }
+            Event::RoomNewUser { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Cluster mode: a browser on one node and a TCP user on another share a
+/// room and whisper.
+#[tokio::test]
+async fn a_browser_on_one_node_and_a_tcp_user_on_another_share_a_room() {
+    let redis = RedisServer::start().await;
+    let node = |ws: bool| {
+        let url = redis.url();
+        TestServer::with(move |s| {
+            s.store = Some(url);
+            s.cluster = Some(true);
+            s.presence_ttl_secs = Some(3);
+            if ws {
+                s.ws_bind = Some("127.0.0.1:0".parse().unwrap());
+            }
+        })
+    };
+    let (a, b) = (node(true).await, node(false).await);
+    let mut web = WsUser::user(a.running.ws_addr().unwrap(), "wanda").await;
+    let mut tcp = b.user("theo").await;
+    assert_eq!(web.enter(5).await.1, ResultCode::OK);
+    let (members, code) = tcp.enter(5).await;
+    assert_eq!(code, ResultCode::OK);
+    assert!(members.iter().any(|(_, n)| n == "wanda"), "{members:?}");
+    assert_eq!(
+        answer(&mut tcp, chat("across nodes")).await,
+        Event::RoomChatResult(ResultCode::OK)
+    );
+    loop {
+        match web.recv().await {
+            Event::RoomChat { name, message } => {
+                break assert_eq!((name.as_str(), message.as_str()), ("theo", "across nodes"));
+            }
+            Event::RoomNewUser { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let whisper = Request::Whisper {
+        to: "theo".into(),
+        message: "hello from node a".into(),
+    };
+    assert_eq!(web.call(whisper).await, Event::WhisperResult(ResultCode::OK));
+    loop {
+        match tcp.recv().await {
+            Event::Whisper { from, message } => {
+                break assert_eq!((from.as_str(), message.as_str()), ("wanda", "hello from node a"));
+            }
+            Event::RoomChat { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }

@@ -153,19 +153,12 @@ fn run_session<H: Handler>(
     // (Nothing is kept twice: the handler moves into the events, the id is
     // read from the session. A copy would sit in every session's task.)
     async move {
-        if let Some(tls) = tls {
-            // Boxed: the handshake's state is large and lasts a moment; inline,
-            // it would size every session's task, TLS or not.
-            match Box::pin(handshake(&shared, &session, &tls, stream)).await {
+        if tls.is_some() || shared.preamble.is_some() {
+            // Boxed: the handshake's and the preamble's state is large and
+            // lasts a moment; inline, it would size every session's task.
+            match Box::pin(prelude(&shared, &session, tls, stream)).await {
                 Some(s) => stream = s,
-                // A failed handshake never joined: no events at all.
-                None => return shared.forget(&session),
-            }
-        }
-        if let Some(preamble) = &shared.preamble {
-            // Boxed by the trait, for the same reason.
-            match preface(&shared, &session, preamble.run(stream, session.peer)).await {
-                Some(s) => stream = s,
+                // A failed handshake or preamble never joined: no events.
                 None => return shared.forget(&session),
             }
         }
@@ -252,6 +245,22 @@ async fn handshake(shared: &Shared, session: &SessionShared, tls: &Tls, stream: 
     shared.counters.tls_handshake_failures.incr();
     tracing::debug!(session = %session.id, peer = %session.peer, %error, "TLS handshake failed");
     None
+}
+
+/// What comes before the frames: the TLS handshake, then the preamble.
+async fn prelude(
+    shared: &Shared,
+    session: &SessionShared,
+    tls: Option<Tls>,
+    mut stream: Stream,
+) -> Option<Stream> {
+    if let Some(tls) = tls {
+        stream = handshake(shared, session, &tls, stream).await?;
+    }
+    match &shared.preamble {
+        Some(preamble) => preface(shared, session, preamble.run(stream, session.peer)).await,
+        None => Some(stream),
+    }
 }
 
 /// Runs the preamble, bounded by the handshake timeout and cut short by a

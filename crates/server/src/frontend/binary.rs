@@ -6,6 +6,7 @@
 //! packets its messages carry). Outbound, a fan-out's events are encoded
 //! once ([`super::Frames`]) with [`Event::encode`].
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -53,15 +54,21 @@ impl Gateway {
     }
 
     /// Queues `input` for the logic task; waits while its queue is full.
-    pub(crate) async fn queue(&self, input: Input) {
-        // The full channel's wait is boxed: this future sits in every
-        // session's task, and the wait (the logic is behind) is rare. (A
-        // `let else`, not an `if let`: the try's result would be kept across
-        // the wait, in every session's task.)
-        let Err(mpsc::error::TrySendError::Full(input)) = self.tx.try_send(input) else {
-            return;
+    /// The try is made here, not in the future: an async fn would keep its
+    /// argument in every session's task (rust-lang/rust#62958). The wait
+    /// (the logic is behind; rare) is boxed for the same reason.
+    /// (`None`: nothing to queue, for a front end's frames that are not
+    /// requests.)
+    pub(crate) fn queue(&self, input: Option<Input>) -> impl Future<Output = ()> + Send + '_ {
+        let wait = match input.map(|i| self.tx.try_send(i)) {
+            Some(Err(mpsc::error::TrySendError::Full(input))) => Some(Box::pin(self.tx.send(input))),
+            _ => None,
         };
-        let _ = Box::pin(self.tx.send(input)).await;
+        async move {
+            if let Some(wait) = wait {
+                let _ = wait.await;
+            }
+        }
     }
 
     /// Login, resume, register and ADMIN attempts past the limits are
@@ -90,8 +97,9 @@ impl Handler for Gateway {
         let _ = self.tx.send(Input::Connect { conn: self.conn(id) }).await;
     }
 
-    async fn on_recv(&self, id: SessionId, frame: &[u8]) {
-        self.queue(self.input(id, frame)).await;
+    // Not an async fn: its arguments would sit in every session's task.
+    fn on_recv(&self, id: SessionId, frame: &[u8]) -> impl Future<Output = ()> + Send {
+        self.queue(Some(self.input(id, frame)))
     }
 
     async fn on_peer_closed(&self, id: SessionId) -> bool {

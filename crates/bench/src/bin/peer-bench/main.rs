@@ -115,6 +115,10 @@ struct Args {
     /// `send`, which `/proc/PID/io` does not count.
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    /// Over WebSocket (Plaza's `/ws`, NATS's websocket listener) at
+    /// `--addr`: the same messages, each in a masked binary frame.
+    #[arg(long)]
+    ws: bool,
     /// Prefix of user names, nicknames and client ids (Plaza accounts are
     /// registered).
     #[arg(long, default_value = "peer")]
@@ -122,6 +126,7 @@ struct Args {
 }
 
 mod wire;
+mod ws;
 
 use wire::*;
 
@@ -155,15 +160,24 @@ async fn run_member(
     let (mut rd, mut sub_wr) = m.sub.into_split();
     let mut publish = m.publish;
     let mut buf = m.buf;
+    let mut payloads = m.ws;
+    let over_ws = payloads.is_some();
     let interval = Duration::from_secs_f64(1.0 / rate);
     let sender = tokio::spawn(async move {
         let mut next = start + interval.mul_f64(phase);
         let (mut sent, mut out, mut sink) = (0u64, BytesMut::new(), [0u8; 4096]);
+        let mut message = BytesMut::new();
         while next < end {
             tokio::time::sleep_until(next.into()).await;
             let payload = plaza_load::stamped(t0.elapsed().as_nanos() as u64, size).into_bytes();
             out.clear();
-            encode(peer, room, &payload, &mut out);
+            if over_ws {
+                message.clear();
+                encode(peer, room, &payload, &mut message);
+                ws::put_frame(&mut out, &message);
+            } else {
+                encode(peer, room, &payload, &mut out);
+            }
             match &mut publish {
                 Some(p) => {
                     p.write_all(&out).await?;
@@ -182,7 +196,14 @@ async fn run_member(
     let mut tally = Tally::new();
     let drain_end = end + Duration::from_secs(2);
     loop {
-        while let Some(s) = next_stamp(peer, &mut buf)? {
+        let delivered = match &mut payloads {
+            Some(p) => {
+                ws::deframe(&mut buf, p)?;
+                p
+            }
+            None => &mut buf,
+        };
+        while let Some(s) = next_stamp(peer, delivered)? {
             if let Some(s) = s {
                 tally.received += 1;
                 tally
@@ -220,7 +241,7 @@ async fn connect_many(
     publish: bool,
     tokens: Option<Vec<Option<String>>>,
 ) -> Result<Vec<(usize, Member, Option<String>)>> {
-    let (peer, addr, rooms) = (args.peer, args.addr, args.rooms.max(1));
+    let (peer, addr, rooms, over_ws) = (args.peer, args.addr, args.rooms.max(1), args.ws);
     let mut tasks = tokio::task::JoinSet::new();
     let mut out: Vec<Option<(usize, Member, Option<String>)>> = (0..n).map(|_| None).collect();
     let mut next = 0;
@@ -239,6 +260,7 @@ async fn connect_many(
                     from: source(i),
                     publish,
                     token,
+                    ws: over_ws,
                 };
                 let r = connect(j).await.with_context(|| format!("member {name}"));
                 (i, room, r)

@@ -19,6 +19,19 @@ pub(crate) struct Member {
     /// Redis needs a second connection to publish (a subscribed one cannot).
     pub(crate) publish: Option<TcpStream>,
     pub(crate) buf: BytesMut,
+    /// Over WebSocket: the frames' payloads so far (`buf` holds the frames).
+    pub(crate) ws: Option<BytesMut>,
+}
+
+impl Member {
+    pub(crate) fn over_ws(sub: TcpStream, frames: BytesMut, payloads: BytesMut) -> Self {
+        Self {
+            sub,
+            publish: None,
+            buf: frames,
+            ws: Some(payloads),
+        }
+    }
 }
 
 pub(crate) fn resp(parts: &[&[u8]]) -> Vec<u8> {
@@ -94,12 +107,17 @@ pub(crate) struct Join<'a> {
     pub(crate) publish: bool,
     /// Plaza: log in with this resume token instead of the password.
     pub(crate) token: Option<String>,
+    /// Over WebSocket.
+    pub(crate) ws: bool,
 }
 
 /// Connects, subscribes to the room, and returns the member with (Plaza)
 /// its next resume token.
 pub(crate) async fn connect(j: Join<'_>) -> Result<(Member, Option<String>)> {
     let mut buf = BytesMut::with_capacity(4096);
+    if j.ws {
+        return super::ws::member(j).await;
+    }
     if j.peer == Peer::Plaza {
         return plaza_member(j).await;
     }
@@ -186,7 +204,15 @@ pub(crate) async fn connect(j: Join<'_>) -> Result<(Member, Option<String>)> {
             }
         }
     }
-    Ok((Member { sub, publish, buf }, None))
+    Ok((
+        Member {
+            sub,
+            publish,
+            buf,
+            ws: None,
+        },
+        None,
+    ))
 }
 
 /// Where `needle` first starts in `haystack`.
@@ -257,6 +283,7 @@ pub(crate) async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)
             sub,
             publish: None,
             buf: c.buf,
+            ws: None,
         },
         token,
     ))

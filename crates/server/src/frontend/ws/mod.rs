@@ -9,6 +9,7 @@
 //! the binary packet in one unmasked binary frame ([`put_event`]), encoded
 //! once per fan-out and shared like the binary front end's.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,29 +124,37 @@ impl WsGateway {
 }
 
 impl Handler for WsGateway {
-    async fn on_join(&self, id: SessionId, peer: SocketAddr) {
-        self.0.on_join(id, peer).await;
+    // The events the binary front end's gateway handles, passed on as its
+    // futures (a wrapping async fn would add its own state to every
+    // session's task).
+    fn on_join(&self, id: SessionId, peer: SocketAddr) -> impl Future<Output = ()> + Send {
+        self.0.on_join(id, peer)
     }
 
-    async fn on_recv(&self, id: SessionId, frame: &[u8]) {
-        match self.inbound(id, frame) {
-            Inbound::Packet(input) => self.0.queue(input).await,
-            Inbound::Nothing => {}
+    // Not an async fn: its arguments would sit in every session's task.
+    fn on_recv(&self, id: SessionId, frame: &[u8]) -> impl Future<Output = ()> + Send {
+        let input = match self.inbound(id, frame) {
+            Inbound::Packet(input) => Some(input),
+            Inbound::Nothing => None,
             Inbound::Pong(payload) => {
-                let _ = (self.0.net).send_with(id, |b| {
-                    put_message(b, opcode::PONG, |b| b.extend_from_slice(&payload))
-                });
+                let pong = |b: &mut BytesMut| put_message(b, opcode::PONG, |b| b.extend_from_slice(&payload));
+                let _ = self.0.net.send_with(id, pong);
+                None
             }
-            Inbound::Close(code, why) => self.close(id, code, why),
-        }
+            Inbound::Close(code, why) => {
+                self.close(id, code, why);
+                None
+            }
+        };
+        self.0.queue(input)
     }
 
-    async fn on_peer_closed(&self, id: SessionId) -> bool {
-        self.0.on_peer_closed(id).await
+    fn on_peer_closed(&self, id: SessionId) -> impl Future<Output = bool> + Send {
+        self.0.on_peer_closed(id)
     }
 
-    async fn on_leave(&self, id: SessionId) {
-        self.0.on_leave(id).await;
+    fn on_leave(&self, id: SessionId) -> impl Future<Output = ()> + Send {
+        self.0.on_leave(id)
     }
 
     fn on_dropped(&self, id: SessionId, count: u64) {
@@ -154,5 +163,33 @@ impl Handler for WsGateway {
 
     fn on_error(&self, id: Option<SessionId>, error: &NetError) {
         self.0.on_error(id, error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend::Front;
+    use crate::limits::LoginLimiter;
+    use plaza_net::Server;
+    use tokio::sync::mpsc;
+
+    /// A WebSocket session's task is no larger than a binary one's (see
+    /// `binary.rs`'s test: 528 bytes in a test build when release's was
+    /// 528, jemalloc's 640-byte class with the task's header).
+    #[tokio::test]
+    async fn a_websocket_session_task_is_no_larger_than_a_binary_one() {
+        let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), plaza_net::ws::WebSocket);
+        let server = Server::bind(config).await.unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        let gateway = WsGateway(Gateway {
+            tx,
+            net: server.handle(),
+            logins: Arc::new(LoginLimiter::new(0, 0)),
+            front: Front::Ws,
+        });
+        let size = server.session_task_size(gateway).await.unwrap();
+        println!("websocket session task future: {size} bytes");
+        assert!(size <= 536, "the WebSocket session future grew to {size} bytes");
     }
 }

@@ -1,0 +1,244 @@
+//! WebSocket, for the peers that offer it (Plaza's `/ws` with `plaza.v1`,
+//! NATS's websocket listener): the client's upgrade, masked binary frames
+//! out, the server's frames in. Each peer's own bytes ride inside, as over
+//! TCP.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Result, bail, ensure};
+use bytes::{Buf, BufMut, BytesMut};
+use plaza_proto::{Event, Request, ResultCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::*;
+
+/// Any 16 bytes in base64: the server only hashes it back.
+const KEY: &str = "cGxhemEtcGVlci1iZW5jaA==";
+/// The client's mask (any value does; the server must unmask either way).
+const MASK: [u8; 4] = [0x1F, 0x2E, 0x3D, 0x4C];
+
+/// Upgrades `s` to WebSocket at `path`; returns what arrived after the
+/// server's answer (frames already).
+pub(crate) async fn upgrade(
+    s: &mut TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    protocol: Option<&str>,
+) -> Result<BytesMut> {
+    let mut head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    if let Some(p) = protocol {
+        head += &format!("Sec-WebSocket-Protocol: {p}\r\n");
+    }
+    head += "\r\n";
+    s.write_all(head.as_bytes()).await?;
+    let mut buf = BytesMut::with_capacity(4096);
+    read_until(s, &mut buf, "websocket upgrade", |b| contains(b, b"\r\n\r\n")).await?;
+    let end = find(&buf, b"\r\n\r\n").map_or(0, |e| e + 4);
+    ensure!(
+        buf.starts_with(b"HTTP/1.1 101"),
+        "websocket upgrade refused: {}",
+        String::from_utf8_lossy(&buf[..end])
+    );
+    buf.advance(end);
+    Ok(buf)
+}
+
+/// Appends `payload` as one masked binary frame.
+pub(crate) fn put_frame(out: &mut BytesMut, payload: &[u8]) {
+    out.put_u8(0x82);
+    match payload.len() {
+        n @ 0..=125 => out.put_u8(0x80 | n as u8),
+        n @ 126..=65535 => {
+            out.put_u8(0x80 | 126);
+            out.put_u16(n as u16);
+        }
+        n => {
+            out.put_u8(0x80 | 127);
+            out.put_u64(n as u64);
+        }
+    }
+    out.put_slice(&MASK);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i & 3]));
+}
+
+/// Moves the payload of every whole data frame at the front of `raw` to
+/// `inner`; control frames (pings) are dropped.
+pub(crate) fn deframe(raw: &mut BytesMut, inner: &mut BytesMut) -> Result<()> {
+    loop {
+        let Some(&[b0, b1]) = raw.get(..2) else {
+            return Ok(());
+        };
+        ensure!(b1 & 0x80 == 0, "a masked frame from the server");
+        let (header, len) = match b1 & 0x7F {
+            126 => match raw.get(2..4) {
+                Some(l) => (4, usize::from(u16::from_be_bytes([l[0], l[1]]))),
+                None => return Ok(()),
+            },
+            127 => match raw.get(2..10) {
+                Some(l) => (10, usize::try_from(u64::from_be_bytes(l.try_into()?))?),
+                None => return Ok(()),
+            },
+            n => (2, usize::from(n)),
+        };
+        ensure!(len <= 1 << 24, "a frame of {len} bytes");
+        if raw.len() < header + len {
+            return Ok(());
+        }
+        match b0 & 0x0F {
+            0x0..=0x2 => inner.put_slice(&raw[header..header + len]),
+            0x8 => bail!("the server closed the websocket"),
+            _ => {}
+        }
+        raw.advance(header + len);
+    }
+}
+
+/// Reads until `inner` (the frames' payloads) satisfies `done`.
+async fn read_inner(
+    s: &mut TcpStream,
+    raw: &mut BytesMut,
+    inner: &mut BytesMut,
+    what: &str,
+    mut done: impl FnMut(&mut BytesMut) -> Result<bool>,
+) -> Result<()> {
+    loop {
+        deframe(raw, inner)?;
+        if done(inner)? {
+            return Ok(());
+        }
+        ensure!(
+            s.read_buf(raw).await? > 0,
+            "{what}: the server closed the connection"
+        );
+    }
+}
+
+/// A member over WebSocket: Plaza (register and log in, or resume, then
+/// enter, as a browser does) or NATS (CONNECT and SUB).
+pub(crate) async fn member(j: Join<'_>) -> Result<(Member, Option<String>)> {
+    match j.peer {
+        Peer::Plaza => plaza(j).await,
+        Peer::Nats => nats(j).await,
+        other => bail!("{other:?} has no WebSocket mode here"),
+    }
+}
+
+async fn nats(j: Join<'_>) -> Result<(Member, Option<String>)> {
+    let mut s = dial(j.addr, j.from).await?;
+    let mut raw = upgrade(&mut s, j.addr, "/", None).await?;
+    let hello = format!(
+        "CONNECT {{\"verbose\":false}}\r\nSUB room.{} 1\r\nPING\r\n",
+        j.room
+    );
+    let mut out = BytesMut::new();
+    put_frame(&mut out, hello.as_bytes());
+    s.write_all(&out).await?;
+    let mut inner = BytesMut::new();
+    read_inner(&mut s, &mut raw, &mut inner, "nats", |b| {
+        Ok(contains(b, b"PONG\r\n"))
+    })
+    .await?;
+    let end = find(&inner, b"PONG\r\n").map_or(0, |e| e + 6);
+    inner.advance(end);
+    Ok((Member::over_ws(s, raw, inner), None))
+}
+
+async fn plaza(j: Join<'_>) -> Result<(Member, Option<String>)> {
+    let name = j.name.to_string();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut s = dial(j.addr, j.from).await?;
+        let mut raw = upgrade(&mut s, j.addr, "/ws", Some("plaza.v1")).await?;
+        let requests = match &j.token {
+            Some(token) => vec![Request::Resume {
+                name: name.clone(),
+                token: token.clone(),
+            }],
+            None => vec![
+                Request::Register {
+                    name: name.clone(),
+                    password: "pw".into(),
+                },
+                Request::Login {
+                    name: name.clone(),
+                    password: "pw".into(),
+                },
+            ],
+        };
+        let mut out = BytesMut::new();
+        for r in requests
+            .into_iter()
+            .chain([Request::RoomEnter { room: j.room as i32 }])
+        {
+            let mut p = BytesMut::new();
+            r.encode(&mut p);
+            put_frame(&mut out, &p);
+        }
+        s.write_all(&out).await?;
+        let (mut inner, mut token, mut again) = (BytesMut::new(), None, false);
+        read_inner(&mut s, &mut raw, &mut inner, "plaza over websocket", |b| {
+            while let Some(f) = plaza_proto::split_frame(b)? {
+                match Event::decode(&f) {
+                    Ok(Event::LoginResult(ResultCode::OK) | Event::RegisterResult(_)) => {}
+                    // The last connection is closed but the server has not
+                    // seen it yet: try again, as any client does.
+                    Ok(Event::LoginResult(ResultCode::LOGIN_ALREADY)) if tries < 200 => {
+                        again = true;
+                        return Ok(true);
+                    }
+                    Ok(Event::LoginResult(code)) => bail!("login: {code:?}"),
+                    Ok(Event::ResumeToken { token: t, .. }) => token = Some(t),
+                    Ok(Event::RoomEnterResult(ResultCode::OK)) => return Ok(true),
+                    Ok(Event::RoomEnterResult(code)) => bail!("enter: {code:?}"),
+                    _ => {}
+                }
+            }
+            Ok(false)
+        })
+        .await?;
+        if again {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        return Ok((Member::over_ws(s, raw, inner), token));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_read_whole_and_pings_skipped() {
+        let mut raw = BytesMut::new();
+        raw.put_slice(&[0x89, 0]); // a ping
+        raw.put_slice(&[0x82, 3, b'a', b'b', b'c']);
+        raw.put_slice(&[0x82, 126, 0, 200]);
+        raw.put_slice(&[7; 200]);
+        raw.put_slice(&[0x82, 5, b'x']); // cut short
+        let mut inner = BytesMut::new();
+        deframe(&mut raw, &mut inner).unwrap();
+        assert_eq!(&inner[..3], b"abc");
+        assert_eq!(inner.len(), 203);
+        assert_eq!(raw.len(), 3, "the cut frame waits");
+    }
+
+    #[test]
+    fn a_masked_frame_unmasks_to_its_payload() {
+        let mut out = BytesMut::new();
+        put_frame(&mut out, b"hello");
+        assert_eq!(&out[..2], &[0x82, 0x85]);
+        let unmasked: Vec<u8> = out[6..]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ MASK[i & 3])
+            .collect();
+        assert_eq!(unmasked, b"hello");
+    }
+}
