@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use plaza_net::Stream;
 pub use plaza_net::Target;
-pub use plaza_proto::{Conn, ConnError};
+pub use plaza_proto::{Conn, ConnError, Endpoint};
 use plaza_proto::{Event, Request, ResultCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -42,12 +42,12 @@ pub fn room_chat_stamp(frame: &[u8]) -> Option<u64> {
 /// # Errors
 /// If any step fails.
 pub async fn join(
-    target: impl Into<Target>,
+    endpoint: impl Into<Endpoint>,
     from: Option<std::net::IpAddr>,
     name: String,
     room: i32,
 ) -> Result<Conn> {
-    let mut m = Conn::connect_from(target, from).await?;
+    let mut m = endpoint.into().connect(from).await?;
     let login = m.register_and_login(&name, "pw").await?;
     if login != Event::LoginResult(ResultCode::OK) {
         return Err(ConnError::Unexpected(format!("{name}: {login:?}")));
@@ -116,14 +116,15 @@ pub async fn run_member(
     start: Instant,
     end: Instant,
 ) -> Result<Tally> {
+    let bufs = (m.buf, m.ws);
     match m.stream {
         Stream::Tcp(tcp) => {
             let (rd, wr) = tcp.into_split();
-            member(rd, wr, m.buf, rate, size, t0, start, end).await
+            member(rd, wr, bufs, rate, size, t0, start, end).await
         }
         tls => {
             let (rd, wr) = tokio::io::split(tls);
-            member(rd, wr, m.buf, rate, size, t0, start, end).await
+            member(rd, wr, bufs, rate, size, t0, start, end).await
         }
     }
 }
@@ -132,7 +133,9 @@ pub async fn run_member(
 async fn member<R, W>(
     mut rd: R,
     mut wr: W,
-    mut buf: BytesMut,
+    // The frames read and not yet decoded, and over WebSocket the
+    // messages read and not yet unframed into them.
+    (mut buf, mut ws): (BytesMut, Option<BytesMut>),
     rate: f64,
     size: usize,
     t0: Instant,
@@ -144,17 +147,24 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let interval = Duration::from_secs_f64(1.0 / rate);
+    let over_ws = ws.is_some();
     let sender = tokio::spawn(async move {
         // Spread members over the first interval so sends are not in lockstep.
         let mut next = start + interval.mul_f64(fraction());
         let mut sent = 0u64;
-        let mut frame = BytesMut::new();
+        let (mut frame, mut masked) = (BytesMut::new(), BytesMut::new());
         while next < end {
             tokio::time::sleep_until(next.into()).await;
             let message = stamped(t0.elapsed().as_nanos() as u64, size);
             frame.clear();
             Request::RoomChat { message }.encode(&mut frame);
-            wr.write_all(&frame).await?;
+            if over_ws {
+                masked.clear();
+                plaza_net::ws::put_masked(&mut masked, plaza_net::ws::opcode::BINARY, &frame);
+                wr.write_all(&masked).await?;
+            } else {
+                wr.write_all(&frame).await?;
+            }
             wr.flush().await?;
             sent += 1;
             next += interval;
@@ -164,6 +174,11 @@ where
     let mut tally = Tally::new();
     let drain_end = end + Duration::from_secs(2);
     loop {
+        if let Some(raw) = &mut ws
+            && plaza_net::ws::unframe(raw, &mut buf, u16::MAX as usize)?
+        {
+            return Err(ConnError::Closed);
+        }
         while let Some(f) = plaza_proto::split_frame(&mut buf)? {
             if plaza_proto::packet_id(&f) == plaza_proto::id::ROOM_CHAT_NOTIFY {
                 let stamp = room_chat_stamp(&f)
@@ -174,12 +189,13 @@ where
                     .saturating_record((t0.elapsed().as_nanos() as u64).saturating_sub(stamp).max(1_000));
             }
         }
-        buf.reserve(64 * 1024);
+        let into = ws.as_mut().unwrap_or(&mut buf);
+        into.reserve(64 * 1024);
         let now = Instant::now();
         if now >= drain_end {
             break;
         }
-        match tokio::time::timeout(drain_end - now, rd.read_buf(&mut buf)).await {
+        match tokio::time::timeout(drain_end - now, rd.read_buf(into)).await {
             Ok(Ok(0)) => return Err(ConnError::Closed),
             Ok(r) => {
                 r?;

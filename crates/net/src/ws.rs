@@ -1,11 +1,12 @@
-//! WebSocket frames (RFC 6455), the server's side: [`WebSocket`] cuts a
+//! WebSocket frames (RFC 6455). The server's side: [`WebSocket`] cuts a
 //! client's frames (always masked) for a session's reader, [`Frame`] reads
 //! one, and [`put_message`] writes the server's frames (never masked, so
-//! one frame's bytes serve every recipient of a fan-out).
+//! one frame's bytes serve every recipient of a fan-out). The HTTP upgrade
+//! before the frames is the application's [`Preamble`](crate::Preamble);
+//! [`accept_key`] answers its `Sec-WebSocket-Key`.
 //!
-//! The HTTP upgrade before the frames is the application's
-//! [`Preamble`](crate::Preamble); [`accept_key`] answers its
-//! `Sec-WebSocket-Key`. Written here rather than taken from a WebSocket
+//! The client's side, for tools and tests: [`upgrade_request`],
+//! [`put_masked`] and [`unframe`]. Written here rather than taken from a WebSocket
 //! crate because the frames must go through plaza-net's own sessions (its
 //! one-write-per-turn writer, shared fan-out buffers, pools, watchdog and
 //! slow-consumer policy): every crate measured owns the socket and writes
@@ -224,10 +225,127 @@ pub fn put_close(dst: &mut BytesMut, code: u16, reason: &str) {
     });
 }
 
+/// A client's upgrade request for `path` on `host`, asking for `protocol`.
+pub fn upgrade_request(host: &str, path: &str, protocol: Option<&str>) -> String {
+    // Any 16 bytes in base64 do: the server only hashes the key back.
+    let mut head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: cGxhemEtY2xpZW50LWtleQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    if let Some(p) = protocol {
+        head += &format!("Sec-WebSocket-Protocol: {p}\r\n");
+    }
+    head + "\r\n"
+}
+
+/// A client's mask. Any value is valid; masking exists against
+/// intermediaries that a client's bytes could mislead, which a load tool
+/// need not vary for.
+const CLIENT_MASK: [u8; 4] = [0x1F, 0x2E, 0x3D, 0x4C];
+
+/// Appends `payload` as one whole masked (client) frame with `opcode`.
+pub fn put_masked(dst: &mut BytesMut, opcode: u8, payload: &[u8]) {
+    dst.put_u8(0x80 | opcode);
+    match payload.len() {
+        n @ 0..=125 => dst.put_u8(0x80 | n as u8),
+        n @ 126..=MAX_PAYLOAD => {
+            dst.put_u8(0x80 | 126);
+            dst.put_u16(n as u16);
+        }
+        n => {
+            dst.put_u8(0x80 | 127);
+            dst.put_u64(n as u64);
+        }
+    }
+    dst.put_slice(&CLIENT_MASK);
+    dst.extend(payload.iter().enumerate().map(|(i, b)| b ^ CLIENT_MASK[i & 3]));
+}
+
+/// Moves the payloads of the whole server frames at the front of `raw`
+/// into `payloads`, in order; control frames (pings, pongs) are dropped,
+/// and a close frame ends it: `Ok(true)`, the close frame left at the front
+/// of `raw` (so that every later call says so too). Frames over `max`
+/// bytes, or masked (a server never masks), are refused.
+///
+/// # Errors
+/// [`FrameError`] for a frame a server may not send.
+pub fn unframe(raw: &mut BytesMut, payloads: &mut BytesMut, max: usize) -> Result<bool, FrameError> {
+    loop {
+        let Some(&[b0, b1]) = raw.get(..2) else {
+            return Ok(false);
+        };
+        if b1 & 0x80 != 0 {
+            return Err(FrameError::Invalid(
+                "a server's WebSocket frame must not be masked",
+            ));
+        }
+        let header = 2 + ext_len(b1 & 0x7F);
+        let Some(ext) = raw.get(2..header) else {
+            return Ok(false);
+        };
+        let len = match ext.len() {
+            0 => u64::from(b1 & 0x7F),
+            2 => u64::from(u16::from_be_bytes([ext[0], ext[1]])),
+            _ => u64::from_be_bytes(ext.try_into().unwrap_or([0xFF; 8])),
+        };
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > max {
+            return Err(FrameError::TooLarge { len, max });
+        }
+        if raw.len() < header + len {
+            return Ok(false);
+        }
+        if b0 & 0x0F == opcode::CLOSE {
+            return Ok(true);
+        }
+        let frame = raw.split_to(header + len);
+        if matches!(b0 & 0x0F, opcode::CONTINUATION | opcode::TEXT | opcode::BINARY) {
+            payloads.put_slice(&frame[header..]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::next_frame;
+
+    #[test]
+    fn a_client_frame_is_cut_by_the_server_framing_and_unmasks_to_its_payload() {
+        for len in [0, 5, 200, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut b = BytesMut::new();
+            put_masked(&mut b, opcode::BINARY, &payload);
+            assert_eq!(next_frame(&WebSocket, &b, 1 << 20), Ok(Some(b.len())));
+            let frame = Frame::parse(&b);
+            let mut out = vec![0; frame.len()];
+            frame.unmask_into(&mut out);
+            assert_eq!(out, payload);
+        }
+    }
+
+    #[test]
+    fn server_frames_unframe_to_their_payloads_and_a_close_ends() {
+        let mut raw = BytesMut::new();
+        put_message(&mut raw, opcode::PING, |_| {});
+        put_message(&mut raw, opcode::BINARY, |b| b.put_slice(b"abc"));
+        put_message(&mut raw, opcode::BINARY, |b| b.put_bytes(7, 300));
+        let whole = raw.len();
+        put_message(&mut raw, opcode::BINARY, |b| b.put_slice(b"cut"));
+        raw.truncate(whole + 3);
+        let mut payloads = BytesMut::new();
+        assert_eq!(unframe(&mut raw, &mut payloads, 1000), Ok(false));
+        assert_eq!(payloads.len(), 303);
+        assert_eq!(&payloads[..3], b"abc");
+        assert_eq!(raw.len(), 3, "the cut frame waits for the rest");
+        let mut closing = BytesMut::new();
+        put_close(&mut closing, close::GOING_AWAY, "bye");
+        assert_eq!(unframe(&mut closing, &mut payloads, 1000), Ok(true));
+        assert_eq!(unframe(&mut closing, &mut payloads, 1000), Ok(true), "and again");
+        let mut masked = BytesMut::new();
+        put_masked(&mut masked, opcode::BINARY, b"x");
+        assert!(unframe(&mut masked, &mut payloads, 1000).is_err());
+    }
 
     /// A client frame as a browser sends it.
     fn client_frame(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {

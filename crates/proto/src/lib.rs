@@ -25,7 +25,7 @@ mod roster;
 
 pub use codec::{DecodeError, put_frame};
 #[cfg(feature = "net")]
-pub use conn::{Conn, ConnError};
+pub use conn::{Conn, ConnError, Endpoint};
 pub use event::{Event, ROOM_LIST_CHUNK, USER_LIST_PAGE};
 #[cfg(feature = "net")]
 pub use framing::ChatFraming;

@@ -575,3 +575,42 @@ async fn a_browser_on_one_node_and_a_tcp_user_on_another_share_a_room() {
         }
     }
 }
+
+/// plaza-proto's `Conn` (the load tools' and tests' client) over
+/// WebSocket: the same calls, and the close frame at shutdown ends it
+/// after the notice before it.
+#[tokio::test]
+async fn the_raw_client_speaks_over_websocket_too() {
+    let (server, ws) = ws_server(|_| {}).await;
+    let endpoint = plaza_proto::Endpoint {
+        target: ws.into(),
+        websocket: true,
+    };
+    let mut c = within("connect", endpoint.connect(None)).await.expect("upgrade");
+    assert!(matches!(
+        within("hello", c.hello()).await.unwrap(),
+        Event::Hello { .. }
+    ));
+    let login = within("login", c.register_and_login("rawley", "pw"))
+        .await
+        .unwrap();
+    assert_eq!(login, Event::LoginResult(ResultCode::OK));
+    let pong = within("ping", c.call(Request::Ping { nonce: 42 })).await.unwrap();
+    // The resume token came between.
+    let pong = match pong {
+        Event::ResumeToken { .. } => within("pong", c.next()).await.unwrap(),
+        other => other,
+    };
+    assert_eq!(pong, Event::Pong { nonce: 42 });
+    server.running.shutdown().await;
+    assert_eq!(
+        within("the notice", c.next()).await.unwrap(),
+        Event::Notice {
+            message: "server is shutting down".into()
+        }
+    );
+    assert!(matches!(
+        within("the close", c.next()).await,
+        Err(plaza_proto::ConnError::Closed)
+    ));
+}

@@ -7,17 +7,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 use plaza_proto::{Event, Request, ResultCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::*;
-
-/// Any 16 bytes in base64: the server only hashes it back.
-const KEY: &str = "cGxhemEtcGVlci1iZW5jaA==";
-/// The client's mask (any value does; the server must unmask either way).
-const MASK: [u8; 4] = [0x1F, 0x2E, 0x3D, 0x4C];
 
 /// Upgrades `s` to WebSocket at `path`; returns what arrived after the
 /// server's answer (frames already).
@@ -27,14 +22,7 @@ pub(crate) async fn upgrade(
     path: &str,
     protocol: Option<&str>,
 ) -> Result<BytesMut> {
-    let mut head = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
-    );
-    if let Some(p) = protocol {
-        head += &format!("Sec-WebSocket-Protocol: {p}\r\n");
-    }
-    head += "\r\n";
+    let head = plaza_net::ws::upgrade_request(&addr.to_string(), path, protocol);
     s.write_all(head.as_bytes()).await?;
     let mut buf = BytesMut::with_capacity(4096);
     read_until(s, &mut buf, "websocket upgrade", |b| contains(b, b"\r\n\r\n")).await?;
@@ -50,52 +38,15 @@ pub(crate) async fn upgrade(
 
 /// Appends `payload` as one masked binary frame.
 pub(crate) fn put_frame(out: &mut BytesMut, payload: &[u8]) {
-    out.put_u8(0x82);
-    match payload.len() {
-        n @ 0..=125 => out.put_u8(0x80 | n as u8),
-        n @ 126..=65535 => {
-            out.put_u8(0x80 | 126);
-            out.put_u16(n as u16);
-        }
-        n => {
-            out.put_u8(0x80 | 127);
-            out.put_u64(n as u64);
-        }
-    }
-    out.put_slice(&MASK);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i & 3]));
+    plaza_net::ws::put_masked(out, plaza_net::ws::opcode::BINARY, payload);
 }
 
 /// Moves the payload of every whole data frame at the front of `raw` to
 /// `inner`; control frames (pings) are dropped.
 pub(crate) fn deframe(raw: &mut BytesMut, inner: &mut BytesMut) -> Result<()> {
-    loop {
-        let Some(&[b0, b1]) = raw.get(..2) else {
-            return Ok(());
-        };
-        ensure!(b1 & 0x80 == 0, "a masked frame from the server");
-        let (header, len) = match b1 & 0x7F {
-            126 => match raw.get(2..4) {
-                Some(l) => (4, usize::from(u16::from_be_bytes([l[0], l[1]]))),
-                None => return Ok(()),
-            },
-            127 => match raw.get(2..10) {
-                Some(l) => (10, usize::try_from(u64::from_be_bytes(l.try_into()?))?),
-                None => return Ok(()),
-            },
-            n => (2, usize::from(n)),
-        };
-        ensure!(len <= 1 << 24, "a frame of {len} bytes");
-        if raw.len() < header + len {
-            return Ok(());
-        }
-        match b0 & 0x0F {
-            0x0..=0x2 => inner.put_slice(&raw[header..header + len]),
-            0x8 => bail!("the server closed the websocket"),
-            _ => {}
-        }
-        raw.advance(header + len);
-    }
+    let closed = plaza_net::ws::unframe(raw, inner, 1 << 24)?;
+    ensure!(!closed, "the server closed the websocket");
+    Ok(())
 }
 
 /// Reads until `inner` (the frames' payloads) satisfies `done`.
@@ -207,38 +158,5 @@ async fn plaza(j: Join<'_>) -> Result<(Member, Option<String>)> {
             continue;
         }
         return Ok((Member::over_ws(s, raw, inner), token));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_are_read_whole_and_pings_skipped() {
-        let mut raw = BytesMut::new();
-        raw.put_slice(&[0x89, 0]); // a ping
-        raw.put_slice(&[0x82, 3, b'a', b'b', b'c']);
-        raw.put_slice(&[0x82, 126, 0, 200]);
-        raw.put_slice(&[7; 200]);
-        raw.put_slice(&[0x82, 5, b'x']); // cut short
-        let mut inner = BytesMut::new();
-        deframe(&mut raw, &mut inner).unwrap();
-        assert_eq!(&inner[..3], b"abc");
-        assert_eq!(inner.len(), 203);
-        assert_eq!(raw.len(), 3, "the cut frame waits");
-    }
-
-    #[test]
-    fn a_masked_frame_unmasks_to_its_payload() {
-        let mut out = BytesMut::new();
-        put_frame(&mut out, b"hello");
-        assert_eq!(&out[..2], &[0x82, 0x85]);
-        let unmasked: Vec<u8> = out[6..]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ MASK[i & 3])
-            .collect();
-        assert_eq!(unmasked, b"hello");
     }
 }

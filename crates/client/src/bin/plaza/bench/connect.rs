@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use plaza_client::Target;
 use plaza_load::Conn;
+use plaza_load::Endpoint;
 use plaza_proto::{Event, Request, ResultCode};
 use serde_json::{Value, json};
 
@@ -113,13 +113,13 @@ async fn connect_all(c: &Connect, tokens: Option<Vec<Option<String>>>) -> Result
 /// password), retrying while the server still holds the old session (31:
 /// it has not processed the close yet; the token is kept for the retry).
 pub(super) async fn reconnect(
-    server: &Target,
+    server: &Endpoint,
     from: Option<IpAddr>,
     name: &str,
     token: Option<String>,
 ) -> Result<(Option<Conn>, ResultCode)> {
     for _ in 0..50 {
-        let mut c = Conn::connect_from(server.clone(), from).await?;
+        let mut c = server.connect(from).await?;
         c.hello().await?;
         let request = match &token {
             Some(t) => Request::Resume {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use hdrhistogram::Histogram;
-use plaza_client::Target;
+use plaza_load::Endpoint;
 use plaza_proto::{Event, Request, ResultCode};
 use serde_json::{Value, json};
 
@@ -121,7 +121,7 @@ fn tracing_error(e: &anyhow::Error) {
 /// until `end`; reconnects now and then with its resume token.
 #[allow(clippy::too_many_arguments)]
 async fn mixed_user(
-    server: &Target,
+    server: &Endpoint,
     from: Option<IpAddr>,
     name: &str,
     prefix: &str,

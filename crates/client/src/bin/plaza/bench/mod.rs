@@ -18,7 +18,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use plaza_client::Target;
+use plaza_load::Endpoint;
 use plaza_load::{Conn, Tally, run_member};
 use plaza_proto::{Event, Request, ResultCode};
 use serde_json::{Value, json};
@@ -72,11 +72,18 @@ struct Common {
     threads: usize,
     #[command(flatten)]
     tls: super::TlsArgs,
+    /// Over WebSocket: `--server` is the server's `--ws-bind` (or, with
+    /// `--tls`, `--wss-bind`) address.
+    #[arg(long)]
+    ws: bool,
 }
 
 impl Common {
-    fn target(&self) -> Result<Target> {
-        self.tls.target(self.server)
+    fn target(&self) -> Result<Endpoint> {
+        Ok(Endpoint {
+            target: self.tls.target(self.server)?,
+            websocket: self.ws,
+        })
     }
 }
 
@@ -267,7 +274,7 @@ const PASSWORD: &str = "bench-pw";
 /// Connects, registers `name` if it does not exist, and logs in, retrying
 /// (bounded) while the server answers BUSY. Returns the connection, or the
 /// result code that refused it.
-async fn login(server: &Target, from: Option<IpAddr>, name: &str) -> Result<Result<Conn, ResultCode>> {
+async fn login(server: &Endpoint, from: Option<IpAddr>, name: &str) -> Result<Result<Conn, ResultCode>> {
     for attempt in 0..50u64 {
         match login_once(server, from, name).await? {
             Err(ResultCode::BUSY) => tokio::time::sleep(Duration::from_millis(20 * (attempt + 1))).await,
@@ -277,8 +284,8 @@ async fn login(server: &Target, from: Option<IpAddr>, name: &str) -> Result<Resu
     Ok(Err(ResultCode::BUSY))
 }
 
-async fn login_once(server: &Target, from: Option<IpAddr>, name: &str) -> Result<Result<Conn, ResultCode>> {
-    let mut c = Conn::connect_from(server.clone(), from).await?;
+async fn login_once(server: &Endpoint, from: Option<IpAddr>, name: &str) -> Result<Result<Conn, ResultCode>> {
+    let mut c = server.connect(from).await?;
     match c.register_and_login(name, PASSWORD).await? {
         Event::LoginResult(ResultCode::OK) => Ok(Ok(c)),
         Event::RegisterResult(code) | Event::LoginResult(code) => Ok(Err(code)),
