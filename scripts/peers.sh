@@ -11,7 +11,10 @@
 #   SCENARIOS=c C_P99_MS=10 scripts/peers.sh 5       # c with the 10 ms bound
 #
 # PEER: plaza redis nats mqtt irc, plaza-ws and nats-ws (the same over
-# WebSocket: Plaza's --ws-bind, NATS's websocket listener), or plaza-redis (Plaza with its accounts
+# WebSocket: Plaza's --ws-bind, NATS's websocket listener), ws-floor-plaza,
+# ws-floor-tungstenite and ws-floor-fastwebsockets (the floor over
+# WebSocket on plaza-net's WebSocket layer or on those crates: `ws-floor`),
+# or plaza-redis (Plaza with its accounts
 # in a redis-server of its own, also on core 0; scenario d only, where the
 # embedded store's account data would count as connection memory), or the
 # floor: floor-server, which does nothing but the writes (floor: a write
@@ -79,7 +82,7 @@ stop() { # the server, and the Redis a plaza-redis server used
 run() { # label args...
   local label=$1; shift
   echo "== $PEER: $label"
-  taskset -c 1 "$BENCH" --peer "${PEER%%-*}" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
+  taskset -c 1 "$BENCH" --peer "${PEER_ARG:-${PEER%%-*}}" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
     ${METRICS:+--metrics "$METRICS"} ${WS:+--ws} "$@"
 }
 
@@ -89,7 +92,12 @@ start_server() { # a fresh server for $PEER on a new $PORT
   # peer-bench reads its write calls from its metrics.
   METRICS=""
   WS=""
+  PEER_ARG=""
   case $PEER in
+    ws-floor-*)
+      WS=1
+      PEER_ARG=floor
+      start ws-floor "$PORT" target/release/ws-floor --bind "127.0.0.1:$PORT" --impl "${PEER#ws-floor-}" ;;
     plaza-redis)
       local rport; rport=$(free_port)
       start redis-store "$rport" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \

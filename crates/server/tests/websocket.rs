@@ -614,3 +614,23 @@ async fn the_raw_client_speaks_over_websocket_too() {
         Err(plaza_proto::ConnError::Closed)
     ));
 }
+
+/// A kicked browser gets KICKED_NOTIFY, then a close frame (1000), not a
+/// bare cut.
+#[tokio::test]
+async fn a_kicked_browser_hears_why_then_a_clean_close() {
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "opensesame").unwrap();
+    let path = secret.path().to_owned();
+    let (server, ws) = ws_server(|s| s.admin_secret_file = Some(path)).await;
+    let mut web = WsUser::user(ws, "kim").await;
+    let mut admin = server.user("ada").await;
+    let elevate = Request::Admin {
+        secret: "opensesame".into(),
+    };
+    assert_eq!(admin.call(elevate).await, Event::AdminResult(ResultCode::OK));
+    let kick = Request::Kick { name: "kim".into() };
+    assert_eq!(admin.call(kick).await, Event::KickResult(ResultCode::OK));
+    assert_eq!(web.recv().await, Event::Kicked { by: "ada".into() });
+    assert_eq!(web.closed().await.0, 1000);
+}

@@ -198,8 +198,7 @@ impl SessionShared {
 
     /// Resolves once the session is closing. Only for before [`run`]: the
     /// doorbell has one listener, the writer once it runs. (For the TLS
-    /// handshake.)
-    #[cfg(feature = "tls")]
+    /// handshake and the preamble.)
     pub(crate) async fn closed(&self) {
         std::future::poll_fn(|cx| {
             while !self.is_closing() {

@@ -123,8 +123,18 @@ impl Fronts {
         sent
     }
 
+    /// Closes a session once what is queued for it is written (a kick,
+    /// the login timeout, a half-close answered). A browser is told so in
+    /// a close frame (1000) after the packet that said why.
     pub(crate) fn disconnect(&self, conn: Conn) {
-        let _ = self.with(conn, |_, net, id| net.disconnect(id));
+        let _ = self.with(conn, |front, net, id| {
+            if front == Front::Ws {
+                let _ = net.send_with(id, |b| {
+                    plaza_net::ws::put_close(b, plaza_net::ws::close::NORMAL, "closed by the server")
+                });
+            }
+            net.disconnect(id)
+        });
     }
 
     pub(crate) fn peer_addr(&self, conn: Conn) -> Option<SocketAddr> {

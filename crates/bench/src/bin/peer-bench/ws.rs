@@ -75,8 +75,24 @@ pub(crate) async fn member(j: Join<'_>) -> Result<(Member, Option<String>)> {
     match j.peer {
         Peer::Plaza => plaza(j).await,
         Peer::Nats => nats(j).await,
+        Peer::Floor => floor(j).await,
         other => bail!("{other:?} has no WebSocket mode here"),
     }
+}
+
+/// `ws-floor`: its join, in a WebSocket message.
+async fn floor(j: Join<'_>) -> Result<(Member, Option<String>)> {
+    let mut s = dial(j.addr, j.from).await?;
+    let mut raw = upgrade(&mut s, j.addr, "/", None).await?;
+    let (mut join, mut out) = (BytesMut::new(), BytesMut::new());
+    encode(Peer::Floor, j.room, b"", &mut join);
+    put_frame(&mut out, &join);
+    s.write_all(&out).await?;
+    let mut inner = BytesMut::new();
+    read_inner(&mut s, &mut raw, &mut inner, "floor join", |b| Ok(b.len() >= 4)).await?;
+    ensure!(inner[..4] == [0; 4], "floor join: {:?}", &inner[..4]);
+    inner.advance(4);
+    Ok((Member::over_ws(s, raw, inner), None))
 }
 
 async fn nats(j: Join<'_>) -> Result<(Member, Option<String>)> {
