@@ -25,21 +25,9 @@ async fn nodes(redis: &RedisServer, room_capacity: usize) -> [TestServer; 3] {
     ]
 }
 
-/// Sends `r` and returns its response, skipping notifications that arrive
-/// first (other nodes' changes reach the replica at their own pace).
-async fn ask(c: &mut TestClient, r: Request) -> Event {
-    c.send(r).await;
-    loop {
-        let e = c.recv().await;
-        if e.is_response() {
-            return e;
-        }
-    }
-}
-
 /// The number of users `c`'s node lists, across the cluster.
 async fn total_users(c: &mut TestClient) -> u32 {
-    match ask(c, Request::UserList { after: String::new() }).await {
+    match c.ask(Request::UserList { after: String::new() }).await {
         Event::UserList { total, .. } => total,
         other => panic!("expected a user list, got {other:?}"),
     }
@@ -141,10 +129,7 @@ async fn room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_no
     }
     // Nothing was delivered twice: the next thing bob gets is cat's message.
     // (`ask` skips cat's own copy, which comes before the acknowledgement.)
-    assert_eq!(
-        ask(&mut cat, chat("end")).await,
-        Event::RoomChatResult(ResultCode::OK)
-    );
+    assert_eq!(cat.ask(chat("end")).await, Event::RoomChatResult(ResultCode::OK));
     assert_eq!(
         bob.recv().await,
         Event::RoomChat {
@@ -156,13 +141,10 @@ async fn room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_no
 
     // Whispers find their recipient on whichever node it is.
     assert_eq!(
-        ask(
-            &mut bob,
-            Request::Whisper {
-                to: "amy".into(),
-                message: "psst".into()
-            }
-        )
+        bob.ask(Request::Whisper {
+            to: "amy".into(),
+            message: "psst".into()
+        })
         .await,
         Event::WhisperResult(ResultCode::OK)
     );
@@ -174,13 +156,10 @@ async fn room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_no
         }
     );
     assert_eq!(
-        ask(
-            &mut bob,
-            Request::Whisper {
-                to: "nobody".into(),
-                message: "?".into()
-            }
-        )
+        bob.ask(Request::Whisper {
+            to: "nobody".into(),
+            message: "?".into()
+        })
         .await,
         Event::WhisperResult(ResultCode::USER_NOT_FOUND)
     );
@@ -188,12 +167,9 @@ async fn room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_no
     // A broadcast reaches every node (cat's own copy comes before the
     // acknowledgement, skipped by `ask`).
     assert_eq!(
-        ask(
-            &mut cat,
-            Request::Broadcast {
-                message: "all".into()
-            }
-        )
+        cat.ask(Request::Broadcast {
+            message: "all".into()
+        })
         .await,
         Event::BroadcastResult(ResultCode::OK)
     );
@@ -209,7 +185,7 @@ async fn room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_no
 
     // Leaving is seen on the other nodes.
     assert_eq!(
-        ask(&mut bob, Request::RoomLeave).await,
+        bob.ask(Request::RoomLeave).await,
         Event::RoomLeaveResult(ResultCode::OK)
     );
     for u in [&mut amy, &mut cat] {
@@ -244,24 +220,21 @@ async fn kick_and_mute_reach_users_on_other_nodes() {
     assert_eq!(cat.enter(2).await.1, ResultCode::OK);
 
     assert_eq!(
-        ask(
-            &mut boss,
-            Request::Mute {
-                name: "cat".into(),
-                seconds: 60
-            }
-        )
+        boss.ask(Request::Mute {
+            name: "cat".into(),
+            seconds: 60
+        })
         .await,
         Event::MuteResult(ResultCode::OK)
     );
     assert_eq!(cat.recv().await, Event::Muted { seconds: 60 });
     assert_eq!(
-        ask(&mut cat, chat("let me talk")).await,
+        cat.ask(chat("let me talk")).await,
         Event::RoomChatResult(ResultCode::MUTED)
     );
 
     assert_eq!(
-        ask(&mut boss, Request::Kick { name: "bob".into() }).await,
+        boss.ask(Request::Kick { name: "bob".into() }).await,
         Event::KickResult(ResultCode::OK)
     );
     let events = bob.until_closed().await;
@@ -390,7 +363,7 @@ async fn a_redis_restart_is_survived_without_false_acknowledgements() {
     // Local delivery goes on; the room has a member elsewhere, so amy is
     // told her message did not reach everyone.
     assert_eq!(
-        ask(&mut amy, chat("during")).await,
+        amy.ask(chat("during")).await,
         Event::RoomChatResult(ResultCode::SERVICE_UNAVAILABLE)
     );
     until(
@@ -400,13 +373,10 @@ async fn a_redis_restart_is_survived_without_false_acknowledgements() {
     )
     .await;
     assert_eq!(
-        ask(
-            &mut amy,
-            Request::Whisper {
-                to: "bob".into(),
-                message: "hello?".into()
-            }
-        )
+        amy.ask(Request::Whisper {
+            to: "bob".into(),
+            message: "hello?".into()
+        })
         .await,
         Event::WhisperResult(ResultCode::SERVICE_UNAVAILABLE)
     );
@@ -431,7 +401,7 @@ async fn a_redis_restart_is_survived_without_false_acknowledgements() {
     // seats are back in Redis.
     within("amy's message to reach bob", async {
         loop {
-            let _ = ask(&mut amy, chat("after")).await;
+            let _ = amy.ask(chat("after")).await;
             let e = until(&mut bob, "a chat", |e| matches!(e, Event::RoomChat { .. })).await;
             if matches!(&e, Event::RoomChat { message, .. } if message == "after") {
                 return;
@@ -462,7 +432,7 @@ async fn shutdown_is_per_node_and_a_cluster_drain_reaches_every_node() {
     );
     until_users(&mut amy, 2).await;
     assert_eq!(
-        ask(&mut bob, Request::Ping { nonce: 1 }).await,
+        bob.ask(Request::Ping { nonce: 1 }).await,
         Event::Pong { nonce: 1 }
     );
 

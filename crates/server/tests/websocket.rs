@@ -473,17 +473,6 @@ async fn a_fan_out_reaches_many_browsers() {
     assert_eq!(ws_status.sessions, 5);
 }
 
-/// Sends `r` and returns its answer, skipping the notifications before it.
-async fn answer(c: &mut TestClient, r: Request) -> Event {
-    c.send(r).await;
-    loop {
-        let e = c.recv().await;
-        if e.is_response() {
-            return e;
-        }
-    }
-}
-
 /// wss: the same protocol over TLS, with the chat TLS listener's
 /// certificate.
 #[tokio::test]
@@ -510,7 +499,7 @@ async fn wss_carries_the_same_protocol_over_tls() {
     assert_eq!(tcp.enter(4).await.1, ResultCode::OK);
     assert_eq!(web.enter(4).await.1, ResultCode::OK);
     assert_eq!(
-        answer(&mut tcp, chat("over tls")).await,
+        tcp.ask(chat("over tls")).await,
         Event::RoomChatResult(ResultCode::OK)
     );
     loop {
@@ -548,7 +537,7 @@ async fn a_browser_on_one_node_and_a_tcp_user_on_another_share_a_room() {
     assert_eq!(code, ResultCode::OK);
     assert!(members.iter().any(|(_, n)| n == "wanda"), "{members:?}");
     assert_eq!(
-        answer(&mut tcp, chat("across nodes")).await,
+        tcp.ask(chat("across nodes")).await,
         Event::RoomChatResult(ResultCode::OK)
     );
     loop {

@@ -171,6 +171,19 @@ impl TestClient {
         self.recv().await
     }
 
+    /// Sends a request and returns its response, skipping the
+    /// notifications that arrive first (in cluster mode, other nodes'
+    /// news reaches a node at its own pace).
+    pub async fn ask(&mut self, r: Request) -> Event {
+        self.send(r).await;
+        loop {
+            let e = self.recv().await;
+            if e.is_response() {
+                return e;
+            }
+        }
+    }
+
     /// Registers `name`, expecting success.
     pub async fn register(&mut self, name: &str, password: &str) {
         let r = self
