@@ -158,7 +158,10 @@ fn new_session(inner: &Inner, stream: &Stream) -> Arc<SessionShared> {
         SessionId::new(0, attempt + 1),
         peer,
         &inner.limits,
-        inner.counters.dropped.clone(),
+        Arc::new(crate::outbox::Common {
+            dropped: inner.counters.dropped.clone(),
+            last_words: None,
+        }),
     ))
 }
 

@@ -82,6 +82,13 @@ pub struct ServerConfig {
     /// queued is flushed and it is closed (a WebSocket close frame saying
     /// why). `None`: nothing.
     pub farewell: Option<bytes::Bytes>,
+    /// Bytes a slow consumer (a session whose unsent bytes reach
+    /// `max_send_queue`) gets instead of everything queued for it and not
+    /// yet being written, before it is closed (a WebSocket close frame
+    /// saying why); it has `linger` to read them. `None` (the default): it
+    /// is cut at once. Either way it is counted and reported as a slow
+    /// consumer.
+    pub slow_farewell: Option<bytes::Bytes>,
 }
 
 /// Where a server listens for TLS and the certificate it presents.
@@ -120,6 +127,7 @@ impl ServerConfig {
             preamble: None,
             quiet_ping: None,
             farewell: None,
+            slow_farewell: None,
         }
     }
 

@@ -44,8 +44,22 @@ pub(crate) enum Segment {
 pub(crate) enum Close {
     /// Write what is queued, until the deadline, then close.
     Flush(Instant),
+    /// A slow consumer's last words replaced what was queued for it: write
+    /// them, until the deadline, then close and report the error.
+    Farewell(Instant, NetError),
     /// Close now; queued data is dropped. The error (if any) is reported.
     Abort(Option<NetError>),
+}
+
+/// What every outbox of a server (or client) shares.
+#[derive(Default)]
+pub(crate) struct Common {
+    /// Droppable packets dropped, for the server's counters.
+    pub(crate) dropped: Arc<Counter>,
+    /// What a slow consumer gets instead of what was queued for it, and
+    /// how long it has to read it (`ServerConfig::slow_farewell`); `None`:
+    /// it is cut at once.
+    pub(crate) last_words: Option<(Bytes, std::time::Duration)>,
 }
 
 #[derive(Default)]
@@ -124,12 +138,11 @@ pub(crate) struct Outbox {
     limit: usize,
     /// Droppable packets dropped since the writer last reported them.
     pub(crate) missed: u64,
-    /// Every drop, for the server's counters.
-    dropped: Arc<Counter>,
+    common: Arc<Common>,
 }
 
 impl Outbox {
-    pub(crate) fn new(limit: usize, dropped: Arc<Counter>) -> Self {
+    pub(crate) fn new(limit: usize, common: Arc<Common>) -> Self {
         Self {
             queue: Queue::default(),
             pending: 0,
@@ -137,13 +150,13 @@ impl Outbox {
             signalled: false,
             limit,
             missed: 0,
-            dropped,
+            common,
         }
     }
 
     fn drop_one(&mut self) {
         self.missed += 1;
-        self.dropped.incr();
+        self.common.dropped.incr();
     }
 
     /// Appends a packet that may be dropped to make room. When the queue is
@@ -227,13 +240,40 @@ impl Outbox {
             return Err(SendError::Closing);
         }
         if !self.make_room(n) {
-            self.close = Some(Close::Abort(Some(NetError::SlowConsumer {
+            let error = NetError::SlowConsumer {
                 queued: self.pending + n,
                 limit: self.limit,
-            })));
+            };
+            self.close = Some(match self.common.last_words.clone() {
+                Some((words, linger)) => {
+                    self.replace_queue_with(words);
+                    Close::Farewell(Instant::now() + linger, error)
+                }
+                None => Close::Abort(Some(error)),
+            });
             return Err(SendError::QueueFull);
         }
         Ok(())
+    }
+
+    /// Drops everything queued and not yet taken by the writer (what it is
+    /// writing goes on: its frames end whole) and queues `words` instead.
+    fn replace_queue_with(&mut self, words: Bytes) {
+        let queued: usize = (self.queue.segments.drain(..))
+            .map(|s| match s {
+                Segment::Shared(b) | Segment::Droppable(b) => b.len(),
+                Segment::Inline(n) => n,
+            })
+            .sum();
+        self.queue.inline.clear();
+        self.pending -= queued;
+        self.pending += words.len();
+        self.queue.push(Segment::Shared(words));
+    }
+
+    /// Whether the session is being cut now (not flushed first).
+    pub(crate) fn is_aborting(&self) -> bool {
+        matches!(self.close, Some(Close::Abort(_)))
     }
 }
 

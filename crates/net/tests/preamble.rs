@@ -136,3 +136,50 @@ async fn every_session_gets_the_farewell_at_stop() {
     assert_eq!(read_to_close(&mut b).await, farewell);
     within("the stop", stop).await.unwrap();
 }
+
+/// Reports each session's joining and leaving.
+struct Comings(tokio::sync::mpsc::UnboundedSender<SessionId>);
+
+impl Handler for Comings {
+    async fn on_join(&self, id: SessionId, _peer: SocketAddr) {
+        let _ = self.0.send(id);
+    }
+    async fn on_recv(&self, _id: SessionId, _frame: &[u8]) {}
+    async fn on_leave(&self, id: SessionId) {
+        let _ = self.0.send(id);
+    }
+}
+
+#[tokio::test]
+async fn a_slow_consumer_gets_its_last_words_instead_of_its_queue() {
+    let words = Bytes::from(frame(99, b"too slow"));
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), Chat);
+    config.max_send_queue = 256 * 1024;
+    config.slow_farewell = Some(words.clone());
+    config.linger = Duration::from_secs(1);
+    let server = Server::bind(config).await.unwrap();
+    let (addr, handle) = (server.local_addr(), server.handle());
+    let (tx, mut comings) = tokio::sync::mpsc::unbounded_channel();
+    server.start(Comings(tx));
+    // A client that does not read yet, with a small window.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(addr).await.unwrap();
+    let id = within("the join", comings.recv()).await.unwrap();
+    // Whole frames of 1 KiB until the queue overflows.
+    let chunk = Bytes::from(frame(5, &[0x5A; 1019]));
+    let mut sent = 0usize;
+    while handle.send(id, chunk.clone()).is_ok() {
+        sent += 1;
+        assert!(sent < 100_000, "the queue never filled");
+    }
+    // Now it reads: whole frames of what was already being written, then
+    // the last words, then the end.
+    let got = read_to_close(&mut slow).await;
+    assert!(got.ends_with(&words), "the last words come last");
+    let before = &got[..got.len() - words.len()];
+    assert_eq!(before.len() % chunk.len(), 0, "only whole frames before them");
+    assert!(before.len() < sent * chunk.len(), "the queue behind was dropped");
+    assert_eq!(within("the leave", comings.recv()).await, Some(id));
+    assert_eq!(handle.stats().slow_consumers, 1);
+}

@@ -623,3 +623,73 @@ async fn a_kicked_browser_hears_why_then_a_clean_close() {
     assert_eq!(web.recv().await, Event::Kicked { by: "ada".into() });
     assert_eq!(web.closed().await.0, 1000);
 }
+
+/// A browser that stops reading while its room floods is closed with 1008
+/// and a reason, after whatever was already being written, and counted as
+/// a slow consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_that_stops_reading_is_closed_with_1008() {
+    let (server, ws) = ws_server(|s| s.max_send_queue_kib = Some(64)).await;
+    // A small receive window, so what the server sends piles up in its queue.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = within("connect", socket.connect(ws)).await.unwrap();
+    let mut stalled = plaza_proto::Conn::upgrade(stream.into(), &ws.to_string())
+        .await
+        .unwrap();
+    let login = within("login", stalled.register_and_login("stuck", "pw"))
+        .await
+        .unwrap();
+    assert_eq!(login, Event::LoginResult(ResultCode::OK));
+    stalled.send(Request::RoomEnter { room: 1 }).await.unwrap();
+    loop {
+        if within("enter", stalled.next()).await.unwrap() == Event::RoomEnterResult(ResultCode::OK) {
+            break;
+        }
+    }
+    // A TCP member floods the room, a hundred messages at a time, each
+    // hundred once its answers are back; after each hundred the stalled
+    // browser reads at most 4 KiB: it falls further behind with every
+    // hundred until its queue overflows, then reads its way to the end.
+    let mut loud = server.user("loud").await;
+    assert_eq!(loud.enter(1).await.1, ResultCode::OK);
+    let (mut all, mut buf) = (Vec::new(), vec![0u8; 4096]);
+    within("the stalled browser's end", async {
+        loop {
+            let mut batch = BytesMut::new();
+            for i in 0..100 {
+                Request::RoomChat {
+                    message: format!("{i:0>200}"),
+                }
+                .encode(&mut batch);
+            }
+            loud.send_raw(&batch).await;
+            let mut answered = 0;
+            while answered < 100 {
+                if matches!(loud.recv().await, Event::RoomChatResult(_)) {
+                    answered += 1;
+                }
+            }
+            match stalled.stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    // Its last frame is a close frame, 1008 (0x03F0), and it was counted.
+    let at = all
+        .windows(4)
+        .rposition(|w| w[0] == 0x88 && w[2..] == [0x03, 0xF0]);
+    assert!(at.is_some(), "a close frame with 1008 ends the stream");
+    // Closing its side ends the session (the server waits for that, up to
+    // its grace period).
+    drop(stalled);
+    let ctl = server.control().await;
+    within("the count", async {
+        while ctl.status().await.slow_consumer_disconnects == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}

@@ -107,7 +107,7 @@ plaza.addEventListener("state", (e) => {
   if (e.detail === "reconnecting" && plaza.user) system("connection lost; reconnecting…");
 });
 plaza.addEventListener("closed", (e) => {
-  if (e.detail.code === 1001 || e.detail.code === 1013) system(`server: ${e.detail.reason || "going away"}`);
+  if ([1001, 1008, 1013].includes(e.detail.code)) system(`server: ${e.detail.reason || "going away"}`);
 });
 plaza.addEventListener("resumed", (e) => {
   system(`reconnected as ${e.detail.name}`);

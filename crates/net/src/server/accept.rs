@@ -101,7 +101,7 @@ pub(super) async fn run<H: Handler>(
             id,
             peer,
             &shared.limits,
-            shared.counters.dropped.clone(),
+            shared.outbox.clone(),
         ));
         shared.sessions.fetch_add(1, Ordering::AcqRel);
         shared.table.insert(session.clone());
@@ -208,7 +208,7 @@ impl Server {
             id,
             peer,
             &self.shared.limits,
-            self.shared.counters.dropped.clone(),
+            self.shared.outbox.clone(),
         ));
         let task = run_session(
             self.shared.clone(),

@@ -48,6 +48,9 @@ struct Shared {
     preamble: Option<Arc<dyn Preamble>>,
     /// Sent to every session at stop.
     farewell: Option<bytes::Bytes>,
+    /// What every session's outbox shares (the drop counter, a slow
+    /// consumer's last words).
+    outbox: Arc<crate::outbox::Common>,
     sessions: AtomicUsize,
     /// Cancelled by [`Handle::stop`]: the listeners stop accepting.
     stop: CancellationToken,
@@ -154,10 +157,16 @@ impl Server {
             Some((l, _)) => Some(l.local_addr()?),
             None => None,
         };
+        let counters = Counters::default();
+        let outbox = Arc::new(crate::outbox::Common {
+            dropped: counters.dropped.clone(),
+            last_words: (config.slow_farewell.clone()).map(|words| (words, config.linger)),
+        });
         let shared = Arc::new(Shared {
             table: Table::new(config.max_sessions),
             limits: config.session_limits(),
-            counters: Counters::default(),
+            counters,
+            outbox,
             gather: config.gather.map(|every| Arc::new(Gather::new(every))),
             local_addr,
             tls_addr,

@@ -110,12 +110,12 @@ impl SessionShared {
         id: SessionId,
         peer: SocketAddr,
         limits: &SessionLimits,
-        dropped: std::sync::Arc<crate::stats::Counter>,
+        common: std::sync::Arc<crate::outbox::Common>,
     ) -> Self {
         Self {
             id,
             peer,
-            outbox: Mutex::new(Outbox::new(limits.max_send_queue, dropped)),
+            outbox: Mutex::new(Outbox::new(limits.max_send_queue, common)),
             wake: Doorbell::default(),
             closing: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
@@ -149,10 +149,12 @@ impl SessionShared {
     }
 
     /// Wakes the writer if the push asked for it; on a full queue (the
-    /// outbox recorded the abort) wakes the task to act on it.
+    /// outbox recorded the abort, or the last words to flush) wakes the
+    /// task to act on it.
     fn after_push(&self, r: Result<bool, SendError>) -> Result<(), SendError> {
         if r == Err(SendError::QueueFull) {
-            self.signal_close(true);
+            let abort = self.outbox().is_aborting();
+            self.signal_close(abort);
         }
         if r? {
             self.wake.ring();
@@ -172,7 +174,9 @@ impl SessionShared {
         {
             let mut o = self.outbox();
             match (&o.close, &how) {
-                (None, _) | (Some(Close::Flush(_)), Close::Abort(_)) => o.close = Some(how),
+                (None, _) | (Some(Close::Flush(_) | Close::Farewell(..)), Close::Abort(_)) => {
+                    o.close = Some(how)
+                }
                 (Some(Close::Flush(old)), Close::Flush(new)) if new < old => o.close = Some(how),
                 _ => {}
             }
@@ -217,6 +221,7 @@ impl SessionShared {
     fn take_error(&self) -> Option<NetError> {
         match self.outbox().close.take() {
             Some(Close::Abort(e)) => e,
+            Some(Close::Farewell(_, e)) => Some(e),
             _ => None,
         }
     }

@@ -98,12 +98,22 @@ impl SessionShared {
         }
         if closing {
             let expired = {
-                let o = self.outbox();
-                matches!(o.close, Some(Close::Flush(d)) if now >= d).then_some(o.pending)
+                let mut o = self.outbox();
+                let due = matches!(&o.close, Some(Close::Flush(d) | Close::Farewell(d, _)) if now >= *d);
+                due.then(|| {
+                    let farewell = match o.close.take() {
+                        Some(Close::Farewell(_, e)) => Some(e),
+                        _ => None,
+                    };
+                    o.close = Some(Close::Flush(now));
+                    (o.pending, farewell)
+                })
             };
             match expired {
-                Some(0) => self.close(Close::Abort(None)),
-                Some(pending) => self.abort(NetError::LingerExpired(pending)),
+                // A slow consumer's farewell ends as the slow consumer it was.
+                Some((_, Some(e))) => self.abort(e),
+                Some((0, None)) => self.close(Close::Abort(None)),
+                Some((pending, None)) => self.abort(NetError::LingerExpired(pending)),
                 None => {}
             }
         }

@@ -44,7 +44,7 @@ pub(crate) fn put_packet(dst: &mut BytesMut, encode: impl FnOnce(&mut BytesMut))
 }
 
 /// Makes `config` the WebSocket front end's: the upgrade, pings to quiet
-/// browsers, a close frame at shutdown.
+/// browsers, close frames at shutdown and for a slow consumer.
 pub(crate) fn configure(config: &mut ServerConfig, web: Arc<http::Web>) {
     config.preamble = Some(web);
     if let Some(idle) = config.idle_timeout {
@@ -57,6 +57,10 @@ pub(crate) fn configure(config: &mut ServerConfig, web: Arc<http::Web>) {
         "server shutting down; reconnect in a few seconds",
     );
     config.farewell = Some(bye.freeze());
+    let mut slow = BytesMut::new();
+    let why = "too slow: messages for you piled up; reconnect to catch up";
+    put_close(&mut slow, close::POLICY, why);
+    config.slow_farewell = Some(slow.freeze());
 }
 
 /// What one WebSocket frame from a client asks for.
