@@ -511,6 +511,18 @@ async fn wss_carries_the_same_protocol_over_tls() {
             other => panic!("unexpected {other:?}"),
         }
     }
+
+    // A renewed certificate, reloaded: wss presents it to new connections.
+    let old = cert.renew();
+    server.running.reload_tls().expect("reload");
+    let with = |ca: &std::path::Path| plaza_net::Target {
+        addr: wss,
+        tls: Some(TestCert::connector(ca)),
+    };
+    let renewed = within("TLS", with(&cert.cert).connect(None)).await;
+    assert!(renewed.is_ok(), "the new certificate is presented");
+    let stale = within("TLS", with(&old).connect(None)).await;
+    assert!(stale.is_err(), "the old one is not");
 }
 
 /// Cluster mode: a browser on one node and a TCP user on another share a
