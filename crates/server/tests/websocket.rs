@@ -391,6 +391,15 @@ async fn bad_messages_are_closed_with_a_code() {
     u.send_message(Message::Binary(vec![3, 0, 9].into())).await;
     assert_eq!(u.closed().await.0, 1007);
 
+    // Over the largest request: refused from the frame's header, the
+    // connection cut.
+    let mut u = WsUser::connect(ws).await;
+    let _ = u.ws.send(Message::Binary(vec![0u8; 5000].into())).await;
+    assert!(!matches!(
+        within("the cut", u.ws.next()).await,
+        Some(Ok(Message::Binary(_)))
+    ));
+
     // An unknown packet id is the protocol's business, not WebSocket's:
     // answered, and the connection stays.
     let mut u = WsUser::connect(ws).await;

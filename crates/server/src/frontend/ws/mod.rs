@@ -85,6 +85,7 @@ impl WsGateway {
         let frame = Frame::parse(frame);
         match frame.opcode {
             opcode::BINARY if frame.fin => {
+                // (The framing's cap refused larger frames from their header.)
                 if frame.len() > MAX_REQUEST_FRAME {
                     return Inbound::Close(close::TOO_BIG, "a message over the largest request");
                 }
