@@ -278,7 +278,18 @@ fn render(s: &Status, metrics: &Metrics) -> String {
         c.inc_by(v);
         r.register(name, help, c);
     };
-    gauge(&mut r, "sessions", "TCP connections open", s.sessions as f64);
+    gauge(
+        &mut r,
+        "sessions",
+        "connections open (TCP and WebSocket)",
+        s.sessions as f64,
+    );
+    gauge(
+        &mut r,
+        "websocket_sessions",
+        "WebSocket connections open (also in plaza_sessions)",
+        s.websocket.as_ref().map_or(0, |w| w.sessions) as f64,
+    );
     gauge(
         &mut r,
         "users_online",

@@ -480,6 +480,18 @@ async fn a_fan_out_reaches_many_browsers() {
     let status = server.control().await.status().await;
     let ws_status = status.websocket.expect("websocket status");
     assert_eq!(ws_status.sessions, 5);
+    // And in /metrics.
+    let metrics = server.running.metrics_addr().expect("metrics listener");
+    let mut m = TcpStream::connect(metrics).await.unwrap();
+    m.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    within("the metrics", m.read_to_string(&mut body)).await.unwrap();
+    assert!(
+        body.lines().any(|l| l == "plaza_websocket_sessions 5.0"),
+        "{body}"
+    );
 }
 
 /// wss: the same protocol over TLS, with the chat TLS listener's
