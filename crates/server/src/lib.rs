@@ -218,7 +218,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     });
     let ws = ws_server.map(|server| {
         let handle = server.handle();
-        server.start(WsGateway(Gateway {
+        server.start(WsGateway::new(Gateway {
             tx: tx.clone(),
             net: handle.clone(),
             logins: logins.clone(),

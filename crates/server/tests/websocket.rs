@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// A Plaza user over WebSocket (subprotocol plaza.v1).
@@ -371,14 +373,33 @@ async fn the_upgrade_checks_origin_subprotocol_and_version_and_the_page_is_serve
     }
 }
 
-/// A message that is not exactly one Plaza packet, text, or a broken
-/// frame: closed with a code that says why.
+/// A message that is not exactly one Plaza packet, text, or broken
+/// fragments: closed with a code that says why. Fragments that make one
+/// packet are one request.
 #[tokio::test]
 async fn bad_messages_are_closed_with_a_code() {
     let (_server, ws) = ws_server(|_| {}).await;
     let mut u = WsUser::connect(ws).await;
     u.send_message(Message::Text("hello".into())).await;
-    assert_eq!(u.closed().await.0, 1003);
+    assert_eq!(u.closed().await.0, 1007);
+
+    // A continuation with no message begun.
+    let mut u = WsUser::connect(ws).await;
+    let stray = Frame::message(vec![1, 2, 3], OpCode::Data(Data::Continue), true);
+    u.send_message(Message::Frame(stray)).await;
+    assert_eq!(u.closed().await.0, 1002);
+
+    // Fragments that add up past the largest request.
+    let mut u = WsUser::connect(ws).await;
+    for (op, fin) in [(Data::Binary, false), (Data::Continue, false)] {
+        u.send_message(Message::Frame(Frame::message(
+            vec![0u8; 4000],
+            OpCode::Data(op),
+            fin,
+        )))
+        .await;
+    }
+    assert_eq!(u.closed().await.0, 1009);
 
     let mut u = WsUser::connect(ws).await;
     let mut two = BytesMut::new();
@@ -399,6 +420,30 @@ async fn bad_messages_are_closed_with_a_code() {
         within("the cut", u.ws.next()).await,
         Some(Ok(Message::Binary(_)))
     ));
+
+    // A packet in three fragments, a ping between them: one request.
+    let mut u = WsUser::connect(ws).await;
+    let mut ping = BytesMut::new();
+    Request::Ping { nonce: 77 }.encode(&mut ping);
+    let (a, rest) = ping.split_at(3);
+    let (b, c) = rest.split_at(4);
+    let parts = [
+        (Data::Binary, a, false),
+        (Data::Continue, b, false),
+        (Data::Continue, c, true),
+    ];
+    for (i, (op, bytes, fin)) in parts.into_iter().enumerate() {
+        if i == 1 {
+            u.send_message(Message::Ping(vec![9].into())).await;
+        }
+        u.send_message(Message::Frame(Frame::message(
+            bytes.to_vec(),
+            OpCode::Data(op),
+            fin,
+        )))
+        .await;
+    }
+    assert_eq!(u.recv().await, Event::Pong { nonce: 77 });
 
     // An unknown packet id is the protocol's business, not WebSocket's:
     // answered, and the connection stays.

@@ -9,9 +9,10 @@
 //! the binary packet in one unmasked binary frame ([`put_event`]), encoded
 //! once per fan-out and shared like the binary front end's.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -76,34 +77,32 @@ enum Inbound {
 }
 
 /// The WebSocket sessions' handler.
-pub(crate) struct WsGateway(pub(crate) Gateway);
+pub(crate) struct WsGateway {
+    pub(crate) gateway: Gateway,
+    /// The start of a fragmented message, per session that is in the
+    /// middle of one (browsers do not fragment; other clients may).
+    partial: Mutex<HashMap<SessionId, Vec<u8>>>,
+}
 
 impl WsGateway {
+    pub(crate) fn new(gateway: Gateway) -> Self {
+        Self {
+            gateway,
+            partial: Mutex::default(),
+        }
+    }
+
+    fn partial(&self) -> MutexGuard<'_, HashMap<SessionId, Vec<u8>>> {
+        self.partial.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Reads one frame (not async: the unmasked copy stays on this stack,
     /// out of every session's task).
     fn inbound(&self, id: SessionId, frame: &[u8]) -> Inbound {
         let frame = Frame::parse(frame);
         match frame.opcode {
-            opcode::BINARY if frame.fin => {
-                // (The framing's cap refused larger frames from their header.)
-                if frame.len() > MAX_REQUEST_FRAME {
-                    return Inbound::Close(close::TOO_BIG, "a message over the largest request");
-                }
-                let mut buf = [0u8; MAX_REQUEST_FRAME];
-                let packet = &mut buf[..frame.len()];
-                frame.unmask_into(packet);
-                match plaza_net::next_frame(&ChatFraming, packet, MAX_REQUEST_FRAME) {
-                    Ok(Some(n)) if n == packet.len() => Inbound::Packet(self.0.input(id, packet)),
-                    _ => Inbound::Close(
-                        close::INVALID_PAYLOAD,
-                        "a message must hold exactly one Plaza packet",
-                    ),
-                }
-            }
-            opcode::BINARY | opcode::CONTINUATION => {
-                Inbound::Close(close::UNSUPPORTED_DATA, "fragmented messages are not accepted")
-            }
-            opcode::TEXT => Inbound::Close(close::UNSUPPORTED_DATA, "plaza.v1 messages are binary"),
+            opcode::BINARY | opcode::CONTINUATION => self.data(id, &frame),
+            opcode::TEXT => Inbound::Close(close::INVALID_PAYLOAD, "plaza.v1 messages are binary"),
             opcode::PING => {
                 let mut payload = vec![0; frame.len()];
                 frame.unmask_into(&mut payload);
@@ -115,6 +114,62 @@ impl WsGateway {
         }
     }
 
+    /// A binary frame, or a continuation: a whole message is one packet.
+    fn data(&self, id: SessionId, frame: &Frame<'_>) -> Inbound {
+        let started = self.partial().remove(&id);
+        let message = match (frame.opcode, started) {
+            (opcode::BINARY, Some(_)) => {
+                return Inbound::Close(close::PROTOCOL_ERROR, "a new message before the last one ended");
+            }
+            (opcode::CONTINUATION, None) => {
+                return Inbound::Close(close::PROTOCOL_ERROR, "a continuation of no message");
+            }
+            (_, Some(mut so_far)) => {
+                if so_far.len() + frame.len() > MAX_REQUEST_FRAME {
+                    return Inbound::Close(close::TOO_BIG, "a message over the largest request");
+                }
+                let at = so_far.len();
+                so_far.resize(at + frame.len(), 0);
+                frame.unmask_into(&mut so_far[at..]);
+                so_far
+            }
+            (_, None) if frame.fin => return self.packet(id, frame),
+            (_, None) => {
+                let mut first = vec![0; frame.len()];
+                frame.unmask_into(&mut first);
+                first
+            }
+        };
+        if !frame.fin {
+            self.partial().insert(id, message);
+            return Inbound::Nothing;
+        }
+        self.whole(id, &message)
+    }
+
+    /// An unfragmented binary message, unmasked on the stack.
+    fn packet(&self, id: SessionId, frame: &Frame<'_>) -> Inbound {
+        // (The framing's cap refused larger frames from their header.)
+        if frame.len() > MAX_REQUEST_FRAME {
+            return Inbound::Close(close::TOO_BIG, "a message over the largest request");
+        }
+        let mut buf = [0u8; MAX_REQUEST_FRAME];
+        let packet = &mut buf[..frame.len()];
+        frame.unmask_into(packet);
+        self.whole(id, packet)
+    }
+
+    /// A whole message: exactly one Plaza packet, or the connection closes.
+    fn whole(&self, id: SessionId, message: &[u8]) -> Inbound {
+        match plaza_net::next_frame(&ChatFraming, message, MAX_REQUEST_FRAME) {
+            Ok(Some(n)) if n == message.len() => Inbound::Packet(self.gateway.input(id, message)),
+            _ => Inbound::Close(
+                close::INVALID_PAYLOAD,
+                "a message must hold exactly one Plaza packet",
+            ),
+        }
+    }
+
     /// Sends a close frame, then closes once it is written.
     fn close(&self, id: SessionId, code: u16, why: &str) {
         if code == close::NORMAL {
@@ -122,7 +177,7 @@ impl WsGateway {
         } else {
             tracing::info!(session = %id, code, reason = why, "closing websocket");
         }
-        let net = &self.0.net;
+        let net = &self.gateway.net;
         let _ = net.send_with(id, |b| put_close(b, code, why));
         let _ = net.disconnect(id);
     }
@@ -133,7 +188,7 @@ impl Handler for WsGateway {
     // futures (a wrapping async fn would add its own state to every
     // session's task).
     fn on_join(&self, id: SessionId, peer: SocketAddr) -> impl Future<Output = ()> + Send {
-        self.0.on_join(id, peer)
+        self.gateway.on_join(id, peer)
     }
 
     // Not an async fn: its arguments would sit in every session's task.
@@ -143,7 +198,7 @@ impl Handler for WsGateway {
             Inbound::Nothing => None,
             Inbound::Pong(payload) => {
                 let pong = |b: &mut BytesMut| put_message(b, opcode::PONG, |b| b.extend_from_slice(&payload));
-                let _ = self.0.net.send_with(id, pong);
+                let _ = self.gateway.net.send_with(id, pong);
                 None
             }
             Inbound::Close(code, why) => {
@@ -151,23 +206,24 @@ impl Handler for WsGateway {
                 None
             }
         };
-        self.0.queue(input)
+        self.gateway.queue(input)
     }
 
     fn on_peer_closed(&self, id: SessionId) -> impl Future<Output = bool> + Send {
-        self.0.on_peer_closed(id)
+        self.gateway.on_peer_closed(id)
     }
 
     fn on_leave(&self, id: SessionId) -> impl Future<Output = ()> + Send {
-        self.0.on_leave(id)
+        self.partial().remove(&id);
+        self.gateway.on_leave(id)
     }
 
     fn on_dropped(&self, id: SessionId, count: u64) {
-        self.0.on_dropped(id, count);
+        self.gateway.on_dropped(id, count);
     }
 
     fn on_error(&self, id: Option<SessionId>, error: &NetError) {
-        self.0.on_error(id, error);
+        self.gateway.on_error(id, error);
     }
 }
 
@@ -187,7 +243,7 @@ mod tests {
         let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), plaza_net::ws::WebSocket);
         let server = Server::bind(config).await.unwrap();
         let (tx, _rx) = mpsc::channel(1);
-        let gateway = WsGateway(Gateway {
+        let gateway = WsGateway::new(Gateway {
             tx,
             net: server.handle(),
             logins: Arc::new(LoginLimiter::new(0, 0)),
