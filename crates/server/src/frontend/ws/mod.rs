@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -82,6 +83,9 @@ pub(crate) struct WsGateway {
     /// The start of a fragmented message, per session that is in the
     /// middle of one (browsers do not fragment; other clients may).
     partial: Mutex<HashMap<SessionId, Vec<u8>>>,
+    /// How many sessions are in the middle of one: while none is, a whole
+    /// message takes no lock.
+    fragmenting: AtomicUsize,
 }
 
 impl WsGateway {
@@ -89,11 +93,25 @@ impl WsGateway {
         Self {
             gateway,
             partial: Mutex::default(),
+            fragmenting: AtomicUsize::new(0),
         }
     }
 
-    fn partial(&self) -> MutexGuard<'_, HashMap<SessionId, Vec<u8>>> {
-        self.partial.lock().unwrap_or_else(|p| p.into_inner())
+    /// Takes `id`'s message begun, if any.
+    fn take_partial(&self, id: SessionId) -> Option<Vec<u8>> {
+        if self.fragmenting.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut partial = self.partial.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = partial.remove(&id);
+        self.fragmenting.store(partial.len(), Ordering::Release);
+        taken
+    }
+
+    fn keep_partial(&self, id: SessionId, so_far: Vec<u8>) {
+        let mut partial = self.partial.lock().unwrap_or_else(|p| p.into_inner());
+        partial.insert(id, so_far);
+        self.fragmenting.store(partial.len(), Ordering::Release);
     }
 
     /// Reads one frame (not async: the unmasked copy stays on this stack,
@@ -116,7 +134,7 @@ impl WsGateway {
 
     /// A binary frame, or a continuation: a whole message is one packet.
     fn data(&self, id: SessionId, frame: &Frame<'_>) -> Inbound {
-        let started = self.partial().remove(&id);
+        let started = self.take_partial(id);
         let message = match (frame.opcode, started) {
             (opcode::BINARY, Some(_)) => {
                 return Inbound::Close(close::PROTOCOL_ERROR, "a new message before the last one ended");
@@ -141,7 +159,7 @@ impl WsGateway {
             }
         };
         if !frame.fin {
-            self.partial().insert(id, message);
+            self.keep_partial(id, message);
             return Inbound::Nothing;
         }
         self.whole(id, &message)
@@ -214,7 +232,7 @@ impl Handler for WsGateway {
     }
 
     fn on_leave(&self, id: SessionId) -> impl Future<Output = ()> + Send {
-        self.partial().remove(&id);
+        self.take_partial(id);
         self.gateway.on_leave(id)
     }
 
