@@ -31,11 +31,16 @@ function hostPort(s) {
   return { host: s.slice(0, i), port: Number(s.slice(i + 1)) };
 }
 
-/** A TCP proxy to `target` whose connections can all be cut at once. */
+/**
+ * A TCP proxy to `target` whose connections can all be cut at once, and
+ * which can refuse new ones for a while (a network that is down).
+ */
 async function proxy(target) {
   const { host, port } = hostPort(target);
   const open = new Set();
+  let offline = false;
   const server = net.createServer((down) => {
+    if (offline) return down.resetAndDestroy();
     const up = net.connect(port, host);
     for (const s of [down, up]) {
       open.add(s);
@@ -53,6 +58,8 @@ async function proxy(target) {
       for (const s of open) s.resetAndDestroy();
       return n;
     },
+    /** Refuses (true) or lets through (false) new connections. */
+    setDown(d) { offline = d; },
     close: () => server.close(),
   };
 }
@@ -252,6 +259,23 @@ try {
   await tcp.next((e) => e.type === "chat" && e.message === "bob is back", "bob's chat after the resume");
   step('await shot(bob, "3-resumed-phone");');
   await shot(bob, "3-resumed-phone");
+
+  // Cut again, with the network down while the room fills up (capacity 3):
+  // the page resumes the session but cannot re-enter the room, and says so.
+  bobProxy.setDown(true);
+  assert.ok(bobProxy.cut() > 0, "bob had a connection to cut");
+  await bob.waitForFunction(() => document.getElementById("state").dataset.state === "reconnecting", OPTS);
+  await logShows(alice, "bob left");
+  const filler = await TcpUser.connect(TCP);
+  await filler.call({ type: "hello" });
+  await filler.call({ type: "register", name: "fran", password: "pw" });
+  await filler.call({ type: "login", name: "fran", password: "pw" });
+  await filler.call({ type: "enter", room: ROOM });
+  bobProxy.setDown(false);
+  await logShows(bob, "could not go back to your room: ROOM_FULL");
+  await bob.waitForFunction(() => document.getElementById("state").dataset.state === "open", OPTS);
+  await bob.waitForFunction(() => document.getElementById("where").textContent === "Lobby", OPTS);
+  await shot(bob, "4-room-full-phone");
   console.log("browser test: two browsers and a TCP user chatted, whispered, and one browser resumed after a cut");
 } finally {
   await browser.close();

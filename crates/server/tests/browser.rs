@@ -24,7 +24,12 @@ async fn two_browsers_and_a_tcp_user_chat_and_a_cut_browser_resumes() {
         std::path::Path::new(&chromium).exists(),
         "no browser at {chromium}: run scripts/test.sh (it installs Debian's chromium)"
     );
-    let server = TestServer::with(|s| s.ws_bind = Some("127.0.0.1:0".parse().unwrap())).await;
+    // Rooms of three: the script fills one while a browser is away.
+    let server = TestServer::with(|s| {
+        s.ws_bind = Some("127.0.0.1:0".parse().unwrap());
+        s.room_capacity = Some(3);
+    })
+    .await;
     let ws = server.running.ws_addr().expect("the WebSocket listener");
     let shots = tempfile::tempdir().unwrap();
     let mut node = tokio::process::Command::new("node");
@@ -53,5 +58,5 @@ async fn two_browsers_and_a_tcp_user_chat_and_a_cut_browser_resumes() {
     );
     assert!(stdout.contains("one browser resumed after a cut"), "{stdout}");
     // Screenshots stay out of the repository: they were taken, in a temp dir.
-    assert!(shots.path().join("3-resumed-phone.png").exists());
+    assert!(shots.path().join("4-room-full-phone.png").exists());
 }

@@ -111,6 +111,7 @@ plaza.addEventListener("closed", (e) => {
 });
 plaza.addEventListener("resumed", (e) => {
   system(`reconnected as ${e.detail.name}`);
+  if (e.detail.roomError) system(`could not go back to your room: ${e.detail.roomError.codeName}`);
   signedIn(e.detail.name);
 });
 plaza.addEventListener("resumeFailed", () => {

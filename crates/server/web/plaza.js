@@ -317,26 +317,38 @@ export class PlazaClient extends EventTarget {
   async resumeIfWanted() {
     const s = this.saved();
     if (!s?.token || !s.name) return;
-    try {
-      // LOGIN_ALREADY: the server has not yet closed the connection that
-      // dropped; it does within moments.
-      for (let tries = 1; ; tries++) {
-        try {
-          await this.resume(s.name, s.token);
-          break;
-        } catch (e) {
-          if (e.code !== 31 || tries === 5) throw e;
+    for (let tries = 1; ; tries++) {
+      try {
+        await this.resume(s.name, s.token);
+        break;
+      } catch (e) {
+        // The connection dropped again: the reconnect goes on.
+        if (!(e instanceof PlazaError)) throw e;
+        // LOGIN_ALREADY: the server has not yet closed the connection that
+        // dropped; it does within moments.
+        if (e.code === 31 && tries < 5) {
           await new Promise((r) => setTimeout(r, 200 * tries));
+          continue;
         }
+        // The token expired or was used: the page asks for the password.
+        this.save(null);
+        this.user = null; this.room = null;
+        this.dispatchEvent(new CustomEvent("resumeFailed", { detail: e }));
+        return;
       }
-      if (s.room !== null && s.room !== undefined) await this.enter(s.room);
-      this.dispatchEvent(new CustomEvent("resumed", { detail: { name: s.name, room: s.room } }));
-    } catch (e) {
-      // The token expired or was used: the page asks for the password again.
-      this.save(null);
-      this.user = null; this.room = null;
-      this.dispatchEvent(new CustomEvent("resumeFailed", { detail: e }));
     }
+    let room = s.room ?? null, roomError = null;
+    if (room !== null) {
+      try {
+        await this.enter(room);
+      } catch (e) {
+        if (!(e instanceof PlazaError)) throw e;
+        // Logged in, but the room is full now (say): back in the lobby.
+        roomError = e; room = null; this.room = null;
+        this.save({ ...(this.saved() ?? {}), room: null });
+      }
+    }
+    this.dispatchEvent(new CustomEvent("resumed", { detail: { name: s.name, room, roomError } }));
   }
 
   receive(bytes) {
