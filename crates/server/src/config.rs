@@ -164,8 +164,8 @@ pub struct Settings {
     /// [default: off; 127.0.0.1:7780 in the examples].
     #[arg(long, env = "PLAZA_WS_BIND")]
     pub ws_bind: Option<SocketAddr>,
-    /// The same over TLS (https and wss), with --tls-cert and --tls-key
-    /// [default: off].
+    /// The same over TLS (https and wss), beside --ws-bind, with
+    /// --tls-cert and --tls-key [default: off].
     #[arg(long, env = "PLAZA_WSS_BIND")]
     pub wss_bind: Option<SocketAddr>,
     /// Origins whose pages may open a WebSocket, comma-separated
@@ -474,5 +474,21 @@ mod tests {
             Some(Duration::from_millis(5))
         );
         assert_eq!(gather(toml::from_str("gather-ms = 0").unwrap()), None);
+    }
+
+    #[test]
+    fn websocket_settings_are_checked() {
+        let ws = |toml_text: &str| toml::from_str::<Settings>(toml_text).unwrap().resolve();
+        assert!(ws("").unwrap().ws.is_none(), "off by default");
+        let on = ws("ws-bind = \"127.0.0.1:7780\"\nws-allowed-origins = [\"https://a.example\"]").unwrap();
+        let on = on.ws.unwrap();
+        assert_eq!(on.bind, "127.0.0.1:7780".parse().unwrap());
+        assert_eq!(on.allowed_origins, ["https://a.example"]);
+        assert!(
+            ws("wss-bind = \"127.0.0.1:7781\"").is_err(),
+            "wss needs ws beside it"
+        );
+        let no_cert = ws("ws-bind = \"127.0.0.1:7780\"\nwss-bind = \"127.0.0.1:7781\"");
+        assert!(no_cert.is_err(), "wss needs a certificate");
     }
 }
