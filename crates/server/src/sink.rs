@@ -38,8 +38,7 @@ impl Sink for NetSink {
     }
 
     fn send_members(&mut self, to: Conn, members: &Roster) {
-        self.sent += members.lists().count() as u64;
-        self.net.send_members(to, members);
+        self.sent += self.net.send_members(to, members);
     }
 
     fn fanout(&mut self, events: &[Event], to: impl IntoIterator<Item = Recipient>) {

@@ -82,16 +82,21 @@ impl Fronts {
         });
     }
 
-    /// A room's member list, in as many packets as it takes.
-    pub(crate) fn send_members(&self, conn: Conn, members: &Roster) {
-        self.with(conn, |front, net, id| {
+    /// A room's member list, in as many packets as it takes; returns how
+    /// many.
+    pub(crate) fn send_members(&self, conn: Conn, members: &Roster) -> u64 {
+        let sent = self.with(conn, |front, net, id| {
+            let mut packets = 0;
             for list in members.lists() {
+                packets += 1;
                 let _ = match front {
                     Front::Binary => net.send_with(id, |b| list.encode(b)),
                     Front::Ws => net.send_with(id, |b| ws::put_packet(b, |b| list.encode(b))),
                 };
             }
+            packets
         });
+        sent.unwrap_or(0)
     }
 
     /// `events` to every recipient, encoded once per front end present

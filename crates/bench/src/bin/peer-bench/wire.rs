@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::{Buf, BufMut, BytesMut};
-use plaza_load::Conn;
+use plaza_load::Endpoint;
 use plaza_proto::{Event, Request, ResultCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -237,7 +237,11 @@ pub(crate) async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)
     let mut tries = 0;
     let mut c = loop {
         tries += 1;
-        let mut c = Conn::connect_from(j.addr, Some(j.from)).await?;
+        let endpoint = Endpoint {
+            target: j.addr.into(),
+            websocket: j.ws,
+        };
+        let mut c = endpoint.connect(Some(j.from)).await?;
         let r = match &j.token {
             Some(token) => {
                 c.send(Request::Resume {
@@ -278,15 +282,17 @@ pub(crate) async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)
     let plaza_net::Stream::Tcp(sub) = c.stream else {
         unreachable!("peer-bench speaks plain TCP")
     };
-    Ok((
-        Member {
+    let member = match c.ws {
+        // Over WebSocket `buf` holds the messages' payloads, `ws` the frames.
+        Some(frames) => Member::over_ws(sub, frames, c.buf),
+        None => Member {
             sub,
             publish: None,
             buf: c.buf,
             ws: None,
         },
-        token,
-    ))
+    };
+    Ok((member, token))
 }
 
 /// One message of `payload` for `room`, in the peer's protocol.

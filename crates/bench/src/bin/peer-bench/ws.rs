@@ -4,11 +4,9 @@
 //! TCP.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
 use bytes::{Buf, BytesMut};
-use plaza_proto::{Event, Request, ResultCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -73,7 +71,8 @@ async fn read_inner(
 /// enter, as a browser does) or NATS (CONNECT and SUB).
 pub(crate) async fn member(j: Join<'_>) -> Result<(Member, Option<String>)> {
     match j.peer {
-        Peer::Plaza => plaza(j).await,
+        // plaza-proto's `Conn` speaks plaza.v1 itself.
+        Peer::Plaza => plaza_member(j).await,
         Peer::Nats => nats(j).await,
         Peer::Floor => floor(j).await,
         other => bail!("{other:?} has no WebSocket mode here"),
@@ -113,66 +112,4 @@ async fn nats(j: Join<'_>) -> Result<(Member, Option<String>)> {
     let end = find(&inner, b"PONG\r\n").map_or(0, |e| e + 6);
     inner.advance(end);
     Ok((Member::over_ws(s, raw, inner), None))
-}
-
-async fn plaza(j: Join<'_>) -> Result<(Member, Option<String>)> {
-    let name = j.name.to_string();
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let mut s = dial(j.addr, j.from).await?;
-        let mut raw = upgrade(&mut s, j.addr, "/ws", Some("plaza.v1")).await?;
-        let requests = match &j.token {
-            Some(token) => vec![Request::Resume {
-                name: name.clone(),
-                token: token.clone(),
-            }],
-            None => vec![
-                Request::Register {
-                    name: name.clone(),
-                    password: "pw".into(),
-                },
-                Request::Login {
-                    name: name.clone(),
-                    password: "pw".into(),
-                },
-            ],
-        };
-        let mut out = BytesMut::new();
-        for r in requests
-            .into_iter()
-            .chain([Request::RoomEnter { room: j.room as i32 }])
-        {
-            let mut p = BytesMut::new();
-            r.encode(&mut p);
-            put_frame(&mut out, &p);
-        }
-        s.write_all(&out).await?;
-        let (mut inner, mut token, mut again) = (BytesMut::new(), None, false);
-        read_inner(&mut s, &mut raw, &mut inner, "plaza over websocket", |b| {
-            while let Some(f) = plaza_proto::split_frame(b)? {
-                match Event::decode(&f) {
-                    Ok(Event::LoginResult(ResultCode::OK) | Event::RegisterResult(_)) => {}
-                    // The last connection is closed but the server has not
-                    // seen it yet: try again, as any client does.
-                    Ok(Event::LoginResult(ResultCode::LOGIN_ALREADY)) if tries < 200 => {
-                        again = true;
-                        return Ok(true);
-                    }
-                    Ok(Event::LoginResult(code)) => bail!("login: {code:?}"),
-                    Ok(Event::ResumeToken { token: t, .. }) => token = Some(t),
-                    Ok(Event::RoomEnterResult(ResultCode::OK)) => return Ok(true),
-                    Ok(Event::RoomEnterResult(code)) => bail!("enter: {code:?}"),
-                    _ => {}
-                }
-            }
-            Ok(false)
-        })
-        .await?;
-        if again {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            continue;
-        }
-        return Ok((Member::over_ws(s, raw, inner), token));
-    }
 }
