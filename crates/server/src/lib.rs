@@ -255,6 +255,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
             shutdown: false,
             sent: 0,
             shared_sent: 0,
+            effects: tokio_util::task::TaskTracker::new(),
         },
         ctl_tx,
         control_net,

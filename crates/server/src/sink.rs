@@ -29,6 +29,9 @@ pub(crate) struct NetSink {
     pub(crate) sent: u64,
     /// Of those, shared fan-out frames.
     pub(crate) shared_sent: u64,
+    /// The effects' tasks (password checks, registrations, releases), so
+    /// that a shutdown lets them finish before the store goes.
+    pub(crate) effects: tokio_util::task::TaskTracker,
 }
 
 impl Sink for NetSink {
@@ -62,7 +65,7 @@ impl Sink for NetSink {
             } => {
                 let owner = self.owner(conn);
                 let latency = self.metrics.store_latency.clone();
-                tokio::spawn(async move {
+                self.effects.spawn(async move {
                     let t = Instant::now();
                     let outcome = store.login(name, credential, owner).await;
                     latency.observe(t.elapsed().as_secs_f64());
@@ -77,7 +80,7 @@ impl Sink for NetSink {
             }
             Effect::Register { conn, name, password } => {
                 let latency = self.metrics.store_latency.clone();
-                tokio::spawn(async move {
+                self.effects.spawn(async move {
                     let t = Instant::now();
                     let outcome = store.register(name, password).await;
                     latency.observe(t.elapsed().as_secs_f64());
@@ -86,7 +89,8 @@ impl Sink for NetSink {
             }
             Effect::Release { conn, name } => {
                 let owner = self.owner(conn);
-                tokio::spawn(async move { store.release(name, owner).await });
+                self.effects
+                    .spawn(async move { store.release(name, owner).await });
             }
             Effect::Mute { name, seconds } => store.set_mute(name, seconds),
             Effect::Shutdown => self.shutdown = true,

@@ -116,8 +116,13 @@ impl Logic {
             c.send(Op::Bury(bury));
             let _ = tokio::time::timeout(Duration::from_secs(2), buried).await;
         }
-        // The store is closed when the last reference (effect tasks included)
-        // is dropped; redb commits are durable at commit time.
+        // Effects in flight (a departing user's release, a late login)
+        // finish against the store before it goes, not mid-call.
+        let effects = self.sink.effects.clone();
+        effects.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), effects.wait()).await;
+        // The store is closed when the last reference is dropped; redb
+        // commits are durable at commit time.
         drop(self);
         tracing::info!("plaza-server stopped");
         let _ = done.send(());
