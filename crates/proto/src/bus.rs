@@ -343,9 +343,13 @@ pub fn decode(mut b: &[u8]) -> Result<Decoded, BusError> {
             }
         }
         KIND_KICK => {
+            // `by` is an admin's name or "operator": a name either way, so
+            // it is checked as one rather than cut or repaired.
             let target = name(short(&mut b)?)?;
-            let by = String::from_utf8_lossy(&b[..b.len().min(64)]).into_owned();
-            BusMsg::Kick { name: target, by }
+            BusMsg::Kick {
+                name: target,
+                by: name(b)?,
+            }
         }
         KIND_MUTE => {
             need(b, 4)?;
@@ -489,5 +493,11 @@ mod tests {
         gone.extend([0; 8]);
         gone.extend(b"17");
         assert_eq!(decode(&gone), Ok(Decoded::Gone { node: 17 }));
+        // A kick whose `by` is not a name (once cut to 64 bytes and
+        // repaired, which did not survive a second trip).
+        let mut kick = header(KIND_KICK, 1);
+        kick.put_slice(&[1, b'!']);
+        kick.put_slice(&[0x80; 40]);
+        assert_eq!(decode(&kick), Err(BusError::Name));
     }
 }
