@@ -79,6 +79,15 @@ pub enum Input {
         /// The session.
         conn: Conn,
     },
+    /// A front end lets a client in as a guest under `name` (the IRC front
+    /// end with guests allowed): a login with no credential, refused if
+    /// `name` is an account's. No client packet produces it.
+    Guest {
+        /// The session.
+        conn: Conn,
+        /// The name it asked for (checked by the front end).
+        name: String,
+    },
     /// A decoded request.
     Request {
         /// From.
@@ -162,6 +171,9 @@ pub enum Credential {
     Password(String),
     /// A resume token from an earlier login (RESUME_REQUEST).
     Token(String),
+    /// None: a guest, let in under a name that is no account's (a front
+    /// end that allows guests asks with [`Input::Guest`]).
+    Guest,
 }
 
 /// A credential check's verdict.

@@ -228,6 +228,7 @@ impl Hub {
                 self.sessions.remove(&conn);
             }
             Input::Request { conn, request } => self.submit(conn, Queued::Request(request), now, sink),
+            Input::Guest { conn, name } => self.submit(conn, Queued::Guest(name), now, sink),
             Input::Invalid {
                 conn,
                 request_id,
@@ -290,6 +291,7 @@ impl Hub {
         match q {
             Queued::Request(request) => self.request(conn, request, now, sink),
             Queued::Invalid(id, code) => sink.send(conn, &Request::failure(id, code)),
+            Queued::Guest(name) => self.login(conn, name, Credential::Guest, sink),
             Queued::Close => sink.disconnect(conn),
         }
     }

@@ -41,6 +41,8 @@ pub(crate) enum Waiting {
 pub(crate) enum Queued {
     Request(Request),
     Invalid(u16, ResultCode),
+    /// [`Input::Guest`](crate::Input::Guest).
+    Guest(String),
     /// The peer finished sending: close once the requests before are answered.
     Close,
 }

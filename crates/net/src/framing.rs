@@ -31,6 +31,16 @@ pub trait Framing: fmt::Debug + Send + Sync + 'static {
     /// The largest frame (header included) this framing can express.
     fn max_frame(&self) -> usize;
 
+    /// For a text protocol whose frames are lines: the byte that ends each
+    /// frame (included in it), instead of a length in a header. A frame is
+    /// then everything up to and including the next such byte, and a
+    /// stream that holds none within the session's largest frame is
+    /// refused with [`FrameError::TooLarge`]. `header_len` and
+    /// `frame_len` are not used.
+    fn delimiter(&self) -> Option<u8> {
+        None
+    }
+
     /// The whole frame's length, header included, from its header (exactly
     /// [`full_header_len`](Self::full_header_len) bytes), or why the header is
     /// refused (the session is then closed). Below the header's own length
@@ -48,6 +58,14 @@ pub trait Framing: fmt::Debug + Send + Sync + 'static {
 /// # Errors
 /// As [`Framing::frame_len`], and [`FrameError::TooLarge`] over `max`.
 pub fn next_frame(framing: &dyn Framing, buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
+    if let Some(end) = framing.delimiter() {
+        let window = &buf[..buf.len().min(max)];
+        return match window.iter().position(|&b| b == end) {
+            Some(at) => Ok(Some(at + 1)),
+            None if buf.len() >= max => Err(FrameError::TooLarge { len: buf.len(), max }),
+            None => Ok(None),
+        };
+    }
     let Some(header) = header_in(framing, buf) else {
         return Ok(None);
     };
@@ -64,6 +82,10 @@ pub fn next_frame(framing: &dyn Framing, buf: &[u8], max: usize) -> Result<Optio
 /// How many bytes the frame at the start of `buf` needs in all (the header
 /// alone until it is complete): how much room to read into.
 pub(crate) fn wanted(framing: &dyn Framing, buf: &[u8]) -> usize {
+    if framing.delimiter().is_some() {
+        // A line ends somewhere in what comes next.
+        return buf.len() + 1;
+    }
     match header_in(framing, buf) {
         Some(header) => framing.frame_len(&buf[..header]).unwrap_or(header).max(header),
         None => match buf.get(..framing.header_len()) {
@@ -196,5 +218,38 @@ mod tests {
                 max: 1024
             })
         );
+    }
+
+    /// Lines ending in `\n`, as a text protocol cuts them.
+    #[derive(Debug)]
+    struct Lines;
+
+    impl Framing for Lines {
+        fn header_len(&self) -> usize {
+            1
+        }
+        fn max_frame(&self) -> usize {
+            usize::MAX
+        }
+        fn frame_len(&self, _: &[u8]) -> Result<usize, FrameError> {
+            unreachable!("a delimited framing has no header")
+        }
+        fn delimiter(&self) -> Option<u8> {
+            Some(b'\n')
+        }
+    }
+
+    #[test]
+    fn a_line_framing_cuts_at_its_delimiter_and_refuses_a_line_past_the_cap() {
+        assert_eq!(next_frame(&Lines, b"PING a\r\nPI", 16), Ok(Some(8)));
+        assert_eq!(next_frame(&Lines, b"PI", 16), Ok(None));
+        assert_eq!(wanted(&Lines, b"PI"), 3);
+        // No end within the cap: refused as soon as the cap is reached,
+        // whatever follows.
+        assert_eq!(
+            next_frame(&Lines, b"0123456789abcdef\n", 16),
+            Err(FrameError::TooLarge { len: 17, max: 16 })
+        );
+        assert_eq!(next_frame(&Lines, b"0123456789abcde\n", 16), Ok(Some(16)));
     }
 }

@@ -75,6 +75,18 @@ impl Roster {
         })
     }
 
+    /// The members (id and name), in the order they came in.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &str)> + '_ {
+        self.offsets().map(|at| {
+            let e = &self.entries[at..];
+            let uid = u64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
+            let len = usize::from(e[8]);
+            // Pushed as a `&str` (`push`): whole characters.
+            let name = std::str::from_utf8(&e[9..9 + len]).unwrap_or_default();
+            (uid, name)
+        })
+    }
+
     /// The member list as ROOM_USER_LIST_NOTIFY frames of at most
     /// [`ROOM_LIST_CHUNK`] members each (none for an empty roster): what
     /// [`Event::RoomUserList`](crate::Event::RoomUserList) events of the
@@ -157,6 +169,8 @@ mod tests {
             members.push((step as u64, name));
             assert_eq!(roster.len(), members.len());
             assert_eq!(lists(&roster), as_events(&members), "after removing {at}");
+            let listed: Vec<(u64, String)> = roster.iter().map(|(u, n)| (u, n.to_owned())).collect();
+            assert_eq!(listed, members, "iter after removing {at}");
         }
         roster.remove(members.len());
         assert_eq!(lists(&roster), as_events(&members), "out of range removes nobody");

@@ -173,6 +173,18 @@ pub struct Settings {
     /// always allowed [default: the page's own origin only].
     #[arg(long, env = "PLAZA_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub ws_allowed_origins: Option<Vec<String>>,
+    /// Address and port of the IRC listener: channels #0.. are the rooms
+    /// (docs/IRC.md) [default: off; 127.0.0.1:6667 in the examples].
+    #[arg(long, env = "PLAZA_IRC_BIND")]
+    pub irc_bind: Option<SocketAddr>,
+    /// The IRC listener over TLS, beside --irc-bind, with --tls-cert and
+    /// --tls-key [default: off; 127.0.0.1:6697 in the examples].
+    #[arg(long, env = "PLAZA_IRC_TLS_BIND")]
+    pub irc_tls_bind: Option<SocketAddr>,
+    /// Let IRC clients without credentials in as guests, under a nick
+    /// that is no account's name [default: false: SASL or PASS needed].
+    #[arg(long, env = "PLAZA_ALLOW_GUESTS", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_guests: Option<bool>,
     /// Log filter, as RUST_LOG [default: info].
     #[arg(long, env = "PLAZA_LOG")]
     pub log: Option<String>,
@@ -187,6 +199,17 @@ pub struct WsSettings {
     pub tls_bind: Option<SocketAddr>,
     /// `--ws-allowed-origins`: empty for the page's own origin only.
     pub allowed_origins: Vec<String>,
+}
+
+/// The IRC listeners' settings.
+#[derive(Debug, Clone)]
+pub struct IrcSettings {
+    /// The plain listener.
+    pub bind: SocketAddr,
+    /// The TLS listener, if on.
+    pub tls_bind: Option<SocketAddr>,
+    /// `--allow-guests`.
+    pub allow_guests: bool,
 }
 
 /// The TLS listener's settings.
@@ -248,6 +271,8 @@ pub struct Resolved {
     pub tls: Option<TlsSettings>,
     /// The WebSocket listeners, if on.
     pub ws: Option<WsSettings>,
+    /// The IRC listeners, if on.
+    pub irc: Option<IrcSettings>,
     /// Log filter.
     pub log: String,
 }
@@ -294,6 +319,9 @@ impl Settings {
             ws_bind: self.ws_bind.or(other.ws_bind),
             wss_bind: self.wss_bind.or(other.wss_bind),
             ws_allowed_origins: self.ws_allowed_origins.or(other.ws_allowed_origins),
+            irc_bind: self.irc_bind.or(other.irc_bind),
+            irc_tls_bind: self.irc_tls_bind.or(other.irc_tls_bind),
+            allow_guests: self.allow_guests.or(other.allow_guests),
             log: self.log.or(other.log),
         }
     }
@@ -378,6 +406,19 @@ impl Settings {
             self.wss_bind.is_none() || (self.tls_cert.is_some() && self.tls_key.is_some()),
             "--wss-bind needs --tls-cert and --tls-key"
         );
+        let irc = match (self.irc_bind, self.irc_tls_bind) {
+            (None, None) => None,
+            (Some(bind), tls_bind) => Some(IrcSettings {
+                bind,
+                tls_bind,
+                allow_guests: self.allow_guests.unwrap_or(false),
+            }),
+            (None, Some(_)) => anyhow::bail!("--irc-tls-bind needs --irc-bind beside it"),
+        };
+        anyhow::ensure!(
+            self.irc_tls_bind.is_none() || (self.tls_cert.is_some() && self.tls_key.is_some()),
+            "--irc-tls-bind needs --tls-cert and --tls-key"
+        );
         let max_sessions = self.max_sessions.unwrap_or(max_users + 1000);
         anyhow::ensure!(
             max_sessions <= crate::frontend::MAX_SESSIONS,
@@ -398,6 +439,7 @@ impl Settings {
         Ok(Resolved {
             tls,
             ws,
+            irc,
             drop_oldest,
             metrics_bind,
             cluster,

@@ -58,6 +58,7 @@ pub struct Running {
     done: oneshot::Receiver<()>,
     net: Handle,
     ws: Option<Handle>,
+    irc: Option<Handle>,
 }
 
 impl Running {
@@ -90,6 +91,16 @@ impl Running {
     /// The WebSocket TLS listener's address, if on.
     pub fn wss_addr(&self) -> Option<SocketAddr> {
         self.ws.as_ref().and_then(Handle::tls_addr)
+    }
+
+    /// The IRC listener's address, if on.
+    pub fn irc_addr(&self) -> Option<SocketAddr> {
+        self.irc.as_ref().map(Handle::local_addr)
+    }
+
+    /// The IRC TLS listener's address, if on.
+    pub fn irc_tls_addr(&self) -> Option<SocketAddr> {
+        self.irc.as_ref().and_then(Handle::tls_addr)
     }
 
     /// The control listener's address.
@@ -175,11 +186,19 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         .ws
         .as_ref()
         .map(|ws| ws_config(&net_config, ws, tls.as_ref()));
+    let irc_config = config
+        .irc
+        .as_ref()
+        .map(|irc| irc_config(&net_config, irc, tls.as_ref()));
     let server = Server::bind(net_config)
         .await
         .context("starting the chat listener")?;
     let ws_server = match ws_config {
         Some(c) => Some(Server::bind(c).await.context("starting the WebSocket listener")?),
+        None => None,
+    };
+    let irc_server = match irc_config {
+        Some(c) => Some(Server::bind(c).await.context("starting the IRC listener")?),
         None => None,
     };
     let addr = server.local_addr();
@@ -226,6 +245,24 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         }));
         handle
     });
+    let irc = irc_server.map(|server| {
+        let irc = frontend::irc::Irc::new(
+            server.handle(),
+            config.chat.rooms,
+            config.irc.as_ref().is_some_and(|i| i.allow_guests),
+        );
+        server.start(frontend::irc::IrcGateway {
+            gateway: Gateway {
+                tx: tx.clone(),
+                net: irc.net.clone(),
+                logins: logins.clone(),
+                front: Front::Irc,
+            },
+            irc: irc.clone(),
+        });
+        irc
+    });
+    let irc_net = irc.as_ref().map(|irc| irc.net.clone());
     let heartbeat = http::Heartbeat::new();
     let metrics_addr = match config.metrics_bind {
         Some(bind) => Some(
@@ -242,6 +279,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
             net: Fronts {
                 binary: net.clone(),
                 ws: ws.clone(),
+                irc,
             },
             tx: tx.clone(),
             store,
@@ -272,7 +310,8 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     let tls_addr = net.tls_addr();
     let ws_addr = ws.as_ref().map(Handle::local_addr);
     let wss_addr = ws.as_ref().and_then(Handle::tls_addr);
-    tracing::info!(%addr, ?tls_addr, ?ws_addr, ?wss_addr, %control_addr, ?metrics_addr, "plaza-server listening");
+    let irc_addr = irc_net.as_ref().map(Handle::local_addr);
+    tracing::info!(%addr, ?tls_addr, ?ws_addr, ?wss_addr, ?irc_addr, %control_addr, ?metrics_addr, "plaza-server listening");
     Ok(Running {
         addr,
         tls,
@@ -282,7 +321,28 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         done,
         net,
         ws,
+        irc: irc_net,
     })
+}
+
+/// The IRC front end's network: the chat listener's limits, its own
+/// addresses and lines.
+fn irc_config(chat: &ServerConfig, irc: &config::IrcSettings, tls: Option<&TlsAcceptor>) -> ServerConfig {
+    let mut c = ServerConfig::new(irc.bind, frontend::irc::Lines);
+    c.max_sessions = chat.max_sessions;
+    c.max_sessions_per_ip = chat.max_sessions_per_ip;
+    c.idle_timeout = chat.idle_timeout;
+    c.max_send_queue = chat.max_send_queue;
+    c.gather = chat.gather;
+    c.linger = chat.linger;
+    if let (Some(bind), Some(acceptor)) = (irc.tls_bind, tls) {
+        c.tls = Some(TlsListener {
+            bind,
+            acceptor: acceptor.clone(),
+        });
+    }
+    frontend::irc::configure(&mut c);
+    c
 }
 
 /// The WebSocket front end's network: the chat listener's limits, its own

@@ -128,8 +128,8 @@ impl Handler for Gateway {
         let count = u32::try_from(count).unwrap_or(u32::MAX);
         let missed = Event::Missed { count };
         let _ = match self.front {
-            Front::Binary => self.net.send_with(id, |b| missed.encode(b)),
             Front::Ws => self.net.send_with(id, |b| super::ws::put_event(b, &missed)),
+            _ => self.net.send_with(id, |b| missed.encode(b)),
         };
     }
 

@@ -5,13 +5,15 @@
 //! events into its own bytes, once per fan-out, shared by all of its
 //! recipients. The binary protocol (Plaza's and the seeds' packets) is the
 //! first, WebSocket (`ws/`, the same packets in WebSocket messages) the
-//! second; each further format is one more module here.
+//! second, IRC (`irc/`, lines and channels) the third; each further
+//! format is one more module here.
 //!
 //! Each front end has its own plaza-net server, so its own session table;
-//! the hub's `Conn` carries which one in [`WS`], a bit of the slot number
-//! no table reaches.
+//! the hub's `Conn` carries which one in [`WS`] and [`IRC`], bits of the
+//! slot number no table reaches.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -21,14 +23,17 @@ use plaza_net::{Handle, SessionId, Stats};
 use plaza_proto::{Event, Roster};
 
 pub(crate) mod binary;
+pub(crate) mod irc;
 pub(crate) mod ws;
 
 /// The bit of a `Conn` that marks a WebSocket session (the top bit of the
 /// slot: tables are far smaller).
 const WS: u64 = 1 << 31;
+/// The bit that marks an IRC session.
+const IRC: u64 = 1 << 30;
 
 /// The largest session table a front end may have, so that no slot
-/// reaches [`WS`].
+/// reaches [`IRC`] or [`WS`].
 pub(crate) const MAX_SESSIONS: usize = 1 << 30;
 
 /// Which front end a session belongs to.
@@ -36,6 +41,7 @@ pub(crate) const MAX_SESSIONS: usize = 1 << 30;
 pub(crate) enum Front {
     Binary,
     Ws,
+    Irc,
 }
 
 /// The hub's name for a front end's session.
@@ -43,13 +49,16 @@ pub(crate) fn conn(front: Front, id: SessionId) -> Conn {
     match front {
         Front::Binary => id.as_u64(),
         Front::Ws => id.as_u64() | WS,
+        Front::Irc => id.as_u64() | IRC,
     }
 }
 
 fn split(conn: Conn) -> (Front, SessionId) {
-    match conn & WS {
-        0 => (Front::Binary, SessionId::from_u64(conn)),
-        _ => (Front::Ws, SessionId::from_u64(conn & !WS)),
+    let id = SessionId::from_u64(conn & !(WS | IRC));
+    match conn & (WS | IRC) {
+        WS => (Front::Ws, id),
+        IRC => (Front::Irc, id),
+        _ => (Front::Binary, id),
     }
 }
 
@@ -58,6 +67,7 @@ fn split(conn: Conn) -> (Front, SessionId) {
 pub(crate) struct Fronts {
     pub(crate) binary: Handle,
     pub(crate) ws: Option<Handle>,
+    pub(crate) irc: Option<Arc<irc::Irc>>,
 }
 
 impl Fronts {
@@ -65,6 +75,15 @@ impl Fronts {
         match front {
             Front::Binary => Some(&self.binary),
             Front::Ws => self.ws.as_ref(),
+            Front::Irc => self.irc.as_ref().map(|irc| &irc.net),
+        }
+    }
+
+    /// The IRC front end, if `conn` is one of its sessions.
+    fn irc(&self, conn: Conn) -> Option<(&irc::Irc, SessionId)> {
+        match split(conn) {
+            (Front::Irc, id) => self.irc.as_deref().map(|irc| (irc, id)),
+            _ => None,
         }
     }
 
@@ -76,22 +95,29 @@ impl Fronts {
     /// One event to one session. A session that left or is closing just
     /// misses it.
     pub(crate) fn send(&self, conn: Conn, event: &Event) {
+        if let Some((irc, id)) = self.irc(conn) {
+            return irc.event(id, event);
+        }
         let _ = self.with(conn, |front, net, id| match front {
-            Front::Binary => net.send_with(id, |b| event.encode(b)),
             Front::Ws => net.send_with(id, |b| ws::put_event(b, event)),
+            _ => net.send_with(id, |b| event.encode(b)),
         });
     }
 
     /// A room's member list, in as many packets as it takes; returns how
     /// many.
     pub(crate) fn send_members(&self, conn: Conn, members: &Roster) -> u64 {
+        if let Some((irc, id)) = self.irc(conn) {
+            irc.members(id, members);
+            return 1;
+        }
         let sent = self.with(conn, |front, net, id| {
             let mut packets = 0;
             for list in members.lists() {
                 packets += 1;
                 let _ = match front {
-                    Front::Binary => net.send_with(id, |b| list.encode(b)),
                     Front::Ws => net.send_with(id, |b| ws::put_packet(b, |b| list.encode(b))),
+                    _ => net.send_with(id, |b| list.encode(b)),
                 };
             }
             packets
@@ -110,13 +136,18 @@ impl Fronts {
     ) -> u64 {
         let mut binary = Frames::new(events, |b, e| e.encode(b));
         let mut ws = Frames::new(events, ws::put_event);
+        let mut irc_lines = irc::Fanout::new(events);
         let mut sent = 0;
         for r in to {
             sent += 1;
+            if let Some((irc, id)) = self.irc(r.conn) {
+                irc_lines.send(irc, id, r.from, r.droppable && drop_oldest);
+                continue;
+            }
             let _ = self.with(r.conn, |front, net, id| {
                 let frame = match front {
-                    Front::Binary => binary.starting_at(r.from),
                     Front::Ws => ws.starting_at(r.from),
+                    _ => binary.starting_at(r.from),
                 };
                 if r.droppable && drop_oldest {
                     net.send_droppable(id, frame)
@@ -132,6 +163,9 @@ impl Fronts {
     /// the login timeout, a half-close answered). A browser is told so in
     /// a close frame (1000) after the packet that said why.
     pub(crate) fn disconnect(&self, conn: Conn) {
+        if let Some((irc, id)) = self.irc(conn) {
+            return irc.disconnect(id);
+        }
         let _ = self.with(conn, |front, net, id| {
             if front == Front::Ws {
                 let _ = net.send_with(id, |b| {
@@ -151,7 +185,9 @@ impl Fronts {
     }
 
     fn all(&self) -> impl Iterator<Item = &Handle> {
-        std::iter::once(&self.binary).chain(&self.ws)
+        std::iter::once(&self.binary)
+            .chain(&self.ws)
+            .chain(self.irc.as_ref().map(|irc| &irc.net))
     }
 
     pub(crate) fn session_count(&self) -> usize {
@@ -162,24 +198,18 @@ impl Fronts {
         self.all().map(Handle::pending_bytes_total).sum()
     }
 
-    /// Both front ends' counters, added up.
+    /// Every front end's counters, added up.
     pub(crate) fn stats(&self) -> Stats {
-        let mut total = self.binary.stats();
-        if let Some(ws) = &self.ws {
-            total.add(&ws.stats());
+        let mut total = Stats::default();
+        for net in self.all() {
+            total.add(&net.stats());
         }
         total
     }
 
     /// Stops every front end: each flushes and closes its sessions.
     pub(crate) async fn stop(&self, grace: Duration) {
-        let ws = self.ws.clone();
-        let ws = async move {
-            if let Some(ws) = ws {
-                ws.stop(grace).await;
-            }
-        };
-        tokio::join!(self.binary.stop(grace), ws);
+        futures_util::future::join_all(self.all().map(|net| net.stop(grace))).await;
     }
 }
 
@@ -230,8 +260,8 @@ mod tests {
 
     #[test]
     fn a_conn_names_its_front_end_and_session() {
-        for front in [Front::Binary, Front::Ws] {
-            for raw in [0, 5, (7 << 32) | 9, (u64::from(u32::MAX) << 32) | (WS - 1)] {
+        for front in [Front::Binary, Front::Ws, Front::Irc] {
+            for raw in [0, 5, (7 << 32) | 9, (u64::from(u32::MAX) << 32) | (IRC - 1)] {
                 let id = SessionId::from_u64(raw);
                 assert_eq!(split(conn(front, id)), (front, id));
             }

@@ -82,6 +82,21 @@ impl Store {
                 let r = match credential {
                     // A resume skips Argon2 and waits on the token writer.
                     Credential::Token(token) => a.resume(name, token, *ttl).await,
+                    // A guest's name must be no account's.
+                    Credential::Guest => {
+                        let a = a.clone();
+                        tokio::task::spawn_blocking(move || a.get(&name))
+                            .await
+                            .unwrap_or_else(|e| Err(StoreError::Db(format!("guest login task: {e}"))))
+                            .map(|account| match account {
+                                Some(_) => AuthOutcome::Invalid,
+                                None => AuthOutcome::Valid {
+                                    admin: false,
+                                    mute: None,
+                                    token: None,
+                                },
+                            })
+                    }
                     Credential::Password(_) => {
                         let (a, ttl, hasher) = (a.clone(), *ttl, a.hasher.clone());
                         let permit = hasher.permit().await;

@@ -234,7 +234,10 @@ impl RedisStore {
         // The token's key, consumed only once this login has succeeded, so a
         // 31 (the name still marked, for example just after a crash) keeps it.
         let mut spent_token = None;
+        let guest = matches!(credential, Credential::Guest);
         let valid = match credential {
+            // A guest's name must be no account's.
+            Credential::Guest => hash.is_none(),
             Credential::Password(password) => {
                 if hash.is_none() && self.config.seed_compat {
                     self.seed_login(&name, &password).await?
@@ -278,6 +281,13 @@ impl RedisStore {
             .await?;
         if claimed.is_none() {
             return Ok(AuthOutcome::AlreadyLoggedIn);
+        }
+        if guest {
+            return Ok(AuthOutcome::Valid {
+                admin: false,
+                mute: mute_from_pttl(mute_ms),
+                token: None,
+            });
         }
         // Logged in: spend the old token (a racing resume with the same
         // token lost the SET NX above) and issue the next one.

@@ -109,7 +109,7 @@ impl Accounts {
         })
     }
 
-    fn get(&self, name: &str) -> Result<Option<Account>, StoreError> {
+    pub(super) fn get(&self, name: &str) -> Result<Option<Account>, StoreError> {
         account_in(&self.db.begin_read()?.open_table(ACCOUNTS)?, name)
     }
 
@@ -263,6 +263,7 @@ impl Accounts {
                 None
             }
             Credential::Token(t) => Some(t.clone()),
+            Credential::Guest => return Ok(AuthOutcome::Invalid),
         };
         writer_answer(self.token_job(name.to_owned(), token, token_ttl).blocking_recv())
     }

@@ -1,0 +1,622 @@
+//! A client's lines: registration, and commands turned into the hub's
+//! requests (or answered here when Plaza has no request for them).
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::BytesMut;
+use plaza_core::Input;
+use plaza_net::SessionId;
+use plaza_proto::{Request, limits};
+
+use super::line::{self, LineError, Message, Prefix};
+use super::{Irc, IrcGateway, Login, Session, State, Target};
+
+/// The capabilities offered (docs/IRC.md).
+const CAPS: &[&str] = &["echo-message", "sasl"];
+
+/// A request as the binary protocol's packet, for the gateway to decode
+/// (and check) as it would one from a socket.
+pub(super) fn frame(request: &Request) -> BytesMut {
+    let mut b = BytesMut::new();
+    request.encode(&mut b);
+    b
+}
+
+/// What a line asks of the hub, beside the replies written here.
+#[derive(Default)]
+struct Out {
+    replies: BytesMut,
+    requests: Vec<Request>,
+    guest: Option<String>,
+    close: Option<&'static str>,
+}
+
+/// One session's line being handled, with the state it may change.
+pub(super) struct Cx<'a> {
+    pub(super) irc: &'a Irc,
+    pub(super) state: &'a mut State,
+    pub(super) id: SessionId,
+    out: Out,
+}
+
+impl Cx<'_> {
+    pub(super) fn request(&mut self, request: Request) {
+        self.out.requests.push(request);
+    }
+
+    pub(super) fn s(&mut self) -> &mut Session {
+        self.state.sessions.get_mut(&self.id).expect("checked before")
+    }
+
+    pub(super) fn me(&self) -> String {
+        self.state.sessions[&self.id].me().to_owned()
+    }
+
+    /// A numeric reply to this session.
+    pub(super) fn num(&mut self, code: &str, params: &[&str]) {
+        let me = self.me();
+        let mut all = Vec::with_capacity(params.len() + 1);
+        all.push(me.as_str());
+        all.extend_from_slice(params);
+        line::put(&mut self.out.replies, Prefix::Server, code, &all);
+    }
+
+    pub(super) fn need_params(&mut self, m: &Message<'_>, n: usize) -> bool {
+        if m.params.len() < n || m.params[..n].iter().any(|p| p.is_empty()) {
+            self.num("461", &[m.command, "Not enough parameters"]);
+            return false;
+        }
+        true
+    }
+}
+
+impl IrcGateway {
+    /// Handles one line; returns what to queue for the hub.
+    pub(super) fn command(&self, id: SessionId, raw: &[u8]) -> Vec<Input> {
+        let out = {
+            let mut state = self.irc.lock();
+            if !state.sessions.contains_key(&id) {
+                return Vec::new();
+            }
+            let mut cx = Cx {
+                irc: &self.irc,
+                state: &mut state,
+                id,
+                out: Out::default(),
+            };
+            match line::parse(raw) {
+                Ok(m) => dispatch(&mut cx, &m),
+                Err(LineError::Empty) => {}
+                Err(LineError::TooLong) => cx.num("417", &["Input line was too long"]),
+                Err(LineError::NotUtf8) => {
+                    let me = cx.me();
+                    let text = "Your line was not UTF-8 and was ignored";
+                    line::put(
+                        &mut cx.out.replies,
+                        Prefix::Server,
+                        "FAIL",
+                        &["*", "INVALID_UTF8", &me, text],
+                    );
+                }
+            }
+            cx.out
+        };
+        self.irc.send(id, out.replies);
+        let mut inputs: Vec<Input> = out
+            .requests
+            .iter()
+            .map(|r| self.gateway.input(id, &frame(r)))
+            .collect();
+        if let Some(name) = out.guest {
+            let allowed = match self.irc.net.peer_addr(id) {
+                Some(peer) => self.gateway.logins.allow(peer.ip(), Some(&name)),
+                None => true,
+            };
+            let conn = self.gateway.conn(id);
+            // Refused by the rate limit as a login would be: the hub is
+            // not asked, and the client is told as for a failed login.
+            inputs.insert(
+                0,
+                if allowed {
+                    Input::Guest { conn, name }
+                } else {
+                    Input::Invalid {
+                        conn,
+                        request_id: plaza_proto::id::LOGIN_REQUEST,
+                        result: plaza_proto::ResultCode::RATE_LIMITED,
+                    }
+                },
+            );
+        }
+        if let Some(why) = out.close {
+            tracing::debug!(session = %id, why, "closing an IRC session");
+            let _ = self.irc.net.disconnect(id);
+        }
+        inputs
+    }
+}
+
+fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
+    let cmd = m.command.to_ascii_uppercase();
+    match cmd.as_str() {
+        "CAP" => return cap(cx, m),
+        "PING" => {
+            if cx.need_params(m, 1) {
+                let token = m.params[0];
+                line::put(
+                    &mut cx.out.replies,
+                    Prefix::Server,
+                    "PONG",
+                    &[line::SERVER, token],
+                );
+            }
+            return;
+        }
+        "PONG" => return,
+        "QUIT" => {
+            let reason = m.param(0).unwrap_or("Client quit");
+            let text = format!("Closing link: Quit: {reason}");
+            line::error(&mut cx.out.replies, &text);
+            cx.out.close = Some("quit");
+            return;
+        }
+        _ => {}
+    }
+    if !cx.s().registered {
+        return match cmd.as_str() {
+            "NICK" => nick(cx, m),
+            "USER" => user(cx, m),
+            "PASS" => {
+                if cx.need_params(m, 1) {
+                    cx.s().pass = Some(m.params[0].to_owned());
+                }
+            }
+            "AUTHENTICATE" => authenticate(cx, m),
+            _ => cx.num("451", &["You have not registered"]),
+        };
+    }
+    match cmd.as_str() {
+        "NICK" => {
+            if m.param(0).is_some_and(|n| Some(n) != cx.s().nick.as_deref()) {
+                cx.num("484", &["Plaza names are account names and cannot change"]);
+            }
+        }
+        "USER" | "PASS" => cx.num("462", &["You may not reregister"]),
+        "AUTHENTICATE" => cx.num("907", &["You have already authenticated"]),
+        "JOIN" => join(cx, m),
+        "PART" => part(cx, m),
+        "PRIVMSG" | "NOTICE" => message(cx, m, cmd == "NOTICE"),
+        "NAMES" => names(cx, m.param(0)),
+        "WHO" => who(cx, m),
+        "WHOIS" => whois(cx, m),
+        "TOPIC" => topic(cx, m),
+        "LIST" => list(cx),
+        "MODE" => super::modes::mode(cx, m),
+        "KICK" => kick(cx, m),
+        "AWAY" => {
+            let away = m.param(0).filter(|a| !a.is_empty()).map(str::to_owned);
+            let code = if away.is_some() { "306" } else { "305" };
+            let text = if away.is_some() {
+                "You have been marked as being away"
+            } else {
+                "You are no longer marked as being away"
+            };
+            cx.s().away = away;
+            cx.num(code, &[text]);
+        }
+        "MOTD" => motd(cx),
+        "LUSERS" => cx.out.requests.push(Request::UserList { after: String::new() }),
+        "OPER" => {
+            if cx.need_params(m, 2) {
+                cx.out.requests.push(Request::Admin {
+                    secret: m.params[1].to_owned(),
+                });
+            }
+        }
+        _ => cx.num("421", &[m.command, "Unknown command"]),
+    }
+}
+
+fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
+    let sub = m.param(0).unwrap_or("").to_ascii_uppercase();
+    let me = cx.me();
+    let registered = cx.s().registered;
+    match sub.as_str() {
+        "LS" => {
+            let v302 = m
+                .param(1)
+                .and_then(|v| v.parse::<u32>().ok())
+                .is_some_and(|v| v >= 302);
+            let s = cx.s();
+            s.caps.v302 |= v302;
+            s.caps.negotiating = !registered;
+            let offered = if v302 {
+                "echo-message sasl=PLAIN"
+            } else {
+                "echo-message sasl"
+            };
+            line::put(&mut cx.out.replies, Prefix::Server, "CAP", &[&me, "LS", offered]);
+        }
+        "LIST" => {
+            let on = if cx.s().caps.echo { "echo-message" } else { "" };
+            line::put(&mut cx.out.replies, Prefix::Server, "CAP", &[&me, "LIST", on]);
+        }
+        "REQ" => {
+            let asked = m.param(1).unwrap_or("");
+            let known = asked
+                .split(' ')
+                .filter(|c| !c.is_empty())
+                .all(|c| CAPS.contains(&c.trim_start_matches('-')));
+            cx.s().caps.negotiating = !registered;
+            if !known || asked.trim().is_empty() {
+                line::put(&mut cx.out.replies, Prefix::Server, "CAP", &[&me, "NAK", asked]);
+                return;
+            }
+            for c in asked.split(' ').filter(|c| !c.is_empty()) {
+                if c.trim_start_matches('-') == "echo-message" {
+                    cx.s().caps.echo = !c.starts_with('-');
+                }
+            }
+            line::put(&mut cx.out.replies, Prefix::Server, "CAP", &[&me, "ACK", asked]);
+        }
+        "END" => {
+            cx.s().caps.negotiating = false;
+            try_register(cx);
+        }
+        _ => cx.num("410", &[m.param(0).unwrap_or("*"), "Invalid CAP command"]),
+    }
+}
+
+/// Whether `nick` is an IRC nick Plaza can hold: RFC 2812's characters,
+/// and a valid Plaza name.
+fn valid_nick(nick: &str) -> bool {
+    let special = |c: char| "[]\\`_^{|}".contains(c);
+    let mut chars = nick.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || special(c))
+        && chars.all(|c| c.is_ascii_alphanumeric() || special(c) || c == '-')
+        && plaza_proto::valid_name(nick)
+}
+
+fn nick(cx: &mut Cx<'_>, m: &Message<'_>) {
+    let Some(nick) = m.param(0).filter(|n| !n.is_empty()) else {
+        return cx.num("431", &["No nickname given"]);
+    };
+    if !valid_nick(nick) {
+        return cx.num("432", &[nick, "Erroneous nickname"]);
+    }
+    let taken = cx
+        .state
+        .sessions
+        .iter()
+        .any(|(id, s)| *id != cx.id && s.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(nick)));
+    if taken {
+        return cx.num("433", &[nick, "Nickname is already in use"]);
+    }
+    cx.s().nick = Some(Arc::from(nick));
+    try_register(cx);
+}
+
+fn user(cx: &mut Cx<'_>, m: &Message<'_>) {
+    if cx.need_params(m, 4) {
+        cx.s().user = true;
+        try_register(cx);
+    }
+}
+
+fn authenticate(cx: &mut Cx<'_>, m: &Message<'_>) {
+    if !cx.need_params(m, 1) {
+        return;
+    }
+    let arg = m.params[0];
+    if matches!(cx.s().login, Login::Done | Login::Sasl(_)) {
+        return cx.num("907", &["You have already authenticated"]);
+    }
+    if arg == "*" {
+        cx.s().sasl_started = false;
+        return cx.num("906", &["SASL authentication aborted"]);
+    }
+    if !cx.s().sasl_started {
+        if arg.eq_ignore_ascii_case("PLAIN") {
+            cx.s().sasl_started = true;
+            cx.out.replies.extend_from_slice(b"AUTHENTICATE +\r\n");
+        } else {
+            cx.num("908", &["PLAIN", "are available SASL mechanisms"]);
+            cx.num("904", &["SASL authentication failed"]);
+        }
+        return;
+    }
+    cx.s().sasl_started = false;
+    let plain = base64::engine::general_purpose::STANDARD.decode(arg).ok();
+    let fields = plain.as_deref().map(|p| p.split(|&b| b == 0).collect::<Vec<_>>());
+    let Some([_authz, account, password]) = fields.as_deref() else {
+        return cx.num("904", &["SASL authentication failed"]);
+    };
+    let (Ok(account), Ok(password)) = (std::str::from_utf8(account), std::str::from_utf8(password)) else {
+        return cx.num("904", &["SASL authentication failed"]);
+    };
+    cx.s().login = Login::Sasl(account.to_owned());
+    cx.out.requests.push(Request::Login {
+        name: account.to_owned(),
+        password: password.to_owned(),
+    });
+}
+
+/// Ends registration once NICK and USER are in and CAP negotiation is
+/// over: logs in with PASS, or as a guest, or (after SASL) welcomes.
+pub(super) fn try_register(cx: &mut Cx<'_>) {
+    let allow_guests = cx.irc.allow_guests;
+    let s = cx.s();
+    if s.registered || s.nick.is_none() || !s.user || s.caps.negotiating {
+        return;
+    }
+    match s.login {
+        Login::Done => {
+            let mut b = std::mem::take(&mut cx.out.replies);
+            super::outbound::welcome(&mut b, cx.s());
+            cx.out.replies = b;
+            cx.out.requests.push(Request::UserList { after: String::new() });
+        }
+        Login::Sasl(_) | Login::Pass | Login::Guest => {}
+        Login::None => {
+            let nick = s.nick.as_deref().unwrap_or_default().to_owned();
+            if let Some(password) = s.pass.take() {
+                s.login = Login::Pass;
+                cx.out.requests.push(Request::Login { name: nick, password });
+            } else if allow_guests {
+                s.login = Login::Guest;
+                cx.out.guest = Some(nick);
+            } else {
+                let text = "This server needs an account: log in with SASL PLAIN or PASS";
+                cx.num("464", &[text]);
+                line::error(&mut cx.out.replies, "Closing link: no account");
+                cx.out.close = Some("no credentials and guests are not allowed");
+                return;
+            }
+            // LUSERS and the MOTD follow the welcome (`outbound.rs`).
+            cx.out.requests.push(Request::UserList { after: String::new() });
+        }
+    }
+}
+
+fn join(cx: &mut Cx<'_>, m: &Message<'_>) {
+    if !cx.need_params(m, 1) {
+        return;
+    }
+    let mut channels = m.params[0].split(',');
+    let first = channels.next().unwrap_or("");
+    if first == "0" {
+        if cx.s().room.is_some() {
+            cx.out.requests.push(Request::RoomLeave);
+        }
+        return;
+    }
+    let Some(room) = cx.irc.channel(first) else {
+        return cx.num(
+            "403",
+            &[first, "No such channel (Plaza's channels are #0 to #N-1)"],
+        );
+    };
+    for more in channels {
+        cx.num("405", &[more, "You may be in one channel at a time"]);
+    }
+    let s = cx.s();
+    if s.room == Some(room) || s.joining == Some(room) {
+        return;
+    }
+    if s.room.is_some() {
+        // One room at a time: the first is parted.
+        cx.out.requests.push(Request::RoomLeave);
+    }
+    cx.s().joining = Some(room);
+    cx.out.requests.push(Request::RoomEnter { room: room as i32 });
+}
+
+fn part(cx: &mut Cx<'_>, m: &Message<'_>) {
+    if !cx.need_params(m, 1) {
+        return;
+    }
+    for name in m.params[0].split(',') {
+        match cx.irc.channel(name) {
+            Some(room) if cx.s().room == Some(room) => cx.out.requests.push(Request::RoomLeave),
+            Some(_) => cx.num("442", &[name, "You're not on that channel"]),
+            None => cx.num("403", &[name, "No such channel"]),
+        }
+    }
+}
+
+fn message(cx: &mut Cx<'_>, m: &Message<'_>, notice: bool) {
+    let Some(target) = m.param(0).filter(|t| !t.is_empty()) else {
+        if !notice {
+            cx.num("411", &[&format!("No recipient given ({})", m.command)]);
+        }
+        return;
+    };
+    let Some(text) = m.param(1).filter(|t| !t.is_empty()) else {
+        if !notice {
+            cx.num("412", &["No text to send"]);
+        }
+        return;
+    };
+    if target.contains(',') {
+        if !notice {
+            cx.num("407", &[target, "Too many recipients (one at a time)"]);
+        }
+        return;
+    }
+    if target.starts_with('#') {
+        match cx.irc.channel(target) {
+            Some(room) if cx.s().room == Some(room) => {
+                for piece in line::pieces(text, limits::ROOM_MESSAGE) {
+                    cx.out.requests.push(Request::RoomChat {
+                        message: piece.to_owned(),
+                    });
+                }
+            }
+            Some(_) if !notice => cx.num("404", &[target, "Cannot send to channel (you are not in it)"]),
+            None if !notice => cx.num("403", &[target, "No such channel"]),
+            _ => {}
+        }
+        return;
+    }
+    if target.starts_with('$') {
+        // Everyone on the server: Plaza's broadcast (admins only).
+        for piece in line::pieces(text, limits::MESSAGE) {
+            cx.out.requests.push(Request::Broadcast {
+                message: piece.to_owned(),
+            });
+        }
+        return;
+    }
+    if cx.s().caps.echo {
+        let me = cx.me();
+        line::put(&mut cx.out.replies, Prefix::User(&me), m.command, &[target, text]);
+    }
+    for piece in line::pieces(text, limits::MESSAGE) {
+        cx.s().targets.push_back(Target::Whisper {
+            nick: target.to_owned(),
+            notice,
+        });
+        cx.out.requests.push(Request::Whisper {
+            to: target.to_owned(),
+            message: piece.to_owned(),
+        });
+    }
+}
+
+/// The channel's nicks, if `id` is in `name`.
+fn members(cx: &Cx<'_>, name: &str) -> Option<Vec<Arc<str>>> {
+    let room = cx.irc.channel(name)?;
+    if cx.state.sessions[&cx.id].room != Some(room) {
+        return None;
+    }
+    let mut names: Vec<_> = cx.state.channels.get(&room)?.names.values().cloned().collect();
+    names.sort();
+    Some(names)
+}
+
+pub(super) fn names(cx: &mut Cx<'_>, channel: Option<&str>) {
+    let channel = match channel {
+        Some(c) => c.split(',').next().unwrap_or(c).to_owned(),
+        None => match cx.s().room {
+            Some(r) => format!("#{r}"),
+            None => return cx.num("366", &["*", "End of /NAMES list"]),
+        },
+    };
+    if let Some(names) = members(cx, &channel) {
+        let me = cx.me();
+        let mut b = std::mem::take(&mut cx.out.replies);
+        super::outbound::put_names(&mut b, &me, &channel, names.iter().map(|n| &**n));
+        cx.out.replies = b;
+    } else {
+        cx.num("366", &[&channel, "End of /NAMES list"]);
+    }
+}
+
+fn who(cx: &mut Cx<'_>, m: &Message<'_>) {
+    let mask = m.param(0).unwrap_or("*").to_owned();
+    let room = cx.s().room;
+    let channel = room.map(|r| format!("#{r}"));
+    let nicks: Vec<Arc<str>> = match members(cx, &mask) {
+        Some(all) => all,
+        None => {
+            let known = room
+                .and_then(|r| cx.state.channels.get(&r))
+                .and_then(|c| c.names.values().find(|n| n.eq_ignore_ascii_case(&mask)).cloned());
+            let me = cx.state.sessions[&cx.id].nick.clone();
+            known
+                .or(me.filter(|n| n.eq_ignore_ascii_case(&mask)))
+                .into_iter()
+                .collect()
+        }
+    };
+    for n in &nicks {
+        let away = if cx
+            .state
+            .sessions
+            .values()
+            .any(|s| s.nick.as_ref() == Some(n) && s.away.is_some())
+        {
+            "G"
+        } else {
+            "H"
+        };
+        let chan = channel.as_deref().unwrap_or("*");
+        let real = format!("0 {n}");
+        cx.num("352", &[chan, n, line::USER_HOST, line::SERVER, n, away, &real]);
+    }
+    cx.num("315", &[&mask, "End of WHO list"]);
+}
+
+fn whois(cx: &mut Cx<'_>, m: &Message<'_>) {
+    if m.params.is_empty() {
+        return cx.num("431", &["No nickname given"]);
+    }
+    let nick = m.params[m.params.len() - 1].to_owned();
+    let room = cx.s().room;
+    let me = cx.state.sessions[&cx.id].nick.clone();
+    let found = room
+        .and_then(|r| cx.state.channels.get(&r))
+        .and_then(|c| c.names.values().find(|n| n.eq_ignore_ascii_case(&nick)).cloned())
+        .or(me.filter(|n| n.eq_ignore_ascii_case(&nick)));
+    match found {
+        Some(n) => {
+            cx.num("311", &[&n, &n, line::USER_HOST, "*", &n]);
+            if let Some(r) = room {
+                cx.num("319", &[&n, &format!("#{r}")]);
+            }
+            cx.num("312", &[&n, line::SERVER, "Plaza"]);
+            cx.num("318", &[&n, "End of /WHOIS list"]);
+        }
+        None => {
+            cx.num("401", &[&nick, "No such nick (or not in your channel)"]);
+            cx.num("318", &[&nick, "End of /WHOIS list"]);
+        }
+    }
+}
+
+fn topic(cx: &mut Cx<'_>, m: &Message<'_>) {
+    if !cx.need_params(m, 1) {
+        return;
+    }
+    let name = m.params[0];
+    match cx.irc.channel(name) {
+        None => cx.num("403", &[name, "No such channel"]),
+        Some(room) if cx.s().room != Some(room) => cx.num("442", &[name, "You're not on that channel"]),
+        Some(_) if m.params.len() > 1 => cx.num("482", &[name, "Plaza's channels have no topic to set"]),
+        Some(_) => cx.num("331", &[name, "No topic is set"]),
+    }
+}
+
+fn list(cx: &mut Cx<'_>) {
+    cx.num("321", &["Channel", "Users  Name"]);
+    if let Some(room) = cx.s().room {
+        let count = cx.state.channels.get(&room).map_or(0, |c| c.names.len());
+        cx.num("322", &[&format!("#{room}"), &count.to_string(), ""]);
+    }
+    cx.num("323", &["End of /LIST"]);
+}
+
+fn kick(cx: &mut Cx<'_>, m: &Message<'_>) {
+    if !cx.need_params(m, 2) {
+        return;
+    }
+    let (channel, target) = (m.params[0], m.params[1]);
+    match cx.irc.channel(channel) {
+        None => cx.num("403", &[channel, "No such channel"]),
+        Some(room) if cx.s().room != Some(room) => cx.num("442", &[channel, "You're not on that channel"]),
+        Some(_) => {
+            cx.s().targets.push_back(Target::Kick(target.to_owned()));
+            cx.out.requests.push(Request::Kick {
+                name: target.to_owned(),
+            });
+        }
+    }
+}
+
+fn motd(cx: &mut Cx<'_>) {
+    let me = cx.me();
+    super::outbound::put_motd(&mut cx.out.replies, &me);
+}

@@ -1,0 +1,202 @@
+//! IRC lines: parsing a client's (RFC 1459 with IRCv3 tags) and writing
+//! the server's.
+
+use bytes::{BufMut, BytesMut};
+
+/// The longest line without its tags, CRLF included (RFC 1459).
+pub(crate) const MAX_LINE: usize = 512;
+/// The longest tag section a client may send (IRCv3 message-tags), with
+/// its `@` and the space after it.
+pub(crate) const MAX_TAGS: usize = 4096;
+/// Parameters a command may have (RFC 1459: 15).
+const MAX_PARAMS: usize = 15;
+
+/// One message from a client, borrowed from its line.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Message<'a> {
+    /// The command, as sent (compare with `eq_ignore_ascii_case`).
+    pub(crate) command: &'a str,
+    pub(crate) params: Vec<&'a str>,
+}
+
+/// Why a line is not a message.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LineError {
+    /// Blank: ignored.
+    Empty,
+    /// Over [`MAX_LINE`] without tags or [`MAX_TAGS`] of tags.
+    TooLong,
+    /// Not UTF-8.
+    NotUtf8,
+}
+
+impl<'a> Message<'a> {
+    pub(crate) fn param(&self, i: usize) -> Option<&'a str> {
+        self.params.get(i).copied()
+    }
+}
+
+/// Parses one line (its `\n` and any `\r` before it included or not).
+pub(crate) fn parse(line: &[u8]) -> Result<Message<'_>, LineError> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut rest = line;
+    if rest.first() == Some(&b'@') {
+        let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        if end + 1 > MAX_TAGS {
+            return Err(LineError::TooLong);
+        }
+        // Client tags are accepted and not relayed (Plaza has none to use).
+        rest = &rest[(end + 1).min(rest.len())..];
+    }
+    if rest.len() + 2 > MAX_LINE {
+        return Err(LineError::TooLong);
+    }
+    let rest = std::str::from_utf8(rest).map_err(|_| LineError::NotUtf8)?;
+    let mut rest = rest.trim_start_matches(' ');
+    if rest.starts_with(':') {
+        // A client's prefix is ignored (RFC 1459 2.3).
+        rest = rest
+            .split_once(' ')
+            .map_or("", |(_, r)| r)
+            .trim_start_matches(' ');
+    }
+    let (command, mut rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    if command.is_empty() {
+        return Err(LineError::Empty);
+    }
+    let mut params = Vec::new();
+    loop {
+        rest = rest.trim_start_matches(' ');
+        if rest.is_empty() {
+            break;
+        }
+        if let Some(trailing) = rest.strip_prefix(':') {
+            params.push(trailing);
+            break;
+        }
+        if params.len() + 1 == MAX_PARAMS {
+            params.push(rest);
+            break;
+        }
+        let (p, r) = rest.split_once(' ').unwrap_or((rest, ""));
+        params.push(p);
+        rest = r;
+    }
+    Ok(Message { command, params })
+}
+
+/// Text safe inside one line: no CR, LF or NUL (a Plaza message from a
+/// binary client may hold them).
+pub(crate) fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\r', '\n', '\0']) {
+        text.replace(['\r', '\n', '\0'], " ").into()
+    } else {
+        text.into()
+    }
+}
+
+/// Writes `:prefix command params… :trailing\r\n`; the last parameter is
+/// always written as trailing.
+pub(crate) fn put(b: &mut BytesMut, prefix: Prefix<'_>, command: &str, params: &[&str]) {
+    b.put_u8(b':');
+    match prefix {
+        Prefix::Server => b.put_slice(SERVER.as_bytes()),
+        Prefix::User(nick) => {
+            b.put_slice(nick.as_bytes());
+            b.put_u8(b'!');
+            b.put_slice(nick.as_bytes());
+            b.put_u8(b'@');
+            b.put_slice(USER_HOST.as_bytes());
+        }
+    }
+    b.put_u8(b' ');
+    b.put_slice(command.as_bytes());
+    if let Some((last, middle)) = params.split_last() {
+        for p in middle {
+            b.put_u8(b' ');
+            b.put_slice(p.as_bytes());
+        }
+        b.put_slice(b" :");
+        b.put_slice(clean(last).as_bytes());
+    }
+    b.put_slice(b"\r\n");
+}
+
+/// Writes `ERROR :text\r\n`, the line before the server closes a link.
+pub(crate) fn error(b: &mut BytesMut, text: &str) {
+    b.put_slice(b"ERROR :");
+    b.put_slice(clean(text).as_bytes());
+    b.put_slice(b"\r\n");
+}
+
+/// Who a line is from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Prefix<'a> {
+    Server,
+    User(&'a str),
+}
+
+/// The server's name in its lines.
+pub(crate) const SERVER: &str = "plaza";
+/// The host shown for every user (`nick!nick@plaza.users`): Plaza does
+/// not show its users' addresses.
+pub(crate) const USER_HOST: &str = "plaza.users";
+
+/// `text` cut into pieces of at most `max` bytes, on character
+/// boundaries (a Plaza message longer than an IRC line holds, or an IRC
+/// line longer than a room message).
+pub(crate) fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = rest.len().min(max);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, r) = rest.split_at(end);
+        rest = r;
+        Some(piece)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_parse_with_tags_prefix_middle_and_trailing_parameters() {
+        let m = parse(b"@label=1 :me PRIVMSG #1 :hello  there\r\n").unwrap();
+        assert_eq!(m.command, "PRIVMSG");
+        assert_eq!(m.params, ["#1", "hello  there"]);
+        let m = parse(b"USER u 0 *  :Real Name\n").unwrap();
+        assert_eq!(m.params, ["u", "0", "*", "Real Name"]);
+        assert_eq!(parse(b"PING\r\n").unwrap().params, Vec::<&str>::new());
+        assert_eq!(parse(b"\r\n"), Err(LineError::Empty));
+        assert_eq!(parse(b"   \r\n"), Err(LineError::Empty));
+        assert_eq!(parse(b"PRIVMSG #1 :\xff\r\n"), Err(LineError::NotUtf8));
+        let long = format!("PRIVMSG #1 :{}\r\n", "a".repeat(500));
+        assert_eq!(parse(long.as_bytes()), Err(LineError::TooLong));
+        let fifteen = "X 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16";
+        assert_eq!(parse(fifteen.as_bytes()).unwrap().params.last(), Some(&"15 16"));
+    }
+
+    #[test]
+    fn written_lines_end_in_crlf_and_carry_no_line_break_of_their_own() {
+        let mut b = BytesMut::new();
+        put(&mut b, Prefix::User("amy"), "PRIVMSG", &["#1", "a\r\nQUIT"]);
+        assert_eq!(&b[..], b":amy!amy@plaza.users PRIVMSG #1 :a  QUIT\r\n");
+        b.clear();
+        put(&mut b, Prefix::Server, "001", &["amy", "Welcome"]);
+        assert_eq!(&b[..], b":plaza 001 amy :Welcome\r\n");
+    }
+
+    #[test]
+    fn pieces_split_on_character_boundaries() {
+        let text = "ab\u{00e9}cd";
+        assert_eq!(pieces(text, 3).collect::<Vec<_>>(), ["ab", "\u{00e9}c", "d"]);
+        assert_eq!(pieces("", 3).count(), 0);
+    }
+}

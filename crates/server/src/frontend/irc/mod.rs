@@ -1,0 +1,291 @@
+//! The IRC front end: Plaza's rooms as channels `#0`..`#N-1`, for IRC
+//! clients (docs/IRC.md).
+//!
+//! Its own plaza-net server cuts lines ([`Lines`]). Inbound
+//! ([`inbound.rs`](inbound)), a registered client's commands become the
+//! binary protocol's requests, encoded and decoded by the same
+//! [`Gateway`] as a packet would be (so every check and limit is the
+//! same); registration (CAP, NICK, USER, PASS, SASL PLAIN) and the
+//! commands Plaza has no request for are answered here. Outbound
+//! ([`outbound.rs`](outbound)), the hub's events become IRC lines; a
+//! fan-out is written once and shared by every IRC recipient.
+//!
+//! IRC needs context the hub's events leave out (which channel, a
+//! leaver's nick): [`Irc`] keeps each session's nick, capabilities and
+//! channel, and the nicks of the channels IRC users are in.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use plaza_net::{FrameError, Framing, Handle, Handler, NetError, ServerConfig, SessionId};
+
+use super::binary::Gateway;
+
+mod inbound;
+pub(crate) mod line;
+mod modes;
+mod outbound;
+
+pub(crate) use outbound::Fanout;
+
+/// IRC's framing: lines ending in `\n`, tags and all at most
+/// [`line::MAX_TAGS`] + [`line::MAX_LINE`] bytes (a longer line closes
+/// the connection; a line merely over 512 bytes is answered with 417).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lines;
+
+impl Framing for Lines {
+    fn header_len(&self) -> usize {
+        1
+    }
+    fn max_frame(&self) -> usize {
+        line::MAX_TAGS + line::MAX_LINE
+    }
+    fn frame_len(&self, _: &[u8]) -> Result<usize, FrameError> {
+        Err(FrameError::Invalid("IRC lines have no header"))
+    }
+    fn delimiter(&self) -> Option<u8> {
+        Some(b'\n')
+    }
+}
+
+/// Makes `config` the IRC front end's: lines, a PING to quiet clients.
+pub(crate) fn configure(config: &mut ServerConfig) {
+    config.max_frame = Lines.max_frame();
+    if let Some(idle) = config.idle_timeout {
+        let ping = Bytes::from_static(b"PING :plaza\r\n");
+        config.quiet_ping = Some((super::ws::ping_after(idle), ping));
+    }
+    config.farewell = Some(Bytes::from_static(
+        b"ERROR :Closing link: server shutting down; reconnect in a few seconds\r\n",
+    ));
+    config.slow_farewell = Some(Bytes::from_static(
+        b"ERROR :Closing link: too slow: messages for you piled up\r\n",
+    ));
+}
+
+/// IRCv3 capabilities a session asked for.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Caps {
+    /// `echo-message`: a client hears its own messages back.
+    pub(crate) echo: bool,
+    /// Negotiating (CAP LS or REQ before CAP END): registration waits.
+    pub(crate) negotiating: bool,
+    /// `CAP LS 302` or later: `cap-notify` is implied.
+    pub(crate) v302: bool,
+}
+
+/// How a session is logging in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Login {
+    /// Not yet.
+    None,
+    /// SASL PLAIN, as `account`, waiting for the hub.
+    Sasl(String),
+    /// Registration with PASS, as its nick.
+    Pass,
+    /// Registration as a guest.
+    Guest,
+    /// Logged in (by SASL; registration may not have ended).
+    Done,
+}
+
+/// One IRC session's state.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The nick asked for (before registration) or held (after).
+    pub(crate) nick: Option<Arc<str>>,
+    /// USER was sent.
+    pub(crate) user: bool,
+    pub(crate) pass: Option<String>,
+    pub(crate) caps: Caps,
+    /// AUTHENTICATE PLAIN was sent; its payload is awaited.
+    pub(crate) sasl_started: bool,
+    pub(crate) login: Login,
+    /// Welcomed (001 sent): commands are accepted.
+    pub(crate) registered: bool,
+    /// The channel it is in.
+    pub(crate) room: Option<u32>,
+    /// The channel a JOIN asked for, until the hub answers.
+    pub(crate) joining: Option<u32>,
+    /// Targets of whispers, kicks and mutes the hub has not answered yet,
+    /// in order (their answers name them).
+    pub(crate) targets: std::collections::VecDeque<Target>,
+    pub(crate) away: Option<String>,
+    /// The MOTD is still to follow the welcome (after LUSERS).
+    pub(crate) motd_due: bool,
+}
+
+/// Whom a request the hub has not answered yet was about.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// A PRIVMSG (or, `notice`, a NOTICE: errors are not told) to a nick.
+    Whisper {
+        nick: String,
+        notice: bool,
+    },
+    Kick(String),
+    /// MODE +q (`on`) or -q.
+    Mute {
+        nick: String,
+        on: bool,
+    },
+}
+
+impl Session {
+    fn new() -> Self {
+        Self {
+            nick: None,
+            user: false,
+            pass: None,
+            caps: Caps::default(),
+            sasl_started: false,
+            login: Login::None,
+            registered: false,
+            room: None,
+            joining: None,
+            targets: std::collections::VecDeque::new(),
+            away: None,
+            motd_due: false,
+        }
+    }
+
+    /// The nick for numerics: `*` before one is chosen.
+    pub(crate) fn me(&self) -> &str {
+        self.nick.as_deref().unwrap_or("*")
+    }
+}
+
+/// The nicks of a channel IRC users are in, by member id (a departure
+/// names only the id).
+#[derive(Debug, Default)]
+pub(crate) struct Channel {
+    pub(crate) names: HashMap<u64, Arc<str>>,
+    /// IRC sessions in it: the entry goes with the last.
+    pub(crate) irc: usize,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) sessions: HashMap<SessionId, Session>,
+    pub(crate) channels: HashMap<u32, Channel>,
+}
+
+impl State {
+    /// `id` leaves its channel (if in one).
+    pub(crate) fn leave(&mut self, id: SessionId) -> Option<u32> {
+        let room = self.sessions.get_mut(&id)?.room.take()?;
+        if let Some(c) = self.channels.get_mut(&room) {
+            c.irc = c.irc.saturating_sub(1);
+            if c.irc == 0 {
+                self.channels.remove(&room);
+            }
+        }
+        Some(room)
+    }
+}
+
+/// The IRC front end, shared by its gateway (inbound) and the hub's sink
+/// (outbound).
+pub(crate) struct Irc {
+    pub(crate) net: Handle,
+    pub(crate) state: Mutex<State>,
+    /// Rooms (channels `#0`..).
+    pub(crate) rooms: u32,
+    /// Clients without credentials get in under their nick.
+    pub(crate) allow_guests: bool,
+}
+
+impl Irc {
+    pub(crate) fn new(net: Handle, rooms: u32, allow_guests: bool) -> Arc<Self> {
+        Arc::new(Self {
+            net,
+            state: Mutex::default(),
+            rooms,
+            allow_guests,
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends `lines` to `id` (nothing if empty).
+    pub(crate) fn send(&self, id: SessionId, lines: BytesMut) {
+        if !lines.is_empty() {
+            let _ = self.net.send(id, lines.freeze());
+        }
+    }
+
+    /// The channel named `name` (`#7`), if it is one of Plaza's rooms.
+    pub(crate) fn channel(&self, name: &str) -> Option<u32> {
+        let n = name.strip_prefix('#')?;
+        if n.is_empty() || (n.len() > 1 && n.starts_with('0')) || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        n.parse().ok().filter(|&r| r < self.rooms)
+    }
+}
+
+/// The IRC sessions' handler.
+pub(crate) struct IrcGateway {
+    pub(crate) gateway: Gateway,
+    pub(crate) irc: Arc<Irc>,
+}
+
+impl Handler for IrcGateway {
+    async fn on_join(&self, id: SessionId, peer: SocketAddr) {
+        self.irc.lock().sessions.insert(id, Session::new());
+        self.gateway.on_join(id, peer).await;
+        // IRC clients hear Plaza's notices (server notices, mutes).
+        let hello = plaza_proto::Request::Hello {
+            version: plaza_proto::VERSION,
+            features: plaza_proto::features::NOTIFICATIONS,
+        };
+        let input = self.gateway.input(id, &inbound::frame(&hello));
+        self.gateway.queue(Some(input)).await;
+    }
+
+    fn on_recv(&self, id: SessionId, frame: &[u8]) -> impl Future<Output = ()> + Send {
+        let inputs = self.command(id, frame);
+        async move {
+            for input in inputs {
+                self.gateway.queue(Some(input)).await;
+            }
+        }
+    }
+
+    fn on_peer_closed(&self, id: SessionId) -> impl Future<Output = bool> + Send {
+        self.gateway.on_peer_closed(id)
+    }
+
+    async fn on_leave(&self, id: SessionId) {
+        {
+            let mut state = self.irc.lock();
+            state.leave(id);
+            state.sessions.remove(&id);
+        }
+        self.gateway.on_leave(id).await;
+    }
+
+    fn on_dropped(&self, id: SessionId, count: u64) {
+        tracing::debug!(session = %id, count, "room messages dropped for a slow IRC reader");
+        let mut b = BytesMut::new();
+        let me = self.irc.lock().sessions.get(&id).map(|s| s.me().to_owned());
+        let text = format!("{count} messages were dropped: you read too slowly");
+        line::put(
+            &mut b,
+            line::Prefix::Server,
+            "NOTICE",
+            &[me.as_deref().unwrap_or("*"), &text],
+        );
+        self.irc.send(id, b);
+    }
+
+    fn on_error(&self, id: Option<SessionId>, error: &NetError) {
+        self.gateway.on_error(id, error);
+    }
+}

@@ -1,0 +1,458 @@
+//! The hub's events as IRC lines: one session's answers, and fan-outs
+//! written once for every IRC recipient.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use plaza_net::SessionId;
+use plaza_proto::{Event, ResultCode, Roster};
+
+use super::line::{self, Prefix};
+use super::{Channel, Irc, Login, Session, State, Target};
+
+/// The longest text in one line the server writes (a Plaza message may
+/// be longer: it goes out in several lines).
+const TEXT_PER_LINE: usize = 400;
+
+/// RPL_ISUPPORT's tokens (docs/IRC.md).
+const ISUPPORT: &[&str] = &[
+    "CASEMAPPING=ascii",
+    "CHANLIMIT=#:1",
+    "CHANNELLEN=11",
+    "CHANTYPES=#",
+    "NETWORK=Plaza",
+    "NICKLEN=32",
+    "PREFIX=(o)@",
+    "TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:1,KICK:1",
+];
+
+fn num(b: &mut BytesMut, me: &str, code: &str, params: &[&str]) {
+    let mut all = Vec::with_capacity(params.len() + 1);
+    all.push(me);
+    all.extend_from_slice(params);
+    line::put(b, Prefix::Server, code, &all);
+}
+
+/// Registration is over: 001 to 005. LUSERS and the MOTD follow when
+/// the user count the hub was asked for comes back.
+pub(super) fn welcome(b: &mut BytesMut, s: &mut Session) {
+    s.registered = true;
+    s.motd_due = true;
+    let me = s.me().to_owned();
+    let version = concat!("plaza-", env!("CARGO_PKG_VERSION"));
+    num(b, &me, "001", &[&format!("Welcome to Plaza, {me}")]);
+    num(
+        b,
+        &me,
+        "002",
+        &[&format!("Your host is {}, running {version}", line::SERVER)],
+    );
+    num(b, &me, "003", &["This server speaks IRC as a front end to Plaza"]);
+    num(b, &me, "004", &[line::SERVER, version, "i", "q"]);
+    let mut tokens = ISUPPORT.to_vec();
+    tokens.push("are supported by this server");
+    num(b, &me, "005", &tokens);
+}
+
+pub(super) fn put_motd(b: &mut BytesMut, me: &str) {
+    num(
+        b,
+        me,
+        "375",
+        &[&format!("- {} Message of the day -", line::SERVER)],
+    );
+    num(
+        b,
+        me,
+        "372",
+        &["- Channels #0, #1, ... are Plaza's rooms; one at a time."],
+    );
+    num(b, me, "376", &["End of /MOTD command"]);
+}
+
+/// RPL_NAMREPLY lines and RPL_ENDOFNAMES.
+pub(super) fn put_names<'n>(b: &mut BytesMut, me: &str, channel: &str, names: impl Iterator<Item = &'n str>) {
+    let mut list = String::new();
+    for n in names {
+        if list.len() + n.len() > TEXT_PER_LINE {
+            num(b, me, "353", &["=", channel, &list]);
+            list.clear();
+        }
+        if !list.is_empty() {
+            list.push(' ');
+        }
+        list.push_str(n);
+    }
+    if !list.is_empty() {
+        num(b, me, "353", &["=", channel, &list]);
+    }
+    num(b, me, "366", &[channel, "End of /NAMES list"]);
+}
+
+/// `text` in as many lines as it takes.
+fn put_text(b: &mut BytesMut, from: Prefix<'_>, command: &str, target: &str, text: &str) {
+    for piece in line::pieces(text, TEXT_PER_LINE) {
+        line::put(b, from, command, &[target, piece]);
+    }
+}
+
+impl Irc {
+    /// One event for one session.
+    pub(crate) fn event(&self, id: SessionId, event: &Event) {
+        if matches!(
+            event,
+            Event::RoomChat { .. }
+                | Event::RoomNewUser { .. }
+                | Event::RoomLeaveUser { .. }
+                | Event::Broadcast { .. }
+        ) {
+            return Fanout::new(std::slice::from_ref(event)).send(self, id, 0, false);
+        }
+        let mut b = BytesMut::new();
+        let close = {
+            let mut state = self.lock();
+            if !state.sessions.contains_key(&id) {
+                return;
+            }
+            answer(&mut state, id, event, &mut b)
+        };
+        self.send(id, b);
+        if close {
+            let _ = self.net.disconnect(id);
+        }
+    }
+
+    /// `id` entered a room: its channel's members (the JOIN succeeded).
+    pub(crate) fn members(&self, id: SessionId, roster: &Roster) {
+        let mut b = BytesMut::new();
+        {
+            let mut state = self.lock();
+            let State { sessions, channels } = &mut *state;
+            let Some(s) = sessions.get_mut(&id) else {
+                return;
+            };
+            let Some(room) = s.joining.take() else {
+                tracing::warn!(session = %id, "an IRC session got a member list it did not ask for");
+                return;
+            };
+            s.room = Some(room);
+            let c = channels.entry(room).or_insert_with(Channel::default);
+            c.irc += 1;
+            // The hub's list is the truth now.
+            c.names = roster.iter().map(|(uid, n)| (uid, Arc::from(n))).collect();
+            let channel = format!("#{room}");
+            let me = s.me().to_owned();
+            line::put(&mut b, Prefix::User(&me), "JOIN", &[&channel]);
+            num(&mut b, &me, "331", &[&channel, "No topic is set"]);
+            let mut names: Vec<&str> = c.names.values().map(|n| &**n).collect();
+            names.sort_unstable();
+            put_names(&mut b, &me, &channel, names.into_iter());
+        }
+        self.send(id, b);
+    }
+
+    /// The hub closes `id`: IRC says so first.
+    pub(crate) fn disconnect(&self, id: SessionId) {
+        let _ = self.net.send(
+            id,
+            Bytes::from_static(b"ERROR :Closing link: closed by the server\r\n"),
+        );
+        let _ = self.net.disconnect(id);
+    }
+}
+
+/// Writes `id`'s answer to `event`; returns whether to close it.
+fn answer(state: &mut State, id: SessionId, event: &Event, b: &mut BytesMut) -> bool {
+    let s = state.sessions.get_mut(&id).expect("checked by the caller");
+    let me = s.me().to_owned();
+    let channel = s.room.map(|r| format!("#{r}"));
+    let chan = channel.as_deref().unwrap_or("*");
+    match event {
+        Event::LoginResult(code) => return login(s, *code, b),
+        Event::UserList { result, total, .. } if result.is_ok() && s.registered => {
+            let total = total.to_string();
+            num(
+                b,
+                &me,
+                "251",
+                &[&format!("There are {total} users and 0 invisible on 1 servers")],
+            );
+            num(b, &me, "255", &[&format!("I have {total} clients and 0 servers")]);
+            num(
+                b,
+                &me,
+                "265",
+                &[
+                    &total,
+                    &total,
+                    &format!("Current local users {total}, max {total}"),
+                ],
+            );
+            num(
+                b,
+                &me,
+                "266",
+                &[
+                    &total,
+                    &total,
+                    &format!("Current global users {total}, max {total}"),
+                ],
+            );
+            if std::mem::take(&mut s.motd_due) {
+                put_motd(b, &me);
+            }
+        }
+        Event::RoomEnterResult(code) if !code.is_ok() => {
+            let room = s
+                .joining
+                .take()
+                .map_or_else(|| "*".to_owned(), |r| format!("#{r}"));
+            let (n, text) = match *code {
+                ResultCode::ROOM_FULL => ("471", "Cannot join channel (+l): the room is full"),
+                ResultCode::RATE_LIMITED => ("263", "Too many joins: wait a moment"),
+                c => ("403", c.describe()),
+            };
+            num(b, &me, n, &[&room, text]);
+        }
+        Event::RoomLeaveResult(code) if code.is_ok() => {
+            if let Some(room) = state.leave(id) {
+                line::put(b, Prefix::User(&me), "PART", &[&format!("#{room}")]);
+            }
+        }
+        Event::RoomChatResult(code) if !code.is_ok() => {
+            let (n, text) = match *code {
+                ResultCode::USER_IN_LOBBY => ("442", "You're not on that channel"),
+                ResultCode::MUTED => ("404", "Cannot send to channel: you are muted"),
+                c => ("404", c.describe()),
+            };
+            num(b, &me, n, &[chan, text]);
+        }
+        Event::WhisperResult(code) => {
+            if let Some(Target::Whisper { nick, notice: false }) = s.targets.pop_front() {
+                match *code {
+                    ResultCode::OK => {}
+                    ResultCode::USER_NOT_FOUND => num(b, &me, "401", &[&nick, "No such nick"]),
+                    c => num(b, &me, "404", &[&nick, c.describe()]),
+                }
+            }
+        }
+        Event::Whisper { from, message } => put_text(b, Prefix::User(from), "PRIVMSG", &me, message),
+        Event::BroadcastResult(code) if !code.is_ok() => match *code {
+            ResultCode::NOT_ADMIN => num(
+                b,
+                &me,
+                "481",
+                &["Permission Denied: only admins may message everyone"],
+            ),
+            c => num(b, &me, "404", &["$*", c.describe()]),
+        },
+        Event::KickResult(code) => {
+            if let Some(Target::Kick(nick)) = s.targets.pop_front() {
+                match *code {
+                    ResultCode::OK => line::put(b, Prefix::User(&me), "KICK", &[chan, &nick, "Kicked"]),
+                    ResultCode::USER_NOT_FOUND => num(b, &me, "401", &[&nick, "No such nick"]),
+                    ResultCode::NOT_ADMIN => {
+                        num(b, &me, "482", &[chan, "You're not a channel operator (an admin)"])
+                    }
+                    c => num(b, &me, "482", &[chan, c.describe()]),
+                }
+            }
+        }
+        Event::MuteResult(code) => {
+            if let Some(Target::Mute { nick, on }) = s.targets.pop_front() {
+                match *code {
+                    ResultCode::OK => {
+                        let mode = if on { "+q" } else { "-q" };
+                        line::put(b, Prefix::User(&me), "MODE", &[chan, mode, &nick]);
+                    }
+                    ResultCode::USER_NOT_FOUND => num(b, &me, "401", &[&nick, "No such nick"]),
+                    ResultCode::NOT_ADMIN => {
+                        num(b, &me, "482", &[chan, "You're not a channel operator (an admin)"])
+                    }
+                    c => num(b, &me, "482", &[chan, c.describe()]),
+                }
+            }
+        }
+        Event::Kicked { by } => {
+            if s.room.is_some() {
+                line::put(
+                    b,
+                    Prefix::User(by),
+                    "KICK",
+                    &[chan, &me, &format!("Kicked by {by}")],
+                );
+            }
+            line::error(b, &format!("Closing link: kicked by {by}"));
+        }
+        Event::Muted { seconds } => {
+            let text = match *seconds {
+                0 => "You are no longer muted".to_owned(),
+                u32::MAX => "You are muted".to_owned(),
+                s => format!("You are muted for {s} seconds"),
+            };
+            line::put(b, Prefix::Server, "NOTICE", &[&me, &text]);
+        }
+        Event::Notice { message } => put_text(b, Prefix::Server, "NOTICE", &me, message),
+        Event::Missed { count } => {
+            let text = format!("{count} messages were dropped: you read too slowly");
+            line::put(b, Prefix::Server, "NOTICE", &[&me, &text]);
+        }
+        Event::AdminResult(code) => match *code {
+            ResultCode::OK => num(b, &me, "381", &["You are now an IRC operator (a Plaza admin)"]),
+            _ => num(b, &me, "491", &["No O-lines for your host (wrong secret)"]),
+        },
+        Event::RequestError { result, .. } => {
+            let text = format!("Request failed: {}", result.describe());
+            line::put(b, Prefix::Server, "NOTICE", &[&me, &text]);
+        }
+        _ => {}
+    }
+    false
+}
+
+/// The answer to a login: SASL's numerics, the welcome, or why not.
+fn login(s: &mut Session, code: ResultCode, b: &mut BytesMut) -> bool {
+    let me = s.me().to_owned();
+    let how = std::mem::replace(&mut s.login, Login::None);
+    match (how, code) {
+        (Login::Sasl(account), ResultCode::OK) => {
+            s.login = Login::Done;
+            let mask = format!("{me}!{me}@{}", line::USER_HOST);
+            num(
+                b,
+                &me,
+                "900",
+                &[&mask, &account, &format!("You are now logged in as {account}")],
+            );
+            num(b, &me, "903", &["SASL authentication successful"]);
+            // The account's name is the nick.
+            s.nick = Some(Arc::from(account.as_str()));
+            if s.user && !s.caps.negotiating && !s.registered {
+                welcome(b, s);
+                s.motd_due = false;
+                put_motd(b, s.me());
+            }
+        }
+        (Login::Sasl(_), _) => num(
+            b,
+            &me,
+            "904",
+            &[&format!("SASL authentication failed: {}", code.describe())],
+        ),
+        (Login::Pass | Login::Guest, ResultCode::OK) => {
+            s.login = Login::Done;
+            welcome(b, s);
+        }
+        (Login::Guest, ResultCode::INVALID_CREDENTIALS) => {
+            s.nick = None;
+            let text = "That nick is an account's: log in with SASL or PASS, or choose another";
+            num(b, "*", "433", &[&me, text]);
+        }
+        (Login::Guest | Login::Pass, ResultCode::LOGIN_ALREADY) => {
+            s.nick = None;
+            num(b, "*", "433", &[&me, "Nickname is already in use"]);
+        }
+        (Login::Pass, ResultCode::INVALID_CREDENTIALS) => {
+            num(b, &me, "464", &["Password incorrect"]);
+            line::error(b, "Closing link: wrong name or password");
+            return true;
+        }
+        (Login::Pass | Login::Guest, code) => {
+            let text = format!("Closing link: {}", code.describe());
+            line::error(b, &text);
+            return true;
+        }
+        (other, _) => s.login = other,
+    }
+    false
+}
+
+/// A fan-out's events as IRC lines, written once on first use and shared
+/// by every IRC recipient.
+pub(crate) struct Fanout<'e> {
+    events: &'e [Event],
+    bytes: Option<Bytes>,
+    /// Where each event ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl<'e> Fanout<'e> {
+    pub(crate) fn new(events: &'e [Event]) -> Self {
+        Self {
+            events,
+            bytes: None,
+            ends: Vec::new(),
+        }
+    }
+
+    /// Sends `events[from..]` to `id`. A room's fan-out goes to the
+    /// room's members, so the first recipient's channel is every one's.
+    pub(crate) fn send(&mut self, irc: &Irc, id: SessionId, from: usize, droppable: bool) {
+        let frame = {
+            let mut state = irc.lock();
+            let State { sessions, channels } = &mut *state;
+            let Some(s) = sessions.get(&id) else {
+                return;
+            };
+            // Without echo-message, a sender does not hear its own line.
+            if let [Event::RoomChat { name, .. }] = self.events
+                && !s.caps.echo
+                && s.nick.as_deref() == Some(name.as_str())
+            {
+                return;
+            }
+            let (events, ends) = (self.events, &mut self.ends);
+            let bytes = self.bytes.get_or_insert_with(|| {
+                let mut b = BytesMut::with_capacity(256);
+                for event in events {
+                    put_event(&mut b, event, s.room, channels);
+                    ends.push(b.len());
+                }
+                b.freeze()
+            });
+            match from {
+                0 => bytes.clone(),
+                n => bytes.slice(self.ends[n - 1]..),
+            }
+        };
+        if frame.is_empty() {
+            return;
+        }
+        let _ = if droppable {
+            irc.net.send_droppable(id, frame)
+        } else {
+            irc.net.send(id, frame)
+        };
+    }
+}
+
+/// One fanned-out event, and the channel's nicks kept up to date.
+fn put_event(
+    b: &mut BytesMut,
+    event: &Event,
+    room: Option<u32>,
+    channels: &mut std::collections::HashMap<u32, Channel>,
+) {
+    let channel = room.map(|r| format!("#{r}"));
+    match (event, room, channel.as_deref()) {
+        (Event::RoomChat { name, message }, Some(_), Some(chan)) => {
+            put_text(b, Prefix::User(name), "PRIVMSG", chan, message)
+        }
+        (Event::RoomNewUser { uid, name }, Some(r), Some(chan)) => {
+            if let Some(c) = channels.get_mut(&r) {
+                c.names.insert(*uid, Arc::from(name.as_str()));
+            }
+            line::put(b, Prefix::User(name), "JOIN", &[chan]);
+        }
+        (Event::RoomLeaveUser { uid }, Some(r), Some(chan)) => {
+            if let Some(nick) = channels.get_mut(&r).and_then(|c| c.names.remove(uid)) {
+                line::put(b, Prefix::User(&nick), "PART", &[chan]);
+            }
+        }
+        (Event::Broadcast { from, message }, _, _) => {
+            put_text(b, Prefix::User(from), "NOTICE", "$*", message)
+        }
+        (Event::Notice { message }, _, _) => put_text(b, Prefix::Server, "NOTICE", "$*", message),
+        _ => {}
+    }
+}

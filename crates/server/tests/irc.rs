@@ -1,0 +1,340 @@
+//! The IRC front end end to end: real TCP on 127.0.0.1, an IRC client
+//! written here from RFC 1459 and IRCv3, beside binary-protocol users in
+//! the same rooms.
+
+use std::net::SocketAddr;
+
+use base64::Engine as _;
+use plaza_proto::{Event, Request, ResultCode};
+use plaza_test_support::{TestClient, TestServer, within};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// An IRC client: lines out, lines in.
+struct Irc {
+    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
+    tx: OwnedWriteHalf,
+}
+
+impl Irc {
+    async fn connect(addr: SocketAddr) -> Self {
+        let stream = within("connect", TcpStream::connect(addr))
+            .await
+            .expect("connect");
+        let (rx, tx) = stream.into_split();
+        Self {
+            lines: BufReader::new(rx).lines(),
+            tx,
+        }
+    }
+
+    /// A client that registered as `nick` (a guest, or with PASS).
+    async fn register(addr: SocketAddr, nick: &str, pass: Option<&str>) -> Self {
+        let mut c = Self::connect(addr).await;
+        if let Some(p) = pass {
+            c.send(&format!("PASS {p}")).await;
+        }
+        c.send(&format!("NICK {nick}")).await;
+        c.send(&format!("USER {nick} 0 * :{nick}")).await;
+        c.until(" 001 ").await;
+        c.until(" 376 ").await;
+        c
+    }
+
+    async fn send(&mut self, line: &str) {
+        let mut l = line.as_bytes().to_vec();
+        l.extend_from_slice(b"\r\n");
+        within("send", self.tx.write_all(&l)).await.expect("write");
+    }
+
+    /// The next line, or `None` at the end.
+    async fn line(&mut self) -> Option<String> {
+        within("a line from the server", self.lines.next_line())
+            .await
+            .expect("read")
+    }
+
+    /// Reads up to and including the first line containing `part`.
+    async fn until(&mut self, part: &str) -> String {
+        loop {
+            let l = self
+                .line()
+                .await
+                .unwrap_or_else(|| panic!("closed before a line with {part:?}"));
+            if l.contains(part) {
+                return l;
+            }
+        }
+    }
+
+    /// Every line until the server closes the connection.
+    async fn until_closed(&mut self) -> Vec<String> {
+        let mut all = Vec::new();
+        while let Some(l) = self.line().await {
+            all.push(l);
+        }
+        all
+    }
+}
+
+async fn irc_server(guests: bool) -> (TestServer, SocketAddr) {
+    let server = TestServer::with(|s| {
+        s.irc_bind = Some("127.0.0.1:0".parse().unwrap());
+        s.allow_guests = Some(guests);
+        s.enter_leave_delay_ms = Some(0);
+    })
+    .await;
+    let addr = server.running.irc_addr().expect("IRC listener");
+    (server, addr)
+}
+
+/// The next event that is not presence news or an acknowledgement.
+async fn next_chat(c: &mut TestClient) -> Event {
+    loop {
+        match c.recv().await {
+            Event::RoomNewUser { .. }
+            | Event::RoomLeaveUser { .. }
+            | Event::RoomChatResult(ResultCode::OK)
+            | Event::WhisperResult(ResultCode::OK) => {}
+            e => return e,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_irc_guest_and_a_plaza_user_share_a_room_both_ways() {
+    let (server, irc) = irc_server(true).await;
+    let mut amy = server.user("amy").await;
+    assert_eq!(amy.enter(1).await.1, ResultCode::OK);
+
+    let mut bob = Irc::register(irc, "bob", None).await;
+    bob.send("JOIN #1").await;
+    assert_eq!(bob.until("JOIN").await, ":bob!bob@plaza.users JOIN :#1");
+    let names = bob.until(" 353 ").await;
+    assert!(names.contains("amy") && names.contains("bob"), "{names}");
+    bob.until(" 366 bob #1 ").await;
+    assert!(
+        matches!(amy.recv().await, Event::RoomNewUser { name, .. } if name == "bob"),
+        "amy sees bob come in"
+    );
+
+    amy.send(Request::RoomChat {
+        message: "hi bob".into(),
+    })
+    .await;
+    assert_eq!(
+        bob.until("PRIVMSG").await,
+        ":amy!amy@plaza.users PRIVMSG #1 :hi bob"
+    );
+    assert!(matches!(next_chat(&mut amy).await, Event::RoomChat { name, .. } if name == "amy"));
+    bob.send("PRIVMSG #1 :hi amy").await;
+    let heard = next_chat(&mut amy).await;
+    assert!(
+        matches!(&heard, Event::RoomChat { name, message } if name == "bob" && message == "hi amy"),
+        "{heard:?}"
+    );
+
+    // Whispers, both ways.
+    bob.send("PRIVMSG amy :psst").await;
+    let heard = next_chat(&mut amy).await;
+    assert!(
+        matches!(&heard, Event::Whisper { from, message } if from == "bob" && message == "psst"),
+        "{heard:?}"
+    );
+    amy.send(Request::Whisper {
+        to: "bob".into(),
+        message: "back".into(),
+    })
+    .await;
+    assert_eq!(
+        bob.until("PRIVMSG bob").await,
+        ":amy!amy@plaza.users PRIVMSG bob :back"
+    );
+
+    // Presence: amy leaves, bob sees her part; NAMES then lists bob only.
+    amy.send(Request::RoomLeave).await;
+    assert_eq!(bob.until("PART").await, ":amy!amy@plaza.users PART :#1");
+    bob.send("NAMES #1").await;
+    assert_eq!(bob.until(" 353 ").await, ":plaza 353 bob = #1 :bob");
+
+    // A whisper to nobody is a numeric, not silence.
+    bob.send("PRIVMSG nobody :hello?").await;
+    assert!(bob.until(" 401 ").await.contains("nobody"));
+}
+
+#[tokio::test]
+async fn joining_a_second_channel_parts_the_first() {
+    let (server, irc) = irc_server(true).await;
+    let mut amy = server.user("amy").await;
+    assert_eq!(amy.enter(2).await.1, ResultCode::OK);
+    let mut bob = Irc::register(irc, "bob", None).await;
+    bob.send("JOIN #2").await;
+    bob.until(" 366 ").await;
+    bob.send("JOIN #3").await;
+    assert_eq!(bob.until("bob!").await, ":bob!bob@plaza.users PART :#2");
+    assert_eq!(bob.until("bob!").await, ":bob!bob@plaza.users JOIN :#3");
+    // amy saw bob come and go.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match amy.recv().await {
+            Event::RoomNewUser { name, .. } => seen.push(format!("+{name}")),
+            Event::RoomLeaveUser { .. } => seen.push("-".into()),
+            e => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(seen, ["+bob", "-"]);
+    // A channel past the rooms does not exist.
+    bob.send("JOIN #9999").await;
+    assert!(bob.until(" 403 ").await.contains("#9999"));
+}
+
+#[tokio::test]
+async fn without_guests_a_client_without_credentials_is_told_and_closed() {
+    let (_server, irc) = irc_server(false).await;
+    let mut c = Irc::connect(irc).await;
+    c.send("NICK eve").await;
+    c.send("USER eve 0 * :Eve").await;
+    let lines = c.until_closed().await;
+    assert!(
+        lines.iter().any(|l| l.starts_with(":plaza 464 eve ")),
+        "{lines:?}"
+    );
+    assert!(lines.last().is_some_and(|l| l.starts_with("ERROR ")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn sasl_plain_and_pass_log_in_as_plaza_accounts() {
+    let (server, irc) = irc_server(false).await;
+    let mut reg = server.client().await;
+    reg.register("carol", "pw").await;
+    reg.register("dave", "pw").await;
+
+    // SASL PLAIN during CAP negotiation.
+    let mut carol = Irc::connect(irc).await;
+    carol.send("CAP LS 302").await;
+    assert!(carol.until("CAP * LS").await.contains("sasl"));
+    carol.send("NICK carol").await;
+    carol.send("USER carol 0 * :Carol").await;
+    carol.send("CAP REQ :sasl").await;
+    carol.until(" ACK :sasl").await;
+    carol.send("AUTHENTICATE PLAIN").await;
+    assert_eq!(carol.until("AUTHENTICATE").await, "AUTHENTICATE +");
+    let plain = base64::engine::general_purpose::STANDARD.encode(b"\0carol\0pw");
+    carol.send(&format!("AUTHENTICATE {plain}")).await;
+    assert!(carol.until(" 900 ").await.contains("carol"));
+    carol.until(" 903 ").await;
+    carol.send("CAP END").await;
+    carol.until(" 001 carol ").await;
+
+    // The same account over the binary protocol is the same user: it is
+    // already logged in.
+    let mut again = server.client().await;
+    assert_eq!(again.try_login("carol", "pw").await, ResultCode::LOGIN_ALREADY);
+
+    // PASS logs in as the nick.
+    let _dave = Irc::register(irc, "dave", Some("pw")).await;
+
+    // A wrong password is refused and closed.
+    let mut eve = Irc::connect(irc).await;
+    eve.send("PASS nope").await;
+    eve.send("NICK dave2").await;
+    eve.send("USER d 0 * :D").await;
+    let lines = eve.until_closed().await;
+    assert!(lines.iter().any(|l| l.contains(" 464 ")), "{lines:?}");
+
+    // A failed SASL exchange says 904 and lets the client go on.
+    let mut mallory = Irc::connect(irc).await;
+    mallory.send("AUTHENTICATE PLAIN").await;
+    mallory.until("AUTHENTICATE +").await;
+    let wrong = base64::engine::general_purpose::STANDARD.encode(b"\0carol\0wrong");
+    mallory.send(&format!("AUTHENTICATE {wrong}")).await;
+    mallory.until(" 904 ").await;
+}
+
+#[tokio::test]
+async fn a_guest_cannot_take_an_accounts_name() {
+    let (server, irc) = irc_server(true).await;
+    let _amy = server.user("amy").await;
+    let mut c = Irc::connect(irc).await;
+    c.send("NICK amy").await;
+    c.send("USER amy 0 * :Amy").await;
+    assert!(c.until(" 433 ").await.contains("amy"));
+    c.send("NICK amy2").await;
+    c.until(" 001 amy2 ").await;
+}
+
+#[tokio::test]
+async fn an_admin_kicks_and_quiets_over_irc() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("admin.secret");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let server = TestServer::with(|s| {
+        s.irc_bind = Some("127.0.0.1:0".parse().unwrap());
+        s.allow_guests = Some(true);
+        s.admin_secret_file = Some(secret);
+    })
+    .await;
+    let irc = server.running.irc_addr().unwrap();
+    let mut op = Irc::register(irc, "op", None).await;
+    op.send("OPER op s3cret").await;
+    op.until(" 381 ").await;
+    op.send("JOIN #1").await;
+    op.until(" 366 ").await;
+    let mut amy = server.user("amy").await;
+    assert_eq!(amy.enter(1).await.1, ResultCode::OK);
+    op.until("amy!amy@plaza.users JOIN").await;
+
+    op.send("MODE #1 +q amy").await;
+    assert_eq!(op.until("MODE").await, ":op!op@plaza.users MODE #1 +q :amy");
+    assert!(matches!(next_chat(&mut amy).await, Event::Muted { .. }));
+    amy.send(Request::RoomChat { message: "x".into() }).await;
+    assert_eq!(
+        next_chat(&mut amy).await,
+        Event::RoomChatResult(ResultCode::MUTED)
+    );
+
+    op.send("KICK #1 amy").await;
+    assert!(
+        op.until("KICK")
+            .await
+            .starts_with(":op!op@plaza.users KICK #1 amy")
+    );
+    let events = amy.until_closed().await;
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Kicked { .. })),
+        "{events:?}"
+    );
+
+    // A user who is not an admin is refused.
+    let mut bob = Irc::register(irc, "bob", None).await;
+    bob.send("JOIN #1").await;
+    bob.until(" 366 ").await;
+    bob.send("KICK #1 op").await;
+    bob.until(" 482 ").await;
+}
+
+#[tokio::test]
+async fn bad_lines_get_numerics_and_registration_is_required() {
+    let (_server, irc) = irc_server(true).await;
+    let mut c = Irc::connect(irc).await;
+    c.send("JOIN #1").await;
+    c.until(" 451 ").await;
+    c.send("PING :abc").await;
+    assert_eq!(c.until("PONG").await, ":plaza PONG plaza :abc");
+    c.send("NICK 1bad").await;
+    c.until(" 432 ").await;
+    let long = format!("PRIVMSG #1 :{}", "a".repeat(600));
+    c.send(&long).await;
+    c.until(" 417 ").await;
+    c.send("NICK ok").await;
+    c.send("USER ok 0 * :Ok").await;
+    c.until(" 001 ok ").await;
+    c.send("FROB").await;
+    c.until(" 421 ok FROB ").await;
+    c.send("PRIVMSG #1 :not in it").await;
+    c.until(" 404 ").await;
+    c.send("QUIT :bye").await;
+    let rest = c.until_closed().await;
+    assert!(rest.last().is_some_and(|l| l.starts_with("ERROR")), "{rest:?}");
+}
