@@ -3,7 +3,11 @@
 # missing (as root, from Debian's packages and npm's registry):
 # - redis-server: the Redis tests start their own on a free loopback port;
 # - chromium, node and npm, and tests/browser's npm packages (`npm ci`):
-#   the web client's test drives Debian's Chromium headless.
+#   the web client's test drives Debian's Chromium headless;
+# - irssi and tmux: scripts/irc-clients.sh (a real IRC client);
+# - pytest, in a venv under target/, from PyPI: scripts/irctest.sh (the IRC
+#   conformance suite, held to the count in tests/irctest/PASSED).
+# With arguments, only `cargo test --workspace ARGS` runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -11,6 +15,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v irssi >/dev/null 2>&1 || missing+=(irssi)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "scripts/test.sh: installing ${missing[*]}" >&2
@@ -29,4 +35,9 @@ fi
 # The README's first command must start the server (the package has a
 # second binary, plaza-ctl): checked with --version, which only builds it.
 cargo run -q -p plaza-server -- --version >/dev/null
-exec cargo test --workspace "$@"
+if [ $# -gt 0 ]; then
+  exec cargo test --workspace "$@"
+fi
+cargo test --workspace
+scripts/irc-clients.sh
+scripts/irctest.sh

@@ -185,6 +185,9 @@ pub struct Settings {
     /// that is no account's name [default: false: SASL or PASS needed].
     #[arg(long, env = "PLAZA_ALLOW_GUESTS", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub allow_guests: Option<bool>,
+    /// The IRC server's name, in its lines and numerics [default: plaza].
+    #[arg(long, env = "PLAZA_IRC_SERVER_NAME")]
+    pub irc_server_name: Option<String>,
     /// Log filter, as RUST_LOG [default: info].
     #[arg(long, env = "PLAZA_LOG")]
     pub log: Option<String>,
@@ -210,6 +213,8 @@ pub struct IrcSettings {
     pub tls_bind: Option<SocketAddr>,
     /// `--allow-guests`.
     pub allow_guests: bool,
+    /// `--irc-server-name`.
+    pub server_name: String,
 }
 
 /// The TLS listener's settings.
@@ -322,6 +327,7 @@ impl Settings {
             irc_bind: self.irc_bind.or(other.irc_bind),
             irc_tls_bind: self.irc_tls_bind.or(other.irc_tls_bind),
             allow_guests: self.allow_guests.or(other.allow_guests),
+            irc_server_name: self.irc_server_name.or(other.irc_server_name),
             log: self.log.or(other.log),
         }
     }
@@ -412,9 +418,20 @@ impl Settings {
                 bind,
                 tls_bind,
                 allow_guests: self.allow_guests.unwrap_or(false),
+                server_name: self.irc_server_name.clone().unwrap_or_else(|| "plaza".into()),
             }),
             (None, Some(_)) => anyhow::bail!("--irc-tls-bind needs --irc-bind beside it"),
         };
+        if let Some(name) = &self.irc_server_name {
+            anyhow::ensure!(
+                !name.is_empty()
+                    && name.len() <= 63
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)),
+                "--irc-server-name must be a host name (letters, digits, '-' and '.'), not {name:?}"
+            );
+        }
         anyhow::ensure!(
             self.irc_tls_bind.is_none() || (self.tls_cert.is_some() && self.tls_key.is_some()),
             "--irc-tls-bind needs --tls-cert and --tls-key"

@@ -250,6 +250,10 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
             server.handle(),
             config.chat.rooms,
             config.irc.as_ref().is_some_and(|i| i.allow_guests),
+            config
+                .irc
+                .as_ref()
+                .map_or(frontend::irc::line::SERVER, |i| &i.server_name),
         );
         server.start(frontend::irc::IrcGateway {
             gateway: Gateway {

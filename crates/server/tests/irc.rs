@@ -338,3 +338,31 @@ async fn bad_lines_get_numerics_and_registration_is_required() {
     let rest = c.until_closed().await;
     assert!(rest.last().is_some_and(|l| l.starts_with("ERROR")), "{rest:?}");
 }
+
+#[tokio::test]
+async fn replies_keep_the_order_of_the_lines_that_asked() {
+    // Clients synchronise with PING: its PONG must not overtake the
+    // answers to the lines before it, though those come from the hub.
+    let (_server, irc) = irc_server(true).await;
+    let mut c = Irc::register(irc, "pat", None).await;
+    c.send("LUSERS\r\nPRIVMSG nobody :x\r\nJOIN #5\r\nPING :sync")
+        .await;
+    let mut seen = Vec::new();
+    loop {
+        let l = c.line().await.expect("open");
+        let code = l.split(' ').nth(1).unwrap_or("").to_owned();
+        seen.push(code.clone());
+        if code == "PONG" {
+            break;
+        }
+    }
+    let at = |code: &str| {
+        seen.iter()
+            .position(|c| c == code)
+            .unwrap_or_else(|| panic!("no {code} in {seen:?}"))
+    };
+    assert!(
+        at("251") < at("401") && at("401") < at("JOIN") && at("JOIN") < at("PONG"),
+        "{seen:?}"
+    );
+}

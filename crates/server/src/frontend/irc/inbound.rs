@@ -10,10 +10,13 @@ use plaza_net::SessionId;
 use plaza_proto::{Request, limits};
 
 use super::line::{self, LineError, Message, Prefix};
+use super::queries;
 use super::{Irc, IrcGateway, Login, Session, State, Target};
 
 /// The capabilities offered (docs/IRC.md).
-const CAPS: &[&str] = &["echo-message", "sasl"];
+/// `cap-notify` costs nothing: the list never changes while a client is
+/// connected, so there is never a CAP NEW or DEL to send.
+const CAPS: &[&str] = &["cap-notify", "echo-message", "sasl"];
 
 /// A request as the binary protocol's packet, for the gateway to decode
 /// (and check) as it would one from a socket.
@@ -45,6 +48,11 @@ impl Cx<'_> {
         self.out.requests.push(request);
     }
 
+    /// The lines written back so far.
+    pub(super) fn replies(&mut self) -> &mut BytesMut {
+        &mut self.out.replies
+    }
+
     pub(super) fn s(&mut self) -> &mut Session {
         self.state.sessions.get_mut(&self.id).expect("checked before")
     }
@@ -59,7 +67,12 @@ impl Cx<'_> {
         let mut all = Vec::with_capacity(params.len() + 1);
         all.push(me.as_str());
         all.extend_from_slice(params);
-        line::put(&mut self.out.replies, Prefix::Server, code, &all);
+        line::put(
+            &mut self.out.replies,
+            Prefix::Server(&self.irc.server),
+            code,
+            &all,
+        );
     }
 
     pub(super) fn need_params(&mut self, m: &Message<'_>, n: usize) -> bool {
@@ -94,15 +107,29 @@ impl IrcGateway {
                     let text = "Your line was not UTF-8 and was ignored";
                     line::put(
                         &mut cx.out.replies,
-                        Prefix::Server,
+                        Prefix::Server(&cx.irc.server),
                         "FAIL",
                         &["*", "INVALID_UTF8", &me, text],
                     );
                 }
             }
-            cx.out
+            let mut out = cx.out;
+            // Replies leave in the order of the lines: after the answers to
+            // this line's requests and to any still unanswered.
+            let asked = out.requests.len() + usize::from(out.guest.is_some());
+            let replies = std::mem::take(&mut out.replies);
+            let order = state.sessions.get_mut(&id).map(|s| &mut s.order);
+            let now = match (order, out.close) {
+                // Closing: everything goes now, before the ERROR.
+                (Some(order), Some(_)) => Some(order.all(replies)),
+                (Some(order), None) => order.line(asked, replies),
+                (None, _) => None,
+            };
+            if let Some(now) = now {
+                self.irc.send(id, now);
+            }
+            out
         };
-        self.irc.send(id, out.replies);
         let mut inputs: Vec<Input> = out
             .requests
             .iter()
@@ -146,9 +173,9 @@ fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
                 let token = m.params[0];
                 line::put(
                     &mut cx.out.replies,
-                    Prefix::Server,
+                    Prefix::Server(&cx.irc.server),
                     "PONG",
-                    &[line::SERVER, token],
+                    &[&cx.irc.server, token],
                 );
             }
             return;
@@ -177,23 +204,40 @@ fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
         };
     }
     match cmd.as_str() {
-        "NICK" => {
-            if m.param(0).is_some_and(|n| Some(n) != cx.s().nick.as_deref()) {
+        "NICK" => match m.param(0) {
+            Some(n) if Some(n) != cx.s().nick.as_deref() && queries::irc_session(cx.state, n).is_some() => {
+                cx.num("433", &[n, "Nickname is already in use"]);
+            }
+            Some(n) if Some(n) != cx.s().nick.as_deref() => {
                 cx.num("484", &["Plaza names are account names and cannot change"]);
             }
-        }
+            _ => {}
+        },
         "USER" | "PASS" => cx.num("462", &["You may not reregister"]),
         "AUTHENTICATE" => cx.num("907", &["You have already authenticated"]),
         "JOIN" => join(cx, m),
         "PART" => part(cx, m),
         "PRIVMSG" | "NOTICE" => message(cx, m, cmd == "NOTICE"),
-        "NAMES" => names(cx, m.param(0)),
-        "WHO" => who(cx, m),
-        "WHOIS" => whois(cx, m),
-        "TOPIC" => topic(cx, m),
-        "LIST" => list(cx),
+        "NAMES" => queries::names(cx, m.param(0)),
+        "WHO" => queries::who(cx, m),
+        "WHOIS" => queries::whois(cx, m),
+        "WHOWAS" => queries::whowas(cx, m),
+        "USERHOST" => queries::userhost(cx, m),
+        "TOPIC" => queries::topic(cx, m),
+        "LIST" => queries::list(cx),
+        "TIME" => queries::time(cx),
+        "INFO" => queries::info(cx),
         "MODE" => super::modes::mode(cx, m),
         "KICK" => kick(cx, m),
+        "KILL" => {
+            // Plaza's kick: the user is disconnected (admins only).
+            if cx.need_params(m, 1) {
+                cx.s().targets.push_back(Target::Kill(m.params[0].to_owned()));
+                cx.request(Request::Kick {
+                    name: m.params[0].to_owned(),
+                });
+            }
+        }
         "AWAY" => {
             let away = m.param(0).filter(|a| !a.is_empty()).map(str::to_owned);
             let code = if away.is_some() { "306" } else { "305" };
@@ -205,7 +249,10 @@ fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
             cx.s().away = away;
             cx.num(code, &[text]);
         }
-        "MOTD" => motd(cx),
+        "MOTD" => {
+            let me = cx.me();
+            super::outbound::put_motd(&mut cx.out.replies, &cx.irc.server, &me);
+        }
         "LUSERS" => cx.out.requests.push(Request::UserList { after: String::new() }),
         "OPER" => {
             if cx.need_params(m, 2) {
@@ -230,17 +277,35 @@ fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
                 .is_some_and(|v| v >= 302);
             let s = cx.s();
             s.caps.v302 |= v302;
+            s.caps.notify |= v302;
             s.caps.negotiating = !registered;
             let offered = if v302 {
-                "echo-message sasl=PLAIN"
+                "cap-notify echo-message sasl=PLAIN"
             } else {
-                "echo-message sasl"
+                "cap-notify echo-message sasl"
             };
-            line::put(&mut cx.out.replies, Prefix::Server, "CAP", &[&me, "LS", offered]);
+            line::put(
+                &mut cx.out.replies,
+                Prefix::Server(&cx.irc.server),
+                "CAP",
+                &[&me, "LS", offered],
+            );
         }
         "LIST" => {
-            let on = if cx.s().caps.echo { "echo-message" } else { "" };
-            line::put(&mut cx.out.replies, Prefix::Server, "CAP", &[&me, "LIST", on]);
+            let caps = cx.s().caps;
+            let on = [(caps.notify, "cap-notify"), (caps.echo, "echo-message")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, name)| *name)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let on = on.as_str();
+            line::put(
+                &mut cx.out.replies,
+                Prefix::Server(&cx.irc.server),
+                "CAP",
+                &[&me, "LIST", on],
+            );
         }
         "REQ" => {
             let asked = m.param(1).unwrap_or("");
@@ -250,15 +315,28 @@ fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
                 .all(|c| CAPS.contains(&c.trim_start_matches('-')));
             cx.s().caps.negotiating = !registered;
             if !known || asked.trim().is_empty() {
-                line::put(&mut cx.out.replies, Prefix::Server, "CAP", &[&me, "NAK", asked]);
+                line::put(
+                    &mut cx.out.replies,
+                    Prefix::Server(&cx.irc.server),
+                    "CAP",
+                    &[&me, "NAK", asked],
+                );
                 return;
             }
             for c in asked.split(' ').filter(|c| !c.is_empty()) {
-                if c.trim_start_matches('-') == "echo-message" {
-                    cx.s().caps.echo = !c.starts_with('-');
+                let on = !c.starts_with('-');
+                match c.trim_start_matches('-') {
+                    "echo-message" => cx.s().caps.echo = on,
+                    "cap-notify" => cx.s().caps.notify = on,
+                    _ => {}
                 }
             }
-            line::put(&mut cx.out.replies, Prefix::Server, "CAP", &[&me, "ACK", asked]);
+            line::put(
+                &mut cx.out.replies,
+                Prefix::Server(&cx.irc.server),
+                "CAP",
+                &[&me, "ACK", asked],
+            );
         }
         "END" => {
             cx.s().caps.negotiating = false;
@@ -301,7 +379,9 @@ fn nick(cx: &mut Cx<'_>, m: &Message<'_>) {
 
 fn user(cx: &mut Cx<'_>, m: &Message<'_>) {
     if cx.need_params(m, 4) {
-        cx.s().user = true;
+        let s = cx.s();
+        s.username = m.params[0].chars().take(16).collect();
+        s.realname = m.params[3].to_owned();
         try_register(cx);
     }
 }
@@ -349,13 +429,13 @@ fn authenticate(cx: &mut Cx<'_>, m: &Message<'_>) {
 pub(super) fn try_register(cx: &mut Cx<'_>) {
     let allow_guests = cx.irc.allow_guests;
     let s = cx.s();
-    if s.registered || s.nick.is_none() || !s.user || s.caps.negotiating {
+    if s.registered || s.nick.is_none() || s.username.is_empty() || s.caps.negotiating {
         return;
     }
     match s.login {
         Login::Done => {
             let mut b = std::mem::take(&mut cx.out.replies);
-            super::outbound::welcome(&mut b, cx.s());
+            super::outbound::welcome(&mut b, &cx.irc.server, cx.s());
             cx.out.replies = b;
             cx.out.requests.push(Request::UserList { after: String::new() });
         }
@@ -393,20 +473,18 @@ fn join(cx: &mut Cx<'_>, m: &Message<'_>) {
         }
         return;
     }
-    let Some(room) = cx.irc.channel(first) else {
-        return cx.num(
-            "403",
-            &[first, "No such channel (Plaza's channels are #0 to #N-1)"],
-        );
-    };
     for more in channels {
         cx.num("405", &[more, "You may be in one channel at a time"]);
     }
+    let known = cx.state.channels.find(first);
     let s = cx.s();
-    if s.room == Some(room) || s.joining == Some(room) {
+    if s.joining.is_some() || (known.is_some() && s.room == known) {
         return;
     }
-    if s.room.is_some() {
+    let Some(room) = cx.state.channels.claim(first) else {
+        return cx.num("403", &[first, "No such channel (or no free room for it)"]);
+    };
+    if cx.s().room.is_some() {
         // One room at a time: the first is parted.
         cx.out.requests.push(Request::RoomLeave);
     }
@@ -419,7 +497,7 @@ fn part(cx: &mut Cx<'_>, m: &Message<'_>) {
         return;
     }
     for name in m.params[0].split(',') {
-        match cx.irc.channel(name) {
+        match cx.state.channels.find(name) {
             Some(room) if cx.s().room == Some(room) => cx.out.requests.push(Request::RoomLeave),
             Some(_) => cx.num("442", &[name, "You're not on that channel"]),
             None => cx.num("403", &[name, "No such channel"]),
@@ -447,7 +525,7 @@ fn message(cx: &mut Cx<'_>, m: &Message<'_>, notice: bool) {
         return;
     }
     if target.starts_with('#') {
-        match cx.irc.channel(target) {
+        match cx.state.channels.find(target) {
             Some(room) if cx.s().room == Some(room) => {
                 for piece in line::pieces(text, limits::ROOM_MESSAGE) {
                     cx.out.requests.push(Request::RoomChat {
@@ -474,6 +552,10 @@ fn message(cx: &mut Cx<'_>, m: &Message<'_>, notice: bool) {
         let me = cx.me();
         line::put(&mut cx.out.replies, Prefix::User(&me), m.command, &[target, text]);
     }
+    let away = queries::irc_session(cx.state, target).and_then(|s| s.away.clone());
+    if let (Some(away), false) = (away, notice) {
+        cx.num("301", &[target, &away]);
+    }
     for piece in line::pieces(text, limits::MESSAGE) {
         cx.s().targets.push_back(Target::Whisper {
             nick: target.to_owned(),
@@ -486,125 +568,12 @@ fn message(cx: &mut Cx<'_>, m: &Message<'_>, notice: bool) {
     }
 }
 
-/// The channel's nicks, if `id` is in `name`.
-fn members(cx: &Cx<'_>, name: &str) -> Option<Vec<Arc<str>>> {
-    let room = cx.irc.channel(name)?;
-    if cx.state.sessions[&cx.id].room != Some(room) {
-        return None;
-    }
-    let mut names: Vec<_> = cx.state.channels.get(&room)?.names.values().cloned().collect();
-    names.sort();
-    Some(names)
-}
-
-pub(super) fn names(cx: &mut Cx<'_>, channel: Option<&str>) {
-    let channel = match channel {
-        Some(c) => c.split(',').next().unwrap_or(c).to_owned(),
-        None => match cx.s().room {
-            Some(r) => format!("#{r}"),
-            None => return cx.num("366", &["*", "End of /NAMES list"]),
-        },
-    };
-    if let Some(names) = members(cx, &channel) {
-        let me = cx.me();
-        let mut b = std::mem::take(&mut cx.out.replies);
-        super::outbound::put_names(&mut b, &me, &channel, names.iter().map(|n| &**n));
-        cx.out.replies = b;
-    } else {
-        cx.num("366", &[&channel, "End of /NAMES list"]);
-    }
-}
-
-fn who(cx: &mut Cx<'_>, m: &Message<'_>) {
-    let mask = m.param(0).unwrap_or("*").to_owned();
-    let room = cx.s().room;
-    let channel = room.map(|r| format!("#{r}"));
-    let nicks: Vec<Arc<str>> = match members(cx, &mask) {
-        Some(all) => all,
-        None => {
-            let known = room
-                .and_then(|r| cx.state.channels.get(&r))
-                .and_then(|c| c.names.values().find(|n| n.eq_ignore_ascii_case(&mask)).cloned());
-            let me = cx.state.sessions[&cx.id].nick.clone();
-            known
-                .or(me.filter(|n| n.eq_ignore_ascii_case(&mask)))
-                .into_iter()
-                .collect()
-        }
-    };
-    for n in &nicks {
-        let away = if cx
-            .state
-            .sessions
-            .values()
-            .any(|s| s.nick.as_ref() == Some(n) && s.away.is_some())
-        {
-            "G"
-        } else {
-            "H"
-        };
-        let chan = channel.as_deref().unwrap_or("*");
-        let real = format!("0 {n}");
-        cx.num("352", &[chan, n, line::USER_HOST, line::SERVER, n, away, &real]);
-    }
-    cx.num("315", &[&mask, "End of WHO list"]);
-}
-
-fn whois(cx: &mut Cx<'_>, m: &Message<'_>) {
-    if m.params.is_empty() {
-        return cx.num("431", &["No nickname given"]);
-    }
-    let nick = m.params[m.params.len() - 1].to_owned();
-    let room = cx.s().room;
-    let me = cx.state.sessions[&cx.id].nick.clone();
-    let found = room
-        .and_then(|r| cx.state.channels.get(&r))
-        .and_then(|c| c.names.values().find(|n| n.eq_ignore_ascii_case(&nick)).cloned())
-        .or(me.filter(|n| n.eq_ignore_ascii_case(&nick)));
-    match found {
-        Some(n) => {
-            cx.num("311", &[&n, &n, line::USER_HOST, "*", &n]);
-            if let Some(r) = room {
-                cx.num("319", &[&n, &format!("#{r}")]);
-            }
-            cx.num("312", &[&n, line::SERVER, "Plaza"]);
-            cx.num("318", &[&n, "End of /WHOIS list"]);
-        }
-        None => {
-            cx.num("401", &[&nick, "No such nick (or not in your channel)"]);
-            cx.num("318", &[&nick, "End of /WHOIS list"]);
-        }
-    }
-}
-
-fn topic(cx: &mut Cx<'_>, m: &Message<'_>) {
-    if !cx.need_params(m, 1) {
-        return;
-    }
-    let name = m.params[0];
-    match cx.irc.channel(name) {
-        None => cx.num("403", &[name, "No such channel"]),
-        Some(room) if cx.s().room != Some(room) => cx.num("442", &[name, "You're not on that channel"]),
-        Some(_) if m.params.len() > 1 => cx.num("482", &[name, "Plaza's channels have no topic to set"]),
-        Some(_) => cx.num("331", &[name, "No topic is set"]),
-    }
-}
-
-fn list(cx: &mut Cx<'_>) {
-    cx.num("321", &["Channel", "Users  Name"]);
-    if let Some(room) = cx.s().room {
-        let count = cx.state.channels.get(&room).map_or(0, |c| c.names.len());
-        cx.num("322", &[&format!("#{room}"), &count.to_string(), ""]);
-    }
-    cx.num("323", &["End of /LIST"]);
-}
-
 fn kick(cx: &mut Cx<'_>, m: &Message<'_>) {
     if !cx.need_params(m, 2) {
         return;
     }
     let (channel, target) = (m.params[0], m.params[1]);
-    match cx.irc.channel(channel) {
+    match cx.state.channels.find(channel) {
         None => cx.num("403", &[channel, "No such channel"]),
         Some(room) if cx.s().room != Some(room) => cx.num("442", &[channel, "You're not on that channel"]),
         Some(_) => {
@@ -614,9 +583,4 @@ fn kick(cx: &mut Cx<'_>, m: &Message<'_>) {
             });
         }
     }
-}
-
-fn motd(cx: &mut Cx<'_>) {
-    let me = cx.me();
-    super::outbound::put_motd(&mut cx.out.replies, &me);
 }

@@ -101,7 +101,7 @@ pub(crate) fn clean(text: &str) -> std::borrow::Cow<'_, str> {
 pub(crate) fn put(b: &mut BytesMut, prefix: Prefix<'_>, command: &str, params: &[&str]) {
     b.put_u8(b':');
     match prefix {
-        Prefix::Server => b.put_slice(SERVER.as_bytes()),
+        Prefix::Server(name) => b.put_slice(name.as_bytes()),
         Prefix::User(nick) => {
             b.put_slice(nick.as_bytes());
             b.put_u8(b'!');
@@ -133,11 +133,12 @@ pub(crate) fn error(b: &mut BytesMut, text: &str) {
 /// Who a line is from.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Prefix<'a> {
-    Server,
+    /// The server, by its name.
+    Server(&'a str),
     User(&'a str),
 }
 
-/// The server's name in its lines.
+/// The server's name in its lines, unless `--irc-server-name` says.
 pub(crate) const SERVER: &str = "plaza";
 /// The host shown for every user (`nick!nick@plaza.users`): Plaza does
 /// not show its users' addresses.
@@ -189,7 +190,7 @@ mod tests {
         put(&mut b, Prefix::User("amy"), "PRIVMSG", &["#1", "a\r\nQUIT"]);
         assert_eq!(&b[..], b":amy!amy@plaza.users PRIVMSG #1 :a  QUIT\r\n");
         b.clear();
-        put(&mut b, Prefix::Server, "001", &["amy", "Welcome"]);
+        put(&mut b, Prefix::Server(SERVER), "001", &["amy", "Welcome"]);
         assert_eq!(&b[..], b":plaza 001 amy :Welcome\r\n");
     }
 

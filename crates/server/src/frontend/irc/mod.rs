@@ -12,7 +12,8 @@
 //!
 //! IRC needs context the hub's events leave out (which channel, a
 //! leaver's nick): [`Irc`] keeps each session's nick, capabilities and
-//! channel, and the nicks of the channels IRC users are in.
+//! channel, and the names and nicks of the channels IRC users are in
+//! ([`channels.rs`](channels)).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,11 +24,14 @@ use bytes::{Bytes, BytesMut};
 use plaza_net::{FrameError, Framing, Handle, Handler, NetError, ServerConfig, SessionId};
 
 use super::binary::Gateway;
+use channels::Channels;
 
+mod channels;
 mod inbound;
 pub(crate) mod line;
 mod modes;
 mod outbound;
+mod queries;
 
 pub(crate) use outbound::Fanout;
 
@@ -72,6 +76,8 @@ pub(crate) fn configure(config: &mut ServerConfig) {
 pub(crate) struct Caps {
     /// `echo-message`: a client hears its own messages back.
     pub(crate) echo: bool,
+    /// `cap-notify` (asked for, or implied by `CAP LS 302`).
+    pub(crate) notify: bool,
     /// Negotiating (CAP LS or REQ before CAP END): registration waits.
     pub(crate) negotiating: bool,
     /// `CAP LS 302` or later: `cap-notify` is implied.
@@ -98,8 +104,11 @@ pub(crate) enum Login {
 pub(crate) struct Session {
     /// The nick asked for (before registration) or held (after).
     pub(crate) nick: Option<Arc<str>>,
-    /// USER was sent.
-    pub(crate) user: bool,
+    /// USER's user name (empty until USER is sent) and real name.
+    pub(crate) username: String,
+    pub(crate) realname: String,
+    /// OPER succeeded: a Plaza admin.
+    pub(crate) oper: bool,
     pub(crate) pass: Option<String>,
     pub(crate) caps: Caps,
     /// AUTHENTICATE PLAIN was sent; its payload is awaited.
@@ -117,6 +126,62 @@ pub(crate) struct Session {
     pub(crate) away: Option<String>,
     /// The MOTD is still to follow the welcome (after LUSERS).
     pub(crate) motd_due: bool,
+    /// Replies waiting for the hub's answers to earlier lines.
+    pub(crate) order: Order,
+}
+
+/// Keeps a session's replies in the order of its lines. A line's requests
+/// go to the hub and come back as answers (one response event each, in
+/// order); a reply written here at once (a PONG, a WHO) must not overtake
+/// the answers to the lines before it, as clients that send PING to
+/// synchronise rely on. Such replies wait until the hub has answered every
+/// request sent before them.
+#[derive(Debug, Default)]
+pub(crate) struct Order {
+    /// Requests sent to the hub, and responses that came back.
+    asked: u64,
+    answered: u64,
+    /// Replies, each after the `asked` count it waits for.
+    held: std::collections::VecDeque<(u64, BytesMut)>,
+}
+
+impl Order {
+    /// A line sent `asked` requests and wrote `replies`: what may leave
+    /// now (the rest is held).
+    pub(crate) fn line(&mut self, asked: usize, replies: BytesMut) -> Option<BytesMut> {
+        self.asked += asked as u64;
+        if replies.is_empty() {
+            return None;
+        }
+        if self.answered >= self.asked && self.held.is_empty() {
+            return Some(replies);
+        }
+        self.held.push_back((self.asked, replies));
+        None
+    }
+
+    /// Every held reply, then `replies`: for a session about to close.
+    pub(crate) fn all(&mut self, replies: BytesMut) -> BytesMut {
+        let mut b = BytesMut::new();
+        for (_, held) in self.held.drain(..) {
+            b.extend_from_slice(&held);
+        }
+        b.extend_from_slice(&replies);
+        b
+    }
+
+    /// One response came back: appends to `b` the replies it released.
+    pub(crate) fn answered(&mut self, b: &mut BytesMut) {
+        self.answered += 1;
+        while let Some((after, _)) = self.held.front() {
+            if *after > self.answered {
+                break;
+            }
+            if let Some((_, replies)) = self.held.pop_front() {
+                b.extend_from_slice(&replies);
+            }
+        }
+    }
 }
 
 /// Whom a request the hub has not answered yet was about.
@@ -128,6 +193,8 @@ pub(crate) enum Target {
         notice: bool,
     },
     Kick(String),
+    /// KILL: a kick without a channel.
+    Kill(String),
     /// MODE +q (`on`) or -q.
     Mute {
         nick: String,
@@ -139,7 +206,9 @@ impl Session {
     fn new() -> Self {
         Self {
             nick: None,
-            user: false,
+            username: String::new(),
+            realname: String::new(),
+            oper: false,
             pass: None,
             caps: Caps::default(),
             sasl_started: false,
@@ -150,6 +219,7 @@ impl Session {
             targets: std::collections::VecDeque::new(),
             away: None,
             motd_due: false,
+            order: Order::default(),
         }
     }
 
@@ -159,32 +229,20 @@ impl Session {
     }
 }
 
-/// The nicks of a channel IRC users are in, by member id (a departure
-/// names only the id).
-#[derive(Debug, Default)]
-pub(crate) struct Channel {
-    pub(crate) names: HashMap<u64, Arc<str>>,
-    /// IRC sessions in it: the entry goes with the last.
-    pub(crate) irc: usize,
-}
-
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct State {
     pub(crate) sessions: HashMap<SessionId, Session>,
-    pub(crate) channels: HashMap<u32, Channel>,
+    pub(crate) channels: Channels,
 }
 
 impl State {
-    /// `id` leaves its channel (if in one).
-    pub(crate) fn leave(&mut self, id: SessionId) -> Option<u32> {
-        let room = self.sessions.get_mut(&id)?.room.take()?;
-        if let Some(c) = self.channels.get_mut(&room) {
-            c.irc = c.irc.saturating_sub(1);
-            if c.irc == 0 {
-                self.channels.remove(&room);
+    /// `id` is gone: its channel, and one it was joining, lose it.
+    fn forget(&mut self, id: SessionId) {
+        if let Some(s) = self.sessions.remove(&id) {
+            for room in s.room.into_iter().chain(s.joining) {
+                self.channels.release(room);
             }
         }
-        Some(room)
     }
 }
 
@@ -193,19 +251,22 @@ impl State {
 pub(crate) struct Irc {
     pub(crate) net: Handle,
     pub(crate) state: Mutex<State>,
-    /// Rooms (channels `#0`..).
-    pub(crate) rooms: u32,
     /// Clients without credentials get in under their nick.
     pub(crate) allow_guests: bool,
+    /// The server's name in its lines.
+    pub(crate) server: Box<str>,
 }
 
 impl Irc {
-    pub(crate) fn new(net: Handle, rooms: u32, allow_guests: bool) -> Arc<Self> {
+    pub(crate) fn new(net: Handle, rooms: u32, allow_guests: bool, server: &str) -> Arc<Self> {
         Arc::new(Self {
             net,
-            state: Mutex::default(),
-            rooms,
+            state: Mutex::new(State {
+                sessions: HashMap::new(),
+                channels: Channels::new(rooms),
+            }),
             allow_guests,
+            server: server.into(),
         })
     }
 
@@ -219,15 +280,6 @@ impl Irc {
             let _ = self.net.send(id, lines.freeze());
         }
     }
-
-    /// The channel named `name` (`#7`), if it is one of Plaza's rooms.
-    pub(crate) fn channel(&self, name: &str) -> Option<u32> {
-        let n = name.strip_prefix('#')?;
-        if n.is_empty() || (n.len() > 1 && n.starts_with('0')) || !n.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        n.parse().ok().filter(|&r| r < self.rooms)
-    }
 }
 
 /// The IRC sessions' handler.
@@ -238,7 +290,10 @@ pub(crate) struct IrcGateway {
 
 impl Handler for IrcGateway {
     async fn on_join(&self, id: SessionId, peer: SocketAddr) {
-        self.irc.lock().sessions.insert(id, Session::new());
+        let mut session = Session::new();
+        // The HELLO below.
+        session.order.line(1, BytesMut::new());
+        self.irc.lock().sessions.insert(id, session);
         self.gateway.on_join(id, peer).await;
         // IRC clients hear Plaza's notices (server notices, mutes).
         let hello = plaza_proto::Request::Hello {
@@ -264,9 +319,7 @@ impl Handler for IrcGateway {
 
     async fn on_leave(&self, id: SessionId) {
         {
-            let mut state = self.irc.lock();
-            state.leave(id);
-            state.sessions.remove(&id);
+            self.irc.lock().forget(id);
         }
         self.gateway.on_leave(id).await;
     }
@@ -278,7 +331,7 @@ impl Handler for IrcGateway {
         let text = format!("{count} messages were dropped: you read too slowly");
         line::put(
             &mut b,
-            line::Prefix::Server,
+            line::Prefix::Server(&self.irc.server),
             "NOTICE",
             &[me.as_deref().unwrap_or("*"), &text],
         );

@@ -17,7 +17,13 @@ pub(super) fn mode(cx: &mut Cx<'_>, m: &Message<'_>) {
         channel(cx, target, &m.params[1..]);
     } else if target.eq_ignore_ascii_case(&cx.me()) {
         match m.param(1) {
-            None => cx.num("221", &["+"]),
+            None => {
+                let modes = if cx.s().oper { "+o" } else { "+" };
+                cx.num("221", &[modes]);
+            }
+            // Clients set +i as they connect: every Plaza user is as
+            // invisible as it makes them (no WHO or NAMES from outside).
+            Some(m) if m.chars().all(|c| "+-i".contains(c)) => {}
             Some(_) => cx.num("501", &["Plaza has no user modes to set"]),
         }
     } else if cx
@@ -33,7 +39,7 @@ pub(super) fn mode(cx: &mut Cx<'_>, m: &Message<'_>) {
 }
 
 fn channel(cx: &mut Cx<'_>, name: &str, args: &[&str]) {
-    let Some(room) = cx.irc.channel(name) else {
+    let Some(room) = cx.state.channels.find(name) else {
         return cx.num("403", &[name, "No such channel"]);
     };
     let Some(&modes) = args.first() else {

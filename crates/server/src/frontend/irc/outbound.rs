@@ -7,18 +7,18 @@ use bytes::{Bytes, BytesMut};
 use plaza_net::SessionId;
 use plaza_proto::{Event, ResultCode, Roster};
 
+use super::channels::Channels;
 use super::line::{self, Prefix};
-use super::{Channel, Irc, Login, Session, State, Target};
+use super::{Irc, Login, Session, State, Target};
 
-/// The longest text in one line the server writes (a Plaza message may
-/// be longer: it goes out in several lines).
-const TEXT_PER_LINE: usize = 400;
+/// The longest list of nicks in one RPL_NAMREPLY.
+const NAMES_PER_LINE: usize = 400;
 
 /// RPL_ISUPPORT's tokens (docs/IRC.md).
 const ISUPPORT: &[&str] = &[
     "CASEMAPPING=ascii",
     "CHANLIMIT=#:1",
-    "CHANNELLEN=11",
+    "CHANNELLEN=50",
     "CHANTYPES=#",
     "NETWORK=Plaza",
     "NICKLEN=32",
@@ -26,56 +26,71 @@ const ISUPPORT: &[&str] = &[
     "TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:1,KICK:1",
 ];
 
-fn num(b: &mut BytesMut, me: &str, code: &str, params: &[&str]) {
+fn num(b: &mut BytesMut, server: &str, me: &str, code: &str, params: &[&str]) {
     let mut all = Vec::with_capacity(params.len() + 1);
     all.push(me);
     all.extend_from_slice(params);
-    line::put(b, Prefix::Server, code, &all);
+    line::put(b, Prefix::Server(server), code, &all);
 }
 
 /// Registration is over: 001 to 005. LUSERS and the MOTD follow when
 /// the user count the hub was asked for comes back.
-pub(super) fn welcome(b: &mut BytesMut, s: &mut Session) {
+pub(super) fn welcome(b: &mut BytesMut, server: &str, s: &mut Session) {
     s.registered = true;
     s.motd_due = true;
     let me = s.me().to_owned();
     let version = concat!("plaza-", env!("CARGO_PKG_VERSION"));
-    num(b, &me, "001", &[&format!("Welcome to Plaza, {me}")]);
+    num(b, server, &me, "001", &[&format!("Welcome to Plaza, {me}")]);
     num(
         b,
+        server,
         &me,
         "002",
-        &[&format!("Your host is {}, running {version}", line::SERVER)],
+        &[&format!("Your host is {}, running {version}", server)],
     );
-    num(b, &me, "003", &["This server speaks IRC as a front end to Plaza"]);
-    num(b, &me, "004", &[line::SERVER, version, "i", "q"]);
+    num(
+        b,
+        server,
+        &me,
+        "003",
+        &["This server speaks IRC as a front end to Plaza"],
+    );
+    num(b, server, &me, "004", &[server, version, "i", "q"]);
     let mut tokens = ISUPPORT.to_vec();
     tokens.push("are supported by this server");
-    num(b, &me, "005", &tokens);
+    num(b, server, &me, "005", &tokens);
 }
 
-pub(super) fn put_motd(b: &mut BytesMut, me: &str) {
+pub(super) fn put_motd(b: &mut BytesMut, server: &str, me: &str) {
     num(
         b,
+        server,
         me,
         "375",
-        &[&format!("- {} Message of the day -", line::SERVER)],
+        &[&format!("- {} Message of the day -", server)],
     );
     num(
         b,
+        server,
         me,
         "372",
         &["- Channels #0, #1, ... are Plaza's rooms; one at a time."],
     );
-    num(b, me, "376", &["End of /MOTD command"]);
+    num(b, server, me, "376", &["End of /MOTD command"]);
 }
 
 /// RPL_NAMREPLY lines and RPL_ENDOFNAMES.
-pub(super) fn put_names<'n>(b: &mut BytesMut, me: &str, channel: &str, names: impl Iterator<Item = &'n str>) {
+pub(super) fn put_names<'n>(
+    b: &mut BytesMut,
+    server: &str,
+    me: &str,
+    channel: &str,
+    names: impl Iterator<Item = &'n str>,
+) {
     let mut list = String::new();
     for n in names {
-        if list.len() + n.len() > TEXT_PER_LINE {
-            num(b, me, "353", &["=", channel, &list]);
+        if list.len() + n.len() > NAMES_PER_LINE {
+            num(b, server, me, "353", &["=", channel, &list]);
             list.clear();
         }
         if !list.is_empty() {
@@ -84,14 +99,20 @@ pub(super) fn put_names<'n>(b: &mut BytesMut, me: &str, channel: &str, names: im
         list.push_str(n);
     }
     if !list.is_empty() {
-        num(b, me, "353", &["=", channel, &list]);
+        num(b, server, me, "353", &["=", channel, &list]);
     }
-    num(b, me, "366", &[channel, "End of /NAMES list"]);
+    num(b, server, me, "366", &[channel, "End of /NAMES list"]);
 }
 
 /// `text` in as many lines as it takes.
 fn put_text(b: &mut BytesMut, from: Prefix<'_>, command: &str, target: &str, text: &str) {
-    for piece in line::pieces(text, TEXT_PER_LINE) {
+    // `:prefix command target :text\r\n` in 512 bytes.
+    let prefix = match from {
+        Prefix::Server(name) => name.len(),
+        Prefix::User(nick) => 2 * nick.len() + 2 + line::USER_HOST.len(),
+    };
+    let room = line::MAX_LINE.saturating_sub(prefix + command.len() + target.len() + 7);
+    for piece in line::pieces(text, room.max(64)) {
         line::put(b, from, command, &[target, piece]);
     }
 }
@@ -114,7 +135,13 @@ impl Irc {
             if !state.sessions.contains_key(&id) {
                 return;
             }
-            answer(&mut state, id, event, &mut b)
+            let close = answer(&mut state, &self.server, id, event, &mut b);
+            if event.is_response()
+                && let Some(s) = state.sessions.get_mut(&id)
+            {
+                s.order.answered(&mut b);
+            }
+            close
         };
         self.send(id, b);
         if close {
@@ -136,17 +163,18 @@ impl Irc {
                 return;
             };
             s.room = Some(room);
-            let c = channels.entry(room).or_insert_with(Channel::default);
-            c.irc += 1;
+            let channel = channels.name(room);
+            let Some(c) = channels.get_mut(room) else {
+                tracing::warn!(session = %id, room, "an IRC session entered a channel it had not claimed");
+                return;
+            };
             // The hub's list is the truth now.
             c.names = roster.iter().map(|(uid, n)| (uid, Arc::from(n))).collect();
-            let channel = format!("#{room}");
             let me = s.me().to_owned();
             line::put(&mut b, Prefix::User(&me), "JOIN", &[&channel]);
-            num(&mut b, &me, "331", &[&channel, "No topic is set"]);
             let mut names: Vec<&str> = c.names.values().map(|n| &**n).collect();
             names.sort_unstable();
-            put_names(&mut b, &me, &channel, names.into_iter());
+            put_names(&mut b, &self.server, &me, &channel, names.into_iter());
         }
         self.send(id, b);
     }
@@ -162,24 +190,33 @@ impl Irc {
 }
 
 /// Writes `id`'s answer to `event`; returns whether to close it.
-fn answer(state: &mut State, id: SessionId, event: &Event, b: &mut BytesMut) -> bool {
-    let s = state.sessions.get_mut(&id).expect("checked by the caller");
+fn answer(state: &mut State, server: &str, id: SessionId, event: &Event, b: &mut BytesMut) -> bool {
+    let State { sessions, channels } = state;
+    let s = sessions.get_mut(&id).expect("checked by the caller");
     let me = s.me().to_owned();
-    let channel = s.room.map(|r| format!("#{r}"));
+    let channel = s.room.map(|r| channels.name(r));
     let chan = channel.as_deref().unwrap_or("*");
     match event {
-        Event::LoginResult(code) => return login(s, *code, b),
+        Event::LoginResult(code) => return login(s, server, *code, b),
         Event::UserList { result, total, .. } if result.is_ok() && s.registered => {
             let total = total.to_string();
             num(
                 b,
+                server,
                 &me,
                 "251",
                 &[&format!("There are {total} users and 0 invisible on 1 servers")],
             );
-            num(b, &me, "255", &[&format!("I have {total} clients and 0 servers")]);
             num(
                 b,
+                server,
+                &me,
+                "255",
+                &[&format!("I have {total} clients and 0 servers")],
+            );
+            num(
+                b,
+                server,
                 &me,
                 "265",
                 &[
@@ -190,6 +227,7 @@ fn answer(state: &mut State, id: SessionId, event: &Event, b: &mut BytesMut) -> 
             );
             num(
                 b,
+                server,
                 &me,
                 "266",
                 &[
@@ -199,7 +237,7 @@ fn answer(state: &mut State, id: SessionId, event: &Event, b: &mut BytesMut) -> 
                 ],
             );
             if std::mem::take(&mut s.motd_due) {
-                put_motd(b, &me);
+                put_motd(b, server, &me);
             }
         }
         Event::RoomEnterResult(code) if !code.is_ok() => {
@@ -212,11 +250,12 @@ fn answer(state: &mut State, id: SessionId, event: &Event, b: &mut BytesMut) -> 
                 ResultCode::RATE_LIMITED => ("263", "Too many joins: wait a moment"),
                 c => ("403", c.describe()),
             };
-            num(b, &me, n, &[&room, text]);
+            num(b, server, &me, n, &[&room, text]);
         }
         Event::RoomLeaveResult(code) if code.is_ok() => {
-            if let Some(room) = state.leave(id) {
-                line::put(b, Prefix::User(&me), "PART", &[&format!("#{room}")]);
+            if let Some(room) = s.room.take() {
+                line::put(b, Prefix::User(&me), "PART", &[chan]);
+                channels.release(room);
             }
         }
         Event::RoomChatResult(code) if !code.is_ok() => {
@@ -225,14 +264,14 @@ fn answer(state: &mut State, id: SessionId, event: &Event, b: &mut BytesMut) -> 
                 ResultCode::MUTED => ("404", "Cannot send to channel: you are muted"),
                 c => ("404", c.describe()),
             };
-            num(b, &me, n, &[chan, text]);
+            num(b, server, &me, n, &[chan, text]);
         }
         Event::WhisperResult(code) => {
             if let Some(Target::Whisper { nick, notice: false }) = s.targets.pop_front() {
                 match *code {
                     ResultCode::OK => {}
-                    ResultCode::USER_NOT_FOUND => num(b, &me, "401", &[&nick, "No such nick"]),
-                    c => num(b, &me, "404", &[&nick, c.describe()]),
+                    ResultCode::USER_NOT_FOUND => num(b, server, &me, "401", &[&nick, "No such nick"]),
+                    c => num(b, server, &me, "404", &[&nick, c.describe()]),
                 }
             }
         }
@@ -240,24 +279,40 @@ fn answer(state: &mut State, id: SessionId, event: &Event, b: &mut BytesMut) -> 
         Event::BroadcastResult(code) if !code.is_ok() => match *code {
             ResultCode::NOT_ADMIN => num(
                 b,
+                server,
                 &me,
                 "481",
                 &["Permission Denied: only admins may message everyone"],
             ),
-            c => num(b, &me, "404", &["$*", c.describe()]),
+            c => num(b, server, &me, "404", &["$*", c.describe()]),
         },
-        Event::KickResult(code) => {
-            if let Some(Target::Kick(nick)) = s.targets.pop_front() {
-                match *code {
-                    ResultCode::OK => line::put(b, Prefix::User(&me), "KICK", &[chan, &nick, "Kicked"]),
-                    ResultCode::USER_NOT_FOUND => num(b, &me, "401", &[&nick, "No such nick"]),
-                    ResultCode::NOT_ADMIN => {
-                        num(b, &me, "482", &[chan, "You're not a channel operator (an admin)"])
-                    }
-                    c => num(b, &me, "482", &[chan, c.describe()]),
-                }
-            }
-        }
+        Event::KickResult(code) => match s.targets.pop_front() {
+            Some(Target::Kill(nick)) => match *code {
+                ResultCode::OK => {}
+                ResultCode::USER_NOT_FOUND => num(b, server, &me, "401", &[&nick, "No such nick"]),
+                ResultCode::NOT_ADMIN => num(
+                    b,
+                    server,
+                    &me,
+                    "481",
+                    &["Permission Denied: you are not an admin"],
+                ),
+                c => num(b, server, &me, "481", &[c.describe()]),
+            },
+            Some(Target::Kick(nick)) => match *code {
+                ResultCode::OK => line::put(b, Prefix::User(&me), "KICK", &[chan, &nick, "Kicked"]),
+                ResultCode::USER_NOT_FOUND => num(b, server, &me, "401", &[&nick, "No such nick"]),
+                ResultCode::NOT_ADMIN => num(
+                    b,
+                    server,
+                    &me,
+                    "482",
+                    &[chan, "You're not a channel operator (an admin)"],
+                ),
+                c => num(b, server, &me, "482", &[chan, c.describe()]),
+            },
+            _ => {}
+        },
         Event::MuteResult(code) => {
             if let Some(Target::Mute { nick, on }) = s.targets.pop_front() {
                 match *code {
@@ -265,11 +320,15 @@ fn answer(state: &mut State, id: SessionId, event: &Event, b: &mut BytesMut) -> 
                         let mode = if on { "+q" } else { "-q" };
                         line::put(b, Prefix::User(&me), "MODE", &[chan, mode, &nick]);
                     }
-                    ResultCode::USER_NOT_FOUND => num(b, &me, "401", &[&nick, "No such nick"]),
-                    ResultCode::NOT_ADMIN => {
-                        num(b, &me, "482", &[chan, "You're not a channel operator (an admin)"])
-                    }
-                    c => num(b, &me, "482", &[chan, c.describe()]),
+                    ResultCode::USER_NOT_FOUND => num(b, server, &me, "401", &[&nick, "No such nick"]),
+                    ResultCode::NOT_ADMIN => num(
+                        b,
+                        server,
+                        &me,
+                        "482",
+                        &[chan, "You're not a channel operator (an admin)"],
+                    ),
+                    c => num(b, server, &me, "482", &[chan, c.describe()]),
                 }
             }
         }
@@ -290,20 +349,36 @@ fn answer(state: &mut State, id: SessionId, event: &Event, b: &mut BytesMut) -> 
                 u32::MAX => "You are muted".to_owned(),
                 s => format!("You are muted for {s} seconds"),
             };
-            line::put(b, Prefix::Server, "NOTICE", &[&me, &text]);
+            line::put(b, Prefix::Server(server), "NOTICE", &[&me, &text]);
         }
-        Event::Notice { message } => put_text(b, Prefix::Server, "NOTICE", &me, message),
+        Event::Notice { message } => put_text(b, Prefix::Server(server), "NOTICE", &me, message),
         Event::Missed { count } => {
             let text = format!("{count} messages were dropped: you read too slowly");
-            line::put(b, Prefix::Server, "NOTICE", &[&me, &text]);
+            line::put(b, Prefix::Server(server), "NOTICE", &[&me, &text]);
         }
         Event::AdminResult(code) => match *code {
-            ResultCode::OK => num(b, &me, "381", &["You are now an IRC operator (a Plaza admin)"]),
-            _ => num(b, &me, "491", &["No O-lines for your host (wrong secret)"]),
+            ResultCode::OK => {
+                s.oper = true;
+                num(
+                    b,
+                    server,
+                    &me,
+                    "381",
+                    &["You are now an IRC operator (a Plaza admin)"],
+                );
+                line::put(b, Prefix::User(&me), "MODE", &[&me, "+o"]);
+            }
+            _ => num(
+                b,
+                server,
+                &me,
+                "491",
+                &["No O-lines for your host (wrong secret)"],
+            ),
         },
         Event::RequestError { result, .. } => {
             let text = format!("Request failed: {}", result.describe());
-            line::put(b, Prefix::Server, "NOTICE", &[&me, &text]);
+            line::put(b, Prefix::Server(server), "NOTICE", &[&me, &text]);
         }
         _ => {}
     }
@@ -311,49 +386,52 @@ fn answer(state: &mut State, id: SessionId, event: &Event, b: &mut BytesMut) -> 
 }
 
 /// The answer to a login: SASL's numerics, the welcome, or why not.
-fn login(s: &mut Session, code: ResultCode, b: &mut BytesMut) -> bool {
+fn login(s: &mut Session, server: &str, code: ResultCode, b: &mut BytesMut) -> bool {
     let me = s.me().to_owned();
     let how = std::mem::replace(&mut s.login, Login::None);
     match (how, code) {
         (Login::Sasl(account), ResultCode::OK) => {
             s.login = Login::Done;
-            let mask = format!("{me}!{me}@{}", line::USER_HOST);
+            let nick = s.nick.as_deref().unwrap_or(account.as_str());
+            let mask = format!("{nick}!{nick}@{}", line::USER_HOST);
             num(
                 b,
+                server,
                 &me,
                 "900",
                 &[&mask, &account, &format!("You are now logged in as {account}")],
             );
-            num(b, &me, "903", &["SASL authentication successful"]);
+            num(b, server, &me, "903", &["SASL authentication successful"]);
             // The account's name is the nick.
             s.nick = Some(Arc::from(account.as_str()));
-            if s.user && !s.caps.negotiating && !s.registered {
-                welcome(b, s);
+            if !s.username.is_empty() && !s.caps.negotiating && !s.registered {
+                welcome(b, server, s);
                 s.motd_due = false;
-                put_motd(b, s.me());
+                put_motd(b, server, s.me());
             }
         }
         (Login::Sasl(_), _) => num(
             b,
+            server,
             &me,
             "904",
             &[&format!("SASL authentication failed: {}", code.describe())],
         ),
         (Login::Pass | Login::Guest, ResultCode::OK) => {
             s.login = Login::Done;
-            welcome(b, s);
+            welcome(b, server, s);
         }
         (Login::Guest, ResultCode::INVALID_CREDENTIALS) => {
             s.nick = None;
             let text = "That nick is an account's: log in with SASL or PASS, or choose another";
-            num(b, "*", "433", &[&me, text]);
+            num(b, server, "*", "433", &[&me, text]);
         }
         (Login::Guest | Login::Pass, ResultCode::LOGIN_ALREADY) => {
             s.nick = None;
-            num(b, "*", "433", &[&me, "Nickname is already in use"]);
+            num(b, server, "*", "433", &[&me, "Nickname is already in use"]);
         }
         (Login::Pass, ResultCode::INVALID_CREDENTIALS) => {
-            num(b, &me, "464", &["Password incorrect"]);
+            num(b, server, &me, "464", &["Password incorrect"]);
             line::error(b, "Closing link: wrong name or password");
             return true;
         }
@@ -405,7 +483,7 @@ impl<'e> Fanout<'e> {
             let bytes = self.bytes.get_or_insert_with(|| {
                 let mut b = BytesMut::with_capacity(256);
                 for event in events {
-                    put_event(&mut b, event, s.room, channels);
+                    put_event(&mut b, event, s.room, channels, &irc.server);
                     ends.push(b.len());
                 }
                 b.freeze()
@@ -427,32 +505,27 @@ impl<'e> Fanout<'e> {
 }
 
 /// One fanned-out event, and the channel's nicks kept up to date.
-fn put_event(
-    b: &mut BytesMut,
-    event: &Event,
-    room: Option<u32>,
-    channels: &mut std::collections::HashMap<u32, Channel>,
-) {
-    let channel = room.map(|r| format!("#{r}"));
+fn put_event(b: &mut BytesMut, event: &Event, room: Option<u32>, channels: &mut Channels, server: &str) {
+    let channel = room.map(|r| channels.name(r));
     match (event, room, channel.as_deref()) {
         (Event::RoomChat { name, message }, Some(_), Some(chan)) => {
             put_text(b, Prefix::User(name), "PRIVMSG", chan, message)
         }
         (Event::RoomNewUser { uid, name }, Some(r), Some(chan)) => {
-            if let Some(c) = channels.get_mut(&r) {
+            if let Some(c) = channels.get_mut(r) {
                 c.names.insert(*uid, Arc::from(name.as_str()));
             }
             line::put(b, Prefix::User(name), "JOIN", &[chan]);
         }
         (Event::RoomLeaveUser { uid }, Some(r), Some(chan)) => {
-            if let Some(nick) = channels.get_mut(&r).and_then(|c| c.names.remove(uid)) {
+            if let Some(nick) = channels.get_mut(r).and_then(|c| c.names.remove(uid)) {
                 line::put(b, Prefix::User(&nick), "PART", &[chan]);
             }
         }
         (Event::Broadcast { from, message }, _, _) => {
             put_text(b, Prefix::User(from), "NOTICE", "$*", message)
         }
-        (Event::Notice { message }, _, _) => put_text(b, Prefix::Server, "NOTICE", "$*", message),
+        (Event::Notice { message }, _, _) => put_text(b, Prefix::Server(server), "NOTICE", "$*", message),
         _ => {}
     }
 }

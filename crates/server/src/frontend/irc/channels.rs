@@ -1,0 +1,144 @@
+//! Channels: Plaza's rooms under IRC names. `#7` is room 7. Any other
+//! name (`#chan`) is given a free room, counted down from the last, for as
+//! long as IRC users are in it on this node: binary and WebSocket users
+//! see that room by its number (docs/IRC.md, "Channels").
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The longest channel name (ISUPPORT CHANNELLEN).
+pub(crate) const CHANNELLEN: usize = 50;
+
+/// A room IRC users are in or joining.
+#[derive(Debug, Default)]
+pub(crate) struct Channel {
+    /// Its members' nicks, by user id (a departure names only the id).
+    pub(crate) names: HashMap<u64, Arc<str>>,
+    /// IRC sessions in it or joining it: the entry goes with the last.
+    irc: usize,
+    /// Its name, if it is not `#<room>`.
+    name: Option<Arc<str>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Channels {
+    rooms: u32,
+    by_room: HashMap<u32, Channel>,
+    /// Named channels' rooms, by lower-case name.
+    by_name: HashMap<String, u32>,
+}
+
+impl Channels {
+    pub(crate) fn new(rooms: u32) -> Self {
+        Self {
+            rooms,
+            by_room: HashMap::new(),
+            by_name: HashMap::new(),
+        }
+    }
+
+    /// The room a channel name stands for now, if any.
+    pub(crate) fn find(&self, name: &str) -> Option<u32> {
+        match number(name) {
+            Some(n) => n.filter(|&r| r < self.rooms),
+            None => self.by_name.get(&name.to_ascii_lowercase()).copied(),
+        }
+    }
+
+    /// The room for a JOIN of `name`, counted as joined: the one it stands
+    /// for, or for a new name a free room. `None` if the name is not a
+    /// channel's or no room is free.
+    pub(crate) fn claim(&mut self, name: &str) -> Option<u32> {
+        let room = match self.find(name) {
+            Some(room) => room,
+            None if number(name).is_none() && valid(name) => {
+                let room = (0..self.rooms).rev().find(|r| !self.by_room.contains_key(r))?;
+                self.by_name.insert(name.to_ascii_lowercase(), room);
+                self.by_room.entry(room).or_default().name = Some(Arc::from(name));
+                room
+            }
+            None => return None,
+        };
+        self.by_room.entry(room).or_default().irc += 1;
+        Some(room)
+    }
+
+    /// An IRC session left `room`, or did not get in.
+    pub(crate) fn release(&mut self, room: u32) {
+        let Some(c) = self.by_room.get_mut(&room) else {
+            return;
+        };
+        c.irc = c.irc.saturating_sub(1);
+        if c.irc == 0 {
+            if let Some(name) = self.by_room.remove(&room).and_then(|c| c.name) {
+                self.by_name.remove(&name.to_ascii_lowercase());
+            }
+        }
+    }
+
+    /// `room`'s channel name.
+    pub(crate) fn name(&self, room: u32) -> String {
+        match self.by_room.get(&room).and_then(|c| c.name.as_deref()) {
+            Some(name) => name.to_owned(),
+            None => format!("#{room}"),
+        }
+    }
+
+    pub(crate) fn get(&self, room: u32) -> Option<&Channel> {
+        self.by_room.get(&room)
+    }
+
+    pub(crate) fn get_mut(&mut self, room: u32) -> Option<&mut Channel> {
+        self.by_room.get_mut(&room)
+    }
+
+    /// The channels IRC users are in, with their names.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (String, &Channel)> {
+        self.by_room.iter().map(|(&r, c)| (self.name(r), c))
+    }
+}
+
+/// `#<digits>`: a room's number (`Some(None)` if too large); `None` for
+/// any other name.
+fn number(name: &str) -> Option<Option<u32>> {
+    let n = name.strip_prefix('#')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(n.parse().ok().filter(|_| n.len() == 1 || !n.starts_with('0')))
+}
+
+/// Whether `name` may name a channel: `#`, then up to [`CHANNELLEN`]
+/// bytes in all without spaces, commas, BEL or other control characters.
+pub(crate) fn valid(name: &str) -> bool {
+    name.len() > 1
+        && name.len() <= CHANNELLEN
+        && name.starts_with('#')
+        && !name.chars().any(|c| c == ' ' || c == ',' || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_channels_are_rooms_and_named_ones_borrow_free_rooms_while_used() {
+        let mut c = Channels::new(10);
+        assert_eq!(c.find("#3"), Some(3));
+        assert_eq!(c.find("#10"), None, "past the last room");
+        assert_eq!(c.find("#03"), None);
+        assert_eq!(c.claim("#9"), Some(9));
+        // The last free room, not 9, which is in use.
+        assert_eq!(c.claim("#Chan"), Some(8));
+        assert_eq!(c.find("#chan"), Some(8), "names are case-insensitive");
+        assert_eq!(c.name(8), "#Chan");
+        assert_eq!(c.claim("#CHAN"), Some(8));
+        c.release(8);
+        assert_eq!(c.find("#chan"), Some(8), "one member is left");
+        c.release(8);
+        assert_eq!(c.find("#chan"), None, "the name goes with its last member");
+        assert_eq!(c.name(8), "#8");
+        assert_eq!(c.claim("#bad name"), None);
+        assert_eq!(c.claim("chan"), None);
+    }
+}

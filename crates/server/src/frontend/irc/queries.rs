@@ -1,0 +1,227 @@
+//! Commands that ask and change nothing: NAMES, WHO, WHOIS, WHOWAS,
+//! USERHOST, TOPIC, LIST, TIME, INFO. They are answered from what the
+//! front end knows: its own sessions on this node, and the members of the
+//! asker's channel (whatever front end they use).
+
+use std::sync::Arc;
+
+use super::inbound::Cx;
+use super::line::{self, Message};
+use super::{Session, State};
+
+/// A user as a query shows them.
+struct Seen {
+    nick: Arc<str>,
+    username: String,
+    realname: String,
+    room: Option<u32>,
+    away: Option<String>,
+    oper: bool,
+}
+
+/// The registered IRC session (on this node) holding `nick`.
+pub(super) fn irc_session<'s>(state: &'s State, nick: &str) -> Option<&'s Session> {
+    state
+        .sessions
+        .values()
+        .find(|s| s.registered && s.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(nick)))
+}
+
+/// `nick`, if an IRC session here holds it or it is in the asker's channel.
+fn lookup(cx: &Cx<'_>, nick: &str) -> Option<Seen> {
+    if let Some(s) = irc_session(cx.state, nick) {
+        return Some(Seen {
+            nick: s.nick.clone()?,
+            username: s.username.clone(),
+            realname: s.realname.clone(),
+            room: s.room,
+            away: s.away.clone(),
+            oper: s.oper,
+        });
+    }
+    let room = cx.state.sessions[&cx.id].room?;
+    let found = cx
+        .state
+        .channels
+        .get(room)?
+        .names
+        .values()
+        .find(|n| n.eq_ignore_ascii_case(nick))?;
+    Some(Seen {
+        nick: found.clone(),
+        username: found.to_string(),
+        realname: found.to_string(),
+        room: Some(room),
+        away: None,
+        oper: false,
+    })
+}
+
+/// The channel's nicks, if the asker is in `name`.
+fn members(cx: &Cx<'_>, name: &str) -> Option<Vec<Arc<str>>> {
+    let room = cx.state.channels.find(name)?;
+    if cx.state.sessions[&cx.id].room != Some(room) {
+        return None;
+    }
+    let mut names: Vec<_> = cx.state.channels.get(room)?.names.values().cloned().collect();
+    names.sort();
+    Some(names)
+}
+
+pub(super) fn names(cx: &mut Cx<'_>, channel: Option<&str>) {
+    let channel = match channel {
+        Some(c) => c.split(',').next().unwrap_or(c).to_owned(),
+        None => match cx.s().room {
+            Some(r) => cx.state.channels.name(r),
+            None => return cx.num("366", &["*", "End of /NAMES list"]),
+        },
+    };
+    if let Some(names) = members(cx, &channel) {
+        let me = cx.me();
+        let mut b = std::mem::take(cx.replies());
+        super::outbound::put_names(&mut b, &cx.irc.server, &me, &channel, names.iter().map(|n| &**n));
+        *cx.replies() = b;
+    } else {
+        cx.num("366", &[&channel, "End of /NAMES list"]);
+    }
+}
+
+pub(super) fn who(cx: &mut Cx<'_>, m: &Message<'_>) {
+    let mask = m.param(0).unwrap_or("*").to_owned();
+    let found: Vec<Seen> = match members(cx, &mask) {
+        Some(all) => all.iter().filter_map(|n| lookup(cx, n)).collect(),
+        None => lookup(cx, &mask).into_iter().collect(),
+    };
+    for u in found {
+        let channel = u
+            .room
+            .map_or_else(|| "*".to_owned(), |r| cx.state.channels.name(r));
+        let flags = format!(
+            "{}{}",
+            if u.away.is_some() { "G" } else { "H" },
+            if u.oper { "*" } else { "" }
+        );
+        let real = format!("0 {}", u.realname);
+        let server = cx.irc.server.clone();
+        cx.num(
+            "352",
+            &[
+                &channel,
+                &u.username,
+                line::USER_HOST,
+                &server,
+                &u.nick,
+                &flags,
+                &real,
+            ],
+        );
+    }
+    cx.num("315", &[&mask, "End of WHO list"]);
+}
+
+pub(super) fn whois(cx: &mut Cx<'_>, m: &Message<'_>) {
+    let Some(nick) = m.params.last().filter(|n| !n.is_empty()).map(|n| n.to_string()) else {
+        return cx.num("431", &["No nickname given"]);
+    };
+    let Some(u) = lookup(cx, &nick) else {
+        cx.num("401", &[&nick, "No such nick"]);
+        return cx.num("318", &[&nick, "End of /WHOIS list"]);
+    };
+    let n = u.nick.to_string();
+    cx.num("311", &[&n, &u.username, line::USER_HOST, "*", &u.realname]);
+    if let Some(r) = u.room {
+        let channel = cx.state.channels.name(r);
+        cx.num("319", &[&n, &channel]);
+    }
+    let server = cx.irc.server.clone();
+    cx.num("312", &[&n, &server, "Plaza"]);
+    if u.oper {
+        cx.num("313", &[&n, "is an IRC operator (a Plaza admin)"]);
+    }
+    if let Some(away) = &u.away {
+        cx.num("301", &[&n, away]);
+    }
+    cx.num("318", &[&n, "End of /WHOIS list"]);
+}
+
+/// Plaza keeps no record of users who left.
+pub(super) fn whowas(cx: &mut Cx<'_>, m: &Message<'_>) {
+    if !cx.need_params(m, 1) {
+        return;
+    }
+    let nick = m.params[0].split(',').next().unwrap_or_default();
+    cx.num("406", &[nick, "There was no such nickname"]);
+    cx.num("369", &[nick, "End of WHOWAS"]);
+}
+
+pub(super) fn userhost(cx: &mut Cx<'_>, m: &Message<'_>) {
+    if !cx.need_params(m, 1) {
+        return;
+    }
+    let replies: Vec<String> = m
+        .params
+        .iter()
+        .take(5)
+        .filter_map(|n| lookup(cx, n))
+        .map(|u| {
+            let oper = if u.oper { "*" } else { "" };
+            let away = if u.away.is_some() { '-' } else { '+' };
+            format!("{}{oper}={away}{}@{}", u.nick, u.username, line::USER_HOST)
+        })
+        .collect();
+    cx.num("302", &[&replies.join(" ")]);
+}
+
+pub(super) fn topic(cx: &mut Cx<'_>, m: &Message<'_>) {
+    if !cx.need_params(m, 1) {
+        return;
+    }
+    let name = m.params[0];
+    match cx.state.channels.find(name) {
+        None => cx.num("403", &[name, "No such channel"]),
+        Some(room) if cx.s().room != Some(room) => cx.num("442", &[name, "You're not on that channel"]),
+        Some(_) if m.params.len() > 1 => cx.num("482", &[name, "Plaza's channels have no topic to set"]),
+        Some(_) => cx.num("331", &[name, "No topic is set"]),
+    }
+}
+
+/// The channels IRC users are in on this node (Plaza's other rooms are
+/// joined by number: `#0` to `#N-1`).
+pub(super) fn list(cx: &mut Cx<'_>) {
+    cx.num("321", &["Channel", "Users  Name"]);
+    let channels: Vec<_> = cx
+        .state
+        .channels
+        .iter()
+        .filter(|(_, c)| !c.names.is_empty())
+        .map(|(name, c)| (name, c.names.len().to_string()))
+        .collect();
+    for (name, count) in channels {
+        cx.num("322", &[&name, &count, ""]);
+    }
+    cx.num("323", &["End of /LIST"]);
+}
+
+pub(super) fn time(cx: &mut Cx<'_>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .to_string();
+    let server = cx.irc.server.clone();
+    cx.num(
+        "391",
+        &[&server, &now, "0", &format!("{now} seconds since 1970 (UTC)")],
+    );
+}
+
+pub(super) fn info(cx: &mut Cx<'_>) {
+    cx.num(
+        "371",
+        &[concat!(
+            "Plaza ",
+            env!("CARGO_PKG_VERSION"),
+            ": a chat server; IRC is one of its front ends"
+        )],
+    );
+    cx.num("374", &["End of INFO list"]);
+}
