@@ -366,3 +366,35 @@ async fn replies_keep_the_order_of_the_lines_that_asked() {
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn server_time_tags_the_lines_of_those_who_asked_for_it() {
+    let (server, irc) = irc_server(true).await;
+    let mut tim = Irc::connect(irc).await;
+    tim.send("CAP LS 302").await;
+    assert!(tim.until(" LS ").await.contains("server-time"));
+    tim.send("CAP REQ :server-time echo-message").await;
+    tim.until(" ACK ").await;
+    tim.send("NICK tim\r\nUSER tim 0 * :Tim\r\nCAP END").await;
+    assert!(tim.until(" 001 tim ").await.starts_with("@time=20"));
+    tim.send("JOIN #4").await;
+    tim.until(" 366 ").await;
+    let mut pat = Irc::register(irc, "pat", None).await;
+    pat.send("JOIN #4").await;
+    pat.until(" 366 ").await;
+    let mut amy = server.user("amy").await;
+    assert_eq!(amy.enter(4).await.1, ResultCode::OK);
+
+    amy.send(Request::RoomChat {
+        message: "tick".into(),
+    })
+    .await;
+    let stamped = tim.until("PRIVMSG").await;
+    let (tag, line) = stamped.split_once(' ').expect("a tag");
+    assert!(tag.starts_with("@time=20") && tag.ends_with('Z'), "{stamped}");
+    assert_eq!(line, ":amy!amy@plaza.users PRIVMSG #4 :tick");
+    assert_eq!(
+        pat.until("PRIVMSG").await,
+        ":amy!amy@plaza.users PRIVMSG #4 :tick"
+    );
+}

@@ -16,7 +16,7 @@ use super::{Irc, IrcGateway, Login, Session, State, Target};
 /// The capabilities offered (docs/IRC.md).
 /// `cap-notify` costs nothing: the list never changes while a client is
 /// connected, so there is never a CAP NEW or DEL to send.
-const CAPS: &[&str] = &["cap-notify", "echo-message", "sasl"];
+const CAPS: &[&str] = &["cap-notify", "echo-message", "sasl", "server-time"];
 
 /// A request as the binary protocol's packet, for the gateway to decode
 /// (and check) as it would one from a socket.
@@ -118,6 +118,7 @@ impl IrcGateway {
             // this line's requests and to any still unanswered.
             let asked = out.requests.len() + usize::from(out.guest.is_some());
             let replies = std::mem::take(&mut out.replies);
+            let stamp = state.sessions.get(&id).map(|s| s.caps).unwrap_or_default();
             let order = state.sessions.get_mut(&id).map(|s| &mut s.order);
             let now = match (order, out.close) {
                 // Closing: everything goes now, before the ERROR.
@@ -126,7 +127,7 @@ impl IrcGateway {
                 (None, _) => None,
             };
             if let Some(now) = now {
-                self.irc.send(id, now);
+                self.irc.send(id, stamp.stamp(now));
             }
             out
         };
@@ -165,8 +166,17 @@ impl IrcGateway {
 }
 
 fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
-    let cmd = m.command.to_ascii_uppercase();
-    match cmd.as_str() {
+    // Upper-cased on the stack: no command Plaza knows is longer.
+    let mut upper = [0u8; 16];
+    let cmd = match upper.get_mut(..m.command.len()) {
+        Some(u) => {
+            u.copy_from_slice(m.command.as_bytes());
+            u.make_ascii_uppercase();
+            std::str::from_utf8(u).unwrap_or_default()
+        }
+        None => "",
+    };
+    match cmd {
         "CAP" => return cap(cx, m),
         "PING" => {
             if cx.need_params(m, 1) {
@@ -191,7 +201,7 @@ fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
         _ => {}
     }
     if !cx.s().registered {
-        return match cmd.as_str() {
+        return match cmd {
             "NICK" => nick(cx, m),
             "USER" => user(cx, m),
             "PASS" => {
@@ -203,7 +213,7 @@ fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
             _ => cx.num("451", &["You have not registered"]),
         };
     }
-    match cmd.as_str() {
+    match cmd {
         "NICK" => match m.param(0) {
             Some(n) if Some(n) != cx.s().nick.as_deref() && queries::irc_session(cx.state, n).is_some() => {
                 cx.num("433", &[n, "Nickname is already in use"]);
@@ -280,9 +290,9 @@ fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
             s.caps.notify |= v302;
             s.caps.negotiating = !registered;
             let offered = if v302 {
-                "cap-notify echo-message sasl=PLAIN"
+                "cap-notify echo-message sasl=PLAIN server-time"
             } else {
-                "cap-notify echo-message sasl"
+                "cap-notify echo-message sasl server-time"
             };
             line::put(
                 &mut cx.out.replies,
@@ -293,12 +303,16 @@ fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
         }
         "LIST" => {
             let caps = cx.s().caps;
-            let on = [(caps.notify, "cap-notify"), (caps.echo, "echo-message")]
-                .iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, name)| *name)
-                .collect::<Vec<_>>()
-                .join(" ");
+            let on = [
+                (caps.notify, "cap-notify"),
+                (caps.echo, "echo-message"),
+                (caps.time, "server-time"),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, name)| *name)
+            .collect::<Vec<_>>()
+            .join(" ");
             let on = on.as_str();
             line::put(
                 &mut cx.out.replies,
@@ -328,6 +342,7 @@ fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
                 match c.trim_start_matches('-') {
                     "echo-message" => cx.s().caps.echo = on,
                     "cap-notify" => cx.s().caps.notify = on,
+                    "server-time" => cx.s().caps.time = on,
                     _ => {}
                 }
             }

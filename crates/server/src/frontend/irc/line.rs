@@ -163,6 +163,58 @@ pub(crate) fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
     })
 }
 
+/// IRCv3 server-time's tag for now, space included:
+/// `@time=2026-12-06T21:05:03.123Z `.
+pub(crate) fn time_tag() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (y, m, d) = civil(secs.div_euclid(86_400) as i64);
+    let t = secs % 86_400;
+    format!(
+        "@time={y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z ",
+        t / 3600,
+        t / 60 % 60,
+        t % 60,
+        now.subsec_millis()
+    )
+}
+
+/// The date `days` after 1970-01-01 (the proleptic Gregorian calendar's
+/// days-to-civil conversion; no date crate for one line's worth).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `lines` with `tag` before each line, and where each of `ends` (offsets
+/// in `lines` at line ends) falls in the result.
+pub(crate) fn tag_lines(lines: &[u8], tag: &str, ends: &[usize]) -> (BytesMut, Vec<usize>) {
+    let mut b = BytesMut::with_capacity(lines.len() + 4 * tag.len());
+    let mut moved = Vec::with_capacity(ends.len());
+    let mut ends = ends.iter().peekable();
+    let mut start = 0;
+    for (i, _) in lines.iter().enumerate().filter(|(_, c)| **c == b'\n') {
+        while ends.next_if(|&&e| e <= start).is_some() {
+            moved.push(b.len());
+        }
+        b.put_slice(tag.as_bytes());
+        b.put_slice(&lines[start..=i]);
+        start = i + 1;
+    }
+    moved.extend(ends.map(|_| b.len()));
+    (b, moved)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +244,21 @@ mod tests {
         b.clear();
         put(&mut b, Prefix::Server(SERVER), "001", &["amy", "Welcome"]);
         assert_eq!(&b[..], b":plaza 001 amy :Welcome\r\n");
+    }
+
+    #[test]
+    fn server_time_tags_every_line_and_says_the_date_right() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(11_016), (2000, 2, 29));
+        assert_eq!(civil(20_793), (2026, 12, 6));
+        let tag = time_tag();
+        assert!(
+            tag.starts_with("@time=20") && tag.ends_with("Z ") && tag.len() == 31,
+            "{tag}"
+        );
+        let (b, ends) = tag_lines(b"A\r\nBB\r\nC\r\n", "@t ", &[3, 10]);
+        assert_eq!(&b[..], b"@t A\r\n@t BB\r\n@t C\r\n");
+        assert_eq!(ends, [6, 19]);
     }
 
     #[test]

@@ -78,10 +78,22 @@ pub(crate) struct Caps {
     pub(crate) echo: bool,
     /// `cap-notify` (asked for, or implied by `CAP LS 302`).
     pub(crate) notify: bool,
+    /// `server-time`: every line says when the server sent it.
+    pub(crate) time: bool,
     /// Negotiating (CAP LS or REQ before CAP END): registration waits.
     pub(crate) negotiating: bool,
     /// `CAP LS 302` or later: `cap-notify` is implied.
     pub(crate) v302: bool,
+}
+
+impl Caps {
+    /// `lines` as this session gets them: with server-time's tag if asked.
+    pub(crate) fn stamp(&self, lines: BytesMut) -> BytesMut {
+        if !self.time || lines.is_empty() {
+            return lines;
+        }
+        line::tag_lines(&lines, &line::time_tag(), &[]).0
+    }
 }
 
 /// How a session is logging in.

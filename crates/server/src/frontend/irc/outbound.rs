@@ -135,11 +135,18 @@ impl Irc {
             if !state.sessions.contains_key(&id) {
                 return;
             }
-            let close = answer(&mut state, &self.server, id, event, &mut b);
-            if event.is_response()
-                && let Some(s) = state.sessions.get_mut(&id)
-            {
-                s.order.answered(&mut b);
+            // The common answers say nothing in IRC (a room message taken).
+            let silent = match event {
+                Event::RoomChatResult(c) | Event::BroadcastResult(c) | Event::RoomEnterResult(c) => c.is_ok(),
+                Event::Hello { .. } | Event::ResumeToken { .. } => true,
+                _ => false,
+            };
+            let close = !silent && answer(&mut state, &self.server, id, event, &mut b);
+            if let Some(s) = state.sessions.get_mut(&id) {
+                if event.is_response() {
+                    s.order.answered(&mut b);
+                }
+                b = s.caps.stamp(b);
             }
             close
         };
@@ -175,6 +182,7 @@ impl Irc {
             let mut names: Vec<&str> = c.names.values().map(|n| &**n).collect();
             names.sort_unstable();
             put_names(&mut b, &self.server, &me, &channel, names.into_iter());
+            b = s.caps.stamp(b);
         }
         self.send(id, b);
     }
@@ -452,6 +460,9 @@ pub(crate) struct Fanout<'e> {
     bytes: Option<Bytes>,
     /// Where each event ends in `bytes`.
     ends: Vec<usize>,
+    /// The same with IRCv3 server-time's tag on every line, for the
+    /// recipients that asked for it, and its ends.
+    tagged: Option<(Bytes, Vec<usize>)>,
 }
 
 impl<'e> Fanout<'e> {
@@ -460,6 +471,7 @@ impl<'e> Fanout<'e> {
             events,
             bytes: None,
             ends: Vec::new(),
+            tagged: None,
         }
     }
 
@@ -488,9 +500,19 @@ impl<'e> Fanout<'e> {
                 }
                 b.freeze()
             });
+            let (bytes, ends) = if s.caps.time {
+                let (plain, ends) = (&*bytes, &self.ends);
+                let (tagged, ends) = self.tagged.get_or_insert_with(|| {
+                    let (b, ends) = line::tag_lines(plain, &line::time_tag(), ends);
+                    (b.freeze(), ends)
+                });
+                (&*tagged, ends.as_slice())
+            } else {
+                (&*bytes, self.ends.as_slice())
+            };
             match from {
                 0 => bytes.clone(),
-                n => bytes.slice(self.ends[n - 1]..),
+                n => bytes.slice(ends[n - 1]..),
             }
         };
         if frame.is_empty() {
