@@ -22,8 +22,10 @@ browser=""
 cleanup() {
   [ -n "$browser" ] && kill "$browser" 2>/dev/null || true
   [ -n "$server" ] && kill "$server" 2>/dev/null || true
-  [ -z "${KEEP:-}" ] && tmux -L "$sock" kill-server 2>/dev/null || true
-  [ -z "${KEEP:-}" ] && rm -rf "$dir"
+  if [ -z "${KEEP:-}" ]; then
+    tmux -L "$sock" kill-server 2>/dev/null || true
+    rm -rf "$dir"
+  fi
   true
 }
 trap cleanup EXIT
@@ -96,4 +98,6 @@ tmux -L "$sock" capture-pane -p -t clients:irssi | grep -v '^\s*$'
 echo "---- what plaza chat showed (carl) ----"
 tmux -L "$sock" capture-pane -p -t clients:carl | grep -v '^\s*$'
 echo "irc-clients.sh: irssi, plaza chat and the browser heard each other in room 1"
-[ -n "${KEEP:-}" ] && echo "tmux -L $sock attach   (files in $dir)"
+if [ -n "${KEEP:-}" ]; then
+  echo "tmux -L $sock attach   (files in $dir)"
+fi

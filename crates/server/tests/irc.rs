@@ -6,15 +6,14 @@ use std::net::SocketAddr;
 
 use base64::Engine as _;
 use plaza_proto::{Event, Request, ResultCode};
-use plaza_test_support::{TestClient, TestServer, within};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use plaza_test_support::{TestCert, TestClient, TestServer, within};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// An IRC client: lines out, lines in.
 struct Irc {
-    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
-    tx: OwnedWriteHalf,
+    lines: tokio::io::Lines<BufReader<Box<dyn AsyncRead + Unpin + Send>>>,
+    tx: Box<dyn AsyncWrite + Unpin + Send>,
 }
 
 impl Irc {
@@ -23,6 +22,21 @@ impl Irc {
             .await
             .expect("connect");
         let (rx, tx) = stream.into_split();
+        Self::over(Box::new(rx), Box::new(tx))
+    }
+
+    /// Over TLS, trusting `ca`.
+    async fn connect_tls(addr: SocketAddr, ca: &std::path::Path) -> Self {
+        let target = plaza_net::Target {
+            addr,
+            tls: Some(TestCert::connector(ca)),
+        };
+        let stream = within("TLS", target.connect(None)).await.expect("TLS handshake");
+        let (rx, tx) = tokio::io::split(stream);
+        Self::over(Box::new(rx), Box::new(tx))
+    }
+
+    fn over(rx: Box<dyn AsyncRead + Unpin + Send>, tx: Box<dyn AsyncWrite + Unpin + Send>) -> Self {
         Self {
             lines: BufReader::new(rx).lines(),
             tx,
@@ -396,5 +410,32 @@ async fn server_time_tags_the_lines_of_those_who_asked_for_it() {
     assert_eq!(
         pat.until("PRIVMSG").await,
         ":amy!amy@plaza.users PRIVMSG #4 :tick"
+    );
+}
+
+#[tokio::test]
+async fn the_tls_listener_speaks_the_same_irc() {
+    let cert = TestCert::new();
+    let server = TestServer::with_tls(&cert, |s| {
+        s.irc_bind = Some("127.0.0.1:0".parse().unwrap());
+        s.irc_tls_bind = Some("127.0.0.1:0".parse().unwrap());
+        s.allow_guests = Some(true);
+    })
+    .await;
+    let tls = server.running.irc_tls_addr().expect("the IRC TLS listener");
+    let mut c = Irc::connect_tls(tls, &cert.cert).await;
+    c.send("NICK sec\r\nUSER sec 0 * :Sec").await;
+    c.until(" 001 sec ").await;
+    c.send("JOIN #2").await;
+    c.until(" 366 ").await;
+    let mut amy = server.user("amy").await;
+    assert_eq!(amy.enter(2).await.1, ResultCode::OK);
+    amy.send(Request::RoomChat {
+        message: "secure".into(),
+    })
+    .await;
+    assert_eq!(
+        c.until("PRIVMSG").await,
+        ":amy!amy@plaza.users PRIVMSG #2 :secure"
     );
 }
