@@ -5,10 +5,12 @@
 //! ([`inbound.rs`](inbound)), a registered client's commands become the
 //! binary protocol's requests, encoded and decoded by the same
 //! [`Gateway`] as a packet would be (so every check and limit is the
-//! same); registration (CAP, NICK, USER, PASS, SASL PLAIN) and the
-//! commands Plaza has no request for are answered here. Outbound
-//! ([`outbound.rs`](outbound)), the hub's events become IRC lines; a
-//! fan-out is written once and shared by every IRC recipient.
+//! same); registration (NICK, USER, PASS, SASL PLAIN; CAP in
+//! [`caps.rs`](caps)) and the commands Plaza has no request for
+//! ([`queries.rs`](queries), [`modes.rs`](modes)) are answered here, in
+//! the order of the lines ([`Order`]). Outbound ([`outbound.rs`](outbound)),
+//! the hub's events become IRC lines; a fan-out is written once (twice
+//! with server-time) and shared by every IRC recipient.
 //!
 //! IRC needs context the hub's events leave out (which channel, a
 //! leaver's nick): [`Irc`] keeps each session's nick, capabilities and
@@ -26,6 +28,7 @@ use plaza_net::{FrameError, Framing, Handle, Handler, NetError, ServerConfig, Se
 use super::binary::Gateway;
 use channels::Channels;
 
+mod caps;
 mod channels;
 mod inbound;
 pub(crate) mod line;
