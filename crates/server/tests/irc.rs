@@ -62,11 +62,14 @@ impl Irc {
         within("send", self.tx.write_all(&l)).await.expect("write");
     }
 
-    /// The next line, or `None` at the end.
+    /// The next line, or `None` at the end (closed, or reset: a server
+    /// that closes with the client's bytes unread resets).
     async fn line(&mut self) -> Option<String> {
-        within("a line from the server", self.lines.next_line())
-            .await
-            .expect("read")
+        match within("a line from the server", self.lines.next_line()).await {
+            Ok(line) => line,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("read: {e}"),
+        }
     }
 
     /// Reads up to and including the first line containing `part`.
@@ -438,4 +441,25 @@ async fn the_tls_listener_speaks_the_same_irc() {
         c.until("PRIVMSG").await,
         ":amy!amy@plaza.users PRIVMSG #2 :secure"
     );
+}
+
+#[tokio::test]
+async fn a_line_that_never_ends_closes_the_connection() {
+    let (_server, irc) = irc_server(true).await;
+    let mut c = Irc::register(irc, "eve", None).await;
+    // Past the 4,096 bytes of tags and 512 of line, with no end in sight.
+    let endless = "A".repeat(5_000);
+    within("send", c.tx.write_all(endless.as_bytes()))
+        .await
+        .expect("write");
+    let rest = c.until_closed().await;
+    assert!(rest.iter().all(|l| !l.contains("PRIVMSG")), "{rest:?}");
+    // A line that is not UTF-8 is refused with a FAIL, and the session goes on.
+    let mut d = Irc::register(irc, "dan", None).await;
+    within("send", d.tx.write_all(b"PRIVMSG #1 :\xff\xfe\r\n"))
+        .await
+        .expect("write");
+    assert!(d.until("FAIL").await.contains("INVALID_UTF8"));
+    d.send("PING :still").await;
+    d.until("PONG").await;
 }

@@ -267,4 +267,27 @@ mod tests {
         assert_eq!(pieces(text, 3).collect::<Vec<_>>(), ["ab", "\u{00e9}c", "d"]);
         assert_eq!(pieces("", 3).count(), 0);
     }
+
+    proptest::proptest! {
+        /// Whatever a client sends, a line parses or is refused: no panic,
+        /// and a parsed message is within the limits the commands assume.
+        #[test]
+        fn any_bytes_parse_or_are_refused(line in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..700)) {
+            if let Ok(m) = parse(&line) {
+                proptest::prop_assert!(!m.command.is_empty());
+                proptest::prop_assert!(m.params.len() <= MAX_PARAMS);
+                proptest::prop_assert!(line.len() <= MAX_TAGS + MAX_LINE);
+            }
+        }
+
+        /// What the server writes is one line, whatever the text holds.
+        #[test]
+        fn written_lines_are_single_lines(text in ".*", target in "[#a-z0-9]{1,10}") {
+            let mut b = BytesMut::new();
+            put(&mut b, Prefix::User("amy"), "PRIVMSG", &[&target, &text]);
+            proptest::prop_assert!(b.ends_with(b"\r\n"));
+            proptest::prop_assert_eq!(b.iter().filter(|&&c| c == b'\n').count(), 1);
+            proptest::prop_assert!(!b.contains(&0));
+        }
+    }
 }
