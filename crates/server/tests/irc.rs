@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use base64::Engine as _;
 use plaza_proto::{Event, Request, ResultCode};
-use plaza_test_support::{TestCert, TestClient, TestServer, within};
+use plaza_test_support::{RedisServer, TestCert, TestClient, TestServer, within};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -462,4 +462,33 @@ async fn a_line_that_never_ends_closes_the_connection() {
     assert!(d.until("FAIL").await.contains("INVALID_UTF8"));
     d.send("PING :still").await;
     d.until("PONG").await;
+}
+
+#[tokio::test]
+async fn guests_keep_the_rules_on_a_redis_store_shared_by_two_servers() {
+    let redis = RedisServer::start().await;
+    let node = || {
+        let url = redis.url();
+        TestServer::with(move |s| {
+            s.store = Some(url);
+            s.irc_bind = Some("127.0.0.1:0".parse().unwrap());
+            s.allow_guests = Some(true);
+        })
+    };
+    let (a, b) = (node().await, node().await);
+    let (irc_a, irc_b) = (a.running.irc_addr().unwrap(), b.running.irc_addr().unwrap());
+    let _amy = a.user("amy").await;
+
+    // An account's name is not a guest's, on either server.
+    let mut c = Irc::connect(irc_b).await;
+    c.send("NICK amy\r\nUSER amy 0 * :Amy").await;
+    assert!(c.until(" 433 ").await.contains("amy"));
+
+    // A guest's nick is taken on the other server too: the store holds it.
+    let _gus = Irc::register(irc_a, "gus", None).await;
+    let mut again = Irc::connect(irc_b).await;
+    again.send("NICK gus\r\nUSER gus 0 * :Gus").await;
+    assert!(again.until(" 433 ").await.contains("gus"));
+    again.send("NICK gus2").await;
+    again.until(" 001 gus2 ").await;
 }
