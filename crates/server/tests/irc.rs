@@ -204,6 +204,11 @@ async fn joining_a_second_channel_parts_the_first() {
     // A channel past the rooms does not exist.
     bob.send("JOIN #9999").await;
     assert!(bob.until(" 403 ").await.contains("#9999"));
+    // A second JOIN before the first is answered is refused, after it.
+    bob.send("JOIN #5\r\nJOIN #6").await;
+    assert_eq!(bob.until("bob!").await, ":bob!bob@plaza.users PART :#3");
+    assert_eq!(bob.until("bob!").await, ":bob!bob@plaza.users JOIN :#5");
+    assert!(bob.until(" 405 ").await.contains("#6"));
 }
 
 #[tokio::test]

@@ -402,8 +402,15 @@ fn join(cx: &mut Cx<'_>, m: &Message<'_>) {
     }
     let known = cx.state.channels.find(first);
     let s = cx.s();
-    if s.joining.is_some() || (known.is_some() && s.room == known) {
+    if known.is_some() && (s.room == known || s.joining == known) {
         return;
+    }
+    if s.joining.is_some() {
+        // The hub has not answered the JOIN before: one at a time.
+        return cx.num(
+            "405",
+            &[first, "You may be in one channel at a time (a JOIN is under way)"],
+        );
     }
     let Some(room) = cx.state.channels.claim(first) else {
         return cx.num("403", &[first, "No such channel (or no free room for it)"]);
