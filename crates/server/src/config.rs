@@ -550,4 +550,31 @@ mod tests {
         let no_cert = ws("ws-bind = \"127.0.0.1:7780\"\nwss-bind = \"127.0.0.1:7781\"");
         assert!(no_cert.is_err(), "wss needs a certificate");
     }
+
+    #[test]
+    fn irc_settings_are_checked() {
+        let irc = |toml_text: &str| toml::from_str::<Settings>(toml_text).unwrap().resolve();
+        assert!(irc("").unwrap().irc.is_none(), "off by default");
+        let on = irc("irc-bind = \"127.0.0.1:6667\"").unwrap().irc.unwrap();
+        assert_eq!(on.bind, "127.0.0.1:6667".parse().unwrap());
+        assert!(!on.allow_guests, "guests are off by default");
+        assert_eq!(on.server_name, "plaza");
+        let named =
+            irc("irc-bind = \"127.0.0.1:6667\"\nallow-guests = true\nirc-server-name = \"irc.example.com\"");
+        let named = named.unwrap().irc.unwrap();
+        assert!(named.allow_guests);
+        assert_eq!(named.server_name, "irc.example.com");
+        assert!(
+            irc("irc-tls-bind = \"127.0.0.1:6697\"").is_err(),
+            "TLS needs the plain listener beside it"
+        );
+        assert!(
+            irc("irc-bind = \"127.0.0.1:6667\"\nirc-tls-bind = \"127.0.0.1:6697\"").is_err(),
+            "TLS needs a certificate"
+        );
+        assert!(
+            irc("irc-bind = \"127.0.0.1:6667\"\nirc-server-name = \"a b\"").is_err(),
+            "a server name is a host name"
+        );
+    }
 }
