@@ -497,3 +497,16 @@ async fn guests_keep_the_rules_on_a_redis_store_shared_by_two_servers() {
     again.send("NICK gus2").await;
     again.until(" 001 gus2 ").await;
 }
+
+#[tokio::test]
+async fn a_nick_is_free_again_once_its_quit_closes_the_link() {
+    let (_server, irc) = irc_server(true).await;
+    for round in 0..3 {
+        let mut c = Irc::register(irc, if round % 2 == 0 { "ali" } else { "ALI" }, None).await;
+        c.send("QUIT :brb").await;
+        let rest = c.until_closed().await;
+        assert!(rest.last().is_some_and(|l| l.starts_with("ERROR")), "{rest:?}");
+        // The link closed after the logout: the name is free at once.
+    }
+    let _back = Irc::register(irc, "ali", None).await;
+}

@@ -161,6 +161,9 @@ impl IrcGateway {
 }
 
 fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
+    if cx.s().quitting {
+        return;
+    }
     // Upper-cased on the stack: no command Plaza knows is longer.
     let mut upper = [0u8; 16];
     let cmd = match upper.get_mut(..m.command.len()) {
@@ -190,7 +193,14 @@ fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
             let reason = m.param(0).unwrap_or("Client quit");
             let text = format!("Closing link: Quit: {reason}");
             line::error(&mut cx.out.replies, &text);
-            cx.out.close = Some("quit");
+            if cx.s().login == Login::Done {
+                // Logged out before the link closes, so that the client can
+                // come straight back under the same name.
+                cx.s().quitting = true;
+                cx.request(Request::Logout);
+            } else {
+                cx.out.close = Some("quit");
+            }
             return;
         }
         _ => {}

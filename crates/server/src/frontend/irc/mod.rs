@@ -143,6 +143,8 @@ pub(crate) struct Session {
     pub(crate) motd_due: bool,
     /// Replies waiting for the hub's answers to earlier lines.
     pub(crate) order: Order,
+    /// QUIT was sent: the link closes once the logout is answered.
+    pub(crate) quitting: bool,
 }
 
 /// Keeps a session's replies in the order of its lines. A line's requests
@@ -235,6 +237,7 @@ impl Session {
             away: None,
             motd_due: false,
             order: Order::default(),
+            quitting: false,
         }
     }
 

@@ -206,6 +206,7 @@ fn answer(state: &mut State, server: &str, id: SessionId, event: &Event, b: &mut
     let chan = channel.as_deref().unwrap_or("*");
     match event {
         Event::LoginResult(code) => return login(s, server, *code, b),
+        Event::LogoutResult(_) if s.quitting => return true,
         Event::UserList { result, total, .. } if result.is_ok() && s.registered => {
             let total = total.to_string();
             num(
