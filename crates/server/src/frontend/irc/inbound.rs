@@ -193,10 +193,12 @@ fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
             let reason = m.param(0).unwrap_or("Client quit");
             let text = format!("Closing link: Quit: {reason}");
             line::error(&mut cx.out.replies, &text);
+            // Its nick is free from now on, though the session lingers
+            // until the link is closed.
+            cx.s().quitting = true;
             if cx.s().login == Login::Done {
                 // Logged out before the link closes, so that the client can
                 // come straight back under the same name.
-                cx.s().quitting = true;
                 cx.request(Request::Logout);
             } else {
                 cx.out.close = Some("quit");
@@ -299,11 +301,9 @@ fn nick(cx: &mut Cx<'_>, m: &Message<'_>) {
     if !valid_nick(nick) {
         return cx.num("432", &[nick, "Erroneous nickname"]);
     }
-    let taken = cx
-        .state
-        .sessions
-        .iter()
-        .any(|(id, s)| *id != cx.id && s.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(nick)));
+    let taken = cx.state.sessions.iter().any(|(id, s)| {
+        *id != cx.id && !s.quitting && s.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(nick))
+    });
     if taken {
         return cx.num("433", &[nick, "Nickname is already in use"]);
     }

@@ -21,10 +21,9 @@ struct Seen {
 
 /// The registered IRC session (on this node) holding `nick`.
 pub(super) fn irc_session<'s>(state: &'s State, nick: &str) -> Option<&'s Session> {
-    state
-        .sessions
-        .values()
-        .find(|s| s.registered && s.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(nick)))
+    state.sessions.values().find(|s| {
+        s.registered && !s.quitting && s.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(nick))
+    })
 }
 
 /// `nick`, if an IRC session here holds it or it is in the asker's channel.
