@@ -27,12 +27,7 @@ pub(super) fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
             } else {
                 "cap-notify echo-message sasl server-time"
             };
-            line::put(
-                &mut cx.out.replies,
-                Prefix::Server(&cx.irc.server),
-                "CAP",
-                &[&me, "LS", offered],
-            );
+            reply(cx, &me, "LS", offered);
         }
         "LIST" => {
             let caps = cx.s().caps;
@@ -47,12 +42,7 @@ pub(super) fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
             .collect::<Vec<_>>()
             .join(" ");
             let on = on.as_str();
-            line::put(
-                &mut cx.out.replies,
-                Prefix::Server(&cx.irc.server),
-                "CAP",
-                &[&me, "LIST", on],
-            );
+            reply(cx, &me, "LIST", on);
         }
         "REQ" => {
             let asked = m.param(1).unwrap_or("");
@@ -62,12 +52,7 @@ pub(super) fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
                 .all(|c| CAPS.contains(&c.trim_start_matches('-')));
             cx.s().caps.negotiating = !registered;
             if !known || asked.trim().is_empty() {
-                line::put(
-                    &mut cx.out.replies,
-                    Prefix::Server(&cx.irc.server),
-                    "CAP",
-                    &[&me, "NAK", asked],
-                );
+                reply(cx, &me, "NAK", asked);
                 return;
             }
             for c in asked.split(' ').filter(|c| !c.is_empty()) {
@@ -79,12 +64,7 @@ pub(super) fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
                     _ => {}
                 }
             }
-            line::put(
-                &mut cx.out.replies,
-                Prefix::Server(&cx.irc.server),
-                "CAP",
-                &[&me, "ACK", asked],
-            );
+            reply(cx, &me, "ACK", asked);
         }
         "END" => {
             cx.s().caps.negotiating = false;
@@ -92,4 +72,14 @@ pub(super) fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
         }
         _ => cx.num("410", &[m.param(0).unwrap_or("*"), "Invalid CAP command"]),
     }
+}
+
+/// `:server CAP <me> <sub> :<text>`.
+fn reply(cx: &mut Cx<'_>, me: &str, sub: &str, text: &str) {
+    line::put(
+        &mut cx.out.replies,
+        Prefix::Server(&cx.irc.server),
+        "CAP",
+        &[me, sub, text],
+    );
 }

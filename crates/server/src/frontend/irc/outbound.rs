@@ -310,15 +310,7 @@ fn answer(state: &mut State, server: &str, id: SessionId, event: &Event, b: &mut
             },
             Some(Target::Kick(nick)) => match *code {
                 ResultCode::OK => line::put(b, Prefix::User(&me), "KICK", &[chan, &nick, "Kicked"]),
-                ResultCode::USER_NOT_FOUND => num(b, server, &me, "401", &[&nick, "No such nick"]),
-                ResultCode::NOT_ADMIN => num(
-                    b,
-                    server,
-                    &me,
-                    "482",
-                    &[chan, "You're not a channel operator (an admin)"],
-                ),
-                c => num(b, server, &me, "482", &[chan, c.describe()]),
+                c => refused(b, server, &me, chan, &nick, c),
             },
             _ => {}
         },
@@ -329,15 +321,7 @@ fn answer(state: &mut State, server: &str, id: SessionId, event: &Event, b: &mut
                         let mode = if on { "+q" } else { "-q" };
                         line::put(b, Prefix::User(&me), "MODE", &[chan, mode, &nick]);
                     }
-                    ResultCode::USER_NOT_FOUND => num(b, server, &me, "401", &[&nick, "No such nick"]),
-                    ResultCode::NOT_ADMIN => num(
-                        b,
-                        server,
-                        &me,
-                        "482",
-                        &[chan, "You're not a channel operator (an admin)"],
-                    ),
-                    c => num(b, server, &me, "482", &[chan, c.describe()]),
+                    c => refused(b, server, &me, chan, &nick, c),
                 }
             }
         }
@@ -392,6 +376,21 @@ fn answer(state: &mut State, server: &str, id: SessionId, event: &Event, b: &mut
         _ => {}
     }
     false
+}
+
+/// Why a KICK or a MODE +q/-q on `nick` was refused.
+fn refused(b: &mut BytesMut, server: &str, me: &str, chan: &str, nick: &str, code: ResultCode) {
+    match code {
+        ResultCode::USER_NOT_FOUND => num(b, server, me, "401", &[nick, "No such nick"]),
+        ResultCode::NOT_ADMIN => num(
+            b,
+            server,
+            me,
+            "482",
+            &[chan, "You're not a channel operator (an admin)"],
+        ),
+        c => num(b, server, me, "482", &[chan, c.describe()]),
+    }
 }
 
 /// The answer to a login: SASL's numerics, the welcome, or why not.
