@@ -10,7 +10,8 @@
 #   PLAZA_SERVER=/tmp/old scripts/peers.sh 8 plaza   # another build, to compare
 #   SCENARIOS=c C_P99_MS=10 scripts/peers.sh 5       # c with the issue's 10 ms bound
 #
-# PEER: plaza redis nats mqtt irc, plaza-irc (Plaza's IRC front end, for
+# PEER: plaza redis nats mqtt irc, plaza-nohistory (Plaza with room history
+# off), plaza-irc (Plaza's IRC front end, for
 # InspIRCd's IRC), plaza-ws and nats-ws (the same over
 # WebSocket: Plaza's --ws-bind, NATS's websocket listener), ws-floor-plaza,
 # ws-floor-tungstenite and ws-floor-fastwebsockets (the floor over
@@ -115,6 +116,15 @@ start_server() { # a fresh server for $PEER on a new $PORT
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
         --max-send-queue-kib 32768 ;;
+    plaza-nohistory)
+      # Plaza with room history off (issue #30: what keeping it costs).
+      METRICS=127.0.0.1:$(free_port)
+      PEER_ARG=plaza
+      start plaza "$PORT" "$PLAZA_SERVER" --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
+        --metrics-bind "$METRICS" --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
+        --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
+        --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
+        --max-send-queue-kib 32768 --history-messages 0 ;;
     plaza-ws)
       METRICS=127.0.0.1:$(free_port)
       WS=1

@@ -130,6 +130,14 @@ async function enterRoom(p, room) {
   await p.waitForFunction((r) => document.getElementById("where").textContent === `Room ${r}`, OPTS, room);
 }
 
+/** Waits until `name` is no longer in the user list `tcp` gets. */
+async function untilOffline(tcp, name) {
+  const deadline = Date.now() + WAIT;
+  while ((await tcp.call({ type: "userList" })).names.includes(name)) {
+    if (Date.now() > deadline) throw new Error(`${name} still online`);
+  }
+}
+
 /** Waits until the page's chat log has a line containing `text`. */
 function logShows(p, text) {
   return p.waitForFunction(
@@ -231,22 +239,35 @@ try {
   step('await shot(bob, "1-chatting-phone");');
   await shot(bob, "1-chatting-phone");
 
-  // Cut bob's connection for real: the page shows it, reconnects, resumes
-  // with its token and enters its room again.
+  // Cut bob's connection for real, with the network down for a while: the
+  // page shows it, and alice talks meanwhile. Back up, the page resumes
+  // with its token, rejoins its room, and shows what alice said, once.
+  bobProxy.setDown(true);
   step('assert.ok(bobProxy.cut() > 0, "bob had a connection to cut")');
   assert.ok(bobProxy.cut() > 0, "bob had a connection to cut");
   step('await bob.waitForFunction(() => document.getElementById("sta');
   await bob.waitForFunction(() => document.getElementById("state").dataset.state === "reconnecting", OPTS);
   step('await shot(bob, "2-cut-phone");');
   await shot(bob, "2-cut-phone");
+  // The server has seen bob go when his name leaves the user list (his
+  // seat is held for his return, so the room hears no leave).
+  step('await untilOffline(tcp, "bob");');
+  await untilOffline(tcp, "bob");
+  step('await say(alice, "room", "said while bob was away");');
+  await say(alice, "room", "said while bob was away");
+  bobProxy.setDown(false);
   step('await logShows(bob, "reconnected as bob");');
   await logShows(bob, "reconnected as bob");
+  step('await logShows(bob, "said while bob was away");');
+  await logShows(bob, "said while bob was away");
+  step('await logShows(bob, "caught up: 1 message from while you were away");');
+  await logShows(bob, "caught up: 1 message from while you were away");
+  const shown = await bob.evaluate(() => document.getElementById("log").textContent.split("said while bob was away").length - 1);
+  assert.equal(shown, 1, "the missed message is shown once");
   step('await bob.waitForFunction(() => document.getElementById("sta');
   await bob.waitForFunction(() => document.getElementById("state").dataset.state === "open", OPTS);
   step('await bob.waitForFunction((r) => document.getElementById("wh');
   await bob.waitForFunction((r) => document.getElementById("where").textContent === `Room ${r}`, OPTS, ROOM);
-  step('await logShows(alice, "bob left");');
-  await logShows(alice, "bob left");
   step('await membersShow(alice, ["alice", "bob", "terry"]);');
   await membersShow(alice, ["alice", "bob", "terry"]);
   step('await membersShow(bob, ["alice", "bob", "terry"]);');
@@ -260,7 +281,8 @@ try {
   step('await shot(bob, "3-resumed-phone");');
   await shot(bob, "3-resumed-phone");
 
-  // Cut again, with the network down while the room fills up (capacity 3):
+  // Cut again, with the network down past the resume window (2 s here:
+  // the room then hears bob left) while the room fills up (capacity 3):
   // the page resumes the session but cannot re-enter the room, and says so.
   bobProxy.setDown(true);
   assert.ok(bobProxy.cut() > 0, "bob had a connection to cut");

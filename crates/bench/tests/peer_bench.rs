@@ -154,3 +154,42 @@ async fn idle_members_come_back_and_both_rounds_are_reported() {
     assert_eq!(line.matches("; again at ").count(), 2, "{line}");
     assert!(stdout.contains("KiB per idle connection"), "{stdout}");
 }
+
+/// The reconnect storm with replay: Plaza members with room history come
+/// back twice; the second time each room had 5 messages while they were
+/// away, and every member must get exactly those 5, in order (peer-bench
+/// fails otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaza_members_rejoin_and_get_exactly_what_they_missed() {
+    let server = TestServer::with(|s| {
+        s.login_rate_per_ip = Some(0);
+        s.login_rate_per_account = Some(0);
+        s.chat_rate = Some(0);
+    })
+    .await;
+    let stdout = peer_bench(
+        "plaza",
+        server.addr,
+        &[
+            "--scenario",
+            "idle",
+            "--rooms",
+            "3",
+            "--connections",
+            "30",
+            "--concurrency",
+            "8",
+            "--resume-rounds",
+            "2",
+            "--missed",
+            "5",
+        ],
+    )
+    .await;
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("idle: 30 connections"))
+        .unwrap_or_else(|| panic!("no setup line in:\n{stdout}"));
+    assert!(line.contains("(rejoined, 0 messages replayed"), "{line}");
+    assert!(line.contains("(rejoined, 150 messages replayed"), "{line}");
+}

@@ -6,6 +6,13 @@
 //! whispers, broadcasts, notices, kicks, mutes, resume tokens) arrives on the
 //! [`Notifications`] stream. The member list of a room being entered (209)
 //! is gathered into the enter call's result.
+//!
+//! The client asks for room history (HELLO's feature bit 1), so room
+//! messages arrive as [`Event::RoomMessage`] with their sequence numbers,
+//! and it keeps its [`Position`]: the room it is in and the last message it
+//! saw. After a drop, [`PlazaClient::rejoin`] on a new connection puts the
+//! user back in that room and replays what it missed, in order, onto the
+//! notification stream (docs/PROTOCOL.md, "Rejoin").
 #![warn(missing_docs)]
 
 use std::collections::VecDeque;
@@ -46,6 +53,32 @@ struct State {
     /// Members gathered for a room enter in progress.
     members: Vec<(u64, String)>,
     token: Option<String>,
+    position: Option<Position>,
+}
+
+/// Where a client is in its room's history: what a rejoin needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The room.
+    pub room: u32,
+    /// The room history's epoch (see [`plaza_proto::Replay::epoch`]).
+    pub epoch: u64,
+    /// The last message seen (0: none).
+    pub seq: u64,
+}
+
+/// What a rejoin gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejoined {
+    /// OK, or why the room was not entered (ROOM_FULL...).
+    pub result: ResultCode,
+    /// The room's members, you included.
+    pub members: Vec<(u64, String)>,
+    /// Messages replayed onto the notification stream (before this answer).
+    pub replayed: u16,
+    /// Some missed messages were no longer held: there is a gap before the
+    /// first replayed one.
+    pub gap: bool,
 }
 
 struct Handler {
@@ -64,6 +97,27 @@ impl ClientHandler for Handler {
         let Ok(event) = Event::decode(frame) else { return };
         if let Event::ResumeToken { token, .. } = &event {
             self.state().token = Some(token.clone());
+        }
+        match &event {
+            Event::RoomMessage { room, seq, .. } => {
+                if let Some(p) = self.state().position.as_mut().filter(|p| p.room == *room) {
+                    p.seq = p.seq.max(*seq);
+                }
+            }
+            Event::Rejoin(r) | Event::History(r) if r.result.is_ok() => {
+                // Every message before `next` was replayed or seen.
+                if let Some(p) = self.state().position.as_mut() {
+                    if p.epoch != r.epoch {
+                        *p = Position {
+                            room: p.room,
+                            epoch: r.epoch,
+                            seq: r.next - 1,
+                        };
+                    }
+                    p.seq = p.seq.max(r.next.saturating_sub(1));
+                }
+            }
+            _ => {}
         }
         if let Event::RoomUserList { users } = event {
             // Part of the enter call's result, not a notification.
@@ -152,8 +206,20 @@ impl PlazaClient {
             // Queue the waiter and the bytes under one lock, so waiters stay
             // in the order the requests were sent.
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if matches!(request, Request::RoomEnter { .. }) {
-                st.members.clear();
+            match request {
+                Request::RoomEnter { .. } => st.members.clear(),
+                Request::RoomRejoin { room, epoch, .. } => {
+                    st.members.clear();
+                    // Messages live from now on count toward it; the answer
+                    // completes it.
+                    st.position = Some(Position {
+                        room: room as u32,
+                        epoch,
+                        seq: 0,
+                    });
+                }
+                Request::RoomLeave | Request::Logout => st.position = None,
+                _ => {}
             }
             self.net
                 .send_with(|b| request.encode(b))
@@ -184,6 +250,8 @@ impl PlazaClient {
             | Event::ShutdownResult(c) => *c,
             Event::EchoResult { result, .. } | Event::UserList { result, .. } => *result,
             Event::RequestError { result, .. } | Event::Hello { result, .. } => *result,
+            Event::History(r) | Event::Rejoin(r) => r.result,
+            Event::RoomSendResult { result, .. } => *result,
             _ => ResultCode::OK,
         }
     }
@@ -222,13 +290,60 @@ impl PlazaClient {
     }
 
     /// Enters a room; returns the result and the member list (with you).
+    /// Then learns the room's position (a HISTORY request for no
+    /// messages), so that a later [`rejoin`](Self::rejoin) knows where to
+    /// start.
     ///
     /// # Errors
     /// As [`request`](Self::request).
     pub async fn enter(&self, room: i32) -> Result<(ResultCode, Vec<(u64, String)>), ClientError> {
         let r = self.request(Request::RoomEnter { room }).await?;
         let members = std::mem::take(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()).members);
-        Ok((Self::result_of(&r), members))
+        let code = Self::result_of(&r);
+        if code.is_ok() {
+            self.state.lock().unwrap_or_else(|e| e.into_inner()).position = Some(Position {
+                room: room as u32,
+                epoch: 0,
+                seq: 0,
+            });
+            let page = plaza_proto::Page::Latest;
+            self.request(Request::History { page, limit: 0 }).await?;
+        }
+        Ok((code, members))
+    }
+
+    /// Enters `at`'s room again after a drop (on a new connection, logged
+    /// in) and replays the messages after `at.seq` onto the notification
+    /// stream, in order, before this returns.
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    pub async fn rejoin(&self, at: Position) -> Result<Rejoined, ClientError> {
+        let request = Request::RoomRejoin {
+            room: at.room as i32,
+            epoch: at.epoch,
+            after: at.seq,
+        };
+        let r = self.request(request).await?;
+        let members = std::mem::take(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()).members);
+        let (result, replayed, gap) = match r {
+            Event::Rejoin(r) => (r.result, r.count, r.gap),
+            other => (Self::result_of(&other), 0, false),
+        };
+        if !result.is_ok() {
+            self.state.lock().unwrap_or_else(|e| e.into_inner()).position = None;
+        }
+        Ok(Rejoined {
+            result,
+            members,
+            replayed,
+            gap,
+        })
+    }
+
+    /// The room this client is in and the last message it saw there.
+    pub fn position(&self) -> Option<Position> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).position
     }
 
     /// Every logged-in user, following the pages.

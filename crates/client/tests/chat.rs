@@ -4,7 +4,7 @@
 
 use std::process::{Command, Stdio};
 
-use plaza_proto::Event;
+use plaza_proto::{Event, Request, ResultCode};
 use plaza_test_support::{TestServer, run_command, within};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -35,7 +35,7 @@ async fn errors_read_as_errors_and_rooms_switch_and_logins_come_back() {
         "ok: in room 3 with carol",
         "ok: sent",
         "ok: logged out",
-        "error: send failed: you are in the lobby, not in a room (82)",
+        "error: send failed: log in first (100)",
         "ok: logged in as carol",
         "ok: in room 1 with carol",
         "/join N              enter room N (0 to 999",
@@ -119,7 +119,9 @@ async fn a_session_comes_back_to_its_room_after_a_server_restart() {
     within("the server to stop", running.wait()).await;
     let server = TestServer::in_dir(dir, |s| s.bind = Some(addr)).await;
     until_line(&mut lines, "* reconnected").await;
-    until_line(&mut lines, "ok: in room 3 with carol").await;
+    // A restart loses the room's history: back in the room, told so.
+    until_line(&mut lines, "* back in room 3").await;
+    until_line(&mut lines, "no longer held").await;
 
     // Back in the room: a member there hears it.
     let mut bob = server.user("bob").await;
@@ -134,6 +136,66 @@ async fn a_session_comes_back_to_its_room_after_a_server_restart() {
     })
     .await;
     assert_eq!(heard, ("carol".into(), "hello again".into()));
+    stdin.write_all(b"/quit\n").await.unwrap();
+    let status = within("the client to exit", child.wait()).await.unwrap();
+    assert!(status.success());
+}
+
+/// The network drops (the server keeps running): `plaza chat` comes back
+/// on its own, back in its room, and shows what was said meanwhile, once.
+#[tokio::test]
+async fn a_dropped_session_comes_back_with_what_was_said_meanwhile() {
+    let server = TestServer::start().await;
+    let relay = plaza_test_support::Relay::start(server.addr).await;
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "chat",
+            "--server",
+            &relay.addr.to_string(),
+            "--user",
+            "dina",
+            "--register",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    stdin.write_all(b"pw\n/join 3\n").await.unwrap();
+    until_line(&mut lines, "ok: in room 3").await;
+    let mut bob = server.user("bob").await;
+    bob.enter(3).await;
+    let say = async |bob: &mut plaza_test_support::TestClient, text: &str| {
+        let r = bob.ask(Request::RoomChat { message: text.into() }).await;
+        assert_eq!(r, Event::RoomChatResult(ResultCode::OK));
+    };
+    say(&mut bob, "before").await;
+    until_line(&mut lines, "[bob] before").await;
+
+    // The network goes down; once the server has seen dina go (her seat is
+    // held for her return: the room hears no leave), bob talks.
+    relay.down();
+    server.until_status("users_away", 1).await;
+    say(&mut bob, "while you were out").await;
+    say(&mut bob, "and this").await;
+    relay.restore();
+
+    until_line(&mut lines, "* back in room 3").await;
+    let mut shown = Vec::new();
+    within("the catch-up line", async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("the client ended");
+            if line.contains("caught up") {
+                assert!(line.contains("(2 messages)"), "{line}");
+                return;
+            }
+            shown.push(line);
+        }
+    })
+    .await;
+    assert_eq!(shown, ["[bob] while you were out", "[bob] and this"]);
     stdin.write_all(b"/quit\n").await.unwrap();
     let status = within("the client to exit", child.wait()).await.unwrap();
     assert!(status.success());

@@ -48,7 +48,9 @@ async fn every_request_type_resolves_to_its_response() {
     );
     assert_eq!(
         next(&mut amy_notes).await,
-        Event::RoomChat {
+        Event::RoomMessage {
+            room: 4,
+            seq: 1,
             name: "bob".into(),
             message: "hi".into()
         }
@@ -66,7 +68,9 @@ async fn every_request_type_resolves_to_its_response() {
     assert!(matches!(next(&mut bob_notes).await, Event::ResumeToken { .. }));
     assert_eq!(
         next(&mut bob_notes).await,
-        Event::RoomChat {
+        Event::RoomMessage {
+            room: 4,
+            seq: 1,
             name: "bob".into(),
             message: "hi".into()
         }
@@ -146,6 +150,73 @@ async fn every_request_type_resolves_to_its_response() {
         "admin ends with logout"
     );
     amy.close().await;
+}
+
+/// The library keeps its place in the room; after a real drop (a relay
+/// cut), a new connection resumes and rejoins there, and the messages it
+/// missed come onto the notification stream, in order, once.
+#[tokio::test]
+async fn a_client_rejoins_its_room_where_it_left_off_after_a_drop() {
+    let server = TestServer::start().await;
+    let relay = plaza_test_support::Relay::start(server.addr).await;
+    let (amy, mut notes) = PlazaClient::connect(relay.addr).await.unwrap();
+    let register = Request::Register {
+        name: "amy".into(),
+        password: "pw".into(),
+    };
+    assert_eq!(
+        PlazaClient::result_of(&amy.request(register).await.unwrap()),
+        ResultCode::OK
+    );
+    assert_eq!(amy.login("amy", "pw").await.unwrap(), ResultCode::OK);
+    assert_eq!(amy.enter(2).await.unwrap().0, ResultCode::OK);
+    let mut bob = server.user("bob").await;
+    bob.enter(2).await;
+    let say = async |bob: &mut plaza_test_support::TestClient, text: &str| {
+        let r = bob.ask(Request::RoomChat { message: text.into() }).await;
+        assert_eq!(r, Event::RoomChatResult(ResultCode::OK));
+    };
+    say(&mut bob, "a").await;
+    let heard = |seq: u64, text: &str| Event::RoomMessage {
+        room: 2,
+        seq,
+        name: "bob".into(),
+        message: text.into(),
+    };
+    let next = async |n: &mut plaza_client::Notifications| loop {
+        match within("a notification", n.recv()).await.unwrap() {
+            Event::ResumeToken { .. } | Event::RoomNewUser { .. } => {}
+            e => return e,
+        }
+    };
+    assert_eq!(next(&mut notes).await, heard(1, "a"));
+    let at = amy.position().expect("in a room");
+    assert_eq!((at.room, at.seq), (2, 1));
+
+    relay.cut();
+    assert!(matches!(next(&mut notes).await, Event::Notice { .. }), "the drop");
+    // The server has seen amy go; her seat is held (bob hears no leave).
+    server.until_status("users_away", 1).await;
+    say(&mut bob, "b").await;
+    say(&mut bob, "c").await;
+
+    let token = amy.token().unwrap();
+    let (amy, mut notes) = PlazaClient::connect(relay.addr).await.unwrap();
+    assert_eq!(amy.resume("amy", &token).await.unwrap(), ResultCode::OK);
+    let back = amy.rejoin(at).await.unwrap();
+    assert_eq!((back.result, back.replayed, back.gap), (ResultCode::OK, 2, false));
+    assert!(back.members.iter().any(|(_, n)| n == "bob"));
+    assert_eq!(next(&mut notes).await, heard(2, "b"));
+    assert_eq!(next(&mut notes).await, heard(3, "c"));
+    assert_eq!(amy.position().map(|p| p.seq), Some(3));
+    say(&mut bob, "d").await;
+    assert_eq!(next(&mut notes).await, heard(4, "d"));
+    // Bob never heard amy leave or come back.
+    assert_eq!(
+        bob.ask(Request::Ping { nonce: 1 }).await,
+        Event::Pong { nonce: 1 },
+        "no presence news before the pong"
+    );
 }
 
 fn tempfile_path(content: &str) -> std::path::PathBuf {

@@ -44,6 +44,16 @@ impl Sink for Outboxes {
             self.queued.push((r.conn, frame.clone()));
         }
     }
+    fn fanout_packet(&mut self, packet: &Bytes, to: impl IntoIterator<Item = Recipient>) {
+        for r in to {
+            self.queued.push((r.conn, packet.clone()));
+        }
+    }
+    fn send_packets<'a>(&mut self, conn: Conn, packets: impl IntoIterator<Item = &'a Bytes>) {
+        for packet in packets {
+            self.queued.push((conn, packet.clone()));
+        }
+    }
     fn disconnect(&mut self, _: Conn) {}
     fn effect(&mut self, effect: Effect) {
         if let Effect::Authenticate { conn, ticket, .. } = effect {
@@ -73,7 +83,7 @@ fn room() -> (Hub, Outboxes) {
         hub.handle(Input::Connect { conn }, now, &mut sink);
         let hello = Request::Hello {
             version: plaza_proto::VERSION,
-            features: plaza_proto::features::ALL,
+            features: plaza_proto::features::NOTIFICATIONS,
         };
         hub.handle(Input::Request { conn, request: hello }, now, &mut sink);
         let login = Request::Login {

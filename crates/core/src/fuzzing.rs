@@ -34,6 +34,17 @@ impl Sink for Out {
             self.send(0, event);
         }
     }
+    fn fanout_packet(&mut self, packet: &bytes::Bytes, _: impl IntoIterator<Item = Recipient>) {
+        assert!(Event::decode(packet).is_ok(), "hub sent an undecodable packet");
+    }
+    fn send_packets<'a>(&mut self, _: Conn, packets: impl IntoIterator<Item = &'a bytes::Bytes>) {
+        for packet in packets {
+            assert!(
+                Event::decode(packet).is_ok(),
+                "hub replayed an undecodable packet"
+            );
+        }
+    }
     fn disconnect(&mut self, _: Conn) {}
     fn effect(&mut self, effect: Effect) {
         self.effects.push(effect);

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use plaza_proto::{Event, Request, ResultCode, Roster};
 
-use crate::{BusMsg, RemoteEntry, SeatOutcome};
+use bytes::Bytes;
+
+use crate::{BusMsg, HistoryLimits, RemoteEntry, SeatOutcome};
 
 /// A session, by the network layer's session id.
 pub type Conn = u64;
@@ -40,6 +42,15 @@ pub struct Config {
     /// [`Hub::flush_presence`], which the caller runs on a timer, instead of
     /// going out at once: see `room.rs`.
     pub batch_presence: bool,
+    /// This hub's history epoch: a random non-zero number, new at every
+    /// start, so sequence numbers from before a restart are never taken for
+    /// this run's (see `history.rs`).
+    pub epoch: u64,
+    /// How much history each room keeps.
+    pub history: HistoryLimits,
+    /// How long a user with room history who dropped keeps its seat and
+    /// its whispers (see `away.rs`); zero: it leaves at once.
+    pub resume_window: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +66,9 @@ impl Default for Config {
             login_timeout: None,
             node_tag: 0,
             batch_presence: false,
+            epoch: 1,
+            history: HistoryLimits::default(),
+            resume_window: Duration::ZERO,
         }
     }
 }
@@ -334,6 +348,14 @@ pub trait Sink {
     /// front end encodes them once for all of its recipients, and they
     /// share those bytes.
     fn fanout(&mut self, events: &[Event], to: impl IntoIterator<Item = Recipient>);
+    /// Send one packet of the binary protocol, already encoded, to many
+    /// sessions (a room message with its sequence number: the bytes the
+    /// room's history keeps). Only sessions on front ends that carry the
+    /// binary protocol's packets take it.
+    fn fanout_packet(&mut self, packet: &Bytes, to: impl IntoIterator<Item = Recipient>);
+    /// Send packets already encoded (a replay from a room's history) to one
+    /// session, together.
+    fn send_packets<'a>(&mut self, to: Conn, packets: impl IntoIterator<Item = &'a Bytes>);
     /// Close a session after flushing what was sent to it.
     fn disconnect(&mut self, conn: Conn);
     /// Carry out an effect.

@@ -29,6 +29,8 @@
 //! members and gathered presence news.
 #![warn(missing_docs)]
 
+mod away;
+mod history;
 mod io;
 mod login;
 mod moderation;
@@ -37,8 +39,11 @@ mod remote;
 mod request;
 mod room;
 mod rooms;
+mod send;
 mod session;
 
+pub use away::INBOX_WHISPERS;
+pub use history::{HELD_OVERHEAD, HistoryLimits};
 pub use io::{
     AuthOutcome, Config, Conn, Credential, Effect, Input, Recipient, RegisterOutcome, Sink, UserInfo,
 };
@@ -46,6 +51,7 @@ pub use plaza_proto::bus::BusMsg;
 pub use remote::{RemoteEntry, SeatOutcome};
 use room::Room;
 pub use room::{MAX_TICKS, MEMBERS_PER_TICK};
+pub use send::{SEND_ID_WINDOW, SEND_IDS};
 pub use session::{Bucket, Drops, LoginResults, MAX_QUEUED};
 use session::{Queued, Session, State, Waiting};
 
@@ -87,6 +93,10 @@ pub struct Hub {
     guests: VecDeque<(Instant, Conn)>,
     drops: Drops,
     logins: LoginResults,
+    /// Message ids of recent ROOM_SENDs, per user.
+    sent_ids: send::SentIds,
+    /// Users who dropped and may come back (see `away.rs`).
+    away: HashMap<Arc<str>, away::Away>,
 }
 
 impl Hub {
@@ -110,6 +120,8 @@ impl Hub {
             guests: VecDeque::new(),
             drops: Drops::default(),
             logins: LoginResults::default(),
+            sent_ids: send::SentIds::default(),
+            away: HashMap::new(),
         }
     }
 
@@ -161,6 +173,11 @@ impl Hub {
         self.online.len()
     }
 
+    /// Bytes of room history held, as [`HistoryLimits::bytes`] counts them.
+    pub fn history_bytes(&self) -> usize {
+        self.rooms.iter().map(|r| r.history.bytes()).sum()
+    }
+
     /// Rooms with at least one member.
     pub fn rooms_in_use(&self) -> usize {
         self.rooms.iter().filter(|r| !r.is_empty()).count()
@@ -207,6 +224,7 @@ impl Hub {
                     admin: false,
                     admin_role: false,
                     plaza: false,
+                    history: false,
                     waiting: None,
                     queued: None,
                     bucket: Bucket::full(f64::from(self.config.chat_rate) * 2.0, now),
@@ -224,6 +242,7 @@ impl Hub {
             }
             Input::PeerClosed { conn } => self.submit(conn, Queued::Close, now, sink),
             Input::Disconnect { conn } => {
+                self.hold(conn, now);
                 self.sign_out(conn, sink);
                 self.sessions.remove(&conn);
             }

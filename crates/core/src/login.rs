@@ -10,8 +10,16 @@ use crate::moderation::mute_seconds;
 use crate::{AuthOutcome, BusMsg, Conn, Credential, Effect, Hub, Recipient, Sink, State, Waiting};
 
 impl Hub {
+    /// What ages: connections that have not logged in within the login
+    /// timeout are closed, old message ids forgotten. Call it now and then
+    /// (the server does every second).
+    pub fn upkeep(&mut self, now: Instant, sink: &mut impl Sink) {
+        self.sent_ids.expire(now);
+        self.expire_away(now, sink);
+        self.expire_guests(now, sink);
+    }
+
     /// Closes connections that have not logged in within the login timeout.
-    /// Call it now and then (the server does every second).
     pub fn expire_guests(&mut self, now: Instant, sink: &mut impl Sink) {
         let Some(timeout) = self.config.login_timeout else {
             return;
@@ -153,6 +161,7 @@ impl Hub {
                     if let Some(seconds) = mute.map(|m| m.map_or(u32::MAX, mute_seconds)) {
                         sink.send(conn, &Event::Muted { seconds });
                     }
+                    self.deliver_inbox(conn, &name, sink);
                 }
                 if self.cluster() {
                     let msg = BusMsg::Online {

@@ -20,31 +20,27 @@ impl Hub {
         }
     }
 
-    /// Publishes `msg` for `conn`, which waits for the outcome and is then
-    /// answered with `reply` (OK, or SERVICE_UNAVAILABLE if the bus failed).
-    pub(crate) fn publish(
-        &mut self,
-        conn: Conn,
-        msg: BusMsg,
-        reply: fn(ResultCode) -> Event,
-        sink: &mut impl Sink,
-    ) {
+    /// Publishes `msg` for `conn`, which waits for the outcome (`waiting`:
+    /// [`Waiting::Ack`] or [`Waiting::Sent`]) and is then answered with OK,
+    /// or SERVICE_UNAVAILABLE if the bus failed.
+    pub(crate) fn publish(&mut self, conn: Conn, msg: BusMsg, waiting: Waiting, sink: &mut impl Sink) {
         if let Some(s) = self.sessions.get_mut(&conn) {
-            s.waiting = Some(Waiting::Ack(reply));
+            s.waiting = Some(waiting);
         }
         sink.effect(Effect::Publish { msg, ack: Some(conn) });
     }
 
     pub(crate) fn published(&mut self, conn: Conn, ok: bool, now: Instant, sink: &mut impl Sink) {
-        let Some(Waiting::Ack(reply)) = self.sessions.get_mut(&conn).and_then(|s| s.waiting.take()) else {
-            return;
+        let answer = match self.sessions.get_mut(&conn).and_then(|s| s.waiting.take()) {
+            Some(Waiting::Ack(reply)) => reply(if ok {
+                ResultCode::OK
+            } else {
+                ResultCode::SERVICE_UNAVAILABLE
+            }),
+            Some(Waiting::Sent(sent)) => self.sent(conn, sent.0, sent.1, ok, now),
+            _ => return,
         };
-        let code = if ok {
-            ResultCode::OK
-        } else {
-            ResultCode::SERVICE_UNAVAILABLE
-        };
-        sink.send(conn, &reply(code));
+        sink.send(conn, &answer);
         self.finish(conn, now, sink);
     }
 

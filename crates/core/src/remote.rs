@@ -110,8 +110,7 @@ impl Hub {
             BusMsg::RoomChat { room, from, message } => {
                 if let Some(members) = self.rooms.get_mut(room as usize) {
                     members.flush(sink);
-                    let chat = Event::RoomChat { name: from, message };
-                    self.send_room_message(room, &chat, sink);
+                    self.room_message(room, &from, message, now, sink);
                 }
             }
             BusMsg::Broadcast { from, message } => {
@@ -251,8 +250,12 @@ impl Hub {
         now: Instant,
         sink: &mut impl Sink,
     ) {
+        let rejoin = match self.sessions.get(&conn).map(|s| &s.waiting) {
+            Some(Some(Waiting::Seat { rejoin, .. })) => rejoin.as_deref().copied(),
+            _ => None,
+        };
         let waiting = self.sessions.get(&conn).is_some_and(|s| {
-            matches!(s.waiting, Some(Waiting::Seat { room: r }) if r == room)
+            matches!(s.waiting, Some(Waiting::Seat { room: r, .. }) if r == room)
                 && matches!(&s.state, State::User { name: n } if **n == *name)
         });
         if !waiting {
@@ -286,7 +289,13 @@ impl Hub {
                 ResultCode::SERVICE_UNAVAILABLE
             }
         };
-        sink.send(conn, &Event::RoomEnterResult(code));
+        match rejoin {
+            Some((epoch, after)) if code == ResultCode::OK => {
+                self.replay(conn, room, epoch, after, now, sink)
+            }
+            Some(_) => sink.send(conn, &Event::Rejoin(plaza_proto::Replay::failed(code))),
+            None => sink.send(conn, &Event::RoomEnterResult(code)),
+        }
         self.finish(conn, now, sink);
     }
 }

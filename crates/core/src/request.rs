@@ -3,7 +3,7 @@
 use std::ops::Bound;
 use std::time::Instant;
 
-use plaza_proto::{Event, Request, ResultCode, USER_LIST_PAGE};
+use plaza_proto::{Event, Replay, Request, ResultCode, USER_LIST_PAGE, features};
 
 use crate::moderation::Target;
 use crate::{BusMsg, Conn, Credential, Effect, Hub, Sink, Waiting, constant_time_eq};
@@ -16,11 +16,11 @@ impl Hub {
                 return self.login(conn, name, Credential::Password(password), sink);
             }
             Request::Resume { name, token } => {
-                self.opt_in(conn, true);
+                self.set_features(conn, self.features(conn) | features::NOTIFICATIONS);
                 return self.login(conn, name, Credential::Token(token), sink);
             }
             Request::Register { name, password } => {
-                self.opt_in(conn, true);
+                self.set_features(conn, self.features(conn) | features::NOTIFICATIONS);
                 let code = if !self.config.registration {
                     ResultCode::REGISTRATION_DISABLED
                 } else if self.draining {
@@ -38,8 +38,8 @@ impl Hub {
                 return sink.send(conn, &Event::RegisterResult(code));
             }
             Request::Hello { features, .. } => {
-                let features = features & plaza_proto::features::ALL;
-                self.opt_in(conn, features & plaza_proto::features::NOTIFICATIONS != 0);
+                let features = features & features::ALL;
+                self.set_features(conn, features);
                 return sink.send(
                     conn,
                     &Event::Hello {
@@ -75,13 +75,39 @@ impl Hub {
         };
         match request {
             // Entering and leaving tell every member: limited like chat.
-            Request::RoomEnter { .. } | Request::RoomLeave if !self.may_chat(conn, None, now) => {
+            Request::RoomEnter { .. }
+            | Request::RoomLeave
+            | Request::RoomRejoin { .. }
+            | Request::History { .. }
+                if !self.may_chat(conn, None, now) =>
+            {
                 sink.send(conn, &Request::failure(request.id(), ResultCode::RATE_LIMITED));
             }
             Request::RoomEnter { room } => {
-                if let Some(code) = self.enter(conn, &name, room, sink) {
+                self.give_up_seat(&name, sink);
+                if let Some(code) = self.enter(conn, &name, room, None, sink) {
                     sink.send(conn, &Event::RoomEnterResult(code));
                 }
+            }
+            Request::RoomRejoin { room, epoch, after } => {
+                self.set_features(conn, self.features(conn) | features::HISTORY);
+                let in_lobby = self.sessions.get(&conn).is_some_and(|s| s.room.is_none());
+                if in_lobby && u32::try_from(room).is_ok_and(|r| self.take_seat(conn, &name, r)) {
+                    // Back in the seat it held: the members see nothing.
+                    let r = room as u32;
+                    sink.send_members(conn, self.rooms[r as usize].roster());
+                    return self.replay(conn, r, epoch, after, now, sink);
+                }
+                self.give_up_seat(&name, sink);
+                match self.enter(conn, &name, room, Some((epoch, after)), sink) {
+                    Some(ResultCode::OK) => self.replay(conn, room as u32, epoch, after, now, sink),
+                    Some(code) => sink.send(conn, &Event::Rejoin(Replay::failed(code))),
+                    None => {}
+                }
+            }
+            Request::History { page, limit } => {
+                self.set_features(conn, self.features(conn) | features::HISTORY);
+                self.history(conn, page, limit, now, sink);
             }
             Request::RoomLeave => {
                 let code = if self.leave_room(conn, sink) {
@@ -91,38 +117,8 @@ impl Hub {
                 };
                 sink.send(conn, &Event::RoomLeaveResult(code));
             }
-            Request::RoomChat { message } => {
-                let room = self.sessions.get(&conn).and_then(|s| s.room);
-                let Some(room) = room else {
-                    return sink.send(conn, &Event::RoomChatResult(ResultCode::USER_IN_LOBBY));
-                };
-                if self.is_muted(&name, now) {
-                    return sink.send(conn, &Event::RoomChatResult(ResultCode::MUTED));
-                }
-                if !self.may_chat(conn, Some(room), now) {
-                    return sink.send(conn, &Event::RoomChatResult(ResultCode::RATE_LIMITED));
-                }
-                // Members on other nodes hear it through the bus.
-                let bus = self.remote.has_members(room).then(|| BusMsg::RoomChat {
-                    room,
-                    from: name.to_string(),
-                    message: message.clone(),
-                });
-                let chat = Event::RoomChat {
-                    name: name.to_string(),
-                    message,
-                };
-                // Whoever hears this has heard the sender come in.
-                let members = &mut self.rooms[room as usize];
-                members.flush(sink);
-                if let Some(msg) = bus {
-                    // Answered once the bus has it.
-                    self.send_room_message(room, &chat, sink);
-                    return self.publish(conn, msg, Event::RoomChatResult, sink);
-                }
-                sink.send(conn, &Event::RoomChatResult(ResultCode::OK));
-                self.send_room_message(room, &chat, sink);
-            }
+            Request::RoomChat { message } => self.room_chat(conn, &name, message, None, now, sink),
+            Request::RoomSend { id, message } => self.room_chat(conn, &name, message, Some(id), now, sink),
             Request::Whisper { to, message } => {
                 let code = if self.is_muted(&name, now) {
                     ResultCode::MUTED
@@ -140,13 +136,16 @@ impl Hub {
                         },
                     );
                     ResultCode::OK
+                } else if self.keep_whisper(&to, &name, &message) {
+                    // Away: delivered when it comes back.
+                    ResultCode::OK
                 } else if self.remote.users.contains_key(to.as_str()) {
                     let msg = BusMsg::Whisper {
                         to,
                         from: name.to_string(),
                         message,
                     };
-                    return self.publish(conn, msg, Event::WhisperResult, sink);
+                    return self.publish(conn, msg, Waiting::Ack(Event::WhisperResult), sink);
                 } else {
                     ResultCode::USER_NOT_FOUND
                 };
@@ -172,7 +171,7 @@ impl Hub {
                 };
                 self.send_broadcast(&broadcast, sink);
                 if let Some(msg) = bus {
-                    self.publish(conn, msg, Event::BroadcastResult, sink);
+                    self.publish(conn, msg, Waiting::Ack(Event::BroadcastResult), sink);
                 }
             }
             Request::UserList { after } => {
@@ -195,6 +194,7 @@ impl Hub {
                 );
             }
             Request::Logout => {
+                self.give_up_seat(&name, sink);
                 self.sign_out(conn, sink);
                 sink.send(conn, &Event::LogoutResult(ResultCode::OK));
                 if let Some(s) = self.sessions.get_mut(&conn) {
@@ -227,7 +227,7 @@ impl Hub {
                         name: target,
                         by: name.to_string(),
                     };
-                    self.publish(conn, msg, Event::KickResult, sink);
+                    self.publish(conn, msg, Waiting::Ack(Event::KickResult), sink);
                 }
                 Err(code) => sink.send(conn, &Event::KickResult(code)),
             },
@@ -244,7 +244,7 @@ impl Hub {
                         name: target,
                         seconds,
                     };
-                    self.publish(conn, msg, Event::MuteResult, sink);
+                    self.publish(conn, msg, Waiting::Ack(Event::MuteResult), sink);
                 }
                 Err(code) => sink.send(conn, &Event::MuteResult(code)),
             },

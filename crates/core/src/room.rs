@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use plaza_proto::{Event, Roster};
 
+use crate::history::History;
 use crate::{Conn, Recipient, Sink};
 
 /// Members a room may have per tick its news waits (at least one tick).
@@ -85,6 +86,14 @@ pub(crate) struct Room {
     pub(crate) listed: bool,
     /// Members that are seed clients (kept by the hub).
     pub(crate) seed: usize,
+    /// Members that take room messages with sequence numbers (kept by the
+    /// hub).
+    pub(crate) sequenced: usize,
+    /// Seats held for members who dropped and may come back (`away.rs`):
+    /// in the list, but nobody to send to.
+    pub(crate) held: usize,
+    /// Sequence numbers and recent messages.
+    pub(crate) history: History,
 }
 
 impl Room {
@@ -128,20 +137,26 @@ impl Room {
         }
     }
 
-    /// Takes `conn` out, if it is a member.
-    pub(crate) fn remove(&mut self, conn: Conn) {
-        let Some(pos) = self.members.iter().position(|m| *m == conn) else {
-            return;
-        };
+    /// Takes `conn` out, if it is a member; returns its member id.
+    pub(crate) fn remove(&mut self, conn: Conn) -> Option<u64> {
+        let pos = self.members.iter().position(|m| *m == conn)?;
         let old = self.members.len() - self.newcomers.len();
         self.members.remove(pos);
-        self.roster.remove(pos);
+        let uid = self.roster.remove(pos);
         if pos >= old {
             self.newcomers.remove(pos - old);
         }
         if self.members.is_empty() {
             // Nobody left to tell; hold no buffer.
             self.news = Vec::new();
+        }
+        uid
+    }
+
+    /// `new` takes `old`'s place (its seat, member id and list entry).
+    pub(crate) fn replace(&mut self, old: Conn, new: Conn) {
+        if let Some(m) = self.members.iter_mut().find(|m| **m == old) {
+            *m = new;
         }
     }
 

@@ -2,37 +2,88 @@
 //! knows seed clients from Plaza clients.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use plaza_proto::{Event, ResultCode};
+use bytes::BytesMut;
+use plaza_proto::{Event, HEADER_LEN, ResultCode, features};
 
 use crate::room::News;
 use crate::{BusMsg, Conn, Effect, Hub, Recipient, Sink, State, Waiting};
 
 impl Hub {
-    /// Sends a room message to the members of `room` on this node:
-    /// droppable for those that understand MESSAGES_MISSED, not for seed
+    /// Sends a room message to the members of `room` on this node, as the
+    /// room's next message: ROOM_MESSAGE (345, kept in the room's history)
+    /// to members with [`features::HISTORY`], the seed's 223 to the others.
+    /// Droppable for those that understand MESSAGES_MISSED, not for seed
     /// clients (a slow one is disconnected at the limit instead of losing
-    /// messages it would never hear of). A room with no seed client costs
-    /// no lookup per member.
-    pub(crate) fn send_room_message(&self, room: u32, chat: &Event, sink: &mut impl Sink) {
-        let room = &self.rooms[room as usize];
-        let to = room.members().iter().map(|&conn| Recipient {
-            conn,
-            from: 0,
-            droppable: room.seed == 0 || self.plaza(conn),
+    /// messages it would never hear of). A room whose members all take the
+    /// same form costs no lookup per member.
+    pub(crate) fn room_message(
+        &mut self,
+        room: u32,
+        from: &str,
+        message: String,
+        now: Instant,
+        sink: &mut impl Sink,
+    ) {
+        let limits = self.config.history;
+        let r = &mut self.rooms[room as usize];
+        let seq = r.history.next();
+        // Made once: for the members with history and the room's history
+        // (and not at all when neither wants it).
+        let packet = (limits.messages > 0 || r.sequenced > 0).then(|| {
+            let mut packet = BytesMut::with_capacity(HEADER_LEN + 15 + from.len() + message.len());
+            plaza_proto::put_room_message(&mut packet, room, seq, from, &message);
+            packet.freeze()
         });
-        sink.fanout(std::slice::from_ref(chat), to);
+        // A clone only when it is sent too (a clone shares the buffer, at
+        // the cost of an allocation).
+        let sent = if r.sequenced > 0 { packet.clone() } else { None };
+        r.history.push(packet, now, &limits);
+        let r = &self.rooms[room as usize];
+        // Some(history) for a member that reads; None for a held seat.
+        let history = |conn: &Conn| self.sessions.get(conn).map(|s| s.history);
+        let to = |conn: &Conn| Recipient {
+            conn: *conn,
+            from: 0,
+            droppable: r.seed == 0 || self.plaza(*conn),
+        };
+        let (sequenced, reading) = (r.sequenced, r.len() - r.held);
+        if sequenced < reading {
+            let chat = Event::RoomChat {
+                name: from.to_owned(),
+                message,
+            };
+            let all = sequenced == 0 && r.held == 0;
+            let to = r
+                .members()
+                .iter()
+                .filter(|c| all || history(c) == Some(false))
+                .map(to);
+            sink.fanout(std::slice::from_ref(&chat), to);
+        }
+        if let Some(packet) = sent {
+            let all = sequenced == reading && r.held == 0;
+            let to = r
+                .members()
+                .iter()
+                .filter(|c| all || history(c) == Some(true))
+                .map(to);
+            sink.fanout_packet(&packet, to);
+        }
     }
 
     pub(crate) fn leave_room(&mut self, conn: Conn, sink: &mut impl Sink) -> bool {
         let Some(room) = self.sessions.get_mut(&conn).and_then(|s| s.room.take()) else {
             return false;
         };
-        let uid = self.uid(conn);
-        let seed = !self.plaza(conn);
+        let (seed, history) = self.forms(conn);
         let r = &mut self.rooms[room as usize];
-        r.remove(conn);
+        // Its id in the list (one that took a held seat back has the id it
+        // had then).
+        let uid = r.remove(conn).unwrap_or(conn);
         r.seed -= usize::from(seed);
+        r.sequenced -= usize::from(history);
         self.tell_room(room, News::Leave { uid }, sink);
         if self.cluster() {
             if let Some(name) = self.name_of(conn) {
@@ -53,6 +104,7 @@ impl Hub {
         conn: Conn,
         name: &Arc<str>,
         room: i32,
+        rejoin: Option<(u64, u64)>,
         sink: &mut impl Sink,
     ) -> Option<ResultCode> {
         let s = self.sessions.get_mut(&conn).expect("logged-in session exists");
@@ -68,7 +120,10 @@ impl Hub {
         }
         if self.config.node_tag != 0 {
             // The shared store decides, atomically across nodes.
-            s.waiting = Some(Waiting::Seat { room: idx });
+            s.waiting = Some(Waiting::Seat {
+                room: idx,
+                rejoin: rejoin.map(Box::new),
+            });
             let uid = self.uid(conn);
             sink.effect(Effect::ClaimSeat {
                 conn,
@@ -94,29 +149,42 @@ impl Hub {
             name: name.clone(),
         };
         self.tell_room(room, news, sink);
-        let seed = !self.plaza(conn);
+        let (seed, history) = self.forms(conn);
         let r = &mut self.rooms[room as usize];
         r.push(conn, uid, name, self.config.batch_presence);
         r.seed += usize::from(seed);
+        r.sequenced += usize::from(history);
     }
 
-    /// Turns Plaza's notifications on or off for `conn` (HELLO, or on for
-    /// REGISTER and RESUME), keeping its room's count of seed clients.
-    pub(crate) fn opt_in(&mut self, conn: Conn, on: bool) {
+    /// Whether `conn` is a seed client, and whether it takes room messages
+    /// with sequence numbers.
+    pub(crate) fn forms(&self, conn: Conn) -> (bool, bool) {
+        self.sessions
+            .get(&conn)
+            .map_or((true, false), |s| (!s.plaza, s.history))
+    }
+
+    /// The features in use on `conn` (see [`plaza_proto::features`]).
+    pub(crate) fn features(&self, conn: Conn) -> u32 {
+        self.sessions.get(&conn).map_or(0, |s| {
+            (u32::from(s.plaza) * features::NOTIFICATIONS) | (u32::from(s.history) * features::HISTORY)
+        })
+    }
+
+    /// Sets the features in use on `conn` (HELLO; REGISTER and RESUME turn
+    /// notifications on, HISTORY and ROOM_REJOIN history), keeping its
+    /// room's counts of seed clients and of sequenced members.
+    pub(crate) fn set_features(&mut self, conn: Conn, features: u32) {
+        let (old_seed, old_history) = self.forms(conn);
         let Some(s) = self.sessions.get_mut(&conn) else {
             return;
         };
-        if s.plaza == on {
-            return;
-        }
-        s.plaza = on;
+        s.plaza = features & features::NOTIFICATIONS != 0;
+        s.history = features & features::HISTORY != 0;
         if let Some(r) = s.room {
             let room = &mut self.rooms[r as usize];
-            if on {
-                room.seed -= 1;
-            } else {
-                room.seed += 1;
-            }
+            room.seed = room.seed + usize::from(!s.plaza) - usize::from(old_seed);
+            room.sequenced = room.sequenced + usize::from(s.history) - usize::from(old_history);
         }
     }
 

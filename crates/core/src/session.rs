@@ -32,9 +32,16 @@ pub(crate) enum Waiting {
     Register,
     Seat {
         room: u32,
+        /// A ROOM_REJOIN's epoch and last sequence number seen: answered
+        /// with the replay, not ROOM_ENTER's response. Boxed: it keeps a
+        /// session within 128 bytes.
+        rejoin: Option<Box<(u64, u64)>>,
     },
     /// A publish; answered with this response and the outcome's code.
     Ack(fn(ResultCode) -> Event),
+    /// A ROOM_SEND's publish: its message id, and the sequence number its
+    /// message got here (boxed: a session stays within 128 bytes).
+    Sent(Box<(u64, u64)>),
 }
 
 #[derive(Debug)]
@@ -58,6 +65,9 @@ pub(crate) struct Session {
     /// without it is a seed client and gets only the seed's packets and
     /// the responses to its own requests.
     pub(crate) plaza: bool,
+    /// Takes room messages with sequence numbers (ROOM_MESSAGE, 345):
+    /// [`plaza_proto::features::HISTORY`].
+    pub(crate) history: bool,
     pub(crate) waiting: Option<Waiting>,
     /// Requests behind the unanswered one, freed once drained. Boxed: most
     /// sessions never queue one, and 8 bytes here instead of 32 put a

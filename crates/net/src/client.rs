@@ -161,6 +161,7 @@ fn new_session(inner: &Inner, stream: &Stream) -> Arc<SessionShared> {
         Arc::new(crate::outbox::Common {
             dropped: inner.counters.dropped.clone(),
             last_words: None,
+            drop_tag: None,
         }),
     ))
 }
@@ -203,7 +204,7 @@ impl<H: ClientHandler> Events for ClientEvents<H> {
     fn sent(&self, _id: SessionId, bytes: usize) {
         self.0.on_send(bytes);
     }
-    fn dropped(&self, _id: SessionId, _count: u64) {}
+    fn dropped(&self, _id: SessionId, _dropped: crate::Dropped) {}
 }
 
 async fn drive<H: ClientHandler>(

@@ -89,6 +89,11 @@ pub struct ServerConfig {
     /// is cut at once. Either way it is counted and reported as a slow
     /// consumer.
     pub slow_farewell: Option<bytes::Bytes>,
+    /// Reads a tag (a sequence number, say) from a packet sent with
+    /// [`Handle::send_droppable`](crate::Handle::send_droppable) that is
+    /// dropped, so that [`Handler::on_dropped`](crate::Handler::on_dropped)
+    /// can say which were: the tags of the first and last dropped.
+    pub drop_tag: Option<fn(&[u8]) -> u64>,
 }
 
 /// Where a server listens for TLS and the certificate it presents.
@@ -128,6 +133,7 @@ impl ServerConfig {
             quiet_ping: None,
             farewell: None,
             slow_farewell: None,
+            drop_tag: None,
         }
     }
 

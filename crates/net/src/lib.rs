@@ -60,6 +60,7 @@ pub use config::{Backoff, ClientConfig, ServerConfig};
 pub use error::{NetError, SendError};
 pub use framing::{FrameError, Framing, LAN_HEADER_LEN, Lan, next_frame, put_lan_frame};
 pub use id::SessionId;
+pub use outbox::Dropped;
 pub use server::{Handle, Handler, Preamble, PreambleFuture, Server};
 pub use stats::Stats;
 pub use stream::Stream;

@@ -60,6 +60,20 @@ pub(crate) struct Common {
     /// how long it has to read it (`ServerConfig::slow_farewell`); `None`:
     /// it is cut at once.
     pub(crate) last_words: Option<(Bytes, std::time::Duration)>,
+    /// `ServerConfig::drop_tag`.
+    pub(crate) drop_tag: Option<fn(&[u8]) -> u64>,
+}
+
+/// Droppable packets dropped for a session that reads too slowly, since
+/// they were last reported ([`Handler::on_dropped`](crate::Handler::on_dropped)).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    /// How many.
+    pub count: u64,
+    /// The first one's tag (`ServerConfig::drop_tag`; 0 without one).
+    pub first: u64,
+    /// The last one's tag.
+    pub last: u64,
 }
 
 #[derive(Default)]
@@ -137,7 +151,7 @@ pub(crate) struct Outbox {
     signalled: bool,
     limit: usize,
     /// Droppable packets dropped since the writer last reported them.
-    pub(crate) missed: u64,
+    pub(crate) missed: Dropped,
     common: Arc<Common>,
 }
 
@@ -149,13 +163,19 @@ impl Outbox {
             close: None,
             signalled: false,
             limit,
-            missed: 0,
+            missed: Dropped::default(),
             common,
         }
     }
 
-    fn drop_one(&mut self) {
-        self.missed += 1;
+    fn drop_one(&mut self, packet: &[u8]) {
+        let tag = self.common.drop_tag.map_or(0, |tag| tag(packet));
+        let m = &mut self.missed;
+        if m.count == 0 {
+            m.first = tag;
+        }
+        m.count += 1;
+        m.last = tag;
         self.common.dropped.incr();
     }
 
@@ -168,7 +188,7 @@ impl Outbox {
             return Err(SendError::Closing);
         }
         if !self.make_room(packet.len()) {
-            self.drop_one();
+            self.drop_one(&packet);
             return Ok(false);
         }
         self.pending += packet.len();
@@ -190,7 +210,7 @@ impl Outbox {
             };
             if let Some(Segment::Droppable(b)) = self.queue.segments.remove(i) {
                 self.pending -= b.len();
-                self.drop_one();
+                self.drop_one(&b);
             }
         }
         true
@@ -428,18 +448,28 @@ mod tests {
 
     #[test]
     fn droppable_packets_make_room_oldest_first_and_are_counted() {
-        let mut o = Outbox::new(10, Arc::default());
+        // Tagged by their first byte, as a sequence number would be.
+        let common = Common {
+            drop_tag: Some(|p: &[u8]| u64::from(p[0])),
+            ..Common::default()
+        };
+        let mut o = Outbox::new(10, Arc::new(common));
         o.push_droppable(Bytes::from_static(b"aaa")).unwrap();
         o.push_with(|b| b.extend_from_slice(b"R")).unwrap();
         o.push_droppable(Bytes::from_static(b"bbb")).unwrap();
         o.push_droppable(Bytes::from_static(b"ccc")).unwrap();
-        assert_eq!((o.pending, o.missed), (10, 0));
+        let dropped = |count, first: u8, last: u8| Dropped {
+            count,
+            first: u64::from(first),
+            last: u64::from(last),
+        };
+        assert_eq!((o.pending, o.missed), (10, Dropped::default()));
         // Over the limit: "aaa" (the oldest droppable) goes, not the reply.
         o.push_droppable(Bytes::from_static(b"ddd")).unwrap();
-        assert_eq!((o.pending, o.missed), (10, 1));
+        assert_eq!((o.pending, o.missed), (10, dropped(1, b'a', b'a')));
         // A reply that does not fit pushes out droppables too.
         o.push_with(|b| b.extend_from_slice(b"SSSSS")).unwrap();
-        assert_eq!((o.pending, o.missed), (9, 3));
+        assert_eq!((o.pending, o.missed), (9, dropped(3, b'a', b'c')));
         assert!(o.close.is_none(), "the session stays");
         let mut batch = Batch::new();
         batch.take_from(&mut o);
@@ -449,7 +479,7 @@ mod tests {
         let mut o = Outbox::new(4, Arc::default());
         o.push_with(|b| b.extend_from_slice(b"RRR")).unwrap();
         assert_eq!(o.push_droppable(Bytes::from_static(b"xx")), Ok(false));
-        assert_eq!(o.missed, 1);
+        assert_eq!(o.missed.count, 1);
         assert_eq!(
             o.push_with(|b| b.extend_from_slice(b"RR")),
             Err(SendError::QueueFull)

@@ -220,6 +220,11 @@ impl<'a> Reader<'a> {
         rule.text(self.id, unpad(self.id, b, rule.field)?)
     }
 
+    /// Whether the body has been read to its end.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     /// What is left of the body.
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.buf)

@@ -228,7 +228,7 @@ impl Conn {
     pub async fn hello(&mut self) -> Result<Event> {
         self.call(Request::Hello {
             version: crate::VERSION,
-            features: crate::features::ALL,
+            features: crate::features::NOTIFICATIONS,
         })
         .await
     }

@@ -9,6 +9,62 @@ use crate::{ResultCode, id, limits};
 pub const USER_LIST_PAGE: usize = 100;
 /// Members per ROOM_USER_LIST_NOTIFY packet: its count is one signed byte.
 pub const ROOM_LIST_CHUNK: usize = 127;
+/// Messages at most in one answer to a history request.
+pub const HISTORY_PAGE: u16 = 100;
+
+/// What a history request or a rejoin was given: the body of HISTORY (347)
+/// and ROOM_REJOIN (349) responses, which follow the messages they count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replay {
+    /// OK, or why nothing was sent.
+    pub result: ResultCode,
+    /// The room history's epoch: it changes when the history is lost (a
+    /// restart), and sequence numbers from another epoch mean nothing here.
+    pub epoch: u64,
+    /// The oldest sequence number the room still holds (`next` if none).
+    pub first: u64,
+    /// The sequence number the room's next message will get.
+    pub next: u64,
+    /// Messages sent before this answer.
+    pub count: u16,
+    /// Some of what was asked for is no longer held (or the epoch changed):
+    /// there is a gap before the first message sent.
+    pub gap: bool,
+}
+
+impl Replay {
+    /// The answer to a request refused with `result`.
+    pub fn failed(result: ResultCode) -> Self {
+        Self {
+            result,
+            epoch: 0,
+            first: 0,
+            next: 0,
+            count: 0,
+            gap: false,
+        }
+    }
+
+    fn put(&self, b: &mut BytesMut) {
+        b.put_u16_le(self.result.0);
+        b.put_u64_le(self.epoch);
+        b.put_u64_le(self.first);
+        b.put_u64_le(self.next);
+        b.put_u16_le(self.count);
+        b.put_u8(u8::from(self.gap));
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            result: r.result()?,
+            epoch: r.u64()?,
+            first: r.u64()?,
+            next: r.u64()?,
+            count: r.u16()?,
+            gap: r.u8()? != 0,
+        })
+    }
+}
 
 const ANY_NAME: Text = Text::new("name", 0, limits::NAME);
 const ANY_TEXT: Text = Text::new("message", 0, limits::MESSAGE);
@@ -49,6 +105,30 @@ pub enum Event {
         name: String,
         /// The message.
         message: String,
+    },
+    /// 345: a message in a room, with its sequence number (instead of 223,
+    /// for connections with [`crate::features::HISTORY`]).
+    RoomMessage {
+        /// The room.
+        room: u32,
+        /// Its sequence number in the room (from 1, in the room's epoch).
+        seq: u64,
+        /// Sender's name.
+        name: String,
+        /// The message.
+        message: String,
+    },
+    /// 347: the answer to HISTORY, after the messages it sent.
+    History(Replay),
+    /// 349: the answer to ROOM_REJOIN, after the missed messages: the
+    /// marker that says whether they were all there.
+    Rejoin(Replay),
+    /// 351: the answer to ROOM_SEND.
+    RoomSendResult {
+        /// As ROOM_CHAT's (222).
+        result: ResultCode,
+        /// The message's sequence number in the room (0 when refused).
+        seq: u64,
     },
     /// 302.
     RegisterResult(ResultCode),
@@ -130,6 +210,10 @@ pub enum Event {
     Missed {
         /// Messages dropped since the last such notice.
         count: u32,
+        /// With room history ([`crate::features::HISTORY`]): the sequence
+        /// numbers of the first and last dropped; those between may have
+        /// been delivered. Fetch them with HISTORY (346).
+        seqs: Option<(u64, u64)>,
     },
     /// 344: the answer to HELLO: the server's protocol version and the
     /// features it will use on this connection (those asked for that it has).
@@ -150,6 +234,20 @@ pub enum Event {
         /// Why.
         result: ResultCode,
     },
+}
+
+/// Appends a ROOM_MESSAGE (345) frame: [`Event::RoomMessage`] from
+/// borrowed text.
+///
+/// # Panics
+/// If `name` or `message` exceeds its cap.
+pub fn put_room_message(dst: &mut BytesMut, room: u32, seq: u64, name: &str, message: &str) {
+    frame(dst, id::ROOM_MESSAGE_NOTIFY, |b| {
+        b.put_u32_le(room);
+        b.put_u64_le(seq);
+        put_str8(b, name);
+        put_str16(b, message.as_bytes());
+    });
 }
 
 impl Event {
@@ -180,6 +278,18 @@ impl Event {
             Self::RoomChat { name, message } => frame(dst, id::ROOM_CHAT_NOTIFY, |b| {
                 put_fixed(b, name, limits::SEED_ID_FIELD);
                 put_fixed(b, message, limits::SEED_MSG_FIELD);
+            }),
+            Self::RoomMessage {
+                room,
+                seq,
+                name,
+                message,
+            } => put_room_message(dst, *room, *seq, name, message),
+            Self::History(r) => frame(dst, id::HISTORY_RESPONSE, |b| r.put(b)),
+            Self::Rejoin(r) => frame(dst, id::ROOM_REJOIN_RESPONSE, |b| r.put(b)),
+            Self::RoomSendResult { result, seq } => frame(dst, id::ROOM_SEND_RESPONSE, |b| {
+                b.put_u16_le(result.0);
+                b.put_u64_le(*seq);
             }),
             Self::RegisterResult(c) => code(dst, id::REGISTER_RESPONSE, c),
             Self::EchoResult { result, payload } => frame(dst, id::ECHO_RESPONSE, |b| {
@@ -223,7 +333,13 @@ impl Event {
                 put_str8(b, token);
                 b.put_u32_le(*ttl_secs);
             }),
-            Self::Missed { count } => frame(dst, id::MESSAGES_MISSED_NOTIFY, |b| b.put_u32_le(*count)),
+            Self::Missed { count, seqs } => frame(dst, id::MESSAGES_MISSED_NOTIFY, |b| {
+                b.put_u32_le(*count);
+                if let Some((first, last)) = seqs {
+                    b.put_u64_le(*first);
+                    b.put_u64_le(*last);
+                }
+            }),
             Self::Hello {
                 result,
                 version,
@@ -251,6 +367,7 @@ impl Event {
                 | Self::RoomUserList { .. }
                 | Self::RoomLeaveUser { .. }
                 | Self::RoomChat { .. }
+                | Self::RoomMessage { .. }
                 | Self::Whisper { .. }
                 | Self::Broadcast { .. }
                 | Self::Kicked { .. }
@@ -298,6 +415,18 @@ impl Event {
             id::ROOM_CHAT_NOTIFY => Self::RoomChat {
                 name: r.fixed(limits::SEED_ID_FIELD, ANY_NAME)?,
                 message: r.fixed(limits::SEED_MSG_FIELD, ANY_TEXT)?,
+            },
+            id::ROOM_MESSAGE_NOTIFY => Self::RoomMessage {
+                room: r.u32()?,
+                seq: r.u64()?,
+                name: r.str8(ANY_NAME)?,
+                message: r.str16(ANY_TEXT)?,
+            },
+            id::HISTORY_RESPONSE => Self::History(Replay::read(&mut r)?),
+            id::ROOM_REJOIN_RESPONSE => Self::Rejoin(Replay::read(&mut r)?),
+            id::ROOM_SEND_RESPONSE => Self::RoomSendResult {
+                result: r.result()?,
+                seq: r.u64()?,
             },
             id::REGISTER_RESPONSE => Self::RegisterResult(r.result()?),
             id::ECHO_RESPONSE => Self::EchoResult {
@@ -349,7 +478,13 @@ impl Event {
                 token: r.str8(Text::new("token", 1, limits::TOKEN))?,
                 ttl_secs: r.u32()?,
             },
-            id::MESSAGES_MISSED_NOTIFY => Self::Missed { count: r.u32()? },
+            id::MESSAGES_MISSED_NOTIFY => Self::Missed {
+                count: r.u32()?,
+                seqs: match r.is_empty() {
+                    true => None,
+                    false => Some((r.u64()?, r.u64()?)),
+                },
+            },
             id::REQUEST_ERROR => Self::RequestError {
                 request_id: r.u16()?,
                 result: r.result()?,
@@ -449,7 +584,30 @@ mod tests {
             Event::Notice {
                 message: "bye".into(),
             },
-            Event::Missed { count: 7 },
+            Event::Missed { count: 7, seqs: None },
+            Event::Missed {
+                count: 7,
+                seqs: Some((12, 20)),
+            },
+            Event::RoomMessage {
+                room: 3,
+                seq: u64::MAX,
+                name: "amy".into(),
+                message: "hi".into(),
+            },
+            Event::History(Replay::failed(ResultCode::USER_NOT_IN_ROOM)),
+            Event::RoomSendResult {
+                result: ResultCode::OK,
+                seq: 77,
+            },
+            Event::Rejoin(Replay {
+                result: ResultCode::OK,
+                epoch: 9,
+                first: 4,
+                next: 12,
+                count: 8,
+                gap: true,
+            }),
             Event::Hello {
                 result: ResultCode::OK,
                 version: 1,
@@ -522,16 +680,24 @@ mod tests {
                 Request::RoomEnter { room: n as i32 },
                 Request::UserList { after: name.clone() },
                 Request::Ping { nonce: u64::from(n) },
+                Request::History { page: crate::Page::Before(u64::from(n)), limit: 5 },
+                Request::History { page: crate::Page::After(u64::MAX - u64::from(n)), limit: u16::MAX },
+                Request::History { page: crate::Page::Latest, limit: 1 },
+                Request::RoomRejoin { room: n as i32, epoch: u64::from(n) << 20, after: u64::from(n) },
             ] {
                 let mut b = BytesMut::new();
                 r.encode(&mut b);
                 prop_assert_eq!(Request::decode(&b), Ok(r));
             }
             if msg.len() <= limits::ROOM_MESSAGE {
-                let r = Request::RoomChat { message: msg.clone() };
-                let mut b = BytesMut::new();
-                r.encode(&mut b);
-                prop_assert_eq!(Request::decode(&b), Ok(r));
+                for r in [
+                    Request::RoomChat { message: msg.clone() },
+                    Request::RoomSend { id: u64::from(n) << 7, message: msg.clone() },
+                ] {
+                    let mut b = BytesMut::new();
+                    r.encode(&mut b);
+                    prop_assert_eq!(Request::decode(&b), Ok(r));
+                }
             }
         }
     }

@@ -26,10 +26,10 @@ mod roster;
 pub use codec::{DecodeError, put_frame};
 #[cfg(feature = "net")]
 pub use conn::{Conn, ConnError, Endpoint};
-pub use event::{Event, ROOM_LIST_CHUNK, USER_LIST_PAGE};
+pub use event::{Event, HISTORY_PAGE, ROOM_LIST_CHUNK, Replay, USER_LIST_PAGE, put_room_message};
 #[cfg(feature = "net")]
 pub use framing::ChatFraming;
-pub use request::Request;
+pub use request::{Page, Request};
 pub use result::ResultCode;
 pub use roster::{Roster, RosterList};
 
@@ -112,6 +112,13 @@ pub mod id {
     pub const MESSAGES_MISSED_NOTIFY: u16 = 341;
     pub const HELLO_REQUEST: u16 = 343;
     pub const HELLO_RESPONSE: u16 = 344;
+    pub const ROOM_MESSAGE_NOTIFY: u16 = 345;
+    pub const HISTORY_REQUEST: u16 = 346;
+    pub const HISTORY_RESPONSE: u16 = 347;
+    pub const ROOM_REJOIN_REQUEST: u16 = 348;
+    pub const ROOM_REJOIN_RESPONSE: u16 = 349;
+    pub const ROOM_SEND_REQUEST: u16 = 350;
+    pub const ROOM_SEND_RESPONSE: u16 = 351;
 }
 
 /// The protocol version this crate speaks (HELLO's `version`).
@@ -125,8 +132,23 @@ pub mod features {
     /// packets and the responses to its own requests. REGISTER and RESUME
     /// turn it on by themselves.
     pub const NOTIFICATIONS: u32 = 1;
+    /// Room history: room messages come as ROOM_MESSAGE (345), with the
+    /// room and the message's sequence number, instead of the seed's 223.
+    /// HISTORY (346) and ROOM_REJOIN (348) turn it on by themselves.
+    pub const HISTORY: u32 = 2;
     /// Every feature this server has.
-    pub const ALL: u32 = NOTIFICATIONS;
+    pub const ALL: u32 = NOTIFICATIONS | HISTORY;
+}
+
+/// The sequence number in a ROOM_MESSAGE (345) frame, or 0 for any other
+/// frame (numbers start at 1).
+pub fn room_message_seq(frame: &[u8]) -> u64 {
+    match frame.get(2..4).zip(frame.get(HEADER_LEN + 4..HEADER_LEN + 12)) {
+        Some((pid, seq)) if pid == id::ROOM_MESSAGE_NOTIFY.to_le_bytes() => {
+            u64::from_le_bytes(seq.try_into().expect("8 bytes"))
+        }
+        _ => 0,
+    }
 }
 
 /// Whether `name` is a valid user name (see [`limits::NAME`]).

@@ -3,7 +3,7 @@
 use bytes::{BufMut, BytesMut};
 
 use crate::codec::{DecodeError, Reader, Text, frame, put_fixed, put_str8, put_str16, unpad};
-use crate::{Event, ResultCode, id, limits};
+use crate::{Event, Replay, ResultCode, id, limits};
 
 const NAME: Text = Text::name("name", limits::NAME);
 const TARGET: Text = Text::name("target", limits::NAME);
@@ -97,6 +97,38 @@ pub enum Request {
         /// The token from RESUME_TOKEN_NOTIFY.
         token: String,
     },
+    /// 346: messages of your room from its history, answered with up to
+    /// `limit` [`Event::RoomMessage`]s (oldest first, at most
+    /// [`HISTORY_PAGE`](crate::HISTORY_PAGE)) and then [`Event::History`].
+    History {
+        /// Which messages.
+        page: Page,
+        /// How many at most (more than a page is cut to a page; 0 sends none
+        /// and answers with the room's position: its epoch and next number).
+        limit: u16,
+    },
+    /// 348: enter `room` and get the messages after `after` that were sent
+    /// while you were away (a comeback after a drop); answered like
+    /// ROOM_ENTER (209 lists), then the missed [`Event::RoomMessage`]s, then
+    /// [`Event::Rejoin`].
+    RoomRejoin {
+        /// The room (0-based), as in ROOM_ENTER.
+        room: i32,
+        /// The room's history epoch the client saw `after` in.
+        epoch: u64,
+        /// The last sequence number the client saw (0: none).
+        after: u64,
+    },
+    /// 350: room chat with the client's own message id: a resend of an id
+    /// already delivered (within the server's window) is answered again,
+    /// with the first delivery's sequence number, and not delivered twice.
+    /// Answered with [`Event::RoomSendResult`].
+    RoomSend {
+        /// The client's id for this message (0: none, never deduplicated).
+        id: u64,
+        /// 1..=256 bytes, as ROOM_CHAT's.
+        message: String,
+    },
     /// 331: heartbeat; answered with a pong carrying the same nonce.
     Ping {
         /// Echoed back.
@@ -112,6 +144,17 @@ pub enum Request {
         /// Feature bits the client understands.
         features: u32,
     },
+}
+
+/// Which messages a [`Request::History`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The newest (wire mode 0; its sequence number is ignored).
+    Latest,
+    /// Those before this sequence number (mode 1): scrolling back.
+    Before(u64),
+    /// Those after this sequence number (mode 2): catching up.
+    After(u64),
 }
 
 impl Request {
@@ -181,6 +224,28 @@ impl Request {
                 name: r.str8(NAME)?,
                 token: r.str8(TOKEN)?,
             },
+            id::HISTORY_REQUEST => {
+                let (mode, seq) = (r.u8()?, r.u64()?);
+                let page = match mode {
+                    0 => Page::Latest,
+                    1 => Page::Before(seq),
+                    2 => Page::After(seq),
+                    _ => return Err(DecodeError::Malformed { id: pid }),
+                };
+                Self::History {
+                    page,
+                    limit: r.u16()?,
+                }
+            }
+            id::ROOM_SEND_REQUEST => Self::RoomSend {
+                id: r.u64()?,
+                message: r.str16(ROOM_MESSAGE)?,
+            },
+            id::ROOM_REJOIN_REQUEST => Self::RoomRejoin {
+                room: r.u32()? as i32,
+                epoch: r.u64()?,
+                after: r.u64()?,
+            },
             other => return Err(DecodeError::UnknownId(other)),
         };
         r.end()?;
@@ -207,6 +272,9 @@ impl Request {
             Self::Ping { .. } => id::PING_REQUEST,
             Self::Resume { .. } => id::RESUME_REQUEST,
             Self::Hello { .. } => id::HELLO_REQUEST,
+            Self::History { .. } => id::HISTORY_REQUEST,
+            Self::RoomRejoin { .. } => id::ROOM_REJOIN_REQUEST,
+            Self::RoomSend { .. } => id::ROOM_SEND_REQUEST,
         }
     }
 
@@ -255,6 +323,25 @@ impl Request {
                 put_str8(b, name);
                 put_str8(b, token);
             }),
+            Self::History { page, limit } => frame(dst, id::HISTORY_REQUEST, |b| {
+                let (mode, seq) = match *page {
+                    Page::Latest => (0, 0),
+                    Page::Before(s) => (1, s),
+                    Page::After(s) => (2, s),
+                };
+                b.put_u8(mode);
+                b.put_u64_le(seq);
+                b.put_u16_le(*limit);
+            }),
+            Self::RoomSend { id, message } => frame(dst, id::ROOM_SEND_REQUEST, |b| {
+                b.put_u64_le(*id);
+                put_str16(b, message.as_bytes());
+            }),
+            Self::RoomRejoin { room, epoch, after } => frame(dst, id::ROOM_REJOIN_REQUEST, |b| {
+                b.put_i32_le(*room);
+                b.put_u64_le(*epoch);
+                b.put_u64_le(*after);
+            }),
         }
     }
 
@@ -282,6 +369,9 @@ impl Request {
                 rooms: 0,
             },
             id::LOGIN_REQUEST | id::RESUME_REQUEST => Event::LoginResult(code),
+            id::HISTORY_REQUEST => Event::History(Replay::failed(code)),
+            id::ROOM_REJOIN_REQUEST => Event::Rejoin(Replay::failed(code)),
+            id::ROOM_SEND_REQUEST => Event::RoomSendResult { result: code, seq: 0 },
             id::ROOM_ENTER_REQUEST => Event::RoomEnterResult(code),
             id::ROOM_LEAVE_REQUEST => Event::RoomLeaveResult(code),
             id::ROOM_CHAT_REQUEST => Event::RoomChatResult(code),
@@ -394,6 +484,28 @@ mod tests {
         assert_eq!(
             &answer[..],
             [0x11, 0, 0x58, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0xe8, 3, 0, 0]
+        );
+    }
+
+    #[test]
+    fn a_history_request_with_a_bad_mode_is_answered_with_its_own_response() {
+        for (mode, limit) in [(3u8, 10u16), (255, 10), (4, 0)] {
+            let mut b = BytesMut::new();
+            frame(&mut b, id::HISTORY_REQUEST, |b| {
+                b.put_u8(mode);
+                b.put_u64_le(7);
+                b.put_u16_le(limit);
+            });
+            let e = Request::decode(&b).unwrap_err();
+            assert_eq!(e.result(), ResultCode::BAD_REQUEST);
+            assert_eq!(
+                Request::failure(id::HISTORY_REQUEST, e.result()),
+                Event::History(Replay::failed(ResultCode::BAD_REQUEST))
+            );
+        }
+        assert_eq!(
+            Request::failure(id::ROOM_REJOIN_REQUEST, ResultCode::BAD_REQUEST),
+            Event::Rejoin(Replay::failed(ResultCode::BAD_REQUEST))
         );
     }
 

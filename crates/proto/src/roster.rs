@@ -49,20 +49,22 @@ impl Roster {
         self.len += 1;
     }
 
-    /// Takes out the member at `index` (in the order they came in); the
-    /// members after it move up. Out of range: nothing.
-    pub fn remove(&mut self, index: usize) {
+    /// Takes out the member at `index` (in the order they came in) and
+    /// returns its id; the members after it move up. Out of range: nothing.
+    pub fn remove(&mut self, index: usize) -> Option<u64> {
         if index >= self.len {
-            return;
+            return None;
         }
         let start = self.offsets().nth(index).expect("index checked");
         let end = start + entry_len(&self.entries[start..]);
+        let uid = u64::from_le_bytes(self.entries[start..start + 8].try_into().expect("8 bytes"));
         self.entries.drain(start..end);
         self.len -= 1;
         if self.len == 0 {
             // Hold no buffer for an empty room.
             self.entries = Vec::new();
         }
+        Some(uid)
     }
 
     /// Where each entry starts.

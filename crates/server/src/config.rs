@@ -96,6 +96,22 @@ pub struct Settings {
     /// first. 0 sends each at once [default: 100].
     #[arg(long, env = "PLAZA_ENTER_LEAVE_DELAY_MS")]
     pub enter_leave_delay_ms: Option<u64>,
+    /// Room messages each room keeps for rejoins and scrollback; 0 keeps
+    /// none (sequence numbers still count) [default: 100].
+    #[arg(long, env = "PLAZA_HISTORY_MESSAGES")]
+    pub history_messages: Option<usize>,
+    /// Bytes of history each room keeps (each message counts its packet and
+    /// 64 bytes) [default: 65536].
+    #[arg(long, env = "PLAZA_HISTORY_BYTES")]
+    pub history_bytes: Option<usize>,
+    /// Seconds a room message is kept in history [default: 3600].
+    #[arg(long, env = "PLAZA_HISTORY_SECS")]
+    pub history_secs: Option<u64>,
+    /// Seconds a client with room history that dropped keeps its room seat
+    /// (the room sees no leave if it rejoins in time) and its whispers
+    /// (delivered at its next login); 0: it leaves at once [default: 60].
+    #[arg(long, env = "PLAZA_RESUME_WINDOW_SECS")]
+    pub resume_window_secs: Option<u64>,
     /// Seconds a graceful shutdown may spend flushing queued messages
     /// [default: 10].
     #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECS")]
@@ -300,6 +316,10 @@ impl Settings {
             gather_ms: self.gather_ms.or(other.gather_ms),
             shutdown_grace_secs: self.shutdown_grace_secs.or(other.shutdown_grace_secs),
             enter_leave_delay_ms: self.enter_leave_delay_ms.or(other.enter_leave_delay_ms),
+            history_messages: self.history_messages.or(other.history_messages),
+            history_bytes: self.history_bytes.or(other.history_bytes),
+            history_secs: self.history_secs.or(other.history_secs),
+            resume_window_secs: self.resume_window_secs.or(other.resume_window_secs),
             argon2_memory_kib: self.argon2_memory_kib.or(other.argon2_memory_kib),
             argon2_iterations: self.argon2_iterations.or(other.argon2_iterations),
             control_bind: self.control_bind.or(other.control_bind),
@@ -483,6 +503,13 @@ impl Settings {
                     .filter(|d| !d.is_zero()),
                 node_tag: 0,
                 batch_presence: self.enter_leave_delay_ms != Some(0),
+                epoch: new_epoch(),
+                history: plaza_core::HistoryLimits {
+                    messages: self.history_messages.unwrap_or(100),
+                    bytes: self.history_bytes.unwrap_or(64 * 1024),
+                    age: Duration::from_secs(self.history_secs.unwrap_or(3600)),
+                },
+                resume_window: Duration::from_secs(self.resume_window_secs.unwrap_or(60)),
             },
             max_sessions,
             workers: self.workers.unwrap_or(0),
@@ -502,6 +529,16 @@ impl Settings {
             log: self.log.unwrap_or_else(|| "info".into()),
         })
     }
+}
+
+/// A random non-zero history epoch for this run (std's hasher keys are
+/// random per process; no extra crate for one number).
+fn new_epoch() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    RandomState::new().hash_one(seed).max(1)
 }
 
 #[cfg(test)]

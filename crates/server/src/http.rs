@@ -304,6 +304,18 @@ fn render(s: &Status, metrics: &Metrics) -> String {
     );
     gauge(
         &mut r,
+        "users_away",
+        "users who dropped and whose room seat and whispers are kept (the resume window)",
+        s.users_away as f64,
+    );
+    gauge(
+        &mut r,
+        "history_bytes",
+        "bytes of room history held (each message: its packet and 64 bytes)",
+        s.history_bytes as f64,
+    );
+    gauge(
+        &mut r,
         "logic_queue_depth",
         "inputs waiting for the logic task",
         s.logic_queue_depth as f64,

@@ -171,6 +171,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     net_config.max_send_queue = config.max_send_queue;
     net_config.gather = config.gather;
     net_config.linger = config.shutdown_grace;
+    net_config.drop_tag = Some(plaza_proto::room_message_seq);
     let tls = match &config.tls {
         Some(t) => {
             let acceptor = TlsAcceptor::from_pem_files(&t.cert, &t.key).context("TLS certificate")?;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use plaza_core::{Conn, Effect, Input, Recipient, Sink};
 use plaza_proto::{Event, Roster};
 use tokio::sync::mpsc;
@@ -48,6 +49,16 @@ impl Sink for NetSink {
         let n = self.net.fanout(events, to, self.drop_oldest);
         self.sent += n;
         self.shared_sent += n;
+    }
+
+    fn fanout_packet(&mut self, packet: &Bytes, to: impl IntoIterator<Item = Recipient>) {
+        let n = self.net.fanout_packet(packet, to, self.drop_oldest);
+        self.sent += n;
+        self.shared_sent += n;
+    }
+
+    fn send_packets<'a>(&mut self, to: Conn, packets: impl IntoIterator<Item = &'a Bytes>) {
+        self.sent += self.net.send_packets(to, packets);
     }
 
     fn disconnect(&mut self, conn: Conn) {

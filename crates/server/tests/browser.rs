@@ -28,6 +28,9 @@ async fn two_browsers_and_a_tcp_user_chat_and_a_cut_browser_resumes() {
     let server = TestServer::with(|s| {
         s.ws_bind = Some("127.0.0.1:0".parse().unwrap());
         s.room_capacity = Some(3);
+        // A dropped page's seat is held this long: the test waits for its
+        // end (the room's leave notice) before filling the room.
+        s.resume_window_secs = Some(2);
     })
     .await;
     let ws = server.running.ws_addr().expect("the WebSocket listener");

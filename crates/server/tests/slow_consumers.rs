@@ -147,7 +147,7 @@ async fn with_drop_oldest_a_stalled_reader_misses_messages_is_told_and_stays() {
     while kept + missed < FLOOD as u64 {
         match stalled.recv().await {
             Event::RoomChat { .. } => kept += 1,
-            Event::Missed { count } => missed += u64::from(count),
+            Event::Missed { count, .. } => missed += u64::from(count),
             Event::RoomNewUser { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
@@ -170,4 +170,73 @@ async fn with_drop_oldest_a_stalled_reader_misses_messages_is_told_and_stays() {
             .await,
         Event::RoomChatResult(ResultCode::OK)
     );
+}
+
+/// With room history, the notice says which messages were dropped (their
+/// sequence numbers), and the reader fetches them from the room's history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_history_the_notice_names_what_was_dropped_and_history_has_it() {
+    let s = TestServer::with(|s| {
+        s.max_send_queue_kib = Some(64);
+        s.slow_consumer_policy = Some("drop-oldest".into());
+        s.history_messages = Some(FLOOD);
+        s.history_bytes = Some(16 << 20);
+    })
+    .await;
+    let mut stalled = stalled_member(&s, "slow").await;
+    let hello = Request::Hello {
+        version: 1,
+        features: plaza_proto::features::ALL,
+    };
+    assert!(matches!(
+        stalled.call(hello).await,
+        Event::Hello { features: 3, .. }
+    ));
+    let _sender = flood(&s, "loud", FLOOD, None).await;
+    until_counted(&s, "room_messages_dropped").await;
+
+    let mut seen = vec![false; FLOOD + 1];
+    let mut ranges = Vec::new();
+    let mut accounted = 0u64;
+    while accounted < FLOOD as u64 {
+        match stalled.recv().await {
+            Event::RoomMessage { seq, .. } => {
+                seen[seq as usize] = true;
+                accounted += 1;
+            }
+            Event::Missed { count, seqs } => {
+                ranges.push(seqs.expect("a history reader is told the numbers"));
+                accounted += u64::from(count);
+            }
+            Event::RoomNewUser { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Every message not received lies in a range the notices named.
+    let missing: Vec<u64> = (1..=FLOOD as u64).filter(|&n| !seen[n as usize]).collect();
+    assert!(!missing.is_empty(), "some were dropped");
+    for n in &missing {
+        assert!(
+            ranges.iter().any(|(a, b)| a <= n && n <= b),
+            "{n} in no range: {ranges:?}"
+        );
+    }
+    // And history has them.
+    let first = missing[0];
+    stalled
+        .send(Request::History {
+            page: plaza_proto::Page::After(first - 1),
+            limit: 3,
+        })
+        .await;
+    for n in first..first + 3 {
+        match stalled.recv().await {
+            Event::RoomMessage { seq, message, .. } => {
+                assert_eq!(seq, n);
+                assert_eq!(message, format!("{:0>200}", n - 1));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(matches!(stalled.recv().await, Event::History(r) if r.count == 3));
 }

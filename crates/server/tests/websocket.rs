@@ -54,7 +54,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsUser<S> {
         let mut user = Self { ws, token: None };
         let hello = Request::Hello {
             version: plaza_proto::VERSION,
-            features: plaza_proto::features::ALL,
+            features: plaza_proto::features::NOTIFICATIONS,
         };
         assert!(matches!(user.call(hello).await, Event::Hello { .. }));
         user

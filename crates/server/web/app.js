@@ -112,6 +112,11 @@ plaza.addEventListener("closed", (e) => {
 plaza.addEventListener("resumed", (e) => {
   system(`reconnected as ${e.detail.name}`);
   if (e.detail.roomError) system(`could not go back to your room: ${e.detail.roomError.codeName}`);
+  else if (e.detail.room !== null) {
+    const n = e.detail.replayed;
+    system(n === 0 ? "nothing was said while you were away" : `caught up: ${n} message${n === 1 ? "" : "s"} from while you were away`);
+    if (e.detail.gap) system("older messages from while you were away are no longer held");
+  }
   signedIn(e.detail.name);
 });
 plaza.addEventListener("resumeFailed", () => {

@@ -15,7 +15,8 @@
 // order, PROTOCOL.md §4); notifications are DOM events whose `detail` is the
 // decoded packet. The client reconnects by itself with backoff and jitter
 // and resumes the session with its token (kept in sessionStorage), then
-// re-enters the room it was in.
+// rejoins the room it was in: the messages said meanwhile are replayed as
+// `chat` events, in order, once (the room's history, PROTOCOL.md "Rejoin").
 
 export const SUBPROTOCOL = "plaza.v1";
 export const VERSION = 1;
@@ -34,7 +35,11 @@ export const ID = Object.freeze({
   MUTE: 323, MUTE_RESPONSE: 324, MUTED: 325, SHUTDOWN: 327, SHUTDOWN_RESPONSE: 328,
   PING: 331, PONG: 332, NOTICE: 333, REQUEST_ERROR: 335, RESUME_TOKEN: 337,
   RESUME: 339, MISSED: 341, HELLO: 343, HELLO_RESPONSE: 344,
+  ROOM_MESSAGE: 345, HISTORY: 346, HISTORY_RESPONSE: 347, ROOM_REJOIN: 348, ROOM_REJOIN_RESPONSE: 349,
 });
+
+/** HELLO's feature bits: Plaza's notifications, room history. */
+export const FEATURES = 1 | 2;
 
 /** Result codes (PROTOCOL.md §5). */
 export const RESULT = Object.freeze({
@@ -124,6 +129,13 @@ export function encodeRequest(r) {
     case "ping": w.u64(r.nonce); return w.finish(ID.PING);
     case "resume": w.str8(r.name); w.str8(r.token); return w.finish(ID.RESUME);
     case "hello": w.u16(r.version ?? VERSION); w.u32(r.features ?? 1); return w.finish(ID.HELLO);
+    case "history": {
+      // One of `before` or `after` (a sequence number), or neither: the newest.
+      const mode = r.before != null ? 1 : r.after != null ? 2 : 0;
+      w.u8(mode); w.u64(BigInt(r.before ?? r.after ?? 0)); w.u16(r.limit ?? 50);
+      return w.finish(ID.HISTORY);
+    }
+    case "rejoin": w.i32(r.room); w.u64(BigInt(r.epoch ?? 0)); w.u64(BigInt(r.after ?? 0)); return w.finish(ID.ROOM_REJOIN);
     default: throw new TypeError(`unknown request ${r.type}`);
   }
 }
@@ -174,7 +186,18 @@ export function decodeEvent(bytes) {
     case ID.NOTICE: return e("notice", { message: r.str16() });
     case ID.REQUEST_ERROR: return e("result", { request: r.u16(), result: result() });
     case ID.RESUME_TOKEN: return e("token", { token: r.str8(), ttl: r.u32() });
-    case ID.MISSED: return e("missed", { count: r.u32() });
+    case ID.MISSED: {
+      // With room history: the first and last dropped message's numbers.
+      const count = r.u32();
+      return r.at < bytes.length ? e("missed", { count, first: String(r.u64()), last: String(r.u64()) }) : e("missed", { count });
+    }
+    case ID.ROOM_MESSAGE:
+      return e("chat", { room: r.u32(), seq: String(r.u64()), name: r.str8(), message: r.str16() });
+    case ID.HISTORY_RESPONSE: case ID.ROOM_REJOIN_RESPONSE:
+      return e("result", {
+        result: result(), epoch: String(r.u64()), first: String(r.u64()), next: String(r.u64()),
+        count: r.u16(), gap: r.u8() === 1,
+      });
     case ID.HELLO_RESPONSE:
       return e("result", { result: result(), version: r.u16(), features: r.u32(), rooms: r.u32() });
     default: return e("unknown");
@@ -208,7 +231,9 @@ export class PlazaClient extends EventTarget {
     this.backoff = { initial: 500, max: 15000, ...options.backoff };
     this.state = "idle";
     this.user = null;      // the logged-in name
-    this.room = null;      // the room we are in (re-entered after a resume)
+    this.room = null;      // the room we are in (rejoined after a resume)
+    this.epoch = "0";      // its history's epoch, and the last message seen
+    this.seq = "0";        //   there (u64s as strings): where a rejoin starts
     this.rooms = 0;        // rooms on the server (from HELLO)
     this.members = new Map(); // uid -> name, in our room
     this.ws = null;
@@ -255,7 +280,7 @@ export class PlazaClient extends EventTarget {
       ws.onopen = async () => {
         opened = true;
         try {
-          const hello = await this.request({ type: "hello", features: 1 });
+          const hello = await this.request({ type: "hello", features: FEATURES });
           this.rooms = hello.rooms;
           this.attempt = 0;
           await this.resumeIfWanted();
@@ -337,10 +362,10 @@ export class PlazaClient extends EventTarget {
         return;
       }
     }
-    let room = s.room ?? null, roomError = null;
+    let room = s.room ?? null, roomError = null, replay = null;
     if (room !== null) {
       try {
-        await this.enter(room);
+        replay = await this.rejoin(room, s.epoch ?? "0", s.seq ?? "0");
       } catch (e) {
         if (!(e instanceof PlazaError)) throw e;
         // Logged in, but the room is full now (say): back in the lobby.
@@ -348,7 +373,10 @@ export class PlazaClient extends EventTarget {
         this.save({ ...(this.saved() ?? {}), room: null });
       }
     }
-    this.dispatchEvent(new CustomEvent("resumed", { detail: { name: s.name, room, roomError } }));
+    // `replayed`: messages said meanwhile (already dispatched as `chat`);
+    // `gap`: some from while we were away are no longer held.
+    const detail = { name: s.name, room, roomError, replayed: replay?.count ?? 0, gap: replay?.gap ?? false };
+    this.dispatchEvent(new CustomEvent("resumed", { detail }));
   }
 
   receive(bytes) {
@@ -376,6 +404,10 @@ export class PlazaClient extends EventTarget {
     if (e.type === "userLeft") {
       e.name = this.members.get(e.uid);
       this.members.delete(e.uid);
+    }
+    if (e.type === "chat" && e.seq !== undefined && e.room === this.room && BigInt(e.seq) > BigInt(this.seq)) {
+      this.seq = e.seq;
+      this.savePosition();
     }
     if (e.type === "token") this.save({ ...(this.saved() ?? {}), name: this.user, token: e.token, room: this.room });
     if (e.type === "kicked") { this.wanted = false; this.save(null); }
@@ -410,8 +442,34 @@ export class PlazaClient extends EventTarget {
     this.members.clear();
     const r = await this.request({ type: "enter", room });
     this.room = room;
-    this.save({ ...(this.saved() ?? {}), room });
+    // Where the room's history stands, for a rejoin after a drop.
+    this.place(await this.request({ type: "history", limit: 0 }));
     return r;
+  }
+  /** Enters `room` again and replays what was said after `after` (epoch `epoch`). */
+  async rejoin(room, epoch, after) {
+    this.members.clear();
+    this.room = room; this.epoch = epoch; this.seq = after;
+    try {
+      const r = await this.request({ type: "rejoin", room, epoch, after });
+      this.place(r);
+      return r;
+    } catch (e) {
+      this.room = null;
+      throw e;
+    }
+  }
+  /** Earlier messages of our room (scrollback): `{ before | after, limit }`; they come as `chat` events. */
+  history(page = {}) { return this.request({ type: "history", ...page }); }
+  /** Takes a HISTORY or ROOM_REJOIN answer's position: everything before `next` is seen. */
+  place(r) {
+    const last = BigInt(r.next) - 1n;
+    if (r.epoch !== this.epoch || last > BigInt(this.seq)) this.seq = String(last);
+    this.epoch = r.epoch;
+    this.savePosition();
+  }
+  savePosition() {
+    this.save({ ...(this.saved() ?? {}), room: this.room, epoch: this.epoch, seq: this.seq });
   }
   async leave() {
     const r = await this.request({ type: "leave" });

@@ -42,10 +42,15 @@ impl TestClient {
     /// (A write error is left for the test's next step to meet: a server
     /// that refuses the connection may have reset it already.)
     pub async fn hello(&mut self) {
+        self.hello_with(plaza_proto::features::NOTIFICATIONS).await;
+    }
+
+    /// Sends HELLO asking for `features`; its answer is skipped.
+    pub async fn hello_with(&mut self, features: u32) {
         let mut b = BytesMut::new();
         Request::Hello {
             version: plaza_proto::VERSION,
-            features: plaza_proto::features::ALL,
+            features,
         }
         .encode(&mut b);
         let sent = within("send", self.conn.send_raw(&b)).await;

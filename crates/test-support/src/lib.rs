@@ -5,6 +5,7 @@
 
 mod client;
 mod redis;
+mod relay;
 mod server;
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ use plaza_server::HashCost;
 
 pub use client::TestClient;
 pub use redis::RedisServer;
+pub use relay::Relay;
 pub use server::{CONTROL_SECRET, ControlClient, ServerProcess, TestCert, TestServer};
 
 /// How long any single wait may take before the test fails.

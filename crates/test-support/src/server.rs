@@ -101,6 +101,18 @@ impl TestServer {
 }
 
 impl TestServer {
+    /// Waits until the server's status field `key` (a number) is `want`,
+    /// asking over one control link.
+    pub async fn until_status(&self, key: &str, want: u64) {
+        let ctl = self.control().await;
+        crate::within(&format!("{key} to be {want}"), async {
+            while ctl.cmd(Command::Status).await.data[key].as_u64() != Some(want) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+    }
+
     /// A control-link client, authenticated.
     pub async fn control(&self) -> ControlClient {
         let c = ControlClient::connect(self.running.control_addr()).await;

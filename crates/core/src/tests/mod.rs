@@ -30,6 +30,16 @@ impl Sink for Rec {
                 .extend(events[r.from..].iter().map(|e| (r.conn, e.clone())));
         }
     }
+    fn fanout_packet(&mut self, packet: &bytes::Bytes, to: impl IntoIterator<Item = Recipient>) {
+        let event = Event::decode(packet).expect("the hub encodes valid packets");
+        self.out.extend(to.into_iter().map(|r| (r.conn, event.clone())));
+    }
+    fn send_packets<'a>(&mut self, to: Conn, packets: impl IntoIterator<Item = &'a bytes::Bytes>) {
+        for packet in packets {
+            let event = Event::decode(packet).expect("history holds valid packets");
+            self.out.push((to, event));
+        }
+    }
     fn disconnect(&mut self, conn: Conn) {
         self.closed.push(conn);
     }
@@ -119,15 +129,6 @@ fn hello() -> Request {
     }
 }
 
-fn hello_ok() -> Event {
-    Event::Hello {
-        result: ResultCode::OK,
-        version: plaza_proto::VERSION,
-        features: plaza_proto::features::NOTIFICATIONS,
-        rooms: Config::default().rooms,
-    }
-}
-
 fn login(name: &str) -> Request {
     Request::Login {
         name: name.into(),
@@ -136,6 +137,7 @@ fn login(name: &str) -> Request {
 }
 
 mod cluster;
+mod history;
 mod login;
 mod moderation;
 mod rooms;

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use super::{Handler, Server, Shared, Tls};
+use crate::Dropped;
 use crate::outbox::Close;
 use crate::session::{self, Events, SessionShared};
 use crate::{NetError, ServerConfig, SessionId, Stream};
@@ -27,8 +28,8 @@ impl<H: Handler> Events for ServerEvents<H> {
     fn sent(&self, id: SessionId, bytes: usize) {
         self.0.on_send(id, bytes);
     }
-    fn dropped(&self, id: SessionId, count: u64) {
-        self.0.on_dropped(id, count);
+    fn dropped(&self, id: SessionId, dropped: Dropped) {
+        self.0.on_dropped(id, dropped);
     }
 }
 

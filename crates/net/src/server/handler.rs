@@ -57,11 +57,12 @@ pub trait Handler: Send + Sync + 'static {
         let _ = (id, bytes);
     }
 
-    /// `count` packets sent with [`Handle::send_droppable`] were dropped for
-    /// `id` because it read too slowly; called after the next write
+    /// Packets sent with [`Handle::send_droppable`] were dropped for `id`
+    /// because it read too slowly (how many, and the tags of the first and
+    /// last: `ServerConfig::drop_tag`); called after the next write
     /// completes, so a notice sent from here finds room.
-    fn on_dropped(&self, id: SessionId, count: u64) {
-        let _ = (id, count);
+    fn on_dropped(&self, id: SessionId, dropped: crate::Dropped) {
+        let _ = (id, dropped);
     }
 
     /// Something went wrong: for a session (it is being closed), or for the

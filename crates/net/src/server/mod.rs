@@ -161,6 +161,7 @@ impl Server {
         let outbox = Arc::new(crate::outbox::Common {
             dropped: counters.dropped.clone(),
             last_words: (config.slow_farewell.clone()).map(|words| (words, config.linger)),
+            drop_tag: config.drop_tag,
         });
         let shared = Arc::new(Shared {
             table: Table::new(config.max_sessions),

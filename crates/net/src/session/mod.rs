@@ -51,7 +51,7 @@ pub(crate) trait Events: Send + Sync + 'static {
     /// what is queued); `false`: the owner closes it when it is done.
     fn eof(&self, id: SessionId) -> impl Future<Output = bool> + Send;
     fn sent(&self, id: SessionId, bytes: usize);
-    fn dropped(&self, id: SessionId, count: u64);
+    fn dropped(&self, id: SessionId, dropped: crate::Dropped);
 }
 
 /// The part of a session other threads reach: its outbox, its doorbell

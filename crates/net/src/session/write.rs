@@ -96,7 +96,7 @@ pub(super) fn write_loop<E: Events, W: AsyncWrite + Unpin>(
                 std::mem::take(&mut o.missed)
             };
             events.sent(shared.id, len);
-            if missed > 0 {
+            if missed.count > 0 {
                 events.dropped(shared.id, missed);
             }
         }

@@ -18,6 +18,11 @@ pub struct Status {
     pub users_online: usize,
     /// Rooms with a member on this node.
     pub rooms_in_use: usize,
+    /// Bytes of room history held (packets and 64 bytes each).
+    pub history_bytes: usize,
+    /// Users who dropped and whose seat and whispers are kept (the resume
+    /// window).
+    pub users_away: usize,
     /// Requests processed over the last second.
     pub requests_per_sec: f64,
     /// Packets handed to the network over the last second.

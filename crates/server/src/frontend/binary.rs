@@ -123,10 +123,13 @@ impl Handler for Gateway {
         let _ = self.tx.send(Input::Disconnect { conn: self.conn(id) }).await;
     }
 
-    fn on_dropped(&self, id: SessionId, count: u64) {
-        tracing::debug!(session = %id, count, "room messages dropped for a slow reader");
-        let count = u32::try_from(count).unwrap_or(u32::MAX);
-        let missed = Event::Missed { count };
+    fn on_dropped(&self, id: SessionId, dropped: plaza_net::Dropped) {
+        tracing::debug!(session = %id, ?dropped, "room messages dropped for a slow reader");
+        let count = u32::try_from(dropped.count).unwrap_or(u32::MAX);
+        // Tagged with their sequence numbers when they were ROOM_MESSAGEs
+        // (`seq_of`): only connections with room history get those.
+        let seqs = (dropped.first != 0).then_some((dropped.first, dropped.last));
+        let missed = Event::Missed { count, seqs };
         let _ = match self.front {
             Front::Ws => self.net.send_with(id, |b| super::ws::put_event(b, &missed)),
             _ => self.net.send_with(id, |b| missed.encode(b)),

@@ -159,6 +159,76 @@ impl Fronts {
         sent
     }
 
+    /// One binary-protocol packet, already encoded (a room message with its
+    /// sequence number), to every recipient: shared as it is on the binary
+    /// front end, in one WebSocket message made once on the WebSocket
+    /// one. IRC sessions never ask for it (they take room messages as
+    /// lines); one that did would be logged and skipped.
+    pub(crate) fn fanout_packet(
+        &self,
+        packet: &Bytes,
+        to: impl IntoIterator<Item = Recipient>,
+        drop_oldest: bool,
+    ) -> u64 {
+        let mut ws_message = None;
+        let mut sent = 0;
+        for r in to {
+            let _ = self.with(r.conn, |front, net, id| {
+                let frame = match front {
+                    Front::Binary => packet.clone(),
+                    Front::Ws => ws_message
+                        .get_or_insert_with(|| {
+                            let mut b = BytesMut::with_capacity(packet.len() + 4);
+                            ws::put_packet(&mut b, |b| b.extend_from_slice(packet));
+                            b.freeze()
+                        })
+                        .clone(),
+                    Front::Irc => {
+                        tracing::warn!(
+                            conn = r.conn,
+                            "a binary packet addressed to an IRC session, skipped"
+                        );
+                        return Ok(());
+                    }
+                };
+                sent += 1;
+                if r.droppable && drop_oldest {
+                    net.send_droppable(id, frame)
+                } else {
+                    net.send(id, frame)
+                }
+            });
+        }
+        sent
+    }
+
+    /// Binary-protocol packets, already encoded (a replay from a room's
+    /// history), to one session, queued together so they go in one write.
+    pub(crate) fn send_packets<'a>(&self, conn: Conn, packets: impl IntoIterator<Item = &'a Bytes>) -> u64 {
+        let sent = self.with(conn, |front, net, id| {
+            let mut n = 0;
+            match front {
+                Front::Binary => {
+                    for p in packets {
+                        n += 1;
+                        let _ = net.send(id, p.clone());
+                    }
+                }
+                Front::Ws => {
+                    let _ = net.send_with(id, |b| {
+                        for p in packets {
+                            n += 1;
+                            ws::put_packet(b, |b| b.extend_from_slice(p));
+                        }
+                    });
+                }
+                Front::Irc => tracing::warn!(conn, "binary packets addressed to an IRC session, skipped"),
+            }
+            n
+        });
+        sent.unwrap_or(0)
+    }
+
     /// Closes a session once what is queued for it is written (a kick,
     /// the login timeout, a half-close answered). A browser is told so in
     /// a close frame (1000) after the packet that said why.

@@ -25,6 +25,8 @@ impl Logic {
             sessions: net.session_count(),
             users_online: self.hub.users_online(),
             rooms_in_use: self.hub.rooms_in_use(),
+            history_bytes: self.hub.history_bytes(),
+            users_away: self.hub.away_users(),
             requests_per_sec: self.rates.0,
             packets_out_per_sec: self.rates.1,
             requests_total: self.received,

@@ -83,7 +83,7 @@ impl Logic {
                     let now = (self.received, self.sink.sent);
                     self.rates = ((now.0 - last.0) as f64, (now.1 - last.1) as f64);
                     last = now;
-                    self.hub.expire_guests(Instant::now(), &mut self.sink);
+                    self.hub.upkeep(Instant::now(), &mut self.sink);
                     self.refresh_presence();
                 }
                 _ = &mut stopped => break,

@@ -104,6 +104,13 @@ struct Args {
     /// the name still taken), each round's rate printed.
     #[arg(long, default_value_t = 1)]
     resume_rounds: u32,
+    /// `idle`, Plaza: members take room history and come back with
+    /// ROOM_REJOIN; from the second comeback on, each room gets this many
+    /// messages while its members are away, which each must get replayed,
+    /// in order, once (the first comeback replays none: the rate to compare
+    /// with).
+    #[arg(long, default_value_t = 0)]
+    missed: u64,
     /// Connections being set up at once.
     #[arg(long, default_value_t = 512)]
     concurrency: usize,
@@ -240,6 +247,7 @@ async fn connect_many(
     n: usize,
     publish: bool,
     tokens: Option<Vec<Option<String>>>,
+    rejoin: Option<(u64, u64)>,
 ) -> Result<Vec<(usize, Member, Option<String>)>> {
     let (peer, addr, rooms, over_ws) = (args.peer, args.addr, args.rooms.max(1), args.ws);
     let mut tasks = tokio::task::JoinSet::new();
@@ -261,6 +269,7 @@ async fn connect_many(
                     publish,
                     token,
                     ws: over_ws,
+                    rejoin,
                 };
                 let r = connect(j).await.with_context(|| format!("member {name}"));
                 (i, room, r)
@@ -371,7 +380,7 @@ async fn floor_writes(addr: SocketAddr) -> Result<u64> {
 
 /// R rooms × M members chatting at `rate` for `--seconds`.
 async fn fanout(args: &Args, prefix: &str, rate: f64) -> Result<Outcome> {
-    let members = connect_many(args, prefix, args.rooms * args.members, true, None).await?;
+    let members = connect_many(args, prefix, args.rooms * args.members, true, None, None).await?;
     let t0 = Instant::now();
     let start = t0 + Duration::from_millis(500);
     let end = start + Duration::from_secs_f64(args.seconds);
@@ -401,13 +410,45 @@ async fn fanout(args: &Args, prefix: &str, rate: f64) -> Result<Outcome> {
     })
 }
 
+/// `missed` messages into every room, from one member that goes from
+/// room to room (Plaza).
+async fn post(args: &Args, missed: u64) -> Result<()> {
+    let endpoint = plaza_load::Endpoint {
+        target: args.addr.into(),
+        websocket: args.ws,
+    };
+    let mut c = endpoint.connect(None).await?;
+    let name = format!("{}poster", args.prefix);
+    let login = c.register_and_login(&name, "pw").await?;
+    anyhow::ensure!(
+        login == plaza_proto::Event::LoginResult(plaza_proto::ResultCode::OK),
+        "poster login: {login:?}"
+    );
+    for room in 0..args.rooms {
+        c.send(plaza_proto::Request::RoomEnter { room: room as i32 })
+            .await?;
+        for i in 0..missed {
+            let message = format!("missed {i} in room {room}");
+            c.send(plaza_proto::Request::RoomChat { message }).await?;
+        }
+        c.send(plaza_proto::Request::RoomLeave).await?;
+        // Its answers (and its own copies, the room's news) up to the leave's.
+        while !matches!(c.next().await?, plaza_proto::Event::RoomLeaveResult(_)) {}
+    }
+    Ok(())
+}
+
 /// Idle members: the setup rate and the server's memory per connection.
 async fn idle(args: &Args) -> Result<()> {
     let n = args.connections;
     let rss = || args.server_pid.and_then(|p| plaza_bench::child::rss_kib(p).ok());
     let before = rss();
     let t = Instant::now();
-    let mut members = connect_many(args, &args.prefix, n, false, None).await?;
+    let history = args.missed > 0;
+    anyhow::ensure!(!history || args.peer == Peer::Plaza, "--missed is Plaza's");
+    let mut members = connect_many(args, &args.prefix, n, false, None, history.then_some((0, 0))).await?;
+    // Messages each room has had so far (the last sequence number).
+    let mut posted = 0;
     let setup = t.elapsed();
     let mut line = format!(
         "idle: {n} connections in {} rooms, set up at {:.0}/s ({} at a time)",
@@ -424,9 +465,24 @@ async fn idle(args: &Args) -> Result<()> {
             Peer::Plaza => (args.prefix.clone(), " with resume tokens"),
             _ => (format!("{}a{round}", args.prefix), ""),
         };
+        let missed = if history && round > 1 { args.missed } else { 0 };
+        if missed > 0 {
+            post(args, missed).await?;
+        }
+        let rejoin = history.then_some((posted, missed));
+        posted += missed;
+        let replayed = wire::REPLAYED.load(Ordering::Relaxed);
         let t = Instant::now();
-        members = connect_many(args, &prefix, n, false, Some(tokens)).await?;
-        line += &format!("; again{how} at {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+        members = connect_many(args, &prefix, n, false, Some(tokens), rejoin).await?;
+        let took = t.elapsed().as_secs_f64();
+        line += &format!("; again{how} at {:.0}/s", n as f64 / took);
+        if history {
+            let replayed = wire::REPLAYED.load(Ordering::Relaxed) - replayed;
+            line += &format!(
+                " (rejoined, {replayed} messages replayed: {:.0}/s)",
+                replayed as f64 / took
+            );
+        }
     }
     let retried = RETRIED.load(Ordering::Relaxed);
     if retried > 0 {

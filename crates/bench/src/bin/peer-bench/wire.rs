@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use bytes::{Buf, BufMut, BytesMut};
 use plaza_load::Endpoint;
 use plaza_proto::{Event, Request, ResultCode};
@@ -109,7 +109,16 @@ pub(crate) struct Join<'a> {
     pub(crate) token: Option<String>,
     /// Over WebSocket.
     pub(crate) ws: bool,
+    /// Plaza with room history: join with ROOM_REJOIN (the epoch in
+    /// [`EPOCH`]) after this sequence number instead of ROOM_ENTER, and
+    /// expect exactly `.1` messages replayed, in order, without a gap.
+    pub(crate) rejoin: Option<(u64, u64)>,
 }
+
+/// Plaza with room history: the server's epoch, from the first rejoin.
+pub(crate) static EPOCH: AtomicU64 = AtomicU64::new(0);
+/// Plaza with room history: messages replayed to rejoining members.
+pub(crate) static REPLAYED: AtomicU64 = AtomicU64::new(0);
 
 /// Connects, subscribes to the room, and returns the member with (Plaza)
 /// its next resume token.
@@ -233,7 +242,14 @@ pub(crate) static RETRIED: AtomicU64 = AtomicU64::new(0);
 /// order, the enter after the resume).
 pub(crate) async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)> {
     let name = j.name.to_string();
-    let enter = Request::RoomEnter { room: j.room as i32 };
+    let enter = match j.rejoin {
+        Some((after, _)) => Request::RoomRejoin {
+            room: j.room as i32,
+            epoch: EPOCH.load(Ordering::Relaxed),
+            after,
+        },
+        None => Request::RoomEnter { room: j.room as i32 },
+    };
     let mut tries = 0;
     let mut c = loop {
         tries += 1;
@@ -242,16 +258,32 @@ pub(crate) async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)
             websocket: j.ws,
         };
         let mut c = endpoint.connect(Some(j.from)).await?;
+        let history = Request::Hello {
+            version: plaza_proto::VERSION,
+            features: plaza_proto::features::ALL,
+        };
         let r = match &j.token {
             Some(token) => {
+                // Pipelined: HELLO (with history), RESUME, the enter.
+                if j.rejoin.is_some() {
+                    c.send(history).await?;
+                }
                 c.send(Request::Resume {
                     name: name.clone(),
                     token: token.clone(),
                 })
                 .await?;
-                c.call(enter.clone()).await?
+                match c.call(enter.clone()).await? {
+                    Event::Hello { .. } => c.next().await?,
+                    r => r,
+                }
             }
-            None => c.register_and_login(&name, "pw").await?,
+            None => {
+                if j.rejoin.is_some() {
+                    c.call(history).await?;
+                }
+                c.register_and_login(&name, "pw").await?
+            }
         };
         match plaza_client::PlazaClient::result_of(&r) {
             ResultCode::OK => break c,
@@ -271,11 +303,32 @@ pub(crate) async fn plaza_member(j: Join<'_>) -> Result<(Member, Option<String>)
         c.send(enter).await?;
     }
     let mut token = None;
+    let (after, expect) = j.rejoin.unwrap_or_default();
+    let mut replayed = 0;
     loop {
         match c.next().await? {
             Event::RoomEnterResult(ResultCode::OK) => break,
             Event::RoomEnterResult(code) => bail!("enter: {code:?}"),
             Event::ResumeToken { token: t, .. } => token = Some(t),
+            Event::RoomMessage { seq, .. } => {
+                replayed += 1;
+                ensure!(
+                    seq == after + replayed,
+                    "replay: message {seq} where {} was due",
+                    after + replayed
+                );
+            }
+            Event::Rejoin(r) => {
+                ensure!(r.result == ResultCode::OK, "rejoin: {:?}", r.result);
+                ensure!(
+                    !r.gap && replayed == expect,
+                    "rejoin: {replayed} replayed of {expect}, gap {}",
+                    r.gap
+                );
+                EPOCH.store(r.epoch, Ordering::Relaxed);
+                REPLAYED.fetch_add(replayed, Ordering::Relaxed);
+                break;
+            }
             _ => {}
         }
     }

@@ -128,6 +128,8 @@ pub(crate) async fn chat(server: Target, user: String, register: bool) -> anyhow
         room: None,
         names: HashMap::new(),
         kicked: false,
+        next_id: message_ids(),
+        unsent: None,
     };
     session.run(&mut input).await
 }
@@ -143,6 +145,18 @@ struct Session {
     /// Room members by uid, to name who left.
     names: HashMap<u64, String>,
     kicked: bool,
+    /// The id the next room message gets (ROOM_SEND), and the message
+    /// whose answer has not come yet: resent with its id after a drop, so
+    /// it is delivered once however the drop fell.
+    next_id: u64,
+    unsent: Option<(u64, String)>,
+}
+
+/// A starting point for this run's message ids that no earlier run of the
+/// same user reached (the clock in nanoseconds).
+fn message_ids() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX) | 1)
 }
 
 /// The client library's word for a dropped connection.
@@ -168,6 +182,13 @@ impl Session {
                         Err(e) => {
                             println!("error: {e}");
                             self.reconnect().await?;
+                            if self.unsent.is_some() {
+                                // Kept for the next try if this one drops too.
+                                match self.send_unsent().await {
+                                    Ok(text) => println!("{text}"),
+                                    Err(e) => println!("error: {e}"),
+                                }
+                            }
                         }
                     }
                 }
@@ -203,7 +224,9 @@ impl Session {
                 "* {} left the room",
                 self.names.remove(uid).unwrap_or_else(|| format!("user {uid}"))
             ),
-            Event::RoomChat { name, message } => format!("[{name}] {message}"),
+            Event::RoomChat { name, message } | Event::RoomMessage { name, message, .. } => {
+                format!("[{name}] {message}")
+            }
             Event::Whisper { from, message } => format!("(whisper from {from}) {message}"),
             Event::Broadcast { from, message } => format!("[broadcast] {from}: {message}"),
             Event::Kicked { by } => {
@@ -214,7 +237,9 @@ impl Session {
             Event::Muted { seconds: u32::MAX } => "* you are muted".into(),
             Event::Muted { seconds } => format!("* you are muted for {seconds} s"),
             Event::Notice { message } if !is_drop(event) => format!("* notice: {message}"),
-            Event::Missed { count } => format!("* {count} room messages were dropped: you read too slowly"),
+            Event::Missed { count, .. } => {
+                format!("* {count} room messages were dropped: you read too slowly")
+            }
             _ => return,
         };
         println!("{text}");
@@ -229,6 +254,7 @@ impl Session {
         }
         println!("* disconnected; reconnecting");
         let mut token = self.client.token();
+        let position = self.client.position();
         for wait in BACKOFF_MS {
             tokio::time::sleep(Duration::from_millis(wait)).await;
             let Ok((client, notes)) = connect(&self.server).await else {
@@ -255,12 +281,42 @@ impl Session {
             }
             (self.client, self.notes) = (client, notes);
             println!("* reconnected");
-            if let Some(room) = self.room.take() {
-                println!("{}", self.join(room).await?);
+            match (self.room.take(), position) {
+                (Some(_), Some(at)) => self.rejoin(at).await?,
+                (Some(room), None) => println!("{}", self.join(room).await?),
+                (None, _) => {}
             }
             return Ok(());
         }
         bail!("disconnected from the server, and it did not come back")
+    }
+
+    /// Back in the room after a drop, with what was said meanwhile.
+    async fn rejoin(&mut self, at: plaza_client::Position) -> anyhow::Result<()> {
+        let back = self.client.rejoin(at).await?;
+        if !back.result.is_ok() {
+            println!(
+                "{}",
+                outcome(&format!("rejoin room {}", at.room), "", back.result)
+            );
+            return Ok(());
+        }
+        self.room = Some(at.room as i32);
+        self.names = back.members.iter().cloned().collect();
+        println!("* back in room {}; while you were away:", at.room);
+        // The replay is on the notification stream already, before the answer.
+        self.drain_notes();
+        println!(
+            "* {}",
+            match (back.replayed, back.gap) {
+                (0, false) => "nothing was said".to_owned(),
+                (n, false) => format!("caught up ({n} messages)"),
+                (0, true) => "messages from while you were away are no longer held".to_owned(),
+                (n, true) =>
+                    format!("{n} messages shown; older ones from while you were away are no longer held"),
+            }
+        );
+        Ok(())
     }
 
     async fn join(&mut self, room: i32) -> anyhow::Result<String> {
@@ -284,6 +340,17 @@ impl Session {
         Ok(format!("ok: in room {room} with {}", list.join(", ")))
     }
 
+    /// Sends the message waiting for its answer (again, after a drop: the
+    /// server answers a resent id without delivering it twice).
+    async fn send_unsent(&mut self) -> anyhow::Result<String> {
+        let Some((id, message)) = self.unsent.clone() else {
+            return Ok(String::new());
+        };
+        let code = self.ask(Request::RoomSend { id, message }).await?;
+        self.unsent = None;
+        Ok(outcome("send", "sent", code))
+    }
+
     async fn ask(&self, request: Request) -> anyhow::Result<ResultCode> {
         Ok(PlazaClient::result_of(&self.client.request(request).await?))
     }
@@ -296,8 +363,9 @@ impl Session {
         };
         Ok(Some(match cmd {
             "say" => {
-                let code = self.ask(Request::RoomChat { message: rest.into() }).await?;
-                outcome("send", "sent", code)
+                self.next_id += 1;
+                self.unsent = Some((self.next_id, rest.into()));
+                self.send_unsent().await?
             }
             "join" => match rest.parse::<i32>() {
                 Ok(room) => self.join(room).await?,

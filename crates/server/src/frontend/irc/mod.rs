@@ -342,7 +342,8 @@ impl Handler for IrcGateway {
         self.gateway.on_leave(id).await;
     }
 
-    fn on_dropped(&self, id: SessionId, count: u64) {
+    fn on_dropped(&self, id: SessionId, dropped: plaza_net::Dropped) {
+        let count = dropped.count;
         tracing::debug!(session = %id, count, "room messages dropped for a slow IRC reader");
         let mut b = BytesMut::new();
         let me = self.irc.lock().sessions.get(&id).map(|s| s.me().to_owned());

@@ -345,7 +345,7 @@ fn answer(state: &mut State, server: &str, id: SessionId, event: &Event, b: &mut
             line::put(b, Prefix::Server(server), "NOTICE", &[&me, &text]);
         }
         Event::Notice { message } => put_text(b, Prefix::Server(server), "NOTICE", &me, message),
-        Event::Missed { count } => {
+        Event::Missed { count, .. } => {
             let text = format!("{count} messages were dropped: you read too slowly");
             line::put(b, Prefix::Server(server), "NOTICE", &[&me, &text]);
         }

@@ -45,6 +45,18 @@ pub(crate) fn put_packet(dst: &mut BytesMut, encode: impl FnOnce(&mut BytesMut))
     put_message(dst, opcode::BINARY, encode);
 }
 
+/// The sequence number of a room message in a WebSocket message the
+/// server wrote (`plaza_proto::room_message_seq` after its header), or 0.
+fn message_seq(message: &[u8]) -> u64 {
+    let header = match message.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => 10,
+        Some(_) => 2,
+        None => return 0,
+    };
+    message.get(header..).map_or(0, plaza_proto::room_message_seq)
+}
+
 /// Makes `config` the WebSocket front end's: the upgrade, pings to quiet
 /// browsers, close frames at shutdown and for a slow consumer.
 pub(crate) fn configure(config: &mut ServerConfig, web: Arc<http::Web>) {
@@ -63,6 +75,7 @@ pub(crate) fn configure(config: &mut ServerConfig, web: Arc<http::Web>) {
     let why = "too slow: messages for you piled up; reconnect to catch up";
     put_close(&mut slow, close::POLICY, why);
     config.slow_farewell = Some(slow.freeze());
+    config.drop_tag = Some(message_seq);
 }
 
 /// What one WebSocket frame from a client asks for.
@@ -236,8 +249,8 @@ impl Handler for WsGateway {
         self.gateway.on_leave(id)
     }
 
-    fn on_dropped(&self, id: SessionId, count: u64) {
-        self.gateway.on_dropped(id, count);
+    fn on_dropped(&self, id: SessionId, dropped: plaza_net::Dropped) {
+        self.gateway.on_dropped(id, dropped);
     }
 
     fn on_error(&self, id: Option<SessionId>, error: &NetError) {

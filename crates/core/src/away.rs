@@ -1,0 +1,170 @@
+//! Users who dropped and may come back: the resume window.
+//!
+//! A session with room history ([`plaza_proto::features::HISTORY`]: a
+//! client that rejoins after a drop) that disconnects without logging out
+//! leaves an [`Away`] behind for [`Config::resume_window`](crate::Config):
+//! - its **seat**: it stays in its room's member list, so the members see
+//!   no leave; a ROOM_REJOIN of that room by the same user within the
+//!   window takes the seat back (same member id), and the members see
+//!   nothing at all. Anything else the user does with rooms (ROOM_ENTER, a
+//!   rejoin of another room, LOGOUT), or the window's end, gives the seat up
+//!   and the members get the leave (217) then;
+//! - its **inbox**: whispers to it are kept (at most [`INBOX_WHISPERS`])
+//!   and delivered right after its next login; past the bound a whisper
+//!   gets USER_NOT_FOUND (107) as if the user were gone, and whispers still
+//!   kept when the window ends are dropped.
+//!
+//! Single node only: in cluster mode a dropped user leaves at once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use plaza_proto::Event;
+
+use crate::room::News;
+use crate::{Conn, Hub, Sink, State};
+
+/// Whispers kept for a user who is away.
+pub const INBOX_WHISPERS: usize = 100;
+
+#[derive(Debug)]
+pub(crate) struct Away {
+    since: Instant,
+    /// The room and the session that left its seat there.
+    seat: Option<(u32, Conn)>,
+    inbox: Vec<Event>,
+}
+
+impl Hub {
+    /// Whether `conn`, disconnecting, leaves an [`Away`] behind.
+    fn may_come_back(&self, conn: Conn) -> bool {
+        !self.config.resume_window.is_zero()
+            && !self.cluster()
+            && !self.shutting_down
+            && self
+                .sessions
+                .get(&conn)
+                .is_some_and(|s| s.history && matches!(s.state, State::User { .. }))
+    }
+
+    /// `conn` disconnected: if it may come back, its seat is held (the
+    /// session stays in the room's list, silent) and its inbox opened.
+    pub(crate) fn hold(&mut self, conn: Conn, now: Instant) {
+        if !self.may_come_back(conn) {
+            return;
+        }
+        let s = self.sessions.get_mut(&conn).expect("checked");
+        let State::User { name } = &s.state else {
+            return;
+        };
+        let name = name.clone();
+        let seat = s.room.take().map(|r| {
+            // It no longer counts as a member that reads.
+            let room = &mut self.rooms[r as usize];
+            room.seed -= usize::from(!s.plaza);
+            room.sequenced -= usize::from(s.history);
+            room.held += 1;
+            (r, conn)
+        });
+        let away = self.away.entry(name).or_insert_with(|| Away {
+            since: now,
+            seat: None,
+            inbox: Vec::new(),
+        });
+        away.since = now;
+        if seat.is_some() {
+            away.seat = seat;
+        }
+    }
+
+    /// `name` gives its held seat up (if any): the members hear it left.
+    pub(crate) fn give_up_seat(&mut self, name: &str, sink: &mut impl Sink) {
+        let Some(away) = self.away.get_mut(name) else {
+            return;
+        };
+        let seat = away.seat.take();
+        if away.inbox.is_empty() {
+            self.away.remove(name);
+        }
+        if let Some((room, ghost)) = seat {
+            self.rooms[room as usize].held -= 1;
+            if let Some(uid) = self.rooms[room as usize].remove(ghost) {
+                self.tell_room(room, News::Leave { uid }, sink);
+            }
+        }
+    }
+
+    /// `conn` (logged in as `name`) rejoins `room`: takes its held seat
+    /// back if it was there. Returns whether it did.
+    pub(crate) fn take_seat(&mut self, conn: Conn, name: &str, room: u32) -> bool {
+        let Some(away) = self.away.get_mut(name) else {
+            return false;
+        };
+        let Some((r, ghost)) = away.seat.filter(|(r, _)| *r == room) else {
+            return false;
+        };
+        away.seat = None;
+        if away.inbox.is_empty() {
+            self.away.remove(name);
+        }
+        let (seed, history) = self.forms(conn);
+        let members = &mut self.rooms[r as usize];
+        members.replace(ghost, conn);
+        members.held -= 1;
+        members.seed += usize::from(seed);
+        members.sequenced += usize::from(history);
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.room = Some(r);
+        }
+        true
+    }
+
+    /// `conn` logged in as `name`: the whispers kept for it.
+    pub(crate) fn deliver_inbox(&mut self, conn: Conn, name: &str, sink: &mut impl Sink) {
+        let Some(away) = self.away.get_mut(name) else {
+            return;
+        };
+        for whisper in std::mem::take(&mut away.inbox) {
+            sink.send(conn, &whisper);
+        }
+        if away.seat.is_none() {
+            self.away.remove(name);
+        }
+    }
+
+    /// Keeps a whisper for `to` if it is away; whether it was kept (false:
+    /// not away, or its inbox is full).
+    pub(crate) fn keep_whisper(&mut self, to: &str, from: &Arc<str>, message: &str) -> bool {
+        let Some(away) = self.away.get_mut(to) else {
+            return false;
+        };
+        if away.inbox.len() >= INBOX_WHISPERS {
+            return false;
+        }
+        away.inbox.push(Event::Whisper {
+            from: from.to_string(),
+            message: message.to_owned(),
+        });
+        true
+    }
+
+    /// Ends the holds older than the resume window.
+    pub(crate) fn expire_away(&mut self, now: Instant, sink: &mut impl Sink) {
+        let window = self.config.resume_window;
+        let over: Vec<Arc<str>> = (self.away.iter())
+            .filter(|(_, a)| now.saturating_duration_since(a.since) > window)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in over {
+            if let Some(away) = self.away.get_mut(&name) {
+                away.inbox.clear();
+            }
+            self.give_up_seat(&name, sink);
+        }
+    }
+
+    /// Users away (within the resume window).
+    pub fn away_users(&self) -> usize {
+        self.away.len()
+    }
+}

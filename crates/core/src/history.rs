@@ -1,0 +1,282 @@
+//! A room's recent messages, kept as the packets their fan-out sent.
+//!
+//! Every room message gets the room's next sequence number (from 1). The
+//! room keeps the ROOM_MESSAGE packet (345) it fanned out to clients with
+//! [`features::HISTORY`](plaza_proto::features::HISTORY), so a replay or a
+//! page of scrollback is those same shared bytes, not an encoding per
+//! request. What is kept is bounded by count, bytes and age
+//! ([`HistoryLimits`]); the oldest go first. Sequence numbers hold within
+//! the hub's epoch ([`Config::epoch`](crate::Config::epoch)): a restart
+//! loses history and starts a new epoch, and a client that presents the old
+//! one is told there is a gap.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use plaza_proto::{Event, HISTORY_PAGE, Page, Replay, ResultCode};
+
+use crate::{Conn, Hub, Sink};
+
+/// How much history each room keeps; the first bound reached drops the
+/// oldest message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Messages per room (0: no history; sequence numbers still count).
+    pub messages: usize,
+    /// Bytes per room, counting each packet and [`HELD_OVERHEAD`].
+    pub bytes: usize,
+    /// How long a message is kept.
+    pub age: Duration,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        Self {
+            messages: 100,
+            bytes: 64 * 1024,
+            age: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What each kept message costs beyond its packet: its entry here and the
+/// packet's allocation header (measured: see docs/OPERATIONS.md).
+pub const HELD_OVERHEAD: usize = 64;
+
+#[derive(Debug, Clone)]
+struct Held {
+    seq: u64,
+    at: Instant,
+    packet: Bytes,
+}
+
+/// One room's sequence numbers and kept messages.
+#[derive(Debug, Clone)]
+pub(crate) struct History {
+    /// The next message's sequence number.
+    next: u64,
+    held: VecDeque<Held>,
+    bytes: usize,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self {
+            next: 1,
+            held: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl History {
+    /// The sequence number the next message gets.
+    pub(crate) fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// The oldest sequence number held (`next` when none is).
+    pub(crate) fn first(&self) -> u64 {
+        self.held.front().map_or(self.next, |h| h.seq)
+    }
+
+    /// Keeps `packet` (if any) as message `next` and moves on to the next
+    /// number.
+    pub(crate) fn push(&mut self, packet: Option<Bytes>, now: Instant, limits: &HistoryLimits) {
+        let seq = self.next;
+        self.next += 1;
+        let Some(packet) = packet.filter(|_| limits.messages > 0) else {
+            return;
+        };
+        self.bytes += packet.len() + HELD_OVERHEAD;
+        self.held.push_back(Held { seq, at: now, packet });
+        while self.held.len() > limits.messages || self.bytes > limits.bytes {
+            self.pop();
+        }
+        self.expire(now, limits);
+    }
+
+    /// Drops what is older than the age bound.
+    pub(crate) fn expire(&mut self, now: Instant, limits: &HistoryLimits) {
+        while self
+            .held
+            .front()
+            .is_some_and(|h| now.saturating_duration_since(h.at) > limits.age)
+        {
+            self.pop();
+        }
+        if self.held.is_empty() && self.held.capacity() > 0 {
+            // A quiet room holds no buffer.
+            self.held = VecDeque::new();
+        }
+    }
+
+    fn pop(&mut self) {
+        if let Some(h) = self.held.pop_front() {
+            self.bytes -= h.packet.len() + HELD_OVERHEAD;
+        }
+    }
+
+    /// Bytes held, as [`HistoryLimits::bytes`] counts them.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The packets of `page`, at most `limit`, oldest first, and the
+    /// sequence number of the first of them (`next` when there are none).
+    pub(crate) fn page(&self, page: Page, limit: usize) -> (u64, impl Iterator<Item = &Bytes>) {
+        // The index of the first message held whose number is `s` or more.
+        let first = self.first();
+        let len = self.held.len();
+        let at = |s: u64| usize::try_from(s.saturating_sub(first)).map_or(len, |i| i.min(len));
+        let (start, end) = match page {
+            Page::Latest => (len.saturating_sub(limit), len),
+            Page::Before(s) => (at(s).saturating_sub(limit), at(s)),
+            Page::After(s) => {
+                let start = at(s.saturating_add(1));
+                (start, start.saturating_add(limit).min(len))
+            }
+        };
+        let seq = self
+            .held
+            .get(start)
+            .filter(|_| start < end)
+            .map_or(self.next, |h| h.seq);
+        (seq, self.held.range(start..end).map(|h| &h.packet))
+    }
+}
+
+impl Hub {
+    /// After a rejoin has seated `conn` in `room`: the messages after
+    /// `after` that are held (at most [`HistoryLimits::messages`]), then
+    /// the marker. Sequence numbers from another epoch mean nothing
+    /// here: everything held is sent, and it is a gap.
+    pub(crate) fn replay(
+        &mut self,
+        conn: Conn,
+        room: u32,
+        epoch: u64,
+        after: u64,
+        now: Instant,
+        sink: &mut impl Sink,
+    ) {
+        let limits = self.config.history;
+        let h = &mut self.rooms[room as usize].history;
+        h.expire(now, &limits);
+        // Epoch 0: the client knows none (everything held is sent).
+        let known = epoch == self.config.epoch;
+        let after = if known { after } else { 0 };
+        let (start, packets) = h.page(Page::After(after), usize::MAX);
+        let mut count = 0usize;
+        sink.send_packets(conn, packets.inspect(|_| count += 1));
+        let replay = Replay {
+            result: ResultCode::OK,
+            epoch: self.config.epoch,
+            first: h.first(),
+            next: h.next(),
+            count: u16::try_from(count).unwrap_or(u16::MAX),
+            // Missed messages that are gone: the first sent (or the next
+            // to come) is not the one after `after`.
+            gap: (!known && epoch != 0) || start > after.saturating_add(1),
+        };
+        sink.send(conn, &Event::Rejoin(replay));
+    }
+
+    /// HISTORY: a page of `conn`'s room's messages, then the answer.
+    pub(crate) fn history(&mut self, conn: Conn, page: Page, limit: u16, now: Instant, sink: &mut impl Sink) {
+        let Some(room) = self.sessions.get(&conn).and_then(|s| s.room) else {
+            return sink.send(
+                conn,
+                &Event::History(Replay::failed(ResultCode::USER_NOT_IN_ROOM)),
+            );
+        };
+        let limits = self.config.history;
+        let h = &mut self.rooms[room as usize].history;
+        h.expire(now, &limits);
+        let limit = usize::from(limit.min(HISTORY_PAGE));
+        let (start, packets) = h.page(page, limit);
+        let mut count = 0usize;
+        sink.send_packets(conn, packets.inspect(|_| count += 1));
+        // Asked for messages that are no longer held: older than the
+        // oldest held (and there were some), or after a number below it.
+        let lost = h.first() > 1;
+        let gap = match page {
+            Page::Latest | Page::Before(_) => count < limit && lost,
+            Page::After(s) => start > s.saturating_add(1) && lost,
+        };
+        let replay = Replay {
+            result: ResultCode::OK,
+            epoch: self.config.epoch,
+            first: h.first(),
+            next: h.next(),
+            count: count as u16,
+            gap,
+        };
+        sink.send(conn, &Event::History(replay));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(n: u64, limits: &HistoryLimits, now: Instant) -> History {
+        let mut h = History::default();
+        for i in 1..=n {
+            h.push(Some(Bytes::from(i.to_le_bytes().to_vec())), now, limits);
+        }
+        h
+    }
+
+    fn seqs(h: &History, page: Page, limit: usize) -> (u64, Vec<u64>) {
+        let (first, packets) = h.page(page, limit);
+        let seqs = packets.map(|p| u64::from_le_bytes(p[..8].try_into().unwrap()));
+        (first, seqs.collect())
+    }
+
+    #[test]
+    fn pages_go_back_and_forth_over_what_is_held() {
+        let limits = HistoryLimits {
+            messages: 10,
+            ..HistoryLimits::default()
+        };
+        let h = filled(25, &limits, Instant::now());
+        assert_eq!((h.first(), h.next()), (16, 26));
+        assert_eq!(seqs(&h, Page::Latest, 3), (23, vec![23, 24, 25]));
+        assert_eq!(seqs(&h, Page::Before(23), 3), (20, vec![20, 21, 22]));
+        assert_eq!(seqs(&h, Page::Before(18), 5), (16, vec![16, 17]));
+        assert_eq!(seqs(&h, Page::Before(16), 5), (26, vec![]));
+        assert_eq!(seqs(&h, Page::After(20), 3), (21, vec![21, 22, 23]));
+        // Asking from before what is held starts at the oldest held.
+        assert_eq!(seqs(&h, Page::After(3), 2), (16, vec![16, 17]));
+        assert_eq!(seqs(&h, Page::After(25), 5), (26, vec![]));
+        assert_eq!(seqs(&h, Page::After(u64::MAX), 5), (26, vec![]));
+        assert_eq!(seqs(&h, Page::Before(u64::MAX), 2), (24, vec![24, 25]));
+    }
+
+    #[test]
+    fn bytes_and_age_bound_what_is_kept() {
+        let limits = HistoryLimits {
+            messages: 1000,
+            bytes: 5 * (8 + HELD_OVERHEAD),
+            age: Duration::from_secs(60),
+        };
+        let t0 = Instant::now();
+        let mut h = filled(12, &limits, t0);
+        assert_eq!((h.first(), h.next(), h.bytes()), (8, 13, limits.bytes));
+        h.expire(t0 + Duration::from_secs(61), &limits);
+        assert_eq!((h.first(), h.next(), h.bytes()), (13, 13, 0));
+        assert_eq!(h.held.capacity(), 0);
+    }
+
+    #[test]
+    fn without_history_numbers_still_count() {
+        let limits = HistoryLimits {
+            messages: 0,
+            ..HistoryLimits::default()
+        };
+        let h = filled(4, &limits, Instant::now());
+        assert_eq!((h.first(), h.next(), h.bytes()), (5, 5, 0));
+    }
+}

@@ -1,0 +1,313 @@
+//! Room history over the wire: sequence numbers, a rejoin after a drop
+//! that replays what was missed exactly once, the gap marker, scrollback
+//! pages; over TCP and over WebSocket, and across two cluster nodes.
+
+use std::net::SocketAddr;
+
+use plaza_proto::{Conn, Endpoint, Event, Page, Replay, Request, ResultCode, features};
+use plaza_test_support::{RedisServer, TestClient, TestServer, retry_while, within};
+
+const ROOM: i32 = 5;
+
+/// A client with history on, logged in as `name` (registered first if
+/// `register`), over TCP or WebSocket; returns it and its resume token.
+async fn member(at: SocketAddr, websocket: bool, name: &str, login: Request) -> (Conn, String) {
+    let endpoint = Endpoint {
+        target: at.into(),
+        websocket,
+    };
+    let mut c = within("connect", endpoint.connect(None)).await.expect("connect");
+    let hello = Request::Hello {
+        version: 1,
+        features: features::NOTIFICATIONS | features::HISTORY,
+    };
+    assert!(matches!(
+        call(&mut c, hello).await,
+        Event::Hello { features: 3, .. }
+    ));
+    if let Request::Login { .. } = login {
+        let register = Request::Register {
+            name: name.into(),
+            password: "pw".into(),
+        };
+        assert_eq!(
+            call(&mut c, register).await,
+            Event::RegisterResult(ResultCode::OK)
+        );
+    }
+    assert_eq!(call(&mut c, login).await, Event::LoginResult(ResultCode::OK));
+    let Event::ResumeToken { token, .. } = next(&mut c).await else {
+        panic!("a resume token after the login")
+    };
+    (c, token)
+}
+
+fn login(name: &str) -> Request {
+    Request::Login {
+        name: name.into(),
+        password: "pw".into(),
+    }
+}
+
+async fn call(c: &mut Conn, r: Request) -> Event {
+    within("an answer", c.call(r)).await.expect("the connection")
+}
+
+async fn next(c: &mut Conn) -> Event {
+    within("an event", c.next()).await.expect("the connection")
+}
+
+/// Sends `r` and returns what came up to and including its answer,
+/// leaving out member lists and presence news.
+async fn until_answer(c: &mut Conn, r: Request) -> Vec<Event> {
+    c.send(r).await.expect("send");
+    let mut got = Vec::new();
+    loop {
+        match next(c).await {
+            Event::RoomUserList { .. } | Event::RoomNewUser { .. } | Event::RoomLeaveUser { .. } => {}
+            e if e.is_response() => {
+                got.push(e);
+                return got;
+            }
+            e => got.push(e),
+        }
+    }
+}
+
+fn msg(seq: u64, text: &str) -> Event {
+    Event::RoomMessage {
+        room: ROOM as u32,
+        seq,
+        name: "amy".into(),
+        message: text.into(),
+    }
+}
+
+/// Enters the room and learns its epoch and next sequence number.
+async fn enter(c: &mut Conn) -> Replay {
+    assert_eq!(
+        until_answer(c, Request::RoomEnter { room: ROOM }).await,
+        [Event::RoomEnterResult(ResultCode::OK)]
+    );
+    let position = Request::History {
+        page: Page::Latest,
+        limit: 0,
+    };
+    match until_answer(c, position).await.as_slice() {
+        [Event::History(r)] => *r,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn say(amy: &mut TestClient, text: &str) {
+    let r = amy.ask(Request::RoomChat { message: text.into() }).await;
+    assert_eq!(r, Event::RoomChatResult(ResultCode::OK));
+}
+
+async fn drop_and_rejoin(websocket: bool) {
+    let server = TestServer::with(|s| s.ws_bind = Some("127.0.0.1:0".parse().unwrap())).await;
+    let bob_at = if websocket {
+        server.running.ws_addr().unwrap()
+    } else {
+        server.addr
+    };
+    let mut amy = server.user("amy").await;
+    amy.enter(ROOM).await;
+    let (mut bob, token) = member(bob_at, websocket, "bob", login("bob")).await;
+    let at = enter(&mut bob).await;
+    say(&mut amy, "before").await;
+    let seen = next(&mut bob).await;
+    assert_eq!(seen, msg(at.next, "before"));
+
+    // Bob's connection drops; the room talks on.
+    drop(bob);
+    for text in ["one", "two", "three"] {
+        say(&mut amy, text).await;
+    }
+
+    let (mut bob, _) = member(
+        bob_at,
+        websocket,
+        "bob",
+        Request::Resume {
+            name: "bob".into(),
+            token,
+        },
+    )
+    .await;
+    let back = Request::RoomRejoin {
+        room: ROOM,
+        epoch: at.epoch,
+        after: at.next,
+    };
+    let s = at.next;
+    let marker = Replay {
+        result: ResultCode::OK,
+        epoch: at.epoch,
+        first: 1,
+        next: s + 4,
+        count: 3,
+        gap: false,
+    };
+    assert_eq!(
+        until_answer(&mut bob, back).await,
+        [
+            msg(s + 1, "one"),
+            msg(s + 2, "two"),
+            msg(s + 3, "three"),
+            Event::Rejoin(marker)
+        ]
+    );
+    // Live again, from the next number on, once.
+    say(&mut amy, "four").await;
+    assert_eq!(
+        until_answer(&mut bob, Request::Ping { nonce: 9 }).await,
+        [msg(s + 4, "four"), Event::Pong { nonce: 9 }]
+    );
+}
+
+#[tokio::test]
+async fn a_member_who_drops_rejoins_its_room_and_gets_what_it_missed_once_over_tcp() {
+    drop_and_rejoin(false).await;
+}
+
+#[tokio::test]
+async fn a_member_who_drops_rejoins_its_room_and_gets_what_it_missed_once_over_websocket() {
+    drop_and_rejoin(true).await;
+}
+
+#[tokio::test]
+async fn past_the_history_bound_the_rejoin_says_there_is_a_gap() {
+    let server = TestServer::with(|s| s.history_messages = Some(2)).await;
+    let mut amy = server.user("amy").await;
+    amy.enter(ROOM).await;
+    let (mut bob, token) = member(server.addr, false, "bob", login("bob")).await;
+    let at = enter(&mut bob).await;
+    drop(bob);
+    for text in ["one", "two", "three", "four"] {
+        say(&mut amy, text).await;
+    }
+    let (mut bob, _) = member(
+        server.addr,
+        false,
+        "bob",
+        Request::Resume {
+            name: "bob".into(),
+            token,
+        },
+    )
+    .await;
+    let back = Request::RoomRejoin {
+        room: ROOM,
+        epoch: at.epoch,
+        after: at.next - 1,
+    };
+    let got = until_answer(&mut bob, back).await;
+    assert_eq!(got[..2], [msg(3, "three"), msg(4, "four")]);
+    assert_eq!(
+        got[2],
+        Event::Rejoin(Replay {
+            result: ResultCode::OK,
+            epoch: at.epoch,
+            first: 3,
+            next: 5,
+            count: 2,
+            gap: true,
+        })
+    );
+}
+
+#[tokio::test]
+async fn scrollback_pages_through_the_room_history() {
+    let server = TestServer::start().await;
+    let mut amy = server.user("amy").await;
+    amy.enter(ROOM).await;
+    for i in 1..=30 {
+        say(&mut amy, &format!("m{i}")).await;
+    }
+    let (mut bob, _) = member(server.addr, false, "bob", login("bob")).await;
+    enter(&mut bob).await;
+    let mut page = async |page, limit| {
+        let got = until_answer(&mut bob, Request::History { page, limit }).await;
+        let (answer, msgs) = got.split_last().unwrap();
+        let seqs: Vec<u64> = msgs
+            .iter()
+            .map(|e| match e {
+                Event::RoomMessage { seq, message, .. } => {
+                    assert_eq!(*message, format!("m{seq}"));
+                    *seq
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        (seqs, answer.clone())
+    };
+    assert_eq!(page(Page::Latest, 10).await.0, (21..=30).collect::<Vec<_>>());
+    assert_eq!(page(Page::Before(21), 10).await.0, (11..=20).collect::<Vec<_>>());
+    assert_eq!(page(Page::After(5), 3).await.0, [6, 7, 8]);
+    let (seqs, answer) = page(Page::Before(3), 10).await;
+    assert_eq!(seqs, [1, 2]);
+    assert!(matches!(
+        answer,
+        Event::History(Replay {
+            first: 1,
+            next: 31,
+            count: 2,
+            gap: false,
+            ..
+        })
+    ));
+}
+
+/// History is kept per node, each with its own epoch: a member who comes
+/// back on another node is told there may be a gap, never given a replay
+/// that does not fit what it saw.
+#[tokio::test]
+async fn a_rejoin_on_another_node_is_a_gap_never_a_wrong_replay() {
+    let redis = RedisServer::start().await;
+    let node = async || {
+        let url = redis.url();
+        TestServer::with(move |s| {
+            s.store = Some(url);
+            s.cluster = Some(true);
+        })
+        .await
+    };
+    let (a, b) = (node().await, node().await);
+    let mut amy = a.user("amy").await;
+    amy.enter(ROOM).await;
+    let (mut bob, token) = member(a.addr, false, "bob", login("bob")).await;
+    let at = enter(&mut bob).await;
+    say(&mut amy, "one").await;
+    assert_eq!(next(&mut bob).await, msg(at.next, "one"));
+    drop(bob);
+    say(&mut amy, "two").await;
+    // Back on node b (retrying while node a still holds the name).
+    let mut back = None;
+    let code = retry_while(ResultCode::LOGIN_ALREADY, async || {
+        let mut c = TestClient::connect(b.addr).await;
+        let code = c.try_resume("bob", &token).await;
+        back = Some(c);
+        code
+    })
+    .await;
+    assert_eq!(code, ResultCode::OK);
+    let mut bob = back.unwrap();
+    bob.send(Request::RoomRejoin {
+        room: ROOM,
+        epoch: at.epoch,
+        after: at.next,
+    })
+    .await;
+    let marker = within("the rejoin's answer", async {
+        loop {
+            if let Event::Rejoin(r) = bob.recv().await {
+                return r;
+            }
+        }
+    })
+    .await;
+    assert_eq!(marker.result, ResultCode::OK);
+    assert_ne!(marker.epoch, at.epoch, "each node has its own epoch");
+    assert!(marker.gap, "{marker:?}");
+}
