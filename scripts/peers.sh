@@ -32,7 +32,9 @@
 # 20 members x 1/s; c 10 rooms x 50 members, the rate raised 1.5x a step
 # until a message is lost or p99 passes 50 ms (C_P99_MS); d 19,000 idle
 # members in 100 rooms (memory per connection and setup rate, on a fresh
-# server).
+# server); s (Plaza only, not in the default set) the reconnect storm with
+# replay: d's members with room history come back twice, the second time
+# each missing 20 messages that must be replayed to it, once, in order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-8}
@@ -206,6 +208,13 @@ for PEER in "${PEERS[@]}"; do
     start_server
     run "d: $IDLE idle members in 100 rooms" --scenario idle --rooms 100 --connections "$IDLE" \
       --concurrency 1024 --prefix d
+    stop
+  fi
+  if want s && [[ $PEER == plaza* ]]; then
+    start_server
+    run "s: $IDLE members with room history drop and rejoin twice, missing 20 messages each the second time" \
+      --scenario idle --rooms 100 --connections "$IDLE" --concurrency 1024 --resume-rounds 2 --missed 20 \
+      --prefix s
     stop
   fi
 done

@@ -70,10 +70,15 @@ impl Outboxes {
     }
 }
 
-/// A hub with `MEMBERS` users in room 0.
-fn room() -> (Hub, Outboxes) {
+/// A hub with `MEMBERS` users in room 0, who said HELLO with `features`,
+/// keeping `history` messages per room.
+fn room(features: u32, history: usize) -> (Hub, Outboxes) {
     let config = Config {
         room_capacity: MEMBERS as usize,
+        history: plaza_core::HistoryLimits {
+            messages: history,
+            ..Default::default()
+        },
         ..Config::default()
     };
     let mut hub = Hub::new(config);
@@ -83,7 +88,7 @@ fn room() -> (Hub, Outboxes) {
         hub.handle(Input::Connect { conn }, now, &mut sink);
         let hello = Request::Hello {
             version: plaza_proto::VERSION,
-            features: plaza_proto::features::NOTIFICATIONS,
+            features,
         };
         hub.handle(Input::Request { conn, request: hello }, now, &mut sink);
         let login = Request::Login {
@@ -108,36 +113,44 @@ fn room() -> (Hub, Outboxes) {
 }
 
 fn fanout(c: &mut Criterion) {
-    let (mut hub, mut sink) = room();
-    let now = Instant::now();
-    let message = "x".repeat(64);
-    // Every member heard the chat: the set-up is right.
-    let chat = Request::RoomChat {
-        message: message.clone(),
-    };
-    hub.handle(
-        Input::Request {
-            conn: 1,
-            request: chat,
-        },
-        now,
-        &mut sink,
-    );
-    assert_eq!(sink.queued.len(), MEMBERS as usize);
-    sink.write();
-
+    use plaza_proto::features::{ALL, NOTIFICATIONS};
     let mut group = c.benchmark_group("hub");
     group.throughput(Throughput::Elements(MEMBERS));
-    group.bench_function("room of 200, 64-byte chat", |b| {
-        b.iter(|| {
-            let request = Request::RoomChat {
-                message: message.clone(),
-            };
-            hub.handle(Input::Request { conn: 1, request }, now, &mut sink);
-            black_box(&sink.queued);
-            sink.write();
+    // Room history on (the default: 100 messages kept), off, and on with
+    // members that take numbered messages (the kept packet, shared).
+    for (label, features, history) in [
+        ("room of 200, 64-byte chat", NOTIFICATIONS, 100),
+        ("room of 200, 64-byte chat, history off", NOTIFICATIONS, 0),
+        ("room of 200, 64-byte chat, members with history", ALL, 100),
+    ] {
+        let (mut hub, mut sink) = room(features, history);
+        let now = Instant::now();
+        let message = "x".repeat(64);
+        // Every member heard the chat: the set-up is right.
+        let chat = Request::RoomChat {
+            message: message.clone(),
+        };
+        hub.handle(
+            Input::Request {
+                conn: 1,
+                request: chat,
+            },
+            now,
+            &mut sink,
+        );
+        assert_eq!(sink.queued.len(), MEMBERS as usize);
+        sink.write();
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                let request = Request::RoomChat {
+                    message: message.clone(),
+                };
+                hub.handle(Input::Request { conn: 1, request }, now, &mut sink);
+                black_box(&sink.queued);
+                sink.write();
+            });
         });
-    });
+    }
     group.finish();
 }
 

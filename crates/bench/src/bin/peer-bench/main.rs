@@ -428,7 +428,9 @@ async fn post(args: &Args, missed: u64) -> Result<()> {
         c.send(plaza_proto::Request::RoomEnter { room: room as i32 })
             .await?;
         for i in 0..missed {
-            let message = format!("missed {i} in room {room}");
+            let mut message = format!("missed {i} in room {room} ");
+            let pad = args.size.saturating_sub(message.len()).min(256 - message.len());
+            message.extend(std::iter::repeat_n('x', pad));
             c.send(plaza_proto::Request::RoomChat { message }).await?;
         }
         c.send(plaza_proto::Request::RoomLeave).await?;
@@ -467,7 +469,17 @@ async fn idle(args: &Args) -> Result<()> {
         };
         let missed = if history && round > 1 { args.missed } else { 0 };
         if missed > 0 {
+            let before = rss();
             post(args, missed).await?;
+            if let (Some(b), Some(a)) = (before, rss()) {
+                let kept = missed * args.rooms as u64;
+                println!(
+                    "posted {missed} messages of {} B into each of {} rooms: server RSS {b} KiB -> {a} KiB, {:.0} B per message",
+                    args.size,
+                    args.rooms,
+                    a.saturating_sub(b) as f64 * 1024.0 / kept as f64
+                );
+            }
         }
         let rejoin = history.then_some((posted, missed));
         posted += missed;
