@@ -49,7 +49,7 @@ impl Hub {
 
     /// `conn` disconnected: if it may come back, its seat is held (the
     /// session stays in the room's list, silent) and its inbox opened.
-    pub(crate) fn hold(&mut self, conn: Conn, now: Instant) {
+    pub(crate) fn hold(&mut self, conn: Conn, now: Instant, sink: &mut impl Sink) {
         if !self.may_come_back(conn) {
             return;
         }
@@ -58,6 +58,12 @@ impl Hub {
             return;
         };
         let name = name.clone();
+        if s.room.is_some() {
+            // An older held seat (it cannot have one: entering a room gives
+            // that up first) would be lost: give it up.
+            self.give_up_seat(&name, sink);
+        }
+        let s = self.sessions.get_mut(&conn).expect("checked");
         let seat = s.room.take().map(|r| {
             // It no longer counts as a member that reads.
             let room = &mut self.rooms[r as usize];

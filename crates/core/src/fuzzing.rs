@@ -56,6 +56,14 @@ impl Sink for Out {
 /// answers in any order, other nodes' messages and time passing (with
 /// presence ticks). Never panics; the counts agree.
 pub fn hub(data: &[u8]) {
+    // Odd first byte: one node, where dropped users with history are held
+    // (the resume window); even: cluster mode.
+    let single = data.first().is_some_and(|b| b & 1 == 1);
+    let history = crate::HistoryLimits {
+        messages: 3,
+        bytes: 1024,
+        age: Duration::from_secs(100),
+    };
     let config = Config {
         rooms: 4,
         room_capacity: 3,
@@ -63,17 +71,26 @@ pub fn hub(data: &[u8]) {
         max_pending: 2,
         chat_rate: 5,
         login_timeout: Some(Duration::from_secs(30)),
-        node_tag: 1,
+        node_tag: if single { 0 } else { 1 },
         admin_secret: Some("s".into()),
         batch_presence: true,
+        history,
+        resume_window: Duration::from_secs(60),
         ..Config::default()
     };
     let mut hub = Hub::new(config);
     let mut out = Out::default();
     let mut now = Instant::now();
     let mut rest = data;
+    // A session id is never reused (the network's promise: a held seat in
+    // a room keeps its session's id): each connect of slot 1-4 is a new one.
+    let mut generation = [0u64; 4];
     while let Some((&op, tail)) = rest.split_first() {
-        let conn = Conn::from(op & 3) + 1;
+        let slot = usize::from(op & 3);
+        if op & 4 != 0 && tail.first().is_some_and(|a| a % 8 == 0) && op >> 3 > 0 {
+            generation[slot] += 1;
+        }
+        let conn = (slot as Conn + 1) | (generation[slot] << 8);
         let len = usize::from(op >> 3).min(tail.len());
         let (arg, tail) = tail.split_at(len);
         rest = tail;
@@ -132,7 +149,7 @@ pub fn hub(data: &[u8]) {
                 },
                 5 => {
                     now += Duration::from_secs(u64::from(arg.get(1).copied().unwrap_or(1)));
-                    hub.expire_guests(now, &mut out);
+                    hub.upkeep(now, &mut out);
                     hub.flush_presence(&mut out);
                     continue;
                 }
@@ -147,5 +164,6 @@ pub fn hub(data: &[u8]) {
         };
         hub.handle(input, now, &mut out);
         assert!(hub.users_online() <= hub.sessions() + hub.remote_users());
+        assert!(hub.history_bytes() <= 4 * history.bytes, "history over its bound");
     }
 }

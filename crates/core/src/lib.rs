@@ -242,7 +242,7 @@ impl Hub {
             }
             Input::PeerClosed { conn } => self.submit(conn, Queued::Close, now, sink),
             Input::Disconnect { conn } => {
-                self.hold(conn, now);
+                self.hold(conn, now, sink);
                 self.sign_out(conn, sink);
                 self.sessions.remove(&conn);
             }

@@ -488,6 +488,33 @@ mod tests {
     }
 
     #[test]
+    fn room_message_and_rejoin_are_encoded_as_protocol_md_shows_them() {
+        let message = Event::RoomMessage {
+            room: 3,
+            seq: 7,
+            name: "amy".into(),
+            message: "hi".into(),
+        }
+        .to_bytes();
+        let doc = "19 00 59 01 00 03 00 00 00 07 00 00 00 00 00 00 00 03 61 6d 79 02 00 68 69";
+        assert_eq!(hex(&message), doc);
+        assert_eq!(crate::room_message_seq(&message), 7);
+        let mut rejoin = BytesMut::new();
+        Request::RoomRejoin {
+            room: 3,
+            epoch: 0x2a,
+            after: 7,
+        }
+        .encode(&mut rejoin);
+        let doc = "19 00 5c 01 00 03 00 00 00 2a 00 00 00 00 00 00 00 07 00 00 00 00 00 00 00";
+        assert_eq!(hex(&rejoin), doc);
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
     fn a_history_request_with_a_bad_mode_is_answered_with_its_own_response() {
         for (mode, limit) in [(3u8, 10u16), (255, 10), (4, 0)] {
             let mut b = BytesMut::new();
