@@ -105,10 +105,10 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     resume_rounds: u32,
     /// `idle`, Plaza: members take room history and come back with
-    /// ROOM_REJOIN; from the second comeback on, each room gets this many
-    /// messages while its members are away, which each must get replayed,
-    /// in order, once (the first comeback replays none: the rate to compare
-    /// with).
+    /// ROOM_REJOIN; before the last comeback (of at least two), each room
+    /// gets this many messages while its members are away, which each must
+    /// get replayed, in order, once (the comebacks before replay none: the
+    /// rates to compare with; the first of them also warms the server up).
     #[arg(long, default_value_t = 0)]
     missed: u64,
     /// Connections being set up at once.
@@ -467,7 +467,11 @@ async fn idle(args: &Args) -> Result<()> {
             Peer::Plaza => (args.prefix.clone(), " with resume tokens"),
             _ => (format!("{}a{round}", args.prefix), ""),
         };
-        let missed = if history && round > 1 { args.missed } else { 0 };
+        let missed = if history && round > 1 && round == args.resume_rounds {
+            args.missed
+        } else {
+            0
+        };
         if missed > 0 {
             let before = rss();
             post(args, missed).await?;
@@ -484,10 +488,15 @@ async fn idle(args: &Args) -> Result<()> {
         let rejoin = history.then_some((posted, missed));
         posted += missed;
         let replayed = wire::REPLAYED.load(Ordering::Relaxed);
-        let t = Instant::now();
+        let (t, server) = (Instant::now(), cpu(args.server_pid));
         members = connect_many(args, &prefix, n, false, Some(tokens), rejoin).await?;
         let took = t.elapsed().as_secs_f64();
         line += &format!("; again{how} at {:.0}/s", n as f64 / took);
+        if let (Some(a), Some(b)) = (server, cpu(args.server_pid)) {
+            // The server's own cost, apart from how fast the load came.
+            let per = (b - a).as_secs_f64() * 1e6 / n as f64;
+            line += &format!(" [server CPU {per:.1} us each]");
+        }
         if history {
             let replayed = wire::REPLAYED.load(Ordering::Relaxed) - replayed;
             line += &format!(
