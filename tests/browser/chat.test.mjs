@@ -255,6 +255,13 @@ try {
   await untilOffline(tcp, "bob");
   step('await say(alice, "room", "said while bob was away");');
   await say(alice, "room", "said while bob was away");
+  // Bob types while his connection is down: the page holds it and sends it
+  // (with its message id) once back in the room.
+  await bob.bringToFront();
+  await bob.select("#mode", "room");
+  await bob.type("#message", "typed while away");
+  await bob.click("#send");
+  await logShows(bob, "it will be sent when the connection is back");
   bobProxy.setDown(false);
   step('await logShows(bob, "reconnected as bob");');
   await logShows(bob, "reconnected as bob");
@@ -264,6 +271,11 @@ try {
   await logShows(bob, "caught up: 1 message from while you were away");
   const shown = await bob.evaluate(() => document.getElementById("log").textContent.split("said while bob was away").length - 1);
   assert.equal(shown, 1, "the missed message is shown once");
+  step('await logShows(alice, "typed while away");');
+  await logShows(alice, "typed while away");
+  await bob.waitForFunction(() => document.getElementById("message").value === "", OPTS);
+  const sent = await alice.evaluate(() => document.getElementById("log").textContent.split("typed while away").length - 1);
+  assert.equal(sent, 1, "what bob typed while away arrives once");
   step('await bob.waitForFunction(() => document.getElementById("sta');
   await bob.waitForFunction(() => document.getElementById("state").dataset.state === "open", OPTS);
   step('await bob.waitForFunction((r) => document.getElementById("wh');

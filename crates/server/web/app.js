@@ -197,7 +197,10 @@ $("say").addEventListener("submit", async (ev) => {
   if (!message) return;
   const mode = $("mode").value;
   try {
-    if (mode === "room") await plaza.chat(message);
+    if (mode === "room") {
+      if (plaza.state !== "open") system("not connected: it will be sent when the connection is back");
+      await plaza.chat(message);
+    }
     if (mode === "broadcast") await plaza.broadcast(message);
     if (mode === "whisper") {
       const to = $("to").value.trim();

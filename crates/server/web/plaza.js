@@ -17,6 +17,9 @@
 // and resumes the session with its token (kept in sessionStorage), then
 // rejoins the room it was in: the messages said meanwhile are replayed as
 // `chat` events, in order, once (the room's history, PROTOCOL.md "Rejoin").
+// `chat()` sends with a message id of its own (ROOM_SEND): typed while the
+// connection is down, a message waits for it, and one whose answer was lost
+// in a drop is sent again; the server delivers it once.
 
 export const SUBPROTOCOL = "plaza.v1";
 export const VERSION = 1;
@@ -36,6 +39,7 @@ export const ID = Object.freeze({
   PING: 331, PONG: 332, NOTICE: 333, REQUEST_ERROR: 335, RESUME_TOKEN: 337,
   RESUME: 339, MISSED: 341, HELLO: 343, HELLO_RESPONSE: 344,
   ROOM_MESSAGE: 345, HISTORY: 346, HISTORY_RESPONSE: 347, ROOM_REJOIN: 348, ROOM_REJOIN_RESPONSE: 349,
+  ROOM_SEND: 350, ROOM_SEND_RESPONSE: 351,
 });
 
 /** HELLO's feature bits: Plaza's notifications, room history. */
@@ -136,6 +140,7 @@ export function encodeRequest(r) {
       return w.finish(ID.HISTORY);
     }
     case "rejoin": w.i32(r.room); w.u64(BigInt(r.epoch ?? 0)); w.u64(BigInt(r.after ?? 0)); return w.finish(ID.ROOM_REJOIN);
+    case "send": w.u64(BigInt(r.id)); w.str16(r.message); return w.finish(ID.ROOM_SEND);
     default: throw new TypeError(`unknown request ${r.type}`);
   }
 }
@@ -193,6 +198,7 @@ export function decodeEvent(bytes) {
     }
     case ID.ROOM_MESSAGE:
       return e("chat", { room: r.u32(), seq: String(r.u64()), name: r.str8(), message: r.str16() });
+    case ID.ROOM_SEND_RESPONSE: return e("result", { result: result(), seq: String(r.u64()) });
     case ID.HISTORY_RESPONSE: case ID.ROOM_REJOIN_RESPONSE:
       return e("result", {
         result: result(), epoch: String(r.u64()), first: String(r.u64()), next: String(r.u64()),
@@ -477,7 +483,45 @@ export class PlazaClient extends EventTarget {
     this.save({ ...(this.saved() ?? {}), room: null });
     return r;
   }
-  chat(message) { return this.request({ type: "chat", message }); }
+  /**
+   * Says `message` in our room (ROOM_SEND, with an id of ours). While the
+   * connection is down it waits; if the connection drops before the answer
+   * it sends again, with the same id, once back in the room: the server
+   * delivers it once either way. Resolves with the answer (`seq`).
+   */
+  async chat(message) {
+    const id = this.nextId();
+    for (;;) {
+      if (this.state !== "open") {
+        if (!this.wanted) throw new Error("not connected");
+        await this.until("open");
+        continue;
+      }
+      try {
+        return await this.request({ type: "send", id, message });
+      } catch (e) {
+        if (e instanceof PlazaError || !this.wanted) throw e;
+        // The connection went: again once it is back (not before: it may
+        // still read as open while it closes).
+        await this.until("open");
+      }
+    }
+  }
+  /** A message id no earlier run of this page used (the clock, then a count). */
+  nextId() {
+    this.lastId = this.lastId ? this.lastId + 1n : BigInt(Date.now()) * 1000n;
+    return this.lastId;
+  }
+  /** Resolves when the connection's state is `state` (rejects if it closes for good). */
+  until(state) {
+    return new Promise((resolve, reject) => {
+      const on = (e) => {
+        if (e.detail === state) { this.removeEventListener("state", on); resolve(); }
+        else if (e.detail === "closed") { this.removeEventListener("state", on); reject(new Error("closed")); }
+      };
+      this.addEventListener("state", on);
+    });
+  }
   whisper(to, message) { return this.request({ type: "whisper", to, message }); }
   broadcast(message) { return this.request({ type: "broadcast", message }); }
   userList(after = "") { return this.request({ type: "userList", after }); }
