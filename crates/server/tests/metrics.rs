@@ -51,6 +51,9 @@ async fn a_scrape_counts_sessions_logins_deliveries_and_drops() {
     assert_eq!(code, 200);
     assert_eq!(value(&body, "plaza_sessions"), 3.0);
     assert_eq!(value(&body, "plaza_users_online"), 2.0);
+    // The one room message is kept: its packet (20 bytes, "amy", "hi") and 64.
+    assert_eq!(value(&body, "plaza_history_bytes"), (20 + 3 + 2 + 64) as f64);
+    assert_eq!(value(&body, "plaza_users_away"), 0.0);
     assert_eq!(value(&body, r#"plaza_logins_total{result="OK"}"#), 2.0);
     assert_eq!(
         value(&body, r#"plaza_logins_total{result="INVALID_CREDENTIALS"}"#),
