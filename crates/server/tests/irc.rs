@@ -510,3 +510,52 @@ async fn a_nick_is_free_again_once_its_quit_closes_the_link() {
     }
     let _back = Irc::register(irc, "ali", None).await;
 }
+
+/// userhost-in-names: NAMES (on JOIN and asked) lists `nick!user@host`,
+/// with the user an IRC client gave; multi-prefix is acknowledged (Plaza's
+/// members have at most one prefix, so lists do not change).
+#[tokio::test]
+async fn userhost_in_names_lists_every_member_with_its_user_and_host() {
+    let (server, irc) = irc_server(true).await;
+    let mut amy = server.user("amy").await;
+    assert_eq!(amy.enter(2).await.1, ResultCode::OK);
+    let mut pat = Irc::connect(irc).await;
+    pat.send("CAP LS 302").await;
+    let ls = pat.until(" LS ").await;
+    assert!(
+        ls.contains("userhost-in-names") && ls.contains("multi-prefix"),
+        "{ls}"
+    );
+    pat.send("CAP REQ :multi-prefix userhost-in-names").await;
+    assert!(
+        pat.until(" ACK ")
+            .await
+            .ends_with(":multi-prefix userhost-in-names")
+    );
+    pat.send("CAP LIST").await;
+    let list = pat.until(" LIST ").await;
+    assert!(
+        list.contains("multi-prefix") && list.contains("userhost-in-names"),
+        "{list}"
+    );
+    pat.send("NICK pat\r\nUSER patty 0 * :Pat\r\nCAP END").await;
+    pat.until(" 376 ").await;
+    pat.send("JOIN #2").await;
+    let names = pat.until(" 353 ").await;
+    assert!(
+        names.ends_with(":amy!amy@plaza.users pat!patty@plaza.users"),
+        "{names}"
+    );
+    pat.until(" 366 ").await;
+    pat.send("NAMES #2").await;
+    let names = pat.until(" 353 ").await;
+    assert!(
+        names.ends_with(":amy!amy@plaza.users pat!patty@plaza.users"),
+        "{names}"
+    );
+    // Without the capability, nicks alone.
+    let mut tom = Irc::register(irc, "tom", None).await;
+    tom.send("JOIN #2").await;
+    let names = tom.until(" 353 ").await;
+    assert!(names.ends_with(":amy pat tom"), "{names}");
+}

@@ -6,7 +6,14 @@ use super::line::{self, Message, Prefix};
 /// The capabilities offered (docs/IRC.md).
 /// `cap-notify` costs nothing: the list never changes while a client is
 /// connected, so there is never a CAP NEW or DEL to send.
-const CAPS: &[&str] = &["cap-notify", "echo-message", "sasl", "server-time"];
+const CAPS: &[&str] = &[
+    "cap-notify",
+    "echo-message",
+    "multi-prefix",
+    "sasl",
+    "server-time",
+    "userhost-in-names",
+];
 
 pub(super) fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
     let sub = m.param(0).unwrap_or("").to_ascii_uppercase();
@@ -23,9 +30,9 @@ pub(super) fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
             s.caps.notify |= v302;
             s.caps.negotiating = !registered;
             let offered = if v302 {
-                "cap-notify echo-message sasl=PLAIN server-time"
+                "cap-notify echo-message multi-prefix sasl=PLAIN server-time userhost-in-names"
             } else {
-                "cap-notify echo-message sasl server-time"
+                "cap-notify echo-message multi-prefix sasl server-time userhost-in-names"
             };
             reply(cx, &me, "LS", offered);
         }
@@ -34,7 +41,9 @@ pub(super) fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
             let on = [
                 (caps.notify, "cap-notify"),
                 (caps.echo, "echo-message"),
+                (caps.multi_prefix, "multi-prefix"),
                 (caps.time, "server-time"),
+                (caps.userhost, "userhost-in-names"),
             ]
             .iter()
             .filter(|(on, _)| *on)
@@ -61,6 +70,8 @@ pub(super) fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
                     "echo-message" => cx.s().caps.echo = on,
                     "cap-notify" => cx.s().caps.notify = on,
                     "server-time" => cx.s().caps.time = on,
+                    "userhost-in-names" => cx.s().caps.userhost = on,
+                    "multi-prefix" => cx.s().caps.multi_prefix = on,
                     _ => {}
                 }
             }

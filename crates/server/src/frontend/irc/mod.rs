@@ -83,6 +83,11 @@ pub(crate) struct Caps {
     pub(crate) notify: bool,
     /// `server-time`: every line says when the server sent it.
     pub(crate) time: bool,
+    /// `userhost-in-names`: NAMES lists `nick!user@host`.
+    pub(crate) userhost: bool,
+    /// `multi-prefix`: every prefix of a member in NAMES and WHO. Plaza's
+    /// members have at most one (none in NAMES), so it changes nothing.
+    pub(crate) multi_prefix: bool,
     /// Negotiating (CAP LS or REQ before CAP END): registration waits.
     pub(crate) negotiating: bool,
     /// `CAP LS 302` or later: `cap-notify` is implied.

@@ -178,11 +178,24 @@ impl Irc {
             // The hub's list is the truth now.
             c.names = roster.iter().map(|(uid, n)| (uid, Arc::from(n))).collect();
             let me = s.me().to_owned();
+            let caps = s.caps;
             line::put(&mut b, Prefix::User(&me), "JOIN", &[&channel]);
-            let mut names: Vec<&str> = c.names.values().map(|n| &**n).collect();
+            let mut names: Vec<Arc<str>> = c.names.values().cloned().collect();
             names.sort_unstable();
-            put_names(&mut b, &self.server, &me, &channel, names.into_iter());
-            b = s.caps.stamp(b);
+            let names: Vec<&str> = names.iter().map(|n| &**n).collect();
+            if caps.userhost {
+                let names = super::queries::userhosts(&state, room, &names);
+                put_names(
+                    &mut b,
+                    &self.server,
+                    &me,
+                    &channel,
+                    names.iter().map(String::as_str),
+                );
+            } else {
+                put_names(&mut b, &self.server, &me, &channel, names.into_iter());
+            }
+            b = caps.stamp(b);
         }
         self.send(id, b);
     }

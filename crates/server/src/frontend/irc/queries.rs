@@ -26,6 +26,20 @@ pub(super) fn irc_session<'s>(state: &'s State, nick: &str) -> Option<&'s Sessio
     })
 }
 
+/// `nick!user@host` for each of `names` in `room` (userhost-in-names): the
+/// user an IRC session gave, or (a Plaza user) the name itself.
+pub(super) fn userhosts(state: &State, room: u32, names: &[&str]) -> Vec<String> {
+    let users: std::collections::HashMap<&str, &str> = (state.sessions.values())
+        .filter(|s| s.room == Some(room))
+        .filter_map(|s| Some((s.nick.as_deref()?, s.username.as_str())))
+        .collect();
+    let user = |n: &str| users.get(n).copied().unwrap_or(n).to_owned();
+    names
+        .iter()
+        .map(|n| format!("{n}!{}@{}", user(n), line::USER_HOST))
+        .collect()
+}
+
 /// `nick`, if an IRC session here holds it or it is in the asker's channel.
 fn lookup(cx: &Cx<'_>, nick: &str) -> Option<Seen> {
     if let Some(s) = irc_session(cx.state, nick) {
@@ -77,8 +91,19 @@ pub(super) fn names(cx: &mut Cx<'_>, channel: Option<&str>) {
     };
     if let Some(names) = members(cx, &channel) {
         let me = cx.me();
+        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        if let (true, Some(room)) = (cx.s().caps.userhost, cx.s().room) {
+            let plain: Vec<&str> = names.iter().map(String::as_str).collect();
+            names = userhosts(cx.state, room, &plain);
+        }
         let mut b = std::mem::take(cx.replies());
-        super::outbound::put_names(&mut b, &cx.irc.server, &me, &channel, names.iter().map(|n| &**n));
+        super::outbound::put_names(
+            &mut b,
+            &cx.irc.server,
+            &me,
+            &channel,
+            names.iter().map(String::as_str),
+        );
         *cx.replies() = b;
     } else {
         cx.num("366", &[&channel, "End of /NAMES list"]);
