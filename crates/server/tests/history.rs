@@ -311,3 +311,57 @@ async fn a_rejoin_on_another_node_is_a_gap_never_a_wrong_replay() {
     assert_ne!(marker.epoch, at.epoch, "each node has its own epoch");
     assert!(marker.gap, "{marker:?}");
 }
+
+/// Malformed history requests are answered with their own response and a
+/// code; the connection stays.
+#[tokio::test]
+async fn bad_history_rejoin_and_send_requests_get_their_answers_with_a_code() {
+    use plaza_proto::id;
+    let server = TestServer::start().await;
+    let mut amy = server.user("amy").await;
+    let frame = |pid: u16, body: &[u8]| {
+        let mut f = bytes::BytesMut::new();
+        plaza_proto::put_frame(&mut f, pid, body);
+        f.to_vec()
+    };
+    let bad = |code| Replay::failed(code);
+    // HISTORY with mode 9; a truncated one.
+    amy.send_raw(&frame(id::HISTORY_REQUEST, &[9, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0]))
+        .await;
+    assert_eq!(amy.recv().await, Event::History(bad(ResultCode::BAD_REQUEST)));
+    amy.send_raw(&frame(id::HISTORY_REQUEST, &[0, 1])).await;
+    assert_eq!(amy.recv().await, Event::History(bad(ResultCode::BAD_REQUEST)));
+    // ROOM_REJOIN cut short; a room that does not exist.
+    amy.send_raw(&frame(id::ROOM_REJOIN_REQUEST, &[1, 0, 0, 0])).await;
+    assert_eq!(amy.recv().await, Event::Rejoin(bad(ResultCode::BAD_REQUEST)));
+    let rejoin = Request::RoomRejoin {
+        room: -1,
+        epoch: 0,
+        after: 0,
+    };
+    assert_eq!(
+        amy.call(rejoin).await,
+        Event::Rejoin(bad(ResultCode::INVALID_ROOM))
+    );
+    // ROOM_SEND over 256 bytes; with text that is not UTF-8; from the lobby.
+    let mut long = 7u64.to_le_bytes().to_vec();
+    long.extend_from_slice(&300u16.to_le_bytes());
+    long.extend_from_slice(&[b'x'; 300]);
+    amy.send_raw(&frame(id::ROOM_SEND_REQUEST, &long)).await;
+    let refused = |result| Event::RoomSendResult { result, seq: 0 };
+    assert_eq!(amy.recv().await, refused(ResultCode::INVALID_MESSAGE));
+    let mut bad_utf8 = 8u64.to_le_bytes().to_vec();
+    bad_utf8.extend_from_slice(&[2, 0, 0xff, 0xfe]);
+    amy.send_raw(&frame(id::ROOM_SEND_REQUEST, &bad_utf8)).await;
+    assert_eq!(amy.recv().await, refused(ResultCode::INVALID_MESSAGE));
+    let send = Request::RoomSend {
+        id: 9,
+        message: "hi".into(),
+    };
+    assert_eq!(amy.call(send).await, refused(ResultCode::USER_IN_LOBBY));
+    // Still connected and served.
+    assert_eq!(
+        amy.call(Request::Ping { nonce: 3 }).await,
+        Event::Pong { nonce: 3 }
+    );
+}
