@@ -4,7 +4,7 @@
 
 use std::process::{Command, Stdio};
 
-use plaza_proto::{Event, Request, ResultCode};
+use plaza_proto::Event;
 use plaza_test_support::{TestServer, run_command, within};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -77,7 +77,7 @@ async fn no_server_says_so_at_once_in_one_line() {
 }
 
 /// Reads the client's output until a line contains `want`.
-async fn until_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>, want: &str) {
+async fn until_line(lines: &mut Lines, want: &str) {
     within(&format!("the line {want:?}"), async {
         loop {
             let line = lines.next_line().await.unwrap().expect("the client ended");
@@ -89,17 +89,20 @@ async fn until_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::Child
     .await;
 }
 
-#[tokio::test]
-async fn a_session_comes_back_to_its_room_after_a_server_restart() {
-    let server = TestServer::start().await;
-    let (addr, dir) = (server.addr, server.dir.clone());
+type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+/// `plaza chat` at `addr`, registered as `user` (password "pw"), in room 3.
+async fn chat_in_room_3(
+    addr: std::net::SocketAddr,
+    user: &str,
+) -> (tokio::process::Child, tokio::process::ChildStdin, Lines) {
     let mut child = tokio::process::Command::new(BIN)
         .args([
             "chat",
             "--server",
             &addr.to_string(),
             "--user",
-            "carol",
+            user,
             "--register",
         ])
         .stdin(Stdio::piped())
@@ -111,6 +114,14 @@ async fn a_session_comes_back_to_its_room_after_a_server_restart() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     stdin.write_all(b"pw\n/join 3\n").await.unwrap();
     until_line(&mut lines, "ok: in room 3").await;
+    (child, stdin, lines)
+}
+
+#[tokio::test]
+async fn a_session_comes_back_to_its_room_after_a_server_restart() {
+    let server = TestServer::start().await;
+    let (addr, dir) = (server.addr, server.dir.clone());
+    let (mut child, mut stdin, mut lines) = chat_in_room_3(addr, "carol").await;
 
     // The server restarts on the same address and data.
     let mut running = server.running;
@@ -147,39 +158,18 @@ async fn a_session_comes_back_to_its_room_after_a_server_restart() {
 async fn a_dropped_session_comes_back_with_what_was_said_meanwhile() {
     let server = TestServer::start().await;
     let relay = plaza_test_support::Relay::start(server.addr).await;
-    let mut child = tokio::process::Command::new(BIN)
-        .args([
-            "chat",
-            "--server",
-            &relay.addr.to_string(),
-            "--user",
-            "dina",
-            "--register",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    stdin.write_all(b"pw\n/join 3\n").await.unwrap();
-    until_line(&mut lines, "ok: in room 3").await;
+    let (mut child, mut stdin, mut lines) = chat_in_room_3(relay.addr, "dina").await;
     let mut bob = server.user("bob").await;
     bob.enter(3).await;
-    let say = async |bob: &mut plaza_test_support::TestClient, text: &str| {
-        let r = bob.ask(Request::RoomChat { message: text.into() }).await;
-        assert_eq!(r, Event::RoomChatResult(ResultCode::OK));
-    };
-    say(&mut bob, "before").await;
+    bob.say("before").await;
     until_line(&mut lines, "[bob] before").await;
 
     // The network goes down; once the server has seen dina go (her seat is
     // held for her return: the room hears no leave), bob talks.
     relay.down();
     server.until_status("users_away", 1).await;
-    say(&mut bob, "while you were out").await;
-    say(&mut bob, "and this").await;
+    bob.say("while you were out").await;
+    bob.say("and this").await;
     relay.restore();
 
     until_line(&mut lines, "* back in room 3").await;

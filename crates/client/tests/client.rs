@@ -172,11 +172,7 @@ async fn a_client_rejoins_its_room_where_it_left_off_after_a_drop() {
     assert_eq!(amy.enter(2).await.unwrap().0, ResultCode::OK);
     let mut bob = server.user("bob").await;
     bob.enter(2).await;
-    let say = async |bob: &mut plaza_test_support::TestClient, text: &str| {
-        let r = bob.ask(Request::RoomChat { message: text.into() }).await;
-        assert_eq!(r, Event::RoomChatResult(ResultCode::OK));
-    };
-    say(&mut bob, "a").await;
+    bob.say("a").await;
     let heard = |seq: u64, text: &str| Event::RoomMessage {
         room: 2,
         seq,
@@ -197,8 +193,8 @@ async fn a_client_rejoins_its_room_where_it_left_off_after_a_drop() {
     assert!(matches!(next(&mut notes).await, Event::Notice { .. }), "the drop");
     // The server has seen amy go; her seat is held (bob hears no leave).
     server.until_status("users_away", 1).await;
-    say(&mut bob, "b").await;
-    say(&mut bob, "c").await;
+    bob.say("b").await;
+    bob.say("c").await;
 
     let token = amy.token().unwrap();
     let (amy, mut notes) = PlazaClient::connect(relay.addr).await.unwrap();
@@ -209,7 +205,7 @@ async fn a_client_rejoins_its_room_where_it_left_off_after_a_drop() {
     assert_eq!(next(&mut notes).await, heard(2, "b"));
     assert_eq!(next(&mut notes).await, heard(3, "c"));
     assert_eq!(amy.position().map(|p| p.seq), Some(3));
-    say(&mut bob, "d").await;
+    bob.say("d").await;
     assert_eq!(next(&mut notes).await, heard(4, "d"));
     // Bob never heard amy leave or come back.
     assert_eq!(

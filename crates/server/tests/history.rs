@@ -9,9 +9,10 @@ use plaza_test_support::{RedisServer, TestClient, TestServer, retry_while, withi
 
 const ROOM: i32 = 5;
 
-/// A client with history on, logged in as `name` (registered first if
-/// `register`), over TCP or WebSocket; returns it and its resume token.
-async fn member(at: SocketAddr, websocket: bool, name: &str, login: Request) -> (Conn, String) {
+/// A client with history on, over TCP or WebSocket, as `name`: registered
+/// and logged in, or (with the token of an earlier login) resumed. Returns
+/// it and its next resume token.
+async fn member(at: SocketAddr, websocket: bool, name: &str, resume: Option<String>) -> (Conn, String) {
     let endpoint = Endpoint {
         target: at.into(),
         websocket,
@@ -25,28 +26,31 @@ async fn member(at: SocketAddr, websocket: bool, name: &str, login: Request) -> 
         call(&mut c, hello).await,
         Event::Hello { features: 3, .. }
     ));
-    if let Request::Login { .. } = login {
-        let register = Request::Register {
+    let login = match resume {
+        Some(token) => Request::Resume {
             name: name.into(),
-            password: "pw".into(),
-        };
-        assert_eq!(
-            call(&mut c, register).await,
-            Event::RegisterResult(ResultCode::OK)
-        );
-    }
+            token,
+        },
+        None => {
+            let register = Request::Register {
+                name: name.into(),
+                password: "pw".into(),
+            };
+            assert_eq!(
+                call(&mut c, register).await,
+                Event::RegisterResult(ResultCode::OK)
+            );
+            Request::Login {
+                name: name.into(),
+                password: "pw".into(),
+            }
+        }
+    };
     assert_eq!(call(&mut c, login).await, Event::LoginResult(ResultCode::OK));
     let Event::ResumeToken { token, .. } = next(&mut c).await else {
         panic!("a resume token after the login")
     };
     (c, token)
-}
-
-fn login(name: &str) -> Request {
-    Request::Login {
-        name: name.into(),
-        password: "pw".into(),
-    }
 }
 
 async fn call(c: &mut Conn, r: Request) -> Event {
@@ -99,11 +103,6 @@ async fn enter(c: &mut Conn) -> Replay {
     }
 }
 
-async fn say(amy: &mut TestClient, text: &str) {
-    let r = amy.ask(Request::RoomChat { message: text.into() }).await;
-    assert_eq!(r, Event::RoomChatResult(ResultCode::OK));
-}
-
 async fn drop_and_rejoin(websocket: bool) {
     let server = TestServer::with(|s| s.ws_bind = Some("127.0.0.1:0".parse().unwrap())).await;
     let bob_at = if websocket {
@@ -113,28 +112,19 @@ async fn drop_and_rejoin(websocket: bool) {
     };
     let mut amy = server.user("amy").await;
     amy.enter(ROOM).await;
-    let (mut bob, token) = member(bob_at, websocket, "bob", login("bob")).await;
+    let (mut bob, token) = member(bob_at, websocket, "bob", None).await;
     let at = enter(&mut bob).await;
-    say(&mut amy, "before").await;
+    amy.say("before").await;
     let seen = next(&mut bob).await;
     assert_eq!(seen, msg(at.next, "before"));
 
     // Bob's connection drops; the room talks on.
     drop(bob);
     for text in ["one", "two", "three"] {
-        say(&mut amy, text).await;
+        amy.say(text).await;
     }
 
-    let (mut bob, _) = member(
-        bob_at,
-        websocket,
-        "bob",
-        Request::Resume {
-            name: "bob".into(),
-            token,
-        },
-    )
-    .await;
+    let (mut bob, _) = member(bob_at, websocket, "bob", Some(token)).await;
     let back = Request::RoomRejoin {
         room: ROOM,
         epoch: at.epoch,
@@ -159,7 +149,7 @@ async fn drop_and_rejoin(websocket: bool) {
         ]
     );
     // Live again, from the next number on, once.
-    say(&mut amy, "four").await;
+    amy.say("four").await;
     assert_eq!(
         until_answer(&mut bob, Request::Ping { nonce: 9 }).await,
         [msg(s + 4, "four"), Event::Pong { nonce: 9 }]
@@ -181,22 +171,13 @@ async fn past_the_history_bound_the_rejoin_says_there_is_a_gap() {
     let server = TestServer::with(|s| s.history_messages = Some(2)).await;
     let mut amy = server.user("amy").await;
     amy.enter(ROOM).await;
-    let (mut bob, token) = member(server.addr, false, "bob", login("bob")).await;
+    let (mut bob, token) = member(server.addr, false, "bob", None).await;
     let at = enter(&mut bob).await;
     drop(bob);
     for text in ["one", "two", "three", "four"] {
-        say(&mut amy, text).await;
+        amy.say(text).await;
     }
-    let (mut bob, _) = member(
-        server.addr,
-        false,
-        "bob",
-        Request::Resume {
-            name: "bob".into(),
-            token,
-        },
-    )
-    .await;
+    let (mut bob, _) = member(server.addr, false, "bob", Some(token)).await;
     let back = Request::RoomRejoin {
         room: ROOM,
         epoch: at.epoch,
@@ -223,9 +204,9 @@ async fn scrollback_pages_through_the_room_history() {
     let mut amy = server.user("amy").await;
     amy.enter(ROOM).await;
     for i in 1..=30 {
-        say(&mut amy, &format!("m{i}")).await;
+        amy.say(&format!("m{i}")).await;
     }
-    let (mut bob, _) = member(server.addr, false, "bob", login("bob")).await;
+    let (mut bob, _) = member(server.addr, false, "bob", None).await;
     enter(&mut bob).await;
     let mut page = async |page, limit| {
         let got = until_answer(&mut bob, Request::History { page, limit }).await;
@@ -276,12 +257,12 @@ async fn a_rejoin_on_another_node_is_a_gap_never_a_wrong_replay() {
     let (a, b) = (node().await, node().await);
     let mut amy = a.user("amy").await;
     amy.enter(ROOM).await;
-    let (mut bob, token) = member(a.addr, false, "bob", login("bob")).await;
+    let (mut bob, token) = member(a.addr, false, "bob", None).await;
     let at = enter(&mut bob).await;
-    say(&mut amy, "one").await;
+    amy.say("one").await;
     assert_eq!(next(&mut bob).await, msg(at.next, "one"));
     drop(bob);
-    say(&mut amy, "two").await;
+    amy.say("two").await;
     // Back on node b (retrying while node a still holds the name).
     let mut back = None;
     let code = retry_while(ResultCode::LOGIN_ALREADY, async || {

@@ -245,6 +245,13 @@ impl TestClient {
         );
     }
 
+    /// Says `text` in its room (ROOM_CHAT), expecting 222 with 0 (any
+    /// notifications before it are skipped).
+    pub async fn say(&mut self, text: &str) {
+        let r = self.ask(Request::RoomChat { message: text.into() }).await;
+        assert_eq!(r, Event::RoomChatResult(ResultCode::OK), "say {text:?}");
+    }
+
     /// Enters a room, returning the member list and the result.
     pub async fn enter(&mut self, room: i32) -> (Vec<(u64, String)>, ResultCode) {
         self.send(Request::RoomEnter { room }).await;
