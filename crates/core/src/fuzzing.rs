@@ -143,8 +143,13 @@ pub fn hub(data: &[u8]) {
                         room: u32::from(arg.get(1).copied().unwrap_or(0) % 6),
                     },
                 },
-                4 => Input::NodeState {
+                4 if arg.len() % 2 == 0 => Input::NodeState {
                     node: 9,
+                    users: Vec::new(),
+                },
+                4 => Input::BusGap {
+                    node: 9,
+                    missed: arg.len() as u64,
                     users: Vec::new(),
                 },
                 5 => {

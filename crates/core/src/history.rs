@@ -97,6 +97,16 @@ impl History {
         self.expire(now, limits);
     }
 
+    /// Messages for this room were lost before they reached this node (its
+    /// cluster bus link was cut): what is held goes and one number is
+    /// skipped, so a replay or page that spans the loss says it has a gap
+    /// instead of passing over it.
+    pub(crate) fn gap(&mut self) {
+        self.held = VecDeque::new();
+        self.bytes = 0;
+        self.next += 1;
+    }
+
     /// Drops what is older than the age bound.
     pub(crate) fn expire(&mut self, now: Instant, limits: &HistoryLimits) {
         while self
@@ -233,6 +243,18 @@ mod tests {
         let (first, packets) = h.page(page, limit);
         let seqs = packets.map(|p| u64::from_le_bytes(p[..8].try_into().unwrap()));
         (first, seqs.collect())
+    }
+
+    #[test]
+    fn a_gap_drops_what_is_held_and_skips_a_number() {
+        let (limits, now) = (HistoryLimits::default(), Instant::now());
+        let mut h = filled(3, &limits, now);
+        h.gap();
+        assert_eq!((h.first(), h.next(), h.bytes()), (5, 5, 0));
+        // Nothing after 3 can be given: the first there is to give is 5.
+        assert_eq!(seqs(&h, Page::After(3), 10), (5, vec![]));
+        h.push(Some(Bytes::from(5u64.to_le_bytes().to_vec())), now, &limits);
+        assert_eq!(seqs(&h, Page::After(3), 10), (5, vec![5]));
     }
 
     #[test]

@@ -150,6 +150,17 @@ pub enum Input {
         /// Its logged-in users.
         users: Vec<RemoteEntry>,
     },
+    /// Cluster: messages from `node` were missed (its stamps jumped; this
+    /// node's bus link was cut meanwhile). `users` is its state, read again.
+    BusGap {
+        /// The node.
+        node: u64,
+        /// How many of its messages went by unseen (an upper bound: some
+        /// may never have been published).
+        missed: u64,
+        /// Its logged-in users.
+        users: Vec<RemoteEntry>,
+    },
     /// Cluster: the full state of every other node, replacing the replica
     /// (after the bus link was (re)established).
     Snapshot {

@@ -273,6 +273,7 @@ impl Hub {
             Input::Shutdown => self.shutdown(sink),
             Input::Remote { node, msg } => self.remote(node, msg, now, sink),
             Input::NodeState { node, users } => self.node_state(node, users, sink),
+            Input::BusGap { node, missed, users } => self.bus_gap(node, missed, users, sink),
             Input::Snapshot { nodes } => self.snapshot(nodes, sink),
             Input::Published { conn, ok } => self.published(conn, ok, now, sink),
             Input::SeatDone {

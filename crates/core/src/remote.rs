@@ -153,6 +153,36 @@ impl Hub {
         }
     }
 
+    /// Up to `missed` messages from `node` went by unseen. Its state is
+    /// replaced with `users`; in each room where it has or had members, the
+    /// room's history is marked with a gap and the local members that take
+    /// notices are told (341) that they may have missed messages.
+    pub(crate) fn bus_gap(&mut self, node: u64, missed: u64, users: Vec<RemoteEntry>, sink: &mut impl Sink) {
+        let mut rooms: std::collections::BTreeSet<u32> = self
+            .remote
+            .users
+            .values()
+            .filter(|u| u.node == node)
+            .filter_map(|u| u.room)
+            .collect();
+        rooms.extend(users.iter().filter_map(|u| u.room));
+        self.node_state(node, users, sink);
+        let missed = Event::Missed {
+            count: u32::try_from(missed).unwrap_or(u32::MAX),
+            seqs: None,
+        };
+        for room in rooms {
+            let Some(r) = self.rooms.get_mut(room as usize) else {
+                continue;
+            };
+            r.history.gap();
+            let members = r.members().to_vec();
+            for c in members.into_iter().filter(|c| self.plaza(*c)) {
+                sink.send(c, &missed);
+            }
+        }
+    }
+
     pub(crate) fn snapshot(&mut self, nodes: Vec<(u64, Vec<RemoteEntry>)>, sink: &mut impl Sink) {
         let live: std::collections::HashSet<u64> = nodes.iter().map(|(n, _)| *n).collect();
         let gone: Vec<Arc<str>> = self

@@ -1,7 +1,11 @@
 //! The cluster bus: what nodes tell each other through Redis pub/sub.
 //!
 //! A message is its kind (u8), the origin node (u64 LE), then a body that
-//! depends on the kind. Names are checked as a login checks them; chat
+//! depends on the kind. A node stamps what it publishes: the kind's top bit
+//! is set and the node id is followed by the message's number in that
+//! node's stream (u64 LE, from 1) and the time it was published (u64 LE,
+//! Unix microseconds), so a receiver can tell when it missed some and how
+//! long delivery took ([`origin`]). Names are checked as a login checks them; chat
 //! travels as the client frame it becomes (the chat header and all), so
 //! every decoder of this crate checks it, and nodes of different versions
 //! read each other's chat.
@@ -26,6 +30,33 @@ pub const KIND_GONE: u8 = 11;
 const KIND_DRAIN: u8 = 12;
 /// An operator's notice: room (i64, -1 for every user), then the text.
 const KIND_NOTICE: u8 = 13;
+/// Nothing but a stamp: a node that published nothing for a while says
+/// where its stream is, so a receiver that missed some finds out.
+const KIND_TICK: u8 = 14;
+
+/// Set in the kind byte of a stamped message.
+const STAMPED: u8 = 0x80;
+
+/// Where a message comes from: the node and, when stamped, its place in
+/// that node's stream and when it was published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The node.
+    pub node: u64,
+    /// 1, 2, 3... for each message the node publishes; 0: not stamped.
+    pub seq: u64,
+    /// When the node published it, in Unix microseconds.
+    pub sent_us: u64,
+}
+
+impl From<u64> for Origin {
+    fn from(node: u64) -> Self {
+        Self {
+            node,
+            ..Self::default()
+        }
+    }
+}
 
 /// A change one node announces to the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +159,11 @@ pub enum Decoded {
         /// The grace period.
         seconds: u64,
     },
+    /// `node` is alive and its stream is where the stamp says.
+    Tick {
+        /// Origin.
+        node: u64,
+    },
     /// An operator's notice, for `room` or (without one) for every user.
     Notice {
         /// Origin.
@@ -156,11 +192,40 @@ pub enum BusError {
     Frame,
 }
 
-fn header(kind: u8, node: u64) -> BytesMut {
-    let mut b = BytesMut::with_capacity(64);
-    b.put_u8(kind);
-    b.put_u64_le(node);
+fn header(kind: u8, origin: impl Into<Origin>) -> BytesMut {
+    let o = origin.into();
+    let mut b = BytesMut::with_capacity(80);
+    if o.seq == 0 {
+        b.put_u8(kind);
+        b.put_u64_le(o.node);
+    } else {
+        b.put_u8(kind | STAMPED);
+        b.put_u64_le(o.node);
+        b.put_u64_le(o.seq);
+        b.put_u64_le(o.sent_us);
+    }
     b
+}
+
+/// The origin of a message, read from its header alone (`None` when it is
+/// shorter than its header says).
+pub fn origin(mut b: &[u8]) -> Option<Origin> {
+    if b.len() < 9 {
+        return None;
+    }
+    let kind = b.get_u8();
+    let node = b.get_u64_le();
+    if kind & STAMPED == 0 {
+        return Some(node.into());
+    }
+    if b.len() < 16 {
+        return None;
+    }
+    Some(Origin {
+        node,
+        seq: b.get_u64_le(),
+        sent_us: b.get_u64_le(),
+    })
 }
 
 fn put_short(b: &mut BytesMut, s: &str) {
@@ -170,8 +235,9 @@ fn put_short(b: &mut BytesMut, s: &str) {
     b.put_slice(s);
 }
 
-/// Encodes a message from `node`.
-pub fn encode(node: u64, msg: &BusMsg) -> Bytes {
+/// Encodes a message from `node` (a node id, or an [`Origin`] to stamp it).
+pub fn encode(node: impl Into<Origin>, msg: &BusMsg) -> Bytes {
+    let node = node.into();
     let b = match msg {
         BusMsg::Online { name, uid } => {
             let mut b = header(KIND_ONLINE, node);
@@ -242,19 +308,24 @@ pub fn encode(node: u64, msg: &BusMsg) -> Bytes {
 }
 
 /// `node` has rewritten its state (the cluster's replace script sends it).
-pub fn reset(node: u64) -> Bytes {
+pub fn reset(node: impl Into<Origin>) -> Bytes {
     header(KIND_RESET, node).freeze()
 }
 
+/// A stamp alone (see [`Decoded::Tick`]).
+pub fn tick(node: impl Into<Origin>) -> Bytes {
+    header(KIND_TICK, node).freeze()
+}
+
 /// An operator asks `node` to drain within `seconds`.
-pub fn drain(node: u64, seconds: u64) -> Bytes {
+pub fn drain(node: impl Into<Origin>, seconds: u64) -> Bytes {
     let mut b = header(KIND_DRAIN, node);
     b.put_u64_le(seconds);
     b.freeze()
 }
 
 /// An operator's notice from `node`, for `room` or every user.
-pub fn notice(node: u64, room: Option<u32>, message: &str) -> Bytes {
+pub fn notice(node: impl Into<Origin>, room: Option<u32>, message: &str) -> Bytes {
     let mut b = header(KIND_NOTICE, node);
     b.put_i64_le(room.map_or(-1, i64::from));
     b.put_slice(message.as_bytes());
@@ -300,8 +371,14 @@ fn need(b: &[u8], n: usize) -> Result<(), BusError> {
 /// Decodes a message, checking every length before reading.
 pub fn decode(mut b: &[u8]) -> Result<Decoded, BusError> {
     need(b, 9)?;
-    let kind = b.get_u8();
+    let mut kind = b.get_u8();
     let node = b.get_u64_le();
+    if kind & STAMPED != 0 {
+        // The stamp is read by `origin`.
+        need(b, 16)?;
+        b.advance(16);
+        kind &= !STAMPED;
+    }
     let msg = match kind {
         KIND_ONLINE => {
             need(b, 8)?;
@@ -360,6 +437,7 @@ pub fn decode(mut b: &[u8]) -> Result<Decoded, BusError> {
             }
         }
         KIND_RESET => return Ok(Decoded::Reset { node }),
+        KIND_TICK => return Ok(Decoded::Tick { node }),
         KIND_GONE => {
             let id = std::str::from_utf8(b).ok().and_then(|s| s.parse().ok());
             return id.map(|node| Decoded::Gone { node }).ok_or(BusError::Truncated);
@@ -408,6 +486,40 @@ mod tests {
             b.extend_from_slice(&body);
             let _ = decode(&b);
         }
+    }
+
+    #[test]
+    fn a_stamp_is_read_back_and_leaves_the_message_as_it_was() {
+        let msg = BusMsg::RoomChat {
+            room: 3,
+            from: "amy".into(),
+            message: "hi".into(),
+        };
+        let o = Origin {
+            node: 5,
+            seq: 42,
+            sent_us: 1_800_000_000_000_000,
+        };
+        let stamped = encode(o, &msg);
+        assert_eq!(origin(&stamped), Some(o));
+        assert_eq!(
+            decode(&stamped),
+            Ok(Decoded::Msg {
+                node: 5,
+                msg: msg.clone()
+            })
+        );
+        assert_eq!(stamped.len(), encode(5, &msg).len() + 16);
+        assert_eq!(origin(&encode(5, &msg)), Some(Origin::from(5)));
+        // Cut inside the stamp: refused, not misread.
+        assert_eq!(decode(&stamped[..20]), Err(BusError::Truncated));
+        assert_eq!(origin(&stamped[..20]), None);
+        assert_eq!(origin(&stamped[..8]), None);
+        assert_eq!(decode(&tick(o)), Ok(Decoded::Tick { node: 5 }));
+        for b in [reset(o), tick(o), drain(o, 9), notice(o, Some(2), "hello")] {
+            assert_eq!(origin(&b), Some(o));
+        }
+        assert_eq!(decode(&drain(o, 9)), Ok(Decoded::Drain { node: 5, seconds: 9 }));
     }
 
     #[test]

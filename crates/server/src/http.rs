@@ -51,6 +51,8 @@ const LIVENESS: Duration = Duration::from_secs(10);
 pub(crate) struct Metrics {
     /// Seconds per account store call (login, resume, register).
     pub(crate) store_latency: Histogram,
+    /// Cluster mode: seconds from another node's publish to its arrival.
+    pub(crate) bus_delivery: Histogram,
 }
 
 impl Default for Metrics {
@@ -58,6 +60,8 @@ impl Default for Metrics {
         Self {
             // 100 µs to ~3 s.
             store_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            // 25 µs to ~0.8 s.
+            bus_delivery: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
         }
     }
 }
@@ -379,6 +383,63 @@ fn render(s: &Status, metrics: &Metrics) -> String {
         "room messages dropped for slow readers (drop-oldest policy)",
         s.room_messages_dropped,
     );
+
+    if let Some(c) = &s.cluster {
+        let b = &c.bus_stats;
+        counter(
+            &mut r,
+            "bus_published",
+            "cluster bus messages published",
+            b.published_messages,
+        );
+        counter(
+            &mut r,
+            "bus_published_bytes",
+            "cluster bus payload bytes published",
+            b.published_bytes,
+        );
+        counter(
+            &mut r,
+            "bus_received",
+            "cluster bus messages received from other nodes",
+            b.received_messages,
+        );
+        counter(
+            &mut r,
+            "bus_received_bytes",
+            "cluster bus payload bytes received from other nodes",
+            b.received_bytes,
+        );
+        counter(
+            &mut r,
+            "bus_gaps",
+            "times another node's messages were found missed (this node's bus link was cut)",
+            b.gaps,
+        );
+        counter(
+            &mut r,
+            "bus_missed",
+            "messages of other nodes missed, at most (see plaza_bus_gaps)",
+            b.missed,
+        );
+        gauge(
+            &mut r,
+            "bus_channels",
+            "cluster bus channels subscribed",
+            c.channels as f64,
+        );
+        gauge(
+            &mut r,
+            "bus_peers",
+            "other live cluster nodes known",
+            c.peers as f64,
+        );
+        r.register(
+            "bus_delivery_seconds",
+            "time from another node's publish to its arrival here (clocks of both)",
+            metrics.bus_delivery.clone(),
+        );
+    }
 
     let logins = Family::<Vec<(String, String)>, Counter>::default();
     for (result, n) in &s.logins {

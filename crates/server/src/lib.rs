@@ -24,6 +24,7 @@ mod frontend;
 mod http;
 mod limits;
 mod logic;
+mod primary;
 mod sink;
 pub mod store;
 
@@ -142,7 +143,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     let cluster = match config.cluster.clone() {
         Some(c) => {
             let url = without_password(&c.url);
-            let cluster = Cluster::start(c, tx.clone(), sig_tx)
+            let cluster = Cluster::start(c, tx.clone(), sig_tx, metrics.bus_delivery.clone())
                 .await
                 .with_context(|| format!("cluster mode: cannot use Redis at {url}"))?;
             config.chat.node_tag = cluster.tag();

@@ -1,28 +1,13 @@
 //! The HTTP endpoint: a Prometheus scrape and the health answers.
 
 use plaza_proto::{Request, ResultCode};
-use plaza_test_support::{RedisServer, TestServer, within};
+use plaza_test_support::{RedisServer, TestServer, http_get as get_with, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path`, returning (status code, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let (code, _, body) = get_with(addr, path, "").await;
     (code, body)
-}
-
-/// `GET path` with extra header lines, returning (status code, head, body).
-async fn get_with(addr: std::net::SocketAddr, path: &str, headers: &str) -> (u16, String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    within("the HTTP answer", s.read_to_string(&mut out))
-        .await
-        .unwrap();
-    let code = out[9..12].parse().unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    (code, head.to_ascii_lowercase(), body.to_owned())
 }
 
 fn value(body: &str, series: &str) -> f64 {

@@ -6,6 +6,7 @@
 mod client;
 mod redis;
 mod relay;
+mod sentinel;
 mod server;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use plaza_server::HashCost;
 pub use client::TestClient;
 pub use redis::RedisServer;
 pub use relay::Relay;
+pub use sentinel::Sentinels;
 pub use server::{CONTROL_SECRET, ControlClient, ServerProcess, TestCert, TestServer};
 
 /// How long any single wait may take before the test fails.
@@ -82,6 +84,22 @@ pub async fn run_command(mut command: std::process::Command, input: &[u8]) -> st
     )
     .await
     .expect("join")
+}
+
+/// `GET path` over HTTP/1.1 with extra header lines (each ending in CRLF),
+/// returning (status code, lower-cased head, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n");
+    s.write_all(head.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    within("the HTTP answer", s.read_to_string(&mut out))
+        .await
+        .expect("read");
+    let code = out[9..12].parse().expect("a status code");
+    let (head, body) = out.split_once("\r\n\r\n").expect("a head and a body");
+    (code, head.to_ascii_lowercase(), body.to_owned())
 }
 
 /// Logs once per test binary, filtered by `RUST_LOG`.

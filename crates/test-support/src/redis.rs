@@ -12,6 +12,8 @@ pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: tempfile::TempDir,
+    /// More arguments (a replica's `--replicaof`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -21,14 +23,16 @@ impl RedisServer {
     /// If `redis-server` is not installed (`apt-get install redis-server`;
     /// `.ci/run` and `scripts/test.sh` install it) or does not start.
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        Self::start_with(&[]).await
+    }
+
+    /// Starts one with more arguments (`["--replicaof", "127.0.0.1", port]`).
+    pub async fn start_with(extra: &[&str]) -> Self {
         let mut r = Self {
             child: None,
-            port,
+            port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         r.spawn().await;
         r
@@ -53,26 +57,12 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server not found: apt-get install redis-server (scripts/test.sh does)");
         self.child = Some(child);
-        // Wait for it to accept connections (the event we need), bounded.
-        within("redis-server to start", async {
-            loop {
-                if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)).await {
-                    let mut buf = [0u8; 7];
-                    if s.write_all(b"PING\r\n").await.is_ok()
-                        && s.read_exact(&mut buf).await.is_ok()
-                        && &buf == b"+PONG\r\n"
-                    {
-                        return;
-                    }
-                }
-                tokio::task::yield_now().await;
-            }
-        })
-        .await;
+        answers_ping(self.port).await;
     }
 
     /// The redis-server process, while it runs.
@@ -102,18 +92,51 @@ impl RedisServer {
 
     /// Runs one command with redis-cli-like simplicity: raw RESP over TCP.
     pub async fn cmd(&self, args: &[&str]) -> String {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .expect("connect redis");
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        s.write_all(req.as_bytes()).await.expect("write");
-        let mut buf = vec![0u8; 512];
-        let n = within("redis reply", s.read(&mut buf)).await.expect("read");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+        cmd(self.port, args).await
     }
+}
+
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Waits until the server on `port` answers PING (the event a test needs),
+/// bounded.
+pub(crate) async fn answers_ping(port: u16) {
+    within("redis-server to start", async {
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await {
+                let mut buf = [0u8; 7];
+                if s.write_all(b"PING\r\n").await.is_ok()
+                    && s.read_exact(&mut buf).await.is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+/// One command as raw RESP to the server on `port`; the first reply read,
+/// as text (up to 4 KiB).
+pub(crate) async fn cmd(port: u16, args: &[&str]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect redis");
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = within("redis reply", s.read(&mut buf)).await.expect("read");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 impl Drop for RedisServer {

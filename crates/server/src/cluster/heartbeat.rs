@@ -9,18 +9,24 @@ use super::{Shared, Signal, scripts};
 /// node TTL.
 pub(super) async fn run(shared: Arc<Shared>) {
     let beat = scripts::beat();
-    let mut conn = shared.conn.clone();
     let mut tick = tokio::time::interval((shared.config.node_ttl / 3).max(Duration::from_millis(200)));
     let mut registered = false;
     loop {
         tick.tick().await;
+        let mut c = match shared.primary.conn().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "cluster heartbeat: no primary");
+                continue;
+            }
+        };
         let r: Result<redis::RedisResult<i64>, _> = tokio::time::timeout(
             shared.config.timeout,
             // By hash; loaded again when Redis does not have it.
             beat.arg(&shared.config.prefix)
                 .arg(shared.node)
                 .arg(shared.config.node_ttl.as_millis() as u64)
-                .invoke_async(&mut conn),
+                .invoke_async(&mut c.conn),
         )
         .await;
         match r {
@@ -31,8 +37,14 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 }
                 registered = true;
             }
-            Ok(Err(e)) => tracing::debug!(error = %e, "cluster heartbeat failed"),
-            Err(_) => tracing::debug!("cluster heartbeat timed out"),
+            Ok(Err(e)) => {
+                shared.primary.failed(&c, &e);
+                tracing::debug!(error = %e, "cluster heartbeat failed");
+            }
+            Err(_) => {
+                shared.primary.timed_out(&c);
+                tracing::debug!("cluster heartbeat timed out");
+            }
         }
     }
 }

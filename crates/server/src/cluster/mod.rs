@@ -5,7 +5,12 @@
 //!
 //! - `bus`: the one pub/sub channel. Every node subscribes once and
 //!   publishes through one connection, so a node's messages reach every
-//!   other node in the order it sent them.
+//!   other node in the order it sent them. Each is stamped with its number
+//!   in the sender's stream and the time it was sent (`plaza_proto::bus`):
+//!   a receiver whose link was cut sees the numbers jump, reads the
+//!   sender's state again and marks the gap in the rooms concerned
+//!   (`Input::BusGap`). A message a client waits on is acknowledged only if
+//!   PUBLISH reached every live node's subscription; else 112.
 //! - `nodes`: sorted set of live node ids, scored by the time (Redis's own
 //!   clock, ms) their heartbeat runs out. A live node pushes it forward every
 //!   third of the presence TTL; any node buries nodes whose time has passed.
@@ -25,23 +30,30 @@
 //! takes a snapshot and has the node rewrite its own state), and the
 //! **heartbeat** (keeps this node alive, buries dead ones).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use plaza_core::{BusMsg, Conn, Input, SeatOutcome};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::primary::{Primary, Target};
 
 mod heartbeat;
 mod scripts;
 mod subscriber;
 mod writer;
 
+/// A writer that published nothing for this long publishes a tick, so a
+/// node whose link was cut learns within about this long what it missed.
+pub(super) const TICK: Duration = Duration::from_secs(1);
+
 /// Cluster settings (the Redis connection is the store's).
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
-    /// `redis://host:port/db`.
+    /// `redis://host:port/db` or `redis+sentinel://...` (as `--store`).
     pub url: String,
     /// Key prefix.
     pub prefix: String,
@@ -94,6 +106,8 @@ pub(crate) enum Op {
     },
     /// Remove this node from Redis (graceful stop).
     Bury(oneshot::Sender<()>),
+    /// Publish a stamp alone (the writer, after a quiet [`TICK`]).
+    Tick,
 }
 
 /// A seat the writer got, waiting for its own message to come back on the
@@ -114,6 +128,49 @@ pub(super) struct Link {
     pub(super) error: String,
     pub(super) seats: HashMap<u64, PendingSeat>,
     pub(super) leaving: Leaving,
+    /// The other live nodes (from the last snapshot, then their messages
+    /// and burials): a publish must reach all of them, and this node.
+    pub(super) peers: HashSet<u64>,
+}
+
+/// Bus traffic, counted by the writer and the subscriber.
+#[derive(Default)]
+pub(super) struct Counts {
+    published_messages: AtomicU64,
+    published_bytes: AtomicU64,
+    received_messages: AtomicU64,
+    received_bytes: AtomicU64,
+    gaps: AtomicU64,
+    missed: AtomicU64,
+}
+
+impl Counts {
+    pub(super) fn published(&self, bytes: usize) {
+        self.published_messages.fetch_add(1, Ordering::Relaxed);
+        self.published_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(super) fn received(&self, bytes: usize) {
+        self.received_messages.fetch_add(1, Ordering::Relaxed);
+        self.received_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(super) fn gap(&self, missed: u64) {
+        self.gaps.fetch_add(1, Ordering::Relaxed);
+        self.missed.fetch_add(missed, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> crate::control::BusCounts {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        crate::control::BusCounts {
+            published_messages: get(&self.published_messages),
+            published_bytes: get(&self.published_bytes),
+            received_messages: get(&self.received_messages),
+            received_bytes: get(&self.received_bytes),
+            gaps: get(&self.gaps),
+            missed: get(&self.missed),
+        }
+    }
 }
 
 /// A graceful stop buries this node, then waits for its own "gone" to come
@@ -137,6 +194,7 @@ pub(crate) struct Cluster {
     pub(crate) node: u64,
     ops: mpsc::UnboundedSender<Op>,
     link: Arc<Mutex<Link>>,
+    counts: Arc<Counts>,
 }
 
 impl Cluster {
@@ -148,40 +206,45 @@ impl Cluster {
         config: ClusterConfig,
         inputs: mpsc::Sender<Input>,
         signals: mpsc::Sender<Signal>,
+        delivery: Histogram,
     ) -> anyhow::Result<Self> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1);
-        let mut conn = tokio::time::timeout(
+        let target = Target::parse(&config.url).map_err(|e| anyhow::anyhow!(e))?;
+        let primary = Primary::new(target, config.timeout);
+        let mut c = primary.conn().await?;
+        let node: u64 = tokio::time::timeout(
             config.timeout,
-            client.get_connection_manager_with_config(manager_config),
+            redis::cmd("INCR")
+                .arg(format!("{}nodes:seq", config.prefix))
+                .query_async(&mut c.conn),
         )
         .await
-        .map_err(|_| anyhow::anyhow!("cluster mode: connecting to Redis timed out"))??;
-        let node: u64 = redis::cmd("INCR")
-            .arg(format!("{}nodes:seq", config.prefix))
-            .query_async(&mut conn)
-            .await?;
+        .map_err(|_| anyhow::anyhow!("cluster mode: Redis did not answer in time"))??;
         let link = Arc::new(Mutex::new(Link {
             error: "not subscribed yet".into(),
             ..Link::default()
         }));
         let (ops, ops_rx) = mpsc::unbounded_channel();
+        let counts = Arc::new(Counts::default());
         let shared = Shared {
             node,
             config,
-            conn,
+            primary,
             link: link.clone(),
+            counts: counts.clone(),
+            delivery,
             inputs,
             signals,
         };
         let shared = Arc::new(shared);
         tokio::spawn(writer::run(shared.clone(), ops_rx));
-        tokio::spawn(subscriber::run(shared.clone(), client));
+        tokio::spawn(subscriber::run(shared.clone()));
         tokio::spawn(heartbeat::run(shared));
-        Ok(Self { node, ops, link })
+        Ok(Self {
+            node,
+            ops,
+            link,
+            counts,
+        })
     }
 
     /// The tag in this node's member ids: 1..=65535.
@@ -199,14 +262,33 @@ impl Cluster {
         let l = lock(&self.link);
         if l.up { Ok(()) } else { Err(l.error.clone()) }
     }
+
+    /// The other live nodes this node knows of.
+    pub(crate) fn peers(&self) -> usize {
+        lock(&self.link).peers.len()
+    }
+
+    /// Bus channels subscribed: the one bus, while the link is up.
+    pub(crate) fn channels(&self) -> usize {
+        usize::from(lock(&self.link).up)
+    }
+
+    /// Bus traffic since the start.
+    pub(crate) fn counts(&self) -> crate::control::BusCounts {
+        self.counts.snapshot()
+    }
 }
 
 /// What the three tasks share.
 pub(super) struct Shared {
     pub(super) node: u64,
     pub(super) config: ClusterConfig,
-    pub(super) conn: ConnectionManager,
+    /// The Redis primary, followed across failovers behind Sentinel.
+    pub(super) primary: Primary,
     pub(super) link: Arc<Mutex<Link>>,
+    pub(super) counts: Arc<Counts>,
+    /// Seconds from another node's publish to its arrival here.
+    pub(super) delivery: Histogram,
     pub(super) inputs: mpsc::Sender<Input>,
     pub(super) signals: mpsc::Sender<Signal>,
 }
@@ -267,4 +349,11 @@ impl Shared {
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Now, in Unix microseconds (0 if the clock is before 1970).
+pub(super) fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }

@@ -5,7 +5,7 @@
 //! Redis primary (with replicas or Sentinel), not Redis Cluster.
 
 use plaza_core::BusMsg;
-use plaza_proto::bus;
+use plaza_proto::bus::{self, Origin};
 use redis::Script;
 use redis::aio::ConnectionManager;
 
@@ -47,7 +47,8 @@ return added
 /// ARGV: prefix, id.
 const BURY: &str = "bury(ARGV[1], ARGV[2]) return 1";
 
-/// ARGV: prefix, id, op (on, off, leave), name, uid, room, message.
+/// ARGV: prefix, id, op (on, off, leave), name, uid, room, message. Returns
+/// PUBLISH's answer.
 const STATE: &str = r"
 local p, id, op, name, uid, room, msg = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local nk = p .. 'node:' .. id
@@ -59,8 +60,7 @@ else
   redis.call('HDEL', p .. 'seats:' .. room, uid)
   if redis.call('HEXISTS', nk, name) == 1 then redis.call('HSET', nk, name, uid .. '|-1') end
 end
-redis.call('PUBLISH', p .. 'bus', msg)
-return 1
+return redis.call('PUBLISH', p .. 'bus', msg)
 ";
 
 /// ARGV: prefix, id, name, uid, room, capacity, message. Returns {0} when
@@ -156,15 +156,24 @@ impl Scripts {
         self.loaded = false;
     }
 
-    /// Adds exactly one command for `op`.
-    pub(super) fn add(&self, s: &Shared, pipe: &mut redis::Pipeline, op: &Op) {
+    /// Adds exactly one command for `op`, stamping what it publishes with
+    /// the next of `seq`; returns the bytes it publishes.
+    pub(super) fn add(&self, s: &Shared, pipe: &mut redis::Pipeline, op: &Op, seq: &mut u64) -> usize {
         let (p, id) = (&s.config.prefix, s.node.to_string());
+        let mut origin = || {
+            *seq += 1;
+            Origin {
+                node: s.node,
+                seq: *seq,
+                sent_us: super::unix_micros(),
+            }
+        };
         let eval = |pipe: &mut redis::Pipeline, script: &Script| {
             pipe.cmd("EVALSHA").arg(script.get_hash()).arg(0).arg(p).arg(&id);
         };
         match op {
             Op::Publish { msg, .. } => {
-                let bytes = bus::encode(s.node, msg);
+                let bytes = bus::encode(origin(), msg);
                 let state = match msg {
                     BusMsg::Online { name, uid } => Some(("on", name, *uid, -1)),
                     BusMsg::Offline { name } => Some(("off", name, 0, -1)),
@@ -180,6 +189,7 @@ impl Scripts {
                         pipe.cmd("PUBLISH").arg(s.key("bus")).arg(bytes.as_ref());
                     }
                 }
+                bytes.len()
             }
             Op::Seat { name, uid, room, .. } => {
                 let msg = BusMsg::Enter {
@@ -187,33 +197,45 @@ impl Scripts {
                     uid: *uid,
                     room: *room,
                 };
+                let bytes = bus::encode(origin(), &msg);
                 eval(pipe, &self.seat);
                 pipe.arg(name)
                     .arg(uid)
                     .arg(room)
                     .arg(s.config.room_capacity)
-                    .arg(bus::encode(s.node, &msg).as_ref());
+                    .arg(bytes.as_ref());
+                bytes.len()
             }
             Op::Replace(users) => {
+                let b = bus::reset(origin());
                 eval(pipe, &self.replace);
                 pipe.arg(s.config.node_ttl.as_millis() as u64)
                     .arg(s.config.presence_ttl.as_millis() as u64)
-                    .arg(bus::reset(s.node).as_ref());
+                    .arg(b.as_ref());
                 for (name, owner, uid, room) in users {
                     pipe.arg(name).arg(owner).arg(uid).arg(room.map_or(-1, i64::from));
                 }
+                b.len()
             }
             Op::Drain(seconds) => {
-                let b = bus::drain(s.node, *seconds);
+                let b = bus::drain(origin(), *seconds);
                 pipe.cmd("PUBLISH").arg(s.key("bus")).arg(b.as_ref());
+                b.len()
             }
             Op::Notice { room, message } => {
-                let b = bus::notice(s.node, *room, message);
+                let b = bus::notice(origin(), *room, message);
                 pipe.cmd("PUBLISH").arg(s.key("bus")).arg(b.as_ref());
+                b.len()
+            }
+            Op::Tick => {
+                let b = bus::tick(origin());
+                pipe.cmd("PUBLISH").arg(s.key("bus")).arg(b.as_ref());
+                b.len()
             }
             Op::Bury(_) => {
                 lock(&s.link).leaving = Leaving::Asked;
                 eval(pipe, &self.bury);
+                0
             }
         }
     }

@@ -14,30 +14,50 @@ use super::{Leaving, Op, PendingSeat, Shared, Signal, lock};
 pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>) {
     let mut scripts = Scripts::new();
     let mut batch = Vec::with_capacity(256);
-    let mut conn = shared.conn.clone();
+    let mut sizes = Vec::with_capacity(256);
+    // This node's publishes, numbered from 1 (the stamps' `seq`).
+    let mut seq = 0;
     // Log the first failure of an outage, not every batch of it.
     let mut failing = false;
     loop {
-        if rx.recv_many(&mut batch, 256).await == 0 {
-            return;
+        match tokio::time::timeout(super::TICK, rx.recv_many(&mut batch, 256)).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            // Quiet: say where this node's stream is.
+            Err(_) => batch.push(Op::Tick),
         }
         let mut pipe = redis::pipe();
+        sizes.clear();
         for op in &batch {
-            scripts.add(&shared, &mut pipe, op);
+            sizes.push(scripts.add(&shared, &mut pipe, op, &mut seq));
         }
-        let query = async {
-            scripts.load(&mut conn).await?;
-            pipe.query_async::<Vec<redis::Value>>(&mut conn).await
-        };
-        let result = match tokio::time::timeout(shared.config.timeout, query).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out".to_owned()),
+        let result = match shared.primary.conn().await {
+            Ok(mut c) => {
+                let query = async {
+                    scripts.load(&mut c.conn).await?;
+                    pipe.query_async::<Vec<redis::Value>>(&mut c.conn).await
+                };
+                match tokio::time::timeout(shared.config.timeout, query).await {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => {
+                        shared.primary.failed(&c, &e);
+                        Err(e.to_string())
+                    }
+                    Err(_) => {
+                        shared.primary.timed_out(&c);
+                        Err("timed out".to_owned())
+                    }
+                }
+            }
+            Err(e) => Err(e.to_string()),
         };
         let result = match result {
             Ok(v) => {
                 if std::mem::take(&mut failing) {
                     tracing::info!("cluster publishing works again");
+                }
+                for n in sizes.iter().filter(|n| **n > 0) {
+                    shared.counts.published(*n);
                 }
                 Some(v)
             }
@@ -61,14 +81,21 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>
 async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
     match op {
         Op::Publish { ack: Some(conn), .. } => {
-            shared
-                .input(Input::Published {
-                    conn,
-                    ok: v.is_some(),
-                })
-                .await
+            // PUBLISH answers how many subscriptions got it: every live
+            // node's (this one's included), or the client is told 112.
+            let reached = v.and_then(|v| redis::from_redis_value::<usize>(v).ok());
+            let peers = lock(&shared.link).peers.len();
+            let ok = reached.is_some_and(|n| n > peers);
+            if reached.is_some() && !ok {
+                tracing::debug!(
+                    ?reached,
+                    peers,
+                    "a publish missed a node's subscription; answered 112"
+                );
+            }
+            shared.input(Input::Published { conn, ok }).await
         }
-        Op::Publish { ack: None, .. } | Op::Drain(_) | Op::Notice { .. } => {}
+        Op::Publish { ack: None, .. } | Op::Drain(_) | Op::Notice { .. } | Op::Tick => {}
         Op::Seat {
             conn,
             name,

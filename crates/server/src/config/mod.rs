@@ -131,8 +131,10 @@ pub struct Settings {
     /// generated (mode 0600) on first start.
     #[arg(long, env = "PLAZA_CONTROL_SECRET_FILE")]
     pub control_secret_file: Option<PathBuf>,
-    /// Account store: `embedded` (redb in --data-dir) or a Redis URL such as
-    /// `redis://127.0.0.1:6379/0` [default: embedded].
+    /// Account store: `embedded` (redb in --data-dir), a Redis URL such as
+    /// `redis://127.0.0.1:6379/0`, or the primary Redis Sentinel names:
+    /// `redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER-NAME[/DB]`
+    /// [default: embedded].
     #[arg(long, env = "PLAZA_STORE")]
     pub store: Option<String>,
     /// Prefix of every Redis key [default: plaza:].
@@ -381,7 +383,12 @@ impl Settings {
         anyhow::ensure!(rooms > 0, "rooms must be at least 1");
         let store = match self.store.as_deref() {
             None | Some("embedded") => crate::StoreConfig::Embedded,
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Some(url)
+                if url.starts_with("redis://")
+                    || url.starts_with("rediss://")
+                    || url.starts_with("redis+sentinel://") =>
+            {
+                crate::primary::Target::parse(url).map_err(|e| anyhow::anyhow!("--store: {e}"))?;
                 crate::StoreConfig::Redis(crate::store::RedisConfig {
                     url: url.to_owned(),
                     prefix: self.redis_prefix.clone().unwrap_or_else(|| "plaza:".into()),
@@ -390,7 +397,9 @@ impl Settings {
                     seed_compat: self.seed_compat.unwrap_or(false),
                 })
             }
-            Some(other) => anyhow::bail!("--store must be `embedded` or a redis:// URL, not {other:?}"),
+            Some(other) => anyhow::bail!(
+                "--store must be `embedded`, a redis:// URL or a redis+sentinel:// URL, not {other:?}"
+            ),
         };
         let room_capacity = self.room_capacity.unwrap_or(200);
         let cluster = match (&store, self.cluster.unwrap_or(false)) {

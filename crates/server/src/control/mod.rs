@@ -10,7 +10,7 @@
 
 mod status;
 
-pub use status::{ClusterStatus, SlowRoom, Status, TlsStatus, WsStatus};
+pub use status::{BusCounts, ClusterStatus, SlowRoom, Status, TlsStatus, WsStatus};
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -134,6 +134,30 @@ pub struct ClusterStatus {
     pub bus: String,
     /// Users logged in on the other nodes.
     pub remote_users: usize,
+    /// The other live nodes this node knows of.
+    pub peers: usize,
+    /// Bus channels subscribed.
+    pub channels: usize,
+    /// Bus traffic and losses.
+    pub bus_stats: BusCounts,
+}
+
+/// A node's bus traffic since it started.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BusCounts {
+    /// Messages this node published.
+    pub published_messages: u64,
+    /// Their bytes (payloads).
+    pub published_bytes: u64,
+    /// Messages received from other nodes.
+    pub received_messages: u64,
+    /// Their bytes (payloads).
+    pub received_bytes: u64,
+    /// Times another node's stamps jumped: messages went by unseen.
+    pub gaps: u64,
+    /// How many went by unseen, in all (an upper bound).
+    pub missed: u64,
 }
 
 impl Status {

@@ -77,6 +77,9 @@ impl Logic {
                 node: c.node,
                 bus: health(c.health()),
                 remote_users: self.hub.remote_users(),
+                peers: c.peers(),
+                channels: c.channels(),
+                bus_stats: c.counts(),
             }),
         }
     }

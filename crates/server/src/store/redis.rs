@@ -13,17 +13,20 @@
 //!   (set at registration, and for older accounts at their next password
 //!   login; `amy` is found as `account:amy`).
 //!
-//! One multiplexed connection (redis-rs's ConnectionManager, which
-//! reconnects by itself) opened lazily; every call has a timeout, and a
-//! failure answers "unavailable" instead of waiting.
+//! One multiplexed connection to the primary (`crate::primary`: a fixed
+//! address, or the one Redis Sentinel names, followed across failovers)
+//! opened lazily; every call has a timeout, and a failure answers
+//! "unavailable" instead of waiting.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use plaza_core::{AuthOutcome, Credential};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
+
+use crate::primary::{Primary, Target};
 
 use super::hasher::{Hasher, hex, new_token, token_digest};
 use super::types::{StoreError, unix_now};
@@ -31,7 +34,8 @@ use super::types::{StoreError, unix_now};
 /// Redis store settings.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`.
+    /// `redis://host:port/db`, or
+    /// `redis+sentinel://host:port,host:port/master-name/db`.
     pub url: String,
     /// Key prefix.
     pub prefix: String,
@@ -46,8 +50,7 @@ pub struct RedisConfig {
 
 /// The Redis-backed store.
 pub struct RedisStore {
-    client: redis::Client,
-    manager: Mutex<Option<ConnectionManager>>,
+    primary: Primary,
     hasher: Arc<Hasher>,
     config: RedisConfig,
     token_ttl: u32,
@@ -117,11 +120,9 @@ const REFRESH_CHUNK: usize = 500;
 
 impl RedisStore {
     pub(crate) fn new(config: RedisConfig, hasher: Arc<Hasher>, token_ttl: u32) -> Result<Self, StoreError> {
-        let client =
-            redis::Client::open(config.url.as_str()).map_err(|e| StoreError::Redis(e.to_string()))?;
+        let target = Target::parse(&config.url).map_err(StoreError::Redis)?;
         Ok(Self {
-            client,
-            manager: Mutex::new(None),
+            primary: Primary::new(target, config.timeout),
             hasher,
             config,
             token_ttl,
@@ -148,32 +149,13 @@ impl RedisStore {
         StoreError::Redis(msg)
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        if let Some(m) = self.manager.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            return Ok(m);
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.config.timeout))
-            .set_response_timeout(Some(self.config.timeout))
-            .set_number_of_retries(1);
-        let m = tokio::time::timeout(
-            self.config.timeout,
-            self.client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| self.fail("connect timed out"))?
-        .map_err(|e| self.fail(e))?;
-        *self.manager.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
-        Ok(m)
-    }
-
     /// Runs one call with the configured timeout.
     async fn call<T>(
         &self,
         f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
-        let mut c = self.conn().await?;
-        match tokio::time::timeout(self.config.timeout, f(&mut c)).await {
+        let mut c = self.primary.conn().await.map_err(|e| self.fail(e))?;
+        match tokio::time::timeout(self.config.timeout, f(&mut c.conn)).await {
             Ok(Ok(v)) => {
                 if !self.healthy.swap(true, Ordering::Relaxed) {
                     tracing::info!("redis available");
@@ -186,12 +168,17 @@ impl RedisStore {
                 if e.is_io_error()
                     || e.is_connection_dropped()
                     || e.is_connection_refusal()
-                    || e.is_timeout() =>
+                    || e.is_timeout()
+                    || e.code() == Some("READONLY") =>
             {
+                self.primary.failed(&c, &e);
                 Err(self.fail(e))
             }
             Ok(Err(e)) => Err(StoreError::Redis(e.to_string())),
-            Err(_) => Err(self.fail("call timed out")),
+            Err(_) => {
+                self.primary.timed_out(&c);
+                Err(self.fail("call timed out"))
+            }
         }
     }
 
@@ -369,7 +356,7 @@ impl RedisStore {
 
     pub(crate) async fn register(&self, name: String, password: String) -> Result<bool, StoreError> {
         // Fail fast before spending a hash when Redis is down.
-        self.conn().await?;
+        self.primary.conn().await.map_err(|e| self.fail(e))?;
         let hash = self.hasher.hash(password).await?;
         let key = self.key("account", &name);
         let lower = plaza_proto::name_key(&name);

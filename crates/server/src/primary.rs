@@ -1,0 +1,285 @@
+//! The Redis primary a node writes to: one fixed address
+//! (`redis://host:port/db`), or whichever server Redis Sentinel names
+//! (`redis+sentinel://host:port,host:port/master-name/db`).
+//!
+//! A fixed address is one redis-rs `ConnectionManager`, which reconnects by
+//! itself. Behind Sentinel a reconnect to the same address is not enough:
+//! after a failover the old primary is dead, or back as a replica that
+//! refuses writes (READONLY). So a caller that meets a lost connection or
+//! READONLY reports it ([`Primary::failed`]), the connection is dropped, and
+//! the next call asks the sentinels again (redis-rs's `Sentinel`, which also
+//! checks with ROLE that the server it names is a primary). Lookups are
+//! serialised, and after a failed one the next waits [`RETRY`], so an outage
+//! costs the sentinels a few lookups a second, not one per call.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use redis::{RedisConnectionInfo, RedisError};
+
+/// Time between sentinel lookups while none succeeds.
+const RETRY: Duration = Duration::from_millis(100);
+
+/// Where the primary is found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// `redis://` or `rediss://`: this server.
+    Direct(String),
+    /// `redis+sentinel://`: the primary these sentinels name `master`.
+    Sentinel {
+        /// `redis://host:port` of each sentinel.
+        sentinels: Vec<String>,
+        /// The name the sentinels monitor it under.
+        master: String,
+        /// The database on the primary.
+        db: i64,
+    },
+}
+
+impl Target {
+    /// Parses a store URL.
+    ///
+    /// # Errors
+    /// If it is neither a `redis://`/`rediss://` URL nor a well-formed
+    /// `redis+sentinel://h:p[,h:p...]/master[/db]`.
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        if url.starts_with("redis://") || url.starts_with("rediss://") {
+            return Ok(Self::Direct(url.to_owned()));
+        }
+        let rest = url
+            .strip_prefix("redis+sentinel://")
+            .ok_or_else(|| format!("not a redis:// or redis+sentinel:// URL: {url:?}"))?;
+        let mut parts = rest.splitn(3, '/');
+        let hosts = parts.next().unwrap_or_default();
+        let master = parts.next().unwrap_or_default();
+        let db = match parts.next().map(|d| d.trim_end_matches('/')) {
+            None | Some("") => 0,
+            Some(d) => d
+                .parse()
+                .map_err(|_| format!("bad database number {d:?} in {url:?}"))?,
+        };
+        let sentinels: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("redis://{h}"))
+            .collect();
+        if sentinels.is_empty() || master.is_empty() {
+            return Err(format!(
+                "{url:?}: expected redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER-NAME[/DB]"
+            ));
+        }
+        Ok(Self::Sentinel {
+            sentinels,
+            master: master.to_owned(),
+            db,
+        })
+    }
+
+    fn is_sentinel(&self) -> bool {
+        matches!(self, Self::Sentinel { .. })
+    }
+}
+
+/// A connection to the primary, tagged with which one it was (for
+/// [`Primary::failed`]).
+pub(crate) struct PrimaryConn {
+    pub(crate) conn: ConnectionManager,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct Current {
+    conn: Option<ConnectionManager>,
+    generation: u64,
+    /// When the last sentinel lookup failed.
+    failed_at: Option<Instant>,
+    last_error: String,
+}
+
+/// The primary, found and followed; see the module docs.
+pub(crate) struct Primary {
+    target: Target,
+    timeout: Duration,
+    current: Mutex<Current>,
+    /// Held while connecting, so that one caller looks up and the rest wait.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Primary {
+    pub(crate) fn new(target: Target, timeout: Duration) -> Self {
+        Self {
+            target,
+            timeout,
+            current: Mutex::default(),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A client for the primary as of now (for a pub/sub connection, which
+    /// the caller opens and reopens itself).
+    ///
+    /// # Errors
+    /// If the URL is bad, or no sentinel names a primary that answers.
+    pub(crate) async fn client(&self) -> Result<redis::Client, RedisError> {
+        match &self.target {
+            Target::Direct(url) => redis::Client::open(url.as_str()),
+            Target::Sentinel {
+                sentinels,
+                master,
+                db,
+            } => {
+                let mut s = Sentinel::build(sentinels.clone())?;
+                let info = SentinelNodeConnectionInfo::default()
+                    .set_redis_connection_info(RedisConnectionInfo::default().set_db(*db));
+                let lookup = s.async_master_for(master, Some(&info));
+                match tokio::time::timeout(self.timeout, lookup).await {
+                    Ok(r) => r,
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no sentinel answered in time",
+                    )
+                    .into()),
+                }
+            }
+        }
+    }
+
+    /// The multiplexed connection to the primary, opened (and behind
+    /// Sentinel, looked up) when there is none.
+    ///
+    /// # Errors
+    /// As [`client`](Self::client), or if the primary does not answer.
+    pub(crate) async fn conn(&self) -> Result<PrimaryConn, RedisError> {
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        {
+            let cur = lock(&self.current);
+            if cur.failed_at.is_some_and(|at| at.elapsed() < RETRY) {
+                return Err(unavailable(&cur.last_error));
+            }
+        }
+        let opened = async {
+            let client = self.client().await?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(Some(self.timeout))
+                .set_number_of_retries(1);
+            match tokio::time::timeout(self.timeout, client.get_connection_manager_with_config(config)).await
+            {
+                Ok(r) => r,
+                Err(_) => Err(unavailable("connect timed out")),
+            }
+        }
+        .await;
+        let mut cur = lock(&self.current);
+        match opened {
+            Ok(conn) => {
+                cur.generation += 1;
+                cur.conn = Some(conn.clone());
+                cur.failed_at = None;
+                Ok(PrimaryConn {
+                    conn,
+                    generation: cur.generation,
+                })
+            }
+            Err(e) => {
+                cur.failed_at = Some(Instant::now());
+                cur.last_error = e.to_string();
+                Err(e)
+            }
+        }
+    }
+
+    fn cached(&self) -> Option<PrimaryConn> {
+        let cur = lock(&self.current);
+        cur.conn.clone().map(|conn| PrimaryConn {
+            conn,
+            generation: cur.generation,
+        })
+    }
+
+    /// A call on `conn` failed with `e`. Behind Sentinel, a lost connection
+    /// or a READONLY answer means the primary may have moved: the next call
+    /// looks it up again. (A fixed address reconnects by itself.)
+    pub(crate) fn failed(&self, conn: &PrimaryConn, e: &RedisError) {
+        if !self.target.is_sentinel() || !moved(e) {
+            return;
+        }
+        let mut cur = lock(&self.current);
+        if cur.generation == conn.generation && cur.conn.take().is_some() {
+            tracing::info!(error = %e, "redis primary lost; asking the sentinels again");
+        }
+    }
+
+    /// Behind Sentinel, a timed-out call also drops the connection.
+    pub(crate) fn timed_out(&self, conn: &PrimaryConn) {
+        if self.target.is_sentinel() {
+            let mut cur = lock(&self.current);
+            if cur.generation == conn.generation {
+                cur.conn = None;
+            }
+        }
+    }
+}
+
+/// Whether `e` says the primary is gone or is no longer the primary.
+fn moved(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.code() == Some("READONLY")
+        || e.to_string().contains("READONLY")
+}
+
+fn unavailable(why: &str) -> RedisError {
+    std::io::Error::new(std::io::ErrorKind::NotConnected, why.to_owned()).into()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_parse_into_targets() {
+        assert_eq!(
+            Target::parse("redis://127.0.0.1:7000/2"),
+            Ok(Target::Direct("redis://127.0.0.1:7000/2".into()))
+        );
+        assert_eq!(
+            Target::parse("redis+sentinel://10.0.0.1:26379,10.0.0.2:26380/plaza/3"),
+            Ok(Target::Sentinel {
+                sentinels: vec!["redis://10.0.0.1:26379".into(), "redis://10.0.0.2:26380".into()],
+                master: "plaza".into(),
+                db: 3,
+            })
+        );
+        assert_eq!(
+            Target::parse("redis+sentinel://h:1/main"),
+            Ok(Target::Sentinel {
+                sentinels: vec!["redis://h:1".into()],
+                master: "main".into(),
+                db: 0,
+            })
+        );
+        for bad in [
+            "redis+sentinel://h:1",
+            "redis+sentinel:///plaza",
+            "redis+sentinel://h:1/plaza/x",
+            "http://h:1",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}

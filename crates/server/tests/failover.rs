@@ -1,0 +1,260 @@
+//! Cluster mode when Redis fails: a real Sentinel failover mid-chat, and a
+//! node whose link to Redis is cut and comes back. Nothing acknowledged is
+//! lost, and what a node missed is reported, never passed over.
+
+use std::time::Instant;
+
+use plaza_proto::{Event, Page, Replay, Request, ResultCode, features};
+use plaza_test_support::{RedisServer, Relay, Sentinels, TestClient, TestServer, http_get, within};
+
+async fn node(store: String) -> TestServer {
+    TestServer::with(move |s| {
+        s.store = Some(store);
+        s.cluster = Some(true);
+        s.presence_ttl_secs = Some(3);
+        s.redis_timeout_ms = Some(500);
+    })
+    .await
+}
+
+/// A logged-in user with room history on (so it sees sequence numbers).
+async fn member(server: &TestServer, name: &str) -> TestClient {
+    let mut c = server.client().await;
+    c.hello_with(features::NOTIFICATIONS | features::HISTORY).await;
+    assert!(matches!(c.recv().await, Event::Hello { features: 3, .. }));
+    c.register(name, "pw").await;
+    c.login(name, "pw").await;
+    c
+}
+
+fn chat(message: &str) -> Request {
+    Request::RoomChat {
+        message: message.into(),
+    }
+}
+
+/// Waits until `server`'s bus link is "ok" (`up`) or down.
+async fn until_bus(server: &TestServer, up: bool) {
+    let ctl = server.control().await;
+    within(
+        if up {
+            "the bus link up"
+        } else {
+            "the bus link down"
+        },
+        async {
+            loop {
+                let s = ctl.status().await;
+                let bus = s.cluster.as_ref().unwrap().bus.clone();
+                if (bus == "ok") == up {
+                    if !up {
+                        // What /readyz answers.
+                        assert!(s.not_ready().unwrap().starts_with("cluster bus down"), "{s:?}");
+                    }
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        },
+    )
+    .await;
+}
+
+/// Two nodes each with one member in room 1, both knowing the other.
+async fn two_members(a: &TestServer, b: &TestServer) -> (TestClient, TestClient) {
+    let mut amy = member(a, "amy").await;
+    let mut bob = member(b, "bob").await;
+    assert_eq!(amy.enter(1).await.1, ResultCode::OK);
+    assert_eq!(bob.enter(1).await.1, ResultCode::OK);
+    within("amy to see bob come in", async {
+        while !matches!(amy.recv().await, Event::RoomNewUser { name, .. } if name == "bob") {}
+    })
+    .await;
+    (amy, bob)
+}
+
+/// The room messages `c` receives, skipping everything else, until one
+/// says `last`.
+async fn messages_until(c: &mut TestClient, last: &str) -> Vec<String> {
+    within(&format!("{last:?} to arrive"), async {
+        let mut got = Vec::new();
+        loop {
+            if let Event::RoomMessage { message, .. } = c.recv().await {
+                got.push(message.clone());
+                if message == last {
+                    return got;
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// The primary is killed while amy talks to bob across two nodes. Every
+/// chat amy was told OK reaches bob exactly once and in order; during the
+/// switch amy is told 112 (never OK for what bob did not get); the nodes
+/// find the new primary on their own.
+#[tokio::test]
+async fn a_sentinel_failover_mid_chat_loses_nothing_acknowledged() {
+    let mut redis = Sentinels::start().await;
+    let url = redis.url();
+    let (a, b) = (node(url.clone()).await, node(url).await);
+    let (mut amy, mut bob) = two_members(&a, &b).await;
+
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let m = format!("before {i}");
+        assert_eq!(amy.ask(chat(&m)).await, Event::RoomChatResult(ResultCode::OK));
+        acked.push(m);
+    }
+    let old = redis.primary.port;
+    redis.primary.stop();
+    let killed = Instant::now();
+    until_bus(&a, false).await;
+
+    // The sentinels take a second to see the primary down: meanwhile amy
+    // is told 112, never OK.
+    assert_eq!(
+        amy.ask(chat("during")).await,
+        Event::RoomChatResult(ResultCode::SERVICE_UNAVAILABLE)
+    );
+    within("the sentinels to promote the replica", async {
+        while redis.primary_port().await == Some(old) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let promoted = killed.elapsed();
+    // Until both nodes are on the new primary, 112; then OK. Each answer
+    // is one or the other.
+    let mut refused = 1;
+    within("the cluster to acknowledge chat again", async {
+        for i in 0.. {
+            let m = format!("switch {i}");
+            match amy.ask(chat(&m)).await {
+                Event::RoomChatResult(ResultCode::OK) => return acked.push(m),
+                Event::RoomChatResult(ResultCode::SERVICE_UNAVAILABLE) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+            // Ask again when the link is up (the event that changes the
+            // answer), not in a tight loop.
+            until_bus(&a, true).await;
+        }
+    })
+    .await;
+    let recovered = killed.elapsed();
+    for i in 0..5 {
+        let m = format!("after {i}");
+        assert_eq!(amy.ask(chat(&m)).await, Event::RoomChatResult(ResultCode::OK));
+        acked.push(m);
+    }
+    eprintln!(
+        "failover: replica promoted {promoted:?} and the first chat acknowledged {recovered:?} \
+         after the primary was killed ({refused} answered 112 meanwhile)"
+    );
+
+    let got = messages_until(&mut bob, "after 4").await;
+    let delivered: Vec<&String> = got.iter().filter(|m| acked.contains(m)).collect();
+    assert_eq!(
+        delivered,
+        acked.iter().collect::<Vec<_>>(),
+        "every acknowledged chat, once, in order"
+    );
+    let mut seen = std::collections::HashSet::new();
+    assert!(got.iter().all(|m| seen.insert(m)), "nothing twice: {got:?}");
+}
+
+/// Node b's connections to Redis are cut (a relay between them drops them)
+/// while amy, on node a, talks. amy is told 112: b did not get it. When b
+/// is back it finds the gap from a's stamps, tells bob (341), and the
+/// room's history says there is a gap instead of passing over it.
+#[tokio::test]
+async fn a_node_cut_off_from_redis_reports_the_gap_and_resynchronises() {
+    let redis = RedisServer::start().await;
+    let relay = Relay::start(([127, 0, 0, 1], redis.port).into()).await;
+    let a = node(redis.url()).await;
+    let b = node(format!("redis://{}/0", relay.addr)).await;
+    let (mut amy, mut bob) = two_members(&a, &b).await;
+
+    assert_eq!(
+        amy.ask(chat("before")).await,
+        Event::RoomChatResult(ResultCode::OK)
+    );
+    let before = within("amy's message", async {
+        loop {
+            if let Event::RoomMessage { seq, .. } = bob.recv().await {
+                return seq;
+            }
+        }
+    })
+    .await;
+
+    relay.down();
+    relay.cut();
+    until_bus(&b, false).await;
+    for m in ["lost 1", "lost 2"] {
+        assert_eq!(
+            amy.ask(chat(m)).await,
+            Event::RoomChatResult(ResultCode::SERVICE_UNAVAILABLE),
+            "b's subscription is gone: not acknowledged"
+        );
+    }
+    relay.restore();
+    until_bus(&b, true).await;
+
+    // a's next stamp (a tick after a quiet second, or this chat) shows b
+    // the jump.
+    assert_eq!(
+        amy.ask(chat("after")).await,
+        Event::RoomChatResult(ResultCode::OK)
+    );
+    let mut missed = None;
+    let after = within("the gap notice, then amy's next message", async {
+        loop {
+            match bob.recv().await {
+                Event::Missed { count, seqs: None } => missed = Some(count),
+                Event::RoomMessage { message, seq, .. } if message == "after" => return seq,
+                Event::RoomMessage { message, .. } => panic!("{message:?} was not published to b"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        missed.is_some_and(|n| n >= 2),
+        "bob is told he may have missed some: {missed:?}"
+    );
+    assert!(after > before + 1, "a number is skipped where messages were lost");
+
+    // A client that saw `before` and asks what came after is told of a gap.
+    bob.send(Request::History {
+        page: Page::After(before),
+        limit: 10,
+    })
+    .await;
+    let replay = within("the history answer", async {
+        loop {
+            if let Event::History(r) = bob.recv().await {
+                return r;
+            }
+        }
+    })
+    .await;
+    assert!(matches!(replay, Replay { gap: true, .. }), "{replay:?}");
+
+    let ctl = b.control().await;
+    let stats = ctl.status().await.cluster.unwrap().bus_stats;
+    assert_eq!(stats.gaps, 1);
+    assert!(stats.missed >= 2 && stats.received_messages > 0, "{stats:?}");
+    let (_, _, metrics) = http_get(b.running.metrics_addr().unwrap(), "/metrics", "").await;
+    for series in [
+        "plaza_bus_gaps_total 1",
+        "plaza_bus_channels 1",
+        "plaza_bus_peers 1",
+        "plaza_bus_delivery_seconds_count",
+        "plaza_bus_received_bytes_total",
+        "plaza_bus_published_bytes_total",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+}
