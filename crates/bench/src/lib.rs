@@ -210,3 +210,55 @@ pub mod child {
         Ok(())
     }
 }
+
+pub mod control {
+    //! The operators' control link of a server a tool started, for its
+    //! status.
+
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use anyhow::Result;
+    use plaza_net::link::LinkClient;
+    use plaza_net::{ClientConfig, Lan};
+    use plaza_server::control::{Command, Reply, Status};
+
+    /// An authenticated control link.
+    pub struct Control(LinkClient);
+
+    impl Control {
+        /// Connects to `addr` and authenticates with the secret the server
+        /// generated in `data_dir`.
+        ///
+        /// # Errors
+        /// If it cannot connect, read the secret, or is refused.
+        pub async fn connect(addr: SocketAddr, data_dir: &Path) -> Result<Self> {
+            let secret = std::fs::read_to_string(data_dir.join("control.secret"))?;
+            let ctl = Self(LinkClient::connect(ClientConfig::new(addr, Lan)).await?);
+            let auth = Command::Auth {
+                secret: secret.trim().into(),
+            };
+            anyhow::ensure!(ctl.cmd(auth).await?.ok, "control auth refused");
+            Ok(ctl)
+        }
+
+        /// Sends one command.
+        ///
+        /// # Errors
+        /// If the link fails or the reply is not JSON.
+        pub async fn cmd(&self, command: Command) -> Result<Reply> {
+            let body = serde_json::to_vec(&command)?;
+            let reply = self.0.request(&body, Duration::from_secs(10)).await?;
+            Ok(serde_json::from_slice(&reply)?)
+        }
+
+        /// The server's status.
+        ///
+        /// # Errors
+        /// As [`cmd`](Self::cmd), or if it does not read as a status.
+        pub async fn status(&self) -> Result<Status> {
+            Ok(serde_json::from_value(self.cmd(Command::Status).await?.data)?)
+        }
+    }
+}

@@ -127,7 +127,7 @@ pub fn hub(data: &[u8]) {
                         name,
                         uid,
                         room,
-                        outcome: SeatOutcome::Seated(vec![(uid, "x".into())]),
+                        outcome: SeatOutcome::Seated(vec![(uid, 1, "x".into())]),
                     },
                     Some(Effect::Publish { ack: Some(conn), .. }) => Input::Published {
                         conn,
@@ -150,6 +150,7 @@ pub fn hub(data: &[u8]) {
                 4 => Input::BusGap {
                     node: 9,
                     missed: arg.len() as u64,
+                    room: Some(u32::from(arg.get(1).copied().unwrap_or(0) % 6)),
                     users: Vec::new(),
                 },
                 5 => {

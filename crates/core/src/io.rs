@@ -150,14 +150,17 @@ pub enum Input {
         /// Its logged-in users.
         users: Vec<RemoteEntry>,
     },
-    /// Cluster: messages from `node` were missed (its stamps jumped; this
-    /// node's bus link was cut meanwhile). `users` is its state, read again.
+    /// Cluster: messages from `node` were missed (its stamps on a channel
+    /// jumped; this node's bus link was cut meanwhile). `users` is its
+    /// state, read again.
     BusGap {
         /// The node.
         node: u64,
         /// How many of its messages went by unseen (an upper bound: some
         /// may never have been published).
         missed: u64,
+        /// The room whose channel they were on (`None`: the bus).
+        room: Option<u32>,
         /// Its logged-in users.
         users: Vec<RemoteEntry>,
     },
@@ -307,6 +310,17 @@ pub enum Effect {
         msg: BusMsg,
         /// The session waiting for the outcome, if any.
         ack: Option<Conn>,
+        /// With `ack`: how many nodes' subscriptions, this one's included,
+        /// must get it for it to count as published (0: every live node's).
+        reach: usize,
+    },
+    /// Cluster: follow `room` (`on`; before the seat claim that needs it) or
+    /// stop following it (after its last member here left).
+    Interest {
+        /// The room.
+        room: u32,
+        /// Start or stop.
+        on: bool,
     },
     /// Cluster: take a seat in `room` atomically across nodes (capacity is
     /// checked in the shared store); answer with [`Input::SeatDone`].

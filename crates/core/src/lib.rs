@@ -31,6 +31,7 @@
 
 mod away;
 mod history;
+mod interest;
 mod io;
 mod login;
 mod moderation;
@@ -273,7 +274,12 @@ impl Hub {
             Input::Shutdown => self.shutdown(sink),
             Input::Remote { node, msg } => self.remote(node, msg, now, sink),
             Input::NodeState { node, users } => self.node_state(node, users, sink),
-            Input::BusGap { node, missed, users } => self.bus_gap(node, missed, users, sink),
+            Input::BusGap {
+                node,
+                missed,
+                room,
+                users,
+            } => self.bus_gap(node, missed, room, users, sink),
             Input::Snapshot { nodes } => self.snapshot(nodes, sink),
             Input::Published { conn, ok } => self.published(conn, ok, now, sink),
             Input::SeatDone {

@@ -99,7 +99,11 @@ impl Hub {
                     let msg = BusMsg::Offline {
                         name: name.to_string(),
                     };
-                    sink.effect(Effect::Publish { msg, ack: None });
+                    sink.effect(Effect::Publish {
+                        msg,
+                        ack: None,
+                        reach: 0,
+                    });
                 }
                 sink.effect(Effect::Release {
                     conn,
@@ -168,7 +172,11 @@ impl Hub {
                         name: name.to_string(),
                         uid: self.uid(conn),
                     };
-                    sink.effect(Effect::Publish { msg, ack: None });
+                    sink.effect(Effect::Publish {
+                        msg,
+                        ack: None,
+                        reach: 0,
+                    });
                 }
                 return self.finish(conn, now, sink);
             }

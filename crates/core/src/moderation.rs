@@ -27,7 +27,17 @@ impl Hub {
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.waiting = Some(waiting);
         }
-        sink.effect(Effect::Publish { msg, ack: Some(conn) });
+        // Room chat must reach the nodes with members in the room; the rest
+        // every live node.
+        let reach = match &msg {
+            BusMsg::RoomChat { room, .. } => self.nodes_in(*room),
+            _ => 0,
+        };
+        sink.effect(Effect::Publish {
+            msg,
+            ack: Some(conn),
+            reach,
+        });
     }
 
     pub(crate) fn published(&mut self, conn: Conn, ok: bool, now: Instant, sink: &mut impl Sink) {

@@ -74,7 +74,11 @@ impl Hub {
                     name: name.to_owned(),
                     by: "operator".into(),
                 };
-                sink.effect(Effect::Publish { msg, ack: None });
+                sink.effect(Effect::Publish {
+                    msg,
+                    ack: None,
+                    reach: 0,
+                });
             }
             None => return false,
         }
@@ -91,7 +95,11 @@ impl Hub {
                     name: name.to_owned(),
                     seconds,
                 };
-                sink.effect(Effect::Publish { msg, ack: None });
+                sink.effect(Effect::Publish {
+                    msg,
+                    ack: None,
+                    reach: 0,
+                });
             }
             None => return false,
         }

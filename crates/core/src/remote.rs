@@ -32,8 +32,8 @@ pub struct RemoteEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeatOutcome {
     /// Seated; every member of the room on every node, this one included,
-    /// by (member id, name).
-    Seated(Vec<(u64, String)>),
+    /// by (member id, node, name).
+    Seated(Vec<(u64, u64, String)>),
     /// The room is full.
     Full,
     /// The store could not answer.
@@ -44,14 +44,14 @@ pub enum SeatOutcome {
 pub(crate) struct RemoteUser {
     node: u64,
     uid: u64,
-    room: Option<u32>,
+    pub(crate) room: Option<u32>,
 }
 
 /// Users on other nodes and the rooms they are in.
 #[derive(Debug, Default)]
 pub(crate) struct Replica {
     pub(crate) users: HashMap<Arc<str>, RemoteUser>,
-    rooms: HashMap<u32, Vec<(u64, Arc<str>)>>,
+    pub(crate) rooms: HashMap<u32, Vec<(u64, Arc<str>)>>,
 }
 
 impl Replica {
@@ -108,6 +108,10 @@ impl Hub {
                 }
             }
             BusMsg::RoomChat { room, from, message } => {
+                if !self.interested(room) {
+                    // Its channel is being left.
+                    return;
+                }
                 if let Some(members) = self.rooms.get_mut(room as usize) {
                     members.flush(sink);
                     self.room_message(room, &from, message, now, sink);
@@ -153,33 +157,31 @@ impl Hub {
         }
     }
 
-    /// Up to `missed` messages from `node` went by unseen. Its state is
-    /// replaced with `users`; in each room where it has or had members, the
-    /// room's history is marked with a gap and the local members that take
-    /// notices are told (341) that they may have missed messages.
-    pub(crate) fn bus_gap(&mut self, node: u64, missed: u64, users: Vec<RemoteEntry>, sink: &mut impl Sink) {
-        let mut rooms: std::collections::BTreeSet<u32> = self
-            .remote
-            .users
-            .values()
-            .filter(|u| u.node == node)
-            .filter_map(|u| u.room)
-            .collect();
-        rooms.extend(users.iter().filter_map(|u| u.room));
+    /// Up to `missed` messages from `node` went by unseen, on `room`'s
+    /// channel or (`None`) the bus. Its state is replaced with `users`; a
+    /// followed room's history is marked with a gap and its local members
+    /// that take notices are told (341) that they may have missed messages.
+    pub(crate) fn bus_gap(
+        &mut self,
+        node: u64,
+        missed: u64,
+        room: Option<u32>,
+        users: Vec<RemoteEntry>,
+        sink: &mut impl Sink,
+    ) {
         self.node_state(node, users, sink);
+        let Some(room) = room.filter(|r| self.interested(*r)) else {
+            return;
+        };
         let missed = Event::Missed {
             count: u32::try_from(missed).unwrap_or(u32::MAX),
             seqs: None,
         };
-        for room in rooms {
-            let Some(r) = self.rooms.get_mut(room as usize) else {
-                continue;
-            };
-            r.history.gap();
-            let members = r.members().to_vec();
-            for c in members.into_iter().filter(|c| self.plaza(*c)) {
-                sink.send(c, &missed);
-            }
+        let r = &mut self.rooms[room as usize];
+        r.history.gap();
+        let members = r.members().to_vec();
+        for c in members.into_iter().filter(|c| self.plaza(*c)) {
+            sink.send(c, &missed);
         }
     }
 
@@ -202,7 +204,14 @@ impl Hub {
 
     /// Records `name` on `node`, in `room`, telling local room members what
     /// changed (nothing, if nothing did).
-    fn put_remote(&mut self, node: u64, name: &str, uid: u64, room: Option<u32>, sink: &mut impl Sink) {
+    pub(crate) fn put_remote(
+        &mut self,
+        node: u64,
+        name: &str,
+        uid: u64,
+        room: Option<u32>,
+        sink: &mut impl Sink,
+    ) {
         if room.is_some_and(|r| r >= self.config.rooms) {
             tracing::warn!(
                 node,
@@ -212,6 +221,8 @@ impl Hub {
             );
             return;
         }
+        // The replica keeps the members of followed rooms only.
+        let room = room.filter(|r| self.interested(*r));
         let before = self.remote.users.get(name).map(|u| (u.node, u.uid, u.room));
         if before == Some((node, uid, room)) {
             return;
@@ -256,7 +267,7 @@ impl Hub {
 
     /// Takes `name` out of its remote room; returns (room, uid) for the
     /// caller to notify.
-    fn leave_remote_room(&mut self, name: &str) -> Option<(u32, u64)> {
+    pub(crate) fn leave_remote_room(&mut self, name: &str) -> Option<(u32, u64)> {
         let u = self.remote.users.get_mut(name)?;
         let room = u.room.take()?;
         let uid = u.uid;
@@ -292,15 +303,25 @@ impl Hub {
             // The session left (or was kicked) meanwhile: give the seat back.
             if let SeatOutcome::Seated(_) = outcome {
                 let msg = BusMsg::Leave { name, uid, room };
-                sink.effect(Effect::Publish { msg, ack: None });
+                sink.effect(Effect::Publish {
+                    msg,
+                    ack: None,
+                    reach: 0,
+                });
             }
-            return;
+            self.claimed(room);
+            return self.lose_interest(room, sink);
         }
         let code = match outcome {
             SeatOutcome::Seated(members) => {
+                // While the claim still counts, so the room is followed.
+                self.seated_members(room, &members, sink);
+                self.claimed(room);
                 let key = self.name_of(conn).cloned().expect("checked above");
                 self.seat(conn, &key, room, sink);
-                for chunk in members.chunks(ROOM_LIST_CHUNK) {
+                let list: Vec<(u64, String)> =
+                    members.into_iter().map(|(uid, _, name)| (uid, name)).collect();
+                for chunk in list.chunks(ROOM_LIST_CHUNK) {
                     sink.send(
                         conn,
                         &Event::RoomUserList {
@@ -310,15 +331,26 @@ impl Hub {
                 }
                 ResultCode::OK
             }
-            SeatOutcome::Full => ResultCode::ROOM_FULL,
+            SeatOutcome::Full => {
+                self.claimed(room);
+                ResultCode::ROOM_FULL
+            }
             SeatOutcome::Unavailable => {
+                self.claimed(room);
                 // The script may have run before the failure: give the seat
                 // back (a no-op if it did not; the next resync also fixes it).
                 let msg = BusMsg::Leave { name, uid, room };
-                sink.effect(Effect::Publish { msg, ack: None });
+                sink.effect(Effect::Publish {
+                    msg,
+                    ack: None,
+                    reach: 0,
+                });
                 ResultCode::SERVICE_UNAVAILABLE
             }
         };
+        if code != ResultCode::OK {
+            self.lose_interest(room, sink);
+        }
         match rejoin {
             Some((epoch, after)) if code == ResultCode::OK => {
                 self.replay(conn, room, epoch, after, now, sink)

@@ -94,6 +94,8 @@ pub(crate) struct Room {
     pub(crate) held: usize,
     /// Sequence numbers and recent messages.
     pub(crate) history: History,
+    /// Cluster: seat claims on their way (`interest.rs`).
+    pub(crate) claims: u32,
 }
 
 impl Room {

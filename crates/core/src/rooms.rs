@@ -92,8 +92,13 @@ impl Hub {
                     uid,
                     room,
                 };
-                sink.effect(Effect::Publish { msg, ack: None });
+                sink.effect(Effect::Publish {
+                    msg,
+                    ack: None,
+                    reach: 0,
+                });
             }
+            self.lose_interest(room, sink);
         }
         true
     }
@@ -125,6 +130,7 @@ impl Hub {
                 rejoin: rejoin.map(Box::new),
             });
             let uid = self.uid(conn);
+            self.claim(idx, sink);
             sink.effect(Effect::ClaimSeat {
                 conn,
                 name: name.to_string(),

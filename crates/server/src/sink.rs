@@ -105,7 +105,8 @@ impl Sink for NetSink {
             }
             Effect::Mute { name, seconds } => store.set_mute(name, seconds),
             Effect::Shutdown => self.shutdown = true,
-            Effect::Publish { msg, ack } => self.cluster_op(Op::Publish { msg, ack }),
+            Effect::Publish { msg, ack, reach } => self.cluster_op(Op::Publish { msg, ack, reach }),
+            Effect::Interest { room, on } => self.cluster_op(Op::Interest { room, on }),
             Effect::ClaimSeat {
                 conn,
                 name,

@@ -532,3 +532,91 @@ async fn a_graceful_stop_does_not_log_that_the_node_was_buried() {
     assert!(!log.contains("buried"), "{log}");
     assert!(!log.contains("WARN"), "a clean stop warns of nothing: {log}");
 }
+
+/// Waits until `server` subscribes to `n` channels (the bus and the rooms it
+/// follows); returns its bus counts then.
+async fn until_channels(server: &TestServer, n: usize) -> plaza_server::control::BusCounts {
+    let ctl = server.control().await;
+    within(&format!("{n} channels subscribed"), async {
+        loop {
+            let c = ctl.status().await.cluster.unwrap();
+            if c.channels == n {
+                return c.bus_stats;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+}
+
+/// Interest routing: a node follows a room's channel only while it has a
+/// member there, so a room's chat costs the nodes without members nothing;
+/// a node that starts following a room gets its members from the seat.
+#[tokio::test]
+async fn a_node_receives_a_rooms_traffic_only_while_it_has_a_member_there() {
+    let redis = RedisServer::start().await;
+    let [a, b, c] = nodes(&redis, 200).await;
+    let mut amy = a.user("amy").await;
+    let mut bob = b.user("bob").await;
+    let mut cat = c.user("cat").await;
+    assert_eq!(cat.enter(2).await.1, ResultCode::OK);
+    assert_eq!(amy.enter(1).await.1, ResultCode::OK);
+    assert_eq!(bob.enter(1).await.1, ResultCode::OK);
+    until(
+        &mut amy,
+        "bob in the room",
+        |e| matches!(e, Event::RoomNewUser { name, .. } if name == "bob"),
+    )
+    .await;
+    for i in 0..20 {
+        assert_eq!(
+            amy.ask(chat(&format!("m{i}"))).await,
+            Event::RoomChatResult(ResultCode::OK)
+        );
+    }
+    until(
+        &mut bob,
+        "the last message",
+        |e| matches!(e, Event::RoomChat { message, .. } if message == "m19"),
+    )
+    .await;
+    let on_b = until_channels(&b, 2).await;
+    assert!(on_b.received_room_messages >= 20, "{on_b:?}");
+    // c follows the bus and room 2 only: nothing of room 1 reached it.
+    let on_c = until_channels(&c, 2).await;
+    assert_eq!(on_c.received_room_messages, 0, "{on_c:?}");
+    assert_eq!(on_c.received_room_bytes, 0, "{on_c:?}");
+
+    // cat moves to room 1: c drops room 2, follows room 1, and cat's list
+    // (from the seat) and c's replica have amy and bob.
+    assert_eq!(
+        cat.ask(Request::RoomLeave).await,
+        Event::RoomLeaveResult(ResultCode::OK)
+    );
+    let (members, code) = cat.enter(1).await;
+    assert_eq!(code, ResultCode::OK);
+    let mut names: Vec<&str> = members.iter().map(|(_, n)| n.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["amy", "bob", "cat"]);
+    until_channels(&c, 2).await;
+    assert_eq!(
+        amy.ask(chat("hello cat")).await,
+        Event::RoomChatResult(ResultCode::OK)
+    );
+    until(
+        &mut cat,
+        "amy's message",
+        |e| matches!(e, Event::RoomChat { message, .. } if message == "hello cat"),
+    )
+    .await;
+    // bob leaves: cat is told, through c's replica of room 1.
+    assert_eq!(
+        bob.ask(Request::RoomLeave).await,
+        Event::RoomLeaveResult(ResultCode::OK)
+    );
+    until(&mut cat, "bob to leave", |e| {
+        matches!(e, Event::RoomLeaveUser { .. })
+    })
+    .await;
+    until_channels(&b, 1).await;
+}

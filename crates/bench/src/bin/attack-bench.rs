@@ -20,11 +20,10 @@ use bytes::BytesMut;
 use clap::{Parser, ValueEnum};
 use plaza_bench::child::{free_port, rss_kib, start_server};
 use plaza_bench::conn::Conn;
+use plaza_bench::control::Control;
 use plaza_bench::room::{Tally, join, run_member};
-use plaza_net::link::LinkClient;
-use plaza_net::{ClientConfig, Lan};
 use plaza_proto::Request;
-use plaza_server::control::{Command, Reply};
+use plaza_server::control::Command;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -287,13 +286,7 @@ async fn main() -> Result<()> {
     .await?;
     let pid = server.0.id();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let secret = std::fs::read_to_string(dir.path().join("control.secret"))?;
-    let ctl =
-        Control(LinkClient::connect(ClientConfig::new(format!("127.0.0.1:{control}").parse()?, Lan)).await?);
-    let auth = Command::Auth {
-        secret: secret.trim().into(),
-    };
-    anyhow::ensure!(ctl.cmd(auth).await?.ok, "control auth");
+    let ctl = Control::connect(format!("127.0.0.1:{control}").parse()?, dir.path()).await?;
     let cpu0 = plaza_bench::cpu::process(pid);
 
     println!(
@@ -332,15 +325,4 @@ async fn main() -> Result<()> {
     let counts: Vec<String> = keys.iter().map(|k| format!("{k}={}", s[*k])).collect();
     println!("server counters: {}", counts.join(" "));
     Ok(())
-}
-
-/// The server's control link.
-struct Control(LinkClient);
-
-impl Control {
-    async fn cmd(&self, command: Command) -> Result<Reply> {
-        let body = serde_json::to_vec(&command)?;
-        let reply = self.0.request(&body, Duration::from_secs(10)).await?;
-        Ok(serde_json::from_slice(&reply)?)
-    }
 }

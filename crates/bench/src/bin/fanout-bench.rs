@@ -12,9 +12,12 @@
 //! server allocations per delivery, and write system calls per delivery.
 //!
 //! With `--cluster`, a redis-server is started on a free loopback port and
-//! `--nodes` plaza-server nodes share it in cluster mode; members are dealt
-//! to the nodes in turn, so every room spans the nodes. Redis's CPU time is
-//! reported beside the nodes'.
+//! `--nodes` plaza-server nodes share it in cluster mode. With `--placement
+//! spread` members are dealt to the nodes in turn, so every room spans the
+//! nodes; with `--placement local` room r lives on node r mod N, except the
+//! first `--spanning` rooms, whose members alternate between two
+//! neighbouring nodes. Redis's CPU time is reported beside the nodes', and
+//! each node's bus traffic (from its status) after the run.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +59,30 @@ struct Args {
     /// Plaza nodes (cluster mode only).
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// Where members go (cluster mode).
+    #[arg(long, value_enum, default_value_t = Placement::Spread)]
+    placement: Placement,
+    /// With `--placement local`: rooms that span two nodes.
+    #[arg(long, default_value_t = 0)]
+    spanning: usize,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// Members dealt to the nodes in turn: every room spans them.
+    Spread,
+    /// Each room on one node, but the first `--spanning` on two.
+    Local,
+}
+
+/// The node member `m` of room `r` connects to.
+fn node_of(args: &Args, r: usize, m: usize) -> usize {
+    let n = args.nodes;
+    match args.placement {
+        Placement::Spread => (r * args.members + m) % n,
+        Placement::Local if r < args.spanning => (r + m % 2) % n,
+        Placement::Local => r % n,
+    }
 }
 
 const SERVER_THREAD: &str = "plaza-srv";
@@ -117,7 +144,7 @@ fn main() -> Result<()> {
         let mut members = Vec::new();
         for r in 0..args.rooms {
             for m in 0..args.members {
-                let addr = addrs[(r * args.members + m) % addrs.len()];
+                let addr = addrs[node_of(&args, r, m)];
                 members.push(
                     join(addr, None, format!("r{r}m{m}"), r as i32)
                         .await
@@ -200,6 +227,29 @@ fn main() -> Result<()> {
             "redis cpu/delivery {:.2} us",
             a.saturating_sub(b).as_secs_f64() * 1e6 / deliveries.max(1) as f64
         );
+    }
+    if args.cluster {
+        for (i, n) in nodes.iter().enumerate() {
+            let dir = dir.path().join(format!("node{i}"));
+            let status = server_rt.block_on(async {
+                plaza_bench::control::Control::connect(n.control_addr(), &dir)
+                    .await?
+                    .status()
+                    .await
+            })?;
+            let c = status.cluster.context("a cluster node without cluster status")?;
+            let b = c.bus_stats;
+            println!(
+                "node {i}: channels {}  bus published {} msgs {} B  received {} msgs {} B, of which room channels {} msgs {} B",
+                c.channels,
+                b.published_messages,
+                b.published_bytes,
+                b.received_messages,
+                b.received_bytes,
+                b.received_room_messages,
+                b.received_room_bytes
+            );
+        }
     }
     for n in &nodes {
         server_rt.block_on(n.shutdown());

@@ -14,7 +14,7 @@ fn publishes(t: &mut T) -> Vec<(BusMsg, Option<Conn>)> {
         .effects
         .drain(..)
         .filter_map(|e| match e {
-            Effect::Publish { msg, ack } => Some((msg, ack)),
+            Effect::Publish { msg, ack, .. } => Some((msg, ack)),
             _ => None,
         })
         .collect()
@@ -46,7 +46,7 @@ fn cluster_users_and_rooms_on_other_nodes_are_listed_and_told() {
         name: "amy".into(),
         uid,
         room: 2,
-        outcome: SeatOutcome::Seated(vec![(uid, "amy".into())]),
+        outcome: SeatOutcome::Seated(vec![(uid, 1, "amy".into())]),
     });
     assert_eq!(t.rec.out.pop(), Some((1, Event::RoomEnterResult(ResultCode::OK))));
     t.rec.out.clear();
@@ -122,7 +122,7 @@ fn cluster_a_seat_whose_session_left_is_given_back() {
         name: "amy".into(),
         uid,
         room: 2,
-        outcome: SeatOutcome::Seated(vec![(uid, "amy".into())]),
+        outcome: SeatOutcome::Seated(vec![(uid, 1, "amy".into())]),
     });
     assert_eq!(
         publishes(&mut t),
@@ -135,4 +135,94 @@ fn cluster_a_seat_whose_session_left_is_given_back() {
             None
         )]
     );
+}
+
+fn interest(t: &mut T) -> Vec<(u32, bool)> {
+    t.rec
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Interest { room, on } => Some((*room, *on)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A node follows a room from its first seat claim to its last member's
+/// leaving; the replica keeps remote members of followed rooms only, and a
+/// seat's member list (the store's, at the seat) replaces what it had.
+#[test]
+fn cluster_rooms_are_followed_while_a_member_is_here() {
+    let mut t = T::new(cluster());
+    t.user(1, "amy", false);
+    let bob = 2 << 48 | 5;
+    t.input(Input::Remote {
+        node: 9,
+        msg: BusMsg::Online {
+            name: "bob".into(),
+            uid: bob,
+        },
+    });
+    // bob's seat in a room this node does not follow is not kept.
+    t.input(Input::Remote {
+        node: 9,
+        msg: BusMsg::Enter {
+            name: "bob".into(),
+            uid: bob,
+            room: 2,
+        },
+    });
+    assert_eq!(t.hub.remote_user("bob"), Some((9, None)));
+
+    // amy's claim: follow first, then claim.
+    t.rec.effects.clear();
+    t.req(1, Request::RoomEnter { room: 2 });
+    assert!(matches!(
+        t.rec.effects.as_slice(),
+        [
+            Effect::Interest { room: 2, on: true },
+            Effect::ClaimSeat { room: 2, .. }
+        ]
+    ));
+    let amy = 1 << 48 | 1;
+    t.input(Input::SeatDone {
+        conn: 1,
+        name: "amy".into(),
+        uid: amy,
+        room: 2,
+        outcome: SeatOutcome::Seated(vec![(amy, 1, "amy".into()), (bob, 9, "bob".into())]),
+    });
+    assert_eq!(t.hub.remote_user("bob"), Some((9, Some(2))));
+    assert!(t.rec.out.contains(&(
+        1,
+        Event::RoomUserList {
+            users: vec![(amy, "amy".into()), (bob, "bob".into())]
+        }
+    )));
+    // Chat must reach two nodes' subscriptions: this one and node 9's.
+    t.rec.effects.clear();
+    t.req(1, Request::RoomChat { message: "hi".into() });
+    assert!(matches!(
+        t.rec.effects.as_slice(),
+        [Effect::Publish { reach: 2, .. }]
+    ));
+    t.input(Input::Published { conn: 1, ok: true });
+
+    // amy leaves: the room is no longer followed, and bob's seat forgotten.
+    t.rec.effects.clear();
+    t.req(1, Request::RoomLeave);
+    assert_eq!(interest(&mut t), vec![(2, false)]);
+    assert_eq!(t.hub.remote_user("bob"), Some((9, None)));
+
+    // A full room: followed for the claim, then not.
+    t.rec.effects.clear();
+    t.req(1, Request::RoomEnter { room: 3 });
+    t.input(Input::SeatDone {
+        conn: 1,
+        name: "amy".into(),
+        uid: amy,
+        room: 3,
+        outcome: SeatOutcome::Full,
+    });
+    assert_eq!(interest(&mut t), vec![(3, true), (3, false)]);
 }

@@ -3,21 +3,32 @@
 //! Redis is the shared engine; there is no cluster protocol of our own.
 //! Keys (under the store's prefix, `plaza:` by default):
 //!
-//! - `bus`: the one pub/sub channel. Every node subscribes once and
-//!   publishes through one connection, so a node's messages reach every
-//!   other node in the order it sent them. Each is stamped with its number
-//!   in the sender's stream and the time it was sent (`plaza_proto::bus`):
-//!   a receiver whose link was cut sees the numbers jump, reads the
-//!   sender's state again and marks the gap in the rooms concerned
-//!   (`Input::BusGap`). A message a client waits on is acknowledged only if
-//!   PUBLISH reached every live node's subscription; else 112.
+//! - `bus`: the channel every node subscribes to: logins and logouts,
+//!   whispers, kicks, mutes, broadcasts, operators' notices, state resets.
+//! - `room:<n>`: room n's chat and seats (enter, leave). A node subscribes
+//!   while it has a member in the room or a seat claim on its way
+//!   (`plaza_core`'s `Effect::Interest`), so it receives nothing of rooms
+//!   it has no member in, and publishes a room's chat only while another
+//!   node has a member there.
+//!
+//!   All subscriptions share one connection and all publishes another, so
+//!   a node's messages reach the others in the order it sent them. Each is
+//!   stamped with its number in the sender's stream on that channel and the
+//!   time it was sent (`plaza_proto::bus`): a receiver whose link was cut
+//!   sees the numbers jump, reads the sender's state again and marks the
+//!   gap in the rooms concerned (`Input::BusGap`). A message a client waits
+//!   on is acknowledged only if PUBLISH reached every subscription it must
+//!   (every node with a member in the room; for the bus, every live node);
+//!   else 112.
 //! - `nodes`: sorted set of live node ids, scored by the time (Redis's own
 //!   clock, ms) their heartbeat runs out. A live node pushes it forward every
 //!   third of the presence TTL; any node buries nodes whose time has passed.
 //! - `node:<id>`: hash, name → `uid|room` (room -1: the lobby), for each user
 //!   logged in on that node. Nodes read it to build their replica.
-//! - `seats:<room>`: hash, uid → name, the room's members on every node.
-//!   The seat script checks capacity and seats atomically.
+//! - `seats:<room>`: hash, uid → `node|name`, the room's members on every
+//!   node. The seat script checks capacity, seats and publishes the enter
+//!   atomically, and answers with the members: a node that starts following
+//!   the room takes that list as of its own enter's place in the channel.
 //! - `nodes:seq`: counter that hands out node ids.
 //!
 //! State changes (login, logout, seat, leave) are Lua scripts that change the
@@ -42,6 +53,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::primary::{Primary, Target};
 
 mod heartbeat;
+mod received;
 mod scripts;
 mod subscriber;
 mod writer;
@@ -89,6 +101,13 @@ pub(crate) enum Op {
     Publish {
         msg: BusMsg,
         ack: Option<Conn>,
+        /// Subscriptions that must get it (0: every live node's).
+        reach: usize,
+    },
+    /// Follow a room's channel, or stop.
+    Interest {
+        room: u32,
+        on: bool,
     },
     Seat {
         conn: Conn,
@@ -110,14 +129,59 @@ pub(crate) enum Op {
     Tick,
 }
 
+/// A pub/sub channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) enum Channel {
+    Bus,
+    Room(u32),
+}
+
+impl Channel {
+    /// Where `msg` is published.
+    pub(super) fn of(msg: &BusMsg) -> Self {
+        match msg {
+            BusMsg::RoomChat { room, .. } | BusMsg::Enter { room, .. } | BusMsg::Leave { room, .. } => {
+                Self::Room(*room)
+            }
+            _ => Self::Bus,
+        }
+    }
+
+    /// Its name in Redis, under `prefix`.
+    pub(super) fn name(self, prefix: &str) -> String {
+        match self {
+            Self::Bus => format!("{prefix}bus"),
+            Self::Room(r) => format!("{prefix}room:{r}"),
+        }
+    }
+
+    /// The channel named `name` under `prefix`.
+    pub(super) fn parse(prefix: &str, name: &str) -> Option<Self> {
+        match name.strip_prefix(prefix)? {
+            "bus" => Some(Self::Bus),
+            rest => rest.strip_prefix("room:")?.parse().ok().map(Self::Room),
+        }
+    }
+}
+
+/// What the writer asks of the subscriber.
+#[derive(Debug)]
+pub(super) enum Follow {
+    /// Subscribe to these rooms' channels; answered once subscribed (at
+    /// once while the link is down: the next subscription includes them).
+    Start(Vec<u32>, oneshot::Sender<()>),
+    /// Unsubscribe from these.
+    Stop(Vec<u32>),
+}
+
 /// A seat the writer got, waiting for its own message to come back on the
-/// bus, so that the newcomer's list and the replica agree.
+/// room's channel, so that the newcomer's list and the replica agree.
 pub(super) enum PendingSeat {
     Claimed {
         conn: Conn,
         name: String,
         room: u32,
-        members: Vec<(u64, String)>,
+        members: Vec<(u64, u64, String)>,
     },
     Echoed,
 }
@@ -129,8 +193,10 @@ pub(super) struct Link {
     pub(super) seats: HashMap<u64, PendingSeat>,
     pub(super) leaving: Leaving,
     /// The other live nodes (from the last snapshot, then their messages
-    /// and burials): a publish must reach all of them, and this node.
+    /// and burials): a bus publish must reach all of them, and this node.
     pub(super) peers: HashSet<u64>,
+    /// Channels subscribed.
+    pub(super) channels: usize,
 }
 
 /// Bus traffic, counted by the writer and the subscriber.
@@ -140,6 +206,8 @@ pub(super) struct Counts {
     published_bytes: AtomicU64,
     received_messages: AtomicU64,
     received_bytes: AtomicU64,
+    received_room_messages: AtomicU64,
+    received_room_bytes: AtomicU64,
     gaps: AtomicU64,
     missed: AtomicU64,
 }
@@ -150,9 +218,14 @@ impl Counts {
         self.published_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    pub(super) fn received(&self, bytes: usize) {
+    pub(super) fn received(&self, bytes: usize, room: bool) {
         self.received_messages.fetch_add(1, Ordering::Relaxed);
         self.received_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        if room {
+            self.received_room_messages.fetch_add(1, Ordering::Relaxed);
+            self.received_room_bytes
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+        }
     }
 
     pub(super) fn gap(&self, missed: u64) {
@@ -167,6 +240,8 @@ impl Counts {
             published_bytes: get(&self.published_bytes),
             received_messages: get(&self.received_messages),
             received_bytes: get(&self.received_bytes),
+            received_room_messages: get(&self.received_room_messages),
+            received_room_bytes: get(&self.received_room_bytes),
             gaps: get(&self.gaps),
             missed: get(&self.missed),
         }
@@ -224,6 +299,7 @@ impl Cluster {
             ..Link::default()
         }));
         let (ops, ops_rx) = mpsc::unbounded_channel();
+        let (follow, follow_rx) = mpsc::unbounded_channel();
         let counts = Arc::new(Counts::default());
         let shared = Shared {
             node,
@@ -231,13 +307,14 @@ impl Cluster {
             primary,
             link: link.clone(),
             counts: counts.clone(),
+            follow,
             delivery,
             inputs,
             signals,
         };
         let shared = Arc::new(shared);
         tokio::spawn(writer::run(shared.clone(), ops_rx));
-        tokio::spawn(subscriber::run(shared.clone()));
+        tokio::spawn(subscriber::run(shared.clone(), follow_rx));
         tokio::spawn(heartbeat::run(shared));
         Ok(Self {
             node,
@@ -268,9 +345,11 @@ impl Cluster {
         lock(&self.link).peers.len()
     }
 
-    /// Bus channels subscribed: the one bus, while the link is up.
+    /// Channels subscribed (the bus and followed rooms), while the link
+    /// is up.
     pub(crate) fn channels(&self) -> usize {
-        usize::from(lock(&self.link).up)
+        let l = lock(&self.link);
+        if l.up { l.channels } else { 0 }
     }
 
     /// Bus traffic since the start.
@@ -287,6 +366,8 @@ pub(super) struct Shared {
     pub(super) primary: Primary,
     pub(super) link: Arc<Mutex<Link>>,
     pub(super) counts: Arc<Counts>,
+    /// To the subscriber: rooms to follow or leave.
+    pub(super) follow: mpsc::UnboundedSender<Follow>,
     /// Seconds from another node's publish to its arrival here.
     pub(super) delivery: Histogram,
     pub(super) inputs: mpsc::Sender<Input>,

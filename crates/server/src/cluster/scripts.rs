@@ -4,12 +4,14 @@
 //! Keys are built inside the scripts from the prefix, so this needs one
 //! Redis primary (with replicas or Sentinel), not Redis Cluster.
 
+use std::collections::HashMap;
+
 use plaza_core::BusMsg;
 use plaza_proto::bus::{self, Origin};
 use redis::Script;
 use redis::aio::ConnectionManager;
 
-use super::{Leaving, Op, Shared, lock};
+use super::{Channel, Leaving, Op, Shared, lock};
 
 /// Removes a node: its seats, its users' logged-in marks (only those it
 /// still owns), its hash and its heartbeat; tells everyone.
@@ -48,10 +50,11 @@ return added
 const BURY: &str = "bury(ARGV[1], ARGV[2]) return 1";
 
 /// ARGV: prefix, id, op (on, off, leave), name, uid, room, message. Returns
-/// PUBLISH's answer.
+/// PUBLISH's answer (on the bus; a leave on the room's channel).
 const STATE: &str = r"
 local p, id, op, name, uid, room, msg = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local nk = p .. 'node:' .. id
+local ch = p .. 'bus'
 if op == 'on' then
   redis.call('HSET', nk, name, uid .. '|-1')
 elseif op == 'off' then
@@ -59,19 +62,21 @@ elseif op == 'off' then
 else
   redis.call('HDEL', p .. 'seats:' .. room, uid)
   if redis.call('HEXISTS', nk, name) == 1 then redis.call('HSET', nk, name, uid .. '|-1') end
+  ch = p .. 'room:' .. room
 end
-return redis.call('PUBLISH', p .. 'bus', msg)
+return redis.call('PUBLISH', ch, msg)
 ";
 
 /// ARGV: prefix, id, name, uid, room, capacity, message. Returns {0} when
-/// full, else {1, uid, name, uid, name, ...}: every member, this one included.
+/// full, else {1, uid, node|name, uid, node|name, ...}: every member, this
+/// one included, as of the enter it publishes on the room's channel.
 const SEAT: &str = r"
 local p, id, name, uid, room, cap, msg = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local sk = p .. 'seats:' .. room
 if redis.call('HEXISTS', sk, uid) == 0 and redis.call('HLEN', sk) >= cap then return {0} end
-redis.call('HSET', sk, uid, name)
+redis.call('HSET', sk, uid, id .. '|' .. name)
 redis.call('HSET', p .. 'node:' .. id, name, uid .. '|' .. room)
-redis.call('PUBLISH', p .. 'bus', msg)
+redis.call('PUBLISH', p .. 'room:' .. room, msg)
 local r = redis.call('HGETALL', sk)
 table.insert(r, 1, 1)
 return r
@@ -99,7 +104,7 @@ for i = 6, #ARGV, 4 do
   else
     redis.call('SET', ok, owner, 'PX', pttl)
     redis.call('HSET', nk, name, uid .. '|' .. room)
-    if room ~= '-1' then redis.call('HSET', p .. 'seats:' .. room, uid, name) end
+    if room ~= '-1' then redis.call('HSET', p .. 'seats:' .. room, uid, id .. '|' .. name) end
   end
 end
 redis.call('ZADD', p .. 'nodes', now_ms() + ttl, id)
@@ -156,11 +161,19 @@ impl Scripts {
         self.loaded = false;
     }
 
-    /// Adds exactly one command for `op`, stamping what it publishes with
-    /// the next of `seq`; returns the bytes it publishes.
-    pub(super) fn add(&self, s: &Shared, pipe: &mut redis::Pipeline, op: &Op, seq: &mut u64) -> usize {
+    /// Adds exactly one command for `op` (none for an interest), stamping
+    /// what it publishes with the next number of its channel in `seqs`;
+    /// returns the bytes it publishes.
+    pub(super) fn add(
+        &self,
+        s: &Shared,
+        pipe: &mut redis::Pipeline,
+        op: &Op,
+        seqs: &mut HashMap<Channel, u64>,
+    ) -> usize {
         let (p, id) = (&s.config.prefix, s.node.to_string());
-        let mut origin = || {
+        let mut origin = |channel| {
+            let seq = seqs.entry(channel).or_insert(0);
             *seq += 1;
             Origin {
                 node: s.node,
@@ -173,7 +186,8 @@ impl Scripts {
         };
         match op {
             Op::Publish { msg, .. } => {
-                let bytes = bus::encode(origin(), msg);
+                let channel = Channel::of(msg);
+                let bytes = bus::encode(origin(channel), msg);
                 let state = match msg {
                     BusMsg::Online { name, uid } => Some(("on", name, *uid, -1)),
                     BusMsg::Offline { name } => Some(("off", name, 0, -1)),
@@ -186,7 +200,7 @@ impl Scripts {
                         pipe.arg(what).arg(name).arg(uid).arg(room).arg(bytes.as_ref());
                     }
                     None => {
-                        pipe.cmd("PUBLISH").arg(s.key("bus")).arg(bytes.as_ref());
+                        pipe.cmd("PUBLISH").arg(channel.name(p)).arg(bytes.as_ref());
                     }
                 }
                 bytes.len()
@@ -197,7 +211,7 @@ impl Scripts {
                     uid: *uid,
                     room: *room,
                 };
-                let bytes = bus::encode(origin(), &msg);
+                let bytes = bus::encode(origin(Channel::Room(*room)), &msg);
                 eval(pipe, &self.seat);
                 pipe.arg(name)
                     .arg(uid)
@@ -207,7 +221,7 @@ impl Scripts {
                 bytes.len()
             }
             Op::Replace(users) => {
-                let b = bus::reset(origin());
+                let b = bus::reset(origin(Channel::Bus));
                 eval(pipe, &self.replace);
                 pipe.arg(s.config.node_ttl.as_millis() as u64)
                     .arg(s.config.presence_ttl.as_millis() as u64)
@@ -218,17 +232,17 @@ impl Scripts {
                 b.len()
             }
             Op::Drain(seconds) => {
-                let b = bus::drain(origin(), *seconds);
+                let b = bus::drain(origin(Channel::Bus), *seconds);
                 pipe.cmd("PUBLISH").arg(s.key("bus")).arg(b.as_ref());
                 b.len()
             }
             Op::Notice { room, message } => {
-                let b = bus::notice(origin(), *room, message);
+                let b = bus::notice(origin(Channel::Bus), *room, message);
                 pipe.cmd("PUBLISH").arg(s.key("bus")).arg(b.as_ref());
                 b.len()
             }
             Op::Tick => {
-                let b = bus::tick(origin());
+                let b = bus::tick(origin(Channel::Bus));
                 pipe.cmd("PUBLISH").arg(s.key("bus")).arg(b.as_ref());
                 b.len()
             }
@@ -237,6 +251,7 @@ impl Scripts {
                 eval(pipe, &self.bury);
                 0
             }
+            Op::Interest { .. } => 0,
         }
     }
 }

@@ -1,19 +1,69 @@
-//! The subscriber: one subscription to the bus. It forwards the other
-//! nodes' messages to the logic task in order, and on every (re)subscription
-//! has this node rewrite its own state and takes a snapshot of the others'.
+//! The subscriber: one pub/sub connection, subscribed to the bus and to
+//! the channels of the rooms this node follows. It forwards the other
+//! nodes' messages to the logic task in order, checks their stamps, and on
+//! every (re)subscription has this node rewrite its own state and takes a
+//! snapshot of the others'.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use plaza_core::{BusMsg, Input, RemoteEntry, SeatOutcome};
-use plaza_proto::bus::{self, Decoded};
+use plaza_core::Input;
+use plaza_proto::bus;
+use redis::aio::PubSubSink;
+use tokio::sync::mpsc;
 
-use super::{Leaving, PendingSeat, Shared, Signal, lock};
+use super::received::{node_users, on_message, snapshot};
+use super::{Channel, Follow, Shared, Signal, lock};
+
+/// What the subscriber keeps across resubscriptions.
+struct Follower {
+    /// The rooms followed.
+    rooms: BTreeSet<u32>,
+    /// The last stamp seen from each other node on each channel: what went
+    /// by while the link was down shows as a jump.
+    last: HashMap<(u64, Channel), u64>,
+    follow: mpsc::UnboundedReceiver<Follow>,
+}
+
+impl Follower {
+    /// Takes `f` while no connection is up: the next subscription includes
+    /// the rooms.
+    fn offline(&mut self, f: Follow) {
+        match f {
+            Follow::Start(rooms, done) => {
+                self.start(&rooms);
+                let _ = done.send(());
+            }
+            Follow::Stop(rooms) => self.stop(&rooms),
+        }
+    }
+
+    fn start(&mut self, rooms: &[u32]) {
+        for r in rooms {
+            // A room followed anew starts with no stamps: what it carried
+            // while not followed concerns nobody here.
+            if self.rooms.insert(*r) {
+                self.last.retain(|(_, c), _| *c != Channel::Room(*r));
+            }
+        }
+    }
+
+    fn stop(&mut self, rooms: &[u32]) {
+        for r in rooms {
+            self.rooms.remove(r);
+            self.last.retain(|(_, c), _| *c != Channel::Room(*r));
+        }
+    }
+
+    fn names(&self, prefix: &str, rooms: &[u32]) -> Vec<String> {
+        rooms.iter().map(|r| Channel::Room(*r).name(prefix)).collect()
+    }
+}
 
 /// Runs for the life of the node, resubscribing after every failure.
-pub(super) async fn run(shared: Arc<Shared>) {
+pub(super) async fn run(shared: Arc<Shared>, follow: mpsc::UnboundedReceiver<Follow>) {
     let backoff = plaza_net::Backoff {
         initial: Duration::from_millis(100),
         // A node is one subscriber: retrying twice a second costs Redis
@@ -21,11 +71,13 @@ pub(super) async fn run(shared: Arc<Shared>) {
         max: Duration::from_millis(500),
     };
     let mut attempt = 0;
-    // The last stamp seen from each other node, kept across
-    // resubscriptions: what went by while the link was down shows as a jump.
-    let mut last = HashMap::new();
+    let mut f = Follower {
+        rooms: BTreeSet::new(),
+        last: HashMap::new(),
+        follow,
+    };
     loop {
-        let error = match subscribe(&shared, &mut last).await {
+        let error = match subscribe(&shared, &mut f).await {
             Ok(()) => "subscription closed".to_owned(),
             Err(e) => e.to_string(),
         };
@@ -33,12 +85,19 @@ pub(super) async fn run(shared: Arc<Shared>) {
             attempt = 0;
         }
         shared.link_down(error).await;
-        tokio::time::sleep(backoff.delay(attempt, shared.node.wrapping_add(u64::from(attempt)))).await;
+        let pause = tokio::time::sleep(backoff.delay(attempt, shared.node.wrapping_add(u64::from(attempt))));
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                () = &mut pause => break,
+                Some(msg) = f.follow.recv() => f.offline(msg),
+            }
+        }
         attempt += 1;
     }
 }
 
-async fn subscribe(shared: &Shared, last: &mut HashMap<u64, u64>) -> anyhow::Result<()> {
+async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
     let timeout = shared.config.timeout;
     // Behind Sentinel, the primary as of now.
     let client = shared.primary.client().await?;
@@ -46,15 +105,23 @@ async fn subscribe(shared: &Shared, last: &mut HashMap<u64, u64>) -> anyhow::Res
         .await
         .map_err(|_| anyhow::anyhow!("connect timed out"))??;
     let (mut sink, mut stream) = pubsub.split();
-    tokio::time::timeout(timeout, sink.subscribe(shared.key("bus")))
+    let rooms: Vec<u32> = f.rooms.iter().copied().collect();
+    let mut channels = f.names(&shared.config.prefix, &rooms);
+    channels.push(shared.key("bus"));
+    tokio::time::timeout(timeout, sink.subscribe(&channels))
         .await
         .map_err(|_| anyhow::anyhow!("subscribe timed out"))??;
     {
         let mut l = lock(&shared.link);
         l.up = true;
         l.error.clear();
+        l.channels = channels.len();
     }
-    tracing::info!(node = shared.node, "cluster bus link up");
+    tracing::info!(
+        node = shared.node,
+        channels = channels.len(),
+        "cluster bus link up"
+    );
     // Our own state first (the others re-read it when told), then theirs.
     let _ = shared.signals.send(Signal::Resync).await;
     let nodes = snapshot(shared).await?;
@@ -62,7 +129,7 @@ async fn subscribe(shared: &Shared, last: &mut HashMap<u64, u64>) -> anyhow::Res
         let mut l = lock(&shared.link);
         l.peers = nodes.iter().map(|(id, _)| *id).collect();
     }
-    last.retain(|id, _| nodes.iter().any(|(n, _)| n == id));
+    f.last.retain(|(id, _), _| nodes.iter().any(|(n, _)| n == id));
     shared.input(Input::Snapshot { nodes }).await;
     let mut ping = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -70,9 +137,11 @@ async fn subscribe(shared: &Shared, last: &mut HashMap<u64, u64>) -> anyhow::Res
             msg = stream.next() => {
                 let Some(msg) = msg else { return Ok(()) };
                 let payload = msg.get_payload_bytes();
-                check_stamp(shared, last, payload).await?;
-                on_message(shared, last, payload).await?;
+                let channel = Channel::parse(&shared.config.prefix, msg.get_channel_name());
+                check_stamp(shared, &mut f.last, channel, payload).await?;
+                on_message(shared, &mut f.last, payload).await?;
             }
+            Some(follow) = f.follow.recv() => follow_now(shared, f, &mut sink, follow).await?,
             _ = ping.tick() => {
                 tokio::time::timeout(timeout, sink.ping::<redis::Value>())
                     .await
@@ -82,71 +151,71 @@ async fn subscribe(shared: &Shared, last: &mut HashMap<u64, u64>) -> anyhow::Res
     }
 }
 
-/// Every other live node's users.
-async fn snapshot(shared: &Shared) -> anyhow::Result<Vec<(u64, Vec<RemoteEntry>)>> {
-    let mut c = shared.primary.conn().await?;
-    let ids: Vec<u64> = tokio::time::timeout(
-        shared.config.timeout,
-        redis::cmd("ZRANGE")
-            .arg(shared.key("nodes"))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut c.conn),
-    )
-    .await??;
-    let mut nodes = Vec::with_capacity(ids.len());
-    for id in ids.into_iter().filter(|id| *id != shared.node) {
-        nodes.push((id, node_users(shared, id).await?));
+/// Subscribes or unsubscribes on the live connection.
+async fn follow_now(
+    shared: &Shared,
+    f: &mut Follower,
+    sink: &mut PubSubSink,
+    follow: Follow,
+) -> anyhow::Result<()> {
+    let timeout = shared.config.timeout;
+    match follow {
+        Follow::Start(rooms, done) => {
+            let new: Vec<u32> = rooms.iter().copied().filter(|r| !f.rooms.contains(r)).collect();
+            f.start(&rooms);
+            if !new.is_empty() {
+                // On failure the link is down, and the seat waiting for this
+                // is answered as in any outage.
+                let subscribed =
+                    tokio::time::timeout(timeout, sink.subscribe(f.names(&shared.config.prefix, &new))).await;
+                let _ = done.send(());
+                subscribed.map_err(|_| anyhow::anyhow!("subscribe timed out"))??;
+            } else {
+                let _ = done.send(());
+            }
+        }
+        Follow::Stop(rooms) => {
+            let old: Vec<u32> = rooms.iter().copied().filter(|r| f.rooms.contains(r)).collect();
+            f.stop(&rooms);
+            // Never empty: UNSUBSCRIBE with no channel leaves them all.
+            if !old.is_empty() {
+                tokio::time::timeout(timeout, sink.unsubscribe(f.names(&shared.config.prefix, &old)))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("unsubscribe timed out"))??;
+            }
+        }
     }
-    Ok(nodes)
-}
-
-async fn node_users(shared: &Shared, node: u64) -> anyhow::Result<Vec<RemoteEntry>> {
-    let mut c = shared.primary.conn().await?;
-    let map: Vec<(String, String)> = tokio::time::timeout(
-        shared.config.timeout,
-        redis::cmd("HGETALL")
-            .arg(shared.key(&format!("node:{node}")))
-            .query_async(&mut c.conn),
-    )
-    .await??;
-    Ok(map
-        .into_iter()
-        .filter_map(|(name, v)| {
-            let (uid, room) = v.split_once('|')?;
-            let room: i64 = room.parse().ok()?;
-            Some(RemoteEntry {
-                name,
-                uid: uid.parse().ok()?,
-                room: u32::try_from(room).ok(),
-            })
-        })
-        .collect())
+    lock(&shared.link).channels = f.rooms.len() + 1;
+    Ok(())
 }
 
 /// Reads another node's stamp: counts the message, times its delivery, and
-/// when numbers were skipped reads that node's state again and reports the
-/// gap to the hub (before the message itself is handled).
-async fn check_stamp(shared: &Shared, last: &mut HashMap<u64, u64>, payload: &[u8]) -> anyhow::Result<()> {
-    let Some(o) = bus::origin(payload) else {
+/// when numbers on its channel were skipped reads that node's state again
+/// and reports the gap to the hub (before the message itself is handled).
+async fn check_stamp(
+    shared: &Shared,
+    last: &mut HashMap<(u64, Channel), u64>,
+    channel: Option<Channel>,
+    payload: &[u8],
+) -> anyhow::Result<()> {
+    let (Some(o), Some(channel)) = (bus::origin(payload), channel) else {
         return Ok(());
     };
     if o.node == shared.node || o.node == 0 {
         return Ok(());
     }
-    shared.counts.received(payload.len());
+    shared.counts.received(payload.len(), channel != Channel::Bus);
     if o.seq == 0 {
         return Ok(());
     }
     if let Some(took) = super::unix_micros().checked_sub(o.sent_us) {
         shared.delivery.observe(took as f64 / 1e6);
     }
-    let before = last.insert(o.node, o.seq);
-    if before.is_none() {
+    if channel == Channel::Bus && !last.contains_key(&(o.node, channel)) {
         // A node this one did not know (new since the snapshot).
         lock(&shared.link).peers.insert(o.node);
     }
-    let missed = match before {
+    let missed = match last.insert((o.node, channel), o.seq) {
         Some(b) if o.seq > b + 1 => o.seq - b - 1,
         _ => return Ok(()),
     };
@@ -154,102 +223,21 @@ async fn check_stamp(shared: &Shared, last: &mut HashMap<u64, u64>, payload: &[u
     tracing::warn!(
         node = o.node,
         missed,
+        ?channel,
         "missed cluster messages from a node while the bus link was cut; reading its state again"
     );
     let users = node_users(shared, o.node).await?;
+    let room = match channel {
+        Channel::Room(r) => Some(r),
+        Channel::Bus => None,
+    };
     shared
         .input(Input::BusGap {
             node: o.node,
             missed,
+            room,
             users,
         })
         .await;
-    Ok(())
-}
-
-async fn on_message(shared: &Shared, last: &mut HashMap<u64, u64>, payload: &[u8]) -> anyhow::Result<()> {
-    let msg = match bus::decode(payload) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %e, len = payload.len(), "undecodable cluster message skipped");
-            return Ok(());
-        }
-    };
-    match msg {
-        Decoded::Msg { node, msg } if node == shared.node => {
-            // Our own; only a seat's echo matters.
-            if let BusMsg::Enter { uid, .. } = msg {
-                let claimed = {
-                    let mut l = lock(&shared.link);
-                    match l.seats.remove(&uid) {
-                        Some(PendingSeat::Claimed {
-                            conn,
-                            name,
-                            room,
-                            members,
-                        }) => Some((conn, name, room, members)),
-                        _ => {
-                            l.seats.insert(uid, PendingSeat::Echoed);
-                            None
-                        }
-                    }
-                };
-                if let Some((conn, name, room, members)) = claimed {
-                    shared
-                        .seat_done(conn, name, uid, room, SeatOutcome::Seated(members))
-                        .await;
-                }
-            }
-        }
-        Decoded::Msg { node, msg } => shared.input(Input::Remote { node, msg }).await,
-        Decoded::Reset { node } if node == shared.node => {}
-        Decoded::Tick { .. } => {}
-        Decoded::Reset { node } => {
-            let users = node_users(shared, node).await?;
-            shared.input(Input::NodeState { node, users }).await;
-        }
-        Decoded::Gone { node } if node == shared.node => {
-            let leaving = {
-                let mut l = lock(&shared.link);
-                match std::mem::take(&mut l.leaving) {
-                    Leaving::No => false,
-                    Leaving::Waiting(done) => {
-                        let _ = done.send(());
-                        l.leaving = Leaving::Gone;
-                        true
-                    }
-                    Leaving::Asked | Leaving::Gone => {
-                        l.leaving = Leaving::Gone;
-                        true
-                    }
-                }
-            };
-            if leaving {
-                tracing::debug!("this node left the cluster");
-            } else {
-                tracing::warn!("the other nodes buried this one (heartbeat missed); rewriting its state");
-                let _ = shared.signals.send(Signal::Resync).await;
-            }
-        }
-        Decoded::Gone { node } => {
-            tracing::info!(node, "cluster node gone; its users are logged out here");
-            lock(&shared.link).peers.remove(&node);
-            last.remove(&node);
-            shared
-                .input(Input::NodeState {
-                    node,
-                    users: Vec::new(),
-                })
-                .await;
-        }
-        // The node that was asked started its own drain and told its users.
-        Decoded::Drain { node, .. } | Decoded::Notice { node, .. } if node == shared.node => {}
-        Decoded::Drain { seconds, .. } => {
-            let _ = shared.signals.send(Signal::Drain(seconds)).await;
-        }
-        Decoded::Notice { room, message, .. } => {
-            let _ = shared.signals.send(Signal::Notice { room, message }).await;
-        }
-    }
     Ok(())
 }

@@ -2,21 +2,23 @@
 //! operations in batches, sends each batch as one pipeline, and hands the
 //! outcomes back as inputs.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use plaza_core::{Input, SeatOutcome};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::scripts::Scripts;
-use super::{Leaving, Op, PendingSeat, Shared, Signal, lock};
+use super::{Follow, Leaving, Op, PendingSeat, Shared, Signal, lock};
 
 /// Runs until the logic task is gone.
 pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>) {
     let mut scripts = Scripts::new();
     let mut batch = Vec::with_capacity(256);
     let mut sizes = Vec::with_capacity(256);
-    // This node's publishes, numbered from 1 (the stamps' `seq`).
-    let mut seq = 0;
+    // This node's publishes on each channel, numbered from 1 (the stamps'
+    // `seq`).
+    let mut seqs = HashMap::new();
     // Log the first failure of an outage, not every batch of it.
     let mut failing = false;
     loop {
@@ -26,10 +28,17 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>
             // Quiet: say where this node's stream is.
             Err(_) => batch.push(Op::Tick),
         }
+        let (start, stop) = interest(&batch);
+        if !start.is_empty() {
+            // Subscribed before this batch's seats publish their enters.
+            let (done, subscribed) = oneshot::channel();
+            let _ = shared.follow.send(Follow::Start(start, done));
+            let _ = subscribed.await;
+        }
         let mut pipe = redis::pipe();
         sizes.clear();
         for op in &batch {
-            sizes.push(scripts.add(&shared, &mut pipe, op, &mut seq));
+            sizes.push(scripts.add(&shared, &mut pipe, op, &mut seqs));
         }
         let result = match shared.primary.conn().await {
             Ok(mut c) => {
@@ -72,30 +81,62 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>
         };
         let mut values = result.map(Vec::into_iter);
         for op in batch.drain(..) {
+            if matches!(op, Op::Interest { .. }) {
+                continue;
+            }
             let v = values.as_mut().and_then(Iterator::next);
             complete(&shared, op, v).await;
+        }
+        if !stop.is_empty() {
+            let _ = shared.follow.send(Follow::Stop(stop));
         }
     }
 }
 
+/// The rooms a batch starts following (any start in it: subscribed before
+/// it) and stops following (the last word on the room is stop: after it).
+fn interest(batch: &[Op]) -> (Vec<u32>, Vec<u32>) {
+    let mut last = BTreeMap::new();
+    let mut start = Vec::new();
+    for op in batch {
+        if let Op::Interest { room, on } = op {
+            last.insert(*room, *on);
+            if *on && !start.contains(room) {
+                start.push(*room);
+            }
+        }
+    }
+    let stop = last.into_iter().filter(|(_, on)| !on).map(|(r, _)| r).collect();
+    (start, stop)
+}
+
 async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
     match op {
-        Op::Publish { ack: Some(conn), .. } => {
-            // PUBLISH answers how many subscriptions got it: every live
-            // node's (this one's included), or the client is told 112.
+        Op::Publish {
+            ack: Some(conn),
+            reach,
+            ..
+        } => {
+            // PUBLISH answers how many subscriptions got it: each that must
+            // (every live node's when `reach` is 0, this one's included),
+            // or the client is told 112.
             let reached = v.and_then(|v| redis::from_redis_value::<usize>(v).ok());
-            let peers = lock(&shared.link).peers.len();
-            let ok = reached.is_some_and(|n| n > peers);
+            let must = match reach {
+                0 => lock(&shared.link).peers.len() + 1,
+                n => n,
+            };
+            let ok = reached.is_some_and(|n| n >= must);
             if reached.is_some() && !ok {
                 tracing::debug!(
                     ?reached,
-                    peers,
+                    must,
                     "a publish missed a node's subscription; answered 112"
                 );
             }
             shared.input(Input::Published { conn, ok }).await
         }
-        Op::Publish { ack: None, .. } | Op::Drain(_) | Op::Notice { .. } | Op::Tick => {}
+        Op::Publish { ack: None, .. } | Op::Drain(_) | Op::Notice { .. } | Op::Tick | Op::Interest { .. } => {
+        }
         Op::Seat {
             conn,
             name,
@@ -164,12 +205,14 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
     }
 }
 
-fn members_of(flat: &[redis::Value]) -> Vec<(u64, String)> {
+/// The seat script's members: uid, `node|name` pairs.
+fn members_of(flat: &[redis::Value]) -> Vec<(u64, u64, String)> {
     flat.chunks_exact(2)
         .filter_map(|kv| {
             let uid: String = redis::from_redis_value_ref(&kv[0]).ok()?;
-            let name: String = redis::from_redis_value_ref(&kv[1]).ok()?;
-            Some((uid.parse().ok()?, name))
+            let value: String = redis::from_redis_value_ref(&kv[1]).ok()?;
+            let (node, name) = value.split_once('|')?;
+            Some((uid.parse().ok()?, node.parse().ok()?, name.to_owned()))
         })
         .collect()
 }

@@ -154,6 +154,10 @@ pub struct BusCounts {
     pub received_messages: u64,
     /// Their bytes (payloads).
     pub received_bytes: u64,
+    /// Of those, messages on room channels (rooms this node follows).
+    pub received_room_messages: u64,
+    /// Their bytes.
+    pub received_room_bytes: u64,
     /// Times another node's stamps jumped: messages went by unseen.
     pub gaps: u64,
     /// How many went by unseen, in all (an upper bound).

@@ -1,0 +1,99 @@
+//! Cluster mode: which rooms this node follows.
+//!
+//! A node has an interest in a room while it has a member there or a seat
+//! claim on its way ([`Room::claims`](crate::room::Room)). It tells the
+//! server when that starts and ends ([`Effect::Interest`]): the server then
+//! subscribes to the room's channel before the first seat claim, and
+//! unsubscribes after the last member left. The replica holds the remote
+//! members of followed rooms only; what it knew of a room it stops
+//! following is forgotten, and what a seat answer lists (the store's
+//! members at the moment of the seat) replaces it when it starts again.
+
+use std::collections::HashSet;
+
+use crate::room::News;
+use crate::{Effect, Hub, Sink};
+
+impl Hub {
+    /// Whether this node follows `room` (cluster mode): it has a member
+    /// there or a seat claim on its way.
+    pub(crate) fn interested(&self, room: u32) -> bool {
+        self.rooms
+            .get(room as usize)
+            .is_some_and(|r| !r.is_empty() || r.claims > 0)
+    }
+
+    /// A seat claim for `room` is on its way: follow the room first.
+    pub(crate) fn claim(&mut self, room: u32, sink: &mut impl Sink) {
+        if !self.interested(room) {
+            sink.effect(Effect::Interest { room, on: true });
+        }
+        self.rooms[room as usize].claims += 1;
+    }
+
+    /// A seat claim for `room` was answered.
+    pub(crate) fn claimed(&mut self, room: u32) {
+        if let Some(r) = self.rooms.get_mut(room as usize) {
+            r.claims = r.claims.saturating_sub(1);
+        }
+    }
+
+    /// Stops following `room` if nothing here needs it any more.
+    pub(crate) fn lose_interest(&mut self, room: u32, sink: &mut impl Sink) {
+        if !self.cluster() || self.interested(room) || room >= self.config.rooms {
+            return;
+        }
+        sink.effect(Effect::Interest { room, on: false });
+        let Some(members) = self.remote.rooms.remove(&room) else {
+            return;
+        };
+        for (_, name) in members {
+            if let Some(u) = self.remote.users.get_mut(&name) {
+                u.room = None;
+            }
+        }
+    }
+
+    /// A seat in `room` was taken: `members` is every member on every node
+    /// as (member id, node, name), at the moment of the seat. Everything
+    /// the bus brought for the room before that moment has reached the hub,
+    /// so the replica's list for the room becomes exactly this (local
+    /// members told of any difference).
+    pub(crate) fn seated_members(&mut self, room: u32, members: &[(u64, u64, String)], sink: &mut impl Sink) {
+        let own = self.config.node_tag;
+        let remote: Vec<&(u64, u64, String)> = members
+            .iter()
+            .filter(|(uid, _, _)| (uid >> 48) as u16 != own)
+            .collect();
+        let keep: HashSet<&str> = remote.iter().map(|(_, _, n)| n.as_str()).collect();
+        let stale: Vec<_> = self
+            .remote
+            .members(room)
+            .iter()
+            .filter(|(_, n)| !keep.contains(&**n))
+            .map(|(_, n)| n.clone())
+            .collect();
+        for name in stale {
+            if let Some((room, uid)) = self.leave_remote_room(&name) {
+                self.tell_room(room, News::Leave { uid }, sink);
+            }
+        }
+        for (uid, node, name) in remote {
+            self.put_remote(*node, name, *uid, Some(room), sink);
+        }
+    }
+
+    /// The number of nodes, this one included, with a member in `room`
+    /// (each node's member ids carry its tag).
+    pub(crate) fn nodes_in(&self, room: u32) -> usize {
+        let mut tags: Vec<u64> = self
+            .remote
+            .members(room)
+            .iter()
+            .map(|(uid, _)| uid >> 48)
+            .collect();
+        tags.sort_unstable();
+        tags.dedup();
+        tags.len() + 1
+    }
+}
