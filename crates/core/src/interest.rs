@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 
 use crate::room::News;
-use crate::{Effect, Hub, Sink};
+use crate::{BusMsg, Effect, Hub, Reach, Sink};
 
 impl Hub {
     /// Whether this node follows `room` (cluster mode): it has a member
@@ -83,9 +83,23 @@ impl Hub {
         }
     }
 
+    /// Where `msg` goes: room chat to the nodes with members in the room, a
+    /// message for one user to that user's node, the rest to every node.
+    pub(crate) fn reach(&self, msg: &BusMsg) -> Reach {
+        match msg {
+            BusMsg::RoomChat { room, .. } => Reach::Nodes(self.nodes_in(*room)),
+            BusMsg::Whisper { to: name, .. } | BusMsg::Kick { name, .. } | BusMsg::Mute { name, .. } => self
+                .remote
+                .users
+                .get(name.as_str())
+                .map_or(Reach::Every, |u| Reach::Node(u.node)),
+            _ => Reach::Every,
+        }
+    }
+
     /// The number of nodes, this one included, with a member in `room`
     /// (each node's member ids carry its tag).
-    pub(crate) fn nodes_in(&self, room: u32) -> usize {
+    fn nodes_in(&self, room: u32) -> usize {
         let mut tags: Vec<u64> = self
             .remote
             .members(room)

@@ -73,6 +73,20 @@ impl Default for Config {
     }
 }
 
+/// Where a published message goes, and whose subscriptions must get it
+/// for it to count as published (cluster mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Every live node (the bus).
+    Every,
+    /// This many nodes, this one included: the nodes with members in the
+    /// message's room (the room's channel).
+    Nodes(usize),
+    /// That node alone (its own channel): a whisper, kick or mute for one
+    /// of its users.
+    Node(u64),
+}
+
 /// Something that happened, for the hub to act on.
 #[derive(Debug)]
 pub enum Input {
@@ -310,9 +324,9 @@ pub enum Effect {
         msg: BusMsg,
         /// The session waiting for the outcome, if any.
         ack: Option<Conn>,
-        /// With `ack`: how many nodes' subscriptions, this one's included,
-        /// must get it for it to count as published (0: every live node's).
-        reach: usize,
+        /// Where it goes, and whose subscriptions must get it for it to
+        /// count as published.
+        reach: Reach,
     },
     /// Cluster: follow `room` (`on`; before the seat claim that needs it) or
     /// stop following it (after its last member here left).

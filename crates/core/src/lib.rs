@@ -46,7 +46,7 @@ mod session;
 pub use away::INBOX_WHISPERS;
 pub use history::{HELD_OVERHEAD, HistoryLimits};
 pub use io::{
-    AuthOutcome, Config, Conn, Credential, Effect, Input, Recipient, RegisterOutcome, Sink, UserInfo,
+    AuthOutcome, Config, Conn, Credential, Effect, Input, Reach, Recipient, RegisterOutcome, Sink, UserInfo,
 };
 pub use plaza_proto::bus::BusMsg;
 pub use remote::{RemoteEntry, SeatOutcome};

@@ -7,7 +7,7 @@ use std::time::Instant;
 use plaza_proto::{Event, ResultCode};
 
 use crate::moderation::mute_seconds;
-use crate::{AuthOutcome, BusMsg, Conn, Credential, Effect, Hub, Recipient, Sink, State, Waiting};
+use crate::{AuthOutcome, BusMsg, Conn, Credential, Effect, Hub, Reach, Recipient, Sink, State, Waiting};
 
 impl Hub {
     /// What ages: connections that have not logged in within the login
@@ -102,7 +102,7 @@ impl Hub {
                     sink.effect(Effect::Publish {
                         msg,
                         ack: None,
-                        reach: 0,
+                        reach: Reach::Every,
                     });
                 }
                 sink.effect(Effect::Release {
@@ -175,7 +175,7 @@ impl Hub {
                     sink.effect(Effect::Publish {
                         msg,
                         ack: None,
-                        reach: 0,
+                        reach: Reach::Every,
                     });
                 }
                 return self.finish(conn, now, sink);

@@ -27,12 +27,7 @@ impl Hub {
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.waiting = Some(waiting);
         }
-        // Room chat must reach the nodes with members in the room; the rest
-        // every live node.
-        let reach = match &msg {
-            BusMsg::RoomChat { room, .. } => self.nodes_in(*room),
-            _ => 0,
-        };
+        let reach = self.reach(&msg);
         sink.effect(Effect::Publish {
             msg,
             ack: Some(conn),

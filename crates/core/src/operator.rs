@@ -74,10 +74,11 @@ impl Hub {
                     name: name.to_owned(),
                     by: "operator".into(),
                 };
+                let reach = self.reach(&msg);
                 sink.effect(Effect::Publish {
                     msg,
                     ack: None,
-                    reach: 0,
+                    reach,
                 });
             }
             None => return false,
@@ -95,10 +96,11 @@ impl Hub {
                     name: name.to_owned(),
                     seconds,
                 };
+                let reach = self.reach(&msg);
                 sink.effect(Effect::Publish {
                     msg,
                     ack: None,
-                    reach: 0,
+                    reach,
                 });
             }
             None => return false,

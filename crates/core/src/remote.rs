@@ -15,7 +15,7 @@ use std::time::Instant;
 use plaza_proto::{Event, ROOM_LIST_CHUNK, ResultCode};
 
 use crate::room::News;
-use crate::{BusMsg, Conn, Effect, Hub, Sink, State, Waiting};
+use crate::{BusMsg, Conn, Effect, Hub, Reach, Sink, State, Waiting};
 
 /// A user logged in on another node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub enum SeatOutcome {
 
 #[derive(Debug)]
 pub(crate) struct RemoteUser {
-    node: u64,
+    pub(crate) node: u64,
     uid: u64,
     pub(crate) room: Option<u32>,
 }
@@ -306,7 +306,7 @@ impl Hub {
                 sink.effect(Effect::Publish {
                     msg,
                     ack: None,
-                    reach: 0,
+                    reach: Reach::Every,
                 });
             }
             self.claimed(room);
@@ -343,7 +343,7 @@ impl Hub {
                 sink.effect(Effect::Publish {
                     msg,
                     ack: None,
-                    reach: 0,
+                    reach: Reach::Every,
                 });
                 ResultCode::SERVICE_UNAVAILABLE
             }

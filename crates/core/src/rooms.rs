@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use plaza_proto::{Event, HEADER_LEN, ResultCode, features};
 
 use crate::room::News;
-use crate::{BusMsg, Conn, Effect, Hub, Recipient, Sink, State, Waiting};
+use crate::{BusMsg, Conn, Effect, Hub, Reach, Recipient, Sink, State, Waiting};
 
 impl Hub {
     /// Sends a room message to the members of `room` on this node, as the
@@ -95,7 +95,7 @@ impl Hub {
                 sink.effect(Effect::Publish {
                     msg,
                     ack: None,
-                    reach: 0,
+                    reach: Reach::Every,
                 });
             }
             self.lose_interest(room, sink);

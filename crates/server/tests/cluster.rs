@@ -533,8 +533,8 @@ async fn a_graceful_stop_does_not_log_that_the_node_was_buried() {
     assert!(!log.contains("WARN"), "a clean stop warns of nothing: {log}");
 }
 
-/// Waits until `server` subscribes to `n` channels (the bus and the rooms it
-/// follows); returns its bus counts then.
+/// Waits until `server` subscribes to `n` channels (the bus, its own and the
+/// rooms it follows); returns its bus counts then.
 async fn until_channels(server: &TestServer, n: usize) -> plaza_server::control::BusCounts {
     let ctl = server.control().await;
     within(&format!("{n} channels subscribed"), async {
@@ -580,10 +580,10 @@ async fn a_node_receives_a_rooms_traffic_only_while_it_has_a_member_there() {
         |e| matches!(e, Event::RoomChat { message, .. } if message == "m19"),
     )
     .await;
-    let on_b = until_channels(&b, 2).await;
+    let on_b = until_channels(&b, 3).await;
     assert!(on_b.received_room_messages >= 20, "{on_b:?}");
     // c follows the bus and room 2 only: nothing of room 1 reached it.
-    let on_c = until_channels(&c, 2).await;
+    let on_c = until_channels(&c, 3).await;
     assert_eq!(on_c.received_room_messages, 0, "{on_c:?}");
     assert_eq!(on_c.received_room_bytes, 0, "{on_c:?}");
 
@@ -598,7 +598,7 @@ async fn a_node_receives_a_rooms_traffic_only_while_it_has_a_member_there() {
     let mut names: Vec<&str> = members.iter().map(|(_, n)| n.as_str()).collect();
     names.sort_unstable();
     assert_eq!(names, ["amy", "bob", "cat"]);
-    until_channels(&c, 2).await;
+    until_channels(&c, 3).await;
     assert_eq!(
         amy.ask(chat("hello cat")).await,
         Event::RoomChatResult(ResultCode::OK)
@@ -618,5 +618,5 @@ async fn a_node_receives_a_rooms_traffic_only_while_it_has_a_member_there() {
         matches!(e, Event::RoomLeaveUser { .. })
     })
     .await;
-    until_channels(&b, 1).await;
+    until_channels(&b, 2).await;
 }

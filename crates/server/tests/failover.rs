@@ -249,7 +249,7 @@ async fn a_node_cut_off_from_redis_reports_the_gap_and_resynchronises() {
     let (_, _, metrics) = http_get(b.running.metrics_addr().unwrap(), "/metrics", "").await;
     for series in [
         "plaza_bus_gaps_total 1",
-        "plaza_bus_channels 2",
+        "plaza_bus_channels 3",
         "plaza_bus_peers 1",
         "plaza_bus_delivery_seconds_count",
         "plaza_bus_received_bytes_total",

@@ -204,7 +204,28 @@ fn cluster_rooms_are_followed_while_a_member_is_here() {
     t.req(1, Request::RoomChat { message: "hi".into() });
     assert!(matches!(
         t.rec.effects.as_slice(),
-        [Effect::Publish { reach: 2, .. }]
+        [Effect::Publish {
+            reach: Reach::Nodes(2),
+            ..
+        }]
+    ));
+    t.input(Input::Published { conn: 1, ok: true });
+    // A whisper goes to bob's node alone.
+    t.rec.effects.clear();
+    t.req(
+        1,
+        Request::Whisper {
+            to: "bob".into(),
+            message: "psst".into(),
+        },
+    );
+    assert!(matches!(
+        t.rec.effects.as_slice(),
+        [Effect::Publish {
+            msg: BusMsg::Whisper { .. },
+            reach: Reach::Node(9),
+            ..
+        }]
     ));
     t.input(Input::Published { conn: 1, ok: true });
 

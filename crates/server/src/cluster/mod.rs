@@ -4,7 +4,9 @@
 //! Keys (under the store's prefix, `plaza:` by default):
 //!
 //! - `bus`: the channel every node subscribes to: logins and logouts,
-//!   whispers, kicks, mutes, broadcasts, operators' notices, state resets.
+//!   broadcasts, operators' notices, state resets, ticks.
+//! - `to:<id>`: node id's own channel: whispers, kicks and mutes for its
+//!   users, sent by the node that knows where the user is.
 //! - `room:<n>`: room n's chat and seats (enter, leave). A node subscribes
 //!   while it has a member in the room or a seat claim on its way
 //!   (`plaza_core`'s `Effect::Interest`), so it receives nothing of rooms
@@ -46,7 +48,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use plaza_core::{BusMsg, Conn, Input, SeatOutcome};
+use plaza_core::{BusMsg, Conn, Input, Reach, SeatOutcome};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 
@@ -101,8 +103,8 @@ pub(crate) enum Op {
     Publish {
         msg: BusMsg,
         ack: Option<Conn>,
-        /// Subscriptions that must get it (0: every live node's).
-        reach: usize,
+        /// Its channel, and whose subscriptions must get it.
+        reach: Reach,
     },
     /// Follow a room's channel, or stop.
     Interest {
@@ -132,15 +134,20 @@ pub(crate) enum Op {
 /// A pub/sub channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) enum Channel {
+    /// `bus`: every node.
     Bus,
+    /// `room:<n>`: the nodes following room n.
     Room(u32),
+    /// `to:<id>`: that node alone.
+    Node(u64),
 }
 
 impl Channel {
     /// Where `msg` is published.
-    pub(super) fn of(msg: &BusMsg) -> Self {
-        match msg {
-            BusMsg::RoomChat { room, .. } | BusMsg::Enter { room, .. } | BusMsg::Leave { room, .. } => {
+    pub(super) fn of(msg: &BusMsg, reach: Reach) -> Self {
+        match (msg, reach) {
+            (_, Reach::Node(id)) => Self::Node(id),
+            (BusMsg::RoomChat { room, .. } | BusMsg::Enter { room, .. } | BusMsg::Leave { room, .. }, _) => {
                 Self::Room(*room)
             }
             _ => Self::Bus,
@@ -152,15 +159,20 @@ impl Channel {
         match self {
             Self::Bus => format!("{prefix}bus"),
             Self::Room(r) => format!("{prefix}room:{r}"),
+            Self::Node(id) => format!("{prefix}to:{id}"),
         }
     }
 
     /// The channel named `name` under `prefix`.
     pub(super) fn parse(prefix: &str, name: &str) -> Option<Self> {
-        match name.strip_prefix(prefix)? {
-            "bus" => Some(Self::Bus),
-            rest => rest.strip_prefix("room:")?.parse().ok().map(Self::Room),
+        let rest = name.strip_prefix(prefix)?;
+        if rest == "bus" {
+            return Some(Self::Bus);
         }
+        if let Some(r) = rest.strip_prefix("room:") {
+            return r.parse().ok().map(Self::Room);
+        }
+        rest.strip_prefix("to:")?.parse().ok().map(Self::Node)
     }
 }
 

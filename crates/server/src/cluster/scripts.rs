@@ -185,8 +185,8 @@ impl Scripts {
             pipe.cmd("EVALSHA").arg(script.get_hash()).arg(0).arg(p).arg(&id);
         };
         match op {
-            Op::Publish { msg, .. } => {
-                let channel = Channel::of(msg);
+            Op::Publish { msg, reach, .. } => {
+                let channel = Channel::of(msg, *reach);
                 let bytes = bus::encode(origin(channel), msg);
                 let state = match msg {
                     BusMsg::Online { name, uid } => Some(("on", name, *uid, -1)),

@@ -107,7 +107,8 @@ async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
     let (mut sink, mut stream) = pubsub.split();
     let rooms: Vec<u32> = f.rooms.iter().copied().collect();
     let mut channels = f.names(&shared.config.prefix, &rooms);
-    channels.push(shared.key("bus"));
+    channels.push(Channel::Bus.name(&shared.config.prefix));
+    channels.push(Channel::Node(shared.node).name(&shared.config.prefix));
     tokio::time::timeout(timeout, sink.subscribe(&channels))
         .await
         .map_err(|_| anyhow::anyhow!("subscribe timed out"))??;
@@ -185,7 +186,8 @@ async fn follow_now(
             }
         }
     }
-    lock(&shared.link).channels = f.rooms.len() + 1;
+    // The rooms, the bus and this node's own.
+    lock(&shared.link).channels = f.rooms.len() + 2;
     Ok(())
 }
 
@@ -204,7 +206,9 @@ async fn check_stamp(
     if o.node == shared.node || o.node == 0 {
         return Ok(());
     }
-    shared.counts.received(payload.len(), channel != Channel::Bus);
+    shared
+        .counts
+        .received(payload.len(), matches!(channel, Channel::Room(_)));
     if o.seq == 0 {
         return Ok(());
     }
@@ -229,7 +233,7 @@ async fn check_stamp(
     let users = node_users(shared, o.node).await?;
     let room = match channel {
         Channel::Room(r) => Some(r),
-        Channel::Bus => None,
+        Channel::Bus | Channel::Node(_) => None,
     };
     shared
         .input(Input::BusGap {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use plaza_core::{Input, SeatOutcome};
+use plaza_core::{Input, Reach, SeatOutcome};
 use tokio::sync::{mpsc, oneshot};
 
 use super::scripts::Scripts;
@@ -122,8 +122,9 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             // or the client is told 112.
             let reached = v.and_then(|v| redis::from_redis_value::<usize>(v).ok());
             let must = match reach {
-                0 => lock(&shared.link).peers.len() + 1,
-                n => n,
+                Reach::Every => lock(&shared.link).peers.len() + 1,
+                Reach::Nodes(n) => n,
+                Reach::Node(_) => 1,
             };
             let ok = reached.is_some_and(|n| n >= must);
             if reached.is_some() && !ok {
