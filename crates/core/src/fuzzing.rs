@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use plaza_proto::{Event, Request, Roster};
+use plaza_proto::{Event, Request, ResultCode, Roster};
 
 use crate::{AuthOutcome, BusMsg, Config, Conn, Effect, Hub, Input, Recipient, SeatOutcome, Sink};
 
@@ -131,7 +131,18 @@ pub fn hub(data: &[u8]) {
                     },
                     Some(Effect::Publish { ack: Some(conn), .. }) => Input::Published {
                         conn,
-                        ok: arg.len() % 2 == 0,
+                        result: [
+                            ResultCode::OK,
+                            ResultCode::SERVICE_UNAVAILABLE,
+                            ResultCode::USER_NOT_FOUND,
+                        ][arg.len() % 3],
+                    },
+                    Some(Effect::ListUsers { conn, after }) => Input::UsersListed {
+                        conn,
+                        result: ResultCode::OK,
+                        total: 1,
+                        names: vec![format!("{after}x")],
+                        more: arg.len() % 2 == 0,
                     },
                     _ => continue,
                 },
@@ -151,7 +162,7 @@ pub fn hub(data: &[u8]) {
                     node: 9,
                     missed: arg.len() as u64,
                     room: Some(u32::from(arg.get(1).copied().unwrap_or(0) % 6)),
-                    users: Vec::new(),
+                    members: Vec::new(),
                 },
                 5 => {
                     now += Duration::from_secs(u64::from(arg.get(1).copied().unwrap_or(1)));

@@ -8,11 +8,14 @@
 //! members of followed rooms only; what it knew of a room it stops
 //! following is forgotten, and what a seat answer lists (the store's
 //! members at the moment of the seat) replaces it when it starts again.
+//! Users on other nodes that are in no followed room are not kept at all:
+//! the user list, whispers and admin commands find them in the shared
+//! store's directory.
 
 use std::collections::HashSet;
 
 use crate::room::News;
-use crate::{BusMsg, Effect, Hub, Reach, Sink};
+use crate::{BusMsg, Effect, Hub, Reach, SeatHolder, Sink};
 
 impl Hub {
     /// Whether this node follows `room` (cluster mode): it has a member
@@ -47,9 +50,11 @@ impl Hub {
         let Some(members) = self.remote.rooms.remove(&room) else {
             return;
         };
+        // Nobody here is told: nobody here is in the room.
         for (_, name) in members {
-            if let Some(u) = self.remote.users.get_mut(&name) {
-                u.room = None;
+            self.remote.users.remove(&name);
+            if self.conn_of(&name).is_none() {
+                self.online.remove(&name);
             }
         }
     }
@@ -59,7 +64,7 @@ impl Hub {
     /// the bus brought for the room before that moment has reached the hub,
     /// so the replica's list for the room becomes exactly this (local
     /// members told of any difference).
-    pub(crate) fn seated_members(&mut self, room: u32, members: &[(u64, u64, String)], sink: &mut impl Sink) {
+    pub(crate) fn seated_members(&mut self, room: u32, members: &[SeatHolder], sink: &mut impl Sink) {
         let own = self.config.node_tag;
         let remote: Vec<&(u64, u64, String)> = members
             .iter()
@@ -84,15 +89,12 @@ impl Hub {
     }
 
     /// Where `msg` goes: room chat to the nodes with members in the room, a
-    /// message for one user to that user's node, the rest to every node.
+    /// message for one user to the node the directory has it on, the rest
+    /// to every node.
     pub(crate) fn reach(&self, msg: &BusMsg) -> Reach {
         match msg {
             BusMsg::RoomChat { room, .. } => Reach::Nodes(self.nodes_in(*room)),
-            BusMsg::Whisper { to: name, .. } | BusMsg::Kick { name, .. } | BusMsg::Mute { name, .. } => self
-                .remote
-                .users
-                .get(name.as_str())
-                .map_or(Reach::Every, |u| Reach::Node(u.node)),
+            BusMsg::Whisper { .. } | BusMsg::Kick { .. } | BusMsg::Mute { .. } => Reach::User,
             _ => Reach::Every,
         }
     }

@@ -7,7 +7,7 @@ use plaza_proto::{Event, Request, ResultCode, Roster};
 
 use bytes::Bytes;
 
-use crate::{BusMsg, HistoryLimits, RemoteEntry, SeatOutcome};
+use crate::{BusMsg, HistoryLimits, RemoteEntry, SeatHolder, SeatOutcome};
 
 /// A session, by the network layer's session id.
 pub type Conn = u64;
@@ -82,9 +82,10 @@ pub enum Reach {
     /// This many nodes, this one included: the nodes with members in the
     /// message's room (the room's channel).
     Nodes(usize),
-    /// That node alone (its own channel): a whisper, kick or mute for one
-    /// of its users.
-    Node(u64),
+    /// The node the named user is logged in on, found in the shared
+    /// store's directory at the moment of publishing (that node's own
+    /// channel): a whisper, kick or mute. Not found: USER_NOT_FOUND.
+    User,
 }
 
 /// Something that happened, for the hub to act on.
@@ -165,8 +166,7 @@ pub enum Input {
         users: Vec<RemoteEntry>,
     },
     /// Cluster: messages from `node` were missed (its stamps on a channel
-    /// jumped; this node's bus link was cut meanwhile). `users` is its
-    /// state, read again.
+    /// jumped; this node's bus link was cut meanwhile).
     BusGap {
         /// The node.
         node: u64,
@@ -175,21 +175,37 @@ pub enum Input {
         missed: u64,
         /// The room whose channel they were on (`None`: the bus).
         room: Option<u32>,
-        /// Its logged-in users.
-        users: Vec<RemoteEntry>,
+        /// That room's members, read again, as (member id, node, name).
+        members: Vec<SeatHolder>,
     },
-    /// Cluster: the full state of every other node, replacing the replica
-    /// (after the bus link was (re)established).
+    /// Cluster: the members of every followed room, as (member id, node,
+    /// name), replacing the replica (after the bus link was
+    /// (re)established, or another node rewrote its state).
     Snapshot {
-        /// Each live node and its users.
-        nodes: Vec<(u64, Vec<RemoteEntry>)>,
+        /// Each followed room and its members on every node.
+        rooms: Vec<(u32, Vec<SeatHolder>)>,
     },
     /// Cluster: an [`Effect::Publish`] with an `ack` finished.
     Published {
         /// The session waiting for it.
         conn: Conn,
-        /// Whether the message reached the bus.
-        ok: bool,
+        /// OK; USER_NOT_FOUND (a message for a user no node has);
+        /// SERVICE_UNAVAILABLE (not published, or not to every node that
+        /// must get it).
+        result: ResultCode,
+    },
+    /// Cluster: an [`Effect::ListUsers`] finished.
+    UsersListed {
+        /// The session.
+        conn: Conn,
+        /// OK, or SERVICE_UNAVAILABLE.
+        result: ResultCode,
+        /// Users logged in on every node.
+        total: u32,
+        /// The page: names after the one asked for, in order.
+        names: Vec<String>,
+        /// Whether more follow.
+        more: bool,
     },
     /// Cluster: an [`Effect::ClaimSeat`] finished.
     SeatDone {
@@ -327,6 +343,15 @@ pub enum Effect {
         /// Where it goes, and whose subscriptions must get it for it to
         /// count as published.
         reach: Reach,
+    },
+    /// Cluster: a page of the users logged in on every node (USER_LIST),
+    /// from the shared store's directory; answer with
+    /// [`Input::UsersListed`].
+    ListUsers {
+        /// The session.
+        conn: Conn,
+        /// The page starts after this name.
+        after: String,
     },
     /// Cluster: follow `room` (`on`; before the seat claim that needs it) or
     /// stop following it (after its last member here left).

@@ -49,7 +49,7 @@ pub use io::{
     AuthOutcome, Config, Conn, Credential, Effect, Input, Reach, Recipient, RegisterOutcome, Sink, UserInfo,
 };
 pub use plaza_proto::bus::BusMsg;
-pub use remote::{RemoteEntry, SeatOutcome};
+pub use remote::{RemoteEntry, SeatHolder, SeatOutcome};
 use room::Room;
 pub use room::{MAX_TICKS, MEMBERS_PER_TICK};
 pub use send::{SEND_ID_WINDOW, SEND_IDS};
@@ -278,10 +278,17 @@ impl Hub {
                 node,
                 missed,
                 room,
-                users,
-            } => self.bus_gap(node, missed, room, users, sink),
-            Input::Snapshot { nodes } => self.snapshot(nodes, sink),
-            Input::Published { conn, ok } => self.published(conn, ok, now, sink),
+                members,
+            } => self.bus_gap(node, missed, room, &members, sink),
+            Input::Snapshot { rooms } => self.snapshot(rooms, sink),
+            Input::Published { conn, result } => self.published(conn, result, now, sink),
+            Input::UsersListed {
+                conn,
+                result,
+                total,
+                names,
+                more,
+            } => self.users_listed(conn, result, total, names, more, now, sink),
             Input::SeatDone {
                 conn,
                 name,

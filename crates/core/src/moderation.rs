@@ -15,14 +15,16 @@ impl Hub {
         }
         match self.conn_of(target) {
             Some(t) => Ok(Target::Local(t)),
-            None if self.remote.users.contains_key(target) => Ok(Target::Remote),
+            // Another node's, if any has it: the directory decides.
+            None if self.cluster() => Ok(Target::Remote),
             None => Err(ResultCode::USER_NOT_FOUND),
         }
     }
 
     /// Publishes `msg` for `conn`, which waits for the outcome (`waiting`:
-    /// [`Waiting::Ack`] or [`Waiting::Sent`]) and is then answered with OK,
-    /// or SERVICE_UNAVAILABLE if the bus failed.
+    /// [`Waiting::Ack`] or [`Waiting::Sent`]) and is then answered with its
+    /// code (OK; SERVICE_UNAVAILABLE if the bus failed; USER_NOT_FOUND for
+    /// a user no node has).
     pub(crate) fn publish(&mut self, conn: Conn, msg: BusMsg, waiting: Waiting, sink: &mut impl Sink) {
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.waiting = Some(waiting);
@@ -35,14 +37,10 @@ impl Hub {
         });
     }
 
-    pub(crate) fn published(&mut self, conn: Conn, ok: bool, now: Instant, sink: &mut impl Sink) {
+    pub(crate) fn published(&mut self, conn: Conn, result: ResultCode, now: Instant, sink: &mut impl Sink) {
         let answer = match self.sessions.get_mut(&conn).and_then(|s| s.waiting.take()) {
-            Some(Waiting::Ack(reply)) => reply(if ok {
-                ResultCode::OK
-            } else {
-                ResultCode::SERVICE_UNAVAILABLE
-            }),
-            Some(Waiting::Sent(sent)) => self.sent(conn, sent.0, sent.1, ok, now),
+            Some(Waiting::Ack(reply)) => reply(result),
+            Some(Waiting::Sent(sent)) => self.sent(conn, sent.0, sent.1, result == ResultCode::OK, now),
             _ => return,
         };
         sink.send(conn, &answer);

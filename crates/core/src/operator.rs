@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use plaza_proto::Event;
 
-use crate::{BusMsg, Conn, Effect, Hub, Recipient, Sink, UserInfo};
+use crate::{Conn, Hub, Recipient, Sink, UserInfo};
 
 impl Hub {
     /// Puts `room` in slow mode (one message per member per `interval`), or
@@ -65,44 +65,21 @@ impl Hub {
             .collect()
     }
 
-    /// Kicks `name` on an operator's behalf. Returns whether it was online.
+    /// Kicks `name` on an operator's behalf. Returns whether it was online
+    /// here (the server asks the node of a user on another).
     pub fn operator_kick(&mut self, name: &str, sink: &mut impl Sink) -> bool {
         match self.conn_of(name) {
             Some(t) => self.kick(t, "operator", sink),
-            None if self.remote.users.contains_key(name) => {
-                let msg = BusMsg::Kick {
-                    name: name.to_owned(),
-                    by: "operator".into(),
-                };
-                let reach = self.reach(&msg);
-                sink.effect(Effect::Publish {
-                    msg,
-                    ack: None,
-                    reach,
-                });
-            }
             None => return false,
         }
         true
     }
 
     /// Mutes (0: unmutes) `name` on an operator's behalf. Returns whether it
-    /// was online.
+    /// was online here (the server asks the node of a user on another).
     pub fn operator_mute(&mut self, name: &str, seconds: u32, now: Instant, sink: &mut impl Sink) -> bool {
         match self.conn_of(name) {
             Some(t) => self.mute(t, seconds, now, sink),
-            None if self.remote.users.contains_key(name) => {
-                let msg = BusMsg::Mute {
-                    name: name.to_owned(),
-                    seconds,
-                };
-                let reach = self.reach(&msg);
-                sink.effect(Effect::Publish {
-                    msg,
-                    ack: None,
-                    reach,
-                });
-            }
             None => return false,
         }
         true

@@ -28,12 +28,15 @@ pub struct RemoteEntry {
     pub room: Option<u32>,
 }
 
+/// A room member as the shared store lists it: (member id, node, name).
+pub type SeatHolder = (u64, u64, String);
+
 /// The shared store's verdict on a seat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeatOutcome {
     /// Seated; every member of the room on every node, this one included,
     /// by (member id, node, name).
-    Seated(Vec<(u64, u64, String)>),
+    Seated(Vec<SeatHolder>),
     /// The room is full.
     Full,
     /// The store could not answer.
@@ -65,7 +68,7 @@ impl Replica {
 }
 
 impl Hub {
-    /// Users known to be logged in on other nodes.
+    /// Users of other nodes kept here: the members of followed rooms.
     pub fn remote_users(&self) -> usize {
         self.remote.users.len()
     }
@@ -158,21 +161,23 @@ impl Hub {
     }
 
     /// Up to `missed` messages from `node` went by unseen, on `room`'s
-    /// channel or (`None`) the bus. Its state is replaced with `users`; a
-    /// followed room's history is marked with a gap and its local members
-    /// that take notices are told (341) that they may have missed messages.
+    /// channel or (`None`) the bus. A followed room's list becomes
+    /// `members` (read again), its history is marked with a gap and its
+    /// local members that take notices are told (341) that they may have
+    /// missed messages.
     pub(crate) fn bus_gap(
         &mut self,
         node: u64,
         missed: u64,
         room: Option<u32>,
-        users: Vec<RemoteEntry>,
+        members: &[SeatHolder],
         sink: &mut impl Sink,
     ) {
-        self.node_state(node, users, sink);
         let Some(room) = room.filter(|r| self.interested(*r)) else {
             return;
         };
+        tracing::debug!(node, missed, room, "a gap in a followed room");
+        self.seated_members(room, members, sink);
         let missed = Event::Missed {
             count: u32::try_from(missed).unwrap_or(u32::MAX),
             seqs: None,
@@ -185,21 +190,57 @@ impl Hub {
         }
     }
 
-    pub(crate) fn snapshot(&mut self, nodes: Vec<(u64, Vec<RemoteEntry>)>, sink: &mut impl Sink) {
-        let live: std::collections::HashSet<u64> = nodes.iter().map(|(n, _)| *n).collect();
-        let gone: Vec<Arc<str>> = self
+    /// The members of every followed room, read again: the replica becomes
+    /// exactly them (local members told of any difference).
+    pub(crate) fn snapshot(&mut self, rooms: Vec<(u32, Vec<SeatHolder>)>, sink: &mut impl Sink) {
+        let listed: std::collections::HashSet<u32> = rooms.iter().map(|(r, _)| *r).collect();
+        let unlisted: Vec<Arc<str>> = self
             .remote
             .users
             .iter()
-            .filter(|(_, u)| !live.contains(&u.node))
+            .filter(|(_, u)| !u.room.is_some_and(|r| listed.contains(&r)))
             .map(|(n, _)| n.clone())
             .collect();
-        for name in gone {
+        for name in unlisted {
             self.drop_remote(&name, sink);
         }
-        for (node, users) in nodes {
-            self.node_state(node, users, sink);
+        for (room, members) in rooms {
+            self.seated_members(room, &members, sink);
         }
+    }
+
+    /// A page of every node's users has come from the shared store.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn users_listed(
+        &mut self,
+        conn: Conn,
+        result: ResultCode,
+        total: u32,
+        names: Vec<String>,
+        more: bool,
+        now: Instant,
+        sink: &mut impl Sink,
+    ) {
+        let waiting = self.sessions.get(&conn).map(|s| &s.waiting);
+        if !matches!(waiting, Some(Some(Waiting::Users))) {
+            return;
+        }
+        let list = match result {
+            ResultCode::OK => Event::UserList {
+                result,
+                total,
+                names,
+                more,
+            },
+            _ => Event::UserList {
+                result,
+                total: 0,
+                names: Vec::new(),
+                more: false,
+            },
+        };
+        sink.send(conn, &list);
+        self.finish(conn, now, sink);
     }
 
     /// Records `name` on `node`, in `room`, telling local room members what
@@ -222,7 +263,13 @@ impl Hub {
             return;
         }
         // The replica keeps the members of followed rooms only.
-        let room = room.filter(|r| self.interested(*r));
+        let Some(room) = room.filter(|r| self.interested(*r)) else {
+            if self.remote.users.contains_key(name) {
+                self.drop_remote(name, sink);
+            }
+            return;
+        };
+        let room = Some(room);
         let before = self.remote.users.get(name).map(|u| (u.node, u.uid, u.room));
         if before == Some((node, uid, room)) {
             return;

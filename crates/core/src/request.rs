@@ -139,7 +139,8 @@ impl Hub {
                 } else if self.keep_whisper(&to, &name, &message) {
                     // Away: delivered when it comes back.
                     ResultCode::OK
-                } else if self.remote.users.contains_key(to.as_str()) {
+                } else if self.cluster() {
+                    // Another node's, if any has it: the directory decides.
                     let msg = BusMsg::Whisper {
                         to,
                         from: name.to_string(),
@@ -158,7 +159,7 @@ impl Hub {
                 if !self.may_chat(conn, None, now) {
                     return sink.send(conn, &Event::BroadcastResult(ResultCode::RATE_LIMITED));
                 }
-                let bus = (!self.remote.users.is_empty()).then(|| BusMsg::Broadcast {
+                let bus = self.cluster().then(|| BusMsg::Broadcast {
                     from: name.to_string(),
                     message: message.clone(),
                 });
@@ -173,6 +174,13 @@ impl Hub {
                 if let Some(msg) = bus {
                     self.publish(conn, msg, Waiting::Ack(Event::BroadcastResult), sink);
                 }
+            }
+            Request::UserList { after } if self.cluster() => {
+                // Every node's users: the directory in the shared store.
+                if let Some(s) = self.sessions.get_mut(&conn) {
+                    s.waiting = Some(Waiting::Users);
+                }
+                sink.effect(Effect::ListUsers { conn, after });
             }
             Request::UserList { after } => {
                 let names: Vec<String> = self

@@ -39,6 +39,8 @@ pub(crate) enum Waiting {
     },
     /// A publish; answered with this response and the outcome's code.
     Ack(fn(ResultCode) -> Event),
+    /// A page of the cluster's users, from the shared store.
+    Users,
     /// A ROOM_SEND's publish: its message id, and the sequence number its
     /// message got here (boxed: a session stays within 128 bytes).
     Sent(Box<(u64, u64)>),

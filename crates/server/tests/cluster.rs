@@ -551,7 +551,9 @@ async fn until_channels(server: &TestServer, n: usize) -> plaza_server::control:
 
 /// Interest routing: a node follows a room's channel only while it has a
 /// member there, so a room's chat costs the nodes without members nothing;
-/// a node that starts following a room gets its members from the seat.
+/// a node that starts following a room gets its members from the seat; a
+/// node keeps no other node's users but its rooms' members, and finds the
+/// rest in the directory.
 #[tokio::test]
 async fn a_node_receives_a_rooms_traffic_only_while_it_has_a_member_there() {
     let redis = RedisServer::start().await;
@@ -586,6 +588,30 @@ async fn a_node_receives_a_rooms_traffic_only_while_it_has_a_member_there() {
     let on_c = until_channels(&c, 3).await;
     assert_eq!(on_c.received_room_messages, 0, "{on_c:?}");
     assert_eq!(on_c.received_room_bytes, 0, "{on_c:?}");
+    // c keeps nothing of amy and bob (they are in no room it follows), yet
+    // lists them and whispers to them through the directory in Redis.
+    let ctl_c = c.control().await;
+    assert_eq!(ctl_c.status().await.cluster.unwrap().remote_users, 0);
+    assert_eq!(total_users(&mut cat).await, 3);
+    let whisper = Request::Whisper {
+        to: "amy".into(),
+        message: "hi amy".into(),
+    };
+    assert_eq!(cat.ask(whisper).await, Event::WhisperResult(ResultCode::OK));
+    until(
+        &mut amy,
+        "cat's whisper",
+        |e| matches!(e, Event::Whisper { from, .. } if from == "cat"),
+    )
+    .await;
+    let nobody = Request::Whisper {
+        to: "nobody".into(),
+        message: "?".into(),
+    };
+    assert_eq!(
+        cat.ask(nobody).await,
+        Event::WhisperResult(ResultCode::USER_NOT_FOUND)
+    );
 
     // cat moves to room 1: c drops room 2, follows room 1, and cat's list
     // (from the seat) and c's replica have amy and bob.
@@ -599,6 +625,7 @@ async fn a_node_receives_a_rooms_traffic_only_while_it_has_a_member_there() {
     names.sort_unstable();
     assert_eq!(names, ["amy", "bob", "cat"]);
     until_channels(&c, 3).await;
+    assert_eq!(ctl_c.status().await.cluster.unwrap().remote_users, 2);
     assert_eq!(
         amy.ask(chat("hello cat")).await,
         Event::RoomChatResult(ResultCode::OK)

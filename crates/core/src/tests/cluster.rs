@@ -78,12 +78,31 @@ fn cluster_users_and_rooms_on_other_nodes_are_listed_and_told() {
             }
         )]
     );
-    let Event::UserList { total, names, .. } =
-        t.req(1, Request::UserList { after: String::new() }).remove(0).1
-    else {
-        panic!()
+    // The user list comes from the shared store's directory.
+    assert!(t.req(1, Request::UserList { after: String::new() }).is_empty());
+    let Some(Effect::ListUsers { conn: 1, after }) = t.rec.effects.pop() else {
+        panic!("expected a directory read")
     };
-    assert_eq!((total, names), (2, vec!["amy".to_owned(), "bob".to_owned()]));
+    assert_eq!(after, "");
+    t.input(Input::UsersListed {
+        conn: 1,
+        result: ResultCode::OK,
+        total: 2,
+        names: vec!["amy".into(), "bob".into()],
+        more: false,
+    });
+    assert_eq!(
+        t.rec.out.pop(),
+        Some((
+            1,
+            Event::UserList {
+                result: ResultCode::OK,
+                total: 2,
+                names: vec!["amy".into(), "bob".into()],
+                more: false
+            }
+        ))
+    );
 
     // amy's chat goes to the bus and is acknowledged only when published.
     let out = t.req(1, Request::RoomChat { message: "hi".into() });
@@ -93,7 +112,10 @@ fn cluster_users_and_rooms_on_other_nodes_are_listed_and_told() {
         published.as_slice(),
         [(BusMsg::RoomChat { room: 2, .. }, Some(1))]
     ));
-    t.input(Input::Published { conn: 1, ok: false });
+    t.input(Input::Published {
+        conn: 1,
+        result: ResultCode::SERVICE_UNAVAILABLE,
+    });
     assert_eq!(
         t.rec.out.pop(),
         Some((1, Event::RoomChatResult(ResultCode::SERVICE_UNAVAILABLE)))
@@ -163,7 +185,7 @@ fn cluster_rooms_are_followed_while_a_member_is_here() {
             uid: bob,
         },
     });
-    // bob's seat in a room this node does not follow is not kept.
+    // bob's seat in a room this node does not follow is not kept, nor bob.
     t.input(Input::Remote {
         node: 9,
         msg: BusMsg::Enter {
@@ -172,7 +194,7 @@ fn cluster_rooms_are_followed_while_a_member_is_here() {
             room: 2,
         },
     });
-    assert_eq!(t.hub.remote_user("bob"), Some((9, None)));
+    assert_eq!(t.hub.remote_user("bob"), None);
 
     // amy's claim: follow first, then claim.
     t.rec.effects.clear();
@@ -209,7 +231,10 @@ fn cluster_rooms_are_followed_while_a_member_is_here() {
             ..
         }]
     ));
-    t.input(Input::Published { conn: 1, ok: true });
+    t.input(Input::Published {
+        conn: 1,
+        result: ResultCode::OK,
+    });
     // A whisper goes to bob's node alone.
     t.rec.effects.clear();
     t.req(
@@ -223,17 +248,20 @@ fn cluster_rooms_are_followed_while_a_member_is_here() {
         t.rec.effects.as_slice(),
         [Effect::Publish {
             msg: BusMsg::Whisper { .. },
-            reach: Reach::Node(9),
+            reach: Reach::User,
             ..
         }]
     ));
-    t.input(Input::Published { conn: 1, ok: true });
+    t.input(Input::Published {
+        conn: 1,
+        result: ResultCode::OK,
+    });
 
     // amy leaves: the room is no longer followed, and bob's seat forgotten.
     t.rec.effects.clear();
     t.req(1, Request::RoomLeave);
     assert_eq!(interest(&mut t), vec![(2, false)]);
-    assert_eq!(t.hub.remote_user("bob"), Some((9, None)));
+    assert_eq!(t.hub.remote_user("bob"), None);
 
     // A full room: followed for the claim, then not.
     t.rec.effects.clear();

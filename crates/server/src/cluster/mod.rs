@@ -6,7 +6,11 @@
 //! - `bus`: the channel every node subscribes to: logins and logouts,
 //!   broadcasts, operators' notices, state resets, ticks.
 //! - `to:<id>`: node id's own channel: whispers, kicks and mutes for its
-//!   users, sent by the node that knows where the user is.
+//!   users. The sender's script finds the node from the user's `online:`
+//!   mark and publishes there.
+//! - `users`: sorted set, every logged-in name (the directory the user list
+//!   pages through). Logins and logouts are published nowhere: a node keeps
+//!   other nodes' users only while they are in a room it follows.
 //! - `room:<n>`: room n's chat and seats (enter, leave). A node subscribes
 //!   while it has a member in the room or a seat claim on its way
 //!   (`plaza_core`'s `Effect::Interest`), so it receives nothing of rooms
@@ -48,7 +52,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use plaza_core::{BusMsg, Conn, Input, Reach, SeatOutcome};
+use plaza_core::{BusMsg, Conn, Input, Reach, SeatHolder, SeatOutcome};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 
@@ -106,6 +110,11 @@ pub(crate) enum Op {
         /// Its channel, and whose subscriptions must get it.
         reach: Reach,
     },
+    /// A page of every node's users, from the directory.
+    ListUsers {
+        conn: Conn,
+        after: String,
+    },
     /// Follow a room's channel, or stop.
     Interest {
         room: u32,
@@ -144,10 +153,11 @@ pub(super) enum Channel {
 
 impl Channel {
     /// Where `msg` is published.
-    pub(super) fn of(msg: &BusMsg, reach: Reach) -> Self {
-        match (msg, reach) {
-            (_, Reach::Node(id)) => Self::Node(id),
-            (BusMsg::RoomChat { room, .. } | BusMsg::Enter { room, .. } | BusMsg::Leave { room, .. }, _) => {
+    /// Where `msg` is published (a message for one user: that user's
+    /// node's, found by the script that publishes it).
+    pub(super) fn of(msg: &BusMsg) -> Self {
+        match msg {
+            BusMsg::RoomChat { room, .. } | BusMsg::Enter { room, .. } | BusMsg::Leave { room, .. } => {
                 Self::Room(*room)
             }
             _ => Self::Bus,
@@ -193,7 +203,7 @@ pub(super) enum PendingSeat {
         conn: Conn,
         name: String,
         room: u32,
-        members: Vec<(u64, u64, String)>,
+        members: Vec<SeatHolder>,
     },
     Echoed,
 }

@@ -1,15 +1,15 @@
 //! What the subscriber does with each message, and the reads of other
 //! nodes' state it needs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use plaza_core::{BusMsg, Input, RemoteEntry, SeatOutcome};
+use plaza_core::{BusMsg, Input, SeatHolder, SeatOutcome};
 use plaza_proto::bus::{self, Decoded};
 
 use super::{Channel, Leaving, PendingSeat, Shared, Signal, lock};
 
-/// Every other live node's users.
-pub(super) async fn snapshot(shared: &Shared) -> anyhow::Result<Vec<(u64, Vec<RemoteEntry>)>> {
+/// The other live nodes.
+pub(super) async fn peers(shared: &Shared) -> anyhow::Result<Vec<u64>> {
     let mut c = shared.primary.conn().await?;
     let ids: Vec<u64> = tokio::time::timeout(
         shared.config.timeout,
@@ -20,32 +20,37 @@ pub(super) async fn snapshot(shared: &Shared) -> anyhow::Result<Vec<(u64, Vec<Re
             .query_async(&mut c.conn),
     )
     .await??;
-    let mut nodes = Vec::with_capacity(ids.len());
-    for id in ids.into_iter().filter(|id| *id != shared.node) {
-        nodes.push((id, node_users(shared, id).await?));
-    }
-    Ok(nodes)
+    Ok(ids.into_iter().filter(|id| *id != shared.node).collect())
 }
 
-pub(super) async fn node_users(shared: &Shared, node: u64) -> anyhow::Result<Vec<RemoteEntry>> {
+/// The members of each of `rooms` on every node, as (member id, node,
+/// name).
+pub(super) async fn rooms(
+    shared: &Shared,
+    rooms: impl IntoIterator<Item = u32>,
+) -> anyhow::Result<Vec<(u32, Vec<SeatHolder>)>> {
+    let mut out = Vec::new();
+    for room in rooms {
+        out.push((room, members(shared, room).await?));
+    }
+    Ok(out)
+}
+
+/// Room `room`'s members on every node, from its seats.
+pub(super) async fn members(shared: &Shared, room: u32) -> anyhow::Result<Vec<SeatHolder>> {
     let mut c = shared.primary.conn().await?;
     let map: Vec<(String, String)> = tokio::time::timeout(
         shared.config.timeout,
         redis::cmd("HGETALL")
-            .arg(shared.key(&format!("node:{node}")))
+            .arg(shared.key(&format!("seats:{room}")))
             .query_async(&mut c.conn),
     )
     .await??;
     Ok(map
         .into_iter()
-        .filter_map(|(name, v)| {
-            let (uid, room) = v.split_once('|')?;
-            let room: i64 = room.parse().ok()?;
-            Some(RemoteEntry {
-                name,
-                uid: uid.parse().ok()?,
-                room: u32::try_from(room).ok(),
-            })
+        .filter_map(|(uid, v)| {
+            let (node, name) = v.split_once('|')?;
+            Some((uid.parse().ok()?, node.parse().ok()?, name.to_owned()))
         })
         .collect())
 }
@@ -53,6 +58,7 @@ pub(super) async fn node_users(shared: &Shared, node: u64) -> anyhow::Result<Vec
 pub(super) async fn on_message(
     shared: &Shared,
     last: &mut HashMap<(u64, Channel), u64>,
+    followed: &BTreeSet<u32>,
     payload: &[u8],
 ) -> anyhow::Result<()> {
     let msg = match bus::decode(payload) {
@@ -91,9 +97,11 @@ pub(super) async fn on_message(
         Decoded::Msg { node, msg } => shared.input(Input::Remote { node, msg }).await,
         Decoded::Reset { node } if node == shared.node => {}
         Decoded::Tick { .. } => {}
-        Decoded::Reset { node } => {
-            let users = node_users(shared, node).await?;
-            shared.input(Input::NodeState { node, users }).await;
+        Decoded::Reset { .. } => {
+            // Another node rewrote its state: the followed rooms' members
+            // are read again.
+            let rooms = rooms(shared, followed.iter().copied()).await?;
+            shared.input(Input::Snapshot { rooms }).await;
         }
         Decoded::Gone { node } if node == shared.node => {
             let leaving = {

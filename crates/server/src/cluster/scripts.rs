@@ -6,15 +6,16 @@
 
 use std::collections::HashMap;
 
-use plaza_core::BusMsg;
+use plaza_core::{BusMsg, Reach};
 use plaza_proto::bus::{self, Origin};
 use redis::Script;
 use redis::aio::ConnectionManager;
 
 use super::{Channel, Leaving, Op, Shared, lock};
 
-/// Removes a node: its seats, its users' logged-in marks (only those it
-/// still owns), its hash and its heartbeat; tells everyone.
+/// Removes a node: its seats, its users' logged-in marks and directory
+/// entries (only those it still owns), its hash and its heartbeat; tells
+/// everyone.
 const BURY_FN: &str = r"
 local function bury(p, id)
   local nk = p .. 'node:' .. id
@@ -24,7 +25,12 @@ local function bury(p, id)
     if room and room ~= '-1' then redis.call('HDEL', p .. 'seats:' .. room, uid) end
     local ok = p .. 'online:' .. users[i]
     local owner = redis.call('GET', ok)
-    if owner and string.sub(owner, 1, #id + 1) == id .. ':' then redis.call('DEL', ok) end
+    if not owner then
+      redis.call('ZREM', p .. 'users', users[i])
+    elseif string.sub(owner, 1, #id + 1) == id .. ':' then
+      redis.call('DEL', ok)
+      redis.call('ZREM', p .. 'users', users[i])
+    end
   end
   redis.call('DEL', nk)
   redis.call('ZREM', p .. 'nodes', id)
@@ -49,22 +55,47 @@ return added
 /// ARGV: prefix, id.
 const BURY: &str = "bury(ARGV[1], ARGV[2]) return 1";
 
-/// ARGV: prefix, id, op (on, off, leave), name, uid, room, message. Returns
-/// PUBLISH's answer (on the bus; a leave on the room's channel).
+/// ARGV: prefix, id, op (on, off, leave), name, uid, room, message. A login
+/// or logout changes the node's hash and the directory (`users`) and is
+/// published nowhere: no node keeps other nodes' users but its rooms'. A
+/// leave is published on the room's channel; returns PUBLISH's answer.
 const STATE: &str = r"
 local p, id, op, name, uid, room, msg = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local nk = p .. 'node:' .. id
-local ch = p .. 'bus'
 if op == 'on' then
   redis.call('HSET', nk, name, uid .. '|-1')
+  redis.call('ZADD', p .. 'users', 0, name)
+  return 1
 elseif op == 'off' then
   redis.call('HDEL', nk, name)
-else
-  redis.call('HDEL', p .. 'seats:' .. room, uid)
-  if redis.call('HEXISTS', nk, name) == 1 then redis.call('HSET', nk, name, uid .. '|-1') end
-  ch = p .. 'room:' .. room
+  redis.call('ZREM', p .. 'users', name)
+  return 1
 end
-return redis.call('PUBLISH', ch, msg)
+redis.call('HDEL', p .. 'seats:' .. room, uid)
+if redis.call('HEXISTS', nk, name) == 1 then redis.call('HSET', nk, name, uid .. '|-1') end
+return redis.call('PUBLISH', p .. 'room:' .. room, msg)
+";
+
+/// ARGV: prefix, name, message. Publishes on the channel of the node the
+/// user is logged in on (from its `online:` mark); -1 if none is.
+const DIRECT: &str = r"
+local p, name, msg = ARGV[1], ARGV[2], ARGV[3]
+local owner = redis.call('GET', p .. 'online:' .. name)
+local node = owner and string.match(owner, '^(%d+):')
+if not node then return -1 end
+return redis.call('PUBLISH', p .. 'to:' .. node, msg)
+";
+
+/// ARGV: prefix, after, count. Returns {total, name, name, ...}: the users
+/// logged in on every node, and up to `count` names after `after`, in
+/// byte order.
+const LIST: &str = r"
+local k, after, n = ARGV[1] .. 'users', ARGV[2], tonumber(ARGV[3])
+local from = '-'
+if after ~= '' then from = '(' .. after end
+local r = redis.call('ZRANGEBYLEX', k, from, '+', 'LIMIT', 0, n)
+table.insert(r, 1, redis.call('ZCARD', k))
+return r
 ";
 
 /// ARGV: prefix, id, name, uid, room, capacity, message. Returns {0} when
@@ -94,7 +125,7 @@ for i = 1, #old, 2 do
   if room and room ~= '-1' then redis.call('HDEL', p .. 'seats:' .. room, uid) end
 end
 redis.call('DEL', nk)
-local lost = {}
+local lost, kept = {}, {}
 for i = 6, #ARGV, 4 do
   local name, owner, uid, room = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local ok = p .. 'online:' .. name
@@ -102,9 +133,17 @@ for i = 6, #ARGV, 4 do
   if cur and cur ~= owner then
     table.insert(lost, name)
   else
+    kept[name] = true
     redis.call('SET', ok, owner, 'PX', pttl)
     redis.call('HSET', nk, name, uid .. '|' .. room)
+    redis.call('ZADD', p .. 'users', 0, name)
     if room ~= '-1' then redis.call('HSET', p .. 'seats:' .. room, uid, id .. '|' .. name) end
+  end
+end
+for i = 1, #old, 2 do
+  local name = old[i]
+  if not kept[name] and not redis.call('GET', p .. 'online:' .. name) then
+    redis.call('ZREM', p .. 'users', name)
   end
 end
 redis.call('ZADD', p .. 'nodes', now_ms() + ttl, id)
@@ -127,6 +166,8 @@ pub(super) struct Scripts {
     seat: Script,
     replace: Script,
     bury: Script,
+    direct: Script,
+    list: Script,
     /// Whether Redis is known to have them. A pipeline cannot fall back
     /// from EVALSHA to EVAL, so they are loaded before the first batch and
     /// again after any failed one (a restarted or failed-over Redis has an
@@ -141,6 +182,8 @@ impl Scripts {
             seat: script(SEAT),
             replace: script(REPLACE),
             bury: script(BURY),
+            direct: script(DIRECT),
+            list: script(LIST),
             loaded: false,
         }
     }
@@ -148,7 +191,14 @@ impl Scripts {
     /// Loads the scripts unless Redis is known to have them.
     pub(super) async fn load(&mut self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
         if !self.loaded {
-            for s in [&self.state, &self.seat, &self.replace, &self.bury] {
+            for s in [
+                &self.state,
+                &self.seat,
+                &self.replace,
+                &self.bury,
+                &self.direct,
+                &self.list,
+            ] {
                 s.load_async(conn).await?;
             }
             self.loaded = true;
@@ -185,8 +235,38 @@ impl Scripts {
             pipe.cmd("EVALSHA").arg(script.get_hash()).arg(0).arg(p).arg(&id);
         };
         match op {
-            Op::Publish { msg, reach, .. } => {
-                let channel = Channel::of(msg, *reach);
+            Op::Publish {
+                msg,
+                reach: Reach::User,
+                ..
+            } => {
+                // Not numbered: the node is found in the script, and a
+                // message that must reach it is acknowledged only if it did.
+                let name = match msg {
+                    BusMsg::Whisper { to, .. } => to,
+                    BusMsg::Kick { name, .. } | BusMsg::Mute { name, .. } => name,
+                    _ => unreachable!("only a message for one user goes to its node"),
+                };
+                let bytes = bus::encode(s.node, msg);
+                pipe.cmd("EVALSHA")
+                    .arg(self.direct.get_hash())
+                    .arg(0)
+                    .arg(p)
+                    .arg(name)
+                    .arg(bytes.as_ref());
+                bytes.len()
+            }
+            Op::ListUsers { after, .. } => {
+                pipe.cmd("EVALSHA")
+                    .arg(self.list.get_hash())
+                    .arg(0)
+                    .arg(p)
+                    .arg(after)
+                    .arg(plaza_proto::USER_LIST_PAGE + 1);
+                0
+            }
+            Op::Publish { msg, .. } => {
+                let channel = Channel::of(msg);
                 let bytes = bus::encode(origin(channel), msg);
                 let state = match msg {
                     BusMsg::Online { name, uid } => Some(("on", name, *uid, -1)),

@@ -14,7 +14,7 @@ use plaza_proto::bus;
 use redis::aio::PubSubSink;
 use tokio::sync::mpsc;
 
-use super::received::{node_users, on_message, snapshot};
+use super::received::{self, members, on_message, peers};
 use super::{Channel, Follow, Shared, Signal, lock};
 
 /// What the subscriber keeps across resubscriptions.
@@ -125,13 +125,11 @@ async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
     );
     // Our own state first (the others re-read it when told), then theirs.
     let _ = shared.signals.send(Signal::Resync).await;
-    let nodes = snapshot(shared).await?;
-    {
-        let mut l = lock(&shared.link);
-        l.peers = nodes.iter().map(|(id, _)| *id).collect();
-    }
-    f.last.retain(|(id, _), _| nodes.iter().any(|(n, _)| n == id));
-    shared.input(Input::Snapshot { nodes }).await;
+    let nodes = peers(shared).await?;
+    lock(&shared.link).peers = nodes.iter().copied().collect();
+    f.last.retain(|(id, _), _| nodes.contains(id));
+    let rooms = received::rooms(shared, f.rooms.iter().copied()).await?;
+    shared.input(Input::Snapshot { rooms }).await;
     let mut ping = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -140,7 +138,7 @@ async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
                 let payload = msg.get_payload_bytes();
                 let channel = Channel::parse(&shared.config.prefix, msg.get_channel_name());
                 check_stamp(shared, &mut f.last, channel, payload).await?;
-                on_message(shared, &mut f.last, payload).await?;
+                on_message(shared, &mut f.last, &f.rooms, payload).await?;
             }
             Some(follow) = f.follow.recv() => follow_now(shared, f, &mut sink, follow).await?,
             _ = ping.tick() => {
@@ -228,19 +226,22 @@ async fn check_stamp(
         node = o.node,
         missed,
         ?channel,
-        "missed cluster messages from a node while the bus link was cut; reading its state again"
+        "missed cluster messages from a node while the bus link was cut"
     );
-    let users = node_users(shared, o.node).await?;
     let room = match channel {
         Channel::Room(r) => Some(r),
         Channel::Bus | Channel::Node(_) => None,
+    };
+    let members = match room {
+        Some(r) => members(shared, r).await?,
+        None => Vec::new(),
     };
     shared
         .input(Input::BusGap {
             node: o.node,
             missed,
             room,
-            users,
+            members,
         })
         .await;
     Ok(())

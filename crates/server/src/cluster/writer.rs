@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use plaza_core::{Input, Reach, SeatOutcome};
+use plaza_core::{Input, Reach, SeatHolder, SeatOutcome};
+use plaza_proto::ResultCode;
 use tokio::sync::{mpsc, oneshot};
 
 use super::scripts::Scripts;
@@ -118,23 +119,65 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             ..
         } => {
             // PUBLISH answers how many subscriptions got it: each that must
-            // (every live node's when `reach` is 0, this one's included),
-            // or the client is told 112.
-            let reached = v.and_then(|v| redis::from_redis_value::<usize>(v).ok());
+            // (every live node's for the bus, this one's included), or the
+            // client is told 112. To a user's node: -1 when no node has it.
+            let reached = v.and_then(|v| redis::from_redis_value::<i64>(v).ok());
             let must = match reach {
                 Reach::Every => lock(&shared.link).peers.len() + 1,
                 Reach::Nodes(n) => n,
-                Reach::Node(_) => 1,
+                Reach::User => 1,
             };
-            let ok = reached.is_some_and(|n| n >= must);
-            if reached.is_some() && !ok {
-                tracing::debug!(
-                    ?reached,
-                    must,
-                    "a publish missed a node's subscription; answered 112"
-                );
-            }
-            shared.input(Input::Published { conn, ok }).await
+            let result = match reached {
+                Some(-1) if reach == Reach::User => ResultCode::USER_NOT_FOUND,
+                Some(n) if usize::try_from(n).is_ok_and(|n| n >= must) => ResultCode::OK,
+                _ => {
+                    if reached.is_some() {
+                        tracing::debug!(
+                            ?reached,
+                            must,
+                            "a publish missed a node's subscription; answered 112"
+                        );
+                    }
+                    ResultCode::SERVICE_UNAVAILABLE
+                }
+            };
+            shared.input(Input::Published { conn, result }).await
+        }
+        Op::ListUsers { conn, after: _ } => {
+            // {total, name, name, ...}
+            let page = v
+                .and_then(|v| redis::from_redis_value::<Vec<redis::Value>>(v).ok())
+                .and_then(|flat| {
+                    let (total, names) = flat.split_first()?;
+                    let total = redis::from_redis_value_ref::<u32>(total).ok()?;
+                    let names = names
+                        .iter()
+                        .map(redis::from_redis_value_ref::<String>)
+                        .collect::<Result<Vec<_>, _>>()
+                        .ok()?;
+                    Some((total, names))
+                });
+            let input = match page {
+                Some((total, mut names)) => {
+                    let more = names.len() > plaza_proto::USER_LIST_PAGE;
+                    names.truncate(plaza_proto::USER_LIST_PAGE);
+                    Input::UsersListed {
+                        conn,
+                        result: ResultCode::OK,
+                        total,
+                        names,
+                        more,
+                    }
+                }
+                None => Input::UsersListed {
+                    conn,
+                    result: ResultCode::SERVICE_UNAVAILABLE,
+                    total: 0,
+                    names: Vec::new(),
+                    more: false,
+                },
+            };
+            shared.input(input).await
         }
         Op::Publish { ack: None, .. } | Op::Drain(_) | Op::Notice { .. } | Op::Tick | Op::Interest { .. } => {
         }
@@ -207,7 +250,7 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
 }
 
 /// The seat script's members: uid, `node|name` pairs.
-fn members_of(flat: &[redis::Value]) -> Vec<(u64, u64, String)> {
+fn members_of(flat: &[redis::Value]) -> Vec<SeatHolder> {
     flat.chunks_exact(2)
         .filter_map(|kv| {
             let uid: String = redis::from_redis_value_ref(&kv[0]).ok()?;

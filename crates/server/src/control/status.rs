@@ -132,7 +132,7 @@ pub struct ClusterStatus {
     pub node: u64,
     /// The bus link: "ok" or "down: <why>".
     pub bus: String,
-    /// Users logged in on the other nodes.
+    /// Other nodes' users kept here: members of the rooms it follows.
     pub remote_users: usize,
     /// The other live nodes this node knows of.
     pub peers: usize,

@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{LOGIC_QUEUE, Logic};
+use plaza_core::{BusMsg, Input, Reach};
+use tokio::sync::oneshot;
+
 use crate::cluster::Op;
 use crate::control::{ClusterStatus, Command, Reply, SlowRoom, Status, TlsStatus, WsStatus};
 use crate::frontend::Fronts;
-use plaza_core::Input;
 
 impl Logic {
     /// This node's state and counters.
@@ -82,6 +84,60 @@ impl Logic {
                 bus_stats: c.counts(),
             }),
         }
+    }
+
+    /// The user an operator's `user`, `kick` or `mute` names, when it is not
+    /// on this node and other nodes may have it (cluster mode).
+    pub(crate) fn elsewhere(&self, command: &Command) -> Option<String> {
+        let (Command::User { name } | Command::Kick { name } | Command::Mute { name, .. }) = command else {
+            return None;
+        };
+        let local = self.hub.user(name, Instant::now()).is_some();
+        (!local && self.sink.cluster.is_some()).then(|| name.clone())
+    }
+
+    /// Answers `command` for `name` on another node: the shared store's
+    /// directory says which node it is on, and a kick or mute goes to that
+    /// node (off the logic task: the reply waits for the store).
+    pub(crate) fn ask_cluster(&self, command: Command, name: String, reply: oneshot::Sender<Reply>) {
+        let (store, cluster) = (self.sink.store.clone(), self.sink.cluster.clone());
+        tokio::spawn(async move {
+            let node = match store.locate(&name).await {
+                Ok(Some(node)) => node,
+                Ok(None) => {
+                    let _ = reply.send(Reply::err(format!("{name} is not logged in")));
+                    return;
+                }
+                Err(e) => {
+                    let _ = reply.send(Reply::err(format!("the directory did not answer: {e}")));
+                    return;
+                }
+            };
+            let to = name.clone();
+            let (msg, what) = match command {
+                Command::Kick { .. } => (
+                    BusMsg::Kick {
+                        name: to,
+                        by: "operator".into(),
+                    },
+                    "kick",
+                ),
+                Command::Mute { seconds, .. } => (BusMsg::Mute { name: to, seconds }, "mute"),
+                _ => {
+                    let r = json!({ "name": name, "node": node, "room": null, "remote": true });
+                    let _ = reply.send(Reply::ok(r));
+                    return;
+                }
+            };
+            if let Some(c) = &cluster {
+                c.send(Op::Publish {
+                    msg,
+                    ack: None,
+                    reach: Reach::User,
+                });
+            }
+            let _ = reply.send(Reply::ok(json!(format!("asked node {node} to {what} {name}"))));
+        });
     }
 
     pub(crate) fn control(&mut self, command: Command) -> Reply {

@@ -61,10 +61,13 @@ impl Logic {
             tokio::select! {
                 // Operators first: a flood of users cannot starve the control link.
                 biased;
-                Some((command, reply)) = ctl_rx.recv() => {
-                    let r = self.control(command);
-                    let _ = reply.send(r);
-                }
+                Some((command, reply)) = ctl_rx.recv() => match self.elsewhere(&command) {
+                    Some(name) => self.ask_cluster(command, name, reply),
+                    None => {
+                        let r = self.control(command);
+                        let _ = reply.send(r);
+                    }
+                },
                 Some(signal) = signals.recv() => self.signal(signal),
                 n = rx.recv_many(&mut batch, 256) => {
                     if n == 0 {

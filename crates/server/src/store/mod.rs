@@ -165,6 +165,18 @@ impl Store {
         }
     }
 
+    /// The node `name` is logged in on, from its mark in the shared store
+    /// (`None` with the embedded store, which has no other nodes).
+    ///
+    /// # Errors
+    /// If the store fails.
+    pub async fn locate(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        match self {
+            Self::Embedded(..) => Ok(None),
+            Self::Redis(r) => r.locate(name).await,
+        }
+    }
+
     /// Clears `name`'s logged-in mark if `owner` holds it.
     pub async fn release(&self, name: String, owner: String) {
         if let Self::Redis(r) = self {

@@ -417,6 +417,13 @@ impl RedisStore {
         Ok(exists)
     }
 
+    /// The node `name` is logged in on (from its mark), if any.
+    pub(crate) async fn locate(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let key = self.key("online", name);
+        let owner: Option<String> = self.call(async |c| c.get(&key).await).await?;
+        Ok(owner.and_then(|o| o.split_once(':')?.0.parse().ok()))
+    }
+
     pub(crate) async fn release(&self, name: &str, owner: &str) {
         let key = self.key("online", name);
         let r: Result<i64, _> = self
