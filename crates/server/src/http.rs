@@ -422,6 +422,12 @@ fn render(s: &Status, metrics: &Metrics) -> String {
             "messages of other nodes missed, at most (see plaza_bus_gaps)",
             b.missed,
         );
+        counter(
+            &mut r,
+            "directory_lookups",
+            "reads of the directory in Redis: a user's node (whisper, kick, mute), a page of users",
+            b.directory_lookups,
+        );
         gauge(
             &mut r,
             "bus_channels",

@@ -612,6 +612,9 @@ async fn a_node_receives_a_rooms_traffic_only_while_it_has_a_member_there() {
         cat.ask(nobody).await,
         Event::WhisperResult(ResultCode::USER_NOT_FOUND)
     );
+    // The list and the two whispers each read the directory once.
+    let c_now = ctl_c.status().await.cluster.unwrap().bus_stats;
+    assert!(c_now.directory_lookups >= 3, "{c_now:?}");
 
     // cat moves to room 1: c drops room 2, follows room 1, and cat's list
     // (from the seat) and c's replica have amy and bob.

@@ -254,6 +254,7 @@ async fn a_node_cut_off_from_redis_reports_the_gap_and_resynchronises() {
         "plaza_bus_delivery_seconds_count",
         "plaza_bus_received_bytes_total",
         "plaza_bus_published_bytes_total",
+        "plaza_directory_lookups_total",
     ] {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
     }

@@ -232,6 +232,7 @@ pub(super) struct Counts {
     received_room_bytes: AtomicU64,
     gaps: AtomicU64,
     missed: AtomicU64,
+    lookups: AtomicU64,
 }
 
 impl Counts {
@@ -250,6 +251,11 @@ impl Counts {
         }
     }
 
+    /// A read of the directory (a user's node, a page of users).
+    pub(crate) fn lookup(&self) {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(super) fn gap(&self, missed: u64) {
         self.gaps.fetch_add(1, Ordering::Relaxed);
         self.missed.fetch_add(missed, Ordering::Relaxed);
@@ -266,6 +272,7 @@ impl Counts {
             received_room_bytes: get(&self.received_room_bytes),
             gaps: get(&self.gaps),
             missed: get(&self.missed),
+            directory_lookups: get(&self.lookups),
         }
     }
 }
@@ -377,6 +384,11 @@ impl Cluster {
     /// Bus traffic since the start.
     pub(crate) fn counts(&self) -> crate::control::BusCounts {
         self.counts.snapshot()
+    }
+
+    /// Counts a directory read made outside the cluster tasks.
+    pub(crate) fn looked_up(&self) {
+        self.counts.lookup();
     }
 }
 

@@ -118,6 +118,9 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             reach,
             ..
         } => {
+            if reach == Reach::User {
+                shared.counts.lookup();
+            }
             // PUBLISH answers how many subscriptions got it: each that must
             // (every live node's for the bus, this one's included), or the
             // client is told 112. To a user's node: -1 when no node has it.
@@ -144,6 +147,7 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             shared.input(Input::Published { conn, result }).await
         }
         Op::ListUsers { conn, after: _ } => {
+            shared.counts.lookup();
             // {total, name, name, ...}
             let page = v
                 .and_then(|v| redis::from_redis_value::<Vec<redis::Value>>(v).ok())
@@ -179,6 +183,11 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             };
             shared.input(input).await
         }
+        Op::Publish {
+            ack: None,
+            reach: Reach::User,
+            ..
+        } => shared.counts.lookup(),
         Op::Publish { ack: None, .. } | Op::Drain(_) | Op::Notice { .. } | Op::Tick | Op::Interest { .. } => {
         }
         Op::Seat {

@@ -162,6 +162,9 @@ pub struct BusCounts {
     pub gaps: u64,
     /// How many went by unseen, in all (an upper bound).
     pub missed: u64,
+    /// Reads of the directory in Redis: a user's node (whisper, kick, mute),
+    /// a page of the user list.
+    pub directory_lookups: u64,
 }
 
 impl Status {

@@ -101,6 +101,9 @@ impl Logic {
     /// node (off the logic task: the reply waits for the store).
     pub(crate) fn ask_cluster(&self, command: Command, name: String, reply: oneshot::Sender<Reply>) {
         let (store, cluster) = (self.sink.store.clone(), self.sink.cluster.clone());
+        if let Some(c) = &cluster {
+            c.looked_up();
+        }
         tokio::spawn(async move {
             let node = match store.locate(&name).await {
                 Ok(Some(node)) => node,
