@@ -5,56 +5,13 @@ use plaza_proto::{Event, Request, ResultCode};
 use plaza_server::control::Command;
 use plaza_test_support::{RedisServer, ServerProcess, TestClient, TestServer, within};
 
-async fn node(redis: &RedisServer, room_capacity: usize) -> TestServer {
-    let url = redis.url();
-    TestServer::with(move |s| {
-        s.store = Some(url);
-        s.cluster = Some(true);
-        s.presence_ttl_secs = Some(3);
-        s.redis_timeout_ms = Some(500);
-        s.room_capacity = Some(room_capacity);
-    })
-    .await
-}
-
 async fn nodes(redis: &RedisServer, room_capacity: usize) -> [TestServer; 3] {
+    let url = redis.url();
     [
-        node(redis, room_capacity).await,
-        node(redis, room_capacity).await,
-        node(redis, room_capacity).await,
+        TestServer::cluster_node(&url, room_capacity).await,
+        TestServer::cluster_node(&url, room_capacity).await,
+        TestServer::cluster_node(&url, room_capacity).await,
     ]
-}
-
-/// The number of users `c`'s node lists, across the cluster.
-async fn total_users(c: &mut TestClient) -> u32 {
-    match c.ask(Request::UserList { after: String::new() }).await {
-        Event::UserList { total, .. } => total,
-        other => panic!("expected a user list, got {other:?}"),
-    }
-}
-
-/// Waits until `c`'s node lists `n` users. Replicas change when other
-/// nodes' messages arrive, which send `c` nothing, so this asks again.
-async fn until_users(c: &mut TestClient, n: u32) {
-    within(&format!("{n} users listed"), async {
-        while total_users(c).await != n {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-}
-
-/// Waits for the next event `want` accepts, skipping the others.
-async fn until(c: &mut TestClient, what: &str, want: impl Fn(&Event) -> bool) -> Event {
-    within(what, async {
-        loop {
-            let e = c.recv().await;
-            if want(&e) {
-                return e;
-            }
-        }
-    })
-    .await
 }
 
 fn chat(message: &str) -> Request {
@@ -71,7 +28,7 @@ async fn room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_no
     let mut bob = b.user("bob").await;
     let mut cat = c.user("cat").await;
     for u in [&mut amy, &mut bob, &mut cat] {
-        until_users(u, 3).await;
+        u.until_users(3).await;
     }
 
     // Member lists for newcomers cover every node; members are told.
@@ -216,7 +173,7 @@ async fn kick_and_mute_reach_users_on_other_nodes() {
     );
     let mut bob = b.user("bob").await;
     let mut cat = c.user("cat").await;
-    until_users(&mut boss, 3).await;
+    boss.until_users(3).await;
     assert_eq!(cat.enter(2).await.1, ResultCode::OK);
 
     assert_eq!(
@@ -239,11 +196,11 @@ async fn kick_and_mute_reach_users_on_other_nodes() {
     );
     let events = bob.until_closed().await;
     assert_eq!(events, vec![Event::Kicked { by: "boss".into() }]);
-    until_users(&mut boss, 2).await;
+    boss.until_users(2).await;
 
     // An operator's kick on node c reaches a user on node a.
     let mut amy = a.user("amy").await;
-    until_users(&mut cat, 3).await;
+    cat.until_users(3).await;
     let r = c.control().await.cmd(Command::Kick { name: "amy".into() }).await;
     assert!(r.ok, "{r:?}");
     assert_eq!(
@@ -268,7 +225,10 @@ async fn concurrent_joins_from_three_nodes_never_overfill_a_room() {
     }
     let mut seated = 0;
     for u in &mut users {
-        match until(u, "an enter result", |e| matches!(e, Event::RoomEnterResult(_))).await {
+        match u
+            .until("an enter result", |e| matches!(e, Event::RoomEnterResult(_)))
+            .await
+        {
             Event::RoomEnterResult(ResultCode::OK) => seated += 1,
             Event::RoomEnterResult(ResultCode::ROOM_FULL) => {}
             other => panic!("unexpected {other:?}"),
@@ -284,7 +244,7 @@ async fn concurrent_joins_from_three_nodes_never_overfill_a_room() {
 #[tokio::test]
 async fn a_killed_node_is_buried_and_its_users_leave_the_other_nodes() {
     let redis = RedisServer::start().await;
-    let live = node(&redis, 200).await;
+    let live = TestServer::cluster_node(&redis.url(), 200).await;
     let mut amy = live.user("amy").await;
     assert_eq!(amy.enter(1).await.1, ResultCode::OK);
 
@@ -318,7 +278,7 @@ async fn a_killed_node_is_buried_and_its_users_leave_the_other_nodes() {
 
     // The live node buries it: amy is told dan left, without asking.
     assert_eq!(amy.recv().await, Event::RoomLeaveUser { uid });
-    assert_eq!(total_users(&mut amy).await, 1);
+    assert_eq!(amy.total_users().await, 1);
     // dan's name was freed with the burial, not at its mark's TTL.
     let mut again = live.client().await;
     assert_eq!(again.try_login("dan", "pw").await, ResultCode::OK);
@@ -335,14 +295,13 @@ async fn a_redis_restart_is_survived_without_false_acknowledgements() {
     let mut amy = a.user("amy").await;
     let mut ann = a.user("ann").await;
     let mut bob = b.user("bob").await;
-    until_users(&mut amy, 3).await;
-    until_users(&mut bob, 3).await;
+    amy.until_users(3).await;
+    bob.until_users(3).await;
     for u in [&mut amy, &mut ann, &mut bob] {
         assert_eq!(u.enter(1).await.1, ResultCode::OK);
     }
     // Wait until amy's node knows bob is in the room.
-    until(
-        &mut amy,
+    amy.until(
         "bob in the room",
         |e| matches!(e, Event::RoomNewUser { name, .. } if name == "bob"),
     )
@@ -366,8 +325,7 @@ async fn a_redis_restart_is_survived_without_false_acknowledgements() {
         amy.ask(chat("during")).await,
         Event::RoomChatResult(ResultCode::SERVICE_UNAVAILABLE)
     );
-    until(
-        &mut ann,
+    ann.until(
         "amy's message",
         |e| matches!(e, Event::RoomChat { message, .. } if message == "during"),
     )
@@ -395,14 +353,14 @@ async fn a_redis_restart_is_survived_without_false_acknowledgements() {
         })
         .await;
     }
-    until_users(&mut amy, 3).await;
-    until_users(&mut bob, 3).await;
+    amy.until_users(3).await;
+    bob.until_users(3).await;
     // Both nodes rewrote their state: cross-node chat works again, and the
     // seats are back in Redis.
     within("amy's message to reach bob", async {
         loop {
             let _ = amy.ask(chat("after")).await;
-            let e = until(&mut bob, "a chat", |e| matches!(e, Event::RoomChat { .. })).await;
+            let e = bob.until("a chat", |e| matches!(e, Event::RoomChat { .. })).await;
             if matches!(&e, Event::RoomChat { message, .. } if message == "after") {
                 return;
             }
@@ -419,7 +377,7 @@ async fn shutdown_is_per_node_and_a_cluster_drain_reaches_every_node() {
     let mut amy = a.user("amy").await;
     let mut bob = b.user("bob").await;
     let mut cat = c.user("cat").await;
-    until_users(&mut amy, 3).await;
+    amy.until_users(3).await;
 
     // One node shuts down: only its users go, and the others see them go
     // at once (the node removes itself from Redis on the way out).
@@ -430,7 +388,7 @@ async fn shutdown_is_per_node_and_a_cluster_drain_reaches_every_node() {
             .iter()
             .any(|e| matches!(e, Event::Notice { .. }))
     );
-    until_users(&mut amy, 2).await;
+    amy.until_users(2).await;
     assert_eq!(
         bob.ask(Request::Ping { nonce: 1 }).await,
         Event::Pong { nonce: 1 }
@@ -465,7 +423,7 @@ async fn operator_notices_reach_every_node_and_a_remote_user_is_located() {
     let [a, b, _c] = nodes(&redis, 200).await;
     let mut amy = a.user("amy").await;
     let mut bob = b.user("bob").await;
-    until_users(&mut amy, 2).await;
+    amy.until_users(2).await;
     let ctl = a.control().await;
 
     // Where is bob? On node b.
@@ -484,8 +442,7 @@ async fn operator_notices_reach_every_node_and_a_remote_user_is_located() {
         .await;
     assert!(r.ok, "{r:?}");
     for u in [&mut amy, &mut bob] {
-        until(
-            u,
+        u.until(
             "the notice",
             |e| matches!(e, Event::Notice { message } if message == "to all"),
         )
@@ -499,8 +456,7 @@ async fn operator_notices_reach_every_node_and_a_remote_user_is_located() {
         })
         .await;
     assert!(r.ok, "{r:?}");
-    until(
-        &mut amy,
+    amy.until(
         "the local notice",
         |e| matches!(e, Event::Notice { message } if message == "here only"),
     )
@@ -531,122 +487,4 @@ async fn a_graceful_stop_does_not_log_that_the_node_was_buried() {
     assert!(log.contains("plaza-server stopped"), "{log}");
     assert!(!log.contains("buried"), "{log}");
     assert!(!log.contains("WARN"), "a clean stop warns of nothing: {log}");
-}
-
-/// Waits until `server` subscribes to `n` channels (the bus, its own and the
-/// rooms it follows); returns its bus counts then.
-async fn until_channels(server: &TestServer, n: usize) -> plaza_server::control::BusCounts {
-    let ctl = server.control().await;
-    within(&format!("{n} channels subscribed"), async {
-        loop {
-            let c = ctl.status().await.cluster.unwrap();
-            if c.channels == n {
-                return c.bus_stats;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-}
-
-/// Interest routing: a node follows a room's channel only while it has a
-/// member there, so a room's chat costs the nodes without members nothing;
-/// a node that starts following a room gets its members from the seat; a
-/// node keeps no other node's users but its rooms' members, and finds the
-/// rest in the directory.
-#[tokio::test]
-async fn a_node_receives_a_rooms_traffic_only_while_it_has_a_member_there() {
-    let redis = RedisServer::start().await;
-    let [a, b, c] = nodes(&redis, 200).await;
-    let mut amy = a.user("amy").await;
-    let mut bob = b.user("bob").await;
-    let mut cat = c.user("cat").await;
-    assert_eq!(cat.enter(2).await.1, ResultCode::OK);
-    assert_eq!(amy.enter(1).await.1, ResultCode::OK);
-    assert_eq!(bob.enter(1).await.1, ResultCode::OK);
-    until(
-        &mut amy,
-        "bob in the room",
-        |e| matches!(e, Event::RoomNewUser { name, .. } if name == "bob"),
-    )
-    .await;
-    for i in 0..20 {
-        assert_eq!(
-            amy.ask(chat(&format!("m{i}"))).await,
-            Event::RoomChatResult(ResultCode::OK)
-        );
-    }
-    until(
-        &mut bob,
-        "the last message",
-        |e| matches!(e, Event::RoomChat { message, .. } if message == "m19"),
-    )
-    .await;
-    let on_b = until_channels(&b, 3).await;
-    assert!(on_b.received_room_messages >= 20, "{on_b:?}");
-    // c follows the bus and room 2 only: nothing of room 1 reached it.
-    let on_c = until_channels(&c, 3).await;
-    assert_eq!(on_c.received_room_messages, 0, "{on_c:?}");
-    assert_eq!(on_c.received_room_bytes, 0, "{on_c:?}");
-    // c keeps nothing of amy and bob (they are in no room it follows), yet
-    // lists them and whispers to them through the directory in Redis.
-    let ctl_c = c.control().await;
-    assert_eq!(ctl_c.status().await.cluster.unwrap().remote_users, 0);
-    assert_eq!(total_users(&mut cat).await, 3);
-    let whisper = Request::Whisper {
-        to: "amy".into(),
-        message: "hi amy".into(),
-    };
-    assert_eq!(cat.ask(whisper).await, Event::WhisperResult(ResultCode::OK));
-    until(
-        &mut amy,
-        "cat's whisper",
-        |e| matches!(e, Event::Whisper { from, .. } if from == "cat"),
-    )
-    .await;
-    let nobody = Request::Whisper {
-        to: "nobody".into(),
-        message: "?".into(),
-    };
-    assert_eq!(
-        cat.ask(nobody).await,
-        Event::WhisperResult(ResultCode::USER_NOT_FOUND)
-    );
-    // The list and the two whispers each read the directory once.
-    let c_now = ctl_c.status().await.cluster.unwrap().bus_stats;
-    assert!(c_now.directory_lookups >= 3, "{c_now:?}");
-
-    // cat moves to room 1: c drops room 2, follows room 1, and cat's list
-    // (from the seat) and c's replica have amy and bob.
-    assert_eq!(
-        cat.ask(Request::RoomLeave).await,
-        Event::RoomLeaveResult(ResultCode::OK)
-    );
-    let (members, code) = cat.enter(1).await;
-    assert_eq!(code, ResultCode::OK);
-    let mut names: Vec<&str> = members.iter().map(|(_, n)| n.as_str()).collect();
-    names.sort_unstable();
-    assert_eq!(names, ["amy", "bob", "cat"]);
-    until_channels(&c, 3).await;
-    assert_eq!(ctl_c.status().await.cluster.unwrap().remote_users, 2);
-    assert_eq!(
-        amy.ask(chat("hello cat")).await,
-        Event::RoomChatResult(ResultCode::OK)
-    );
-    until(
-        &mut cat,
-        "amy's message",
-        |e| matches!(e, Event::RoomChat { message, .. } if message == "hello cat"),
-    )
-    .await;
-    // bob leaves: cat is told, through c's replica of room 1.
-    assert_eq!(
-        bob.ask(Request::RoomLeave).await,
-        Event::RoomLeaveResult(ResultCode::OK)
-    );
-    until(&mut cat, "bob to leave", |e| {
-        matches!(e, Event::RoomLeaveUser { .. })
-    })
-    .await;
-    until_channels(&b, 2).await;
 }

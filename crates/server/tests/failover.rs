@@ -7,16 +7,6 @@ use std::time::Instant;
 use plaza_proto::{Event, Page, Replay, Request, ResultCode, features};
 use plaza_test_support::{RedisServer, Relay, Sentinels, TestClient, TestServer, http_get, within};
 
-async fn node(store: String) -> TestServer {
-    TestServer::with(move |s| {
-        s.store = Some(store);
-        s.cluster = Some(true);
-        s.presence_ttl_secs = Some(3);
-        s.redis_timeout_ms = Some(500);
-    })
-    .await
-}
-
 /// A logged-in user with room history on (so it sees sequence numbers).
 async fn member(server: &TestServer, name: &str) -> TestClient {
     let mut c = server.client().await;
@@ -98,7 +88,10 @@ async fn messages_until(c: &mut TestClient, last: &str) -> Vec<String> {
 async fn a_sentinel_failover_mid_chat_loses_nothing_acknowledged() {
     let mut redis = Sentinels::start().await;
     let url = redis.url();
-    let (a, b) = (node(url.clone()).await, node(url).await);
+    let (a, b) = (
+        TestServer::cluster_node(&url, 200).await,
+        TestServer::cluster_node(&url, 200).await,
+    );
     let (mut amy, mut bob) = two_members(&a, &b).await;
 
     let mut acked = Vec::new();
@@ -172,8 +165,8 @@ async fn a_sentinel_failover_mid_chat_loses_nothing_acknowledged() {
 async fn a_node_cut_off_from_redis_reports_the_gap_and_resynchronises() {
     let redis = RedisServer::start().await;
     let relay = Relay::start(([127, 0, 0, 1], redis.port).into()).await;
-    let a = node(redis.url()).await;
-    let b = node(format!("redis://{}/0", relay.addr)).await;
+    let a = TestServer::cluster_node(&redis.url(), 200).await;
+    let b = TestServer::cluster_node(&format!("redis://{}/0", relay.addr), 200).await;
     let (mut amy, mut bob) = two_members(&a, &b).await;
 
     assert_eq!(

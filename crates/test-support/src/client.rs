@@ -189,6 +189,40 @@ impl TestClient {
         }
     }
 
+    /// Waits for the next event `want` accepts, skipping the others.
+    pub async fn until(&mut self, what: &str, want: impl Fn(&Event) -> bool) -> Event {
+        within(what, async {
+            loop {
+                let e = self.recv().await;
+                if want(&e) {
+                    return e;
+                }
+            }
+        })
+        .await
+    }
+
+    /// The number of users the server lists (every node's, in cluster
+    /// mode).
+    pub async fn total_users(&mut self) -> u32 {
+        match self.ask(Request::UserList { after: String::new() }).await {
+            Event::UserList { total, .. } => total,
+            other => panic!("expected a user list, got {other:?}"),
+        }
+    }
+
+    /// Waits until the server lists `n` users (other nodes' logins reach a
+    /// cluster's directory at their own pace, and tell this client
+    /// nothing, so this asks again).
+    pub async fn until_users(&mut self, n: u32) {
+        within(&format!("{n} users listed"), async {
+            while self.total_users().await != n {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+    }
+
     /// Registers `name`, expecting success.
     pub async fn register(&mut self, name: &str, password: &str) {
         let r = self

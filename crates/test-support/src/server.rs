@@ -36,6 +36,21 @@ impl TestServer {
         .await
     }
 
+    /// A cluster node on the shared store `store` (a `redis://` or
+    /// `redis+sentinel://` URL), with rooms of `room_capacity`, a 3 s
+    /// presence TTL and a 500 ms Redis timeout.
+    pub async fn cluster_node(store: &str, room_capacity: usize) -> Self {
+        let store = store.to_owned();
+        Self::with(move |s| {
+            s.store = Some(store);
+            s.cluster = Some(true);
+            s.presence_ttl_secs = Some(3);
+            s.redis_timeout_ms = Some(500);
+            s.room_capacity = Some(room_capacity);
+        })
+        .await
+    }
+
     /// A server on an existing data directory (for restart tests).
     pub async fn in_dir(
         dir: std::sync::Arc<tempfile::TempDir>,
