@@ -155,6 +155,14 @@ async fn a_sentinel_failover_mid_chat_loses_nothing_acknowledged() {
     );
     let mut seen = std::collections::HashSet::new();
     assert!(got.iter().all(|m| seen.insert(m)), "nothing twice: {got:?}");
+
+    // The account store followed the primary too: a new account registers
+    // and logs in on the new primary, and amy's mark keeps her name hers.
+    let mut cid = b.client().await;
+    cid.register("cid", "pw").await;
+    assert_eq!(cid.try_login("cid", "pw").await, ResultCode::OK);
+    let mut again = b.client().await;
+    assert_eq!(again.try_login("amy", "pw").await, ResultCode::LOGIN_ALREADY);
 }
 
 /// Node b's connections to Redis are cut (a relay between them drops them)
