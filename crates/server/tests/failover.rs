@@ -10,6 +10,8 @@ use plaza_test_support::{RedisServer, Relay, Sentinels, TestClient, TestServer, 
 /// A logged-in user with room history on (so it sees sequence numbers).
 async fn member(server: &TestServer, name: &str) -> TestClient {
     let mut c = server.client().await;
+    // The client said HELLO (notifications) on connecting; a second HELLO
+    // asks for history too, and its answer is read here.
     c.hello_with(features::NOTIFICATIONS | features::HISTORY).await;
     assert!(matches!(c.recv().await, Event::Hello { features: 3, .. }));
     c.register(name, "pw").await;
