@@ -184,6 +184,9 @@ pub enum Input {
     Snapshot {
         /// Each followed room and its members on every node.
         rooms: Vec<(u32, Vec<SeatHolder>)>,
+        /// The link was down before it: what the rooms carried meanwhile
+        /// may have gone by unseen.
+        cut: bool,
     },
     /// Cluster: an [`Effect::Publish`] with an `ack` finished.
     Published {

@@ -280,7 +280,7 @@ impl Hub {
                 room,
                 members,
             } => self.bus_gap(node, missed, room, &members, sink),
-            Input::Snapshot { rooms } => self.snapshot(rooms, sink),
+            Input::Snapshot { rooms, cut } => self.snapshot(rooms, cut, sink),
             Input::Published { conn, result } => self.published(conn, result, now, sink),
             Input::UsersListed {
                 conn,

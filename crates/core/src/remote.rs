@@ -191,8 +191,17 @@ impl Hub {
     }
 
     /// The members of every followed room, read again: the replica becomes
-    /// exactly them (local members told of any difference).
-    pub(crate) fn snapshot(&mut self, rooms: Vec<(u32, Vec<SeatHolder>)>, sink: &mut impl Sink) {
+    /// exactly them (local members told of any difference). After a `cut`
+    /// each room's history is marked with a gap (a rejoin across it cannot
+    /// know what went by), and where the members changed unseen, messages
+    /// surely went by too: the room's members are told (341, count 0:
+    /// unknown) even if no stamp ever shows it.
+    pub(crate) fn snapshot(&mut self, rooms: Vec<(u32, Vec<SeatHolder>)>, cut: bool, sink: &mut impl Sink) {
+        if cut {
+            for (room, members) in &rooms {
+                self.cut(*room, members, sink);
+            }
+        }
         let listed: std::collections::HashSet<u32> = rooms.iter().map(|(r, _)| *r).collect();
         let unlisted: Vec<Arc<str>> = self
             .remote
@@ -206,6 +215,30 @@ impl Hub {
         }
         for (room, members) in rooms {
             self.seated_members(room, &members, sink);
+        }
+    }
+
+    fn cut(&mut self, room: u32, members: &[SeatHolder], sink: &mut impl Sink) {
+        if !self.interested(room) {
+            return;
+        }
+        let own = self.config.node_tag;
+        let mut now: Vec<u64> = members
+            .iter()
+            .map(|(uid, _, _)| *uid)
+            .filter(|uid| (uid >> 48) as u16 != own)
+            .collect();
+        let mut before: Vec<u64> = self.remote.members(room).iter().map(|(uid, _)| *uid).collect();
+        now.sort_unstable();
+        before.sort_unstable();
+        let r = &mut self.rooms[room as usize];
+        r.history.gap();
+        if now != before {
+            let missed = Event::Missed { count: 0, seqs: None };
+            let members = r.members().to_vec();
+            for c in members.into_iter().filter(|c| self.plaza(*c)) {
+                sink.send(c, &missed);
+            }
         }
     }
 

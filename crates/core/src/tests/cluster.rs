@@ -275,3 +275,45 @@ fn cluster_rooms_are_followed_while_a_member_is_here() {
     });
     assert_eq!(interest(&mut t), vec![(3, true), (3, false)]);
 }
+
+/// After the bus link was cut, a followed room's history is marked with a
+/// gap; where its members changed unseen, its members are told (341 with
+/// count 0: how many went by is unknown).
+#[test]
+fn cluster_a_cut_marks_followed_rooms_and_reports_unseen_changes() {
+    let mut t = T::new(cluster());
+    t.user(1, "amy", false);
+    let (amy, bob, cat) = (1 << 48 | 1, 9 << 48 | 5, 9 << 48 | 6);
+    t.req(1, Request::RoomEnter { room: 2 });
+    t.input(Input::SeatDone {
+        conn: 1,
+        name: "amy".into(),
+        uid: amy,
+        room: 2,
+        outcome: SeatOutcome::Seated(vec![(amy, 1, "amy".into()), (bob, 9, "bob".into())]),
+    });
+    t.rec.out.clear();
+    let members = |who: Vec<(u64, &str)>| {
+        who.into_iter()
+            .map(|(uid, name)| (uid, uid >> 48, name.to_owned()))
+            .collect::<Vec<_>>()
+    };
+    // A cut with nothing changed: no notice.
+    t.input(Input::Snapshot {
+        rooms: vec![(2, members(vec![(amy, "amy"), (bob, "bob")]))],
+        cut: true,
+    });
+    assert_eq!(t.rec.out, vec![]);
+    // bob left and cat came in while the link was down.
+    t.input(Input::Snapshot {
+        rooms: vec![(2, members(vec![(amy, "amy"), (cat, "cat")]))],
+        cut: true,
+    });
+    let out = std::mem::take(&mut t.rec.out);
+    assert!(
+        out.contains(&(1, Event::Missed { count: 0, seqs: None })),
+        "{out:?}"
+    );
+    assert!(out.contains(&(1, Event::RoomLeaveUser { uid: bob })), "{out:?}");
+    assert_eq!(t.hub.remote_user("cat"), Some((9, Some(2))));
+}

@@ -101,7 +101,7 @@ pub(super) async fn on_message(
             // Another node rewrote its state: the followed rooms' members
             // are read again.
             let rooms = rooms(shared, followed.iter().copied()).await?;
-            shared.input(Input::Snapshot { rooms }).await;
+            shared.input(Input::Snapshot { rooms, cut: false }).await;
         }
         Decoded::Gone { node } if node == shared.node => {
             let leaving = {

@@ -25,6 +25,8 @@ struct Follower {
     /// by while the link was down shows as a jump.
     last: HashMap<(u64, Channel), u64>,
     follow: mpsc::UnboundedReceiver<Follow>,
+    /// A subscription was up before (so the next one follows a cut).
+    was_up: bool,
 }
 
 impl Follower {
@@ -75,6 +77,7 @@ pub(super) async fn run(shared: Arc<Shared>, follow: mpsc::UnboundedReceiver<Fol
         rooms: BTreeSet::new(),
         last: HashMap::new(),
         follow,
+        was_up: false,
     };
     loop {
         let error = match subscribe(&shared, &mut f).await {
@@ -129,7 +132,9 @@ async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
     lock(&shared.link).peers = nodes.iter().copied().collect();
     f.last.retain(|(id, _), _| nodes.contains(id));
     let rooms = received::rooms(shared, f.rooms.iter().copied()).await?;
-    shared.input(Input::Snapshot { rooms }).await;
+    // After a cut, the followed rooms may have carried messages meanwhile.
+    let cut = std::mem::replace(&mut f.was_up, true);
+    shared.input(Input::Snapshot { rooms, cut }).await;
     let mut ping = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
