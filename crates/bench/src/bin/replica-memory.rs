@@ -102,7 +102,7 @@ fn main() -> Result<()> {
     let before = rss_bytes()?;
     for room in 0..args.rooms {
         for m in 0..args.remote {
-            let uid = 2 << 48 | u64::from(room) * args.remote + m;
+            let uid = (2 << 48) | (u64::from(room) * args.remote + m);
             let msg = BusMsg::Enter {
                 name: format!("r{room}m{m}"),
                 uid,
