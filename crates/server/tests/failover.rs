@@ -5,7 +5,9 @@
 use std::time::Instant;
 
 use plaza_proto::{Event, Page, Replay, Request, ResultCode, features};
-use plaza_test_support::{RedisServer, Relay, Sentinels, TestClient, TestServer, http_get, within};
+use plaza_test_support::{
+    RedisServer, Relay, Sentinels, TestClient, TestServer, http_get, retry_while, within,
+};
 
 /// A logged-in user with room history on (so it sees sequence numbers).
 async fn member(server: &TestServer, name: &str) -> TestClient {
@@ -165,6 +167,83 @@ async fn a_sentinel_failover_mid_chat_loses_nothing_acknowledged() {
     assert_eq!(cid.try_login("cid", "pw").await, ResultCode::OK);
     let mut again = b.client().await;
     assert_eq!(again.try_login("amy", "pw").await, ResultCode::LOGIN_ALREADY);
+}
+
+/// The sentinels fail over while the primary runs: it is demoted, and what
+/// a node writes to it is answered READONLY. The nodes ask the sentinels
+/// again and carry on; every chat amy was told OK reaches bob once, in
+/// order.
+#[tokio::test]
+async fn a_demoted_primary_is_left_for_the_new_one() {
+    let redis = Sentinels::start().await;
+    let url = redis.url();
+    let (a, b) = (
+        TestServer::cluster_node(&url, 200).await,
+        TestServer::cluster_node(&url, 200).await,
+    );
+    let (mut amy, mut bob) = two_members(&a, &b).await;
+    let mut acked = Vec::new();
+    assert_eq!(
+        amy.ask(chat("before")).await,
+        Event::RoomChatResult(ResultCode::OK)
+    );
+    acked.push("before".to_owned());
+
+    let old = redis.primary.port;
+    redis.failover().await;
+    within("the old primary to be a replica", async {
+        while redis.primary_port().await == Some(old) || !redis.primary.cmd(&["ROLE"]).await.contains("slave")
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // Each answer is OK or 112, until OK comes back for good.
+    within("five acknowledged chats in a row", async {
+        let mut in_a_row = 0;
+        for i in 0.. {
+            let m = format!("after {i}");
+            match amy.ask(chat(&m)).await {
+                Event::RoomChatResult(ResultCode::OK) => {
+                    acked.push(m);
+                    in_a_row += 1;
+                    if in_a_row == 5 {
+                        return;
+                    }
+                }
+                Event::RoomChatResult(ResultCode::SERVICE_UNAVAILABLE) => {
+                    in_a_row = 0;
+                    until_bus(&a, true).await;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await;
+    let last = acked.last().unwrap().clone();
+    let got = messages_until(&mut bob, &last).await;
+    let delivered: Vec<&String> = got.iter().filter(|m| acked.contains(m)).collect();
+    assert_eq!(
+        delivered,
+        acked.iter().collect::<Vec<_>>(),
+        "every acknowledged chat, once, in order"
+    );
+    // The store's connection still points at the old primary: its first
+    // write is refused (READONLY, answered 112), then it follows.
+    let mut cid = b.client().await;
+    let register = retry_while(ResultCode::SERVICE_UNAVAILABLE, async || {
+        let r = Request::Register {
+            name: "cid".into(),
+            password: "pw".into(),
+        };
+        match cid.call(r).await {
+            Event::RegisterResult(code) => code,
+            other => panic!("{other:?}"),
+        }
+    })
+    .await;
+    assert_eq!(register, ResultCode::OK);
+    assert_eq!(cid.try_login("cid", "pw").await, ResultCode::OK);
 }
 
 /// Node b's connections to Redis are cut (a relay between them drops them)

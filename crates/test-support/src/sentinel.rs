@@ -89,6 +89,14 @@ impl Sentinels {
         format!("redis+sentinel://{}/{MASTER}/0", hosts.join(","))
     }
 
+    /// Asks the sentinels for a failover while the primary runs: it is
+    /// demoted to a replica (as when a partition heals), and the replica
+    /// promoted.
+    pub async fn failover(&self) {
+        let r = cmd(self.sentinels[0].0, &["SENTINEL", "FAILOVER", MASTER]).await;
+        assert!(r.starts_with("+OK"), "SENTINEL FAILOVER: {r}");
+    }
+
     /// The port of the primary the first sentinel names now.
     pub async fn primary_port(&self) -> Option<u16> {
         let r = cmd(
