@@ -87,11 +87,13 @@ pub fn hub(data: &[u8]) {
     let mut generation = [0u64; 4];
     while let Some((&op, tail)) = rest.split_first() {
         let slot = usize::from(op & 3);
-        if op & 4 != 0 && tail.first().is_some_and(|a| a % 8 == 0) && op >> 3 > 0 {
+        // A connect (below: an empty argument reads as one too) is always
+        // a new session.
+        let len = usize::from(op >> 3).min(tail.len());
+        if op & 4 != 0 && tail[..len].first().copied().unwrap_or(0) % 8 == 0 {
             generation[slot] += 1;
         }
         let conn = (slot as Conn + 1) | (generation[slot] << 8);
-        let len = usize::from(op >> 3).min(tail.len());
         let (arg, tail) = tail.split_at(len);
         rest = tail;
         let input = match op & 4 == 0 {
