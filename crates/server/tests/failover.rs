@@ -192,7 +192,14 @@ async fn a_demoted_primary_is_left_for_the_new_one() {
     let old = redis.primary.port;
     redis.failover().await;
     within("the old primary to be a replica", async {
-        while redis.primary_port().await == Some(old) || !redis.primary.cmd(&["ROLE"]).await.contains("slave")
+        // The demotion closes the old primary's connections: asking may
+        // fail meanwhile, and is asked again.
+        while redis.primary_port().await == Some(old)
+            || !redis
+                .primary
+                .try_cmd(&["ROLE"])
+                .await
+                .is_ok_and(|r| r.contains("slave"))
         {
             tokio::task::yield_now().await;
         }

@@ -94,6 +94,12 @@ impl RedisServer {
     pub async fn cmd(&self, args: &[&str]) -> String {
         cmd(self.port, args).await
     }
+
+    /// As [`cmd`](Self::cmd), with a connection error returned instead of
+    /// failing the test.
+    pub async fn try_cmd(&self, args: &[&str]) -> std::io::Result<String> {
+        try_cmd(self.port, args).await
+    }
 }
 
 pub(crate) fn free_port() -> u16 {
@@ -126,17 +132,23 @@ pub(crate) async fn answers_ping(port: u16) {
 /// One command as raw RESP to the server on `port`; the first reply read,
 /// as text (up to 4 KiB).
 pub(crate) async fn cmd(port: u16, args: &[&str]) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port))
+    try_cmd(port, args)
         .await
-        .expect("connect redis");
+        .unwrap_or_else(|e| panic!("redis on port {port}, {args:?}: {e}"))
+}
+
+/// As [`cmd`], with a connection error returned: a server changing role
+/// (a primary demoted by Sentinel) closes its clients' connections.
+pub(crate) async fn try_cmd(port: u16, args: &[&str]) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
     let mut req = format!("*{}\r\n", args.len());
     for a in args {
         req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
     }
-    s.write_all(req.as_bytes()).await.expect("write");
+    s.write_all(req.as_bytes()).await?;
     let mut buf = vec![0u8; 4096];
-    let n = within("redis reply", s.read(&mut buf)).await.expect("read");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    let n = within("redis reply", s.read(&mut buf)).await?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 impl Drop for RedisServer {

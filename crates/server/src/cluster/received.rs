@@ -1,7 +1,7 @@
 //! What the subscriber does with each message, and the reads of other
 //! nodes' state it needs.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use plaza_core::{BusMsg, Input, SeatHolder, SeatOutcome};
 use plaza_proto::bus::{self, Decoded};
@@ -55,17 +55,18 @@ pub(super) async fn members(shared: &Shared, room: u32) -> anyhow::Result<Vec<Se
         .collect())
 }
 
+/// Acts on one message. Returns true when the followed rooms' members must
+/// be read again (another node rewrote its state): the caller reads them.
 pub(super) async fn on_message(
     shared: &Shared,
     last: &mut HashMap<(u64, Channel), u64>,
-    followed: &BTreeSet<u32>,
     payload: &[u8],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let msg = match bus::decode(payload) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, len = payload.len(), "undecodable cluster message skipped");
-            return Ok(());
+            return Ok(false);
         }
     };
     match msg {
@@ -97,12 +98,7 @@ pub(super) async fn on_message(
         Decoded::Msg { node, msg } => shared.input(Input::Remote { node, msg }).await,
         Decoded::Reset { node } if node == shared.node => {}
         Decoded::Tick { .. } => {}
-        Decoded::Reset { .. } => {
-            // Another node rewrote its state: the followed rooms' members
-            // are read again.
-            let rooms = rooms(shared, followed.iter().copied()).await?;
-            shared.input(Input::Snapshot { rooms, cut: false }).await;
-        }
+        Decoded::Reset { .. } => return Ok(true),
         Decoded::Gone { node } if node == shared.node => {
             let leaving = {
                 let mut l = lock(&shared.link);
@@ -146,5 +142,5 @@ pub(super) async fn on_message(
             let _ = shared.signals.send(Signal::Notice { room, message }).await;
         }
     }
-    Ok(())
+    Ok(false)
 }

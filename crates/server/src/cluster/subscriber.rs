@@ -142,8 +142,21 @@ async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
                 let Some(msg) = msg else { return Ok(()) };
                 let payload = msg.get_payload_bytes();
                 let channel = Channel::parse(&shared.config.prefix, msg.get_channel_name());
-                check_stamp(shared, &mut f.last, channel, payload).await?;
-                on_message(shared, &mut f.last, &f.rooms, payload).await?;
+                if let Some((node, missed, room)) = check_stamp(shared, &mut f.last, channel, payload) {
+                    let members = match room {
+                        Some(r) => following(shared, f, &mut sink, members(shared, r)).await??,
+                        None => Vec::new(),
+                    };
+                    shared.input(Input::BusGap { node, missed, room, members }).await;
+                }
+                if on_message(shared, &mut f.last, payload).await? {
+                    // Another node rewrote its state: the followed rooms'
+                    // members are read again.
+                    let followed: Vec<u32> = f.rooms.iter().copied().collect();
+                    let read = received::rooms(shared, followed);
+                    let rooms = following(shared, f, &mut sink, read).await??;
+                    shared.input(Input::Snapshot { rooms, cut: false }).await;
+                }
             }
             Some(follow) = f.follow.recv() => follow_now(shared, f, &mut sink, follow).await?,
             _ = ping.tick() => {
@@ -151,6 +164,24 @@ async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
                     .await
                     .map_err(|_| anyhow::anyhow!("ping timed out"))??;
             }
+        }
+    }
+}
+
+/// Waits for `read` while still answering the writer's follow requests (a
+/// writer waiting to subscribe a room must not wait for this read too).
+/// No bus message is taken meanwhile: their order around the read holds.
+async fn following<T>(
+    shared: &Shared,
+    f: &mut Follower,
+    sink: &mut PubSubSink,
+    read: impl std::future::Future<Output = T>,
+) -> anyhow::Result<T> {
+    tokio::pin!(read);
+    loop {
+        tokio::select! {
+            r = &mut read => return Ok(r),
+            Some(follow) = f.follow.recv() => follow_now(shared, f, sink, follow).await?,
         }
     }
 }
@@ -194,26 +225,27 @@ async fn follow_now(
     Ok(())
 }
 
-/// Reads another node's stamp: counts the message, times its delivery, and
-/// when numbers on its channel were skipped reads that node's state again
-/// and reports the gap to the hub (before the message itself is handled).
-async fn check_stamp(
+/// Reads another node's stamp: counts the message and times its delivery.
+/// When numbers on its channel were skipped, returns (node, how many, the
+/// room whose channel it is) for the caller to report the gap to the hub,
+/// before the message itself is handled.
+fn check_stamp(
     shared: &Shared,
     last: &mut HashMap<(u64, Channel), u64>,
     channel: Option<Channel>,
     payload: &[u8],
-) -> anyhow::Result<()> {
+) -> Option<(u64, u64, Option<u32>)> {
     let (Some(o), Some(channel)) = (bus::origin(payload), channel) else {
-        return Ok(());
+        return None;
     };
     if o.node == shared.node || o.node == 0 {
-        return Ok(());
+        return None;
     }
     shared
         .counts
         .received(payload.len(), matches!(channel, Channel::Room(_)));
     if o.seq == 0 {
-        return Ok(());
+        return None;
     }
     if let Some(took) = super::unix_micros().checked_sub(o.sent_us) {
         shared.delivery.observe(took as f64 / 1e6);
@@ -224,7 +256,7 @@ async fn check_stamp(
     }
     let missed = match last.insert((o.node, channel), o.seq) {
         Some(b) if o.seq > b + 1 => o.seq - b - 1,
-        _ => return Ok(()),
+        _ => return None,
     };
     shared.counts.gap(missed);
     tracing::warn!(
@@ -237,17 +269,5 @@ async fn check_stamp(
         Channel::Room(r) => Some(r),
         Channel::Bus | Channel::Node(_) => None,
     };
-    let members = match room {
-        Some(r) => members(shared, r).await?,
-        None => Vec::new(),
-    };
-    shared
-        .input(Input::BusGap {
-            node: o.node,
-            missed,
-            room,
-            members,
-        })
-        .await;
-    Ok(())
+    Some((o.node, missed, room))
 }
