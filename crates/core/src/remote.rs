@@ -178,15 +178,20 @@ impl Hub {
         };
         tracing::debug!(node, missed, room, "a gap in a followed room");
         self.seated_members(room, members, sink);
-        let missed = Event::Missed {
-            count: u32::try_from(missed).unwrap_or(u32::MAX),
-            seqs: None,
-        };
-        let r = &mut self.rooms[room as usize];
-        r.history.gap();
-        let members = r.members().to_vec();
-        for c in members.into_iter().filter(|c| self.plaza(*c)) {
-            sink.send(c, &missed);
+        self.rooms[room as usize].history.gap();
+        self.tell_missed(room, u32::try_from(missed).unwrap_or(u32::MAX), sink);
+    }
+
+    /// Tells `room`'s members that take notices they may have missed
+    /// `count` messages (0: how many is unknown) that cannot be fetched.
+    fn tell_missed(&self, room: u32, count: u32, sink: &mut impl Sink) {
+        let missed = Event::Missed { count, seqs: None };
+        for c in self.rooms[room as usize]
+            .members()
+            .iter()
+            .filter(|c| self.plaza(**c))
+        {
+            sink.send(*c, &missed);
         }
     }
 
@@ -231,14 +236,9 @@ impl Hub {
         let mut before: Vec<u64> = self.remote.members(room).iter().map(|(uid, _)| *uid).collect();
         now.sort_unstable();
         before.sort_unstable();
-        let r = &mut self.rooms[room as usize];
-        r.history.gap();
+        self.rooms[room as usize].history.gap();
         if now != before {
-            let missed = Event::Missed { count: 0, seqs: None };
-            let members = r.members().to_vec();
-            for c in members.into_iter().filter(|c| self.plaza(*c)) {
-                sink.send(c, &missed);
-            }
+            self.tell_missed(room, 0, sink);
         }
     }
 

@@ -67,6 +67,28 @@ async fn two_members(a: &TestServer, b: &TestServer) -> (TestClient, TestClient)
     (amy, bob)
 }
 
+/// Waits for the last of `acked` at `c`; every one of them must have come
+/// once, in this order. Returns all the room messages `c` got meanwhile.
+async fn each_acknowledged_once(c: &mut TestClient, acked: &[String]) -> Vec<String> {
+    let got = messages_until(c, acked.last().expect("something acknowledged")).await;
+    let delivered: Vec<&String> = got.iter().filter(|m| acked.contains(m)).collect();
+    assert_eq!(
+        delivered,
+        acked.iter().collect::<Vec<_>>(),
+        "every acknowledged chat, once, in order"
+    );
+    got
+}
+
+/// Two cluster nodes, on stores `a` and `b` (the same Redis, reached
+/// alike or not).
+async fn two_nodes(a: &str, b: &str) -> (TestServer, TestServer) {
+    (
+        TestServer::cluster_node(a, 200).await,
+        TestServer::cluster_node(b, 200).await,
+    )
+}
+
 /// The room messages `c` receives, skipping everything else, until one
 /// says `last`.
 async fn messages_until(c: &mut TestClient, last: &str) -> Vec<String> {
@@ -91,11 +113,7 @@ async fn messages_until(c: &mut TestClient, last: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_sentinel_failover_mid_chat_loses_nothing_acknowledged() {
     let mut redis = Sentinels::start().await;
-    let url = redis.url();
-    let (a, b) = (
-        TestServer::cluster_node(&url, 200).await,
-        TestServer::cluster_node(&url, 200).await,
-    );
+    let (a, b) = two_nodes(&redis.url(), &redis.url()).await;
     let (mut amy, mut bob) = two_members(&a, &b).await;
 
     let mut acked = Vec::new();
@@ -150,13 +168,7 @@ async fn a_sentinel_failover_mid_chat_loses_nothing_acknowledged() {
          after the primary was killed ({refused} answered 112 meanwhile)"
     );
 
-    let got = messages_until(&mut bob, "after 4").await;
-    let delivered: Vec<&String> = got.iter().filter(|m| acked.contains(m)).collect();
-    assert_eq!(
-        delivered,
-        acked.iter().collect::<Vec<_>>(),
-        "every acknowledged chat, once, in order"
-    );
+    let got = each_acknowledged_once(&mut bob, &acked).await;
     let mut seen = std::collections::HashSet::new();
     assert!(got.iter().all(|m| seen.insert(m)), "nothing twice: {got:?}");
 
@@ -176,11 +188,7 @@ async fn a_sentinel_failover_mid_chat_loses_nothing_acknowledged() {
 #[tokio::test]
 async fn a_demoted_primary_is_left_for_the_new_one() {
     let redis = Sentinels::start().await;
-    let url = redis.url();
-    let (a, b) = (
-        TestServer::cluster_node(&url, 200).await,
-        TestServer::cluster_node(&url, 200).await,
-    );
+    let (a, b) = two_nodes(&redis.url(), &redis.url()).await;
     let (mut amy, mut bob) = two_members(&a, &b).await;
     let mut acked = Vec::new();
     assert_eq!(
@@ -227,14 +235,7 @@ async fn a_demoted_primary_is_left_for_the_new_one() {
         }
     })
     .await;
-    let last = acked.last().unwrap().clone();
-    let got = messages_until(&mut bob, &last).await;
-    let delivered: Vec<&String> = got.iter().filter(|m| acked.contains(m)).collect();
-    assert_eq!(
-        delivered,
-        acked.iter().collect::<Vec<_>>(),
-        "every acknowledged chat, once, in order"
-    );
+    each_acknowledged_once(&mut bob, &acked).await;
     // The store's connection still points at the old primary: its first
     // write is refused (READONLY, answered 112), then it follows.
     let mut cid = b.client().await;
@@ -261,8 +262,7 @@ async fn a_demoted_primary_is_left_for_the_new_one() {
 async fn a_node_cut_off_from_redis_reports_the_gap_and_resynchronises() {
     let redis = RedisServer::start().await;
     let relay = Relay::start(([127, 0, 0, 1], redis.port).into()).await;
-    let a = TestServer::cluster_node(&redis.url(), 200).await;
-    let b = TestServer::cluster_node(&format!("redis://{}/0", relay.addr), 200).await;
+    let (a, b) = two_nodes(&redis.url(), &format!("redis://{}/0", relay.addr)).await;
     let (mut amy, mut bob) = two_members(&a, &b).await;
 
     assert_eq!(

@@ -20,6 +20,27 @@ fn publishes(t: &mut T) -> Vec<(BusMsg, Option<Conn>)> {
         .collect()
 }
 
+/// bob logs in on node 9 and takes a seat in room 2; returns his member id.
+fn bob_enters_room_2(t: &mut T) -> u64 {
+    let bob = 2 << 48 | 5;
+    t.input(Input::Remote {
+        node: 9,
+        msg: BusMsg::Online {
+            name: "bob".into(),
+            uid: bob,
+        },
+    });
+    t.input(Input::Remote {
+        node: 9,
+        msg: BusMsg::Enter {
+            name: "bob".into(),
+            uid: bob,
+            room: 2,
+        },
+    });
+    bob
+}
+
 #[test]
 fn cluster_users_and_rooms_on_other_nodes_are_listed_and_told() {
     let mut t = T::new(cluster());
@@ -52,22 +73,7 @@ fn cluster_users_and_rooms_on_other_nodes_are_listed_and_told() {
     t.rec.out.clear();
 
     // bob on node 9 logs in and enters the room: amy is told.
-    let bob = 2 << 48 | 5;
-    t.input(Input::Remote {
-        node: 9,
-        msg: BusMsg::Online {
-            name: "bob".into(),
-            uid: bob,
-        },
-    });
-    t.input(Input::Remote {
-        node: 9,
-        msg: BusMsg::Enter {
-            name: "bob".into(),
-            uid: bob,
-            room: 2,
-        },
-    });
+    let bob = bob_enters_room_2(&mut t);
     assert_eq!(
         std::mem::take(&mut t.rec.out),
         vec![(
@@ -177,23 +183,8 @@ fn interest(t: &mut T) -> Vec<(u32, bool)> {
 fn cluster_rooms_are_followed_while_a_member_is_here() {
     let mut t = T::new(cluster());
     t.user(1, "amy", false);
-    let bob = 2 << 48 | 5;
-    t.input(Input::Remote {
-        node: 9,
-        msg: BusMsg::Online {
-            name: "bob".into(),
-            uid: bob,
-        },
-    });
     // bob's seat in a room this node does not follow is not kept, nor bob.
-    t.input(Input::Remote {
-        node: 9,
-        msg: BusMsg::Enter {
-            name: "bob".into(),
-            uid: bob,
-            room: 2,
-        },
-    });
+    let bob = bob_enters_room_2(&mut t);
     assert_eq!(t.hub.remote_user("bob"), None);
 
     // amy's claim: follow first, then claim.

@@ -59,7 +59,7 @@ impl Follower {
         }
     }
 
-    fn names(&self, prefix: &str, rooms: &[u32]) -> Vec<String> {
+    fn names(prefix: &str, rooms: &[u32]) -> Vec<String> {
         rooms.iter().map(|r| Channel::Room(*r).name(prefix)).collect()
     }
 }
@@ -109,7 +109,7 @@ async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("connect timed out"))??;
     let (mut sink, mut stream) = pubsub.split();
     let rooms: Vec<u32> = f.rooms.iter().copied().collect();
-    let mut channels = f.names(&shared.config.prefix, &rooms);
+    let mut channels = Follower::names(&shared.config.prefix, &rooms);
     channels.push(Channel::Bus.name(&shared.config.prefix));
     channels.push(Channel::Node(shared.node).name(&shared.config.prefix));
     tokio::time::timeout(timeout, sink.subscribe(&channels))
@@ -201,8 +201,11 @@ async fn follow_now(
             if !new.is_empty() {
                 // On failure the link is down, and the seat waiting for this
                 // is answered as in any outage.
-                let subscribed =
-                    tokio::time::timeout(timeout, sink.subscribe(f.names(&shared.config.prefix, &new))).await;
+                let subscribed = tokio::time::timeout(
+                    timeout,
+                    sink.subscribe(Follower::names(&shared.config.prefix, &new)),
+                )
+                .await;
                 let _ = done.send(());
                 subscribed.map_err(|_| anyhow::anyhow!("subscribe timed out"))??;
             } else {
@@ -214,9 +217,12 @@ async fn follow_now(
             f.stop(&rooms);
             // Never empty: UNSUBSCRIBE with no channel leaves them all.
             if !old.is_empty() {
-                tokio::time::timeout(timeout, sink.unsubscribe(f.names(&shared.config.prefix, &old)))
-                    .await
-                    .map_err(|_| anyhow::anyhow!("unsubscribe timed out"))??;
+                tokio::time::timeout(
+                    timeout,
+                    sink.unsubscribe(Follower::names(&shared.config.prefix, &old)),
+                )
+                .await
+                .map_err(|_| anyhow::anyhow!("unsubscribe timed out"))??;
             }
         }
     }
