@@ -169,6 +169,66 @@ pub mod child {
         Ok(redis)
     }
 
+    /// A Redis Cluster of `masters` `redis-server`s of the run's own, on
+    /// free loopback ports with their files under `dir`, joined by
+    /// `redis-cli --cluster create`; waits until every master says ok.
+    /// Returns them and the `redis+cluster://` URL.
+    ///
+    /// # Errors
+    /// If `redis-server` or `redis-cli` is missing, or the cluster does not
+    /// form within 30 s.
+    pub async fn start_redis_cluster(dir: &std::path::Path, masters: usize) -> Result<(Vec<Reap>, String)> {
+        let mut servers = Vec::new();
+        let mut addrs = Vec::new();
+        for i in 0..masters {
+            let (port, bus) = (free_port()?, free_port()?);
+            let d = dir.join(format!("redis{i}"));
+            std::fs::create_dir_all(&d)?;
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-port", &bus.to_string()])
+                .arg("--dir")
+                .arg(&d)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .context("starting redis-server (apt-get install redis-server)")?;
+            servers.push(Reap(child));
+            wait_for_port(port, "redis-server").await?;
+            addrs.push(format!("127.0.0.1:{port}"));
+        }
+        let out = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .context("redis-cli (apt-get install redis-tools)")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        for a in &addrs {
+            let port = a.rsplit(':').next().unwrap_or_default();
+            loop {
+                let info = std::process::Command::new("redis-cli")
+                    .args(["-p", port, "CLUSTER", "INFO"])
+                    .output()?;
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "the Redis Cluster did not form in 30 s"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        Ok((servers, format!("redis+cluster://{}", addrs.join(","))))
+    }
+
     impl Drop for Reap {
         fn drop(&mut self) {
             let _ = self.0.kill();

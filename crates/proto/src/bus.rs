@@ -312,6 +312,14 @@ pub fn reset(node: impl Into<Origin>) -> Bytes {
     header(KIND_RESET, node).freeze()
 }
 
+/// `node` is dead and was buried (sent by the node that buried it, with no
+/// origin of its own).
+pub fn gone(node: u64) -> Bytes {
+    let mut b = header(KIND_GONE, 0_u64);
+    b.put_slice(node.to_string().as_bytes());
+    b.freeze()
+}
+
 /// A stamp alone (see [`Decoded::Tick`]).
 pub fn tick(node: impl Into<Origin>) -> Bytes {
     header(KIND_TICK, node).freeze()

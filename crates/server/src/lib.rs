@@ -22,6 +22,7 @@ pub mod config;
 pub mod control;
 mod frontend;
 mod http;
+mod keys;
 mod limits;
 mod logic;
 mod primary;

@@ -1,6 +1,13 @@
 //! The Redis primary a node writes to: one fixed address
-//! (`redis://host:port/db`), or whichever server Redis Sentinel names
-//! (`redis+sentinel://host:port,host:port/master-name/db`).
+//! (`redis://host:port/db`), whichever server Redis Sentinel names
+//! (`redis+sentinel://host:port,host:port/master-name/db`), or a Redis
+//! Cluster (`redis+cluster://host:port,host:port`), whose masters each own
+//! a share of the hash slots.
+//!
+//! Redis Cluster is redis-rs's cluster connection: it learns the slots from
+//! any seed, follows MOVED answers and failovers by itself, and reconnects.
+//! A command goes to its key's master; a pipeline must stay within one slot,
+//! so [`Conn::run`] splits a batch by slot and sends the parts at once.
 //!
 //! A fixed address is one redis-rs `ConnectionManager`, which reconnects by
 //! itself. Behind Sentinel a reconnect to the same address is not enough:
@@ -15,9 +22,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
-use redis::{RedisConnectionInfo, RedisError};
+use redis::{Cmd, Pipeline, RedisConnectionInfo, RedisError, RedisFuture, Value};
 
 /// Time between sentinel lookups while none succeeds.
 const RETRY: Duration = Duration::from_millis(100);
@@ -36,6 +44,9 @@ pub(crate) enum Target {
         /// The database on the primary.
         db: i64,
     },
+    /// `redis+cluster://`: a Redis Cluster, found from these seeds
+    /// (`redis://host:port` each).
+    Cluster(Vec<String>),
 }
 
 impl Target {
@@ -48,9 +59,23 @@ impl Target {
         if url.starts_with("redis://") || url.starts_with("rediss://") {
             return Ok(Self::Direct(url.to_owned()));
         }
+        if let Some(hosts) = url.strip_prefix("redis+cluster://") {
+            let seeds: Vec<String> = hosts
+                .trim_end_matches('/')
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(|h| format!("redis://{h}"))
+                .collect();
+            if seeds.is_empty() || hosts.trim_end_matches('/').contains('/') {
+                return Err(format!(
+                    "{url:?}: expected redis+cluster://HOST:PORT[,HOST:PORT...]"
+                ));
+            }
+            return Ok(Self::Cluster(seeds));
+        }
         let rest = url
             .strip_prefix("redis+sentinel://")
-            .ok_or_else(|| format!("not a redis:// or redis+sentinel:// URL: {url:?}"))?;
+            .ok_or_else(|| format!("not a redis://, redis+sentinel:// or redis+cluster:// URL: {url:?}"))?;
         let mut parts = rest.splitn(3, '/');
         let hosts = parts.next().unwrap_or_default();
         let master = parts.next().unwrap_or_default();
@@ -80,18 +105,145 @@ impl Target {
     fn is_sentinel(&self) -> bool {
         matches!(self, Self::Sentinel { .. })
     }
+
+    /// Whether this is a Redis Cluster: keys are hash-tagged, channels are
+    /// sharded (SPUBLISH), and no script or pipeline may span two slots.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+}
+
+/// A connection to one primary, or to a Redis Cluster's masters.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    One(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// One command of a batch: `route` is a key (or shard channel) in its slot.
+/// Only the answers of `keep` steps are returned.
+pub(crate) struct Step {
+    pub(crate) cmd: Cmd,
+    pub(crate) route: String,
+    pub(crate) keep: bool,
+}
+
+impl Step {
+    pub(crate) fn new(cmd: Cmd, route: impl Into<String>, keep: bool) -> Self {
+        Self {
+            cmd,
+            route: route.into(),
+            keep,
+        }
+    }
+}
+
+impl Conn {
+    /// Runs `steps` and returns the kept answers in order. One pipeline on a
+    /// single primary; on a Redis Cluster one pipeline per hash tag, sent at
+    /// once (steps with the same tag keep their order; steps in different
+    /// slots are unordered).
+    pub(crate) async fn run(&mut self, steps: Vec<Step>) -> redis::RedisResult<Vec<Value>> {
+        match self {
+            Self::One(c) => {
+                let mut pipe = redis::pipe();
+                for s in steps {
+                    pipe.add_command(s.cmd);
+                    if !s.keep {
+                        pipe.ignore();
+                    }
+                }
+                if pipe.is_empty() {
+                    return Ok(Vec::new());
+                }
+                pipe.query_async(c).await
+            }
+            Self::Cluster(c) => {
+                // Per tag: its pipeline, and where its kept answers go.
+                let mut groups: Vec<(Pipeline, Vec<usize>)> = Vec::new();
+                let mut by_tag: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+                let mut kept = 0;
+                for s in steps {
+                    let i = *by_tag.entry(hash_tag(&s.route).to_owned()).or_insert_with(|| {
+                        groups.push((redis::pipe(), Vec::new()));
+                        groups.len() - 1
+                    });
+                    let g = &mut groups[i];
+                    g.0.add_command(s.cmd);
+                    if s.keep {
+                        g.1.push(kept);
+                        kept += 1;
+                    } else {
+                        g.0.ignore();
+                    }
+                }
+                let parts = groups.iter().map(|(pipe, _)| {
+                    let mut c = c.clone();
+                    async move { pipe.query_async::<Vec<Value>>(&mut c).await }
+                });
+                let answers = futures_util::future::try_join_all(parts).await?;
+                let mut out = vec![Value::Nil; kept];
+                for ((_, places), values) in groups.iter().zip(answers) {
+                    for (at, v) in places.iter().zip(values) {
+                        out[*at] = v;
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// The part of `key` that decides its slot: the text between the first
+/// `{` and the next `}` when not empty, else the whole key.
+pub(crate) fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::One(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::One(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::One(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 /// A connection to the primary, tagged with which one it was (for
 /// [`Primary::failed`]).
 pub(crate) struct PrimaryConn {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: Conn,
     generation: u64,
 }
 
 #[derive(Default)]
 struct Current {
-    conn: Option<ConnectionManager>,
+    conn: Option<Conn>,
     generation: u64,
     /// When the last sentinel lookup failed.
     failed_at: Option<Instant>,
@@ -117,6 +269,16 @@ impl Primary {
         }
     }
 
+    /// Where the primary is found.
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The time allowed for one call.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// A client for the primary as of now (for a pub/sub connection, which
     /// the caller opens and reopens itself).
     ///
@@ -125,6 +287,7 @@ impl Primary {
     pub(crate) async fn client(&self) -> Result<redis::Client, RedisError> {
         match &self.target {
             Target::Direct(url) => redis::Client::open(url.as_str()),
+            Target::Cluster(_) => Err(unavailable("a Redis Cluster has no one primary")),
             Target::Sentinel {
                 sentinels,
                 master,
@@ -166,6 +329,15 @@ impl Primary {
             }
         }
         let opened = async {
+            if let Target::Cluster(seeds) = &self.target {
+                return tokio::time::timeout(
+                    self.timeout,
+                    cluster_client(seeds, self.timeout)?.get_async_connection(),
+                )
+                .await
+                .unwrap_or_else(|_| Err(unavailable("connect timed out")))
+                .map(Conn::Cluster);
+            }
             let client = self.client().await?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(self.timeout))
@@ -173,7 +345,7 @@ impl Primary {
                 .set_number_of_retries(1);
             match tokio::time::timeout(self.timeout, client.get_connection_manager_with_config(config)).await
             {
-                Ok(r) => r,
+                Ok(r) => r.map(Conn::One),
                 Err(_) => Err(unavailable("connect timed out")),
             }
         }
@@ -239,6 +411,16 @@ fn moved(e: &RedisError) -> bool {
         || e.to_string().contains("READONLY")
 }
 
+/// A Redis Cluster client from `seeds` (commands only: the subscriber
+/// holds its own connections, `cluster::shards`).
+fn cluster_client(seeds: &[String], timeout: Duration) -> Result<redis::cluster::ClusterClient, RedisError> {
+    redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .retries(2)
+        .build()
+}
+
 fn unavailable(why: &str) -> RedisError {
     std::io::Error::new(std::io::ErrorKind::NotConnected, why.to_owned()).into()
 }
@@ -273,7 +455,19 @@ mod tests {
                 db: 0,
             })
         );
+        assert_eq!(
+            Target::parse("redis+cluster://127.0.0.1:7000,127.0.0.1:7001/"),
+            Ok(Target::Cluster(vec![
+                "redis://127.0.0.1:7000".into(),
+                "redis://127.0.0.1:7001".into()
+            ]))
+        );
+        assert_eq!(hash_tag("plaza:seats:{5}"), "5");
+        assert_eq!(hash_tag("plaza:room:{5}"), "5");
+        assert_eq!(hash_tag("plaza:{}x"), "plaza:{}x");
+        assert_eq!(hash_tag("plaza:bus"), "plaza:bus");
         for bad in [
+            "redis+cluster://",
             "redis+sentinel://h:1",
             "redis+sentinel:///plaza",
             "redis+sentinel://h:1/plaza/x",

@@ -1,16 +1,27 @@
-//! Cluster mode: three nodes and one real `redis-server`, all on loopback,
-//! with clients spread across the nodes.
+//! Cluster mode: three nodes on one real `redis-server`, and the same tests
+//! on a real three-master Redis Cluster, all on loopback, with clients
+//! spread across the nodes.
 
 use plaza_proto::{Event, Request, ResultCode};
 use plaza_server::control::Command;
-use plaza_test_support::{RedisServer, ServerProcess, TestClient, TestServer, within};
+use plaza_test_support::{Engine, ServerProcess, TestClient, TestServer, within};
 
-async fn nodes(redis: &RedisServer, room_capacity: usize) -> [TestServer; 3] {
-    let url = redis.url();
+plaza_test_support::on_each_engine!(
+    room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_nodes,
+    kick_and_mute_reach_users_on_other_nodes,
+    concurrent_joins_from_three_nodes_never_overfill_a_room,
+    a_killed_node_is_buried_and_its_users_leave_the_other_nodes,
+    shutdown_is_per_node_and_a_cluster_drain_reaches_every_node,
+    operator_notices_reach_every_node_and_a_remote_user_is_located,
+    a_graceful_stop_does_not_log_that_the_node_was_buried,
+    a_redis_restart_is_survived_without_false_acknowledgements,
+);
+
+async fn nodes(url: &str, room_capacity: usize) -> [TestServer; 3] {
     [
-        TestServer::cluster_node(&url, room_capacity).await,
-        TestServer::cluster_node(&url, room_capacity).await,
-        TestServer::cluster_node(&url, room_capacity).await,
+        TestServer::cluster_node(url, room_capacity).await,
+        TestServer::cluster_node(url, room_capacity).await,
+        TestServer::cluster_node(url, room_capacity).await,
     ]
 }
 
@@ -20,10 +31,8 @@ fn chat(message: &str) -> Request {
     }
 }
 
-#[tokio::test]
-async fn room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_nodes() {
-    let redis = RedisServer::start().await;
-    let [a, b, c] = nodes(&redis, 200).await;
+async fn room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_nodes(redis: Engine) {
+    let [a, b, c] = nodes(&redis.url(), 200).await;
     let mut amy = a.user("amy").await;
     let mut bob = b.user("bob").await;
     let mut cat = c.user("cat").await;
@@ -51,6 +60,15 @@ async fn room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_no
     assert_eq!(list.len(), 3);
     for u in [&mut amy, &mut bob] {
         assert!(matches!(u.recv().await, Event::RoomNewUser { name, .. } if name == "cat"));
+    }
+    if let Engine::Cluster(cluster) = &redis {
+        // Room 1's channel is a shard channel, on the master that owns its
+        // slot, with the three nodes subscribed.
+        let mut counts = Vec::new();
+        for m in &cluster.masters {
+            counts.push(m.cmd(&["PUBSUB", "SHARDNUMSUB", "plaza:room:{1}"]).await);
+        }
+        assert!(counts.iter().any(|r| r.ends_with(":3\r\n")), "{counts:?}");
     }
     // Member ids from different nodes never collide.
     let mut uids: Vec<u64> = list.iter().map(|(u, _)| *u).collect();
@@ -156,13 +174,16 @@ async fn room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_no
     assert_eq!(again.try_login("cat", "pw").await, ResultCode::LOGIN_ALREADY);
 }
 
-#[tokio::test]
-async fn kick_and_mute_reach_users_on_other_nodes() {
-    let redis = RedisServer::start().await;
-    let [a, b, c] = nodes(&redis, 200).await;
+async fn kick_and_mute_reach_users_on_other_nodes(redis: Engine) {
+    let [a, b, c] = nodes(&redis.url(), 200).await;
     let mut boss = a.client().await;
     boss.register("boss", "pw").await;
-    redis.cmd(&["HSET", "plaza:account:boss", "roles", "admin"]).await;
+    let account = match redis {
+        Engine::One(_) => "plaza:account:boss",
+        // Tagged with the name, like every user key on a Redis Cluster.
+        Engine::Cluster(_) => "plaza:account:{boss}",
+    };
+    redis.cmd(&["HSET", account, "roles", "admin"]).await;
     boss.login("boss", "pw").await;
     assert_eq!(
         boss.call(Request::Admin {
@@ -211,10 +232,8 @@ async fn kick_and_mute_reach_users_on_other_nodes() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_joins_from_three_nodes_never_overfill_a_room() {
-    let redis = RedisServer::start().await;
-    let servers = nodes(&redis, 4).await;
+async fn concurrent_joins_from_three_nodes_never_overfill_a_room(redis: Engine) {
+    let servers = nodes(&redis.url(), 4).await;
     let mut users = Vec::new();
     for i in 0..12 {
         users.push(servers[i % 3].user(&format!("u{i}")).await);
@@ -235,15 +254,13 @@ async fn concurrent_joins_from_three_nodes_never_overfill_a_room() {
         }
     }
     assert_eq!(seated, 4, "room capacity is 4");
-    assert_eq!(redis.cmd(&["HLEN", "plaza:seats:7"]).await.trim(), ":4");
+    assert_eq!(redis.cmd(&["HLEN", "plaza:seats:{7}"]).await.trim(), ":4");
 }
 
 /// A node that dies without cleanup is buried by the others within the
 /// node TTL (3 s here, plus up to one heartbeat): its users leave their
 /// rooms and lists, and their names are free at once.
-#[tokio::test]
-async fn a_killed_node_is_buried_and_its_users_leave_the_other_nodes() {
-    let redis = RedisServer::start().await;
+async fn a_killed_node_is_buried_and_its_users_leave_the_other_nodes(redis: Engine) {
     let live = TestServer::cluster_node(&redis.url(), 200).await;
     let mut amy = live.user("amy").await;
     assert_eq!(amy.enter(1).await.1, ResultCode::OK);
@@ -284,14 +301,13 @@ async fn a_killed_node_is_buried_and_its_users_leave_the_other_nodes() {
     assert_eq!(again.try_login("dan", "pw").await, ResultCode::OK);
 }
 
-/// Redis goes away and comes back empty. Meanwhile: the nodes say the bus is
+/// Redis goes away and comes back empty (on a Redis Cluster: every master,
+/// back with its cluster configuration and no data). Meanwhile: the nodes say the bus is
 /// down, local delivery goes on, and nothing that needed another node is
 /// acknowledged. Afterwards the nodes rewrite their state and chat across
 /// nodes works again.
-#[tokio::test]
-async fn a_redis_restart_is_survived_without_false_acknowledgements() {
-    let mut redis = RedisServer::start().await;
-    let [a, b, _c] = nodes(&redis, 200).await;
+async fn a_redis_restart_is_survived_without_false_acknowledgements(mut redis: Engine) {
+    let [a, b, _c] = nodes(&redis.url(), 200).await;
     let mut amy = a.user("amy").await;
     let mut ann = a.user("ann").await;
     let mut bob = b.user("bob").await;
@@ -367,13 +383,11 @@ async fn a_redis_restart_is_survived_without_false_acknowledgements() {
         }
     })
     .await;
-    assert_eq!(redis.cmd(&["HLEN", "plaza:seats:1"]).await.trim(), ":3");
+    assert_eq!(redis.cmd(&["HLEN", "plaza:seats:{1}"]).await.trim(), ":3");
 }
 
-#[tokio::test]
-async fn shutdown_is_per_node_and_a_cluster_drain_reaches_every_node() {
-    let redis = RedisServer::start().await;
-    let [a, b, c] = nodes(&redis, 200).await;
+async fn shutdown_is_per_node_and_a_cluster_drain_reaches_every_node(redis: Engine) {
+    let [a, b, c] = nodes(&redis.url(), 200).await;
     let mut amy = a.user("amy").await;
     let mut bob = b.user("bob").await;
     let mut cat = c.user("cat").await;
@@ -417,10 +431,8 @@ async fn shutdown_is_per_node_and_a_cluster_drain_reaches_every_node() {
     }
 }
 
-#[tokio::test]
-async fn operator_notices_reach_every_node_and_a_remote_user_is_located() {
-    let redis = RedisServer::start().await;
-    let [a, b, _c] = nodes(&redis, 200).await;
+async fn operator_notices_reach_every_node_and_a_remote_user_is_located(redis: Engine) {
+    let [a, b, _c] = nodes(&redis.url(), 200).await;
     let mut amy = a.user("amy").await;
     let mut bob = b.user("bob").await;
     amy.until_users(2).await;
@@ -466,9 +478,7 @@ async fn operator_notices_reach_every_node_and_a_remote_user_is_located() {
     assert_eq!(bob.recv().await, Event::Pong { nonce: 5 });
 }
 
-#[tokio::test]
-async fn a_graceful_stop_does_not_log_that_the_node_was_buried() {
-    let redis = RedisServer::start().await;
+async fn a_graceful_stop_does_not_log_that_the_node_was_buried(redis: Engine) {
     let dir = tempfile::tempdir().unwrap();
     let url = redis.url();
     let node = ServerProcess::spawn(

@@ -1,12 +1,13 @@
-//! Cluster mode when Redis fails: a real Sentinel failover mid-chat, and a
-//! node whose link to Redis is cut and comes back. Nothing acknowledged is
+//! Cluster mode when Redis fails: a real Sentinel failover mid-chat, a
+//! Redis Cluster master's failover mid-chat, and a node whose link to Redis
+//! is cut and comes back. Nothing acknowledged is
 //! lost, and what a node missed is reported, never passed over.
 
 use std::time::Instant;
 
 use plaza_proto::{Event, Page, Replay, Request, ResultCode, features};
 use plaza_test_support::{
-    RedisServer, Relay, Sentinels, TestClient, TestServer, http_get, retry_while, within,
+    RedisCluster, RedisServer, Relay, Sentinels, TestClient, TestServer, http_get, retry_while, within,
 };
 
 /// A logged-in user with room history on (so it sees sequence numbers).
@@ -89,6 +90,37 @@ async fn two_nodes(a: &str, b: &str) -> (TestServer, TestServer) {
     )
 }
 
+/// `c` says `n` chats named after `what`, each answered OK; they join
+/// `acked`.
+async fn acknowledged(c: &mut TestClient, what: &str, n: usize, acked: &mut Vec<String>) {
+    for i in 0..n {
+        let m = format!("{what} {i}");
+        assert_eq!(c.ask(chat(&m)).await, Event::RoomChatResult(ResultCode::OK));
+        acked.push(m);
+    }
+}
+
+/// `c`, on `server`, chats until one is answered OK (it joins `acked`);
+/// every other answer must be 112. Returns how many were.
+async fn until_acknowledged(c: &mut TestClient, server: &TestServer, acked: &mut Vec<String>) -> usize {
+    let mut refused = 0;
+    within("the cluster to acknowledge chat again", async {
+        for i in 0.. {
+            let m = format!("switch {i}");
+            match c.ask(chat(&m)).await {
+                Event::RoomChatResult(ResultCode::OK) => return acked.push(m),
+                Event::RoomChatResult(ResultCode::SERVICE_UNAVAILABLE) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+            // Ask again when the link is up (the event that changes the
+            // answer), not in a tight loop.
+            until_bus(server, true).await;
+        }
+    })
+    .await;
+    refused
+}
+
 /// The room messages `c` receives, skipping everything else, until one
 /// says `last`.
 async fn messages_until(c: &mut TestClient, last: &str) -> Vec<String> {
@@ -117,11 +149,7 @@ async fn a_sentinel_failover_mid_chat_loses_nothing_acknowledged() {
     let (mut amy, mut bob) = two_members(&a, &b).await;
 
     let mut acked = Vec::new();
-    for i in 0..5 {
-        let m = format!("before {i}");
-        assert_eq!(amy.ask(chat(&m)).await, Event::RoomChatResult(ResultCode::OK));
-        acked.push(m);
-    }
+    acknowledged(&mut amy, "before", 5, &mut acked).await;
     let old = redis.primary.port;
     redis.primary.stop();
     let killed = Instant::now();
@@ -140,29 +168,10 @@ async fn a_sentinel_failover_mid_chat_loses_nothing_acknowledged() {
     })
     .await;
     let promoted = killed.elapsed();
-    // Until both nodes are on the new primary, 112; then OK. Each answer
-    // is one or the other.
-    let mut refused = 1;
-    within("the cluster to acknowledge chat again", async {
-        for i in 0.. {
-            let m = format!("switch {i}");
-            match amy.ask(chat(&m)).await {
-                Event::RoomChatResult(ResultCode::OK) => return acked.push(m),
-                Event::RoomChatResult(ResultCode::SERVICE_UNAVAILABLE) => refused += 1,
-                other => panic!("{other:?}"),
-            }
-            // Ask again when the link is up (the event that changes the
-            // answer), not in a tight loop.
-            until_bus(&a, true).await;
-        }
-    })
-    .await;
+    // Until both nodes are on the new primary, 112; then OK.
+    let refused = 1 + until_acknowledged(&mut amy, &a, &mut acked).await;
     let recovered = killed.elapsed();
-    for i in 0..5 {
-        let m = format!("after {i}");
-        assert_eq!(amy.ask(chat(&m)).await, Event::RoomChatResult(ResultCode::OK));
-        acked.push(m);
-    }
+    acknowledged(&mut amy, "after", 5, &mut acked).await;
     eprintln!(
         "failover: replica promoted {promoted:?} and the first chat acknowledged {recovered:?} \
          after the primary was killed ({refused} answered 112 meanwhile)"
@@ -179,6 +188,43 @@ async fn a_sentinel_failover_mid_chat_loses_nothing_acknowledged() {
     assert_eq!(cid.try_login("cid", "pw").await, ResultCode::OK);
     let mut again = b.client().await;
     assert_eq!(again.try_login("amy", "pw").await, ResultCode::LOGIN_ALREADY);
+}
+
+/// On a Redis Cluster with a replica a master, the master that holds room
+/// 1's channel is killed while amy talks to bob across two nodes. Its
+/// replica is promoted by the cluster itself; meanwhile amy is told 112,
+/// never OK for what bob did not get, and every chat she was told OK
+/// reaches bob exactly once and in order.
+#[tokio::test]
+async fn a_redis_cluster_master_failover_mid_chat_loses_nothing_acknowledged() {
+    let mut redis = RedisCluster::start_with_replicas(1).await;
+    let (a, b) = two_nodes(&redis.url(), &redis.url()).await;
+    let (mut amy, mut bob) = two_members(&a, &b).await;
+    let mut acked = Vec::new();
+    acknowledged(&mut amy, "before", 3, &mut acked).await;
+    let owner = redis.owner("plaza:room:{1}").await.expect("a master owns room 1");
+    redis.masters[owner].stop();
+    let killed = Instant::now();
+    // The room's master is dead: amy is told 112, never OK, until its
+    // replica took over and both nodes are subscribed there.
+    assert_eq!(
+        amy.ask(chat("during")).await,
+        Event::RoomChatResult(ResultCode::SERVICE_UNAVAILABLE)
+    );
+    let refused = 1 + until_acknowledged(&mut amy, &a, &mut acked).await;
+    let recovered = killed.elapsed();
+    acknowledged(&mut amy, "after", 3, &mut acked).await;
+    eprintln!(
+        "redis cluster failover: the first chat acknowledged {recovered:?} after the master \
+         was killed ({refused} answered 112 meanwhile)"
+    );
+    let got = each_acknowledged_once(&mut bob, &acked).await;
+    let mut seen = std::collections::HashSet::new();
+    assert!(got.iter().all(|m| seen.insert(m)), "nothing twice: {got:?}");
+    // What amy's node numbered but could not publish (told 112) shows at
+    // bob's node as a gap in her stream: counted, not passed over.
+    let stats = b.control().await.status().await.cluster.unwrap().bus_stats;
+    assert!(stats.gaps > 0, "{stats:?}");
 }
 
 /// The sentinels fail over while the primary runs: it is demoted, and what

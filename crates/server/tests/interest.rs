@@ -1,9 +1,12 @@
-//! Interest routing across three nodes on one real `redis-server`: what a
+//! Interest routing across three nodes on one real `redis-server`, and on
+//! a real three-master Redis Cluster (sharded channels): what a
 //! node receives and keeps follows the rooms it has members in; the rest is
 //! found in the directory in Redis.
 
 use plaza_proto::{Event, Request, ResultCode};
-use plaza_test_support::{RedisServer, TestServer, within};
+use plaza_test_support::{Engine, TestServer, within};
+
+plaza_test_support::on_each_engine!(a_node_receives_a_rooms_traffic_only_while_it_has_a_member_there);
 
 fn chat(message: &str) -> Request {
     Request::RoomChat {
@@ -32,9 +35,7 @@ async fn until_channels(server: &TestServer, n: usize) -> plaza_server::control:
 /// a node that starts following a room gets its members from the seat; a
 /// node keeps no other node's users but its rooms' members, and finds the
 /// rest in the directory.
-#[tokio::test]
-async fn a_node_receives_a_rooms_traffic_only_while_it_has_a_member_there() {
-    let redis = RedisServer::start().await;
+async fn a_node_receives_a_rooms_traffic_only_while_it_has_a_member_there(redis: Engine) {
     let url = redis.url();
     let (a, b, c) = (
         TestServer::cluster_node(&url, 200).await,

@@ -1,16 +1,16 @@
-//! The same account behaviour from both stores: the embedded one and a real
-//! `redis-server` started for the test on a free loopback port.
+//! The same account behaviour from both stores: the embedded one, a real
+//! `redis-server` started for the test on a free loopback port, and a real
+//! three-master Redis Cluster.
 
 use std::sync::Arc;
 
 use plaza_proto::{Event, Request, ResultCode};
 use plaza_server::Settings;
 use plaza_server::control::Command;
-use plaza_test_support::{RedisServer, ServerProcess, TestServer, retry_while, within};
+use plaza_test_support::{RedisCluster, RedisServer, ServerProcess, TestServer, retry_while, within};
 
-/// A server on `redis` (or the embedded store when `None`).
-async fn server(redis: Option<&RedisServer>, dir: Option<Arc<tempfile::TempDir>>) -> TestServer {
-    let url = redis.map(RedisServer::url);
+/// A server on the Redis at `url` (or the embedded store when `None`).
+async fn server(url: Option<String>, dir: Option<Arc<tempfile::TempDir>>) -> TestServer {
     let configure = move |s: &mut Settings| {
         s.store = url;
         s.redis_timeout_ms = Some(500);
@@ -21,8 +21,12 @@ async fn server(redis: Option<&RedisServer>, dir: Option<Arc<tempfile::TempDir>>
     }
 }
 
-async fn login_duplicate_mute_resume(redis: Option<&RedisServer>) {
-    let s = server(redis, None).await;
+/// `burns_misused`: the store spends a token presented under another name
+/// (one Redis, where tokens are found by digest alone; on a Redis Cluster
+/// and in the embedded store a token is found under its name, so another
+/// name does not find it).
+async fn login_duplicate_mute_resume(url: Option<String>, burns_misused: bool) {
+    let s = server(url.clone(), None).await;
     let mut amy = s.user("amy").await;
     // Names that look like amy's are not a second account.
     let mut lookalike = s.client().await;
@@ -110,16 +114,16 @@ async fn login_duplicate_mute_resume(redis: Option<&RedisServer>) {
         "tokens are bound to a name"
     );
     let after_misuse = amy.try_resume("amy", &fresh).await;
-    if redis.is_some() {
-        // Redis spends a token presented under another name.
+    if burns_misused {
+        // One Redis spends a token presented under another name.
         assert_eq!(
             after_misuse,
             ResultCode::INVALID_CREDENTIALS,
             "a misused token is burnt"
         );
     } else {
-        // The embedded store keeps a token per name: one presented under
-        // another name is refused and stays its owner's.
+        // A token found under its name: one presented under another name
+        // is refused and stays its owner's.
         assert_eq!(
             after_misuse,
             ResultCode::OK,
@@ -141,7 +145,7 @@ async fn login_duplicate_mute_resume(redis: Option<&RedisServer>) {
     running.shutdown().await;
     within("stop", running.wait()).await;
     drop(amy);
-    let s = server(redis, Some(dir)).await;
+    let s = server(url, Some(dir)).await;
     let mut amy = s.client().await;
     assert_eq!(amy.try_resume("amy", &keep).await, ResultCode::OK);
     assert!(
@@ -173,20 +177,33 @@ async fn login_duplicate_mute_resume(redis: Option<&RedisServer>) {
 
 #[tokio::test]
 async fn embedded_store_login_duplicate_mute_and_resume() {
-    login_duplicate_mute_resume(None).await;
+    login_duplicate_mute_resume(None, false).await;
 }
 
 #[tokio::test]
 async fn redis_store_login_duplicate_mute_and_resume() {
     let redis = RedisServer::start().await;
-    login_duplicate_mute_resume(Some(&redis)).await;
+    login_duplicate_mute_resume(Some(redis.url()), true).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_store_login_duplicate_mute_and_resume() {
+    let cluster = RedisCluster::start().await;
+    login_duplicate_mute_resume(Some(cluster.url()), false).await;
+    // The account is in its name's slot, found by the master that owns it.
+    assert!(
+        cluster
+            .cmd(&["HGET", "plaza:account:{amy}", "hash"])
+            .await
+            .contains("argon2")
+    );
 }
 
 #[tokio::test]
 async fn duplicate_login_holds_across_two_nodes_sharing_redis() {
     let redis = RedisServer::start().await;
-    let a = server(Some(&redis), None).await;
-    let b = server(Some(&redis), None).await;
+    let a = server(Some(redis.url()), None).await;
+    let b = server(Some(redis.url()), None).await;
     let mut amy = a.user("amy").await;
     let token = amy.token.clone().unwrap();
     let mut other = b.client().await;
@@ -209,7 +226,7 @@ async fn duplicate_login_holds_across_two_nodes_sharing_redis() {
 #[tokio::test]
 async fn a_redis_outage_refuses_logins_with_112_and_chat_goes_on() {
     let mut redis = RedisServer::start().await;
-    let s = server(Some(&redis), None).await;
+    let s = server(Some(redis.url()), None).await;
     let mut amy = s.user("amy").await;
     let mut bob = s.user("bob").await;
     let mut carol = s.client().await;
@@ -262,7 +279,7 @@ async fn seed_schema_logins_are_migrated_when_enabled() {
     let redis = RedisServer::start().await;
     // The seed's schema: GET <user id> holds the plaintext password.
     assert!(redis.cmd(&["SET", "oldtimer", "hunter2"]).await.contains("OK"));
-    let plain = server(Some(&redis), None).await;
+    let plain = server(Some(redis.url()), None).await;
     let mut c = plain.client().await;
     assert_eq!(
         c.try_login("oldtimer", "hunter2").await,
@@ -359,23 +376,27 @@ async fn a_killed_nodes_users_are_freed_within_the_presence_ttl() {
 
 /// A node refreshes its users' presence marks a chunk at a time: every mark
 /// it still holds gets the presence TTL again, one another node has taken
-/// since is left alone, and a missing one is not created.
-#[tokio::test]
-async fn a_presence_refresh_extends_this_nodes_marks_only() {
-    let redis = RedisServer::start().await;
-    // 1,201 marks of node n1 (more than two chunks), each with a long TTL;
-    // then u7's is node n2's.
-    let set = "for i = 1, 1201 do redis.call('SET', 'plaza:online:u' .. i, 'n1:' .. i, 'EX', 1000) end";
-    redis.cmd(&["EVAL", set, "0"]).await;
+/// since is left alone, and a missing one is not created. `marks` of node
+/// n1's (more than one chunk), each with a long TTL; then u7's is node
+/// n2's. `key` names a user's mark.
+async fn refresh_extends_own_marks(
+    url: String,
+    marks: usize,
+    key: impl Fn(&str) -> String,
+    cmd: impl AsyncFn(&[&str]) -> String,
+) {
+    for i in 1..=marks {
+        let set = cmd(&["SET", &key(&format!("u{i}")), &format!("n1:{i}"), "EX", "1000"]).await;
+        assert!(set.contains("OK"), "{set}");
+    }
     assert!(
-        redis
-            .cmd(&["SET", "plaza:online:u7", "n2:7", "EX", "1000"])
+        cmd(&["SET", &key("u7"), "n2:7", "EX", "1000"])
             .await
             .contains("OK")
     );
     let dir = tempfile::tempdir().unwrap();
     let config = plaza_server::StoreConfig::Redis(plaza_server::store::RedisConfig {
-        url: redis.url(),
+        url,
         prefix: "plaza:".into(),
         timeout: std::time::Duration::from_secs(5),
         presence_ttl: std::time::Duration::from_secs(30),
@@ -387,17 +408,45 @@ async fn a_presence_refresh_extends_this_nodes_marks_only() {
     };
     let store = plaza_server::Store::open(&config, dir.path(), cost, 60).unwrap();
 
-    let users = (1..=1202).map(|i| (Arc::from(format!("u{i}")), i)).collect();
+    let users = (1..=marks as u64 + 1)
+        .map(|i| (Arc::from(format!("u{i}")), i))
+        .collect();
     store.refresh("n1", users).await;
 
     let ttl = async |name: &str| {
-        let r = redis.cmd(&["TTL", &format!("plaza:online:{name}")]).await;
+        let r = cmd(&["TTL", &key(name)]).await;
         r.trim().trim_start_matches(':').parse::<i64>().unwrap()
     };
-    for name in ["u1", "u500", "u501", "u1000", "u1001", "u1201"] {
-        let t = ttl(name).await;
+    for i in [1, 500, 501, marks] {
+        let name = format!("u{i}");
+        let t = ttl(&name).await;
         assert!((1..=30).contains(&t), "{name}'s mark: TTL {t}");
     }
     assert!(ttl("u7").await > 30, "another node's mark was extended");
-    assert_eq!(ttl("u1202").await, -2, "a missing mark was created");
+    assert_eq!(
+        ttl(&format!("u{}", marks + 1)).await,
+        -2,
+        "a missing mark was created"
+    );
+}
+
+#[tokio::test]
+async fn a_presence_refresh_extends_this_nodes_marks_only() {
+    let redis = RedisServer::start().await;
+    let key = |name: &str| format!("plaza:online:{name}");
+    refresh_extends_own_marks(redis.url(), 1201, key, async |args: &[&str]| {
+        redis.cmd(args).await
+    })
+    .await;
+}
+
+/// The same on a Redis Cluster, where each mark is in its user's slot.
+#[tokio::test]
+async fn a_presence_refresh_on_a_redis_cluster_extends_this_nodes_marks_only() {
+    let cluster = RedisCluster::start().await;
+    let key = |name: &str| format!("plaza:online:{{{name}}}");
+    refresh_extends_own_marks(cluster.url(), 601, key, async |args: &[&str]| {
+        cluster.cmd(args).await
+    })
+    .await;
 }

@@ -5,6 +5,7 @@
 
 mod client;
 mod redis;
+mod redis_cluster;
 mod relay;
 mod sentinel;
 mod server;
@@ -16,6 +17,7 @@ use plaza_server::HashCost;
 
 pub use client::TestClient;
 pub use redis::RedisServer;
+pub use redis_cluster::{Engine, RedisCluster};
 pub use relay::Relay;
 pub use sentinel::Sentinels;
 pub use server::{CONTROL_SECRET, ControlClient, ServerProcess, TestCert, TestServer};

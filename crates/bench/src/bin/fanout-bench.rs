@@ -16,8 +16,11 @@
 //! spread` members are dealt to the nodes in turn, so every room spans the
 //! nodes; with `--placement local` room r lives on node r mod N, except the
 //! first `--spanning` rooms, whose members alternate between two
-//! neighbouring nodes. Redis's CPU time is reported beside the nodes', and
-//! each node's bus traffic (from its status) after the run.
+//! neighbouring nodes. With `--redis-masters N` (N > 1) the nodes share a
+//! Redis Cluster of N masters instead (sharded pub/sub). Redis's CPU time
+//! (all masters') is reported beside the nodes', per delivery and per bus
+//! message a node received, and each node's bus traffic (from its status)
+//! after the run.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +68,10 @@ struct Args {
     /// With `--placement local`: rooms that span two nodes.
     #[arg(long, default_value_t = 0)]
     spanning: usize,
+    /// Cluster mode: one redis-server (1), or a Redis Cluster of this many
+    /// masters.
+    #[arg(long, default_value_t = 1)]
+    redis_masters: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,13 +105,14 @@ fn main() -> Result<()> {
         .on_thread_start(alloc::count_this_thread)
         .enable_all()
         .build()?;
-    let redis = match args.cluster {
-        true => {
+    let redis = match (args.cluster, args.redis_masters) {
+        (false, _) => None,
+        (true, 0 | 1) => {
             let port = plaza_bench::child::free_port()?;
             let redis = server_rt.block_on(plaza_bench::child::start_redis(dir.path(), port))?;
-            Some((redis, format!("redis://127.0.0.1:{port}/0")))
+            Some((vec![redis], format!("redis://127.0.0.1:{port}/0")))
         }
-        false => None,
+        (true, n) => Some(server_rt.block_on(plaza_bench::child::start_redis_cluster(dir.path(), n))?),
     };
     let mut nodes = Vec::new();
     for n in 0..args.nodes {
@@ -135,7 +143,10 @@ fn main() -> Result<()> {
     }
     let addrs: Vec<SocketAddr> = nodes.iter().map(plaza_server::Running::local_addr).collect();
     let nets: Vec<_> = nodes.iter().map(|n| n.net().clone()).collect();
-    let redis_pid = redis.as_ref().map(|(r, _)| r.0.id());
+    let redis_pids: Vec<u32> = redis
+        .iter()
+        .flat_map(|(r, _)| r.iter().map(|r| r.0.id()))
+        .collect();
 
     let load_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -164,7 +175,10 @@ fn main() -> Result<()> {
                 cpu::threads_named(SERVER_THREAD),
                 alloc::count(),
                 nets.iter().map(|n| n.stats().writes).sum::<u64>(),
-                redis_pid.and_then(cpu::process),
+                redis_pids
+                    .iter()
+                    .map(|p| cpu::process(*p))
+                    .collect::<Option<Vec<_>>>(),
             )
         };
         tokio::time::sleep_until(start.into()).await;
@@ -192,7 +206,13 @@ fn main() -> Result<()> {
         secs,
         args.server_threads,
         if args.cluster {
-            format!("cluster of {} node(s) on one redis-server", args.nodes)
+            match args.redis_masters {
+                0 | 1 => format!("cluster of {} node(s) on one redis-server", args.nodes),
+                m => format!(
+                    "cluster of {} node(s) on a Redis Cluster of {m} masters",
+                    args.nodes
+                ),
+            }
         } else {
             "single node".to_owned()
         }
@@ -222,13 +242,24 @@ fn main() -> Result<()> {
         (after.1 - before.1) as f64 / deliveries.max(1) as f64,
         (after.2 - before.2) as f64 / deliveries.max(1) as f64,
     );
-    if let (Some(a), Some(b)) = (after.3, before.3) {
+    let redis_cpu: Vec<Duration> = match (&after.3, &before.3) {
+        (Some(a), Some(b)) => a.iter().zip(b).map(|(a, b)| a.saturating_sub(*b)).collect(),
+        _ => Vec::new(),
+    };
+    let redis_total: Duration = redis_cpu.iter().sum();
+    if !redis_cpu.is_empty() {
+        let each: Vec<String> = redis_cpu
+            .iter()
+            .map(|c| format!("{:.1}%", c.as_secs_f64() * 100.0 / secs))
+            .collect();
         println!(
-            "redis cpu/delivery {:.2} us",
-            a.saturating_sub(b).as_secs_f64() * 1e6 / deliveries.max(1) as f64
+            "redis cpu/delivery {:.2} us  redis busy (each master, of one core) {}",
+            redis_total.as_secs_f64() * 1e6 / deliveries.max(1) as f64,
+            each.join(" ")
         );
     }
     if args.cluster {
+        let mut bus_received = 0;
         for (i, n) in nodes.iter().enumerate() {
             let dir = dir.path().join(format!("node{i}"));
             let status = server_rt.block_on(async {
@@ -239,6 +270,7 @@ fn main() -> Result<()> {
             })?;
             let c = status.cluster.context("a cluster node without cluster status")?;
             let b = c.bus_stats;
+            bus_received += b.received_messages;
             println!(
                 "node {i}: channels {}  bus published {} msgs {} B  received {} msgs {} B, of which room channels {} msgs {} B",
                 c.channels,
@@ -250,6 +282,12 @@ fn main() -> Result<()> {
                 b.received_room_bytes
             );
         }
+        // Each is one delivery by Redis to a node: the unit its cost grows
+        // with.
+        println!(
+            "redis cpu per bus message received by a node {:.2} us",
+            redis_total.as_secs_f64() * 1e6 / bus_received.max(1) as f64
+        );
     }
     for n in &nodes {
         server_rt.block_on(n.shutdown());

@@ -1,51 +1,47 @@
 //! Cluster mode: several nodes share users and rooms through Redis.
 //!
-//! Redis is the shared engine; there is no cluster protocol of our own.
-//! Keys (under the store's prefix, `plaza:` by default):
+//! Redis is the shared engine; there is no cluster protocol of our own. It
+//! is one Redis (or the primary Sentinel names), or a Redis Cluster, where
+//! the channels are shard channels (SPUBLISH/SSUBSCRIBE) and every key a
+//! script touches shares a hash tag (`crate::keys` names them all):
 //!
-//! - `bus`: the channel every node subscribes to: logins and logouts,
-//!   broadcasts, operators' notices, state resets, ticks.
+//! - `bus`: the channel every node subscribes to: broadcasts, operators'
+//!   notices, drains, state resets, burials, ticks.
 //! - `to:<id>`: node id's own channel: whispers, kicks and mutes for its
-//!   users. The sender's script finds the node from the user's `online:`
-//!   mark and publishes there.
-//! - `users`: sorted set, every logged-in name (the directory the user list
-//!   pages through). Logins and logouts are published nowhere: a node keeps
-//!   other nodes' users only while they are in a room it follows.
-//! - `room:<n>`: room n's chat and seats (enter, leave). A node subscribes
+//!   users, sent to the node the user's `online:` mark names.
+//! - `room:{n}`: room n's chat and seats (enter, leave). A node subscribes
 //!   while it has a member in the room or a seat claim on its way
 //!   (`plaza_core`'s `Effect::Interest`), so it receives nothing of rooms
 //!   it has no member in, and publishes a room's chat only while another
 //!   node has a member there.
+//! - `seats:{n}`: hash, uid → `node|name`, the room's members on every
+//!   node, in the room channel's slot: the seat script checks capacity,
+//!   seats and publishes the enter atomically, and answers with the
+//!   members, so a node that starts following the room takes that list as
+//!   of its own enter's place in the channel.
+//! - `{nodes}:live`, `{nodes}:node:<id>`, `{nodes}:users`, `{nodes}:seq`:
+//!   the live nodes (scored by when their heartbeat runs out), each node's
+//!   users (name → `uid|room`), the directory the user list pages through,
+//!   and the counter that hands out node ids; one slot.
 //!
-//!   All subscriptions share one connection and all publishes another, so
-//!   a node's messages reach the others in the order it sent them. Each is
-//!   stamped with its number in the sender's stream on that channel and the
-//!   time it was sent (`plaza_proto::bus`): a receiver whose link was cut
-//!   sees the numbers jump, reads the sender's state again and marks the
-//!   gap in the rooms concerned (`Input::BusGap`). A message a client waits
-//!   on is acknowledged only if PUBLISH reached every subscription it must
-//!   (every node with a member in the room; for the bus, every live node);
-//!   else 112.
-//! - `nodes`: sorted set of live node ids, scored by the time (Redis's own
-//!   clock, ms) their heartbeat runs out. A live node pushes it forward every
-//!   third of the presence TTL; any node buries nodes whose time has passed.
-//! - `node:<id>`: hash, name → `uid|room` (room -1: the lobby), for each user
-//!   logged in on that node. Nodes read it to build their replica.
-//! - `seats:<room>`: hash, uid → `node|name`, the room's members on every
-//!   node. The seat script checks capacity, seats and publishes the enter
-//!   atomically, and answers with the members: a node that starts following
-//!   the room takes that list as of its own enter's place in the channel.
-//! - `nodes:seq`: counter that hands out node ids.
+//! Each node's messages are stamped with their number in its stream on that
+//! channel and the time they were sent (`plaza_proto::bus`): a receiver
+//! whose link was cut sees the numbers jump, reads the sender's state again
+//! and marks the gap in the rooms concerned (`Input::BusGap`). A message a
+//! client waits on is acknowledged only if its publish reached every
+//! subscription it must (every node with a member in the room; for the
+//! bus, every live node); else 112.
 //!
-//! State changes (login, logout, seat, leave) are Lua scripts that change the
-//! keys and publish in one step, so a snapshot and the messages around it
-//! agree. Chat frames are plain PUBLISHes, pipelined in batches.
+//! Where an operation spans slots it is several single-slot commands (a
+//! seat, then the node's record of it; `rewrite` for burials and a node's
+//! rewrite of its own state). Chat frames are plain publishes, pipelined in
+//! batches (one pipeline per slot on a Redis Cluster).
 //!
-//! Three tasks: the **writer** (the only publisher; one pipeline per batch
-//! of operations, acknowledgements back to the logic task), the
-//! **subscriber** (forwards messages in order; on every (re)subscription
-//! takes a snapshot and has the node rewrite its own state), and the
-//! **heartbeat** (keeps this node alive, buries dead ones).
+//! Three tasks: the **writer** (the only publisher; one batch of operations
+//! at a time, acknowledgements back to the logic task), the **subscriber**
+//! (forwards messages in order; on every (re)subscription takes a snapshot
+//! and has the node rewrite its own state), and the **heartbeat** (keeps
+//! this node alive, buries dead ones).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,11 +52,15 @@ use plaza_core::{BusMsg, Conn, Input, Reach, SeatHolder, SeatOutcome};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::keys::Keys;
 use crate::primary::{Primary, Target};
 
 mod heartbeat;
+mod pubsub;
 mod received;
+mod rewrite;
 mod scripts;
+mod shards;
 mod subscriber;
 mod writer;
 
@@ -73,7 +73,8 @@ pub(super) const TICK: Duration = Duration::from_secs(5);
 /// Cluster settings (the Redis connection is the store's).
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
-    /// `redis://host:port/db` or `redis+sentinel://...` (as `--store`).
+    /// `redis://host:port/db`, `redis+sentinel://...` or
+    /// `redis+cluster://...` (as `--store`).
     pub url: String,
     /// Key prefix.
     pub prefix: String,
@@ -166,23 +167,23 @@ impl Channel {
         }
     }
 
-    /// Its name in Redis, under `prefix`.
-    pub(super) fn name(self, prefix: &str) -> String {
+    /// Its name in Redis.
+    pub(super) fn name(self, keys: &Keys) -> String {
         match self {
-            Self::Bus => format!("{prefix}bus"),
-            Self::Room(r) => format!("{prefix}room:{r}"),
-            Self::Node(id) => format!("{prefix}to:{id}"),
+            Self::Bus => keys.bus(),
+            Self::Room(r) => keys.room(r),
+            Self::Node(id) => keys.to(id),
         }
     }
 
-    /// The channel named `name` under `prefix`.
-    pub(super) fn parse(prefix: &str, name: &str) -> Option<Self> {
-        let rest = name.strip_prefix(prefix)?;
+    /// The channel named `name`.
+    pub(super) fn parse(keys: &Keys, name: &str) -> Option<Self> {
+        let rest = name.strip_prefix(keys.prefix())?;
         if rest == "bus" {
             return Some(Self::Bus);
         }
-        if let Some(r) = rest.strip_prefix("room:") {
-            return r.parse().ok().map(Self::Room);
+        if let Some(r) = rest.strip_prefix("room:{") {
+            return r.strip_suffix('}')?.parse().ok().map(Self::Room);
         }
         rest.strip_prefix("to:")?.parse().ok().map(Self::Node)
     }
@@ -315,13 +316,17 @@ impl Cluster {
         delivery: Histogram,
     ) -> anyhow::Result<Self> {
         let target = Target::parse(&config.url).map_err(|e| anyhow::anyhow!(e))?;
+        let keys = Keys::new(&config.prefix, target.is_cluster());
+        let publish = if target.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
         let primary = Primary::new(target, config.timeout);
         let mut c = primary.conn().await?;
         let node: u64 = tokio::time::timeout(
             config.timeout,
-            redis::cmd("INCR")
-                .arg(format!("{}nodes:seq", config.prefix))
-                .query_async(&mut c.conn),
+            redis::cmd("INCR").arg(keys.node_seq()).query_async(&mut c.conn),
         )
         .await
         .map_err(|_| anyhow::anyhow!("cluster mode: Redis did not answer in time"))??;
@@ -334,6 +339,8 @@ impl Cluster {
         let counts = Arc::new(Counts::default());
         let shared = Shared {
             node,
+            keys,
+            publish,
             config,
             primary,
             link: link.clone(),
@@ -397,6 +404,9 @@ impl Cluster {
 /// What the three tasks share.
 pub(super) struct Shared {
     pub(super) node: u64,
+    pub(super) keys: Keys,
+    /// PUBLISH, or SPUBLISH (sharded) on a Redis Cluster.
+    pub(super) publish: &'static str,
     pub(super) config: ClusterConfig,
     /// The Redis primary, followed across failovers behind Sentinel.
     pub(super) primary: Primary,
@@ -411,10 +421,6 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn key(&self, k: &str) -> String {
-        format!("{}{k}", self.config.prefix)
-    }
-
     pub(super) async fn input(&self, input: Input) {
         let _ = self.inputs.send(input).await;
     }

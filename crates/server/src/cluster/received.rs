@@ -14,7 +14,7 @@ pub(super) async fn peers(shared: &Shared) -> anyhow::Result<Vec<u64>> {
     let ids: Vec<u64> = tokio::time::timeout(
         shared.config.timeout,
         redis::cmd("ZRANGE")
-            .arg(shared.key("nodes"))
+            .arg(shared.keys.nodes())
             .arg(0)
             .arg(-1)
             .query_async(&mut c.conn),
@@ -42,7 +42,7 @@ pub(super) async fn members(shared: &Shared, room: u32) -> anyhow::Result<Vec<Se
     let map: Vec<(String, String)> = tokio::time::timeout(
         shared.config.timeout,
         redis::cmd("HGETALL")
-            .arg(shared.key(&format!("seats:{room}")))
+            .arg(shared.keys.seats(room))
             .query_async(&mut c.conn),
     )
     .await??;

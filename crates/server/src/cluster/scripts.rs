@@ -1,171 +1,122 @@
-//! The cluster's Lua scripts, and the one pipeline command each writer
-//! operation becomes.
+//! The cluster's Lua scripts, and the commands each writer operation
+//! becomes.
 //!
-//! Keys are built inside the scripts from the prefix, so this needs one
-//! Redis primary (with replicas or Sentinel), not Redis Cluster.
+//! Every script declares its keys, and touches one hash slot (`crate::keys`),
+//! so the same scripts run on one Redis and on a Redis Cluster. Where an
+//! operation spans slots it is several commands: the seat or leave in the
+//! room's slot, the node's own bookkeeping in the `{nodes}` slot. Room
+//! channels share their room's slot, so a seat and its enter are one atomic
+//! step on both.
 
 use std::collections::HashMap;
 
 use plaza_core::{BusMsg, Reach};
 use plaza_proto::bus::{self, Origin};
-use redis::Script;
-use redis::aio::ConnectionManager;
+use redis::{Cmd, Script, Value};
 
-use super::{Channel, Leaving, Op, Shared, lock};
+use super::{Channel, Op, Shared};
+use crate::primary::{Conn, Step};
 
-/// Removes a node: its seats, its users' logged-in marks and directory
-/// entries (only those it still owns), its hash and its heartbeat; tells
-/// everyone.
-const BURY_FN: &str = r"
-local function bury(p, id)
-  local nk = p .. 'node:' .. id
-  local users = redis.call('HGETALL', nk)
-  for i = 1, #users, 2 do
-    local uid, room = string.match(users[i + 1], '^(%d+)|(-?%d+)$')
-    if room and room ~= '-1' then redis.call('HDEL', p .. 'seats:' .. room, uid) end
-    local ok = p .. 'online:' .. users[i]
-    local owner = redis.call('GET', ok)
-    if not owner then
-      redis.call('ZREM', p .. 'users', users[i])
-    elseif string.sub(owner, 1, #id + 1) == id .. ':' then
-      redis.call('DEL', ok)
-      redis.call('ZREM', p .. 'users', users[i])
-    end
-  end
-  redis.call('DEL', nk)
-  redis.call('ZREM', p .. 'nodes', id)
-  redis.call('PUBLISH', p .. 'bus', string.char(11) .. string.rep(string.char(0), 8) .. id)
-end
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-";
-
-/// ARGV: prefix, id, ttl_ms. Returns 1 if this node was not registered (it
-/// was buried, or is new).
+/// KEYS: nodes. ARGV: id, ttl_ms. Pushes this node's heartbeat forward;
+/// returns {1 if this node was not in the set (buried, or new), then the
+/// ids of nodes whose time has passed}. They stay in the set until a
+/// burial finishes, so a node that dies while burying leaves the work to
+/// the next beat.
 const BEAT: &str = r"
-local p, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local now = now_ms()
-local added = redis.call('ZADD', p .. 'nodes', now + ttl, id)
-for _, dead in ipairs(redis.call('ZRANGEBYSCORE', p .. 'nodes', '-inf', now)) do bury(p, dead) end
-return added
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+table.insert(dead, 1, added)
+return dead
 ";
 
-/// ARGV: prefix, id.
-const BURY: &str = "bury(ARGV[1], ARGV[2]) return 1";
-
-/// ARGV: prefix, id, op (on, off, leave), name, uid, room, message. A login
-/// or logout changes the node's hash and the directory (`users`) and is
-/// published nowhere: no node keeps other nodes' users but its rooms'. A
-/// leave is published on the room's channel; returns PUBLISH's answer.
-const STATE: &str = r"
-local p, id, op, name, uid, room, msg = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local nk = p .. 'node:' .. id
-if op == 'on' then
-  redis.call('HSET', nk, name, uid .. '|-1')
-  redis.call('ZADD', p .. 'users', 0, name)
-  return 1
-elseif op == 'off' then
-  redis.call('HDEL', nk, name)
-  redis.call('ZREM', p .. 'users', name)
+/// KEYS: a user's logged-in mark. ARGV: a dead node's id. Deletes the mark
+/// if that node held it; 1 if no mark is left.
+const FREE: &str = r"
+local owner = redis.call('GET', KEYS[1])
+if not owner then return 1 end
+if string.sub(owner, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
+  redis.call('DEL', KEYS[1])
   return 1
 end
-redis.call('HDEL', p .. 'seats:' .. room, uid)
-if redis.call('HEXISTS', nk, name) == 1 then redis.call('HSET', nk, name, uid .. '|-1') end
-return redis.call('PUBLISH', p .. 'room:' .. room, msg)
+return 0
 ";
 
-/// ARGV: prefix, name, message. Publishes on the channel of the node the
-/// user is logged in on (from its `online:` mark); -1 if none is.
-const DIRECT: &str = r"
-local p, name, msg = ARGV[1], ARGV[2], ARGV[3]
-local owner = redis.call('GET', p .. 'online:' .. name)
-local node = owner and string.match(owner, '^(%d+):')
-if not node then return -1 end
-return redis.call('PUBLISH', p .. 'to:' .. node, msg)
+/// KEYS: a user's logged-in mark. ARGV: owner, presence_ttl_ms. Sets it
+/// unless another session holds it: 1 kept, 0 taken.
+const CLAIM: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 ";
 
-/// ARGV: prefix, after, count. Returns {total, name, name, ...}: the users
-/// logged in on every node, and up to `count` names after `after`, in
-/// byte order.
-const LIST: &str = r"
-local k, after, n = ARGV[1] .. 'users', ARGV[2], tonumber(ARGV[3])
-local from = '-'
-if after ~= '' then from = '(' .. after end
-local r = redis.call('ZRANGEBYLEX', k, from, '+', 'LIMIT', 0, n)
-table.insert(r, 1, redis.call('ZCARD', k))
-return r
+/// KEYS: nodes. ARGV: id, ttl_ms. Registers the node as live.
+const UP: &str = r"
+local t = redis.call('TIME')
+return redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2]), ARGV[1])
 ";
 
-/// ARGV: prefix, id, name, uid, room, capacity, message. Returns {0} when
-/// full, else {1, uid, node|name, uid, node|name, ...}: every member, this
-/// one included, as of the enter it publishes on the room's channel.
+/// KEYS: seats. ARGV: uid, message, channel. Frees the seat and publishes
+/// the leave; returns the publish's count.
+const LEAVE: &str = r"
+redis.call('HDEL', KEYS[1], ARGV[1])
+return redis.call('PUBLISH', ARGV[3], ARGV[2])
+";
+
+/// KEYS: the node's hash. ARGV: name, uid. Back in the lobby, if still
+/// logged in.
+const LEFT: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|-1') end
+return 1
+";
+
+/// KEYS: seats. ARGV: id, name, uid, capacity, message, channel. Returns {0}
+/// when full, else {1, uid, node|name, uid, node|name, ...}: every member,
+/// this one included, as of the enter it publishes on the room's channel.
 const SEAT: &str = r"
-local p, id, name, uid, room, cap, msg = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local sk = p .. 'seats:' .. room
-if redis.call('HEXISTS', sk, uid) == 0 and redis.call('HLEN', sk) >= cap then return {0} end
-redis.call('HSET', sk, uid, id .. '|' .. name)
-redis.call('HSET', p .. 'node:' .. id, name, uid .. '|' .. room)
-redis.call('PUBLISH', p .. 'room:' .. room, msg)
-local r = redis.call('HGETALL', sk)
+local id, name, uid, cap, msg, ch = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+if redis.call('HEXISTS', KEYS[1], uid) == 0 and redis.call('HLEN', KEYS[1]) >= cap then return {0} end
+redis.call('HSET', KEYS[1], uid, id .. '|' .. name)
+redis.call('PUBLISH', ch, msg)
+local r = redis.call('HGETALL', KEYS[1])
 table.insert(r, 1, 1)
 return r
 ";
 
-/// ARGV: prefix, id, node_ttl_ms, presence_ttl_ms, message, then (name,
-/// owner, uid, room) per user. Rewrites the node's hash and seats, restores
-/// its users' marks; returns the names another node took meanwhile.
-const REPLACE: &str = r"
-local p, id, ttl, pttl, msg = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local nk = p .. 'node:' .. id
-local old = redis.call('HGETALL', nk)
-for i = 1, #old, 2 do
-  local uid, room = string.match(old[i + 1], '^(%d+)|(-?%d+)$')
-  if room and room ~= '-1' then redis.call('HDEL', p .. 'seats:' .. room, uid) end
-end
-redis.call('DEL', nk)
-local lost, kept = {}, {}
-for i = 6, #ARGV, 4 do
-  local name, owner, uid, room = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local ok = p .. 'online:' .. name
-  local cur = redis.call('GET', ok)
-  if cur and cur ~= owner then
-    table.insert(lost, name)
-  else
-    kept[name] = true
-    redis.call('SET', ok, owner, 'PX', pttl)
-    redis.call('HSET', nk, name, uid .. '|' .. room)
-    redis.call('ZADD', p .. 'users', 0, name)
-    if room ~= '-1' then redis.call('HSET', p .. 'seats:' .. room, uid, id .. '|' .. name) end
-  end
-end
-for i = 1, #old, 2 do
-  local name = old[i]
-  if not kept[name] and not redis.call('GET', p .. 'online:' .. name) then
-    redis.call('ZREM', p .. 'users', name)
-  end
-end
-redis.call('ZADD', p .. 'nodes', now_ms() + ttl, id)
-redis.call('PUBLISH', p .. 'bus', msg)
-return lost
+/// KEYS: the user's logged-in mark. ARGV: message, node channel prefix.
+/// Publishes on the channel of the node the user is logged in on; -1 if
+/// none is. (One Redis only: on a Redis Cluster the mark and the node's
+/// channel are in different slots, and the writer reads the mark first.)
+const DIRECT: &str = r"
+local owner = redis.call('GET', KEYS[1])
+local node = owner and string.match(owner, '^(%d+):')
+if not node then return -1 end
+return redis.call('PUBLISH', ARGV[2] .. node, ARGV[1])
 ";
 
-fn script(body: &str) -> Script {
-    Script::new(&format!("{BURY_FN}\n{body}"))
-}
+/// KEYS: users. ARGV: after, count. Returns {total, name, name, ...}: the
+/// users logged in on every node, and up to `count` names after `after`,
+/// in byte order.
+const LIST: &str = r"
+local after, n = ARGV[1], tonumber(ARGV[2])
+local from = '-'
+if after ~= '' then from = '(' .. after end
+local r = redis.call('ZRANGEBYLEX', KEYS[1], from, '+', 'LIMIT', 0, n)
+table.insert(r, 1, redis.call('ZCARD', KEYS[1]))
+return r
+";
 
-/// The heartbeat's script: ARGV prefix, id, ttl_ms.
-pub(super) fn beat() -> Script {
-    script(BEAT)
-}
-
-/// The writer's scripts, hashed once and sent by hash (EVALSHA).
+/// The scripts, hashed once and sent by hash (EVALSHA).
 pub(super) struct Scripts {
-    state: Script,
+    pub(super) beat: Script,
+    pub(super) free: Script,
+    pub(super) claim: Script,
+    pub(super) up: Script,
+    leave: Script,
+    left: Script,
     seat: Script,
-    replace: Script,
-    bury: Script,
     direct: Script,
     list: Script,
     /// Whether Redis is known to have them. A pipeline cannot fall back
@@ -175,13 +126,28 @@ pub(super) struct Scripts {
     loaded: bool,
 }
 
+/// What an operation's answer is.
+pub(super) enum Answer {
+    /// Its one kept step's.
+    Piped,
+    /// Known without asking (a user no node has: -1).
+    Known(Value),
+    /// None is waited for.
+    Nothing,
+}
+
 impl Scripts {
-    pub(super) fn new() -> Self {
+    /// `publish` is PUBLISH, or SPUBLISH on a Redis Cluster.
+    pub(super) fn new(publish: &str) -> Self {
+        let script = |body: &str| Script::new(&body.replace("'PUBLISH'", &format!("'{publish}'")));
         Self {
-            state: script(STATE),
+            beat: script(BEAT),
+            free: script(FREE),
+            claim: script(CLAIM),
+            up: script(UP),
+            leave: script(LEAVE),
+            left: script(LEFT),
             seat: script(SEAT),
-            replace: script(REPLACE),
-            bury: script(BURY),
             direct: script(DIRECT),
             list: script(LIST),
             loaded: false,
@@ -189,13 +155,16 @@ impl Scripts {
     }
 
     /// Loads the scripts unless Redis is known to have them.
-    pub(super) async fn load(&mut self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    pub(super) async fn load(&mut self, conn: &mut Conn) -> redis::RedisResult<()> {
         if !self.loaded {
             for s in [
-                &self.state,
+                &self.beat,
+                &self.free,
+                &self.claim,
+                &self.up,
+                &self.leave,
+                &self.left,
                 &self.seat,
-                &self.replace,
-                &self.bury,
                 &self.direct,
                 &self.list,
             ] {
@@ -211,17 +180,19 @@ impl Scripts {
         self.loaded = false;
     }
 
-    /// Adds exactly one command for `op` (none for an interest), stamping
-    /// what it publishes with the next number of its channel in `seqs`;
-    /// returns the bytes it publishes.
+    /// Adds the steps for `op` (a replace and a bury are the writer's own),
+    /// stamping what it publishes with the next number of its channel in
+    /// `seqs`; `owners` has the nodes of users that messages go to on a
+    /// Redis Cluster. Returns the bytes it publishes and how it is answered.
     pub(super) fn add(
         &self,
         s: &Shared,
-        pipe: &mut redis::Pipeline,
+        steps: &mut Vec<Step>,
         op: &Op,
         seqs: &mut HashMap<Channel, u64>,
-    ) -> usize {
-        let (p, id) = (&s.config.prefix, s.node.to_string());
+        owners: &HashMap<String, Option<u64>>,
+    ) -> (usize, Answer) {
+        let keys = &s.keys;
         let mut origin = |channel| {
             let seq = seqs.entry(channel).or_insert(0);
             *seq += 1;
@@ -231,8 +202,10 @@ impl Scripts {
                 sent_us: super::unix_micros(),
             }
         };
-        let eval = |pipe: &mut redis::Pipeline, script: &Script| {
-            pipe.cmd("EVALSHA").arg(script.get_hash()).arg(0).arg(p).arg(&id);
+        let publish = |channel: String, bytes: &[u8]| {
+            let mut cmd = redis::cmd(s.publish);
+            cmd.arg(&channel).arg(bytes);
+            Step::new(cmd, channel, true)
         };
         match op {
             Op::Publish {
@@ -240,50 +213,70 @@ impl Scripts {
                 reach: Reach::User,
                 ..
             } => {
-                // Not numbered: the node is found in the script, and a
-                // message that must reach it is acknowledged only if it did.
+                // Not numbered: the node is found from the user's mark, and
+                // a message that must reach it is acknowledged only if it did.
                 let name = match msg {
                     BusMsg::Whisper { to, .. } => to,
                     BusMsg::Kick { name, .. } | BusMsg::Mute { name, .. } => name,
                     _ => unreachable!("only a message for one user goes to its node"),
                 };
                 let bytes = bus::encode(s.node, msg);
-                pipe.cmd("EVALSHA")
-                    .arg(self.direct.get_hash())
-                    .arg(0)
-                    .arg(p)
-                    .arg(name)
-                    .arg(bytes.as_ref());
-                bytes.len()
+                let mark = keys.user("online", name);
+                if !keys.tagged() {
+                    let mut cmd = evalsha(&self.direct, &mark);
+                    cmd.arg(bytes.as_ref()).arg(keys.to_prefix());
+                    steps.push(Step::new(cmd, mark, true));
+                } else if let Some(Some(node)) = owners.get(name.as_str()) {
+                    steps.push(publish(keys.to(*node), &bytes));
+                } else {
+                    return (0, Answer::Known(Value::Int(-1)));
+                }
+                (bytes.len(), Answer::Piped)
             }
             Op::ListUsers { after, .. } => {
-                pipe.cmd("EVALSHA")
-                    .arg(self.list.get_hash())
-                    .arg(0)
-                    .arg(p)
-                    .arg(after)
-                    .arg(plaza_proto::USER_LIST_PAGE + 1);
-                0
+                let users = keys.users();
+                let mut cmd = evalsha(&self.list, &users);
+                cmd.arg(after).arg(plaza_proto::USER_LIST_PAGE + 1);
+                steps.push(Step::new(cmd, users, true));
+                (0, Answer::Piped)
             }
             Op::Publish { msg, .. } => {
                 let channel = Channel::of(msg);
                 let bytes = bus::encode(origin(channel), msg);
-                let state = match msg {
-                    BusMsg::Online { name, uid } => Some(("on", name, *uid, -1)),
-                    BusMsg::Offline { name } => Some(("off", name, 0, -1)),
-                    BusMsg::Leave { name, uid, room } => Some(("leave", name, *uid, i64::from(*room))),
-                    _ => None,
-                };
-                match state {
-                    Some((what, name, uid, room)) => {
-                        eval(pipe, &self.state);
-                        pipe.arg(what).arg(name).arg(uid).arg(room).arg(bytes.as_ref());
+                match msg {
+                    // A login or logout changes the node's hash and the
+                    // directory and is published nowhere: no node keeps
+                    // other nodes' users but its rooms'.
+                    BusMsg::Online { name, uid } => {
+                        let (node, users) = (keys.node(s.node), keys.users());
+                        let mut hset = redis::cmd("HSET");
+                        hset.arg(&node).arg(name).arg(format!("{uid}|-1"));
+                        steps.push(Step::new(hset, node, false));
+                        let mut zadd = redis::cmd("ZADD");
+                        zadd.arg(&users).arg(0).arg(name);
+                        steps.push(Step::new(zadd, users, true));
                     }
-                    None => {
-                        pipe.cmd("PUBLISH").arg(channel.name(p)).arg(bytes.as_ref());
+                    BusMsg::Offline { name } => {
+                        let (node, users) = (keys.node(s.node), keys.users());
+                        let mut hdel = redis::cmd("HDEL");
+                        hdel.arg(&node).arg(name);
+                        steps.push(Step::new(hdel, node, false));
+                        let mut zrem = redis::cmd("ZREM");
+                        zrem.arg(&users).arg(name);
+                        steps.push(Step::new(zrem, users, true));
                     }
+                    BusMsg::Leave { name, uid, room } => {
+                        let (seats, node) = (keys.seats(*room), keys.node(s.node));
+                        let mut leave = evalsha(&self.leave, &seats);
+                        leave.arg(uid).arg(bytes.as_ref()).arg(keys.room(*room));
+                        steps.push(Step::new(leave, seats, true));
+                        let mut left = evalsha(&self.left, &node);
+                        left.arg(name).arg(uid);
+                        steps.push(Step::new(left, node, false));
+                    }
+                    _ => steps.push(publish(channel.name(keys), &bytes)),
                 }
-                bytes.len()
+                (bytes.len(), Answer::Piped)
             }
             Op::Seat { name, uid, room, .. } => {
                 let msg = BusMsg::Enter {
@@ -292,46 +285,58 @@ impl Scripts {
                     room: *room,
                 };
                 let bytes = bus::encode(origin(Channel::Room(*room)), &msg);
-                eval(pipe, &self.seat);
-                pipe.arg(name)
+                let seats = keys.seats(*room);
+                let mut seat = evalsha(&self.seat, &seats);
+                seat.arg(s.node)
+                    .arg(name)
                     .arg(uid)
-                    .arg(room)
                     .arg(s.config.room_capacity)
-                    .arg(bytes.as_ref());
-                bytes.len()
-            }
-            Op::Replace(users) => {
-                let b = bus::reset(origin(Channel::Bus));
-                eval(pipe, &self.replace);
-                pipe.arg(s.config.node_ttl.as_millis() as u64)
-                    .arg(s.config.presence_ttl.as_millis() as u64)
-                    .arg(b.as_ref());
-                for (name, owner, uid, room) in users {
-                    pipe.arg(name).arg(owner).arg(uid).arg(room.map_or(-1, i64::from));
-                }
-                b.len()
+                    .arg(bytes.as_ref())
+                    .arg(keys.room(*room));
+                steps.push(Step::new(seat, seats, true));
+                // In the node's slot, so not in the seat's step: written
+                // even when the room was full, which costs a bury or replace
+                // one HDEL of a seat the user does not hold.
+                let node = keys.node(s.node);
+                let mut hset = redis::cmd("HSET");
+                hset.arg(&node).arg(name).arg(format!("{uid}|{room}"));
+                steps.push(Step::new(hset, node, false));
+                (bytes.len(), Answer::Piped)
             }
             Op::Drain(seconds) => {
                 let b = bus::drain(origin(Channel::Bus), *seconds);
-                pipe.cmd("PUBLISH").arg(s.key("bus")).arg(b.as_ref());
-                b.len()
+                steps.push(publish(keys.bus(), &b));
+                (b.len(), Answer::Piped)
             }
             Op::Notice { room, message } => {
                 let b = bus::notice(origin(Channel::Bus), *room, message);
-                pipe.cmd("PUBLISH").arg(s.key("bus")).arg(b.as_ref());
-                b.len()
+                steps.push(publish(keys.bus(), &b));
+                (b.len(), Answer::Piped)
             }
             Op::Tick => {
                 let b = bus::tick(origin(Channel::Bus));
-                pipe.cmd("PUBLISH").arg(s.key("bus")).arg(b.as_ref());
-                b.len()
+                steps.push(publish(keys.bus(), &b));
+                (b.len(), Answer::Piped)
             }
-            Op::Bury(_) => {
-                lock(&s.link).leaving = Leaving::Asked;
-                eval(pipe, &self.bury);
-                0
-            }
-            Op::Interest { .. } => 0,
+            Op::Replace(_) | Op::Bury(_) | Op::Interest { .. } => (0, Answer::Nothing),
         }
     }
+
+    /// A reset's stamp, for the writer's replace.
+    pub(super) fn reset(s: &Shared, seqs: &mut HashMap<Channel, u64>) -> bytes::Bytes {
+        let seq = seqs.entry(Channel::Bus).or_insert(0);
+        *seq += 1;
+        bus::reset(Origin {
+            node: s.node,
+            seq: *seq,
+            sent_us: super::unix_micros(),
+        })
+    }
+}
+
+/// EVALSHA of `script` with its one key.
+pub(super) fn evalsha(script: &Script, key: &str) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(1).arg(key);
+    cmd
 }

@@ -8,12 +8,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use plaza_core::Input;
 use plaza_proto::bus;
-use redis::aio::PubSubSink;
 use tokio::sync::mpsc;
 
+use super::pubsub::Sub;
 use super::received::{self, members, on_message, peers};
 use super::{Channel, Follow, Shared, Signal, lock};
 
@@ -59,8 +58,11 @@ impl Follower {
         }
     }
 
-    fn names(prefix: &str, rooms: &[u32]) -> Vec<String> {
-        rooms.iter().map(|r| Channel::Room(*r).name(prefix)).collect()
+    fn names(shared: &Shared, rooms: &[u32]) -> Vec<String> {
+        rooms
+            .iter()
+            .map(|r| Channel::Room(*r).name(&shared.keys))
+            .collect()
     }
 }
 
@@ -103,29 +105,22 @@ pub(super) async fn run(shared: Arc<Shared>, follow: mpsc::UnboundedReceiver<Fol
 async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
     let timeout = shared.config.timeout;
     // Behind Sentinel, the primary as of now.
-    let client = shared.primary.client().await?;
-    let pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
-        .await
-        .map_err(|_| anyhow::anyhow!("connect timed out"))??;
-    let (mut sink, mut stream) = pubsub.split();
+    let mut sink = Sub::open(&shared.primary).await?;
     let rooms: Vec<u32> = f.rooms.iter().copied().collect();
-    let mut channels = Follower::names(&shared.config.prefix, &rooms);
-    channels.push(Channel::Bus.name(&shared.config.prefix));
-    channels.push(Channel::Node(shared.node).name(&shared.config.prefix));
-    tokio::time::timeout(timeout, sink.subscribe(&channels))
+    let mut channels = Follower::names(shared, &rooms);
+    channels.push(Channel::Bus.name(&shared.keys));
+    channels.push(Channel::Node(shared.node).name(&shared.keys));
+    let count = channels.len();
+    tokio::time::timeout(timeout, sink.subscribe(channels))
         .await
         .map_err(|_| anyhow::anyhow!("subscribe timed out"))??;
     {
         let mut l = lock(&shared.link);
         l.up = true;
         l.error.clear();
-        l.channels = channels.len();
+        l.channels = count;
     }
-    tracing::info!(
-        node = shared.node,
-        channels = channels.len(),
-        "cluster bus link up"
-    );
+    tracing::info!(node = shared.node, channels = count, "cluster bus link up");
     // Our own state first (the others re-read it when told), then theirs.
     let _ = shared.signals.send(Signal::Resync).await;
     let nodes = peers(shared).await?;
@@ -138,10 +133,10 @@ async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
     let mut ping = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            msg = stream.next() => {
+            msg = sink.next() => {
                 let Some(msg) = msg else { return Ok(()) };
-                let payload = msg.get_payload_bytes();
-                let channel = Channel::parse(&shared.config.prefix, msg.get_channel_name());
+                let payload = msg.payload();
+                let channel = Channel::parse(&shared.keys, msg.channel());
                 if let Some((node, missed, room)) = check_stamp(shared, &mut f.last, channel, payload) {
                     let members = match room {
                         Some(r) => following(shared, f, &mut sink, members(shared, r)).await??,
@@ -160,7 +155,7 @@ async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
             }
             Some(follow) = f.follow.recv() => follow_now(shared, f, &mut sink, follow).await?,
             _ = ping.tick() => {
-                tokio::time::timeout(timeout, sink.ping::<redis::Value>())
+                tokio::time::timeout(timeout, sink.ping())
                     .await
                     .map_err(|_| anyhow::anyhow!("ping timed out"))??;
             }
@@ -174,7 +169,7 @@ async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
 async fn following<T>(
     shared: &Shared,
     f: &mut Follower,
-    sink: &mut PubSubSink,
+    sink: &mut Sub,
     read: impl std::future::Future<Output = T>,
 ) -> anyhow::Result<T> {
     tokio::pin!(read);
@@ -187,12 +182,7 @@ async fn following<T>(
 }
 
 /// Subscribes or unsubscribes on the live connection.
-async fn follow_now(
-    shared: &Shared,
-    f: &mut Follower,
-    sink: &mut PubSubSink,
-    follow: Follow,
-) -> anyhow::Result<()> {
+async fn follow_now(shared: &Shared, f: &mut Follower, sink: &mut Sub, follow: Follow) -> anyhow::Result<()> {
     let timeout = shared.config.timeout;
     match follow {
         Follow::Start(rooms, done) => {
@@ -201,11 +191,8 @@ async fn follow_now(
             if !new.is_empty() {
                 // On failure the link is down, and the seat waiting for this
                 // is answered as in any outage.
-                let subscribed = tokio::time::timeout(
-                    timeout,
-                    sink.subscribe(Follower::names(&shared.config.prefix, &new)),
-                )
-                .await;
+                let subscribed =
+                    tokio::time::timeout(timeout, sink.subscribe(Follower::names(shared, &new))).await;
                 let _ = done.send(());
                 subscribed.map_err(|_| anyhow::anyhow!("subscribe timed out"))??;
             } else {
@@ -217,12 +204,9 @@ async fn follow_now(
             f.stop(&rooms);
             // Never empty: UNSUBSCRIBE with no channel leaves them all.
             if !old.is_empty() {
-                tokio::time::timeout(
-                    timeout,
-                    sink.unsubscribe(Follower::names(&shared.config.prefix, &old)),
-                )
-                .await
-                .map_err(|_| anyhow::anyhow!("unsubscribe timed out"))??;
+                tokio::time::timeout(timeout, sink.unsubscribe(Follower::names(shared, &old)))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("unsubscribe timed out"))??;
             }
         }
     }

@@ -7,14 +7,16 @@ use std::sync::Arc;
 
 use plaza_core::{Input, Reach, SeatHolder, SeatOutcome};
 use plaza_proto::ResultCode;
+use redis::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::scripts::Scripts;
-use super::{Follow, Leaving, Op, PendingSeat, Shared, Signal, lock};
+use super::scripts::{Answer, Scripts};
+use super::{Channel, Follow, Leaving, Op, PendingSeat, Shared, Signal, lock, rewrite};
+use crate::primary::Conn;
 
 /// Runs until the logic task is gone.
 pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>) {
-    let mut scripts = Scripts::new();
+    let mut scripts = Scripts::new(shared.publish);
     let mut batch = Vec::with_capacity(256);
     let mut sizes = Vec::with_capacity(256);
     // This node's publishes on each channel, numbered from 1 (the stamps'
@@ -36,18 +38,11 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>
             let _ = shared.follow.send(Follow::Start(start, done));
             let _ = subscribed.await;
         }
-        let mut pipe = redis::pipe();
         sizes.clear();
-        for op in &batch {
-            sizes.push(scripts.add(&shared, &mut pipe, op, &mut seqs));
-        }
         let result = match shared.primary.conn().await {
             Ok(mut c) => {
-                let query = async {
-                    scripts.load(&mut c.conn).await?;
-                    pipe.query_async::<Vec<redis::Value>>(&mut c.conn).await
-                };
-                match tokio::time::timeout(shared.config.timeout, query).await {
+                let work = send(&shared, &mut c.conn, &mut scripts, &batch, &mut seqs, &mut sizes);
+                match tokio::time::timeout(shared.config.timeout, work).await {
                     Ok(Ok(v)) => Ok(v),
                     Ok(Err(e)) => {
                         shared.primary.failed(&c, &e);
@@ -61,7 +56,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>
             }
             Err(e) => Err(e.to_string()),
         };
-        let result = match result {
+        let values = match result {
             Ok(v) => {
                 if std::mem::take(&mut failing) {
                     tracing::info!("cluster publishing works again");
@@ -69,7 +64,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>
                 for n in sizes.iter().filter(|n| **n > 0) {
                     shared.counts.published(*n);
                 }
-                Some(v)
+                v
             }
             Err(error) => {
                 scripts.forget();
@@ -77,21 +72,90 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>
                     tracing::warn!(%error, "cluster publish failed; senders are told (112)");
                 }
                 tracing::debug!(%error, ops = batch.len(), "cluster batch failed");
-                None
+                Vec::new()
             }
         };
-        let mut values = result.map(Vec::into_iter);
+        let mut values = values.into_iter();
         for op in batch.drain(..) {
-            if matches!(op, Op::Interest { .. }) {
-                continue;
+            let v = values.next().flatten();
+            if !matches!(op, Op::Interest { .. }) {
+                complete(&shared, op, v).await;
             }
-            let v = values.as_mut().and_then(Iterator::next);
-            complete(&shared, op, v).await;
         }
         if !stop.is_empty() {
             let _ = shared.follow.send(Follow::Stop(stop));
         }
     }
+}
+
+/// Sends `batch`: its answers, one per operation (none where nothing is
+/// waited for), and in `sizes` the bytes each publish sent. A replace or a
+/// bury is its own few round trips, after what came before it.
+async fn send(
+    s: &Shared,
+    c: &mut Conn,
+    scripts: &mut Scripts,
+    batch: &[Op],
+    seqs: &mut HashMap<Channel, u64>,
+    sizes: &mut Vec<usize>,
+) -> redis::RedisResult<Vec<Option<Value>>> {
+    scripts.load(c).await?;
+    let owners = rewrite::owners(s, c, batch).await?;
+    let mut out = vec![None; batch.len()];
+    let mut steps = Vec::new();
+    let mut piped = Vec::new();
+    for (i, op) in batch.iter().enumerate() {
+        let v = match op {
+            Op::Replace(users) => {
+                flush(c, &mut steps, &mut piped, &mut out).await?;
+                let reset = Scripts::reset(s, seqs);
+                sizes.push(reset.len());
+                let lost = rewrite::replace(s, c, scripts, users, &reset).await?;
+                Value::Array(
+                    lost.into_iter()
+                        .map(|n| Value::BulkString(n.into_bytes()))
+                        .collect(),
+                )
+            }
+            Op::Bury(_) => {
+                flush(c, &mut steps, &mut piped, &mut out).await?;
+                lock(&s.link).leaving = Leaving::Asked;
+                rewrite::bury(s, c, scripts, s.node).await?;
+                Value::Okay
+            }
+            _ => {
+                let (n, answer) = scripts.add(s, &mut steps, op, seqs, &owners);
+                sizes.push(n);
+                match answer {
+                    Answer::Piped => piped.push(i),
+                    Answer::Known(v) => out[i] = Some(v),
+                    Answer::Nothing => {}
+                }
+                continue;
+            }
+        };
+        out[i] = Some(v);
+    }
+    flush(c, &mut steps, &mut piped, &mut out).await?;
+    Ok(out)
+}
+
+/// Runs the steps gathered so far; their answers go to the operations
+/// `piped` names, in order.
+async fn flush(
+    c: &mut Conn,
+    steps: &mut Vec<crate::primary::Step>,
+    piped: &mut Vec<usize>,
+    out: &mut [Option<Value>],
+) -> redis::RedisResult<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let values = c.run(std::mem::take(steps)).await?;
+    for (i, v) in piped.drain(..).zip(values) {
+        out[i] = Some(v);
+    }
+    Ok(())
 }
 
 /// The rooms a batch starts following (any start in it: subscribed before

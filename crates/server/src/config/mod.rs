@@ -133,7 +133,8 @@ pub struct Settings {
     pub control_secret_file: Option<PathBuf>,
     /// Account store: `embedded` (redb in --data-dir), a Redis URL such as
     /// `redis://127.0.0.1:6379/0`, or the primary Redis Sentinel names:
-    /// `redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER-NAME[/DB]`
+    /// `redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER-NAME[/DB]`, or a
+    /// Redis Cluster: `redis+cluster://HOST:PORT[,HOST:PORT...]` (seeds)
     /// [default: embedded].
     #[arg(long, env = "PLAZA_STORE")]
     pub store: Option<String>,
@@ -386,7 +387,8 @@ impl Settings {
             Some(url)
                 if url.starts_with("redis://")
                     || url.starts_with("rediss://")
-                    || url.starts_with("redis+sentinel://") =>
+                    || url.starts_with("redis+sentinel://")
+                    || url.starts_with("redis+cluster://") =>
             {
                 crate::primary::Target::parse(url).map_err(|e| anyhow::anyhow!("--store: {e}"))?;
                 crate::StoreConfig::Redis(crate::store::RedisConfig {
@@ -398,7 +400,7 @@ impl Settings {
                 })
             }
             Some(other) => anyhow::bail!(
-                "--store must be `embedded`, a redis:// URL or a redis+sentinel:// URL, not {other:?}"
+                "--store must be `embedded`, or a redis://, redis+sentinel:// or redis+cluster:// URL, not {other:?}"
             ),
         };
         let room_capacity = self.room_capacity.unwrap_or(200);

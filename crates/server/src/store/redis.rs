@@ -8,6 +8,10 @@
 //!   `name`, TTL `presence_ttl`, refreshed while it lives; a crashed node's
 //!   users are free again when it runs out.
 //! - `token:<digest>`: account name for a resume token, TTL `token_ttl`.
+//!
+//! On a Redis Cluster each key is tagged with the lower-cased name
+//! (`account:{amy}`, `account:{amy}:Amy`, `token:{amy}:<digest>`), so each
+//! script touches one slot (`crate::keys`).
 //! - `folded:<lower-case name>`: the account name registered under it, for
 //!   names with a capital (`Amy`), so that no two names differ only in case
 //!   (set at registration, and for older accounts at their next password
@@ -23,10 +27,10 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use plaza_core::{AuthOutcome, Credential};
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-use crate::primary::{Primary, Target};
+use crate::keys::Keys;
+use crate::primary::{Conn, Primary, Step, Target};
 
 use super::hasher::{Hasher, hex, new_token, token_digest};
 use super::types::{StoreError, unix_now};
@@ -51,6 +55,7 @@ pub struct RedisConfig {
 /// The Redis-backed store.
 pub struct RedisStore {
     primary: Primary,
+    keys: Keys,
     hasher: Arc<Hasher>,
     config: RedisConfig,
     token_ttl: u32,
@@ -122,6 +127,7 @@ impl RedisStore {
     pub(crate) fn new(config: RedisConfig, hasher: Arc<Hasher>, token_ttl: u32) -> Result<Self, StoreError> {
         let target = Target::parse(&config.url).map_err(StoreError::Redis)?;
         Ok(Self {
+            keys: Keys::new(&config.prefix, target.is_cluster()),
             primary: Primary::new(target, config.timeout),
             hasher,
             config,
@@ -132,12 +138,12 @@ impl RedisStore {
     }
 
     fn key(&self, kind: &str, name: &str) -> String {
-        format!("{}{kind}:{name}", self.config.prefix)
+        self.keys.user(kind, name)
     }
 
     /// A token's key: its digest, never the token.
-    fn token_key(&self, token: &str) -> String {
-        self.key("token", &hex(&token_digest(token)))
+    fn token_key(&self, name: &str, token: &str) -> String {
+        self.keys.token(name, &hex(&token_digest(token)))
     }
 
     fn fail(&self, e: impl std::fmt::Display) -> StoreError {
@@ -152,7 +158,7 @@ impl RedisStore {
     /// Runs one call with the configured timeout.
     async fn call<T>(
         &self,
-        f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+        f: impl AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         let mut c = self.primary.conn().await.map_err(|e| self.fail(e))?;
         match tokio::time::timeout(self.config.timeout, f(&mut c.conn)).await {
@@ -233,7 +239,7 @@ impl RedisStore {
                 }
             }
             Credential::Token(token) => {
-                let key = self.token_key(&token);
+                let key = self.token_key(&name, &token);
                 let owner_name: Option<String> = self.call(async |c| c.get(&key).await).await?;
                 let matches = owner_name.as_deref() == Some(name.as_str()) && hash.is_some();
                 if owner_name.is_some() && !matches {
@@ -279,7 +285,7 @@ impl RedisStore {
         // Logged in: spend the old token (a racing resume with the same
         // token lost the SET NX above) and issue the next one.
         let token = new_token();
-        let token_key = self.token_key(&token);
+        let token_key = self.token_key(&name, &token);
         let () = self
             .call(async |c| {
                 let mut pipe = redis::pipe();
@@ -302,10 +308,10 @@ impl RedisStore {
         let next = new_token();
         let keys = [
             self.key("account", name),
-            self.token_key(token),
+            self.token_key(name, token),
             self.key("online", name),
             self.key("mute", name),
-            self.token_key(&next),
+            self.token_key(name, &next),
         ];
         let ttl = self.config.presence_ttl.as_secs().max(1);
         let (status, roles, mute_ms): (i64, Option<String>, Option<i64>) = self
@@ -438,15 +444,40 @@ impl RedisStore {
     /// that are still this node's, [`REFRESH_CHUNK`] marks a call: one
     /// script run each, so neither this node nor Redis builds one command
     /// per user, and a refresh of 19,000 users holds a few KiB at a time.
+    /// On a Redis Cluster each mark is in its user's slot: a chunk is one
+    /// pipeline of single-mark runs, split by slot.
     pub(crate) async fn refresh(&self, node: &str, entries: Vec<(Arc<str>, u64)>) {
         let ttl = self.config.presence_ttl.as_secs().max(1);
+        let cluster = self.keys.tagged();
         for chunk in entries.chunks(REFRESH_CHUNK) {
-            let mut call = REFRESH.prepare_invoke();
-            call.arg(ttl);
-            for (name, conn) in chunk {
-                call.key(self.key("online", name)).arg(super::owner(node, *conn));
-            }
-            let r: Result<i64, _> = self.call(async |c| call.invoke_async(c).await).await;
+            let r: Result<Vec<redis::Value>, _> = if cluster {
+                let steps: Vec<Step> = chunk
+                    .iter()
+                    .map(|(name, conn)| {
+                        let key = self.key("online", name);
+                        let mut cmd = redis::cmd("EVALSHA");
+                        cmd.arg(REFRESH.get_hash())
+                            .arg(1)
+                            .arg(&key)
+                            .arg(ttl)
+                            .arg(super::owner(node, *conn));
+                        Step::new(cmd, key, false)
+                    })
+                    .collect();
+                self.call(async |c| {
+                    REFRESH.load_async(c).await?;
+                    c.run(steps).await
+                })
+                .await
+            } else {
+                let mut call = REFRESH.prepare_invoke();
+                call.arg(ttl);
+                for (name, conn) in chunk {
+                    call.key(self.key("online", name)).arg(super::owner(node, *conn));
+                }
+                self.call(async |c| call.invoke_async::<i64>(c).await.map(|_| Vec::new()))
+                    .await
+            };
             if let Err(e) = r {
                 tracing::warn!(error = %e, "presence refresh failed; marks may expire");
                 return;
