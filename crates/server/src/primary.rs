@@ -44,9 +44,60 @@ pub(crate) enum Target {
         /// The database on the primary.
         db: i64,
     },
-    /// `redis+cluster://`: a Redis Cluster, found from these seeds
-    /// (`redis://host:port` each).
-    Cluster(Vec<String>),
+    /// `redis+cluster://`: a Redis Cluster, found from these seeds.
+    Cluster(Seeds),
+}
+
+/// A Redis Cluster's seeds, and the credentials its servers ask for.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Seeds {
+    /// `host:port` of each.
+    pub(crate) hosts: Vec<String>,
+    /// AUTH's user name (Redis's `default` when none).
+    pub(crate) user: Option<String>,
+    pub(crate) password: Option<String>,
+}
+
+impl std::fmt::Debug for Seeds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        f.debug_struct("Seeds")
+            .field("hosts", &self.hosts)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "..."))
+            .finish()
+    }
+}
+
+impl Seeds {
+    /// `[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]`.
+    fn parse(rest: &str) -> Option<Self> {
+        let rest = rest.trim_end_matches('/');
+        let (auth, hosts) = match rest.rsplit_once('@') {
+            Some((auth, hosts)) => (Some(auth.split_once(':')?), hosts),
+            None => (None, rest),
+        };
+        let hosts: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if hosts.is_empty() || hosts.iter().any(|h| h.contains('/') || !h.contains(':')) {
+            return None;
+        }
+        let (user, password) = match auth {
+            Some((user, password)) => (
+                (!user.is_empty()).then(|| user.to_owned()),
+                Some(password.to_owned()),
+            ),
+            None => (None, None),
+        };
+        Some(Self {
+            hosts,
+            user,
+            password,
+        })
+    }
 }
 
 impl Target {
@@ -59,19 +110,10 @@ impl Target {
         if url.starts_with("redis://") || url.starts_with("rediss://") {
             return Ok(Self::Direct(url.to_owned()));
         }
-        if let Some(hosts) = url.strip_prefix("redis+cluster://") {
-            let seeds: Vec<String> = hosts
-                .trim_end_matches('/')
-                .split(',')
-                .filter(|h| !h.is_empty())
-                .map(|h| format!("redis://{h}"))
-                .collect();
-            if seeds.is_empty() || hosts.trim_end_matches('/').contains('/') {
-                return Err(format!(
-                    "{url:?}: expected redis+cluster://HOST:PORT[,HOST:PORT...]"
-                ));
-            }
-            return Ok(Self::Cluster(seeds));
+        if let Some(rest) = url.strip_prefix("redis+cluster://") {
+            return Seeds::parse(rest).map(Self::Cluster).ok_or_else(|| {
+                "expected redis+cluster://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]".to_owned()
+            });
         }
         let rest = url
             .strip_prefix("redis+sentinel://")
@@ -413,12 +455,18 @@ fn moved(e: &RedisError) -> bool {
 
 /// A Redis Cluster client from `seeds` (commands only: the subscriber
 /// holds its own connections, `cluster::shards`).
-fn cluster_client(seeds: &[String], timeout: Duration) -> Result<redis::cluster::ClusterClient, RedisError> {
-    redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
+fn cluster_client(seeds: &Seeds, timeout: Duration) -> Result<redis::cluster::ClusterClient, RedisError> {
+    let mut b = redis::cluster::ClusterClientBuilder::new(seeds.hosts.iter().map(|h| format!("redis://{h}")))
         .connection_timeout(timeout)
         .response_timeout(timeout)
-        .retries(2)
-        .build()
+        .retries(2);
+    if let Some(user) = &seeds.user {
+        b = b.username(user);
+    }
+    if let Some(password) = &seeds.password {
+        b = b.password(password);
+    }
+    b.build()
 }
 
 fn unavailable(why: &str) -> RedisError {
@@ -457,17 +505,35 @@ mod tests {
         );
         assert_eq!(
             Target::parse("redis+cluster://127.0.0.1:7000,127.0.0.1:7001/"),
-            Ok(Target::Cluster(vec![
-                "redis://127.0.0.1:7000".into(),
-                "redis://127.0.0.1:7001".into()
-            ]))
+            Ok(Target::Cluster(Seeds {
+                hosts: vec!["127.0.0.1:7000".into(), "127.0.0.1:7001".into()],
+                user: None,
+                password: None,
+            }))
         );
+        let with = Target::parse("redis+cluster://plaza:p@ss:w@10.0.0.5:6379").unwrap();
+        assert_eq!(
+            with,
+            Target::Cluster(Seeds {
+                hosts: vec!["10.0.0.5:6379".into()],
+                user: Some("plaza".into()),
+                password: Some("p@ss:w".into()),
+            })
+        );
+        assert!(!format!("{with:?}").contains("p@ss"), "a password in a log");
+        let Ok(Target::Cluster(s)) = Target::parse("redis+cluster://:secret@h:1") else {
+            panic!()
+        };
+        assert_eq!((s.user, s.password.as_deref()), (None, Some("secret")));
         assert_eq!(hash_tag("plaza:seats:{5}"), "5");
         assert_eq!(hash_tag("plaza:room:{5}"), "5");
         assert_eq!(hash_tag("plaza:{}x"), "plaza:{}x");
         assert_eq!(hash_tag("plaza:bus"), "plaza:bus");
         for bad in [
             "redis+cluster://",
+            "redis+cluster://h",
+            "redis+cluster://nocolon@h:1",
+            "redis+cluster://h:1/0",
             "redis+sentinel://h:1",
             "redis+sentinel:///plaza",
             "redis+sentinel://h:1/plaza/x",

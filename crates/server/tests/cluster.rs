@@ -4,7 +4,7 @@
 
 use plaza_proto::{Event, Request, ResultCode};
 use plaza_server::control::Command;
-use plaza_test_support::{Engine, ServerProcess, TestClient, TestServer, within};
+use plaza_test_support::{Engine, RedisCluster, ServerProcess, TestClient, TestServer, within};
 
 plaza_test_support::on_each_engine!(
     room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_nodes,
@@ -497,4 +497,54 @@ async fn a_graceful_stop_does_not_log_that_the_node_was_buried(redis: Engine) {
     assert!(log.contains("plaza-server stopped"), "{log}");
     assert!(!log.contains("buried"), "{log}");
     assert!(!log.contains("WARN"), "a clean stop warns of nothing: {log}");
+}
+
+/// A Redis Cluster whose servers ask for a password: nodes given it in the
+/// URL work (commands and their own subscriptions alike); a node without it
+/// does not start, and says why.
+#[tokio::test]
+async fn a_redis_cluster_with_a_password_is_reached_with_it() {
+    let redis = RedisCluster::start().await;
+    redis.require_password("s3cret").await;
+    let url = redis
+        .url()
+        .replace("redis+cluster://", "redis+cluster://:s3cret@");
+    let (a, b) = (
+        TestServer::cluster_node(&url, 200).await,
+        TestServer::cluster_node(&url, 200).await,
+    );
+    let mut amy = a.user("amy").await;
+    let mut bob = b.user("bob").await;
+    assert_eq!(amy.enter(1).await.1, ResultCode::OK);
+    assert_eq!(bob.enter(1).await.1, ResultCode::OK);
+    amy.until(
+        "bob in the room",
+        |e| matches!(e, Event::RoomNewUser { name, .. } if name == "bob"),
+    )
+    .await;
+    assert_eq!(amy.ask(chat("hi")).await, Event::RoomChatResult(ResultCode::OK));
+    assert_eq!(
+        bob.until("amy's chat", |e| matches!(e, Event::RoomChat { .. }))
+            .await,
+        Event::RoomChat {
+            name: "amy".into(),
+            message: "hi".into()
+        }
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = plaza_server::Settings {
+        bind: Some("127.0.0.1:0".parse().unwrap()),
+        control_bind: Some("127.0.0.1:0".parse().unwrap()),
+        metrics_bind: Some("off".into()),
+        data_dir: Some(dir.path().to_owned()),
+        store: Some(redis.url()),
+        cluster: Some(true),
+        ..Default::default()
+    };
+    let Err(e) = plaza_server::start(settings.resolve().unwrap()).await else {
+        panic!("a node started without the password")
+    };
+    let why = format!("{e:#}");
+    assert!(why.contains("NOAUTH") || why.contains("uthentication"), "{why}");
 }

@@ -129,6 +129,23 @@ impl RedisCluster {
         last
     }
 
+    /// From now on every server asks for `password` (and replicas give it
+    /// to their masters). [`cmd`](Self::cmd) no longer works.
+    pub async fn require_password(&self, password: &str) {
+        for m in &self.masters {
+            assert!(
+                m.cmd(&["CONFIG", "SET", "masterauth", password])
+                    .await
+                    .starts_with("+OK")
+            );
+            assert!(
+                m.cmd(&["CONFIG", "SET", "requirepass", password])
+                    .await
+                    .starts_with("+OK")
+            );
+        }
+    }
+
     /// The server that owns `key`'s slot now, by its place in `masters`.
     pub async fn owner(&self, key: &str) -> Option<usize> {
         for (i, m) in self.masters.iter().enumerate() {

@@ -18,12 +18,13 @@ pub(super) enum Sub {
 }
 
 impl Sub {
-    /// Connects (behind Sentinel, to the primary as of now).
-    pub(super) async fn open(primary: &Primary) -> anyhow::Result<Self> {
+    /// Connects (behind Sentinel, to the primary as of now); on a Redis
+    /// Cluster the connections call themselves `name`.
+    pub(super) async fn open(primary: &Primary, name: &str) -> anyhow::Result<Self> {
         let timeout = primary.timeout();
-        if let Target::Cluster(_) = primary.target() {
+        if let Target::Cluster(seeds) = primary.target() {
             let mut c = primary.conn().await?;
-            let shards = tokio::time::timeout(timeout, Shards::open(&mut c.conn))
+            let shards = tokio::time::timeout(timeout, Shards::open(&mut c.conn, seeds, name))
                 .await
                 .map_err(|_| anyhow::anyhow!("CLUSTER SLOTS timed out"))??;
             return Ok(Self::Cluster(shards));

@@ -24,7 +24,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 use super::pubsub::Message;
-use crate::primary::{Conn, hash_tag};
+use crate::primary::{Conn, Seeds, hash_tag};
 
 /// The longest message taken (Plaza's bus messages are a few KiB at most).
 const MAX_BULK: usize = 8 << 20;
@@ -60,15 +60,35 @@ pub(super) struct Shards {
     pending: VecDeque<Message>,
     /// Channels this node unsubscribed and whose confirmation is due.
     leaving: HashSet<Vec<u8>>,
+    /// What each new connection says first: AUTH if the servers want a
+    /// password, and CLIENT SETNAME (so CLIENT LIST shows whose it is).
+    hello: Vec<u8>,
+    /// How many replies `hello` gets.
+    hellos: usize,
 }
 
 impl Shards {
-    /// Reads the slots' masters through `conn`.
-    pub(super) async fn open(conn: &mut Conn) -> anyhow::Result<Self> {
+    /// Reads the slots' masters through `conn`; connections will log in
+    /// as `seeds` say and call themselves `name`.
+    pub(super) async fn open(conn: &mut Conn, seeds: &Seeds, name: &str) -> anyhow::Result<Self> {
         let v: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
         let slots = slot_map(v)?;
         let (events_tx, events) = mpsc::unbounded_channel();
+        let mut hello = Vec::new();
+        let mut hellos = 0;
+        if let Some(password) = &seeds.password {
+            let mut auth = redis::cmd("AUTH");
+            if let Some(user) = &seeds.user {
+                auth.arg(user);
+            }
+            hello.extend(auth.arg(password).get_packed_command());
+            hellos += 1;
+        }
+        hello.extend(redis::cmd("CLIENT").arg("SETNAME").arg(name).get_packed_command());
+        hellos += 1;
         Ok(Self {
+            hello,
+            hellos,
             slots,
             conns: HashMap::new(),
             readers: Vec::new(),
@@ -93,11 +113,19 @@ impl Shards {
         if !self.conns.contains_key(addr) {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
-            let (read, write) = stream.into_split();
+            let (read, mut write) = stream.into_split();
+            let mut read = BufReader::new(read);
+            write.write_all(&self.hello).await?;
+            for _ in 0..self.hellos {
+                match read_reply(&mut read).await? {
+                    Reply::Status(_) => {}
+                    Reply::Error(e) => anyhow::bail!("{addr}: {e}"),
+                    other => anyhow::bail!("{addr}: unexpected reply {other:?}"),
+                }
+            }
             let tx = self.events_tx.clone();
             let who = addr.to_owned();
             self.readers.push(tokio::spawn(async move {
-                let mut read = BufReader::new(read);
                 loop {
                     let event = match read_reply(&mut read).await {
                         Ok(reply) => event(reply),

@@ -105,7 +105,7 @@ pub(super) async fn run(shared: Arc<Shared>, follow: mpsc::UnboundedReceiver<Fol
 async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
     let timeout = shared.config.timeout;
     // Behind Sentinel, the primary as of now.
-    let mut sink = Sub::open(&shared.primary).await?;
+    let mut sink = Sub::open(&shared.primary, &format!("plaza-node-{}", shared.node)).await?;
     let rooms: Vec<u32> = f.rooms.iter().copied().collect();
     let mut channels = Follower::names(shared, &rooms);
     channels.push(Channel::Bus.name(&shared.keys));

@@ -134,7 +134,7 @@ pub struct Settings {
     /// Account store: `embedded` (redb in --data-dir), a Redis URL such as
     /// `redis://127.0.0.1:6379/0`, or the primary Redis Sentinel names:
     /// `redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER-NAME[/DB]`, or a
-    /// Redis Cluster: `redis+cluster://HOST:PORT[,HOST:PORT...]` (seeds)
+    /// Redis Cluster: `redis+cluster://[USER:PASSWORD@]HOST:PORT[,...]`
     /// [default: embedded].
     #[arg(long, env = "PLAZA_STORE")]
     pub store: Option<String>,
