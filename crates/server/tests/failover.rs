@@ -7,8 +7,11 @@ use std::time::Instant;
 
 use plaza_proto::{Event, Page, Replay, Request, ResultCode, features};
 use plaza_test_support::{
-    RedisCluster, RedisServer, Relay, Sentinels, TestClient, TestServer, http_get, retry_while, within,
+    Engine, RedisCluster, RedisServer, Relay, Sentinels, TestClient, TestServer, http_get, retry_while,
+    within,
 };
+
+plaza_test_support::on_each_engine!(a_node_buried_alive_tells_its_members_they_may_have_missed_messages);
 
 /// A logged-in user with room history on (so it sees sequence numbers).
 async fn member(server: &TestServer, name: &str) -> TestClient {
@@ -393,4 +396,43 @@ async fn a_node_cut_off_from_redis_reports_the_gap_and_resynchronises() {
     ] {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
     }
+}
+
+/// The other nodes bury a node that is alive (its heartbeat looked lapsed):
+/// they stop sending it their rooms' chat until it has rewritten its state.
+/// Its members are told they may have missed messages (341, count unknown),
+/// never left to think nothing was said, and then everything is as before.
+/// The lapse is made real through Redis: the node's time in the live set is
+/// set to 0 until another node's heartbeat finds it there and buries it.
+async fn a_node_buried_alive_tells_its_members_they_may_have_missed_messages(redis: Engine) {
+    let (a, b) = two_nodes(&redis.url(), &redis.url()).await;
+    let (mut amy, mut bob) = two_members(&a, &b).await;
+    let node_b = b.control().await.status().await.cluster.unwrap().node.to_string();
+    let ctl_a = a.control().await;
+    within("node a to bury node b", async {
+        loop {
+            redis.cmd(&["ZADD", "plaza:{nodes}:live", "0", &node_b]).await;
+            if ctl_a.status().await.cluster.unwrap().remote_users == 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    amy.until("bob to leave", |e| matches!(e, Event::RoomLeaveUser { .. }))
+        .await;
+    assert_eq!(
+        bob.until("the missed notice", |e| matches!(e, Event::Missed { .. }))
+            .await,
+        Event::Missed { count: 0, seqs: None }
+    );
+    // Node b rewrote its state: bob is back for amy, and hears her again.
+    amy.until(
+        "bob back",
+        |e| matches!(e, Event::RoomNewUser { name, .. } if name == "bob"),
+    )
+    .await;
+    let mut acked = Vec::new();
+    acknowledged(&mut amy, "back", 2, &mut acked).await;
+    each_acknowledged_once(&mut bob, &acked).await;
 }

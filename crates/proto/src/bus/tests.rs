@@ -104,6 +104,9 @@ fn every_message_round_trips() {
         assert_eq!(decode(&b), Ok(Decoded::Msg { node: 42, msg }));
     }
     assert_eq!(decode(&reset(5)), Ok(Decoded::Reset { node: 5 }));
+    // What the burying node sends (the Lua scripts built the same bytes).
+    assert_eq!(&gone(77)[..], b"\x0b\x00\x00\x00\x00\x00\x00\x00\x0077");
+    assert_eq!(decode(&gone(77)), Ok(Decoded::Gone { node: 77 }));
     assert_eq!(decode(&drain(5, 30)), Ok(Decoded::Drain { node: 5, seconds: 30 }));
     let n = Decoded::Notice {
         node: 5,

@@ -55,18 +55,28 @@ pub(super) async fn members(shared: &Shared, room: u32) -> anyhow::Result<Vec<Se
         .collect())
 }
 
-/// Acts on one message. Returns true when the followed rooms' members must
-/// be read again (another node rewrote its state): the caller reads them.
+/// What the subscriber does after a message, besides what it did itself.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum After {
+    Nothing,
+    /// Another node rewrote its state: read the followed rooms' members.
+    Reread,
+    /// The others buried this node while it lived: they sent it nothing of
+    /// the followed rooms meanwhile, so each has a gap of unknown size.
+    Buried,
+}
+
+/// Acts on one message; says what the caller must do next.
 pub(super) async fn on_message(
     shared: &Shared,
     last: &mut HashMap<(u64, Channel), u64>,
     payload: &[u8],
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<After> {
     let msg = match bus::decode(payload) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, len = payload.len(), "undecodable cluster message skipped");
-            return Ok(false);
+            return Ok(After::Nothing);
         }
     };
     match msg {
@@ -98,7 +108,7 @@ pub(super) async fn on_message(
         Decoded::Msg { node, msg } => shared.input(Input::Remote { node, msg }).await,
         Decoded::Reset { node } if node == shared.node => {}
         Decoded::Tick { .. } => {}
-        Decoded::Reset { .. } => return Ok(true),
+        Decoded::Reset { .. } => return Ok(After::Reread),
         Decoded::Gone { node } if node == shared.node => {
             let leaving = {
                 let mut l = lock(&shared.link);
@@ -120,6 +130,7 @@ pub(super) async fn on_message(
             } else {
                 tracing::warn!("the other nodes buried this one (heartbeat missed); rewriting its state");
                 let _ = shared.signals.send(Signal::Resync).await;
+                return Ok(After::Buried);
             }
         }
         Decoded::Gone { node } => {
@@ -142,5 +153,5 @@ pub(super) async fn on_message(
             let _ = shared.signals.send(Signal::Notice { room, message }).await;
         }
     }
-    Ok(false)
+    Ok(After::Nothing)
 }

@@ -13,7 +13,7 @@ use plaza_proto::bus;
 use tokio::sync::mpsc;
 
 use super::pubsub::Sub;
-use super::received::{self, members, on_message, peers};
+use super::received::{self, After, members, on_message, peers};
 use super::{Channel, Follow, Shared, Signal, lock};
 
 /// What the subscriber keeps across resubscriptions.
@@ -144,13 +144,21 @@ async fn subscribe(shared: &Shared, f: &mut Follower) -> anyhow::Result<()> {
                     };
                     shared.input(Input::BusGap { node, missed, room, members }).await;
                 }
-                if on_message(shared, &mut f.last, payload).await? {
-                    // Another node rewrote its state: the followed rooms'
-                    // members are read again.
-                    let followed: Vec<u32> = f.rooms.iter().copied().collect();
-                    let read = received::rooms(shared, followed);
-                    let rooms = following(shared, f, &mut sink, read).await??;
-                    shared.input(Input::Snapshot { rooms, cut: false }).await;
+                match on_message(shared, &mut f.last, payload).await? {
+                    After::Nothing => {}
+                    After::Reread => {
+                        let followed: Vec<u32> = f.rooms.iter().copied().collect();
+                        let read = received::rooms(shared, followed);
+                        let rooms = following(shared, f, &mut sink, read).await??;
+                        shared.input(Input::Snapshot { rooms, cut: false }).await;
+                    }
+                    After::Buried => {
+                        let followed: Vec<u32> = f.rooms.iter().copied().collect();
+                        for (room, members) in following(shared, f, &mut sink, received::rooms(shared, followed)).await?? {
+                            let node = shared.node;
+                            shared.input(Input::BusGap { node, missed: 0, room: Some(room), members }).await;
+                        }
+                    }
                 }
             }
             Some(follow) = f.follow.recv() => follow_now(shared, f, &mut sink, follow).await?,
