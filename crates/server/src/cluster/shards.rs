@@ -11,8 +11,10 @@
 //! (its slot moved) ends the subscription, and the subscriber starts over
 //! as after any cut, from the slots as they are then.
 //!
-//! The wire is RESP2 in subscribe mode, whose replies are flat arrays; the
-//! reader checks every length before it allocates.
+//! Each connection first logs in (AUTH, when the URL has a password) and
+//! names itself `plaza-node-<id>` (CLIENT SETNAME). The wire is RESP2 in
+//! subscribe mode, whose replies are flat arrays; the reader checks every
+//! length before it allocates.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;

@@ -1,6 +1,7 @@
 //! The writer: the node's only publisher. It takes the logic task's
-//! operations in batches, sends each batch as one pipeline, and hands the
-//! outcomes back as inputs.
+//! operations in batches, sends each batch as one pipeline (one per slot on
+//! a Redis Cluster; a replace or a bury is its own few round trips), and
+//! hands the outcomes back as inputs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
