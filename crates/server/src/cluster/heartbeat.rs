@@ -38,9 +38,6 @@ pub(super) async fn run(shared: Arc<Shared>) {
             beat(&shared, &mut c.conn, &scripts, may_bury),
         )
         .await;
-        if !matches!(r, Ok(Ok(_))) {
-            beating_since = None;
-        }
         match r {
             Ok(Ok(added)) => {
                 beating_since.get_or_insert_with(Instant::now);
@@ -51,10 +48,12 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 registered = true;
             }
             Ok(Err(e)) => {
+                beating_since = None;
                 shared.primary.failed(&c, &e);
                 tracing::debug!(error = %e, "cluster heartbeat failed");
             }
             Err(_) => {
+                beating_since = None;
                 shared.primary.timed_out(&c);
                 tracing::debug!("cluster heartbeat timed out");
             }

@@ -35,6 +35,14 @@ fn unlist(s: &Shared, names: &[&str]) -> Option<Step> {
     (!names.is_empty()).then(|| Step::new(zrem, users, false))
 }
 
+/// Frees member `uid`'s seat in `room`.
+fn unseat(s: &Shared, room: u32, uid: &str) -> Step {
+    let seats = s.keys.seats(room);
+    let mut hdel = redis::cmd("HDEL");
+    hdel.arg(&seats).arg(uid);
+    Step::new(hdel, seats, false)
+}
+
 /// The fields of node hash `key`.
 async fn read_node(c: &mut Conn, key: &str) -> redis::RedisResult<Vec<(String, String, String)>> {
     let flat: Vec<Value> = redis::cmd("HGETALL").arg(key).query_async(c).await?;
@@ -51,11 +59,8 @@ pub(super) async fn bury(s: &Shared, c: &mut Conn, scripts: &Scripts, id: u64) -
     scripts.free.load_async(c).await?;
     let mut steps = Vec::new();
     for (name, uid, room) in &users {
-        if let Ok(room) = room.parse::<u32>() {
-            let seats = k.seats(room);
-            let mut hdel = redis::cmd("HDEL");
-            hdel.arg(&seats).arg(uid);
-            steps.push(Step::new(hdel, seats, false));
+        if let Ok(room) = room.parse() {
+            steps.push(unseat(s, room, uid));
         }
         let mark = k.user("online", name);
         let mut free = evalsha(&scripts.free, &mark);
@@ -149,10 +154,7 @@ pub(super) async fn replace(
         if let Ok(r) = room.parse::<u32>()
             && stays.is_none_or(|(u, now)| u != uid || now != room)
         {
-            let seats = k.seats(r);
-            let mut hdel = redis::cmd("HDEL");
-            hdel.arg(&seats).arg(uid);
-            steps.push(Step::new(hdel, seats, false));
+            steps.push(unseat(s, r, uid));
         }
         if stays.is_none() {
             let mut hdel = redis::cmd("HDEL");

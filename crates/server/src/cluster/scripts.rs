@@ -193,15 +193,7 @@ impl Scripts {
         owners: &HashMap<String, Option<u64>>,
     ) -> (usize, Answer) {
         let keys = &s.keys;
-        let mut origin = |channel| {
-            let seq = seqs.entry(channel).or_insert(0);
-            *seq += 1;
-            Origin {
-                node: s.node,
-                seq: *seq,
-                sent_us: super::unix_micros(),
-            }
-        };
+        let mut origin = |channel| stamp(s, seqs, channel);
         let publish = |channel: String, bytes: &[u8]| {
             let mut cmd = redis::cmd(s.publish);
             cmd.arg(&channel).arg(bytes);
@@ -321,16 +313,17 @@ impl Scripts {
             Op::Replace(_) | Op::Bury(_) | Op::Interest { .. } => (0, Answer::Nothing),
         }
     }
+}
 
-    /// A reset's stamp, for the writer's replace.
-    pub(super) fn reset(s: &Shared, seqs: &mut HashMap<Channel, u64>) -> bytes::Bytes {
-        let seq = seqs.entry(Channel::Bus).or_insert(0);
-        *seq += 1;
-        bus::reset(Origin {
-            node: s.node,
-            seq: *seq,
-            sent_us: super::unix_micros(),
-        })
+/// The stamp of this node's next publish on `channel` (its numbers there
+/// start at 1).
+pub(super) fn stamp(s: &Shared, seqs: &mut HashMap<Channel, u64>, channel: Channel) -> Origin {
+    let seq = seqs.entry(channel).or_insert(0);
+    *seq += 1;
+    Origin {
+        node: s.node,
+        seq: *seq,
+        sent_us: super::unix_micros(),
     }
 }
 

@@ -11,7 +11,7 @@ use plaza_proto::ResultCode;
 use redis::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::scripts::{Answer, Scripts};
+use super::scripts::{Answer, Scripts, stamp};
 use super::{Channel, Follow, Leaving, Op, PendingSeat, Shared, Signal, lock, rewrite};
 use crate::primary::Conn;
 
@@ -109,7 +109,7 @@ async fn send(
         let v = match op {
             Op::Replace(users) => {
                 flush(c, &mut steps, &mut piped, &mut out).await?;
-                let reset = Scripts::reset(s, seqs);
+                let reset = plaza_proto::bus::reset(stamp(s, seqs, Channel::Bus));
                 sizes.push(reset.len());
                 let lost = rewrite::replace(s, c, scripts, users, &reset).await?;
                 Value::Array(
