@@ -44,13 +44,22 @@ impl Sink for Outboxes {
             self.queued.push((r.conn, frame.clone()));
         }
     }
-    fn fanout_packet(&mut self, packet: &Bytes, to: impl IntoIterator<Item = Recipient>) {
+    fn fanout_packet(
+        &mut self,
+        packet: &Bytes,
+        _: std::time::Instant,
+        to: impl IntoIterator<Item = Recipient>,
+    ) {
         for r in to {
             self.queued.push((r.conn, packet.clone()));
         }
     }
-    fn send_packets<'a>(&mut self, conn: Conn, packets: impl IntoIterator<Item = &'a Bytes>) {
-        for packet in packets {
+    fn send_packets<'a>(
+        &mut self,
+        conn: Conn,
+        packets: impl IntoIterator<Item = (&'a Bytes, std::time::Instant)>,
+    ) {
+        for (packet, _) in packets {
             self.queued.push((conn, packet.clone()));
         }
     }

@@ -34,11 +34,20 @@ impl Sink for Out {
             self.send(0, event);
         }
     }
-    fn fanout_packet(&mut self, packet: &bytes::Bytes, _: impl IntoIterator<Item = Recipient>) {
+    fn fanout_packet(
+        &mut self,
+        packet: &bytes::Bytes,
+        _: std::time::Instant,
+        _: impl IntoIterator<Item = Recipient>,
+    ) {
         assert!(Event::decode(packet).is_ok(), "hub sent an undecodable packet");
     }
-    fn send_packets<'a>(&mut self, _: Conn, packets: impl IntoIterator<Item = &'a bytes::Bytes>) {
-        for packet in packets {
+    fn send_packets<'a>(
+        &mut self,
+        _: Conn,
+        packets: impl IntoIterator<Item = (&'a bytes::Bytes, std::time::Instant)>,
+    ) {
+        for (packet, _) in packets {
             assert!(
                 Event::decode(packet).is_ok(),
                 "hub replayed an undecodable packet"

@@ -135,7 +135,7 @@ impl History {
 
     /// The packets of `page`, at most `limit`, oldest first, and the
     /// sequence number of the first of them (`next` when there are none).
-    pub(crate) fn page(&self, page: Page, limit: usize) -> (u64, impl Iterator<Item = &Bytes>) {
+    pub(crate) fn page(&self, page: Page, limit: usize) -> (u64, impl Iterator<Item = (&Bytes, Instant)>) {
         // The index of the first message held whose number is `s` or more.
         let first = self.first();
         let len = self.held.len();
@@ -153,7 +153,7 @@ impl History {
             .get(start)
             .filter(|_| start < end)
             .map_or(self.next, |h| h.seq);
-        (seq, self.held.range(start..end).map(|h| &h.packet))
+        (seq, self.held.range(start..end).map(|h| (&h.packet, h.at)))
     }
 }
 
@@ -241,7 +241,7 @@ mod tests {
 
     fn seqs(h: &History, page: Page, limit: usize) -> (u64, Vec<u64>) {
         let (first, packets) = h.page(page, limit);
-        let seqs = packets.map(|p| u64::from_le_bytes(p[..8].try_into().unwrap()));
+        let seqs = packets.map(|(p, _)| u64::from_le_bytes(p[..8].try_into().unwrap()));
         (first, seqs.collect())
     }
 

@@ -1,7 +1,7 @@
 //! What the hub takes (inputs), what it gives (sends and effects through a
 //! [`Sink`]), and its configuration.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use plaza_proto::{Event, Request, ResultCode, Roster};
 
@@ -418,11 +418,13 @@ pub trait Sink {
     /// Send one packet of the binary protocol, already encoded, to many
     /// sessions (a room message with its sequence number: the bytes the
     /// room's history keeps). Only sessions on front ends that carry the
-    /// binary protocol's packets take it.
-    fn fanout_packet(&mut self, packet: &Bytes, to: impl IntoIterator<Item = Recipient>);
+    /// binary protocol's packets take it, or can turn it into their own
+    /// (IRC); `at` is when the hub took the message, the time a front end
+    /// shows with it, now and in a replay.
+    fn fanout_packet(&mut self, packet: &Bytes, at: Instant, to: impl IntoIterator<Item = Recipient>);
     /// Send packets already encoded (a replay from a room's history) to one
-    /// session, together.
-    fn send_packets<'a>(&mut self, to: Conn, packets: impl IntoIterator<Item = &'a Bytes>);
+    /// session, together, each with when the hub took it.
+    fn send_packets<'a>(&mut self, to: Conn, packets: impl IntoIterator<Item = (&'a Bytes, Instant)>);
     /// Close a session after flushing what was sent to it.
     fn disconnect(&mut self, conn: Conn);
     /// Carry out an effect.

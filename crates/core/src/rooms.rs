@@ -69,7 +69,7 @@ impl Hub {
                 .iter()
                 .filter(|c| all || history(c) == Some(true))
                 .map(to);
-            sink.fanout_packet(&packet, to);
+            sink.fanout_packet(&packet, now, to);
         }
     }
 

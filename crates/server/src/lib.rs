@@ -257,6 +257,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
                 .irc
                 .as_ref()
                 .map_or(frontend::irc::line::SERVER, |i| &i.server_name),
+            config.chat.epoch,
         );
         server.start(frontend::irc::IrcGateway {
             gateway: Gateway {

@@ -51,13 +51,13 @@ impl Sink for NetSink {
         self.shared_sent += n;
     }
 
-    fn fanout_packet(&mut self, packet: &Bytes, to: impl IntoIterator<Item = Recipient>) {
-        let n = self.net.fanout_packet(packet, to, self.drop_oldest);
+    fn fanout_packet(&mut self, packet: &Bytes, at: Instant, to: impl IntoIterator<Item = Recipient>) {
+        let n = self.net.fanout_packet(packet, at, to, self.drop_oldest);
         self.sent += n;
         self.shared_sent += n;
     }
 
-    fn send_packets<'a>(&mut self, to: Conn, packets: impl IntoIterator<Item = &'a Bytes>) {
+    fn send_packets<'a>(&mut self, to: Conn, packets: impl IntoIterator<Item = (&'a Bytes, Instant)>) {
         self.sent += self.net.send_packets(to, packets);
     }
 

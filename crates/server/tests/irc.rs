@@ -2,109 +2,13 @@
 //! written here from RFC 1459 and IRCv3, beside binary-protocol users in
 //! the same rooms.
 
-use std::net::SocketAddr;
+mod irc_client;
 
 use base64::Engine as _;
+use irc_client::{Irc, irc_server};
 use plaza_proto::{Event, Request, ResultCode};
 use plaza_test_support::{RedisServer, TestCert, TestClient, TestServer, within};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-
-/// An IRC client: lines out, lines in.
-struct Irc {
-    lines: tokio::io::Lines<BufReader<Box<dyn AsyncRead + Unpin + Send>>>,
-    tx: Box<dyn AsyncWrite + Unpin + Send>,
-}
-
-impl Irc {
-    async fn connect(addr: SocketAddr) -> Self {
-        let stream = within("connect", TcpStream::connect(addr))
-            .await
-            .expect("connect");
-        let (rx, tx) = stream.into_split();
-        Self::over(Box::new(rx), Box::new(tx))
-    }
-
-    /// Over TLS, trusting `ca`.
-    async fn connect_tls(addr: SocketAddr, ca: &std::path::Path) -> Self {
-        let target = plaza_net::Target {
-            addr,
-            tls: Some(TestCert::connector(ca)),
-        };
-        let stream = within("TLS", target.connect(None)).await.expect("TLS handshake");
-        let (rx, tx) = tokio::io::split(stream);
-        Self::over(Box::new(rx), Box::new(tx))
-    }
-
-    fn over(rx: Box<dyn AsyncRead + Unpin + Send>, tx: Box<dyn AsyncWrite + Unpin + Send>) -> Self {
-        Self {
-            lines: BufReader::new(rx).lines(),
-            tx,
-        }
-    }
-
-    /// A client that registered as `nick` (a guest, or with PASS).
-    async fn register(addr: SocketAddr, nick: &str, pass: Option<&str>) -> Self {
-        let mut c = Self::connect(addr).await;
-        if let Some(p) = pass {
-            c.send(&format!("PASS {p}")).await;
-        }
-        c.send(&format!("NICK {nick}")).await;
-        c.send(&format!("USER {nick} 0 * :{nick}")).await;
-        c.until(" 001 ").await;
-        c.until(" 376 ").await;
-        c
-    }
-
-    async fn send(&mut self, line: &str) {
-        let mut l = line.as_bytes().to_vec();
-        l.extend_from_slice(b"\r\n");
-        within("send", self.tx.write_all(&l)).await.expect("write");
-    }
-
-    /// The next line, or `None` at the end (closed, or reset: a server
-    /// that closes with the client's bytes unread resets).
-    async fn line(&mut self) -> Option<String> {
-        match within("a line from the server", self.lines.next_line()).await {
-            Ok(line) => line,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-
-    /// Reads up to and including the first line containing `part`.
-    async fn until(&mut self, part: &str) -> String {
-        loop {
-            let l = self
-                .line()
-                .await
-                .unwrap_or_else(|| panic!("closed before a line with {part:?}"));
-            if l.contains(part) {
-                return l;
-            }
-        }
-    }
-
-    /// Every line until the server closes the connection.
-    async fn until_closed(&mut self) -> Vec<String> {
-        let mut all = Vec::new();
-        while let Some(l) = self.line().await {
-            all.push(l);
-        }
-        all
-    }
-}
-
-async fn irc_server(guests: bool) -> (TestServer, SocketAddr) {
-    let server = TestServer::with(|s| {
-        s.irc_bind = Some("127.0.0.1:0".parse().unwrap());
-        s.allow_guests = Some(guests);
-        s.enter_leave_delay_ms = Some(0);
-    })
-    .await;
-    let addr = server.running.irc_addr().expect("IRC listener");
-    (server, addr)
-}
+use tokio::io::AsyncWriteExt;
 
 /// The next event that is not presence news or an acknowledgement.
 async fn next_chat(c: &mut TestClient) -> Event {

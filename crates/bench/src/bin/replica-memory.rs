@@ -32,8 +32,8 @@ impl Sink for Effects {
     fn send(&mut self, _: Conn, _: &Event) {}
     fn send_members(&mut self, _: Conn, _: &Roster) {}
     fn fanout(&mut self, _: &[Event], _: impl IntoIterator<Item = Recipient>) {}
-    fn fanout_packet(&mut self, _: &Bytes, _: impl IntoIterator<Item = Recipient>) {}
-    fn send_packets<'a>(&mut self, _: Conn, _: impl IntoIterator<Item = &'a Bytes>) {}
+    fn fanout_packet(&mut self, _: &Bytes, _: std::time::Instant, _: impl IntoIterator<Item = Recipient>) {}
+    fn send_packets<'a>(&mut self, _: Conn, _: impl IntoIterator<Item = (&'a Bytes, std::time::Instant)>) {}
     fn disconnect(&mut self, _: Conn) {}
     fn effect(&mut self, effect: Effect) {
         self.0.push(effect);

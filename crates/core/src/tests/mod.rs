@@ -30,12 +30,21 @@ impl Sink for Rec {
                 .extend(events[r.from..].iter().map(|e| (r.conn, e.clone())));
         }
     }
-    fn fanout_packet(&mut self, packet: &bytes::Bytes, to: impl IntoIterator<Item = Recipient>) {
+    fn fanout_packet(
+        &mut self,
+        packet: &bytes::Bytes,
+        _: std::time::Instant,
+        to: impl IntoIterator<Item = Recipient>,
+    ) {
         let event = Event::decode(packet).expect("the hub encodes valid packets");
         self.out.extend(to.into_iter().map(|r| (r.conn, event.clone())));
     }
-    fn send_packets<'a>(&mut self, to: Conn, packets: impl IntoIterator<Item = &'a bytes::Bytes>) {
-        for packet in packets {
+    fn send_packets<'a>(
+        &mut self,
+        to: Conn,
+        packets: impl IntoIterator<Item = (&'a bytes::Bytes, std::time::Instant)>,
+    ) {
+        for (packet, _) in packets {
             let event = Event::decode(packet).expect("history holds valid packets");
             self.out.push((to, event));
         }

@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -167,12 +167,18 @@ impl Fronts {
     pub(crate) fn fanout_packet(
         &self,
         packet: &Bytes,
+        at: Instant,
         to: impl IntoIterator<Item = Recipient>,
         drop_oldest: bool,
     ) -> u64 {
         let mut ws_message = None;
+        let mut irc_lines = irc::Chat::new(packet, at);
         let mut sent = 0;
         for r in to {
+            if let Some((irc, id)) = self.irc(r.conn) {
+                sent += u64::from(irc.chat(&mut irc_lines, id, r.droppable && drop_oldest));
+                continue;
+            }
             let _ = self.with(r.conn, |front, net, id| {
                 let frame = match front {
                     Front::Binary => packet.clone(),
@@ -183,13 +189,7 @@ impl Fronts {
                             b.freeze()
                         })
                         .clone(),
-                    Front::Irc => {
-                        tracing::warn!(
-                            conn = r.conn,
-                            "a binary packet addressed to an IRC session, skipped"
-                        );
-                        return Ok(());
-                    }
+                    Front::Irc => return Ok(()),
                 };
                 sent += 1;
                 if r.droppable && drop_oldest {
@@ -204,25 +204,31 @@ impl Fronts {
 
     /// Binary-protocol packets, already encoded (a replay from a room's
     /// history), to one session, queued together so they go in one write.
-    pub(crate) fn send_packets<'a>(&self, conn: Conn, packets: impl IntoIterator<Item = &'a Bytes>) -> u64 {
+    pub(crate) fn send_packets<'a>(
+        &self,
+        conn: Conn,
+        packets: impl IntoIterator<Item = (&'a Bytes, Instant)>,
+    ) -> u64 {
+        if let Some((irc, id)) = self.irc(conn) {
+            return irc.history(id, packets);
+        }
         let sent = self.with(conn, |front, net, id| {
             let mut n = 0;
             match front {
-                Front::Binary => {
-                    for p in packets {
+                Front::Binary | Front::Irc => {
+                    for (p, _) in packets {
                         n += 1;
                         let _ = net.send(id, p.clone());
                     }
                 }
                 Front::Ws => {
                     let _ = net.send_with(id, |b| {
-                        for p in packets {
+                        for (p, _) in packets {
                             n += 1;
                             ws::put_packet(b, |b| b.extend_from_slice(p));
                         }
                     });
                 }
-                Front::Irc => tracing::warn!(conn, "binary packets addressed to an IRC session, skipped"),
             }
             n
         });

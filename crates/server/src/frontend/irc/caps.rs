@@ -1,19 +1,40 @@
 //! CAP: IRCv3 capability negotiation (LS, LIST, REQ, END).
 
+use super::Caps;
 use super::inbound::{Cx, try_register};
 use super::line::{self, Message, Prefix};
 
-/// The capabilities offered (docs/IRC.md).
-/// `cap-notify` costs nothing: the list never changes while a client is
-/// connected, so there is never a CAP NEW or DEL to send.
+/// The capabilities offered (docs/IRC.md), in the order CAP LS lists
+/// them. `cap-notify` costs nothing: the list never changes while a client
+/// is connected, so there is never a CAP NEW or DEL to send.
 const CAPS: &[&str] = &[
+    "batch",
     "cap-notify",
+    "draft/chathistory",
     "echo-message",
+    "labeled-response",
+    "message-tags",
     "multi-prefix",
     "sasl",
     "server-time",
     "userhost-in-names",
 ];
+
+/// The switch in `caps` that capability `name` turns on or off.
+fn switch<'c>(caps: &'c mut Caps, name: &str) -> Option<&'c mut bool> {
+    Some(match name {
+        "batch" => &mut caps.batch,
+        "cap-notify" => &mut caps.notify,
+        "draft/chathistory" => &mut caps.history,
+        "echo-message" => &mut caps.echo,
+        "labeled-response" => &mut caps.labeled,
+        "message-tags" => &mut caps.tags,
+        "multi-prefix" => &mut caps.multi_prefix,
+        "server-time" => &mut caps.time,
+        "userhost-in-names" => &mut caps.userhost,
+        _ => return None,
+    })
+}
 
 pub(super) fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
     let sub = m.param(0).unwrap_or("").to_ascii_uppercase();
@@ -29,27 +50,21 @@ pub(super) fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
             s.caps.v302 |= v302;
             s.caps.notify |= v302;
             s.caps.negotiating = !registered;
-            let offered = if v302 {
-                "cap-notify echo-message multi-prefix sasl=PLAIN server-time userhost-in-names"
-            } else {
-                "cap-notify echo-message multi-prefix sasl server-time userhost-in-names"
-            };
-            reply(cx, &me, "LS", offered);
+            let offered = CAPS
+                .iter()
+                .map(|&c| if c == "sasl" && v302 { "sasl=PLAIN" } else { c })
+                .collect::<Vec<_>>()
+                .join(" ");
+            reply(cx, &me, "LS", &offered);
         }
         "LIST" => {
-            let caps = cx.s().caps;
-            let on = [
-                (caps.notify, "cap-notify"),
-                (caps.echo, "echo-message"),
-                (caps.multi_prefix, "multi-prefix"),
-                (caps.time, "server-time"),
-                (caps.userhost, "userhost-in-names"),
-            ]
-            .iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, name)| *name)
-            .collect::<Vec<_>>()
-            .join(" ");
+            let mut caps = cx.s().caps;
+            let on = CAPS
+                .iter()
+                .filter(|&&c| switch(&mut caps, c).is_some_and(|on| *on))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ");
             let on = on.as_str();
             reply(cx, &me, "LIST", on);
         }
@@ -66,13 +81,8 @@ pub(super) fn cap(cx: &mut Cx<'_>, m: &Message<'_>) {
             }
             for c in asked.split(' ').filter(|c| !c.is_empty()) {
                 let on = !c.starts_with('-');
-                match c.trim_start_matches('-') {
-                    "echo-message" => cx.s().caps.echo = on,
-                    "cap-notify" => cx.s().caps.notify = on,
-                    "server-time" => cx.s().caps.time = on,
-                    "userhost-in-names" => cx.s().caps.userhost = on,
-                    "multi-prefix" => cx.s().caps.multi_prefix = on,
-                    _ => {}
+                if let Some(switch) = switch(&mut cx.s().caps, c.trim_start_matches('-')) {
+                    *switch = on;
                 }
             }
             reply(cx, &me, "ACK", asked);

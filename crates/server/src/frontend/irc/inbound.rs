@@ -93,8 +93,12 @@ impl IrcGateway {
                 id,
                 out: Out::default(),
             };
+            let mut label = None;
             match line::parse(raw) {
-                Ok(m) => dispatch(&mut cx, &m),
+                Ok(m) => {
+                    label = m.label.map(str::to_owned);
+                    dispatch(&mut cx, &m)
+                }
                 Err(LineError::Empty) => {}
                 Err(LineError::TooLong) => cx.num("417", &["Input line was too long"]),
                 Err(LineError::NotUtf8) => {
@@ -113,16 +117,16 @@ impl IrcGateway {
             // this line's requests and to any still unanswered.
             let asked = out.requests.len() + usize::from(out.guest.is_some());
             let replies = std::mem::take(&mut out.replies);
-            let stamp = state.sessions.get(&id).map(|s| s.caps).unwrap_or_default();
-            let order = state.sessions.get_mut(&id).map(|s| &mut s.order);
-            let now = match (order, out.close) {
-                // Closing: everything goes now, before the ERROR.
-                (Some(order), Some(_)) => Some(order.all(replies)),
-                (Some(order), None) => order.line(asked, replies),
-                (None, _) => None,
-            };
-            if let Some(now) = now {
-                self.irc.send(id, stamp.stamp(now));
+            if let Some(s) = state.sessions.get_mut(&id) {
+                let replies = s.caps.stamp(replies);
+                let now = match out.close {
+                    // Closing: everything goes now, before the ERROR.
+                    Some(_) => s.order.all(replies),
+                    None => s
+                        .order
+                        .line(&s.caps, &self.irc.server, asked, label.as_deref(), replies),
+                };
+                self.irc.send(id, now);
             }
             out
         };
@@ -245,6 +249,9 @@ fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
         "TIME" => queries::time(cx),
         "INFO" => queries::info(cx),
         "MODE" => super::modes::mode(cx, m),
+        "CHATHISTORY" => super::history::chathistory(cx, m),
+        // Client tags are denied (ISUPPORT CLIENTTAGDENY=*): nothing to relay.
+        "TAGMSG" => {}
         "KICK" => kick(cx, m),
         "KILL" => {
             // Plaza's kick: the user is disconnected (admins only).

@@ -8,6 +8,9 @@ pub(crate) const MAX_LINE: usize = 512;
 /// The longest tag section a client may send (IRCv3 message-tags), with
 /// its `@` and the space after it.
 pub(crate) const MAX_TAGS: usize = 4096;
+/// The longest `label` kept (labeled-response asks clients for at most
+/// 64 bytes); a longer one is ignored, as if the line had none.
+const MAX_LABEL: usize = 64;
 /// Parameters a command may have (RFC 1459: 15).
 const MAX_PARAMS: usize = 15;
 
@@ -17,6 +20,9 @@ pub(crate) struct Message<'a> {
     /// The command, as sent (compare with `eq_ignore_ascii_case`).
     pub(crate) command: &'a str,
     pub(crate) params: Vec<&'a str>,
+    /// IRCv3 labeled-response's `label` tag, as sent (escaped). Other
+    /// client tags are accepted and dropped (ISUPPORT `CLIENTTAGDENY=*`).
+    pub(crate) label: Option<&'a str>,
 }
 
 /// Why a line is not a message.
@@ -41,18 +47,28 @@ pub(crate) fn parse(line: &[u8]) -> Result<Message<'_>, LineError> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut rest = line;
+    let mut label = None;
     if rest.first() == Some(&b'@') {
         let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
         if end + 1 > MAX_TAGS {
             return Err(LineError::TooLong);
         }
-        // Client tags are accepted and not relayed (Plaza has none to use).
+        label = rest[1..end]
+            .split(|&b| b == b';')
+            .find_map(|tag| tag.strip_prefix(b"label="))
+            .filter(|l| !l.is_empty() && l.len() <= MAX_LABEL);
         rest = &rest[(end + 1).min(rest.len())..];
     }
+    // Checked with the rest of the line below.
+    let label_bytes = label;
     if rest.len() + 2 > MAX_LINE {
         return Err(LineError::TooLong);
     }
     let rest = std::str::from_utf8(rest).map_err(|_| LineError::NotUtf8)?;
+    let label = match label_bytes {
+        Some(l) => Some(std::str::from_utf8(l).map_err(|_| LineError::NotUtf8)?),
+        None => None,
+    };
     let mut rest = rest.trim_start_matches(' ');
     if rest.starts_with(':') {
         // A client's prefix is ignored (RFC 1459 2.3).
@@ -83,7 +99,11 @@ pub(crate) fn parse(line: &[u8]) -> Result<Message<'_>, LineError> {
         params.push(p);
         rest = r;
     }
-    Ok(Message { command, params })
+    Ok(Message {
+        command,
+        params,
+        label,
+    })
 }
 
 /// Text safe inside one line: no CR, LF or NUL (a Plaza message from a
@@ -166,18 +186,21 @@ pub(crate) fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
 /// IRCv3 server-time's tag for now, space included:
 /// `@time=2026-12-06T21:05:03.123Z `.
 pub(crate) fn time_tag() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs();
+    format!("@time={} ", time(std::time::SystemTime::now()))
+}
+
+/// `t` as server-time writes it: `2026-12-06T21:05:03.123Z`.
+pub(crate) fn time(t: std::time::SystemTime) -> String {
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
     let (y, m, d) = civil(secs.div_euclid(86_400) as i64);
     let t = secs % 86_400;
     format!(
-        "@time={y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z ",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         t / 3600,
         t / 60 % 60,
         t % 60,
-        now.subsec_millis()
+        since.subsec_millis()
     )
 }
 
@@ -215,14 +238,47 @@ pub(crate) fn tag_lines(lines: &[u8], tag: &str, ends: &[usize]) -> (BytesMut, V
     (b, moved)
 }
 
+/// `lines` with the tag `kv` (`key=value`, escaped) on each line: put
+/// first in a line's tags, or as its only tag. A line that has that key
+/// already keeps its own (a line of a batch nested in another).
+pub(crate) fn with_tag(lines: &[u8], kv: &str) -> BytesMut {
+    let key = kv.split_once('=').map_or(kv, |(k, _)| k).as_bytes();
+    let has_key = |l: &[u8]| {
+        let tags = l.split(|&c| c == b' ').next().unwrap_or_default();
+        tags.split(|&c| c == b';')
+            .any(|t| t.strip_prefix(b"@").unwrap_or(t).split(|&c| c == b'=').next() == Some(key))
+    };
+    let mut b = BytesMut::with_capacity(lines.len() + 4 * (kv.len() + 2));
+    for l in lines.split_inclusive(|&c| c == b'\n') {
+        if l.starts_with(b"@") && has_key(l) {
+            b.put_slice(l);
+            continue;
+        }
+        b.put_u8(b'@');
+        b.put_slice(kv.as_bytes());
+        match l.strip_prefix(b"@") {
+            Some(tagged) => {
+                b.put_u8(b';');
+                b.put_slice(tagged);
+            }
+            None => {
+                b.put_u8(b' ');
+                b.put_slice(l);
+            }
+        }
+    }
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn lines_parse_with_tags_prefix_middle_and_trailing_parameters() {
-        let m = parse(b"@label=1 :me PRIVMSG #1 :hello  there\r\n").unwrap();
-        assert_eq!(m.command, "PRIVMSG");
+        let m = parse(b"@a=b;label=1 :me PRIVMSG #1 :hello  there\r\n").unwrap();
+        assert_eq!((m.command, m.label), ("PRIVMSG", Some("1")));
+        assert_eq!(parse(b"@label= PING x\r\n").unwrap().label, None);
         assert_eq!(m.params, ["#1", "hello  there"]);
         let m = parse(b"USER u 0 *  :Real Name\n").unwrap();
         assert_eq!(m.params, ["u", "0", "*", "Real Name"]);
@@ -259,6 +315,10 @@ mod tests {
         let (b, ends) = tag_lines(b"A\r\nBB\r\nC\r\n", "@t ", &[3, 10]);
         assert_eq!(&b[..], b"@t A\r\n@t BB\r\n@t C\r\n");
         assert_eq!(ends, [6, 19]);
+        let b = with_tag(b"A\r\n@time=t B\r\n", "label=x");
+        assert_eq!(&b[..], b"@label=x A\r\n@label=x;time=t B\r\n");
+        let b = with_tag(b"@batch=in;time=t C\r\n", "batch=out");
+        assert_eq!(&b[..], b"@batch=in;time=t C\r\n");
     }
 
     #[test]

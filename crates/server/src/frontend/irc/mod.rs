@@ -8,9 +8,11 @@
 //! same); registration (NICK, USER, PASS, SASL PLAIN; CAP in
 //! [`caps.rs`](caps)) and the commands Plaza has no request for
 //! ([`queries.rs`](queries), [`modes.rs`](modes)) are answered here, in
-//! the order of the lines ([`Order`]). Outbound ([`outbound.rs`](outbound)),
-//! the hub's events become IRC lines; a fan-out is written once (twice
-//! with server-time) and shared by every IRC recipient.
+//! the order of the lines, under their IRCv3 labels ([`Order`]). Outbound
+//! ([`outbound.rs`](outbound)), the hub's events become IRC lines; a
+//! fan-out is written once per form (with or without server-time, and for
+//! room messages `msgid`: [`history.rs`](history), which also answers
+//! CHATHISTORY) and shared by every IRC recipient of that form.
 //!
 //! IRC needs context the hub's events leave out (which channel, a
 //! leaver's nick): [`Irc`] keeps each session's nick, capabilities and
@@ -27,15 +29,19 @@ use plaza_net::{FrameError, Framing, Handle, Handler, NetError, ServerConfig, Se
 
 use super::binary::Gateway;
 use channels::Channels;
+use order::Order;
 
 mod caps;
 mod channels;
+mod history;
 mod inbound;
 pub(crate) mod line;
 mod modes;
+mod order;
 mod outbound;
 mod queries;
 
+pub(crate) use history::Chat;
 pub(crate) use outbound::Fanout;
 
 /// IRC's framing: lines ending in `\n`, tags and all at most
@@ -88,6 +94,14 @@ pub(crate) struct Caps {
     /// `multi-prefix`: every prefix of a member in NAMES and WHO. Plaza's
     /// members have at most one (none in NAMES), so it changes nothing.
     pub(crate) multi_prefix: bool,
+    /// `message-tags`: lines carry tags (`msgid` on room messages).
+    pub(crate) tags: bool,
+    /// `batch`: related lines come inside `BATCH +ref` ... `BATCH -ref`.
+    pub(crate) batch: bool,
+    /// `labeled-response`: a line's `label` comes back on its answer.
+    pub(crate) labeled: bool,
+    /// `draft/chathistory`: CHATHISTORY is asked for.
+    pub(crate) history: bool,
     /// Negotiating (CAP LS or REQ before CAP END): registration waits.
     pub(crate) negotiating: bool,
     /// `CAP LS 302` or later: `cap-notify` is implied.
@@ -100,7 +114,9 @@ impl Caps {
         if !self.time || lines.is_empty() {
             return lines;
         }
-        line::tag_lines(&lines, &line::time_tag(), &[]).0
+        // Lines that carry their own time (history) keep it.
+        let now = line::time(std::time::SystemTime::now());
+        line::with_tag(&lines, &format!("time={now}"))
     }
 }
 
@@ -150,60 +166,8 @@ pub(crate) struct Session {
     pub(crate) order: Order,
     /// QUIT was sent: the link closes once the logout is answered.
     pub(crate) quitting: bool,
-}
-
-/// Keeps a session's replies in the order of its lines. A line's requests
-/// go to the hub and come back as answers (one response event each, in
-/// order); a reply written here at once (a PONG, a WHO) must not overtake
-/// the answers to the lines before it, as clients that send PING to
-/// synchronise rely on. Such replies wait until the hub has answered every
-/// request sent before them.
-#[derive(Debug, Default)]
-pub(crate) struct Order {
-    /// Requests sent to the hub, and responses that came back.
-    asked: u64,
-    answered: u64,
-    /// Replies, each after the `asked` count it waits for.
-    held: std::collections::VecDeque<(u64, BytesMut)>,
-}
-
-impl Order {
-    /// A line sent `asked` requests and wrote `replies`: what may leave
-    /// now (the rest is held).
-    pub(crate) fn line(&mut self, asked: usize, replies: BytesMut) -> Option<BytesMut> {
-        self.asked += asked as u64;
-        if replies.is_empty() {
-            return None;
-        }
-        if self.answered >= self.asked && self.held.is_empty() {
-            return Some(replies);
-        }
-        self.held.push_back((self.asked, replies));
-        None
-    }
-
-    /// Every held reply, then `replies`: for a session about to close.
-    pub(crate) fn all(&mut self, replies: BytesMut) -> BytesMut {
-        let mut b = BytesMut::new();
-        for (_, held) in self.held.drain(..) {
-            b.extend_from_slice(&held);
-        }
-        b.extend_from_slice(&replies);
-        b
-    }
-
-    /// One response came back: appends to `b` the replies it released.
-    pub(crate) fn answered(&mut self, b: &mut BytesMut) {
-        self.answered += 1;
-        while let Some((after, _)) = self.held.front() {
-            if *after > self.answered {
-                break;
-            }
-            if let Some((_, replies)) = self.held.pop_front() {
-                b.extend_from_slice(&replies);
-            }
-        }
-    }
+    /// CHATHISTORY requests the hub has not answered yet, in order.
+    pub(crate) wanted: std::collections::VecDeque<history::Wanted>,
 }
 
 /// Whom a request the hub has not answered yet was about.
@@ -243,6 +207,7 @@ impl Session {
             motd_due: false,
             order: Order::default(),
             quitting: false,
+            wanted: std::collections::VecDeque::new(),
         }
     }
 
@@ -278,10 +243,15 @@ pub(crate) struct Irc {
     pub(crate) allow_guests: bool,
     /// The server's name in its lines.
     pub(crate) server: Box<str>,
+    /// The hub's history epoch: message ids are unique to it.
+    pub(crate) epoch: u64,
+    /// A moment on the hub's clock and on the wall clock, to show when
+    /// the hub took a message.
+    pub(crate) clock: (std::time::Instant, std::time::SystemTime),
 }
 
 impl Irc {
-    pub(crate) fn new(net: Handle, rooms: u32, allow_guests: bool, server: &str) -> Arc<Self> {
+    pub(crate) fn new(net: Handle, rooms: u32, allow_guests: bool, server: &str, epoch: u64) -> Arc<Self> {
         Arc::new(Self {
             net,
             state: Mutex::new(State {
@@ -290,6 +260,8 @@ impl Irc {
             }),
             allow_guests,
             server: server.into(),
+            epoch,
+            clock: (std::time::Instant::now(), std::time::SystemTime::now()),
         })
     }
 
@@ -315,13 +287,14 @@ impl Handler for IrcGateway {
     async fn on_join(&self, id: SessionId, peer: SocketAddr) {
         let mut session = Session::new();
         // The HELLO below.
-        session.order.line(1, BytesMut::new());
+        let _ = session.order.line(&Caps::default(), "", 1, None, BytesMut::new());
         self.irc.lock().sessions.insert(id, session);
         self.gateway.on_join(id, peer).await;
-        // IRC clients hear Plaza's notices (server notices, mutes).
+        // IRC clients hear Plaza's notices (server notices, mutes), and
+        // take room messages with their sequence numbers (history.rs).
         let hello = plaza_proto::Request::Hello {
             version: plaza_proto::VERSION,
-            features: plaza_proto::features::NOTIFICATIONS,
+            features: plaza_proto::features::NOTIFICATIONS | plaza_proto::features::HISTORY,
         };
         let input = self.gateway.input(id, &inbound::frame(&hello));
         self.gateway.queue(Some(input)).await;
@@ -341,8 +314,23 @@ impl Handler for IrcGateway {
     }
 
     async fn on_leave(&self, id: SessionId) {
-        {
-            self.irc.lock().forget(id);
+        let logged_in = {
+            let mut state = self.irc.lock();
+            let logged_in = state
+                .sessions
+                .get(&id)
+                .is_some_and(|s| s.login == Login::Done && !s.quitting);
+            state.forget(id);
+            logged_in
+        };
+        if logged_in {
+            // An IRC client that drops leaves at once, as after QUIT: the
+            // hub's resume window is for clients that rejoin, which IRC
+            // clients do not.
+            let logout = self
+                .gateway
+                .input(id, &inbound::frame(&plaza_proto::Request::Logout));
+            self.gateway.queue(Some(logout)).await;
         }
         self.gateway.on_leave(id).await;
     }

@@ -18,8 +18,11 @@ const NAMES_PER_LINE: usize = 400;
 const ISUPPORT: &[&str] = &[
     "CASEMAPPING=ascii",
     "CHANLIMIT=#:1",
+    "CHATHISTORY=100",
+    "CLIENTTAGDENY=*",
     "CHANNELLEN=50",
     "CHANTYPES=#",
+    "MSGREFTYPES=msgid",
     "NETWORK=Plaza",
     "NICKLEN=32",
     "PREFIX=(o)@",
@@ -105,7 +108,7 @@ pub(super) fn put_names<'n>(
 }
 
 /// `text` in as many lines as it takes.
-fn put_text(b: &mut BytesMut, from: Prefix<'_>, command: &str, target: &str, text: &str) {
+pub(super) fn put_text(b: &mut BytesMut, from: Prefix<'_>, command: &str, target: &str, text: &str) {
     // `:prefix command target :text\r\n` in 512 bytes.
     let prefix = match from {
         Prefix::Server(name) => name.len(),
@@ -122,10 +125,7 @@ impl Irc {
     pub(crate) fn event(&self, id: SessionId, event: &Event) {
         if matches!(
             event,
-            Event::RoomChat { .. }
-                | Event::RoomNewUser { .. }
-                | Event::RoomLeaveUser { .. }
-                | Event::Broadcast { .. }
+            Event::RoomNewUser { .. } | Event::RoomLeaveUser { .. } | Event::Broadcast { .. }
         ) {
             return Fanout::new(std::slice::from_ref(event)).send(self, id, 0, false);
         }
@@ -143,10 +143,16 @@ impl Irc {
             };
             let close = !silent && answer(&mut state, &self.server, id, event, &mut b);
             if let Some(s) = state.sessions.get_mut(&id) {
-                if event.is_response() {
-                    s.order.answered(&mut b);
-                }
                 b = s.caps.stamp(b);
+                if matches!(event, Event::RoomChatResult(c) if c.is_ok()) && s.caps.echo {
+                    s.order.expect_echo();
+                }
+                if event.is_response() {
+                    b = s.order.answered(&s.caps, &self.server, b);
+                }
+                if close {
+                    b.extend_from_slice(&s.order.all(BytesMut::new()));
+                }
             }
             close
         };
@@ -196,6 +202,9 @@ impl Irc {
                 put_names(&mut b, &self.server, &me, &channel, names.into_iter());
             }
             b = caps.stamp(b);
+            if let Some(s) = state.sessions.get_mut(&id) {
+                b = s.order.with_answer(b);
+            }
         }
         self.send(id, b);
     }
@@ -382,6 +391,7 @@ fn answer(state: &mut State, server: &str, id: SessionId, event: &Event, b: &mut
                 &["No O-lines for your host (wrong secret)"],
             ),
         },
+        Event::History(replay) => super::history::answered(s, server, replay, b),
         Event::RequestError { result, .. } => {
             let text = format!("Request failed: {}", result.describe());
             line::put(b, Prefix::Server(server), "NOTICE", &[&me, &text]);
@@ -466,8 +476,9 @@ fn login(s: &mut Session, server: &str, code: ResultCode, b: &mut BytesMut) -> b
     false
 }
 
-/// A fan-out's events as IRC lines, written once on first use and shared
-/// by every IRC recipient.
+/// A fan-out's events (presence news, broadcasts) as IRC lines, written
+/// once on first use and shared by every IRC recipient. Room messages come
+/// as packets: [`super::Chat`].
 pub(crate) struct Fanout<'e> {
     events: &'e [Event],
     bytes: Option<Bytes>,
@@ -497,13 +508,6 @@ impl<'e> Fanout<'e> {
             let Some(s) = sessions.get(&id) else {
                 return;
             };
-            // Without echo-message, a sender does not hear its own line.
-            if let [Event::RoomChat { name, .. }] = self.events
-                && !s.caps.echo
-                && s.nick.as_deref() == Some(name.as_str())
-            {
-                return;
-            }
             let (events, ends) = (self.events, &mut self.ends);
             let bytes = self.bytes.get_or_insert_with(|| {
                 let mut b = BytesMut::with_capacity(256);
@@ -543,9 +547,6 @@ impl<'e> Fanout<'e> {
 fn put_event(b: &mut BytesMut, event: &Event, room: Option<u32>, channels: &mut Channels, server: &str) {
     let channel = room.map(|r| channels.name(r));
     match (event, room, channel.as_deref()) {
-        (Event::RoomChat { name, message }, Some(_), Some(chan)) => {
-            put_text(b, Prefix::User(name), "PRIVMSG", chan, message)
-        }
         (Event::RoomNewUser { uid, name }, Some(r), Some(chan)) => {
             if let Some(c) = channels.get_mut(r) {
                 c.names.insert(*uid, Arc::from(name.as_str()));
