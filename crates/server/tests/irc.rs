@@ -463,3 +463,39 @@ async fn userhost_in_names_lists_every_member_with_its_user_and_host() {
     let names = tom.until(" 353 ").await;
     assert!(names.ends_with(":amy pat tom"), "{names}");
 }
+
+#[tokio::test]
+async fn part_and_quit_reasons_reach_the_channels_irc_users() {
+    let (_server, irc) = irc_server(true).await;
+    let mut kim = Irc::register(irc, "kim", None).await;
+    kim.send("JOIN #6").await;
+    kim.until(" 366 ").await;
+    let join = async |nick: &str| {
+        let mut c = Irc::register(irc, nick, None).await;
+        c.send("JOIN #6").await;
+        c.until(" 366 ").await;
+        c
+    };
+
+    let mut pat = join("pat").await;
+    pat.send("PART #6 :see you").await;
+    assert_eq!(pat.until(" PART ").await, ":pat!pat@plaza.users PART #6 :see you");
+    assert_eq!(kim.until(" PART ").await, ":pat!pat@plaza.users PART #6 :see you");
+
+    pat.send("JOIN #6").await;
+    kim.until(" JOIN ").await;
+    pat.send("QUIT :gone fishing").await;
+    assert_eq!(
+        kim.until("pat!").await,
+        ":pat!pat@plaza.users QUIT :Quit: gone fishing"
+    );
+
+    // A client that drops without QUIT is gone as a QUIT too.
+    let lee = join("lee").await;
+    kim.until(" JOIN ").await;
+    drop(lee);
+    assert_eq!(
+        kim.until("lee!").await,
+        ":lee!lee@plaza.users QUIT :Connection closed"
+    );
+}

@@ -207,3 +207,72 @@ async fn an_irc_client_that_drops_leaves_its_channel_at_once() {
     };
     assert_eq!(names.iter().filter(|n| n.as_str() == "pat").count(), 1);
 }
+
+#[tokio::test]
+async fn away_notify_tells_the_channel_when_its_users_go_away_and_come_back() {
+    let (_server, addr) = irc_server(true).await;
+    let mut kim = with_caps(addr, "kim", "away-notify").await;
+    kim.send("JOIN #4").await;
+    kim.until(" 366 ").await;
+    let mut pat = Irc::register(addr, "pat", None).await;
+    pat.send("JOIN #4").await;
+    pat.until(" 366 ").await;
+
+    pat.send("AWAY :lunch").await;
+    pat.until(" 306 ").await;
+    assert_eq!(kim.until("AWAY").await, ":pat!pat@plaza.users AWAY :lunch");
+    pat.send("AWAY").await;
+    pat.until(" 305 ").await;
+    assert_eq!(kim.until("AWAY").await, ":pat!pat@plaza.users AWAY");
+
+    // Joining while away: the channel hears it after the JOIN, the
+    // joiner does not hear of itself.
+    pat.send("PART #4\r\nAWAY :again\r\nJOIN #4").await;
+    let mut joined = Vec::new();
+    loop {
+        let l = pat.line().await.expect("open");
+        let end = l.contains(" 366 ");
+        joined.push(l);
+        if end {
+            break;
+        }
+    }
+    assert!(!joined.iter().any(|l| l.contains(" AWAY ")), "{joined:?}");
+    assert!(
+        kim.until(" JOIN ")
+            .await
+            .starts_with(":pat!pat@plaza.users JOIN ")
+    );
+    assert_eq!(
+        kim.line().await.as_deref(),
+        Some(":pat!pat@plaza.users AWAY :again")
+    );
+}
+
+#[tokio::test]
+async fn with_echo_message_a_ping_after_a_message_is_answered_after_its_copy() {
+    // Clients synchronise with PING: the copy of a room message they sent
+    // is part of the answer to it, so it comes before the PONG.
+    let (_server, addr) = irc_server(true).await;
+    let mut eve = with_caps(addr, "eve", "echo-message").await;
+    eve.send("JOIN #7").await;
+    eve.until(" 366 ").await;
+    eve.send("PRIVMSG #7 :one\r\nPRIVMSG #7 :two\r\nPING :sync").await;
+    let mut seen = Vec::new();
+    loop {
+        let l = eve.line().await.expect("open");
+        let pong = l.contains("PONG");
+        seen.push(l);
+        if pong {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            ":eve!eve@plaza.users PRIVMSG #7 :one",
+            ":eve!eve@plaza.users PRIVMSG #7 :two",
+            ":plaza PONG plaza :sync"
+        ]
+    );
+}

@@ -8,6 +8,7 @@ use super::line::{self, Message, Prefix};
 /// them. `cap-notify` costs nothing: the list never changes while a client
 /// is connected, so there is never a CAP NEW or DEL to send.
 const CAPS: &[&str] = &[
+    "away-notify",
     "batch",
     "cap-notify",
     "draft/chathistory",
@@ -23,6 +24,7 @@ const CAPS: &[&str] = &[
 /// The switch in `caps` that capability `name` turns on or off.
 fn switch<'c>(caps: &'c mut Caps, name: &str) -> Option<&'c mut bool> {
     Some(match name {
+        "away-notify" => &mut caps.away_notify,
         "batch" => &mut caps.batch,
         "cap-notify" => &mut caps.notify,
         "draft/chathistory" => &mut caps.history,

@@ -14,10 +14,22 @@ pub(crate) const CHANNELLEN: usize = 50;
 pub(crate) struct Channel {
     /// Its members' nicks, by user id (a departure names only the id).
     pub(crate) names: HashMap<u64, Arc<str>>,
+    /// Why an IRC member on this node is leaving, by user id, until its
+    /// departure reaches the channel (the hub's carries no reason).
+    pub(crate) departures: HashMap<u64, Departure>,
     /// IRC sessions in it or joining it: the entry goes with the last.
     irc: usize,
     /// Its name, if it is not `#<room>`.
     name: Option<Arc<str>>,
+}
+
+/// How an IRC user leaves a channel, as the channel's IRC users hear it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Departure {
+    /// PART with a reason.
+    Part(String),
+    /// QUIT (or a dropped connection), with its reason.
+    Quit(String),
 }
 
 #[derive(Debug)]
@@ -61,6 +73,15 @@ impl Channels {
         };
         self.by_room.entry(room).or_default().irc += 1;
         Some(room)
+    }
+
+    /// `nick`, in `room`, is leaving for `why`: its departure will say so.
+    pub(crate) fn depart(&mut self, room: u32, nick: &str, why: Departure) {
+        if let Some(c) = self.by_room.get_mut(&room)
+            && let Some((&uid, _)) = c.names.iter().find(|(_, n)| &***n == nick)
+        {
+            c.departures.insert(uid, why);
+        }
     }
 
     /// An IRC session left `room`, or did not get in.

@@ -156,20 +156,23 @@ impl Irc {
             }
             let form = form(&s.caps);
             let lines = forms[form].get_or_insert_with(|| self.lines(m, *at, form, channels).freeze());
-            if own && s.order.labeled() {
-                s.order.echo(&s.caps, &self.server, lines).freeze()
+            if !own {
+                (Some(lines.clone()), BytesMut::new())
             } else {
-                lines.clone()
+                // Part of the answer to the line that sent it.
+                let (after, kept) = s.order.echo(&s.caps, &self.server, lines);
+                (Some(lines.clone()).filter(|_| !kept), after)
             }
         };
-        if frame.is_empty() {
-            return true;
+        let (shared, after) = frame;
+        if let Some(frame) = shared {
+            let _ = if droppable {
+                self.net.send_droppable(id, frame)
+            } else {
+                self.net.send(id, frame)
+            };
         }
-        let _ = if droppable {
-            self.net.send_droppable(id, frame)
-        } else {
-            self.net.send(id, frame)
-        };
+        self.send(id, after);
         true
     }
 

@@ -9,6 +9,7 @@ use plaza_core::Input;
 use plaza_net::SessionId;
 use plaza_proto::{Request, limits};
 
+use super::channels::Departure;
 use super::line::{self, LineError, Message, Prefix};
 use super::queries;
 use super::{Irc, IrcGateway, Login, Session, State, Target};
@@ -26,6 +27,8 @@ pub(super) fn frame(request: &Request) -> BytesMut {
 pub(super) struct Out {
     pub(super) replies: BytesMut,
     requests: Vec<Request>,
+    /// Lines for other sessions (away-notify).
+    pub(super) others: Vec<(SessionId, BytesMut)>,
     guest: Option<String>,
     close: Option<&'static str>,
 }
@@ -82,7 +85,7 @@ impl Cx<'_> {
 impl IrcGateway {
     /// Handles one line; returns what to queue for the hub.
     pub(super) fn command(&self, id: SessionId, raw: &[u8]) -> Vec<Input> {
-        let out = {
+        let mut out = {
             let mut state = self.irc.lock();
             if !state.sessions.contains_key(&id) {
                 return Vec::new();
@@ -119,17 +122,31 @@ impl IrcGateway {
             let replies = std::mem::take(&mut out.replies);
             if let Some(s) = state.sessions.get_mut(&id) {
                 let replies = s.caps.stamp(replies);
+                // Room messages the sender will hear back (echo-message).
+                let chats = match s.caps.echo {
+                    true => (out.requests.iter())
+                        .filter(|r| matches!(r, Request::RoomChat { .. }))
+                        .count(),
+                    false => 0,
+                };
                 let now = match out.close {
                     // Closing: everything goes now, before the ERROR.
                     Some(_) => s.order.all(replies),
-                    None => s
-                        .order
-                        .line(&s.caps, &self.irc.server, asked, label.as_deref(), replies),
+                    None => s.order.line(
+                        &s.caps,
+                        &self.irc.server,
+                        (asked, chats),
+                        label.as_deref(),
+                        replies,
+                    ),
                 };
                 self.irc.send(id, now);
             }
             out
         };
+        for (other, lines) in out.others.drain(..) {
+            self.irc.send(other, lines);
+        }
         let mut inputs: Vec<Input> = out
             .requests
             .iter()
@@ -197,6 +214,10 @@ fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
             let reason = m.param(0).unwrap_or("Client quit");
             let text = format!("Closing link: Quit: {reason}");
             line::error(&mut cx.out.replies, &text);
+            if let (Some(room), Some(nick)) = (cx.s().room, cx.s().nick.clone()) {
+                let why = Departure::Quit(format!("Quit: {reason}"));
+                cx.state.channels.depart(room, &nick, why);
+            }
             // Its nick is free from now on, though the session lingers
             // until the link is closed.
             cx.s().quitting = true;
@@ -270,8 +291,9 @@ fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
             } else {
                 "You are no longer marked as being away"
             };
-            cx.s().away = away;
             cx.num(code, &[text]);
+            super::queries::tell_away(cx, away.as_deref());
+            cx.s().away = away;
         }
         "MOTD" => {
             let me = cx.me();
@@ -409,7 +431,8 @@ fn join(cx: &mut Cx<'_>, m: &Message<'_>) {
     let mut channels = m.params[0].split(',');
     let first = channels.next().unwrap_or("");
     if first == "0" {
-        if cx.s().room.is_some() {
+        if cx.s().room.is_some() && !cx.s().leaving {
+            cx.s().leaving = true;
             cx.out.requests.push(Request::RoomLeave);
         }
         return;
@@ -419,7 +442,7 @@ fn join(cx: &mut Cx<'_>, m: &Message<'_>) {
     }
     let known = cx.state.channels.find(first);
     let s = cx.s();
-    if known.is_some() && (s.room == known || s.joining == known) {
+    if known.is_some() && ((s.room == known && !s.leaving) || s.joining == known) {
         return;
     }
     if s.joining.is_some() {
@@ -432,8 +455,9 @@ fn join(cx: &mut Cx<'_>, m: &Message<'_>) {
     let Some(room) = cx.state.channels.claim(first) else {
         return cx.num("403", &[first, "No such channel (or no free room for it)"]);
     };
-    if cx.s().room.is_some() {
+    if cx.s().room.is_some() && !cx.s().leaving {
         // One room at a time: the first is parted.
+        cx.s().leaving = true;
         cx.out.requests.push(Request::RoomLeave);
     }
     cx.s().joining = Some(room);
@@ -446,7 +470,16 @@ fn part(cx: &mut Cx<'_>, m: &Message<'_>) {
     }
     for name in m.params[0].split(',') {
         match cx.state.channels.find(name) {
-            Some(room) if cx.s().room == Some(room) => cx.out.requests.push(Request::RoomLeave),
+            Some(room) if cx.s().room == Some(room) && !cx.s().leaving => {
+                cx.s().leaving = true;
+                if let (Some(reason), Some(nick)) = (m.param(1), cx.s().nick.clone()) {
+                    cx.state
+                        .channels
+                        .depart(room, &nick, Departure::Part(reason.to_owned()));
+                    cx.s().parting = Some(reason.to_owned());
+                }
+                cx.out.requests.push(Request::RoomLeave);
+            }
             Some(_) => cx.num("442", &[name, "You're not on that channel"]),
             None => cx.num("403", &[name, "No such channel"]),
         }

@@ -102,6 +102,8 @@ pub(crate) struct Caps {
     pub(crate) labeled: bool,
     /// `draft/chathistory`: CHATHISTORY is asked for.
     pub(crate) history: bool,
+    /// `away-notify`: AWAY from the IRC users of its channel.
+    pub(crate) away_notify: bool,
     /// Negotiating (CAP LS or REQ before CAP END): registration waits.
     pub(crate) negotiating: bool,
     /// `CAP LS 302` or later: `cap-notify` is implied.
@@ -166,6 +168,11 @@ pub(crate) struct Session {
     pub(crate) order: Order,
     /// QUIT was sent: the link closes once the logout is answered.
     pub(crate) quitting: bool,
+    /// A PART (or JOIN 0) of its channel is under way: it is as good as
+    /// out of it (a JOIN of the same channel right after enters again).
+    pub(crate) leaving: bool,
+    /// PART's reason, for its own PART line.
+    pub(crate) parting: Option<String>,
     /// CHATHISTORY requests the hub has not answered yet, in order.
     pub(crate) wanted: std::collections::VecDeque<history::Wanted>,
 }
@@ -207,6 +214,8 @@ impl Session {
             motd_due: false,
             order: Order::default(),
             quitting: false,
+            leaving: false,
+            parting: None,
             wanted: std::collections::VecDeque::new(),
         }
     }
@@ -287,7 +296,9 @@ impl Handler for IrcGateway {
     async fn on_join(&self, id: SessionId, peer: SocketAddr) {
         let mut session = Session::new();
         // The HELLO below.
-        let _ = session.order.line(&Caps::default(), "", 1, None, BytesMut::new());
+        let _ = session
+            .order
+            .line(&Caps::default(), "", (1, 0), None, BytesMut::new());
         self.irc.lock().sessions.insert(id, session);
         self.gateway.on_join(id, peer).await;
         // IRC clients hear Plaza's notices (server notices, mutes), and
@@ -316,10 +327,14 @@ impl Handler for IrcGateway {
     async fn on_leave(&self, id: SessionId) {
         let logged_in = {
             let mut state = self.irc.lock();
-            let logged_in = state
-                .sessions
-                .get(&id)
-                .is_some_and(|s| s.login == Login::Done && !s.quitting);
+            let (logged_in, room, nick) = match state.sessions.get(&id) {
+                Some(s) => (s.login == Login::Done && !s.quitting, s.room, s.nick.clone()),
+                None => (false, None, None),
+            };
+            if let (true, Some(room), Some(nick)) = (logged_in, room, nick) {
+                let why = channels::Departure::Quit("Connection closed".into());
+                state.channels.depart(room, &nick, why);
+            }
             state.forget(id);
             logged_in
         };

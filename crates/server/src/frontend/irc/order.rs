@@ -39,20 +39,30 @@ struct Pending {
     answers: BytesMut,
     /// What the line wrote at once.
     replies: BytesMut,
-    /// Own copies of room messages still to come (taken messages whose
-    /// copies had not come yet), or come early (below 0): a labeled line
-    /// is finished with its copies.
-    echoes: i32,
+    /// Room messages it sent that the sender hears back (echo-message):
+    /// how many, how many the hub took, how many came back. Those taken
+    /// are part of the answer: the line is finished when they are back
+    /// (after the hub's answer on one node, before it in cluster mode).
+    chats: u32,
+    taken: u32,
+    echoed: u32,
+}
+
+impl Pending {
+    fn finished(&self, answered: u64) -> bool {
+        self.until <= answered && self.echoed >= self.taken
+    }
 }
 
 impl Order {
-    /// A line sent `asked` requests and wrote `replies`: what may leave
-    /// now (empty when it waits).
+    /// A line sent `asked` requests, `chats` of them room messages the
+    /// sender hears back, and wrote `replies`: what may leave now (empty
+    /// when it waits).
     pub(crate) fn line(
         &mut self,
         caps: &Caps,
         server: &str,
-        asked: usize,
+        (asked, chats): (usize, usize),
         label: Option<&str>,
         replies: BytesMut,
     ) -> BytesMut {
@@ -69,17 +79,29 @@ impl Order {
             label,
             answers: BytesMut::new(),
             replies,
-            echoes: 0,
+            chats: u32::try_from(chats).unwrap_or(u32::MAX),
+            taken: 0,
+            echoed: 0,
         });
         BytesMut::new()
     }
 
-    /// One response came back and wrote `b`: what may leave now (its
-    /// line's lines if it was the last answer that line waited for, and
-    /// any lines after it that waited only for it).
-    pub(crate) fn answered(&mut self, caps: &Caps, server: &str, b: BytesMut) -> BytesMut {
-        self.answered += 1;
+    /// The line the next answer is for.
+    fn answering(&mut self) -> Option<&mut Pending> {
+        let answered = self.answered;
+        self.waiting.iter_mut().find(|p| p.until > answered)
+    }
+
+    /// One response came back and wrote `b` (`taken`: a room message the
+    /// sender will hear back): what may leave now (its line's lines if it
+    /// was the last answer that line waited for, and any lines after it
+    /// that waited only for it).
+    pub(crate) fn answered(&mut self, caps: &Caps, server: &str, b: BytesMut, taken: bool) -> BytesMut {
+        if let Some(p) = self.answering().filter(|_| taken) {
+            p.taken += 1;
+        }
         let mut out = self.with_answer(b);
+        self.answered += 1;
         out.extend_from_slice(&self.flush(caps, server));
         out
     }
@@ -87,11 +109,7 @@ impl Order {
     /// The lines of every finished line at the front.
     fn flush(&mut self, caps: &Caps, server: &str) -> BytesMut {
         let mut out = BytesMut::new();
-        while self
-            .waiting
-            .front()
-            .is_some_and(|p| p.until <= self.answered && p.echoes <= 0)
-        {
+        while self.waiting.front().is_some_and(|p| p.finished(self.answered)) {
             if let Some(mut p) = self.waiting.pop_front() {
                 p.answers.extend_from_slice(&p.replies);
                 let done = self.finish(caps, server, p.label.as_deref(), p.answers);
@@ -101,42 +119,33 @@ impl Order {
         out
     }
 
-    /// The hub took a room message of the labeled line being answered:
-    /// the line is finished with the sender's own copy (which comes after
-    /// the answer on one node, before it in cluster mode).
-    pub(crate) fn expect_echo(&mut self) {
-        if let Some(p) = self.waiting.front_mut().filter(|p| p.label.is_some()) {
-            p.echoes += 1;
+    /// The sender's own copy of one of its room messages (`lines`): what
+    /// to send now, and whether that includes it (a labeled line's copy
+    /// goes with its answer; any other's goes first, as it is, and then
+    /// what waited for it).
+    pub(crate) fn echo(&mut self, caps: &Caps, server: &str, lines: &[u8]) -> (BytesMut, bool) {
+        let mut kept = false;
+        if let Some(p) = self.waiting.iter_mut().find(|p| p.echoed < p.chats) {
+            p.echoed += 1;
+            if p.label.is_some() {
+                p.answers.extend_from_slice(lines);
+                kept = true;
+            }
         }
-    }
-
-    /// The sender's own copy of a room message of the labeled line being
-    /// answered ([`Order::labeled`]): what may leave now.
-    pub(crate) fn echo(&mut self, caps: &Caps, server: &str, b: &[u8]) -> BytesMut {
-        if let Some(p) = self.waiting.front_mut() {
-            p.answers.extend_from_slice(b);
-            p.echoes -= 1;
-        }
-        self.flush(caps, server)
+        (self.flush(caps, server), kept)
     }
 
     /// Lines that answer the line being answered (a response's, a JOIN's
-    /// member list, a sender's own copy of its message): kept with a
-    /// labeled line until it is finished, else they leave now.
+    /// member list): kept with a labeled line until it is finished, else
+    /// they leave now.
     pub(crate) fn with_answer(&mut self, b: BytesMut) -> BytesMut {
-        match self.waiting.front_mut() {
+        match self.answering() {
             Some(p) if p.label.is_some() => {
                 p.answers.extend_from_slice(&b);
                 BytesMut::new()
             }
             _ => b,
         }
-    }
-
-    /// Whether the line being answered carries a label (so a sender's own
-    /// copy of its message must go with the answer, not on its own).
-    pub(crate) fn labeled(&self) -> bool {
-        self.waiting.front().is_some_and(|p| p.label.is_some())
     }
 
     /// Everything waiting, then `replies`: for a session about to close.
@@ -220,20 +229,20 @@ mod tests {
     fn a_labeled_line_is_acked_tagged_or_batched_by_how_many_lines_answer_it() {
         let (caps, mut o) = (labeled(), Order::default());
         assert_eq!(
-            text(&o.line(&caps, "s", 0, Some("a"), BytesMut::new())),
+            text(&o.line(&caps, "s", (0, 0), Some("a"), BytesMut::new())),
             "@label=a :s ACK\r\n"
         );
         let one = BytesMut::from(&b":s PONG s :x\r\n"[..]);
         assert_eq!(
-            text(&o.line(&caps, "s", 0, Some("b"), one)),
+            text(&o.line(&caps, "s", (0, 0), Some("b"), one)),
             "@label=b :s PONG s :x\r\n"
         );
         // Two lines, one from the hub's answer and one written at once.
         let reply = BytesMut::from(&b":s 305 me :back\r\n"[..]);
-        assert!(o.line(&caps, "s", 1, Some("c"), reply).is_empty());
+        assert!(o.line(&caps, "s", (1, 0), Some("c"), reply).is_empty());
         let answer = BytesMut::from(&b"@time=t :s 401 me x :No such nick\r\n"[..]);
         assert_eq!(
-            text(&o.answered(&caps, "s", answer)),
+            text(&o.answered(&caps, "s", answer, false)),
             "@label=c :s BATCH +p1 :labeled-response\r\n\
              @batch=p1;time=t :s 401 me x :No such nick\r\n\
              @batch=p1 :s 305 me :back\r\n\
@@ -244,17 +253,57 @@ mod tests {
     #[test]
     fn a_reply_waits_for_the_answers_to_earlier_lines() {
         let (caps, mut o) = (Caps::default(), Order::default());
-        assert!(o.line(&caps, "s", 1, None, BytesMut::new()).is_empty());
+        assert!(o.line(&caps, "s", (1, 0), None, BytesMut::new()).is_empty());
         let pong = BytesMut::from(&b"PONG\r\n"[..]);
-        assert!(o.line(&caps, "s", 0, Some("x"), pong).is_empty());
+        assert!(o.line(&caps, "s", (0, 0), Some("x"), pong).is_empty());
         let join = BytesMut::from(&b"JOIN\r\n"[..]);
         assert_eq!(text(&o.with_answer(join)), "JOIN\r\n");
-        let out = o.answered(&caps, "s", BytesMut::new());
+        let out = o.answered(&caps, "s", BytesMut::new(), false);
         // Without the capability, the label is not used.
         assert_eq!(text(&out), "PONG\r\n");
-        assert_eq!(
-            text(&o.line(&caps, "s", 0, None, BytesMut::from(&b"A\r\n"[..]))),
-            "A\r\n"
+        let a = BytesMut::from(&b"A\r\n"[..]);
+        assert_eq!(text(&o.line(&caps, "s", (0, 0), None, a)), "A\r\n");
+    }
+
+    #[test]
+    fn a_line_that_sent_room_messages_is_finished_when_its_own_copies_are_back() {
+        let (caps, server) = (labeled(), "s");
+        let copy = b"@msgid=m :me PRIVMSG #1 :hi\r\n";
+        // One node: the answer, then the copy; a PING behind waits for it.
+        let mut o = Order::default();
+        assert!(o.line(&caps, server, (1, 1), None, BytesMut::new()).is_empty());
+        let pong = BytesMut::from(&b":s PONG s :x\r\n"[..]);
+        assert!(o.line(&caps, server, (0, 0), None, pong).is_empty());
+        assert!(o.answered(&caps, server, BytesMut::new(), true).is_empty());
+        let (out, kept) = o.echo(&caps, server, copy);
+        assert_eq!((text(&out), kept), (":s PONG s :x\r\n", false));
+
+        // Cluster mode: two labeled lines' copies come before their
+        // answers, and each goes with its own line.
+        let mut o = Order::default();
+        assert!(
+            o.line(&caps, server, (1, 1), Some("a"), BytesMut::new())
+                .is_empty()
         );
+        assert!(
+            o.line(&caps, server, (1, 1), Some("b"), BytesMut::new())
+                .is_empty()
+        );
+        assert_eq!(o.echo(&caps, server, copy), (BytesMut::new(), true));
+        assert_eq!(o.echo(&caps, server, copy), (BytesMut::new(), true));
+        let a = o.answered(&caps, server, BytesMut::new(), true);
+        assert_eq!(text(&a), "@label=a;msgid=m :me PRIVMSG #1 :hi\r\n");
+        let b = o.answered(&caps, server, BytesMut::new(), true);
+        assert_eq!(text(&b), "@label=b;msgid=m :me PRIVMSG #1 :hi\r\n");
+
+        // A refused message has no copy: its line does not wait for one.
+        let mut o = Order::default();
+        assert!(
+            o.line(&caps, server, (1, 1), Some("c"), BytesMut::new())
+                .is_empty()
+        );
+        let refused = BytesMut::from(&b":s 404 me #1 :muted\r\n"[..]);
+        let out = o.answered(&caps, server, refused, false);
+        assert_eq!(text(&out), "@label=c :s 404 me #1 :muted\r\n");
     }
 }

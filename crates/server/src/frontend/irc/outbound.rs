@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use plaza_net::SessionId;
 use plaza_proto::{Event, ResultCode, Roster};
 
-use super::channels::Channels;
+use super::channels::{Channels, Departure};
 use super::line::{self, Prefix};
 use super::{Irc, Login, Session, State, Target};
 
@@ -144,11 +144,10 @@ impl Irc {
             let close = !silent && answer(&mut state, &self.server, id, event, &mut b);
             if let Some(s) = state.sessions.get_mut(&id) {
                 b = s.caps.stamp(b);
-                if matches!(event, Event::RoomChatResult(c) if c.is_ok()) && s.caps.echo {
-                    s.order.expect_echo();
-                }
                 if event.is_response() {
-                    b = s.order.answered(&s.caps, &self.server, b);
+                    // A room message taken: the sender hears it back.
+                    let taken = matches!(event, Event::RoomChatResult(c) if c.is_ok()) && s.caps.echo;
+                    b = s.order.answered(&s.caps, &self.server, b, taken);
                 }
                 if close {
                     b.extend_from_slice(&s.order.all(BytesMut::new()));
@@ -284,11 +283,16 @@ fn answer(state: &mut State, server: &str, id: SessionId, event: &Event, b: &mut
             num(b, server, &me, n, &[&room, text]);
         }
         Event::RoomLeaveResult(code) if code.is_ok() => {
+            s.leaving = false;
             if let Some(room) = s.room.take() {
-                line::put(b, Prefix::User(&me), "PART", &[chan]);
+                match s.parting.take() {
+                    Some(why) => line::put(b, Prefix::User(&me), "PART", &[chan, &why]),
+                    None => line::put(b, Prefix::User(&me), "PART", &[chan]),
+                }
                 channels.release(room);
             }
         }
+        Event::RoomLeaveResult(_) => s.leaving = false,
         Event::RoomChatResult(code) if !code.is_ok() => {
             let (n, text) = match *code {
                 ResultCode::USER_IN_LOBBY => ("442", "You're not on that channel"),
@@ -487,6 +491,8 @@ pub(crate) struct Fanout<'e> {
     /// The same with IRCv3 server-time's tag on every line, for the
     /// recipients that asked for it, and its ends.
     tagged: Option<(Bytes, Vec<usize>)>,
+    /// away-notify's AWAY lines: each newcomer who is away, by its event.
+    away: Option<Vec<(usize, String, BytesMut)>>,
 }
 
 impl<'e> Fanout<'e> {
@@ -496,6 +502,7 @@ impl<'e> Fanout<'e> {
             bytes: None,
             ends: Vec::new(),
             tagged: None,
+            away: None,
         }
     }
 
@@ -527,19 +534,53 @@ impl<'e> Fanout<'e> {
             } else {
                 (&*bytes, self.ends.as_slice())
             };
-            match from {
+            let frame = match from {
                 0 => bytes.clone(),
                 n => bytes.slice(ends[n - 1]..),
-            }
+            };
+            let (caps, me) = (s.caps, s.nick.clone());
+            let away = caps.away_notify.then(|| self.away(&state, from, me.as_deref()));
+            (frame, away.flatten().map(|a| caps.stamp(a)))
         };
-        if frame.is_empty() {
-            return;
+        let (frame, away) = frame;
+        if !frame.is_empty() {
+            let _ = if droppable {
+                irc.net.send_droppable(id, frame)
+            } else {
+                irc.net.send(id, frame)
+            };
         }
-        let _ = if droppable {
-            irc.net.send_droppable(id, frame)
-        } else {
-            irc.net.send(id, frame)
-        };
+        if let Some(away) = away {
+            irc.send(id, away);
+        }
+    }
+
+    /// away-notify: AWAY for each of `events[from..]`'s newcomers who is
+    /// an IRC user marked away, but `me` (looked up once per fan-out).
+    fn away(&mut self, state: &State, from: usize, me: Option<&str>) -> Option<BytesMut> {
+        let events = self.events;
+        let away = self.away.get_or_insert_with(|| {
+            let mut away = Vec::new();
+            for (i, event) in events.iter().enumerate() {
+                if let Event::RoomNewUser { name, .. } = event
+                    && let Some(text) =
+                        super::queries::irc_session(state, name).and_then(|s| s.away.as_deref())
+                {
+                    let mut b = BytesMut::new();
+                    line::put(&mut b, Prefix::User(name), "AWAY", &[text]);
+                    away.push((i, name.clone(), b));
+                }
+            }
+            away
+        });
+        let mut b = BytesMut::new();
+        for (_, _, line) in away
+            .iter()
+            .filter(|(i, name, _)| *i >= from && Some(name.as_str()) != me)
+        {
+            b.extend_from_slice(line);
+        }
+        (!b.is_empty()).then_some(b)
     }
 }
 
@@ -554,8 +595,15 @@ fn put_event(b: &mut BytesMut, event: &Event, room: Option<u32>, channels: &mut 
             line::put(b, Prefix::User(name), "JOIN", &[chan]);
         }
         (Event::RoomLeaveUser { uid }, Some(r), Some(chan)) => {
-            if let Some(nick) = channels.get_mut(r).and_then(|c| c.names.remove(uid)) {
-                line::put(b, Prefix::User(&nick), "PART", &[chan]);
+            let Some(c) = channels.get_mut(r) else {
+                return;
+            };
+            if let Some(nick) = c.names.remove(uid) {
+                match c.departures.remove(uid) {
+                    Some(Departure::Quit(why)) => line::put(b, Prefix::User(&nick), "QUIT", &[&why]),
+                    Some(Departure::Part(why)) => line::put(b, Prefix::User(&nick), "PART", &[chan, &why]),
+                    None => line::put(b, Prefix::User(&nick), "PART", &[chan]),
+                }
             }
         }
         (Event::Broadcast { from, message }, _, _) => {

@@ -26,6 +26,22 @@ pub(super) fn irc_session<'s>(state: &'s State, nick: &str) -> Option<&'s Sessio
     })
 }
 
+/// AWAY (`away`: the message; `None`: back) from this session, to the IRC
+/// users of its channel that asked for away-notify.
+pub(super) fn tell_away(cx: &mut Cx<'_>, away: Option<&str>) {
+    let (me, room) = (cx.me(), cx.s().room);
+    let Some(room) = room else {
+        return;
+    };
+    let mut line = bytes::BytesMut::new();
+    line::put(&mut line, line::Prefix::User(&me), "AWAY", away.as_slice());
+    for (id, s) in &cx.state.sessions {
+        if *id != cx.id && s.room == Some(room) && s.caps.away_notify {
+            cx.out.others.push((*id, s.caps.stamp(line.clone())));
+        }
+    }
+}
+
 /// `nick!user@host` for each of `names` in `room` (userhost-in-names): the
 /// user an IRC session gave, or (a Plaza user) the name itself.
 pub(super) fn userhosts(state: &State, room: u32, names: &[&str]) -> Vec<String> {
