@@ -499,3 +499,17 @@ async fn part_and_quit_reasons_reach_the_channels_irc_users() {
         ":lee!lee@plaza.users QUIT :Connection closed"
     );
 }
+
+#[tokio::test]
+async fn lusers_counts_the_users_now_and_the_most_seen() {
+    let (_server, irc) = irc_server(true).await;
+    let mut amy = Irc::register(irc, "amy", None).await;
+    let mut bob = Irc::register(irc, "bob", None).await;
+    bob.send("LUSERS").await;
+    assert!(bob.until(" 265 ").await.contains(" 265 bob 2 2 :"));
+    bob.send("QUIT").await;
+    bob.until_closed().await;
+    // QUIT logged bob out before his link closed.
+    amy.send("LUSERS").await;
+    assert!(amy.until(" 265 ").await.contains(" 265 amy 1 2 :"));
+}

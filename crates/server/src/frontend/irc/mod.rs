@@ -254,6 +254,8 @@ pub(crate) struct Irc {
     pub(crate) server: Box<str>,
     /// The hub's history epoch: message ids are unique to it.
     pub(crate) epoch: u64,
+    /// The most users LUSERS has counted (265, 266).
+    pub(crate) most_users: std::sync::atomic::AtomicU32,
     /// A moment on the hub's clock and on the wall clock, to show when
     /// the hub took a message.
     pub(crate) clock: (std::time::Instant, std::time::SystemTime),
@@ -270,6 +272,7 @@ impl Irc {
             allow_guests,
             server: server.into(),
             epoch,
+            most_users: std::sync::atomic::AtomicU32::new(0),
             clock: (std::time::Instant::now(), std::time::SystemTime::now()),
         })
     }

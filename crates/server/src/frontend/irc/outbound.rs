@@ -2,6 +2,7 @@
 //! written once for every IRC recipient.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use plaza_net::SessionId;
@@ -141,7 +142,7 @@ impl Irc {
                 Event::Hello { .. } | Event::ResumeToken { .. } => true,
                 _ => false,
             };
-            let close = !silent && answer(&mut state, &self.server, id, event, &mut b);
+            let close = !silent && answer(&mut state, self, id, event, &mut b);
             if let Some(s) = state.sessions.get_mut(&id) {
                 b = s.caps.stamp(b);
                 if event.is_response() {
@@ -219,7 +220,8 @@ impl Irc {
 }
 
 /// Writes `id`'s answer to `event`; returns whether to close it.
-fn answer(state: &mut State, server: &str, id: SessionId, event: &Event, b: &mut BytesMut) -> bool {
+fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut BytesMut) -> bool {
+    let server = &*irc.server;
     let State { sessions, channels } = state;
     let s = sessions.get_mut(&id).expect("checked by the caller");
     let me = s.me().to_owned();
@@ -229,7 +231,10 @@ fn answer(state: &mut State, server: &str, id: SessionId, event: &Event, b: &mut
         Event::LoginResult(code) => return login(s, server, *code, b),
         Event::LogoutResult(_) if s.quitting => return true,
         Event::UserList { result, total, .. } if result.is_ok() && s.registered => {
-            let total = total.to_string();
+            // The most users seen logged in at once, as far as IRC users
+            // have asked since the server started.
+            let most = irc.most_users.fetch_max(*total, Ordering::Relaxed).max(*total);
+            let (total, most) = (total.to_string(), most.to_string());
             num(
                 b,
                 server,
@@ -249,11 +254,7 @@ fn answer(state: &mut State, server: &str, id: SessionId, event: &Event, b: &mut
                 server,
                 &me,
                 "265",
-                &[
-                    &total,
-                    &total,
-                    &format!("Current local users {total}, max {total}"),
-                ],
+                &[&total, &most, &format!("Current local users {total}, max {most}")],
             );
             num(
                 b,
@@ -262,8 +263,8 @@ fn answer(state: &mut State, server: &str, id: SessionId, event: &Event, b: &mut
                 "266",
                 &[
                     &total,
-                    &total,
-                    &format!("Current global users {total}, max {total}"),
+                    &most,
+                    &format!("Current global users {total}, max {most}"),
                 ],
             );
             if std::mem::take(&mut s.motd_due) {
