@@ -8,11 +8,12 @@
 //! same); registration (NICK, USER, PASS, SASL PLAIN; CAP in
 //! [`caps.rs`](caps)) and the commands Plaza has no request for
 //! ([`queries.rs`](queries), [`modes.rs`](modes)) are answered here, in
-//! the order of the lines, under their IRCv3 labels ([`Order`]). Outbound
-//! ([`outbound.rs`](outbound)), the hub's events become IRC lines; a
-//! fan-out is written once per form (with or without server-time, and for
-//! room messages `msgid`: [`history.rs`](history), which also answers
-//! CHATHISTORY) and shared by every IRC recipient of that form.
+//! the order of the lines, under their IRCv3 labels ([`Order`]). Outbound,
+//! the hub's events become IRC lines: answers ([`outbound.rs`](outbound));
+//! fan-outs, each written once per form (with or without server-time, and
+//! for room messages `msgid`) and shared by every IRC recipient of that
+//! form: presence news ([`presence.rs`](presence)) and room messages
+//! ([`history.rs`](history), which also answers CHATHISTORY).
 //!
 //! IRC needs context the hub's events leave out (which channel, a
 //! leaver's nick): [`Irc`] keeps each session's nick, capabilities and
@@ -39,10 +40,11 @@ pub(crate) mod line;
 mod modes;
 mod order;
 mod outbound;
+mod presence;
 mod queries;
 
 pub(crate) use history::Chat;
-pub(crate) use outbound::Fanout;
+pub(crate) use presence::Fanout;
 
 /// IRC's framing: lines ending in `\n`, tags and all at most
 /// [`line::MAX_TAGS`] + [`line::MAX_LINE`] bytes (a longer line closes

@@ -1,5 +1,5 @@
-//! The hub's events as IRC lines: one session's answers, and fan-outs
-//! written once for every IRC recipient.
+//! The hub's events as IRC lines: one session's answers (fan-outs are in
+//! [`presence.rs`](super::presence) and [`history.rs`](super::history)).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,8 +8,8 @@ use bytes::{Bytes, BytesMut};
 use plaza_net::SessionId;
 use plaza_proto::{Event, ResultCode, Roster};
 
-use super::channels::{Channels, Departure};
 use super::line::{self, Prefix};
+use super::presence::Fanout;
 use super::{Irc, Login, Session, State, Target};
 
 /// The longest list of nicks in one RPL_NAMREPLY.
@@ -479,138 +479,4 @@ fn login(s: &mut Session, server: &str, code: ResultCode, b: &mut BytesMut) -> b
         (other, _) => s.login = other,
     }
     false
-}
-
-/// A fan-out's events (presence news, broadcasts) as IRC lines, written
-/// once on first use and shared by every IRC recipient. Room messages come
-/// as packets: [`super::Chat`].
-pub(crate) struct Fanout<'e> {
-    events: &'e [Event],
-    bytes: Option<Bytes>,
-    /// Where each event ends in `bytes`.
-    ends: Vec<usize>,
-    /// The same with IRCv3 server-time's tag on every line, for the
-    /// recipients that asked for it, and its ends.
-    tagged: Option<(Bytes, Vec<usize>)>,
-    /// away-notify's AWAY lines: each newcomer who is away, by its event.
-    away: Option<Vec<(usize, String, BytesMut)>>,
-}
-
-impl<'e> Fanout<'e> {
-    pub(crate) fn new(events: &'e [Event]) -> Self {
-        Self {
-            events,
-            bytes: None,
-            ends: Vec::new(),
-            tagged: None,
-            away: None,
-        }
-    }
-
-    /// Sends `events[from..]` to `id`. A room's fan-out goes to the
-    /// room's members, so the first recipient's channel is every one's.
-    pub(crate) fn send(&mut self, irc: &Irc, id: SessionId, from: usize, droppable: bool) {
-        let frame = {
-            let mut state = irc.lock();
-            let State { sessions, channels } = &mut *state;
-            let Some(s) = sessions.get(&id) else {
-                return;
-            };
-            let (events, ends) = (self.events, &mut self.ends);
-            let bytes = self.bytes.get_or_insert_with(|| {
-                let mut b = BytesMut::with_capacity(256);
-                for event in events {
-                    put_event(&mut b, event, s.room, channels, &irc.server);
-                    ends.push(b.len());
-                }
-                b.freeze()
-            });
-            let (bytes, ends) = if s.caps.time {
-                let (plain, ends) = (&*bytes, &self.ends);
-                let (tagged, ends) = self.tagged.get_or_insert_with(|| {
-                    let (b, ends) = line::tag_lines(plain, &line::time_tag(), ends);
-                    (b.freeze(), ends)
-                });
-                (&*tagged, ends.as_slice())
-            } else {
-                (&*bytes, self.ends.as_slice())
-            };
-            let frame = match from {
-                0 => bytes.clone(),
-                n => bytes.slice(ends[n - 1]..),
-            };
-            let (caps, me) = (s.caps, s.nick.clone());
-            let away = caps.away_notify.then(|| self.away(&state, from, me.as_deref()));
-            (frame, away.flatten().map(|a| caps.stamp(a)))
-        };
-        let (frame, away) = frame;
-        if !frame.is_empty() {
-            let _ = if droppable {
-                irc.net.send_droppable(id, frame)
-            } else {
-                irc.net.send(id, frame)
-            };
-        }
-        if let Some(away) = away {
-            irc.send(id, away);
-        }
-    }
-
-    /// away-notify: AWAY for each of `events[from..]`'s newcomers who is
-    /// an IRC user marked away, but `me` (looked up once per fan-out).
-    fn away(&mut self, state: &State, from: usize, me: Option<&str>) -> Option<BytesMut> {
-        let events = self.events;
-        let away = self.away.get_or_insert_with(|| {
-            let mut away = Vec::new();
-            for (i, event) in events.iter().enumerate() {
-                if let Event::RoomNewUser { name, .. } = event
-                    && let Some(text) =
-                        super::queries::irc_session(state, name).and_then(|s| s.away.as_deref())
-                {
-                    let mut b = BytesMut::new();
-                    line::put(&mut b, Prefix::User(name), "AWAY", &[text]);
-                    away.push((i, name.clone(), b));
-                }
-            }
-            away
-        });
-        let mut b = BytesMut::new();
-        for (_, _, line) in away
-            .iter()
-            .filter(|(i, name, _)| *i >= from && Some(name.as_str()) != me)
-        {
-            b.extend_from_slice(line);
-        }
-        (!b.is_empty()).then_some(b)
-    }
-}
-
-/// One fanned-out event, and the channel's nicks kept up to date.
-fn put_event(b: &mut BytesMut, event: &Event, room: Option<u32>, channels: &mut Channels, server: &str) {
-    let channel = room.map(|r| channels.name(r));
-    match (event, room, channel.as_deref()) {
-        (Event::RoomNewUser { uid, name }, Some(r), Some(chan)) => {
-            if let Some(c) = channels.get_mut(r) {
-                c.names.insert(*uid, Arc::from(name.as_str()));
-            }
-            line::put(b, Prefix::User(name), "JOIN", &[chan]);
-        }
-        (Event::RoomLeaveUser { uid }, Some(r), Some(chan)) => {
-            let Some(c) = channels.get_mut(r) else {
-                return;
-            };
-            if let Some(nick) = c.names.remove(uid) {
-                match c.departures.remove(uid) {
-                    Some(Departure::Quit(why)) => line::put(b, Prefix::User(&nick), "QUIT", &[&why]),
-                    Some(Departure::Part(why)) => line::put(b, Prefix::User(&nick), "PART", &[chan, &why]),
-                    None => line::put(b, Prefix::User(&nick), "PART", &[chan]),
-                }
-            }
-        }
-        (Event::Broadcast { from, message }, _, _) => {
-            put_text(b, Prefix::User(from), "NOTICE", "$*", message)
-        }
-        (Event::Notice { message }, _, _) => put_text(b, Prefix::Server(server), "NOTICE", "$*", message),
-        _ => {}
-    }
 }
