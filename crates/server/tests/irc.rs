@@ -513,3 +513,23 @@ async fn lusers_counts_the_users_now_and_the_most_seen() {
     amy.send("LUSERS").await;
     assert!(amy.until(" 265 ").await.contains(" 265 amy 1 2 :"));
 }
+
+#[tokio::test]
+async fn invite_tells_an_irc_user_and_only_from_a_member() {
+    let (_server, irc) = irc_server(true).await;
+    let mut kim = Irc::register(irc, "kim", None).await;
+    let mut pat = Irc::register(irc, "pat", None).await;
+    kim.send("INVITE pat #8").await;
+    assert!(kim.until(" 442 ").await.contains(" 442 kim #8 :"));
+    kim.send("JOIN #8").await;
+    kim.until(" 366 ").await;
+    kim.send("INVITE pat #8").await;
+    assert_eq!(kim.until(" 341 ").await, ":plaza 341 kim pat :#8");
+    assert_eq!(pat.until("INVITE").await, ":kim!kim@plaza.users INVITE pat :#8");
+    kim.send("INVITE nobody #8").await;
+    assert!(kim.until(" 401 ").await.contains(" 401 kim nobody :"));
+    pat.send("JOIN #8").await;
+    pat.until(" 366 ").await;
+    kim.send("INVITE pat #8").await;
+    assert!(kim.until(" 443 ").await.contains(" 443 kim pat #8 :"));
+}

@@ -27,7 +27,7 @@ pub(super) fn frame(request: &Request) -> BytesMut {
 pub(super) struct Out {
     pub(super) replies: BytesMut,
     requests: Vec<Request>,
-    /// Lines for other sessions (away-notify).
+    /// Lines for other sessions (away-notify, INVITE).
     pub(super) others: Vec<(SessionId, BytesMut)>,
     guest: Option<String>,
     close: Option<&'static str>,
@@ -271,6 +271,7 @@ fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
         "INFO" => queries::info(cx),
         "MODE" => super::modes::mode(cx, m),
         "CHATHISTORY" => super::history::chathistory(cx, m),
+        "INVITE" => queries::invite(cx, m),
         // Client tags are denied (ISUPPORT CLIENTTAGDENY=*): nothing to relay.
         "TAGMSG" => {}
         "KICK" => kick(cx, m),

@@ -1,7 +1,8 @@
 //! Commands that ask and change nothing: NAMES, WHO, WHOIS, WHOWAS,
-//! USERHOST, TOPIC, LIST, TIME, INFO. They are answered from what the
-//! front end knows: its own sessions on this node, and the members of the
-//! asker's channel (whatever front end they use).
+//! USERHOST, TOPIC, LIST, TIME, INFO, and INVITE (a notification). They
+//! are answered from what the front end knows: its own sessions on this
+//! node, and the members of the asker's channel (whatever front end they
+//! use).
 
 use std::sync::Arc;
 
@@ -40,6 +41,40 @@ pub(super) fn tell_away(cx: &mut Cx<'_>, away: Option<&str>) {
             cx.out.others.push((*id, s.caps.stamp(line.clone())));
         }
     }
+}
+
+/// INVITE `nick` `#channel`: a notification to an IRC user on this node
+/// from a member of the channel (channels are never invite-only, so it
+/// lets nobody in who could not join).
+pub(super) fn invite(cx: &mut Cx<'_>, m: &Message<'_>) {
+    if !cx.need_params(m, 2) {
+        return;
+    }
+    let (nick, channel) = (m.params[0], m.params[1]);
+    let Some(room) = cx.state.channels.find(channel) else {
+        return cx.num("403", &[channel, "No such channel"]);
+    };
+    if cx.s().room != Some(room) {
+        return cx.num("442", &[channel, "You're not on that channel"]);
+    }
+    let target = cx.state.sessions.iter().find(|(_, s)| {
+        s.registered && !s.quitting && s.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(nick))
+    });
+    let Some((&id, s)) = target else {
+        return cx.num(
+            "401",
+            &[nick, "No such nick (INVITE reaches IRC users on this server)"],
+        );
+    };
+    if s.room == Some(room) {
+        return cx.num("443", &[nick, channel, "is already on channel"]);
+    }
+    let (their, caps) = (s.me().to_owned(), s.caps);
+    let me = cx.me();
+    let mut line = bytes::BytesMut::new();
+    line::put(&mut line, line::Prefix::User(&me), "INVITE", &[&their, channel]);
+    cx.out.others.push((id, caps.stamp(line)));
+    cx.num("341", &[&their, channel]);
 }
 
 /// `nick!user@host` for each of `names` in `room` (userhost-in-names): the
