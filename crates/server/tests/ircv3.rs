@@ -276,3 +276,32 @@ async fn with_echo_message_a_ping_after_a_message_is_answered_after_its_copy() {
         ]
     );
 }
+
+#[tokio::test]
+async fn setname_changes_the_real_name_and_tells_those_who_asked() {
+    let (_server, addr) = irc_server(true).await;
+    let mut sam = with_caps(addr, "sam", "setname").await;
+    let mut kim = with_caps(addr, "kim", "setname").await;
+    let mut pat = Irc::register(addr, "pat", None).await;
+    for c in [&mut sam, &mut kim, &mut pat] {
+        c.send("JOIN #9").await;
+        c.until(" 366 ").await;
+    }
+    sam.send("SETNAME :Samuel Q").await;
+    assert_eq!(
+        sam.until("SETNAME").await,
+        ":sam!sam@plaza.users SETNAME :Samuel Q"
+    );
+    assert_eq!(
+        kim.until("SETNAME").await,
+        ":sam!sam@plaza.users SETNAME :Samuel Q"
+    );
+    sam.send("WHOIS sam").await;
+    assert!(sam.until(" 311 ").await.ends_with(":Samuel Q"));
+    // pat did not ask for setname: it hears nothing of it (its next line
+    // is the answer to its own PING).
+    pat.send("PING :x").await;
+    assert!(pat.line().await.expect("open").contains("PONG"));
+    sam.send(&format!("SETNAME :{}", "n".repeat(129))).await;
+    assert!(sam.until("FAIL").await.contains("FAIL SETNAME INVALID_REALNAME"));
+}

@@ -18,6 +18,7 @@ const CAPS: &[&str] = &[
     "multi-prefix",
     "sasl",
     "server-time",
+    "setname",
     "userhost-in-names",
 ];
 
@@ -33,6 +34,7 @@ fn switch<'c>(caps: &'c mut Caps, name: &str) -> Option<&'c mut bool> {
         "message-tags" => &mut caps.tags,
         "multi-prefix" => &mut caps.multi_prefix,
         "server-time" => &mut caps.time,
+        "setname" => &mut caps.setname,
         "userhost-in-names" => &mut caps.userhost,
         _ => return None,
     })

@@ -272,6 +272,7 @@ fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
         "MODE" => super::modes::mode(cx, m),
         "CHATHISTORY" => super::history::chathistory(cx, m),
         "INVITE" => queries::invite(cx, m),
+        "SETNAME" => queries::setname(cx, m),
         // Client tags are denied (ISUPPORT CLIENTTAGDENY=*): nothing to relay.
         "TAGMSG" => {}
         "KICK" => kick(cx, m),
@@ -345,7 +346,8 @@ fn user(cx: &mut Cx<'_>, m: &Message<'_>) {
     if cx.need_params(m, 4) {
         let s = cx.s();
         s.username = m.params[0].chars().take(16).collect();
-        s.realname = m.params[3].to_owned();
+        let realname = line::pieces(m.params[3], queries::NAMELEN).next();
+        s.realname = realname.unwrap_or_default().to_owned();
         try_register(cx);
     }
 }

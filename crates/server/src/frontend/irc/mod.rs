@@ -106,6 +106,8 @@ pub(crate) struct Caps {
     pub(crate) history: bool,
     /// `away-notify`: AWAY from the IRC users of its channel.
     pub(crate) away_notify: bool,
+    /// `setname`: SETNAME from the IRC users of its channel.
+    pub(crate) setname: bool,
     /// Negotiating (CAP LS or REQ before CAP END): registration waits.
     pub(crate) negotiating: bool,
     /// `CAP LS 302` or later: `cap-notify` is implied.

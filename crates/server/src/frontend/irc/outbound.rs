@@ -24,6 +24,7 @@ const ISUPPORT: &[&str] = &[
     "CHANNELLEN=50",
     "CHANTYPES=#",
     "MSGREFTYPES=msgid",
+    "NAMELEN=128",
     "NETWORK=Plaza",
     "NICKLEN=32",
     "PREFIX=(o)@",

@@ -30,17 +30,46 @@ pub(super) fn irc_session<'s>(state: &'s State, nick: &str) -> Option<&'s Sessio
 /// AWAY (`away`: the message; `None`: back) from this session, to the IRC
 /// users of its channel that asked for away-notify.
 pub(super) fn tell_away(cx: &mut Cx<'_>, away: Option<&str>) {
-    let (me, room) = (cx.me(), cx.s().room);
-    let Some(room) = room else {
+    let mut line = bytes::BytesMut::new();
+    line::put(&mut line, line::Prefix::User(&cx.me()), "AWAY", away.as_slice());
+    tell_channel(cx, |c| c.away_notify, &line);
+}
+
+/// `line` to the other IRC users of this session's channel (on this node)
+/// whose capabilities `want` it.
+fn tell_channel(cx: &mut Cx<'_>, want: impl Fn(&super::Caps) -> bool, line: &[u8]) {
+    let Some(room) = cx.s().room else {
         return;
     };
-    let mut line = bytes::BytesMut::new();
-    line::put(&mut line, line::Prefix::User(&me), "AWAY", away.as_slice());
     for (id, s) in &cx.state.sessions {
-        if *id != cx.id && s.room == Some(room) && s.caps.away_notify {
-            cx.out.others.push((*id, s.caps.stamp(line.clone())));
+        if *id != cx.id && s.room == Some(room) && want(&s.caps) {
+            let line = bytes::BytesMut::from(line);
+            cx.out.others.push((*id, s.caps.stamp(line)));
         }
     }
+}
+
+/// The longest real name SETNAME takes (ISUPPORT NAMELEN).
+pub(super) const NAMELEN: usize = 128;
+
+/// SETNAME (IRCv3 `setname`): a new real name, confirmed to the session
+/// and told to the IRC users of its channel that asked for `setname`.
+pub(super) fn setname(cx: &mut Cx<'_>, m: &Message<'_>) {
+    let Some(name) = m.param(0).filter(|n| !n.is_empty() && n.len() <= NAMELEN) else {
+        let server = cx.irc.server.clone();
+        let text = "The real name is empty or too long (NAMELEN)";
+        return line::put(
+            cx.replies(),
+            line::Prefix::Server(&server),
+            "FAIL",
+            &["SETNAME", "INVALID_REALNAME", text],
+        );
+    };
+    cx.s().realname = name.to_owned();
+    let mut line = bytes::BytesMut::new();
+    line::put(&mut line, line::Prefix::User(&cx.me()), "SETNAME", &[name]);
+    cx.replies().extend_from_slice(&line);
+    tell_channel(cx, |c| c.setname, &line);
 }
 
 /// INVITE `nick` `#channel`: a notification to an IRC user on this node
