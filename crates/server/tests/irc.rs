@@ -468,12 +468,10 @@ async fn userhost_in_names_lists_every_member_with_its_user_and_host() {
 async fn part_and_quit_reasons_reach_the_channels_irc_users() {
     let (_server, irc) = irc_server(true).await;
     let mut kim = Irc::register(irc, "kim", None).await;
-    kim.send("JOIN #6").await;
-    kim.until(" 366 ").await;
+    kim.join("#6").await;
     let join = async |nick: &str| {
         let mut c = Irc::register(irc, nick, None).await;
-        c.send("JOIN #6").await;
-        c.until(" 366 ").await;
+        c.join("#6").await;
         c
     };
 
@@ -521,15 +519,13 @@ async fn invite_tells_an_irc_user_and_only_from_a_member() {
     let mut pat = Irc::register(irc, "pat", None).await;
     kim.send("INVITE pat #8").await;
     assert!(kim.until(" 442 ").await.contains(" 442 kim #8 :"));
-    kim.send("JOIN #8").await;
-    kim.until(" 366 ").await;
+    kim.join("#8").await;
     kim.send("INVITE pat #8").await;
     assert_eq!(kim.until(" 341 ").await, ":plaza 341 kim pat :#8");
     assert_eq!(pat.until("INVITE").await, ":kim!kim@plaza.users INVITE pat :#8");
     kim.send("INVITE nobody #8").await;
     assert!(kim.until(" 401 ").await.contains(" 401 kim nobody :"));
-    pat.send("JOIN #8").await;
-    pat.until(" 366 ").await;
+    pat.join("#8").await;
     kim.send("INVITE pat #8").await;
     assert!(kim.until(" 443 ").await.contains(" 443 kim pat #8 :"));
 }

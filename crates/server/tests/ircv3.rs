@@ -87,8 +87,7 @@ async fn labeled_lines_come_back_under_their_label_acked_tagged_or_batched() {
     let mut amy = server.user("amy").await;
     assert_eq!(amy.enter(3).await.1, ResultCode::OK);
     let mut kim = with_caps(addr, "kim", "message-tags").await;
-    kim.send("JOIN #3").await;
-    kim.until(" 366 ").await;
+    kim.join("#3").await;
     lee.send("@label=a4 PRIVMSG #3 :hello").await;
     let own = lee.until("PRIVMSG").await;
     assert_eq!(tag(&own, "label"), Some("a4"), "{own}");
@@ -118,8 +117,7 @@ async fn chathistory_pages_through_the_rooms_history_with_the_live_ids_and_times
     let (server, addr) = irc_server(true).await;
     let caps = "batch draft/chathistory message-tags server-time";
     let mut ivy = with_caps(addr, "ivy", caps).await;
-    ivy.send("JOIN #5").await;
-    ivy.until(" 366 ").await;
+    ivy.join("#5").await;
     let mut amy = server.user("amy").await;
     assert_eq!(amy.enter(5).await.1, ResultCode::OK);
 
@@ -192,8 +190,7 @@ async fn an_irc_client_that_drops_leaves_its_channel_at_once() {
     let mut amy = server.user("amy").await;
     assert_eq!(amy.enter(2).await.1, ResultCode::OK);
     let mut pat = Irc::register(addr, "pat", None).await;
-    pat.send("JOIN #2").await;
-    pat.until(" 366 ").await;
+    pat.join("#2").await;
     amy.until("pat's arrival", |e| matches!(e, Event::RoomNewUser { .. }))
         .await;
     drop(pat);
@@ -212,11 +209,9 @@ async fn an_irc_client_that_drops_leaves_its_channel_at_once() {
 async fn away_notify_tells_the_channel_when_its_users_go_away_and_come_back() {
     let (_server, addr) = irc_server(true).await;
     let mut kim = with_caps(addr, "kim", "away-notify").await;
-    kim.send("JOIN #4").await;
-    kim.until(" 366 ").await;
+    kim.join("#4").await;
     let mut pat = Irc::register(addr, "pat", None).await;
-    pat.send("JOIN #4").await;
-    pat.until(" 366 ").await;
+    pat.join("#4").await;
 
     pat.send("AWAY :lunch").await;
     pat.until(" 306 ").await;
@@ -228,15 +223,7 @@ async fn away_notify_tells_the_channel_when_its_users_go_away_and_come_back() {
     // Joining while away: the channel hears it after the JOIN, the
     // joiner does not hear of itself.
     pat.send("PART #4\r\nAWAY :again\r\nJOIN #4").await;
-    let mut joined = Vec::new();
-    loop {
-        let l = pat.line().await.expect("open");
-        let end = l.contains(" 366 ");
-        joined.push(l);
-        if end {
-            break;
-        }
-    }
+    let joined = pat.lines_until(" 366 ").await;
     assert!(!joined.iter().any(|l| l.contains(" AWAY ")), "{joined:?}");
     assert!(
         kim.until(" JOIN ")
@@ -255,18 +242,9 @@ async fn with_echo_message_a_ping_after_a_message_is_answered_after_its_copy() {
     // is part of the answer to it, so it comes before the PONG.
     let (_server, addr) = irc_server(true).await;
     let mut eve = with_caps(addr, "eve", "echo-message").await;
-    eve.send("JOIN #7").await;
-    eve.until(" 366 ").await;
+    eve.join("#7").await;
     eve.send("PRIVMSG #7 :one\r\nPRIVMSG #7 :two\r\nPING :sync").await;
-    let mut seen = Vec::new();
-    loop {
-        let l = eve.line().await.expect("open");
-        let pong = l.contains("PONG");
-        seen.push(l);
-        if pong {
-            break;
-        }
-    }
+    let seen = eve.lines_until("PONG").await;
     assert_eq!(
         seen,
         [
@@ -284,8 +262,7 @@ async fn setname_changes_the_real_name_and_tells_those_who_asked() {
     let mut kim = with_caps(addr, "kim", "setname").await;
     let mut pat = Irc::register(addr, "pat", None).await;
     for c in [&mut sam, &mut kim, &mut pat] {
-        c.send("JOIN #9").await;
-        c.until(" 366 ").await;
+        c.join("#9").await;
     }
     sam.send("SETNAME :Samuel Q").await;
     assert_eq!(

@@ -86,6 +86,28 @@ impl Irc {
         }
     }
 
+    /// Every line up to and including the first containing `part`.
+    pub(crate) async fn lines_until(&mut self, part: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let l = self
+                .line()
+                .await
+                .unwrap_or_else(|| panic!("closed before a line with {part:?}"));
+            let end = l.contains(part);
+            lines.push(l);
+            if end {
+                return lines;
+            }
+        }
+    }
+
+    /// JOINs `channel` and reads up to the end of its NAMES (366).
+    pub(crate) async fn join(&mut self, channel: &str) {
+        self.send(&format!("JOIN {channel}")).await;
+        self.until(" 366 ").await;
+    }
+
     /// Every line until the server closes the connection.
     pub(crate) async fn until_closed(&mut self) -> Vec<String> {
         let mut all = Vec::new();

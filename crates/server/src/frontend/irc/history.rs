@@ -232,14 +232,7 @@ fn put_batch(b: &mut BytesMut, s: &mut Session, server: &str, target: &str, line
         return b.extend_from_slice(lines);
     }
     let id = s.order.batch();
-    line::put(
-        b,
-        Prefix::Server(server),
-        "BATCH",
-        &[&format!("+{id}"), "chathistory", target],
-    );
-    b.extend_from_slice(&line::with_tag(lines, &format!("batch={id}")));
-    line::put(b, Prefix::Server(server), "BATCH", &[&format!("-{id}")]);
+    line::batch(b, server, &id, &["chathistory", target], lines);
 }
 
 fn fail(b: &mut BytesMut, server: &str, code: &str, sub: &str, target: &str, text: &str) {
@@ -276,15 +269,8 @@ pub(super) fn chathistory(cx: &mut Cx<'_>, m: &Message<'_>) {
         "TARGETS" => {
             // Direct messages keep no history: there are none to list.
             let id = cx.s().order.batch();
-            let b = cx.replies();
-            line::put(
-                b,
-                Prefix::Server(&server),
-                "BATCH",
-                &[&format!("+{id}"), "draft/chathistory-targets"],
-            );
-            line::put(b, Prefix::Server(&server), "BATCH", &[&format!("-{id}")]);
-            return;
+            let kind = ["draft/chathistory-targets"];
+            return line::batch(cx.replies(), &server, &id, &kind, &[]);
         }
         _ => {
             let text = "Unknown subcommand";

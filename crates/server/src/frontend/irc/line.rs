@@ -238,6 +238,19 @@ pub(crate) fn tag_lines(lines: &[u8], tag: &str, ends: &[usize]) -> (BytesMut, V
     (b, moved)
 }
 
+/// A batch (IRCv3 `batch`): `BATCH +id params...`, then `lines` each
+/// tagged `batch=id` (a line of a batch nested in it keeps its own), then
+/// `BATCH -id`.
+pub(crate) fn batch(b: &mut BytesMut, server: &str, id: &str, params: &[&str], lines: &[u8]) {
+    let open = format!("+{id}");
+    let mut all = Vec::with_capacity(params.len() + 1);
+    all.push(open.as_str());
+    all.extend_from_slice(params);
+    put(b, Prefix::Server(server), "BATCH", &all);
+    b.extend_from_slice(&with_tag(lines, &format!("batch={id}")));
+    put(b, Prefix::Server(server), "BATCH", &[&format!("-{id}")]);
+}
+
 /// `lines` with the tag `kv` (`key=value`, escaped) on each line: put
 /// first in a line's tags, or as its only tag. A line that has that key
 /// already keeps its own (a line of a batch nested in another).

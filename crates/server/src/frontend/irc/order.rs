@@ -185,24 +185,13 @@ impl Order {
             1 => line::with_tag(&lines, &tag),
             _ if !caps.batch => lines,
             _ => {
+                // The label goes on the batch's opening line only.
                 let id = self.batch();
                 let mut b = BytesMut::new();
                 b.put_u8(b'@');
                 b.put_slice(tag.as_bytes());
                 b.put_u8(b' ');
-                line::put(
-                    &mut b,
-                    line::Prefix::Server(server),
-                    "BATCH",
-                    &[&format!("+{id}"), "labeled-response"],
-                );
-                b.extend_from_slice(&line::with_tag(&lines, &format!("batch={id}")));
-                line::put(
-                    &mut b,
-                    line::Prefix::Server(server),
-                    "BATCH",
-                    &[&format!("-{id}")],
-                );
+                line::batch(&mut b, server, &id, &["labeled-response"], &lines);
                 b
             }
         }

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use plaza_net::SessionId;
+
 use super::inbound::Cx;
 use super::line::{self, Message};
 use super::{Session, State};
@@ -22,9 +24,17 @@ struct Seen {
 
 /// The registered IRC session (on this node) holding `nick`.
 pub(super) fn irc_session<'s>(state: &'s State, nick: &str) -> Option<&'s Session> {
-    state.sessions.values().find(|s| {
-        s.registered && !s.quitting && s.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(nick))
-    })
+    irc_session_id(state, nick).map(|(_, s)| s)
+}
+
+/// The same, with its session id.
+fn irc_session_id<'s>(state: &'s State, nick: &str) -> Option<(SessionId, &'s Session)> {
+    let mut sessions = state.sessions.iter();
+    sessions
+        .find(|(_, s)| {
+            s.registered && !s.quitting && s.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(nick))
+        })
+        .map(|(id, s)| (*id, s))
 }
 
 /// AWAY (`away`: the message; `None`: back) from this session, to the IRC
@@ -86,10 +96,7 @@ pub(super) fn invite(cx: &mut Cx<'_>, m: &Message<'_>) {
     if cx.s().room != Some(room) {
         return cx.num("442", &[channel, "You're not on that channel"]);
     }
-    let target = cx.state.sessions.iter().find(|(_, s)| {
-        s.registered && !s.quitting && s.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(nick))
-    });
-    let Some((&id, s)) = target else {
+    let Some((id, s)) = irc_session_id(cx.state, nick) else {
         return cx.num(
             "401",
             &[nick, "No such nick (INVITE reaches IRC users on this server)"],
