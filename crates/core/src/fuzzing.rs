@@ -4,9 +4,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use plaza_proto::bus::Place;
 use plaza_proto::{Event, Request, ResultCode, Roster};
 
-use crate::{AuthOutcome, BusMsg, Config, Conn, Effect, Hub, Input, Recipient, SeatOutcome, Sink};
+use crate::{
+    AuthOutcome, BusMsg, Config, Conn, Effect, Hub, Input, Logged, Recipient, RoomLog, SeatOutcome, Sink,
+};
 
 #[derive(Default)]
 struct Out {
@@ -133,6 +136,7 @@ pub fn hub(data: &[u8]) {
                         name,
                         uid,
                         room,
+                        ..
                     }) => Input::SeatDone {
                         conn,
                         name,
@@ -140,13 +144,16 @@ pub fn hub(data: &[u8]) {
                         room,
                         outcome: SeatOutcome::Seated(vec![(uid, 1, "x".into())]),
                     },
-                    Some(Effect::Publish { ack: Some(conn), .. }) => Input::Published {
+                    Some(Effect::Publish {
+                        ack: Some(conn), msg, ..
+                    }) => Input::Published {
                         conn,
                         result: [
                             ResultCode::OK,
                             ResultCode::SERVICE_UNAVAILABLE,
                             ResultCode::USER_NOT_FOUND,
                         ][arg.len() % 3],
+                        place: matches!(msg, BusMsg::RoomChat { .. }).then(|| place(arg)),
                     },
                     Some(Effect::ListUsers { conn, after }) => Input::UsersListed {
                         conn,
@@ -159,11 +166,11 @@ pub fn hub(data: &[u8]) {
                 },
                 3 => Input::Remote {
                     node: 9,
-                    msg: BusMsg::Enter {
+                    msg: Box::new(BusMsg::Enter {
                         name: format!("r{}", arg.len() % 5),
                         uid: 9 << 48 | arg.len() as u64,
                         room: u32::from(arg.get(1).copied().unwrap_or(0) % 6),
-                    },
+                    }),
                 },
                 4 if arg.len() % 2 == 0 => Input::NodeState {
                     node: 9,
@@ -182,16 +189,57 @@ pub fn hub(data: &[u8]) {
                     continue;
                 }
                 6 => Input::Shutdown,
+                _ if arg.len() % 4 == 0 => Input::RoomLog {
+                    // A log in epoch 1 or 2 of up to 3 messages.
+                    room: u32::from(arg.get(1).copied().unwrap_or(0) % 6),
+                    log: Box::new(log(arg)),
+                },
+                _ if arg.len() % 2 == 0 => Input::Remote {
+                    // A copy of a numbered message, this node's or another's.
+                    node: 9,
+                    msg: Box::new(BusMsg::RoomChat {
+                        room: u32::from(arg.get(1).copied().unwrap_or(0) % 6),
+                        from: "r1".into(),
+                        message: "m".into(),
+                        place: Some(place(arg)),
+                    }),
+                },
                 _ => Input::Remote {
                     node: 9,
-                    msg: BusMsg::Offline {
+                    msg: Box::new(BusMsg::Offline {
                         name: format!("r{}", arg.len() % 5),
-                    },
+                    }),
                 },
             },
         };
         hub.handle(input, now, &mut out);
         assert!(hub.users_online() <= hub.sessions() + hub.remote_users());
         assert!(hub.history_bytes() <= 4 * history.bytes, "history over its bound");
+    }
+}
+
+/// A place in epoch 1 or 2, numbered from what the input says.
+fn place(arg: &[u8]) -> Place {
+    let epoch = 1 + u64::from(arg.get(2).copied().unwrap_or(0) % 2);
+    let seq = 1 + u64::from(arg.get(3).copied().unwrap_or(0) % 8);
+    Place::new(epoch, seq).expect("a non-zero epoch")
+}
+
+/// A room's log from the shared store, as the input says.
+fn log(arg: &[u8]) -> RoomLog {
+    let p = place(arg);
+    let messages = (p.seq.saturating_sub(2)..=p.seq)
+        .filter(|s| *s > 0)
+        .map(|seq| Logged {
+            seq,
+            age: Duration::from_secs(seq),
+            from: "r2".into(),
+            message: "old".into(),
+        })
+        .collect();
+    RoomLog {
+        epoch: p.epoch.get(),
+        last: p.seq,
+        messages,
     }
 }

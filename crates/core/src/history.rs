@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use plaza_proto::bus::Place;
 use plaza_proto::{Event, HISTORY_PAGE, Page, Replay, ResultCode};
 
 use crate::{Conn, Hub, Sink};
@@ -54,6 +55,15 @@ struct Held {
 /// One room's sequence numbers and kept messages.
 #[derive(Debug, Clone)]
 pub(crate) struct History {
+    /// The epoch its numbers hold in.
+    epoch: u64,
+    /// The cluster numbers this room's messages (`epoch` is the room's in
+    /// Redis) rather than this node.
+    shared: bool,
+    /// Messages may have gone by unseen since the last one here (the
+    /// cluster bus link was cut): the next numbered message starts afresh,
+    /// whatever its number.
+    unsure: bool,
     /// The next message's sequence number.
     next: u64,
     held: VecDeque<Held>,
@@ -62,15 +72,27 @@ pub(crate) struct History {
 
 impl Default for History {
     fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+impl History {
+    pub(crate) fn new(epoch: u64) -> Self {
         Self {
+            epoch,
+            shared: false,
+            unsure: false,
             next: 1,
             held: VecDeque::new(),
             bytes: 0,
         }
     }
-}
 
-impl History {
+    /// The epoch its numbers hold in.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// The sequence number the next message gets.
     pub(crate) fn next(&self) -> u64 {
         self.next
@@ -81,11 +103,41 @@ impl History {
         self.held.front().map_or(self.next, |h| h.seq)
     }
 
+    /// Whether the next message this node numbers itself needs a new epoch:
+    /// the numbers so far were the cluster's.
+    pub(crate) fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Starts over in `epoch`, numbering from `next`; `shared`: the
+    /// cluster's numbers.
+    pub(crate) fn restart(&mut self, epoch: u64, next: u64, shared: bool) {
+        *self = Self {
+            epoch,
+            shared,
+            next,
+            ..Self::new(epoch)
+        };
+    }
+
+    /// A message the cluster numbered arrives: whether it is new here (it
+    /// is then the next to push). Another epoch, a number past the next
+    /// (some went by unseen) or the first after a cut starts over at it;
+    /// one already here is not new.
+    pub(crate) fn take(&mut self, place: Place) -> bool {
+        let same = place.epoch.get() == self.epoch && self.shared && !self.unsure;
+        if !same || place.seq > self.next {
+            self.restart(place.epoch.get(), place.seq, true);
+        }
+        place.seq == self.next
+    }
+
     /// Keeps `packet` (if any) as message `next` and moves on to the next
     /// number.
     pub(crate) fn push(&mut self, packet: Option<Bytes>, now: Instant, limits: &HistoryLimits) {
         let seq = self.next;
         self.next += 1;
+        self.unsure = false;
         let Some(packet) = packet.filter(|_| limits.messages > 0) else {
             return;
         };
@@ -105,6 +157,7 @@ impl History {
         self.held = VecDeque::new();
         self.bytes = 0;
         self.next += 1;
+        self.unsure = true;
     }
 
     /// Drops what is older than the age bound.
@@ -175,14 +228,14 @@ impl Hub {
         let h = &mut self.rooms[room as usize].history;
         h.expire(now, &limits);
         // Epoch 0: the client knows none (everything held is sent).
-        let known = epoch == self.config.epoch;
+        let known = epoch == h.epoch();
         let after = if known { after } else { 0 };
         let (start, packets) = h.page(Page::After(after), usize::MAX);
         let mut count = 0usize;
         sink.send_packets(conn, packets.inspect(|_| count += 1));
         let replay = Replay {
             result: ResultCode::OK,
-            epoch: self.config.epoch,
+            epoch: h.epoch(),
             first: h.first(),
             next: h.next(),
             count: u16::try_from(count).unwrap_or(u16::MAX),
@@ -217,7 +270,7 @@ impl Hub {
         };
         let replay = Replay {
             result: ResultCode::OK,
-            epoch: self.config.epoch,
+            epoch: h.epoch(),
             first: h.first(),
             next: h.next(),
             count: count as u16,
@@ -232,7 +285,7 @@ mod tests {
     use super::*;
 
     fn filled(n: u64, limits: &HistoryLimits, now: Instant) -> History {
-        let mut h = History::default();
+        let mut h = History::new(1);
         for i in 1..=n {
             h.push(Some(Bytes::from(i.to_le_bytes().to_vec())), now, limits);
         }

@@ -47,6 +47,9 @@ impl Hub {
             return;
         }
         sink.effect(Effect::Interest { room, on: false });
+        // Senders still waiting for a copy from the room are gone (one
+        // that is not is a member, and the room would still be followed).
+        self.parked.retain(|p| p.room != room);
         let Some(members) = self.remote.rooms.remove(&room) else {
             return;
         };

@@ -155,8 +155,9 @@ pub enum Input {
     Remote {
         /// The node it came from.
         node: u64,
-        /// What.
-        msg: BusMsg,
+        /// What (boxed: an input is sent by every session's task, whose
+        /// future holds one, and a bus message is the largest).
+        msg: Box<BusMsg>,
     },
     /// Cluster: the full state of one other node (empty: the node is gone).
     NodeState {
@@ -196,6 +197,8 @@ pub enum Input {
         /// SERVICE_UNAVAILABLE (not published, or not to every node that
         /// must get it).
         result: ResultCode,
+        /// Room chat: where the cluster's numbering put it.
+        place: Option<plaza_proto::bus::Place>,
     },
     /// Cluster: an [`Effect::ListUsers`] finished.
     UsersListed {
@@ -209,6 +212,15 @@ pub enum Input {
         names: Vec<String>,
         /// Whether more follow.
         more: bool,
+    },
+    /// Cluster: the log of a room with members on several nodes, read
+    /// with an [`Effect::ClaimSeat`] that asked for it, just before its
+    /// [`Input::SeatDone`] (`numbering.rs`).
+    RoomLog {
+        /// The room.
+        room: u32,
+        /// Its recent messages.
+        log: Box<crate::RoomLog>,
     },
     /// Cluster: an [`Effect::ClaimSeat`] finished.
     SeatDone {
@@ -375,6 +387,9 @@ pub enum Effect {
         uid: u64,
         /// The room.
         room: u32,
+        /// This node does not follow the room yet: read the room's log
+        /// too, if it has members on other nodes (`numbering.rs`).
+        fill: bool,
     },
 }
 

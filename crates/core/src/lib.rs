@@ -35,6 +35,7 @@ mod interest;
 mod io;
 mod login;
 mod moderation;
+mod numbering;
 mod operator;
 mod remote;
 mod request;
@@ -48,6 +49,7 @@ pub use history::{HELD_OVERHEAD, HistoryLimits};
 pub use io::{
     AuthOutcome, Config, Conn, Credential, Effect, Input, Reach, Recipient, RegisterOutcome, Sink, UserInfo,
 };
+pub use numbering::{Logged, RoomEpochs, RoomLog};
 pub use plaza_proto::bus::BusMsg;
 pub use remote::{RemoteEntry, SeatHolder, SeatOutcome};
 use room::Room;
@@ -98,13 +100,22 @@ pub struct Hub {
     sent_ids: send::SentIds,
     /// Users who dropped and may come back (see `away.rs`).
     away: HashMap<Arc<str>, away::Away>,
+    /// Each room's history epoch, shared with the front ends.
+    epochs: Arc<RoomEpochs>,
+    /// Epochs this node took for rooms it numbers again (`numbering.rs`).
+    epochs_taken: u64,
+    /// Senders waiting for their room message's copy (`numbering.rs`).
+    parked: Vec<numbering::Parked>,
 }
 
 impl Hub {
     /// An empty hub.
     pub fn new(config: Config) -> Self {
         Self {
-            rooms: vec![Room::default(); config.rooms as usize],
+            rooms: vec![Room::new(config.epoch); config.rooms as usize],
+            epochs: Arc::new(RoomEpochs::new(config.rooms, config.epoch)),
+            epochs_taken: 0,
+            parked: Vec::new(),
             listed: Vec::new(),
             remote: remote::Replica::default(),
             config,
@@ -124,6 +135,12 @@ impl Hub {
             sent_ids: send::SentIds::default(),
             away: HashMap::new(),
         }
+    }
+
+    /// Each room's history epoch, as it changes (for front ends that name
+    /// messages by it).
+    pub fn epochs(&self) -> Arc<RoomEpochs> {
+        self.epochs.clone()
     }
 
     /// Login and resume answers given so far, by result code (rate-limit
@@ -272,16 +289,16 @@ impl Hub {
                 }
             }
             Input::Shutdown => self.shutdown(sink),
-            Input::Remote { node, msg } => self.remote(node, msg, now, sink),
+            Input::Remote { node, msg } => self.remote(node, *msg, now, sink),
             Input::NodeState { node, users } => self.node_state(node, users, sink),
             Input::BusGap {
                 node,
                 missed,
                 room,
                 members,
-            } => self.bus_gap(node, missed, room, &members, sink),
-            Input::Snapshot { rooms, cut } => self.snapshot(rooms, cut, sink),
-            Input::Published { conn, result } => self.published(conn, result, now, sink),
+            } => self.bus_gap(node, missed, room, &members, now, sink),
+            Input::Snapshot { rooms, cut } => self.snapshot(rooms, cut, now, sink),
+            Input::Published { conn, result, place } => self.published(conn, result, place, now, sink),
             Input::UsersListed {
                 conn,
                 result,
@@ -289,6 +306,11 @@ impl Hub {
                 names,
                 more,
             } => self.users_listed(conn, result, total, names, more, now, sink),
+            Input::RoomLog { room, log } => {
+                if self.interested(room) {
+                    self.adopt(room, *log, now);
+                }
+            }
             Input::SeatDone {
                 conn,
                 name,

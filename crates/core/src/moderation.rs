@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use plaza_proto::bus::Place;
 use plaza_proto::{Event, ResultCode};
 
 use crate::{BusMsg, Conn, Effect, Hub, Sink, State, Waiting};
@@ -22,7 +23,7 @@ impl Hub {
     }
 
     /// Publishes `msg` for `conn`, which waits for the outcome (`waiting`:
-    /// [`Waiting::Ack`] or [`Waiting::Sent`]) and is then answered with its
+    /// [`Waiting::Ack`] or [`Waiting::Chat`]) and is then answered with its
     /// code (OK; SERVICE_UNAVAILABLE if the bus failed; USER_NOT_FOUND for
     /// a user no node has).
     pub(crate) fn publish(&mut self, conn: Conn, msg: BusMsg, waiting: Waiting, sink: &mut impl Sink) {
@@ -37,10 +38,17 @@ impl Hub {
         });
     }
 
-    pub(crate) fn published(&mut self, conn: Conn, result: ResultCode, now: Instant, sink: &mut impl Sink) {
+    pub(crate) fn published(
+        &mut self,
+        conn: Conn,
+        result: ResultCode,
+        place: Option<Place>,
+        now: Instant,
+        sink: &mut impl Sink,
+    ) {
         let answer = match self.sessions.get_mut(&conn).and_then(|s| s.waiting.take()) {
             Some(Waiting::Ack(reply)) => reply(result),
-            Some(Waiting::Sent(sent)) => self.sent(conn, sent.0, sent.1, result == ResultCode::OK, now),
+            Some(Waiting::Chat(chat)) => return self.chat_published(conn, chat, result, place, now, sink),
             _ => return,
         };
         sink.send(conn, &answer);

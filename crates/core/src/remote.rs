@@ -110,14 +110,22 @@ impl Hub {
                     self.put_remote(node, &name, uid, None, sink);
                 }
             }
-            BusMsg::RoomChat { room, from, message } => {
+            BusMsg::RoomChat {
+                room,
+                from,
+                message,
+                place,
+            } => {
                 if !self.interested(room) {
                     // Its channel is being left.
                     return;
                 }
                 if let Some(members) = self.rooms.get_mut(room as usize) {
                     members.flush(sink);
-                    self.room_message(room, &from, message, now, sink);
+                    self.room_message(room, &from, message, place, now, sink);
+                    if place.is_some() {
+                        self.release_parked(room, place, now, sink);
+                    }
                 }
             }
             BusMsg::Broadcast { from, message } => {
@@ -171,6 +179,7 @@ impl Hub {
         missed: u64,
         room: Option<u32>,
         members: &[SeatHolder],
+        now: Instant,
         sink: &mut impl Sink,
     ) {
         let Some(room) = room.filter(|r| self.interested(*r)) else {
@@ -179,6 +188,7 @@ impl Hub {
         tracing::debug!(node, missed, room, "a gap in a followed room");
         self.seated_members(room, members, sink);
         self.rooms[room as usize].history.gap();
+        self.release_parked(room, None, now, sink);
         self.tell_missed(room, u32::try_from(missed).unwrap_or(u32::MAX), sink);
     }
 
@@ -201,10 +211,18 @@ impl Hub {
     /// know what went by), and where the members changed unseen, messages
     /// surely went by too: the room's members are told (341, count 0:
     /// unknown) even if no stamp ever shows it.
-    pub(crate) fn snapshot(&mut self, rooms: Vec<(u32, Vec<SeatHolder>)>, cut: bool, sink: &mut impl Sink) {
+    pub(crate) fn snapshot(
+        &mut self,
+        rooms: Vec<(u32, Vec<SeatHolder>)>,
+        cut: bool,
+        now: Instant,
+        sink: &mut impl Sink,
+    ) {
         if cut {
             for (room, members) in &rooms {
                 self.cut(*room, members, sink);
+                // Their copies may have gone by unseen.
+                self.release_parked(*room, None, now, sink);
             }
         }
         let listed: std::collections::HashSet<u32> = rooms.iter().map(|(r, _)| *r).collect();

@@ -99,6 +99,14 @@ pub(crate) struct Room {
 }
 
 impl Room {
+    /// An empty room whose history starts in `epoch`.
+    pub(crate) fn new(epoch: u64) -> Self {
+        Self {
+            history: History::new(epoch),
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn members(&self) -> &[Conn] {
         &self.members
     }

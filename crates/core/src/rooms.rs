@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use plaza_proto::bus::Place;
 use plaza_proto::{Event, HEADER_LEN, ResultCode, features};
 
 use crate::room::News;
@@ -17,16 +18,26 @@ impl Hub {
     /// Droppable for those that understand MESSAGES_MISSED, not for seed
     /// clients (a slow one is disconnected at the limit instead of losing
     /// messages it would never hear of). A room whose members all take the
-    /// same form costs no lookup per member.
+    /// same form costs no lookup per member. `place`: where the cluster
+    /// numbered it (`numbering.rs`); `None`: this node numbers it.
     pub(crate) fn room_message(
         &mut self,
         room: u32,
         from: &str,
         message: String,
+        place: Option<Place>,
         now: Instant,
         sink: &mut impl Sink,
     ) {
         let limits = self.config.history;
+        match place {
+            // Numbered by the cluster (`numbering.rs`).
+            Some(p) if !self.rooms[room as usize].history.take(p) => {
+                return tracing::debug!(room, seq = p.seq, "a room message delivered here already skipped");
+            }
+            Some(p) => self.epochs.set(room, p.epoch.get()),
+            None => self.number_here(room),
+        }
         let r = &mut self.rooms[room as usize];
         let seq = r.history.next();
         // Made once: for the members with history and the room's history
@@ -130,12 +141,14 @@ impl Hub {
                 rejoin: rejoin.map(Box::new),
             });
             let uid = self.uid(conn);
+            let fill = !self.interested(idx);
             self.claim(idx, sink);
             sink.effect(Effect::ClaimSeat {
                 conn,
                 name: name.to_string(),
                 uid,
                 room: idx,
+                fill,
             });
             return None;
         }

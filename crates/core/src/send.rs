@@ -10,8 +10,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use plaza_proto::bus::Place;
 use plaza_proto::{Event, ResultCode};
 
+use crate::numbering::Chat;
 use crate::{BusMsg, Conn, Hub, Sink, Waiting};
 
 /// Message ids remembered per user.
@@ -70,6 +72,7 @@ impl Hub {
         now: Instant,
         sink: &mut impl Sink,
     ) {
+        let send = id;
         let reply = |result, seq| match id {
             None => Event::RoomChatResult(result),
             Some(_) => Event::RoomSendResult { result, seq },
@@ -89,37 +92,37 @@ impl Hub {
         if !self.may_chat(conn, Some(room), now) {
             return sink.send(conn, &reply(ResultCode::RATE_LIMITED, 0));
         }
-        // Members on other nodes hear it through the bus.
-        let bus = self.remote.has_members(room).then(|| BusMsg::RoomChat {
-            room,
-            from: name.to_string(),
-            message: message.clone(),
-        });
-        // Whoever hears this has heard the sender come in.
         let members = &mut self.rooms[room as usize];
+        // Whoever hears this has heard the sender come in.
         members.flush(sink);
-        let seq = members.history.next();
-        if let Some(msg) = bus {
-            // Answered once the bus has it.
-            self.room_message(room, name, message, now, sink);
-            let waiting = match id {
-                None => Waiting::Ack(Event::RoomChatResult),
-                Some(id) => Waiting::Sent(Box::new((id, seq))),
+        if self.remote.has_members(room) {
+            // Members on other nodes: the cluster numbers it, and it is
+            // delivered here when it comes back (`numbering.rs`).
+            let h = &members.history;
+            let known = Place::new(h.epoch(), h.next() - 1);
+            let msg = BusMsg::RoomChat {
+                room,
+                from: name.to_string(),
+                message: message.clone(),
+                place: known,
             };
-            return self.publish(conn, msg, waiting, sink);
+            let chat = Chat { room, send, message };
+            return self.publish(conn, msg, Waiting::Chat(Box::new(chat)), sink);
         }
+        self.number_here(room);
+        let seq = self.rooms[room as usize].history.next();
         if let Some(id) = id {
             self.sent_ids.record(name, id, seq, now);
         }
         sink.send(conn, &reply(ResultCode::OK, seq));
-        self.room_message(room, name, message, now, sink);
+        self.room_message(room, name, message, None, now, sink);
     }
 
-    /// A ROOM_SEND whose message reached the bus (`ok`) or not: answered,
-    /// and its id remembered only if it did (a resend of one that did not
-    /// is delivered again, to this node's members too).
+    /// A ROOM_SEND whose message the cluster took (`ok`) or not: answered,
+    /// and its id (if any) remembered only if it did (a resend of one that
+    /// did not is delivered again).
     pub(crate) fn sent(&mut self, conn: Conn, id: u64, seq: u64, ok: bool, now: Instant) -> Event {
-        if ok {
+        if ok && id != 0 {
             if let Some(name) = self.name_of(conn).cloned() {
                 self.sent_ids.record(&name, id, seq, now);
             }

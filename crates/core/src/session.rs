@@ -41,9 +41,9 @@ pub(crate) enum Waiting {
     Ack(fn(ResultCode) -> Event),
     /// A page of the cluster's users, from the shared store.
     Users,
-    /// A ROOM_SEND's publish: its message id, and the sequence number its
-    /// message got here (boxed: a session stays within 128 bytes).
-    Sent(Box<(u64, u64)>),
+    /// Room chat handed to the cluster (boxed: a session stays within 128
+    /// bytes).
+    Chat(Box<crate::numbering::Chat>),
 }
 
 #[derive(Debug)]

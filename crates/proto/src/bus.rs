@@ -10,6 +10,8 @@
 //! every decoder of this crate checks it, and nodes of different versions
 //! read each other's chat.
 
+use std::num::NonZeroU64;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::{Event, HEADER_LEN, limits};
@@ -58,6 +60,30 @@ impl From<u64> for Origin {
     }
 }
 
+/// A room message's place in its room's history: the room's epoch and
+/// the message's sequence number in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// The room's history epoch (never 0: so an `Option<Place>` takes no
+    /// more room than a place, and room chat no more than a whisper).
+    pub epoch: NonZeroU64,
+    /// The message's number in it (from 1).
+    pub seq: u64,
+}
+
+impl Place {
+    /// Message `seq` of `epoch`; `None` for epoch 0.
+    pub fn new(epoch: u64, seq: u64) -> Option<Self> {
+        Some(Self {
+            epoch: NonZeroU64::new(epoch)?,
+            seq,
+        })
+    }
+}
+
+/// The longest place trailer: two u64s in decimal and a space.
+const PLACE_MAX: usize = 41;
+
 /// A change one node announces to the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BusMsg {
@@ -99,6 +125,13 @@ pub enum BusMsg {
         from: String,
         /// The message.
         message: String,
+        /// Received: its place in the room's history, which Redis gave it
+        /// as it published it (written after the chat frame as ASCII
+        /// `<epoch> <seq>`); `None` from a node that does not number.
+        /// Sent: the place of the last message of the room this node knew,
+        /// which Redis checks its own counter against (see the server's
+        /// cluster scripts); it is not written.
+        place: Option<Place>,
     },
     /// A broadcast for every logged-in user.
     Broadcast {
@@ -235,6 +268,19 @@ fn put_short(b: &mut BytesMut, s: &str) {
     b.put_slice(s);
 }
 
+/// Room chat as a node publishes it, without a place (the cluster's
+/// numbering script appends it).
+pub fn chat(node: impl Into<Origin>, room: u32, from: &str, message: &str) -> Bytes {
+    let mut b = header(KIND_ROOM, node);
+    b.put_u32_le(room);
+    Event::RoomChat {
+        name: from.to_owned(),
+        message: message.to_owned(),
+    }
+    .encode(&mut b);
+    b.freeze()
+}
+
 /// Encodes a message from `node` (a node id, or an [`Origin`] to stamp it).
 pub fn encode(node: impl Into<Origin>, msg: &BusMsg) -> Bytes {
     let node = node.into();
@@ -262,14 +308,16 @@ pub fn encode(node: impl Into<Origin>, msg: &BusMsg) -> Bytes {
             b.put_slice(name.as_bytes());
             b
         }
-        BusMsg::RoomChat { room, from, message } => {
-            let mut b = header(KIND_ROOM, node);
-            b.put_u32_le(*room);
-            Event::RoomChat {
-                name: from.clone(),
-                message: message.clone(),
+        BusMsg::RoomChat {
+            room,
+            from,
+            message,
+            place,
+        } => {
+            let mut b = BytesMut::from(chat(node, *room, from, message));
+            if let Some(p) = place {
+                b.put_slice(format!("{} {}", p.epoch, p.seq).as_bytes());
             }
-            .encode(&mut b);
             b
         }
         BusMsg::Broadcast { from, message } => {
@@ -358,6 +406,28 @@ fn event(b: &[u8]) -> Result<Event, BusError> {
     Event::decode(b).map_err(|_| BusError::Frame)
 }
 
+/// The place after a chat frame: none, or `<epoch> <seq>` in decimal,
+/// both non-zero.
+fn place(b: &[u8]) -> Result<Option<Place>, BusError> {
+    if b.is_empty() {
+        return Ok(None);
+    }
+    let number = |s: &[u8]| {
+        let ok = !s.is_empty() && s.len() <= 20 && s.iter().all(u8::is_ascii_digit);
+        ok.then(|| std::str::from_utf8(s).ok()?.parse::<u64>().ok())
+            .flatten()
+            .filter(|n| *n != 0)
+    };
+    let mut parts = b.splitn(2, |c| *c == b' ');
+    let (Some(epoch), Some(seq)) = (parts.next(), parts.next()) else {
+        return Err(BusError::Frame);
+    };
+    match (b.len() <= PLACE_MAX, number(epoch), number(seq)) {
+        (true, Some(epoch), Some(seq)) => Ok(Place::new(epoch, seq)),
+        _ => Err(BusError::Frame),
+    }
+}
+
 fn short<'a>(b: &mut &'a [u8]) -> Result<&'a [u8], BusError> {
     let n = usize::from(*b.first().ok_or(BusError::Truncated)?);
     if b.len() < 1 + n {
@@ -405,13 +475,19 @@ pub fn decode(mut b: &[u8]) -> Result<Decoded, BusError> {
             }
         }
         KIND_ROOM => {
-            need(b, 4)?;
+            need(b, 6)?;
             let room = b.get_u32_le();
-            match event(b)? {
+            let len = usize::from(u16::from_le_bytes([b[0], b[1]]));
+            if len > b.len() {
+                return Err(BusError::Frame);
+            }
+            let (frame, trailer) = b.split_at(len);
+            match event(frame)? {
                 Event::RoomChat { name, message } => BusMsg::RoomChat {
                     room,
                     from: name,
                     message,
+                    place: place(trailer)?,
                 },
                 _ => return Err(BusError::Frame),
             }

@@ -81,6 +81,19 @@ impl Keys {
         format!("{}seats:{{{room}}}", self.prefix)
     }
 
+    /// Hash of room `room`'s numbering while its members are on several
+    /// nodes: `e` its epoch, `s` its last message's number (in its seats'
+    /// slot).
+    pub(crate) fn numbering(&self, room: u32) -> String {
+        format!("{}numbering:{{{room}}}", self.prefix)
+    }
+
+    /// Stream of room `room`'s recent messages, as the room's channel
+    /// carried them (in its seats' slot).
+    pub(crate) fn log(&self, room: u32) -> String {
+        format!("{}log:{{{room}}}", self.prefix)
+    }
+
     /// Channel every node follows.
     pub(crate) fn bus(&self) -> String {
         format!("{}bus", self.prefix)
@@ -130,7 +143,11 @@ mod tests {
             k.token("Amy", "00ff"),
         ];
         assert!(amy.iter().all(|key| hash_tag(key) == "amy"), "{amy:?}");
-        assert_eq!(hash_tag(&k.seats(7)), hash_tag(&k.room(7)));
+        let room = [k.room(7), k.numbering(7), k.log(7)];
+        assert!(
+            room.iter().all(|key| hash_tag(key) == hash_tag(&k.seats(7))),
+            "{room:?}"
+        );
         let nodes = [k.nodes(), k.node_seq(), k.node(3), k.users()];
         assert!(nodes.iter().all(|key| hash_tag(key) == "nodes"), "{nodes:?}");
     }

@@ -248,6 +248,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
         }));
         handle
     });
+    let hub = Hub::new(config.chat.clone());
     let irc = irc_server.map(|server| {
         let irc = frontend::irc::Irc::new(
             server.handle(),
@@ -257,7 +258,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
                 .irc
                 .as_ref()
                 .map_or(frontend::irc::line::SERVER, |i| &i.server_name),
-            config.chat.epoch,
+            hub.epochs(),
         );
         server.start(frontend::irc::IrcGateway {
             gateway: Gateway {
@@ -282,7 +283,7 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     };
     let (done_tx, done) = oneshot::channel();
     let logic = Logic {
-        hub: Hub::new(config.chat.clone()),
+        hub,
         sink: NetSink {
             net: Fronts {
                 binary: net.clone(),

@@ -113,12 +113,14 @@ impl Sink for NetSink {
                 name,
                 uid,
                 room,
+                fill,
             } => {
                 self.cluster_op(Op::Seat {
                     conn,
                     name,
                     uid,
                     room,
+                    fill,
                 });
             }
         }

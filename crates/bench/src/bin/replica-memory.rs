@@ -108,6 +108,7 @@ fn main() -> Result<()> {
                 uid,
                 room,
             };
+            let msg = Box::new(msg);
             hub.handle(Input::Remote { node: 2, msg }, now, &mut out);
         }
     }

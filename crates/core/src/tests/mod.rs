@@ -149,4 +149,5 @@ mod cluster;
 mod history;
 mod login;
 mod moderation;
+mod numbering;
 mod rooms;

@@ -29,6 +29,7 @@ fn a_stamp_is_read_back_and_leaves_the_message_as_it_was() {
         room: 3,
         from: "amy".into(),
         message: "hi".into(),
+        place: None,
     };
     let o = Origin {
         node: 5,
@@ -80,6 +81,13 @@ fn every_message_round_trips() {
             room: 3,
             from: from.clone(),
             message: message.clone(),
+            place: None,
+        },
+        BusMsg::RoomChat {
+            room: 3,
+            from: from.clone(),
+            message: message.clone(),
+            place: Place::new(1_796_000_000_123_456, 7),
         },
         BusMsg::Broadcast {
             from: from.clone(),
@@ -149,4 +157,57 @@ fn truncated_and_hostile_messages_are_refused_not_trusted() {
     kick.put_slice(&[1, b'!']);
     kick.put_slice(&[0x80; 40]);
     assert_eq!(decode(&kick), Err(BusError::Name));
+}
+
+#[test]
+fn a_place_is_what_the_numbering_script_appends_to_a_chat() {
+    let o = Origin {
+        node: 5,
+        seq: 42,
+        sent_us: 1_800_000_000_000_000,
+    };
+    let sent = chat(o, 3, "amy", "hi");
+    // What the script publishes: the node's bytes, then "<epoch> <seq>".
+    let mut numbered = sent.to_vec();
+    numbered.extend_from_slice(b"1796000000123456 12");
+    let place = Place::new(1_796_000_000_123_456, 12);
+    let expected = BusMsg::RoomChat {
+        room: 3,
+        from: "amy".into(),
+        message: "hi".into(),
+        place,
+    };
+    assert_eq!(
+        decode(&numbered),
+        Ok(Decoded::Msg {
+            node: 5,
+            msg: expected
+        })
+    );
+    assert_eq!(origin(&numbered), Some(o));
+    for bad in [
+        &b"0 12"[..],
+        b"5 0",
+        b"5",
+        b"5 ",
+        b" 5",
+        b"5 x",
+        b"5 1 2",
+        b"99999999999999999999999 1",
+    ] {
+        let mut b = sent.to_vec();
+        b.extend_from_slice(bad);
+        assert_eq!(
+            decode(&b),
+            Err(BusError::Frame),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // Room chat, numbered or not, is no larger than a whisper.
+    assert_eq!(std::mem::size_of::<Option<Place>>(), 16);
+    // A frame longer than what follows is refused, not read past.
+    let mut short = sent.to_vec();
+    short.truncate(sent.len() - 1);
+    assert_eq!(decode(&short), Err(BusError::Frame));
 }

@@ -19,6 +19,13 @@
 //!   seats and publishes the enter atomically, and answers with the
 //!   members, so a node that starts following the room takes that list as
 //!   of its own enter's place in the channel.
+//! - `numbering:{n}`, `log:{n}`: while the room has members on several
+//!   nodes, its epoch and last message number, and a stream of its recent
+//!   messages, in the same slot: the chat script numbers, logs and
+//!   publishes each message atomically, every node (the sender's too)
+//!   delivers it from the channel, and the seat script of a node that
+//!   starts following the room answers with the log (`plaza_core`'s
+//!   `numbering.rs`).
 //! - `{nodes}:live`, `{nodes}:node:<id>`, `{nodes}:users`, `{nodes}:seq`:
 //!   the live nodes (scored by when their heartbeat runs out), each node's
 //!   users (name → `uid|room`), the directory the user list pages through,
@@ -48,7 +55,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use plaza_core::{BusMsg, Conn, Input, Reach, SeatHolder, SeatOutcome};
+use plaza_core::{BusMsg, Conn, Input, Reach, RoomLog, SeatHolder, SeatOutcome};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 
@@ -86,6 +93,9 @@ pub struct ClusterConfig {
     pub presence_ttl: Duration,
     /// Members per room (checked by the seat script).
     pub room_capacity: usize,
+    /// Messages each shared room's log keeps (`--history-messages`; 0:
+    /// none).
+    pub history: usize,
 }
 
 /// What the cluster tasks ask of the logic task, besides hub inputs.
@@ -128,6 +138,8 @@ pub(crate) enum Op {
         name: String,
         uid: u64,
         room: u32,
+        /// Read the room's log too (`plaza_core`'s `Effect::ClaimSeat`).
+        fill: bool,
     },
     /// This node's users as (name, owner, uid, room).
     Replace(Vec<(String, String, u64, Option<u32>)>),
@@ -207,6 +219,7 @@ pub(super) enum PendingSeat {
         name: String,
         room: u32,
         members: Vec<SeatHolder>,
+        log: Option<Box<RoomLog>>,
     },
     Echoed,
 }
@@ -443,9 +456,10 @@ impl Shared {
                 name,
                 room,
                 members,
+                log,
             } = p
             {
-                self.seat_done(conn, name, uid, room, SeatOutcome::Seated(members))
+                self.seat_done(conn, name, uid, room, SeatOutcome::Seated(members), log)
                     .await;
             }
         }
@@ -458,7 +472,11 @@ impl Shared {
         uid: u64,
         room: u32,
         outcome: SeatOutcome,
+        log: Option<Box<RoomLog>>,
     ) {
+        if let Some(log) = log {
+            self.input(Input::RoomLog { room, log }).await;
+        }
         self.input(Input::SeatDone {
             conn,
             name,

@@ -81,7 +81,7 @@ pub(super) async fn on_message(
     };
     match msg {
         Decoded::Msg { node, msg } if node == shared.node => {
-            // Our own; only a seat's echo matters.
+            // Our own; only a seat's echo and numbered chat matter.
             if let BusMsg::Enter { uid, .. } = msg {
                 let claimed = {
                     let mut l = lock(&shared.link);
@@ -91,21 +91,30 @@ pub(super) async fn on_message(
                             name,
                             room,
                             members,
-                        }) => Some((conn, name, room, members)),
+                            log,
+                        }) => Some((conn, name, room, members, log)),
                         _ => {
                             l.seats.insert(uid, PendingSeat::Echoed);
                             None
                         }
                     }
                 };
-                if let Some((conn, name, room, members)) = claimed {
-                    shared
-                        .seat_done(conn, name, uid, room, SeatOutcome::Seated(members))
-                        .await;
+                if let Some((conn, name, room, members, log)) = claimed {
+                    let seated = SeatOutcome::Seated(members);
+                    shared.seat_done(conn, name, uid, room, seated, log).await;
                 }
             }
+            // Our own room chat, numbered by the cluster: delivered here
+            // now, in the room's order (`plaza_core`'s `numbering.rs`).
+            if let BusMsg::RoomChat { place: Some(_), .. } = msg {
+                let msg = Box::new(msg);
+                shared.input(Input::Remote { node, msg }).await;
+            }
         }
-        Decoded::Msg { node, msg } => shared.input(Input::Remote { node, msg }).await,
+        Decoded::Msg { node, msg } => {
+            let msg = Box::new(msg);
+            shared.input(Input::Remote { node, msg }).await
+        }
         Decoded::Reset { node } if node == shared.node => {}
         Decoded::Tick { .. } => {}
         Decoded::Reset { .. } => return Ok(After::Reread),

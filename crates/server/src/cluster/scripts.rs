@@ -72,17 +72,67 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1],
 return 1
 ";
 
-/// KEYS: seats. ARGV: id, name, uid, capacity, message, channel. Returns {0}
-/// when full, else {1, uid, node|name, uid, node|name, ...}: every member,
-/// this one included, as of the enter it publishes on the room's channel.
+/// KEYS: seats, numbering, log. ARGV: id, name, uid, capacity, message,
+/// channel, fill. Returns {0} when full, else {1, log, uid, node|name, uid,
+/// node|name, ...}: every member, this one included, as of the enter it
+/// publishes on the room's channel. When the room's members were all on
+/// one other node, that node numbered its messages: the cluster's numbers
+/// start a new epoch. `log` is {} unless `fill` > 0 and the room has
+/// members on several nodes; then {epoch, last seq, newest `fill` entries
+/// of the log, newest first}.
 const SEAT: &str = r"
-local id, name, uid, cap, msg, ch = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local id, name, uid, cap, msg, ch, fill = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7])
 if redis.call('HEXISTS', KEYS[1], uid) == 0 and redis.call('HLEN', KEYS[1]) >= cap then return {0} end
+local before = redis.call('HGETALL', KEYS[1])
+local nodes, n = {}, 0
+for i = 1, #before, 2 do
+  local node = string.match(before[i + 1], '^(%d+)|')
+  if before[i] ~= uid and node and not nodes[node] then
+    nodes[node] = true
+    n = n + 1
+  end
+end
+if n == 1 and not nodes[id] then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[2], 'e', t[1] .. string.format('%06d', tonumber(t[2])), 's', 0)
+  redis.call('DEL', KEYS[3])
+end
 redis.call('HSET', KEYS[1], uid, id .. '|' .. name)
 redis.call('PUBLISH', ch, msg)
+local log = {}
+local e = redis.call('HGET', KEYS[2], 'e')
+if fill > 0 and (n > 1 or (n == 1 and not nodes[id])) and e then
+  log = {e, redis.call('HGET', KEYS[2], 's'), redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', fill)}
+end
 local r = redis.call('HGETALL', KEYS[1])
+table.insert(r, 1, log)
 table.insert(r, 1, 1)
 return r
+";
+
+/// KEYS: numbering, log. ARGV: message, channel, known epoch, known seq,
+/// log length. Numbers a room message: the room's next number in its epoch
+/// (a new epoch when there is none, or when the counter is behind what
+/// the sender saw: a failover lost its last writes), appended to the
+/// message as `<epoch> <seq>`; keeps it in the log and publishes it.
+/// Returns {publish count, epoch, seq}.
+const CHAT: &str = r"
+local e = redis.call('HGET', KEYS[1], 'e')
+local s = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
+if not e or (e == ARGV[3] and s < tonumber(ARGV[4])) then
+  local t = redis.call('TIME')
+  e = t[1] .. string.format('%06d', tonumber(t[2]))
+  s = 0
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', e)
+end
+s = s + 1
+redis.call('HSET', KEYS[1], 's', s)
+local m = ARGV[1] .. e .. ' ' .. s
+if tonumber(ARGV[5]) > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'm', m)
+end
+return {redis.call('PUBLISH', ARGV[2], m), e, s}
 ";
 
 /// KEYS: the user's logged-in mark. ARGV: message, node channel prefix.
@@ -117,6 +167,7 @@ pub(super) struct Scripts {
     leave: Script,
     left: Script,
     seat: Script,
+    chat: Script,
     direct: Script,
     list: Script,
     /// Whether Redis is known to have them. A pipeline cannot fall back
@@ -148,6 +199,7 @@ impl Scripts {
             leave: script(LEAVE),
             left: script(LEFT),
             seat: script(SEAT),
+            chat: script(CHAT),
             direct: script(DIRECT),
             list: script(LIST),
             loaded: false,
@@ -165,6 +217,7 @@ impl Scripts {
                 &self.leave,
                 &self.left,
                 &self.seat,
+                &self.chat,
                 &self.direct,
                 &self.list,
             ] {
@@ -232,6 +285,29 @@ impl Scripts {
                 steps.push(Step::new(cmd, users, true));
                 (0, Answer::Piped)
             }
+            Op::Publish {
+                msg:
+                    BusMsg::RoomChat {
+                        room,
+                        from,
+                        message,
+                        place,
+                    },
+                ..
+            } => {
+                // Numbered as Redis publishes it (`Place` in `bus`).
+                let bytes = bus::chat(origin(Channel::Room(*room)), *room, from, message);
+                let known = place.map_or((0, 0), |p| (p.epoch.get(), p.seq));
+                let (numbering, log) = (keys.numbering(*room), keys.log(*room));
+                let mut chat = evalsha_keys(&self.chat, &[&numbering, &log]);
+                chat.arg(bytes.as_ref())
+                    .arg(keys.room(*room))
+                    .arg(known.0)
+                    .arg(known.1)
+                    .arg(s.config.history);
+                steps.push(Step::new(chat, numbering, true));
+                (bytes.len(), Answer::Piped)
+            }
             Op::Publish { msg, .. } => {
                 let channel = Channel::of(msg);
                 let bytes = bus::encode(origin(channel), msg);
@@ -270,7 +346,13 @@ impl Scripts {
                 }
                 (bytes.len(), Answer::Piped)
             }
-            Op::Seat { name, uid, room, .. } => {
+            Op::Seat {
+                name,
+                uid,
+                room,
+                fill,
+                ..
+            } => {
                 let msg = BusMsg::Enter {
                     name: name.clone(),
                     uid: *uid,
@@ -278,13 +360,15 @@ impl Scripts {
                 };
                 let bytes = bus::encode(origin(Channel::Room(*room)), &msg);
                 let seats = keys.seats(*room);
-                let mut seat = evalsha(&self.seat, &seats);
+                let (numbering, log) = (keys.numbering(*room), keys.log(*room));
+                let mut seat = evalsha_keys(&self.seat, &[&seats, &numbering, &log]);
                 seat.arg(s.node)
                     .arg(name)
                     .arg(uid)
                     .arg(s.config.room_capacity)
                     .arg(bytes.as_ref())
-                    .arg(keys.room(*room));
+                    .arg(keys.room(*room))
+                    .arg(if *fill { s.config.history } else { 0 });
                 steps.push(Step::new(seat, seats, true));
                 // In the node's slot, so not in the seat's step: written
                 // even when the room was full, which costs a bury or replace
@@ -329,7 +413,12 @@ pub(super) fn stamp(s: &Shared, seqs: &mut HashMap<Channel, u64>, channel: Chann
 
 /// EVALSHA of `script` with its one key.
 pub(super) fn evalsha(script: &Script, key: &str) -> Cmd {
+    evalsha_keys(script, &[key])
+}
+
+/// EVALSHA of `script` with its keys.
+pub(super) fn evalsha_keys(script: &Script, keys: &[&str]) -> Cmd {
     let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(1).arg(key);
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
     cmd
 }

@@ -5,9 +5,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
-use plaza_core::{Input, Reach, SeatHolder, SeatOutcome};
+use plaza_core::{BusMsg, Input, Logged, Reach, RoomLog, SeatHolder, SeatOutcome};
 use plaza_proto::ResultCode;
+use plaza_proto::bus::{self, Decoded, Place};
 use redis::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -189,7 +191,11 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             // PUBLISH answers how many subscriptions got it: each that must
             // (every live node's for the bus, this one's included), or the
             // client is told 112. To a user's node: -1 when no node has it.
-            let reached = v.and_then(|v| redis::from_redis_value::<i64>(v).ok());
+            // Room chat's numbering script: {count, epoch, seq}.
+            let (reached, place) = match v {
+                Some(Value::Array(a)) => numbered(&a),
+                v => (v.and_then(|v| redis::from_redis_value::<i64>(v).ok()), None),
+            };
             let must = match reach {
                 Reach::Every => lock(&shared.link).peers.len() + 1,
                 Reach::Nodes(n) => n,
@@ -209,7 +215,7 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
                     ResultCode::SERVICE_UNAVAILABLE
                 }
             };
-            shared.input(Input::Published { conn, result }).await
+            shared.input(Input::Published { conn, result, place }).await
         }
         Op::ListUsers { conn, after: _ } => {
             shared.counts.lookup();
@@ -260,19 +266,21 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             name,
             uid,
             room,
+            fill: _,
         } => {
             let members = v.map(|v| redis::from_redis_value::<Vec<redis::Value>>(v).unwrap_or_default());
-            let outcome = match members.as_deref() {
-                None | Some([]) => SeatOutcome::Unavailable,
-                Some([first, rest @ ..]) => match redis::from_redis_value_ref::<i64>(first) {
-                    Ok(1) => SeatOutcome::Seated(members_of(rest)),
-                    Ok(_) => SeatOutcome::Full,
-                    Err(_) => SeatOutcome::Unavailable,
+            // {1, log, uid, node|name, ...}, or {0} when full.
+            let (outcome, log) = match members.as_deref() {
+                None | Some([]) => (SeatOutcome::Unavailable, None),
+                Some([first, rest @ ..]) => match (redis::from_redis_value_ref::<i64>(first), rest) {
+                    (Ok(1), [log, rest @ ..]) => (SeatOutcome::Seated(members_of(rest)), room_log(log)),
+                    (Ok(0), _) => (SeatOutcome::Full, None),
+                    _ => (SeatOutcome::Unavailable, None),
                 },
             };
             let SeatOutcome::Seated(members) = outcome else {
                 lock(&shared.link).seats.remove(&uid);
-                return shared.seat_done(conn, name, uid, room, outcome).await;
+                return shared.seat_done(conn, name, uid, room, outcome, None).await;
             };
             // Answer after our own Enter came back on the bus (everything
             // published before it has then reached the replica), or now if
@@ -290,6 +298,7 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
                                 name: name.clone(),
                                 room,
                                 members: members.clone(),
+                                log: log.clone(),
                             },
                         );
                         false
@@ -298,7 +307,7 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             };
             if now {
                 shared
-                    .seat_done(conn, name, uid, room, SeatOutcome::Seated(members))
+                    .seat_done(conn, name, uid, room, SeatOutcome::Seated(members), log)
                     .await;
             }
         }
@@ -333,4 +342,70 @@ fn members_of(flat: &[redis::Value]) -> Vec<SeatHolder> {
             Some((uid.parse().ok()?, node.parse().ok()?, name.to_owned()))
         })
         .collect()
+}
+
+/// The numbering script's answer: how many subscriptions got the message,
+/// and where it was numbered.
+fn numbered(a: &[Value]) -> (Option<i64>, Option<Place>) {
+    let [count, epoch, seq] = a else {
+        return (None, None);
+    };
+    let place = match (
+        redis::from_redis_value_ref::<u64>(epoch),
+        redis::from_redis_value_ref::<u64>(seq),
+    ) {
+        (Ok(epoch), Ok(seq)) => Place::new(epoch, seq),
+        _ => None,
+    };
+    (redis::from_redis_value_ref::<i64>(count).ok(), place)
+}
+
+/// A stream entry as XRANGE answers it: its id, then field-value pairs.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
+/// The seat script's log: {} (none asked, or the room is not shared), or
+/// {epoch, last seq, entries newest first}. An entry that does not decode
+/// as numbered room chat is skipped (the history then says it has a gap).
+fn room_log(v: &Value) -> Option<Box<RoomLog>> {
+    let Value::Array(a) = v else {
+        return None;
+    };
+    let [epoch, last, entries] = a.as_slice() else {
+        return None;
+    };
+    let epoch = redis::from_redis_value_ref::<u64>(epoch).ok()?;
+    let last = redis::from_redis_value_ref::<u64>(last).ok()?;
+    let entries: Vec<StreamEntry> = redis::from_redis_value_ref(entries).ok()?;
+    let now = super::unix_micros();
+    let mut messages: Vec<Logged> = entries
+        .into_iter()
+        .filter_map(|(_, fields)| {
+            let (_, m) = fields.into_iter().next()?;
+            let sent = bus::origin(&m)?.sent_us;
+            match bus::decode(&m).ok()? {
+                Decoded::Msg {
+                    msg:
+                        BusMsg::RoomChat {
+                            from,
+                            message,
+                            place: Some(p),
+                            ..
+                        },
+                    ..
+                } if p.epoch.get() == epoch => Some(Logged {
+                    seq: p.seq,
+                    age: Duration::from_micros(now.saturating_sub(sent)),
+                    from,
+                    message,
+                }),
+                _ => None,
+            }
+        })
+        .collect();
+    messages.reverse();
+    Some(Box::new(RoomLog {
+        epoch,
+        last,
+        messages,
+    }))
 }

@@ -413,6 +413,7 @@ impl Settings {
                 node_ttl: r.presence_ttl,
                 presence_ttl: r.presence_ttl,
                 room_capacity,
+                history: self.history_messages.unwrap_or(100),
             }),
             (crate::StoreConfig::Embedded, true) => {
                 anyhow::bail!("--cluster needs the accounts in Redis: --store redis://HOST:PORT/DB")

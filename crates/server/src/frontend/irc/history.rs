@@ -93,18 +93,20 @@ impl Irc {
         }
     }
 
-    /// The message's id: unique to this server's run (its history epoch).
+    /// The message's id: its room's epoch, room and sequence number (the
+    /// same on every node of a cluster where the cluster numbers the room).
     fn msgid(&self, room: u32, seq: u64) -> String {
-        format!("{:x}-{room}-{seq}", self.epoch)
+        format!("{:x}-{room}-{seq}", self.epochs.get(room))
     }
 
-    /// The room and sequence number of one of this run's message ids.
+    /// The room and sequence number of a message id of its room's current
+    /// epoch.
     fn seq_of(&self, msgid: &str) -> Option<(u32, u64)> {
         let mut parts = msgid.splitn(3, '-');
         let epoch = u64::from_str_radix(parts.next()?, 16).ok()?;
         let room = parts.next()?.parse().ok()?;
         let seq = parts.next()?.parse().ok()?;
-        (epoch == self.epoch).then_some((room, seq))
+        (epoch == self.epochs.get(room)).then_some((room, seq))
     }
 
     /// A room message's lines in `form`.

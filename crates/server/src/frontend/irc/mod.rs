@@ -256,8 +256,9 @@ pub(crate) struct Irc {
     pub(crate) allow_guests: bool,
     /// The server's name in its lines.
     pub(crate) server: Box<str>,
-    /// The hub's history epoch: message ids are unique to it.
-    pub(crate) epoch: u64,
+    /// Each room's history epoch, as the hub changes them: message ids
+    /// carry it.
+    pub(crate) epochs: Arc<plaza_core::RoomEpochs>,
     /// The most users LUSERS has counted (265, 266).
     pub(crate) most_users: std::sync::atomic::AtomicU32,
     /// A moment on the hub's clock and on the wall clock, to show when
@@ -266,7 +267,13 @@ pub(crate) struct Irc {
 }
 
 impl Irc {
-    pub(crate) fn new(net: Handle, rooms: u32, allow_guests: bool, server: &str, epoch: u64) -> Arc<Self> {
+    pub(crate) fn new(
+        net: Handle,
+        rooms: u32,
+        allow_guests: bool,
+        server: &str,
+        epochs: Arc<plaza_core::RoomEpochs>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             net,
             state: Mutex::new(State {
@@ -275,7 +282,7 @@ impl Irc {
             }),
             allow_guests,
             server: server.into(),
-            epoch,
+            epochs,
             most_users: std::sync::atomic::AtomicU32::new(0),
             clock: (std::time::Instant::now(), std::time::SystemTime::now()),
         })
