@@ -81,13 +81,14 @@ pub(crate) struct Chat {
     pub(crate) message: String,
 }
 
-/// A sender whose message the cluster took, answered once its own copy is
-/// delivered here.
+/// A sender whose message the cluster numbered, answered (with `result`)
+/// once its own copy is delivered here.
 #[derive(Debug)]
 pub(crate) struct Parked {
     conn: Conn,
     pub(crate) room: u32,
     place: Place,
+    result: ResultCode,
 }
 
 impl Hub {
@@ -134,9 +135,9 @@ impl Hub {
     }
 
     /// The cluster took (or did not take) a room message of `conn`'s:
-    /// answered now, or once its own copy is delivered here. One Redis did
-    /// not number (it is down) is delivered to this node's members, which
-    /// numbers it itself, and answered 112.
+    /// answered once its own copy is delivered here (with 112 if some node
+    /// did not get it). One Redis did not number (it is down) is delivered
+    /// to this node's members, which numbers it itself, and answered 112.
     pub(crate) fn chat_published(
         &mut self,
         conn: Conn,
@@ -147,19 +148,24 @@ impl Hub {
         sink: &mut impl Sink,
     ) {
         let room = chat.room;
-        match (result, place) {
-            (ResultCode::OK, Some(p)) => {
+        match place {
+            Some(p) => {
                 let h = &self.rooms[room as usize].history;
                 let delivered = h.shared() && h.epoch() == p.epoch.get() && h.next() > p.seq;
                 if !delivered {
                     if let Some(s) = self.sessions.get_mut(&conn) {
                         s.waiting = Some(Waiting::Chat(chat));
-                        self.parked.push(Parked { conn, room, place: p });
+                        self.parked.push(Parked {
+                            conn,
+                            room,
+                            place: p,
+                            result,
+                        });
                     }
                     return;
                 }
             }
-            (_, None) => {
+            None => {
                 if let Some(name) = self.name_of(conn).cloned() {
                     if self.sessions.get(&conn).and_then(|s| s.room) == Some(room) {
                         self.number_here(room);
@@ -167,7 +173,6 @@ impl Hub {
                     }
                 }
             }
-            _ => {}
         }
         self.chat_answer(conn, chat.send, result, place.map_or(0, |p| p.seq), now, sink);
     }
@@ -216,7 +221,7 @@ impl Hub {
                 continue;
             };
             let send = c.send;
-            self.chat_answer(p.conn, send, ResultCode::OK, p.place.seq, now, sink);
+            self.chat_answer(p.conn, send, p.result, p.place.seq, now, sink);
         }
     }
 }

@@ -282,3 +282,45 @@ async fn setname_changes_the_real_name_and_tells_those_who_asked() {
     sam.send(&format!("SETNAME :{}", "n".repeat(129))).await;
     assert!(sam.until("FAIL").await.contains("FAIL SETNAME INVALID_REALNAME"));
 }
+
+/// In cluster mode a room with members on two nodes has one numbering: IRC
+/// users on either node see a message under the same `msgid`, and page
+/// through the same history with it.
+#[tokio::test]
+async fn a_message_has_the_same_msgid_on_every_node_of_a_cluster() {
+    let redis = plaza_test_support::RedisServer::start().await;
+    let node = async || {
+        let url = redis.url();
+        let server = plaza_test_support::TestServer::with(move |s| {
+            s.store = Some(url);
+            s.cluster = Some(true);
+            s.irc_bind = Some("127.0.0.1:0".parse().unwrap());
+            s.allow_guests = Some(true);
+            s.enter_leave_delay_ms = Some(0);
+        })
+        .await;
+        let addr = server.running.irc_addr().expect("IRC listener");
+        (server, addr)
+    };
+    let ((a, irc_a), (_b, irc_b)) = (node().await, node().await);
+    let caps = "batch draft/chathistory message-tags";
+    let mut ivy = with_caps(irc_a, "ivy", caps).await;
+    ivy.join("#5").await;
+    let mut joe = with_caps(irc_b, "joe", caps).await;
+    joe.join("#5").await;
+    let mut amy = a.user("amy").await;
+    assert_eq!(amy.enter(5).await.1, ResultCode::OK);
+    amy.say("hello").await;
+    let (on_a, on_b) = (ivy.until("PRIVMSG #5").await, joe.until("PRIVMSG #5").await);
+    let id = tag(&on_a, "msgid").expect("a msgid");
+    assert_eq!(tag(&on_b, "msgid"), Some(id));
+    // joe's node finds it by that id.
+    joe.send(&format!("CHATHISTORY AROUND #5 msgid={id} 5")).await;
+    let (_, lines) = batch(&mut joe).await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| tag(l, "msgid") == Some(id) && l.ends_with(":hello")),
+        "{lines:?}"
+    );
+}

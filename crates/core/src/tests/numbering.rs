@@ -291,3 +291,66 @@ fn a_room_left_to_this_node_is_numbered_here_under_a_new_epoch() {
     };
     assert!(r.gap && r.epoch == now.epoch, "{r:?}");
 }
+
+#[test]
+fn a_message_some_node_missed_is_answered_112_after_its_copy_and_one_redis_refused_is_delivered_here() {
+    let mut t = amy_joins_bob();
+    // Numbered and published, but a node's link was down.
+    t.req(1, Request::RoomChat { message: "hi".into() });
+    t.input(Input::Published {
+        conn: 1,
+        result: ResultCode::SERVICE_UNAVAILABLE,
+        place: Some(at(3)),
+    });
+    assert_eq!(t.rec.out, vec![]);
+    t.input(chat(1, 3, "amy", "hi"));
+    assert_eq!(
+        std::mem::take(&mut t.rec.out),
+        vec![
+            (1, msg(3, "amy", "hi")),
+            (1, Event::RoomChatResult(ResultCode::SERVICE_UNAVAILABLE))
+        ]
+    );
+    // Redis could not number it: this node's members get it, numbered
+    // here under an epoch of this node's.
+    t.req(
+        1,
+        Request::RoomSend {
+            id: 5,
+            message: "down".into(),
+        },
+    );
+    t.input(Input::Published {
+        conn: 1,
+        result: ResultCode::SERVICE_UNAVAILABLE,
+        place: None,
+    });
+    assert_eq!(
+        std::mem::take(&mut t.rec.out),
+        vec![
+            (1, msg(1, "amy", "down")),
+            (
+                1,
+                Event::RoomSendResult {
+                    result: ResultCode::SERVICE_UNAVAILABLE,
+                    seq: 0
+                }
+            )
+        ]
+    );
+    let [Event::History(here)] = history(&mut t, Page::Latest, 0)[..] else {
+        panic!("expected the room's position")
+    };
+    assert!(here.epoch != SHARED, "{here:?}");
+    // Not remembered: a resend is delivered again.
+    assert!(
+        t.req(
+            1,
+            Request::RoomSend {
+                id: 5,
+                message: "down".into()
+            }
+        )
+        .is_empty()
+    );
+}
