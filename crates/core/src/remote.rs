@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use plaza_proto::{Event, ROOM_LIST_CHUNK, ResultCode};
+use plaza_proto::{Event, ResultCode};
 
 use crate::room::News;
 use crate::{BusMsg, Conn, Effect, Hub, Reach, Sink, State, Waiting};
@@ -417,16 +417,14 @@ impl Hub {
                 self.claimed(room);
                 let key = self.name_of(conn).cloned().expect("checked above");
                 self.seat(conn, &key, room, sink);
-                let list: Vec<(u64, String)> =
-                    members.into_iter().map(|(uid, _, name)| (uid, name)).collect();
-                for chunk in list.chunks(ROOM_LIST_CHUNK) {
-                    sink.send(
-                        conn,
-                        &Event::RoomUserList {
-                            users: chunk.to_vec(),
-                        },
-                    );
+                // The shared store's list, as of the seat: sent as a room's
+                // own list is (every front end knows a roster: the IRC
+                // front end's JOIN is answered from it).
+                let mut list = plaza_proto::Roster::default();
+                for (uid, _, name) in &members {
+                    list.push(*uid, name);
                 }
+                sink.send_members(conn, &list);
                 ResultCode::OK
             }
             SeatOutcome::Full => {
