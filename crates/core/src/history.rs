@@ -6,9 +6,10 @@
 //! page of scrollback is those same shared bytes, not an encoding per
 //! request. What is kept is bounded by count, bytes and age
 //! ([`HistoryLimits`]); the oldest go first. Sequence numbers hold within
-//! the hub's epoch ([`Config::epoch`](crate::Config::epoch)): a restart
-//! loses history and starts a new epoch, and a client that presents the old
-//! one is told there is a gap.
+//! the room's epoch: at first the hub's ([`Config::epoch`](crate::Config::epoch)),
+//! so a restart loses history and starts a new epoch, and a client that
+//! presents the old one is told there is a gap; in cluster mode a room
+//! changes epoch when it changes numberer (`numbering.rs`).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

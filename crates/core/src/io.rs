@@ -44,7 +44,8 @@ pub struct Config {
     pub batch_presence: bool,
     /// This hub's history epoch: a random non-zero number, new at every
     /// start, so sequence numbers from before a restart are never taken for
-    /// this run's (see `history.rs`).
+    /// this run's (see `history.rs`). Every room starts in it; in cluster
+    /// mode a room may move to others (`numbering.rs`).
     pub epoch: u64,
     /// How much history each room keeps.
     pub history: HistoryLimits,
