@@ -529,3 +529,46 @@ async fn invite_tells_an_irc_user_and_only_from_a_member() {
     kim.send("INVITE pat #8").await;
     assert!(kim.until(" 443 ").await.contains(" 443 kim pat #8 :"));
 }
+
+#[tokio::test]
+async fn whowas_tells_of_irc_users_who_left_newest_first() {
+    let (_server, irc) = irc_server(true).await;
+    let mut amy = Irc::register(irc, "amy", None).await;
+    amy.send("WHOWAS zed").await;
+    assert!(amy.until(" 406 ").await.contains(" 406 amy zed :"));
+    assert!(amy.until(" 369 ").await.contains(" 369 amy zed :"));
+    // zed comes and goes twice, as two different users.
+    for (user, real) in [("first", "Zed One"), ("second", "Zed Two")] {
+        let mut zed = Irc::connect(irc).await;
+        zed.send(&format!("NICK zed\r\nUSER {user} 0 * :{real}")).await;
+        zed.until(" 376 ").await;
+        zed.send("QUIT :bye").await;
+        zed.until_closed().await;
+        // Remembered before its link was closed.
+        amy.send("WHOWAS zed 1").await;
+        let lines = amy.lines_until(" 369 ").await;
+        let newest = format!(":plaza 314 amy zed {user} plaza.users * :{real}");
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(" 314 ")).collect::<Vec<_>>(),
+            [&newest]
+        );
+    }
+    amy.send("WHOWAS ZED").await;
+    let lines = amy.lines_until(" 369 ").await;
+    let users: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains(" 314 "))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        users,
+        [
+            ":plaza 314 amy zed second plaza.users * :Zed Two",
+            ":plaza 314 amy zed first plaza.users * :Zed One"
+        ]
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(":plaza 312 amy zed plaza ")),
+        "{lines:?}"
+    );
+}

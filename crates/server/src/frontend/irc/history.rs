@@ -138,7 +138,9 @@ impl Irc {
     pub(crate) fn chat(&self, chat: &mut Chat<'_>, id: SessionId, droppable: bool) -> bool {
         let frame = {
             let mut state = self.lock();
-            let State { sessions, channels } = &mut *state;
+            let State {
+                sessions, channels, ..
+            } = &mut *state;
             let Some(s) = sessions.get_mut(&id) else {
                 return false;
             };
@@ -185,7 +187,9 @@ impl Irc {
         packets: impl IntoIterator<Item = (&'a Bytes, Instant)>,
     ) -> u64 {
         let mut state = self.lock();
-        let State { sessions, channels } = &mut *state;
+        let State {
+            sessions, channels, ..
+        } = &mut *state;
         let Some(s) = sessions.get_mut(&id) else {
             return 0;
         };

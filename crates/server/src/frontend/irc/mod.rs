@@ -179,6 +179,8 @@ pub(crate) struct Session {
     pub(crate) parting: Option<String>,
     /// CHATHISTORY requests the hub has not answered yet, in order.
     pub(crate) wanted: std::collections::VecDeque<history::Wanted>,
+    /// WHOWAS has it (`State::remember`).
+    pub(crate) remembered: bool,
 }
 
 /// Whom a request the hub has not answered yet was about.
@@ -221,6 +223,7 @@ impl Session {
             leaving: false,
             parting: None,
             wanted: std::collections::VecDeque::new(),
+            remembered: false,
         }
     }
 
@@ -234,16 +237,51 @@ impl Session {
 pub(crate) struct State {
     pub(crate) sessions: HashMap<SessionId, Session>,
     pub(crate) channels: Channels,
+    /// IRC users who left this node, newest first (WHOWAS).
+    pub(crate) gone: std::collections::VecDeque<Gone>,
+}
+
+/// Users WHOWAS remembers.
+pub(crate) const WHOWAS_KEPT: usize = 128;
+
+/// An IRC user who left, as WHOWAS tells of it.
+#[derive(Debug)]
+pub(crate) struct Gone {
+    pub(crate) nick: Arc<str>,
+    pub(crate) username: String,
+    pub(crate) realname: String,
 }
 
 impl State {
     /// `id` is gone: its channel, and one it was joining, lose it.
     fn forget(&mut self, id: SessionId) {
+        self.remember(id);
         if let Some(s) = self.sessions.remove(&id) {
             for room in s.room.into_iter().chain(s.joining) {
                 self.channels.release(room);
             }
         }
+    }
+
+    /// `id` is leaving (its link closes, or is closed): WHOWAS tells of it
+    /// from now on.
+    pub(crate) fn remember(&mut self, id: SessionId) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let (true, false, Some(nick)) = (s.registered, s.remembered, s.nick.clone()) else {
+            return;
+        };
+        s.remembered = true;
+        let gone = Gone {
+            nick,
+            username: s.username.clone(),
+            realname: s.realname.clone(),
+        };
+        if self.gone.len() == WHOWAS_KEPT {
+            self.gone.pop_back();
+        }
+        self.gone.push_front(gone);
     }
 }
 
@@ -279,6 +317,7 @@ impl Irc {
             state: Mutex::new(State {
                 sessions: HashMap::new(),
                 channels: Channels::new(rooms),
+                gone: std::collections::VecDeque::new(),
             }),
             allow_guests,
             server: server.into(),

@@ -155,6 +155,9 @@ impl Irc {
                     b.extend_from_slice(&s.order.all(BytesMut::new()));
                 }
             }
+            if close {
+                state.remember(id);
+            }
             close
         };
         self.send(id, b);
@@ -168,7 +171,9 @@ impl Irc {
         let mut b = BytesMut::new();
         {
             let mut state = self.lock();
-            let State { sessions, channels } = &mut *state;
+            let State {
+                sessions, channels, ..
+            } = &mut *state;
             let Some(s) = sessions.get_mut(&id) else {
                 return;
             };
@@ -223,7 +228,9 @@ impl Irc {
 /// Writes `id`'s answer to `event`; returns whether to close it.
 fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut BytesMut) -> bool {
     let server = &*irc.server;
-    let State { sessions, channels } = state;
+    let State {
+        sessions, channels, ..
+    } = state;
     let s = sessions.get_mut(&id).expect("checked by the caller");
     let me = s.me().to_owned();
     let channel = s.room.map(|r| channels.name(r));

@@ -44,7 +44,9 @@ impl<'e> Fanout<'e> {
     pub(crate) fn send(&mut self, irc: &Irc, id: SessionId, from: usize, droppable: bool) {
         let frame = {
             let mut state = irc.lock();
-            let State { sessions, channels } = &mut *state;
+            let State {
+                sessions, channels, ..
+            } = &mut *state;
             let Some(s) = sessions.get(&id) else {
                 return;
             };

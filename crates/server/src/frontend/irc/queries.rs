@@ -255,14 +255,45 @@ pub(super) fn whois(cx: &mut Cx<'_>, m: &Message<'_>) {
     cx.num("318", &[&n, "End of /WHOIS list"]);
 }
 
-/// Plaza keeps no record of users who left.
+/// Nicks one WHOWAS answers for.
+const WHOWAS_NICKS: usize = 8;
+
+/// IRC users who left this node lately (the last
+/// [`WHOWAS_KEPT`](super::WHOWAS_KEPT)), newest first, at most `count` of
+/// each nick (none or not positive: all).
 pub(super) fn whowas(cx: &mut Cx<'_>, m: &Message<'_>) {
     if !cx.need_params(m, 1) {
         return;
     }
-    let nick = m.params[0].split(',').next().unwrap_or_default();
-    cx.num("406", &[nick, "There was no such nickname"]);
-    cx.num("369", &[nick, "End of WHOWAS"]);
+    let count = m
+        .params
+        .get(1)
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|c| *c > 0)
+        .unwrap_or(usize::MAX);
+    let server = cx.irc.server.clone();
+    for nick in m.params[0]
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .take(WHOWAS_NICKS)
+    {
+        let found: Vec<[String; 3]> = cx
+            .state
+            .gone
+            .iter()
+            .filter(|g| g.nick.eq_ignore_ascii_case(nick))
+            .take(count)
+            .map(|g| [g.nick.to_string(), g.username.clone(), g.realname.clone()])
+            .collect();
+        if found.is_empty() {
+            cx.num("406", &[nick, "There was no such nickname"]);
+        }
+        for [n, user, real] in found {
+            cx.num("314", &[&n, &user, line::USER_HOST, "*", &real]);
+            cx.num("312", &[&n, &server, "Plaza"]);
+        }
+        cx.num("369", &[nick, "End of WHOWAS"]);
+    }
 }
 
 pub(super) fn userhost(cx: &mut Cx<'_>, m: &Message<'_>) {
