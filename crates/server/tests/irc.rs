@@ -572,3 +572,35 @@ async fn whowas_tells_of_irc_users_who_left_newest_first() {
         "{lines:?}"
     );
 }
+
+#[tokio::test]
+async fn who_lists_a_channel_a_nick_or_a_mask() {
+    let (server, irc) = irc_server(true).await;
+    let mut amy = Irc::register(irc, "amy", None).await;
+    let _bob = Irc::register(irc, "bob", None).await;
+    amy.join("#3").await;
+    let mut carl = server.user("carl").await;
+    assert_eq!(carl.enter(3).await.1, ResultCode::OK);
+    amy.until("JOIN").await;
+    let who = async |amy: &mut Irc, what: &str| {
+        amy.send(&format!("WHO {what}")).await;
+        let lines = amy.lines_until(" 315 ").await;
+        let replies: Vec<String> = lines
+            .iter()
+            .filter(|l| l.contains(" 352 "))
+            .map(|l| {
+                let p: Vec<&str> = l.split(' ').collect();
+                format!("{} {}", p[3], p[7])
+            })
+            .collect();
+        assert!(lines.last().unwrap().contains(&format!(" 315 amy {what} :")), "{lines:?}");
+        replies
+    };
+    // A channel: its members, under its name.
+    assert_eq!(who(&mut amy, "#3").await, ["#3 amy", "#3 carl"]);
+    // A nick or a mask: the users found, under `*`.
+    assert_eq!(who(&mut amy, "BOB").await, ["* bob"]);
+    assert_eq!(who(&mut amy, "b*").await, ["* bob"]);
+    assert_eq!(who(&mut amy, "*").await, ["* amy", "* bob", "* carl"]);
+    assert_eq!(who(&mut amy, "z?").await, Vec::<String>::new());
+}

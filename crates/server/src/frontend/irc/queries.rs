@@ -157,6 +157,47 @@ fn lookup(cx: &Cx<'_>, nick: &str) -> Option<Seen> {
     })
 }
 
+/// The users WHO and WHOIS know (the IRC users on this node, the members of
+/// the asker's channel) whose nick matches `mask`, each once, by nick.
+fn visible(cx: &Cx<'_>, mask: &str) -> Vec<Seen> {
+    let own = cx.state.sessions[&cx.id]
+        .room
+        .and_then(|r| cx.state.channels.get(r));
+    let mut nicks: Vec<Arc<str>> = (cx.state.sessions.values())
+        .filter(|s| s.registered && !s.quitting)
+        .filter_map(|s| s.nick.clone())
+        .chain(own.into_iter().flat_map(|c| c.names.values().cloned()))
+        .filter(|n| glob(mask, n))
+        .collect();
+    nicks.sort_unstable_by_key(|n| n.to_ascii_lowercase());
+    nicks.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    nicks.iter().filter_map(|n| lookup(cx, n)).collect()
+}
+
+/// Whether `name` matches `mask` (`*` any run, `?` any one character),
+/// ignoring ASCII case.
+fn glob(mask: &str, name: &str) -> bool {
+    let (m, n) = (mask.as_bytes(), name.as_bytes());
+    // The last `*` seen in the mask, and where in the name it was tried.
+    let (mut i, mut j, mut star) = (0, 0, None);
+    while j < n.len() {
+        if i < m.len() && (m[i] == b'?' || m[i].eq_ignore_ascii_case(&n[j])) {
+            i += 1;
+            j += 1;
+        } else if i < m.len() && m[i] == b'*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    m[i..].iter().all(|c| *c == b'*')
+}
+
 /// The channel's nicks, if the asker is in `name`.
 fn members(cx: &Cx<'_>, name: &str) -> Option<Vec<Arc<str>>> {
     let room = cx.state.channels.find(name)?;
@@ -197,16 +238,20 @@ pub(super) fn names(cx: &mut Cx<'_>, channel: Option<&str>) {
     }
 }
 
+/// WHO of your channel (its members), or of a nick or a mask (`*` and `?`:
+/// the users WHOIS would find, the channel shown as `*`).
 pub(super) fn who(cx: &mut Cx<'_>, m: &Message<'_>) {
     let mask = m.param(0).unwrap_or("*").to_owned();
-    let found: Vec<Seen> = match members(cx, &mask) {
-        Some(all) => all.iter().filter_map(|n| lookup(cx, n)).collect(),
-        None => lookup(cx, &mask).into_iter().collect(),
+    let (found, in_channel): (Vec<Seen>, bool) = match members(cx, &mask) {
+        Some(all) => (all.iter().filter_map(|n| lookup(cx, n)).collect(), true),
+        None if mask.contains(['*', '?']) => (visible(cx, &mask), false),
+        None => (lookup(cx, &mask).into_iter().collect(), false),
     };
     for u in found {
-        let channel = u
-            .room
-            .map_or_else(|| "*".to_owned(), |r| cx.state.channels.name(r));
+        let channel = match u.room {
+            Some(r) if in_channel => cx.state.channels.name(r),
+            _ => "*".to_owned(),
+        };
         let flags = format!(
             "{}{}",
             if u.away.is_some() { "G" } else { "H" },
@@ -366,4 +411,25 @@ pub(super) fn info(cx: &mut Cx<'_>) {
         )],
     );
     cx.num("374", &["End of INFO list"]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn masks_match_like_irc_servers_do() {
+        for (mask, name) in [
+            ("*", "amy"),
+            ("coolni*", "coolNick"),
+            ("*ck", "coolnick"),
+            ("a?y", "AMY"),
+            ("*o*l*", "coolNick"),
+        ] {
+            assert!(glob(mask, name), "{mask} {name}");
+        }
+        for (mask, name) in [("coolni", "coolNick"), ("a?y", "ay"), ("*x*", "amy"), ("", "amy")] {
+            assert!(!glob(mask, name), "{mask} {name}");
+        }
+    }
 }
