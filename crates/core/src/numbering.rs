@@ -150,8 +150,10 @@ impl Hub {
         let room = chat.room;
         match place {
             Some(p) => {
+                // Its copy came already, or the room moved on to another
+                // epoch (after it, or without it: nothing to wait for).
                 let h = &self.rooms[room as usize].history;
-                let delivered = h.shared() && h.epoch() == p.epoch.get() && h.next() > p.seq;
+                let delivered = h.shared() && (h.epoch() != p.epoch.get() || h.next() > p.seq);
                 if !delivered {
                     if let Some(s) = self.sessions.get_mut(&conn) {
                         s.waiting = Some(Waiting::Chat(chat));
@@ -195,8 +197,10 @@ impl Hub {
     }
 
     /// Answers the senders waiting on `room` whose copy has now been
-    /// delivered (`upto`), or all of them (`None`: the room's link was cut
-    /// or it is no longer followed, and their copies may never come).
+    /// delivered (`upto`: that one or a later one; or one of another epoch,
+    /// after which theirs will not come), or all of them (`None`: the
+    /// room's link was cut or it is no longer followed, and their copies
+    /// may never come).
     pub(crate) fn release_parked(
         &mut self,
         room: u32,
@@ -208,7 +212,7 @@ impl Hub {
             return;
         }
         let done = |p: &Parked| {
-            p.room == room && upto.is_none_or(|u| u.epoch == p.place.epoch && u.seq >= p.place.seq)
+            p.room == room && upto.is_none_or(|u| u.epoch != p.place.epoch || u.seq >= p.place.seq)
         };
         let (ready, waiting): (Vec<Parked>, Vec<Parked>) =
             std::mem::take(&mut self.parked).into_iter().partition(done);

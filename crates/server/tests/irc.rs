@@ -593,7 +593,10 @@ async fn who_lists_a_channel_a_nick_or_a_mask() {
                 format!("{} {}", p[3], p[7])
             })
             .collect();
-        assert!(lines.last().unwrap().contains(&format!(" 315 amy {what} :")), "{lines:?}");
+        assert!(
+            lines.last().unwrap().contains(&format!(" 315 amy {what} :")),
+            "{lines:?}"
+        );
         replies
     };
     // A channel: its members, under its name.
