@@ -157,15 +157,13 @@ fn lookup(cx: &Cx<'_>, nick: &str) -> Option<Seen> {
     })
 }
 
-/// The users WHO and WHOIS know (the IRC users on this node, the members of
-/// the asker's channel) whose nick matches `mask`, each once, by nick.
+/// The users a mask can find (the asker, and its channel's members: every
+/// Plaza user is invisible to those who share no channel with it) whose
+/// nick matches `mask`, each once, by nick.
 fn visible(cx: &Cx<'_>, mask: &str) -> Vec<Seen> {
-    let own = cx.state.sessions[&cx.id]
-        .room
-        .and_then(|r| cx.state.channels.get(r));
-    let mut nicks: Vec<Arc<str>> = (cx.state.sessions.values())
-        .filter(|s| s.registered && !s.quitting)
-        .filter_map(|s| s.nick.clone())
+    let me = &cx.state.sessions[&cx.id];
+    let own = me.room.and_then(|r| cx.state.channels.get(r));
+    let mut nicks: Vec<Arc<str>> = (me.nick.clone().into_iter())
         .chain(own.into_iter().flat_map(|c| c.names.values().cloned()))
         .filter(|n| glob(mask, n))
         .collect();
@@ -238,8 +236,10 @@ pub(super) fn names(cx: &mut Cx<'_>, channel: Option<&str>) {
     }
 }
 
-/// WHO of your channel (its members), or of a nick or a mask (`*` and `?`:
-/// the users WHOIS would find, the channel shown as `*`).
+/// WHO of your channel (its members), of a nick (the user WHOIS would
+/// find), or of a mask (`*` and `?`: every user is invisible, so only you
+/// and your channel's members); the channel is shown as `*` but for WHO
+/// of your channel.
 pub(super) fn who(cx: &mut Cx<'_>, m: &Message<'_>) {
     let mask = m.param(0).unwrap_or("*").to_owned();
     let (found, in_channel): (Vec<Seen>, bool) = match members(cx, &mask) {
