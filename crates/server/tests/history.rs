@@ -103,6 +103,16 @@ fn msg(seq: u64, text: &str) -> Event {
     }
 }
 
+/// A cluster node on `redis` with the default settings otherwise.
+async fn cluster_node(redis: &RedisServer) -> TestServer {
+    let url = redis.url();
+    TestServer::with(move |s| {
+        s.store = Some(url);
+        s.cluster = Some(true);
+    })
+    .await
+}
+
 /// Enters the room and learns its epoch and next sequence number.
 async fn enter(c: &mut Conn) -> Replay {
     assert_eq!(
@@ -262,15 +272,7 @@ async fn scrollback_pages_through_the_room_history() {
 #[tokio::test]
 async fn a_shared_room_has_one_numbering_and_a_rejoin_on_another_node_replays_it() {
     let redis = RedisServer::start().await;
-    let node = async || {
-        let url = redis.url();
-        TestServer::with(move |s| {
-            s.store = Some(url);
-            s.cluster = Some(true);
-        })
-        .await
-    };
-    let (a, b) = (node().await, node().await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     let mut amy = a.user("amy").await;
     amy.enter(ROOM).await;
     let (mut cat, _) = member(b.addr, false, "cat", None).await;
@@ -352,15 +354,7 @@ async fn a_shared_room_has_one_numbering_and_a_rejoin_on_another_node_replays_it
 #[tokio::test]
 async fn a_room_counter_that_went_back_starts_a_new_epoch() {
     let redis = RedisServer::start().await;
-    let node = async || {
-        let url = redis.url();
-        TestServer::with(move |s| {
-            s.store = Some(url);
-            s.cluster = Some(true);
-        })
-        .await
-    };
-    let (a, b) = (node().await, node().await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     let mut amy = a.user("amy").await;
     amy.enter(ROOM).await;
     let (mut cat, _) = member(b.addr, false, "cat", None).await;
@@ -399,15 +393,7 @@ async fn a_room_counter_that_went_back_starts_a_new_epoch() {
 #[tokio::test]
 async fn a_rejoin_on_another_node_is_a_gap_never_a_wrong_replay() {
     let redis = RedisServer::start().await;
-    let node = async || {
-        let url = redis.url();
-        TestServer::with(move |s| {
-            s.store = Some(url);
-            s.cluster = Some(true);
-        })
-        .await
-    };
-    let (a, b) = (node().await, node().await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     let mut amy = a.user("amy").await;
     amy.enter(ROOM).await;
     let (mut bob, token) = member(a.addr, false, "bob", None).await;
