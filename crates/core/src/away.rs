@@ -14,7 +14,15 @@
 //!   gets USER_NOT_FOUND (107) as if the user were gone, and whispers still
 //!   kept when the window ends are dropped.
 //!
-//! Single node only: in cluster mode a dropped user leaves at once.
+//! In cluster mode the seat stays in the shared store too (the node
+//! records it as held: [`Effect::HoldSeat`]), so members on every node see
+//! no leave. The user's logged-in mark is released at once, so it may come
+//! back on any node. Back on this node, the rejoin takes the seat back as
+//! above. Back on another node, this node gives the seat up when it sees
+//! the user enter a room there, or at the window's end; the members see the
+//! old seat leave, then the new one enter. Whispers kept here go on then to
+//! wherever the user is logged in (dropped if nowhere). Whispers sent from
+//! other nodes while the user is away get USER_NOT_FOUND (107).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,7 +30,7 @@ use std::time::Instant;
 use plaza_proto::Event;
 
 use crate::room::News;
-use crate::{Conn, Hub, Sink, State};
+use crate::{BusMsg, Conn, Effect, Hub, Reach, Sink, State};
 
 /// Whispers kept for a user who is away.
 pub const INBOX_WHISPERS: usize = 100;
@@ -39,7 +47,6 @@ impl Hub {
     /// Whether `conn`, disconnecting, leaves an [`Away`] behind.
     fn may_come_back(&self, conn: Conn) -> bool {
         !self.config.resume_window.is_zero()
-            && !self.cluster()
             && !self.shutting_down
             && self
                 .sessions
@@ -72,6 +79,16 @@ impl Hub {
             room.held += 1;
             (r, conn)
         });
+        if let Some((room, ghost)) = seat
+            && self.cluster()
+        {
+            let uid = self.rooms[room as usize].uid_of(ghost).unwrap_or(ghost);
+            sink.effect(Effect::HoldSeat {
+                name: name.to_string(),
+                uid,
+                room,
+            });
+        }
         let away = self.away.entry(name).or_insert_with(|| Away {
             since: now,
             seat: None,
@@ -96,6 +113,51 @@ impl Hub {
             self.rooms[room as usize].held -= 1;
             if let Some(uid) = self.rooms[room as usize].remove(ghost) {
                 self.tell_room(room, News::Leave { uid }, sink);
+                if self.cluster() {
+                    // Frees the seat in the shared store and tells the
+                    // other nodes.
+                    let msg = BusMsg::Leave {
+                        name: name.to_owned(),
+                        uid,
+                        room,
+                    };
+                    sink.effect(Effect::Publish {
+                        msg,
+                        ack: None,
+                        reach: Reach::Every,
+                    });
+                    self.lose_interest(room, sink);
+                }
+            }
+        }
+    }
+
+    /// Cluster: `name`, away here, entered a room on another node: it came
+    /// back there. Its seat here is given up and the whispers kept for it
+    /// go on to it.
+    pub(crate) fn back_elsewhere(&mut self, name: &str, sink: &mut impl Sink) {
+        if let Some(away) = self.away.get_mut(name) {
+            let inbox = std::mem::take(&mut away.inbox);
+            self.forward(name, inbox, sink);
+            self.give_up_seat(name, sink);
+        }
+    }
+
+    /// Cluster: sends whispers kept for `name` to the node it is logged in
+    /// on now (none: they are dropped there, unanswered).
+    fn forward(&self, name: &str, inbox: Vec<Event>, sink: &mut impl Sink) {
+        for whisper in inbox {
+            if let Event::Whisper { from, message } = whisper {
+                let msg = BusMsg::Whisper {
+                    to: name.to_owned(),
+                    from,
+                    message,
+                };
+                sink.effect(Effect::Publish {
+                    msg,
+                    ack: None,
+                    reach: Reach::User,
+                });
             }
         }
     }
@@ -140,7 +202,7 @@ impl Hub {
 
     /// Keeps a whisper for `to` if it is away; whether it was kept (false:
     /// not away, or its inbox is full).
-    pub(crate) fn keep_whisper(&mut self, to: &str, from: &Arc<str>, message: &str) -> bool {
+    pub(crate) fn keep_whisper(&mut self, to: &str, from: &str, message: &str) -> bool {
         let Some(away) = self.away.get_mut(to) else {
             return false;
         };
@@ -163,10 +225,20 @@ impl Hub {
             .collect();
         for name in over {
             if let Some(away) = self.away.get_mut(&name) {
-                away.inbox.clear();
+                // On one node they are dropped; in a cluster the user may
+                // be back on another node.
+                let inbox = std::mem::take(&mut away.inbox);
+                if self.cluster() {
+                    self.forward(&name, inbox, sink);
+                }
             }
             self.give_up_seat(&name, sink);
         }
+    }
+
+    /// The seats held, as (name, the session that left it, room).
+    pub(crate) fn away_seats(&self) -> impl Iterator<Item = (&str, Conn, u32)> {
+        (self.away.iter()).filter_map(|(name, a)| a.seat.map(|(room, ghost)| (&**name, ghost, room)))
     }
 
     /// Users away (within the resume window).

@@ -68,8 +68,8 @@ impl Sink for Out {
 /// answers in any order, other nodes' messages and time passing (with
 /// presence ticks). Never panics; the counts agree.
 pub fn hub(data: &[u8]) {
-    // Odd first byte: one node, where dropped users with history are held
-    // (the resume window); even: cluster mode.
+    // Odd first byte: one node; even: cluster mode. Dropped users with
+    // history are held on both (the resume window).
     let single = data.first().is_some_and(|b| b & 1 == 1);
     let history = crate::HistoryLimits {
         messages: 3,

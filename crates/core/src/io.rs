@@ -377,6 +377,18 @@ pub enum Effect {
         /// Start or stop.
         on: bool,
     },
+    /// Cluster: `name` dropped and may come back (`away.rs`); its seat in
+    /// `room`, member id `uid`, is held meanwhile. The shared store records
+    /// the seat as this node's, so that a burial of the node frees it; the
+    /// seat's [`BusMsg::Leave`] frees it for good.
+    HoldSeat {
+        /// Account name.
+        name: String,
+        /// The seat's member id.
+        uid: u64,
+        /// The room.
+        room: u32,
+    },
     /// Cluster: take a seat in `room` atomically across nodes (capacity is
     /// checked in the shared store); answer with [`Input::SeatDone`].
     ClaimSeat {

@@ -79,13 +79,29 @@ impl Hub {
     }
 
     /// This node's logged-in users as (name, session, member id, room), for
-    /// rewriting its state in the shared store.
+    /// rewriting its state in the shared store. The member id is the one
+    /// its room knows it by (a session that took a held seat back has the
+    /// seat's).
     pub fn local_entries(&self) -> Vec<(String, Conn, u64, Option<u32>)> {
         self.sessions
             .iter()
             .filter_map(|(c, s)| match &s.state {
-                State::User { name } => Some((name.to_string(), *c, self.uid(*c), s.room)),
+                State::User { name } => {
+                    let uid = s.room.and_then(|r| self.rooms[r as usize].uid_of(*c));
+                    Some((name.to_string(), *c, uid.unwrap_or(self.uid(*c)), s.room))
+                }
                 _ => None,
+            })
+            .collect()
+    }
+
+    /// Seats held for users away from this node (`away.rs`), as (name,
+    /// member id, room), for rewriting its state in the shared store.
+    pub fn held_seats(&self) -> Vec<(String, u64, u32)> {
+        self.away_seats()
+            .map(|(name, ghost, room)| {
+                let uid = self.rooms[room as usize].uid_of(ghost).unwrap_or(ghost);
+                (name.to_string(), uid, room)
             })
             .collect()
     }
@@ -103,7 +119,12 @@ impl Hub {
                     self.drop_remote(&name, sink);
                 }
             }
-            BusMsg::Enter { name, uid, room } => self.put_remote(node, &name, uid, Some(room), sink),
+            BusMsg::Enter { name, uid, room } => {
+                // Away from here and back there: its seat here goes first,
+                // so the members hear the old seat leave, then the new enter.
+                self.back_elsewhere(&name, sink);
+                self.put_remote(node, &name, uid, Some(room), sink)
+            }
             BusMsg::Leave { name, uid, room } => {
                 let here = self.remote.users.get(name.as_str());
                 if here.is_some_and(|u| u.node == node && u.room == Some(room)) {
@@ -135,7 +156,10 @@ impl Hub {
                 Some(c) if self.plaza(c) => sink.send(c, &Event::Whisper { from, message }),
                 // The sender's node could not know; it was told 0.
                 Some(c) => tracing::info!(conn = c, "a whisper from another node to a seed client dropped"),
-                None => {}
+                // It dropped as the whisper came: kept if it is away.
+                None => {
+                    self.keep_whisper(&to, &from, &message);
+                }
             },
             BusMsg::Kick { name, by } => {
                 if let Some(c) = self.conn_of(&name) {
@@ -411,7 +435,12 @@ impl Hub {
             return self.lose_interest(room, sink);
         }
         let code = match outcome {
-            SeatOutcome::Seated(members) => {
+            SeatOutcome::Seated(mut members) => {
+                // The user's own seat held on another node (it dropped there
+                // and came back here) is left out: that node gives it up
+                // when it sees this enter. So the members here hear the old
+                // seat leave now, before this enter.
+                members.retain(|(id, _, n)| *id == uid || *n != name);
                 // While the claim still counts, so the room is followed.
                 self.seated_members(room, &members, sink);
                 self.claimed(room);

@@ -163,6 +163,12 @@ impl Room {
         uid
     }
 
+    /// The member id `conn` has in the list, if it is a member.
+    pub(crate) fn uid_of(&self, conn: Conn) -> Option<u64> {
+        let pos = self.members.iter().position(|m| *m == conn)?;
+        self.roster.iter().nth(pos).map(|(uid, _)| uid)
+    }
+
     /// `new` takes `old`'s place (its seat, member id and list entry).
     pub(crate) fn replace(&mut self, old: Conn, new: Conn) {
         if let Some(m) = self.members.iter_mut().find(|m| **m == old) {

@@ -130,7 +130,10 @@ impl Hub {
         let Some(idx) = u32::try_from(room).ok().filter(|r| *r < self.config.rooms) else {
             return Some(ResultCode::INVALID_ROOM);
         };
-        let here = self.rooms[idx as usize].len() + self.remote.members(idx).len();
+        // A seat another node holds for this user (it dropped there) is on
+        // its way out: it does not count.
+        let mine = (self.remote.users.get(&**name)).is_some_and(|u| u.room == Some(idx));
+        let here = self.rooms[idx as usize].len() + self.remote.members(idx).len() - usize::from(mine);
         if here >= self.config.room_capacity {
             return Some(ResultCode::ROOM_FULL);
         }

@@ -16,6 +16,10 @@
 //! so existing accounts are found as before; the cluster's keys are tagged
 //! on both, as they are rebuilt from the live nodes.
 
+/// The start of a node hash's field for a held seat: `held <name>` (a name
+/// has no space, so it is never a user's field).
+pub(crate) const HELD: &str = "held ";
+
 /// Key and channel names under a prefix (`plaza:` by default).
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
@@ -66,7 +70,8 @@ impl Keys {
         format!("{}{{nodes}}:seq", self.prefix)
     }
 
-    /// Hash of node `id`'s users: name → `uid|room`.
+    /// Hash of node `id`'s users: name → `uid|room`; and the seats it holds
+    /// for users who dropped and may come back: [`HELD`] name → `uid|room`.
     pub(crate) fn node(&self, id: impl std::fmt::Display) -> String {
         format!("{}{{nodes}}:node:{id}", self.prefix)
     }

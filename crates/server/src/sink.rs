@@ -107,6 +107,7 @@ impl Sink for NetSink {
             Effect::Shutdown => self.shutdown = true,
             Effect::Publish { msg, ack, reach } => self.cluster_op(Op::Publish { msg, ack, reach }),
             Effect::Interest { room, on } => self.cluster_op(Op::Interest { room, on }),
+            Effect::HoldSeat { name, uid, room } => self.cluster_op(Op::Hold { name, uid, room }),
             Effect::ListUsers { conn, after } => self.cluster_op(Op::ListUsers { conn, after }),
             Effect::ClaimSeat {
                 conn,

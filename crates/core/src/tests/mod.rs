@@ -145,6 +145,7 @@ fn login(name: &str) -> Request {
     }
 }
 
+mod away;
 mod cluster;
 mod history;
 mod login;

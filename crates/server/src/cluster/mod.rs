@@ -141,8 +141,19 @@ pub(crate) enum Op {
         /// Read the room's log too (`plaza_core`'s `Effect::ClaimSeat`).
         fill: bool,
     },
-    /// This node's users as (name, owner, uid, room).
-    Replace(Vec<(String, String, u64, Option<u32>)>),
+    /// This node's users as (name, owner, uid, room), and the seats it
+    /// holds for users away as (name, uid, room).
+    Replace {
+        users: Vec<(String, String, u64, Option<u32>)>,
+        held: Vec<(String, u64, u32)>,
+    },
+    /// A seat held for a user who dropped (`plaza_core`'s
+    /// `Effect::HoldSeat`).
+    Hold {
+        name: String,
+        uid: u64,
+        room: u32,
+    },
     Drain(u64),
     /// An operator's notice for the users of the other nodes.
     Notice {

@@ -5,7 +5,7 @@
 //! one cut short (its node died, Redis failed) is done again by the next
 //! heartbeat of any node; doing one twice is harmless.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use plaza_core::BusMsg;
 use plaza_proto::bus;
@@ -13,9 +13,11 @@ use redis::Value;
 
 use super::scripts::{Scripts, evalsha};
 use super::{Op, Shared};
+use crate::keys::HELD;
 use crate::primary::{Conn, Step};
 
-/// A node's users as read from its hash: (name, uid, room or -1).
+/// A node's users as read from its hash: (name, uid, room or -1); a held
+/// seat's name starts with [`HELD`].
 fn entries(flat: Vec<Value>) -> Vec<(String, String, String)> {
     flat.chunks_exact(2)
         .filter_map(|kv| {
@@ -58,21 +60,27 @@ pub(super) async fn bury(s: &Shared, c: &mut Conn, scripts: &Scripts, id: u64) -
     let users = read_node(c, &node).await?;
     scripts.free.load_async(c).await?;
     let mut steps = Vec::new();
+    let mut marked = Vec::new();
     for (name, uid, room) in &users {
         if let Ok(room) = room.parse() {
             steps.push(unseat(s, room, uid));
+        }
+        if name.starts_with(HELD) {
+            // A seat held for a user away: no mark, not in the directory.
+            continue;
         }
         let mark = k.user("online", name);
         let mut free = evalsha(&scripts.free, &mark);
         free.arg(id);
         steps.push(Step::new(free, mark, true));
+        marked.push(name.as_str());
     }
     let freed = c.run(steps).await?;
-    let gone: Vec<&str> = users
-        .iter()
+    let gone: Vec<&str> = marked
+        .into_iter()
         .zip(&freed)
         .filter(|(_, v)| matches!(v, Value::Int(1)))
-        .map(|((name, _, _), _)| name.as_str())
+        .map(|(name, _)| name)
         .collect();
     let mut steps: Vec<Step> = unlist(s, &gone).into_iter().collect();
     let mut del = redis::cmd("DEL");
@@ -88,10 +96,11 @@ pub(super) async fn bury(s: &Shared, c: &mut Conn, scripts: &Scripts, id: u64) -
     Ok(())
 }
 
-/// Rewrites this node's state from `users` (name, owner, uid, room):
-/// its users' marks, its hash, its seats and directory entries, its place
-/// among the live nodes; then publishes `reset`. Returns the names another
-/// session took meanwhile (they are not restored).
+/// Rewrites this node's state from `users` (name, owner, uid, room) and
+/// `held` (seats held for users away: name, uid, room): its users' marks,
+/// its hash, its seats and directory entries, its place among the live
+/// nodes; then publishes `reset`. Returns the names another session took
+/// meanwhile (they are not restored).
 ///
 /// What stays is written over before what went is removed, so another node
 /// that reads a room's seats meanwhile never misses a member who stayed (it
@@ -101,6 +110,7 @@ pub(super) async fn replace(
     c: &mut Conn,
     scripts: &Scripts,
     users: &[(String, String, u64, Option<u32>)],
+    held: &[(String, u64, u32)],
     reset: &[u8],
 ) -> redis::RedisResult<Vec<String>> {
     let k = &s.keys;
@@ -132,7 +142,22 @@ pub(super) async fn replace(
     }
     // What stays, written over.
     let mut steps = Vec::new();
+    let mut seated: HashSet<(String, String)> = HashSet::new();
+    let mut holding = HashSet::new();
+    for (name, uid, room) in held {
+        let field = format!("{HELD}{name}");
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&node).arg(&field).arg(format!("{uid}|{room}"));
+        steps.push(Step::new(hset, node.clone(), false));
+        let seats = k.seats(*room);
+        let mut seat = redis::cmd("HSET");
+        seat.arg(&seats).arg(uid).arg(format!("{}|{name}", s.node));
+        steps.push(Step::new(seat, seats, false));
+        seated.insert((uid.to_string(), room.to_string()));
+        holding.insert(field);
+    }
     for (name, (uid, room)) in &kept {
+        seated.insert((uid.clone(), room.clone()));
         let mut hset = redis::cmd("HSET");
         hset.arg(&node).arg(name).arg(format!("{uid}|{room}"));
         steps.push(Step::new(hset, node.clone(), false));
@@ -150,13 +175,18 @@ pub(super) async fn replace(
     // (out of the directory unless logged in elsewhere).
     let mut vanished = Vec::new();
     for (name, uid, room) in &old {
-        let stays = kept.get(name.as_str());
         if let Ok(r) = room.parse::<u32>()
-            && stays.is_none_or(|(u, now)| u != uid || now != room)
+            && !seated.contains(&(uid.clone(), room.clone()))
         {
             steps.push(unseat(s, r, uid));
         }
-        if stays.is_none() {
+        if name.starts_with(HELD) {
+            if !holding.contains(name) {
+                let mut hdel = redis::cmd("HDEL");
+                hdel.arg(&node).arg(name);
+                steps.push(Step::new(hdel, node.clone(), false));
+            }
+        } else if !kept.contains_key(name.as_str()) {
             let mut hdel = redis::cmd("HDEL");
             hdel.arg(&node).arg(name);
             steps.push(Step::new(hdel, node.clone(), false));

@@ -65,10 +65,16 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 return redis.call('PUBLISH', ARGV[3], ARGV[2])
 ";
 
-/// KEYS: the node's hash. ARGV: name, uid. Back in the lobby, if still
-/// logged in.
+/// KEYS: the node's hash. ARGV: name, uid, held prefix. The seat `uid`
+/// is given up: the user is back in the lobby if that is its seat and it
+/// is still logged in; a seat held for it while it was away is gone.
 const LEFT: &str = r"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|-1') end
+local function is(field)
+  local v = redis.call('HGET', KEYS[1], field)
+  return v and string.sub(v, 1, #ARGV[2] + 1) == ARGV[2] .. '|'
+end
+if is(ARGV[1]) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|-1') end
+if is(ARGV[3] .. ARGV[1]) then redis.call('HDEL', KEYS[1], ARGV[3] .. ARGV[1]) end
 return 1
 ";
 
@@ -79,19 +85,22 @@ return 1
 /// one other node, that node numbered its messages: the cluster's numbers
 /// start a new epoch. `log` is {} unless `fill` > 0 and the room has
 /// members on several nodes; then {epoch, last seq, newest `fill` entries
-/// of the log, newest first}.
+/// of the log, newest first}. A seat another node holds for the same user
+/// (it dropped there and came back here) does not count against the
+/// capacity: that node gives it up when it sees the enter.
 const SEAT: &str = r"
 local id, name, uid, cap, msg, ch, fill = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7])
-if redis.call('HEXISTS', KEYS[1], uid) == 0 and redis.call('HLEN', KEYS[1]) >= cap then return {0} end
 local before = redis.call('HGETALL', KEYS[1])
-local nodes, n = {}, 0
+local nodes, n, taken, mine = {}, 0, #before / 2, false
 for i = 1, #before, 2 do
-  local node = string.match(before[i + 1], '^(%d+)|')
+  local node, who = string.match(before[i + 1], '^(%d+)|(.*)$')
+  if before[i] == uid then mine = true elseif who == name then taken = taken - 1 end
   if before[i] ~= uid and node and not nodes[node] then
     nodes[node] = true
     n = n + 1
   end
 end
+if not mine and taken >= cap then return {0} end
 if n == 1 and not nodes[id] then
   local t = redis.call('TIME')
   redis.call('HSET', KEYS[2], 'e', t[1] .. string.format('%06d', tonumber(t[2])), 's', 0)
@@ -339,7 +348,7 @@ impl Scripts {
                         leave.arg(uid).arg(bytes.as_ref()).arg(keys.room(*room));
                         steps.push(Step::new(leave, seats, true));
                         let mut left = evalsha(&self.left, &node);
-                        left.arg(name).arg(uid);
+                        left.arg(name).arg(uid).arg(crate::keys::HELD);
                         steps.push(Step::new(left, node, false));
                     }
                     _ => steps.push(publish(channel.name(keys), &bytes)),
@@ -394,7 +403,16 @@ impl Scripts {
                 steps.push(publish(keys.bus(), &b));
                 (b.len(), Answer::Piped)
             }
-            Op::Replace(_) | Op::Bury(_) | Op::Interest { .. } => (0, Answer::Nothing),
+            Op::Hold { name, uid, room } => {
+                // In the node's hash, where a burial finds it.
+                let node = keys.node(s.node);
+                let mut hset = redis::cmd("HSET");
+                let field = format!("{}{name}", crate::keys::HELD);
+                hset.arg(&node).arg(field).arg(format!("{uid}|{room}"));
+                steps.push(Step::new(hset, node, false));
+                (0, Answer::Nothing)
+            }
+            Op::Replace { .. } | Op::Bury(_) | Op::Interest { .. } => (0, Answer::Nothing),
         }
     }
 }

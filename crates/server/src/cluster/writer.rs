@@ -109,11 +109,11 @@ async fn send(
     let mut piped = Vec::new();
     for (i, op) in batch.iter().enumerate() {
         let v = match op {
-            Op::Replace(users) => {
+            Op::Replace { users, held } => {
                 flush(c, &mut steps, &mut piped, &mut out).await?;
                 let reset = plaza_proto::bus::reset(stamp(s, seqs, Channel::Bus));
                 sizes.push(reset.len());
-                let lost = rewrite::replace(s, c, scripts, users, &reset).await?;
+                let lost = rewrite::replace(s, c, scripts, users, held, &reset).await?;
                 Value::Array(
                     lost.into_iter()
                         .map(|n| Value::BulkString(n.into_bytes()))
@@ -259,8 +259,12 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             reach: Reach::User,
             ..
         } => shared.counts.lookup(),
-        Op::Publish { ack: None, .. } | Op::Drain(_) | Op::Notice { .. } | Op::Tick | Op::Interest { .. } => {
-        }
+        Op::Publish { ack: None, .. }
+        | Op::Drain(_)
+        | Op::Notice { .. }
+        | Op::Tick
+        | Op::Interest { .. }
+        | Op::Hold { .. } => {}
         Op::Seat {
             conn,
             name,
@@ -311,7 +315,7 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
                     .await;
             }
         }
-        Op::Replace(_) => {
+        Op::Replace { .. } => {
             let lost: Vec<String> = v
                 .and_then(|v| redis::from_redis_value(v).ok())
                 .unwrap_or_default();

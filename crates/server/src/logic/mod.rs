@@ -140,7 +140,8 @@ impl Logic {
                     .into_iter()
                     .map(|(name, conn, uid, room)| (name, self.sink.owner(conn), uid, room))
                     .collect();
-                self.sink.cluster_op(Op::Replace(users));
+                let held = self.hub.held_seats();
+                self.sink.cluster_op(Op::Replace { users, held });
             }
             Signal::Drain(seconds) => {
                 tracing::info!(seconds, "cluster-wide drain requested");

@@ -1,0 +1,361 @@
+//! The resume window across cluster nodes: a member who drops keeps its
+//! seat on every node; back on its node it takes the seat back and nobody
+//! sees a thing; back on another node the old seat leaves, then the new one
+//! enters, and the whispers kept for it follow; at the window's end, or at
+//! its node's burial, the seat is freed in the shared store.
+
+use std::net::SocketAddr;
+
+use plaza_proto::{Event, Page, Replay, Request, ResultCode, features};
+use plaza_test_support::{RedisServer, ServerProcess, TestClient, TestServer, retry_while, within};
+
+const ROOM: i32 = 4;
+const SEATS: &str = "plaza:seats:{4}";
+
+/// A cluster node on `redis`, with a resume window of `window` seconds
+/// and a 3 s presence TTL (a burial comes within the tests' wait).
+async fn node(redis: &RedisServer, window: u64) -> TestServer {
+    let url = redis.url();
+    TestServer::with(move |s| {
+        s.store = Some(url);
+        s.cluster = Some(true);
+        s.presence_ttl_secs = Some(3);
+        s.resume_window_secs = Some(window);
+    })
+    .await
+}
+
+/// A connection that takes room history (and so may come back).
+async fn history_client(at: SocketAddr) -> TestClient {
+    let mut c = TestClient::connect_seed(at).await;
+    c.hello_with(features::NOTIFICATIONS | features::HISTORY).await;
+    c
+}
+
+/// `name` registered and logged in with history, in the room: returns it,
+/// its resume token and the room's epoch and last number as it entered.
+async fn member(at: SocketAddr, name: &str) -> (TestClient, String, u64, u64) {
+    let mut c = history_client(at).await;
+    c.register(name, "pw").await;
+    c.login(name, "pw").await;
+    let token = c.token.clone().expect("a resume token");
+    assert_eq!(c.enter(ROOM).await.1, ResultCode::OK);
+    let position = Request::History {
+        page: Page::Latest,
+        limit: 0,
+    };
+    let Event::History(at) = c.ask(position).await else {
+        panic!("the room's position")
+    };
+    (c, token, at.epoch, at.next - 1)
+}
+
+/// `name` back on `at` with `token` (retried while its old session still
+/// holds the name).
+async fn resume(at: SocketAddr, name: &str, token: &str) -> TestClient {
+    let mut back = None;
+    let code = retry_while(ResultCode::LOGIN_ALREADY, async || {
+        let mut c = history_client(at).await;
+        let code = c.try_resume(name, token).await;
+        back = Some(c);
+        code
+    })
+    .await;
+    assert_eq!(code, ResultCode::OK);
+    back.expect("a connection")
+}
+
+/// Rejoins the room: the messages replayed, and the marker.
+async fn rejoin(c: &mut TestClient, epoch: u64, after: u64) -> (Vec<String>, Replay) {
+    c.send(Request::RoomRejoin {
+        room: ROOM,
+        epoch,
+        after,
+    })
+    .await;
+    let mut got = Vec::new();
+    within("the replay", async {
+        loop {
+            match c.recv().await {
+                Event::RoomMessage { message, .. } => got.push(message),
+                Event::Rejoin(r) => return (got, r),
+                _ => {}
+            }
+        }
+    })
+    .await
+}
+
+/// The enters and leaves `c` hears before the room message `last`.
+async fn presence_until(c: &mut TestClient, last: &str) -> Vec<Event> {
+    let mut news = Vec::new();
+    within(&format!("the message {last:?}"), async {
+        loop {
+            match c.recv().await {
+                e @ (Event::RoomNewUser { .. } | Event::RoomLeaveUser { .. }) => news.push(e),
+                Event::RoomChat { message, .. } if message == last => return news,
+                _ => {}
+            }
+        }
+    })
+    .await
+}
+
+/// The member id `c` hears `name` enter with.
+async fn entered(c: &mut TestClient, name: &str) -> u64 {
+    match c
+        .until(
+            "an enter",
+            |e| matches!(e, Event::RoomNewUser { name: n, .. } if n == name),
+        )
+        .await
+    {
+        Event::RoomNewUser { uid, .. } => uid,
+        _ => unreachable!(),
+    }
+}
+
+/// Whether any node records a seat held for `name`.
+async fn held_anywhere(redis: &RedisServer, name: &str) -> bool {
+    let script = "for _, k in ipairs(redis.call('KEYS', 'plaza:{nodes}:node:*')) do \
+                  if redis.call('HEXISTS', k, 'held ' .. ARGV[1]) == 1 then return 1 end end return 0";
+    redis.cmd(&["EVAL", script, "0", name]).await.trim() == ":1"
+}
+
+/// Waits until the room has `n` seats and no node holds one for `name`.
+async fn until_freed(redis: &RedisServer, n: usize, name: &str) {
+    within("the held seat to be freed", async {
+        while redis.cmd(&["HLEN", SEATS]).await.trim() != format!(":{n}") || held_anywhere(redis, name).await
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_member_who_drops_keeps_its_seat_on_every_node_and_takes_it_back_unseen() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, 60).await, node(&redis, 60).await);
+    let mut amy = b.user("amy").await;
+    assert_eq!(amy.enter(ROOM).await.1, ResultCode::OK);
+    let mut cat = a.user("cat").await;
+    assert_eq!(cat.enter(ROOM).await.1, ResultCode::OK);
+    let (bob, token, epoch, last) = member(a.addr, "bob").await;
+    entered(&mut amy, "bob").await;
+    entered(&mut cat, "bob").await;
+
+    drop(bob);
+    a.until_status("users_away", 1).await;
+    assert!(held_anywhere(&redis, "bob").await);
+    for text in ["one", "two"] {
+        amy.send(Request::RoomChat { message: text.into() }).await;
+    }
+    // On bob's node before bob asks for them.
+    let mut cat_heard = presence_until(&mut cat, "two").await;
+
+    let mut bob = resume(a.addr, "bob", &token).await;
+    let (got, marker) = rejoin(&mut bob, epoch, last).await;
+    assert_eq!(got, ["one", "two"]);
+    assert_eq!(
+        (marker.result, marker.count, marker.gap),
+        (ResultCode::OK, 2, false)
+    );
+    bob.send(Request::RoomChat {
+        message: "back".into(),
+    })
+    .await;
+    cat_heard.extend(presence_until(&mut cat, "back").await);
+    assert_eq!(cat_heard, [], "bob's node: no leave, no enter");
+    assert_eq!(
+        presence_until(&mut amy, "back").await,
+        [],
+        "the other node: none either"
+    );
+    assert_eq!(redis.cmd(&["HLEN", SEATS]).await.trim(), ":3");
+}
+
+#[tokio::test]
+async fn back_on_another_node_the_old_seat_leaves_then_the_new_one_enters_and_kept_whispers_follow() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, 60).await, node(&redis, 60).await);
+    let mut amy = b.user("amy").await;
+    assert_eq!(amy.enter(ROOM).await.1, ResultCode::OK);
+    let mut cat = a.user("cat").await;
+    assert_eq!(cat.enter(ROOM).await.1, ResultCode::OK);
+    let (bob, token, epoch, last) = member(a.addr, "bob").await;
+    let old = entered(&mut amy, "bob").await;
+    assert_eq!(entered(&mut cat, "bob").await, old);
+
+    drop(bob);
+    a.until_status("users_away", 1).await;
+    within("bob's logged-in mark to be released", async {
+        while redis.cmd(&["EXISTS", "plaza:online:bob"]).await.trim() != ":0" {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // Kept on bob's node; from another node bob is not found.
+    let whisper = || Request::Whisper {
+        to: "bob".into(),
+        message: "psst".into(),
+    };
+    assert_eq!(cat.ask(whisper()).await, Event::WhisperResult(ResultCode::OK));
+    assert_eq!(
+        amy.ask(whisper()).await,
+        Event::WhisperResult(ResultCode::USER_NOT_FOUND)
+    );
+    amy.send(Request::RoomChat {
+        message: "one".into(),
+    })
+    .await;
+    let mut cat_heard = presence_until(&mut cat, "one").await;
+
+    let mut bob = resume(b.addr, "bob", &token).await;
+    let (got, marker) = rejoin(&mut bob, epoch, last).await;
+    assert_eq!(got, ["one"], "the room spans both nodes: an exact replay");
+    assert_eq!((marker.result, marker.gap), (ResultCode::OK, false));
+    let kept = bob
+        .until("the kept whisper", |e| matches!(e, Event::Whisper { .. }))
+        .await;
+    assert_eq!(
+        kept,
+        Event::Whisper {
+            from: "cat".into(),
+            message: "psst".into()
+        }
+    );
+    bob.send(Request::RoomChat {
+        message: "back".into(),
+    })
+    .await;
+    cat_heard.extend(presence_until(&mut cat, "back").await);
+    for heard in [cat_heard, presence_until(&mut amy, "back").await] {
+        let [
+            Event::RoomLeaveUser { uid },
+            Event::RoomNewUser { uid: new, name },
+        ] = &heard[..]
+        else {
+            panic!("the old seat leaves, then the new one enters: {heard:?}")
+        };
+        assert_eq!((*uid, name.as_str()), (old, "bob"));
+        assert_ne!(*new, old);
+    }
+    until_freed(&redis, 3, "bob").await;
+}
+
+#[tokio::test]
+async fn at_the_window_s_end_the_seat_is_freed_on_every_node() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, 1).await, node(&redis, 1).await);
+    let mut amy = b.user("amy").await;
+    assert_eq!(amy.enter(ROOM).await.1, ResultCode::OK);
+    let (bob, ..) = member(a.addr, "bob").await;
+    let uid = entered(&mut amy, "bob").await;
+    drop(bob);
+    amy.until("bob's seat freed", |e| *e == Event::RoomLeaveUser { uid })
+        .await;
+    until_freed(&redis, 1, "bob").await;
+}
+
+/// A node that dies holding a seat for a user who dropped: its burial
+/// frees the seat like any other.
+#[tokio::test]
+async fn a_burial_frees_the_seats_a_dead_node_held() {
+    let redis = RedisServer::start().await;
+    let live = node(&redis, 60).await;
+    let mut amy = live.user("amy").await;
+    assert_eq!(amy.enter(ROOM).await.1, ResultCode::OK);
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let args = [
+        "--store",
+        &url,
+        "--cluster",
+        "--presence-ttl-secs",
+        "3",
+        "--argon2-memory-kib",
+        "64",
+    ];
+    let dying = ServerProcess::spawn(env!("CARGO_BIN_EXE_plaza-server"), dir.path(), &args);
+    let (dan, ..) = member(dying.addr, "dan").await;
+    let uid = entered(&mut amy, "dan").await;
+    drop(dan);
+    within("dan's seat held", async {
+        while !held_anywhere(&redis, "dan").await {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    dying.signal("KILL");
+    dying.wait().await;
+    amy.until("dan's seat freed", |e| *e == Event::RoomLeaveUser { uid })
+        .await;
+    until_freed(&redis, 1, "dan").await;
+}
+
+/// The other nodes bury node a while it lives (its time in the live set
+/// made to lapse) and it holds bob's seat: its rewrite puts the held seat
+/// back, and bob, back on node a, still takes it.
+#[tokio::test]
+async fn a_node_buried_alive_rewrites_the_seats_it_holds() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, 60).await, node(&redis, 60).await);
+    let mut amy = b.user("amy").await;
+    assert_eq!(amy.enter(ROOM).await.1, ResultCode::OK);
+    let (bob, token, epoch, last) = member(a.addr, "bob").await;
+    let uid = entered(&mut amy, "bob").await;
+    drop(bob);
+    a.until_status("users_away", 1).await;
+
+    let node_a = a.control().await.status().await.cluster.unwrap().node.to_string();
+    let ctl_b = b.control().await;
+    within("node b to bury node a", async {
+        loop {
+            redis.cmd(&["ZADD", "plaza:{nodes}:live", "0", &node_a]).await;
+            if ctl_b.status().await.cluster.unwrap().remote_users == 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    amy.until("bob's seat to go with its node", |e| {
+        *e == Event::RoomLeaveUser { uid }
+    })
+    .await;
+    let back = amy
+        .until(
+            "bob's seat back with node a's rewrite",
+            |e| matches!(e, Event::RoomNewUser { name, .. } if name == "bob"),
+        )
+        .await;
+    assert_eq!(
+        back,
+        Event::RoomNewUser {
+            uid,
+            name: "bob".into()
+        }
+    );
+    within("the held seat rewritten", async {
+        while !held_anywhere(&redis, "bob").await || redis.cmd(&["HLEN", SEATS]).await.trim() != ":2" {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    let mut bob = resume(a.addr, "bob", &token).await;
+    let (_, marker) = rejoin(&mut bob, epoch, last).await;
+    assert_eq!(marker.result, ResultCode::OK);
+    bob.send(Request::RoomChat {
+        message: "back".into(),
+    })
+    .await;
+    assert_eq!(
+        presence_until(&mut amy, "back").await,
+        [],
+        "bob took its seat back"
+    );
+    assert_eq!(redis.cmd(&["HLEN", SEATS]).await.trim(), ":2");
+}
