@@ -18,7 +18,9 @@
 # WebSocket on plaza-net's WebSocket layer or on those crates: `ws-floor`),
 # or plaza-redis (Plaza with its accounts
 # in a redis-server of its own, also on core 0; scenario d only, where the
-# embedded store's account data would count as connection memory), or the
+# embedded store's account data would count as connection memory), or
+# plaza-cluster (the same, as a one-node cluster: --cluster; for scenario
+# s, where a dropped member's seat is held in Redis), or the
 # floor: floor-server, which does nothing but the writes (floor: a write
 # call per delivery at once; floor-turn: one per member per event-loop turn,
 # as Redis; floor-nagle: at once with Nagle's algorithm on, as InspIRCd).
@@ -104,15 +106,16 @@ start_server() { # a fresh server for $PEER on a new $PORT
       WS=1
       PEER_ARG=floor
       start ws-floor "$PORT" target/release/ws-floor --bind "127.0.0.1:$PORT" --impl "${PEER#ws-floor-}" ;;
-    plaza-redis)
-      local rport; rport=$(free_port)
+    plaza-redis|plaza-cluster)
+      local rport cluster=""; rport=$(free_port)
+      [ "$PEER" = plaza-cluster ] && cluster=--cluster
       start redis-store "$rport" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
         --dir "$DIR"
       start plaza "$PORT" "$PLAZA_SERVER" --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
         --metrics-bind off --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
-        --max-send-queue-kib 32768 --store "redis://127.0.0.1:$rport/0" ;;
+        --max-send-queue-kib 32768 --store "redis://127.0.0.1:$rport/0" $cluster ;;
     plaza)
       METRICS=127.0.0.1:$(free_port)
       start plaza "$PORT" "$PLAZA_SERVER" --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
@@ -192,7 +195,7 @@ CONF
 }
 
 for PEER in "${PEERS[@]}"; do
-  if [ "$PEER" != plaza-redis ] && { want a || want b || want c; }; then
+  if [[ $PEER != plaza-redis && $PEER != plaza-cluster ]] && { want a || want b || want c; }; then
     start_server
     if want a; then
       run "a: 1 room x 100 members x 10/s" --rooms 1 --members 100 --rate 10 --seconds "$SECS" --prefix a
