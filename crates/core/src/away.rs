@@ -18,11 +18,14 @@
 //! records it as held: [`Effect::HoldSeat`]), so members on every node see
 //! no leave. The user's logged-in mark is released at once, so it may come
 //! back on any node. Back on this node, the rejoin takes the seat back as
-//! above. Back on another node, this node gives the seat up when it sees
-//! the user enter a room there, or at the window's end; the members see the
-//! old seat leave, then the new one enter. Whispers kept here go on then to
-//! wherever the user is logged in (dropped if nowhere). Whispers sent from
-//! other nodes while the user is away get USER_NOT_FOUND (107).
+//! above. Back on another node, the rejoin's seat claim finds the seat
+//! (`SeatOutcome::Held`) and claims it again by its id: the seat moves
+//! there, and when its enter comes back here the seat leaves this node
+//! silently ([`Effect::Unhold`]); nobody sees anything. An enter of the
+//! user there under another id gives the seat here up instead (the
+//! members hear it leave). Whispers kept here go on then to wherever the
+//! user is logged in (dropped if nowhere). Whispers sent from other nodes
+//! while the user is away get USER_NOT_FOUND (107).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -132,14 +135,41 @@ impl Hub {
         }
     }
 
-    /// Cluster: `name`, away here, entered a room on another node: it came
-    /// back there. Its seat here is given up and the whispers kept for it
-    /// go on to it.
-    pub(crate) fn back_elsewhere(&mut self, name: &str, sink: &mut impl Sink) {
-        if let Some(away) = self.away.get_mut(name) {
-            let inbox = std::mem::take(&mut away.inbox);
-            self.forward(name, inbox, sink);
-            self.give_up_seat(name, sink);
+    /// Cluster: `name`, away here, entered `room` as member `uid` on
+    /// `node`: it came back there. The whispers kept for it go on to it.
+    /// If that is the seat held here, the seat moved (the other node took
+    /// it over in the shared store): it leaves this node silently and the
+    /// members here know it there under the same id. Else the seat held
+    /// here is given up (the members hear it leave).
+    pub(crate) fn back_elsewhere(
+        &mut self,
+        name: &str,
+        node: u64,
+        uid: u64,
+        room: u32,
+        sink: &mut impl Sink,
+    ) {
+        let Some(away) = self.away.get_mut(name) else {
+            return;
+        };
+        let (inbox, seat) = (std::mem::take(&mut away.inbox), away.seat);
+        self.forward(name, inbox, sink);
+        let moved =
+            |(r, ghost): &(u32, Conn)| *r == room && self.rooms[*r as usize].uid_of(*ghost) == Some(uid);
+        let Some((held, ghost)) = seat.filter(moved) else {
+            return self.give_up_seat(name, sink);
+        };
+        self.away.remove(name);
+        let r = &mut self.rooms[held as usize];
+        r.held -= 1;
+        r.remove(ghost);
+        sink.effect(Effect::Unhold {
+            name: name.to_owned(),
+            uid,
+        });
+        self.lose_interest(room, sink);
+        if self.interested(room) {
+            self.add_remote(node, name, uid, Some(room));
         }
     }
 

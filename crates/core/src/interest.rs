@@ -1,4 +1,5 @@
-//! Cluster mode: which rooms this node follows.
+//! Cluster mode: which rooms this node follows, and seats from the shared
+//! store.
 //!
 //! A node has an interest in a room while it has a member there or a seat
 //! claim on its way ([`Room::claims`](crate::room::Room)). It tells the
@@ -13,9 +14,12 @@
 //! store's directory.
 
 use std::collections::HashSet;
+use std::time::Instant;
+
+use plaza_proto::{Event, ResultCode};
 
 use crate::room::News;
-use crate::{BusMsg, Effect, Hub, Reach, SeatHolder, Sink};
+use crate::{BusMsg, Conn, Effect, Hub, Reach, SeatHolder, SeatOutcome, Sink, State, Waiting};
 
 impl Hub {
     /// Whether this node follows `room` (cluster mode): it has a member
@@ -54,7 +58,7 @@ impl Hub {
             return;
         };
         // Nobody here is told: nobody here is in the room.
-        for (_, name) in members {
+        for (_, _, name) in members {
             self.remote.users.remove(&name);
             if self.conn_of(&name).is_none() {
                 self.online.remove(&name);
@@ -71,15 +75,15 @@ impl Hub {
         let own = self.config.node_tag;
         let remote: Vec<&(u64, u64, String)> = members
             .iter()
-            .filter(|(uid, _, _)| (uid >> 48) as u16 != own)
+            .filter(|(_, node, _)| crate::node_tag(*node) != own)
             .collect();
         let keep: HashSet<&str> = remote.iter().map(|(_, _, n)| n.as_str()).collect();
         let stale: Vec<_> = self
             .remote
             .members(room)
             .iter()
-            .filter(|(_, n)| !keep.contains(&**n))
-            .map(|(_, n)| n.clone())
+            .filter(|(_, _, n)| !keep.contains(&**n))
+            .map(|(_, _, n)| n.clone())
             .collect();
         for name in stale {
             if let Some((room, uid)) = self.leave_remote_room(&name) {
@@ -102,17 +106,111 @@ impl Hub {
         }
     }
 
-    /// The number of nodes, this one included, with a member in `room`
-    /// (each node's member ids carry its tag).
+    /// The number of nodes, this one included, with a member in `room`.
     fn nodes_in(&self, room: u32) -> usize {
-        let mut tags: Vec<u64> = self
-            .remote
-            .members(room)
-            .iter()
-            .map(|(uid, _)| uid >> 48)
-            .collect();
-        tags.sort_unstable();
-        tags.dedup();
-        tags.len() + 1
+        let mut nodes: Vec<u16> = self.remote.members(room).iter().map(|(_, tag, _)| *tag).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes.len() + 1
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn seat_done(
+        &mut self,
+        conn: Conn,
+        name: String,
+        uid: u64,
+        room: u32,
+        outcome: SeatOutcome,
+        now: Instant,
+        sink: &mut impl Sink,
+    ) {
+        let rejoin = match self.sessions.get(&conn).map(|s| &s.waiting) {
+            Some(Some(Waiting::Seat { rejoin, .. })) => rejoin.as_deref().copied(),
+            _ => None,
+        };
+        let waiting = self.sessions.get(&conn).is_some_and(|s| {
+            matches!(s.waiting, Some(Waiting::Seat { room: r, .. }) if r == room)
+                && matches!(&s.state, State::User { name: n } if **n == *name)
+        });
+        if !waiting {
+            // The session left (or was kicked) meanwhile: give the seat back.
+            if let SeatOutcome::Seated(_) = outcome {
+                let msg = BusMsg::Leave { name, uid, room };
+                sink.effect(Effect::Publish {
+                    msg,
+                    ack: None,
+                    reach: Reach::Every,
+                });
+            }
+            self.claimed(room);
+            return self.lose_interest(room, sink);
+        }
+        let code = match outcome {
+            SeatOutcome::Held(held) => {
+                // Claimed again under the held seat's id (the claim still
+                // counts: the room stays followed).
+                let fill = self.rooms[room as usize].is_empty();
+                return sink.effect(Effect::ClaimSeat {
+                    conn,
+                    name,
+                    uid: held,
+                    room,
+                    fill,
+                });
+            }
+            SeatOutcome::Seated(members) => {
+                // A seat that moved here from another node (the user's own,
+                // held there while it was away): the members here know it
+                // under this id already.
+                let moved = (self.remote.users.get(name.as_str()))
+                    .is_some_and(|u| u.uid == uid && u.room == Some(room));
+                if moved {
+                    self.leave_remote_room(&name);
+                    self.remote.users.remove(name.as_str());
+                }
+                // While the claim still counts, so the room is followed.
+                self.seated_members(room, &members, sink);
+                self.claimed(room);
+                let key = self.name_of(conn).cloned().expect("checked above");
+                self.seat(conn, &key, room, uid, !moved, sink);
+                // The shared store's list, as of the seat: sent as a room's
+                // own list is (every front end knows a roster: the IRC
+                // front end's JOIN is answered from it).
+                let mut list = plaza_proto::Roster::default();
+                for (uid, _, name) in &members {
+                    list.push(*uid, name);
+                }
+                sink.send_members(conn, &list);
+                ResultCode::OK
+            }
+            SeatOutcome::Full => {
+                self.claimed(room);
+                ResultCode::ROOM_FULL
+            }
+            SeatOutcome::Unavailable => {
+                self.claimed(room);
+                // The script may have run before the failure: give the seat
+                // back (a no-op if it did not; the next resync also fixes it).
+                let msg = BusMsg::Leave { name, uid, room };
+                sink.effect(Effect::Publish {
+                    msg,
+                    ack: None,
+                    reach: Reach::Every,
+                });
+                ResultCode::SERVICE_UNAVAILABLE
+            }
+        };
+        if code != ResultCode::OK {
+            self.lose_interest(room, sink);
+        }
+        match rejoin {
+            Some((epoch, after)) if code == ResultCode::OK => {
+                self.replay(conn, room, epoch, after, now, sink)
+            }
+            Some(_) => sink.send(conn, &Event::Rejoin(plaza_proto::Replay::failed(code))),
+            None => sink.send(conn, &Event::RoomEnterResult(code)),
+        }
+        self.finish(conn, now, sink);
     }
 }

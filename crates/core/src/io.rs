@@ -389,6 +389,14 @@ pub enum Effect {
         /// The room.
         room: u32,
     },
+    /// Cluster: the seat [`Effect::HoldSeat`] recorded moved to another
+    /// node (the user came back there): this node no longer holds it.
+    Unhold {
+        /// Account name.
+        name: String,
+        /// The seat's member id.
+        uid: u64,
+    },
     /// Cluster: take a seat in `room` atomically across nodes (capacity is
     /// checked in the shared store); answer with [`Input::SeatDone`].
     ClaimSeat {

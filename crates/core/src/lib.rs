@@ -51,7 +51,7 @@ pub use io::{
 };
 pub use numbering::{Logged, RoomEpochs, RoomLog};
 pub use plaza_proto::bus::BusMsg;
-pub use remote::{RemoteEntry, SeatHolder, SeatOutcome};
+pub use remote::{RemoteEntry, SeatHolder, SeatOutcome, node_tag};
 use room::Room;
 pub use room::{MAX_TICKS, MEMBERS_PER_TICK};
 pub use send::{SEND_ID_WINDOW, SEND_IDS};

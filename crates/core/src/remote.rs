@@ -15,7 +15,7 @@ use std::time::Instant;
 use plaza_proto::{Event, ResultCode};
 
 use crate::room::News;
-use crate::{BusMsg, Conn, Effect, Hub, Reach, Sink, State, Waiting};
+use crate::{BusMsg, Conn, Hub, Sink, State, Waiting};
 
 /// A user logged in on another node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,14 +39,24 @@ pub enum SeatOutcome {
     Seated(Vec<SeatHolder>),
     /// The room is full.
     Full,
+    /// The user's own seat, held on another node while it was away
+    /// (`away.rs`), is in the room under this member id: claim that one,
+    /// so the seat moves here and the members see nothing.
+    Held(u64),
     /// The store could not answer.
     Unavailable,
+}
+
+/// The tag in the member ids of node `node` (1..=65535): ids above 65,535
+/// wrap.
+pub fn node_tag(node: u64) -> u16 {
+    u16::try_from((node.max(1) - 1) % 65_535 + 1).expect("in range")
 }
 
 #[derive(Debug)]
 pub(crate) struct RemoteUser {
     pub(crate) node: u64,
-    uid: u64,
+    pub(crate) uid: u64,
     pub(crate) room: Option<u32>,
 }
 
@@ -54,7 +64,10 @@ pub(crate) struct RemoteUser {
 #[derive(Debug, Default)]
 pub(crate) struct Replica {
     pub(crate) users: HashMap<Arc<str>, RemoteUser>,
-    pub(crate) rooms: HashMap<u32, Vec<(u64, Arc<str>)>>,
+    /// Each room's remote members: (member id, its node's tag, name). A
+    /// member id carries the tag of the node that gave it, which is not
+    /// its node's after a held seat moved (`away.rs`).
+    pub(crate) rooms: HashMap<u32, Vec<(u64, u16, Arc<str>)>>,
 }
 
 impl Replica {
@@ -62,7 +75,7 @@ impl Replica {
         self.rooms.get(&room).is_some_and(|m| !m.is_empty())
     }
 
-    pub(crate) fn members(&self, room: u32) -> &[(u64, Arc<str>)] {
+    pub(crate) fn members(&self, room: u32) -> &[(u64, u16, Arc<str>)] {
         self.rooms.get(&room).map_or(&[], Vec::as_slice)
     }
 }
@@ -120,9 +133,9 @@ impl Hub {
                 }
             }
             BusMsg::Enter { name, uid, room } => {
-                // Away from here and back there: its seat here goes first,
-                // so the members hear the old seat leave, then the new enter.
-                self.back_elsewhere(&name, sink);
+                // Away from here and back there: its held seat moved there
+                // (then the members here know it), or goes first.
+                self.back_elsewhere(&name, node, uid, room, sink);
                 self.put_remote(node, &name, uid, Some(room), sink)
             }
             BusMsg::Leave { name, uid, room } => {
@@ -272,10 +285,10 @@ impl Hub {
         let own = self.config.node_tag;
         let mut now: Vec<u64> = members
             .iter()
+            .filter(|(_, node, _)| node_tag(*node) != own)
             .map(|(uid, _, _)| *uid)
-            .filter(|uid| (uid >> 48) as u16 != own)
             .collect();
-        let mut before: Vec<u64> = self.remote.members(room).iter().map(|(uid, _)| *uid).collect();
+        let mut before: Vec<u64> = self.remote.members(room).iter().map(|(uid, _, _)| *uid).collect();
         now.sort_unstable();
         before.sort_unstable();
         self.rooms[room as usize].history.gap();
@@ -344,14 +357,30 @@ impl Hub {
             }
             return;
         };
-        let room = Some(room);
-        let before = self.remote.users.get(name).map(|u| (u.node, u.uid, u.room));
-        if before == Some((node, uid, room)) {
+        let same = self.remote.users.get_mut(name);
+        if let Some(u) = same.filter(|u| u.uid == uid && u.room == Some(room)) {
+            // The same seat; on another node if it moved (`away.rs`): the
+            // members know it already.
+            u.node = node;
+            let list = self.remote.rooms.get_mut(&room).into_iter().flatten();
+            if let Some(m) = list.into_iter().find(|(id, _, _)| *id == uid) {
+                m.1 = node_tag(node);
+            }
             return;
         }
+        let room = Some(room);
+        let before = self.remote.users.get(name).map(|u| (u.node, u.uid, u.room));
         if before.is_some_and(|(_, _, r)| r.is_some()) {
             self.leave_remote_room_notify(name, sink);
         }
+        let key = self.add_remote(node, name, uid, room);
+        if let Some(r) = room {
+            self.tell_room(r, News::Enter { uid, name: key }, sink);
+        }
+    }
+
+    /// Records `name` on `node`, in `room`, telling nobody.
+    pub(crate) fn add_remote(&mut self, node: u64, name: &str, uid: u64, room: Option<u32>) -> Arc<str> {
         let key: Arc<str> = match self.online.get(name) {
             Some(k) => k.clone(),
             None => name.into(),
@@ -361,16 +390,9 @@ impl Hub {
             .users
             .insert(key.clone(), RemoteUser { node, uid, room });
         if let Some(r) = room {
-            self.remote.rooms.entry(r).or_default().push((uid, key.clone()));
-            self.tell_room(
-                r,
-                News::Enter {
-                    uid,
-                    name: key.clone(),
-                },
-                sink,
-            );
+            (self.remote.rooms.entry(r).or_default()).push((uid, node_tag(node), key.clone()));
         }
+        key
     }
 
     fn drop_remote(&mut self, name: &str, sink: &mut impl Sink) {
@@ -394,95 +416,11 @@ impl Hub {
         let room = u.room.take()?;
         let uid = u.uid;
         if let Some(m) = self.remote.rooms.get_mut(&room) {
-            m.retain(|(id, _)| *id != uid);
+            m.retain(|(id, _, _)| *id != uid);
             if m.is_empty() {
                 self.remote.rooms.remove(&room);
             }
         }
         Some((room, uid))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn seat_done(
-        &mut self,
-        conn: Conn,
-        name: String,
-        uid: u64,
-        room: u32,
-        outcome: SeatOutcome,
-        now: Instant,
-        sink: &mut impl Sink,
-    ) {
-        let rejoin = match self.sessions.get(&conn).map(|s| &s.waiting) {
-            Some(Some(Waiting::Seat { rejoin, .. })) => rejoin.as_deref().copied(),
-            _ => None,
-        };
-        let waiting = self.sessions.get(&conn).is_some_and(|s| {
-            matches!(s.waiting, Some(Waiting::Seat { room: r, .. }) if r == room)
-                && matches!(&s.state, State::User { name: n } if **n == *name)
-        });
-        if !waiting {
-            // The session left (or was kicked) meanwhile: give the seat back.
-            if let SeatOutcome::Seated(_) = outcome {
-                let msg = BusMsg::Leave { name, uid, room };
-                sink.effect(Effect::Publish {
-                    msg,
-                    ack: None,
-                    reach: Reach::Every,
-                });
-            }
-            self.claimed(room);
-            return self.lose_interest(room, sink);
-        }
-        let code = match outcome {
-            SeatOutcome::Seated(mut members) => {
-                // The user's own seat held on another node (it dropped there
-                // and came back here) is left out: that node gives it up
-                // when it sees this enter. So the members here hear the old
-                // seat leave now, before this enter.
-                members.retain(|(id, _, n)| *id == uid || *n != name);
-                // While the claim still counts, so the room is followed.
-                self.seated_members(room, &members, sink);
-                self.claimed(room);
-                let key = self.name_of(conn).cloned().expect("checked above");
-                self.seat(conn, &key, room, sink);
-                // The shared store's list, as of the seat: sent as a room's
-                // own list is (every front end knows a roster: the IRC
-                // front end's JOIN is answered from it).
-                let mut list = plaza_proto::Roster::default();
-                for (uid, _, name) in &members {
-                    list.push(*uid, name);
-                }
-                sink.send_members(conn, &list);
-                ResultCode::OK
-            }
-            SeatOutcome::Full => {
-                self.claimed(room);
-                ResultCode::ROOM_FULL
-            }
-            SeatOutcome::Unavailable => {
-                self.claimed(room);
-                // The script may have run before the failure: give the seat
-                // back (a no-op if it did not; the next resync also fixes it).
-                let msg = BusMsg::Leave { name, uid, room };
-                sink.effect(Effect::Publish {
-                    msg,
-                    ack: None,
-                    reach: Reach::Every,
-                });
-                ResultCode::SERVICE_UNAVAILABLE
-            }
-        };
-        if code != ResultCode::OK {
-            self.lose_interest(room, sink);
-        }
-        match rejoin {
-            Some((epoch, after)) if code == ResultCode::OK => {
-                self.replay(conn, room, epoch, after, now, sink)
-            }
-            Some(_) => sink.send(conn, &Event::Rejoin(plaza_proto::Replay::failed(code))),
-            None => sink.send(conn, &Event::RoomEnterResult(code)),
-        }
-        self.finish(conn, now, sink);
     }
 }

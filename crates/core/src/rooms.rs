@@ -155,22 +155,32 @@ impl Hub {
             });
             return None;
         }
-        self.seat(conn, name, idx, sink);
+        self.seat(conn, name, idx, self.uid(conn), true, sink);
         sink.send_members(conn, self.rooms[idx as usize].roster());
         Some(ResultCode::OK)
     }
 
-    /// Puts `conn` in `room` and tells the members on this node.
-    pub(crate) fn seat(&mut self, conn: Conn, name: &Arc<str>, room: u32, sink: &mut impl Sink) {
-        let uid = self.uid(conn);
+    /// Puts `conn` in `room` as member `uid`, and tells the members on this
+    /// node if `tell` (not for a seat that moved here: they know it).
+    pub(crate) fn seat(
+        &mut self,
+        conn: Conn,
+        name: &Arc<str>,
+        room: u32,
+        uid: u64,
+        tell: bool,
+        sink: &mut impl Sink,
+    ) {
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.room = Some(room);
         }
-        let news = News::Enter {
-            uid,
-            name: name.clone(),
-        };
-        self.tell_room(room, news, sink);
+        if tell {
+            let news = News::Enter {
+                uid,
+                name: name.clone(),
+            };
+            self.tell_room(room, news, sink);
+        }
         let (seed, history) = self.forms(conn);
         let r = &mut self.rooms[room as usize];
         r.push(conn, uid, name, self.config.batch_presence);

@@ -108,6 +108,7 @@ impl Sink for NetSink {
             Effect::Publish { msg, ack, reach } => self.cluster_op(Op::Publish { msg, ack, reach }),
             Effect::Interest { room, on } => self.cluster_op(Op::Interest { room, on }),
             Effect::HoldSeat { name, uid, room } => self.cluster_op(Op::Hold { name, uid, room }),
+            Effect::Unhold { name, uid } => self.cluster_op(Op::Unhold { name, uid }),
             Effect::ListUsers { conn, after } => self.cluster_op(Op::ListUsers { conn, after }),
             Effect::ClaimSeat {
                 conn,

@@ -10,6 +10,7 @@ plaza_test_support::on_each_engine!(
     room_chat_whisper_broadcast_user_list_and_duplicate_login_span_three_nodes,
     kick_and_mute_reach_users_on_other_nodes,
     concurrent_joins_from_three_nodes_never_overfill_a_room,
+    a_refused_seat_is_not_taken_for_a_gap,
     a_killed_node_is_buried_and_its_users_leave_the_other_nodes,
     shutdown_is_per_node_and_a_cluster_drain_reaches_every_node,
     operator_notices_reach_every_node_and_a_remote_user_is_located,
@@ -255,6 +256,46 @@ async fn concurrent_joins_from_three_nodes_never_overfill_a_room(redis: Engine) 
     }
     assert_eq!(seated, 4, "room capacity is 4");
     assert_eq!(redis.cmd(&["HLEN", "plaza:seats:{7}"]).await.trim(), ":4");
+}
+
+/// A refused seat takes a number in its node's stream on the room's
+/// channel like an enter: the script publishes the bare stamp instead, so
+/// the other nodes see no hole and tell their members of no gap.
+async fn a_refused_seat_is_not_taken_for_a_gap(redis: Engine) {
+    let [a, b, c] = nodes(&redis.url(), 2).await;
+    let mut amy = b.user("amy").await;
+    assert_eq!(amy.enter(3).await.1, ResultCode::OK);
+    // Node c's numbers on the room's channel, as node b sees them: 1, 2.
+    let mut zed = c.user("zed").await;
+    assert_eq!(zed.enter(3).await.1, ResultCode::OK);
+    assert_eq!(
+        zed.ask(Request::RoomLeave).await,
+        Event::RoomLeaveResult(ResultCode::OK)
+    );
+    let mut xia = a.user("xia").await;
+    assert_eq!(xia.enter(3).await.1, ResultCode::OK);
+    // Node c follows the room no more, so the shared store refuses: 3.
+    let mut yan = c.user("yan").await;
+    assert_eq!(yan.enter(3).await.1, ResultCode::ROOM_FULL);
+    assert_eq!(
+        xia.ask(Request::RoomLeave).await,
+        Event::RoomLeaveResult(ResultCode::OK)
+    );
+    // 4: right after 3.
+    assert_eq!(zed.enter(3).await.1, ResultCode::OK);
+    zed.say("after").await;
+    let mut heard = Vec::new();
+    within("zed's message", async {
+        loop {
+            match amy.recv().await {
+                Event::RoomChat { message, .. } if message == "after" => return,
+                e @ Event::Missed { .. } => heard.push(e),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(heard, [], "a refused seat was taken for a gap");
 }
 
 /// A node that dies without cleanup is buried by the others within the

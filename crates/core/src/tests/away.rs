@@ -57,6 +57,18 @@ fn effects(t: &mut T) -> Vec<Effect> {
     std::mem::take(&mut t.rec.effects)
 }
 
+/// `name` enters room 2 on node 9 as member `uid`.
+fn enter_there(name: &str, uid: u64) -> Input {
+    Input::Remote {
+        node: 9,
+        msg: Box::new(BusMsg::Enter {
+            name: name.into(),
+            uid,
+            room: 2,
+        }),
+    }
+}
+
 fn leave(name: &str, uid: u64) -> Effect {
     Effect::Publish {
         msg: BusMsg::Leave {
@@ -107,7 +119,7 @@ fn a_dropped_member_holds_its_seat_in_the_shared_store_and_the_room_hears_nothin
 }
 
 #[test]
-fn back_on_another_node_the_held_seat_leaves_before_the_new_one_enters() {
+fn back_on_another_node_the_held_seat_moves_there_unseen_and_kept_whispers_follow() {
     let mut t = amy_and_bob(100);
     t.input(Input::Disconnect { conn: 2 });
     // A whisper from amy is kept for bob.
@@ -117,14 +129,44 @@ fn back_on_another_node_the_held_seat_leaves_before_the_new_one_enters() {
     };
     assert_eq!(t.req(1, whisper), [(1, Event::WhisperResult(ResultCode::OK))]);
     effects(&mut t);
+    // Node 9 took the seat over: its enter has the seat's id.
+    t.input(enter_there("bob", BOB));
+    assert_eq!(t.rec.out, [], "amy knows bob under that id already");
+    let forwarded = Effect::Publish {
+        msg: BusMsg::Whisper {
+            to: "bob".into(),
+            from: "amy".into(),
+            message: "psst".into(),
+        },
+        ack: None,
+        reach: Reach::User,
+    };
+    let unhold = Effect::Unhold {
+        name: "bob".into(),
+        uid: BOB,
+    };
+    assert_eq!(effects(&mut t), [forwarded, unhold]);
+    assert_eq!(t.hub.away_users(), 0);
+    assert_eq!(t.hub.room_members(2), ["amy"]);
+    assert_eq!(t.hub.remote_user("bob"), Some((9, Some(2))));
+    // Its leave there is told here under the same id.
     t.input(Input::Remote {
         node: 9,
-        msg: Box::new(BusMsg::Enter {
+        msg: Box::new(BusMsg::Leave {
             name: "bob".into(),
-            uid: BOB_THERE,
+            uid: BOB,
             room: 2,
         }),
     });
+    assert_eq!(t.rec.out, [(1, Event::RoomLeaveUser { uid: BOB })]);
+}
+
+#[test]
+fn an_enter_elsewhere_under_another_id_gives_the_held_seat_up_first() {
+    let mut t = amy_and_bob(100);
+    t.input(Input::Disconnect { conn: 2 });
+    effects(&mut t);
+    t.input(enter_there("bob", BOB_THERE));
     assert_eq!(
         std::mem::take(&mut t.rec.out),
         [
@@ -138,19 +180,8 @@ fn back_on_another_node_the_held_seat_leaves_before_the_new_one_enters() {
             )
         ]
     );
-    let fx = effects(&mut t);
-    let forwarded = Effect::Publish {
-        msg: BusMsg::Whisper {
-            to: "bob".into(),
-            from: "amy".into(),
-            message: "psst".into(),
-        },
-        ack: None,
-        reach: Reach::User,
-    };
-    assert_eq!(fx, [forwarded, leave("bob", BOB)]);
+    assert_eq!(effects(&mut t), [leave("bob", BOB)]);
     assert_eq!(t.hub.away_users(), 0);
-    assert_eq!(t.hub.room_members(2), ["amy"]);
 }
 
 #[test]
@@ -166,41 +197,61 @@ fn at_the_window_s_end_the_seat_is_freed_everywhere() {
 }
 
 #[test]
-fn a_seat_the_user_holds_on_another_node_leaves_before_its_new_seat_here_enters() {
+fn the_seat_the_user_holds_on_another_node_moves_here_unseen() {
     let mut t = amy_and_bob(3);
-    // cat dropped on node 9, which holds its seat in room 2; cat comes back
-    // here and enters room 2 (full, but for its own old seat): the store
-    // lists both seats.
-    t.input(Input::Remote {
-        node: 9,
-        msg: Box::new(BusMsg::Enter {
-            name: "cat".into(),
-            uid: BOB_THERE,
-            room: 2,
-        }),
-    });
+    // cat dropped on node 9, which holds its seat in room 2 under id
+    // BOB_THERE; cat comes back here and enters room 2 (full, but for its
+    // own seat).
+    t.input(enter_there("cat", BOB_THERE));
     t.rec.out.clear();
     t.user(3, "cat", false);
-    let new = 1 << 48 | 3;
+    t.req(3, Request::RoomEnter { room: 2 });
+    let Some(Effect::ClaimSeat { uid, .. }) = t.rec.effects.pop() else {
+        panic!("a seat claim")
+    };
+    assert_eq!(uid, 1 << 48 | 3);
+    effects(&mut t);
+    // The store answers with cat's seat there: claimed again, by its id.
+    t.input(Input::SeatDone {
+        conn: 3,
+        name: "cat".into(),
+        uid,
+        room: 2,
+        outcome: SeatOutcome::Held(BOB_THERE),
+    });
+    assert!(matches!(
+        effects(&mut t)[..],
+        [Effect::ClaimSeat {
+            uid: BOB_THERE,
+            room: 2,
+            ..
+        }]
+    ));
     let members = vec![
         (AMY, 1, "amy".into()),
         (BOB, 1, "bob".into()),
-        (BOB_THERE, 9, "cat".into()),
-        (new, 1, "cat".into()),
+        (BOB_THERE, 1, "cat".into()),
     ];
-    seat(&mut t, 3, "cat", members);
-    let amy_heard: Vec<Event> = (t.rec.out.drain(..))
-        .filter(|(c, _)| *c == 1)
-        .map(|(_, e)| e)
-        .collect();
-    assert_eq!(
-        amy_heard,
-        [
-            Event::RoomLeaveUser { uid: BOB_THERE },
-            Event::RoomNewUser {
-                uid: new,
-                name: "cat".into()
-            }
-        ]
+    t.input(Input::SeatDone {
+        conn: 3,
+        name: "cat".into(),
+        uid: BOB_THERE,
+        room: 2,
+        outcome: SeatOutcome::Seated(members),
+    });
+    let out = std::mem::take(&mut t.rec.out);
+    assert!(
+        out.iter().all(|(c, _)| *c == 3),
+        "amy and bob hear nothing: {out:?}"
+    );
+    assert!(
+        out.contains(&(3, Event::RoomEnterResult(ResultCode::OK))),
+        "{out:?}"
+    );
+    assert_eq!(t.hub.remote_user("cat"), None);
+    let entries = t.hub.local_entries();
+    assert!(
+        entries.contains(&("cat".into(), 3, BOB_THERE, Some(2))),
+        "{entries:?}"
     );
 }

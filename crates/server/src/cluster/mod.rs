@@ -154,6 +154,11 @@ pub(crate) enum Op {
         uid: u64,
         room: u32,
     },
+    /// A held seat moved to another node (`Effect::Unhold`).
+    Unhold {
+        name: String,
+        uid: u64,
+    },
     Drain(u64),
     /// An operator's notice for the users of the other nodes.
     Notice {
@@ -388,7 +393,7 @@ impl Cluster {
 
     /// The tag in this node's member ids: 1..=65535.
     pub(crate) fn tag(&self) -> u16 {
-        u16::try_from((self.node - 1) % 65_535 + 1).expect("in range")
+        plaza_core::node_tag(self.node)
     }
 
     pub(crate) fn send(&self, op: Op) {

@@ -58,9 +58,16 @@ local t = redis.call('TIME')
 return redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2]), ARGV[1])
 ";
 
-/// KEYS: seats. ARGV: uid, message, channel. Frees the seat and publishes
-/// the leave; returns the publish's count.
+/// KEYS: seats. ARGV: uid, message, channel, node, tick. Frees the seat
+/// and publishes the leave, if the seat is still that node's (a seat held
+/// for a user who dropped may have moved to the node it came back on);
+/// else publishes the tick (a bare stamp with the leave's number, so no
+/// node sees a hole in this node's numbers). Returns the publish's count.
 const LEAVE: &str = r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v or string.sub(v, 1, #ARGV[4] + 1) ~= ARGV[4] .. '|' then
+  return redis.call('PUBLISH', ARGV[3], ARGV[5])
+end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return redis.call('PUBLISH', ARGV[3], ARGV[2])
 ";
@@ -79,28 +86,38 @@ return 1
 ";
 
 /// KEYS: seats, numbering, log. ARGV: id, name, uid, capacity, message,
-/// channel, fill. Returns {0} when full, else {1, log, uid, node|name, uid,
+/// channel, fill, tick (the enter's stamp alone: published instead of it
+/// when the seat is refused, so no node sees a hole in this node's
+/// numbers). Returns {0} when full, else {1, log, uid, node|name, uid,
 /// node|name, ...}: every member, this one included, as of the enter it
 /// publishes on the room's channel. When the room's members were all on
 /// one other node, that node numbered its messages: the cluster's numbers
 /// start a new epoch. `log` is {} unless `fill` > 0 and the room has
 /// members on several nodes; then {epoch, last seq, newest `fill` entries
-/// of the log, newest first}. A seat another node holds for the same user
-/// (it dropped there and came back here) does not count against the
-/// capacity: that node gives it up when it sees the enter.
+/// of the log, newest first}. A seat of the same user on another node (one
+/// held there while it was away) is answered {2, its uid}, with nothing
+/// done: the caller asks again with that uid, and the seat moves here.
 const SEAT: &str = r"
 local id, name, uid, cap, msg, ch, fill = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7])
 local before = redis.call('HGETALL', KEYS[1])
-local nodes, n, taken, mine = {}, 0, #before / 2, false
+local nodes, n, mine = {}, 0, false
 for i = 1, #before, 2 do
   local node, who = string.match(before[i + 1], '^(%d+)|(.*)$')
-  if before[i] == uid then mine = true elseif who == name then taken = taken - 1 end
+  if before[i] == uid then
+    mine = true
+  elseif who == name and node ~= id then
+    redis.call('PUBLISH', ch, ARGV[8])
+    return {2, before[i]}
+  end
   if before[i] ~= uid and node and not nodes[node] then
     nodes[node] = true
     n = n + 1
   end
 end
-if not mine and taken >= cap then return {0} end
+if not mine and #before / 2 >= cap then
+  redis.call('PUBLISH', ch, ARGV[8])
+  return {0}
+end
 if n == 1 and not nodes[id] then
   local t = redis.call('TIME')
   redis.call('HSET', KEYS[2], 'e', t[1] .. string.format('%06d', tonumber(t[2])), 's', 0)
@@ -319,7 +336,8 @@ impl Scripts {
             }
             Op::Publish { msg, .. } => {
                 let channel = Channel::of(msg);
-                let bytes = bus::encode(origin(channel), msg);
+                let at = origin(channel);
+                let bytes = bus::encode(at, msg);
                 match msg {
                     // A login or logout changes the node's hash and the
                     // directory and is published nowhere: no node keeps
@@ -345,7 +363,12 @@ impl Scripts {
                     BusMsg::Leave { name, uid, room } => {
                         let (seats, node) = (keys.seats(*room), keys.node(s.node));
                         let mut leave = evalsha(&self.leave, &seats);
-                        leave.arg(uid).arg(bytes.as_ref()).arg(keys.room(*room));
+                        leave
+                            .arg(uid)
+                            .arg(bytes.as_ref())
+                            .arg(keys.room(*room))
+                            .arg(s.node)
+                            .arg(bus::tick(at).as_ref());
                         steps.push(Step::new(leave, seats, true));
                         let mut left = evalsha(&self.left, &node);
                         left.arg(name).arg(uid).arg(crate::keys::HELD);
@@ -367,7 +390,8 @@ impl Scripts {
                     uid: *uid,
                     room: *room,
                 };
-                let bytes = bus::encode(origin(Channel::Room(*room)), &msg);
+                let at = origin(Channel::Room(*room));
+                let bytes = bus::encode(at, &msg);
                 let seats = keys.seats(*room);
                 let (numbering, log) = (keys.numbering(*room), keys.log(*room));
                 let mut seat = evalsha_keys(&self.seat, &[&seats, &numbering, &log]);
@@ -377,7 +401,8 @@ impl Scripts {
                     .arg(s.config.room_capacity)
                     .arg(bytes.as_ref())
                     .arg(keys.room(*room))
-                    .arg(if *fill { s.config.history } else { 0 });
+                    .arg(if *fill { s.config.history } else { 0 })
+                    .arg(bus::tick(at).as_ref());
                 steps.push(Step::new(seat, seats, true));
                 // In the node's slot, so not in the seat's step: written
                 // even when the room was full, which costs a bury or replace
@@ -410,6 +435,13 @@ impl Scripts {
                 let field = format!("{}{name}", crate::keys::HELD);
                 hset.arg(&node).arg(field).arg(format!("{uid}|{room}"));
                 steps.push(Step::new(hset, node, false));
+                (0, Answer::Nothing)
+            }
+            Op::Unhold { name, uid } => {
+                let node = keys.node(s.node);
+                let mut left = evalsha(&self.left, &node);
+                left.arg(name).arg(uid).arg(crate::keys::HELD);
+                steps.push(Step::new(left, node, false));
                 (0, Answer::Nothing)
             }
             Op::Replace { .. } | Op::Bury(_) | Op::Interest { .. } => (0, Answer::Nothing),

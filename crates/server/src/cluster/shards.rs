@@ -210,14 +210,16 @@ impl Shards {
         }
     }
 
-    /// Keeps a message for [`next`](Self::next) and takes a confirmed
-    /// unsubscription; returns any other event. Errors end the subscription.
+    /// Keeps a message for [`next`](Self::next); returns any other event,
+    /// a confirmed unsubscription too (the caller waiting for it must get
+    /// to look: nothing else may come for a while). Errors end the
+    /// subscription.
     fn sort(&mut self, e: Event) -> anyhow::Result<Option<Event>> {
         match e {
             Event::Message { channel, payload } => {
                 self.pending.push_back(Message::Pushed { channel, payload })
             }
-            Event::Unsubscribed(ch) if self.leaving.remove(&ch) => {}
+            Event::Unsubscribed(ch) if self.leaving.remove(&ch) => return Ok(Some(Event::Unsubscribed(ch))),
             Event::Unsubscribed(ch) => anyhow::bail!(
                 "Redis dropped the subscription to {} (its slot moved)",
                 String::from_utf8_lossy(&ch)

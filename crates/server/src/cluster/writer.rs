@@ -264,7 +264,8 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
         | Op::Notice { .. }
         | Op::Tick
         | Op::Interest { .. }
-        | Op::Hold { .. } => {}
+        | Op::Hold { .. }
+        | Op::Unhold { .. } => {}
         Op::Seat {
             conn,
             name,
@@ -279,6 +280,10 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
                 Some([first, rest @ ..]) => match (redis::from_redis_value_ref::<i64>(first), rest) {
                     (Ok(1), [log, rest @ ..]) => (SeatOutcome::Seated(members_of(rest)), room_log(log)),
                     (Ok(0), _) => (SeatOutcome::Full, None),
+                    (Ok(2), [held]) => match redis::from_redis_value_ref::<String>(held).map(|u| u.parse()) {
+                        Ok(Ok(held)) => (SeatOutcome::Held(held), None),
+                        _ => (SeatOutcome::Unavailable, None),
+                    },
                     _ => (SeatOutcome::Unavailable, None),
                 },
             };
