@@ -16,16 +16,18 @@
 //!
 //! In cluster mode the seat stays in the shared store too (the node
 //! records it as held: [`Effect::HoldSeat`]), so members on every node see
-//! no leave. The user's logged-in mark is released at once, so it may come
-//! back on any node. Back on this node, the rejoin takes the seat back as
+//! no leave. The user's logged-in mark passes to this node's
+//! [`AWAY`](crate::AWAY) ([`Effect::Away`]): whispers from every node
+//! still come here, and a login on any node takes the mark over. Back on this node, the rejoin takes the seat back as
 //! above. Back on another node, the rejoin's seat claim finds the seat
 //! (`SeatOutcome::Held`) and claims it again by its id: the seat moves
 //! there, and when its enter comes back here the seat leaves this node
 //! silently ([`Effect::Unhold`]); nobody sees anything. An enter of the
 //! user there under another id gives the seat here up instead (the
 //! members hear it leave). Whispers kept here go on then to wherever the
-//! user is logged in (dropped if nowhere). Whispers sent from other nodes
-//! while the user is away get USER_NOT_FOUND (107).
+//! user is logged in (dropped if nowhere). A whisper from another node
+//! past the inbox's bound is dropped (its sender was told 0: its node
+//! cannot know).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,13 +61,14 @@ impl Hub {
 
     /// `conn` disconnected: if it may come back, its seat is held (the
     /// session stays in the room's list, silent) and its inbox opened.
-    pub(crate) fn hold(&mut self, conn: Conn, now: Instant, sink: &mut impl Sink) {
+    /// Returns whether it may.
+    pub(crate) fn hold(&mut self, conn: Conn, now: Instant, sink: &mut impl Sink) -> bool {
         if !self.may_come_back(conn) {
-            return;
+            return false;
         }
         let s = self.sessions.get_mut(&conn).expect("checked");
         let State::User { name } = &s.state else {
-            return;
+            return false;
         };
         let name = name.clone();
         if s.room.is_some() {
@@ -101,6 +104,7 @@ impl Hub {
         if seat.is_some() {
             away.seat = seat;
         }
+        true
     }
 
     /// `name` gives its held seat up (if any): the members hear it left.
@@ -254,16 +258,32 @@ impl Hub {
             .map(|(name, _)| name.clone())
             .collect();
         for name in over {
-            if let Some(away) = self.away.get_mut(&name) {
-                // On one node they are dropped; in a cluster the user may
-                // be back on another node.
-                let inbox = std::mem::take(&mut away.inbox);
-                if self.cluster() {
-                    self.forward(&name, inbox, sink);
-                }
-            }
-            self.give_up_seat(&name, sink);
+            self.end_away(&name, sink);
         }
+    }
+
+    /// `name`'s time away ends (the window, or a kick from another node):
+    /// its seat is given up, and the whispers kept for it are dropped (one
+    /// node) or go on to wherever it is logged in (cluster), whose away
+    /// mark is cleared.
+    pub(crate) fn end_away(&mut self, name: &str, sink: &mut impl Sink) {
+        if let Some(away) = self.away.get_mut(name) {
+            let inbox = std::mem::take(&mut away.inbox);
+            if self.cluster() {
+                self.forward(name, inbox, sink);
+                sink.effect(Effect::Release {
+                    conn: crate::AWAY,
+                    name: name.to_owned(),
+                });
+            }
+        }
+        self.give_up_seat(name, sink);
+    }
+
+    /// Users away (cluster mode: their marks name this node's
+    /// [`AWAY`](crate::AWAY)), to keep their marks alive.
+    pub fn away_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.away.keys()
     }
 
     /// The seats held, as (name, the session that left it, room).

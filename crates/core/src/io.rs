@@ -12,6 +12,10 @@ use crate::{BusMsg, HistoryLimits, RemoteEntry, SeatHolder, SeatOutcome};
 /// A session, by the network layer's session id.
 pub type Conn = u64;
 
+/// The session of a user who is away (`away.rs`): no session. No real one
+/// has this id (its slot would be the last of 2^32).
+pub const AWAY: Conn = u64::MAX;
+
 /// Limits and policy of the chat service.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -327,6 +331,17 @@ pub enum Effect {
     /// The name is no longer logged in on `conn`: clear its mark in the store.
     Release {
         /// The session that held it.
+        conn: Conn,
+        /// Account name.
+        name: String,
+    },
+    /// Cluster: `conn` dropped and its user `name` is away (`away.rs`): its
+    /// logged-in mark, if `conn` still holds it, passes to [`AWAY`] on this
+    /// node, so that whispers from other nodes still come here. A login on
+    /// any node may take an away mark over; [`Effect::Release`] with
+    /// [`AWAY`] clears it when the user's time away ends.
+    Away {
+        /// The session that held the mark.
         conn: Conn,
         /// Account name.
         name: String,

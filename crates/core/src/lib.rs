@@ -47,7 +47,8 @@ mod session;
 pub use away::INBOX_WHISPERS;
 pub use history::{HELD_OVERHEAD, HistoryLimits};
 pub use io::{
-    AuthOutcome, Config, Conn, Credential, Effect, Input, Reach, Recipient, RegisterOutcome, Sink, UserInfo,
+    AWAY, AuthOutcome, Config, Conn, Credential, Effect, Input, Reach, Recipient, RegisterOutcome, Sink,
+    UserInfo,
 };
 pub use numbering::{Logged, RoomEpochs, RoomLog};
 pub use plaza_proto::bus::BusMsg;
@@ -260,8 +261,8 @@ impl Hub {
             }
             Input::PeerClosed { conn } => self.submit(conn, Queued::Close, now, sink),
             Input::Disconnect { conn } => {
-                self.hold(conn, now, sink);
-                self.sign_out(conn, sink);
+                let away = self.hold(conn, now, sink);
+                self.sign_out(conn, away && self.cluster(), sink);
                 self.sessions.remove(&conn);
             }
             Input::Request { conn, request } => self.submit(conn, Queued::Request(request), now, sink),

@@ -81,8 +81,10 @@ impl Hub {
         }
     }
 
-    /// Leaves the room (telling the others) and gives up the name.
-    pub(crate) fn sign_out(&mut self, conn: Conn, sink: &mut impl Sink) {
+    /// Leaves the room (telling the others) and gives up the name: for
+    /// good, or (`away`, cluster mode) to this node's [`AWAY`](crate::AWAY)
+    /// while the user may come back (`away.rs`).
+    pub(crate) fn sign_out(&mut self, conn: Conn, away: bool, sink: &mut impl Sink) {
         self.leave_room(conn, sink);
         let Some(s) = self.sessions.get_mut(&conn) else {
             return;
@@ -105,9 +107,10 @@ impl Hub {
                         reach: Reach::Every,
                     });
                 }
-                sink.effect(Effect::Release {
-                    conn,
-                    name: name.to_string(),
+                let name = name.to_string();
+                sink.effect(match away {
+                    true => Effect::Away { conn, name },
+                    false => Effect::Release { conn, name },
                 });
             }
             // A pending login is cancelled: its result will find no ticket.

@@ -61,7 +61,7 @@ impl Hub {
         if self.plaza(target) {
             sink.send(target, &Event::Kicked { by: by.to_owned() });
         }
-        self.sign_out(target, sink);
+        self.sign_out(target, false, sink);
         if let Some(s) = self.sessions.get_mut(&target) {
             s.state = State::Closing;
             s.queued = None;

@@ -174,11 +174,11 @@ impl Hub {
                     self.keep_whisper(&to, &from, &message);
                 }
             },
-            BusMsg::Kick { name, by } => {
-                if let Some(c) = self.conn_of(&name) {
-                    self.kick(c, &by, sink);
-                }
-            }
+            BusMsg::Kick { name, by } => match self.conn_of(&name) {
+                Some(c) => self.kick(c, &by, sink),
+                // Away (its mark sent the kick here): no longer.
+                None => self.end_away(&name, sink),
+            },
             BusMsg::Mute { name, seconds } => {
                 if let Some(c) = self.conn_of(&name) {
                     self.mute(c, seconds, now, sink);

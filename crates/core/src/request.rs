@@ -203,7 +203,7 @@ impl Hub {
             }
             Request::Logout => {
                 self.give_up_seat(&name, sink);
-                self.sign_out(conn, sink);
+                self.sign_out(conn, false, sink);
                 sink.send(conn, &Event::LogoutResult(ResultCode::OK));
                 if let Some(s) = self.sessions.get_mut(&conn) {
                     s.guest_since = now;

@@ -103,6 +103,11 @@ impl Sink for NetSink {
                 self.effects
                     .spawn(async move { store.release(name, owner).await });
             }
+            Effect::Away { conn, name } => {
+                let (owner, away) = (self.owner(conn), self.owner(plaza_core::AWAY));
+                self.effects
+                    .spawn(async move { store.away(name, owner, away).await });
+            }
             Effect::Mute { name, seconds } => store.set_mute(name, seconds),
             Effect::Shutdown => self.shutdown = true,
             Effect::Publish { msg, ack, reach } => self.cluster_op(Op::Publish { msg, ack, reach }),

@@ -205,22 +205,15 @@ async fn back_on_another_node_the_seat_moves_there_unseen_and_kept_whispers_foll
 
     drop(bob);
     a.until_status("users_away", 1).await;
-    within("bob's logged-in mark to be released", async {
-        while redis.cmd(&["EXISTS", "plaza:online:bob"]).await.trim() != ":0" {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    // Kept on bob's node; from another node bob is not found.
-    let whisper = || Request::Whisper {
-        to: "bob".into(),
-        message: "psst".into(),
-    };
-    assert_eq!(cat.ask(whisper()).await, Event::WhisperResult(ResultCode::OK));
-    assert_eq!(
-        amy.ask(whisper()).await,
-        Event::WhisperResult(ResultCode::USER_NOT_FOUND)
-    );
+    // Kept on bob's node, from there and from another node (bob's mark
+    // sends it there while bob is away).
+    for (from, c) in [("cat", &mut cat), ("amy", &mut amy)] {
+        let whisper = Request::Whisper {
+            to: "bob".into(),
+            message: format!("psst from {from}"),
+        };
+        assert_eq!(c.ask(whisper).await, Event::WhisperResult(ResultCode::OK));
+    }
     amy.send(Request::RoomChat {
         message: "one".into(),
     })
@@ -237,16 +230,18 @@ async fn back_on_another_node_the_seat_moves_there_unseen_and_kept_whispers_foll
     let (got, marker) = (back.replayed, back.marker);
     assert_eq!(got, ["one"], "the room spans both nodes: an exact replay");
     assert_eq!((marker.result, marker.gap), (ResultCode::OK, false));
-    let kept = bob
-        .until("the kept whisper", |e| matches!(e, Event::Whisper { .. }))
-        .await;
-    assert_eq!(
-        kept,
-        Event::Whisper {
-            from: "cat".into(),
-            message: "psst".into()
-        }
-    );
+    for from in ["cat", "amy"] {
+        let kept = bob
+            .until("a kept whisper", |e| matches!(e, Event::Whisper { .. }))
+            .await;
+        assert_eq!(
+            kept,
+            Event::Whisper {
+                from: from.into(),
+                message: format!("psst from {from}")
+            }
+        );
+    }
     bob.send(Request::RoomChat {
         message: "back".into(),
     })
@@ -381,4 +376,24 @@ async fn a_node_buried_alive_rewrites_the_seats_it_holds() {
         "bob took its seat back"
     );
     assert_eq!(redis.cmd(&["HLEN", SEATS]).await.trim(), ":2");
+}
+
+/// While bob is away his mark names his node's away owner: a login on any
+/// node takes it over, and then holds it against another (31).
+#[tokio::test]
+async fn a_login_takes_over_the_mark_of_a_user_who_is_away() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, 60).await, node(&redis, 60).await);
+    let (bob, ..) = member(a.addr, "bob").await;
+    drop(bob);
+    within("bob's mark to pass to his node while he is away", async {
+        while !redis.cmd(&["GET", "plaza:online:bob"]).await.contains(":away") {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let mut back = b.client().await;
+    assert_eq!(back.try_login("bob", "pw").await, ResultCode::OK);
+    let mut again = a.client().await;
+    assert_eq!(again.try_login("bob", "pw").await, ResultCode::LOGIN_ALREADY);
 }

@@ -96,6 +96,12 @@ fn a_dropped_member_holds_its_seat_in_the_shared_store_and_the_room_hears_nothin
         "{fx:?}"
     );
     assert!(!fx.contains(&leave("bob", BOB)), "{fx:?}");
+    // Its mark passes to this node's away owner, not released.
+    let away = Effect::Away {
+        conn: 2,
+        name: "bob".into(),
+    };
+    assert!(fx.contains(&away), "{fx:?}");
     assert_eq!(t.hub.held_seats(), [("bob".to_string(), BOB, 2)]);
 
     // Back on this node: the rejoin takes the seat (and its id) back with
@@ -180,6 +186,23 @@ fn an_enter_elsewhere_under_another_id_gives_the_held_seat_up_first() {
             )
         ]
     );
+    assert_eq!(effects(&mut t), [leave("bob", BOB)]);
+    assert_eq!(t.hub.away_users(), 0);
+}
+
+#[test]
+fn a_kick_from_another_node_ends_the_time_away() {
+    let mut t = amy_and_bob(100);
+    t.input(Input::Disconnect { conn: 2 });
+    effects(&mut t);
+    t.input(Input::Remote {
+        node: 9,
+        msg: Box::new(BusMsg::Kick {
+            name: "bob".into(),
+            by: "root".into(),
+        }),
+    });
+    assert_eq!(t.rec.out, [(1, Event::RoomLeaveUser { uid: BOB })]);
     assert_eq!(effects(&mut t), [leave("bob", BOB)]);
     assert_eq!(t.hub.away_users(), 0);
 }

@@ -175,7 +175,10 @@ impl Logic {
         self.last_refresh = Instant::now();
         // Names shared, not copied: the store writes the marks a chunk at a
         // time, so a refresh of many users holds little memory at once.
-        let entries: Vec<(Arc<str>, Conn)> = self.hub.local_users().map(|(n, c)| (n.clone(), c)).collect();
+        let mut entries: Vec<(Arc<str>, Conn)> =
+            self.hub.local_users().map(|(n, c)| (n.clone(), c)).collect();
+        // Users away whose marks name this node (cluster mode).
+        entries.extend(self.hub.away_names().map(|n| (n.clone(), plaza_core::AWAY)));
         let (store, node) = (self.sink.store.clone(), self.sink.node.clone());
         tokio::spawn(async move { store.refresh(&node, entries).await });
     }

@@ -31,7 +31,10 @@ pub use types::{Account, HashCost, StoreError};
 
 /// Who holds a login in a shared store: the node and the session.
 pub(crate) fn owner(node: &str, conn: plaza_core::Conn) -> String {
-    format!("{node}:{conn}")
+    match conn {
+        plaza_core::AWAY => format!("{node}:away"),
+        conn => format!("{node}:{conn}"),
+    }
 }
 
 /// Which store, and its settings.
@@ -174,6 +177,14 @@ impl Store {
         match self {
             Self::Embedded(..) => Ok(None),
             Self::Redis(r) => r.locate(name).await,
+        }
+    }
+
+    /// Passes `name`'s logged-in mark from `owner` to `away` (this node's
+    /// mark for a user who is away), if `owner` holds it.
+    pub async fn away(&self, name: String, owner: String, away: String) {
+        if let Self::Redis(r) = self {
+            r.away(&name, &owner, &away).await;
         }
     }
 

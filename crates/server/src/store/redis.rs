@@ -66,6 +66,27 @@ pub struct RedisStore {
 // The scripts are hashed once: `invoke` sends EVALSHA, and the script itself
 // only after a NOSCRIPT (a Redis that has not seen it yet).
 
+/// Marks KEYS[1] as held by ARGV[1] for ARGV[2] seconds unless another
+/// session holds it; a mark a node holds for a user who is away
+/// (`<node>:away`) is taken over. Returns {1 if marked, the PTTL of the
+/// mute KEYS[2]}.
+static MARK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local cur = redis.call('GET', KEYS[1])
+local mute = redis.call('PTTL', KEYS[2])
+if cur and not string.find(cur, ':away$') then return {0, mute} end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return {1, mute}",
+    )
+});
+/// Passes the online mark KEYS[1] from ARGV[1] (a session that dropped) to
+/// ARGV[2] (its node's away owner) for ARGV[3] seconds, if ARGV[1] holds it.
+static AWAY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) and 1",
+    )
+});
 /// Deletes the online mark KEYS[1] if ARGV[1] still holds it.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -88,7 +109,8 @@ return 1",
 /// mute, next token. ARGV: name, owner, presence TTL, token TTL. Returns
 /// {0} invalid (a token presented under another name is burnt), {2} the name
 /// is logged in elsewhere (the token is kept, to retry), or {1, roles, mute
-/// PTTL} after marking the name and swapping the token.
+/// PTTL} after marking the name (taking over a mark held for it while it
+/// was away) and swapping the token.
 static RESUME: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -98,7 +120,9 @@ if who ~= ARGV[1] then
   return {0}
 end
 if redis.call('HEXISTS', KEYS[1], 'hash') == 0 then return {0} end
-if not redis.call('SET', KEYS[3], ARGV[2], 'NX', 'EX', ARGV[3]) then return {2} end
+local cur = redis.call('GET', KEYS[3])
+if cur and not string.find(cur, ':away$') then return {2} end
+redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
 redis.call('DEL', KEYS[2])
 redis.call('SET', KEYS[5], ARGV[1], 'EX', ARGV[4])
 return {1, redis.call('HGET', KEYS[1], 'roles') or '', redis.call('PTTL', KEYS[4])}
@@ -257,22 +281,17 @@ impl RedisStore {
         let online = self.key("online", &name);
         let mute = self.key("mute", &name);
         let ttl = self.config.presence_ttl.as_secs().max(1);
-        let (claimed, mute_ms): (Option<String>, i64) = self
+        let (claimed, mute_ms): (i64, i64) = self
             .call(async |c| {
-                redis::pipe()
-                    .cmd("SET")
-                    .arg(&online)
+                MARK.key(&online)
+                    .key(&mute)
                     .arg(&owner)
-                    .arg("NX")
-                    .arg("EX")
                     .arg(ttl)
-                    .cmd("PTTL")
-                    .arg(&mute)
-                    .query_async(c)
+                    .invoke_async(c)
                     .await
             })
             .await?;
-        if claimed.is_none() {
+        if claimed == 0 {
             return Ok(AuthOutcome::AlreadyLoggedIn);
         }
         if guest {
@@ -428,6 +447,18 @@ impl RedisStore {
         let key = self.key("online", name);
         let owner: Option<String> = self.call(async |c| c.get(&key).await).await?;
         Ok(owner.and_then(|o| o.split_once(':')?.0.parse().ok()))
+    }
+
+    /// Passes `name`'s mark from `owner` to `away` (see [`AWAY`]).
+    pub(crate) async fn away(&self, name: &str, owner: &str, away: &str) {
+        let key = self.key("online", name);
+        let ttl = self.config.presence_ttl.as_secs().max(1);
+        let r: Result<i64, _> = self
+            .call(async |c| AWAY.key(&key).arg(owner).arg(away).arg(ttl).invoke_async(c).await)
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(name, error = %e, "marking a user away failed; the mark expires by its TTL");
+        }
     }
 
     pub(crate) async fn release(&self, name: &str, owner: &str) {
