@@ -280,6 +280,18 @@ impl Hub {
         self.give_up_seat(name, sink);
     }
 
+    /// Whether `name` is away from this node.
+    pub(crate) fn is_away(&self, name: &str) -> bool {
+        self.away.contains_key(name)
+    }
+
+    /// The name `name` is kept under while away (shared, not copied).
+    pub(crate) fn away_key(&self, name: &str) -> Arc<str> {
+        self.away
+            .get_key_value(name)
+            .map_or_else(|| name.into(), |(k, _)| k.clone())
+    }
+
     /// Users away (cluster mode: their marks name this node's
     /// [`AWAY`](crate::AWAY)), to keep their marks alive.
     pub fn away_names(&self) -> impl Iterator<Item = &Arc<str>> {

@@ -1,6 +1,7 @@
 //! Admin targets, kicks and mutes, and the requests that wait for the
 //! cluster bus to take their message.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plaza_proto::bus::Place;
@@ -16,6 +17,7 @@ impl Hub {
         }
         match self.conn_of(target) {
             Some(t) => Ok(Target::Local(t)),
+            None if self.is_away(target) => Ok(Target::Away),
             // Another node's, if any has it: the directory decides.
             None if self.cluster() => Ok(Target::Remote),
             None => Err(ResultCode::USER_NOT_FOUND),
@@ -74,6 +76,15 @@ impl Hub {
         let Some(key) = self.name_of(target).cloned() else {
             return;
         };
+        self.mute_name(key, seconds, now, sink);
+        if self.plaza(target) {
+            sink.send(target, &Event::Muted { seconds });
+        }
+    }
+
+    /// Records and persists `key`'s mute (a user away learns it at its
+    /// next login, from the store).
+    pub(crate) fn mute_name(&mut self, key: Arc<str>, seconds: u32, now: Instant, sink: &mut impl Sink) {
         match seconds {
             0 => {
                 self.mutes.remove(&key);
@@ -86,9 +97,6 @@ impl Hub {
                     .insert(key.clone(), Some(now + Duration::from_secs(u64::from(s))));
             }
         }
-        if self.plaza(target) {
-            sink.send(target, &Event::Muted { seconds });
-        }
         sink.effect(Effect::Mute {
             name: key.to_string(),
             seconds,
@@ -99,6 +107,8 @@ impl Hub {
 /// Whom an admin command is aimed at.
 pub(crate) enum Target {
     Local(Conn),
+    /// Away from this node (`away.rs`): its seat and whispers are kept here.
+    Away,
     /// Logged in on another node.
     Remote,
 }

@@ -179,11 +179,15 @@ impl Hub {
                 // Away (its mark sent the kick here): no longer.
                 None => self.end_away(&name, sink),
             },
-            BusMsg::Mute { name, seconds } => {
-                if let Some(c) = self.conn_of(&name) {
-                    self.mute(c, seconds, now, sink);
+            BusMsg::Mute { name, seconds } => match self.conn_of(&name) {
+                Some(c) => self.mute(c, seconds, now, sink),
+                // Away (its mark sent the mute here): kept for its return.
+                None if self.is_away(&name) => {
+                    let key = self.away_key(&name);
+                    self.mute_name(key, seconds, now, sink);
                 }
-            }
+                None => {}
+            },
         }
     }
 

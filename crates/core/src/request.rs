@@ -230,6 +230,10 @@ impl Hub {
                     self.kick(t, &name, sink);
                     sink.send(conn, &Event::KickResult(ResultCode::OK));
                 }
+                Ok(Target::Away) => {
+                    self.end_away(&target, sink);
+                    sink.send(conn, &Event::KickResult(ResultCode::OK));
+                }
                 Ok(Target::Remote) => {
                     let msg = BusMsg::Kick {
                         name: target,
@@ -245,6 +249,11 @@ impl Hub {
             } => match self.admin_target(conn, &target) {
                 Ok(Target::Local(t)) => {
                     self.mute(t, seconds, now, sink);
+                    sink.send(conn, &Event::MuteResult(ResultCode::OK));
+                }
+                Ok(Target::Away) => {
+                    let key = self.away_key(&target);
+                    self.mute_name(key, seconds, now, sink);
                     sink.send(conn, &Event::MuteResult(ResultCode::OK));
                 }
                 Ok(Target::Remote) => {

@@ -15,6 +15,7 @@ fn amy_and_bob(capacity: usize) -> T {
     let mut t = T::new(Config {
         node_tag: 1,
         room_capacity: capacity,
+        admin_secret: Some("s".into()),
         resume_window: Duration::from_secs(60),
         batch_presence: false,
         ..Config::default()
@@ -203,6 +204,33 @@ fn a_kick_from_another_node_ends_the_time_away() {
         }),
     });
     assert_eq!(t.rec.out, [(1, Event::RoomLeaveUser { uid: BOB })]);
+    assert_eq!(effects(&mut t), [leave("bob", BOB)]);
+    assert_eq!(t.hub.away_users(), 0);
+}
+
+#[test]
+fn an_admin_here_kicks_or_mutes_a_user_who_is_away_here() {
+    let mut t = amy_and_bob(100);
+    t.input(Input::Disconnect { conn: 2 });
+    let admin = Request::Admin { secret: "s".into() };
+    assert_eq!(t.req(1, admin), [(1, Event::AdminResult(ResultCode::OK))]);
+    effects(&mut t);
+    // Answered here, not sent to the mark's node (this one: it would not
+    // read its own message).
+    let mute = Request::Mute {
+        name: "bob".into(),
+        seconds: 60,
+    };
+    assert_eq!(t.req(1, mute), [(1, Event::MuteResult(ResultCode::OK))]);
+    assert_eq!(effects(&mut t), []);
+    let out = t.req(1, Request::Kick { name: "bob".into() });
+    assert_eq!(
+        out,
+        [
+            (1, Event::RoomLeaveUser { uid: BOB }),
+            (1, Event::KickResult(ResultCode::OK))
+        ]
+    );
     assert_eq!(effects(&mut t), [leave("bob", BOB)]);
     assert_eq!(t.hub.away_users(), 0);
 }
