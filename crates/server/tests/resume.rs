@@ -397,3 +397,57 @@ async fn a_login_takes_over_the_mark_of_a_user_who_is_away() {
     let mut again = a.client().await;
     assert_eq!(again.try_login("bob", "pw").await, ResultCode::LOGIN_ALREADY);
 }
+
+/// A node frozen while it holds dan's seat cannot see dan take the seat
+/// over on another node; its burial, when it dies, leaves the seat where
+/// dan took it.
+#[tokio::test]
+async fn a_burial_leaves_a_held_seat_that_moved_to_another_node() {
+    let redis = RedisServer::start().await;
+    let live = node(&redis, 60).await;
+    let mut amy = live.user("amy").await;
+    assert_eq!(amy.enter(ROOM).await.1, ResultCode::OK);
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let args = [
+        "--store",
+        &url,
+        "--cluster",
+        "--presence-ttl-secs",
+        "3",
+        "--argon2-memory-kib",
+        "64",
+    ];
+    let dying = ServerProcess::spawn(env!("CARGO_BIN_EXE_plaza-server"), dir.path(), &args);
+    let (dan, token, epoch, last) = member(dying.addr, "dan").await;
+    let uid = entered(&mut amy, "dan").await;
+    drop(dan);
+    within("dan's seat held and his mark away", async {
+        while !held_anywhere(&redis, "dan").await
+            || !redis.cmd(&["GET", "plaza:online:dan"]).await.contains(":away")
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    dying.signal("STOP");
+    let mut dan = resume(live.addr, "dan", &token).await;
+    assert_eq!(rejoin(&mut dan, epoch, last).await.marker.result, ResultCode::OK);
+    dying.signal("KILL");
+    dying.wait().await;
+    within("the frozen node's burial", async {
+        while held_anywhere(&redis, "dan").await {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let here = live.control().await.status().await.cluster.unwrap().node;
+    let seat = redis.cmd(&["HGET", SEATS, &uid.to_string()]).await;
+    assert!(seat.contains(&format!("{here}|dan")), "{seat:?}");
+    dan.send(Request::RoomChat {
+        message: "still here".into(),
+    })
+    .await;
+    assert_eq!(presence_until(&mut amy, "still here").await, []);
+}

@@ -37,12 +37,12 @@ fn unlist(s: &Shared, names: &[&str]) -> Option<Step> {
     (!names.is_empty()).then(|| Step::new(zrem, users, false))
 }
 
-/// Frees member `uid`'s seat in `room`.
-fn unseat(s: &Shared, room: u32, uid: &str) -> Step {
+/// Frees member `uid`'s seat in `room` if node `node` holds it.
+fn unseat(s: &Shared, scripts: &Scripts, node: u64, room: u32, uid: &str) -> Step {
     let seats = s.keys.seats(room);
-    let mut hdel = redis::cmd("HDEL");
-    hdel.arg(&seats).arg(uid);
-    Step::new(hdel, seats, false)
+    let mut own = evalsha(&scripts.own_seat, &seats);
+    own.arg(uid).arg(node);
+    Step::new(own, seats, false)
 }
 
 /// The fields of node hash `key`.
@@ -59,11 +59,12 @@ pub(super) async fn bury(s: &Shared, c: &mut Conn, scripts: &Scripts, id: u64) -
     let node = k.node(id);
     let users = read_node(c, &node).await?;
     scripts.free.load_async(c).await?;
+    scripts.own_seat.load_async(c).await?;
     let mut steps = Vec::new();
     let mut marked = Vec::new();
     for (name, uid, room) in &users {
         if let Ok(room) = room.parse() {
-            steps.push(unseat(s, room, uid));
+            steps.push(unseat(s, scripts, id, room, uid));
         }
         if name.starts_with(HELD) {
             // A seat held for a user away: no mark, not in the directory.
@@ -117,6 +118,7 @@ pub(super) async fn replace(
     let node = k.node(s.node);
     let old = read_node(c, &node).await?;
     scripts.claim.load_async(c).await?;
+    scripts.own_seat.load_async(c).await?;
     scripts.up.load_async(c).await?;
     // The marks first: a name another session took is not restored.
     let pttl = s.config.presence_ttl.as_millis() as u64;
@@ -149,9 +151,10 @@ pub(super) async fn replace(
         let mut hset = redis::cmd("HSET");
         hset.arg(&node).arg(&field).arg(format!("{uid}|{room}"));
         steps.push(Step::new(hset, node.clone(), false));
+        // Not over a seat its user took back on another node meanwhile.
         let seats = k.seats(*room);
-        let mut seat = redis::cmd("HSET");
-        seat.arg(&seats).arg(uid).arg(format!("{}|{name}", s.node));
+        let mut seat = evalsha(&scripts.own_seat, &seats);
+        seat.arg(uid).arg(s.node).arg(format!("{}|{name}", s.node));
         steps.push(Step::new(seat, seats, false));
         seated.insert((uid.to_string(), room.to_string()));
         holding.insert(field);
@@ -178,7 +181,7 @@ pub(super) async fn replace(
         if let Ok(r) = room.parse::<u32>()
             && !seated.contains(&(uid.clone(), room.clone()))
         {
-            steps.push(unseat(s, r, uid));
+            steps.push(unseat(s, scripts, s.node, r, uid));
         }
         if name.starts_with(HELD) {
             if !holding.contains(name) {

@@ -52,6 +52,17 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
+/// KEYS: seats. ARGV: uid, node, then the value to write, if any. Frees
+/// the seat (or, with a value, writes it) if it is that node's, or free:
+/// never a seat that moved to another node (a held seat its user took
+/// back there). 1 if it did.
+const OWN_SEAT: &str = r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and string.sub(v, 1, #ARGV[2] + 1) ~= ARGV[2] .. '|' then return 0 end
+if ARGV[3] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) else redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+";
+
 /// KEYS: nodes. ARGV: id, ttl_ms. Registers the node as live.
 const UP: &str = r"
 local t = redis.call('TIME')
@@ -190,6 +201,7 @@ pub(super) struct Scripts {
     pub(super) free: Script,
     pub(super) claim: Script,
     pub(super) up: Script,
+    pub(super) own_seat: Script,
     leave: Script,
     left: Script,
     seat: Script,
@@ -222,6 +234,7 @@ impl Scripts {
             free: script(FREE),
             claim: script(CLAIM),
             up: script(UP),
+            own_seat: script(OWN_SEAT),
             leave: script(LEAVE),
             left: script(LEFT),
             seat: script(SEAT),
@@ -240,6 +253,7 @@ impl Scripts {
                 &self.free,
                 &self.claim,
                 &self.up,
+                &self.own_seat,
                 &self.leave,
                 &self.left,
                 &self.seat,
