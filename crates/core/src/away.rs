@@ -121,18 +121,7 @@ impl Hub {
             if let Some(uid) = self.rooms[room as usize].remove(ghost) {
                 self.tell_room(room, News::Leave { uid }, sink);
                 if self.cluster() {
-                    // Frees the seat in the shared store and tells the
-                    // other nodes.
-                    let msg = BusMsg::Leave {
-                        name: name.to_owned(),
-                        uid,
-                        room,
-                    };
-                    sink.effect(Effect::Publish {
-                        msg,
-                        ack: None,
-                        reach: Reach::Every,
-                    });
+                    crate::rooms::publish_leave(name.to_owned(), uid, room, sink);
                     self.lose_interest(room, sink);
                 }
             }

@@ -19,6 +19,7 @@ use std::time::Instant;
 use plaza_proto::{Event, ResultCode};
 
 use crate::room::News;
+use crate::rooms::publish_leave;
 use crate::{BusMsg, Conn, Effect, Hub, Reach, SeatHolder, SeatOutcome, Sink, State, Waiting};
 
 impl Hub {
@@ -136,12 +137,7 @@ impl Hub {
         if !waiting {
             // The session left (or was kicked) meanwhile: give the seat back.
             if let SeatOutcome::Seated(_) = outcome {
-                let msg = BusMsg::Leave { name, uid, room };
-                sink.effect(Effect::Publish {
-                    msg,
-                    ack: None,
-                    reach: Reach::Every,
-                });
+                publish_leave(name, uid, room, sink);
             }
             self.claimed(room);
             return self.lose_interest(room, sink);
@@ -192,12 +188,7 @@ impl Hub {
                 self.claimed(room);
                 // The script may have run before the failure: give the seat
                 // back (a no-op if it did not; the next resync also fixes it).
-                let msg = BusMsg::Leave { name, uid, room };
-                sink.effect(Effect::Publish {
-                    msg,
-                    ack: None,
-                    reach: Reach::Every,
-                });
+                publish_leave(name, uid, room, sink);
                 ResultCode::SERVICE_UNAVAILABLE
             }
         };

@@ -98,16 +98,7 @@ impl Hub {
         self.tell_room(room, News::Leave { uid }, sink);
         if self.cluster() {
             if let Some(name) = self.name_of(conn) {
-                let msg = BusMsg::Leave {
-                    name: name.to_string(),
-                    uid,
-                    room,
-                };
-                sink.effect(Effect::Publish {
-                    msg,
-                    ack: None,
-                    reach: Reach::Every,
-                });
+                publish_leave(name.to_string(), uid, room, sink);
             }
             self.lose_interest(room, sink);
         }
@@ -252,4 +243,15 @@ impl Hub {
             }
         }
     }
+}
+
+/// Cluster: frees seat `uid` of `name` in `room` in the shared store (if it
+/// is still this node's) and tells the other nodes.
+pub(crate) fn publish_leave(name: String, uid: u64, room: u32, sink: &mut impl Sink) {
+    let msg = BusMsg::Leave { name, uid, room };
+    sink.effect(Effect::Publish {
+        msg,
+        ack: None,
+        reach: Reach::Every,
+    });
 }

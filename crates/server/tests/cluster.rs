@@ -307,20 +307,7 @@ async fn a_killed_node_is_buried_and_its_users_leave_the_other_nodes(redis: Engi
     assert_eq!(amy.enter(1).await.1, ResultCode::OK);
 
     let dir = tempfile::tempdir().unwrap();
-    let url = redis.url();
-    let node = ServerProcess::spawn(
-        env!("CARGO_BIN_EXE_plaza-server"),
-        dir.path(),
-        &[
-            "--store",
-            &url,
-            "--cluster",
-            "--presence-ttl-secs",
-            "3",
-            "--argon2-memory-kib",
-            "64",
-        ],
-    );
+    let node = ServerProcess::cluster_node(env!("CARGO_BIN_EXE_plaza-server"), dir.path(), &redis.url());
     let mut dan = TestClient::connect(node.addr).await;
     dan.register("dan", "pw").await;
     dan.login("dan", "pw").await;

@@ -137,13 +137,25 @@ async fn held_anywhere(redis: &RedisServer, name: &str) -> bool {
     redis.cmd(&["EVAL", script, "0", name]).await.trim() == ":1"
 }
 
-/// Waits until the room has `n` seats and no node holds one for `name`.
-async fn until_freed(redis: &RedisServer, n: usize, name: &str) {
-    within("the held seat to be freed", async {
-        while redis.cmd(&["HLEN", SEATS]).await.trim() != format!(":{n}") || held_anywhere(redis, name).await
-        {
+/// Waits until `done` says the shared store is as `what` says.
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    within(what, async {
+        while !done().await {
             tokio::task::yield_now().await;
         }
+    })
+    .await;
+}
+
+/// The room's seats, as redis-server answers HLEN.
+async fn seats(redis: &RedisServer) -> String {
+    redis.cmd(&["HLEN", SEATS]).await.trim().to_owned()
+}
+
+/// Waits until the room has `n` seats and no node holds one for `name`.
+async fn until_freed(redis: &RedisServer, n: usize, name: &str) {
+    until("the held seat to be freed", async || {
+        seats(redis).await == format!(":{n}") && !held_anywhere(redis, name).await
     })
     .await;
 }
@@ -162,7 +174,11 @@ async fn a_member_who_drops_keeps_its_seat_on_every_node_and_takes_it_back_unsee
 
     drop(bob);
     a.until_status("users_away", 1).await;
-    assert!(held_anywhere(&redis, "bob").await);
+    // Written by the node's Redis writer after the hub held it.
+    until("bob's seat held in Redis", async || {
+        held_anywhere(&redis, "bob").await
+    })
+    .await;
     for text in ["one", "two"] {
         amy.send(Request::RoomChat { message: text.into() }).await;
     }
@@ -188,7 +204,7 @@ async fn a_member_who_drops_keeps_its_seat_on_every_node_and_takes_it_back_unsee
         [],
         "the other node: none either"
     );
-    assert_eq!(redis.cmd(&["HLEN", SEATS]).await.trim(), ":3");
+    assert_eq!(seats(&redis).await, ":3");
 }
 
 #[tokio::test]
@@ -286,26 +302,11 @@ async fn a_burial_frees_the_seats_a_dead_node_held() {
     let mut amy = live.user("amy").await;
     assert_eq!(amy.enter(ROOM).await.1, ResultCode::OK);
     let dir = tempfile::tempdir().unwrap();
-    let url = redis.url();
-    let args = [
-        "--store",
-        &url,
-        "--cluster",
-        "--presence-ttl-secs",
-        "3",
-        "--argon2-memory-kib",
-        "64",
-    ];
-    let dying = ServerProcess::spawn(env!("CARGO_BIN_EXE_plaza-server"), dir.path(), &args);
+    let dying = ServerProcess::cluster_node(env!("CARGO_BIN_EXE_plaza-server"), dir.path(), &redis.url());
     let (dan, ..) = member(dying.addr, "dan").await;
     let uid = entered(&mut amy, "dan").await;
     drop(dan);
-    within("dan's seat held", async {
-        while !held_anywhere(&redis, "dan").await {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until("dan's seat held", async || held_anywhere(&redis, "dan").await).await;
 
     dying.signal("KILL");
     dying.wait().await;
@@ -357,10 +358,8 @@ async fn a_node_buried_alive_rewrites_the_seats_it_holds() {
             name: "bob".into()
         }
     );
-    within("the held seat rewritten", async {
-        while !held_anywhere(&redis, "bob").await || redis.cmd(&["HLEN", SEATS]).await.trim() != ":2" {
-            tokio::task::yield_now().await;
-        }
+    until("the held seat rewritten", async || {
+        held_anywhere(&redis, "bob").await && seats(&redis).await == ":2"
     })
     .await;
 
@@ -375,7 +374,7 @@ async fn a_node_buried_alive_rewrites_the_seats_it_holds() {
         [],
         "bob took its seat back"
     );
-    assert_eq!(redis.cmd(&["HLEN", SEATS]).await.trim(), ":2");
+    assert_eq!(seats(&redis).await, ":2");
 }
 
 /// While bob is away his mark names his node's away owner: a login on any
@@ -386,10 +385,8 @@ async fn a_login_takes_over_the_mark_of_a_user_who_is_away() {
     let (a, b) = (node(&redis, 60).await, node(&redis, 60).await);
     let (bob, ..) = member(a.addr, "bob").await;
     drop(bob);
-    within("bob's mark to pass to his node while he is away", async {
-        while !redis.cmd(&["GET", "plaza:online:bob"]).await.contains(":away") {
-            tokio::task::yield_now().await;
-        }
+    until("bob's mark to pass to his node while he is away", async || {
+        redis.cmd(&["GET", "plaza:online:bob"]).await.contains(":away")
     })
     .await;
     let mut back = b.client().await;
@@ -408,26 +405,12 @@ async fn a_burial_leaves_a_held_seat_that_moved_to_another_node() {
     let mut amy = live.user("amy").await;
     assert_eq!(amy.enter(ROOM).await.1, ResultCode::OK);
     let dir = tempfile::tempdir().unwrap();
-    let url = redis.url();
-    let args = [
-        "--store",
-        &url,
-        "--cluster",
-        "--presence-ttl-secs",
-        "3",
-        "--argon2-memory-kib",
-        "64",
-    ];
-    let dying = ServerProcess::spawn(env!("CARGO_BIN_EXE_plaza-server"), dir.path(), &args);
+    let dying = ServerProcess::cluster_node(env!("CARGO_BIN_EXE_plaza-server"), dir.path(), &redis.url());
     let (dan, token, epoch, last) = member(dying.addr, "dan").await;
     let uid = entered(&mut amy, "dan").await;
     drop(dan);
-    within("dan's seat held and his mark away", async {
-        while !held_anywhere(&redis, "dan").await
-            || !redis.cmd(&["GET", "plaza:online:dan"]).await.contains(":away")
-        {
-            tokio::task::yield_now().await;
-        }
+    until("dan's seat held and his mark away", async || {
+        held_anywhere(&redis, "dan").await && redis.cmd(&["GET", "plaza:online:dan"]).await.contains(":away")
     })
     .await;
 
@@ -436,10 +419,8 @@ async fn a_burial_leaves_a_held_seat_that_moved_to_another_node() {
     assert_eq!(rejoin(&mut dan, epoch, last).await.marker.result, ResultCode::OK);
     dying.signal("KILL");
     dying.wait().await;
-    within("the frozen node's burial", async {
-        while held_anywhere(&redis, "dan").await {
-            tokio::task::yield_now().await;
-        }
+    until("the frozen node's burial", async || {
+        !held_anywhere(&redis, "dan").await
     })
     .await;
     let here = live.control().await.status().await.cluster.unwrap().node;

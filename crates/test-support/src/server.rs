@@ -211,6 +211,18 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// A cluster node on the shared store `store` (a `redis://` URL), with a
+    /// 3 s presence TTL (a burial comes within a test's wait) and a cheap
+    /// password hash: `exe` is the test's `CARGO_BIN_EXE_plaza-server`.
+    pub fn cluster_node(exe: &str, data_dir: &std::path::Path, store: &str) -> Self {
+        let args = ["--store", store, "--cluster", "--presence-ttl-secs", "3"];
+        Self::spawn(
+            exe,
+            data_dir,
+            &[&args[..], &["--argon2-memory-kib", "64"]].concat(),
+        )
+    }
+
     /// Starts it with `args` after the listener, data and log settings, and
     /// waits for it to log its address.
     ///
