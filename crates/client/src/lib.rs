@@ -99,7 +99,7 @@ impl ClientHandler for Handler {
             self.state().token = Some(token.clone());
         }
         match &event {
-            Event::RoomMessage { room, seq, .. } => {
+            Event::RoomMessage { room, seq, .. } | Event::RoomNotice { room, seq, .. } => {
                 if let Some(p) = self.state().position.as_mut().filter(|p| p.room == *room) {
                     p.seq = p.seq.max(*seq);
                 }

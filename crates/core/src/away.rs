@@ -170,11 +170,12 @@ impl Hub {
     /// on now (none: they are dropped there, unanswered).
     fn forward(&self, name: &str, inbox: Vec<Event>, sink: &mut impl Sink) {
         for whisper in inbox {
-            if let Event::Whisper { from, message } = whisper {
+            if let Some((from, message, notice)) = whispered(whisper) {
                 let msg = BusMsg::Whisper {
                     to: name.to_owned(),
                     from,
                     message,
+                    notice,
                 };
                 sink.effect(Effect::Publish {
                     msg,
@@ -215,26 +216,29 @@ impl Hub {
         let Some(away) = self.away.get_mut(name) else {
             return;
         };
-        for whisper in std::mem::take(&mut away.inbox) {
-            sink.send(conn, &whisper);
-        }
+        let inbox = std::mem::take(&mut away.inbox);
         if away.seat.is_none() {
             self.away.remove(name);
+        }
+        for (from, message, notice) in inbox.into_iter().filter_map(whispered) {
+            sink.send(conn, &self.whisper(conn, from, message, notice));
         }
     }
 
     /// Keeps a whisper for `to` if it is away; whether it was kept (false:
     /// not away, or its inbox is full).
-    pub(crate) fn keep_whisper(&mut self, to: &str, from: &str, message: &str) -> bool {
+    pub(crate) fn keep_whisper(&mut self, to: &str, from: &str, message: &str, notice: bool) -> bool {
         let Some(away) = self.away.get_mut(to) else {
             return false;
         };
         if away.inbox.len() >= INBOX_WHISPERS {
             return false;
         }
-        away.inbox.push(Event::Whisper {
-            from: from.to_string(),
-            message: message.to_owned(),
+        let (from, message) = (from.to_owned(), message.to_owned());
+        away.inbox.push(if notice {
+            Event::WhisperNotice { from, message }
+        } else {
+            Event::Whisper { from, message }
         });
         true
     }
@@ -295,5 +299,14 @@ impl Hub {
     /// Users away (within the resume window).
     pub fn away_users(&self) -> usize {
         self.away.len()
+    }
+}
+
+/// A kept whisper's sender, text and kind (true: a notice).
+fn whispered(whisper: Event) -> Option<(String, String, bool)> {
+    match whisper {
+        Event::Whisper { from, message } => Some((from, message, false)),
+        Event::WhisperNotice { from, message } => Some((from, message, true)),
+        _ => None,
     }
 }

@@ -206,6 +206,7 @@ pub fn hub(data: &[u8]) {
                         from: "r1".into(),
                         message: "m".into(),
                         place: Some(place(arg)),
+                        notice: arg.len() % 3 == 0,
                     }),
                 },
                 _ => Input::Remote {
@@ -239,6 +240,7 @@ fn log(arg: &[u8]) -> RoomLog {
             age: Duration::from_secs(seq),
             from: "r2".into(),
             message: "old".into(),
+            notice: seq % 2 == 0,
         })
         .collect();
     RoomLog {

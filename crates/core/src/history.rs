@@ -232,8 +232,8 @@ impl Hub {
         let known = epoch == h.epoch();
         let after = if known { after } else { 0 };
         let (start, packets) = h.page(Page::After(after), usize::MAX);
-        let mut count = 0usize;
-        sink.send_packets(conn, packets.inspect(|_| count += 1));
+        let notices = self.sessions.get(&conn).is_some_and(|s| s.notices);
+        let count = send_kept(conn, notices, packets, sink);
         let replay = Replay {
             result: ResultCode::OK,
             epoch: h.epoch(),
@@ -260,8 +260,8 @@ impl Hub {
         h.expire(now, &limits);
         let limit = usize::from(limit.min(HISTORY_PAGE));
         let (start, packets) = h.page(page, limit);
-        let mut count = 0usize;
-        sink.send_packets(conn, packets.inspect(|_| count += 1));
+        let notices = self.sessions.get(&conn).is_some_and(|s| s.notices);
+        let count = send_kept(conn, notices, packets, sink);
         // Asked for messages that are no longer held: older than the
         // oldest held (and there were some), or after a number below it.
         let lost = h.first() > 1;
@@ -279,6 +279,28 @@ impl Hub {
         };
         sink.send(conn, &Event::History(replay));
     }
+}
+
+/// Sends kept room messages to `conn`, notices as they are kept to a
+/// connection that knows them, as ROOM_MESSAGE to one that does not; how
+/// many.
+fn send_kept<'a>(
+    conn: Conn,
+    notices: bool,
+    packets: impl Iterator<Item = (&'a Bytes, Instant)>,
+    sink: &mut impl Sink,
+) -> usize {
+    let mut count = 0usize;
+    if notices {
+        sink.send_packets(conn, packets.inspect(|_| count += 1));
+    } else {
+        let plain: Vec<(Bytes, Instant)> = packets
+            .map(|(p, at)| (plaza_proto::without_notice(p), at))
+            .collect();
+        count = plain.len();
+        sink.send_packets(conn, plain.iter().map(|(p, at)| (p, *at)));
+    }
+    count
 }
 
 #[cfg(test)]

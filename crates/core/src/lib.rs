@@ -244,6 +244,7 @@ impl Hub {
                     admin_role: false,
                     plaza: false,
                     history: false,
+                    notices: false,
                     waiting: None,
                     queued: None,
                     bucket: Bucket::full(f64::from(self.config.chat_rate) * 2.0, now),

@@ -22,6 +22,7 @@ use bytes::BytesMut;
 use plaza_proto::bus::Place;
 use plaza_proto::{Event, HEADER_LEN, ResultCode};
 
+use crate::rooms::Said;
 use crate::{Conn, Hub, Sink, Waiting};
 
 /// A shared room's recent messages, as the shared store's log holds them.
@@ -46,6 +47,8 @@ pub struct Logged {
     pub from: String,
     /// The message.
     pub message: String,
+    /// A notice (ROOM_NOTICE) rather than a message.
+    pub notice: bool,
 }
 
 /// Each room's history epoch, for front ends that name messages by it (the
@@ -78,7 +81,7 @@ pub(crate) struct Chat {
     /// ROOM_SEND's message id (`None`: ROOM_CHAT).
     pub(crate) send: Option<u64>,
     /// The message, delivered here if the cluster could not take it.
-    pub(crate) message: String,
+    pub(crate) said: Said,
 }
 
 /// A sender whose message the cluster numbered, answered (with `result`)
@@ -123,7 +126,11 @@ impl Hub {
                 continue;
             }
             let mut packet = BytesMut::with_capacity(HEADER_LEN + 15 + m.from.len() + m.message.len());
-            plaza_proto::put_room_message(&mut packet, room, m.seq, &m.from, &m.message);
+            if m.notice {
+                plaza_proto::put_room_notice(&mut packet, room, m.seq, &m.from, &m.message);
+            } else {
+                plaza_proto::put_room_message(&mut packet, room, m.seq, &m.from, &m.message);
+            }
             let at = now.checked_sub(m.age).unwrap_or(now);
             h.push(Some(packet.freeze()), at, &limits);
         }
@@ -171,7 +178,7 @@ impl Hub {
                 if let Some(name) = self.name_of(conn).cloned() {
                     if self.sessions.get(&conn).and_then(|s| s.room) == Some(room) {
                         self.number_here(room);
-                        self.room_message(room, &name, chat.message, None, now, sink);
+                        self.room_message(room, &name, chat.said, None, now, sink);
                     }
                 }
             }

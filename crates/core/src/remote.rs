@@ -15,6 +15,7 @@ use std::time::Instant;
 use plaza_proto::{Event, ResultCode};
 
 use crate::room::News;
+use crate::rooms::Said;
 use crate::{BusMsg, Conn, Hub, Sink, State, Waiting};
 
 /// A user logged in on another node.
@@ -149,6 +150,7 @@ impl Hub {
                 from,
                 message,
                 place,
+                notice,
             } => {
                 if !self.interested(room) {
                     // Its channel is being left.
@@ -156,7 +158,7 @@ impl Hub {
                 }
                 if let Some(members) = self.rooms.get_mut(room as usize) {
                     members.flush(sink);
-                    self.room_message(room, &from, message, place, now, sink);
+                    self.room_message(room, &from, Said::new(message, notice), place, now, sink);
                     if place.is_some() {
                         self.release_parked(room, place, now, sink);
                     }
@@ -165,13 +167,18 @@ impl Hub {
             BusMsg::Broadcast { from, message } => {
                 self.send_broadcast(&Event::Broadcast { from, message }, sink)
             }
-            BusMsg::Whisper { to, from, message } => match self.conn_of(&to) {
-                Some(c) if self.plaza(c) => sink.send(c, &Event::Whisper { from, message }),
+            BusMsg::Whisper {
+                to,
+                from,
+                message,
+                notice,
+            } => match self.conn_of(&to) {
+                Some(c) if self.plaza(c) => sink.send(c, &self.whisper(c, from, message, notice)),
                 // The sender's node could not know; it was told 0.
                 Some(c) => tracing::info!(conn = c, "a whisper from another node to a seed client dropped"),
                 // It dropped as the whisper came: kept if it is away.
                 None => {
-                    self.keep_whisper(&to, &from, &message);
+                    self.keep_whisper(&to, &from, &message, notice);
                 }
             },
             BusMsg::Kick { name, by } => match self.conn_of(&name) {

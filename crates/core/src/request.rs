@@ -1,11 +1,13 @@
 //! What each request does, once it is its turn (see `Hub::submit`).
 
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::Instant;
 
 use plaza_proto::{Event, Replay, Request, ResultCode, USER_LIST_PAGE, features};
 
 use crate::moderation::Target;
+use crate::rooms::Said;
 use crate::{BusMsg, Conn, Credential, Effect, Hub, Sink, Waiting, constant_time_eq};
 
 impl Hub {
@@ -117,40 +119,20 @@ impl Hub {
                 };
                 sink.send(conn, &Event::RoomLeaveResult(code));
             }
-            Request::RoomChat { message } => self.room_chat(conn, &name, message, None, now, sink),
-            Request::RoomSend { id, message } => self.room_chat(conn, &name, message, Some(id), now, sink),
+            Request::RoomChat { message } => {
+                self.room_chat(conn, &name, Said::new(message, false), None, now, sink)
+            }
+            Request::RoomSend { id, message } => {
+                self.room_chat(conn, &name, Said::new(message, false), Some(id), now, sink);
+            }
+            Request::RoomNotice { id, message } => {
+                self.room_chat(conn, &name, Said::new(message, true), Some(id), now, sink);
+            }
             Request::Whisper { to, message } => {
-                let code = if self.is_muted(&name, now) {
-                    ResultCode::MUTED
-                } else if !self.may_chat(conn, None, now) {
-                    ResultCode::RATE_LIMITED
-                } else if let Some(target) = self.conn_of(&to) {
-                    if !self.plaza(target) {
-                        return sink.send(conn, &Event::WhisperResult(ResultCode::UNREACHABLE));
-                    }
-                    sink.send(
-                        target,
-                        &Event::Whisper {
-                            from: name.to_string(),
-                            message,
-                        },
-                    );
-                    ResultCode::OK
-                } else if self.keep_whisper(&to, &name, &message) {
-                    // Away: delivered when it comes back.
-                    ResultCode::OK
-                } else if self.cluster() {
-                    // Another node's, if any has it: the directory decides.
-                    let msg = BusMsg::Whisper {
-                        to,
-                        from: name.to_string(),
-                        message,
-                    };
-                    return self.publish(conn, msg, Waiting::Ack(Event::WhisperResult), sink);
-                } else {
-                    ResultCode::USER_NOT_FOUND
-                };
-                sink.send(conn, &Event::WhisperResult(code));
+                self.whisper_to(conn, &name, to, Said::new(message, false), now, sink)
+            }
+            Request::WhisperNotice { to, message } => {
+                self.whisper_to(conn, &name, to, Said::new(message, true), now, sink)
             }
             Request::Broadcast { message } => {
                 if self.is_muted(&name, now) {
@@ -282,6 +264,59 @@ impl Hub {
                 unreachable!("handled above")
             }
             _ => sink.send(conn, &Request::failure(request.id(), ResultCode::UNKNOWN_PACKET)),
+        }
+    }
+
+    /// WHISPER or WHISPER_NOTICE (`said.notice`) from `conn`, logged in as
+    /// `name`, to `to`: answered with 306.
+    fn whisper_to(
+        &mut self,
+        conn: Conn,
+        name: &Arc<str>,
+        to: String,
+        said: Said,
+        now: Instant,
+        sink: &mut impl Sink,
+    ) {
+        let Said {
+            text: message,
+            notice,
+        } = said;
+        let code = if self.is_muted(name, now) {
+            ResultCode::MUTED
+        } else if !self.may_chat(conn, None, now) {
+            ResultCode::RATE_LIMITED
+        } else if let Some(target) = self.conn_of(&to) {
+            if !self.plaza(target) {
+                return sink.send(conn, &Event::WhisperResult(ResultCode::UNREACHABLE));
+            }
+            sink.send(target, &self.whisper(target, name.to_string(), message, notice));
+            ResultCode::OK
+        } else if self.keep_whisper(&to, name, &message, notice) {
+            // Away: delivered when it comes back.
+            ResultCode::OK
+        } else if self.cluster() {
+            // Another node's, if any has it: the directory decides.
+            let msg = BusMsg::Whisper {
+                to,
+                from: name.to_string(),
+                message,
+                notice,
+            };
+            return self.publish(conn, msg, Waiting::Ack(Event::WhisperResult), sink);
+        } else {
+            ResultCode::USER_NOT_FOUND
+        };
+        sink.send(conn, &Event::WhisperResult(code));
+    }
+
+    /// A whisper for `to` as it takes it: a notice as WHISPER_NOTICE (357)
+    /// if it knows notices, else as WHISPER (307).
+    pub(crate) fn whisper(&self, to: Conn, from: String, message: String, notice: bool) -> Event {
+        if notice && self.sessions.get(&to).is_some_and(|s| s.notices) {
+            Event::WhisperNotice { from, message }
+        } else {
+            Event::Whisper { from, message }
         }
     }
 }

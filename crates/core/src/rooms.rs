@@ -11,10 +11,26 @@ use plaza_proto::{Event, HEADER_LEN, ResultCode, features};
 use crate::room::News;
 use crate::{BusMsg, Conn, Effect, Hub, Reach, Recipient, Sink, State, Waiting};
 
+/// What a member said in a room: a message, or a notice (a message never
+/// to be answered automatically: ROOM_NOTICE, IRC's NOTICE).
+#[derive(Debug)]
+pub(crate) struct Said {
+    pub(crate) text: String,
+    pub(crate) notice: bool,
+}
+
+impl Said {
+    pub(crate) fn new(text: String, notice: bool) -> Self {
+        Self { text, notice }
+    }
+}
+
 impl Hub {
     /// Sends a room message to the members of `room` on this node, as the
     /// room's next message: ROOM_MESSAGE (345, kept in the room's history)
-    /// to members with [`features::HISTORY`], the seed's 223 to the others.
+    /// to members with [`features::HISTORY`], the seed's 223 to the others;
+    /// a notice as ROOM_NOTICE (354, kept so) to the members among them
+    /// with [`features::NOTICES`], as 345 or 223 to the others.
     /// Droppable for those that understand MESSAGES_MISSED, not for seed
     /// clients (a slow one is disconnected at the limit instead of losing
     /// messages it would never hear of). A room whose members all take the
@@ -24,11 +40,15 @@ impl Hub {
         &mut self,
         room: u32,
         from: &str,
-        message: String,
+        said: Said,
         place: Option<Place>,
         now: Instant,
         sink: &mut impl Sink,
     ) {
+        let Said {
+            text: message,
+            notice,
+        } = said;
         let limits = self.config.history;
         match place {
             // Numbered by the cluster (`numbering.rs`).
@@ -44,7 +64,11 @@ impl Hub {
         // (and not at all when neither wants it).
         let packet = (limits.messages > 0 || r.sequenced > 0).then(|| {
             let mut packet = BytesMut::with_capacity(HEADER_LEN + 15 + from.len() + message.len());
-            plaza_proto::put_room_message(&mut packet, room, seq, from, &message);
+            if notice {
+                plaza_proto::put_room_notice(&mut packet, room, seq, from, &message);
+            } else {
+                plaza_proto::put_room_message(&mut packet, room, seq, from, &message);
+            }
             packet.freeze()
         });
         // A clone only when it is sent too (a clone shares the buffer, at
@@ -75,12 +99,22 @@ impl Hub {
         }
         if let Some(packet) = sent {
             let all = sequenced == reading && r.held == 0;
-            let to = r
-                .members()
-                .iter()
-                .filter(|c| all || history(c) == Some(true))
-                .map(to);
-            sink.fanout_packet(&packet, now, to);
+            let reads = |c: &&Conn| all || history(c) == Some(true);
+            if !notice {
+                return sink.fanout_packet(&packet, now, r.members().iter().filter(reads).map(to));
+            }
+            // A notice: as it is kept to those that know notices, as a
+            // ROOM_MESSAGE (one copy for all of them) to the others.
+            let knows = |c: &&Conn| self.sessions.get(*c).is_some_and(|s| s.notices);
+            let (knowing, plain) = (
+                |c: &&Conn| reads(c) && knows(c),
+                |c: &&Conn| reads(c) && !knows(c),
+            );
+            sink.fanout_packet(&packet, now, r.members().iter().filter(knowing).map(to));
+            if r.members().iter().any(|c| plain(&c)) {
+                let message = plaza_proto::without_notice(&packet);
+                sink.fanout_packet(&message, now, r.members().iter().filter(plain).map(to));
+            }
         }
     }
 
@@ -190,7 +224,9 @@ impl Hub {
     /// The features in use on `conn` (see [`plaza_proto::features`]).
     pub(crate) fn features(&self, conn: Conn) -> u32 {
         self.sessions.get(&conn).map_or(0, |s| {
-            (u32::from(s.plaza) * features::NOTIFICATIONS) | (u32::from(s.history) * features::HISTORY)
+            (u32::from(s.plaza) * features::NOTIFICATIONS)
+                | (u32::from(s.history) * features::HISTORY)
+                | (u32::from(s.notices) * features::NOTICES)
         })
     }
 
@@ -204,6 +240,7 @@ impl Hub {
         };
         s.plaza = features & features::NOTIFICATIONS != 0;
         s.history = features & features::HISTORY != 0;
+        s.notices = features & features::NOTICES != 0;
         if let Some(r) = s.room {
             let room = &mut self.rooms[r as usize];
             room.seed = room.seed + usize::from(!s.plaza) - usize::from(old_seed);

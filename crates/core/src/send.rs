@@ -14,6 +14,7 @@ use plaza_proto::bus::Place;
 use plaza_proto::{Event, ResultCode};
 
 use crate::numbering::Chat;
+use crate::rooms::Said;
 use crate::{BusMsg, Conn, Hub, Sink, Waiting};
 
 /// Message ids remembered per user.
@@ -62,12 +63,13 @@ impl SentIds {
 }
 
 impl Hub {
-    /// ROOM_CHAT (`id` `None`) or ROOM_SEND from `conn`, logged in as `name`.
+    /// ROOM_CHAT (`id` `None`), ROOM_SEND or ROOM_NOTICE (`said.notice`)
+    /// from `conn`, logged in as `name`.
     pub(crate) fn room_chat(
         &mut self,
         conn: Conn,
         name: &Arc<str>,
-        message: String,
+        said: Said,
         id: Option<u64>,
         now: Instant,
         sink: &mut impl Sink,
@@ -103,10 +105,11 @@ impl Hub {
             let msg = BusMsg::RoomChat {
                 room,
                 from: name.to_string(),
-                message: message.clone(),
+                message: said.text.clone(),
                 place: known,
+                notice: said.notice,
             };
-            let chat = Chat { room, send, message };
+            let chat = Chat { room, send, said };
             return self.publish(conn, msg, Waiting::Chat(Box::new(chat)), sink);
         }
         self.number_here(room);
@@ -115,7 +118,7 @@ impl Hub {
             self.sent_ids.record(name, id, seq, now);
         }
         sink.send(conn, &reply(ResultCode::OK, seq));
-        self.room_message(room, name, message, None, now, sink);
+        self.room_message(room, name, said, None, now, sink);
     }
 
     /// A ROOM_SEND whose message the cluster took (`ok`) or not: answered,

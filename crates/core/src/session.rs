@@ -70,6 +70,9 @@ pub(crate) struct Session {
     /// Takes room messages with sequence numbers (ROOM_MESSAGE, 345):
     /// [`plaza_proto::features::HISTORY`].
     pub(crate) history: bool,
+    /// Takes notices as notices (ROOM_NOTICE, WHISPER_NOTICE):
+    /// [`plaza_proto::features::NOTICES`].
+    pub(crate) notices: bool,
     pub(crate) waiting: Option<Waiting>,
     /// Requests behind the unanswered one, freed once drained. Boxed: most
     /// sessions never queue one, and 8 bytes here instead of 32 put a

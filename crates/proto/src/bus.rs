@@ -132,6 +132,8 @@ pub enum BusMsg {
         /// which Redis checks its own counter against (see the server's
         /// cluster scripts); it is not written.
         place: Option<Place>,
+        /// A notice (ROOM_NOTICE) rather than a message.
+        notice: bool,
     },
     /// A broadcast for every logged-in user.
     Broadcast {
@@ -148,6 +150,8 @@ pub enum BusMsg {
         from: String,
         /// The message.
         message: String,
+        /// A notice (WHISPER_NOTICE) rather than a whisper.
+        notice: bool,
     },
     /// Kick `name` (an admin or operator on another node asked).
     Kick {
@@ -269,15 +273,20 @@ fn put_short(b: &mut BytesMut, s: &str) {
 }
 
 /// Room chat as a node publishes it, without a place (the cluster's
-/// numbering script appends it).
-pub fn chat(node: impl Into<Origin>, room: u32, from: &str, message: &str) -> Bytes {
+/// numbering script appends it): a message as its 223 frame, a notice as
+/// its 354 frame (sequence number 0).
+pub fn chat(node: impl Into<Origin>, room: u32, from: &str, message: &str, notice: bool) -> Bytes {
     let mut b = header(KIND_ROOM, node);
     b.put_u32_le(room);
-    Event::RoomChat {
-        name: from.to_owned(),
-        message: message.to_owned(),
+    if notice {
+        crate::put_room_notice(&mut b, room, 0, from, message);
+    } else {
+        Event::RoomChat {
+            name: from.to_owned(),
+            message: message.to_owned(),
+        }
+        .encode(&mut b);
     }
-    .encode(&mut b);
     b.freeze()
 }
 
@@ -313,8 +322,9 @@ pub fn encode(node: impl Into<Origin>, msg: &BusMsg) -> Bytes {
             from,
             message,
             place,
+            notice,
         } => {
-            let mut b = BytesMut::from(chat(node, *room, from, message));
+            let mut b = BytesMut::from(chat(node, *room, from, message, *notice));
             if let Some(p) = place {
                 b.put_slice(format!("{} {}", p.epoch, p.seq).as_bytes());
             }
@@ -329,14 +339,20 @@ pub fn encode(node: impl Into<Origin>, msg: &BusMsg) -> Bytes {
             .encode(&mut b);
             b
         }
-        BusMsg::Whisper { to, from, message } => {
+        BusMsg::Whisper {
+            to,
+            from,
+            message,
+            notice,
+        } => {
             let mut b = header(KIND_WHISPER, node);
             put_short(&mut b, to);
-            Event::Whisper {
-                from: from.clone(),
-                message: message.clone(),
+            let (from, message) = (from.clone(), message.clone());
+            if *notice {
+                Event::WhisperNotice { from, message }.encode(&mut b);
+            } else {
+                Event::Whisper { from, message }.encode(&mut b);
             }
-            .encode(&mut b);
             b
         }
         BusMsg::Kick { name, by } => {
@@ -482,14 +498,20 @@ pub fn decode(mut b: &[u8]) -> Result<Decoded, BusError> {
                 return Err(BusError::Frame);
             }
             let (frame, trailer) = b.split_at(len);
-            match event(frame)? {
-                Event::RoomChat { name, message } => BusMsg::RoomChat {
-                    room,
-                    from: name,
-                    message,
-                    place: place(trailer)?,
-                },
+            let (from, message, notice) = match event(frame)? {
+                Event::RoomChat { name, message } => (name, message, false),
+                // As long as a room message may be (223's field holds no more).
+                Event::RoomNotice { name, message, .. } if message.len() <= limits::ROOM_MESSAGE => {
+                    (name, message, true)
+                }
                 _ => return Err(BusError::Frame),
+            };
+            BusMsg::RoomChat {
+                room,
+                from,
+                message,
+                place: place(trailer)?,
+                notice,
             }
         }
         KIND_BROADCAST => match event(b)? {
@@ -498,9 +520,16 @@ pub fn decode(mut b: &[u8]) -> Result<Decoded, BusError> {
         },
         KIND_WHISPER => {
             let to = name(short(&mut b)?)?;
-            match event(b)? {
-                Event::Whisper { from, message } => BusMsg::Whisper { to, from, message },
+            let (from, message, notice) = match event(b)? {
+                Event::Whisper { from, message } => (from, message, false),
+                Event::WhisperNotice { from, message } => (from, message, true),
                 _ => return Err(BusError::Frame),
+            };
+            BusMsg::Whisper {
+                to,
+                from,
+                message,
+                notice,
             }
         }
         KIND_KICK => {

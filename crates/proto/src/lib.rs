@@ -26,7 +26,9 @@ mod roster;
 pub use codec::{DecodeError, put_frame};
 #[cfg(feature = "net")]
 pub use conn::{Conn, ConnError, Endpoint};
-pub use event::{Event, HISTORY_PAGE, ROOM_LIST_CHUNK, Replay, USER_LIST_PAGE, put_room_message};
+pub use event::{
+    Event, HISTORY_PAGE, ROOM_LIST_CHUNK, Replay, USER_LIST_PAGE, put_room_message, put_room_notice,
+};
 #[cfg(feature = "net")]
 pub use framing::ChatFraming;
 pub use request::{Page, Request};
@@ -119,6 +121,10 @@ pub mod id {
     pub const ROOM_REJOIN_RESPONSE: u16 = 349;
     pub const ROOM_SEND_REQUEST: u16 = 350;
     pub const ROOM_SEND_RESPONSE: u16 = 351;
+    pub const ROOM_NOTICE_REQUEST: u16 = 352;
+    pub const ROOM_NOTICE_NOTIFY: u16 = 354;
+    pub const WHISPER_NOTICE_REQUEST: u16 = 355;
+    pub const WHISPER_NOTICE_NOTIFY: u16 = 357;
 }
 
 /// The protocol version this crate speaks (HELLO's `version`).
@@ -136,19 +142,44 @@ pub mod features {
     /// room and the message's sequence number, instead of the seed's 223.
     /// HISTORY (346) and ROOM_REJOIN (348) turn it on by themselves.
     pub const HISTORY: u32 = 2;
+    /// Notices: a room notice comes as ROOM_NOTICE (354) instead of 345 or
+    /// 223, a whispered notice as WHISPER_NOTICE (357) instead of 307.
+    /// A notice is a message that must never be answered automatically
+    /// (IRC's NOTICE: what bots and services send).
+    pub const NOTICES: u32 = 4;
     /// Every feature this server has.
-    pub const ALL: u32 = NOTIFICATIONS | HISTORY;
+    pub const ALL: u32 = NOTIFICATIONS | HISTORY | NOTICES;
 }
 
-/// The sequence number in a ROOM_MESSAGE (345) frame, or 0 for any other
-/// frame (numbers start at 1).
+/// The sequence number in a ROOM_MESSAGE (345) or ROOM_NOTICE (354)
+/// frame, or 0 for any other frame (numbers start at 1).
 pub fn room_message_seq(frame: &[u8]) -> u64 {
     match frame.get(2..4).zip(frame.get(HEADER_LEN + 4..HEADER_LEN + 12)) {
-        Some((pid, seq)) if pid == id::ROOM_MESSAGE_NOTIFY.to_le_bytes() => {
+        Some((pid, seq))
+            if pid == id::ROOM_MESSAGE_NOTIFY.to_le_bytes()
+                || pid == id::ROOM_NOTICE_NOTIFY.to_le_bytes() =>
+        {
             u64::from_le_bytes(seq.try_into().expect("8 bytes"))
         }
         _ => 0,
     }
+}
+
+/// Whether `frame` is a ROOM_NOTICE (354).
+pub fn is_room_notice(frame: &[u8]) -> bool {
+    frame.get(2..4) == Some(&id::ROOM_NOTICE_NOTIFY.to_le_bytes()[..])
+}
+
+/// A room frame for a connection without [`features::NOTICES`]: a
+/// ROOM_NOTICE (354) as the ROOM_MESSAGE (345) with the same body (a
+/// copy), anything else as it is (shared).
+pub fn without_notice(frame: &bytes::Bytes) -> bytes::Bytes {
+    if !is_room_notice(frame) {
+        return frame.clone();
+    }
+    let mut b = bytes::BytesMut::from(&frame[..]);
+    b[2..4].copy_from_slice(&id::ROOM_MESSAGE_NOTIFY.to_le_bytes());
+    b.freeze()
 }
 
 /// Whether `name` is a valid user name (see [`limits::NAME`]).

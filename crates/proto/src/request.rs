@@ -50,6 +50,20 @@ pub enum Request {
         /// Any bytes.
         payload: Vec<u8>,
     },
+    /// 352: a notice in the current room (as ROOM_SEND, answered with 351).
+    RoomNotice {
+        /// Your id for this message, as ROOM_SEND's (0: none).
+        id: u64,
+        /// The message.
+        message: String,
+    },
+    /// 355: a notice whispered to one user (as WHISPER, answered with 306).
+    WhisperNotice {
+        /// Recipient's name.
+        to: String,
+        /// The message.
+        message: String,
+    },
     /// 305: whisper to one user, wherever they are.
     Whisper {
         /// Recipient's name.
@@ -241,6 +255,14 @@ impl Request {
                 id: r.u64()?,
                 message: r.str16(ROOM_MESSAGE)?,
             },
+            id::ROOM_NOTICE_REQUEST => Self::RoomNotice {
+                id: r.u64()?,
+                message: r.str16(ROOM_MESSAGE)?,
+            },
+            id::WHISPER_NOTICE_REQUEST => Self::WhisperNotice {
+                to: r.str8(TARGET)?,
+                message: r.str16(MESSAGE)?,
+            },
             id::ROOM_REJOIN_REQUEST => Self::RoomRejoin {
                 room: r.u32()? as i32,
                 epoch: r.u64()?,
@@ -275,6 +297,8 @@ impl Request {
             Self::History { .. } => id::HISTORY_REQUEST,
             Self::RoomRejoin { .. } => id::ROOM_REJOIN_REQUEST,
             Self::RoomSend { .. } => id::ROOM_SEND_REQUEST,
+            Self::RoomNotice { .. } => id::ROOM_NOTICE_REQUEST,
+            Self::WhisperNotice { .. } => id::WHISPER_NOTICE_REQUEST,
         }
     }
 
@@ -300,6 +324,14 @@ impl Request {
             Self::Echo { payload } => frame(dst, id::ECHO_REQUEST, |b| put_str16(b, payload)),
             Self::Whisper { to, message } => frame(dst, id::WHISPER_REQUEST, |b| {
                 put_str8(b, to);
+                put_str16(b, message.as_bytes());
+            }),
+            Self::WhisperNotice { to, message } => frame(dst, id::WHISPER_NOTICE_REQUEST, |b| {
+                put_str8(b, to);
+                put_str16(b, message.as_bytes());
+            }),
+            Self::RoomNotice { id, message } => frame(dst, id::ROOM_NOTICE_REQUEST, |b| {
+                b.put_u64_le(*id);
                 put_str16(b, message.as_bytes());
             }),
             Self::Broadcast { message } => {
@@ -371,12 +403,12 @@ impl Request {
             id::LOGIN_REQUEST | id::RESUME_REQUEST => Event::LoginResult(code),
             id::HISTORY_REQUEST => Event::History(Replay::failed(code)),
             id::ROOM_REJOIN_REQUEST => Event::Rejoin(Replay::failed(code)),
-            id::ROOM_SEND_REQUEST => Event::RoomSendResult { result: code, seq: 0 },
+            id::ROOM_SEND_REQUEST | id::ROOM_NOTICE_REQUEST => Event::RoomSendResult { result: code, seq: 0 },
             id::ROOM_ENTER_REQUEST => Event::RoomEnterResult(code),
             id::ROOM_LEAVE_REQUEST => Event::RoomLeaveResult(code),
             id::ROOM_CHAT_REQUEST => Event::RoomChatResult(code),
             id::REGISTER_REQUEST => Event::RegisterResult(code),
-            id::WHISPER_REQUEST => Event::WhisperResult(code),
+            id::WHISPER_REQUEST | id::WHISPER_NOTICE_REQUEST => Event::WhisperResult(code),
             id::BROADCAST_REQUEST => Event::BroadcastResult(code),
             id::LOGOUT_REQUEST => Event::LogoutResult(code),
             id::ADMIN_REQUEST => Event::AdminResult(code),

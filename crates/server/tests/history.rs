@@ -485,3 +485,75 @@ async fn bad_history_rejoin_and_send_requests_get_their_answers_with_a_code() {
         Event::Pong { nonce: 3 }
     );
 }
+
+#[tokio::test]
+async fn a_notice_stays_a_notice_across_cluster_nodes_and_in_their_history() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    // amy (node a) and bob (node b) know notices; cat (node b) does not.
+    let mut members = Vec::new();
+    for (at, name, notices) in [
+        (a.addr, "amy", true),
+        (b.addr, "bob", true),
+        (b.addr, "cat", false),
+    ] {
+        let (mut c, _) = member(at, false, name, None).await;
+        if notices {
+            let hello = Request::Hello {
+                version: 1,
+                features: features::ALL,
+            };
+            assert!(matches!(
+                call(&mut c, hello).await,
+                Event::Hello { features: 7, .. }
+            ));
+        }
+        enter(&mut c).await;
+        members.push(c);
+    }
+    let [amy, bob, cat] = &mut members[..] else {
+        unreachable!()
+    };
+    let said = Request::RoomNotice {
+        id: 1,
+        message: "maintenance at noon".into(),
+    };
+    let answer = until_answer(amy, said).await;
+    let Some(Event::RoomSendResult {
+        result: ResultCode::OK,
+        seq,
+    }) = answer.last().cloned()
+    else {
+        panic!("{answer:?}")
+    };
+    let notice = Event::RoomNotice {
+        room: ROOM as u32,
+        seq,
+        name: "amy".into(),
+        message: "maintenance at noon".into(),
+    };
+    assert_eq!(message(bob).await, notice);
+    assert_eq!(message(cat).await, msg(seq, "maintenance at noon"));
+    // Node b keeps it as a notice.
+    let page = Request::History {
+        page: Page::Latest,
+        limit: 10,
+    };
+    assert_eq!(until_answer(bob, page.clone()).await[0], notice);
+    assert_eq!(until_answer(cat, page).await[0], msg(seq, "maintenance at noon"));
+
+    // A whispered notice from node a to node b.
+    for (to, c) in [("bob", &mut *bob), ("cat", &mut *cat)] {
+        let said = Request::WhisperNotice {
+            to: to.into(),
+            message: "psst".into(),
+        };
+        assert_eq!(call(amy, said).await, Event::WhisperResult(ResultCode::OK));
+        let (from, message) = ("amy".to_owned(), "psst".to_owned());
+        let want = match to {
+            "bob" => Event::WhisperNotice { from, message },
+            _ => Event::Whisper { from, message },
+        };
+        assert_eq!(self::message(c).await, want);
+    }
+}

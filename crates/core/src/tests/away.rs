@@ -144,6 +144,7 @@ fn back_on_another_node_the_held_seat_moves_there_unseen_and_kept_whispers_follo
             to: "bob".into(),
             from: "amy".into(),
             message: "psst".into(),
+            notice: false,
         },
         ack: None,
         reach: Reach::User,

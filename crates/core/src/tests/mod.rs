@@ -150,5 +150,6 @@ mod cluster;
 mod history;
 mod login;
 mod moderation;
+mod notices;
 mod numbering;
 mod rooms;

@@ -30,6 +30,7 @@ fn chat(node: u64, seq: u64, from: &str, message: &str) -> Input {
             from: from.into(),
             message: message.into(),
             place: Some(at(seq)),
+            notice: false,
         }),
     }
 }
@@ -58,6 +59,7 @@ fn amy_joins_bob() -> T {
         age: Duration::from_secs(1),
         from: "bob".into(),
         message: message.into(),
+        notice: false,
     };
     let log = RoomLog {
         epoch: SHARED,

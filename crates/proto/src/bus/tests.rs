@@ -30,6 +30,7 @@ fn a_stamp_is_read_back_and_leaves_the_message_as_it_was() {
         from: "amy".into(),
         message: "hi".into(),
         place: None,
+        notice: false,
     };
     let o = Origin {
         node: 5,
@@ -82,12 +83,21 @@ fn every_message_round_trips() {
             from: from.clone(),
             message: message.clone(),
             place: None,
+            notice: false,
         },
         BusMsg::RoomChat {
             room: 3,
             from: from.clone(),
             message: message.clone(),
             place: Place::new(1_796_000_000_123_456, 7),
+            notice: false,
+        },
+        BusMsg::RoomChat {
+            room: 3,
+            from: from.clone(),
+            message: message.clone(),
+            place: Place::new(1_796_000_000_123_456, 8),
+            notice: true,
         },
         BusMsg::Broadcast {
             from: from.clone(),
@@ -95,8 +105,15 @@ fn every_message_round_trips() {
         },
         BusMsg::Whisper {
             to: "bob".into(),
+            from: from.clone(),
+            message: message.clone(),
+            notice: false,
+        },
+        BusMsg::Whisper {
+            to: "bob".into(),
             from,
             message,
+            notice: true,
         },
         BusMsg::Kick {
             name: "bob".into(),
@@ -166,7 +183,7 @@ fn a_place_is_what_the_numbering_script_appends_to_a_chat() {
         seq: 42,
         sent_us: 1_800_000_000_000_000,
     };
-    let sent = chat(o, 3, "amy", "hi");
+    let sent = chat(o, 3, "amy", "hi", false);
     // What the script publishes: the node's bytes, then "<epoch> <seq>".
     let mut numbered = sent.to_vec();
     numbered.extend_from_slice(b"1796000000123456 12");
@@ -176,6 +193,7 @@ fn a_place_is_what_the_numbering_script_appends_to_a_chat() {
         from: "amy".into(),
         message: "hi".into(),
         place,
+        notice: false,
     };
     assert_eq!(
         decode(&numbered),

@@ -118,6 +118,18 @@ pub enum Event {
         /// The message.
         message: String,
     },
+    /// 354: a notice in a room: as [`Event::RoomMessage`] (the same body),
+    /// for connections with [`crate::features::NOTICES`].
+    RoomNotice {
+        /// The room.
+        room: u32,
+        /// Its sequence number in the room (shared with room messages).
+        seq: u64,
+        /// Sender's name.
+        name: String,
+        /// The message.
+        message: String,
+    },
     /// 347: the answer to HISTORY, after the messages it sent.
     History(Replay),
     /// 349: the answer to ROOM_REJOIN, after the missed messages: the
@@ -143,6 +155,14 @@ pub enum Event {
     WhisperResult(ResultCode),
     /// 307: someone whispered to you.
     Whisper {
+        /// Sender's name.
+        from: String,
+        /// The message.
+        message: String,
+    },
+    /// 357: someone whispered a notice to you (as 307, for connections
+    /// with [`crate::features::NOTICES`]).
+    WhisperNotice {
         /// Sender's name.
         from: String,
         /// The message.
@@ -242,7 +262,20 @@ pub enum Event {
 /// # Panics
 /// If `name` or `message` exceeds its cap.
 pub fn put_room_message(dst: &mut BytesMut, room: u32, seq: u64, name: &str, message: &str) {
-    frame(dst, id::ROOM_MESSAGE_NOTIFY, |b| {
+    put_room_frame(dst, id::ROOM_MESSAGE_NOTIFY, room, seq, name, message);
+}
+
+/// Appends a ROOM_NOTICE (354) frame: [`Event::RoomNotice`] from borrowed
+/// text.
+///
+/// # Panics
+/// If `name` or `message` exceeds its cap.
+pub fn put_room_notice(dst: &mut BytesMut, room: u32, seq: u64, name: &str, message: &str) {
+    put_room_frame(dst, id::ROOM_NOTICE_NOTIFY, room, seq, name, message);
+}
+
+fn put_room_frame(dst: &mut BytesMut, pid: u16, room: u32, seq: u64, name: &str, message: &str) {
+    frame(dst, pid, |b| {
         b.put_u32_le(room);
         b.put_u64_le(seq);
         put_str8(b, name);
@@ -285,6 +318,12 @@ impl Event {
                 name,
                 message,
             } => put_room_message(dst, *room, *seq, name, message),
+            Self::RoomNotice {
+                room,
+                seq,
+                name,
+                message,
+            } => put_room_notice(dst, *room, *seq, name, message),
             Self::History(r) => frame(dst, id::HISTORY_RESPONSE, |b| r.put(b)),
             Self::Rejoin(r) => frame(dst, id::ROOM_REJOIN_RESPONSE, |b| r.put(b)),
             Self::RoomSendResult { result, seq } => frame(dst, id::ROOM_SEND_RESPONSE, |b| {
@@ -298,6 +337,10 @@ impl Event {
             }),
             Self::WhisperResult(c) => code(dst, id::WHISPER_RESPONSE, c),
             Self::Whisper { from, message } => frame(dst, id::WHISPER_NOTIFY, |b| {
+                put_str8(b, from);
+                put_str16(b, message.as_bytes());
+            }),
+            Self::WhisperNotice { from, message } => frame(dst, id::WHISPER_NOTICE_NOTIFY, |b| {
                 put_str8(b, from);
                 put_str16(b, message.as_bytes());
             }),
@@ -368,7 +411,9 @@ impl Event {
                 | Self::RoomLeaveUser { .. }
                 | Self::RoomChat { .. }
                 | Self::RoomMessage { .. }
+                | Self::RoomNotice { .. }
                 | Self::Whisper { .. }
+                | Self::WhisperNotice { .. }
                 | Self::Broadcast { .. }
                 | Self::Kicked { .. }
                 | Self::Muted { .. }
@@ -422,6 +467,12 @@ impl Event {
                 name: r.str8(ANY_NAME)?,
                 message: r.str16(ANY_TEXT)?,
             },
+            id::ROOM_NOTICE_NOTIFY => Self::RoomNotice {
+                room: r.u32()?,
+                seq: r.u64()?,
+                name: r.str8(ANY_NAME)?,
+                message: r.str16(ANY_TEXT)?,
+            },
             id::HISTORY_RESPONSE => Self::History(Replay::read(&mut r)?),
             id::ROOM_REJOIN_RESPONSE => Self::Rejoin(Replay::read(&mut r)?),
             id::ROOM_SEND_RESPONSE => Self::RoomSendResult {
@@ -435,6 +486,10 @@ impl Event {
             },
             id::WHISPER_RESPONSE => Self::WhisperResult(r.result()?),
             id::WHISPER_NOTIFY => Self::Whisper {
+                from: r.str8(ANY_NAME)?,
+                message: r.str16(ANY_TEXT)?,
+            },
+            id::WHISPER_NOTICE_NOTIFY => Self::WhisperNotice {
                 from: r.str8(ANY_NAME)?,
                 message: r.str16(ANY_TEXT)?,
             },

@@ -64,6 +64,16 @@ fn every_event_round_trips() {
             from: "a".into(),
             message: "b".into(),
         },
+        Event::WhisperNotice {
+            from: "a".into(),
+            message: "b".into(),
+        },
+        Event::RoomNotice {
+            room: 7,
+            seq: 1 << 40,
+            name: "bob".into(),
+            message: "héllo".into(),
+        },
         Event::UserList {
             result: ResultCode::OK,
             total: 3,
@@ -171,6 +181,7 @@ proptest! {
             Request::Login { name: name.clone(), password: name.clone() },
             Request::Register { name: name.clone(), password: name.clone() },
             Request::Whisper { to: name.clone(), message: msg.clone() },
+            Request::WhisperNotice { to: name.clone(), message: msg.clone() },
             Request::Broadcast { message: msg.clone() },
             Request::Mute { name: name.clone(), seconds: n },
             Request::RoomEnter { room: n as i32 },
@@ -189,6 +200,7 @@ proptest! {
             for r in [
                 Request::RoomChat { message: msg.clone() },
                 Request::RoomSend { id: u64::from(n) << 7, message: msg.clone() },
+                Request::RoomNotice { id: u64::from(n), message: msg.clone() },
             ] {
                 let mut b = BytesMut::new();
                 r.encode(&mut b);
@@ -196,4 +208,26 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_room_notice_is_a_room_message_with_another_id() {
+    let mut b = BytesMut::new();
+    crate::put_room_notice(&mut b, 3, 9, "amy", "hi");
+    let notice = b.freeze();
+    assert!(crate::is_room_notice(&notice));
+    assert_eq!(crate::room_message_seq(&notice), 9);
+    let plain = crate::without_notice(&notice);
+    assert_eq!(
+        Event::decode(&plain),
+        Ok(Event::RoomMessage {
+            room: 3,
+            seq: 9,
+            name: "amy".into(),
+            message: "hi".into(),
+        })
+    );
+    assert_eq!(crate::room_message_seq(&plain), 9);
+    // Anything else is shared as it is.
+    assert_eq!(crate::without_notice(&plain).as_ptr(), plain.as_ptr());
 }

@@ -332,11 +332,12 @@ impl Scripts {
                         from,
                         message,
                         place,
+                        notice,
                     },
                 ..
             } => {
                 // Numbered as Redis publishes it (`Place` in `bus`).
-                let bytes = bus::chat(origin(Channel::Room(*room)), *room, from, message);
+                let bytes = bus::chat(origin(Channel::Room(*room)), *room, from, message, *notice);
                 let known = place.map_or((0, 0), |p| (p.epoch.get(), p.seq));
                 let (numbering, log) = (keys.numbering(*room), keys.log(*room));
                 let mut chat = evalsha_keys(&self.chat, &[&numbering, &log]);

@@ -398,6 +398,7 @@ fn room_log(v: &Value) -> Option<Box<RoomLog>> {
                             from,
                             message,
                             place: Some(p),
+                            notice,
                             ..
                         },
                     ..
@@ -406,6 +407,7 @@ fn room_log(v: &Value) -> Option<Box<RoomLog>> {
                     age: Duration::from_micros(now.saturating_sub(sent)),
                     from,
                     message,
+                    notice,
                 }),
                 _ => None,
             }

@@ -227,7 +227,9 @@ impl Session {
             Event::RoomChat { name, message } | Event::RoomMessage { name, message, .. } => {
                 format!("[{name}] {message}")
             }
+            Event::RoomNotice { name, message, .. } => format!("-{name}- {message}"),
             Event::Whisper { from, message } => format!("(whisper from {from}) {message}"),
+            Event::WhisperNotice { from, message } => format!("(notice from {from}) {message}"),
             Event::Broadcast { from, message } => format!("[broadcast] {from}: {message}"),
             Event::Kicked { by } => {
                 self.kicked = true;

@@ -34,29 +34,39 @@ pub(crate) struct Wanted {
     lines: BytesMut,
 }
 
-/// One room message decoded from its packet.
+/// One room message (or notice) decoded from its packet.
 struct RoomMessage {
     room: u32,
     seq: u64,
     name: String,
     text: String,
+    /// PRIVMSG or NOTICE.
+    command: &'static str,
 }
 
 fn decode(packet: &[u8]) -> Option<RoomMessage> {
-    match Event::decode(packet) {
+    let (room, seq, name, text, command) = match Event::decode(packet) {
         Ok(Event::RoomMessage {
             room,
             seq,
             name,
             message,
-        }) => Some(RoomMessage {
+        }) => (room, seq, name, message, "PRIVMSG"),
+        Ok(Event::RoomNotice {
             room,
             seq,
             name,
-            text: message,
-        }),
-        _ => None,
-    }
+            message,
+        }) => (room, seq, name, message, "NOTICE"),
+        _ => return None,
+    };
+    Some(RoomMessage {
+        room,
+        seq,
+        name,
+        text,
+        command,
+    })
 }
 
 /// The forms of a room message's lines: which tags a session takes.
@@ -115,7 +125,7 @@ impl Irc {
         put_text(
             &mut lines,
             Prefix::User(&m.name),
-            "PRIVMSG",
+            m.command,
             &channels.name(m.room),
             &m.text,
         );

@@ -125,7 +125,7 @@ impl IrcGateway {
                 // Room messages the sender will hear back (echo-message).
                 let chats = match s.caps.echo {
                     true => (out.requests.iter())
-                        .filter(|r| matches!(r, Request::RoomChat { .. }))
+                        .filter(|r| matches!(r, Request::RoomChat { .. } | Request::RoomNotice { .. }))
                         .count(),
                     false => 0,
                 };
@@ -512,8 +512,10 @@ fn message(cx: &mut Cx<'_>, m: &Message<'_>, notice: bool) {
         match cx.state.channels.find(target) {
             Some(room) if cx.s().room == Some(room) => {
                 for piece in line::pieces(text, limits::ROOM_MESSAGE) {
-                    cx.out.requests.push(Request::RoomChat {
-                        message: piece.to_owned(),
+                    let message = piece.to_owned();
+                    cx.out.requests.push(match notice {
+                        true => Request::RoomNotice { id: 0, message },
+                        false => Request::RoomChat { message },
                     });
                 }
             }
@@ -545,9 +547,10 @@ fn message(cx: &mut Cx<'_>, m: &Message<'_>, notice: bool) {
             nick: target.to_owned(),
             notice,
         });
-        cx.out.requests.push(Request::Whisper {
-            to: target.to_owned(),
-            message: piece.to_owned(),
+        let (to, message) = (target.to_owned(), piece.to_owned());
+        cx.out.requests.push(match notice {
+            true => Request::WhisperNotice { to, message },
+            false => Request::Whisper { to, message },
         });
     }
 }

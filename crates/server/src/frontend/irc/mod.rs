@@ -358,7 +358,9 @@ impl Handler for IrcGateway {
         // take room messages with their sequence numbers (history.rs).
         let hello = plaza_proto::Request::Hello {
             version: plaza_proto::VERSION,
-            features: plaza_proto::features::NOTIFICATIONS | plaza_proto::features::HISTORY,
+            features: plaza_proto::features::NOTIFICATIONS
+                | plaza_proto::features::HISTORY
+                | plaza_proto::features::NOTICES,
         };
         let input = self.gateway.input(id, &inbound::frame(&hello));
         self.gateway.queue(Some(input)).await;

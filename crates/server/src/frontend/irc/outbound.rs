@@ -109,14 +109,15 @@ pub(super) fn put_names<'n>(
     num(b, server, me, "366", &[channel, "End of /NAMES list"]);
 }
 
-/// `text` in as many lines as it takes.
+/// `text` in as many lines as it takes: as one line when an IRC client
+/// could have sent it (`command target text\r\n` in 512 bytes: text
+/// without a space needs no colon), so a
+/// message passes from IRC client to IRC client unchanged even though the
+/// source prefix takes the server's line past 512 bytes (as Ergo does);
+/// longer text (a binary or browser client may send 1,024 bytes) in
+/// pieces that each fit such a line.
 pub(super) fn put_text(b: &mut BytesMut, from: Prefix<'_>, command: &str, target: &str, text: &str) {
-    // `:prefix command target :text\r\n` in 512 bytes.
-    let prefix = match from {
-        Prefix::Server(name) => name.len(),
-        Prefix::User(nick) => 2 * nick.len() + 2 + line::USER_HOST.len(),
-    };
-    let room = line::MAX_LINE.saturating_sub(prefix + command.len() + target.len() + 7);
+    let room = line::MAX_LINE.saturating_sub(command.len() + target.len() + 4);
     for piece in line::pieces(text, room.max(64)) {
         line::put(b, from, command, &[target, piece]);
     }
@@ -140,7 +141,8 @@ impl Irc {
             // The common answers say nothing in IRC (a room message taken).
             let silent = match event {
                 Event::RoomChatResult(c) | Event::BroadcastResult(c) | Event::RoomEnterResult(c) => c.is_ok(),
-                Event::Hello { .. } | Event::ResumeToken { .. } => true,
+                // A NOTICE's (ROOM_NOTICE's) errors are never told.
+                Event::Hello { .. } | Event::ResumeToken { .. } | Event::RoomSendResult { .. } => true,
                 _ => false,
             };
             let close = !silent && answer(&mut state, self, id, event, &mut b);
@@ -148,7 +150,10 @@ impl Irc {
                 b = s.caps.stamp(b);
                 if event.is_response() {
                     // A room message taken: the sender hears it back.
-                    let taken = matches!(event, Event::RoomChatResult(c) if c.is_ok()) && s.caps.echo;
+                    let taken = match event {
+                        Event::RoomChatResult(c) | Event::RoomSendResult { result: c, .. } => c.is_ok(),
+                        _ => false,
+                    } && s.caps.echo;
                     b = s.order.answered(&s.caps, &self.server, b, taken);
                 }
                 if close {
@@ -320,6 +325,7 @@ fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut By
             }
         }
         Event::Whisper { from, message } => put_text(b, Prefix::User(from), "PRIVMSG", &me, message),
+        Event::WhisperNotice { from, message } => put_text(b, Prefix::User(from), "NOTICE", &me, message),
         Event::BroadcastResult(code) if !code.is_ok() => match *code {
             ResultCode::NOT_ADMIN => num(
                 b,
