@@ -25,10 +25,13 @@
 # call per delivery at once; floor-turn: one per member per event-loop turn,
 # as Redis; floor-nagle: at once with Nagle's algorithm on, as InspIRCd).
 #
-# Plaza gets a 32 MiB send queue per connection, Redis's default limit for
-# pub/sub clients (InspIRCd's sendq is set to 64 MiB below): at c's top
-# rates the load generator falls behind, and a server that drops it as a
-# slow consumer ends the step.
+# Plaza runs with its default send queue (a 1 MiB soft limit for 10 s, a
+# 16 MiB hard limit; Redis's defaults for pub/sub clients are 8 MB for 60 s
+# and 32 MB; InspIRCd's sendq is set to 64 MiB below): at c's top rates
+# the load generator falls behind, and a server that drops it as a slow
+# consumer ends the step. PLAZA_QUEUE adds Plaza flags, e.g. one 1 MiB
+# limit as before 2026-12-07:
+#   PLAZA_QUEUE="--max-send-queue-kib 1024 --send-queue-soft-kib 1024" scripts/peers.sh 5 plaza
 #
 # Scenarios (the issue's a-d): a 1 room x 100 members x 10/s; b 100 rooms x
 # 20 members x 1/s; c 10 rooms x 50 members, the rate raised 1.5x a step
@@ -66,6 +69,7 @@ cargo build --release -p plaza-server -p plaza-bench
 BENCH=target/release/peer-bench
 FLOOR=target/release/floor-server
 PLAZA_SERVER=${PLAZA_SERVER:-target/release/plaza-server}
+PLAZA_QUEUE=${PLAZA_QUEUE:-}
 DIR=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
@@ -115,14 +119,14 @@ start_server() { # a fresh server for $PEER on a new $PORT
         --metrics-bind off --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
-        --max-send-queue-kib 32768 --store "redis://127.0.0.1:$rport/0" $cluster ;;
+        $PLAZA_QUEUE --store "redis://127.0.0.1:$rport/0" $cluster ;;
     plaza)
       METRICS=127.0.0.1:$(free_port)
       start plaza "$PORT" "$PLAZA_SERVER" --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
         --metrics-bind "$METRICS" --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
-        --max-send-queue-kib 32768 ;;
+        $PLAZA_QUEUE ;;
     plaza-nohistory)
       # Plaza with room history off (issue #30: what keeping it costs).
       METRICS=127.0.0.1:$(free_port)
@@ -131,7 +135,7 @@ start_server() { # a fresh server for $PEER on a new $PORT
         --metrics-bind "$METRICS" --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
-        --max-send-queue-kib 32768 --history-messages 0 ;;
+        $PLAZA_QUEUE --history-messages 0 ;;
     plaza-ws)
       METRICS=127.0.0.1:$(free_port)
       WS=1
@@ -140,7 +144,7 @@ start_server() { # a fresh server for $PEER on a new $PORT
         --metrics-bind "$METRICS" --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
-        --max-send-queue-kib 32768 ;;
+        $PLAZA_QUEUE ;;
     plaza-irc)
       # Plaza's IRC front end: guests (peer-bench's IRC members have no
       # accounts), channels #roomN named on the fly.
@@ -151,7 +155,7 @@ start_server() { # a fresh server for $PEER on a new $PORT
         --metrics-bind "$METRICS" --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
-        --max-send-queue-kib 32768 ;;
+        $PLAZA_QUEUE ;;
     nats-ws)
       WS=1
       printf 'listen: "127.0.0.1:%s"\nwebsocket {\n  listen: "127.0.0.1:%s"\n  no_tls: true\n}\n' \

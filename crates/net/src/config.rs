@@ -45,8 +45,17 @@ pub struct ServerConfig {
     /// as `max_frame` requires.
     pub recv_buffer: usize,
     /// Bytes queued for one session and not yet written. A reader that falls
-    /// this far behind is disconnected (slow consumer) so nobody else waits.
+    /// this far behind is disconnected at once (slow consumer) so nobody
+    /// else waits.
     pub max_send_queue: usize,
+    /// The soft limit: a session whose unsent bytes stay over this for
+    /// `soft_send_grace` is disconnected as a slow consumer (a burst may
+    /// pass it; a reader that stays behind may not), and packets that may
+    /// be dropped are dropped, oldest first, to keep a session under it.
+    /// At most `max_send_queue`.
+    pub soft_send_queue: usize,
+    /// How long a session may stay over `soft_send_queue`.
+    pub soft_send_grace: Duration,
     /// A session that sends nothing for this long is closed. `None` disables.
     pub idle_timeout: Option<Duration>,
     /// One write that makes no progress for this long closes the session
@@ -120,7 +129,9 @@ impl ServerConfig {
             max_sessions_per_ip: None,
             max_frame,
             recv_buffer: 4096,
-            max_send_queue: 1 << 20,
+            max_send_queue: 16 << 20,
+            soft_send_queue: 1 << 20,
+            soft_send_grace: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(120)),
             write_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(5),
@@ -143,6 +154,8 @@ impl ServerConfig {
             max_frame: self.max_frame.min(self.framing.max_frame()),
             recv_buffer: self.recv_buffer.max(self.framing.header_len()),
             max_send_queue: self.max_send_queue,
+            soft_send_queue: self.soft_send_queue.min(self.max_send_queue),
+            soft_send_grace: self.soft_send_grace,
             idle_timeout: self.idle_timeout,
             write_timeout: self.write_timeout,
             linger: self.linger,
@@ -214,6 +227,9 @@ impl ClientConfig {
             max_frame: self.max_frame.min(self.framing.max_frame()),
             recv_buffer: self.recv_buffer.max(self.framing.header_len()),
             max_send_queue: self.max_send_queue,
+            // A client's queue has one limit.
+            soft_send_queue: self.max_send_queue,
+            soft_send_grace: Duration::MAX,
             idle_timeout: self.idle_timeout,
             write_timeout: self.write_timeout,
             linger: self.linger,
@@ -262,6 +278,8 @@ pub(crate) struct SessionLimits {
     pub(crate) max_frame: usize,
     pub(crate) recv_buffer: usize,
     pub(crate) max_send_queue: usize,
+    pub(crate) soft_send_queue: usize,
+    pub(crate) soft_send_grace: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) write_timeout: Duration,
     pub(crate) linger: Duration,

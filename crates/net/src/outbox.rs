@@ -149,20 +149,25 @@ pub(crate) struct Outbox {
     pub(crate) close: Option<Close>,
     /// The writer has been woken for what is queued.
     signalled: bool,
+    /// Past this, at once: a slow consumer.
     limit: usize,
+    /// Droppable packets are dropped to stay under this; the watchdog cuts
+    /// a session that stays over it.
+    pub(crate) soft: usize,
     /// Droppable packets dropped since the writer last reported them.
     pub(crate) missed: Dropped,
     common: Arc<Common>,
 }
 
 impl Outbox {
-    pub(crate) fn new(limit: usize, common: Arc<Common>) -> Self {
+    pub(crate) fn new(limit: usize, soft: usize, common: Arc<Common>) -> Self {
         Self {
             queue: Queue::default(),
             pending: 0,
             close: None,
             signalled: false,
             limit,
+            soft: soft.min(limit),
             missed: Dropped::default(),
             common,
         }
@@ -180,14 +185,14 @@ impl Outbox {
     }
 
     /// Appends a packet that may be dropped to make room. When the queue is
-    /// over its limit, the oldest droppable packets still queued go first;
+    /// over its soft limit, the oldest droppable packets still queued go first;
     /// if none is left to drop, this one is dropped. Either way the session
     /// stays, and `missed` counts the drops.
     pub(crate) fn push_droppable(&mut self, packet: Bytes) -> Result<bool, SendError> {
         if self.close.is_some() {
             return Err(SendError::Closing);
         }
-        if !self.make_room(packet.len()) {
+        if !self.make_room(packet.len(), self.soft) {
             self.drop_one(&packet);
             return Ok(false);
         }
@@ -197,9 +202,9 @@ impl Outbox {
     }
 
     /// Drops the oldest droppable packets not yet taken by the writer until
-    /// `n` more bytes fit. Returns whether they do.
-    fn make_room(&mut self, n: usize) -> bool {
-        while self.pending + n > self.limit {
+    /// `n` more bytes fit under `cap`. Returns whether they do.
+    fn make_room(&mut self, n: usize, cap: usize) -> bool {
+        while self.pending + n > cap {
             let Some(i) = self
                 .queue
                 .segments
@@ -259,21 +264,27 @@ impl Outbox {
         if self.close.is_some() {
             return Err(SendError::Closing);
         }
-        if !self.make_room(n) {
-            let error = NetError::SlowConsumer {
-                queued: self.pending + n,
-                limit: self.limit,
-            };
-            self.close = Some(match self.common.last_words.clone() {
-                Some((words, linger)) => {
-                    self.replace_queue_with(words);
-                    Close::Farewell(Instant::now() + linger, error)
-                }
-                None => Close::Abort(Some(error)),
-            });
+        // Room made the droppable way, as far as it goes; past the hard
+        // limit even so, a slow consumer.
+        self.make_room(n, self.soft);
+        if self.pending + n > self.limit {
+            self.cut_slow(self.pending + n, self.limit);
             return Err(SendError::QueueFull);
         }
         Ok(())
+    }
+
+    /// Closes a slow consumer, `queued` bytes against `limit`: with its
+    /// last words, if the server has some, else at once.
+    pub(crate) fn cut_slow(&mut self, queued: usize, limit: usize) {
+        let error = NetError::SlowConsumer { queued, limit };
+        self.close = Some(match self.common.last_words.clone() {
+            Some((words, linger)) => {
+                self.replace_queue_with(words);
+                Close::Farewell(Instant::now() + linger, error)
+            }
+            None => Close::Abort(Some(error)),
+        });
     }
 
     /// Drops everything queued and not yet taken by the writer (what it is
@@ -426,7 +437,7 @@ mod tests {
 
     #[test]
     fn shared_and_inline_keep_their_order_across_partial_writes() {
-        let mut o = Outbox::new(1000, Arc::default());
+        let mut o = Outbox::new(1000, 1000, Arc::default());
         assert!(o.push_with(|b| b.extend_from_slice(b"ab")).unwrap());
         assert!(!o.push_with(|b| b.extend_from_slice(b"cd")).unwrap());
         assert!(!o.push_shared(Bytes::from_static(b"EFG")).unwrap());
@@ -453,7 +464,7 @@ mod tests {
             drop_tag: Some(|p: &[u8]| u64::from(p[0])),
             ..Common::default()
         };
-        let mut o = Outbox::new(10, Arc::new(common));
+        let mut o = Outbox::new(10, 10, Arc::new(common));
         o.push_droppable(Bytes::from_static(b"aaa")).unwrap();
         o.push_with(|b| b.extend_from_slice(b"R")).unwrap();
         o.push_droppable(Bytes::from_static(b"bbb")).unwrap();
@@ -476,7 +487,7 @@ mod tests {
         assert_eq!(gather(&batch), b"RdddSSSSS");
         // With nothing droppable left, a droppable packet that does not fit
         // is itself dropped; a reply that does not fit still disconnects.
-        let mut o = Outbox::new(4, Arc::default());
+        let mut o = Outbox::new(4, 4, Arc::default());
         o.push_with(|b| b.extend_from_slice(b"RRR")).unwrap();
         assert_eq!(o.push_droppable(Bytes::from_static(b"xx")), Ok(false));
         assert_eq!(o.missed.count, 1);
@@ -488,7 +499,7 @@ mod tests {
 
     #[test]
     fn over_limit_closes_as_slow_consumer() {
-        let mut o = Outbox::new(4, Arc::default());
+        let mut o = Outbox::new(4, 4, Arc::default());
         o.push_shared(Bytes::from_static(b"abc")).unwrap();
         assert_eq!(
             o.push_shared(Bytes::from_static(b"de")),

@@ -537,6 +537,7 @@ async fn a_peer_that_stops_reading_is_cut_after_the_write_timeout() {
     let mut h = Harness::start(false, |c| {
         c.write_timeout = Duration::from_secs(10);
         c.max_send_queue = 64 * 1024 * 1024;
+        c.soft_send_queue = c.max_send_queue;
     })
     .await;
     let c = connect_non_reader(h.addr).await;
@@ -554,6 +555,7 @@ async fn a_disconnect_that_cannot_deliver_ends_when_the_linger_runs_out() {
         c.linger = Duration::from_secs(10);
         c.write_timeout = Duration::from_secs(3600);
         c.max_send_queue = 64 * 1024 * 1024;
+        c.soft_send_queue = c.max_send_queue;
     })
     .await;
     let c = connect_non_reader(h.addr).await;
@@ -566,6 +568,45 @@ async fn a_disconnect_that_cannot_deliver_ends_when_the_linger_runs_out() {
     }
     assert!(matches!(h.next().await, Ev::Leave(x) if x == id));
     assert_eq!(h.handle.stats().write_timeouts, 0);
+    drop(c);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_may_pass_the_soft_limit_but_a_reader_that_stays_behind_is_cut_after_the_grace() {
+    const GRACE: Duration = Duration::from_secs(10);
+    let mut h = Harness::start(false, |c| {
+        c.write_timeout = Duration::from_secs(3600);
+        c.max_send_queue = 64 * 1024 * 1024;
+        c.soft_send_queue = 64 * 1024;
+        c.soft_send_grace = GRACE;
+    })
+    .await;
+    // A burst four times the soft limit to a reader: queued, not refused.
+    let mut reader = TcpStream::connect(h.addr).await.unwrap();
+    let reader_id = h.joined().await;
+    let chunk = Bytes::from(frame(9, &[0x5A; 1019]));
+    for _ in 0..256 {
+        h.handle.send(reader_id, chunk.clone()).unwrap();
+    }
+    for _ in 0..256 {
+        assert_eq!(read_frame(&mut reader).await.len(), 1024);
+    }
+    // 16 MiB to one that never reads: queued too (under the hard limit),
+    // then cut as a slow consumer once it has stayed behind for the grace.
+    let start = tokio::time::Instant::now();
+    let c = connect_non_reader(h.addr).await;
+    let id = h.joined().await;
+    flood(&h.handle, id);
+    match h.next().await {
+        Ev::Error(x, e) if x == id => assert!(e.contains("slow"), "{e}"),
+        other => panic!("expected the slow reader to be cut, got {other:?}"),
+    }
+    assert!(matches!(h.next().await, Ev::Leave(x) if x == id));
+    assert!(start.elapsed() >= GRACE, "cut after {:?}", start.elapsed());
+    assert_eq!(h.handle.stats().slow_consumers, 1);
+    // The reader that kept up is still there.
+    h.handle.send(reader_id, chunk.clone()).unwrap();
+    assert_eq!(read_frame(&mut reader).await.len(), 1024);
     drop(c);
 }
 

@@ -171,6 +171,8 @@ pub async fn start(mut config: Resolved) -> anyhow::Result<Running> {
     net_config.max_frame = plaza_proto::MAX_REQUEST_FRAME;
     net_config.idle_timeout = Some(config.idle_timeout);
     net_config.max_send_queue = config.max_send_queue;
+    net_config.soft_send_queue = config.soft_send_queue;
+    net_config.soft_send_grace = config.soft_send_grace;
     net_config.gather = config.gather;
     net_config.linger = config.shutdown_grace;
     net_config.drop_tag = Some(plaza_proto::room_message_seq);
@@ -342,6 +344,8 @@ fn irc_config(chat: &ServerConfig, irc: &config::IrcSettings, tls: Option<&TlsAc
     c.max_sessions_per_ip = chat.max_sessions_per_ip;
     c.idle_timeout = chat.idle_timeout;
     c.max_send_queue = chat.max_send_queue;
+    c.soft_send_queue = chat.soft_send_queue;
+    c.soft_send_grace = chat.soft_send_grace;
     c.gather = chat.gather;
     c.linger = chat.linger;
     if let (Some(bind), Some(acceptor)) = (irc.tls_bind, tls) {
@@ -364,6 +368,8 @@ fn ws_config(chat: &ServerConfig, ws: &config::WsSettings, tls: Option<&TlsAccep
     c.max_frame = 2 + 2 + 4 + plaza_proto::MAX_REQUEST_FRAME;
     c.idle_timeout = chat.idle_timeout;
     c.max_send_queue = chat.max_send_queue;
+    c.soft_send_queue = chat.soft_send_queue;
+    c.soft_send_grace = chat.soft_send_grace;
     c.gather = chat.gather;
     c.linger = chat.linger;
     if let (Some(bind), Some(acceptor)) = (ws.tls_bind, tls) {

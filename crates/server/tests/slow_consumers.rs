@@ -99,7 +99,22 @@ async fn until_counted(s: &TestServer, key: &str) {
 async fn by_default_a_stalled_reader_is_disconnected_and_the_room_goes_on() {
     // A 256 KiB queue: the watcher, reading all along, stays within it (the
     // kernel's buffers absorb its lag); the stalled reader does not.
-    let s = TestServer::with(|s| s.max_send_queue_kib = Some(256)).await;
+    stalled_reader_is_disconnected(|s| s.max_send_queue_kib = Some(256)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stays_over_the_soft_limit_is_disconnected_after_the_grace() {
+    // The hard limit (16 MiB) is never reached: the stalled reader's queue
+    // stays over the 256 KiB soft limit, and the grace (1 s) ends it.
+    stalled_reader_is_disconnected(|s| {
+        s.send_queue_soft_kib = Some(256);
+        s.send_queue_soft_secs = Some(1);
+    })
+    .await;
+}
+
+async fn stalled_reader_is_disconnected(configure: impl FnOnce(&mut plaza_server::Settings)) {
+    let s = TestServer::with(configure).await;
     let mut stalled = stalled_member(&s, "slow").await;
     let mut watcher = s.user("watch").await;
     watcher.enter(1).await;
@@ -186,7 +201,7 @@ async fn with_history_the_notice_names_what_was_dropped_and_history_has_it() {
     let mut stalled = stalled_member(&s, "slow").await;
     let hello = Request::Hello {
         version: 1,
-        features: plaza_proto::features::ALL,
+        features: plaza_proto::features::NOTIFICATIONS | plaza_proto::features::HISTORY,
     };
     assert!(matches!(
         stalled.call(hello).await,

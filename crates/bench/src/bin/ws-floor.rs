@@ -180,6 +180,7 @@ async fn plaza(bind: SocketAddr) -> Result<()> {
     config.preamble = Some(Arc::new(Upgrade));
     config.max_sessions = 30_000;
     config.max_send_queue = 32 << 20;
+    config.soft_send_queue = config.max_send_queue;
     config.idle_timeout = None;
     config.gather = Some(std::time::Duration::from_millis(2));
     let server = Server::bind(config).await?;

@@ -115,7 +115,7 @@ impl SessionShared {
         Self {
             id,
             peer,
-            outbox: Mutex::new(Outbox::new(limits.max_send_queue, common)),
+            outbox: Mutex::new(Outbox::new(limits.max_send_queue, limits.soft_send_queue, common)),
             wake: Doorbell::default(),
             closing: AtomicBool::new(false),
             aborted: AtomicBool::new(false),

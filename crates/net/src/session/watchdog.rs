@@ -30,6 +30,8 @@ pub(super) struct Marks {
     idle_looks: AtomicU32,
     /// Looks in a row that found a write in flight and no progress.
     stalled_looks: AtomicU32,
+    /// Looks in a row that found more queued than the soft limit.
+    over_looks: AtomicU32,
 }
 
 /// Counts one look: `looks` goes back to zero if there was `progress` or
@@ -59,6 +61,7 @@ pub(crate) fn watch_interval(limits: &SessionLimits) -> Duration {
         .unwrap_or(Duration::MAX)
         .min(limits.quiet_ping.as_ref().map_or(Duration::MAX, |p| p.0))
         .min(limits.write_timeout)
+        .min(limits.soft_send_grace)
         .min(limits.linger);
     (shortest / 8).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
@@ -66,8 +69,9 @@ pub(crate) fn watch_interval(limits: &SessionLimits) -> Duration {
 impl SessionShared {
     /// The watchdog's look, one every `every`: closes the session if it
     /// has read nothing for the idle timeout, if a write has made no
-    /// progress for the write timeout, or if a flush has run past its
-    /// deadline.
+    /// progress for the write timeout, if more than the soft limit stayed
+    /// queued for its grace (a slow consumer), or if a flush has run past
+    /// its deadline.
     pub(crate) fn look(&self, limits: &SessionLimits, every: Duration, now: Instant, counters: &Counters) {
         if self.is_aborted() {
             return;
@@ -95,6 +99,23 @@ impl SessionShared {
         if count_look(&m.stalled_looks, &m.writing, wrote) >= looks_for(limits.write_timeout, every) {
             counters.write_timeouts.incr();
             return self.abort(NetError::WriteTimeout(limits.write_timeout));
+        }
+        if !closing && limits.soft_send_queue < limits.max_send_queue {
+            let mut o = self.outbox();
+            let over = o.pending > o.soft;
+            let n = if over {
+                m.over_looks.load(Ordering::Relaxed) + 1
+            } else {
+                0
+            };
+            m.over_looks.store(n, Ordering::Relaxed);
+            if n >= looks_for(limits.soft_send_grace, every) {
+                let (queued, soft) = (o.pending, o.soft);
+                o.cut_slow(queued, soft);
+                let abort = o.is_aborting();
+                drop(o);
+                return self.signal_close(abort);
+            }
         }
         if closing {
             let expired = {

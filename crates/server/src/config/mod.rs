@@ -73,10 +73,21 @@ pub struct Settings {
     /// stay connected [default: 120].
     #[arg(long, env = "PLAZA_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
-    /// Unsent bytes allowed per connection before it is dropped as a slow
-    /// consumer, in KiB [default: 1024].
+    /// Unsent bytes allowed per connection at any moment, in KiB; a
+    /// connection past it is dropped as a slow consumer at once
+    /// [default: 16384].
     #[arg(long, env = "PLAZA_MAX_SEND_QUEUE_KIB")]
     pub max_send_queue_kib: Option<usize>,
+    /// The soft limit, in KiB: a connection whose unsent bytes stay over it
+    /// for --send-queue-soft-secs is dropped as a slow consumer (a burst
+    /// may pass it), and with --slow-consumer-policy drop-oldest the oldest
+    /// room messages are dropped to keep it under it [default: 1024].
+    #[arg(long, env = "PLAZA_SEND_QUEUE_SOFT_KIB")]
+    pub send_queue_soft_kib: Option<usize>,
+    /// How long a connection may stay over --send-queue-soft-kib, in
+    /// seconds [default: 10].
+    #[arg(long, env = "PLAZA_SEND_QUEUE_SOFT_SECS")]
+    pub send_queue_soft_secs: Option<u64>,
     /// While the network threads are busy (80% of their time), a connection
     /// is written at most once per tick of a clock beating every this many
     /// milliseconds, and once they are saturated every write waits for the
@@ -264,6 +275,10 @@ pub struct Resolved {
     pub idle_timeout: Duration,
     /// Per-connection unsent-bytes limit.
     pub max_send_queue: usize,
+    /// Per-connection unsent bytes allowed for `soft_send_grace`.
+    pub soft_send_queue: usize,
+    /// How long a connection may stay over `soft_send_queue`.
+    pub soft_send_grace: Duration,
     /// The writers' clock while the CPU is short (`None`: write at once).
     pub gather: Option<Duration>,
     /// Graceful shutdown flush time.
@@ -316,6 +331,8 @@ impl Settings {
             workers: self.workers.or(other.workers),
             idle_timeout_secs: self.idle_timeout_secs.or(other.idle_timeout_secs),
             max_send_queue_kib: self.max_send_queue_kib.or(other.max_send_queue_kib),
+            send_queue_soft_kib: self.send_queue_soft_kib.or(other.send_queue_soft_kib),
+            send_queue_soft_secs: self.send_queue_soft_secs.or(other.send_queue_soft_secs),
             gather_ms: self.gather_ms.or(other.gather_ms),
             shutdown_grace_secs: self.shutdown_grace_secs.or(other.shutdown_grace_secs),
             enter_leave_delay_ms: self.enter_leave_delay_ms.or(other.enter_leave_delay_ms),
@@ -526,7 +543,9 @@ impl Settings {
             max_sessions,
             workers: self.workers.unwrap_or(0),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs.unwrap_or(120)),
-            max_send_queue: self.max_send_queue_kib.unwrap_or(1024) * 1024,
+            max_send_queue: self.max_send_queue_kib.unwrap_or(16 * 1024) * 1024,
+            soft_send_queue: self.send_queue_soft_kib.unwrap_or(1024) * 1024,
+            soft_send_grace: Duration::from_secs(self.send_queue_soft_secs.unwrap_or(10)),
             gather: Some(Duration::from_millis(self.gather_ms.unwrap_or(2))).filter(|d| !d.is_zero()),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs.unwrap_or(10)),
             enter_leave_delay: Duration::from_millis(self.enter_leave_delay_ms.unwrap_or(100)),
