@@ -151,6 +151,14 @@ function logShows(p, text) {
   );
 }
 
+/** Waits until the page's chat log shows `text` as a notice. */
+function noticeShows(p, text) {
+  return p.waitForFunction(
+    (t) => [...document.querySelectorAll("#log li.notice")].some((li) => li.textContent.includes(t)),
+    OPTS, text,
+  );
+}
+
 function membersShow(p, names) {
   return p.waitForFunction(
     (ns) => ns.every((n) => [...document.querySelectorAll("#members li")].some((li) => li.textContent.startsWith(n))),
@@ -239,6 +247,17 @@ try {
   step('const w = await tcp.next((e) => e.type === "whisper", "alice');
   const w = await tcp.next((e) => e.type === "whisper", "alice's whisper");
   assert.deepEqual([w.from, w.message], ["alice", "psst terry"]);
+  // Notices (ROOM_NOTICE, WHISPER_NOTICE) from TCP show as notices.
+  step('await tcp.call({ type: "roomNotice", message: "notice from terry" });');
+  await tcp.call({ type: "roomNotice", message: "notice from terry" });
+  step('await noticeShows(alice, "notice from terry");');
+  await noticeShows(alice, "notice from terry");
+  step('await noticeShows(bob, "notice from terry");');
+  await noticeShows(bob, "notice from terry");
+  step('await tcp.call({ type: "whisperNotice", to: "alice", message: "notice to alice" });');
+  await tcp.call({ type: "whisperNotice", to: "alice", message: "notice to alice" });
+  step('await noticeShows(alice, "notice to alice");');
+  await noticeShows(alice, "notice to alice");
   step('await shot(alice, "1-chatting");');
   await shot(alice, "1-chatting");
   step('await shot(bob, "1-chatting-phone");');

@@ -126,8 +126,8 @@ plaza.addEventListener("resumeFailed", () => {
 plaza.addEventListener("roomUsers", showMembers);
 plaza.addEventListener("newUser", (e) => { system(`${e.detail.name} entered`); showMembers(); });
 plaza.addEventListener("userLeft", (e) => { system(`${e.detail.name ?? "someone"} left`); showMembers(); });
-plaza.addEventListener("chat", (e) => line("chat", e.detail.name, e.detail.message));
-plaza.addEventListener("whisper", (e) => line("whisper", `${e.detail.from} → you`, e.detail.message));
+plaza.addEventListener("chat", (e) => line(e.detail.notice ? "notice" : "chat", e.detail.name, e.detail.message));
+plaza.addEventListener("whisper", (e) => line(e.detail.notice ? "notice" : "whisper", `${e.detail.from} → you`, e.detail.message));
 plaza.addEventListener("broadcast", (e) => line("broadcast", `${e.detail.from} → everyone`, e.detail.message));
 plaza.addEventListener("notice", (e) => line("system", "server", e.detail.message));
 plaza.addEventListener("muted", (e) => system(e.detail.seconds === 0 ? "you can speak again" : `you are muted for ${e.detail.seconds === 4294967295 ? "ever" : e.detail.seconds + " s"}`));

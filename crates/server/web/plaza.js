@@ -39,11 +39,12 @@ export const ID = Object.freeze({
   PING: 331, PONG: 332, NOTICE: 333, REQUEST_ERROR: 335, RESUME_TOKEN: 337,
   RESUME: 339, MISSED: 341, HELLO: 343, HELLO_RESPONSE: 344,
   ROOM_MESSAGE: 345, HISTORY: 346, HISTORY_RESPONSE: 347, ROOM_REJOIN: 348, ROOM_REJOIN_RESPONSE: 349,
-  ROOM_SEND: 350, ROOM_SEND_RESPONSE: 351,
+  ROOM_SEND: 350, ROOM_SEND_RESPONSE: 351, ROOM_NOTICE: 352, ROOM_NOTICE_NOTIFY: 354,
+  WHISPER_NOTICE: 355, WHISPER_NOTICE_NOTIFY: 357,
 });
 
-/** HELLO's feature bits: Plaza's notifications, room history. */
-export const FEATURES = 1 | 2;
+/** HELLO's feature bits: Plaza's notifications, room history, notices. */
+export const FEATURES = 1 | 2 | 4;
 
 /** Result codes (PROTOCOL.md §5). */
 export const RESULT = Object.freeze({
@@ -141,6 +142,8 @@ export function encodeRequest(r) {
     }
     case "rejoin": w.i32(r.room); w.u64(BigInt(r.epoch ?? 0)); w.u64(BigInt(r.after ?? 0)); return w.finish(ID.ROOM_REJOIN);
     case "send": w.u64(BigInt(r.id)); w.str16(r.message); return w.finish(ID.ROOM_SEND);
+    case "roomNotice": w.u64(BigInt(r.id ?? 0)); w.str16(r.message); return w.finish(ID.ROOM_NOTICE);
+    case "whisperNotice": w.str8(r.to); w.str16(r.message); return w.finish(ID.WHISPER_NOTICE);
     default: throw new TypeError(`unknown request ${r.type}`);
   }
 }
@@ -198,6 +201,10 @@ export function decodeEvent(bytes) {
     }
     case ID.ROOM_MESSAGE:
       return e("chat", { room: r.u32(), seq: String(r.u64()), name: r.str8(), message: r.str16() });
+    // Notices (feature bit 2): messages never to be answered automatically.
+    case ID.ROOM_NOTICE_NOTIFY:
+      return e("chat", { room: r.u32(), seq: String(r.u64()), name: r.str8(), message: r.str16(), notice: true });
+    case ID.WHISPER_NOTICE_NOTIFY: return e("whisper", { from: r.str8(), message: r.str16(), notice: true });
     case ID.ROOM_SEND_RESPONSE: return e("result", { result: result(), seq: String(r.u64()) });
     case ID.HISTORY_RESPONSE: case ID.ROOM_REJOIN_RESPONSE:
       return e("result", {
@@ -221,7 +228,8 @@ export class PlazaError extends Error {
 /**
  * A connection to a Plaza server, kept up. Events: `state` (detail: one of
  * idle, connecting, open, reconnecting, closed), `resumed`, and one per
- * notification: `newUser`, `roomUsers`, `userLeft`, `chat`, `whisper`,
+ * notification: `newUser`, `roomUsers`, `userLeft`, `chat`, `whisper` (both
+ * with `notice: true` for a notice, 354 and 357),
  * `broadcast`, `kicked`, `muted`, `notice`, `token`, `missed`.
  */
 export class PlazaClient extends EventTarget {
