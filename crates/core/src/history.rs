@@ -189,7 +189,11 @@ impl History {
 
     /// The packets of `page`, at most `limit`, oldest first, and the
     /// sequence number of the first of them (`next` when there are none).
-    pub(crate) fn page(&self, page: Page, limit: usize) -> (u64, impl Iterator<Item = (&Bytes, Instant)>) {
+    pub(crate) fn page(
+        &self,
+        page: Page,
+        limit: usize,
+    ) -> (u64, impl Iterator<Item = (&Bytes, Instant)> + Clone) {
         // The index of the first message held whose number is `s` or more.
         let first = self.first();
         let len = self.held.len();
@@ -283,15 +287,15 @@ impl Hub {
 
 /// Sends kept room messages to `conn`, notices as they are kept to a
 /// connection that knows them, as ROOM_MESSAGE to one that does not; how
-/// many.
+/// many. (Copies only for a page that holds a notice.)
 fn send_kept<'a>(
     conn: Conn,
     notices: bool,
-    packets: impl Iterator<Item = (&'a Bytes, Instant)>,
+    packets: impl Iterator<Item = (&'a Bytes, Instant)> + Clone,
     sink: &mut impl Sink,
 ) -> usize {
     let mut count = 0usize;
-    if notices {
+    if notices || !packets.clone().any(|(p, _)| plaza_proto::is_room_notice(p)) {
         sink.send_packets(conn, packets.inspect(|_| count += 1));
     } else {
         let plain: Vec<(Bytes, Instant)> = packets
