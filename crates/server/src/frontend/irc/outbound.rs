@@ -27,7 +27,9 @@ const ISUPPORT: &[&str] = &[
     "NAMELEN=128",
     "NETWORK=Plaza",
     "NICKLEN=32",
-    "PREFIX=(o)@",
+    // No membership prefixes: Plaza has no channel operators or voices
+    // (its administrators are the operators, server-wide).
+    "PREFIX=",
     "TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:1,KICK:1",
 ];
 
