@@ -1,126 +1,24 @@
 //! plaza-net over real sockets on 127.0.0.1. Every wait is for an event,
-//! with a generous timeout; nothing sleeps to synchronise.
+//! with a generous timeout; nothing sleeps to synchronise. (Timeouts, on
+//! paused time: `timeouts.rs`.)
 
 mod common;
 
+use common::harness::{Ev, Harness, frame, read_frame, read_to_close, within};
 use common::{Chat, put_chat_frame};
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use plaza_net::{
-    Backoff, Client, ClientConfig, ClientHandler, Handle, Handler, Lan, NetError, SendError, Server,
-    ServerConfig, SessionId,
+    Backoff, Client, ClientConfig, ClientHandler, Handle, Handler, Lan, SendError, Server, ServerConfig,
+    SessionId,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-#[derive(Debug)]
-enum Ev {
-    Join(SessionId),
-    Recv(SessionId, Vec<u8>),
-    Error(SessionId, String),
-    Leave(SessionId),
-}
-
-/// Records every event; echoes frames back when `echo` is set.
-struct Recorder {
-    handle: Handle,
-    echo: bool,
-    tx: mpsc::UnboundedSender<Ev>,
-}
-
-impl Handler for Recorder {
-    async fn on_join(&self, id: SessionId, _peer: SocketAddr) {
-        let _ = self.tx.send(Ev::Join(id));
-    }
-    async fn on_leave(&self, id: SessionId) {
-        let _ = self.tx.send(Ev::Leave(id));
-    }
-    async fn on_recv(&self, id: SessionId, frame: &[u8]) {
-        if self.echo {
-            let _ = self.handle.send_slice(id, frame);
-        } else {
-            let _ = self.tx.send(Ev::Recv(id, frame.to_vec()));
-        }
-    }
-    fn on_error(&self, id: Option<SessionId>, error: &NetError) {
-        if let Some(id) = id {
-            let _ = self.tx.send(Ev::Error(id, error.to_string()));
-        }
-    }
-}
-
-struct Harness {
-    addr: SocketAddr,
-    handle: Handle,
-    events: mpsc::UnboundedReceiver<Ev>,
-}
-
-impl Harness {
-    async fn start(echo: bool, configure: impl FnOnce(&mut ServerConfig)) -> Self {
-        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), Chat);
-        configure(&mut config);
-        let server = Server::bind(config).await.unwrap();
-        let addr = server.local_addr();
-        let handle = server.handle();
-        let (tx, events) = mpsc::unbounded_channel();
-        server.start(Recorder {
-            handle: handle.clone(),
-            echo,
-            tx,
-        });
-        Self { addr, handle, events }
-    }
-
-    async fn next(&mut self) -> Ev {
-        within("a server event", self.events.recv())
-            .await
-            .expect("server gone")
-    }
-
-    async fn joined(&mut self) -> SessionId {
-        match self.next().await {
-            Ev::Join(id) => id,
-            other => panic!("expected a join, got {other:?}"),
-        }
-    }
-}
-
-fn frame(id: u16, body: &[u8]) -> Vec<u8> {
-    let mut b = BytesMut::new();
-    put_chat_frame(&mut b, id, body);
-    b.to_vec()
-}
-
-async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
-    let mut header = [0u8; 5];
-    within("a frame", s.read_exact(&mut header)).await.unwrap();
-    let len = usize::from(u16::from_le_bytes([header[0], header[1]]));
-    let mut f = header.to_vec();
-    f.resize(len, 0);
-    within("a frame body", s.read_exact(&mut f[5..])).await.unwrap();
-    f
-}
-
-/// Reads until the peer closes; returns what was read.
-async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
-    let mut all = Vec::new();
-    let _ = within("the server to close", s.read_to_end(&mut all)).await;
-    all
-}
 
 #[tokio::test]
 async fn frames_split_at_every_byte_boundary_and_coalesced() {
@@ -499,134 +397,6 @@ async fn join_and_leave_happen_exactly_once_per_session_under_churn() {
     assert!(joins.values().all(|&n| n == 1));
     assert!(leaves.values().all(|&n| n == 1));
     assert_eq!(h.handle.session_count(), 0);
-}
-
-// The timeout tests run on paused time: the watchdog is on tokio's clock,
-// which jumps to its next look whenever the runtime has nothing else to do.
-// The timeouts are a server's real ones, and nothing waits for them.
-
-#[tokio::test(start_paused = true)]
-async fn idle_sessions_time_out() {
-    let mut h = Harness::start(false, |c| c.idle_timeout = Some(Duration::from_secs(20))).await;
-    let mut c = TcpStream::connect(h.addr).await.unwrap();
-    let id = h.joined().await;
-    assert!(matches!(h.next().await, Ev::Error(x, e) if x == id && e.contains("idle")));
-    assert!(matches!(h.next().await, Ev::Leave(x) if x == id));
-    read_to_close(&mut c).await;
-    assert_eq!(h.handle.stats().idle_timeouts, 1);
-}
-
-/// A client that never reads, with a small receive window, so the
-/// server's writes stall once the kernel buffers between them are full.
-async fn connect_non_reader(addr: SocketAddr) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(addr).await.unwrap()
-}
-
-/// Queues 16 MiB for `id`: far more than loopback's socket buffers hold.
-fn flood(handle: &Handle, id: SessionId) {
-    let chunk = Bytes::from(frame(9, &[0x5A; 60_000]));
-    for _ in 0..16 * 1024 * 1024 / chunk.len() {
-        handle.send(id, chunk.clone()).unwrap();
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_peer_that_stops_reading_is_cut_after_the_write_timeout() {
-    let mut h = Harness::start(false, |c| {
-        c.write_timeout = Duration::from_secs(10);
-        c.max_send_queue = 64 * 1024 * 1024;
-        c.soft_send_queue = c.max_send_queue;
-    })
-    .await;
-    let c = connect_non_reader(h.addr).await;
-    let id = h.joined().await;
-    flood(&h.handle, id);
-    assert!(matches!(h.next().await, Ev::Error(x, e) if x == id && e.contains("write")));
-    assert!(matches!(h.next().await, Ev::Leave(x) if x == id));
-    assert_eq!(h.handle.stats().write_timeouts, 1);
-    drop(c);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_disconnect_that_cannot_deliver_ends_when_the_linger_runs_out() {
-    let mut h = Harness::start(false, |c| {
-        c.linger = Duration::from_secs(10);
-        c.write_timeout = Duration::from_secs(3600);
-        c.max_send_queue = 64 * 1024 * 1024;
-        c.soft_send_queue = c.max_send_queue;
-    })
-    .await;
-    let c = connect_non_reader(h.addr).await;
-    let id = h.joined().await;
-    flood(&h.handle, id);
-    h.handle.disconnect(id).unwrap();
-    match h.next().await {
-        Ev::Error(x, e) if x == id => assert!(e.contains("linger"), "{e}"),
-        other => panic!("expected the linger to run out, got {other:?}"),
-    }
-    assert!(matches!(h.next().await, Ev::Leave(x) if x == id));
-    assert_eq!(h.handle.stats().write_timeouts, 0);
-    drop(c);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_burst_may_pass_the_soft_limit_but_a_reader_that_stays_behind_is_cut_after_the_grace() {
-    const GRACE: Duration = Duration::from_secs(10);
-    let mut h = Harness::start(false, |c| {
-        c.write_timeout = Duration::from_secs(3600);
-        c.max_send_queue = 64 * 1024 * 1024;
-        c.soft_send_queue = 64 * 1024;
-        c.soft_send_grace = GRACE;
-    })
-    .await;
-    // A burst four times the soft limit to a reader: queued, not refused.
-    let mut reader = TcpStream::connect(h.addr).await.unwrap();
-    let reader_id = h.joined().await;
-    let chunk = Bytes::from(frame(9, &[0x5A; 1019]));
-    for _ in 0..256 {
-        h.handle.send(reader_id, chunk.clone()).unwrap();
-    }
-    for _ in 0..256 {
-        assert_eq!(read_frame(&mut reader).await.len(), 1024);
-    }
-    // 16 MiB to one that never reads: queued too (under the hard limit),
-    // then cut as a slow consumer once it has stayed behind for the grace.
-    let start = tokio::time::Instant::now();
-    let c = connect_non_reader(h.addr).await;
-    let id = h.joined().await;
-    flood(&h.handle, id);
-    match h.next().await {
-        Ev::Error(x, e) if x == id => assert!(e.contains("slow"), "{e}"),
-        other => panic!("expected the slow reader to be cut, got {other:?}"),
-    }
-    assert!(matches!(h.next().await, Ev::Leave(x) if x == id));
-    assert!(start.elapsed() >= GRACE, "cut after {:?}", start.elapsed());
-    assert_eq!(h.handle.stats().slow_consumers, 1);
-    // The reader that kept up is still there.
-    h.handle.send(reader_id, chunk.clone()).unwrap();
-    assert_eq!(read_frame(&mut reader).await.len(), 1024);
-    drop(c);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_session_that_keeps_talking_outlives_its_idle_timeout() {
-    let mut h = Harness::start(true, |c| c.idle_timeout = Some(Duration::from_secs(20))).await;
-    let mut c = TcpStream::connect(h.addr).await.unwrap();
-    h.joined().await;
-    // Two minutes of talk, a frame every 5 s: six idle timeouts pass, and
-    // none of them may close the session.
-    let start = tokio::time::Instant::now();
-    for i in 0..24u32 {
-        let f = frame(5, &i.to_le_bytes());
-        c.write_all(&f).await.unwrap();
-        assert_eq!(read_frame(&mut c).await, f);
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    }
-    assert!(start.elapsed() >= Duration::from_secs(120));
-    assert_eq!(h.handle.stats().idle_timeouts, 0);
-    assert_eq!(h.handle.session_count(), 1);
 }
 
 #[tokio::test]

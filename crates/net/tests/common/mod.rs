@@ -3,3 +3,7 @@
 //! as a user of the crate writes one (`plaza_net::fuzzing::Five`).
 
 pub(crate) use plaza_net::fuzzing::{Five as Chat, put_five as put_chat_frame};
+
+// Each test file uses its own part of it.
+#[allow(dead_code)]
+pub(crate) mod harness;
