@@ -9,6 +9,7 @@
 #   SCENARIOS="a b" scripts/peers.sh 8     # some scenarios (default: a b c d)
 #   PLAZA_SERVER=/tmp/old scripts/peers.sh 8 plaza   # another build, to compare
 #   SCENARIOS=c C_P99_MS=10 scripts/peers.sh 5       # c with the 10 ms bound
+#   SERVER_CORES=0-7 LOAD_CORES=14-15 scripts/peers.sh 5 plaza   # more cores (scripts/scaling.sh)
 #
 # PEER: plaza redis nats mqtt irc, plaza-nohistory (Plaza with room history
 # off), plaza-irc (Plaza's IRC front end, for
@@ -70,6 +71,11 @@ BENCH=target/release/peer-bench
 FLOOR=target/release/floor-server
 PLAZA_SERVER=${PLAZA_SERVER:-target/release/plaza-server}
 PLAZA_QUEUE=${PLAZA_QUEUE:-}
+# The server's cores and the load's (taskset lists); Plaza gets a worker
+# thread per server core.
+SERVER_CORES=${SERVER_CORES:-0}
+LOAD_CORES=${LOAD_CORES:-1}
+WORKERS=$(taskset -c "$SERVER_CORES" nproc)
 DIR=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
@@ -80,7 +86,7 @@ wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/nul
 
 start() { # name port command...
   local name=$1 port=$2; shift 2
-  taskset -c 0 "$@" >"$DIR/$name.log" 2>&1 &
+  taskset -c "$SERVER_CORES" "$@" >"$DIR/$name.log" 2>&1 &
   PIDS+=($!)
   SERVER_PID=$!
   wait_port "$port" || { echo "$name did not start"; cat "$DIR/$name.log"; exit 1; }
@@ -94,7 +100,7 @@ stop() { # the server, and the Redis a plaza-redis server used
 run() { # label args...
   local label=$1; shift
   echo "== $PEER: $label"
-  taskset -c 1 "$BENCH" --peer "${PEER_ARG:-${PEER%%-*}}" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
+  taskset -c "$LOAD_CORES" "$BENCH" --peer "${PEER_ARG:-${PEER%%-*}}" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
     ${METRICS:+--metrics "$METRICS"} ${WS:+--ws} "$@"
 }
 
@@ -116,14 +122,14 @@ start_server() { # a fresh server for $PEER on a new $PORT
       start redis-store "$rport" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
         --dir "$DIR"
       start plaza "$PORT" "$PLAZA_SERVER" --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
-        --metrics-bind off --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
+        --metrics-bind off --workers $WORKERS --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
         $PLAZA_QUEUE --store "redis://127.0.0.1:$rport/0" $cluster ;;
     plaza)
       METRICS=127.0.0.1:$(free_port)
       start plaza "$PORT" "$PLAZA_SERVER" --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
-        --metrics-bind "$METRICS" --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
+        --metrics-bind "$METRICS" --workers $WORKERS --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
         $PLAZA_QUEUE ;;
@@ -132,7 +138,7 @@ start_server() { # a fresh server for $PEER on a new $PORT
       METRICS=127.0.0.1:$(free_port)
       PEER_ARG=plaza
       start plaza "$PORT" "$PLAZA_SERVER" --bind "127.0.0.1:$PORT" --control-bind 127.0.0.1:0 \
-        --metrics-bind "$METRICS" --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
+        --metrics-bind "$METRICS" --workers $WORKERS --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
         $PLAZA_QUEUE --history-messages 0 ;;
@@ -141,7 +147,7 @@ start_server() { # a fresh server for $PEER on a new $PORT
       WS=1
       start plaza "$PORT" "$PLAZA_SERVER" --bind "127.0.0.1:$(free_port)" --ws-bind "127.0.0.1:$PORT" \
         --control-bind 127.0.0.1:0 \
-        --metrics-bind "$METRICS" --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
+        --metrics-bind "$METRICS" --workers $WORKERS --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
         $PLAZA_QUEUE ;;
@@ -152,7 +158,7 @@ start_server() { # a fresh server for $PEER on a new $PORT
       PEER_ARG=irc
       start plaza "$PORT" "$PLAZA_SERVER" --bind "127.0.0.1:$(free_port)" --irc-bind "127.0.0.1:$PORT" \
         --allow-guests --control-bind 127.0.0.1:0 \
-        --metrics-bind "$METRICS" --workers 1 --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
+        --metrics-bind "$METRICS" --workers $WORKERS --data-dir "$DIR/plaza-$PORT" --argon2-memory-kib 64 \
         --argon2-iterations 1 --log warn --login-rate-per-ip 0 --login-rate-per-account 0 --chat-rate 0 \
         --max-connections-per-ip 0 --max-users 25000 --rooms 1000 \
         $PLAZA_QUEUE ;;

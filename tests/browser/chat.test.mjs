@@ -258,6 +258,13 @@ try {
   await tcp.call({ type: "whisperNotice", to: "alice", message: "notice to alice" });
   step('await noticeShows(alice, "notice to alice");');
   await noticeShows(alice, "notice to alice");
+  // The room's topic, set by the TCP user, shows on both pages.
+  step('await tcp.call({ type: "topic", topic: "release at noon" });');
+  await tcp.call({ type: "topic", topic: "release at noon" });
+  step('await logShows(alice, "topic (set by terry): release at noon");');
+  await logShows(alice, "topic (set by terry): release at noon");
+  step('await logShows(bob, "topic (set by terry): release at noon");');
+  await logShows(bob, "topic (set by terry): release at noon");
   step('await shot(alice, "1-chatting");');
   await shot(alice, "1-chatting");
   step('await shot(bob, "1-chatting-phone");');

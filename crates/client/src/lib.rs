@@ -247,6 +247,7 @@ impl PlazaClient {
             | Event::AdminResult(c)
             | Event::KickResult(c)
             | Event::MuteResult(c)
+            | Event::RoomTopicResult(c)
             | Event::ShutdownResult(c) => *c,
             Event::EchoResult { result, .. } | Event::UserList { result, .. } => *result,
             Event::RequestError { result, .. } | Event::Hello { result, .. } => *result,

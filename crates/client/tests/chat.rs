@@ -24,7 +24,7 @@ fn chat(addr: &str, user: &str, register: bool) -> Command {
 async fn errors_read_as_errors_and_rooms_switch_and_logins_come_back() {
     let server = TestServer::start().await;
     let addr = server.addr.to_string();
-    let script = "pw\n/admin wrong\n/join 2\n/join 3\nhi\n/logout\nhi\n/login\n/join 1\n/help\n/quit\n";
+    let script = "pw\n/admin wrong\n/join 2\n/join 3\nhi\n/topic release at noon\n/logout\nhi\n/login\n/join 1\n/help\n/quit\n";
     let out = run_command(chat(&addr, "carol", true), script.as_bytes()).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
@@ -34,6 +34,7 @@ async fn errors_read_as_errors_and_rooms_switch_and_logins_come_back() {
         "ok: in room 2 with carol",
         "ok: in room 3 with carol",
         "ok: sent",
+        "ok: topic set",
         "ok: logged out",
         "error: send failed: log in first (100)",
         "ok: logged in as carol",

@@ -209,6 +209,16 @@ pub fn hub(data: &[u8]) {
                         notice: arg.len() % 3 == 0,
                     }),
                 },
+                _ if arg.len() % 3 == 0 => Input::Remote {
+                    // A topic from another node, older or newer.
+                    node: 9,
+                    msg: Box::new(BusMsg::Topic {
+                        room: u32::from(arg.get(1).copied().unwrap_or(0) % 6),
+                        at: u64::from(arg.get(2).copied().unwrap_or(0)),
+                        by: "r1".into(),
+                        topic: "t".repeat(arg.len() % 4),
+                    }),
+                },
                 _ => Input::Remote {
                     node: 9,
                     msg: Box::new(BusMsg::Offline {

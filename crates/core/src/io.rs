@@ -56,6 +56,14 @@ pub struct Config {
     /// How long a user with room history who dropped keeps its seat and
     /// its whispers (see `away.rs`); zero: it leaves at once.
     pub resume_window: Duration,
+    /// The wall clock, in Unix microseconds: when a room's topic was set.
+    pub wall_clock: fn() -> u64,
+}
+
+/// The system's wall clock, in Unix microseconds.
+pub(crate) fn unix_micros() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 impl Default for Config {
@@ -74,6 +82,7 @@ impl Default for Config {
             epoch: 1,
             history: HistoryLimits::default(),
             resume_window: Duration::ZERO,
+            wall_clock: unix_micros,
         }
     }
 }

@@ -43,6 +43,7 @@ mod room;
 mod rooms;
 mod send;
 mod session;
+mod topic;
 
 pub use away::INBOX_WHISPERS;
 pub use history::{HELD_OVERHEAD, HistoryLimits};

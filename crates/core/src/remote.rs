@@ -133,6 +133,10 @@ impl Hub {
                     self.drop_remote(&name, sink);
                 }
             }
+            BusMsg::Topic { room, at, by, topic } => {
+                let text = topic;
+                self.take_topic(room, crate::topic::Topic { at, by, text }, sink);
+            }
             BusMsg::Enter { name, uid, room } => {
                 // Away from here and back there: its held seat moved there
                 // (then the members here know it), or goes first.

@@ -97,6 +97,7 @@ impl Hub {
                 if in_lobby && u32::try_from(room).is_ok_and(|r| self.take_seat(conn, &name, r)) {
                     // Back in the seat it held: the members see nothing.
                     let r = room as u32;
+                    self.tell_topic(conn, r, sink);
                     sink.send_members(conn, self.rooms[r as usize].roster());
                     return self.replay(conn, r, epoch, after, now, sink);
                 }
@@ -131,6 +132,7 @@ impl Hub {
             Request::Whisper { to, message } => {
                 self.whisper_to(conn, &name, to, Said::new(message, false), now, sink)
             }
+            Request::RoomTopic { topic } => self.set_topic(conn, &name, topic, now, sink),
             Request::WhisperNotice { to, message } => {
                 self.whisper_to(conn, &name, to, Said::new(message, true), now, sink)
             }

@@ -96,6 +96,8 @@ pub(crate) struct Room {
     pub(crate) history: History,
     /// Cluster: seat claims on their way (`interest.rs`).
     pub(crate) claims: u32,
+    /// Its topic, if one was ever set (`topic.rs`).
+    pub(crate) topic: Option<Box<crate::topic::Topic>>,
 }
 
 impl Room {
@@ -157,8 +159,11 @@ impl Room {
             self.newcomers.remove(pos - old);
         }
         if self.members.is_empty() {
-            // Nobody left to tell; hold no buffer.
+            // Nobody left to tell; hold no buffer. A topic lasts while the
+            // room has members (in cluster mode: here; a seat reads it
+            // again, and the shared store drops it with the last seat).
             self.news = Vec::new();
+            self.topic = None;
         }
         uid
     }

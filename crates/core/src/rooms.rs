@@ -181,6 +181,7 @@ impl Hub {
             return None;
         }
         self.seat(conn, name, idx, self.uid(conn), true, sink);
+        self.tell_topic(conn, idx, sink);
         sink.send_members(conn, self.rooms[idx as usize].roster());
         Some(ResultCode::OK)
     }

@@ -35,6 +35,7 @@ const KIND_NOTICE: u8 = 13;
 /// Nothing but a stamp: a node that published nothing for a while says
 /// where its stream is, so a receiver that missed some finds out.
 const KIND_TICK: u8 = 14;
+const KIND_TOPIC: u8 = 15;
 
 /// Set in the kind byte of a stamped message.
 const STAMPED: u8 = 0x80;
@@ -166,6 +167,18 @@ pub enum BusMsg {
         name: String,
         /// Duration.
         seconds: u32,
+    },
+    /// `room`'s topic, set by `by` at `at` (Unix microseconds: the newest
+    /// wins, on every node and in the shared store).
+    Topic {
+        /// Room.
+        room: u32,
+        /// When it was set.
+        at: u64,
+        /// Who set it.
+        by: String,
+        /// The topic ("": cleared).
+        topic: String,
     },
 }
 
@@ -367,6 +380,14 @@ pub fn encode(node: impl Into<Origin>, msg: &BusMsg) -> Bytes {
             b.put_slice(name.as_bytes());
             b
         }
+        BusMsg::Topic { room, at, by, topic } => {
+            let mut b = header(KIND_TOPIC, node);
+            b.put_u32_le(*room);
+            b.put_u64_le(*at);
+            put_short(&mut b, by);
+            b.put_slice(topic.as_bytes());
+            b
+        }
     };
     b.freeze()
 }
@@ -548,6 +569,16 @@ pub fn decode(mut b: &[u8]) -> Result<Decoded, BusError> {
                 name: name(b)?,
                 seconds,
             }
+        }
+        KIND_TOPIC => {
+            need(b, 12)?;
+            let (room, at) = (b.get_u32_le(), b.get_u64_le());
+            let by = name(short(&mut b)?)?;
+            if b.len() > limits::TOPIC {
+                return Err(BusError::Frame);
+            }
+            let topic = std::str::from_utf8(b).map_err(|_| BusError::Frame)?.to_owned();
+            BusMsg::Topic { room, at, by, topic }
         }
         KIND_RESET => return Ok(Decoded::Reset { node }),
         KIND_TICK => return Ok(Decoded::Tick { node }),

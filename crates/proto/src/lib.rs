@@ -59,6 +59,8 @@ pub mod limits {
     pub const TOKEN: usize = 128;
     /// Server notice: 0..=1024 bytes.
     pub const NOTICE: usize = 1024;
+    /// A room's topic: 0..=256 bytes (empty: none).
+    pub const TOPIC: usize = 256;
     /// Size of the seed's fixed user-id field (32 bytes + NUL).
     pub const SEED_ID_FIELD: usize = 33;
     /// Size of the seed's fixed chat-message field (256 bytes + NUL).
@@ -125,6 +127,9 @@ pub mod id {
     pub const ROOM_NOTICE_NOTIFY: u16 = 354;
     pub const WHISPER_NOTICE_REQUEST: u16 = 355;
     pub const WHISPER_NOTICE_NOTIFY: u16 = 357;
+    pub const ROOM_TOPIC_REQUEST: u16 = 358;
+    pub const ROOM_TOPIC_RESPONSE: u16 = 359;
+    pub const ROOM_TOPIC_NOTIFY: u16 = 360;
 }
 
 /// The protocol version this crate speaks (HELLO's `version`).

@@ -13,6 +13,7 @@ const MESSAGE: Text = Text::new("message", 1, limits::MESSAGE);
 const SECRET: Text = Text::new("secret", 0, limits::SECRET);
 const AFTER: Text = Text::new("after", 0, limits::NAME);
 const TOKEN: Text = Text::new("token", 1, limits::TOKEN);
+const TOPIC: Text = Text::new("topic", 0, limits::TOPIC);
 
 /// A request from a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +64,12 @@ pub enum Request {
         to: String,
         /// The message.
         message: String,
+    },
+    /// 358: set the current room's topic ("" clears it). Answered with
+    /// [`Event::RoomTopicResult`].
+    RoomTopic {
+        /// The topic.
+        topic: String,
     },
     /// 305: whisper to one user, wherever they are.
     Whisper {
@@ -263,6 +270,9 @@ impl Request {
                 to: r.str8(TARGET)?,
                 message: r.str16(MESSAGE)?,
             },
+            id::ROOM_TOPIC_REQUEST => Self::RoomTopic {
+                topic: r.str16(TOPIC)?,
+            },
             id::ROOM_REJOIN_REQUEST => Self::RoomRejoin {
                 room: r.u32()? as i32,
                 epoch: r.u64()?,
@@ -299,6 +309,7 @@ impl Request {
             Self::RoomSend { .. } => id::ROOM_SEND_REQUEST,
             Self::RoomNotice { .. } => id::ROOM_NOTICE_REQUEST,
             Self::WhisperNotice { .. } => id::WHISPER_NOTICE_REQUEST,
+            Self::RoomTopic { .. } => id::ROOM_TOPIC_REQUEST,
         }
     }
 
@@ -330,6 +341,9 @@ impl Request {
                 put_str8(b, to);
                 put_str16(b, message.as_bytes());
             }),
+            Self::RoomTopic { topic } => {
+                frame(dst, id::ROOM_TOPIC_REQUEST, |b| put_str16(b, topic.as_bytes()))
+            }
             Self::RoomNotice { id, message } => frame(dst, id::ROOM_NOTICE_REQUEST, |b| {
                 b.put_u64_le(*id);
                 put_str16(b, message.as_bytes());
@@ -405,6 +419,7 @@ impl Request {
             id::ROOM_REJOIN_REQUEST => Event::Rejoin(Replay::failed(code)),
             id::ROOM_SEND_REQUEST | id::ROOM_NOTICE_REQUEST => Event::RoomSendResult { result: code, seq: 0 },
             id::ROOM_ENTER_REQUEST => Event::RoomEnterResult(code),
+            id::ROOM_TOPIC_REQUEST => Event::RoomTopicResult(code),
             id::ROOM_LEAVE_REQUEST => Event::RoomLeaveResult(code),
             id::ROOM_CHAT_REQUEST => Event::RoomChatResult(code),
             id::REGISTER_REQUEST => Event::RegisterResult(code),

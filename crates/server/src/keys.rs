@@ -93,6 +93,12 @@ impl Keys {
         format!("{}numbering:{{{room}}}", self.prefix)
     }
 
+    /// Hash of room `room`'s topic: `at` when it was set (Unix µs), `m`
+    /// the bus message that set it (in its seats' slot).
+    pub(crate) fn topic(&self, room: u32) -> String {
+        format!("{}topic:{{{room}}}", self.prefix)
+    }
+
     /// Stream of room `room`'s recent messages, as the room's channel
     /// carried them (in its seats' slot).
     pub(crate) fn log(&self, room: u32) -> String {

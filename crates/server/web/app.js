@@ -130,6 +130,8 @@ plaza.addEventListener("chat", (e) => line(e.detail.notice ? "notice" : "chat", 
 plaza.addEventListener("whisper", (e) => line(e.detail.notice ? "notice" : "whisper", `${e.detail.from} → you`, e.detail.message));
 plaza.addEventListener("broadcast", (e) => line("broadcast", `${e.detail.from} → everyone`, e.detail.message));
 plaza.addEventListener("notice", (e) => line("system", "server", e.detail.message));
+plaza.addEventListener("topic", (e) =>
+  system(e.detail.topic ? `topic (set by ${e.detail.by}): ${e.detail.topic}` : `${e.detail.by} cleared the topic`));
 plaza.addEventListener("muted", (e) => system(e.detail.seconds === 0 ? "you can speak again" : `you are muted for ${e.detail.seconds === 4294967295 ? "ever" : e.detail.seconds + " s"}`));
 plaza.addEventListener("missed", (e) => system(`${e.detail.count} messages were dropped: your connection was too slow`));
 plaza.addEventListener("kicked", (e) => { system(`you were kicked by ${e.detail.by}`); signedOut(); });

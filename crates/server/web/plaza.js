@@ -40,7 +40,8 @@ export const ID = Object.freeze({
   RESUME: 339, MISSED: 341, HELLO: 343, HELLO_RESPONSE: 344,
   ROOM_MESSAGE: 345, HISTORY: 346, HISTORY_RESPONSE: 347, ROOM_REJOIN: 348, ROOM_REJOIN_RESPONSE: 349,
   ROOM_SEND: 350, ROOM_SEND_RESPONSE: 351, ROOM_NOTICE: 352, ROOM_NOTICE_NOTIFY: 354,
-  WHISPER_NOTICE: 355, WHISPER_NOTICE_NOTIFY: 357,
+  WHISPER_NOTICE: 355, WHISPER_NOTICE_NOTIFY: 357, ROOM_TOPIC: 358, ROOM_TOPIC_RESPONSE: 359,
+  ROOM_TOPIC_NOTIFY: 360,
 });
 
 /** HELLO's feature bits: Plaza's notifications, room history, notices. */
@@ -144,6 +145,7 @@ export function encodeRequest(r) {
     case "send": w.u64(BigInt(r.id)); w.str16(r.message); return w.finish(ID.ROOM_SEND);
     case "roomNotice": w.u64(BigInt(r.id ?? 0)); w.str16(r.message); return w.finish(ID.ROOM_NOTICE);
     case "whisperNotice": w.str8(r.to); w.str16(r.message); return w.finish(ID.WHISPER_NOTICE);
+    case "topic": w.str16(r.topic); return w.finish(ID.ROOM_TOPIC);
     default: throw new TypeError(`unknown request ${r.type}`);
   }
 }
@@ -205,6 +207,9 @@ export function decodeEvent(bytes) {
     case ID.ROOM_NOTICE_NOTIFY:
       return e("chat", { room: r.u32(), seq: String(r.u64()), name: r.str8(), message: r.str16(), notice: true });
     case ID.WHISPER_NOTICE_NOTIFY: return e("whisper", { from: r.str8(), message: r.str16(), notice: true });
+    case ID.ROOM_TOPIC_RESPONSE: return e("result", { result: result() });
+    case ID.ROOM_TOPIC_NOTIFY:
+      return e("topic", { room: r.u32(), at: String(r.u64()), by: r.str8(), topic: r.str16() });
     case ID.ROOM_SEND_RESPONSE: return e("result", { result: result(), seq: String(r.u64()) });
     case ID.HISTORY_RESPONSE: case ID.ROOM_REJOIN_RESPONSE:
       return e("result", {
@@ -229,7 +234,7 @@ export class PlazaError extends Error {
  * A connection to a Plaza server, kept up. Events: `state` (detail: one of
  * idle, connecting, open, reconnecting, closed), `resumed`, and one per
  * notification: `newUser`, `roomUsers`, `userLeft`, `chat`, `whisper` (both
- * with `notice: true` for a notice, 354 and 357),
+ * with `notice: true` for a notice, 354 and 357), `topic` (the room's, 360),
  * `broadcast`, `kicked`, `muted`, `notice`, `token`, `missed`.
  */
 export class PlazaClient extends EventTarget {

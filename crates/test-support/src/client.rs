@@ -286,13 +286,15 @@ impl TestClient {
         assert_eq!(r, Event::RoomChatResult(ResultCode::OK), "say {text:?}");
     }
 
-    /// Enters a room, returning the member list and the result.
+    /// Enters a room, returning the member list and the result (the
+    /// room's topic, if it has one, is skipped).
     pub async fn enter(&mut self, room: i32) -> (Vec<(u64, String)>, ResultCode) {
         self.send(Request::RoomEnter { room }).await;
         let mut users = Vec::new();
         loop {
             match self.recv().await {
                 Event::RoomUserList { users: u } => users.extend(u),
+                Event::RoomTopic { .. } => {}
                 Event::RoomEnterResult(c) => return (users, c),
                 other => panic!("unexpected {other:?} while entering a room"),
             }

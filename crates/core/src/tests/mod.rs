@@ -153,3 +153,4 @@ mod moderation;
 mod notices;
 mod numbering;
 mod rooms;
+mod topics;

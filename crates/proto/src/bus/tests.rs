@@ -123,6 +123,18 @@ fn every_message_round_trips() {
             name: "bob".into(),
             seconds: 60,
         },
+        BusMsg::Topic {
+            room: 3,
+            at: 1_796_000_000_123_456,
+            by: "amy".into(),
+            topic: "release at noon".into(),
+        },
+        BusMsg::Topic {
+            room: 3,
+            at: 1,
+            by: "amy".into(),
+            topic: String::new(),
+        },
     ];
     for msg in msgs {
         let b = encode(42, &msg);

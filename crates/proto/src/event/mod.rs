@@ -130,6 +130,20 @@ pub enum Event {
         /// The message.
         message: String,
     },
+    /// 359: the answer to ROOM_TOPIC.
+    RoomTopicResult(ResultCode),
+    /// 360: your room's topic: when you enter it (before its member list)
+    /// if it has one, and whenever a member sets it.
+    RoomTopic {
+        /// The room.
+        room: u32,
+        /// When it was set, in Unix seconds.
+        at: u64,
+        /// Who set it.
+        by: String,
+        /// The topic ("": cleared).
+        topic: String,
+    },
     /// 347: the answer to HISTORY, after the messages it sent.
     History(Replay),
     /// 349: the answer to ROOM_REJOIN, after the missed messages: the
@@ -324,6 +338,13 @@ impl Event {
                 name,
                 message,
             } => put_room_notice(dst, *room, *seq, name, message),
+            Self::RoomTopicResult(c) => code(dst, id::ROOM_TOPIC_RESPONSE, c),
+            Self::RoomTopic { room, at, by, topic } => frame(dst, id::ROOM_TOPIC_NOTIFY, |b| {
+                b.put_u32_le(*room);
+                b.put_u64_le(*at);
+                put_str8(b, by);
+                put_str16(b, topic.as_bytes());
+            }),
             Self::History(r) => frame(dst, id::HISTORY_RESPONSE, |b| r.put(b)),
             Self::Rejoin(r) => frame(dst, id::ROOM_REJOIN_RESPONSE, |b| r.put(b)),
             Self::RoomSendResult { result, seq } => frame(dst, id::ROOM_SEND_RESPONSE, |b| {
@@ -412,6 +433,7 @@ impl Event {
                 | Self::RoomChat { .. }
                 | Self::RoomMessage { .. }
                 | Self::RoomNotice { .. }
+                | Self::RoomTopic { .. }
                 | Self::Whisper { .. }
                 | Self::WhisperNotice { .. }
                 | Self::Broadcast { .. }
@@ -472,6 +494,13 @@ impl Event {
                 seq: r.u64()?,
                 name: r.str8(ANY_NAME)?,
                 message: r.str16(ANY_TEXT)?,
+            },
+            id::ROOM_TOPIC_RESPONSE => Self::RoomTopicResult(r.result()?),
+            id::ROOM_TOPIC_NOTIFY => Self::RoomTopic {
+                room: r.u32()?,
+                at: r.u64()?,
+                by: r.str8(ANY_NAME)?,
+                topic: r.str16(ANY_TEXT)?,
             },
             id::HISTORY_RESPONSE => Self::History(Replay::read(&mut r)?),
             id::ROOM_REJOIN_RESPONSE => Self::Rejoin(Replay::read(&mut r)?),

@@ -68,6 +68,13 @@ fn every_event_round_trips() {
             from: "a".into(),
             message: "b".into(),
         },
+        Event::RoomTopic {
+            room: 2,
+            at: 1_796_000_000,
+            by: "amy".into(),
+            topic: "héllo".into(),
+        },
+        Event::RoomTopicResult(ResultCode::MUTED),
         Event::RoomNotice {
             room: 7,
             seq: 1 << 40,
@@ -182,6 +189,7 @@ proptest! {
             Request::Register { name: name.clone(), password: name.clone() },
             Request::Whisper { to: name.clone(), message: msg.clone() },
             Request::WhisperNotice { to: name.clone(), message: msg.clone() },
+            Request::RoomTopic { topic: msg.chars().take(60).collect() },
             Request::Broadcast { message: msg.clone() },
             Request::Mute { name: name.clone(), seconds: n },
             Request::RoomEnter { room: n as i32 },

@@ -188,9 +188,10 @@ impl Channel {
     /// node's, found by the script that publishes it).
     pub(super) fn of(msg: &BusMsg) -> Self {
         match msg {
-            BusMsg::RoomChat { room, .. } | BusMsg::Enter { room, .. } | BusMsg::Leave { room, .. } => {
-                Self::Room(*room)
-            }
+            BusMsg::RoomChat { room, .. }
+            | BusMsg::Enter { room, .. }
+            | BusMsg::Leave { room, .. }
+            | BusMsg::Topic { room, .. } => Self::Room(*room),
             _ => Self::Bus,
         }
     }
@@ -235,9 +236,18 @@ pub(super) enum PendingSeat {
         name: String,
         room: u32,
         members: Vec<SeatHolder>,
-        log: Option<Box<RoomLog>>,
+        read: SeatRead,
     },
     Echoed,
+}
+
+/// What the seat script read with a seat: the room's log (a room with
+/// members on several nodes) and its topic, as the bus message that set
+/// it, with its origin.
+#[derive(Clone, Default)]
+pub(super) struct SeatRead {
+    pub(super) log: Option<Box<RoomLog>>,
+    pub(super) topic: Option<(u64, BusMsg)>,
 }
 
 #[derive(Default)]
@@ -472,10 +482,10 @@ impl Shared {
                 name,
                 room,
                 members,
-                log,
+                read,
             } = p
             {
-                self.seat_done(conn, name, uid, room, SeatOutcome::Seated(members), log)
+                self.seat_done(conn, name, uid, room, SeatOutcome::Seated(members), read)
                     .await;
             }
         }
@@ -488,10 +498,15 @@ impl Shared {
         uid: u64,
         room: u32,
         outcome: SeatOutcome,
-        log: Option<Box<RoomLog>>,
+        read: SeatRead,
     ) {
-        if let Some(log) = log {
+        if let Some(log) = read.log {
             self.input(Input::RoomLog { room, log }).await;
+        }
+        // Before the seat: the entrant is told the topic with its list.
+        if let Some((node, msg)) = read.topic {
+            let msg = Box::new(msg);
+            self.input(Input::Remote { node, msg }).await;
         }
         self.input(Input::SeatDone {
             conn,

@@ -91,17 +91,17 @@ pub(super) async fn on_message(
                             name,
                             room,
                             members,
-                            log,
-                        }) => Some((conn, name, room, members, log)),
+                            read,
+                        }) => Some((conn, name, room, members, read)),
                         _ => {
                             l.seats.insert(uid, PendingSeat::Echoed);
                             None
                         }
                     }
                 };
-                if let Some((conn, name, room, members, log)) = claimed {
+                if let Some((conn, name, room, members, read)) = claimed {
                     let seated = SeatOutcome::Seated(members);
-                    shared.seat_done(conn, name, uid, room, seated, log).await;
+                    shared.seat_done(conn, name, uid, room, seated, read).await;
                 }
             }
             // Our own room chat, numbered by the cluster: delivered here

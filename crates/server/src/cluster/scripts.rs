@@ -96,12 +96,14 @@ if is(ARGV[3] .. ARGV[1]) then redis.call('HDEL', KEYS[1], ARGV[3] .. ARGV[1]) e
 return 1
 ";
 
-/// KEYS: seats, numbering, log. ARGV: id, name, uid, capacity, message,
-/// channel, fill, tick (the enter's stamp alone: published instead of it
-/// when the seat is refused, so no node sees a hole in this node's
-/// numbers). Returns {0} when full, else {1, log, uid, node|name, uid,
-/// node|name, ...}: every member, this one included, as of the enter it
-/// publishes on the room's channel. When the room's members were all on
+/// KEYS: seats, numbering, log, topic. ARGV: id, name, uid, capacity,
+/// message, channel, fill, tick (the enter's stamp alone: published
+/// instead of it when the seat is refused, so no node sees a hole in this
+/// node's numbers). Returns {0} when full, else {1, log, topic, uid,
+/// node|name, uid, node|name, ...}: every member, this one included, as of
+/// the enter it publishes on the room's channel, and the bus message that
+/// set the room's topic ("" if none is set: a topic lasts while the room
+/// has members, so the first seat of an empty room drops it). When the room's members were all on
 /// one other node, that node numbered its messages: the cluster's numbers
 /// start a new epoch. `log` is {} unless `fill` > 0 and the room has
 /// members on several nodes; then {epoch, last seq, newest `fill` entries
@@ -111,6 +113,7 @@ return 1
 const SEAT: &str = r"
 local id, name, uid, cap, msg, ch, fill = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7])
 local before = redis.call('HGETALL', KEYS[1])
+if #before == 0 then redis.call('DEL', KEYS[4]) end
 local nodes, n, mine = {}, 0, false
 for i = 1, #before, 2 do
   local node, who = string.match(before[i + 1], '^(%d+)|(.*)$')
@@ -142,9 +145,21 @@ if fill > 0 and (n > 1 or (n == 1 and not nodes[id])) and e then
   log = {e, redis.call('HGET', KEYS[2], 's'), redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', fill)}
 end
 local r = redis.call('HGETALL', KEYS[1])
+table.insert(r, 1, redis.call('HGET', KEYS[4], 'm') or '')
 table.insert(r, 1, log)
 table.insert(r, 1, 1)
 return r
+";
+
+/// KEYS: topic. ARGV: message, channel, at. Keeps a room's topic if it is
+/// newer than the one kept (the newest wins everywhere), and publishes it
+/// either way (its number in the node's stream is taken). Returns the
+/// publish's count.
+const TOPIC: &str = r"
+if tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'at') or '0') then
+  redis.call('HSET', KEYS[1], 'at', ARGV[3], 'm', ARGV[1])
+end
+return redis.call('PUBLISH', ARGV[2], ARGV[1])
 ";
 
 /// KEYS: numbering, log. ARGV: message, channel, known epoch, known seq,
@@ -205,6 +220,7 @@ pub(super) struct Scripts {
     leave: Script,
     left: Script,
     seat: Script,
+    topic: Script,
     chat: Script,
     direct: Script,
     list: Script,
@@ -238,6 +254,7 @@ impl Scripts {
             leave: script(LEAVE),
             left: script(LEFT),
             seat: script(SEAT),
+            topic: script(TOPIC),
             chat: script(CHAT),
             direct: script(DIRECT),
             list: script(LIST),
@@ -257,6 +274,7 @@ impl Scripts {
                 &self.leave,
                 &self.left,
                 &self.seat,
+                &self.topic,
                 &self.chat,
                 &self.direct,
                 &self.list,
@@ -389,6 +407,12 @@ impl Scripts {
                         left.arg(name).arg(uid).arg(crate::keys::HELD);
                         steps.push(Step::new(left, node, false));
                     }
+                    BusMsg::Topic { room, at, .. } => {
+                        let key = keys.topic(*room);
+                        let mut topic = evalsha(&self.topic, &key);
+                        topic.arg(bytes.as_ref()).arg(keys.room(*room)).arg(at);
+                        steps.push(Step::new(topic, key, true));
+                    }
                     _ => steps.push(publish(channel.name(keys), &bytes)),
                 }
                 (bytes.len(), Answer::Piped)
@@ -408,8 +432,8 @@ impl Scripts {
                 let at = origin(Channel::Room(*room));
                 let bytes = bus::encode(at, &msg);
                 let seats = keys.seats(*room);
-                let (numbering, log) = (keys.numbering(*room), keys.log(*room));
-                let mut seat = evalsha_keys(&self.seat, &[&seats, &numbering, &log]);
+                let (numbering, log, topic) = (keys.numbering(*room), keys.log(*room), keys.topic(*room));
+                let mut seat = evalsha_keys(&self.seat, &[&seats, &numbering, &log, &topic]);
                 seat.arg(s.node)
                     .arg(name)
                     .arg(uid)

@@ -14,7 +14,7 @@ use redis::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::scripts::{Answer, Scripts, stamp};
-use super::{Channel, Follow, Leaving, Op, PendingSeat, Shared, Signal, lock, rewrite};
+use super::{Channel, Follow, Leaving, Op, PendingSeat, SeatRead, Shared, Signal, lock, rewrite};
 use crate::primary::Conn;
 
 /// Runs until the logic task is gone.
@@ -274,22 +274,28 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             fill: _,
         } => {
             let members = v.map(|v| redis::from_redis_value::<Vec<redis::Value>>(v).unwrap_or_default());
-            // {1, log, uid, node|name, ...}, or {0} when full.
-            let (outcome, log) = match members.as_deref() {
-                None | Some([]) => (SeatOutcome::Unavailable, None),
+            // {1, log, topic, uid, node|name, ...}, or {0} when full.
+            let (outcome, read) = match members.as_deref() {
+                None | Some([]) => (SeatOutcome::Unavailable, SeatRead::default()),
                 Some([first, rest @ ..]) => match (redis::from_redis_value_ref::<i64>(first), rest) {
-                    (Ok(1), [log, rest @ ..]) => (SeatOutcome::Seated(members_of(rest)), room_log(log)),
-                    (Ok(0), _) => (SeatOutcome::Full, None),
+                    (Ok(1), [log, topic, rest @ ..]) => {
+                        let read = SeatRead {
+                            log: room_log(log),
+                            topic: room_topic(topic),
+                        };
+                        (SeatOutcome::Seated(members_of(rest)), read)
+                    }
+                    (Ok(0), _) => (SeatOutcome::Full, SeatRead::default()),
                     (Ok(2), [held]) => match redis::from_redis_value_ref::<String>(held).map(|u| u.parse()) {
-                        Ok(Ok(held)) => (SeatOutcome::Held(held), None),
-                        _ => (SeatOutcome::Unavailable, None),
+                        Ok(Ok(held)) => (SeatOutcome::Held(held), SeatRead::default()),
+                        _ => (SeatOutcome::Unavailable, SeatRead::default()),
                     },
-                    _ => (SeatOutcome::Unavailable, None),
+                    _ => (SeatOutcome::Unavailable, SeatRead::default()),
                 },
             };
             let SeatOutcome::Seated(members) = outcome else {
                 lock(&shared.link).seats.remove(&uid);
-                return shared.seat_done(conn, name, uid, room, outcome, None).await;
+                return shared.seat_done(conn, name, uid, room, outcome, read).await;
             };
             // Answer after our own Enter came back on the bus (everything
             // published before it has then reached the replica), or now if
@@ -307,7 +313,7 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
                                 name: name.clone(),
                                 room,
                                 members: members.clone(),
-                                log: log.clone(),
+                                read: read.clone(),
                             },
                         );
                         false
@@ -316,7 +322,7 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             };
             if now {
                 shared
-                    .seat_done(conn, name, uid, room, SeatOutcome::Seated(members), log)
+                    .seat_done(conn, name, uid, room, SeatOutcome::Seated(members), read)
                     .await;
             }
         }
@@ -367,6 +373,19 @@ fn numbered(a: &[Value]) -> (Option<i64>, Option<Place>) {
         _ => None,
     };
     (redis::from_redis_value_ref::<i64>(count).ok(), place)
+}
+
+/// The seat script's topic: "" (none ever set), or the bus message that
+/// set it (one that does not decode as a topic is left out).
+fn room_topic(v: &Value) -> Option<(u64, BusMsg)> {
+    let m = redis::from_redis_value_ref::<Vec<u8>>(v).ok()?;
+    match bus::decode(&m).ok()? {
+        Decoded::Msg {
+            node,
+            msg: msg @ BusMsg::Topic { .. },
+        } => Some((node, msg)),
+        _ => None,
+    }
 }
 
 /// A stream entry as XRANGE answers it: its id, then field-value pairs.

@@ -539,6 +539,7 @@ impl Settings {
                     age: Duration::from_secs(self.history_secs.unwrap_or(3600)),
                 },
                 resume_window: Duration::from_secs(self.resume_window_secs.unwrap_or(60)),
+                ..plaza_core::Config::default()
             },
             max_sessions,
             workers: self.workers.unwrap_or(0),

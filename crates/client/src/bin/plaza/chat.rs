@@ -24,6 +24,7 @@ fn help(rooms: u32) -> String {
   TEXT                 chat in your room
   /join N              enter room N (0 to {}; leaves the room you are in)
   /leave               leave the room      /users          list logged-in users
+  /topic [TEXT]        set your room's topic (no TEXT: clear it)
   /w NAME TEXT         whisper to NAME     /broadcast TEXT message everyone
   /echo TEXT           echo test           /logout         log out, stay connected
   /login [NAME]        log in again (as NAME: asks for its password)
@@ -228,6 +229,8 @@ impl Session {
                 format!("[{name}] {message}")
             }
             Event::RoomNotice { name, message, .. } => format!("-{name}- {message}"),
+            Event::RoomTopic { by, topic, .. } if topic.is_empty() => format!("* {by} cleared the topic"),
+            Event::RoomTopic { by, topic, .. } => format!("* topic (set by {by}): {topic}"),
             Event::Whisper { from, message } => format!("(whisper from {from}) {message}"),
             Event::WhisperNotice { from, message } => format!("(notice from {from}) {message}"),
             Event::Broadcast { from, message } => format!("[broadcast] {from}: {message}"),
@@ -391,6 +394,10 @@ impl Session {
                     })
                     .await?;
                 outcome(&format!("whisper to {to}"), &format!("whispered to {to}"), code)
+            }
+            "topic" => {
+                let code = self.ask(Request::RoomTopic { topic: rest.into() }).await?;
+                outcome("topic", "topic set", code)
             }
             "broadcast" => {
                 let code = self.ask(Request::Broadcast { message: rest.into() }).await?;

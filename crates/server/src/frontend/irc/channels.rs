@@ -21,6 +21,17 @@ pub(crate) struct Channel {
     irc: usize,
     /// Its name, if it is not `#<room>`.
     name: Option<Arc<str>>,
+    /// Its topic, as the hub last told it (a JOIN's answer and TOPIC's).
+    pub(crate) topic: Option<ChannelTopic>,
+}
+
+/// A channel's topic: who set it, when (Unix seconds), and the text ("":
+/// none).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChannelTopic {
+    pub(crate) by: String,
+    pub(crate) at: u64,
+    pub(crate) text: String,
 }
 
 /// How an IRC user leaves a channel, as the channel's IRC users hear it.

@@ -26,7 +26,7 @@ pub(super) fn frame(request: &Request) -> BytesMut {
 #[derive(Default)]
 pub(super) struct Out {
     pub(super) replies: BytesMut,
-    requests: Vec<Request>,
+    pub(super) requests: Vec<Request>,
     /// Lines for other sessions (away-notify, INVITE).
     pub(super) others: Vec<(SessionId, BytesMut)>,
     guest: Option<String>,

@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use plaza_net::SessionId;
 use plaza_proto::{Event, ResultCode, Roster};
 
+use super::channels::ChannelTopic;
 use super::line::{self, Prefix};
 use super::presence::Fanout;
 use super::{Irc, Login, Session, State, Target};
@@ -31,6 +32,7 @@ const ISUPPORT: &[&str] = &[
     // (its administrators are the operators, server-wide).
     "PREFIX=",
     "TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:1,KICK:1",
+    "TOPICLEN=256",
 ];
 
 fn num(b: &mut BytesMut, server: &str, me: &str, code: &str, params: &[&str]) {
@@ -128,9 +130,27 @@ pub(super) fn put_text(b: &mut BytesMut, from: Prefix<'_>, command: &str, target
 impl Irc {
     /// One event for one session.
     pub(crate) fn event(&self, id: SessionId, event: &Event) {
+        if let Event::RoomTopic { room, at, by, topic } = event {
+            // Entering: kept for the JOIN's answer (332, 333), which the
+            // member list that follows completes.
+            let mut state = self.lock();
+            if state.sessions.get(&id).is_some_and(|s| s.joining == Some(*room)) {
+                if let Some(c) = state.channels.get_mut(*room) {
+                    c.topic = Some(ChannelTopic {
+                        by: by.clone(),
+                        at: *at,
+                        text: topic.clone(),
+                    });
+                }
+                return;
+            }
+        }
         if matches!(
             event,
-            Event::RoomNewUser { .. } | Event::RoomLeaveUser { .. } | Event::Broadcast { .. }
+            Event::RoomNewUser { .. }
+                | Event::RoomLeaveUser { .. }
+                | Event::Broadcast { .. }
+                | Event::RoomTopic { .. }
         ) {
             return Fanout::new(std::slice::from_ref(event)).send(self, id, 0, false);
         }
@@ -142,7 +162,10 @@ impl Irc {
             }
             // The common answers say nothing in IRC (a room message taken).
             let silent = match event {
-                Event::RoomChatResult(c) | Event::BroadcastResult(c) | Event::RoomEnterResult(c) => c.is_ok(),
+                Event::RoomChatResult(c)
+                | Event::BroadcastResult(c)
+                | Event::RoomEnterResult(c)
+                | Event::RoomTopicResult(c) => c.is_ok(),
                 // A NOTICE's (ROOM_NOTICE's) errors are never told.
                 Event::Hello { .. } | Event::ResumeToken { .. } | Event::RoomSendResult { .. } => true,
                 _ => false,
@@ -199,6 +222,16 @@ impl Irc {
             let me = s.me().to_owned();
             let caps = s.caps;
             line::put(&mut b, Prefix::User(&me), "JOIN", &[&channel]);
+            if let Some(t) = c.topic.as_ref().filter(|t| !t.text.is_empty()) {
+                num(&mut b, &self.server, &me, "332", &[&channel, &t.text]);
+                num(
+                    &mut b,
+                    &self.server,
+                    &me,
+                    "333",
+                    &[&channel, &t.by, &t.at.to_string()],
+                );
+            }
             let mut names: Vec<Arc<str>> = c.names.values().cloned().collect();
             names.sort_unstable();
             let names: Vec<&str> = names.iter().map(|n| &**n).collect();
@@ -309,6 +342,14 @@ fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut By
             }
         }
         Event::RoomLeaveResult(_) => s.leaving = false,
+        Event::RoomTopicResult(code) if !code.is_ok() => {
+            let (n, text) = match *code {
+                ResultCode::USER_IN_LOBBY => ("442", "You're not on that channel"),
+                ResultCode::MUTED => ("482", "You cannot set the topic: you are muted"),
+                c => ("482", c.describe()),
+            };
+            num(b, server, &me, n, &[chan, text]);
+        }
         Event::RoomChatResult(code) if !code.is_ok() => {
             let (n, text) = match *code {
                 ResultCode::USER_IN_LOBBY => ("442", "You're not on that channel"),

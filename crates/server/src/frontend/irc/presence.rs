@@ -1,4 +1,4 @@
-//! Presence news (joins, departures) and broadcasts as IRC lines, written
+//! Presence news (joins, departures, topics) and broadcasts as IRC lines, written
 //! once per fan-out and shared by every IRC recipient; with away-notify,
 //! the AWAY of newcomers who are away.
 
@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use plaza_net::SessionId;
 use plaza_proto::Event;
 
-use super::channels::{Channels, Departure};
+use super::channels::{ChannelTopic, Channels, Departure};
 use super::line::{self, Prefix};
 use super::outbound::put_text;
 use super::{Irc, State};
@@ -140,6 +140,16 @@ fn put_event(b: &mut BytesMut, event: &Event, room: Option<u32>, channels: &mut 
                     None => line::put(b, Prefix::User(&nick), "PART", &[chan]),
                 }
             }
+        }
+        (Event::RoomTopic { room, at, by, topic }, _, _) => {
+            if let Some(c) = channels.get_mut(*room) {
+                c.topic = Some(ChannelTopic {
+                    by: by.clone(),
+                    at: *at,
+                    text: topic.clone(),
+                });
+            }
+            line::put(b, Prefix::User(by), "TOPIC", &[&channels.name(*room), topic]);
         }
         (Event::Broadcast { from, message }, _, _) => {
             put_text(b, Prefix::User(from), "NOTICE", "$*", message)

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use plaza_net::SessionId;
+use plaza_proto::{Request, limits};
 
 use super::inbound::Cx;
 use super::line::{self, Message};
@@ -359,6 +360,9 @@ pub(super) fn userhost(cx: &mut Cx<'_>, m: &Message<'_>) {
     cx.num("302", &[&replies.join(" ")]);
 }
 
+/// TOPIC: a channel's topic (332, 333; 331 when it has none), or with a
+/// second parameter, Plaza's ROOM_TOPIC ("" clears it; longer than
+/// TOPICLEN is cut). The new topic comes back as TOPIC to every member.
 pub(super) fn topic(cx: &mut Cx<'_>, m: &Message<'_>) {
     if !cx.need_params(m, 1) {
         return;
@@ -367,8 +371,24 @@ pub(super) fn topic(cx: &mut Cx<'_>, m: &Message<'_>) {
     match cx.state.channels.find(name) {
         None => cx.num("403", &[name, "No such channel"]),
         Some(room) if cx.s().room != Some(room) => cx.num("442", &[name, "You're not on that channel"]),
-        Some(_) if m.params.len() > 1 => cx.num("482", &[name, "Plaza's channels have no topic to set"]),
-        Some(_) => cx.num("331", &[name, "No topic is set"]),
+        Some(_) if m.params.len() > 1 => {
+            let topic = line::pieces(m.params[1], limits::TOPIC).next().unwrap_or("");
+            cx.out.requests.push(Request::RoomTopic {
+                topic: topic.to_owned(),
+            });
+        }
+        Some(room) => {
+            let topic = (cx.state.channels.get_mut(room))
+                .and_then(|c| c.topic.clone())
+                .filter(|t| !t.text.is_empty());
+            match topic {
+                Some(t) => {
+                    cx.num("332", &[name, &t.text]);
+                    cx.num("333", &[name, &t.by, &t.at.to_string()]);
+                }
+                None => cx.num("331", &[name, "No topic is set"]),
+            }
+        }
     }
 }
 
