@@ -95,6 +95,17 @@ impl Channels {
         }
     }
 
+    /// What the hub said `room`'s topic is now (if IRC users are in it).
+    pub(crate) fn keep_topic(&mut self, room: u32, by: &str, at: u64, text: &str) {
+        if let Some(c) = self.by_room.get_mut(&room) {
+            c.topic = Some(ChannelTopic {
+                by: by.to_owned(),
+                at,
+                text: text.to_owned(),
+            });
+        }
+    }
+
     /// An IRC session left `room`, or did not get in.
     pub(crate) fn release(&mut self, room: u32) {
         let Some(c) = self.by_room.get_mut(&room) else {

@@ -8,7 +8,6 @@ use bytes::{Bytes, BytesMut};
 use plaza_net::SessionId;
 use plaza_proto::{Event, ResultCode, Roster};
 
-use super::channels::ChannelTopic;
 use super::line::{self, Prefix};
 use super::presence::Fanout;
 use super::{Irc, Login, Session, State, Target};
@@ -135,14 +134,7 @@ impl Irc {
             // member list that follows completes.
             let mut state = self.lock();
             if state.sessions.get(&id).is_some_and(|s| s.joining == Some(*room)) {
-                if let Some(c) = state.channels.get_mut(*room) {
-                    c.topic = Some(ChannelTopic {
-                        by: by.clone(),
-                        at: *at,
-                        text: topic.clone(),
-                    });
-                }
-                return;
+                return state.channels.keep_topic(*room, by, *at, topic);
             }
         }
         if matches!(

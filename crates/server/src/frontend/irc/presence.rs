@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use plaza_net::SessionId;
 use plaza_proto::Event;
 
-use super::channels::{ChannelTopic, Channels, Departure};
+use super::channels::{Channels, Departure};
 use super::line::{self, Prefix};
 use super::outbound::put_text;
 use super::{Irc, State};
@@ -142,13 +142,7 @@ fn put_event(b: &mut BytesMut, event: &Event, room: Option<u32>, channels: &mut 
             }
         }
         (Event::RoomTopic { room, at, by, topic }, _, _) => {
-            if let Some(c) = channels.get_mut(*room) {
-                c.topic = Some(ChannelTopic {
-                    by: by.clone(),
-                    at: *at,
-                    text: topic.clone(),
-                });
-            }
+            channels.keep_topic(*room, by, *at, topic);
             line::put(b, Prefix::User(by), "TOPIC", &[&channels.name(*room), topic]);
         }
         (Event::Broadcast { from, message }, _, _) => {
