@@ -213,10 +213,11 @@ try {
   await enterRoom(alice, ROOM);
   step('await enterRoom(bob, ROOM);');
   await enterRoom(bob, ROOM);
-  step('await membersShow(alice, ["alice", "bob", "terry"]);');
-  await membersShow(alice, ["alice", "bob", "terry"]);
-  step('await membersShow(bob, ["alice", "bob", "terry"]);');
-  await membersShow(bob, ["alice", "bob", "terry"]);
+  // terry entered the empty room first: its operator, shown as IRC shows one.
+  step('await membersShow(alice, ["alice", "bob", "@terry"]);');
+  await membersShow(alice, ["alice", "bob", "@terry"]);
+  step('await membersShow(bob, ["alice", "bob", "@terry"]);');
+  await membersShow(bob, ["alice", "bob", "@terry"]);
 
   // Room chat: browser to browser and TCP, TCP to browsers.
   step('await say(alice, "room", "hello from alice");');
@@ -265,6 +266,13 @@ try {
   await logShows(alice, "topic (set by terry): release at noon");
   step('await logShows(bob, "topic (set by terry): release at noon");');
   await logShows(bob, "topic (set by terry): release at noon");
+  // terry makes alice an operator too: both pages show it.
+  step('await tcp.call({ type: "op", name: "alice", op: true });');
+  await tcp.call({ type: "op", name: "alice", op: true });
+  step('await logShows(bob, "terry made alice an operator");');
+  await logShows(bob, "terry made alice an operator");
+  step('await membersShow(alice, ["@alice", "bob", "@terry"]);');
+  await membersShow(alice, ["@alice", "bob", "@terry"]);
   step('await shot(alice, "1-chatting");');
   await shot(alice, "1-chatting");
   step('await shot(bob, "1-chatting-phone");');
@@ -309,10 +317,11 @@ try {
   await bob.waitForFunction(() => document.getElementById("state").dataset.state === "open", OPTS);
   step('await bob.waitForFunction((r) => document.getElementById("wh');
   await bob.waitForFunction((r) => document.getElementById("where").textContent === `Room ${r}`, OPTS, ROOM);
-  step('await membersShow(alice, ["alice", "bob", "terry"]);');
-  await membersShow(alice, ["alice", "bob", "terry"]);
-  step('await membersShow(bob, ["alice", "bob", "terry"]);');
-  await membersShow(bob, ["alice", "bob", "terry"]);
+  step('await membersShow(alice, ["@alice", "bob", "@terry"]);');
+  await membersShow(alice, ["@alice", "bob", "@terry"]);
+  // Back in its held seat, bob's page is told the operators again.
+  step('await membersShow(bob, ["@alice", "bob", "@terry"]);');
+  await membersShow(bob, ["@alice", "bob", "@terry"]);
   step('await say(bob, "room", "bob is back");');
   await say(bob, "room", "bob is back");
   step('await logShows(alice, "bob is back");');
@@ -345,7 +354,13 @@ try {
   await bob.waitForFunction(() => document.getElementById("state").dataset.state === "open", OPTS);
   await bob.waitForFunction(() => document.getElementById("where").textContent === "Lobby", OPTS);
   await shot(bob, "4-room-full-phone");
-  console.log("browser test: two browsers and a TCP user chatted, whispered, and one browser resumed after a cut");
+  // An operator puts alice out of the room: her page says so, in the lobby.
+  step('await tcp.call({ type: "roomKick", name: "alice", reason: "closing time" });');
+  await tcp.call({ type: "roomKick", name: "alice", reason: "closing time" });
+  step('await logShows(alice, "terry put you out of the room (closing time)");');
+  await logShows(alice, "terry put you out of the room (closing time)");
+  await alice.waitForFunction(() => document.getElementById("where").textContent === "Lobby", OPTS);
+  console.log("browser test: two browsers and a TCP user chatted, whispered, saw the room's operators, and one browser resumed after a cut");
 } finally {
   await browser.close();
   bobProxy.close();

@@ -248,6 +248,8 @@ impl PlazaClient {
             | Event::KickResult(c)
             | Event::MuteResult(c)
             | Event::RoomTopicResult(c)
+            | Event::RoomOpResult(c)
+            | Event::RoomKickResult(c)
             | Event::ShutdownResult(c) => *c,
             Event::EchoResult { result, .. } | Event::UserList { result, .. } => *result,
             Event::RequestError { result, .. } | Event::Hello { result, .. } => *result,

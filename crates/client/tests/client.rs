@@ -37,6 +37,11 @@ async fn every_request_type_resolves_to_its_response() {
     assert_eq!(members.len(), 2);
     let next = async |n: &mut plaza_client::Notifications| within("a notification", n.recv()).await.unwrap();
     assert!(matches!(next(&mut amy_notes).await, Event::ResumeToken { .. }));
+    // She opened the room: she is its operator.
+    assert!(matches!(
+        next(&mut amy_notes).await,
+        Event::RoomOp { op: true, .. }
+    ));
     assert!(matches!(next(&mut amy_notes).await, Event::RoomNewUser { .. }));
 
     assert_eq!(
@@ -66,6 +71,8 @@ async fn every_request_type_resolves_to_its_response() {
         ResultCode::OK
     );
     assert!(matches!(next(&mut bob_notes).await, Event::ResumeToken { .. }));
+    // The room's operator, told as he entered: amy.
+    assert!(matches!(next(&mut bob_notes).await, Event::RoomOp { by, .. } if by.is_empty()));
     assert_eq!(
         next(&mut bob_notes).await,
         Event::RoomMessage {
@@ -181,7 +188,7 @@ async fn a_client_rejoins_its_room_where_it_left_off_after_a_drop() {
     };
     let next = async |n: &mut plaza_client::Notifications| loop {
         match within("a notification", n.recv()).await.unwrap() {
-            Event::ResumeToken { .. } | Event::RoomNewUser { .. } => {}
+            Event::ResumeToken { .. } | Event::RoomNewUser { .. } | Event::RoomOp { .. } => {}
             e => return e,
         }
     };

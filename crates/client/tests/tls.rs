@@ -37,7 +37,8 @@ async fn tls_user(
 async fn note(n: &mut plaza_client::Notifications) -> Event {
     loop {
         match within("a notification", n.recv()).await.expect("connection open") {
-            Event::ResumeToken { .. } => {}
+            // The room's operator (amy, who opened it), told as she enters.
+            Event::ResumeToken { .. } | Event::RoomOp { .. } => {}
             e => return e,
         }
     }

@@ -96,12 +96,15 @@ impl Hub {
         }
     }
 
-    /// Where `msg` goes: room chat and topics to the nodes with members in the room, a
+    /// Where `msg` goes: room chat, topics and operators' changes to the nodes with members in the room, a
     /// message for one user to the node the directory has it on, the rest
     /// to every node.
     pub(crate) fn reach(&self, msg: &BusMsg) -> Reach {
         match msg {
-            BusMsg::RoomChat { room, .. } | BusMsg::Topic { room, .. } => Reach::Nodes(self.nodes_in(*room)),
+            BusMsg::RoomChat { room, .. }
+            | BusMsg::Topic { room, .. }
+            | BusMsg::Op { room, .. }
+            | BusMsg::RoomKick { room, .. } => Reach::Nodes(self.nodes_in(*room)),
             BusMsg::Whisper { .. } | BusMsg::Kick { .. } | BusMsg::Mute { .. } => Reach::User,
             _ => Reach::Every,
         }
@@ -177,7 +180,7 @@ impl Hub {
                 for (uid, _, name) in &members {
                     list.push(*uid, name);
                 }
-                self.tell_topic(conn, room, sink);
+                self.tell_room_state(conn, room, sink);
                 sink.send_members(conn, &list);
                 ResultCode::OK
             }

@@ -236,6 +236,15 @@ pub enum Input {
         /// Its recent messages.
         log: Box<crate::RoomLog>,
     },
+    /// Cluster: a room's operators' member ids, as the shared store had
+    /// them when an [`Effect::ClaimSeat`] took a seat, just before its
+    /// [`Input::SeatDone`] (`ops.rs`).
+    RoomOps {
+        /// The room.
+        room: u32,
+        /// Its operators.
+        ops: Vec<u64>,
+    },
     /// Cluster: an [`Effect::ClaimSeat`] finished.
     SeatDone {
         /// The session.

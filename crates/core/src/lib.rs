@@ -37,6 +37,7 @@ mod login;
 mod moderation;
 mod numbering;
 mod operator;
+mod ops;
 mod remote;
 mod request;
 mod room;
@@ -314,6 +315,7 @@ impl Hub {
                     self.adopt(room, *log, now);
                 }
             }
+            Input::RoomOps { room, ops } => self.set_ops(room, ops),
             Input::SeatDone {
                 conn,
                 name,

@@ -137,6 +137,8 @@ impl Hub {
                 let text = topic;
                 self.take_topic(room, crate::topic::Topic { at, by, text }, sink);
             }
+            BusMsg::Op { room, uid, op, by } => self.take_op(room, uid, op, &by, sink),
+            msg @ BusMsg::RoomKick { .. } => self.kicked_from_room(msg, sink),
             BusMsg::Enter { name, uid, room } => {
                 // Away from here and back there: its held seat moved there
                 // (then the members here know it), or goes first.

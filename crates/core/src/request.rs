@@ -76,9 +76,12 @@ impl Hub {
             return sink.send(conn, &Request::failure(request.id(), code));
         };
         match request {
-            // Entering and leaving tell every member: limited like chat.
+            // Entering and leaving (and operators' changes) tell every
+            // member: limited like chat.
             Request::RoomEnter { .. }
             | Request::RoomLeave
+            | Request::RoomOp { .. }
+            | Request::RoomKick { .. }
             | Request::RoomRejoin { .. }
             | Request::History { .. }
                 if !self.may_chat(conn, None, now) =>
@@ -97,7 +100,7 @@ impl Hub {
                 if in_lobby && u32::try_from(room).is_ok_and(|r| self.take_seat(conn, &name, r)) {
                     // Back in the seat it held: the members see nothing.
                     let r = room as u32;
-                    self.tell_topic(conn, r, sink);
+                    self.tell_room_state(conn, r, sink);
                     sink.send_members(conn, self.rooms[r as usize].roster());
                     return self.replay(conn, r, epoch, after, now, sink);
                 }
@@ -133,6 +136,8 @@ impl Hub {
                 self.whisper_to(conn, &name, to, Said::new(message, false), now, sink)
             }
             Request::RoomTopic { topic } => self.set_topic(conn, &name, topic, now, sink),
+            Request::RoomOp { name: target, op } => self.room_op(conn, &name, &target, op, sink),
+            Request::RoomKick { name: target, reason } => self.room_kick(conn, &name, &target, reason, sink),
             Request::WhisperNotice { to, message } => {
                 self.whisper_to(conn, &name, to, Said::new(message, true), now, sink)
             }

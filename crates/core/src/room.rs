@@ -98,6 +98,8 @@ pub(crate) struct Room {
     pub(crate) claims: u32,
     /// Its topic, if one was ever set (`topic.rs`).
     pub(crate) topic: Option<Box<crate::topic::Topic>>,
+    /// Its operators' member ids (`ops.rs`).
+    pub(crate) ops: Vec<u64>,
 }
 
 impl Room {
@@ -159,11 +161,13 @@ impl Room {
             self.newcomers.remove(pos - old);
         }
         if self.members.is_empty() {
-            // Nobody left to tell; hold no buffer. A topic lasts while the
-            // room has members (in cluster mode: here; a seat reads it
-            // again, and the shared store drops it with the last seat).
+            // Nobody left to tell; hold no buffer. A topic and operators
+            // last while the room has members (in cluster mode: here; a
+            // seat reads them again, and the shared store drops them with
+            // the last seat).
             self.news = Vec::new();
             self.topic = None;
+            self.ops = Vec::new();
         }
         uid
     }

@@ -180,8 +180,13 @@ impl Hub {
             });
             return None;
         }
+        // The first member of an empty room is its operator (`ops.rs`).
+        let first = self.rooms[idx as usize].is_empty();
         self.seat(conn, name, idx, self.uid(conn), true, sink);
-        self.tell_topic(conn, idx, sink);
+        if first {
+            self.rooms[idx as usize].ops = vec![self.uid(conn)];
+        }
+        self.tell_room_state(conn, idx, sink);
         sink.send_members(conn, self.rooms[idx as usize].roster());
         Some(ResultCode::OK)
     }
@@ -260,6 +265,10 @@ impl Hub {
 
     /// Tells the members of `room` on this node some presence news.
     pub(crate) fn tell_room(&mut self, room: u32, news: News, sink: &mut impl Sink) {
+        if let News::Leave { uid } = news {
+            // An operator that leaves is one no longer (`ops.rs`).
+            self.rooms[room as usize].ops.retain(|u| *u != uid);
+        }
         if self.rooms[room as usize].tell(news, self.config.batch_presence, sink) {
             self.listed.push(room);
         }

@@ -101,9 +101,16 @@ impl Hub {
         true
     }
 
+    /// Tells `conn`, entering `room`, what the room is before its member
+    /// list: its topic and its operators.
+    pub(crate) fn tell_room_state(&self, conn: Conn, room: u32, sink: &mut impl Sink) {
+        self.tell_topic(conn, room, sink);
+        self.tell_ops(conn, room, sink);
+    }
+
     /// Tells `conn`, entering `room`, its topic (if it has one and `conn`
     /// takes Plaza's notifications): before the member list.
-    pub(crate) fn tell_topic(&self, conn: Conn, room: u32, sink: &mut impl Sink) {
+    fn tell_topic(&self, conn: Conn, room: u32, sink: &mut impl Sink) {
         let topic = self.rooms.get(room as usize).and_then(|r| r.topic.as_ref());
         if let Some(t) = topic.filter(|t| !t.text.is_empty() && self.plaza(conn)) {
             sink.send(conn, &t.event(room));

@@ -40,6 +40,8 @@ const KIND_NOTICE: u8 = 13;
 /// where its stream is, so a receiver that missed some finds out.
 const KIND_TICK: u8 = 14;
 const KIND_TOPIC: u8 = 15;
+const KIND_OP: u8 = 16;
+const KIND_ROOM_KICK: u8 = 17;
 
 /// Set in the kind byte of a stamped message.
 const STAMPED: u8 = 0x80;
@@ -183,6 +185,32 @@ pub enum BusMsg {
         by: String,
         /// The topic ("": cleared).
         topic: String,
+    },
+    /// Member `uid` of `room` became one of its operators (`op`), or is no
+    /// longer one, by `by`'s doing.
+    Op {
+        /// Room.
+        room: u32,
+        /// The member's id.
+        uid: u64,
+        /// Whether it is an operator now.
+        op: bool,
+        /// Who made it so.
+        by: String,
+    },
+    /// Member `uid` (`name`) of `room` is put out of it by operator `by`:
+    /// its node moves it to the lobby; every node tells its members.
+    RoomKick {
+        /// Room.
+        room: u32,
+        /// The member's id.
+        uid: u64,
+        /// The member's name.
+        name: String,
+        /// The operator.
+        by: String,
+        /// Why ("": no reason given).
+        reason: String,
     },
 }
 
@@ -390,6 +418,29 @@ pub fn encode(node: impl Into<Origin>, msg: &BusMsg) -> Bytes {
             b.put_u64_le(*at);
             put_short(&mut b, by);
             b.put_slice(topic.as_bytes());
+            b
+        }
+        BusMsg::Op { room, uid, op, by } => {
+            let mut b = header(KIND_OP, node);
+            b.put_u32_le(*room);
+            b.put_u64_le(*uid);
+            b.put_u8(u8::from(*op));
+            b.put_slice(by.as_bytes());
+            b
+        }
+        BusMsg::RoomKick {
+            room,
+            uid,
+            name,
+            by,
+            reason,
+        } => {
+            let mut b = header(KIND_ROOM_KICK, node);
+            b.put_u32_le(*room);
+            b.put_u64_le(*uid);
+            put_short(&mut b, name);
+            put_short(&mut b, by);
+            b.put_slice(reason.as_bytes());
             b
         }
     };

@@ -61,6 +61,8 @@ pub mod limits {
     pub const NOTICE: usize = 1024;
     /// A room's topic: 0..=256 bytes (empty: none).
     pub const TOPIC: usize = 256;
+    /// Why a member was put out of a room: 0..=256 bytes.
+    pub const REASON: usize = 256;
     /// Size of the seed's fixed user-id field (32 bytes + NUL).
     pub const SEED_ID_FIELD: usize = 33;
     /// Size of the seed's fixed chat-message field (256 bytes + NUL).
@@ -130,6 +132,12 @@ pub mod id {
     pub const ROOM_TOPIC_REQUEST: u16 = 358;
     pub const ROOM_TOPIC_RESPONSE: u16 = 359;
     pub const ROOM_TOPIC_NOTIFY: u16 = 360;
+    pub const ROOM_OP_REQUEST: u16 = 361;
+    pub const ROOM_OP_RESPONSE: u16 = 362;
+    pub const ROOM_OP_NOTIFY: u16 = 363;
+    pub const ROOM_KICK_REQUEST: u16 = 364;
+    pub const ROOM_KICK_RESPONSE: u16 = 365;
+    pub const ROOM_KICKED_NOTIFY: u16 = 366;
 }
 
 /// The protocol version this crate speaks (HELLO's `version`).

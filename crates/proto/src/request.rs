@@ -14,6 +14,7 @@ const SECRET: Text = Text::new("secret", 0, limits::SECRET);
 const AFTER: Text = Text::new("after", 0, limits::NAME);
 const TOKEN: Text = Text::new("token", 1, limits::TOKEN);
 const TOPIC: Text = Text::new("topic", 0, limits::TOPIC);
+const REASON: Text = Text::new("reason", 0, limits::REASON);
 
 /// A request from a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +71,23 @@ pub enum Request {
     RoomTopic {
         /// The topic.
         topic: String,
+    },
+    /// 361: (a room operator, or an admin) make a member of your room an
+    /// operator of it, or take that away. Answered with
+    /// [`Event::RoomOpResult`].
+    RoomOp {
+        /// The member's name.
+        name: String,
+        /// true: make an operator; false: no longer one.
+        op: bool,
+    },
+    /// 364: (a room operator, or an admin) put a member out of your room,
+    /// into the lobby. Answered with [`Event::RoomKickResult`].
+    RoomKick {
+        /// The member's name.
+        name: String,
+        /// Why (told to the room; may be empty).
+        reason: String,
     },
     /// 305: whisper to one user, wherever they are.
     Whisper {
@@ -273,6 +291,18 @@ impl Request {
             id::ROOM_TOPIC_REQUEST => Self::RoomTopic {
                 topic: r.str16(TOPIC)?,
             },
+            id::ROOM_OP_REQUEST => Self::RoomOp {
+                name: r.str8(TARGET)?,
+                op: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::Malformed { id: pid }),
+                },
+            },
+            id::ROOM_KICK_REQUEST => Self::RoomKick {
+                name: r.str8(TARGET)?,
+                reason: r.str16(REASON)?,
+            },
             id::ROOM_REJOIN_REQUEST => Self::RoomRejoin {
                 room: r.u32()? as i32,
                 epoch: r.u64()?,
@@ -310,6 +340,8 @@ impl Request {
             Self::RoomNotice { .. } => id::ROOM_NOTICE_REQUEST,
             Self::WhisperNotice { .. } => id::WHISPER_NOTICE_REQUEST,
             Self::RoomTopic { .. } => id::ROOM_TOPIC_REQUEST,
+            Self::RoomOp { .. } => id::ROOM_OP_REQUEST,
+            Self::RoomKick { .. } => id::ROOM_KICK_REQUEST,
         }
     }
 
@@ -344,6 +376,14 @@ impl Request {
             Self::RoomTopic { topic } => {
                 frame(dst, id::ROOM_TOPIC_REQUEST, |b| put_str16(b, topic.as_bytes()))
             }
+            Self::RoomOp { name, op } => frame(dst, id::ROOM_OP_REQUEST, |b| {
+                put_str8(b, name);
+                b.put_u8(u8::from(*op));
+            }),
+            Self::RoomKick { name, reason } => frame(dst, id::ROOM_KICK_REQUEST, |b| {
+                put_str8(b, name);
+                put_str16(b, reason.as_bytes());
+            }),
             Self::RoomNotice { id, message } => frame(dst, id::ROOM_NOTICE_REQUEST, |b| {
                 b.put_u64_le(*id);
                 put_str16(b, message.as_bytes());
@@ -420,6 +460,8 @@ impl Request {
             id::ROOM_SEND_REQUEST | id::ROOM_NOTICE_REQUEST => Event::RoomSendResult { result: code, seq: 0 },
             id::ROOM_ENTER_REQUEST => Event::RoomEnterResult(code),
             id::ROOM_TOPIC_REQUEST => Event::RoomTopicResult(code),
+            id::ROOM_OP_REQUEST => Event::RoomOpResult(code),
+            id::ROOM_KICK_REQUEST => Event::RoomKickResult(code),
             id::ROOM_LEAVE_REQUEST => Event::RoomLeaveResult(code),
             id::ROOM_CHAT_REQUEST => Event::RoomChatResult(code),
             id::REGISTER_REQUEST => Event::RegisterResult(code),

@@ -54,6 +54,8 @@ codes! {
     UNKNOWN_PACKET = 114, "unknown packet id";
     RATE_LIMITED = 115, "too many requests; slow down and try again";
     UNREACHABLE = 116, "that user's client cannot receive this (it speaks only the seed protocol)";
+    NOT_ROOM_OPERATOR = 117, "you are not an operator of your room";
+    NOT_IN_YOUR_ROOM = 118, "that user is not in your room";
 }
 
 impl ResultCode {

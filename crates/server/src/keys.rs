@@ -99,6 +99,11 @@ impl Keys {
         format!("{}topic:{{{room}}}", self.prefix)
     }
 
+    /// Set of room `room`'s operators' member ids (in its seats' slot).
+    pub(crate) fn ops(&self, room: u32) -> String {
+        format!("{}ops:{{{room}}}", self.prefix)
+    }
+
     /// Stream of room `room`'s recent messages, as the room's channel
     /// carried them (in its seats' slot).
     pub(crate) fn log(&self, room: u32) -> String {

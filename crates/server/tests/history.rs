@@ -84,7 +84,10 @@ async fn until_answer(c: &mut Conn, r: Request) -> Vec<Event> {
     let mut got = Vec::new();
     loop {
         match next(c).await {
-            Event::RoomUserList { .. } | Event::RoomNewUser { .. } | Event::RoomLeaveUser { .. } => {}
+            Event::RoomUserList { .. }
+            | Event::RoomNewUser { .. }
+            | Event::RoomLeaveUser { .. }
+            | Event::RoomOp { .. } => {}
             e if e.is_response() => {
                 got.push(e);
                 return got;

@@ -91,13 +91,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsUser<S> {
         }
     }
 
-    /// Enters a room: the member list and the result.
+    /// Enters a room: the member list and the result (the room's
+    /// operators, told before the list, are skipped).
     async fn enter(&mut self, room: i32) -> (Vec<(u64, String)>, ResultCode) {
         self.send(Request::RoomEnter { room }).await;
         let mut users = Vec::new();
         loop {
             match self.recv().await {
                 Event::RoomUserList { users: u } => users.extend(u),
+                Event::RoomOp { .. } => {}
                 Event::RoomEnterResult(code) => return (users, code),
                 other => panic!("unexpected {other:?} while entering a room"),
             }

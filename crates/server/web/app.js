@@ -34,9 +34,11 @@ const failed = (what) => (e) => system(`${what} failed: ${e.codeName ?? e.messag
 
 function showMembers() {
   const ul = $("members");
+  const ops = new Set([...plaza.ops].map((uid) => plaza.members.get(uid)));
   ul.replaceChildren(...[...plaza.members.values()].sort().map((name) => {
     const li = document.createElement("li");
-    li.textContent = name + (name === plaza.user ? " (you)" : "");
+    // An operator of the room is shown as IRC shows one.
+    li.textContent = (ops.has(name) ? "@" : "") + name + (name === plaza.user ? " (you)" : "");
     li.onclick = () => whisperTo(name);
     return li;
   }));
@@ -132,6 +134,18 @@ plaza.addEventListener("broadcast", (e) => line("broadcast", `${e.detail.from} â
 plaza.addEventListener("notice", (e) => line("system", "server", e.detail.message));
 plaza.addEventListener("topic", (e) =>
   system(e.detail.topic ? `topic (set by ${e.detail.by}): ${e.detail.topic}` : `${e.detail.by} cleared the topic`));
+plaza.addEventListener("op", (e) => {
+  const who = plaza.members.get(e.detail.uid) ?? "someone";
+  if (e.detail.by) system(e.detail.op ? `${e.detail.by} made ${who} an operator` : `${e.detail.by} took ${who}'s operator status`);
+  showMembers();
+});
+plaza.addEventListener("roomKicked", (e) => {
+  const { name, by, reason } = e.detail;
+  const why = reason ? ` (${reason})` : "";
+  system(name === plaza.user ? `${by} put you out of the room${why}` : `${by} put ${name} out of the room${why}`);
+  showRoom();
+  showMembers();
+});
 plaza.addEventListener("muted", (e) => system(e.detail.seconds === 0 ? "you can speak again" : `you are muted for ${e.detail.seconds === 4294967295 ? "ever" : e.detail.seconds + " s"}`));
 plaza.addEventListener("missed", (e) => system(`${e.detail.count} messages were dropped: your connection was too slow`));
 plaza.addEventListener("kicked", (e) => { system(`you were kicked by ${e.detail.by}`); signedOut(); });

@@ -287,14 +287,14 @@ impl TestClient {
     }
 
     /// Enters a room, returning the member list and the result (the
-    /// room's topic, if it has one, is skipped).
+    /// room's topic and operators, told before the list, are skipped).
     pub async fn enter(&mut self, room: i32) -> (Vec<(u64, String)>, ResultCode) {
         self.send(Request::RoomEnter { room }).await;
         let mut users = Vec::new();
         loop {
             match self.recv().await {
                 Event::RoomUserList { users: u } => users.extend(u),
-                Event::RoomTopic { .. } => {}
+                Event::RoomTopic { .. } | Event::RoomOp { .. } => {}
                 Event::RoomEnterResult(c) => return (users, c),
                 other => panic!("unexpected {other:?} while entering a room"),
             }

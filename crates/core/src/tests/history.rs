@@ -62,7 +62,12 @@ impl T {
             },
         );
         out.into_iter()
-            .filter(|(_, e)| !matches!(e, Event::RoomUserList { .. } | Event::RoomNewUser { .. }))
+            .filter(|(_, e)| {
+                !matches!(
+                    e,
+                    Event::RoomUserList { .. } | Event::RoomNewUser { .. } | Event::RoomOp { .. }
+                )
+            })
             .collect()
     }
 }
@@ -323,6 +328,7 @@ fn within_the_resume_window_a_dropped_member_keeps_its_seat_and_the_room_sees_no
     assert_eq!(
         out,
         vec![
+            (3, op_state(3, 1)),
             (
                 3,
                 Event::RoomUserList {

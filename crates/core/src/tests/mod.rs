@@ -138,6 +138,17 @@ fn hello() -> Request {
     }
 }
 
+/// What an entrant of `room` is told of its operator `uid` before the
+/// member list.
+fn op_state(room: u32, uid: u64) -> Event {
+    Event::RoomOp {
+        room,
+        uid,
+        op: true,
+        by: String::new(),
+    }
+}
+
 fn login(name: &str) -> Request {
     Request::Login {
         name: name.into(),
@@ -152,5 +163,6 @@ mod login;
 mod moderation;
 mod notices;
 mod numbering;
+mod ops;
 mod rooms;
 mod topics;

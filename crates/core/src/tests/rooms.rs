@@ -10,6 +10,8 @@ fn room_enter_notifies_members_then_lists_then_responds() {
     assert_eq!(
         t.req(1, Request::RoomEnter { room: 3 }),
         vec![
+            // The first member of an empty room is its operator.
+            (1, op_state(3, 1)),
             (
                 1,
                 Event::RoomUserList {
@@ -29,6 +31,7 @@ fn room_enter_notifies_members_then_lists_then_responds() {
                     name: "bob".into()
                 }
             ),
+            (2, op_state(3, 1)),
             (
                 2,
                 Event::RoomUserList {

@@ -50,12 +50,14 @@ fn a_member_sets_the_topic_the_room_hears_it_and_an_entrant_gets_it_first() {
         "the seed client is not told"
     );
 
-    // An entrant: the topic, then the member list, then the answer.
+    // An entrant: the topic, the operator, then the member list, then the
+    // answer.
     t.user(4, "cat", false);
     let out = t.req(4, Request::RoomEnter { room: 3 });
     let to_cat: Vec<&Event> = out.iter().filter(|(c, _)| *c == 4).map(|(_, e)| e).collect();
     assert_eq!(to_cat[0], &topic("amy", "release at noon", NOON));
-    assert!(matches!(to_cat[1], Event::RoomUserList { .. }), "{to_cat:?}");
+    assert_eq!(to_cat[1], &op_state(3, 1));
+    assert!(matches!(to_cat[2], Event::RoomUserList { .. }), "{to_cat:?}");
     assert_eq!(to_cat.last(), Some(&&Event::RoomEnterResult(ResultCode::OK)));
 
     // Cleared: told as an empty topic; an entrant then gets none.

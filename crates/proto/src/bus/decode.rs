@@ -160,6 +160,36 @@ pub fn decode(mut b: &[u8]) -> Result<Decoded, BusError> {
             let topic = std::str::from_utf8(b).map_err(|_| BusError::Frame)?.to_owned();
             BusMsg::Topic { room, at, by, topic }
         }
+        KIND_OP => {
+            need(b, 13)?;
+            let (room, uid, op) = (b.get_u32_le(), b.get_u64_le(), b.get_u8());
+            if op > 1 {
+                return Err(BusError::Frame);
+            }
+            BusMsg::Op {
+                room,
+                uid,
+                op: op == 1,
+                by: name(b)?,
+            }
+        }
+        KIND_ROOM_KICK => {
+            need(b, 12)?;
+            let (room, uid) = (b.get_u32_le(), b.get_u64_le());
+            let name_ = name(short(&mut b)?)?;
+            let by = name(short(&mut b)?)?;
+            if b.len() > limits::REASON {
+                return Err(BusError::Frame);
+            }
+            let reason = std::str::from_utf8(b).map_err(|_| BusError::Frame)?.to_owned();
+            BusMsg::RoomKick {
+                room,
+                uid,
+                name: name_,
+                by,
+                reason,
+            }
+        }
         KIND_RESET => return Ok(Decoded::Reset { node }),
         KIND_TICK => return Ok(Decoded::Tick { node }),
         KIND_GONE => {

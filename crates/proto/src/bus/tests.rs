@@ -135,6 +135,32 @@ fn every_message_round_trips() {
             by: "amy".into(),
             topic: String::new(),
         },
+        BusMsg::Op {
+            room: 4,
+            uid: (3 << 48) | 17,
+            op: true,
+            by: "amy".into(),
+        },
+        BusMsg::Op {
+            room: 4,
+            uid: 1,
+            op: false,
+            by: "root".into(),
+        },
+        BusMsg::RoomKick {
+            room: 5,
+            uid: 9,
+            name: "bob".into(),
+            by: "amy".into(),
+            reason: "spam".into(),
+        },
+        BusMsg::RoomKick {
+            room: 5,
+            uid: 9,
+            name: "bob".into(),
+            by: "amy".into(),
+            reason: String::new(),
+        },
     ];
     for msg in msgs {
         let b = encode(42, &msg);

@@ -144,6 +144,37 @@ pub enum Event {
         /// The topic ("": cleared).
         topic: String,
     },
+    /// 362: the answer to ROOM_OP.
+    RoomOpResult(ResultCode),
+    /// 363: a member of your room became one of its operators, or is no
+    /// longer one. As you enter a room, before its member list, one for
+    /// each operator it has, with `by` empty.
+    RoomOp {
+        /// The room.
+        room: u32,
+        /// The member's session id (as in the member list).
+        uid: u64,
+        /// Whether it is an operator now.
+        op: bool,
+        /// Who made it so ("": the room's state as you enter).
+        by: String,
+    },
+    /// 365: the answer to ROOM_KICK.
+    RoomKickResult(ResultCode),
+    /// 366: a member was put out of your room by an operator (you, if the
+    /// uid is yours: you are in the lobby now). Its departure (217) follows.
+    RoomKicked {
+        /// The room.
+        room: u32,
+        /// The member's session id.
+        uid: u64,
+        /// The member's name.
+        name: String,
+        /// The operator's name.
+        by: String,
+        /// Why ("": no reason given).
+        reason: String,
+    },
     /// 347: the answer to HISTORY, after the messages it sent.
     History(Replay),
     /// 349: the answer to ROOM_REJOIN, after the missed messages: the
@@ -345,6 +376,27 @@ impl Event {
                 put_str8(b, by);
                 put_str16(b, topic.as_bytes());
             }),
+            Self::RoomOpResult(c) => code(dst, id::ROOM_OP_RESPONSE, c),
+            Self::RoomOp { room, uid, op, by } => frame(dst, id::ROOM_OP_NOTIFY, |b| {
+                b.put_u32_le(*room);
+                b.put_u64_le(*uid);
+                b.put_u8(u8::from(*op));
+                put_str8(b, by);
+            }),
+            Self::RoomKickResult(c) => code(dst, id::ROOM_KICK_RESPONSE, c),
+            Self::RoomKicked {
+                room,
+                uid,
+                name,
+                by,
+                reason,
+            } => frame(dst, id::ROOM_KICKED_NOTIFY, |b| {
+                b.put_u32_le(*room);
+                b.put_u64_le(*uid);
+                put_str8(b, name);
+                put_str8(b, by);
+                put_str16(b, reason.as_bytes());
+            }),
             Self::History(r) => frame(dst, id::HISTORY_RESPONSE, |b| r.put(b)),
             Self::Rejoin(r) => frame(dst, id::ROOM_REJOIN_RESPONSE, |b| r.put(b)),
             Self::RoomSendResult { result, seq } => frame(dst, id::ROOM_SEND_RESPONSE, |b| {
@@ -434,6 +486,8 @@ impl Event {
                 | Self::RoomMessage { .. }
                 | Self::RoomNotice { .. }
                 | Self::RoomTopic { .. }
+                | Self::RoomOp { .. }
+                | Self::RoomKicked { .. }
                 | Self::Whisper { .. }
                 | Self::WhisperNotice { .. }
                 | Self::Broadcast { .. }
@@ -451,140 +505,9 @@ impl Event {
         self.encode(&mut b);
         b.freeze()
     }
-
-    /// Decodes one complete frame (header included): the client side.
-    ///
-    /// # Errors
-    /// [`DecodeError`] when the id is unknown or the body is malformed.
-    pub fn decode(frame: &[u8]) -> Result<Self, DecodeError> {
-        let (pid, mut r) = Reader::body(frame)?;
-        let ev = match pid {
-            id::LOGIN_RESPONSE => Self::LoginResult(r.result()?),
-            id::ROOM_ENTER_RESPONSE => Self::RoomEnterResult(r.result()?),
-            id::ROOM_NEW_USER_NOTIFY => Self::RoomNewUser {
-                uid: r.u64()?,
-                name: r.str8(ANY_NAME)?,
-            },
-            id::ROOM_USER_LIST_NOTIFY => {
-                let n = r.u8()?;
-                if n > ROOM_LIST_CHUNK as u8 {
-                    return Err(DecodeError::Malformed { id: pid });
-                }
-                let mut users = Vec::with_capacity(usize::from(n));
-                for _ in 0..n {
-                    users.push((r.u64()?, r.str8(ANY_NAME)?));
-                }
-                Self::RoomUserList { users }
-            }
-            id::ROOM_LEAVE_RESPONSE => Self::RoomLeaveResult(r.result()?),
-            id::ROOM_LEAVE_USER_NOTIFY => Self::RoomLeaveUser { uid: r.u64()? },
-            id::ROOM_CHAT_RESPONSE => Self::RoomChatResult(r.result()?),
-            id::ROOM_CHAT_NOTIFY => Self::RoomChat {
-                name: r.fixed(limits::SEED_ID_FIELD, ANY_NAME)?,
-                message: r.fixed(limits::SEED_MSG_FIELD, ANY_TEXT)?,
-            },
-            id::ROOM_MESSAGE_NOTIFY => Self::RoomMessage {
-                room: r.u32()?,
-                seq: r.u64()?,
-                name: r.str8(ANY_NAME)?,
-                message: r.str16(ANY_TEXT)?,
-            },
-            id::ROOM_NOTICE_NOTIFY => Self::RoomNotice {
-                room: r.u32()?,
-                seq: r.u64()?,
-                name: r.str8(ANY_NAME)?,
-                message: r.str16(ANY_TEXT)?,
-            },
-            id::ROOM_TOPIC_RESPONSE => Self::RoomTopicResult(r.result()?),
-            id::ROOM_TOPIC_NOTIFY => Self::RoomTopic {
-                room: r.u32()?,
-                at: r.u64()?,
-                by: r.str8(ANY_NAME)?,
-                topic: r.str16(ANY_TEXT)?,
-            },
-            id::HISTORY_RESPONSE => Self::History(Replay::read(&mut r)?),
-            id::ROOM_REJOIN_RESPONSE => Self::Rejoin(Replay::read(&mut r)?),
-            id::ROOM_SEND_RESPONSE => Self::RoomSendResult {
-                result: r.result()?,
-                seq: r.u64()?,
-            },
-            id::REGISTER_RESPONSE => Self::RegisterResult(r.result()?),
-            id::ECHO_RESPONSE => Self::EchoResult {
-                result: r.result()?,
-                payload: r.bytes16(limits::ECHO)?.to_vec(),
-            },
-            id::WHISPER_RESPONSE => Self::WhisperResult(r.result()?),
-            id::WHISPER_NOTIFY => Self::Whisper {
-                from: r.str8(ANY_NAME)?,
-                message: r.str16(ANY_TEXT)?,
-            },
-            id::WHISPER_NOTICE_NOTIFY => Self::WhisperNotice {
-                from: r.str8(ANY_NAME)?,
-                message: r.str16(ANY_TEXT)?,
-            },
-            id::BROADCAST_RESPONSE => Self::BroadcastResult(r.result()?),
-            id::BROADCAST_NOTIFY => Self::Broadcast {
-                from: r.str8(ANY_NAME)?,
-                message: r.str16(ANY_TEXT)?,
-            },
-            id::USER_LIST_RESPONSE => {
-                let result = r.result()?;
-                let total = r.u32()?;
-                let n = r.u16()?;
-                if usize::from(n) > USER_LIST_PAGE {
-                    return Err(DecodeError::Malformed { id: pid });
-                }
-                let mut names = Vec::with_capacity(usize::from(n));
-                for _ in 0..n {
-                    names.push(r.str8(ANY_NAME)?);
-                }
-                Self::UserList {
-                    result,
-                    total,
-                    names,
-                    more: r.u8()? != 0,
-                }
-            }
-            id::LOGOUT_RESPONSE => Self::LogoutResult(r.result()?),
-            id::ADMIN_RESPONSE => Self::AdminResult(r.result()?),
-            id::KICK_RESPONSE => Self::KickResult(r.result()?),
-            id::KICKED_NOTIFY => Self::Kicked {
-                by: r.str8(ANY_NAME)?,
-            },
-            id::MUTE_RESPONSE => Self::MuteResult(r.result()?),
-            id::MUTED_NOTIFY => Self::Muted { seconds: r.u32()? },
-            id::SHUTDOWN_RESPONSE => Self::ShutdownResult(r.result()?),
-            id::PONG_RESPONSE => Self::Pong { nonce: r.u64()? },
-            id::SERVER_NOTICE => Self::Notice {
-                message: r.str16(Text::new("message", 0, limits::NOTICE))?,
-            },
-            id::RESUME_TOKEN_NOTIFY => Self::ResumeToken {
-                token: r.str8(Text::new("token", 1, limits::TOKEN))?,
-                ttl_secs: r.u32()?,
-            },
-            id::MESSAGES_MISSED_NOTIFY => Self::Missed {
-                count: r.u32()?,
-                seqs: match r.is_empty() {
-                    true => None,
-                    false => Some((r.u64()?, r.u64()?)),
-                },
-            },
-            id::REQUEST_ERROR => Self::RequestError {
-                request_id: r.u16()?,
-                result: r.result()?,
-            },
-            id::HELLO_RESPONSE => Self::Hello {
-                result: r.result()?,
-                version: r.u16()?,
-                features: r.u32()?,
-                rooms: r.u32()?,
-            },
-            other => return Err(DecodeError::UnknownId(other)),
-        };
-        r.end()?;
-        Ok(ev)
-    }
 }
+
+mod decode;
 
 #[cfg(test)]
 mod tests;

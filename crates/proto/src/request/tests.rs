@@ -164,3 +164,22 @@ fn a_malformed_echo_or_user_list_is_answered_with_its_own_response() {
         Event::RequestError { .. }
     ));
 }
+
+#[test]
+fn a_room_op_request_is_encoded_as_protocol_md_shows_it_and_a_bad_flag_is_refused() {
+    let mut b = bytes::BytesMut::new();
+    Request::RoomOp {
+        name: "bob".into(),
+        op: true,
+    }
+    .encode(&mut b);
+    assert_eq!(hex(&b), "0a 00 69 01 00 03 62 6f 62 01");
+    let last = b.len() - 1;
+    b[last] = 2;
+    let err = Request::decode(&b).unwrap_err();
+    assert_eq!(err.result(), ResultCode::BAD_REQUEST);
+    assert_eq!(
+        Request::failure(id::ROOM_OP_REQUEST, err.result()),
+        Event::RoomOpResult(ResultCode::BAD_REQUEST)
+    );
+}

@@ -191,7 +191,9 @@ impl Channel {
             BusMsg::RoomChat { room, .. }
             | BusMsg::Enter { room, .. }
             | BusMsg::Leave { room, .. }
-            | BusMsg::Topic { room, .. } => Self::Room(*room),
+            | BusMsg::Topic { room, .. }
+            | BusMsg::Op { room, .. }
+            | BusMsg::RoomKick { room, .. } => Self::Room(*room),
             _ => Self::Bus,
         }
     }
@@ -242,12 +244,13 @@ pub(super) enum PendingSeat {
 }
 
 /// What the seat script read with a seat: the room's log (a room with
-/// members on several nodes) and its topic, as the bus message that set
-/// it, with its origin.
+/// members on several nodes), its topic, as the bus message that set
+/// it, with its origin, and its operators.
 #[derive(Clone, Default)]
 pub(super) struct SeatRead {
     pub(super) log: Option<Box<RoomLog>>,
     pub(super) topic: Option<(u64, BusMsg)>,
+    pub(super) ops: Vec<u64>,
 }
 
 #[derive(Default)]
@@ -503,10 +506,14 @@ impl Shared {
         if let Some(log) = read.log {
             self.input(Input::RoomLog { room, log }).await;
         }
-        // Before the seat: the entrant is told the topic with its list.
+        // Before the seat: the entrant is told the topic and operators
+        // with its list.
         if let Some((node, msg)) = read.topic {
             let msg = Box::new(msg);
             self.input(Input::Remote { node, msg }).await;
+        }
+        if matches!(outcome, SeatOutcome::Seated(_)) {
+            self.input(Input::RoomOps { room, ops: read.ops }).await;
         }
         self.input(Input::SeatDone {
             conn,

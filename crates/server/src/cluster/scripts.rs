@@ -69,8 +69,8 @@ local t = redis.call('TIME')
 return redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2]), ARGV[1])
 ";
 
-/// KEYS: seats. ARGV: uid, message, channel, node, tick. Frees the seat
-/// and publishes the leave, if the seat is still that node's (a seat held
+/// KEYS: seats, ops. ARGV: uid, message, channel, node, tick. Frees the
+/// seat (an operator's, with its being one) and publishes the leave, if the seat is still that node's (a seat held
 /// for a user who dropped may have moved to the node it came back on);
 /// else publishes the tick (a bare stamp with the leave's number, so no
 /// node sees a hole in this node's numbers). Returns the publish's count.
@@ -80,6 +80,7 @@ if not v or string.sub(v, 1, #ARGV[4] + 1) ~= ARGV[4] .. '|' then
   return redis.call('PUBLISH', ARGV[3], ARGV[5])
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
 return redis.call('PUBLISH', ARGV[3], ARGV[2])
 ";
 
@@ -96,14 +97,16 @@ if is(ARGV[3] .. ARGV[1]) then redis.call('HDEL', KEYS[1], ARGV[3] .. ARGV[1]) e
 return 1
 ";
 
-/// KEYS: seats, numbering, log, topic. ARGV: id, name, uid, capacity,
-/// message, channel, fill, tick (the enter's stamp alone: published
-/// instead of it when the seat is refused, so no node sees a hole in this
-/// node's numbers). Returns {0} when full, else {1, log, topic, uid,
-/// node|name, uid, node|name, ...}: every member, this one included, as of
-/// the enter it publishes on the room's channel, and the bus message that
-/// set the room's topic ("" if none is set: a topic lasts while the room
-/// has members, so the first seat of an empty room drops it). When the room's members were all on
+/// KEYS: seats, numbering, log, topic, ops. ARGV: id, name, uid,
+/// capacity, message, channel, fill, tick (the enter's stamp alone:
+/// published instead of it when the seat is refused, so no node sees a
+/// hole in this node's numbers). Returns {0} when full, else {1, log,
+/// topic, ops, uid, node|name, uid, node|name, ...}: every member, this one
+/// included, as of the enter it publishes on the room's channel, the bus
+/// message that set the room's topic ("" if none is set) and its
+/// operators' ids. A topic and operators last while the room has members:
+/// the first seat of an empty room drops them, and its holder is the
+/// room's operator. When the room's members were all on
 /// one other node, that node numbered its messages: the cluster's numbers
 /// start a new epoch. `log` is {} unless `fill` > 0 and the room has
 /// members on several nodes; then {epoch, last seq, newest `fill` entries
@@ -113,7 +116,7 @@ return 1
 const SEAT: &str = r"
 local id, name, uid, cap, msg, ch, fill = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7])
 local before = redis.call('HGETALL', KEYS[1])
-if #before == 0 then redis.call('DEL', KEYS[4]) end
+if #before == 0 then redis.call('DEL', KEYS[4], KEYS[5]) end
 local nodes, n, mine = {}, 0, false
 for i = 1, #before, 2 do
   local node, who = string.match(before[i + 1], '^(%d+)|(.*)$')
@@ -138,6 +141,7 @@ if n == 1 and not nodes[id] then
   redis.call('DEL', KEYS[3])
 end
 redis.call('HSET', KEYS[1], uid, id .. '|' .. name)
+if #before == 0 then redis.call('SADD', KEYS[5], uid) end
 redis.call('PUBLISH', ch, msg)
 local log = {}
 local e = redis.call('HGET', KEYS[2], 'e')
@@ -145,6 +149,7 @@ if fill > 0 and (n > 1 or (n == 1 and not nodes[id])) and e then
   log = {e, redis.call('HGET', KEYS[2], 's'), redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', fill)}
 end
 local r = redis.call('HGETALL', KEYS[1])
+table.insert(r, 1, redis.call('SMEMBERS', KEYS[5]))
 table.insert(r, 1, redis.call('HGET', KEYS[4], 'm') or '')
 table.insert(r, 1, log)
 table.insert(r, 1, 1)
@@ -158,6 +163,18 @@ return r
 const TOPIC: &str = r"
 if tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'at') or '0') then
   redis.call('HSET', KEYS[1], 'at', ARGV[3], 'm', ARGV[1])
+end
+return redis.call('PUBLISH', ARGV[2], ARGV[1])
+";
+
+/// KEYS: ops. ARGV: message, channel, uid, op ("1" or "0"). Keeps a
+/// room's operators as a member became one or no longer is, and publishes
+/// the change. Returns the publish's count.
+const OP: &str = r"
+if ARGV[4] == '1' then
+  redis.call('SADD', KEYS[1], ARGV[3])
+else
+  redis.call('SREM', KEYS[1], ARGV[3])
 end
 return redis.call('PUBLISH', ARGV[2], ARGV[1])
 ";
@@ -221,6 +238,7 @@ pub(super) struct Scripts {
     left: Script,
     seat: Script,
     topic: Script,
+    op: Script,
     chat: Script,
     direct: Script,
     list: Script,
@@ -255,6 +273,7 @@ impl Scripts {
             left: script(LEFT),
             seat: script(SEAT),
             topic: script(TOPIC),
+            op: script(OP),
             chat: script(CHAT),
             direct: script(DIRECT),
             list: script(LIST),
@@ -275,6 +294,7 @@ impl Scripts {
                 &self.left,
                 &self.seat,
                 &self.topic,
+                &self.op,
                 &self.chat,
                 &self.direct,
                 &self.list,
@@ -395,7 +415,7 @@ impl Scripts {
                     }
                     BusMsg::Leave { name, uid, room } => {
                         let (seats, node) = (keys.seats(*room), keys.node(s.node));
-                        let mut leave = evalsha(&self.leave, &seats);
+                        let mut leave = evalsha_keys(&self.leave, &[&seats, &keys.ops(*room)]);
                         leave
                             .arg(uid)
                             .arg(bytes.as_ref())
@@ -412,6 +432,16 @@ impl Scripts {
                         let mut topic = evalsha(&self.topic, &key);
                         topic.arg(bytes.as_ref()).arg(keys.room(*room)).arg(at);
                         steps.push(Step::new(topic, key, true));
+                    }
+                    BusMsg::Op { room, uid, op, .. } => {
+                        let key = keys.ops(*room);
+                        let mut script = evalsha(&self.op, &key);
+                        script
+                            .arg(bytes.as_ref())
+                            .arg(keys.room(*room))
+                            .arg(uid)
+                            .arg(u8::from(*op));
+                        steps.push(Step::new(script, key, true));
                     }
                     _ => steps.push(publish(channel.name(keys), &bytes)),
                 }
@@ -433,7 +463,8 @@ impl Scripts {
                 let bytes = bus::encode(at, &msg);
                 let seats = keys.seats(*room);
                 let (numbering, log, topic) = (keys.numbering(*room), keys.log(*room), keys.topic(*room));
-                let mut seat = evalsha_keys(&self.seat, &[&seats, &numbering, &log, &topic]);
+                let ops = keys.ops(*room);
+                let mut seat = evalsha_keys(&self.seat, &[&seats, &numbering, &log, &topic, &ops]);
                 seat.arg(s.node)
                     .arg(name)
                     .arg(uid)

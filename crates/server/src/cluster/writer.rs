@@ -274,14 +274,15 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             fill: _,
         } => {
             let members = v.map(|v| redis::from_redis_value::<Vec<redis::Value>>(v).unwrap_or_default());
-            // {1, log, topic, uid, node|name, ...}, or {0} when full.
+            // {1, log, topic, ops, uid, node|name, ...}, or {0} when full.
             let (outcome, read) = match members.as_deref() {
                 None | Some([]) => (SeatOutcome::Unavailable, SeatRead::default()),
                 Some([first, rest @ ..]) => match (redis::from_redis_value_ref::<i64>(first), rest) {
-                    (Ok(1), [log, topic, rest @ ..]) => {
+                    (Ok(1), [log, topic, ops, rest @ ..]) => {
                         let read = SeatRead {
                             log: room_log(log),
                             topic: room_topic(topic),
+                            ops: redis::from_redis_value_ref::<Vec<u64>>(ops).unwrap_or_default(),
                         };
                         (SeatOutcome::Seated(members_of(rest)), read)
                     }

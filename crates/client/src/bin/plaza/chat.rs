@@ -25,6 +25,8 @@ fn help(rooms: u32) -> String {
   /join N              enter room N (0 to {}; leaves the room you are in)
   /leave               leave the room      /users          list logged-in users
   /topic [TEXT]        set your room's topic (no TEXT: clear it)
+  /op NAME, /deop NAME (room operator) make NAME an operator of your room, or not
+  /roomkick NAME [WHY] (room operator) put NAME out of your room
   /w NAME TEXT         whisper to NAME     /broadcast TEXT message everyone
   /echo TEXT           echo test           /logout         log out, stay connected
   /login [NAME]        log in again (as NAME: asks for its password)
@@ -231,6 +233,32 @@ impl Session {
             Event::RoomNotice { name, message, .. } => format!("-{name}- {message}"),
             Event::RoomTopic { by, topic, .. } if topic.is_empty() => format!("* {by} cleared the topic"),
             Event::RoomTopic { by, topic, .. } => format!("* topic (set by {by}): {topic}"),
+            // The room's operators as you enter: the list says enough.
+            Event::RoomOp { by, .. } if by.is_empty() => return,
+            Event::RoomOp { uid, op, by, .. } => {
+                let who = self
+                    .names
+                    .get(uid)
+                    .cloned()
+                    .unwrap_or_else(|| format!("user {uid}"));
+                match op {
+                    true => format!("* {by} made {who} an operator of the room"),
+                    false => format!("* {by} took {who}'s operator status"),
+                }
+            }
+            Event::RoomKicked { name, by, reason, .. } => {
+                let why = if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({reason})")
+                };
+                if *name == self.user {
+                    self.room = None;
+                    format!("* {by} put you out of the room{why}: you are in the lobby")
+                } else {
+                    format!("* {by} put {name} out of the room{why}")
+                }
+            }
             Event::Whisper { from, message } => format!("(whisper from {from}) {message}"),
             Event::WhisperNotice { from, message } => format!("(notice from {from}) {message}"),
             Event::Broadcast { from, message } => format!("[broadcast] {from}: {message}"),
@@ -398,6 +426,34 @@ impl Session {
             "topic" => {
                 let code = self.ask(Request::RoomTopic { topic: rest.into() }).await?;
                 outcome("topic", "topic set", code)
+            }
+            "op" | "deop" => {
+                let op = cmd == "op";
+                let code = self
+                    .ask(Request::RoomOp {
+                        name: rest.into(),
+                        op,
+                    })
+                    .await?;
+                let done = if op {
+                    "is an operator now"
+                } else {
+                    "is no longer an operator"
+                };
+                outcome(&format!("{cmd} {rest}"), &format!("{rest} {done}"), code)
+            }
+            "roomkick" => {
+                let (name, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+                let request = Request::RoomKick {
+                    name: name.into(),
+                    reason: reason.trim().into(),
+                };
+                let code = self.ask(request).await?;
+                outcome(
+                    &format!("roomkick {name}"),
+                    &format!("{name} is out of the room"),
+                    code,
+                )
             }
             "broadcast" => {
                 let code = self.ask(Request::Broadcast { message: rest.into() }).await?;

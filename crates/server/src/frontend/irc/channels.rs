@@ -3,7 +3,7 @@
 //! long as IRC users are in it on this node: binary and WebSocket users
 //! see that room by its number (docs/IRC.md, "Channels").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// The longest channel name (ISUPPORT CHANNELLEN).
@@ -23,6 +23,29 @@ pub(crate) struct Channel {
     name: Option<Arc<str>>,
     /// Its topic, as the hub last told it (a JOIN's answer and TOPIC's).
     pub(crate) topic: Option<ChannelTopic>,
+    /// Its operators' user ids, as the hub last told them.
+    pub(crate) ops: HashSet<u64>,
+}
+
+impl Channel {
+    /// Its members' nicks, sorted, each with whether it is an operator.
+    pub(crate) fn nicks(&self) -> Vec<(bool, Arc<str>)> {
+        let mut nicks: Vec<(bool, Arc<str>)> = (self.names.iter())
+            .map(|(uid, n)| (self.ops.contains(uid), n.clone()))
+            .collect();
+        nicks.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        nicks
+    }
+
+    /// Whether the member `nick` is an operator.
+    pub(crate) fn is_op(&self, nick: &str) -> bool {
+        (self.names.iter()).any(|(uid, n)| n.eq_ignore_ascii_case(nick) && self.ops.contains(uid))
+    }
+}
+
+/// `nick` as NAMES lists it: `@` before an operator's.
+pub(crate) fn prefixed(op: bool, nick: &str) -> String {
+    if op { format!("@{nick}") } else { nick.to_owned() }
 }
 
 /// A channel's topic: who set it, when (Unix seconds), and the text ("":

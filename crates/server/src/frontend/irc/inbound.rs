@@ -565,8 +565,13 @@ fn kick(cx: &mut Cx<'_>, m: &Message<'_>) {
         Some(room) if cx.s().room != Some(room) => cx.num("442", &[channel, "You're not on that channel"]),
         Some(_) => {
             cx.s().targets.push_back(Target::Kick(target.to_owned()));
-            cx.out.requests.push(Request::Kick {
+            cx.out.requests.push(Request::RoomKick {
                 name: target.to_owned(),
+                // KICKLEN: a longer reason is cut.
+                reason: line::pieces(m.param(2).unwrap_or(""), limits::REASON)
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
             });
         }
     }

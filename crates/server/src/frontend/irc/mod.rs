@@ -187,18 +187,15 @@ pub(crate) struct Session {
 #[derive(Debug)]
 pub(crate) enum Target {
     /// A PRIVMSG (or, `notice`, a NOTICE: errors are not told) to a nick.
-    Whisper {
-        nick: String,
-        notice: bool,
-    },
+    Whisper { nick: String, notice: bool },
+    /// KICK: a member put out of the channel (a room kick).
     Kick(String),
-    /// KILL: a kick without a channel.
+    /// MODE +o or -o.
+    Op(String),
+    /// KILL: Plaza's kick (the user is disconnected).
     Kill(String),
     /// MODE +q (`on`) or -q.
-    Mute {
-        nick: String,
-        on: bool,
-    },
+    Mute { nick: String, on: bool },
 }
 
 impl Session {

@@ -1,6 +1,8 @@
-//! MODE: the modes Plaza has. A channel is `+nt` (members only, no topic
-//! to set); `+q nick` / `-q nick` mutes and unmutes (Plaza's mute is
-//! server-wide, and for admins only); users have no modes to set.
+//! MODE: the modes Plaza has. A channel is `+n` (members only); `+o nick`
+//! / `-o nick` makes a member a channel operator or takes it away (a room
+//! operator's, or an admin's, right); `+q nick` / `-q nick` mutes and
+//! unmutes (Plaza's mute is server-wide, and for admins only); users have
+//! no modes to set.
 
 use plaza_proto::Request;
 
@@ -43,7 +45,7 @@ fn channel(cx: &mut Cx<'_>, name: &str, args: &[&str]) {
         return cx.num("403", &[name, "No such channel"]);
     };
     let Some(&modes) = args.first() else {
-        return cx.num("324", &[name, "+nt"]);
+        return cx.num("324", &[name, "+n"]);
     };
     if cx.s().room != Some(room) {
         return cx.num("442", &[name, "You're not on that channel"]);
@@ -70,7 +72,17 @@ fn channel(cx: &mut Cx<'_>, name: &str, args: &[&str]) {
                     seconds,
                 });
             }
-            'n' | 't' => {}
+            'o' => {
+                let Some(&nick) = nicks.next() else {
+                    continue;
+                };
+                cx.s().targets.push_back(Target::Op(nick.to_owned()));
+                cx.request(Request::RoomOp {
+                    name: nick.to_owned(),
+                    op: on,
+                });
+            }
+            'n' => {}
             other => cx.num("472", &[&other.to_string(), "is an unknown mode char to me"]),
         }
     }

@@ -23,13 +23,13 @@ const ISUPPORT: &[&str] = &[
     "CLIENTTAGDENY=*",
     "CHANNELLEN=50",
     "CHANTYPES=#",
+    "KICKLEN=256",
     "MSGREFTYPES=msgid",
     "NAMELEN=128",
     "NETWORK=Plaza",
     "NICKLEN=32",
-    // No membership prefixes: Plaza has no channel operators or voices
-    // (its administrators are the operators, server-wide).
-    "PREFIX=",
+    // Channel operators are room operators; Plaza has no voices.
+    "PREFIX=(o)@",
     "TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:1,KICK:1",
     "TOPICLEN=256",
 ];
@@ -63,7 +63,7 @@ pub(super) fn welcome(b: &mut BytesMut, server: &str, s: &mut Session) {
         "003",
         &["This server speaks IRC as a front end to Plaza"],
     );
-    num(b, server, &me, "004", &[server, version, "i", "q"]);
+    num(b, server, &me, "004", &[server, version, "i", "oq"]);
     let mut tokens = ISUPPORT.to_vec();
     tokens.push("are supported by this server");
     num(b, server, &me, "005", &tokens);
@@ -137,12 +137,23 @@ impl Irc {
                 return state.channels.keep_topic(*room, by, *at, topic);
             }
         }
+        if let Event::RoomOp { room, uid, by, .. } = event
+            && by.is_empty()
+        {
+            // Entering: the room's operators, for the JOIN's NAMES.
+            if let Some(c) = self.lock().channels.get_mut(*room) {
+                c.ops.insert(*uid);
+            }
+            return;
+        }
         if matches!(
             event,
             Event::RoomNewUser { .. }
                 | Event::RoomLeaveUser { .. }
                 | Event::Broadcast { .. }
                 | Event::RoomTopic { .. }
+                | Event::RoomOp { .. }
+                | Event::RoomKicked { .. }
         ) {
             return Fanout::new(std::slice::from_ref(event)).send(self, id, 0, false);
         }
@@ -157,7 +168,9 @@ impl Irc {
                 Event::RoomChatResult(c)
                 | Event::BroadcastResult(c)
                 | Event::RoomEnterResult(c)
-                | Event::RoomTopicResult(c) => c.is_ok(),
+                | Event::RoomTopicResult(c)
+                | Event::RoomOpResult(c)
+                | Event::RoomKickResult(c) => c.is_ok(),
                 // A NOTICE's (ROOM_NOTICE's) errors are never told.
                 Event::Hello { .. } | Event::ResumeToken { .. } | Event::RoomSendResult { .. } => true,
                 _ => false,
@@ -224,21 +237,14 @@ impl Irc {
                     &[&channel, &t.by, &t.at.to_string()],
                 );
             }
-            let mut names: Vec<Arc<str>> = c.names.values().cloned().collect();
-            names.sort_unstable();
-            let names: Vec<&str> = names.iter().map(|n| &**n).collect();
-            if caps.userhost {
-                let names = super::queries::userhosts(&state, room, &names);
-                put_names(
-                    &mut b,
-                    &self.server,
-                    &me,
-                    &channel,
-                    names.iter().map(String::as_str),
-                );
-            } else {
-                put_names(&mut b, &self.server, &me, &channel, names.into_iter());
-            }
+            let names = super::queries::name_list(&state, room, caps.userhost);
+            put_names(
+                &mut b,
+                &self.server,
+                &me,
+                &channel,
+                names.iter().map(String::as_str),
+            );
             b = caps.stamp(b);
             if let Some(s) = state.sessions.get_mut(&id) {
                 b = s.order.with_answer(b);
@@ -371,25 +377,28 @@ fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut By
             ),
             c => num(b, server, &me, "404", &["$*", c.describe()]),
         },
-        Event::KickResult(code) => match s.targets.pop_front() {
-            Some(Target::Kill(nick)) => match *code {
-                ResultCode::OK => {}
-                ResultCode::USER_NOT_FOUND => num(b, server, &me, "401", &[&nick, "No such nick"]),
-                ResultCode::NOT_ADMIN => num(
-                    b,
-                    server,
-                    &me,
-                    "481",
-                    &["Permission Denied: you are not an admin"],
-                ),
-                c => num(b, server, &me, "481", &[c.describe()]),
-            },
-            Some(Target::Kick(nick)) => match *code {
-                ResultCode::OK => line::put(b, Prefix::User(&me), "KICK", &[chan, &nick, "Kicked"]),
-                c => refused(b, server, &me, chan, &nick, c),
-            },
-            _ => {}
-        },
+        Event::KickResult(code) => {
+            if let Some(Target::Kill(nick)) = s.targets.pop_front() {
+                match *code {
+                    ResultCode::OK => {}
+                    ResultCode::USER_NOT_FOUND => num(b, server, &me, "401", &[&nick, "No such nick"]),
+                    ResultCode::NOT_ADMIN => num(
+                        b,
+                        server,
+                        &me,
+                        "481",
+                        &["Permission Denied: you are not an admin"],
+                    ),
+                    c => num(b, server, &me, "481", &[c.describe()]),
+                }
+            }
+        }
+        // Taken: the room's notification (MODE, KICK) says so.
+        Event::RoomOpResult(code) | Event::RoomKickResult(code) => {
+            if let Some(Target::Op(nick) | Target::Kick(nick)) = s.targets.pop_front() {
+                refused(b, server, &me, chan, &nick, *code);
+            }
+        }
         Event::MuteResult(code) => {
             if let Some(Target::Mute { nick, on }) = s.targets.pop_front() {
                 match *code {
@@ -455,10 +464,15 @@ fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut By
     false
 }
 
-/// Why a KICK or a MODE +q/-q on `nick` was refused.
+/// Why a KICK or a MODE +o/-o/+q/-q on `nick` was refused.
 fn refused(b: &mut BytesMut, server: &str, me: &str, chan: &str, nick: &str, code: ResultCode) {
     match code {
         ResultCode::USER_NOT_FOUND => num(b, server, me, "401", &[nick, "No such nick"]),
+        ResultCode::NOT_ROOM_OPERATOR => num(b, server, me, "482", &[chan, "You're not channel operator"]),
+        ResultCode::NOT_IN_YOUR_ROOM => {
+            num(b, server, me, "441", &[nick, chan, "They aren't on that channel"])
+        }
+        ResultCode::USER_IN_LOBBY => num(b, server, me, "442", &[chan, "You're not on that channel"]),
         ResultCode::NOT_ADMIN => num(
             b,
             server,

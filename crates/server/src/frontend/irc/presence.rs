@@ -1,4 +1,5 @@
-//! Presence news (joins, departures, topics) and broadcasts as IRC lines, written
+//! Presence news (joins, departures, topics, operators, kicks) and
+//! broadcasts as IRC lines, written
 //! once per fan-out and shared by every IRC recipient; with away-notify,
 //! the AWAY of newcomers who are away.
 
@@ -74,6 +75,21 @@ impl<'e> Fanout<'e> {
                 n => bytes.slice(ends[n - 1]..),
             };
             let (caps, me) = (s.caps, s.nick.clone());
+            // Kicked out of its channel: in none now.
+            let kicked = self.events[from..].iter().find_map(|e| match e {
+                Event::RoomKicked { room, name, .. }
+                    if s.room == Some(*room) && me.as_deref() == Some(name.as_str()) =>
+                {
+                    Some(*room)
+                }
+                _ => None,
+            });
+            if let Some(room) = kicked {
+                if let Some(s) = sessions.get_mut(&id) {
+                    s.room = None;
+                }
+                channels.release(room);
+            }
             let away = caps.away_notify.then(|| self.away(&state, from, me.as_deref()));
             (frame, away.flatten().map(|a| caps.stamp(a)))
         };
@@ -140,6 +156,43 @@ fn put_event(b: &mut BytesMut, event: &Event, room: Option<u32>, channels: &mut 
                     None => line::put(b, Prefix::User(&nick), "PART", &[chan]),
                 }
             }
+        }
+        (Event::RoomOp { room, uid, op, by }, _, _) => {
+            let Some(c) = channels.get_mut(*room) else {
+                return;
+            };
+            match op {
+                true => c.ops.insert(*uid),
+                false => c.ops.remove(uid),
+            };
+            if let Some(nick) = c.names.get(uid).cloned().filter(|_| !by.is_empty()) {
+                let mode = if *op { "+o" } else { "-o" };
+                line::put(b, Prefix::User(by), "MODE", &[&channels.name(*room), mode, &nick]);
+            }
+        }
+        (
+            Event::RoomKicked {
+                room,
+                uid,
+                name,
+                by,
+                reason,
+            },
+            _,
+            _,
+        ) => {
+            // Its departure that follows is told by this KICK.
+            if let Some(c) = channels.get_mut(*room) {
+                c.names.remove(uid);
+                c.ops.remove(uid);
+            }
+            let reason = if reason.is_empty() { by } else { reason };
+            line::put(
+                b,
+                Prefix::User(by),
+                "KICK",
+                &[&channels.name(*room), name, reason],
+            );
         }
         (Event::RoomTopic { room, at, by, topic }, _, _) => {
             channels.keep_topic(*room, by, *at, topic);

@@ -128,6 +128,23 @@ pub(super) fn userhosts(state: &State, room: u32, names: &[&str]) -> Vec<String>
         .collect()
 }
 
+/// `room`'s members as NAMES lists them: sorted, `@` before an operator's
+/// nick, and with userhost-in-names each as `nick!user@host`.
+pub(super) fn name_list(state: &State, room: u32, userhost: bool) -> Vec<String> {
+    let Some(c) = state.channels.get(room) else {
+        return Vec::new();
+    };
+    let nicks = c.nicks();
+    let plain: Vec<&str> = nicks.iter().map(|(_, n)| &**n).collect();
+    let shown = match userhost {
+        true => userhosts(state, room, &plain),
+        false => plain.iter().map(|n| n.to_string()).collect(),
+    };
+    (nicks.iter().zip(shown))
+        .map(|((op, _), n)| super::channels::prefixed(*op, &n))
+        .collect()
+}
+
 /// `nick`, if an IRC session here holds it or it is in the asker's channel.
 fn lookup(cx: &Cx<'_>, nick: &str) -> Option<Seen> {
     if let Some(s) = irc_session(cx.state, nick) {
@@ -216,13 +233,10 @@ pub(super) fn names(cx: &mut Cx<'_>, channel: Option<&str>) {
             None => return cx.num("366", &["*", "End of /NAMES list"]),
         },
     };
-    if let Some(names) = members(cx, &channel) {
+    if let (Some(_), Some(room)) = (members(cx, &channel), cx.s().room) {
         let me = cx.me();
-        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        if let (true, Some(room)) = (cx.s().caps.userhost, cx.s().room) {
-            let plain: Vec<&str> = names.iter().map(String::as_str).collect();
-            names = userhosts(cx.state, room, &plain);
-        }
+        let userhost = cx.s().caps.userhost;
+        let names = name_list(cx.state, room, userhost);
         let mut b = std::mem::take(cx.replies());
         super::outbound::put_names(
             &mut b,
@@ -253,10 +267,15 @@ pub(super) fn who(cx: &mut Cx<'_>, m: &Message<'_>) {
             Some(r) if in_channel => cx.state.channels.name(r),
             _ => "*".to_owned(),
         };
+        let op = in_channel
+            && u.room
+                .and_then(|r| cx.state.channels.get(r))
+                .is_some_and(|c| c.is_op(&u.nick));
         let flags = format!(
-            "{}{}",
+            "{}{}{}",
             if u.away.is_some() { "G" } else { "H" },
-            if u.oper { "*" } else { "" }
+            if u.oper { "*" } else { "" },
+            if op { "@" } else { "" }
         );
         let real = format!("0 {}", u.realname);
         let server = cx.irc.server.clone();
@@ -287,7 +306,8 @@ pub(super) fn whois(cx: &mut Cx<'_>, m: &Message<'_>) {
     let n = u.nick.to_string();
     cx.num("311", &[&n, &u.username, line::USER_HOST, "*", &u.realname]);
     if let Some(r) = u.room {
-        let channel = cx.state.channels.name(r);
+        let op = cx.state.channels.get(r).is_some_and(|c| c.is_op(&n));
+        let channel = super::channels::prefixed(op, &cx.state.channels.name(r));
         cx.num("319", &[&n, &channel]);
     }
     let server = cx.irc.server.clone();

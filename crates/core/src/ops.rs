@@ -1,0 +1,222 @@
+//! Room operators. The member who enters an empty room (empty on every
+//! node) becomes its operator; an operator, or an admin, makes other
+//! members operators or takes that away (ROOM_OP) and puts members out of
+//! the room into the lobby (ROOM_KICK). Being an operator lasts while the
+//! member is in the room (a seat held while it is away included): a room
+//! whose operators all left has none until an admin names one, as on IRC.
+//! Members that take Plaza's notifications hear each change (363) and each
+//! kick (366); an entrant hears the room's operators before its member
+//! list. In cluster mode the shared store keeps each room's operators with
+//! its seats: the seat script makes the first entrant of an empty room the
+//! operator and hands a later entrant's node the list.
+
+use std::sync::Arc;
+
+use plaza_proto::{Event, ResultCode};
+
+use crate::{BusMsg, Conn, Hub, Recipient, Sink, Waiting};
+
+/// A member named in ROOM_OP or ROOM_KICK.
+struct Member {
+    uid: u64,
+    /// Its name as the room lists it.
+    name: String,
+}
+
+impl Hub {
+    /// ROOM_OP from `conn` (`by`): `target` becomes an operator of the
+    /// room, or no longer is one.
+    pub(crate) fn room_op(
+        &mut self,
+        conn: Conn,
+        by: &Arc<str>,
+        target: &str,
+        op: bool,
+        sink: &mut impl Sink,
+    ) {
+        let (room, member) = match self.moderated(conn, target) {
+            Ok(found) => found,
+            Err(code) => return sink.send(conn, &Event::RoomOpResult(code)),
+        };
+        self.take_op(room, member.uid, op, by, sink);
+        if !self.cluster() {
+            return sink.send(conn, &Event::RoomOpResult(ResultCode::OK));
+        }
+        let msg = BusMsg::Op {
+            room,
+            uid: member.uid,
+            op,
+            by: by.to_string(),
+        };
+        self.publish(conn, msg, Waiting::Ack(Event::RoomOpResult), sink);
+    }
+
+    /// ROOM_KICK from `conn` (`by`): `target` is put out of the room.
+    pub(crate) fn room_kick(
+        &mut self,
+        conn: Conn,
+        by: &Arc<str>,
+        target: &str,
+        reason: String,
+        sink: &mut impl Sink,
+    ) {
+        let found = match reason.len() <= plaza_proto::limits::REASON {
+            true => self.moderated(conn, target),
+            false => Err(ResultCode::INVALID_MESSAGE),
+        };
+        let (room, member) = match found {
+            Ok(found) => found,
+            Err(code) => return sink.send(conn, &Event::RoomKickResult(code)),
+        };
+        let msg = BusMsg::RoomKick {
+            room,
+            uid: member.uid,
+            name: member.name,
+            by: by.to_string(),
+            reason,
+        };
+        if !self.cluster() {
+            self.kicked_from_room(msg, sink);
+            return sink.send(conn, &Event::RoomKickResult(ResultCode::OK));
+        }
+        self.kicked_from_room(msg.clone(), sink);
+        self.publish(conn, msg, Waiting::Ack(Event::RoomKickResult), sink);
+    }
+
+    /// The room of `conn`, which may moderate it, and its member `target`.
+    fn moderated(&self, conn: Conn, target: &str) -> Result<(u32, Member), ResultCode> {
+        let s = self.sessions.get(&conn).ok_or(ResultCode::NOT_LOGGED_IN)?;
+        let room = s.room.ok_or(ResultCode::USER_IN_LOBBY)?;
+        let r = &self.rooms[room as usize];
+        let mine = r.uid_of(conn).is_some_and(|uid| r.ops.contains(&uid));
+        if !mine && !s.admin {
+            return Err(ResultCode::NOT_ROOM_OPERATOR);
+        }
+        let key = plaza_proto::name_key(target);
+        let same = |name: &str| plaza_proto::name_key(name) == key;
+        if let Some((uid, name)) = r.roster().iter().find(|(_, n)| same(n)) {
+            let name = name.to_owned();
+            return Ok((room, Member { uid, name }));
+        }
+        if let Some((uid, _, name)) = self.remote.members(room).iter().find(|(_, _, n)| same(n)) {
+            let name = name.to_string();
+            return Ok((room, Member { uid: *uid, name }));
+        }
+        let known = self.conn_of(target).is_some() || self.remote.users.contains_key(target);
+        Err(if known || self.is_away(target) {
+            ResultCode::NOT_IN_YOUR_ROOM
+        } else {
+            ResultCode::USER_NOT_FOUND
+        })
+    }
+
+    /// Member `uid` of `room` is an operator now (`op`) or no longer, by
+    /// `by`'s doing: kept, and told to the members here if it changed.
+    pub(crate) fn take_op(&mut self, room: u32, uid: u64, op: bool, by: &str, sink: &mut impl Sink) {
+        let Some(r) = self.rooms.get_mut(room as usize) else {
+            return;
+        };
+        if r.ops.contains(&uid) == op {
+            return;
+        }
+        if op {
+            r.ops.push(uid);
+        } else {
+            r.ops.retain(|u| *u != uid);
+        }
+        let event = Event::RoomOp {
+            room,
+            uid,
+            op,
+            by: by.to_owned(),
+        };
+        self.tell_plaza_members(room, &event, sink);
+    }
+
+    /// A room kick (`msg`, a [`BusMsg::RoomKick`]), asked here or on
+    /// another node: the members here are told, and the member is put out
+    /// of the room if its seat is here.
+    pub(crate) fn kicked_from_room(&mut self, msg: BusMsg, sink: &mut impl Sink) {
+        let BusMsg::RoomKick {
+            room,
+            uid,
+            name,
+            by,
+            reason,
+        } = msg
+        else {
+            return;
+        };
+        if room >= self.config.rooms {
+            return;
+        }
+        let event = Event::RoomKicked {
+            room,
+            uid,
+            name,
+            by,
+            reason,
+        };
+        self.tell_plaza_members(room, &event, sink);
+        let Event::RoomKicked { name, .. } = event else {
+            unreachable!("made above")
+        };
+        let r = &self.rooms[room as usize];
+        let Some(pos) = r.roster().iter().position(|(u, _)| u == uid) else {
+            return;
+        };
+        let conn = r.members()[pos];
+        if !self.sessions.contains_key(&conn) {
+            // A seat held for a member who dropped: given up.
+            return self.give_up_seat(&name, sink);
+        }
+        if !self.plaza(conn) {
+            // A seed client has no notification for it: it is told it left.
+            sink.send(conn, &Event::RoomLeaveResult(ResultCode::OK));
+        }
+        self.leave_room(conn, sink);
+    }
+
+    /// Tells an entrant of `room` (before its member list) the room's
+    /// operators, if it takes Plaza's notifications.
+    pub(crate) fn tell_ops(&self, conn: Conn, room: u32, sink: &mut impl Sink) {
+        if !self.plaza(conn) {
+            return;
+        }
+        let r = &self.rooms[room as usize];
+        let remote = self.remote.members(room);
+        let mine = r.uid_of(conn);
+        for &uid in &r.ops {
+            let member = Some(uid) == mine
+                || r.roster().iter().any(|(u, _)| u == uid)
+                || remote.iter().any(|(u, _, _)| *u == uid);
+            if member {
+                let by = String::new();
+                sink.send(
+                    conn,
+                    &Event::RoomOp {
+                        room,
+                        uid,
+                        op: true,
+                        by,
+                    },
+                );
+            }
+        }
+    }
+
+    /// `room`'s operators, as the shared store had them when this node
+    /// took a seat in it.
+    pub(crate) fn set_ops(&mut self, room: u32, ops: Vec<u64>) {
+        if let Some(r) = self.rooms.get_mut(room as usize) {
+            r.ops = ops;
+        }
+    }
+
+    fn tell_plaza_members(&self, room: u32, event: &Event, sink: &mut impl Sink) {
+        let to = (self.rooms[room as usize].members().iter())
+            .filter(|c| self.plaza(**c))
+            .map(|c| Recipient::all(*c));
+        sink.fanout(std::slice::from_ref(event), to);
+    }
+}
