@@ -143,8 +143,10 @@ pub fn hub(data: &[u8]) {
                         uid,
                         room,
                         // Now and then the user's own seat held on node 9.
-                        outcome: match arg.get(1).copied().unwrap_or(0) % 4 {
+                        outcome: match arg.get(1).copied().unwrap_or(0) % 6 {
                             0 => SeatOutcome::Held(9 << 48 | (uid & 0xFF)),
+                            1 => SeatOutcome::BadKey,
+                            2 => SeatOutcome::Full,
                             _ => SeatOutcome::Seated(vec![(uid, 1, "x".into())]),
                         },
                     },
@@ -209,6 +211,44 @@ pub fn hub(data: &[u8]) {
                         notice: arg.len() % 3 == 0,
                     }),
                 },
+                _ if arg.len() % 5 == 0 => Input::Remote {
+                    // An operator change from another node, of a member
+                    // here or there.
+                    node: 9,
+                    msg: Box::new(BusMsg::Op {
+                        room: u32::from(arg.get(1).copied().unwrap_or(0) % 6),
+                        uid: member(arg),
+                        op: arg.len() % 2 == 0,
+                        by: "r1".into(),
+                    }),
+                },
+                _ if arg.len() % 7 == 0 => Input::Remote {
+                    // A room kick from another node.
+                    node: 9,
+                    msg: Box::new(BusMsg::RoomKick {
+                        room: u32::from(arg.get(1).copied().unwrap_or(0) % 6),
+                        uid: member(arg),
+                        name: format!("u{}", arg.len() % 3),
+                        by: "r1".into(),
+                        reason: String::new(),
+                    }),
+                },
+                _ if arg.len() % 11 == 0 => Input::Remote {
+                    // Modes from another node, older or newer.
+                    node: 9,
+                    msg: Box::new(BusMsg::Modes {
+                        room: u32::from(arg.get(1).copied().unwrap_or(0) % 6),
+                        at: u64::from(arg.get(2).copied().unwrap_or(0)),
+                        by: "r1".into(),
+                        flags: arg.get(3).copied().unwrap_or(0) % 4,
+                        limit: u32::from(arg.get(3).copied().unwrap_or(0) % 3),
+                        key: "k".repeat(arg.len() % 2),
+                    }),
+                },
+                _ if arg.len() % 13 == 0 => Input::RoomOps {
+                    room: u32::from(arg.get(1).copied().unwrap_or(0) % 6),
+                    ops: vec![member(arg)],
+                },
                 _ if arg.len() % 3 == 0 => Input::Remote {
                     // A topic from another node, older or newer.
                     node: 9,
@@ -231,6 +271,13 @@ pub fn hub(data: &[u8]) {
         assert!(hub.users_online() <= hub.sessions() + hub.remote_users());
         assert!(hub.history_bytes() <= 4 * history.bytes, "history over its bound");
     }
+}
+
+/// A member id: a session of this node (one node's or a cluster's) or of
+/// node 9.
+fn member(arg: &[u8]) -> u64 {
+    let slot = 1 + u64::from(arg.get(2).copied().unwrap_or(0) % 4);
+    [slot, 1 << 48 | slot, 9 << 48 | slot][usize::from(arg.get(3).copied().unwrap_or(0) % 3)]
 }
 
 /// A place in epoch 1 or 2, numbered from what the input says.

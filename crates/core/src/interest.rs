@@ -104,6 +104,7 @@ impl Hub {
             BusMsg::RoomChat { room, .. }
             | BusMsg::Topic { room, .. }
             | BusMsg::Op { room, .. }
+            | BusMsg::Modes { room, .. }
             | BusMsg::RoomKick { room, .. } => Reach::Nodes(self.nodes_in(*room)),
             BusMsg::Whisper { .. } | BusMsg::Kick { .. } | BusMsg::Mute { .. } => Reach::User,
             _ => Reach::Every,
@@ -150,12 +151,14 @@ impl Hub {
                 // Claimed again under the held seat's id (the claim still
                 // counts: the room stays followed).
                 let fill = self.rooms[room as usize].is_empty();
+                // Its own seat: no key or limit applies.
                 return sink.effect(Effect::ClaimSeat {
                     conn,
                     name,
                     uid: held,
                     room,
                     fill,
+                    key: String::new(),
                 });
             }
             SeatOutcome::Seated(members) => {
@@ -187,6 +190,10 @@ impl Hub {
             SeatOutcome::Full => {
                 self.claimed(room);
                 ResultCode::ROOM_FULL
+            }
+            SeatOutcome::BadKey => {
+                self.claimed(room);
+                ResultCode::BAD_ROOM_KEY
             }
             SeatOutcome::Unavailable => {
                 self.claimed(room);

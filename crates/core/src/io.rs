@@ -444,6 +444,8 @@ pub enum Effect {
         /// This node does not follow the room yet: read the room's log
         /// too, if it has members on other nodes (`numbering.rs`).
         fill: bool,
+        /// The room's key, as the entrant gave it ("": none).
+        key: String,
     },
 }
 

@@ -35,6 +35,7 @@ mod interest;
 mod io;
 mod login;
 mod moderation;
+mod modes;
 mod numbering;
 mod operator;
 mod ops;

@@ -62,7 +62,7 @@ impl Hub {
     ) {
         let found = match reason.len() <= plaza_proto::limits::REASON {
             true => self.moderated(conn, target),
-            false => Err(ResultCode::INVALID_MESSAGE),
+            false => Err(ResultCode::BAD_REQUEST),
         };
         let (room, member) = match found {
             Ok(found) => found,
@@ -87,11 +87,10 @@ impl Hub {
     fn moderated(&self, conn: Conn, target: &str) -> Result<(u32, Member), ResultCode> {
         let s = self.sessions.get(&conn).ok_or(ResultCode::NOT_LOGGED_IN)?;
         let room = s.room.ok_or(ResultCode::USER_IN_LOBBY)?;
-        let r = &self.rooms[room as usize];
-        let mine = r.uid_of(conn).is_some_and(|uid| r.ops.contains(&uid));
-        if !mine && !s.admin {
+        if !self.is_operator(conn, room) {
             return Err(ResultCode::NOT_ROOM_OPERATOR);
         }
+        let r = &self.rooms[room as usize];
         let key = plaza_proto::name_key(target);
         let same = |name: &str| plaza_proto::name_key(name) == key;
         if let Some((uid, name)) = r.roster().iter().find(|(_, n)| same(n)) {
@@ -108,6 +107,13 @@ impl Hub {
         } else {
             ResultCode::USER_NOT_FOUND
         })
+    }
+
+    /// Whether `conn`, in `room`, is one of its operators or an admin.
+    pub(crate) fn is_operator(&self, conn: Conn, room: u32) -> bool {
+        let r = &self.rooms[room as usize];
+        let admin = self.sessions.get(&conn).is_some_and(|s| s.admin);
+        admin || r.uid_of(conn).is_some_and(|uid| r.ops.contains(&uid))
     }
 
     /// Member `uid` of `room` is an operator now (`op`) or no longer, by

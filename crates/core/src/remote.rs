@@ -38,8 +38,10 @@ pub enum SeatOutcome {
     /// Seated; every member of the room on every node, this one included,
     /// by (member id, node, name).
     Seated(Vec<SeatHolder>),
-    /// The room is full.
+    /// The room is full (its capacity, or its member limit).
     Full,
+    /// The room has a key, and the claim did not give it.
+    BadKey,
     /// The user's own seat, held on another node while it was away
     /// (`away.rs`), is in the room under this member id: claim that one,
     /// so the seat moves here and the members see nothing.
@@ -138,6 +140,23 @@ impl Hub {
                 self.take_topic(room, crate::topic::Topic { at, by, text }, sink);
             }
             BusMsg::Op { room, uid, op, by } => self.take_op(room, uid, op, &by, sink),
+            BusMsg::Modes {
+                room,
+                at,
+                by,
+                flags,
+                limit,
+                key,
+            } => {
+                let modes = crate::modes::Modes {
+                    at,
+                    by,
+                    flags,
+                    limit,
+                    key,
+                };
+                self.take_modes(room, modes, sink);
+            }
             msg @ BusMsg::RoomKick { .. } => self.kicked_from_room(msg, sink),
             BusMsg::Enter { name, uid, room } => {
                 // Away from here and back there: its held seat moved there

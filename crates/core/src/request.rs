@@ -79,6 +79,7 @@ impl Hub {
             // Entering and leaving (and operators' changes) tell every
             // member: limited like chat.
             Request::RoomEnter { .. }
+            | Request::RoomEnterKey { .. }
             | Request::RoomLeave
             | Request::RoomOp { .. }
             | Request::RoomKick { .. }
@@ -90,7 +91,13 @@ impl Hub {
             }
             Request::RoomEnter { room } => {
                 self.give_up_seat(&name, sink);
-                if let Some(code) = self.enter(conn, &name, room, None, sink) {
+                if let Some(code) = self.enter(conn, &name, room, "", None, sink) {
+                    sink.send(conn, &Event::RoomEnterResult(code));
+                }
+            }
+            Request::RoomEnterKey { room, key } => {
+                self.give_up_seat(&name, sink);
+                if let Some(code) = self.enter(conn, &name, room, &key, None, sink) {
                     sink.send(conn, &Event::RoomEnterResult(code));
                 }
             }
@@ -105,7 +112,7 @@ impl Hub {
                     return self.replay(conn, r, epoch, after, now, sink);
                 }
                 self.give_up_seat(&name, sink);
-                match self.enter(conn, &name, room, Some((epoch, after)), sink) {
+                match self.enter(conn, &name, room, "", Some((epoch, after)), sink) {
                     Some(ResultCode::OK) => self.replay(conn, room as u32, epoch, after, now, sink),
                     Some(code) => sink.send(conn, &Event::Rejoin(Replay::failed(code))),
                     None => {}
@@ -138,6 +145,9 @@ impl Hub {
             Request::RoomTopic { topic } => self.set_topic(conn, &name, topic, now, sink),
             Request::RoomOp { name: target, op } => self.room_op(conn, &name, &target, op, sink),
             Request::RoomKick { name: target, reason } => self.room_kick(conn, &name, &target, reason, sink),
+            Request::RoomMode { flags, limit, key } => {
+                self.set_modes(conn, &name, flags, limit, key, now, sink)
+            }
             Request::WhisperNotice { to, message } => {
                 self.whisper_to(conn, &name, to, Said::new(message, true), now, sink)
             }

@@ -100,6 +100,8 @@ pub(crate) struct Room {
     pub(crate) topic: Option<Box<crate::topic::Topic>>,
     /// Its operators' member ids (`ops.rs`).
     pub(crate) ops: Vec<u64>,
+    /// Its modes, if any were ever set (`modes.rs`).
+    pub(crate) modes: Option<Box<crate::modes::Modes>>,
 }
 
 impl Room {
@@ -161,13 +163,14 @@ impl Room {
             self.newcomers.remove(pos - old);
         }
         if self.members.is_empty() {
-            // Nobody left to tell; hold no buffer. A topic and operators
-            // last while the room has members (in cluster mode: here; a
+            // Nobody left to tell; hold no buffer. A topic, operators
+            // and modes last while the room has members (in cluster mode: here; a
             // seat reads them again, and the shared store drops them with
             // the last seat).
             self.news = Vec::new();
             self.topic = None;
             self.ops = Vec::new();
+            self.modes = None;
         }
         uid
     }

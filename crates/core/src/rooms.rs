@@ -145,11 +145,11 @@ impl Hub {
         conn: Conn,
         name: &Arc<str>,
         room: i32,
+        key: &str,
         rejoin: Option<(u64, u64)>,
         sink: &mut impl Sink,
     ) -> Option<ResultCode> {
-        let s = self.sessions.get_mut(&conn).expect("logged-in session exists");
-        if s.room.is_some() {
+        if self.sessions.get(&conn).is_some_and(|s| s.room.is_some()) {
             return Some(ResultCode::NOT_IN_LOBBY);
         }
         let Some(idx) = u32::try_from(room).ok().filter(|r| *r < self.config.rooms) else {
@@ -162,8 +162,12 @@ impl Hub {
         if here >= self.config.room_capacity {
             return Some(ResultCode::ROOM_FULL);
         }
+        if let Some(code) = self.refused_by_modes(idx, here, key) {
+            return Some(code);
+        }
         if self.config.node_tag != 0 {
             // The shared store decides, atomically across nodes.
+            let s = self.sessions.get_mut(&conn).expect("logged-in session exists");
             s.waiting = Some(Waiting::Seat {
                 room: idx,
                 rejoin: rejoin.map(Box::new),
@@ -177,6 +181,7 @@ impl Hub {
                 uid,
                 room: idx,
                 fill,
+                key: key.to_owned(),
             });
             return None;
         }

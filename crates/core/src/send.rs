@@ -86,6 +86,9 @@ impl Hub {
         if self.is_muted(name, now) {
             return sink.send(conn, &reply(ResultCode::MUTED, 0));
         }
+        if self.silenced(conn, room) {
+            return sink.send(conn, &reply(ResultCode::MODERATED, 0));
+        }
         let id = id.filter(|id| *id != 0);
         if let Some(seq) = id.and_then(|id| self.sent_ids.find(name, id)) {
             // Delivered already: the same answer, nothing delivered twice.

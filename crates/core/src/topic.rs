@@ -1,5 +1,5 @@
-//! Room topics. Any member of a room may set its topic (Plaza has no
-//! channel operators; a muted member may not); the room keeps it, tells
+//! Room topics. Any member of a room may set its topic (but a muted one;
+//! only its operators in a room with the topic mode, `modes.rs`); the room keeps it, tells
 //! its members when it changes and each entrant before its member list.
 //! A topic is stamped with the wall-clock time it was set, and the newest
 //! wins: in cluster mode every node, and the shared store that a node
@@ -49,6 +49,9 @@ impl Hub {
         };
         if self.is_muted(name, now) {
             return sink.send(conn, &Event::RoomTopicResult(ResultCode::MUTED));
+        }
+        if self.has_mode(room, plaza_proto::room_modes::TOPIC) && !self.is_operator(conn, room) {
+            return sink.send(conn, &Event::RoomTopicResult(ResultCode::NOT_ROOM_OPERATOR));
         }
         if !self.may_chat(conn, None, now) {
             return sink.send(conn, &Event::RoomTopicResult(ResultCode::RATE_LIMITED));
@@ -102,9 +105,10 @@ impl Hub {
     }
 
     /// Tells `conn`, entering `room`, what the room is before its member
-    /// list: its topic and its operators.
+    /// list: its topic, its modes and its operators.
     pub(crate) fn tell_room_state(&self, conn: Conn, room: u32, sink: &mut impl Sink) {
         self.tell_topic(conn, room, sink);
+        self.tell_modes(conn, room, sink);
         self.tell_ops(conn, room, sink);
     }
 

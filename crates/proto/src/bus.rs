@@ -42,6 +42,7 @@ const KIND_TICK: u8 = 14;
 const KIND_TOPIC: u8 = 15;
 const KIND_OP: u8 = 16;
 const KIND_ROOM_KICK: u8 = 17;
+const KIND_MODES: u8 = 18;
 
 /// Set in the kind byte of a stamped message.
 const STAMPED: u8 = 0x80;
@@ -211,6 +212,22 @@ pub enum BusMsg {
         by: String,
         /// Why ("": no reason given).
         reason: String,
+    },
+    /// `room`'s modes, set by `by` at `at` (Unix microseconds: the newest
+    /// wins, as a topic's).
+    Modes {
+        /// Room.
+        room: u32,
+        /// When they were set.
+        at: u64,
+        /// Who set them.
+        by: String,
+        /// [`crate::room_modes`] bits.
+        flags: u8,
+        /// Member limit (0: none).
+        limit: u32,
+        /// Key (empty: none).
+        key: String,
     },
 }
 
@@ -441,6 +458,23 @@ pub fn encode(node: impl Into<Origin>, msg: &BusMsg) -> Bytes {
             put_short(&mut b, name);
             put_short(&mut b, by);
             b.put_slice(reason.as_bytes());
+            b
+        }
+        BusMsg::Modes {
+            room,
+            at,
+            by,
+            flags,
+            limit,
+            key,
+        } => {
+            let mut b = header(KIND_MODES, node);
+            b.put_u32_le(*room);
+            b.put_u64_le(*at);
+            b.put_u8(*flags);
+            b.put_u32_le(*limit);
+            put_short(&mut b, key);
+            b.put_slice(by.as_bytes());
             b
         }
     };

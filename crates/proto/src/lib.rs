@@ -63,6 +63,9 @@ pub mod limits {
     pub const TOPIC: usize = 256;
     /// Why a member was put out of a room: 0..=256 bytes.
     pub const REASON: usize = 256;
+    /// A room's key: 0..=23 bytes (empty: none) of printable ASCII without
+    /// spaces, as IRC's channel keys.
+    pub const ROOM_KEY: usize = 23;
     /// Size of the seed's fixed user-id field (32 bytes + NUL).
     pub const SEED_ID_FIELD: usize = 33;
     /// Size of the seed's fixed chat-message field (256 bytes + NUL).
@@ -138,6 +141,25 @@ pub mod id {
     pub const ROOM_KICK_REQUEST: u16 = 364;
     pub const ROOM_KICK_RESPONSE: u16 = 365;
     pub const ROOM_KICKED_NOTIFY: u16 = 366;
+    pub const ROOM_MODE_REQUEST: u16 = 367;
+    pub const ROOM_MODE_RESPONSE: u16 = 368;
+    pub const ROOM_MODE_NOTIFY: u16 = 369;
+    pub const ROOM_ENTER_KEY_REQUEST: u16 = 370;
+}
+
+/// ROOM_MODE's flags: what a room's operators may switch on.
+pub mod room_modes {
+    /// Only the room's operators set its topic (IRC's `+t`).
+    pub const TOPIC: u8 = 1;
+    /// Only the room's operators speak in it (IRC's `+m`).
+    pub const MODERATED: u8 = 2;
+    /// Every flag.
+    pub const ALL: u8 = TOPIC | MODERATED;
+}
+
+/// Whether `key` may be a room's key (empty: none).
+pub fn valid_room_key(key: &str) -> bool {
+    key.len() <= limits::ROOM_KEY && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The protocol version this crate speaks (HELLO's `version`).

@@ -15,6 +15,7 @@ const AFTER: Text = Text::new("after", 0, limits::NAME);
 const TOKEN: Text = Text::new("token", 1, limits::TOKEN);
 const TOPIC: Text = Text::new("topic", 0, limits::TOPIC);
 const REASON: Text = Text::new("reason", 0, limits::REASON);
+const KEY: Text = Text::new("key", 0, limits::ROOM_KEY);
 
 /// A request from a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +89,24 @@ pub enum Request {
         name: String,
         /// Why (told to the room; may be empty).
         reason: String,
+    },
+    /// 367: (a room operator, or an admin) set your room's modes: `flags`
+    /// from [`crate::room_modes`], a member limit (0: none) and a key
+    /// (empty: none). Answered with [`Event::RoomModeResult`].
+    RoomMode {
+        /// [`crate::room_modes`] bits.
+        flags: u8,
+        /// The most members the room takes (0: its capacity).
+        limit: u32,
+        /// What ROOM_ENTER_KEY must give to enter (empty: none).
+        key: String,
+    },
+    /// 370: enter `room` with its key; answered as ROOM_ENTER (207).
+    RoomEnterKey {
+        /// Room number, 0-based.
+        room: i32,
+        /// The room's key.
+        key: String,
     },
     /// 305: whisper to one user, wherever they are.
     Whisper {
@@ -303,6 +322,22 @@ impl Request {
                 name: r.str8(TARGET)?,
                 reason: r.str16(REASON)?,
             },
+            id::ROOM_MODE_REQUEST => {
+                let flags = r.u8()?;
+                if flags & !crate::room_modes::ALL != 0 {
+                    return Err(DecodeError::Malformed { id: pid });
+                }
+                let limit = r.u32()?;
+                let key = r.str8(KEY)?;
+                if !crate::valid_room_key(&key) {
+                    return Err(DecodeError::Malformed { id: pid });
+                }
+                Self::RoomMode { flags, limit, key }
+            }
+            id::ROOM_ENTER_KEY_REQUEST => Self::RoomEnterKey {
+                room: r.u32()? as i32,
+                key: r.str8(KEY)?,
+            },
             id::ROOM_REJOIN_REQUEST => Self::RoomRejoin {
                 room: r.u32()? as i32,
                 epoch: r.u64()?,
@@ -342,6 +377,8 @@ impl Request {
             Self::RoomTopic { .. } => id::ROOM_TOPIC_REQUEST,
             Self::RoomOp { .. } => id::ROOM_OP_REQUEST,
             Self::RoomKick { .. } => id::ROOM_KICK_REQUEST,
+            Self::RoomMode { .. } => id::ROOM_MODE_REQUEST,
+            Self::RoomEnterKey { .. } => id::ROOM_ENTER_KEY_REQUEST,
         }
     }
 
@@ -383,6 +420,15 @@ impl Request {
             Self::RoomKick { name, reason } => frame(dst, id::ROOM_KICK_REQUEST, |b| {
                 put_str8(b, name);
                 put_str16(b, reason.as_bytes());
+            }),
+            Self::RoomMode { flags, limit, key } => frame(dst, id::ROOM_MODE_REQUEST, |b| {
+                b.put_u8(*flags);
+                b.put_u32_le(*limit);
+                put_str8(b, key);
+            }),
+            Self::RoomEnterKey { room, key } => frame(dst, id::ROOM_ENTER_KEY_REQUEST, |b| {
+                b.put_i32_le(*room);
+                put_str8(b, key);
             }),
             Self::RoomNotice { id, message } => frame(dst, id::ROOM_NOTICE_REQUEST, |b| {
                 b.put_u64_le(*id);
@@ -458,7 +504,8 @@ impl Request {
             id::HISTORY_REQUEST => Event::History(Replay::failed(code)),
             id::ROOM_REJOIN_REQUEST => Event::Rejoin(Replay::failed(code)),
             id::ROOM_SEND_REQUEST | id::ROOM_NOTICE_REQUEST => Event::RoomSendResult { result: code, seq: 0 },
-            id::ROOM_ENTER_REQUEST => Event::RoomEnterResult(code),
+            id::ROOM_ENTER_REQUEST | id::ROOM_ENTER_KEY_REQUEST => Event::RoomEnterResult(code),
+            id::ROOM_MODE_REQUEST => Event::RoomModeResult(code),
             id::ROOM_TOPIC_REQUEST => Event::RoomTopicResult(code),
             id::ROOM_OP_REQUEST => Event::RoomOpResult(code),
             id::ROOM_KICK_REQUEST => Event::RoomKickResult(code),

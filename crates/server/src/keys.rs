@@ -99,6 +99,13 @@ impl Keys {
         format!("{}topic:{{{room}}}", self.prefix)
     }
 
+    /// Hash of room `room`'s modes: `at` when they were set (Unix µs), `m`
+    /// the bus message that set them, `l` the member limit and `k` the key
+    /// (in its seats' slot).
+    pub(crate) fn modes(&self, room: u32) -> String {
+        format!("{}modes:{{{room}}}", self.prefix)
+    }
+
     /// Set of room `room`'s operators' member ids (in its seats' slot).
     pub(crate) fn ops(&self, room: u32) -> String {
         format!("{}ops:{{{room}}}", self.prefix)

@@ -121,6 +121,7 @@ impl Sink for NetSink {
                 uid,
                 room,
                 fill,
+                key,
             } => {
                 self.cluster_op(Op::Seat {
                     conn,
@@ -128,6 +129,7 @@ impl Sink for NetSink {
                     uid,
                     room,
                     fill,
+                    key,
                 });
             }
         }

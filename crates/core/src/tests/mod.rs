@@ -161,6 +161,7 @@ mod cluster;
 mod history;
 mod login;
 mod moderation;
+mod modes;
 mod notices;
 mod numbering;
 mod ops;

@@ -190,6 +190,22 @@ pub fn decode(mut b: &[u8]) -> Result<Decoded, BusError> {
                 reason,
             }
         }
+        KIND_MODES => {
+            need(b, 17)?;
+            let (room, at, flags, limit) = (b.get_u32_le(), b.get_u64_le(), b.get_u8(), b.get_u32_le());
+            let key = std::str::from_utf8(short(&mut b)?).map_err(|_| BusError::Frame)?;
+            if flags & !crate::room_modes::ALL != 0 || !crate::valid_room_key(key) {
+                return Err(BusError::Frame);
+            }
+            BusMsg::Modes {
+                room,
+                at,
+                by: name(b)?,
+                flags,
+                limit,
+                key: key.to_owned(),
+            }
+        }
         KIND_RESET => return Ok(Decoded::Reset { node }),
         KIND_TICK => return Ok(Decoded::Tick { node }),
         KIND_GONE => {

@@ -161,6 +161,14 @@ fn every_message_round_trips() {
             by: "amy".into(),
             reason: String::new(),
         },
+        BusMsg::Modes {
+            room: 6,
+            at: 1_796_000_000_123_456,
+            by: "amy".into(),
+            flags: crate::room_modes::TOPIC,
+            limit: 5,
+            key: "beer".into(),
+        },
     ];
     for msg in msgs {
         let b = encode(42, &msg);

@@ -70,6 +70,14 @@ impl Event {
                 by: r.str8(ANY_NAME)?,
                 reason: r.str16(Text::new("reason", 0, limits::REASON))?,
             },
+            id::ROOM_MODE_RESPONSE => Self::RoomModeResult(r.result()?),
+            id::ROOM_MODE_NOTIFY => Self::RoomMode {
+                room: r.u32()?,
+                flags: r.u8()?,
+                limit: r.u32()?,
+                key: r.str8(Text::new("key", 0, limits::ROOM_KEY))?,
+                by: r.str8(ANY_NAME)?,
+            },
             id::HISTORY_RESPONSE => Self::History(Replay::read(&mut r)?),
             id::ROOM_REJOIN_RESPONSE => Self::Rejoin(Replay::read(&mut r)?),
             id::ROOM_SEND_RESPONSE => Self::RoomSendResult {

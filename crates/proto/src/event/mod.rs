@@ -175,6 +175,22 @@ pub enum Event {
         /// Why ("": no reason given).
         reason: String,
     },
+    /// 368: the answer to ROOM_MODE.
+    RoomModeResult(ResultCode),
+    /// 369: your room's modes: when you enter it (before its member list)
+    /// if any is set, and whenever an operator sets them.
+    RoomMode {
+        /// The room.
+        room: u32,
+        /// [`crate::room_modes`] bits.
+        flags: u8,
+        /// The most members it takes (0: its capacity).
+        limit: u32,
+        /// Its key (empty: none).
+        key: String,
+        /// Who set them ("": the room's state as you enter).
+        by: String,
+    },
     /// 347: the answer to HISTORY, after the messages it sent.
     History(Replay),
     /// 349: the answer to ROOM_REJOIN, after the missed messages: the
@@ -397,6 +413,20 @@ impl Event {
                 put_str8(b, by);
                 put_str16(b, reason.as_bytes());
             }),
+            Self::RoomModeResult(c) => code(dst, id::ROOM_MODE_RESPONSE, c),
+            Self::RoomMode {
+                room,
+                flags,
+                limit,
+                key,
+                by,
+            } => frame(dst, id::ROOM_MODE_NOTIFY, |b| {
+                b.put_u32_le(*room);
+                b.put_u8(*flags);
+                b.put_u32_le(*limit);
+                put_str8(b, key);
+                put_str8(b, by);
+            }),
             Self::History(r) => frame(dst, id::HISTORY_RESPONSE, |b| r.put(b)),
             Self::Rejoin(r) => frame(dst, id::ROOM_REJOIN_RESPONSE, |b| r.put(b)),
             Self::RoomSendResult { result, seq } => frame(dst, id::ROOM_SEND_RESPONSE, |b| {
@@ -488,6 +518,7 @@ impl Event {
                 | Self::RoomTopic { .. }
                 | Self::RoomOp { .. }
                 | Self::RoomKicked { .. }
+                | Self::RoomMode { .. }
                 | Self::Whisper { .. }
                 | Self::WhisperNotice { .. }
                 | Self::Broadcast { .. }

@@ -96,6 +96,14 @@ fn every_event_round_trips() {
             reason: "héllo".into(),
         },
         Event::RoomKickResult(ResultCode::NOT_IN_YOUR_ROOM),
+        Event::RoomMode {
+            room: 2,
+            flags: crate::room_modes::ALL,
+            limit: 10,
+            key: "beer".into(),
+            by: "amy".into(),
+        },
+        Event::RoomModeResult(ResultCode::BAD_REQUEST),
         Event::RoomNotice {
             room: 7,
             seq: 1 << 40,
@@ -214,6 +222,8 @@ proptest! {
             Request::RoomOp { name: name.clone(), op: n % 2 == 0 },
             Request::RoomKick { name: name.clone(), reason: msg.chars().take(60).collect() },
             Request::RoomKick { name: name.clone(), reason: String::new() },
+            Request::RoomMode { flags: (n % 4) as u8, limit: n, key: name.chars().take(23).collect() },
+            Request::RoomEnterKey { room: n as i32, key: name.chars().take(23).collect() },
             Request::Broadcast { message: msg.clone() },
             Request::Mute { name: name.clone(), seconds: n },
             Request::RoomEnter { room: n as i32 },

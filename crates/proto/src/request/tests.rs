@@ -183,3 +183,21 @@ fn a_room_op_request_is_encoded_as_protocol_md_shows_it_and_a_bad_flag_is_refuse
         Event::RoomOpResult(ResultCode::BAD_REQUEST)
     );
 }
+
+#[test]
+fn a_room_mode_with_an_unknown_flag_or_a_key_with_a_space_is_refused() {
+    let mode = |flags, key: &str| {
+        let mut b = bytes::BytesMut::new();
+        Request::RoomMode {
+            flags,
+            limit: 0,
+            key: key.into(),
+        }
+        .encode(&mut b);
+        Request::decode(&b).map_err(|e| e.result())
+    };
+    assert!(mode(crate::room_modes::ALL, "beer").is_ok());
+    assert_eq!(mode(4, ""), Err(ResultCode::BAD_REQUEST));
+    assert_eq!(mode(0, "two words"), Err(ResultCode::BAD_REQUEST));
+    assert!(crate::valid_room_key("") && !crate::valid_room_key(&"k".repeat(24)));
+}

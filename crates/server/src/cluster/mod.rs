@@ -140,6 +140,8 @@ pub(crate) enum Op {
         room: u32,
         /// Read the room's log too (`plaza_core`'s `Effect::ClaimSeat`).
         fill: bool,
+        /// The room's key, as the entrant gave it.
+        key: String,
     },
     /// This node's users as (name, owner, uid, room), and the seats it
     /// holds for users away as (name, uid, room).
@@ -193,7 +195,8 @@ impl Channel {
             | BusMsg::Leave { room, .. }
             | BusMsg::Topic { room, .. }
             | BusMsg::Op { room, .. }
-            | BusMsg::RoomKick { room, .. } => Self::Room(*room),
+            | BusMsg::RoomKick { room, .. }
+            | BusMsg::Modes { room, .. } => Self::Room(*room),
             _ => Self::Bus,
         }
     }
@@ -238,18 +241,19 @@ pub(super) enum PendingSeat {
         name: String,
         room: u32,
         members: Vec<SeatHolder>,
-        read: SeatRead,
+        read: Box<SeatRead>,
     },
     Echoed,
 }
 
 /// What the seat script read with a seat: the room's log (a room with
-/// members on several nodes), its topic, as the bus message that set
-/// it, with its origin, and its operators.
+/// members on several nodes), its topic and modes, as the bus messages
+/// that set them, with their origins, and its operators.
 #[derive(Clone, Default)]
 pub(super) struct SeatRead {
     pub(super) log: Option<Box<RoomLog>>,
     pub(super) topic: Option<(u64, BusMsg)>,
+    pub(super) modes: Option<(u64, BusMsg)>,
     pub(super) ops: Vec<u64>,
 }
 
@@ -488,7 +492,7 @@ impl Shared {
                 read,
             } = p
             {
-                self.seat_done(conn, name, uid, room, SeatOutcome::Seated(members), read)
+                self.seat_done(conn, name, uid, room, SeatOutcome::Seated(members), *read)
                     .await;
             }
         }
@@ -506,9 +510,9 @@ impl Shared {
         if let Some(log) = read.log {
             self.input(Input::RoomLog { room, log }).await;
         }
-        // Before the seat: the entrant is told the topic and operators
-        // with its list.
-        if let Some((node, msg)) = read.topic {
+        // Before the seat: the entrant is told the topic, modes and
+        // operators with its list.
+        for (node, msg) in read.topic.into_iter().chain(read.modes) {
             let msg = Box::new(msg);
             self.input(Input::Remote { node, msg }).await;
         }

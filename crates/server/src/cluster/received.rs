@@ -92,7 +92,7 @@ pub(super) async fn on_message(
                             room,
                             members,
                             read,
-                        }) => Some((conn, name, room, members, read)),
+                        }) => Some((conn, name, room, members, *read)),
                         _ => {
                             l.seats.insert(uid, PendingSeat::Echoed);
                             None

@@ -97,16 +97,18 @@ if is(ARGV[3] .. ARGV[1]) then redis.call('HDEL', KEYS[1], ARGV[3] .. ARGV[1]) e
 return 1
 ";
 
-/// KEYS: seats, numbering, log, topic, ops. ARGV: id, name, uid,
+/// KEYS: seats, numbering, log, topic, ops, modes. ARGV: id, name, uid,
 /// capacity, message, channel, fill, tick (the enter's stamp alone:
 /// published instead of it when the seat is refused, so no node sees a
-/// hole in this node's numbers). Returns {0} when full, else {1, log,
-/// topic, ops, uid, node|name, uid, node|name, ...}: every member, this one
-/// included, as of the enter it publishes on the room's channel, the bus
-/// message that set the room's topic ("" if none is set) and its
-/// operators' ids. A topic and operators last while the room has members:
-/// the first seat of an empty room drops them, and its holder is the
-/// room's operator. When the room's members were all on
+/// hole in this node's numbers), key. Returns {0} when full (its capacity
+/// or its modes' limit), {3} when the room has a key and it is not the
+/// one given, else {1, log, topic, ops, modes, uid, node|name, uid,
+/// node|name, ...}: every member, this one included, as of the enter it
+/// publishes on the room's channel, the bus messages that set the room's
+/// topic and modes ("" if none) and its operators' ids. A topic, modes and
+/// operators last while the room has members: the first seat of an empty
+/// room drops them, and its holder is the room's operator. A user taking
+/// back its own seat is not held to the limit or the key. When the room's members were all on
 /// one other node, that node numbered its messages: the cluster's numbers
 /// start a new epoch. `log` is {} unless `fill` > 0 and the room has
 /// members on several nodes; then {epoch, last seq, newest `fill` entries
@@ -116,7 +118,7 @@ return 1
 const SEAT: &str = r"
 local id, name, uid, cap, msg, ch, fill = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7])
 local before = redis.call('HGETALL', KEYS[1])
-if #before == 0 then redis.call('DEL', KEYS[4], KEYS[5]) end
+if #before == 0 then redis.call('DEL', KEYS[4], KEYS[5], KEYS[6]) end
 local nodes, n, mine = {}, 0, false
 for i = 1, #before, 2 do
   local node, who = string.match(before[i + 1], '^(%d+)|(.*)$')
@@ -131,9 +133,16 @@ for i = 1, #before, 2 do
     n = n + 1
   end
 end
+local limit = tonumber(redis.call('HGET', KEYS[6], 'l') or '0')
+if limit > 0 and limit < cap then cap = limit end
 if not mine and #before / 2 >= cap then
   redis.call('PUBLISH', ch, ARGV[8])
   return {0}
+end
+local key = redis.call('HGET', KEYS[6], 'k') or ''
+if not mine and key ~= '' and key ~= ARGV[9] then
+  redis.call('PUBLISH', ch, ARGV[8])
+  return {3}
 end
 if n == 1 and not nodes[id] then
   local t = redis.call('TIME')
@@ -149,6 +158,7 @@ if fill > 0 and (n > 1 or (n == 1 and not nodes[id])) and e then
   log = {e, redis.call('HGET', KEYS[2], 's'), redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', fill)}
 end
 local r = redis.call('HGETALL', KEYS[1])
+table.insert(r, 1, redis.call('HGET', KEYS[6], 'm') or '')
 table.insert(r, 1, redis.call('SMEMBERS', KEYS[5]))
 table.insert(r, 1, redis.call('HGET', KEYS[4], 'm') or '')
 table.insert(r, 1, log)
@@ -163,6 +173,17 @@ return r
 const TOPIC: &str = r"
 if tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'at') or '0') then
   redis.call('HSET', KEYS[1], 'at', ARGV[3], 'm', ARGV[1])
+end
+return redis.call('PUBLISH', ARGV[2], ARGV[1])
+";
+
+/// KEYS: modes. ARGV: message, channel, at, limit, key. Keeps a room's
+/// modes if they are newer than the ones kept (the newest wins, as a
+/// topic's), with the limit and key apart for the seat script, and
+/// publishes them either way. Returns the publish's count.
+const MODES: &str = r"
+if tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'at') or '0') then
+  redis.call('HSET', KEYS[1], 'at', ARGV[3], 'm', ARGV[1], 'l', ARGV[4], 'k', ARGV[5])
 end
 return redis.call('PUBLISH', ARGV[2], ARGV[1])
 ";
@@ -239,6 +260,7 @@ pub(super) struct Scripts {
     seat: Script,
     topic: Script,
     op: Script,
+    modes: Script,
     chat: Script,
     direct: Script,
     list: Script,
@@ -274,6 +296,7 @@ impl Scripts {
             seat: script(SEAT),
             topic: script(TOPIC),
             op: script(OP),
+            modes: script(MODES),
             chat: script(CHAT),
             direct: script(DIRECT),
             list: script(LIST),
@@ -295,6 +318,7 @@ impl Scripts {
                 &self.seat,
                 &self.topic,
                 &self.op,
+                &self.modes,
                 &self.chat,
                 &self.direct,
                 &self.list,
@@ -443,6 +467,23 @@ impl Scripts {
                             .arg(u8::from(*op));
                         steps.push(Step::new(script, key, true));
                     }
+                    BusMsg::Modes {
+                        room,
+                        at,
+                        limit,
+                        key: room_key,
+                        ..
+                    } => {
+                        let key = keys.modes(*room);
+                        let mut script = evalsha(&self.modes, &key);
+                        script
+                            .arg(bytes.as_ref())
+                            .arg(keys.room(*room))
+                            .arg(at)
+                            .arg(limit)
+                            .arg(room_key);
+                        steps.push(Step::new(script, key, true));
+                    }
                     _ => steps.push(publish(channel.name(keys), &bytes)),
                 }
                 (bytes.len(), Answer::Piped)
@@ -452,6 +493,7 @@ impl Scripts {
                 uid,
                 room,
                 fill,
+                key,
                 ..
             } => {
                 let msg = BusMsg::Enter {
@@ -463,8 +505,8 @@ impl Scripts {
                 let bytes = bus::encode(at, &msg);
                 let seats = keys.seats(*room);
                 let (numbering, log, topic) = (keys.numbering(*room), keys.log(*room), keys.topic(*room));
-                let ops = keys.ops(*room);
-                let mut seat = evalsha_keys(&self.seat, &[&seats, &numbering, &log, &topic, &ops]);
+                let (ops, modes) = (keys.ops(*room), keys.modes(*room));
+                let mut seat = evalsha_keys(&self.seat, &[&seats, &numbering, &log, &topic, &ops, &modes]);
                 seat.arg(s.node)
                     .arg(name)
                     .arg(uid)
@@ -472,7 +514,8 @@ impl Scripts {
                     .arg(bytes.as_ref())
                     .arg(keys.room(*room))
                     .arg(if *fill { s.config.history } else { 0 })
-                    .arg(bus::tick(at).as_ref());
+                    .arg(bus::tick(at).as_ref())
+                    .arg(key);
                 steps.push(Step::new(seat, seats, true));
                 // In the node's slot, so not in the seat's step: written
                 // even when the room was full, which costs a bury or replace

@@ -272,21 +272,25 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             uid,
             room,
             fill: _,
+            key: _,
         } => {
             let members = v.map(|v| redis::from_redis_value::<Vec<redis::Value>>(v).unwrap_or_default());
-            // {1, log, topic, ops, uid, node|name, ...}, or {0} when full.
+            // {1, log, topic, ops, modes, uid, node|name, ...}, {0} when
+            // full, {3} for a wrong key.
             let (outcome, read) = match members.as_deref() {
                 None | Some([]) => (SeatOutcome::Unavailable, SeatRead::default()),
                 Some([first, rest @ ..]) => match (redis::from_redis_value_ref::<i64>(first), rest) {
-                    (Ok(1), [log, topic, ops, rest @ ..]) => {
+                    (Ok(1), [log, topic, ops, modes, rest @ ..]) => {
                         let read = SeatRead {
                             log: room_log(log),
-                            topic: room_topic(topic),
+                            topic: room_state(topic),
+                            modes: room_state(modes),
                             ops: redis::from_redis_value_ref::<Vec<u64>>(ops).unwrap_or_default(),
                         };
                         (SeatOutcome::Seated(members_of(rest)), read)
                     }
                     (Ok(0), _) => (SeatOutcome::Full, SeatRead::default()),
+                    (Ok(3), _) => (SeatOutcome::BadKey, SeatRead::default()),
                     (Ok(2), [held]) => match redis::from_redis_value_ref::<String>(held).map(|u| u.parse()) {
                         Ok(Ok(held)) => (SeatOutcome::Held(held), SeatRead::default()),
                         _ => (SeatOutcome::Unavailable, SeatRead::default()),
@@ -314,7 +318,7 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
                                 name: name.clone(),
                                 room,
                                 members: members.clone(),
-                                read: read.clone(),
+                                read: Box::new(read.clone()),
                             },
                         );
                         false
@@ -376,14 +380,14 @@ fn numbered(a: &[Value]) -> (Option<i64>, Option<Place>) {
     (redis::from_redis_value_ref::<i64>(count).ok(), place)
 }
 
-/// The seat script's topic: "" (none ever set), or the bus message that
-/// set it (one that does not decode as a topic is left out).
-fn room_topic(v: &Value) -> Option<(u64, BusMsg)> {
+/// The seat script's topic or modes: "" (none set), or the bus message
+/// that set them (one that does not decode as either is left out).
+fn room_state(v: &Value) -> Option<(u64, BusMsg)> {
     let m = redis::from_redis_value_ref::<Vec<u8>>(v).ok()?;
     match bus::decode(&m).ok()? {
         Decoded::Msg {
             node,
-            msg: msg @ BusMsg::Topic { .. },
+            msg: msg @ (BusMsg::Topic { .. } | BusMsg::Modes { .. }),
         } => Some((node, msg)),
         _ => None,
     }

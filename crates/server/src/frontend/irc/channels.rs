@@ -25,6 +25,85 @@ pub(crate) struct Channel {
     pub(crate) topic: Option<ChannelTopic>,
     /// Its operators' user ids, as the hub last told them.
     pub(crate) ops: HashSet<u64>,
+    /// Its modes, as the hub last told them.
+    pub(crate) modes: ChannelModes,
+}
+
+/// A channel's modes: [`plaza_proto::room_modes`] flags, a member limit
+/// (0: none) and a key ("": none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ChannelModes {
+    pub(crate) flags: u8,
+    pub(crate) limit: u32,
+    pub(crate) key: String,
+}
+
+/// The flag modes, with their letters.
+const FLAGS: [(u8, char); 2] = [
+    (plaza_proto::room_modes::TOPIC, 't'),
+    (plaza_proto::room_modes::MODERATED, 'm'),
+];
+
+impl ChannelModes {
+    /// As RPL_CHANNELMODEIS (324) shows them: `+n` (always), then the
+    /// others, and their parameters (the key only to a member).
+    pub(crate) fn shown(&self, member: bool) -> Vec<String> {
+        let mut modes = String::from("+n");
+        let mut params = Vec::new();
+        modes.extend(FLAGS.iter().filter(|(f, _)| self.flags & f != 0).map(|(_, c)| c));
+        if self.limit > 0 {
+            modes.push('l');
+            params.push(self.limit.to_string());
+        }
+        if !self.key.is_empty() {
+            modes.push('k');
+            params.push(if member { self.key.clone() } else { "*".into() });
+        }
+        std::iter::once(modes).chain(params).collect()
+    }
+
+    /// What changed from `old` to these, as a MODE line's parameters
+    /// (`+tl 5`, `-k beer`); empty when nothing did.
+    pub(crate) fn changes_from(&self, old: &Self) -> Vec<String> {
+        let (mut on, mut off) = (String::new(), String::new());
+        let (mut on_args, mut off_args) = (Vec::new(), Vec::new());
+        for (f, c) in FLAGS {
+            match (self.flags & f != 0, old.flags & f != 0) {
+                (true, false) => on.push(c),
+                (false, true) => off.push(c),
+                _ => {}
+            }
+        }
+        if self.limit != old.limit {
+            if self.limit > 0 {
+                on.push('l');
+                on_args.push(self.limit.to_string());
+            } else {
+                off.push('l');
+            }
+        }
+        if self.key != old.key {
+            if !self.key.is_empty() {
+                on.push('k');
+                on_args.push(self.key.clone());
+            } else {
+                off.push('k');
+                off_args.push(old.key.clone());
+            }
+        }
+        let mut modes = String::new();
+        if !on.is_empty() {
+            modes = format!("+{on}");
+        }
+        if !off.is_empty() {
+            modes.push('-');
+            modes.push_str(&off);
+        }
+        if modes.is_empty() {
+            return Vec::new();
+        }
+        std::iter::once(modes).chain(on_args).chain(off_args).collect()
+    }
 }
 
 impl Channel {

@@ -464,7 +464,16 @@ fn join(cx: &mut Cx<'_>, m: &Message<'_>) {
         cx.out.requests.push(Request::RoomLeave);
     }
     cx.s().joining = Some(room);
-    cx.out.requests.push(Request::RoomEnter { room: room as i32 });
+    let room = room as i32;
+    cx.out
+        .requests
+        .push(match m.param(1).and_then(|keys| keys.split(',').next()) {
+            Some(key) => Request::RoomEnterKey {
+                room,
+                key: key.to_owned(),
+            },
+            None => Request::RoomEnter { room },
+        });
 }
 
 fn part(cx: &mut Cx<'_>, m: &Message<'_>) {

@@ -192,6 +192,8 @@ pub(crate) enum Target {
     Kick(String),
     /// MODE +o or -o.
     Op(String),
+    /// MODE of the room's modes (+t, +m, +l, +k).
+    Mode,
     /// KILL: Plaza's kick (the user is disconnected).
     Kill(String),
     /// MODE +q (`on`) or -q.

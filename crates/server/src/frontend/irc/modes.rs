@@ -1,12 +1,15 @@
-//! MODE: the modes Plaza has. A channel is `+n` (members only); `+o nick`
-//! / `-o nick` makes a member a channel operator or takes it away (a room
-//! operator's, or an admin's, right); `+q nick` / `-q nick` mutes and
-//! unmutes (Plaza's mute is server-wide, and for admins only); users have
-//! no modes to set.
+//! MODE: the modes Plaza has. A channel is `+n` (members only, always);
+//! its operators (or an admin) set `+t` (only operators set the topic),
+//! `+m` (only operators speak), `+l N` (a member limit) and `+k key`: the
+//! room's modes (PROTOCOL.md, "Room modes"), set as one ROOM_MODE;
+//! `+o nick` / `-o nick` makes a member a channel operator or takes it
+//! away; `+q nick` / `-q nick` mutes and unmutes (Plaza's mute is
+//! server-wide, and for admins only); users have no modes to set.
 
-use plaza_proto::Request;
+use plaza_proto::{Request, valid_room_key};
 
 use super::Target;
+use super::channels::ChannelModes;
 use super::inbound::Cx;
 use super::line::Message;
 
@@ -44,12 +47,18 @@ fn channel(cx: &mut Cx<'_>, name: &str, args: &[&str]) {
     let Some(room) = cx.state.channels.find(name) else {
         return cx.num("403", &[name, "No such channel"]);
     };
+    let member = cx.s().room == Some(room);
+    let old = (cx.state.channels.get(room)).map_or_else(ChannelModes::default, |c| c.modes.clone());
     let Some(&modes) = args.first() else {
-        return cx.num("324", &[name, "+n"]);
+        let shown = old.shown(member);
+        let mut params: Vec<&str> = vec![name];
+        params.extend(shown.iter().map(String::as_str));
+        return cx.num("324", &params);
     };
-    if cx.s().room != Some(room) {
+    if !member {
         return cx.num("442", &[name, "You're not on that channel"]);
     }
+    let mut new = old.clone();
     let mut on = true;
     let mut nicks = args[1..].iter();
     for c in modes.chars() {
@@ -82,8 +91,44 @@ fn channel(cx: &mut Cx<'_>, name: &str, args: &[&str]) {
                     op: on,
                 });
             }
+            't' | 'm' => {
+                let flag = match c {
+                    't' => plaza_proto::room_modes::TOPIC,
+                    _ => plaza_proto::room_modes::MODERATED,
+                };
+                new.flags = if on { new.flags | flag } else { new.flags & !flag };
+            }
+            'l' if !on => new.limit = 0,
+            'l' => match nicks.next().map(|n| n.parse::<u32>()) {
+                Some(Ok(limit)) if limit > 0 => new.limit = limit,
+                Some(_) => cx.num(
+                    "696",
+                    &[name, "l", "*", "Invalid limit: a number of members above 0"],
+                ),
+                None => cx.num("461", &["MODE", "Not enough parameters"]),
+            },
+            'k' if !on => {
+                nicks.next();
+                new.key.clear();
+            }
+            'k' => match nicks.next() {
+                Some(key) if !key.is_empty() && valid_room_key(key) => new.key = (*key).to_owned(),
+                Some(_) => cx.num(
+                    "696",
+                    &[name, "k", "*", "Invalid key: 1-23 characters without spaces"],
+                ),
+                None => cx.num("461", &["MODE", "Not enough parameters"]),
+            },
             'n' => {}
             other => cx.num("472", &[&other.to_string(), "is an unknown mode char to me"]),
         }
+    }
+    if new != old {
+        cx.s().targets.push_back(Target::Mode);
+        cx.request(Request::RoomMode {
+            flags: new.flags,
+            limit: new.limit,
+            key: new.key,
+        });
     }
 }

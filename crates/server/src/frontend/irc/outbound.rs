@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use plaza_net::SessionId;
 use plaza_proto::{Event, ResultCode, Roster};
 
+use super::channels::ChannelModes;
 use super::line::{self, Prefix};
 use super::presence::Fanout;
 use super::{Irc, Login, Session, State, Target};
@@ -19,6 +20,7 @@ const NAMES_PER_LINE: usize = 400;
 const ISUPPORT: &[&str] = &[
     "CASEMAPPING=ascii",
     "CHANLIMIT=#:1",
+    "CHANMODES=,k,l,mnt",
     "CHATHISTORY=100",
     "CLIENTTAGDENY=*",
     "CHANNELLEN=50",
@@ -63,7 +65,7 @@ pub(super) fn welcome(b: &mut BytesMut, server: &str, s: &mut Session) {
         "003",
         &["This server speaks IRC as a front end to Plaza"],
     );
-    num(b, server, &me, "004", &[server, version, "i", "oq"]);
+    num(b, server, &me, "004", &[server, version, "i", "klmnoqt", "klo"]);
     let mut tokens = ISUPPORT.to_vec();
     tokens.push("are supported by this server");
     num(b, server, &me, "005", &tokens);
@@ -137,6 +139,25 @@ impl Irc {
                 return state.channels.keep_topic(*room, by, *at, topic);
             }
         }
+        if let Event::RoomMode {
+            room,
+            flags,
+            limit,
+            key,
+            by,
+        } = event
+            && by.is_empty()
+        {
+            // Entering: the room's modes, for MODE's answer (324).
+            if let Some(c) = self.lock().channels.get_mut(*room) {
+                c.modes = ChannelModes {
+                    flags: *flags,
+                    limit: *limit,
+                    key: key.clone(),
+                };
+            }
+            return;
+        }
         if let Event::RoomOp { room, uid, by, .. } = event
             && by.is_empty()
         {
@@ -154,6 +175,7 @@ impl Irc {
                 | Event::RoomTopic { .. }
                 | Event::RoomOp { .. }
                 | Event::RoomKicked { .. }
+                | Event::RoomMode { .. }
         ) {
             return Fanout::new(std::slice::from_ref(event)).send(self, id, 0, false);
         }
@@ -170,7 +192,8 @@ impl Irc {
                 | Event::RoomEnterResult(c)
                 | Event::RoomTopicResult(c)
                 | Event::RoomOpResult(c)
-                | Event::RoomKickResult(c) => c.is_ok(),
+                | Event::RoomKickResult(c)
+                | Event::RoomModeResult(c) => c.is_ok(),
                 // A NOTICE's (ROOM_NOTICE's) errors are never told.
                 Event::Hello { .. } | Event::ResumeToken { .. } | Event::RoomSendResult { .. } => true,
                 _ => false,
@@ -324,6 +347,7 @@ fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut By
                 .map_or_else(|| "*".to_owned(), |r| format!("#{r}"));
             let (n, text) = match *code {
                 ResultCode::ROOM_FULL => ("471", "Cannot join channel (+l): the room is full"),
+                ResultCode::BAD_ROOM_KEY => ("475", "Cannot join channel (+k): wrong key"),
                 ResultCode::RATE_LIMITED => ("263", "Too many joins: wait a moment"),
                 c => ("403", c.describe()),
             };
@@ -344,6 +368,7 @@ fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut By
             let (n, text) = match *code {
                 ResultCode::USER_IN_LOBBY => ("442", "You're not on that channel"),
                 ResultCode::MUTED => ("482", "You cannot set the topic: you are muted"),
+                ResultCode::NOT_ROOM_OPERATOR => ("482", "You're not channel operator (+t)"),
                 c => ("482", c.describe()),
             };
             num(b, server, &me, n, &[chan, text]);
@@ -352,6 +377,7 @@ fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut By
             let (n, text) = match *code {
                 ResultCode::USER_IN_LOBBY => ("442", "You're not on that channel"),
                 ResultCode::MUTED => ("404", "Cannot send to channel: you are muted"),
+                ResultCode::MODERATED => ("404", "Cannot send to channel (+m): only its operators speak"),
                 c => ("404", c.describe()),
             };
             num(b, server, &me, n, &[chan, text]);
@@ -394,9 +420,11 @@ fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut By
             }
         }
         // Taken: the room's notification (MODE, KICK) says so.
-        Event::RoomOpResult(code) | Event::RoomKickResult(code) => {
-            if let Some(Target::Op(nick) | Target::Kick(nick)) = s.targets.pop_front() {
-                refused(b, server, &me, chan, &nick, *code);
+        Event::RoomOpResult(code) | Event::RoomKickResult(code) | Event::RoomModeResult(code) => {
+            match s.targets.pop_front() {
+                Some(Target::Op(nick) | Target::Kick(nick)) => refused(b, server, &me, chan, &nick, *code),
+                Some(Target::Mode) => refused(b, server, &me, chan, "*", *code),
+                _ => {}
             }
         }
         Event::MuteResult(code) => {

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use plaza_net::SessionId;
 use plaza_proto::Event;
 
-use super::channels::{Channels, Departure};
+use super::channels::{ChannelModes, Channels, Departure};
 use super::line::{self, Prefix};
 use super::outbound::put_text;
 use super::{Irc, State};
@@ -193,6 +193,35 @@ fn put_event(b: &mut BytesMut, event: &Event, room: Option<u32>, channels: &mut 
                 "KICK",
                 &[&channels.name(*room), name, reason],
             );
+        }
+        (
+            Event::RoomMode {
+                room,
+                flags,
+                limit,
+                key,
+                by,
+            },
+            _,
+            _,
+        ) => {
+            let Some(c) = channels.get_mut(*room) else {
+                return;
+            };
+            let new = ChannelModes {
+                flags: *flags,
+                limit: *limit,
+                key: key.clone(),
+            };
+            let changes = new.changes_from(&c.modes);
+            c.modes = new;
+            if !changes.is_empty() && !by.is_empty() {
+                let chan = channels.name(*room);
+                let params: Vec<&str> = std::iter::once(chan.as_str())
+                    .chain(changes.iter().map(String::as_str))
+                    .collect();
+                line::put(b, Prefix::User(by), "MODE", &params);
+            }
         }
         (Event::RoomTopic { room, at, by, topic }, _, _) => {
             channels.keep_topic(*room, by, *at, topic);

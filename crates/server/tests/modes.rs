@@ -1,0 +1,114 @@
+//! Room modes end to end on 127.0.0.1: an IRC channel operator sets `+t`,
+//! `+m`, `+l` and `+k` and binary users are held to them (ROOM_ENTER_KEY
+//! gives the key); across cluster nodes, on one Redis and on a Redis
+//! Cluster, the seat script enforces the limit and the key on a node that
+//! does not follow the room.
+
+mod irc_client;
+
+use irc_client::{Irc, irc_server};
+use plaza_proto::room_modes::{MODERATED, TOPIC};
+use plaza_proto::{Event, Request, ResultCode};
+use plaza_test_support::{Engine, TestServer};
+
+plaza_test_support::on_each_engine!(a_nodes_seat_keeps_to_the_rooms_limit_and_key_set_on_another_node);
+
+fn enter_with(room: i32, key: &str) -> Request {
+    Request::RoomEnterKey {
+        room,
+        key: key.into(),
+    }
+}
+
+#[tokio::test]
+async fn an_irc_operators_modes_hold_irc_and_binary_users() {
+    let (server, irc) = irc_server(true).await;
+    let mut amy = Irc::register(irc, "amy", None).await;
+    amy.join("#3").await;
+    let mut bob = server.user("bob").await;
+    assert_eq!(bob.enter(3).await.1, ResultCode::OK);
+
+    amy.send("MODE #3 +tml 2").await;
+    assert_eq!(amy.until(" MODE ").await, ":amy!amy@plaza.users MODE #3 +tml :2");
+    let told = bob
+        .until("the modes", |e| matches!(e, Event::RoomMode { .. }))
+        .await;
+    assert_eq!(
+        told,
+        Event::RoomMode {
+            room: 3,
+            flags: TOPIC | MODERATED,
+            limit: 2,
+            key: String::new(),
+            by: "amy".into()
+        }
+    );
+    amy.send("MODE #3").await;
+    assert_eq!(amy.until(" 324 ").await, ":plaza 324 amy #3 +ntml :2");
+    assert_eq!(
+        bob.ask(Request::RoomChat { message: "hi".into() }).await,
+        Event::RoomChatResult(ResultCode::MODERATED)
+    );
+    assert_eq!(
+        bob.ask(Request::RoomTopic { topic: "mine".into() }).await,
+        Event::RoomTopicResult(ResultCode::NOT_ROOM_OPERATOR)
+    );
+    let mut cat = Irc::register(irc, "cat", None).await;
+    cat.send("JOIN #3").await;
+    assert!(cat.until(" 471 ").await.contains("#3"));
+
+    // A key instead of the limit: an IRC JOIN gives it, a binary client
+    // gives it with ROOM_ENTER_KEY.
+    amy.send("MODE #3 -l+k beer").await;
+    assert_eq!(
+        amy.until(" MODE ").await,
+        ":amy!amy@plaza.users MODE #3 +k-l :beer"
+    );
+    cat.send("JOIN #3 bees").await;
+    assert!(cat.until(" 475 ").await.contains("#3"));
+    cat.send("JOIN #3 beer").await;
+    assert_eq!(cat.until(" JOIN ").await, ":cat!cat@plaza.users JOIN :#3");
+    let mut dan = server.user("dan").await;
+    assert_eq!(dan.enter(3).await.1, ResultCode::BAD_ROOM_KEY);
+    assert_eq!(
+        dan.ask(enter_with(3, "beer")).await,
+        Event::RoomEnterResult(ResultCode::OK)
+    );
+    // A key with a space is refused as IRC servers do.
+    amy.send("MODE #3 +k :two words").await;
+    assert!(amy.until(" 696 ").await.contains(" #3 k * :"));
+    // A member that is no operator may not.
+    cat.send("MODE #3 -k beer").await;
+    assert!(cat.until(" 482 ").await.contains("#3"));
+}
+
+async fn a_nodes_seat_keeps_to_the_rooms_limit_and_key_set_on_another_node(redis: Engine) {
+    let url = redis.url();
+    let (a, b) = (
+        TestServer::cluster_node(&url, 200).await,
+        TestServer::cluster_node(&url, 200).await,
+    );
+    let mut amy = a.user("amy").await;
+    assert_eq!(amy.enter(7).await.1, ResultCode::OK);
+    let set = Request::RoomMode {
+        flags: 0,
+        limit: 2,
+        key: "beer".into(),
+    };
+    assert_eq!(amy.ask(set).await, Event::RoomModeResult(ResultCode::OK));
+    // Node b has no member in the room: the shared store decides.
+    let mut bob = b.user("bob").await;
+    assert_eq!(bob.enter(7).await.1, ResultCode::BAD_ROOM_KEY);
+    bob.send(enter_with(7, "beer")).await;
+    let told = bob
+        .until("the modes", |e| matches!(e, Event::RoomMode { .. }))
+        .await;
+    assert!(matches!(told, Event::RoomMode { limit: 2, by, .. } if by.is_empty()));
+    bob.until("the answer", |e| *e == Event::RoomEnterResult(ResultCode::OK))
+        .await;
+    let mut cat = b.user("cat").await;
+    assert_eq!(
+        cat.ask(enter_with(7, "beer")).await,
+        Event::RoomEnterResult(ResultCode::ROOM_FULL)
+    );
+}
