@@ -250,6 +250,7 @@ impl PlazaClient {
             | Event::RoomTopicResult(c)
             | Event::RoomOpResult(c)
             | Event::RoomKickResult(c)
+            | Event::RoomModeResult(c)
             | Event::ShutdownResult(c) => *c,
             Event::EchoResult { result, .. } | Event::UserList { result, .. } => *result,
             Event::RequestError { result, .. } | Event::Hello { result, .. } => *result,
@@ -300,7 +301,27 @@ impl PlazaClient {
     /// # Errors
     /// As [`request`](Self::request).
     pub async fn enter(&self, room: i32) -> Result<(ResultCode, Vec<(u64, String)>), ClientError> {
-        let r = self.request(Request::RoomEnter { room }).await?;
+        self.enter_with_key(room, None).await
+    }
+
+    /// As [`enter`](Self::enter), giving the room's key (ROOM_ENTER_KEY)
+    /// if `key` is some.
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    pub async fn enter_with_key(
+        &self,
+        room: i32,
+        key: Option<&str>,
+    ) -> Result<(ResultCode, Vec<(u64, String)>), ClientError> {
+        let request = match key {
+            Some(key) => Request::RoomEnterKey {
+                room,
+                key: key.to_owned(),
+            },
+            None => Request::RoomEnter { room },
+        };
+        let r = self.request(request).await?;
         let members = std::mem::take(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()).members);
         let code = Self::result_of(&r);
         if code.is_ok() {

@@ -234,7 +234,8 @@ async fn the_terminal_client_runs_scripted_from_stdin() {
     let mut bob = server.user("bob").await;
     bob.enter(2).await;
     let addr = server.addr.to_string();
-    let script = "pw\n/join 2\nhello from the script\n/users\n/w bob psst\n/w ghost hi\n/echo ping\n/nonsense\n/quit\n";
+    let script = "pw\n/join 2\nhello from the script\n/users\n/w bob psst\n/w ghost hi\n/echo ping\n/nonsense\n\
+                  /mode t\n/join 5\n/mode tm 3 beer\n/quit\n";
     let mut chat = Command::new(env!("CARGO_BIN_EXE_plaza"));
     chat.args(["chat", "--server", &addr, "--user", "carol", "--register"]);
     let out = run_command(chat, script.as_bytes()).await;
@@ -254,6 +255,11 @@ async fn the_terminal_client_runs_scripted_from_stdin() {
         "error: whisper to ghost failed: no such user is logged in (107)",
         "echo: ping",
         "unknown command /nonsense",
+        // bob opened room 2, carol room 5: its operator.
+        "error: mode failed: you are not an operator of your room (117)",
+        "ok: in room 5 with carol",
+        "* carol set the room's modes: only operators set the topic, only operators speak, at most 3 members, key beer",
+        "ok: modes set",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

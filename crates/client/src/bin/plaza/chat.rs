@@ -22,11 +22,13 @@ fn help(rooms: u32) -> String {
     format!(
         "commands:
   TEXT                 chat in your room
-  /join N              enter room N (0 to {}; leaves the room you are in)
+  /join N [KEY]        enter room N (0 to {}; leaves the room you are in)
   /leave               leave the room      /users          list logged-in users
   /topic [TEXT]        set your room's topic (no TEXT: clear it)
   /op NAME, /deop NAME (room operator) make NAME an operator of your room, or not
   /roomkick NAME [WHY] (room operator) put NAME out of your room
+  /mode [t][m] [LIMIT] [KEY]  (room operator) set your room's modes: t only
+                       operators set the topic, m only operators speak
   /w NAME TEXT         whisper to NAME     /broadcast TEXT message everyone
   /echo TEXT           echo test           /logout         log out, stay connected
   /login [NAME]        log in again (as NAME: asks for its password)
@@ -129,6 +131,7 @@ pub(crate) async fn chat(server: Target, user: String, register: bool) -> anyhow
         password,
         logged_in: true,
         room: None,
+        key: None,
         names: HashMap::new(),
         kicked: false,
         next_id: message_ids(),
@@ -145,6 +148,8 @@ struct Session {
     password: String,
     logged_in: bool,
     room: Option<i32>,
+    /// The key it was entered with, to enter it again after a drop.
+    key: Option<String>,
     /// Room members by uid, to name who left.
     names: HashMap<u64, String>,
     kicked: bool,
@@ -246,6 +251,26 @@ impl Session {
                     false => format!("* {by} took {who}'s operator status"),
                 }
             }
+            Event::RoomMode { by, .. } if by.is_empty() => return,
+            Event::RoomMode {
+                flags, limit, key, by, ..
+            } => {
+                let mut set = Vec::new();
+                if flags & plaza_proto::room_modes::TOPIC != 0 {
+                    set.push("only operators set the topic".to_owned());
+                }
+                if flags & plaza_proto::room_modes::MODERATED != 0 {
+                    set.push("only operators speak".to_owned());
+                }
+                if *limit > 0 {
+                    set.push(format!("at most {limit} members"));
+                }
+                if !key.is_empty() {
+                    set.push(format!("key {key}"));
+                }
+                let set = if set.is_empty() { "none".to_owned() } else { set.join(", ") };
+                format!("* {by} set the room's modes: {set}")
+            }
             Event::RoomKicked { name, by, reason, .. } => {
                 let why = if reason.is_empty() {
                     String::new()
@@ -316,7 +341,10 @@ impl Session {
             println!("* reconnected");
             match (self.room.take(), position) {
                 (Some(_), Some(at)) => self.rejoin(at).await?,
-                (Some(room), None) => println!("{}", self.join(room).await?),
+                (Some(room), None) => {
+                    let key = self.key.clone();
+                    println!("{}", self.join(room, key.as_deref()).await?);
+                }
                 (None, _) => {}
             }
             return Ok(());
@@ -352,7 +380,7 @@ impl Session {
         Ok(())
     }
 
-    async fn join(&mut self, room: i32) -> anyhow::Result<String> {
+    async fn join(&mut self, room: i32, key: Option<&str>) -> anyhow::Result<String> {
         if let Some(current) = self.room {
             if current == room {
                 return Ok(format!("ok: already in room {room}"));
@@ -363,11 +391,12 @@ impl Session {
             }
             self.room = None;
         }
-        let (code, members) = self.client.enter(room).await?;
+        let (code, members) = self.client.enter_with_key(room, key).await?;
         if !code.is_ok() {
             return Ok(outcome(&format!("join room {room}"), "", code));
         }
         self.room = Some(room);
+        self.key = key.map(str::to_owned);
         self.names = members.iter().cloned().collect();
         let list: Vec<&str> = members.iter().map(|m| m.1.as_str()).collect();
         Ok(format!("ok: in room {room} with {}", list.join(", ")))
@@ -400,10 +429,27 @@ impl Session {
                 self.unsent = Some((self.next_id, rest.into()));
                 self.send_unsent().await?
             }
-            "join" => match rest.parse::<i32>() {
-                Ok(room) => self.join(room).await?,
-                Err(_) => "usage: /join N".into(),
-            },
+            "join" => {
+                let (room, key) = rest.split_once(' ').map_or((rest, None), |(r, k)| (r, Some(k.trim())));
+                match room.parse::<i32>() {
+                    Ok(room) => self.join(room, key).await?,
+                    Err(_) => "usage: /join N [KEY]".into(),
+                }
+            }
+            "mode" => {
+                // `/mode [t][m] [LIMIT] [KEY]`: every mode at once.
+                let mut words = rest.split_whitespace();
+                let flags = words.next().unwrap_or("");
+                let limit = words.next().map_or(Ok(0), str::parse::<u32>);
+                let (Ok(limit), true) = (limit, flags.chars().all(|c| "tm-".contains(c))) else {
+                    return Ok(Some("usage: /mode [t][m] [LIMIT] [KEY] (- for no flags)".into()));
+                };
+                let flags = u8::from(flags.contains('t')) * plaza_proto::room_modes::TOPIC
+                    | u8::from(flags.contains('m')) * plaza_proto::room_modes::MODERATED;
+                let key = words.next().unwrap_or("").to_owned();
+                let code = self.ask(Request::RoomMode { flags, limit, key }).await?;
+                outcome("mode", "modes set", code)
+            }
             "leave" => {
                 let code = self.ask(Request::RoomLeave).await?;
                 if code.is_ok() {

@@ -66,9 +66,12 @@ pub(super) fn welcome(b: &mut BytesMut, server: &str, s: &mut Session) {
         &["This server speaks IRC as a front end to Plaza"],
     );
     num(b, server, &me, "004", &[server, version, "i", "klmnoqt", "klo"]);
-    let mut tokens = ISUPPORT.to_vec();
-    tokens.push("are supported by this server");
-    num(b, server, &me, "005", &tokens);
+    // At most 13 tokens a line, as clients expect.
+    for tokens in ISUPPORT.chunks(13) {
+        let mut tokens = tokens.to_vec();
+        tokens.push("are supported by this server");
+        num(b, server, &me, "005", &tokens);
+    }
 }
 
 pub(super) fn put_motd(b: &mut BytesMut, server: &str, me: &str) {
@@ -341,10 +344,13 @@ fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut By
             }
         }
         Event::RoomEnterResult(code) if !code.is_ok() => {
-            let room = s
-                .joining
-                .take()
-                .map_or_else(|| "*".to_owned(), |r| format!("#{r}"));
+            // Not joined: the channel's name as the JOIN gave it, and the
+            // claim on it given back.
+            let joining = s.joining.take();
+            let room = joining.map_or_else(|| "*".to_owned(), |r| channels.name(r));
+            if let Some(r) = joining {
+                channels.release(r);
+            }
             let (n, text) = match *code {
                 ResultCode::ROOM_FULL => ("471", "Cannot join channel (+l): the room is full"),
                 ResultCode::BAD_ROOM_KEY => ("475", "Cannot join channel (+k): wrong key"),
