@@ -267,12 +267,17 @@ try {
   step('await logShows(bob, "topic (set by terry): release at noon");');
   await logShows(bob, "topic (set by terry): release at noon");
   // terry makes alice an operator too: both pages show it.
-  step('await tcp.call({ type: "op", name: "alice", op: true });');
-  await tcp.call({ type: "op", name: "alice", op: true });
+  step('await tcp.call({ type: "role", name: "alice", role: 1, on: true });');
+  await tcp.call({ type: "role", name: "alice", role: 1, on: true });
   step('await logShows(bob, "terry made alice an operator");');
   await logShows(bob, "terry made alice an operator");
   step('await membersShow(alice, ["@alice", "bob", "@terry"]);');
   await membersShow(alice, ["@alice", "bob", "@terry"]);
+  // And locks the topic: both pages say so.
+  step('await tcp.call({ type: "mode", flags: 1 });');
+  await tcp.call({ type: "mode", flags: 1 });
+  step('await logShows(bob, "terry set the room\'s modes: only operators set the topic");');
+  await logShows(bob, "terry set the room's modes: only operators set the topic");
   step('await shot(alice, "1-chatting");');
   await shot(alice, "1-chatting");
   step('await shot(bob, "1-chatting-phone");');

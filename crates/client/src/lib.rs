@@ -248,7 +248,7 @@ impl PlazaClient {
             | Event::KickResult(c)
             | Event::MuteResult(c)
             | Event::RoomTopicResult(c)
-            | Event::RoomOpResult(c)
+            | Event::RoomRoleResult(c)
             | Event::RoomKickResult(c)
             | Event::RoomModeResult(c)
             | Event::ShutdownResult(c) => *c,

@@ -39,7 +39,7 @@ async fn errors_read_as_errors_and_rooms_switch_and_logins_come_back() {
         "error: send failed: log in first (100)",
         "ok: logged in as carol",
         "ok: in room 1 with carol",
-        "/join N              enter room N (0 to 999",
+        "/join N [KEY]        enter room N (0 to 999",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

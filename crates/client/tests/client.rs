@@ -40,7 +40,7 @@ async fn every_request_type_resolves_to_its_response() {
     // She opened the room: she is its operator.
     assert!(matches!(
         next(&mut amy_notes).await,
-        Event::RoomOp { op: true, .. }
+        Event::RoomRole { roles: 1, .. }
     ));
     assert!(matches!(next(&mut amy_notes).await, Event::RoomNewUser { .. }));
 
@@ -72,7 +72,7 @@ async fn every_request_type_resolves_to_its_response() {
     );
     assert!(matches!(next(&mut bob_notes).await, Event::ResumeToken { .. }));
     // The room's operator, told as he entered: amy.
-    assert!(matches!(next(&mut bob_notes).await, Event::RoomOp { by, .. } if by.is_empty()));
+    assert!(matches!(next(&mut bob_notes).await, Event::RoomRole { by, .. } if by.is_empty()));
     assert_eq!(
         next(&mut bob_notes).await,
         Event::RoomMessage {
@@ -188,7 +188,7 @@ async fn a_client_rejoins_its_room_where_it_left_off_after_a_drop() {
     };
     let next = async |n: &mut plaza_client::Notifications| loop {
         match within("a notification", n.recv()).await.unwrap() {
-            Event::ResumeToken { .. } | Event::RoomNewUser { .. } | Event::RoomOp { .. } => {}
+            Event::ResumeToken { .. } | Event::RoomNewUser { .. } | Event::RoomRole { .. } => {}
             e => return e,
         }
     };
@@ -258,7 +258,7 @@ async fn the_terminal_client_runs_scripted_from_stdin() {
         // bob opened room 2, carol room 5: its operator.
         "error: mode failed: you are not an operator of your room (117)",
         "ok: in room 5 with carol",
-        "* carol set the room's modes: only operators set the topic, only operators speak, at most 3 members, key beer",
+        "* carol set the room's modes: only operators set the topic, only operators and voiced members speak, at most 3 members, key beer",
         "ok: modes set",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");

@@ -38,7 +38,7 @@ async fn note(n: &mut plaza_client::Notifications) -> Event {
     loop {
         match within("a notification", n.recv()).await.expect("connection open") {
             // The room's operator (amy, who opened it), told as she enters.
-            Event::ResumeToken { .. } | Event::RoomOp { .. } => {}
+            Event::ResumeToken { .. } | Event::RoomRole { .. } => {}
             e => return e,
         }
     }

@@ -215,10 +215,10 @@ pub fn hub(data: &[u8]) {
                     // An operator change from another node, of a member
                     // here or there.
                     node: 9,
-                    msg: Box::new(BusMsg::Op {
+                    msg: Box::new(BusMsg::Role {
                         room: u32::from(arg.get(1).copied().unwrap_or(0) % 6),
                         uid: member(arg),
-                        op: arg.len() % 2 == 0,
+                        roles: (arg.len() % 4) as u8,
                         by: "r1".into(),
                     }),
                 },
@@ -245,9 +245,9 @@ pub fn hub(data: &[u8]) {
                         key: "k".repeat(arg.len() % 2),
                     }),
                 },
-                _ if arg.len() % 13 == 0 => Input::RoomOps {
+                _ if arg.len() % 13 == 0 => Input::RoomRoles {
                     room: u32::from(arg.get(1).copied().unwrap_or(0) % 6),
-                    ops: vec![member(arg)],
+                    roles: vec![(member(arg), arg.get(2).copied().unwrap_or(0) % 4)],
                 },
                 _ if arg.len() % 3 == 0 => Input::Remote {
                     // A topic from another node, older or newer.

@@ -103,7 +103,7 @@ impl Hub {
         match msg {
             BusMsg::RoomChat { room, .. }
             | BusMsg::Topic { room, .. }
-            | BusMsg::Op { room, .. }
+            | BusMsg::Role { room, .. }
             | BusMsg::Modes { room, .. }
             | BusMsg::RoomKick { room, .. } => Reach::Nodes(self.nodes_in(*room)),
             BusMsg::Whisper { .. } | BusMsg::Kick { .. } | BusMsg::Mute { .. } => Reach::User,

@@ -236,14 +236,14 @@ pub enum Input {
         /// Its recent messages.
         log: Box<crate::RoomLog>,
     },
-    /// Cluster: a room's operators' member ids, as the shared store had
-    /// them when an [`Effect::ClaimSeat`] took a seat, just before its
+    /// Cluster: a room's members' roles, as the shared store had them
+    /// when an [`Effect::ClaimSeat`] took a seat, just before its
     /// [`Input::SeatDone`] (`ops.rs`).
-    RoomOps {
+    RoomRoles {
         /// The room.
         room: u32,
-        /// Its operators.
-        ops: Vec<u64>,
+        /// (member id, [`plaza_proto::roles`] bits).
+        roles: Vec<(u64, u8)>,
     },
     /// Cluster: an [`Effect::ClaimSeat`] finished.
     SeatDone {

@@ -316,7 +316,7 @@ impl Hub {
                     self.adopt(room, *log, now);
                 }
             }
-            Input::RoomOps { room, ops } => self.set_ops(room, ops),
+            Input::RoomRoles { room, roles } => self.set_roles(room, roles),
             Input::SeatDone {
                 conn,
                 name,

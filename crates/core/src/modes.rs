@@ -1,6 +1,6 @@
 //! Room modes: what a room's operators (or an admin) switch on with
 //! ROOM_MODE (367): only operators set the topic ([`room_modes::TOPIC`]),
-//! only operators speak ([`room_modes::MODERATED`]), a member limit below
+//! only operators and voiced members speak ([`room_modes::MODERATED`]), a member limit below
 //! the room's capacity, and a key that an entrant must give (ROOM_ENTER_KEY,
 //! 370). Like a topic, modes are stamped with the wall-clock time they were
 //! set and the newest wins on every node; they last while the room has
@@ -137,8 +137,8 @@ impl Hub {
     }
 
     /// Whether `conn`, in `room`, may not speak there (a moderated room,
-    /// and it is no operator of it).
+    /// and it is neither an operator nor voiced).
     pub(crate) fn silenced(&self, conn: Conn, room: u32) -> bool {
-        self.has_mode(room, room_modes::MODERATED) && !self.is_operator(conn, room)
+        self.has_mode(room, room_modes::MODERATED) && !self.is_voiced(conn, room)
     }
 }

@@ -1,22 +1,23 @@
-//! Room operators. The member who enters an empty room (empty on every
-//! node) becomes its operator; an operator, or an admin, makes other
-//! members operators or takes that away (ROOM_OP) and puts members out of
-//! the room into the lobby (ROOM_KICK). Being an operator lasts while the
-//! member is in the room (a seat held while it is away included): a room
-//! whose operators all left has none until an admin names one, as on IRC.
-//! Members that take Plaza's notifications hear each change (363) and each
-//! kick (366); an entrant hears the room's operators before its member
-//! list. In cluster mode the shared store keeps each room's operators with
-//! its seats: the seat script makes the first entrant of an empty room the
-//! operator and hands a later entrant's node the list.
+//! Room roles: operators and voiced members. The member who enters an
+//! empty room (empty on every node) becomes its operator; an operator, or
+//! an admin, gives members a role or takes it away (ROOM_ROLE: operator,
+//! or voice, which lets a member speak in a moderated room) and puts
+//! members out of the room into the lobby (ROOM_KICK). A role lasts while
+//! the member is in the room (a seat held while it is away included): a
+//! room whose operators all left has none until an admin names one, as on
+//! IRC. Members that take Plaza's notifications hear each change (363) and
+//! each kick (366); an entrant hears the members' roles before its member
+//! list. In cluster mode the shared store keeps each room's roles with its
+//! seats: the seat script makes the first entrant of an empty room the
+//! operator and hands a later entrant's node the roles.
 
 use std::sync::Arc;
 
-use plaza_proto::{Event, ResultCode};
+use plaza_proto::{Event, ResultCode, roles};
 
 use crate::{BusMsg, Conn, Hub, Recipient, Sink, Waiting};
 
-/// A member named in ROOM_OP or ROOM_KICK.
+/// A member named in ROOM_ROLE or ROOM_KICK.
 struct Member {
     uid: u64,
     /// Its name as the room lists it.
@@ -24,31 +25,40 @@ struct Member {
 }
 
 impl Hub {
-    /// ROOM_OP from `conn` (`by`): `target` becomes an operator of the
-    /// room, or no longer is one.
-    pub(crate) fn room_op(
+    /// ROOM_ROLE from `conn` (`by`): `target` gets `role` (`on`) or loses
+    /// it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn room_role(
         &mut self,
         conn: Conn,
         by: &Arc<str>,
         target: &str,
-        op: bool,
+        role: u8,
+        on: bool,
         sink: &mut impl Sink,
     ) {
-        let (room, member) = match self.moderated(conn, target) {
-            Ok(found) => found,
-            Err(code) => return sink.send(conn, &Event::RoomOpResult(code)),
+        let found = match role {
+            roles::OPERATOR | roles::VOICE => self.moderated(conn, target),
+            // The decoder refuses the others; a front end might not.
+            _ => Err(ResultCode::BAD_REQUEST),
         };
-        self.take_op(room, member.uid, op, by, sink);
+        let (room, member) = match found {
+            Ok(found) => found,
+            Err(code) => return sink.send(conn, &Event::RoomRoleResult(code)),
+        };
+        let old = self.rooms[room as usize].role_of(member.uid);
+        let new = if on { old | role } else { old & !role };
+        self.take_roles(room, member.uid, new, by, sink);
         if !self.cluster() {
-            return sink.send(conn, &Event::RoomOpResult(ResultCode::OK));
+            return sink.send(conn, &Event::RoomRoleResult(ResultCode::OK));
         }
-        let msg = BusMsg::Op {
+        let msg = BusMsg::Role {
             room,
             uid: member.uid,
-            op,
+            roles: new,
             by: by.to_string(),
         };
-        self.publish(conn, msg, Waiting::Ack(Event::RoomOpResult), sink);
+        self.publish(conn, msg, Waiting::Ack(Event::RoomRoleResult), sink);
     }
 
     /// ROOM_KICK from `conn` (`by`): `target` is put out of the room.
@@ -113,27 +123,33 @@ impl Hub {
     pub(crate) fn is_operator(&self, conn: Conn, room: u32) -> bool {
         let r = &self.rooms[room as usize];
         let admin = self.sessions.get(&conn).is_some_and(|s| s.admin);
-        admin || r.uid_of(conn).is_some_and(|uid| r.ops.contains(&uid))
+        admin
+            || r.uid_of(conn)
+                .is_some_and(|uid| r.role_of(uid) & roles::OPERATOR != 0)
     }
 
-    /// Member `uid` of `room` is an operator now (`op`) or no longer, by
-    /// `by`'s doing: kept, and told to the members here if it changed.
-    pub(crate) fn take_op(&mut self, room: u32, uid: u64, op: bool, by: &str, sink: &mut impl Sink) {
+    /// Whether `conn`, in `room`, may speak when it is moderated: one of
+    /// its operators or voiced members, or an admin.
+    pub(crate) fn is_voiced(&self, conn: Conn, room: u32) -> bool {
+        let r = &self.rooms[room as usize];
+        self.is_operator(conn, room)
+            || r.uid_of(conn)
+                .is_some_and(|uid| r.role_of(uid) & roles::VOICE != 0)
+    }
+
+    /// Member `uid` of `room` has `new` roles now, by `by`'s doing: kept,
+    /// and told to the members here if they changed.
+    pub(crate) fn take_roles(&mut self, room: u32, uid: u64, new: u8, by: &str, sink: &mut impl Sink) {
         let Some(r) = self.rooms.get_mut(room as usize) else {
             return;
         };
-        if r.ops.contains(&uid) == op {
+        if !r.set_roles(uid, new) {
             return;
         }
-        if op {
-            r.ops.push(uid);
-        } else {
-            r.ops.retain(|u| *u != uid);
-        }
-        let event = Event::RoomOp {
+        let event = Event::RoomRole {
             room,
             uid,
-            op,
+            roles: new,
             by: by.to_owned(),
         };
         self.tell_plaza_members(room, &event, sink);
@@ -183,39 +199,31 @@ impl Hub {
         self.leave_room(conn, sink);
     }
 
-    /// Tells an entrant of `room` (before its member list) the room's
-    /// operators, if it takes Plaza's notifications.
-    pub(crate) fn tell_ops(&self, conn: Conn, room: u32, sink: &mut impl Sink) {
+    /// Tells an entrant of `room` (before its member list) its members'
+    /// roles, if it takes Plaza's notifications.
+    pub(crate) fn tell_roles(&self, conn: Conn, room: u32, sink: &mut impl Sink) {
         if !self.plaza(conn) {
             return;
         }
         let r = &self.rooms[room as usize];
         let remote = self.remote.members(room);
         let mine = r.uid_of(conn);
-        for &uid in &r.ops {
+        for &(uid, roles) in &r.roles {
             let member = Some(uid) == mine
                 || r.roster().iter().any(|(u, _)| u == uid)
                 || remote.iter().any(|(u, _, _)| *u == uid);
             if member {
                 let by = String::new();
-                sink.send(
-                    conn,
-                    &Event::RoomOp {
-                        room,
-                        uid,
-                        op: true,
-                        by,
-                    },
-                );
+                sink.send(conn, &Event::RoomRole { room, uid, roles, by });
             }
         }
     }
 
-    /// `room`'s operators, as the shared store had them when this node
-    /// took a seat in it.
-    pub(crate) fn set_ops(&mut self, room: u32, ops: Vec<u64>) {
+    /// `room`'s members' roles, as the shared store had them when this
+    /// node took a seat in it.
+    pub(crate) fn set_roles(&mut self, room: u32, roles: Vec<(u64, u8)>) {
         if let Some(r) = self.rooms.get_mut(room as usize) {
-            r.ops = ops;
+            r.roles = roles;
         }
     }
 

@@ -139,7 +139,7 @@ impl Hub {
                 let text = topic;
                 self.take_topic(room, crate::topic::Topic { at, by, text }, sink);
             }
-            BusMsg::Op { room, uid, op, by } => self.take_op(room, uid, op, &by, sink),
+            BusMsg::Role { room, uid, roles, by } => self.take_roles(room, uid, roles, &by, sink),
             BusMsg::Modes {
                 room,
                 at,

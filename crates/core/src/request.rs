@@ -81,7 +81,7 @@ impl Hub {
             Request::RoomEnter { .. }
             | Request::RoomEnterKey { .. }
             | Request::RoomLeave
-            | Request::RoomOp { .. }
+            | Request::RoomRole { .. }
             | Request::RoomKick { .. }
             | Request::RoomRejoin { .. }
             | Request::History { .. }
@@ -143,7 +143,11 @@ impl Hub {
                 self.whisper_to(conn, &name, to, Said::new(message, false), now, sink)
             }
             Request::RoomTopic { topic } => self.set_topic(conn, &name, topic, now, sink),
-            Request::RoomOp { name: target, op } => self.room_op(conn, &name, &target, op, sink),
+            Request::RoomRole {
+                name: target,
+                role,
+                on,
+            } => self.room_role(conn, &name, &target, role, on, sink),
             Request::RoomKick { name: target, reason } => self.room_kick(conn, &name, &target, reason, sink),
             Request::RoomMode { flags, limit, key } => {
                 self.set_modes(conn, &name, flags, limit, key, now, sink)

@@ -98,8 +98,9 @@ pub(crate) struct Room {
     pub(crate) claims: u32,
     /// Its topic, if one was ever set (`topic.rs`).
     pub(crate) topic: Option<Box<crate::topic::Topic>>,
-    /// Its operators' member ids (`ops.rs`).
-    pub(crate) ops: Vec<u64>,
+    /// Its members' roles, by member id, for those that have any
+    /// (`ops.rs`).
+    pub(crate) roles: Vec<(u64, u8)>,
     /// Its modes, if any were ever set (`modes.rs`).
     pub(crate) modes: Option<Box<crate::modes::Modes>>,
 }
@@ -169,10 +170,27 @@ impl Room {
             // the last seat).
             self.news = Vec::new();
             self.topic = None;
-            self.ops = Vec::new();
+            self.roles = Vec::new();
             self.modes = None;
         }
         uid
+    }
+
+    /// Member `uid`'s roles ([`plaza_proto::roles`] bits; 0: none).
+    pub(crate) fn role_of(&self, uid: u64) -> u8 {
+        self.roles.iter().find(|(u, _)| *u == uid).map_or(0, |(_, r)| *r)
+    }
+
+    /// Gives member `uid` `roles`; returns whether they changed.
+    pub(crate) fn set_roles(&mut self, uid: u64, roles: u8) -> bool {
+        if self.role_of(uid) == roles {
+            return false;
+        }
+        self.roles.retain(|(u, _)| *u != uid);
+        if roles != 0 {
+            self.roles.push((uid, roles));
+        }
+        true
     }
 
     /// The member id `conn` has in the list, if it is a member.

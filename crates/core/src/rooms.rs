@@ -189,7 +189,7 @@ impl Hub {
         let first = self.rooms[idx as usize].is_empty();
         self.seat(conn, name, idx, self.uid(conn), true, sink);
         if first {
-            self.rooms[idx as usize].ops = vec![self.uid(conn)];
+            self.rooms[idx as usize].roles = vec![(self.uid(conn), plaza_proto::roles::OPERATOR)];
         }
         self.tell_room_state(conn, idx, sink);
         sink.send_members(conn, self.rooms[idx as usize].roster());
@@ -271,8 +271,8 @@ impl Hub {
     /// Tells the members of `room` on this node some presence news.
     pub(crate) fn tell_room(&mut self, room: u32, news: News, sink: &mut impl Sink) {
         if let News::Leave { uid } = news {
-            // An operator that leaves is one no longer (`ops.rs`).
-            self.rooms[room as usize].ops.retain(|u| *u != uid);
+            // A member that leaves has no role any longer (`ops.rs`).
+            self.rooms[room as usize].set_roles(uid, 0);
         }
         if self.rooms[room as usize].tell(news, self.config.batch_presence, sink) {
             self.listed.push(room);

@@ -105,11 +105,11 @@ impl Hub {
     }
 
     /// Tells `conn`, entering `room`, what the room is before its member
-    /// list: its topic, its modes and its operators.
+    /// list: its topic, its modes and its members' roles.
     pub(crate) fn tell_room_state(&self, conn: Conn, room: u32, sink: &mut impl Sink) {
         self.tell_topic(conn, room, sink);
         self.tell_modes(conn, room, sink);
-        self.tell_ops(conn, room, sink);
+        self.tell_roles(conn, room, sink);
     }
 
     /// Tells `conn`, entering `room`, its topic (if it has one and `conn`

@@ -40,7 +40,7 @@ const KIND_NOTICE: u8 = 13;
 /// where its stream is, so a receiver that missed some finds out.
 const KIND_TICK: u8 = 14;
 const KIND_TOPIC: u8 = 15;
-const KIND_OP: u8 = 16;
+const KIND_ROLE: u8 = 16;
 const KIND_ROOM_KICK: u8 = 17;
 const KIND_MODES: u8 = 18;
 
@@ -187,16 +187,15 @@ pub enum BusMsg {
         /// The topic ("": cleared).
         topic: String,
     },
-    /// Member `uid` of `room` became one of its operators (`op`), or is no
-    /// longer one, by `by`'s doing.
-    Op {
+    /// Member `uid` of `room` has `roles` now, by `by`'s doing.
+    Role {
         /// Room.
         room: u32,
         /// The member's id.
         uid: u64,
-        /// Whether it is an operator now.
-        op: bool,
-        /// Who made it so.
+        /// [`crate::roles`] bits (0: none).
+        roles: u8,
+        /// Who changed them.
         by: String,
     },
     /// Member `uid` (`name`) of `room` is put out of it by operator `by`:
@@ -437,11 +436,11 @@ pub fn encode(node: impl Into<Origin>, msg: &BusMsg) -> Bytes {
             b.put_slice(topic.as_bytes());
             b
         }
-        BusMsg::Op { room, uid, op, by } => {
-            let mut b = header(KIND_OP, node);
+        BusMsg::Role { room, uid, roles, by } => {
+            let mut b = header(KIND_ROLE, node);
             b.put_u32_le(*room);
             b.put_u64_le(*uid);
-            b.put_u8(u8::from(*op));
+            b.put_u8(*roles);
             b.put_slice(by.as_bytes());
             b
         }

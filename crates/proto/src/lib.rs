@@ -135,9 +135,9 @@ pub mod id {
     pub const ROOM_TOPIC_REQUEST: u16 = 358;
     pub const ROOM_TOPIC_RESPONSE: u16 = 359;
     pub const ROOM_TOPIC_NOTIFY: u16 = 360;
-    pub const ROOM_OP_REQUEST: u16 = 361;
-    pub const ROOM_OP_RESPONSE: u16 = 362;
-    pub const ROOM_OP_NOTIFY: u16 = 363;
+    pub const ROOM_ROLE_REQUEST: u16 = 361;
+    pub const ROOM_ROLE_RESPONSE: u16 = 362;
+    pub const ROOM_ROLE_NOTIFY: u16 = 363;
     pub const ROOM_KICK_REQUEST: u16 = 364;
     pub const ROOM_KICK_RESPONSE: u16 = 365;
     pub const ROOM_KICKED_NOTIFY: u16 = 366;
@@ -147,11 +147,22 @@ pub mod id {
     pub const ROOM_ENTER_KEY_REQUEST: u16 = 370;
 }
 
+/// A room member's roles (ROOM_ROLE, 361-363).
+pub mod roles {
+    /// An operator of the room (IRC's `@`, `+o`).
+    pub const OPERATOR: u8 = 1;
+    /// May speak when the room is moderated (IRC's `+`, `+v`).
+    pub const VOICE: u8 = 2;
+    /// Every role.
+    pub const ALL: u8 = OPERATOR | VOICE;
+}
+
 /// ROOM_MODE's flags: what a room's operators may switch on.
 pub mod room_modes {
     /// Only the room's operators set its topic (IRC's `+t`).
     pub const TOPIC: u8 = 1;
-    /// Only the room's operators speak in it (IRC's `+m`).
+    /// Only the room's operators and voiced members speak in it (IRC's
+    /// `+m`).
     pub const MODERATED: u8 = 2;
     /// Every flag.
     pub const ALL: u8 = TOPIC | MODERATED;

@@ -73,14 +73,16 @@ pub enum Request {
         /// The topic.
         topic: String,
     },
-    /// 361: (a room operator, or an admin) make a member of your room an
-    /// operator of it, or take that away. Answered with
-    /// [`Event::RoomOpResult`].
-    RoomOp {
+    /// 361: (a room operator, or an admin) give a member of your room a
+    /// role in it ([`crate::roles`]: operator, voice), or take it away.
+    /// Answered with [`Event::RoomRoleResult`].
+    RoomRole {
         /// The member's name.
         name: String,
-        /// true: make an operator; false: no longer one.
-        op: bool,
+        /// One role: [`crate::roles::OPERATOR`] or [`crate::roles::VOICE`].
+        role: u8,
+        /// true: give it; false: take it away.
+        on: bool,
     },
     /// 364: (a room operator, or an admin) put a member out of your room,
     /// into the lobby. Answered with [`Event::RoomKickResult`].
@@ -310,14 +312,19 @@ impl Request {
             id::ROOM_TOPIC_REQUEST => Self::RoomTopic {
                 topic: r.str16(TOPIC)?,
             },
-            id::ROOM_OP_REQUEST => Self::RoomOp {
-                name: r.str8(TARGET)?,
-                op: match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(DecodeError::Malformed { id: pid }),
-                },
-            },
+            id::ROOM_ROLE_REQUEST => {
+                let name = r.str8(TARGET)?;
+                let (role, on) = (r.u8()?, r.u8()?);
+                let one = role == crate::roles::OPERATOR || role == crate::roles::VOICE;
+                if !one || on > 1 {
+                    return Err(DecodeError::Malformed { id: pid });
+                }
+                Self::RoomRole {
+                    name,
+                    role,
+                    on: on == 1,
+                }
+            }
             id::ROOM_KICK_REQUEST => Self::RoomKick {
                 name: r.str8(TARGET)?,
                 reason: r.str16(REASON)?,
@@ -375,7 +382,7 @@ impl Request {
             Self::RoomNotice { .. } => id::ROOM_NOTICE_REQUEST,
             Self::WhisperNotice { .. } => id::WHISPER_NOTICE_REQUEST,
             Self::RoomTopic { .. } => id::ROOM_TOPIC_REQUEST,
-            Self::RoomOp { .. } => id::ROOM_OP_REQUEST,
+            Self::RoomRole { .. } => id::ROOM_ROLE_REQUEST,
             Self::RoomKick { .. } => id::ROOM_KICK_REQUEST,
             Self::RoomMode { .. } => id::ROOM_MODE_REQUEST,
             Self::RoomEnterKey { .. } => id::ROOM_ENTER_KEY_REQUEST,
@@ -413,9 +420,10 @@ impl Request {
             Self::RoomTopic { topic } => {
                 frame(dst, id::ROOM_TOPIC_REQUEST, |b| put_str16(b, topic.as_bytes()))
             }
-            Self::RoomOp { name, op } => frame(dst, id::ROOM_OP_REQUEST, |b| {
+            Self::RoomRole { name, role, on } => frame(dst, id::ROOM_ROLE_REQUEST, |b| {
                 put_str8(b, name);
-                b.put_u8(u8::from(*op));
+                b.put_u8(*role);
+                b.put_u8(u8::from(*on));
             }),
             Self::RoomKick { name, reason } => frame(dst, id::ROOM_KICK_REQUEST, |b| {
                 put_str8(b, name);
@@ -507,7 +515,7 @@ impl Request {
             id::ROOM_ENTER_REQUEST | id::ROOM_ENTER_KEY_REQUEST => Event::RoomEnterResult(code),
             id::ROOM_MODE_REQUEST => Event::RoomModeResult(code),
             id::ROOM_TOPIC_REQUEST => Event::RoomTopicResult(code),
-            id::ROOM_OP_REQUEST => Event::RoomOpResult(code),
+            id::ROOM_ROLE_REQUEST => Event::RoomRoleResult(code),
             id::ROOM_KICK_REQUEST => Event::RoomKickResult(code),
             id::ROOM_LEAVE_REQUEST => Event::RoomLeaveResult(code),
             id::ROOM_CHAT_REQUEST => Event::RoomChatResult(code),

@@ -56,7 +56,7 @@ codes! {
     UNREACHABLE = 116, "that user's client cannot receive this (it speaks only the seed protocol)";
     NOT_ROOM_OPERATOR = 117, "you are not an operator of your room";
     NOT_IN_YOUR_ROOM = 118, "that user is not in your room";
-    MODERATED = 119, "the room is moderated: only its operators speak";
+    MODERATED = 119, "the room is moderated: only its operators and voiced members speak";
     BAD_ROOM_KEY = 120, "the room has a key, and this is not it";
 }
 

@@ -106,9 +106,10 @@ impl Keys {
         format!("{}modes:{{{room}}}", self.prefix)
     }
 
-    /// Set of room `room`'s operators' member ids (in its seats' slot).
-    pub(crate) fn ops(&self, room: u32) -> String {
-        format!("{}ops:{{{room}}}", self.prefix)
+    /// Hash of room `room`'s members' roles: member id → roles bits (in
+    /// its seats' slot).
+    pub(crate) fn roles(&self, room: u32) -> String {
+        format!("{}roles:{{{room}}}", self.prefix)
     }
 
     /// Stream of room `room`'s recent messages, as the room's channel

@@ -36,7 +36,7 @@ async fn seed_course_login_bytes_get_the_seed_response_bytes() {
     c.send_raw(&raw).await;
     assert_eq!(c.recv_raw().await, vec![7, 0, 202, 0, 0, 31, 0]);
     // ROOM_ENTER_REQUEST room 0 → 209 list then 207 result 0, after
-    // Plaza's ROOM_OP_NOTIFY (363: it opened the room, so it is its
+    // Plaza's ROOM_ROLE_NOTIFY (363: it opened the room, so it is its
     // operator), which a seed client ignores too.
     other.send_raw(&[9, 0, 206, 0, 0, 0, 0, 0, 0]).await;
     assert_eq!(plaza_proto::packet_id(&other.recv_raw().await), 363);

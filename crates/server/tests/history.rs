@@ -87,7 +87,7 @@ async fn until_answer(c: &mut Conn, r: Request) -> Vec<Event> {
             Event::RoomUserList { .. }
             | Event::RoomNewUser { .. }
             | Event::RoomLeaveUser { .. }
-            | Event::RoomOp { .. } => {}
+            | Event::RoomRole { .. } => {}
             e if e.is_response() => {
                 got.push(e);
                 return got;

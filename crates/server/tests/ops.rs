@@ -1,13 +1,14 @@
 //! Room operators end to end on 127.0.0.1: the first member of an empty
 //! room is its operator, shown as `@` over IRC (NAMES, WHO, WHOIS) and
 //! told over the binary protocol before the member list; an operator
-//! makes others operators (MODE +o / ROOM_OP) and puts members out of the
+//! makes others operators (MODE +o / ROOM_ROLE) and puts members out of the
 //! room (KICK / ROOM_KICK), and IRC and binary users hear it alike; across
 //! cluster nodes, on one Redis and on a Redis Cluster.
 
 mod irc_client;
 
 use irc_client::{Irc, irc_server};
+use plaza_proto::roles::{OPERATOR, VOICE};
 use plaza_proto::{Event, Request, ResultCode};
 use plaza_test_support::{Engine, TestClient, TestServer, within};
 
@@ -20,10 +21,10 @@ async fn enter_with_ops(c: &mut TestClient, room: i32) -> (Vec<u64>, Vec<(u64, S
     let (mut ops, mut users) = (Vec::new(), Vec::new());
     loop {
         match c.recv().await {
-            Event::RoomOp { uid, op, by, .. } => {
+            Event::RoomRole { uid, roles, by, .. } => {
                 assert!(
-                    users.is_empty() && op && by.is_empty(),
-                    "operators come before the list"
+                    users.is_empty() && roles == OPERATOR && by.is_empty(),
+                    "roles come before the list"
                 );
                 ops.push(uid);
             }
@@ -34,6 +35,14 @@ async fn enter_with_ops(c: &mut TestClient, room: i32) -> (Vec<u64>, Vec<(u64, S
             }
             _ => {}
         }
+    }
+}
+
+fn op(name: &str, on: bool) -> Request {
+    Request::RoomRole {
+        name: name.into(),
+        role: OPERATOR,
+        on,
     }
 }
 
@@ -64,14 +73,16 @@ async fn an_irc_channel_operator_is_the_room_operator_for_irc_and_binary_users()
     let mode = ":amy!amy@plaza.users MODE #2 +o :bob";
     assert_eq!(amy.until(" MODE ").await, mode);
     assert_eq!(bob.until(" MODE ").await, mode);
-    let told = cat.until("bob's op", |e| matches!(e, Event::RoomOp { .. })).await;
+    let told = cat
+        .until("bob's op", |e| matches!(e, Event::RoomRole { .. }))
+        .await;
     let bob_uid = uid_of(&users, "bob");
     assert_eq!(
         told,
-        Event::RoomOp {
+        Event::RoomRole {
             room: 2,
             uid: bob_uid,
-            op: true,
+            roles: OPERATOR,
             by: "amy".into()
         }
     );
@@ -113,16 +124,12 @@ async fn an_irc_channel_operator_is_the_room_operator_for_irc_and_binary_users()
     // A binary operator kicks an IRC user: it is in no channel after.
     cat.enter(2).await;
     assert_eq!(
-        cat.ask(Request::RoomOp {
-            name: "cat".into(),
-            op: true
-        })
-        .await,
-        Event::RoomOpResult(ResultCode::NOT_ROOM_OPERATOR)
+        cat.ask(op("cat", true)).await,
+        Event::RoomRoleResult(ResultCode::NOT_ROOM_OPERATOR)
     );
     amy.send("MODE #2 +o cat").await;
     amy.until(" MODE #2 +o :cat").await;
-    cat.until("its op", |e| matches!(e, Event::RoomOp { op: true, .. }))
+    cat.until("its op", |e| matches!(e, Event::RoomRole { roles: OPERATOR, .. }))
         .await;
     assert_eq!(
         cat.ask(Request::RoomKick {
@@ -164,25 +171,17 @@ async fn operators_and_kicks_cross_cluster_nodes_and_go_with_the_room(redis: Eng
     assert_eq!(ops, [amy_uid]);
     let bob_uid = uid_of(&users, "bob");
     assert_eq!(
-        bob.ask(Request::RoomOp {
-            name: "amy".into(),
-            op: false
-        })
-        .await,
-        Event::RoomOpResult(ResultCode::NOT_ROOM_OPERATOR)
+        bob.ask(op("amy", false)).await,
+        Event::RoomRoleResult(ResultCode::NOT_ROOM_OPERATOR)
     );
 
     // amy, on node a, makes bob an operator; he, on node b, kicks her.
     assert_eq!(
-        amy.ask(Request::RoomOp {
-            name: "bob".into(),
-            op: true
-        })
-        .await,
-        Event::RoomOpResult(ResultCode::OK)
+        amy.ask(op("bob", true)).await,
+        Event::RoomRoleResult(ResultCode::OK)
     );
-    let told = bob.until("his op", |e| matches!(e, Event::RoomOp { .. })).await;
-    assert!(matches!(told, Event::RoomOp { uid, op: true, .. } if uid == bob_uid));
+    let told = bob.until("his op", |e| matches!(e, Event::RoomRole { .. })).await;
+    assert!(matches!(told, Event::RoomRole { uid, roles: OPERATOR, .. } if uid == bob_uid));
     assert_eq!(
         bob.ask(Request::RoomKick {
             name: "amy".into(),
@@ -224,4 +223,48 @@ async fn operators_and_kicks_cross_cluster_nodes_and_go_with_the_room(redis: Eng
     let mut cat = b.user("cat").await;
     let (ops, users) = enter_with_ops(&mut cat, 6).await;
     assert_eq!(ops, [uid_of(&users, "cat")]);
+}
+
+#[tokio::test]
+async fn a_voiced_member_speaks_in_a_moderated_channel_and_names_show_both_roles() {
+    let (server, irc) = irc_server(true).await;
+    let mut amy = Irc::register(irc, "amy", None).await;
+    amy.join("#4").await;
+    let mut bob = server.user("bob").await;
+    assert_eq!(bob.enter(4).await.1, ResultCode::OK);
+    amy.send("MODE #4 +m").await;
+    amy.until(" MODE #4 :+m").await;
+    let hi = Request::RoomChat { message: "hi".into() };
+    assert_eq!(
+        bob.ask(hi.clone()).await,
+        Event::RoomChatResult(ResultCode::MODERATED)
+    );
+
+    amy.send("MODE #4 +v bob").await;
+    assert_eq!(amy.until(" MODE ").await, ":amy!amy@plaza.users MODE #4 +v :bob");
+    let told = bob
+        .until("his voice", |e| matches!(e, Event::RoomRole { .. }))
+        .await;
+    assert!(matches!(told, Event::RoomRole { roles: VOICE, .. }), "{told:?}");
+    assert_eq!(bob.ask(hi).await, Event::RoomChatResult(ResultCode::OK));
+    assert_eq!(
+        amy.until(" PRIVMSG ").await,
+        ":bob!bob@plaza.users PRIVMSG #4 :hi"
+    );
+    amy.send("NAMES #4").await;
+    assert_eq!(amy.until(" 353 ").await, ":plaza 353 amy = #4 :@amy +bob");
+
+    // Both roles: `@` alone, or `@+` with multi-prefix.
+    amy.send("MODE #4 +o bob").await;
+    assert_eq!(amy.until(" MODE ").await, ":amy!amy@plaza.users MODE #4 +o :bob");
+    let mut cat = Irc::connect(irc).await;
+    cat.send("CAP REQ :multi-prefix").await;
+    cat.send("NICK cat").await;
+    cat.send("USER cat 0 * :cat").await;
+    cat.send("CAP END").await;
+    cat.until(" 376 ").await;
+    cat.send("JOIN #4").await;
+    assert_eq!(cat.until(" 353 ").await, ":plaza 353 cat = #4 :@amy @+bob cat");
+    amy.send("NAMES #4").await;
+    assert_eq!(amy.until(" 353 ").await, ":plaza 353 amy = #4 :@amy @bob cat");
 }

@@ -99,7 +99,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsUser<S> {
         loop {
             match self.recv().await {
                 Event::RoomUserList { users: u } => users.extend(u),
-                Event::RoomOp { .. } => {}
+                Event::RoomRole { .. } => {}
                 Event::RoomEnterResult(code) => return (users, code),
                 other => panic!("unexpected {other:?} while entering a room"),
             }

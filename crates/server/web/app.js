@@ -34,11 +34,12 @@ const failed = (what) => (e) => system(`${what} failed: ${e.codeName ?? e.messag
 
 function showMembers() {
   const ul = $("members");
-  const ops = new Set([...plaza.ops].map((uid) => plaza.members.get(uid)));
+  const roles = new Map([...plaza.roles].map(([uid, r]) => [plaza.members.get(uid), r]));
   ul.replaceChildren(...[...plaza.members.values()].sort().map((name) => {
     const li = document.createElement("li");
-    // An operator of the room is shown as IRC shows one.
-    li.textContent = (ops.has(name) ? "@" : "") + name + (name === plaza.user ? " (you)" : "");
+    // Operators and voiced members are shown as IRC shows them.
+    const r = roles.get(name) ?? 0;
+    li.textContent = (r & 1 ? "@" : r & 2 ? "+" : "") + name + (name === plaza.user ? " (you)" : "");
     li.onclick = () => whisperTo(name);
     return li;
   }));
@@ -134,10 +135,19 @@ plaza.addEventListener("broadcast", (e) => line("broadcast", `${e.detail.from} â
 plaza.addEventListener("notice", (e) => line("system", "server", e.detail.message));
 plaza.addEventListener("topic", (e) =>
   system(e.detail.topic ? `topic (set by ${e.detail.by}): ${e.detail.topic}` : `${e.detail.by} cleared the topic`));
-plaza.addEventListener("op", (e) => {
+plaza.addEventListener("role", (e) => {
   const who = plaza.members.get(e.detail.uid) ?? "someone";
-  if (e.detail.by) system(e.detail.op ? `${e.detail.by} made ${who} an operator` : `${e.detail.by} took ${who}'s operator status`);
+  const r = e.detail.roles;
+  const what = r & 1 ? "an operator" : r & 2 ? "voiced" : "no operator, and not voiced";
+  if (e.detail.by) system(`${e.detail.by} made ${who} ${what}`);
   showMembers();
+});
+plaza.addEventListener("modes", (e) => {
+  const { flags, limit, key, by } = e.detail;
+  if (!by) return;
+  const set = [flags & 1 && "only operators set the topic", flags & 2 && "only operators and voiced members speak",
+    limit && `at most ${limit} members`, key && `key ${key}`].filter(Boolean);
+  system(`${by} set the room's modes: ${set.join(", ") || "none"}`);
 });
 plaza.addEventListener("roomKicked", (e) => {
   const { name, by, reason } = e.detail;

@@ -41,9 +41,13 @@ export const ID = Object.freeze({
   ROOM_MESSAGE: 345, HISTORY: 346, HISTORY_RESPONSE: 347, ROOM_REJOIN: 348, ROOM_REJOIN_RESPONSE: 349,
   ROOM_SEND: 350, ROOM_SEND_RESPONSE: 351, ROOM_NOTICE: 352, ROOM_NOTICE_NOTIFY: 354,
   WHISPER_NOTICE: 355, WHISPER_NOTICE_NOTIFY: 357, ROOM_TOPIC: 358, ROOM_TOPIC_RESPONSE: 359,
-  ROOM_TOPIC_NOTIFY: 360, ROOM_OP: 361, ROOM_OP_RESPONSE: 362, ROOM_OP_NOTIFY: 363,
+  ROOM_TOPIC_NOTIFY: 360, ROOM_ROLE: 361, ROOM_ROLE_RESPONSE: 362, ROOM_ROLE_NOTIFY: 363,
   ROOM_KICK: 364, ROOM_KICK_RESPONSE: 365, ROOM_KICKED_NOTIFY: 366,
+  ROOM_MODE: 367, ROOM_MODE_RESPONSE: 368, ROOM_MODE_NOTIFY: 369, ROOM_ENTER_KEY: 370,
 });
+
+/** A room member's roles (ROOM_ROLE): bits. */
+export const ROLES = Object.freeze({ OPERATOR: 1, VOICE: 2 });
 
 /** HELLO's feature bits: Plaza's notifications, room history, notices. */
 export const FEATURES = 1 | 2 | 4;
@@ -58,6 +62,7 @@ export const RESULT = Object.freeze({
   108: "NAME_TAKEN", 109: "REGISTRATION_DISABLED", 110: "SHUTTING_DOWN",
   111: "BAD_REQUEST", 112: "SERVICE_UNAVAILABLE", 113: "BUSY", 114: "UNKNOWN_PACKET",
   115: "RATE_LIMITED", 116: "UNREACHABLE", 117: "NOT_ROOM_OPERATOR", 118: "NOT_IN_YOUR_ROOM",
+  119: "MODERATED", 120: "BAD_ROOM_KEY",
 });
 
 /** The name of a result code. */
@@ -147,8 +152,10 @@ export function encodeRequest(r) {
     case "roomNotice": w.u64(BigInt(r.id ?? 0)); w.str16(r.message); return w.finish(ID.ROOM_NOTICE);
     case "whisperNotice": w.str8(r.to); w.str16(r.message); return w.finish(ID.WHISPER_NOTICE);
     case "topic": w.str16(r.topic); return w.finish(ID.ROOM_TOPIC);
-    case "op": w.str8(r.name); w.u8(r.op ? 1 : 0); return w.finish(ID.ROOM_OP);
+    case "role": w.str8(r.name); w.u8(r.role); w.u8(r.on ? 1 : 0); return w.finish(ID.ROOM_ROLE);
     case "roomKick": w.str8(r.name); w.str16(r.reason ?? ""); return w.finish(ID.ROOM_KICK);
+    case "mode": w.u8(r.flags ?? 0); w.u32(r.limit ?? 0); w.str8(r.key ?? ""); return w.finish(ID.ROOM_MODE);
+    case "enterKey": w.i32(r.room); w.str8(r.key); return w.finish(ID.ROOM_ENTER_KEY);
     default: throw new TypeError(`unknown request ${r.type}`);
   }
 }
@@ -214,8 +221,11 @@ export function decodeEvent(bytes) {
     case ID.ROOM_TOPIC_NOTIFY:
       return e("topic", { room: r.u32(), at: String(r.u64()), by: r.str8(), topic: r.str16() });
     // Room operators: as you enter (`by` empty) and as they change.
-    case ID.ROOM_OP_RESPONSE: case ID.ROOM_KICK_RESPONSE: return e("result", { result: result() });
-    case ID.ROOM_OP_NOTIFY: return e("op", { room: r.u32(), uid: String(r.u64()), op: r.u8() === 1, by: r.str8() });
+    case ID.ROOM_ROLE_RESPONSE: case ID.ROOM_KICK_RESPONSE: case ID.ROOM_MODE_RESPONSE:
+      return e("result", { result: result() });
+    case ID.ROOM_MODE_NOTIFY:
+      return e("modes", { room: r.u32(), flags: r.u8(), limit: r.u32(), key: r.str8(), by: r.str8() });
+    case ID.ROOM_ROLE_NOTIFY: return e("role", { room: r.u32(), uid: String(r.u64()), roles: r.u8(), by: r.str8() });
     case ID.ROOM_KICKED_NOTIFY:
       return e("roomKicked", { room: r.u32(), uid: String(r.u64()), name: r.str8(), by: r.str8(), reason: r.str16() });
     case ID.ROOM_SEND_RESPONSE: return e("result", { result: result(), seq: String(r.u64()) });
@@ -243,8 +253,8 @@ export class PlazaError extends Error {
  * idle, connecting, open, reconnecting, closed), `resumed`, and one per
  * notification: `newUser`, `roomUsers`, `userLeft`, `chat`, `whisper` (both
  * with `notice: true` for a notice, 354 and 357), `topic` (the room's, 360),
- * `op` (a member became one of the room's operators or no longer is, 363;
- * `ops` holds them), `roomKicked` (a member put out of the room, 366; when
+ * `role` (a member's roles changed, 363: `roles` holds them by uid),
+ * `modes` (the room's, 369), `roomKicked` (a member put out of the room, 366; when
  * it is us, `room` is null after it),
  * `broadcast`, `kicked`, `muted`, `notice`, `token`, `missed`.
  */
@@ -266,7 +276,7 @@ export class PlazaClient extends EventTarget {
     this.seq = "0";        //   there (u64s as strings): where a rejoin starts
     this.rooms = 0;        // rooms on the server (from HELLO)
     this.members = new Map(); // uid -> name, in our room
-    this.ops = new Set();     // the uids of its operators
+    this.roles = new Map();   // uid -> ROLES bits, for members with any
     this.ws = null;
     this.pending = [];     // requests awaiting their answer, in order
     this.attempt = 0;
@@ -432,18 +442,18 @@ export class PlazaClient extends EventTarget {
       return;
     }
     if (e.type === "newUser") this.members.set(e.uid, e.name);
-    if (e.type === "op") { if (e.op) this.ops.add(e.uid); else this.ops.delete(e.uid); }
+    if (e.type === "role") { if (e.roles) this.roles.set(e.uid, e.roles); else this.roles.delete(e.uid); }
     if (e.type === "roomKicked") {
-      this.ops.delete(e.uid);
+      this.roles.delete(e.uid);
       if (e.name === this.user) {
-        this.room = null; this.members.clear(); this.ops.clear();
+        this.room = null; this.members.clear(); this.roles.clear();
         this.save({ ...(this.saved() ?? {}), room: null });
       }
     }
     if (e.type === "userLeft") {
       e.name = this.members.get(e.uid);
       this.members.delete(e.uid);
-      this.ops.delete(e.uid);
+      this.roles.delete(e.uid);
     }
     if (e.type === "chat" && e.seq !== undefined && e.room === this.room && BigInt(e.seq) > BigInt(this.seq)) {
       this.seq = e.seq;
@@ -479,7 +489,7 @@ export class PlazaClient extends EventTarget {
   }
   register(name, password) { return this.request({ type: "register", name, password }); }
   async enter(room) {
-    this.members.clear(); this.ops.clear();
+    this.members.clear(); this.roles.clear();
     const r = await this.request({ type: "enter", room });
     this.room = room;
     // Where the room's history stands, for a rejoin after a drop.
@@ -488,7 +498,7 @@ export class PlazaClient extends EventTarget {
   }
   /** Enters `room` again and replays what was said after `after` (epoch `epoch`). */
   async rejoin(room, epoch, after) {
-    this.members.clear(); this.ops.clear();
+    this.members.clear(); this.roles.clear();
     this.room = room; this.epoch = epoch; this.seq = after;
     try {
       const r = await this.request({ type: "rejoin", room, epoch, after });
@@ -513,7 +523,7 @@ export class PlazaClient extends EventTarget {
   }
   async leave() {
     const r = await this.request({ type: "leave" });
-    this.room = null; this.members.clear(); this.ops.clear();
+    this.room = null; this.members.clear(); this.roles.clear();
     this.save({ ...(this.saved() ?? {}), room: null });
     return r;
   }
@@ -561,13 +571,13 @@ export class PlazaClient extends EventTarget {
   userList(after = "") { return this.request({ type: "userList", after }); }
   async logout() {
     const r = await this.request({ type: "logout" });
-    this.user = null; this.room = null; this.members.clear(); this.ops.clear(); this.save(null);
+    this.user = null; this.room = null; this.members.clear(); this.roles.clear(); this.save(null);
     return r;
   }
   admin(secret = "") { return this.request({ type: "admin", secret }); }
   kick(name) { return this.request({ type: "kick", name }); }
-  /** (A room operator) makes `name` an operator of our room (`op` true) or not. */
-  op(name, op = true) { return this.request({ type: "op", name, op }); }
+  /** (A room operator) gives `name` a role in our room (ROLES.OPERATOR or ROLES.VOICE), or takes it (`on` false). */
+  role(name, role, on = true) { return this.request({ type: "role", name, role, on }); }
   /** (A room operator) puts `name` out of our room. */
   roomKick(name, reason = "") { return this.request({ type: "roomKick", name, reason }); }
   mute(name, seconds) { return this.request({ type: "mute", name, seconds }); }

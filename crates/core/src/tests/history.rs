@@ -65,7 +65,7 @@ impl T {
             .filter(|(_, e)| {
                 !matches!(
                     e,
-                    Event::RoomUserList { .. } | Event::RoomNewUser { .. } | Event::RoomOp { .. }
+                    Event::RoomUserList { .. } | Event::RoomNewUser { .. } | Event::RoomRole { .. }
                 )
             })
             .collect()

@@ -141,10 +141,10 @@ fn hello() -> Request {
 /// What an entrant of `room` is told of its operator `uid` before the
 /// member list.
 fn op_state(room: u32, uid: u64) -> Event {
-    Event::RoomOp {
+    Event::RoomRole {
         room,
         uid,
-        op: true,
+        roles: plaza_proto::roles::OPERATOR,
         by: String::new(),
     }
 }

@@ -79,13 +79,43 @@ fn an_operator_sets_the_modes_the_room_hears_them_and_an_entrant_gets_them_first
         },
     );
     assert!(out.contains(&(2, heard)), "{out:?}");
-    // An entrant: the modes, then the operator, then the member list.
+    // A voiced member speaks too, but still may not set the topic.
+    let voice = Request::RoomRole {
+        name: "bob".into(),
+        role: plaza_proto::roles::VOICE,
+        on: true,
+    };
+    let voiced = Event::RoomRole {
+        room: 3,
+        uid: 2,
+        roles: plaza_proto::roles::VOICE,
+        by: "amy".into(),
+    };
+    assert_eq!(t.req(1, voice)[0], (1, voiced));
+    let said = t.req(2, Request::RoomChat { message: "hi".into() });
+    assert!(
+        said.contains(&(2, Event::RoomChatResult(ResultCode::OK))),
+        "{said:?}"
+    );
+    assert_eq!(
+        t.req(2, Request::RoomTopic { topic: "mine".into() }),
+        [(2, Event::RoomTopicResult(ResultCode::NOT_ROOM_OPERATOR))]
+    );
+    // An entrant: the modes, then the roles, then the member list.
     t.user(4, "cat", false);
     let out = t.req(4, Request::RoomEnter { room: 3 });
     let to_cat: Vec<&Event> = out.iter().filter(|(c, _)| *c == 4).map(|(_, e)| e).collect();
     assert_eq!(to_cat[0], &told(TOPIC | MODERATED, 5, "", ""));
     assert_eq!(to_cat[1], &op_state(3, 1));
-    assert!(matches!(to_cat[2], Event::RoomUserList { .. }), "{to_cat:?}");
+    assert!(matches!(
+        to_cat[2],
+        Event::RoomRole {
+            uid: 2,
+            roles: plaza_proto::roles::VOICE,
+            ..
+        }
+    ));
+    assert!(matches!(to_cat[3], Event::RoomUserList { .. }), "{to_cat:?}");
 }
 
 #[test]

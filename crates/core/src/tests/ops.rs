@@ -1,12 +1,14 @@
-//! Room operators (`ops.rs`): the first member of an empty room, what
+//! Room roles (`ops.rs`): operators: the first member of an empty room, what
 //! they may do, and how long it lasts; in cluster mode, over the bus.
 
 use super::*;
+use plaza_proto::roles;
 
-fn op(name: &str, op: bool) -> Request {
-    Request::RoomOp {
+fn op(name: &str, on: bool) -> Request {
+    Request::RoomRole {
         name: name.into(),
-        op,
+        role: roles::OPERATOR,
+        on,
     }
 }
 
@@ -18,10 +20,10 @@ fn kick(name: &str, reason: &str) -> Request {
 }
 
 fn told(room: u32, uid: u64, op: bool, by: &str) -> Event {
-    Event::RoomOp {
+    Event::RoomRole {
         room,
         uid,
-        op,
+        roles: u8::from(op) * roles::OPERATOR,
         by: by.into(),
     }
 }
@@ -48,7 +50,7 @@ fn the_first_member_is_the_operator_and_makes_others_operators_whom_the_room_hea
     // bob is not an operator: he may not.
     assert_eq!(
         t.req(2, op("bob", true)),
-        [(2, Event::RoomOpResult(ResultCode::NOT_ROOM_OPERATOR))]
+        [(2, Event::RoomRoleResult(ResultCode::NOT_ROOM_OPERATOR))]
     );
     // amy is: the Plaza members hear it, the seed client does not.
     let mut out = t.req(1, op("bob", true));
@@ -57,14 +59,14 @@ fn the_first_member_is_the_operator_and_makes_others_operators_whom_the_room_hea
         out,
         [
             (1, told(3, 2, true, "amy")),
-            (1, Event::RoomOpResult(ResultCode::OK)),
+            (1, Event::RoomRoleResult(ResultCode::OK)),
             (2, told(3, 2, true, "amy")),
         ]
     );
     // Once is enough: asking again changes nothing and tells nobody.
     assert_eq!(
         t.req(1, op("BOB", true)),
-        [(1, Event::RoomOpResult(ResultCode::OK))]
+        [(1, Event::RoomRoleResult(ResultCode::OK))]
     );
     // Now bob may, and an entrant hears of both before the member list.
     assert_eq!(t.req(2, op("amy", false))[0], (1, told(3, 1, false, "bob")));
@@ -81,7 +83,7 @@ fn an_operator_is_refused_for_members_elsewhere_unknown_users_and_from_the_lobby
     t.user(4, "cat", false);
     assert_eq!(
         t.req(1, op("cat", true)),
-        [(1, Event::RoomOpResult(ResultCode::NOT_IN_YOUR_ROOM))]
+        [(1, Event::RoomRoleResult(ResultCode::NOT_IN_YOUR_ROOM))]
     );
     assert_eq!(
         t.req(1, kick("nobody", "")),
@@ -96,7 +98,10 @@ fn an_operator_is_refused_for_members_elsewhere_unknown_users_and_from_the_lobby
     t.req(4, Request::RoomEnter { room: 3 });
     t.rec.out.clear();
     let out = t.req(4, op("bob", true));
-    assert!(out.contains(&(4, Event::RoomOpResult(ResultCode::OK))), "{out:?}");
+    assert!(
+        out.contains(&(4, Event::RoomRoleResult(ResultCode::OK))),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -164,9 +169,9 @@ fn cluster_operators_come_with_the_seat_and_changes_and_kicks_cross_the_bus() {
     let bob = 2 << 48 | 5;
     t.req(1, Request::RoomEnter { room: 2 });
     // The shared store says bob, on node 9, is the room's operator.
-    t.input(Input::RoomOps {
+    t.input(Input::RoomRoles {
         room: 2,
-        ops: vec![bob],
+        roles: vec![(bob, roles::OPERATOR)],
     });
     let members = vec![(bob, 2, "bob".into()), (amy, 1, "amy".into())];
     t.input(Input::SeatDone {
@@ -181,10 +186,10 @@ fn cluster_operators_come_with_the_seat_and_changes_and_kicks_cross_the_bus() {
     // bob makes amy an operator there: she hears it, and may kick him.
     t.input(Input::Remote {
         node: 9,
-        msg: Box::new(BusMsg::Op {
+        msg: Box::new(BusMsg::Role {
             room: 2,
             uid: amy,
-            op: true,
+            roles: roles::OPERATOR,
             by: "bob".into(),
         }),
     });

@@ -160,16 +160,16 @@ pub fn decode(mut b: &[u8]) -> Result<Decoded, BusError> {
             let topic = std::str::from_utf8(b).map_err(|_| BusError::Frame)?.to_owned();
             BusMsg::Topic { room, at, by, topic }
         }
-        KIND_OP => {
+        KIND_ROLE => {
             need(b, 13)?;
-            let (room, uid, op) = (b.get_u32_le(), b.get_u64_le(), b.get_u8());
-            if op > 1 {
+            let (room, uid, roles) = (b.get_u32_le(), b.get_u64_le(), b.get_u8());
+            if roles & !crate::roles::ALL != 0 {
                 return Err(BusError::Frame);
             }
-            BusMsg::Op {
+            BusMsg::Role {
                 room,
                 uid,
-                op: op == 1,
+                roles,
                 by: name(b)?,
             }
         }

@@ -135,16 +135,16 @@ fn every_message_round_trips() {
             by: "amy".into(),
             topic: String::new(),
         },
-        BusMsg::Op {
+        BusMsg::Role {
             room: 4,
             uid: (3 << 48) | 17,
-            op: true,
+            roles: crate::roles::OPERATOR,
             by: "amy".into(),
         },
-        BusMsg::Op {
+        BusMsg::Role {
             room: 4,
             uid: 1,
-            op: false,
+            roles: 0,
             by: "root".into(),
         },
         BusMsg::RoomKick {

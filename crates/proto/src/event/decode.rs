@@ -55,11 +55,11 @@ impl Event {
                 by: r.str8(ANY_NAME)?,
                 topic: r.str16(ANY_TEXT)?,
             },
-            id::ROOM_OP_RESPONSE => Self::RoomOpResult(r.result()?),
-            id::ROOM_OP_NOTIFY => Self::RoomOp {
+            id::ROOM_ROLE_RESPONSE => Self::RoomRoleResult(r.result()?),
+            id::ROOM_ROLE_NOTIFY => Self::RoomRole {
                 room: r.u32()?,
                 uid: r.u64()?,
-                op: r.u8()? != 0,
+                roles: r.u8()?,
                 by: r.str8(ANY_NAME)?,
             },
             id::ROOM_KICK_RESPONSE => Self::RoomKickResult(r.result()?),

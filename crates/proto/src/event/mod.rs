@@ -144,19 +144,19 @@ pub enum Event {
         /// The topic ("": cleared).
         topic: String,
     },
-    /// 362: the answer to ROOM_OP.
-    RoomOpResult(ResultCode),
-    /// 363: a member of your room became one of its operators, or is no
-    /// longer one. As you enter a room, before its member list, one for
-    /// each operator it has, with `by` empty.
-    RoomOp {
+    /// 362: the answer to ROOM_ROLE.
+    RoomRoleResult(ResultCode),
+    /// 363: a member's roles in your room changed. As you enter a room,
+    /// before its member list, one for each member with a role, with `by`
+    /// empty.
+    RoomRole {
         /// The room.
         room: u32,
         /// The member's session id (as in the member list).
         uid: u64,
-        /// Whether it is an operator now.
-        op: bool,
-        /// Who made it so ("": the room's state as you enter).
+        /// Its roles now ([`crate::roles`] bits; 0: none).
+        roles: u8,
+        /// Who changed them ("": the room's state as you enter).
         by: String,
     },
     /// 365: the answer to ROOM_KICK.
@@ -392,11 +392,11 @@ impl Event {
                 put_str8(b, by);
                 put_str16(b, topic.as_bytes());
             }),
-            Self::RoomOpResult(c) => code(dst, id::ROOM_OP_RESPONSE, c),
-            Self::RoomOp { room, uid, op, by } => frame(dst, id::ROOM_OP_NOTIFY, |b| {
+            Self::RoomRoleResult(c) => code(dst, id::ROOM_ROLE_RESPONSE, c),
+            Self::RoomRole { room, uid, roles, by } => frame(dst, id::ROOM_ROLE_NOTIFY, |b| {
                 b.put_u32_le(*room);
                 b.put_u64_le(*uid);
-                b.put_u8(u8::from(*op));
+                b.put_u8(*roles);
                 put_str8(b, by);
             }),
             Self::RoomKickResult(c) => code(dst, id::ROOM_KICK_RESPONSE, c),
@@ -516,7 +516,7 @@ impl Event {
                 | Self::RoomMessage { .. }
                 | Self::RoomNotice { .. }
                 | Self::RoomTopic { .. }
-                | Self::RoomOp { .. }
+                | Self::RoomRole { .. }
                 | Self::RoomKicked { .. }
                 | Self::RoomMode { .. }
                 | Self::Whisper { .. }

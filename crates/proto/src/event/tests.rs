@@ -75,19 +75,19 @@ fn every_event_round_trips() {
             topic: "héllo".into(),
         },
         Event::RoomTopicResult(ResultCode::MUTED),
-        Event::RoomOp {
+        Event::RoomRole {
             room: 3,
             uid: 1 << 50,
-            op: true,
+            roles: crate::roles::ALL,
             by: "amy".into(),
         },
-        Event::RoomOp {
+        Event::RoomRole {
             room: 0,
             uid: 7,
-            op: false,
+            roles: 0,
             by: String::new(),
         },
-        Event::RoomOpResult(ResultCode::NOT_ROOM_OPERATOR),
+        Event::RoomRoleResult(ResultCode::NOT_ROOM_OPERATOR),
         Event::RoomKicked {
             room: 9,
             uid: 12,
@@ -219,7 +219,7 @@ proptest! {
             Request::Whisper { to: name.clone(), message: msg.clone() },
             Request::WhisperNotice { to: name.clone(), message: msg.clone() },
             Request::RoomTopic { topic: msg.chars().take(60).collect() },
-            Request::RoomOp { name: name.clone(), op: n % 2 == 0 },
+            Request::RoomRole { name: name.clone(), role: 1 + (n % 2) as u8, on: n % 3 == 0 },
             Request::RoomKick { name: name.clone(), reason: msg.chars().take(60).collect() },
             Request::RoomKick { name: name.clone(), reason: String::new() },
             Request::RoomMode { flags: (n % 4) as u8, limit: n, key: name.chars().take(23).collect() },

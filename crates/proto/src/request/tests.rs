@@ -166,21 +166,25 @@ fn a_malformed_echo_or_user_list_is_answered_with_its_own_response() {
 }
 
 #[test]
-fn a_room_op_request_is_encoded_as_protocol_md_shows_it_and_a_bad_flag_is_refused() {
+fn a_room_role_request_is_encoded_as_protocol_md_shows_it_and_a_bad_role_is_refused() {
     let mut b = bytes::BytesMut::new();
-    Request::RoomOp {
+    Request::RoomRole {
         name: "bob".into(),
-        op: true,
+        role: crate::roles::VOICE,
+        on: true,
     }
     .encode(&mut b);
-    assert_eq!(hex(&b), "0a 00 69 01 00 03 62 6f 62 01");
-    let last = b.len() - 1;
-    b[last] = 2;
-    let err = Request::decode(&b).unwrap_err();
-    assert_eq!(err.result(), ResultCode::BAD_REQUEST);
+    assert_eq!(hex(&b), "0b 00 69 01 00 03 62 6f 62 02 01");
+    // Both roles at once, or an `on` of 2: malformed.
+    for (at, bad) in [(b.len() - 2, crate::roles::ALL), (b.len() - 1, 2)] {
+        let mut bad_frame = b.clone();
+        bad_frame[at] = bad;
+        let err = Request::decode(&bad_frame).unwrap_err();
+        assert_eq!(err.result(), ResultCode::BAD_REQUEST);
+    }
     assert_eq!(
-        Request::failure(id::ROOM_OP_REQUEST, err.result()),
-        Event::RoomOpResult(ResultCode::BAD_REQUEST)
+        Request::failure(id::ROOM_ROLE_REQUEST, ResultCode::BAD_REQUEST),
+        Event::RoomRoleResult(ResultCode::BAD_REQUEST)
     );
 }
 

@@ -194,7 +194,7 @@ impl Channel {
             | BusMsg::Enter { room, .. }
             | BusMsg::Leave { room, .. }
             | BusMsg::Topic { room, .. }
-            | BusMsg::Op { room, .. }
+            | BusMsg::Role { room, .. }
             | BusMsg::RoomKick { room, .. }
             | BusMsg::Modes { room, .. } => Self::Room(*room),
             _ => Self::Bus,
@@ -248,13 +248,13 @@ pub(super) enum PendingSeat {
 
 /// What the seat script read with a seat: the room's log (a room with
 /// members on several nodes), its topic and modes, as the bus messages
-/// that set them, with their origins, and its operators.
+/// that set them, with their origins, and its members' roles.
 #[derive(Clone, Default)]
 pub(super) struct SeatRead {
     pub(super) log: Option<Box<RoomLog>>,
     pub(super) topic: Option<(u64, BusMsg)>,
     pub(super) modes: Option<(u64, BusMsg)>,
-    pub(super) ops: Vec<u64>,
+    pub(super) roles: Vec<(u64, u8)>,
 }
 
 #[derive(Default)]
@@ -511,13 +511,17 @@ impl Shared {
             self.input(Input::RoomLog { room, log }).await;
         }
         // Before the seat: the entrant is told the topic, modes and
-        // operators with its list.
+        // roles with its list.
         for (node, msg) in read.topic.into_iter().chain(read.modes) {
             let msg = Box::new(msg);
             self.input(Input::Remote { node, msg }).await;
         }
         if matches!(outcome, SeatOutcome::Seated(_)) {
-            self.input(Input::RoomOps { room, ops: read.ops }).await;
+            self.input(Input::RoomRoles {
+                room,
+                roles: read.roles,
+            })
+            .await;
         }
         self.input(Input::SeatDone {
             conn,

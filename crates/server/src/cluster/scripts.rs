@@ -69,8 +69,8 @@ local t = redis.call('TIME')
 return redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2]), ARGV[1])
 ";
 
-/// KEYS: seats, ops. ARGV: uid, message, channel, node, tick. Frees the
-/// seat (an operator's, with its being one) and publishes the leave, if the seat is still that node's (a seat held
+/// KEYS: seats, roles. ARGV: uid, message, channel, node, tick. Frees the
+/// seat (and its holder's roles) and publishes the leave, if the seat is still that node's (a seat held
 /// for a user who dropped may have moved to the node it came back on);
 /// else publishes the tick (a bare stamp with the leave's number, so no
 /// node sees a hole in this node's numbers). Returns the publish's count.
@@ -80,7 +80,7 @@ if not v or string.sub(v, 1, #ARGV[4] + 1) ~= ARGV[4] .. '|' then
   return redis.call('PUBLISH', ARGV[3], ARGV[5])
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
 return redis.call('PUBLISH', ARGV[3], ARGV[2])
 ";
 
@@ -97,17 +97,18 @@ if is(ARGV[3] .. ARGV[1]) then redis.call('HDEL', KEYS[1], ARGV[3] .. ARGV[1]) e
 return 1
 ";
 
-/// KEYS: seats, numbering, log, topic, ops, modes. ARGV: id, name, uid,
+/// KEYS: seats, numbering, log, topic, roles, modes. ARGV: id, name, uid,
 /// capacity, message, channel, fill, tick (the enter's stamp alone:
 /// published instead of it when the seat is refused, so no node sees a
 /// hole in this node's numbers), key. Returns {0} when full (its capacity
 /// or its modes' limit), {3} when the room has a key and it is not the
-/// one given, else {1, log, topic, ops, modes, uid, node|name, uid,
+/// one given, else {1, log, topic, roles, modes, uid, node|name, uid,
 /// node|name, ...}: every member, this one included, as of the enter it
 /// publishes on the room's channel, the bus messages that set the room's
-/// topic and modes ("" if none) and its operators' ids. A topic, modes and
-/// operators last while the room has members: the first seat of an empty
-/// room drops them, and its holder is the room's operator. A user taking
+/// topic and modes ("" if none) and its members' roles (uid, bits, ...).
+/// A topic, modes and roles last while the room has members: the first
+/// seat of an empty room drops them, and its holder is the room's
+/// operator. A user taking
 /// back its own seat is not held to the limit or the key. When the room's members were all on
 /// one other node, that node numbered its messages: the cluster's numbers
 /// start a new epoch. `log` is {} unless `fill` > 0 and the room has
@@ -150,7 +151,7 @@ if n == 1 and not nodes[id] then
   redis.call('DEL', KEYS[3])
 end
 redis.call('HSET', KEYS[1], uid, id .. '|' .. name)
-if #before == 0 then redis.call('SADD', KEYS[5], uid) end
+if #before == 0 then redis.call('HSET', KEYS[5], uid, 1) end
 redis.call('PUBLISH', ch, msg)
 local log = {}
 local e = redis.call('HGET', KEYS[2], 'e')
@@ -159,7 +160,7 @@ if fill > 0 and (n > 1 or (n == 1 and not nodes[id])) and e then
 end
 local r = redis.call('HGETALL', KEYS[1])
 table.insert(r, 1, redis.call('HGET', KEYS[6], 'm') or '')
-table.insert(r, 1, redis.call('SMEMBERS', KEYS[5]))
+table.insert(r, 1, redis.call('HGETALL', KEYS[5]))
 table.insert(r, 1, redis.call('HGET', KEYS[4], 'm') or '')
 table.insert(r, 1, log)
 table.insert(r, 1, 1)
@@ -188,14 +189,14 @@ end
 return redis.call('PUBLISH', ARGV[2], ARGV[1])
 ";
 
-/// KEYS: ops. ARGV: message, channel, uid, op ("1" or "0"). Keeps a
-/// room's operators as a member became one or no longer is, and publishes
-/// the change. Returns the publish's count.
-const OP: &str = r"
-if ARGV[4] == '1' then
-  redis.call('SADD', KEYS[1], ARGV[3])
+/// KEYS: roles. ARGV: message, channel, uid, roles. Keeps a member's
+/// roles (none: removed) and publishes the change. Returns the publish's
+/// count.
+const ROLE: &str = r"
+if ARGV[4] == '0' then
+  redis.call('HDEL', KEYS[1], ARGV[3])
 else
-  redis.call('SREM', KEYS[1], ARGV[3])
+  redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
 end
 return redis.call('PUBLISH', ARGV[2], ARGV[1])
 ";
@@ -259,7 +260,7 @@ pub(super) struct Scripts {
     left: Script,
     seat: Script,
     topic: Script,
-    op: Script,
+    role: Script,
     modes: Script,
     chat: Script,
     direct: Script,
@@ -295,7 +296,7 @@ impl Scripts {
             left: script(LEFT),
             seat: script(SEAT),
             topic: script(TOPIC),
-            op: script(OP),
+            role: script(ROLE),
             modes: script(MODES),
             chat: script(CHAT),
             direct: script(DIRECT),
@@ -317,7 +318,7 @@ impl Scripts {
                 &self.left,
                 &self.seat,
                 &self.topic,
-                &self.op,
+                &self.role,
                 &self.modes,
                 &self.chat,
                 &self.direct,
@@ -439,7 +440,7 @@ impl Scripts {
                     }
                     BusMsg::Leave { name, uid, room } => {
                         let (seats, node) = (keys.seats(*room), keys.node(s.node));
-                        let mut leave = evalsha_keys(&self.leave, &[&seats, &keys.ops(*room)]);
+                        let mut leave = evalsha_keys(&self.leave, &[&seats, &keys.roles(*room)]);
                         leave
                             .arg(uid)
                             .arg(bytes.as_ref())
@@ -457,14 +458,14 @@ impl Scripts {
                         topic.arg(bytes.as_ref()).arg(keys.room(*room)).arg(at);
                         steps.push(Step::new(topic, key, true));
                     }
-                    BusMsg::Op { room, uid, op, .. } => {
-                        let key = keys.ops(*room);
-                        let mut script = evalsha(&self.op, &key);
+                    BusMsg::Role { room, uid, roles, .. } => {
+                        let key = keys.roles(*room);
+                        let mut script = evalsha(&self.role, &key);
                         script
                             .arg(bytes.as_ref())
                             .arg(keys.room(*room))
                             .arg(uid)
-                            .arg(u8::from(*op));
+                            .arg(roles);
                         steps.push(Step::new(script, key, true));
                     }
                     BusMsg::Modes {
@@ -505,8 +506,8 @@ impl Scripts {
                 let bytes = bus::encode(at, &msg);
                 let seats = keys.seats(*room);
                 let (numbering, log, topic) = (keys.numbering(*room), keys.log(*room), keys.topic(*room));
-                let (ops, modes) = (keys.ops(*room), keys.modes(*room));
-                let mut seat = evalsha_keys(&self.seat, &[&seats, &numbering, &log, &topic, &ops, &modes]);
+                let (roles, modes) = (keys.roles(*room), keys.modes(*room));
+                let mut seat = evalsha_keys(&self.seat, &[&seats, &numbering, &log, &topic, &roles, &modes]);
                 seat.arg(s.node)
                     .arg(name)
                     .arg(uid)

@@ -275,17 +275,17 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
             key: _,
         } => {
             let members = v.map(|v| redis::from_redis_value::<Vec<redis::Value>>(v).unwrap_or_default());
-            // {1, log, topic, ops, modes, uid, node|name, ...}, {0} when
+            // {1, log, topic, roles, modes, uid, node|name, ...}, {0} when
             // full, {3} for a wrong key.
             let (outcome, read) = match members.as_deref() {
                 None | Some([]) => (SeatOutcome::Unavailable, SeatRead::default()),
                 Some([first, rest @ ..]) => match (redis::from_redis_value_ref::<i64>(first), rest) {
-                    (Ok(1), [log, topic, ops, modes, rest @ ..]) => {
+                    (Ok(1), [log, topic, roles, modes, rest @ ..]) => {
                         let read = SeatRead {
                             log: room_log(log),
                             topic: room_state(topic),
                             modes: room_state(modes),
-                            ops: redis::from_redis_value_ref::<Vec<u64>>(ops).unwrap_or_default(),
+                            roles: redis::from_redis_value_ref::<Vec<(u64, u8)>>(roles).unwrap_or_default(),
                         };
                         (SeatOutcome::Seated(members_of(rest)), read)
                     }

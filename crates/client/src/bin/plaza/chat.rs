@@ -26,9 +26,12 @@ fn help(rooms: u32) -> String {
   /leave               leave the room      /users          list logged-in users
   /topic [TEXT]        set your room's topic (no TEXT: clear it)
   /op NAME, /deop NAME (room operator) make NAME an operator of your room, or not
+  /voice NAME, /devoice NAME  (room operator) let NAME speak when the room is
+                       moderated, or not
   /roomkick NAME [WHY] (room operator) put NAME out of your room
   /mode [t][m] [LIMIT] [KEY]  (room operator) set your room's modes: t only
-                       operators set the topic, m only operators speak
+                       operators set the topic, m only operators and voiced
+                       members speak
   /w NAME TEXT         whisper to NAME     /broadcast TEXT message everyone
   /echo TEXT           echo test           /logout         log out, stay connected
   /login [NAME]        log in again (as NAME: asks for its password)
@@ -182,7 +185,15 @@ impl Session {
                     if line.is_empty() {
                         continue;
                     }
-                    match self.command(line, input).await {
+                    let done = self.command(line, input).await;
+                    // What the server told before its answer, first; a
+                    // drop among it is acted on after the answer.
+                    let dropped = done.is_ok() && self.drain_notes();
+                    match done {
+                        Ok(Some(text)) if dropped => {
+                            println!("{text}");
+                            self.reconnect().await?;
+                        }
                         Ok(Some(text)) => println!("{text}"),
                         Ok(None) => break,
                         // The connection dropped mid-request: the request
@@ -216,10 +227,14 @@ impl Session {
     }
 
     /// Prints what is waiting (a kick, a notice) before acting on a drop.
-    fn drain_notes(&mut self) {
+    /// Returns whether the connection dropped among them.
+    fn drain_notes(&mut self) -> bool {
+        let mut dropped = false;
         while let Ok(e) = self.notes.try_recv() {
+            dropped |= is_drop(&e);
             self.show(&e);
         }
+        dropped
     }
 
     fn show(&mut self, event: &Event) {
@@ -239,28 +254,39 @@ impl Session {
             Event::RoomTopic { by, topic, .. } if topic.is_empty() => format!("* {by} cleared the topic"),
             Event::RoomTopic { by, topic, .. } => format!("* topic (set by {by}): {topic}"),
             // The room's operators as you enter: the list says enough.
-            Event::RoomOp { by, .. } if by.is_empty() => return,
-            Event::RoomOp { uid, op, by, .. } => {
+            // The members' roles as you enter: the list says enough.
+            Event::RoomRole { by, .. } if by.is_empty() => return,
+            Event::RoomRole { uid, roles, by, .. } => {
                 let who = self
                     .names
                     .get(uid)
                     .cloned()
                     .unwrap_or_else(|| format!("user {uid}"));
-                match op {
-                    true => format!("* {by} made {who} an operator of the room"),
-                    false => format!("* {by} took {who}'s operator status"),
-                }
+                let role = match (
+                    roles & plaza_proto::roles::OPERATOR != 0,
+                    roles & plaza_proto::roles::VOICE != 0,
+                ) {
+                    (true, true) => "an operator, and voiced",
+                    (true, false) => "an operator",
+                    (false, true) => "voiced",
+                    (false, false) => "no operator, and not voiced",
+                };
+                format!("* {by} made {who} {role}")
             }
             Event::RoomMode { by, .. } if by.is_empty() => return,
             Event::RoomMode {
-                flags, limit, key, by, ..
+                flags,
+                limit,
+                key,
+                by,
+                ..
             } => {
                 let mut set = Vec::new();
                 if flags & plaza_proto::room_modes::TOPIC != 0 {
                     set.push("only operators set the topic".to_owned());
                 }
                 if flags & plaza_proto::room_modes::MODERATED != 0 {
-                    set.push("only operators speak".to_owned());
+                    set.push("only operators and voiced members speak".to_owned());
                 }
                 if *limit > 0 {
                     set.push(format!("at most {limit} members"));
@@ -268,7 +294,11 @@ impl Session {
                 if !key.is_empty() {
                     set.push(format!("key {key}"));
                 }
-                let set = if set.is_empty() { "none".to_owned() } else { set.join(", ") };
+                let set = if set.is_empty() {
+                    "none".to_owned()
+                } else {
+                    set.join(", ")
+                };
                 format!("* {by} set the room's modes: {set}")
             }
             Event::RoomKicked { name, by, reason, .. } => {
@@ -430,7 +460,9 @@ impl Session {
                 self.send_unsent().await?
             }
             "join" => {
-                let (room, key) = rest.split_once(' ').map_or((rest, None), |(r, k)| (r, Some(k.trim())));
+                let (room, key) = rest
+                    .split_once(' ')
+                    .map_or((rest, None), |(r, k)| (r, Some(k.trim())));
                 match room.parse::<i32>() {
                     Ok(room) => self.join(room, key).await?,
                     Err(_) => "usage: /join N [KEY]".into(),
@@ -444,8 +476,8 @@ impl Session {
                 let (Ok(limit), true) = (limit, flags.chars().all(|c| "tm-".contains(c))) else {
                     return Ok(Some("usage: /mode [t][m] [LIMIT] [KEY] (- for no flags)".into()));
                 };
-                let flags = u8::from(flags.contains('t')) * plaza_proto::room_modes::TOPIC
-                    | u8::from(flags.contains('m')) * plaza_proto::room_modes::MODERATED;
+                let topic = u8::from(flags.contains('t')) * plaza_proto::room_modes::TOPIC;
+                let flags = topic | (u8::from(flags.contains('m')) * plaza_proto::room_modes::MODERATED);
                 let key = words.next().unwrap_or("").to_owned();
                 let code = self.ask(Request::RoomMode { flags, limit, key }).await?;
                 outcome("mode", "modes set", code)
@@ -473,20 +505,19 @@ impl Session {
                 let code = self.ask(Request::RoomTopic { topic: rest.into() }).await?;
                 outcome("topic", "topic set", code)
             }
-            "op" | "deop" => {
-                let op = cmd == "op";
-                let code = self
-                    .ask(Request::RoomOp {
-                        name: rest.into(),
-                        op,
-                    })
-                    .await?;
-                let done = if op {
-                    "is an operator now"
-                } else {
-                    "is no longer an operator"
+            "op" | "deop" | "voice" | "devoice" => {
+                let on = !cmd.starts_with("de");
+                let role = match cmd.ends_with("op") {
+                    true => plaza_proto::roles::OPERATOR,
+                    false => plaza_proto::roles::VOICE,
                 };
-                outcome(&format!("{cmd} {rest}"), &format!("{rest} {done}"), code)
+                let request = Request::RoomRole {
+                    name: rest.into(),
+                    role,
+                    on,
+                };
+                let code = self.ask(request).await?;
+                outcome(&format!("{cmd} {rest}"), &format!("{cmd}: done"), code)
             }
             "roomkick" => {
                 let (name, reason) = rest.split_once(' ').unwrap_or((rest, ""));

@@ -3,7 +3,9 @@
 //! long as IRC users are in it on this node: binary and WebSocket users
 //! see that room by its number (docs/IRC.md, "Channels").
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use plaza_proto::roles;
 use std::sync::Arc;
 
 /// The longest channel name (ISUPPORT CHANNELLEN).
@@ -23,8 +25,9 @@ pub(crate) struct Channel {
     name: Option<Arc<str>>,
     /// Its topic, as the hub last told it (a JOIN's answer and TOPIC's).
     pub(crate) topic: Option<ChannelTopic>,
-    /// Its operators' user ids, as the hub last told them.
-    pub(crate) ops: HashSet<u64>,
+    /// Its members' roles (operator, voice) by user id, as the hub last
+    /// told them.
+    pub(crate) roles: HashMap<u64, u8>,
     /// Its modes, as the hub last told them.
     pub(crate) modes: ChannelModes,
 }
@@ -107,24 +110,39 @@ impl ChannelModes {
 }
 
 impl Channel {
-    /// Its members' nicks, sorted, each with whether it is an operator.
-    pub(crate) fn nicks(&self) -> Vec<(bool, Arc<str>)> {
-        let mut nicks: Vec<(bool, Arc<str>)> = (self.names.iter())
-            .map(|(uid, n)| (self.ops.contains(uid), n.clone()))
+    /// Its members' nicks, sorted, each with its roles.
+    pub(crate) fn nicks(&self) -> Vec<(u8, Arc<str>)> {
+        let mut nicks: Vec<(u8, Arc<str>)> = (self.names.iter())
+            .map(|(uid, n)| (self.roles.get(uid).copied().unwrap_or(0), n.clone()))
             .collect();
         nicks.sort_unstable_by(|a, b| a.1.cmp(&b.1));
         nicks
     }
 
-    /// Whether the member `nick` is an operator.
-    pub(crate) fn is_op(&self, nick: &str) -> bool {
-        (self.names.iter()).any(|(uid, n)| n.eq_ignore_ascii_case(nick) && self.ops.contains(uid))
+    /// The member `nick`'s roles (0: none, or no such member).
+    pub(crate) fn roles_of(&self, nick: &str) -> u8 {
+        let uid = self.names.iter().find(|(_, n)| n.eq_ignore_ascii_case(nick));
+        uid.and_then(|(uid, _)| self.roles.get(uid)).copied().unwrap_or(0)
+    }
+
+    /// Keeps member `uid`'s roles.
+    pub(crate) fn set_roles(&mut self, uid: u64, roles: u8) {
+        match roles {
+            0 => self.roles.remove(&uid),
+            r => self.roles.insert(uid, r),
+        };
     }
 }
 
-/// `nick` as NAMES lists it: `@` before an operator's.
-pub(crate) fn prefixed(op: bool, nick: &str) -> String {
-    if op { format!("@{nick}") } else { nick.to_owned() }
+/// The prefixes of a member with `roles`: `@` for an operator, `+` for
+/// a voiced member; with multi-prefix both, else the higher.
+pub(crate) fn prefixes(roles: u8, multi: bool) -> &'static str {
+    match (roles & roles::OPERATOR != 0, roles & roles::VOICE != 0) {
+        (true, true) if multi => "@+",
+        (true, _) => "@",
+        (false, true) => "+",
+        (false, false) => "",
+    }
 }
 
 /// A channel's topic: who set it, when (Unix seconds), and the text ("":

@@ -190,7 +190,7 @@ pub(crate) enum Target {
     Whisper { nick: String, notice: bool },
     /// KICK: a member put out of the channel (a room kick).
     Kick(String),
-    /// MODE +o or -o.
+    /// MODE +o, -o, +v or -v.
     Op(String),
     /// MODE of the room's modes (+t, +m, +l, +k).
     Mode,

@@ -3,10 +3,10 @@
 //! `+m` (only operators speak), `+l N` (a member limit) and `+k key`: the
 //! room's modes (PROTOCOL.md, "Room modes"), set as one ROOM_MODE;
 //! `+o nick` / `-o nick` makes a member a channel operator or takes it
-//! away; `+q nick` / `-q nick` mutes and unmutes (Plaza's mute is
+//! away, `+v nick` / `-v nick` voices a member (it speaks under `+m`); `+q nick` / `-q nick` mutes and unmutes (Plaza's mute is
 //! server-wide, and for admins only); users have no modes to set.
 
-use plaza_proto::{Request, valid_room_key};
+use plaza_proto::{Request, roles, valid_room_key};
 
 use super::Target;
 use super::channels::ChannelModes;
@@ -81,14 +81,16 @@ fn channel(cx: &mut Cx<'_>, name: &str, args: &[&str]) {
                     seconds,
                 });
             }
-            'o' => {
+            'o' | 'v' => {
                 let Some(&nick) = nicks.next() else {
                     continue;
                 };
                 cx.s().targets.push_back(Target::Op(nick.to_owned()));
-                cx.request(Request::RoomOp {
+                let role = if c == 'o' { roles::OPERATOR } else { roles::VOICE };
+                cx.request(Request::RoomRole {
                     name: nick.to_owned(),
-                    op: on,
+                    role,
+                    on,
                 });
             }
             't' | 'm' => {

@@ -30,8 +30,8 @@ const ISUPPORT: &[&str] = &[
     "NAMELEN=128",
     "NETWORK=Plaza",
     "NICKLEN=32",
-    // Channel operators are room operators; Plaza has no voices.
-    "PREFIX=(o)@",
+    // Channel operators and voices are the room's roles.
+    "PREFIX=(ov)@+",
     "TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:1,KICK:1",
     "TOPICLEN=256",
 ];
@@ -65,7 +65,7 @@ pub(super) fn welcome(b: &mut BytesMut, server: &str, s: &mut Session) {
         "003",
         &["This server speaks IRC as a front end to Plaza"],
     );
-    num(b, server, &me, "004", &[server, version, "i", "klmnoqt", "klo"]);
+    num(b, server, &me, "004", &[server, version, "i", "klmnoqtv", "klov"]);
     // At most 13 tokens a line, as clients expect.
     for tokens in ISUPPORT.chunks(13) {
         let mut tokens = tokens.to_vec();
@@ -161,12 +161,12 @@ impl Irc {
             }
             return;
         }
-        if let Event::RoomOp { room, uid, by, .. } = event
+        if let Event::RoomRole { room, uid, roles, by } = event
             && by.is_empty()
         {
-            // Entering: the room's operators, for the JOIN's NAMES.
+            // Entering: the members' roles, for the JOIN's NAMES.
             if let Some(c) = self.lock().channels.get_mut(*room) {
-                c.ops.insert(*uid);
+                c.set_roles(*uid, *roles);
             }
             return;
         }
@@ -176,7 +176,7 @@ impl Irc {
                 | Event::RoomLeaveUser { .. }
                 | Event::Broadcast { .. }
                 | Event::RoomTopic { .. }
-                | Event::RoomOp { .. }
+                | Event::RoomRole { .. }
                 | Event::RoomKicked { .. }
                 | Event::RoomMode { .. }
         ) {
@@ -194,7 +194,7 @@ impl Irc {
                 | Event::BroadcastResult(c)
                 | Event::RoomEnterResult(c)
                 | Event::RoomTopicResult(c)
-                | Event::RoomOpResult(c)
+                | Event::RoomRoleResult(c)
                 | Event::RoomKickResult(c)
                 | Event::RoomModeResult(c) => c.is_ok(),
                 // A NOTICE's (ROOM_NOTICE's) errors are never told.
@@ -263,7 +263,7 @@ impl Irc {
                     &[&channel, &t.by, &t.at.to_string()],
                 );
             }
-            let names = super::queries::name_list(&state, room, caps.userhost);
+            let names = super::queries::name_list(&state, room, caps);
             put_names(
                 &mut b,
                 &self.server,
@@ -426,7 +426,7 @@ fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut By
             }
         }
         // Taken: the room's notification (MODE, KICK) says so.
-        Event::RoomOpResult(code) | Event::RoomKickResult(code) | Event::RoomModeResult(code) => {
+        Event::RoomRoleResult(code) | Event::RoomKickResult(code) | Event::RoomModeResult(code) => {
             match s.targets.pop_front() {
                 Some(Target::Op(nick) | Target::Kick(nick)) => refused(b, server, &me, chan, &nick, *code),
                 Some(Target::Mode) => refused(b, server, &me, chan, "*", *code),

@@ -157,17 +157,39 @@ fn put_event(b: &mut BytesMut, event: &Event, room: Option<u32>, channels: &mut 
                 }
             }
         }
-        (Event::RoomOp { room, uid, op, by }, _, _) => {
+        (Event::RoomRole { room, uid, roles, by }, _, _) => {
             let Some(c) = channels.get_mut(*room) else {
                 return;
             };
-            match op {
-                true => c.ops.insert(*uid),
-                false => c.ops.remove(uid),
+            let old = c.roles.get(uid).copied().unwrap_or(0);
+            c.set_roles(*uid, *roles);
+            let Some(nick) = c.names.get(uid).cloned().filter(|_| !by.is_empty()) else {
+                return;
             };
-            if let Some(nick) = c.names.get(uid).cloned().filter(|_| !by.is_empty()) {
-                let mode = if *op { "+o" } else { "-o" };
-                line::put(b, Prefix::User(by), "MODE", &[&channels.name(*room), mode, &nick]);
+            // `+o`, `-v`, `+ov`...: one MODE line for what changed.
+            let (mut on, mut off) = (String::new(), String::new());
+            for (role, letter) in [
+                (plaza_proto::roles::OPERATOR, 'o'),
+                (plaza_proto::roles::VOICE, 'v'),
+            ] {
+                match (roles & role != 0, old & role != 0) {
+                    (true, false) => on.push(letter),
+                    (false, true) => off.push(letter),
+                    _ => {}
+                }
+            }
+            let mut modes = String::new();
+            for (sign, letters) in [('+', &on), ('-', &off)] {
+                if !letters.is_empty() {
+                    modes.push(sign);
+                    modes.push_str(letters);
+                }
+            }
+            let chan = channels.name(*room);
+            let mut params = vec![chan.as_str(), modes.as_str()];
+            params.extend(std::iter::repeat_n(&*nick, on.len() + off.len()));
+            if !modes.is_empty() {
+                line::put(b, Prefix::User(by), "MODE", &params);
             }
         }
         (
@@ -184,7 +206,7 @@ fn put_event(b: &mut BytesMut, event: &Event, room: Option<u32>, channels: &mut 
             // Its departure that follows is told by this KICK.
             if let Some(c) = channels.get_mut(*room) {
                 c.names.remove(uid);
-                c.ops.remove(uid);
+                c.roles.remove(uid);
             }
             let reason = if reason.is_empty() { by } else { reason };
             line::put(

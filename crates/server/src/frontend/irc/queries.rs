@@ -128,20 +128,21 @@ pub(super) fn userhosts(state: &State, room: u32, names: &[&str]) -> Vec<String>
         .collect()
 }
 
-/// `room`'s members as NAMES lists them: sorted, `@` before an operator's
-/// nick, and with userhost-in-names each as `nick!user@host`.
-pub(super) fn name_list(state: &State, room: u32, userhost: bool) -> Vec<String> {
+/// `room`'s members as NAMES lists them: sorted, with their prefixes
+/// (`@`, `+`; both with multi-prefix), and with userhost-in-names each as
+/// `nick!user@host`.
+pub(super) fn name_list(state: &State, room: u32, caps: super::Caps) -> Vec<String> {
     let Some(c) = state.channels.get(room) else {
         return Vec::new();
     };
     let nicks = c.nicks();
     let plain: Vec<&str> = nicks.iter().map(|(_, n)| &**n).collect();
-    let shown = match userhost {
+    let shown = match caps.userhost {
         true => userhosts(state, room, &plain),
         false => plain.iter().map(|n| n.to_string()).collect(),
     };
     (nicks.iter().zip(shown))
-        .map(|((op, _), n)| super::channels::prefixed(*op, &n))
+        .map(|((roles, _), n)| format!("{}{n}", super::channels::prefixes(*roles, caps.multi_prefix)))
         .collect()
 }
 
@@ -235,8 +236,8 @@ pub(super) fn names(cx: &mut Cx<'_>, channel: Option<&str>) {
     };
     if let (Some(_), Some(room)) = (members(cx, &channel), cx.s().room) {
         let me = cx.me();
-        let userhost = cx.s().caps.userhost;
-        let names = name_list(cx.state, room, userhost);
+        let caps = cx.s().caps;
+        let names = name_list(cx.state, room, caps);
         let mut b = std::mem::take(cx.replies());
         super::outbound::put_names(
             &mut b,
@@ -267,15 +268,15 @@ pub(super) fn who(cx: &mut Cx<'_>, m: &Message<'_>) {
             Some(r) if in_channel => cx.state.channels.name(r),
             _ => "*".to_owned(),
         };
-        let op = in_channel
-            && u.room
-                .and_then(|r| cx.state.channels.get(r))
-                .is_some_and(|c| c.is_op(&u.nick));
+        let roles = match in_channel {
+            true => (u.room.and_then(|r| cx.state.channels.get(r))).map_or(0, |c| c.roles_of(&u.nick)),
+            false => 0,
+        };
         let flags = format!(
             "{}{}{}",
             if u.away.is_some() { "G" } else { "H" },
             if u.oper { "*" } else { "" },
-            if op { "@" } else { "" }
+            super::channels::prefixes(roles, cx.s().caps.multi_prefix)
         );
         let real = format!("0 {}", u.realname);
         let server = cx.irc.server.clone();
@@ -306,8 +307,9 @@ pub(super) fn whois(cx: &mut Cx<'_>, m: &Message<'_>) {
     let n = u.nick.to_string();
     cx.num("311", &[&n, &u.username, line::USER_HOST, "*", &u.realname]);
     if let Some(r) = u.room {
-        let op = cx.state.channels.get(r).is_some_and(|c| c.is_op(&n));
-        let channel = super::channels::prefixed(op, &cx.state.channels.name(r));
+        let roles = cx.state.channels.get(r).map_or(0, |c| c.roles_of(&n));
+        let prefixes = super::channels::prefixes(roles, cx.s().caps.multi_prefix);
+        let channel = format!("{prefixes}{}", cx.state.channels.name(r));
         cx.num("319", &[&n, &channel]);
     }
     let server = cx.irc.server.clone();
