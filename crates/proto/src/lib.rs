@@ -164,8 +164,11 @@ pub mod room_modes {
     /// Only the room's operators and voiced members speak in it (IRC's
     /// `+m`).
     pub const MODERATED: u8 = 2;
+    /// Not listed to those outside it (IRC's `+s`: not in LIST, and
+    /// NAMES says `@`).
+    pub const SECRET: u8 = 4;
     /// Every flag.
-    pub const ALL: u8 = TOPIC | MODERATED;
+    pub const ALL: u8 = TOPIC | MODERATED | SECRET;
 }
 
 /// Whether `key` may be a room's key (empty: none).

@@ -80,6 +80,19 @@ async fn an_irc_operators_modes_hold_irc_and_binary_users() {
     // A member that is no operator may not.
     cat.send("MODE #3 -k beer").await;
     assert!(cat.until(" 482 ").await.contains("#3"));
+
+    // Secret: NAMES says `@`; LIST shows it to its members only.
+    amy.send("MODE #3 +s").await;
+    amy.until(" MODE #3 :+s").await;
+    amy.send("NAMES #3").await;
+    assert!(amy.until(" 353 ").await.starts_with(":plaza 353 amy @ #3 :"));
+    let mut eve = Irc::register(irc, "eve", None).await;
+    eve.send("LIST").await;
+    let listed = eve.lines_until(" 323 ").await;
+    assert!(!listed.iter().any(|l| l.contains(" 322 ")), "{listed:?}");
+    cat.send("LIST").await;
+    let listed = cat.lines_until(" 323 ").await;
+    assert!(listed.iter().any(|l| l.contains(" 322 cat #3 ")), "{listed:?}");
 }
 
 async fn a_nodes_seat_keeps_to_the_rooms_limit_and_key_set_on_another_node(redis: Engine) {

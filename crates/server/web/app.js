@@ -145,7 +145,7 @@ plaza.addEventListener("role", (e) => {
 plaza.addEventListener("modes", (e) => {
   const { flags, limit, key, by } = e.detail;
   if (!by) return;
-  const set = [flags & 1 && "only operators set the topic", flags & 2 && "only operators and voiced members speak",
+  const set = [flags & 1 && "only operators set the topic", flags & 2 && "only operators and voiced members speak", flags & 4 && "secret",
     limit && `at most ${limit} members`, key && `key ${key}`].filter(Boolean);
   system(`${by} set the room's modes: ${set.join(", ") || "none"}`);
 });

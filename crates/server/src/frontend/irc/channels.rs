@@ -42,12 +42,21 @@ pub(crate) struct ChannelModes {
 }
 
 /// The flag modes, with their letters.
-const FLAGS: [(u8, char); 2] = [
+const FLAGS: [(u8, char); 3] = [
     (plaza_proto::room_modes::TOPIC, 't'),
     (plaza_proto::room_modes::MODERATED, 'm'),
+    (plaza_proto::room_modes::SECRET, 's'),
 ];
 
 impl ChannelModes {
+    /// NAMES's channel type: `@` for a secret channel, `=` for the others.
+    pub(crate) fn names_type(&self) -> &'static str {
+        match self.flags & plaza_proto::room_modes::SECRET {
+            0 => "=",
+            _ => "@",
+        }
+    }
+
     /// As RPL_CHANNELMODEIS (324) shows them: `+n` (always), then the
     /// others, and their parameters (the key only to a member).
     pub(crate) fn shown(&self, member: bool) -> Vec<String> {

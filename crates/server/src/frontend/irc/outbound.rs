@@ -20,7 +20,7 @@ const NAMES_PER_LINE: usize = 400;
 const ISUPPORT: &[&str] = &[
     "CASEMAPPING=ascii",
     "CHANLIMIT=#:1",
-    "CHANMODES=,k,l,mnt",
+    "CHANMODES=,k,l,mnst",
     "CHATHISTORY=100",
     "CLIENTTAGDENY=*",
     "CHANNELLEN=50",
@@ -65,7 +65,13 @@ pub(super) fn welcome(b: &mut BytesMut, server: &str, s: &mut Session) {
         "003",
         &["This server speaks IRC as a front end to Plaza"],
     );
-    num(b, server, &me, "004", &[server, version, "i", "klmnoqtv", "klov"]);
+    num(
+        b,
+        server,
+        &me,
+        "004",
+        &[server, version, "i", "klmnoqstv", "klov"],
+    );
     // At most 13 tokens a line, as clients expect.
     for tokens in ISUPPORT.chunks(13) {
         let mut tokens = tokens.to_vec();
@@ -92,18 +98,19 @@ pub(super) fn put_motd(b: &mut BytesMut, server: &str, me: &str) {
     num(b, server, me, "376", &["End of /MOTD command"]);
 }
 
-/// RPL_NAMREPLY lines and RPL_ENDOFNAMES.
+/// RPL_NAMREPLY lines (of channel type `kind`: `=`, or `@` for a secret
+/// channel) and RPL_ENDOFNAMES.
 pub(super) fn put_names<'n>(
     b: &mut BytesMut,
     server: &str,
     me: &str,
-    channel: &str,
+    (channel, kind): (&str, &str),
     names: impl Iterator<Item = &'n str>,
 ) {
     let mut list = String::new();
     for n in names {
         if list.len() + n.len() > NAMES_PER_LINE {
-            num(b, server, me, "353", &["=", channel, &list]);
+            num(b, server, me, "353", &[kind, channel, &list]);
             list.clear();
         }
         if !list.is_empty() {
@@ -112,7 +119,7 @@ pub(super) fn put_names<'n>(
         list.push_str(n);
     }
     if !list.is_empty() {
-        num(b, server, me, "353", &["=", channel, &list]);
+        num(b, server, me, "353", &[kind, channel, &list]);
     }
     num(b, server, me, "366", &[channel, "End of /NAMES list"]);
 }
@@ -264,11 +271,12 @@ impl Irc {
                 );
             }
             let names = super::queries::name_list(&state, room, caps);
+            let kind = state.channels.get(room).map_or("=", |c| c.modes.names_type());
             put_names(
                 &mut b,
                 &self.server,
                 &me,
-                &channel,
+                (&channel, kind),
                 names.iter().map(String::as_str),
             );
             b = caps.stamp(b);

@@ -238,12 +238,13 @@ pub(super) fn names(cx: &mut Cx<'_>, channel: Option<&str>) {
         let me = cx.me();
         let caps = cx.s().caps;
         let names = name_list(cx.state, room, caps);
+        let kind = cx.state.channels.get(room).map_or("=", |c| c.modes.names_type());
         let mut b = std::mem::take(cx.replies());
         super::outbound::put_names(
             &mut b,
             &cx.irc.server,
             &me,
-            &channel,
+            (&channel, kind),
             names.iter().map(String::as_str),
         );
         *cx.replies() = b;
@@ -418,11 +419,12 @@ pub(super) fn topic(cx: &mut Cx<'_>, m: &Message<'_>) {
 /// joined by number: `#0` to `#N-1`).
 pub(super) fn list(cx: &mut Cx<'_>) {
     cx.num("321", &["Channel", "Users  Name"]);
-    let channels: Vec<_> = cx
-        .state
-        .channels
-        .iter()
+    let mine = cx.s().room;
+    let all = &cx.state.channels;
+    let channels: Vec<_> = (all.iter())
         .filter(|(_, c)| !c.names.is_empty())
+        // A secret channel: only to its members.
+        .filter(|(name, c)| c.modes.flags & plaza_proto::room_modes::SECRET == 0 || all.find(name) == mine)
         .map(|(name, c)| (name, c.names.len().to_string()))
         .collect();
     for (name, count) in channels {

@@ -56,6 +56,9 @@ impl Session {
                 if flags & plaza_proto::room_modes::MODERATED != 0 {
                     set.push("only operators and voiced members speak".to_owned());
                 }
+                if flags & plaza_proto::room_modes::SECRET != 0 {
+                    set.push("secret".to_owned());
+                }
                 if *limit > 0 {
                     set.push(format!("at most {limit} members"));
                 }
