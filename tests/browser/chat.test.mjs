@@ -365,6 +365,13 @@ try {
   step('await logShows(alice, "terry put you out of the room (closing time)");');
   await logShows(alice, "terry put you out of the room (closing time)");
   await alice.waitForFunction(() => document.getElementById("where").textContent === "Lobby", OPTS);
+  // The room turns invite-only; terry invites her back: her page says so.
+  step('await tcp.call({ type: "mode", flags: 8 });');
+  await tcp.call({ type: "mode", flags: 8 });
+  step('await tcp.call({ type: "invite", name: "alice" });');
+  await tcp.call({ type: "invite", name: "alice" });
+  step('await logShows(alice, `terry invites you into room ${ROOM}`);');
+  await logShows(alice, `terry invites you into room ${ROOM}`);
   console.log("browser test: two browsers and a TCP user chatted, whispered, saw the room's operators, and one browser resumed after a cut");
 } finally {
   await browser.close();

@@ -251,6 +251,7 @@ impl PlazaClient {
             | Event::RoomRoleResult(c)
             | Event::RoomKickResult(c)
             | Event::RoomModeResult(c)
+            | Event::RoomInviteResult(c)
             | Event::ShutdownResult(c) => *c,
             Event::EchoResult { result, .. } | Event::UserList { result, .. } => *result,
             Event::RequestError { result, .. } | Event::Hello { result, .. } => *result,

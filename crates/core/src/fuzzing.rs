@@ -143,10 +143,11 @@ pub fn hub(data: &[u8]) {
                         uid,
                         room,
                         // Now and then the user's own seat held on node 9.
-                        outcome: match arg.get(1).copied().unwrap_or(0) % 6 {
+                        outcome: match arg.get(1).copied().unwrap_or(0) % 7 {
                             0 => SeatOutcome::Held(9 << 48 | (uid & 0xFF)),
                             1 => SeatOutcome::BadKey,
                             2 => SeatOutcome::Full,
+                            3 => SeatOutcome::NotInvited,
                             _ => SeatOutcome::Seated(vec![(uid, 1, "x".into())]),
                         },
                     },

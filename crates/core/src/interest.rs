@@ -106,7 +106,9 @@ impl Hub {
             | BusMsg::Role { room, .. }
             | BusMsg::Modes { room, .. }
             | BusMsg::RoomKick { room, .. } => Reach::Nodes(self.nodes_in(*room)),
-            BusMsg::Whisper { .. } | BusMsg::Kick { .. } | BusMsg::Mute { .. } => Reach::User,
+            BusMsg::Whisper { .. } | BusMsg::Kick { .. } | BusMsg::Mute { .. } | BusMsg::Invite { .. } => {
+                Reach::User
+            }
             _ => Reach::Every,
         }
     }
@@ -194,6 +196,10 @@ impl Hub {
             SeatOutcome::BadKey => {
                 self.claimed(room);
                 ResultCode::BAD_ROOM_KEY
+            }
+            SeatOutcome::NotInvited => {
+                self.claimed(room);
+                ResultCode::INVITE_ONLY_ROOM
             }
             SeatOutcome::Unavailable => {
                 self.claimed(room);

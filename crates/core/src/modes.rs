@@ -126,14 +126,85 @@ impl Hub {
         modes.is_some_and(|m| m.flags & flag != 0)
     }
 
-    /// Why an entrant of `room`, `here` members in it now, who gives
-    /// `key`, may not enter, as far as this node knows the room's modes.
-    pub(crate) fn refused_by_modes(&self, room: u32, here: usize, key: &str) -> Option<ResultCode> {
-        let m = self.rooms[room as usize].modes.as_ref()?;
-        if m.limit > 0 && here >= m.limit as usize {
+    /// Why `name`, entering `room` with `here` members in it now and
+    /// giving `key`, may not enter, as far as this node knows the room's
+    /// modes. (In cluster mode the seat script decides invitations: the
+    /// pass may have been given on another node.)
+    pub(crate) fn refused_by_modes(
+        &self,
+        room: u32,
+        here: usize,
+        key: &str,
+        name: &str,
+    ) -> Option<ResultCode> {
+        let r = &self.rooms[room as usize];
+        let m = r.modes.as_ref()?;
+        let invited = r.invited.contains(&plaza_proto::name_key(name));
+        if m.flags & room_modes::INVITE_ONLY != 0 && !invited && !self.cluster() {
+            return Some(ResultCode::INVITE_ONLY_ROOM);
+        }
+        if m.limit > 0 && here >= m.limit as usize && !invited {
             return Some(ResultCode::ROOM_FULL);
         }
         (!m.key.is_empty() && m.key != key).then_some(ResultCode::BAD_ROOM_KEY)
+    }
+
+    /// ROOM_INVITE from `conn` (`by`): `target` may enter the room even
+    /// when it is invite-only (or full to its mode's limit), once.
+    pub(crate) fn room_invite(&mut self, conn: Conn, by: &Arc<str>, target: &str, sink: &mut impl Sink) {
+        let reply = |code| Event::RoomInviteResult(code);
+        let Some(room) = self.sessions.get(&conn).and_then(|s| s.room) else {
+            return sink.send(conn, &reply(ResultCode::USER_IN_LOBBY));
+        };
+        if self.has_mode(room, room_modes::INVITE_ONLY) && !self.is_operator(conn, room) {
+            return sink.send(conn, &reply(ResultCode::NOT_ROOM_OPERATOR));
+        }
+        let key = plaza_proto::name_key(target);
+        let r = &self.rooms[room as usize];
+        let here = (r.roster().iter().map(|(_, n)| n))
+            .chain(self.remote.members(room).iter().map(|(_, _, n)| &**n))
+            .any(|n| plaza_proto::name_key(n) == key);
+        if here {
+            return sink.send(conn, &reply(ResultCode::ALREADY_IN_ROOM));
+        }
+        let local = self.conn_of(target);
+        if local.is_none() && !self.cluster() {
+            return sink.send(conn, &reply(ResultCode::USER_NOT_FOUND));
+        }
+        let r = &mut self.rooms[room as usize];
+        if !r.invited.contains(&key) {
+            r.invited.push(key);
+        }
+        let invite = Event::RoomInvite {
+            room,
+            by: by.to_string(),
+        };
+        match local {
+            Some(t) => {
+                if self.plaza(t) {
+                    sink.send(t, &invite);
+                }
+                sink.send(conn, &reply(ResultCode::OK));
+            }
+            // Another node's, if any has it: the directory decides, and the
+            // shared store keeps the pass for the seat script.
+            None => {
+                let msg = BusMsg::Invite {
+                    room,
+                    to: target.to_owned(),
+                    by: by.to_string(),
+                };
+                self.publish(conn, msg, Waiting::Ack(Event::RoomInviteResult), sink);
+            }
+        }
+    }
+
+    /// Cluster: `to`, logged in here, was invited into `room` on another
+    /// node.
+    pub(crate) fn invited_elsewhere(&mut self, room: u32, to: &str, by: String, sink: &mut impl Sink) {
+        if let Some(t) = self.conn_of(to).filter(|t| self.plaza(*t)) {
+            sink.send(t, &Event::RoomInvite { room, by });
+        }
     }
 
     /// Whether `conn`, in `room`, may not speak there (a moderated room,

@@ -42,6 +42,8 @@ pub enum SeatOutcome {
     Full,
     /// The room has a key, and the claim did not give it.
     BadKey,
+    /// The room is invite-only, and the user was not invited.
+    NotInvited,
     /// The user's own seat, held on another node while it was away
     /// (`away.rs`), is in the room under this member id: claim that one,
     /// so the seat moves here and the members see nothing.
@@ -158,6 +160,7 @@ impl Hub {
                 self.take_modes(room, modes, sink);
             }
             msg @ BusMsg::RoomKick { .. } => self.kicked_from_room(msg, sink),
+            BusMsg::Invite { room, to, by } => self.invited_elsewhere(room, &to, by, sink),
             BusMsg::Enter { name, uid, room } => {
                 // Away from here and back there: its held seat moved there
                 // (then the members here know it), or goes first.

@@ -83,6 +83,7 @@ impl Hub {
             | Request::RoomLeave
             | Request::RoomRole { .. }
             | Request::RoomKick { .. }
+            | Request::RoomInvite { .. }
             | Request::RoomRejoin { .. }
             | Request::History { .. }
                 if !self.may_chat(conn, None, now) =>
@@ -152,6 +153,7 @@ impl Hub {
             Request::RoomMode { flags, limit, key } => {
                 self.set_modes(conn, &name, flags, limit, key, now, sink)
             }
+            Request::RoomInvite { name: target } => self.room_invite(conn, &name, &target, sink),
             Request::WhisperNotice { to, message } => {
                 self.whisper_to(conn, &name, to, Said::new(message, true), now, sink)
             }

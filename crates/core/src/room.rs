@@ -103,6 +103,8 @@ pub(crate) struct Room {
     pub(crate) roles: Vec<(u64, u8)>,
     /// Its modes, if any were ever set (`modes.rs`).
     pub(crate) modes: Option<Box<crate::modes::Modes>>,
+    /// Users invited in and not entered yet, by name key (`modes.rs`).
+    pub(crate) invited: Vec<String>,
 }
 
 impl Room {
@@ -172,6 +174,7 @@ impl Room {
             self.topic = None;
             self.roles = Vec::new();
             self.modes = None;
+            self.invited = Vec::new();
         }
         uid
     }

@@ -162,7 +162,7 @@ impl Hub {
         if here >= self.config.room_capacity {
             return Some(ResultCode::ROOM_FULL);
         }
-        if let Some(code) = self.refused_by_modes(idx, here, key) {
+        if let Some(code) = self.refused_by_modes(idx, here, key, name) {
             return Some(code);
         }
         if self.config.node_tag != 0 {
@@ -187,6 +187,9 @@ impl Hub {
         }
         // The first member of an empty room is its operator (`ops.rs`).
         let first = self.rooms[idx as usize].is_empty();
+        // An invitation lets one in once.
+        let invited = plaza_proto::name_key(name);
+        self.rooms[idx as usize].invited.retain(|n| *n != invited);
         self.seat(conn, name, idx, self.uid(conn), true, sink);
         if first {
             self.rooms[idx as usize].roles = vec![(self.uid(conn), plaza_proto::roles::OPERATOR)];

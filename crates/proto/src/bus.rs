@@ -43,6 +43,7 @@ const KIND_TOPIC: u8 = 15;
 const KIND_ROLE: u8 = 16;
 const KIND_ROOM_KICK: u8 = 17;
 const KIND_MODES: u8 = 18;
+const KIND_INVITE: u8 = 19;
 
 /// Set in the kind byte of a stamped message.
 const STAMPED: u8 = 0x80;
@@ -227,6 +228,16 @@ pub enum BusMsg {
         limit: u32,
         /// Key (empty: none).
         key: String,
+    },
+    /// `to` is invited into `room` by `by` (to the invitee's node; the
+    /// pass is kept in the shared store for the seat script).
+    Invite {
+        /// Room.
+        room: u32,
+        /// The invitee.
+        to: String,
+        /// Who invited it.
+        by: String,
     },
 }
 
@@ -473,6 +484,13 @@ pub fn encode(node: impl Into<Origin>, msg: &BusMsg) -> Bytes {
             b.put_u8(*flags);
             b.put_u32_le(*limit);
             put_short(&mut b, key);
+            b.put_slice(by.as_bytes());
+            b
+        }
+        BusMsg::Invite { room, to, by } => {
+            let mut b = header(KIND_INVITE, node);
+            b.put_u32_le(*room);
+            put_short(&mut b, to);
             b.put_slice(by.as_bytes());
             b
         }

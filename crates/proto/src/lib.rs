@@ -145,6 +145,9 @@ pub mod id {
     pub const ROOM_MODE_RESPONSE: u16 = 368;
     pub const ROOM_MODE_NOTIFY: u16 = 369;
     pub const ROOM_ENTER_KEY_REQUEST: u16 = 370;
+    pub const ROOM_INVITE_REQUEST: u16 = 371;
+    pub const ROOM_INVITE_RESPONSE: u16 = 372;
+    pub const ROOM_INVITE_NOTIFY: u16 = 373;
 }
 
 /// A room member's roles (ROOM_ROLE, 361-363).
@@ -167,8 +170,10 @@ pub mod room_modes {
     /// Not listed to those outside it (IRC's `+s`: not in LIST, and
     /// NAMES says `@`).
     pub const SECRET: u8 = 4;
+    /// Only members invited (ROOM_INVITE) may enter (IRC's `+i`).
+    pub const INVITE_ONLY: u8 = 8;
     /// Every flag.
-    pub const ALL: u8 = TOPIC | MODERATED | SECRET;
+    pub const ALL: u8 = TOPIC | MODERATED | SECRET | INVITE_ONLY;
 }
 
 /// Whether `key` may be a room's key (empty: none).

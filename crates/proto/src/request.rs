@@ -110,6 +110,13 @@ pub enum Request {
         /// The room's key.
         key: String,
     },
+    /// 371: invite a user into your room: it may enter it even when the
+    /// room is invite-only (where only operators may invite). Answered with
+    /// [`Event::RoomInviteResult`].
+    RoomInvite {
+        /// The user's name.
+        name: String,
+    },
     /// 305: whisper to one user, wherever they are.
     Whisper {
         /// Recipient's name.
@@ -345,6 +352,9 @@ impl Request {
                 room: r.u32()? as i32,
                 key: r.str8(KEY)?,
             },
+            id::ROOM_INVITE_REQUEST => Self::RoomInvite {
+                name: r.str8(TARGET)?,
+            },
             id::ROOM_REJOIN_REQUEST => Self::RoomRejoin {
                 room: r.u32()? as i32,
                 epoch: r.u64()?,
@@ -386,6 +396,7 @@ impl Request {
             Self::RoomKick { .. } => id::ROOM_KICK_REQUEST,
             Self::RoomMode { .. } => id::ROOM_MODE_REQUEST,
             Self::RoomEnterKey { .. } => id::ROOM_ENTER_KEY_REQUEST,
+            Self::RoomInvite { .. } => id::ROOM_INVITE_REQUEST,
         }
     }
 
@@ -434,6 +445,7 @@ impl Request {
                 b.put_u32_le(*limit);
                 put_str8(b, key);
             }),
+            Self::RoomInvite { name } => frame(dst, id::ROOM_INVITE_REQUEST, |b| put_str8(b, name)),
             Self::RoomEnterKey { room, key } => frame(dst, id::ROOM_ENTER_KEY_REQUEST, |b| {
                 b.put_i32_le(*room);
                 put_str8(b, key);
@@ -514,6 +526,7 @@ impl Request {
             id::ROOM_SEND_REQUEST | id::ROOM_NOTICE_REQUEST => Event::RoomSendResult { result: code, seq: 0 },
             id::ROOM_ENTER_REQUEST | id::ROOM_ENTER_KEY_REQUEST => Event::RoomEnterResult(code),
             id::ROOM_MODE_REQUEST => Event::RoomModeResult(code),
+            id::ROOM_INVITE_REQUEST => Event::RoomInviteResult(code),
             id::ROOM_TOPIC_REQUEST => Event::RoomTopicResult(code),
             id::ROOM_ROLE_REQUEST => Event::RoomRoleResult(code),
             id::ROOM_KICK_REQUEST => Event::RoomKickResult(code),

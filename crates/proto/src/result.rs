@@ -58,6 +58,8 @@ codes! {
     NOT_IN_YOUR_ROOM = 118, "that user is not in your room";
     MODERATED = 119, "the room is moderated: only its operators and voiced members speak";
     BAD_ROOM_KEY = 120, "the room has a key, and this is not it";
+    INVITE_ONLY_ROOM = 121, "the room is invite-only, and you were not invited";
+    ALREADY_IN_ROOM = 122, "that user is in your room already";
 }
 
 impl ResultCode {

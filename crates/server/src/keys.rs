@@ -106,6 +106,12 @@ impl Keys {
         format!("{}modes:{{{room}}}", self.prefix)
     }
 
+    /// Set of the name keys invited into room `room` and not entered yet
+    /// (in its seats' slot).
+    pub(crate) fn invites(&self, room: u32) -> String {
+        format!("{}invites:{{{room}}}", self.prefix)
+    }
+
     /// Hash of room `room`'s members' roles: member id → roles bits (in
     /// its seats' slot).
     pub(crate) fn roles(&self, room: u32) -> String {

@@ -7,11 +7,14 @@
 mod irc_client;
 
 use irc_client::{Irc, irc_server};
-use plaza_proto::room_modes::{MODERATED, TOPIC};
+use plaza_proto::room_modes::{INVITE_ONLY, MODERATED, TOPIC};
 use plaza_proto::{Event, Request, ResultCode};
 use plaza_test_support::{Engine, TestServer};
 
-plaza_test_support::on_each_engine!(a_nodes_seat_keeps_to_the_rooms_limit_and_key_set_on_another_node);
+plaza_test_support::on_each_engine!(
+    a_nodes_seat_keeps_to_the_rooms_limit_and_key_set_on_another_node,
+    an_invitation_from_another_node_opens_an_invite_only_room_once
+);
 
 fn enter_with(room: i32, key: &str) -> Request {
     Request::RoomEnterKey {
@@ -29,7 +32,7 @@ async fn an_irc_operators_modes_hold_irc_and_binary_users() {
     assert_eq!(bob.enter(3).await.1, ResultCode::OK);
 
     amy.send("MODE #3 +tml 2").await;
-    assert_eq!(amy.until(" MODE ").await, ":amy!amy@plaza.users MODE #3 +tml :2");
+    assert_eq!(amy.until(" MODE ").await, ":amy!amy@plaza.users MODE #3 +mtl :2");
     let told = bob
         .until("the modes", |e| matches!(e, Event::RoomMode { .. }))
         .await;
@@ -44,7 +47,7 @@ async fn an_irc_operators_modes_hold_irc_and_binary_users() {
         }
     );
     amy.send("MODE #3").await;
-    assert_eq!(amy.until(" 324 ").await, ":plaza 324 amy #3 +ntml :2");
+    assert_eq!(amy.until(" 324 ").await, ":plaza 324 amy #3 +nmtl :2");
     assert_eq!(
         bob.ask(Request::RoomChat { message: "hi".into() }).await,
         Event::RoomChatResult(ResultCode::MODERATED)
@@ -123,5 +126,84 @@ async fn a_nodes_seat_keeps_to_the_rooms_limit_and_key_set_on_another_node(redis
     assert_eq!(
         cat.ask(enter_with(7, "beer")).await,
         Event::RoomEnterResult(ResultCode::ROOM_FULL)
+    );
+}
+
+#[tokio::test]
+async fn an_irc_invite_opens_an_invite_only_channel_to_irc_and_binary_users() {
+    let (server, irc) = irc_server(true).await;
+    let mut amy = Irc::register(irc, "amy", None).await;
+    amy.join("#5").await;
+    amy.send("MODE #5 +i").await;
+    amy.until(" MODE #5 :+i").await;
+    let mut bob = Irc::register(irc, "bob", None).await;
+    bob.send("JOIN #5").await;
+    assert!(bob.until(" 473 ").await.contains("#5"));
+    amy.send("INVITE bob #5").await;
+    assert_eq!(amy.until(" 341 ").await, ":plaza 341 amy bob :#5");
+    assert_eq!(bob.until(" INVITE ").await, ":amy!amy@plaza.users INVITE bob :#5");
+    bob.join("#5").await;
+    // A binary user, invited over IRC, hears it and gets in.
+    let mut cat = server.user("cat").await;
+    assert_eq!(cat.enter(5).await.1, ResultCode::INVITE_ONLY_ROOM);
+    amy.send("INVITE cat #5").await;
+    amy.until(" 341 ").await;
+    let told = cat
+        .until("the invitation", |e| matches!(e, Event::RoomInvite { .. }))
+        .await;
+    assert_eq!(
+        told,
+        Event::RoomInvite {
+            room: 5,
+            by: "amy".into()
+        }
+    );
+    assert_eq!(cat.enter(5).await.1, ResultCode::OK);
+    // Only an operator invites into an invite-only channel.
+    bob.send("INVITE dan #5").await;
+    assert!(bob.until(" 482 ").await.contains("#5"));
+    amy.send("INVITE cat #5").await;
+    assert!(amy.until(" 443 ").await.contains("cat #5"));
+}
+
+async fn an_invitation_from_another_node_opens_an_invite_only_room_once(redis: Engine) {
+    let url = redis.url();
+    let (a, b) = (
+        TestServer::cluster_node(&url, 200).await,
+        TestServer::cluster_node(&url, 200).await,
+    );
+    let mut amy = a.user("amy").await;
+    assert_eq!(amy.enter(8).await.1, ResultCode::OK);
+    let set = Request::RoomMode {
+        flags: INVITE_ONLY,
+        limit: 0,
+        key: String::new(),
+    };
+    assert_eq!(amy.ask(set).await, Event::RoomModeResult(ResultCode::OK));
+    let mut bob = b.user("bob").await;
+    assert_eq!(bob.enter(8).await.1, ResultCode::INVITE_ONLY_ROOM);
+    let invite = Request::RoomInvite { name: "bob".into() };
+    assert_eq!(amy.ask(invite).await, Event::RoomInviteResult(ResultCode::OK));
+    let told = bob
+        .until("the invitation", |e| matches!(e, Event::RoomInvite { .. }))
+        .await;
+    assert_eq!(
+        told,
+        Event::RoomInvite {
+            room: 8,
+            by: "amy".into()
+        }
+    );
+    assert_eq!(bob.enter(8).await.1, ResultCode::OK);
+    // Used: out and back needs another.
+    assert_eq!(
+        bob.ask(Request::RoomLeave).await,
+        Event::RoomLeaveResult(ResultCode::OK)
+    );
+    assert_eq!(bob.enter(8).await.1, ResultCode::INVITE_ONLY_ROOM);
+    let ghost = Request::RoomInvite { name: "ghost".into() };
+    assert_eq!(
+        amy.ask(ghost).await,
+        Event::RoomInviteResult(ResultCode::USER_NOT_FOUND)
     );
 }

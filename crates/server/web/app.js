@@ -145,10 +145,11 @@ plaza.addEventListener("role", (e) => {
 plaza.addEventListener("modes", (e) => {
   const { flags, limit, key, by } = e.detail;
   if (!by) return;
-  const set = [flags & 1 && "only operators set the topic", flags & 2 && "only operators and voiced members speak", flags & 4 && "secret",
+  const set = [flags & 1 && "only operators set the topic", flags & 2 && "only operators and voiced members speak", flags & 4 && "secret", flags & 8 && "invite-only",
     limit && `at most ${limit} members`, key && `key ${key}`].filter(Boolean);
   system(`${by} set the room's modes: ${set.join(", ") || "none"}`);
 });
+plaza.addEventListener("invited", (e) => system(`${e.detail.by} invites you into room ${e.detail.room}`));
 plaza.addEventListener("roomKicked", (e) => {
   const { name, by, reason } = e.detail;
   const why = reason ? ` (${reason})` : "";

@@ -44,6 +44,7 @@ export const ID = Object.freeze({
   ROOM_TOPIC_NOTIFY: 360, ROOM_ROLE: 361, ROOM_ROLE_RESPONSE: 362, ROOM_ROLE_NOTIFY: 363,
   ROOM_KICK: 364, ROOM_KICK_RESPONSE: 365, ROOM_KICKED_NOTIFY: 366,
   ROOM_MODE: 367, ROOM_MODE_RESPONSE: 368, ROOM_MODE_NOTIFY: 369, ROOM_ENTER_KEY: 370,
+  ROOM_INVITE: 371, ROOM_INVITE_RESPONSE: 372, ROOM_INVITE_NOTIFY: 373,
 });
 
 /** A room member's roles (ROOM_ROLE): bits. */
@@ -62,7 +63,7 @@ export const RESULT = Object.freeze({
   108: "NAME_TAKEN", 109: "REGISTRATION_DISABLED", 110: "SHUTTING_DOWN",
   111: "BAD_REQUEST", 112: "SERVICE_UNAVAILABLE", 113: "BUSY", 114: "UNKNOWN_PACKET",
   115: "RATE_LIMITED", 116: "UNREACHABLE", 117: "NOT_ROOM_OPERATOR", 118: "NOT_IN_YOUR_ROOM",
-  119: "MODERATED", 120: "BAD_ROOM_KEY",
+  119: "MODERATED", 120: "BAD_ROOM_KEY", 121: "INVITE_ONLY_ROOM", 122: "ALREADY_IN_ROOM",
 });
 
 /** The name of a result code. */
@@ -156,6 +157,7 @@ export function encodeRequest(r) {
     case "roomKick": w.str8(r.name); w.str16(r.reason ?? ""); return w.finish(ID.ROOM_KICK);
     case "mode": w.u8(r.flags ?? 0); w.u32(r.limit ?? 0); w.str8(r.key ?? ""); return w.finish(ID.ROOM_MODE);
     case "enterKey": w.i32(r.room); w.str8(r.key); return w.finish(ID.ROOM_ENTER_KEY);
+    case "invite": w.str8(r.name); return w.finish(ID.ROOM_INVITE);
     default: throw new TypeError(`unknown request ${r.type}`);
   }
 }
@@ -221,8 +223,9 @@ export function decodeEvent(bytes) {
     case ID.ROOM_TOPIC_NOTIFY:
       return e("topic", { room: r.u32(), at: String(r.u64()), by: r.str8(), topic: r.str16() });
     // Room operators: as you enter (`by` empty) and as they change.
-    case ID.ROOM_ROLE_RESPONSE: case ID.ROOM_KICK_RESPONSE: case ID.ROOM_MODE_RESPONSE:
+    case ID.ROOM_ROLE_RESPONSE: case ID.ROOM_KICK_RESPONSE: case ID.ROOM_MODE_RESPONSE: case ID.ROOM_INVITE_RESPONSE:
       return e("result", { result: result() });
+    case ID.ROOM_INVITE_NOTIFY: return e("invited", { room: r.u32(), by: r.str8() });
     case ID.ROOM_MODE_NOTIFY:
       return e("modes", { room: r.u32(), flags: r.u8(), limit: r.u32(), key: r.str8(), by: r.str8() });
     case ID.ROOM_ROLE_NOTIFY: return e("role", { room: r.u32(), uid: String(r.u64()), roles: r.u8(), by: r.str8() });
@@ -254,7 +257,7 @@ export class PlazaError extends Error {
  * notification: `newUser`, `roomUsers`, `userLeft`, `chat`, `whisper` (both
  * with `notice: true` for a notice, 354 and 357), `topic` (the room's, 360),
  * `role` (a member's roles changed, 363: `roles` holds them by uid),
- * `modes` (the room's, 369), `roomKicked` (a member put out of the room, 366; when
+ * `modes` (the room's, 369), `invited` (into a room, 373), `roomKicked` (a member put out of the room, 366; when
  * it is us, `room` is null after it),
  * `broadcast`, `kicked`, `muted`, `notice`, `token`, `missed`.
  */
@@ -578,6 +581,8 @@ export class PlazaClient extends EventTarget {
   kick(name) { return this.request({ type: "kick", name }); }
   /** (A room operator) gives `name` a role in our room (ROLES.OPERATOR or ROLES.VOICE), or takes it (`on` false). */
   role(name, role, on = true) { return this.request({ type: "role", name, role, on }); }
+  /** Invites `name` into our room. */
+  invite(name) { return this.request({ type: "invite", name }); }
   /** (A room operator) puts `name` out of our room. */
   roomKick(name, reason = "") { return this.request({ type: "roomKick", name, reason }); }
   mute(name, seconds) { return this.request({ type: "mute", name, seconds }); }

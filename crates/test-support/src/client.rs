@@ -294,7 +294,7 @@ impl TestClient {
         loop {
             match self.recv().await {
                 Event::RoomUserList { users: u } => users.extend(u),
-                Event::RoomTopic { .. } | Event::RoomRole { .. } => {}
+                Event::RoomTopic { .. } | Event::RoomRole { .. } | Event::RoomMode { .. } => {}
                 Event::RoomEnterResult(c) => return (users, c),
                 other => panic!("unexpected {other:?} while entering a room"),
             }

@@ -148,3 +148,48 @@ fn a_limit_and_a_key_keep_entrants_out_until_lifted_and_go_with_the_last_member(
     );
     assert_eq!(out.last(), Some(&(2, Event::RoomEnterResult(ResultCode::OK))));
 }
+
+#[test]
+fn an_invite_only_room_lets_in_whom_an_operator_invited_once() {
+    use plaza_proto::room_modes::INVITE_ONLY;
+    let mut t = room_of_two();
+    t.req(1, modes(INVITE_ONLY, 0, ""));
+    t.user(4, "cat", false);
+    t.user(5, "dan", false);
+    let invite = |name: &str| Request::RoomInvite { name: name.into() };
+    assert_eq!(
+        t.req(2, invite("cat")),
+        [(2, Event::RoomInviteResult(ResultCode::NOT_ROOM_OPERATOR))]
+    );
+    assert_eq!(
+        t.req(1, invite("bob")),
+        [(1, Event::RoomInviteResult(ResultCode::ALREADY_IN_ROOM))]
+    );
+    assert_eq!(
+        t.req(1, invite("ghost")),
+        [(1, Event::RoomInviteResult(ResultCode::USER_NOT_FOUND))]
+    );
+    let told = Event::RoomInvite {
+        room: 3,
+        by: "amy".into(),
+    };
+    assert_eq!(
+        t.req(1, invite("cat")),
+        [(4, told), (1, Event::RoomInviteResult(ResultCode::OK))]
+    );
+    let enter = Request::RoomEnter { room: 3 };
+    assert_eq!(
+        t.req(5, enter.clone()),
+        [(5, Event::RoomEnterResult(ResultCode::INVITE_ONLY_ROOM))]
+    );
+    assert_eq!(
+        t.req(4, enter.clone()).last(),
+        Some(&(4, Event::RoomEnterResult(ResultCode::OK)))
+    );
+    // Once: out again, it needs another invitation.
+    t.req(4, Request::RoomLeave);
+    assert_eq!(
+        t.req(4, enter),
+        [(4, Event::RoomEnterResult(ResultCode::INVITE_ONLY_ROOM))]
+    );
+}

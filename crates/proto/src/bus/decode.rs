@@ -206,6 +206,16 @@ pub fn decode(mut b: &[u8]) -> Result<Decoded, BusError> {
                 key: key.to_owned(),
             }
         }
+        KIND_INVITE => {
+            need(b, 4)?;
+            let room = b.get_u32_le();
+            let to = name(short(&mut b)?)?;
+            BusMsg::Invite {
+                room,
+                to,
+                by: name(b)?,
+            }
+        }
         KIND_RESET => return Ok(Decoded::Reset { node }),
         KIND_TICK => return Ok(Decoded::Tick { node }),
         KIND_GONE => {

@@ -169,6 +169,11 @@ fn every_message_round_trips() {
             limit: 5,
             key: "beer".into(),
         },
+        BusMsg::Invite {
+            room: 6,
+            to: "bob".into(),
+            by: "amy".into(),
+        },
     ];
     for msg in msgs {
         let b = encode(42, &msg);

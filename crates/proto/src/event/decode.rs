@@ -78,6 +78,11 @@ impl Event {
                 key: r.str8(Text::new("key", 0, limits::ROOM_KEY))?,
                 by: r.str8(ANY_NAME)?,
             },
+            id::ROOM_INVITE_RESPONSE => Self::RoomInviteResult(r.result()?),
+            id::ROOM_INVITE_NOTIFY => Self::RoomInvite {
+                room: r.u32()?,
+                by: r.str8(ANY_NAME)?,
+            },
             id::HISTORY_RESPONSE => Self::History(Replay::read(&mut r)?),
             id::ROOM_REJOIN_RESPONSE => Self::Rejoin(Replay::read(&mut r)?),
             id::ROOM_SEND_RESPONSE => Self::RoomSendResult {

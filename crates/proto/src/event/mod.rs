@@ -191,6 +191,15 @@ pub enum Event {
         /// Who set them ("": the room's state as you enter).
         by: String,
     },
+    /// 372: the answer to ROOM_INVITE.
+    RoomInviteResult(ResultCode),
+    /// 373: you are invited into a room.
+    RoomInvite {
+        /// The room.
+        room: u32,
+        /// Who invited you.
+        by: String,
+    },
     /// 347: the answer to HISTORY, after the messages it sent.
     History(Replay),
     /// 349: the answer to ROOM_REJOIN, after the missed messages: the
@@ -427,6 +436,11 @@ impl Event {
                 put_str8(b, key);
                 put_str8(b, by);
             }),
+            Self::RoomInviteResult(c) => code(dst, id::ROOM_INVITE_RESPONSE, c),
+            Self::RoomInvite { room, by } => frame(dst, id::ROOM_INVITE_NOTIFY, |b| {
+                b.put_u32_le(*room);
+                put_str8(b, by);
+            }),
             Self::History(r) => frame(dst, id::HISTORY_RESPONSE, |b| r.put(b)),
             Self::Rejoin(r) => frame(dst, id::ROOM_REJOIN_RESPONSE, |b| r.put(b)),
             Self::RoomSendResult { result, seq } => frame(dst, id::ROOM_SEND_RESPONSE, |b| {
@@ -519,6 +533,7 @@ impl Event {
                 | Self::RoomRole { .. }
                 | Self::RoomKicked { .. }
                 | Self::RoomMode { .. }
+                | Self::RoomInvite { .. }
                 | Self::Whisper { .. }
                 | Self::WhisperNotice { .. }
                 | Self::Broadcast { .. }

@@ -104,6 +104,11 @@ fn every_event_round_trips() {
             by: "amy".into(),
         },
         Event::RoomModeResult(ResultCode::BAD_REQUEST),
+        Event::RoomInvite {
+            room: 4,
+            by: "amy".into(),
+        },
+        Event::RoomInviteResult(ResultCode::INVITE_ONLY_ROOM),
         Event::RoomNotice {
             room: 7,
             seq: 1 << 40,
@@ -224,6 +229,7 @@ proptest! {
             Request::RoomKick { name: name.clone(), reason: String::new() },
             Request::RoomMode { flags: (n % 4) as u8, limit: n, key: name.chars().take(23).collect() },
             Request::RoomEnterKey { room: n as i32, key: name.chars().take(23).collect() },
+            Request::RoomInvite { name: name.clone() },
             Request::Broadcast { message: msg.clone() },
             Request::Mute { name: name.clone(), seconds: n },
             Request::RoomEnter { room: n as i32 },

@@ -63,6 +63,7 @@ use crate::keys::Keys;
 use crate::primary::{Primary, Target};
 
 mod heartbeat;
+mod lua;
 mod pubsub;
 mod received;
 mod rewrite;

@@ -232,7 +232,11 @@ pub(super) async fn owners(
     if s.keys.tagged() {
         for op in batch {
             if let Op::Publish {
-                msg: BusMsg::Whisper { to: name, .. } | BusMsg::Kick { name, .. } | BusMsg::Mute { name, .. },
+                msg:
+                    BusMsg::Whisper { to: name, .. }
+                    | BusMsg::Invite { to: name, .. }
+                    | BusMsg::Kick { name, .. }
+                    | BusMsg::Mute { name, .. },
                 ..
             } = op
                 && !names.contains(&name.as_str())

@@ -276,7 +276,7 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
         } => {
             let members = v.map(|v| redis::from_redis_value::<Vec<redis::Value>>(v).unwrap_or_default());
             // {1, log, topic, roles, modes, uid, node|name, ...}, {0} when
-            // full, {3} for a wrong key.
+            // full, {3} for a wrong key, {4} when not invited.
             let (outcome, read) = match members.as_deref() {
                 None | Some([]) => (SeatOutcome::Unavailable, SeatRead::default()),
                 Some([first, rest @ ..]) => match (redis::from_redis_value_ref::<i64>(first), rest) {
@@ -291,6 +291,7 @@ async fn complete(shared: &Shared, op: Op, v: Option<redis::Value>) {
                     }
                     (Ok(0), _) => (SeatOutcome::Full, SeatRead::default()),
                     (Ok(3), _) => (SeatOutcome::BadKey, SeatRead::default()),
+                    (Ok(4), _) => (SeatOutcome::NotInvited, SeatRead::default()),
                     (Ok(2), [held]) => match redis::from_redis_value_ref::<String>(held).map(|u| u.parse()) {
                         Ok(Ok(held)) => (SeatOutcome::Held(held), SeatRead::default()),
                         _ => (SeatOutcome::Unavailable, SeatRead::default()),

@@ -31,9 +31,11 @@ fn help(rooms: u32) -> String {
   /voice NAME, /devoice NAME  (room operator) let NAME speak when the room is
                        moderated, or not
   /roomkick NAME [WHY] (room operator) put NAME out of your room
-  /mode [t][m][s] [LIMIT] [KEY]  (room operator) set your room's modes: t
-                       only operators set the topic, m only operators and
-                       voiced members speak, s not listed to others
+  /invite NAME         invite NAME into your room (past its invite-only mode)
+  /mode [t][m][s][i] [LIMIT] [KEY]  (room operator) set your room's modes:
+                       t only operators set the topic, m only operators and
+                       voiced members speak, s not listed to others, i
+                       invited users only
   /w NAME TEXT         whisper to NAME     /broadcast TEXT message everyone
   /echo TEXT           echo test           /logout         log out, stay connected
   /login [NAME]        log in again (as NAME: asks for its password)
@@ -379,15 +381,16 @@ impl Session {
                 let mut words = rest.split_whitespace();
                 let flags = words.next().unwrap_or("");
                 let limit = words.next().map_or(Ok(0), str::parse::<u32>);
-                let (Ok(limit), true) = (limit, flags.chars().all(|c| "tms-".contains(c))) else {
+                let (Ok(limit), true) = (limit, flags.chars().all(|c| "tmsi-".contains(c))) else {
                     return Ok(Some(
-                        "usage: /mode [t][m][s] [LIMIT] [KEY] (- for no flags)".into(),
+                        "usage: /mode [t][m][s][i] [LIMIT] [KEY] (- for no flags)".into(),
                     ));
                 };
                 let topic = u8::from(flags.contains('t')) * plaza_proto::room_modes::TOPIC;
                 let flags = topic
                     | (u8::from(flags.contains('m')) * plaza_proto::room_modes::MODERATED)
-                    | (u8::from(flags.contains('s')) * plaza_proto::room_modes::SECRET);
+                    | (u8::from(flags.contains('s')) * plaza_proto::room_modes::SECRET)
+                    | (u8::from(flags.contains('i')) * plaza_proto::room_modes::INVITE_ONLY);
                 let key = words.next().unwrap_or("").to_owned();
                 let code = self.ask(Request::RoomMode { flags, limit, key }).await?;
                 outcome("mode", "modes set", code)
@@ -428,6 +431,10 @@ impl Session {
                 };
                 let code = self.ask(request).await?;
                 outcome(&format!("{cmd} {rest}"), &format!("{cmd}: done"), code)
+            }
+            "invite" => {
+                let code = self.ask(Request::RoomInvite { name: rest.into() }).await?;
+                outcome(&format!("invite {rest}"), &format!("invited {rest}"), code)
             }
             "roomkick" => {
                 let (name, reason) = rest.split_once(' ').unwrap_or((rest, ""));

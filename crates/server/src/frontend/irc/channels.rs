@@ -42,10 +42,11 @@ pub(crate) struct ChannelModes {
 }
 
 /// The flag modes, with their letters.
-const FLAGS: [(u8, char); 3] = [
-    (plaza_proto::room_modes::TOPIC, 't'),
+const FLAGS: [(u8, char); 4] = [
+    (plaza_proto::room_modes::INVITE_ONLY, 'i'),
     (plaza_proto::room_modes::MODERATED, 'm'),
     (plaza_proto::room_modes::SECRET, 's'),
+    (plaza_proto::room_modes::TOPIC, 't'),
 ];
 
 impl ChannelModes {

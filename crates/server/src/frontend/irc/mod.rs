@@ -192,6 +192,8 @@ pub(crate) enum Target {
     Kick(String),
     /// MODE +o, -o, +v or -v.
     Op(String),
+    /// INVITE of `nick` to `channel`.
+    Invite { nick: String, channel: String },
     /// MODE of the room's modes (+t, +m, +l, +k).
     Mode,
     /// KILL: Plaza's kick (the user is disconnected).

@@ -1,6 +1,7 @@
 //! MODE: the modes Plaza has. A channel is `+n` (members only, always);
 //! its operators (or an admin) set `+t` (only operators set the topic),
-//! `+m` (only operators and voiced members speak), `+s` (not listed), `+l N` (a member limit) and `+k key`: the
+//! `+m` (only operators and voiced members speak), `+s` (not listed), `+i`
+//! (invited users only), `+l N` (a member limit) and `+k key`: the
 //! room's modes (PROTOCOL.md, "Room modes"), set as one ROOM_MODE;
 //! `+o nick` / `-o nick` makes a member a channel operator or takes it
 //! away, `+v nick` / `-v nick` voices a member (it speaks under `+m`); `+q nick` / `-q nick` mutes and unmutes (Plaza's mute is
@@ -93,11 +94,12 @@ fn channel(cx: &mut Cx<'_>, name: &str, args: &[&str]) {
                     on,
                 });
             }
-            't' | 'm' | 's' => {
+            't' | 'm' | 's' | 'i' => {
                 let flag = match c {
                     't' => plaza_proto::room_modes::TOPIC,
                     'm' => plaza_proto::room_modes::MODERATED,
-                    _ => plaza_proto::room_modes::SECRET,
+                    's' => plaza_proto::room_modes::SECRET,
+                    _ => plaza_proto::room_modes::INVITE_ONLY,
                 };
                 new.flags = if on { new.flags | flag } else { new.flags & !flag };
             }

@@ -20,7 +20,7 @@ const NAMES_PER_LINE: usize = 400;
 const ISUPPORT: &[&str] = &[
     "CASEMAPPING=ascii",
     "CHANLIMIT=#:1",
-    "CHANMODES=,k,l,mnst",
+    "CHANMODES=,k,l,imnst",
     "CHATHISTORY=100",
     "CLIENTTAGDENY=*",
     "CHANNELLEN=50",
@@ -70,7 +70,7 @@ pub(super) fn welcome(b: &mut BytesMut, server: &str, s: &mut Session) {
         server,
         &me,
         "004",
-        &[server, version, "i", "klmnoqstv", "klov"],
+        &[server, version, "i", "iklmnoqstv", "klov"],
     );
     // At most 13 tokens a line, as clients expect.
     for tokens in ISUPPORT.chunks(13) {
@@ -200,10 +200,7 @@ impl Irc {
                 Event::RoomChatResult(c)
                 | Event::BroadcastResult(c)
                 | Event::RoomEnterResult(c)
-                | Event::RoomTopicResult(c)
-                | Event::RoomRoleResult(c)
-                | Event::RoomKickResult(c)
-                | Event::RoomModeResult(c) => c.is_ok(),
+                | Event::RoomTopicResult(c) => c.is_ok(),
                 // A NOTICE's (ROOM_NOTICE's) errors are never told.
                 Event::Hello { .. } | Event::ResumeToken { .. } | Event::RoomSendResult { .. } => true,
                 _ => false,
@@ -362,6 +359,7 @@ fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut By
             let (n, text) = match *code {
                 ResultCode::ROOM_FULL => ("471", "Cannot join channel (+l): the room is full"),
                 ResultCode::BAD_ROOM_KEY => ("475", "Cannot join channel (+k): wrong key"),
+                ResultCode::INVITE_ONLY_ROOM => ("473", "Cannot join channel (+i): you were not invited"),
                 ResultCode::RATE_LIMITED => ("263", "Too many joins: wait a moment"),
                 c => ("403", c.describe()),
             };
@@ -433,9 +431,25 @@ fn answer(state: &mut State, irc: &Irc, id: SessionId, event: &Event, b: &mut By
                 }
             }
         }
+        Event::RoomInviteResult(code) => {
+            if let Some(Target::Invite { nick, channel }) = s.targets.pop_front() {
+                match *code {
+                    ResultCode::OK => num(b, server, &me, "341", &[&nick, &channel]),
+                    ResultCode::ALREADY_IN_ROOM => {
+                        num(b, server, &me, "443", &[&nick, &channel, "is already on channel"])
+                    }
+                    c => refused(b, server, &me, &channel, &nick, c),
+                }
+            }
+        }
+        Event::RoomInvite { room, by } => {
+            let channel = channels.name(*room);
+            line::put(b, Prefix::User(by), "INVITE", &[&me, &channel]);
+        }
         // Taken: the room's notification (MODE, KICK) says so.
         Event::RoomRoleResult(code) | Event::RoomKickResult(code) | Event::RoomModeResult(code) => {
             match s.targets.pop_front() {
+                _ if code.is_ok() => {}
                 Some(Target::Op(nick) | Target::Kick(nick)) => refused(b, server, &me, chan, &nick, *code),
                 Some(Target::Mode) => refused(b, server, &me, chan, "*", *code),
                 _ => {}

@@ -97,21 +97,14 @@ pub(super) fn invite(cx: &mut Cx<'_>, m: &Message<'_>) {
     if cx.s().room != Some(room) {
         return cx.num("442", &[channel, "You're not on that channel"]);
     }
-    let Some((id, s)) = irc_session_id(cx.state, nick) else {
-        return cx.num(
-            "401",
-            &[nick, "No such nick (INVITE reaches IRC users on this server)"],
-        );
-    };
-    if s.room == Some(room) {
-        return cx.num("443", &[nick, channel, "is already on channel"]);
-    }
-    let (their, caps) = (s.me().to_owned(), s.caps);
-    let me = cx.me();
-    let mut line = bytes::BytesMut::new();
-    line::put(&mut line, line::Prefix::User(&me), "INVITE", &[&their, channel]);
-    cx.out.others.push((id, caps.stamp(line)));
-    cx.num("341", &[&their, channel]);
+    // The hub's ROOM_INVITE: the invitee hears it wherever it is.
+    cx.s().targets.push_back(super::Target::Invite {
+        nick: nick.to_owned(),
+        channel: channel.to_owned(),
+    });
+    cx.request(plaza_proto::Request::RoomInvite {
+        name: nick.to_owned(),
+    });
 }
 
 /// `nick!user@host` for each of `names` in `room` (userhost-in-names): the

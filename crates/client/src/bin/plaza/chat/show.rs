@@ -59,6 +59,9 @@ impl Session {
                 if flags & plaza_proto::room_modes::SECRET != 0 {
                     set.push("secret".to_owned());
                 }
+                if flags & plaza_proto::room_modes::INVITE_ONLY != 0 {
+                    set.push("invite-only".to_owned());
+                }
                 if *limit > 0 {
                     set.push(format!("at most {limit} members"));
                 }
@@ -72,6 +75,7 @@ impl Session {
                 };
                 format!("* {by} set the room's modes: {set}")
             }
+            Event::RoomInvite { room, by } => format!("* {by} invites you into room {room} (/join {room})"),
             Event::RoomKicked { name, by, reason, .. } => {
                 let why = if reason.is_empty() {
                     String::new()
