@@ -207,3 +207,23 @@ async fn an_invitation_from_another_node_opens_an_invite_only_room_once(redis: E
         Event::RoomInviteResult(ResultCode::USER_NOT_FOUND)
     );
 }
+
+#[tokio::test]
+async fn lines_sent_right_after_a_join_act_once_it_is_done() {
+    let (_server, irc) = irc_server(true).await;
+    let mut amy = Irc::register(irc, "amy", None).await;
+    amy.join("#6").await;
+    // A bot's habit: JOIN then talk, without waiting for the JOIN's answer.
+    let mut bot = Irc::register(irc, "bot", None).await;
+    bot.send("JOIN #6\r\nPRIVMSG #6 :right away").await;
+    assert_eq!(
+        amy.until(" PRIVMSG ").await,
+        ":bot!bot@plaza.users PRIVMSG #6 :right away"
+    );
+    // And an opener that sets a mode at once: NAMES then shows it.
+    let mut eve = Irc::register(irc, "eve", None).await;
+    eve.send("JOIN #7\r\nMODE #7 +s").await;
+    eve.until(" MODE #7 :+s").await;
+    eve.send("NAMES #7").await;
+    assert_eq!(eve.until(" 353 ").await, ":plaza 353 eve @ #7 :@eve");
+}

@@ -519,7 +519,7 @@ fn message(cx: &mut Cx<'_>, m: &Message<'_>, notice: bool) {
     }
     if target.starts_with('#') {
         match cx.state.channels.find(target) {
-            Some(room) if cx.s().room == Some(room) => {
+            Some(room) if cx.s().present(room) => {
                 for piece in line::pieces(text, limits::ROOM_MESSAGE) {
                     let message = piece.to_owned();
                     cx.out.requests.push(match notice {
@@ -571,7 +571,7 @@ fn kick(cx: &mut Cx<'_>, m: &Message<'_>) {
     let (channel, target) = (m.params[0], m.params[1]);
     match cx.state.channels.find(channel) {
         None => cx.num("403", &[channel, "No such channel"]),
-        Some(room) if cx.s().room != Some(room) => cx.num("442", &[channel, "You're not on that channel"]),
+        Some(room) if !cx.s().present(room) => cx.num("442", &[channel, "You're not on that channel"]),
         Some(_) => {
             cx.s().targets.push_back(Target::Kick(target.to_owned()));
             cx.out.requests.push(Request::RoomKick {

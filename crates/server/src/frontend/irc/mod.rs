@@ -232,6 +232,13 @@ impl Session {
     pub(crate) fn me(&self) -> &str {
         self.nick.as_deref().unwrap_or("*")
     }
+
+    /// Whether it is in `room`'s channel or joining it: a request sent
+    /// after a JOIN waits behind it in the hub, so it acts once the JOIN
+    /// did (a bot's `JOIN #c` then `PRIVMSG #c` without waiting).
+    pub(crate) fn present(&self, room: u32) -> bool {
+        self.room == Some(room) || self.joining == Some(room)
+    }
 }
 
 #[derive(Debug)]

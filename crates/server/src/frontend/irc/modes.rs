@@ -48,7 +48,7 @@ fn channel(cx: &mut Cx<'_>, name: &str, args: &[&str]) {
     let Some(room) = cx.state.channels.find(name) else {
         return cx.num("403", &[name, "No such channel"]);
     };
-    let member = cx.s().room == Some(room);
+    let member = cx.s().present(room);
     let old = (cx.state.channels.get(room)).map_or_else(ChannelModes::default, |c| c.modes.clone());
     let Some(&modes) = args.first() else {
         let shown = old.shown(member);

@@ -94,7 +94,7 @@ pub(super) fn invite(cx: &mut Cx<'_>, m: &Message<'_>) {
     let Some(room) = cx.state.channels.find(channel) else {
         return cx.num("403", &[channel, "No such channel"]);
     };
-    if cx.s().room != Some(room) {
+    if !cx.s().present(room) {
         return cx.num("442", &[channel, "You're not on that channel"]);
     }
     // The hub's ROOM_INVITE: the invitee hears it wherever it is.
@@ -386,7 +386,7 @@ pub(super) fn topic(cx: &mut Cx<'_>, m: &Message<'_>) {
     let name = m.params[0];
     match cx.state.channels.find(name) {
         None => cx.num("403", &[name, "No such channel"]),
-        Some(room) if cx.s().room != Some(room) => cx.num("442", &[name, "You're not on that channel"]),
+        Some(room) if !cx.s().present(room) => cx.num("442", &[name, "You're not on that channel"]),
         Some(_) if m.params.len() > 1 => {
             let topic = line::pieces(m.params[1], limits::TOPIC).next().unwrap_or("");
             cx.out.requests.push(Request::RoomTopic {
