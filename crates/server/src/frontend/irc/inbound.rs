@@ -299,7 +299,7 @@ fn dispatch(cx: &mut Cx<'_>, m: &Message<'_>) {
         }
         "MOTD" => {
             let me = cx.me();
-            super::outbound::put_motd(&mut cx.out.replies, &cx.irc.server, &me);
+            super::registration::put_motd(&mut cx.out.replies, &cx.irc.server, &me);
         }
         "LUSERS" => cx.out.requests.push(Request::UserList { after: String::new() }),
         "OPER" => {
@@ -401,7 +401,7 @@ pub(super) fn try_register(cx: &mut Cx<'_>) {
     match s.login {
         Login::Done => {
             let mut b = std::mem::take(&mut cx.out.replies);
-            super::outbound::welcome(&mut b, &cx.irc.server, cx.s());
+            super::registration::welcome(&mut b, &cx.irc.server, cx.s());
             cx.out.replies = b;
             cx.out.requests.push(Request::UserList { after: String::new() });
         }

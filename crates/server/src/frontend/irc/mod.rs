@@ -42,6 +42,7 @@ mod order;
 mod outbound;
 mod presence;
 mod queries;
+mod registration;
 
 pub(crate) use history::Chat;
 pub(crate) use presence::Fanout;
