@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use plaza_proto::{Event, ResultCode, room_modes};
 
-use crate::{BusMsg, Conn, Hub, Recipient, Sink, Waiting};
+use crate::{BusMsg, Conn, Hub, Sink, Waiting};
 
 /// A room's modes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,11 +105,7 @@ impl Hub {
         }
         let event = modes.event(room, modes.by.clone());
         r.modes = Some(Box::new(modes));
-        let r = &self.rooms[room as usize];
-        let to = (r.members().iter())
-            .filter(|c| self.plaza(**c))
-            .map(|c| Recipient::all(*c));
-        sink.fanout(std::slice::from_ref(&event), to);
+        self.tell_plaza_members(room, &event, sink);
     }
 
     /// Tells `conn`, entering `room`, its modes if any is set.
@@ -160,11 +156,7 @@ impl Hub {
             return sink.send(conn, &reply(ResultCode::NOT_ROOM_OPERATOR));
         }
         let key = plaza_proto::name_key(target);
-        let r = &self.rooms[room as usize];
-        let here = (r.roster().iter().map(|(_, n)| n))
-            .chain(self.remote.members(room).iter().map(|(_, _, n)| &**n))
-            .any(|n| plaza_proto::name_key(n) == key);
-        if here {
+        if self.member_named(room, target).is_some() {
             return sink.send(conn, &reply(ResultCode::ALREADY_IN_ROOM));
         }
         let local = self.conn_of(target);

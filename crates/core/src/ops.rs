@@ -17,8 +17,8 @@ use plaza_proto::{Event, ResultCode, roles};
 
 use crate::{BusMsg, Conn, Hub, Recipient, Sink, Waiting};
 
-/// A member named in ROOM_ROLE or ROOM_KICK.
-struct Member {
+/// A member named in ROOM_ROLE, ROOM_KICK or ROOM_INVITE.
+pub(crate) struct Member {
     uid: u64,
     /// Its name as the room lists it.
     name: String,
@@ -100,22 +100,30 @@ impl Hub {
         if !self.is_operator(conn, room) {
             return Err(ResultCode::NOT_ROOM_OPERATOR);
         }
-        let r = &self.rooms[room as usize];
-        let key = plaza_proto::name_key(target);
-        let same = |name: &str| plaza_proto::name_key(name) == key;
-        if let Some((uid, name)) = r.roster().iter().find(|(_, n)| same(n)) {
-            let name = name.to_owned();
-            return Ok((room, Member { uid, name }));
-        }
-        if let Some((uid, _, name)) = self.remote.members(room).iter().find(|(_, _, n)| same(n)) {
-            let name = name.to_string();
-            return Ok((room, Member { uid: *uid, name }));
+        if let Some(member) = self.member_named(room, target) {
+            return Ok((room, member));
         }
         let known = self.conn_of(target).is_some() || self.remote.users.contains_key(target);
         Err(if known || self.is_away(target) {
             ResultCode::NOT_IN_YOUR_ROOM
         } else {
             ResultCode::USER_NOT_FOUND
+        })
+    }
+
+    /// `room`'s member called `name` (as name keys compare), on this node
+    /// (a held seat included) or another.
+    pub(crate) fn member_named(&self, room: u32, name: &str) -> Option<Member> {
+        let key = plaza_proto::name_key(name);
+        let same = |n: &str| plaza_proto::name_key(n) == key;
+        let local = self.rooms[room as usize].roster().iter().find(|(_, n)| same(n));
+        let remote = || {
+            let found = self.remote.members(room).iter().find(|(_, _, n)| same(n));
+            found.map(|(uid, _, n)| (*uid, &**n))
+        };
+        local.or_else(remote).map(|(uid, name)| Member {
+            uid,
+            name: name.to_owned(),
         })
     }
 
@@ -175,14 +183,11 @@ impl Hub {
         let event = Event::RoomKicked {
             room,
             uid,
-            name,
+            name: name.clone(),
             by,
             reason,
         };
         self.tell_plaza_members(room, &event, sink);
-        let Event::RoomKicked { name, .. } = event else {
-            unreachable!("made above")
-        };
         let r = &self.rooms[room as usize];
         let Some(pos) = r.roster().iter().position(|(u, _)| u == uid) else {
             return;
@@ -205,13 +210,11 @@ impl Hub {
         if !self.plaza(conn) {
             return;
         }
+        // The entrant is seated already: its own role is in the roster's.
         let r = &self.rooms[room as usize];
         let remote = self.remote.members(room);
-        let mine = r.uid_of(conn);
         for &(uid, roles) in &r.roles {
-            let member = Some(uid) == mine
-                || r.roster().iter().any(|(u, _)| u == uid)
-                || remote.iter().any(|(u, _, _)| *u == uid);
+            let member = r.roster().iter().any(|(u, _)| u == uid) || remote.iter().any(|(u, _, _)| *u == uid);
             if member {
                 let by = String::new();
                 sink.send(conn, &Event::RoomRole { room, uid, roles, by });
@@ -227,7 +230,9 @@ impl Hub {
         }
     }
 
-    fn tell_plaza_members(&self, room: u32, event: &Event, sink: &mut impl Sink) {
+    /// Tells `room`'s members on this node that take Plaza's
+    /// notifications `event`, in one fan-out.
+    pub(crate) fn tell_plaza_members(&self, room: u32, event: &Event, sink: &mut impl Sink) {
         let to = (self.rooms[room as usize].members().iter())
             .filter(|c| self.plaza(**c))
             .map(|c| Recipient::all(*c));

@@ -90,17 +90,7 @@ impl Hub {
         }
         let event = topic.event(room);
         r.topic = Some(Box::new(topic));
-        let r = &self.rooms[room as usize];
-        let to = r
-            .members()
-            .iter()
-            .filter(|c| self.plaza(**c))
-            .map(|c| crate::Recipient {
-                conn: *c,
-                from: 0,
-                droppable: false,
-            });
-        sink.fanout(std::slice::from_ref(&event), to);
+        self.tell_plaza_members(room, &event, sink);
         true
     }
 

@@ -104,14 +104,7 @@ impl ChannelModes {
                 off_args.push(old.key.clone());
             }
         }
-        let mut modes = String::new();
-        if !on.is_empty() {
-            modes = format!("+{on}");
-        }
-        if !off.is_empty() {
-            modes.push('-');
-            modes.push_str(&off);
-        }
+        let modes = mode_string(&on, &off);
         if modes.is_empty() {
             return Vec::new();
         }
@@ -142,6 +135,19 @@ impl Channel {
             r => self.roles.insert(uid, r),
         };
     }
+}
+
+/// A MODE line's mode string: `+` and the letters switched on, `-` and
+/// those switched off (`+tl-k`); empty when both are.
+pub(crate) fn mode_string(on: &str, off: &str) -> String {
+    let mut modes = String::new();
+    for (sign, letters) in [('+', on), ('-', off)] {
+        if !letters.is_empty() {
+            modes.push(sign);
+            modes.push_str(letters);
+        }
+    }
+    modes
 }
 
 /// The prefixes of a member with `roles`: `@` for an operator, `+` for

@@ -8,7 +8,6 @@ use bytes::{Bytes, BytesMut};
 use plaza_net::SessionId;
 use plaza_proto::{Event, ResultCode, Roster};
 
-use super::channels::ChannelModes;
 use super::line::{self, Prefix};
 use super::presence::Fanout;
 use super::registration::{login, put_motd};
@@ -74,34 +73,9 @@ impl Irc {
                 return state.channels.keep_topic(*room, by, *at, topic);
             }
         }
-        if let Event::RoomMode {
-            room,
-            flags,
-            limit,
-            key,
-            by,
-        } = event
-            && by.is_empty()
-        {
-            // Entering: the room's modes, for MODE's answer (324).
-            if let Some(c) = self.lock().channels.get_mut(*room) {
-                c.modes = ChannelModes {
-                    flags: *flags,
-                    limit: *limit,
-                    key: key.clone(),
-                };
-            }
-            return;
-        }
-        if let Event::RoomRole { room, uid, roles, by } = event
-            && by.is_empty()
-        {
-            // Entering: the members' roles, for the JOIN's NAMES.
-            if let Some(c) = self.lock().channels.get_mut(*room) {
-                c.set_roles(*uid, *roles);
-            }
-            return;
-        }
+        // Fan-out events, written as the fan-out writes them (a room's
+        // modes and roles told to an entrant, `by` empty, only update its
+        // channel: no line).
         if matches!(
             event,
             Event::RoomNewUser { .. }

@@ -27,6 +27,9 @@ pub(crate) struct Fanout<'e> {
     tagged: Option<(Bytes, Vec<usize>)>,
     /// away-notify's AWAY lines: each newcomer who is away, by its event.
     away: Option<Vec<(usize, String, BytesMut)>>,
+    /// The room kicks among the events, as (event, room, name): found once
+    /// for the fan-out, not per recipient (a presence flush has none).
+    kicks: Vec<(usize, u32, &'e str)>,
 }
 
 impl<'e> Fanout<'e> {
@@ -37,6 +40,12 @@ impl<'e> Fanout<'e> {
             ends: Vec::new(),
             tagged: None,
             away: None,
+            kicks: (events.iter().enumerate())
+                .filter_map(|(i, e)| match e {
+                    Event::RoomKicked { room, name, .. } => Some((i, *room, name.as_str())),
+                    _ => None,
+                })
+                .collect(),
         }
     }
 
@@ -76,14 +85,9 @@ impl<'e> Fanout<'e> {
             };
             let (caps, me) = (s.caps, s.nick.clone());
             // Kicked out of its channel: in none now.
-            let kicked = self.events[from..].iter().find_map(|e| match e {
-                Event::RoomKicked { room, name, .. }
-                    if s.room == Some(*room) && me.as_deref() == Some(name.as_str()) =>
-                {
-                    Some(*room)
-                }
-                _ => None,
-            });
+            let kicked = (self.kicks.iter())
+                .find(|(i, room, name)| *i >= from && s.room == Some(*room) && me.as_deref() == Some(*name))
+                .map(|(_, room, _)| *room);
             if let Some(room) = kicked {
                 if let Some(s) = sessions.get_mut(&id) {
                     s.room = None;
@@ -178,13 +182,7 @@ fn put_event(b: &mut BytesMut, event: &Event, room: Option<u32>, channels: &mut 
                     _ => {}
                 }
             }
-            let mut modes = String::new();
-            for (sign, letters) in [('+', &on), ('-', &off)] {
-                if !letters.is_empty() {
-                    modes.push(sign);
-                    modes.push_str(letters);
-                }
-            }
+            let modes = super::channels::mode_string(&on, &off);
             let chan = channels.name(*room);
             let mut params = vec![chan.as_str(), modes.as_str()];
             params.extend(std::iter::repeat_n(&*nick, on.len() + off.len()));
