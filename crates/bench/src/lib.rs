@@ -94,11 +94,18 @@ pub mod cpu {
 
     /// Total user+system CPU time of process `pid`.
     pub fn process(pid: u32) -> Option<Duration> {
+        process_split(pid).map(|(user, system)| user + system)
+    }
+
+    /// User and system CPU time of process `pid`, apart: what the process
+    /// runs itself, and what the kernel runs for it (its system calls).
+    pub fn process_split(pid: u32) -> Option<(Duration, Duration)> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let rest = &stat[stat.rfind(')')? + 2..];
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(Duration::from_millis(ticks * 10))
+        let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+        let ms = |t: u64| Duration::from_millis(t * 10);
+        Some((ms(ticks(11)?), ms(ticks(12)?)))
     }
 }
 

@@ -160,6 +160,8 @@ fn new_session(inner: &Inner, stream: &Stream) -> Arc<SessionShared> {
         &inner.limits,
         Arc::new(crate::outbox::Common {
             dropped: inner.counters.dropped.clone(),
+            writes: inner.counters.writes.clone(),
+            bytes_out: inner.counters.bytes_out.clone(),
             last_words: None,
             drop_tag: None,
         }),
@@ -222,7 +224,7 @@ async fn drive<H: ClientHandler>(
         }
         let run = session::run(
             &session,
-            &mut stream,
+            (&mut stream).into(),
             &events,
             &inner.limits,
             &inner.counters,

@@ -112,6 +112,11 @@ impl Gather {
         self.mode() != Mode::Off
     }
 
+    /// Whether every write waits for the next tick ([`Mode::All`]).
+    pub(crate) fn is_saturated(&self) -> bool {
+        self.mode() == Mode::All
+    }
+
     fn waiting(&self) -> MutexGuard<'_, Vec<Waker>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -5,7 +5,7 @@
 //!
 //! - [`Server`] accepts connections and drives one task per session, calling
 //!   your [`Handler`] for each event: connection request, join, receive (one
-//!   call per complete frame, in order), send completed, error, leave
+//!   call per complete frame, in order), packets dropped, error, leave
 //!   (exactly once, after the session is released).
 //! - [`Client`] is the other end, with [`ClientHandler`] events and optional
 //!   reconnect with backoff and jitter.
@@ -22,7 +22,10 @@
 //! - Send path (1-send): at most one write in flight per session; whatever is
 //!   queued meanwhile goes out in the next vectored write. A [`bytes::Bytes`]
 //!   sent to many sessions is shared, never copied. A session whose unsent
-//!   bytes pass the limit is disconnected; nobody else waits for it.
+//!   bytes pass the limit is disconnected; nobody else waits for it. A
+//!   sender that queues for many sessions at once (a chat server's logic
+//!   loop) can write them itself at the end of its turn with [`Writes`],
+//!   one write per session, instead of waking each session's task.
 //!
 //! - TLS (the `tls` feature, on by default): a server can add a TLS
 //!   listener beside the plain one, with a certificate reloadable while
@@ -51,6 +54,7 @@ mod table;
 mod target;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod writes;
 pub mod ws;
 
 pub use client::{Client, ClientHandler};
@@ -65,6 +69,7 @@ pub use server::{Handle, Handler, Preamble, PreambleFuture, Server};
 pub use stats::Stats;
 pub use stream::Stream;
 pub use target::Target;
+pub use writes::Writes;
 
 /// A tick every `every` for a background task; a late tick delays the
 /// next instead of bunching them up.

@@ -21,7 +21,7 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use tokio::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::pool::Pool;
 use crate::stats::Counter;
@@ -56,6 +56,10 @@ pub(crate) enum Close {
 pub(crate) struct Common {
     /// Droppable packets dropped, for the server's counters.
     pub(crate) dropped: Arc<Counter>,
+    /// Writes made and bytes written by a caller of
+    /// [`Writes::flush`](crate::Writes::flush), for the same counters.
+    pub(crate) writes: Arc<Counter>,
+    pub(crate) bytes_out: Arc<Counter>,
     /// What a slow consumer gets instead of what was queued for it, and
     /// how long it has to read it (`ServerConfig::slow_farewell`); `None`:
     /// it is cut at once.
@@ -76,10 +80,23 @@ pub struct Dropped {
     pub last: u64,
 }
 
+impl Segment {
+    fn len(&self) -> usize {
+        match self {
+            Segment::Shared(b) | Segment::Droppable(b) => b.len(),
+            Segment::Inline(n) => *n,
+        }
+    }
+}
+
+/// Queued bytes, written from the front: a write that stops inside a
+/// segment leaves its rest at the front ([`Queue::consume`]).
 #[derive(Default)]
 pub(crate) struct Queue {
     pub(crate) segments: VecDeque<Segment>,
     pub(crate) inline: BytesMut,
+    /// The front segment is partly written: its rest must go out whole.
+    begun: bool,
 }
 
 /// What a queue allocates when its first packet after a quiet spell
@@ -95,6 +112,63 @@ static SPARE: Pool<Queue> = Pool::new(128);
 impl Queue {
     pub(crate) fn is_empty(&self) -> bool {
         self.segments.is_empty()
+    }
+
+    /// Bytes queued.
+    fn len(&self) -> usize {
+        self.segments.iter().map(Segment::len).sum()
+    }
+
+    /// Fills `out` with the queued bytes, in order; returns how many slices
+    /// were filled.
+    pub(crate) fn slices<'a>(&'a self, out: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
+        let mut base = 0;
+        let mut n = 0;
+        for (slot, s) in out.iter_mut().zip(&self.segments) {
+            *slot = IoSlice::new(match s {
+                Segment::Shared(b) | Segment::Droppable(b) => b,
+                Segment::Inline(len) => {
+                    base += len;
+                    &self.inline[base - len..base]
+                }
+            });
+            n += 1;
+        }
+        n
+    }
+
+    /// Takes the first `written` bytes off the front. A segment written in
+    /// part stays at the front with its rest, no longer droppable: what
+    /// follows a frame's first bytes must be the rest of that frame.
+    pub(crate) fn consume(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some(front) = self.segments.front_mut() else {
+                debug_assert!(false, "consumed past the queue");
+                return;
+            };
+            let len = front.len();
+            if written < len {
+                match front {
+                    Segment::Shared(b) => b.advance(written),
+                    Segment::Droppable(b) => {
+                        b.advance(written);
+                        *front = Segment::Shared(std::mem::take(b));
+                    }
+                    Segment::Inline(n) => {
+                        *n -= written;
+                        self.inline.advance(written);
+                    }
+                }
+                self.begun = true;
+                return;
+            }
+            if let Segment::Inline(n) = front {
+                self.inline.advance(*n);
+            }
+            self.segments.pop_front();
+            self.begun = false;
+            written -= len;
+        }
     }
 
     /// Takes spare containers from the pool if this queue has none.
@@ -147,8 +221,13 @@ pub(crate) struct Outbox {
     /// Bytes queued or being written.
     pub(crate) pending: usize,
     pub(crate) close: Option<Close>,
-    /// The writer has been woken for what is queued.
-    signalled: bool,
+    /// The writer has been woken for what is queued (or, inside
+    /// [`Writes::defer`](crate::Writes::defer), the session was noted for
+    /// the caller to write).
+    pub(crate) signalled: bool,
+    /// The writer holds a batch it has not finished writing: nothing else
+    /// may write to the socket before it does.
+    pub(crate) writing: bool,
     /// Past this, at once: a slow consumer.
     limit: usize,
     /// Droppable packets are dropped to stay under this; the watchdog cuts
@@ -156,7 +235,7 @@ pub(crate) struct Outbox {
     pub(crate) soft: usize,
     /// Droppable packets dropped since the writer last reported them.
     pub(crate) missed: Dropped,
-    common: Arc<Common>,
+    pub(crate) common: Arc<Common>,
 }
 
 impl Outbox {
@@ -166,6 +245,7 @@ impl Outbox {
             pending: 0,
             close: None,
             signalled: false,
+            writing: false,
             limit,
             soft: soft.min(limit),
             missed: Dropped::default(),
@@ -205,11 +285,7 @@ impl Outbox {
     /// `n` more bytes fit under `cap`. Returns whether they do.
     fn make_room(&mut self, n: usize, cap: usize) -> bool {
         while self.pending + n > cap {
-            let Some(i) = self
-                .queue
-                .segments
-                .iter()
-                .position(|s| matches!(s, Segment::Droppable(_)))
+            let Some(i) = (self.queue.segments.iter()).position(|s| matches!(s, Segment::Droppable(_)))
             else {
                 return false;
             };
@@ -288,15 +364,17 @@ impl Outbox {
     }
 
     /// Drops everything queued and not yet taken by the writer (what it is
-    /// writing goes on: its frames end whole) and queues `words` instead.
+    /// writing goes on, and so does a frame begun: frames end whole) and
+    /// queues `words` instead.
     fn replace_queue_with(&mut self, words: Bytes) {
-        let queued: usize = (self.queue.segments.drain(..))
-            .map(|s| match s {
-                Segment::Shared(b) | Segment::Droppable(b) => b.len(),
-                Segment::Inline(n) => n,
-            })
-            .sum();
-        self.queue.inline.clear();
+        let q = &mut self.queue;
+        let keep = usize::from(q.begun);
+        let kept_inline = match q.segments.front() {
+            Some(Segment::Inline(n)) if q.begun => *n,
+            _ => 0,
+        };
+        let queued: usize = q.segments.drain(keep..).map(|s| s.len()).sum();
+        q.inline.truncate(kept_inline);
         self.pending -= queued;
         self.pending += words.len();
         self.queue.push(Segment::Shared(words));
@@ -308,108 +386,33 @@ impl Outbox {
     }
 }
 
-/// A batch taken by the writer, with a cursor for partial writes.
+/// A batch taken by the writer.
 pub(crate) struct Batch {
     pub(crate) queue: Queue,
-    /// Index of the segment being written and bytes of it already written.
-    seg: usize,
-    seg_off: usize,
-    /// Where the current inline segment starts in `queue.inline`.
-    inline_base: usize,
+    /// Bytes taken.
     pub(crate) len: usize,
-    written: usize,
 }
 
 impl Batch {
     pub(crate) fn new() -> Self {
         Self {
             queue: Queue::default(),
-            seg: 0,
-            seg_off: 0,
-            inline_base: 0,
             len: 0,
-            written: 0,
         }
     }
 
-    /// Swaps the outbox's queue into this (empty) batch.
+    /// Swaps the outbox's queue into this (empty) batch; the writer holds
+    /// it until [`Outbox::written`].
     pub(crate) fn take_from(&mut self, outbox: &mut Outbox) {
         debug_assert!(self.queue.is_empty() && self.queue.inline.is_empty());
         std::mem::swap(&mut self.queue, &mut outbox.queue);
         outbox.signalled = false;
-        self.seg = 0;
-        self.seg_off = 0;
-        self.inline_base = 0;
-        self.written = 0;
-        self.len = self
-            .queue
-            .segments
-            .iter()
-            .map(|s| match s {
-                Segment::Shared(b) | Segment::Droppable(b) => b.len(),
-                Segment::Inline(n) => *n,
-            })
-            .sum();
+        outbox.writing = true;
+        self.len = self.queue.len();
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.seg >= self.queue.segments.len()
-    }
-
-    /// Bytes of this batch not written yet.
-    #[cfg(test)]
-    pub(crate) fn remaining(&self) -> usize {
-        self.len - self.written
-    }
-
-    /// Fills `out` with the unwritten bytes, in order; returns how many
-    /// slices were filled.
-    pub(crate) fn slices<'a>(&'a self, out: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
-        let mut n = 0;
-        let mut base = self.inline_base;
-        for (i, s) in self.queue.segments.iter().enumerate().skip(self.seg) {
-            if n == MAX_IOV {
-                break;
-            }
-            let off = if i == self.seg { self.seg_off } else { 0 };
-            let bytes: &[u8] = match s {
-                Segment::Shared(b) | Segment::Droppable(b) => &b[off..],
-                Segment::Inline(len) => {
-                    let s = &self.queue.inline[base + off..base + len];
-                    base += len;
-                    s
-                }
-            };
-            out[n] = IoSlice::new(bytes);
-            n += 1;
-        }
-        n
-    }
-
-    /// Records that `written` bytes went out.
-    pub(crate) fn advance(&mut self, mut written: usize) {
-        self.written += written;
-        while written > 0 {
-            let Some(s) = self.queue.segments.get(self.seg) else {
-                debug_assert!(false, "advanced past the batch");
-                return;
-            };
-            let len = match s {
-                Segment::Shared(b) | Segment::Droppable(b) => b.len(),
-                Segment::Inline(n) => *n,
-            };
-            let left = len - self.seg_off;
-            if written < left {
-                self.seg_off += written;
-                return;
-            }
-            written -= left;
-            if let Segment::Inline(n) = s {
-                self.inline_base += n;
-            }
-            self.seg += 1;
-            self.seg_off = 0;
-        }
+        self.queue.is_empty()
     }
 
     /// Empties the batch, keeping the containers' capacity for the next
@@ -417,11 +420,15 @@ impl Batch {
     pub(crate) fn clear(&mut self) {
         self.queue.segments.clear();
         self.queue.inline.clear();
-        self.seg = 0;
-        self.seg_off = 0;
-        self.inline_base = 0;
         self.len = 0;
-        self.written = 0;
+    }
+}
+
+impl Outbox {
+    /// The writer's batch of `len` bytes is written.
+    pub(crate) fn written(&mut self, len: usize) {
+        self.pending -= len;
+        self.writing = false;
     }
 }
 
@@ -429,9 +436,9 @@ impl Batch {
 mod tests {
     use super::*;
 
-    fn gather(batch: &Batch) -> Vec<u8> {
+    fn gather(queue: &Queue) -> Vec<u8> {
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
-        let n = batch.slices(&mut iov);
+        let n = queue.slices(&mut iov);
         iov[..n].iter().flat_map(|s| s.iter().copied()).collect()
     }
 
@@ -447,14 +454,36 @@ mod tests {
         batch.take_from(&mut o);
         assert!(o.queue.is_empty());
         assert_eq!(batch.len, 9);
-        assert_eq!(gather(&batch), b"abcdEFGhi");
+        assert_eq!(gather(&batch.queue), b"abcdEFGhi");
         for expect in [&b"bcdEFGhi"[..], b"FGhi", b"i"] {
-            batch.advance(batch.remaining() - expect.len());
-            assert_eq!(gather(&batch), expect);
-            assert_eq!(batch.remaining(), expect.len());
+            batch.queue.consume(batch.queue.len() - expect.len());
+            assert_eq!(gather(&batch.queue), expect);
+            assert_eq!(batch.queue.len(), expect.len());
         }
-        batch.advance(1);
+        batch.queue.consume(1);
         assert!(batch.is_done());
+    }
+
+    #[test]
+    fn a_frame_begun_is_finished_before_drops_or_last_words() {
+        let common = Common {
+            last_words: Some((Bytes::from_static(b"BYE"), std::time::Duration::from_secs(1))),
+            ..Common::default()
+        };
+        let mut o = Outbox::new(12, 8, Arc::new(common));
+        o.push_droppable(Bytes::from_static(b"aaaa")).unwrap();
+        o.push_droppable(Bytes::from_static(b"bbbb")).unwrap();
+        // A write takes "aa" of the first frame, from the outbox itself.
+        o.queue.consume(2);
+        o.pending -= 2;
+        // Room for "cccc" is made from "bbbb", not the frame begun.
+        o.push_droppable(Bytes::from_static(b"cccc")).unwrap();
+        assert_eq!(gather(&o.queue), b"aacccc");
+        assert_eq!(o.missed.count, 1);
+        // A slow consumer's last words follow the rest of that frame.
+        o.push_with(|b| b.extend_from_slice(b"0123456789A")).unwrap_err();
+        assert_eq!(gather(&o.queue), b"aaBYE");
+        assert_eq!(o.pending, 5);
     }
 
     #[test]
@@ -484,7 +513,7 @@ mod tests {
         assert!(o.close.is_none(), "the session stays");
         let mut batch = Batch::new();
         batch.take_from(&mut o);
-        assert_eq!(gather(&batch), b"RdddSSSSS");
+        assert_eq!(gather(&batch.queue), b"RdddSSSSS");
         // With nothing droppable left, a droppable packet that does not fit
         // is itself dropped; a reply that does not fit still disconnects.
         let mut o = Outbox::new(4, 4, Arc::default());

@@ -27,8 +27,10 @@ pub(crate) struct Counters {
     pub(crate) accept_errors: Counter,
     pub(crate) frames_in: Counter,
     pub(crate) bytes_in: Counter,
-    pub(crate) writes: Counter,
-    pub(crate) bytes_out: Counter,
+    /// Shared with every session's outbox too: a write made by the caller
+    /// of [`Writes::flush`](crate::Writes::flush) counts there.
+    pub(crate) writes: std::sync::Arc<Counter>,
+    pub(crate) bytes_out: std::sync::Arc<Counter>,
     pub(crate) bad_frames: Counter,
     pub(crate) slow_consumers: Counter,
     /// Shared with every session's outbox, which counts its drops.

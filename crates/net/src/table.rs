@@ -69,10 +69,10 @@ impl Table {
     }
 
     /// Runs `f` on the live session `id`, under its slot's lock.
-    pub(crate) fn with<R>(&self, id: SessionId, f: impl FnOnce(&SessionShared) -> R) -> Option<R> {
+    pub(crate) fn with<R>(&self, id: SessionId, f: impl FnOnce(&Arc<SessionShared>) -> R) -> Option<R> {
         let slot = self.slots.get(id.slot() as usize)?;
         let guard = lock(&slot.session);
-        match guard.as_deref() {
+        match guard.as_ref() {
             Some(s) if s.id == id => Some(f(s)),
             _ => None,
         }
@@ -96,9 +96,9 @@ impl Table {
     }
 
     /// Every live session, for stop.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&SessionShared)) {
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Arc<SessionShared>)) {
         for slot in self.slots.iter() {
-            if let Some(s) = lock(&slot.session).as_deref() {
+            if let Some(s) = lock(&slot.session).as_ref() {
                 f(s);
             }
         }

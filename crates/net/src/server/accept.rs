@@ -25,9 +25,9 @@ impl<H: Handler> Events for ServerEvents<H> {
     fn eof(&self, id: SessionId) -> impl Future<Output = bool> + Send {
         self.0.on_peer_closed(id)
     }
-    fn sent(&self, id: SessionId, bytes: usize) {
-        self.0.on_send(id, bytes);
-    }
+    // A server reports no write: some are made by a `Writes` outside the
+    // session's task (the counters count them all).
+    fn sent(&self, _: SessionId, _: usize) {}
     fn dropped(&self, id: SessionId, dropped: Dropped) {
         self.0.on_dropped(id, dropped);
     }
@@ -165,16 +165,22 @@ fn run_session<H: Handler>(
         }
         handler.on_join(session.id, session.peer).await;
         let events = ServerEvents(handler);
-        let error = session::run(
-            &session,
-            &mut stream,
-            &events,
-            &shared.limits,
-            &shared.counters,
-            shared.gather.as_deref(),
-        )
-        .await;
-        drop(stream);
+        let mut held = session.hold(stream);
+        let error = match session.io(&mut held) {
+            Some(io) => {
+                session::run(
+                    &session,
+                    io,
+                    &events,
+                    &shared.limits,
+                    &shared.counters,
+                    shared.gather.as_deref(),
+                )
+                .await
+            }
+            None => Some(NetError::Io(io::Error::other("the session has no socket"))),
+        };
+        drop(held);
         if let Some(e) = error {
             if matches!(e, NetError::SlowConsumer { .. }) {
                 shared.counters.slow_consumers.incr();
@@ -183,7 +189,12 @@ fn run_session<H: Handler>(
             events.0.on_error(Some(session.id), &e);
         }
         shared.forget(&session);
-        events.0.on_leave(session.id).await;
+        // A plain TCP socket closes with the session's last reference:
+        // this one, once the table's is gone (a `Writes` may hold one for
+        // a moment).
+        let id = session.id;
+        drop(session);
+        events.0.on_leave(id).await;
     }
 }
 

@@ -97,7 +97,7 @@ impl Handle {
 
     /// Bytes queued for `id` and not yet written.
     pub fn pending_bytes(&self, id: SessionId) -> Option<usize> {
-        self.0.table.with(id, SessionShared::pending_bytes)
+        self.0.table.with(id, |s| s.pending_bytes())
     }
 
     /// Bytes queued and not yet written, over all sessions.
@@ -129,6 +129,15 @@ impl Handle {
             (stats.writes_held, stats.gathering) = (g.held(), g.is_on());
         }
         stats
+    }
+
+    /// Whether the workers have been saturated for a while, so that every
+    /// write waits for the gathering clock's next tick
+    /// (`ServerConfig::gather`). A caller that writes with
+    /// [`Writes`](crate::Writes) may then hold its flush for up to the
+    /// gathering interval too.
+    pub fn is_saturated(&self) -> bool {
+        self.0.gather.as_ref().is_some_and(|g| g.is_saturated())
     }
 
     /// Whether [`stop`](Self::stop) has been called.

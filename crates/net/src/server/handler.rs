@@ -52,11 +52,6 @@ pub trait Handler: Send + Sync + 'static {
         async { true }
     }
 
-    /// A write of `bytes` bytes to `id` completed.
-    fn on_send(&self, id: SessionId, bytes: usize) {
-        let _ = (id, bytes);
-    }
-
     /// Packets sent with [`Handle::send_droppable`] were dropped for `id`
     /// because it read too slowly (how many, and the tags of the first and
     /// last: `ServerConfig::drop_tag`); called after the next write

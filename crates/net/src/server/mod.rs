@@ -160,6 +160,8 @@ impl Server {
         let counters = Counters::default();
         let outbox = Arc::new(crate::outbox::Common {
             dropped: counters.dropped.clone(),
+            writes: counters.writes.clone(),
+            bytes_out: counters.bytes_out.clone(),
             last_words: (config.slow_farewell.clone()).map(|words| (words, config.linger)),
             drop_tag: config.drop_tag,
         });

@@ -19,18 +19,21 @@
 //! `read.rs` is the reader, `write.rs` the writer.
 
 use std::future::Future;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
 
 use crate::config::SessionLimits;
 use crate::gather::Gather;
-use crate::outbox::{Close, Outbox};
+use crate::outbox::{Close, MAX_IOV, Outbox};
 use crate::stats::Counters;
 use crate::stream::Sock;
 use crate::{NetError, SendError, SessionId, Stream};
@@ -54,12 +57,16 @@ pub(crate) trait Events: Send + Sync + 'static {
     fn dropped(&self, id: SessionId, dropped: crate::Dropped);
 }
 
-/// The part of a session other threads reach: its outbox, its doorbell
-/// and the marks its watchdog reads.
+/// The part of a session other threads reach: its outbox, its doorbell,
+/// the marks its watchdog reads, and a plain TCP session's socket (which
+/// [`Writes::flush`](crate::Writes::flush) writes to from other threads).
 pub(crate) struct SessionShared {
     pub(crate) id: SessionId,
     pub(crate) peer: SocketAddr,
     outbox: Mutex<Outbox>,
+    /// Set once the session runs over plain TCP (never for TLS: its
+    /// stream is the task's own).
+    sock: OnceLock<TcpStream>,
     /// Rung for queued packets and for a close. The writer always listens
     /// (idle or mid-write); the reader learns of a close because both
     /// halves are polled whenever the task wakes (see `Both`).
@@ -116,6 +123,7 @@ impl SessionShared {
             id,
             peer,
             outbox: Mutex::new(Outbox::new(limits.max_send_queue, limits.soft_send_queue, common)),
+            sock: OnceLock::new(),
             wake: Doorbell::default(),
             closing: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
@@ -130,36 +138,92 @@ impl SessionShared {
     }
 
     /// Queues a shared packet.
-    pub(crate) fn send(&self, packet: Bytes) -> Result<(), SendError> {
+    pub(crate) fn send(self: &Arc<Self>, packet: Bytes) -> Result<(), SendError> {
         let r = self.outbox().push_shared(packet);
         self.after_push(r)
     }
 
     /// Queues a packet that may be dropped (oldest first) when the session
     /// falls behind.
-    pub(crate) fn send_droppable(&self, packet: Bytes) -> Result<(), SendError> {
+    pub(crate) fn send_droppable(self: &Arc<Self>, packet: Bytes) -> Result<(), SendError> {
         let r = self.outbox().push_droppable(packet);
         self.after_push(r)
     }
 
     /// Encodes straight into this session's outbox.
-    pub(crate) fn send_with(&self, encode: impl FnOnce(&mut BytesMut)) -> Result<(), SendError> {
+    pub(crate) fn send_with(self: &Arc<Self>, encode: impl FnOnce(&mut BytesMut)) -> Result<(), SendError> {
         let r = self.outbox().push_with(encode);
         self.after_push(r)
     }
 
-    /// Wakes the writer if the push asked for it; on a full queue (the
-    /// outbox recorded the abort, or the last words to flush) wakes the
-    /// task to act on it.
-    fn after_push(&self, r: Result<bool, SendError>) -> Result<(), SendError> {
+    /// Wakes the writer if the push asked for it, unless a plain TCP
+    /// session is noted for the thread's [`Writes`](crate::Writes) to write;
+    /// on a full queue (the outbox recorded the abort, or the last words
+    /// to flush) wakes the task to act on it.
+    fn after_push(self: &Arc<Self>, r: Result<bool, SendError>) -> Result<(), SendError> {
         if r == Err(SendError::QueueFull) {
             let abort = self.outbox().is_aborting();
             self.signal_close(abort);
         }
-        if r? {
+        if r? && (self.sock.get().is_none() || !crate::writes::note(self)) {
             self.wake.ring();
         }
         Ok(())
+    }
+
+    /// Writes what is queued from the caller's thread, in one non-blocking
+    /// `send`, if the writer is not writing and the socket takes it;
+    /// whatever is left (the socket is full, a close or drops to report,
+    /// TLS) is the writer's, woken for it. For a session
+    /// [`crate::writes::note`] took.
+    pub(crate) fn write_now(&self) {
+        let mut o = self.outbox();
+        if !o.signalled || o.writing {
+            // The writer took the queue since, or will on its next look.
+            return;
+        }
+        let direct = self
+            .sock
+            .get()
+            .filter(|_| o.close.is_none() && o.missed.count == 0);
+        if let Some(sock) = direct {
+            let sent = {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let n = o.queue.slices(&mut iov);
+                sock.try_io(Interest::WRITABLE, || {
+                    let s = socket2::SockRef::from(sock);
+                    match &iov[..n] {
+                        [one] => s.send(one),
+                        many => s.send_vectored(many),
+                    }
+                })
+            };
+            match sent {
+                Ok(0) => {
+                    drop(o);
+                    return self.abort(io::Error::from(io::ErrorKind::WriteZero).into());
+                }
+                Ok(k) => {
+                    o.queue.consume(k);
+                    o.pending -= k;
+                    o.common.writes.incr();
+                    o.common.bytes_out.add(k);
+                    self.marks.write_seen.store(true, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    drop(o);
+                    return self.abort(e.into());
+                }
+            }
+            if o.queue.is_empty() {
+                o.signalled = false;
+                o.queue.release();
+                return;
+            }
+        }
+        drop(o);
+        self.wake.ring();
     }
 
     /// Bytes queued or being written.
@@ -227,6 +291,56 @@ impl SessionShared {
     }
 }
 
+/// The stream a session runs over, lent to [`run`].
+pub(crate) enum Io<'a> {
+    Tcp(&'a TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(&'a mut tokio_rustls::TlsStream<TcpStream>),
+}
+
+impl<'a> From<&'a mut Stream> for Io<'a> {
+    fn from(stream: &'a mut Stream) -> Self {
+        match stream {
+            Stream::Tcp(tcp) => Io::Tcp(tcp),
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => Io::Tls(tls),
+        }
+    }
+}
+
+/// A server session's stream once it runs: a plain TCP socket is kept in
+/// the session, where [`Writes::flush`](crate::Writes::flush) reaches it
+/// (and closes with the session's last reference); a TLS stream stays
+/// the task's.
+pub(crate) enum Held {
+    Tcp,
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+impl SessionShared {
+    pub(crate) fn hold(&self, stream: Stream) -> Held {
+        match stream {
+            Stream::Tcp(tcp) => {
+                // Set once: a session runs over one stream.
+                let _ = self.sock.set(tcp);
+                Held::Tcp
+            }
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => Held::Tls(tls),
+        }
+    }
+
+    /// The stream `held` names, lent for [`run`].
+    pub(crate) fn io<'a>(&'a self, held: &'a mut Held) -> Option<Io<'a>> {
+        match held {
+            Held::Tcp => self.sock.get().map(Io::Tcp),
+            #[cfg(feature = "tls")]
+            Held::Tls(tls) => Some(Io::Tls(tls)),
+        }
+    }
+}
+
 /// Runs a session until it is fully closed. Returns the error that ended it,
 /// if any; the caller then drops the stream, which closes the socket. The
 /// stream is lent, not moved in: a move keeps a second copy of the socket
@@ -235,19 +349,19 @@ impl SessionShared {
 // Not an async fn: that would keep the arguments twice in every
 // session's task (rust-lang/rust#62958).
 #[expect(clippy::manual_async_fn, reason = "smaller session tasks")]
-pub(crate) fn run<E: Events>(
-    shared: &SessionShared,
-    stream: &mut Stream,
-    events: &E,
-    limits: &SessionLimits,
-    counters: &Counters,
-    gather: Option<&Gather>,
-) -> impl Future<Output = Option<NetError>> {
+pub(crate) fn run<'a, E: Events>(
+    shared: &'a SessionShared,
+    stream: Io<'a>,
+    events: &'a E,
+    limits: &'a SessionLimits,
+    counters: &'a Counters,
+    gather: Option<&'a Gather>,
+) -> impl Future<Output = Option<NetError>> + 'a {
     async move {
         // The halves take their ends by value and are awaited in place: a
         // local or a helper future here would sit in every session's task.
         match stream {
-            Stream::Tcp(tcp) => {
+            Io::Tcp(tcp) => {
                 Both::new(
                     read_loop(shared, Sock(tcp), events, limits, counters),
                     write_loop(shared, Sock(tcp), events, counters, gather),
@@ -255,10 +369,10 @@ pub(crate) fn run<E: Events>(
                 .await;
             }
             #[cfg(feature = "tls")]
-            Stream::Tls(tls) => {
+            Io::Tls(tls) => {
                 // Both halves are polled from this one task, so the lock
                 // `split` puts between them is never contended.
-                let (rd, wr) = tokio::io::split(&mut **tls);
+                let (rd, wr) = tokio::io::split(tls);
                 Both::new(
                     read_loop(shared, rd, events, limits, counters),
                     write_loop(shared, wr, events, counters, gather),

@@ -3,6 +3,7 @@
 //! client) owns every session's timeouts, on tokio's clock, so a test can
 //! run them on paused time.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -72,7 +73,13 @@ impl SessionShared {
     /// progress for the write timeout, if more than the soft limit stayed
     /// queued for its grace (a slow consumer), or if a flush has run past
     /// its deadline.
-    pub(crate) fn look(&self, limits: &SessionLimits, every: Duration, now: Instant, counters: &Counters) {
+    pub(crate) fn look(
+        self: &Arc<Self>,
+        limits: &SessionLimits,
+        every: Duration,
+        now: Instant,
+        counters: &Counters,
+    ) {
         if self.is_aborted() {
             return;
         }
@@ -144,7 +151,7 @@ impl SessionShared {
 /// Looks at one session every [`watch_interval`], for as long as the
 /// caller polls this (a client's connection; a server watches its table).
 pub(crate) async fn watch_one(
-    session: &SessionShared,
+    session: &Arc<SessionShared>,
     limits: &SessionLimits,
     counters: &Counters,
 ) -> std::convert::Infallible {

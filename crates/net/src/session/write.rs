@@ -70,7 +70,7 @@ pub(super) fn write_loop<E: Events, W: AsyncWrite + Unpin>(
                 // idle or not.
                 let write = poll_fn(|cx| {
                     let mut iov = [IoSlice::new(&[]); MAX_IOV];
-                    let n = batch.slices(&mut iov);
+                    let n = batch.queue.slices(&mut iov);
                     Pin::new(&mut wr).poll_write_vectored(cx, &iov[..n])
                 });
                 let Some(k) = unless_aborted(shared, write).await else {
@@ -80,7 +80,7 @@ pub(super) fn write_loop<E: Events, W: AsyncWrite + Unpin>(
                 if k == 0 {
                     return shared.abort(io::Error::from(io::ErrorKind::WriteZero).into());
                 }
-                batch.advance(k);
+                batch.queue.consume(k);
                 counters.bytes_out.add(k);
             }
             // TLS holds what it encrypted until flushed; TCP answers at once.
@@ -92,7 +92,7 @@ pub(super) fn write_loop<E: Events, W: AsyncWrite + Unpin>(
             batch.clear();
             let missed = {
                 let mut o = shared.outbox();
-                o.pending -= len;
+                o.written(len);
                 std::mem::take(&mut o.missed)
             };
             events.sent(shared.id, len);

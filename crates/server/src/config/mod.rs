@@ -91,8 +91,9 @@ pub struct Settings {
     /// While the network threads are busy (80% of their time), a connection
     /// is written at most once per tick of a clock beating every this many
     /// milliseconds, and once they are saturated every write waits for the
-    /// next tick: fewer, larger writes when the CPU is short, for up to this
-    /// much latency. 0: always write at once [default: 2].
+    /// next tick (and the chat logic holds the writes it makes itself for
+    /// up to this long): fewer, larger writes when the CPU is short, for up
+    /// to this much latency. 0: always write at once [default: 2].
     #[arg(long, env = "PLAZA_GATHER_MS")]
     pub gather_ms: Option<u64>,
     /// What happens to a connection whose unsent bytes reach the limit:

@@ -266,6 +266,12 @@ impl Fronts {
             .chain(self.irc.as_ref().map(|irc| &irc.net))
     }
 
+    /// Whether the front ends hold every write for the gathering clock
+    /// (the CPU is saturated).
+    pub(crate) fn is_saturated(&self) -> bool {
+        self.all().any(Handle::is_saturated)
+    }
+
     pub(crate) fn session_count(&self) -> usize {
         self.all().map(Handle::session_count).sum()
     }

@@ -56,40 +56,86 @@ impl Logic {
         let mut presence = tokio::time::interval(self.config.enter_leave_delay.max(Duration::from_millis(1)));
         presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = (self.received, self.sink.sent);
+        // What a turn queues for plain TCP sessions, written at its end by
+        // this task (plaza-net's `Writes`): no writer task is woken per
+        // recipient.
+        let mut writes = plaza_net::Writes::new();
+        // While the CPU is saturated (the network holds every write for its
+        // gathering clock), the writes wait up to the gathering interval:
+        // fewer, larger writes.
+        let mut flush_at: Option<tokio::time::Instant> = None;
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
         loop {
             self.heartbeat.beat();
-            tokio::select! {
+            let turn = tokio::select! {
                 // Operators first: a flood of users cannot starve the control link.
                 biased;
-                Some((command, reply)) = ctl_rx.recv() => match self.elsewhere(&command) {
+                Some(c) = ctl_rx.recv() => Turn::Control(c),
+                Some(signal) = signals.recv() => Turn::Signal(signal),
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break;
+                    }
+                    Turn::Inputs
+                }
+                _ = presence.tick(), if batching => Turn::Presence,
+                _ = tick.tick() => Turn::Tick,
+                () = tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if flush_at.is_some() => Turn::Flush,
+                _ = &mut stopped => break,
+            };
+            writes.defer(|| match turn {
+                Turn::Control((command, reply)) => match self.elsewhere(&command) {
                     Some(name) => self.ask_cluster(command, name, reply),
                     None => {
                         let r = self.control(command);
                         let _ = reply.send(r);
                     }
                 },
-                Some(signal) = signals.recv() => self.signal(signal),
-                n = rx.recv_many(&mut batch, 256) => {
-                    if n == 0 {
-                        break;
-                    }
-                    let now = Instant::now();
-                    for input in batch.drain(..) {
-                        if matches!(input, Input::Request { .. }) {
-                            self.received += 1;
-                        }
-                        self.hub.handle(input, now, &mut self.sink);
-                    }
-                }
-                _ = presence.tick(), if batching => self.hub.flush_presence(&mut self.sink),
-                _ = tick.tick() => {
+                Turn::Signal(signal) => self.signal(signal),
+                Turn::Inputs => self.handle(batch.drain(..)),
+                Turn::Presence => self.hub.flush_presence(&mut self.sink),
+                Turn::Tick => {
                     let now = (self.received, self.sink.sent);
                     self.rates = ((now.0 - last.0) as f64, (now.1 - last.1) as f64);
                     last = now;
                     self.hub.upkeep(Instant::now(), &mut self.sink);
                     self.refresh_presence();
                 }
-                _ = &mut stopped => break,
+                Turn::Flush => {}
+            });
+            let now = tokio::time::Instant::now();
+            let hold = match self.config.gather {
+                Some(most) if !writes.is_empty() && self.sink.net.is_saturated() => {
+                    now < *flush_at.get_or_insert(now + most)
+                }
+                _ => false,
+            };
+            if !hold && workers > 1 {
+                // Parts past the first go to the other workers, written in
+                // parallel (a task per part, not per member).
+                while writes.len() > FLUSH_PART {
+                    let mut part = writes.split_off(FLUSH_PART);
+                    tokio::spawn(async move { part.flush() });
+                }
+                writes.flush();
+                flush_at = None;
+            } else if !hold {
+                // A part at a time, taking in the inputs that arrived
+                // meanwhile: what they queue for members not written yet
+                // goes in the same writes (docs/BENCHMARKS.md, "Issue #32: writes made
+                // by the logic task").
+                for _ in 0..FLUSH_PARTS {
+                    writes.flush_some(FLUSH_PART);
+                    if writes.is_empty() {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                    batch.extend(std::iter::from_fn(|| rx.try_recv().ok()).take(256));
+                    writes.defer(|| self.handle(batch.drain(..)));
+                }
+                writes.flush();
+                flush_at = None;
             }
             if self.sink.shutdown {
                 if let Some(stopped_tx) = stopped_tx.take() {
@@ -112,6 +158,7 @@ impl Logic {
                 }
             }
         }
+        writes.flush();
         // Leave the cluster: the other nodes drop this node's users now
         // instead of when its heartbeat runs out.
         if let Some(c) = &self.sink.cluster {
@@ -129,6 +176,16 @@ impl Logic {
         drop(self);
         tracing::info!("plaza-server stopped");
         let _ = done.send(());
+    }
+
+    fn handle(&mut self, inputs: impl Iterator<Item = Input>) {
+        let now = Instant::now();
+        for input in inputs {
+            if matches!(input, Input::Request { .. }) {
+                self.received += 1;
+            }
+            self.hub.handle(input, now, &mut self.sink);
+        }
     }
 
     fn signal(&mut self, signal: Signal) {
@@ -182,6 +239,24 @@ impl Logic {
         let (store, node) = (self.sink.store.clone(), self.sink.node.clone());
         tokio::spawn(async move { store.refresh(&node, entries).await });
     }
+}
+
+/// Sessions the logic task writes before it lets the runtime read again.
+const FLUSH_PART: usize = 8;
+/// Parts at most before the rest is written at once (the other channels
+/// and the ticks wait meanwhile).
+const FLUSH_PARTS: usize = 64;
+
+/// What woke the logic task.
+enum Turn {
+    Control(ControlMsg),
+    Signal(Signal),
+    /// The batch of inputs received.
+    Inputs,
+    Presence,
+    Tick,
+    /// Writes held while the CPU is short are due.
+    Flush,
 }
 
 /// Counts down with notices to every user, then shuts down.

@@ -88,7 +88,7 @@ pub(crate) async fn idle(args: &Args) -> Result<()> {
         line += &format!("; again{how} at {:.0}/s", n as f64 / took);
         if let (Some(a), Some(b)) = (server, cpu(args.server_pid)) {
             // The server's own cost, apart from how fast the load came.
-            let per = (b - a).as_secs_f64() * 1e6 / n as f64;
+            let per = (b.0 + b.1 - a.0 - a.1).as_secs_f64() * 1e6 / n as f64;
             line += &format!(" [server CPU {per:.1} us each]");
         }
         if history {

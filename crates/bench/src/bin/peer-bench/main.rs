@@ -236,8 +236,9 @@ async fn run_member(
     Ok(tally)
 }
 
-fn cpu(pid: Option<u32>) -> Option<Duration> {
-    plaza_bench::cpu::process(pid?)
+/// The server's user and system CPU time so far.
+fn cpu(pid: Option<u32>) -> Option<(Duration, Duration)> {
+    plaza_bench::cpu::process_split(pid?)
 }
 
 /// Sets up `n` members (member `i` in room `room_of(i)`), `concurrency` at
@@ -294,6 +295,8 @@ struct Outcome {
     received: u64,
     hist: Histogram<u64>,
     cpu_per_delivery_us: Option<f64>,
+    /// Of that, the server's own (user) time.
+    user_per_delivery_us: Option<f64>,
     /// Server write system calls per delivery (see `write_calls`).
     writes_per_delivery: Option<f64>,
 }
@@ -324,10 +327,11 @@ impl Outcome {
             self.hist.max() as f64 / 1e6
         );
         if let Some(c) = self.cpu_per_delivery_us {
+            let u = (self.user_per_delivery_us).map_or(String::new(), |u| format!(" (user {u:.2} us)"));
             let w = self
                 .writes_per_delivery
                 .map_or(String::new(), |w| format!("  write calls/delivery {w:.3}"));
-            println!("server cpu/delivery {c:.2} us{w}");
+            println!("server cpu/delivery {c:.2} us{u}{w}");
         }
     }
 }
@@ -405,7 +409,10 @@ async fn fanout(args: &Args, prefix: &str, rate: f64) -> Result<Outcome> {
         sent: t.sent,
         expected: t.sent * args.members as u64,
         received: t.received,
-        cpu_per_delivery_us: cpu1.zip(cpu0).map(|(a, b)| per((a - b).as_secs_f64() * 1e6)),
+        cpu_per_delivery_us: cpu1
+            .zip(cpu0)
+            .map(|(a, b)| per((a.0 + a.1 - b.0 - b.1).as_secs_f64() * 1e6)),
+        user_per_delivery_us: cpu1.zip(cpu0).map(|(a, b)| per((a.0 - b.0).as_secs_f64() * 1e6)),
         writes_per_delivery: w1.zip(w0).map(|(a, b)| per((a - b) as f64)),
         hist: t.hist,
     })
