@@ -18,21 +18,25 @@
 //! write, made by the loop that queued it.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::session::SessionShared;
 
 thread_local! {
     /// The sessions noted on this thread while a [`Writes::defer`] runs.
-    static NOTED: Cell<Option<Vec<Arc<SessionShared>>>> = const { Cell::new(None) };
+    static NOTED: Cell<Option<Noted>> = const { Cell::new(None) };
 }
+
+/// Sessions in the order noted; written from the front, a part at a time.
+type Noted = VecDeque<Arc<SessionShared>>;
 
 /// Notes `session` for the deferring caller on this thread. `false`: no
 /// caller defers here; wake the writer.
 pub(crate) fn note(session: &Arc<SessionShared>) -> bool {
     NOTED.with(|noted| match noted.take() {
         Some(mut list) => {
-            list.push(session.clone());
+            list.push_back(session.clone());
             noted.set(Some(list));
             true
         }
@@ -45,7 +49,7 @@ pub(crate) fn note(session: &Arc<SessionShared>) -> bool {
 /// their writers.
 #[derive(Default)]
 pub struct Writes {
-    noted: Vec<Arc<SessionShared>>,
+    noted: Noted,
 }
 
 impl Writes {
@@ -63,7 +67,7 @@ impl Writes {
         /// noted and unwritten.
         struct Restore<'a> {
             writes: &'a mut Writes,
-            outer: Option<Vec<Arc<SessionShared>>>,
+            outer: Option<Noted>,
         }
         impl Drop for Restore<'_> {
             fn drop(&mut self) {

@@ -104,35 +104,35 @@ impl Logic {
                 }
                 Turn::Flush => {}
             });
-            let now = tokio::time::Instant::now();
             let hold = match self.config.gather {
                 Some(most) if !writes.is_empty() && self.sink.net.is_saturated() => {
+                    let now = tokio::time::Instant::now();
                     now < *flush_at.get_or_insert(now + most)
                 }
                 _ => false,
             };
-            if !hold && workers > 1 {
-                // Parts past the first go to the other workers, written in
-                // parallel (a task per part, not per member).
-                while writes.len() > FLUSH_PART {
-                    let mut part = writes.split_off(FLUSH_PART);
-                    tokio::spawn(async move { part.flush() });
-                }
-                writes.flush();
-                flush_at = None;
-            } else if !hold {
-                // A part at a time, taking in the inputs that arrived
-                // meanwhile: what they queue for members not written yet
-                // goes in the same writes (docs/BENCHMARKS.md, "Issue #32: writes made
-                // by the logic task").
-                for _ in 0..FLUSH_PARTS {
-                    writes.flush_some(FLUSH_PART);
-                    if writes.is_empty() {
-                        break;
+            if !hold {
+                if workers > 1 {
+                    // Parts past the first go to the other workers, written
+                    // in parallel (a task per part, not per member).
+                    while writes.len() > FLUSH_PART {
+                        let mut part = writes.split_off(FLUSH_PART);
+                        tokio::spawn(async move { part.flush() });
                     }
-                    tokio::task::yield_now().await;
-                    batch.extend(std::iter::from_fn(|| rx.try_recv().ok()).take(256));
-                    writes.defer(|| self.handle(batch.drain(..)));
+                } else {
+                    // A part at a time, taking in the inputs that arrived
+                    // meanwhile: what they queue for members not written
+                    // yet goes in the same writes (docs/BENCHMARKS.md,
+                    // "Issue #32: writes made by the logic task").
+                    for _ in 0..FLUSH_PARTS {
+                        writes.flush_some(FLUSH_PART);
+                        if writes.is_empty() {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                        batch.extend(std::iter::from_fn(|| rx.try_recv().ok()).take(256));
+                        writes.defer(|| self.handle(batch.drain(..)));
+                    }
                 }
                 writes.flush();
                 flush_at = None;
